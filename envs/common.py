@@ -1,0 +1,97 @@
+"""Pieces shared by the env families: config construction and validation helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import numpy as np
+
+C = TypeVar("C")
+
+
+def build_config(cls: type[C], config: Any = None, presets: Mapping[str, Mapping[str, Any]] | None = None,
+                 **overrides: Any) -> C:
+    """Make a frozen config of type ``cls`` from a config object, a dict, a preset and keywords.
+
+    Precedence: ``cls`` defaults < ``preset`` < ``config`` fields < keyword ``overrides``.
+    ``preset`` may be given as a keyword or as a field of ``config``.
+
+    Raises:
+        ValueError: an unknown field name or preset (the message lists the valid ones), or any
+            field value the config's own validation rejects.
+    """
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    if config is not None:
+        if isinstance(config, cls):
+            values = dataclasses.asdict(config)  # type: ignore[call-overload]
+            values = {k: getattr(config, k) for k in values}
+        elif isinstance(config, Mapping):
+            values = dict(config)
+        else:
+            raise ValueError(
+                f"config must be a {cls.__name__} or a dict of its fields, got {type(config).__name__}"
+            )
+    values.update(overrides)
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(
+            f"unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(fields)}"
+        )
+    preset = values.get("preset", "default")
+    presets = presets or {}
+    if preset not in presets and preset != "default":
+        raise ValueError(f"preset must be one of {sorted(set(presets) | {'default'})}, got {preset!r}")
+    base = dict(presets.get(preset, {}))
+    if isinstance(config, cls):
+        # a full config object already carries its preset's values; only keywords override it
+        base = {}
+    base.update(values)
+    return cls(**base)
+
+
+def check_range(name: str, value: Any, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False, integer: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` lies in the given range."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if ok and integer:
+        ok = float(value) == int(value)
+    if ok:
+        v = float(value)
+        ok = np.isfinite(v)
+        if ok and low is not None:
+            ok = v > low if low_open else v >= low
+        if ok and high is not None:
+            ok = v < high if high_open else v <= high
+    if not ok:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        rng = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (
+            ")" if high_open or high is None else "]")
+        kind = "an integer" if integer else "a finite number"
+        raise ValueError(f"{name} must be {kind} in {rng}, got {value!r}")
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def as_action_array(action: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """Convert an action to a float64 array of ``shape``; malformed input raises ``ValueError``."""
+    try:
+        arr = np.asarray(action, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"action must be {what}; could not convert {type(action).__name__}: {err}") from err
+    if arr.shape != shape:
+        if arr.size == int(np.prod(shape)):
+            arr = arr.reshape(shape)
+        else:
+            raise ValueError(f"action must be {what} of shape {shape}, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"action must be {what} with finite entries; got NaN or inf at "
+                         f"indices {np.flatnonzero(~np.isfinite(arr.ravel())).tolist()[:10]}")
+    return arr
