@@ -1,0 +1,110 @@
+"""Per-round dynamics of the FedLoRA env as batched pure functions (shared by the single and the
+vector env): action -> (schedule, bandwidth), delay, queue, reward."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeft.envs.fedlora.config import FedLoRAConfig
+from edgeft.envs.fedlora.formulas import min_common_delay, round_delay
+
+
+def channel_order(gain: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Device indices strongest first: by |h_k|^2 / mu_k descending (= by |h_k|^2 with equal mu,
+    FT Algorithm 1 line 3). Ties broken by index (stable sort)."""
+    return np.argsort(-(gain / bits), axis=-1, kind="stable")
+
+
+def prefix_mask(order: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Bool mask of the ``count`` first devices of ``order`` (batched)."""
+    ranks = np.argsort(order, axis=-1)  # rank of each device in the order
+    return ranks < np.asarray(count)[..., None]
+
+
+def project_shares(action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Projection of bandwidth shares (documented rule).
+
+    Each share is clipped to [0, 1]; if the shares then sum to more than 1 they are divided by
+    their sum. A device with share 0 is not scheduled; unused bandwidth stays unused.
+    Returns (shares, projected) where ``projected`` says whether the action was changed.
+    """
+    shares = np.clip(action, 0.0, 1.0)
+    total = shares.sum(axis=-1, keepdims=True)
+    over = total > 1.0
+    shares = np.where(over, shares / np.where(over, total, 1.0), shares)
+    projected = np.any(shares != action, axis=-1)
+    return shares, projected
+
+
+def allocate(action: np.ndarray, config: FedLoRAConfig, gain: np.ndarray, bits: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Turn validated actions (batched, leading axis = envs) into (scheduled, bandwidth Hz, projected).
+
+    - "bandwidth": ``project_shares``; bandwidth = share x B.
+    - "count": n clipped to [0, K]; the n strongest devices (``channel_order``), min-max-delay split.
+    - "subset": entries > 0.5 count as 1; min-max-delay split over the chosen devices.
+    """
+    mode = config.action_mode
+    big_b = config.bandwidth_hz
+    if mode == "bandwidth":
+        shares, projected = project_shares(action)
+        bandwidth = shares * big_b
+        return bandwidth > 0.0, bandwidth, projected
+    if mode == "count":
+        n_raw = action.reshape(action.shape[0])
+        n = np.clip(n_raw, 0, config.num_devices)
+        projected = n != n_raw
+        mask = prefix_mask(channel_order(gain, bits), n.astype(np.int64))
+    else:
+        mask = action > 0.5
+        projected = np.any((action != 0.0) & (action != 1.0), axis=-1)
+    _, bandwidth = min_common_delay(bits, gain, config.noise_psd, big_b, mask)
+    return mask, bandwidth, projected
+
+
+def validate_action(action: object, config: FedLoRAConfig, batch: int | None = None) -> np.ndarray:
+    """Malformed actions raise ValueError: wrong shape, NaN/inf, non-integer counts.
+
+    Returns a float64 array of shape (batch, K) (or (batch, 1) for "count"); ``batch=None`` means a
+    single env's action.
+    """
+    from edgeft.envs.common import as_action_array
+
+    k = config.num_devices
+    lead = (1,) if batch is None else (batch,)
+    if config.action_mode == "count":
+        arr = as_action_array(action, lead if batch is not None else (), f"an integer count in [0, {k}]")
+        arr = arr.reshape(lead)
+        if np.any(arr != np.rint(arr)):
+            raise ValueError(f"action must be an integer count in [0, {k}] (devices to schedule), "
+                             f"got {arr.tolist()}")
+        return arr.reshape(lead + (1,))
+    what = ("bandwidth shares in [0, 1] (one per device)" if config.action_mode == "bandwidth"
+            else "a 0/1 vector (one entry per device)")
+    arr = as_action_array(action, lead + (k,) if batch is not None else (k,), what)
+    return arr.reshape(lead + (k,))
+
+
+def delay_and_queue(config: FedLoRAConfig, budget: float, bits: np.ndarray, bandwidth: np.ndarray,
+                    gain: np.ndarray, scheduled: np.ndarray, queue: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Round delay D (s), x = D / D-bar and the updated queue (FT eqs. 7, 18)."""
+    delay = round_delay(bits, bandwidth, gain, config.noise_psd, scheduled)
+    x = delay / budget
+    return delay, x, np.maximum(0.0, queue + x - 1.0)
+
+
+def lyapunov_objective(num_scheduled: np.ndarray, x: np.ndarray, queue: np.ndarray, zeta: float,
+                       variant: str = "corrected") -> np.ndarray:
+    """Per-round drift-plus-penalty objective J (FT P1), delay normalised by D-bar.
+
+    - "paper": J = N - zeta q x (P1, with the linear drift bound of Lemma 2).
+    - "corrected": J = N - zeta [q x + (x - 1)^2 / 2], the term Lemma 2 drops:
+      (1/2)[(q + x - 1)^+^2 - q^2] <= q (x - 1) + (x - 1)^2 / 2 (NOTES). Constant terms omitted.
+    ``queue`` is q(t-1), the queue at the start of the round.
+    """
+    if variant == "paper":
+        return num_scheduled - zeta * queue * x
+    if variant == "corrected":
+        return num_scheduled - zeta * (queue * x + 0.5 * (x - 1.0) ** 2)
+    raise ValueError(f"variant must be 'corrected' or 'paper', got {variant!r}")

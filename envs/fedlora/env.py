@@ -1,0 +1,291 @@
+"""``edgeft/FedLoRAScheduling-v0``: device scheduling and bandwidth allocation for federated
+split-LoRA fine-tuning over a wireless uplink (FT paper)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from edgeft.envs.common import build_config
+from edgeft.envs.fedlora import dynamics
+from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
+from edgeft.envs.fedlora.formulas import (
+    db_to_gain,
+    device_delay,
+    gain_to_db,
+    path_gain,
+    rayleigh_power_gain,
+    sample_positions,
+)
+from edgeft.envs.fedlora.surrogate import accuracy_of_loss, step_loss
+from edgeft.envs.fedlora.types import BITS_UNIT, bits_from_obs, decode_observation, encode_observation
+
+
+class FedLoRASchedulingEnv(gym.Env):
+    """Federated split-LoRA fine-tuning over a wireless uplink, one round per step.
+
+    ## Description
+    K devices fine-tune a foundation model with a server by split federated LoRA (FT paper): each
+    round the scheduled devices send embeddings up, receive features, and send feature gradients
+    up; the server averages the LoRA gradient over them (FT eqs. 2-4). The uplink is FDMA over B Hz
+    with block Rayleigh fading, so the round's delay is set by the slowest scheduled device
+    (eq. 7). Scheduling more devices speeds learning up (FT Theorem 1) but costs delay; the
+    long-term average delay must stay within D-bar (eq. 8), tracked by the virtual queue of eq. 18.
+
+    ## Action space (``action_mode``)
+    | mode          | space                  | meaning                                                    |
+    |---------------|------------------------|------------------------------------------------------------|
+    | "bandwidth"   | Box(0, 1, (K,), f64)   | bandwidth share per device; 0 = not scheduled              |
+    | "count"       | Discrete(K + 1)        | schedule the n strongest devices, min-max-delay split      |
+    | "subset"      | MultiBinary(K)         | schedule these devices, min-max-delay split                |
+
+    "bandwidth" expresses every reference policy's decision exactly. Projection (reported as
+    ``info["action_projected"]``): shares are clipped to [0, 1] and divided by their sum if it
+    exceeds 1 (leftover bandwidth stays unused); counts are clipped to [0, K]; subset entries > 0.5
+    count as scheduled. Wrong shapes, NaN/inf or non-integer counts raise ``ValueError``.
+
+    ## Observation space
+    Box(-inf, inf, (3K + 3,), float64): channel gains in dB, bits per device (Mbit), rounds since
+    each device was last scheduled (/T), the delay queue q = D-hat / D-bar, the round (/T) and the
+    current loss. Lossless: ``env.unwrapped.decode(obs)`` (or ``types.decode_observation``) returns
+    the exact state the env computes with (see ``edgeft.envs.fedlora.types``).
+
+    ## Reward (``reward``)
+    - "progress" (default): ``progress_scale * (loss_before - loss_after) / (L0 - L*) -
+      delay_penalty * max(0, D/D-bar - 1)``.
+    - "drift-plus-penalty": N - zeta [q x + (x - 1)^2 / 2], x = D / D-bar (corrected Lemma 2).
+    - "drift-plus-penalty-paper": N - zeta q x (the paper's P1).
+
+    The constrained-RL cost is ``info["cost"] = D / D-bar``; the constraint is mean cost <= 1.
+
+    ## Starting state
+    Device positions uniform in the cell disc (fixed for the episode), fresh fading, q = 0, the
+    surrogate's initial loss (real mode: a freshly initialised LoRA model and task heads).
+
+    ## Episode end
+    No termination; truncation after ``episode_rounds`` steps.
+
+    ## Info
+    ``channel_gain`` (|h_k|^2 used this round, K), ``scheduled`` (bool, K), ``bandwidth`` (Hz, K),
+    ``device_delay`` (s, K; 0 off schedule), ``delay`` (s), ``delay_budget`` (s), ``delay_ratio``,
+    ``delay_queue`` (q after the round), ``cost``, ``delay_excess``, ``num_scheduled``, ``bits`` (K),
+    ``loss``, ``accuracy``, ``action_projected``; real mode adds ``train_loss``, ``device_loss``,
+    ``test_loss`` and ``test_accuracy`` (NaN on rounds without evaluation).
+
+    ## Arguments
+    ``gym.make("edgeft/FedLoRAScheduling-v0", config=FedLoRAConfig(...) or dict, **overrides)``;
+    see :class:`~edgeft.envs.fedlora.config.FedLoRAConfig` for every field. ``preset="paper"``
+    gives FT Section V.A.
+
+    ## Version history
+    - v0: initial release.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: FedLoRAConfig | dict | None = None, *, render_mode: str | None = None,
+                 **overrides: Any) -> None:
+        self.config = build_config(FedLoRAConfig, config, PRESETS, **overrides)
+        if render_mode is not None:
+            raise ValueError(f"render_mode must be None (this env does not render), got {render_mode!r}")
+        self.render_mode = None
+        cfg = self.config
+        k = cfg.num_devices
+        if cfg.action_mode == "bandwidth":
+            self.action_space = spaces.Box(0.0, 1.0, (k,), np.float64)
+        elif cfg.action_mode == "count":
+            self.action_space = spaces.Discrete(k + 1)
+        else:
+            self.action_space = spaces.MultiBinary(k)
+        low = np.concatenate([np.full(k, -np.inf), np.zeros(2 * k + 3)])
+        high = np.concatenate([np.full(2 * k, np.inf), np.ones(k), [np.inf, 1.0, np.inf]])
+        self.observation_space = spaces.Box(low, high, (cfg.obs_size,), np.float64)
+        self._params = cfg.surrogate
+        self._gap = self._params.initial_loss - self._params.loss_floor
+        self._learner = None
+        self._budget = cfg.budget_s
+        if cfg.mode == "real":
+            self._learner = _make_learner(cfg)
+        self._state: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def budget(self) -> float:
+        """D-bar (s/round) in force (real mode: per-bit budget x the measured mean bits)."""
+        return self._budget
+
+    def decode(self, obs: np.ndarray):
+        """Typed decoding of an observation (or a batch) of this env."""
+        return decode_observation(obs, self.config)
+
+    def _draw_round(self) -> None:
+        s = self._state
+        assert s is not None
+        s["gain_db"] = gain_to_db(rayleigh_power_gain(self.np_random, s["mean_gain"]))
+        if self._learner is not None:
+            s["bits_mbit"] = np.asarray(self._learner.draw_round(), dtype=np.float64) / BITS_UNIT
+
+    def _obs(self) -> np.ndarray:
+        s = self._state
+        assert s is not None
+        return encode_observation(s["gain_db"], s["bits_mbit"], s["age"], s["queue"], s["t"],
+                                  s["loss"], self.config.episode_rounds)
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        cfg = self.config
+        k = cfg.num_devices
+        pos = sample_positions(self.np_random, k, (cfg.cell_center_m, 0.0), cfg.cell_radius_m)
+        dist = np.hypot(pos[:, 0], pos[:, 1])
+        mean_gain = cfg.tx_power_w * path_gain(dist, cfg.reference_distance_m, cfg.path_loss_exponent)
+        self._state = {
+            "positions": pos,
+            "mean_gain": mean_gain,
+            "bits_mbit": np.full(k, cfg.bits_per_round / BITS_UNIT),
+            "age": np.zeros(k, dtype=np.int64),
+            "queue": 0.0,
+            "t": 0,
+            "loss": float(self._params.initial_loss),
+            "delay_sum": 0.0,
+        }
+        if self._learner is not None:
+            self._learner.reset(int(self.np_random.integers(2**31 - 1)))
+        self._draw_round()
+        if self._learner is not None and cfg.delay_budget is None:
+            # D-bar follows the measured message size: per-bit budget x mean bits of the first draw
+            if not hasattr(self, "_nominal_bits"):
+                self._nominal_bits = float(np.mean(bits_from_obs(self._state["bits_mbit"])))
+            self._budget = cfg.delay_budget_per_bit * self._nominal_bits
+        return self._obs(), {"delay_budget": self._budget}
+
+    def step(self, action):
+        if self._state is None:
+            raise RuntimeError("call reset() before step()")
+        cfg = self.config
+        s = self._state
+        act = dynamics.validate_action(action, cfg)
+        gain = db_to_gain(s["gain_db"])
+        bits = bits_from_obs(s["bits_mbit"])
+        scheduled, bandwidth, projected = dynamics.allocate(act, cfg, gain[None], bits[None])
+        scheduled, bandwidth = scheduled[0], bandwidth[0]
+        delay, x, queue = dynamics.delay_and_queue(cfg, self._budget, bits, bandwidth, gain,
+                                                   scheduled, s["queue"])
+        delay, x, queue = float(delay), float(x), float(queue)
+        n = int(scheduled.sum())
+        loss_before = s["loss"]
+        info: dict[str, Any] = {}
+        if self._learner is None:
+            noise = self.np_random.standard_normal() if self._params.noise > 0 else None
+            loss_after = float(step_loss(np.float64(loss_before), n, cfg.num_devices, self._params, noise))
+            accuracy = float(accuracy_of_loss(loss_after, self._params))
+        else:
+            out = self._learner.run_round(scheduled)
+            measured = float(out["loss"])
+            loss_after = measured if n > 0 and np.isfinite(measured) else loss_before
+            info["train_loss"] = measured
+            info["device_loss"] = np.asarray(out["device_loss"], dtype=np.float64)
+            every = getattr(self._learner.config, "eval_every", 0) or 0
+            t_next = s["t"] + 1
+            if (every and t_next % every == 0) or t_next >= cfg.episode_rounds:
+                ev = self._learner.evaluate()
+                info["test_loss"], info["test_accuracy"] = float(ev["test_loss"]), float(ev["test_accuracy"])
+            else:
+                info["test_loss"] = info["test_accuracy"] = float("nan")
+            accuracy = info["test_accuracy"]
+        q_before = s["queue"]
+        if cfg.reward == "progress":
+            reward = (cfg.progress_scale * (loss_before - loss_after) / self._gap
+                      - cfg.delay_penalty * max(0.0, x - 1.0))
+        else:
+            variant = "paper" if cfg.reward == "drift-plus-penalty-paper" else "corrected"
+            reward = float(dynamics.lyapunov_objective(n, x, q_before, cfg.zeta, variant))
+        dev_delay = np.where(scheduled, device_delay(bits, bandwidth, gain, cfg.noise_psd), 0.0)
+        info.update({
+            "channel_gain": gain,
+            "scheduled": scheduled,
+            "bandwidth": bandwidth,
+            "device_delay": dev_delay,
+            "bits": bits,
+            "delay": delay,
+            "delay_budget": self._budget,
+            "delay_ratio": x,
+            "delay_queue": queue,
+            "cost": x,
+            "delay_excess": max(0.0, x - 1.0),
+            "num_scheduled": n,
+            "loss": loss_after,
+            "accuracy": accuracy,
+            "action_projected": bool(projected[0]),
+        })
+        s["age"] = np.where(scheduled, 0, s["age"] + 1)
+        s["queue"] = queue
+        s["loss"] = loss_after
+        s["t"] += 1
+        s["delay_sum"] += delay
+        truncated = s["t"] >= cfg.episode_rounds
+        self._draw_round()
+        return self._obs(), float(reward), False, truncated, info
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this episode exactly (env state, RNG, learner)."""
+        if self._state is None:
+            raise RuntimeError("call reset() before state_dict()")
+        return {
+            "config": self.config,
+            "state": {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self._state.items()},
+            "budget": self._budget,
+            "rng": self.np_random.bit_generator.state,
+            "learner": None if self._learner is None else self._learner.state_dict(),
+        }
+
+    def load_state_dict(self, data: dict[str, Any]) -> np.ndarray:
+        """Restore :meth:`state_dict` output; returns the current observation."""
+        if data["config"] != self.config:
+            raise ValueError("checkpoint was written by an env with a different config; build the env "
+                             "with the checkpoint's config (data['config'])")
+        if self._state is None:
+            self.reset()
+        self._state = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in data["state"].items()}
+        self._budget = data["budget"]
+        self.np_random.bit_generator.state = data["rng"]
+        if self._learner is not None:
+            self._learner.load_state_dict(data["learner"])
+        return self._obs()
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """Write :meth:`state_dict` to ``path`` atomically (an existing file is replaced only
+        once the new one is complete)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(self.state_dict(), fh)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> np.ndarray:
+        """Restore a checkpoint written by :meth:`save_checkpoint`; returns the observation."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}")
+        with open(path, "rb") as fh:
+            data = pickle.load(fh)
+        return self.load_state_dict(data)
+
+
+def _make_learner(cfg: FedLoRAConfig):
+    try:
+        from edgeft.training.config import TrainingConfig
+        from edgeft.training.learner import SplitLoRALearner
+    except ImportError as err:
+        raise ImportError(
+            "mode='real' needs the split-LoRA engine (edgeft.training) with torch, transformers and "
+            f"peft installed: `pip install edgeft` pulls them in ({err})"
+        ) from err
+    return SplitLoRALearner(TrainingConfig.from_any(cfg.training), cfg.num_devices)

@@ -1,0 +1,274 @@
+"""Wireless system model of the FT paper (Section II.B, V.A), as pure vectorised numpy functions.
+
+Symbols (FT paper): K devices, B total bandwidth (Hz), B_k device k's share (Hz), |h_k|^2 the
+received-power gain with the transmit power folded in (W), sigma^2 the noise power spectral
+density (W/Hz), mu the bits a device exchanges per round, D the round delay (s), D-bar the
+average-delay budget (s/round). All functions broadcast over leading batch dimensions; the last
+axis indexes devices.
+
+Lemma 3 is implemented in its corrected form (see ``bandwidth_for_delay``); NOTES-ON-THE-PAPERS
+explains the error in the printed formula.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+LN2 = math.log(2.0)
+# below this delta = 1 - lambda, Lemma 3 is solved with the small-u Newton iteration (NOTES)
+_SMALL_DELTA = 0.5
+_SERIES_U = 1e-3
+
+
+# --------------------------------------------------------------------------- geometry & channel
+def sample_positions(rng: np.random.Generator, num: int, center: tuple[float, float],
+                     radius: float, size: tuple[int, ...] = ()) -> np.ndarray:
+    """Points uniform in a disc (FT V.A: devices in a 50 m disc centred at (300, 0)).
+
+    Returns an array of shape ``size + (num, 2)`` in metres.
+    """
+    r = radius * np.sqrt(rng.random(size + (num,)))
+    theta = 2.0 * np.pi * rng.random(size + (num,))
+    return np.stack([center[0] + r * np.cos(theta), center[1] + r * np.sin(theta)], axis=-1)
+
+
+def path_gain(distance_m: np.ndarray, reference_m: float = 10.0, exponent: float = 3.5) -> np.ndarray:
+    """Large-scale fading (d/d0)^-exponent (FT V.A: d0 = 10 m, exponent 3.5). Dimensionless."""
+    return (np.asarray(distance_m, dtype=np.float64) / reference_m) ** (-exponent)
+
+
+def rayleigh_power_gain(rng: np.random.Generator, mean_gain: np.ndarray) -> np.ndarray:
+    """Block Rayleigh fading: |h|^2 = mean gain x Exp(1), i.i.d. per round (FT II.B)."""
+    return mean_gain * rng.standard_exponential(np.shape(mean_gain))
+
+
+def gain_to_db(gain: np.ndarray) -> np.ndarray:
+    """10 log10(gain). The envs store channels in dB and derive linear gains with ``db_to_gain``,
+    so an observation in dB decodes to exactly the gain the env uses."""
+    return 10.0 * np.log10(gain)
+
+
+def db_to_gain(gain_db: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`gain_to_db`."""
+    return np.power(10.0, np.asarray(gain_db, dtype=np.float64) / 10.0)
+
+
+# --------------------------------------------------------------------------- rate & delay
+def rate(bandwidth_hz: np.ndarray, gain: np.ndarray, noise_psd: float) -> np.ndarray:
+    """FDMA uplink rate, FT eq. (5): r_k = B_k log2(1 + |h_k|^2 / (B_k sigma^2)) in bit/s.
+
+    ``gain`` is the received-power gain with transmit power folded in (W); a zero bandwidth
+    gives rate 0.
+    """
+    b = np.asarray(bandwidth_hz, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = b * np.log2(1.0 + gain / (b * noise_psd))
+    return np.where(b > 0.0, r, 0.0)
+
+
+def device_delay(bits: np.ndarray, bandwidth_hz: np.ndarray, gain: np.ndarray,
+                 noise_psd: float) -> np.ndarray:
+    """Per-device transmission delay mu_k / r_k in seconds (inf where the bandwidth is 0)."""
+    r = rate(bandwidth_hz, gain, noise_psd)
+    with np.errstate(divide="ignore"):
+        return np.where(r > 0.0, bits / r, np.inf)
+
+
+def round_delay(bits: np.ndarray, bandwidth_hz: np.ndarray, gain: np.ndarray, noise_psd: float,
+                scheduled: np.ndarray) -> np.ndarray:
+    """Round delay, FT eq. (7): D = max over scheduled k of mu_k / r_k (0 if nobody is scheduled)."""
+    d = device_delay(bits, bandwidth_hz, gain, noise_psd)
+    return np.max(np.where(scheduled, d, 0.0), axis=-1)
+
+
+def queue_update(queue: np.ndarray, delay_ratio: np.ndarray) -> np.ndarray:
+    """Average-delay virtual queue, FT eq. (18), normalised by D-bar: q(t) = max(0, q(t-1) + x(t) - 1)
+    with x = D(t) / D-bar. (Algorithm 1 line 19 also multiplies the increment by zeta; eq. (18),
+    used here, does not — NOTES.)"""
+    return np.maximum(0.0, queue + delay_ratio - 1.0)
+
+
+# --------------------------------------------------------------------------- Lemma 3
+def _q_of_u(u: np.ndarray) -> np.ndarray:
+    """1 - log1p(u)/u, accurate for small u (series) and large u."""
+    small = u < _SERIES_U
+    us = np.where(small, u, 0.0)
+    series = us * (0.5 + us * (-1.0 / 3 + us * (0.25 + us * (-0.2 + us / 6.0))))
+    ul = np.where(small, 1.0, u)
+    return np.where(small, series, 1.0 - np.log1p(ul) / ul)
+
+
+def _dq_du(u: np.ndarray) -> np.ndarray:
+    """d/du (1 - log1p(u)/u) = log1p(u)/u^2 - 1/(u (1+u)), series for small u."""
+    small = u < _SERIES_U
+    us = np.where(small, u, 0.0)
+    series = 0.5 + us * (-2.0 / 3 + us * (0.75 + us * (-0.8 + us * 5.0 / 6.0)))
+    ul = np.where(small, 1.0, u)
+    return np.where(small, series, np.log1p(ul) / ul**2 - 1.0 / (ul * (1.0 + ul)))
+
+
+def lemma3_u(lam: np.ndarray, delta: np.ndarray | None = None, iters: int = 8) -> np.ndarray:
+    """Solve ln(1 + u) = lambda u for the root u > 0 (FT Lemma 3 in normalised form, u = a / B).
+
+    Feasible iff 0 < lambda < 1; returns 0 where lambda >= 1 (no finite bandwidth works: B = a/u
+    = inf) and inf where lambda <= 0. ``delta = 1 - lambda`` may be passed when it is known more
+    precisely than ``1 - lam``.
+
+    Numerics (NOTES): for delta < 0.5 a Newton iteration on 1 - log1p(u)/u = delta, started at the
+    series lower bound u = 2 delta + 8 delta^2/3 (monotone: the function is concave increasing);
+    otherwise Newton on ln(ln(1+e^s)) - s = ln(lambda) in s = ln u, which is almost linear there.
+    ``scipy.special.lambertw(., -1)`` is not used: it returns the wrong root for delta < ~5e-5.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    delta = 1.0 - lam if delta is None else np.asarray(delta, dtype=np.float64)
+    feasible = (delta > 0.0) & (lam > 0.0)
+    small = feasible & (delta < _SMALL_DELTA)
+    large = feasible & ~small
+    out = np.where(lam <= 0.0, np.inf, 0.0)
+    if small.any():
+        d = delta[small] if delta.ndim else delta
+        u = 2.0 * d + (8.0 / 3.0) * d * d
+        for _ in range(iters):
+            u = u + (d - _q_of_u(u)) / _dq_du(u)
+        out = np.where(small, 0.0, out)
+        if out.ndim:
+            out[small] = u
+        else:
+            out = u
+    if large.any():
+        lm = lam[large] if lam.ndim else lam
+        log_lam = np.log(lm)
+        # start from the asymptote u ~ (ln(1/lambda) + ln ln(1/lambda) + ...)/lambda, kept >= 2.5
+        l1 = -log_lam
+        s = np.log(np.maximum((l1 + np.log(np.maximum(l1, 1.0)) + 1.0) / lm, 2.5))
+        for _ in range(iters):
+            e = np.exp(s)
+            lg = np.log1p(e)
+            f = np.log(lg) - s - log_lam
+            df = e / ((1.0 + e) * lg) - 1.0
+            s = s - f / df
+        u = np.exp(s)
+        # one polish step on the original equation
+        u = u - (lm * u - np.log1p(u)) / (lm - 1.0 / (1.0 + u))
+        if out.ndim:
+            out[large] = u
+        else:
+            out = u
+    return out
+
+
+def bandwidth_for_delay(bits: np.ndarray, delay_s: np.ndarray, gain: np.ndarray,
+                        noise_psd: float) -> np.ndarray:
+    """Minimum bandwidth for a target delay: FT Lemma 3, corrected (see NOTES).
+
+    Solves mu / (B log2(1 + |h|^2/(B sigma^2))) = D for B (Hz). With a = |h|^2/sigma^2 and
+    lambda = (mu/D) ln2 / a, the equation is ln(1+u) = lambda u with u = a/B. Feasible iff
+    lambda < 1, i.e. D > mu sigma^2 ln2 / |h|^2; infeasible delays return ``inf``.
+
+    The printed lemma has |h|^2 and sigma^2 swapped in nu and leaves the Lambert-W branch implicit;
+    the literal formula is :func:`bandwidth_for_delay_paper`.
+    """
+    a = np.asarray(gain, dtype=np.float64) / noise_psd
+    required = np.asarray(bits, dtype=np.float64) * LN2 / np.asarray(delay_s, dtype=np.float64)
+    lam = required / a
+    delta = (a - required) / a
+    u = lemma3_u(lam, delta)
+    with np.errstate(divide="ignore"):
+        return np.where(u > 0.0, a / np.where(u > 0.0, u, 1.0), np.inf)
+
+
+def bandwidth_for_delay_paper(bits: np.ndarray, delay_s: np.ndarray, gain: np.ndarray,
+                              noise_psd: float) -> np.ndarray:
+    """FT Lemma 3 exactly as printed (nu = -mu |h|^2 / (D sigma^2), principal branch W_0).
+
+    Kept for comparison only: it does not solve the delay equation (NOTES). Returns B in Hz, NaN
+    where the printed expression is undefined.
+    """
+    from scipy.special import lambertw
+
+    bits = np.asarray(bits, dtype=np.float64)
+    nu = -bits * np.asarray(gain) / (np.asarray(delay_s) * noise_psd)
+    w = lambertw(nu * np.exp2(nu) * LN2, 0)
+    with np.errstate(all="ignore"):
+        inv_b = -np.asarray(delay_s) * w.real / (bits * LN2) - noise_psd / np.asarray(gain)
+        return np.where(np.abs(w.imag) < 1e-12, 1.0 / inv_b, np.nan)
+
+
+def _lemma3_terms(c: np.ndarray, weight: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bandwidth a g(c w) and its derivative mu-scaled d/dc, for lambda = c * w (w = mu / a).
+
+    ``c = ln2 / D``. Returns (B_k, dB_k/dc); infeasible terms (lambda >= 1) give (inf, inf).
+    """
+    lam = c * weight
+    u = lemma3_u(lam)
+    ok = (u > 0.0) & np.isfinite(u)
+    us = np.where(ok, u, 1.0)
+    band = np.where(ok, a / us, np.where(u > 0.0, 0.0, np.inf))
+    # g = 1/u, dg/dlam = 1 / (u (lam - 1/(1+u))); lam - 1/(1+u) = u/(1+u) - delta > 0
+    denom = us * (lam - 1.0 / (1.0 + us))
+    dband = np.where(ok, a * weight / denom, np.where(u > 0.0, 0.0, np.inf))
+    return band, dband
+
+
+# --------------------------------------------------------------------------- min common delay
+def min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float, total_bandwidth: float,
+                     mask: np.ndarray, *, rtol: float = 1e-13, max_iter: int = 100,
+                     bracket: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum common delay of a device set sharing B, and the bandwidths that achieve it.
+
+    Solves sum_{k in S} B_k(D) = B with B_k from Lemma 3 (decreasing in D); the optimum of
+    min_{B_k} max_k mu_k / r_k lies where every scheduled device has the same delay. Batched: the
+    last axis indexes devices, ``mask`` (bool, same shape) selects each set; all leading axes are
+    independent problems. Safeguarded Newton on c = ln2/D inside the bracket
+    [equal-split delay, best single device with all of B].
+
+    Returns:
+        (delay, bandwidth): delay (s) of shape ``mask.shape[:-1]`` (0 for an empty set) and
+        bandwidth (Hz) of shape ``mask.shape`` (0 off the set), summing to B on each set.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    gain = np.broadcast_to(np.asarray(gain, dtype=np.float64), mask.shape)
+    bits = np.broadcast_to(np.asarray(bits, dtype=np.float64), mask.shape)
+    a = gain / noise_psd
+    weight = np.where(mask, bits / a, 0.0)
+    count = mask.sum(axis=-1)
+    nonempty = count > 0
+    if bracket is None:
+        n = np.maximum(count, 1)[..., None]
+        beq = total_bandwidth / n
+        # equal split: the slowest member's delay bounds D* from above -> c from below
+        c_lo = np.min(np.where(mask, beq * np.log1p(a / beq) / np.where(mask, bits, 1.0), np.inf), axis=-1)
+        # every member with all of B: the slowest bounds D* from below -> c from above
+        c_hi = np.min(np.where(mask, total_bandwidth * np.log1p(a / total_bandwidth)
+                               / np.where(mask, bits, 1.0), np.inf), axis=-1)
+    else:
+        c_lo, c_hi = (np.asarray(x, dtype=np.float64).copy() for x in bracket)
+    c_lo = np.where(nonempty, c_lo, 1.0)
+    c_hi = np.where(nonempty, c_hi, 1.0)
+    c = 0.5 * (c_lo + c_hi)
+    active = nonempty.copy()
+    for _ in range(max_iter):
+        band, dband = _lemma3_terms(c[..., None], weight, a)
+        f = np.sum(np.where(mask, band, 0.0), axis=-1) - total_bandwidth
+        df = np.sum(np.where(mask, dband, 0.0), axis=-1)
+        # f increases with c
+        c_hi = np.where(active & (f > 0), c, c_hi)
+        c_lo = np.where(active & (f <= 0), c, c_lo)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            newton = c - f / df
+        ok = np.isfinite(newton) & (newton > c_lo) & (newton < c_hi)
+        c_new = np.where(ok, newton, 0.5 * (c_lo + c_hi))
+        done = np.abs(c_new - c) <= rtol * c
+        c = np.where(active, c_new, c)
+        active = active & ~done
+        if not active.any():
+            break
+    band, _ = _lemma3_terms(c[..., None], weight, a)
+    band = np.where(mask, band, 0.0)
+    total = band.sum(axis=-1, keepdims=True)
+    band = band * np.where(total > 0, total_bandwidth / np.where(total > 0, total, 1.0), 0.0)
+    delay = np.where(nonempty, LN2 / c, 0.0)
+    return delay, band

@@ -1,0 +1,136 @@
+"""A fast surrogate of the federated split-LoRA learning curve, shaped by FT Theorem 1.
+
+FT Theorem 1 bounds the optimality gap after round t by ``(1 - 2 tau sigma(N(t)))`` times the gap
+before it (plus noise-floor terms), with
+
+    sigma(N) = -(L eta^2 - eta)/K^2 - (K - N) L / (2 N (K - 1) K^2),
+
+increasing and concave in the number N of scheduled devices. The surrogate keeps exactly that
+shape and fits its two free constants to real runs (``edgeft calibrate``):
+
+    rho(N) = rate * (1 - gap_ratio * (K - N) / (N (K - 1)))      (rho(0) = 0)
+    loss(t+1) = loss_floor + (1 - rho(N)) * (loss(t) - loss_floor) + noise * xi / sqrt(N)
+
+so ``rate`` = 2 tau A is the per-round contraction with every device scheduled and
+``gap_ratio`` = L / (2 (eta - L eta^2)) in [0, 1) sets how much less one device achieves.
+Accuracy is an affine map of the loss between the initial and final points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeft.envs.common import check_range
+
+CALIBRATION_DIR = Path(__file__).with_name("calibration")
+DEFAULT_CALIBRATION = CALIBRATION_DIR / "default.json"
+
+
+@dataclass(frozen=True)
+class SurrogateParams:
+    """Constants of the learning-curve surrogate.
+
+    Attributes:
+        initial_loss: training loss before the first round.
+        loss_floor: loss the curve converges to (L* of the fit).
+        rate: per-round contraction of the gap with every device scheduled, in (0, 1).
+        gap_ratio: relative shortfall of one scheduled device vs all, in [0, 1).
+        noise: std of the per-round loss noise at N = 1 (scaled by 1/sqrt(N)); 0 = deterministic.
+        initial_accuracy: test accuracy at ``initial_loss``.
+        final_accuracy: test accuracy at ``loss_floor``.
+        source: where the constants come from (a calibration run, or "built-in").
+    """
+
+    initial_loss: float = 0.6931
+    loss_floor: float = 0.25
+    rate: float = 0.02
+    gap_ratio: float = 0.6
+    noise: float = 0.0
+    initial_accuracy: float = 0.5
+    final_accuracy: float = 0.9
+    source: str = "built-in"
+
+    def __post_init__(self) -> None:
+        check_range("surrogate.initial_loss", self.initial_loss, 0.0, low_open=True)
+        check_range("surrogate.loss_floor", self.loss_floor, 0.0, self.initial_loss, high_open=True)
+        check_range("surrogate.rate", self.rate, 0.0, 1.0, low_open=True, high_open=True)
+        check_range("surrogate.gap_ratio", self.gap_ratio, 0.0, 1.0, high_open=True)
+        check_range("surrogate.noise", self.noise, 0.0)
+        check_range("surrogate.initial_accuracy", self.initial_accuracy, 0.0, 1.0)
+        check_range("surrogate.final_accuracy", self.final_accuracy, 0.0, 1.0)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> SurrogateParams:
+        """Load constants written by ``edgeft calibrate`` (extra keys in the file are ignored)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"surrogate calibration file {path} not found; run `edgeft calibrate --out {path}` "
+                "or pass surrogate='built-in'"
+            )
+        data = json.loads(path.read_text())
+        params = data.get("params", data)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in params.items() if k in names})
+
+    def to_json(self, path: str | Path, **extra: Any) -> None:
+        """Write the constants (and any extra metadata, e.g. fit quality) as JSON."""
+        Path(path).write_text(json.dumps({"params": dataclasses.asdict(self), **extra}, indent=2) + "\n")
+
+    @classmethod
+    def resolve(cls, spec: Any) -> SurrogateParams:
+        """``"default"`` (the shipped calibration, if present), ``"built-in"``, a path, a dict or params."""
+        if isinstance(spec, SurrogateParams):
+            return spec
+        if isinstance(spec, dict):
+            return cls(**spec)
+        if spec == "built-in":
+            return cls()
+        if spec == "default":
+            return cls.from_json(DEFAULT_CALIBRATION) if DEFAULT_CALIBRATION.is_file() else cls()
+        if isinstance(spec, (str, Path)):
+            return cls.from_json(spec)
+        raise ValueError(
+            "surrogate must be 'default', 'built-in', a calibration JSON path, a dict or "
+            f"SurrogateParams, got {spec!r}"
+        )
+
+
+def contraction(num_scheduled: np.ndarray | int, num_devices: int, params: SurrogateParams) -> np.ndarray:
+    """rho(N): the fraction of the loss gap closed in one round with N devices (FT Theorem 1 shape)."""
+    n = np.asarray(num_scheduled, dtype=np.float64)
+    if num_devices == 1:
+        shortfall = np.zeros_like(n)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shortfall = (num_devices - n) / (n * (num_devices - 1))
+    rho = params.rate * (1.0 - params.gap_ratio * shortfall)
+    return np.where(n >= 1, rho, 0.0)
+
+
+def step_loss(loss: np.ndarray, num_scheduled: np.ndarray, num_devices: int,
+              params: SurrogateParams, noise: np.ndarray | None = None) -> np.ndarray:
+    """One round of the surrogate: the loss after a round with ``num_scheduled`` devices.
+
+    ``noise`` is a standard-normal draw of the same shape (ignored when ``params.noise`` is 0).
+    """
+    rho = contraction(num_scheduled, num_devices, params)
+    new = params.loss_floor + (1.0 - rho) * (loss - params.loss_floor)
+    if params.noise > 0.0 and noise is not None:
+        n = np.maximum(np.asarray(num_scheduled, dtype=np.float64), 1.0)
+        new = new + np.where(np.asarray(num_scheduled) > 0, params.noise * noise / np.sqrt(n), 0.0)
+        new = np.maximum(new, 0.0)
+    return new
+
+
+def accuracy_of_loss(loss: np.ndarray | float, params: SurrogateParams) -> np.ndarray:
+    """Test accuracy implied by a surrogate loss (affine between the initial and final points)."""
+    frac = (np.asarray(loss, dtype=np.float64) - params.loss_floor) / (params.initial_loss - params.loss_floor)
+    acc = params.final_accuracy - (params.final_accuracy - params.initial_accuracy) * frac
+    return np.clip(acc, 0.0, 1.0)

@@ -1,0 +1,93 @@
+"""Typed state and observation of the FedLoRA scheduling env, and the lossless encoding between them.
+
+Observation vector (float64, length 3K + 3), in this order:
+
+| slice        | content                                                   | decodes to            |
+|--------------|-----------------------------------------------------------|-----------------------|
+| [0, K)       | channel gain |h_k|^2 of this round in dB (tx power folded in) | ``gain`` (W, linear) |
+| [K, 2K)      | bits each device exchanges if scheduled this round, in Mbit | ``bits``              |
+| [2K, 3K)     | rounds since each device was last scheduled, / T           | ``age`` (int rounds)  |
+| 3K           | average-delay virtual queue q = D-hat / D-bar              | ``queue``             |
+| 3K + 1       | round index t / T                                          | ``round`` (int)       |
+| 3K + 2       | learning state: current training loss                      | ``loss``              |
+
+The env keeps its state in exactly these units and derives physical values with the same
+functions the decoder uses, so ``decode_observation(obs)`` gives bit-identical inputs to what the
+env computes with: an analytical policy acting on the observation sees the true state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeft.envs.fedlora.config import FedLoRAConfig
+from edgeft.envs.fedlora.formulas import db_to_gain
+
+BITS_UNIT = 1e6  # observation carries bits in Mbit
+
+
+@dataclass(frozen=True)
+class FedLoRAObservation:
+    """Decoded observation (fields broadcast over any leading batch axes).
+
+    Attributes:
+        gain_db: |h_k|^2 in dB, shape (..., K).
+        gain: |h_k|^2 (W), shape (..., K).
+        bits: mu_k, bits device k exchanges if scheduled this round, shape (..., K).
+        age: rounds since device k was last scheduled (int), shape (..., K).
+        queue: q = D-hat / D-bar, shape (...).
+        round: rounds completed in this episode (int), shape (...).
+        loss: current training loss (surrogate or measured), shape (...).
+    """
+
+    gain_db: np.ndarray
+    gain: np.ndarray
+    bits: np.ndarray
+    age: np.ndarray
+    queue: np.ndarray
+    round: np.ndarray
+    loss: np.ndarray
+
+
+def bits_from_obs(bits_mbit: np.ndarray) -> np.ndarray:
+    """Bits from the observation's Mbit field (the env uses this too)."""
+    return np.asarray(bits_mbit, dtype=np.float64) * BITS_UNIT
+
+
+def encode_observation(gain_db: np.ndarray, bits_mbit: np.ndarray, age: np.ndarray,
+                       queue: np.ndarray, round_index: np.ndarray, loss: np.ndarray,
+                       episode_rounds: int) -> np.ndarray:
+    """Pack state arrays (leading batch axes allowed) into observation vectors."""
+    t = float(episode_rounds)
+    tail = np.stack(np.broadcast_arrays(np.asarray(queue, dtype=np.float64),
+                                        np.asarray(round_index, dtype=np.float64) / t,
+                                        np.asarray(loss, dtype=np.float64)), axis=-1)
+    return np.concatenate([gain_db, bits_mbit, np.asarray(age, dtype=np.float64) / t, tail], axis=-1)
+
+
+def decode_observation(obs: np.ndarray, config: FedLoRAConfig) -> FedLoRAObservation:
+    """Decode one observation or a batch (shape (..., 3K + 3)) of the env with ``config``.
+
+    Raises:
+        ValueError: the last axis does not have length 3K + 3.
+    """
+    obs = np.asarray(obs, dtype=np.float64)
+    k = config.num_devices
+    if obs.shape[-1:] != (config.obs_size,):
+        raise ValueError(
+            f"observation must have last axis of length 3K+3 = {config.obs_size} for "
+            f"num_devices={k}, got shape {obs.shape}"
+        )
+    t = config.episode_rounds
+    gain_db = obs[..., :k]
+    return FedLoRAObservation(
+        gain_db=gain_db,
+        gain=db_to_gain(gain_db),
+        bits=bits_from_obs(obs[..., k:2 * k]),
+        age=np.rint(obs[..., 2 * k:3 * k] * t).astype(np.int64),
+        queue=obs[..., 3 * k],
+        round=np.rint(obs[..., 3 * k + 1] * t).astype(np.int64),
+        loss=obs[..., 3 * k + 2],
+    )
