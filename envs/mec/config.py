@@ -77,7 +77,6 @@ class MECConfig:
         energy_penalty: reward weight of the energy-budget virtual queue (see the env's docs).
         model_name: real mode: the Hugging Face model (name or path) whose configuration gives
             the layers, hidden size and s(d).
-        seed_instance: unused placeholder kept ``None`` (instances come from ``reset(seed)``).
     """
 
     family: ClassVar[str] = "mec"
