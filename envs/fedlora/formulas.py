@@ -120,42 +120,41 @@ def lemma3_u(lam: np.ndarray, delta: np.ndarray | None = None, iters: int = 8) -
     series lower bound u = 2 delta + 8 delta^2/3 (monotone: the function is concave increasing);
     otherwise Newton on ln(ln(1+e^s)) - s = ln(lambda) in s = ln u, which is almost linear there.
     ``scipy.special.lambertw(., -1)`` is not used: it returns the wrong root for delta < ~5e-5.
+    Both iterations stop once every element has converged to machine precision.
     """
     lam = np.asarray(lam, dtype=np.float64)
     delta = 1.0 - lam if delta is None else np.asarray(delta, dtype=np.float64)
     feasible = (delta > 0.0) & (lam > 0.0)
-    small = feasible & (delta < _SMALL_DELTA)
-    large = feasible & ~small
+    small = delta < _SMALL_DELTA
     out = np.where(lam <= 0.0, np.inf, 0.0)
-    if small.any():
-        d = delta[small] if delta.ndim else delta
-        u = 2.0 * d + (8.0 / 3.0) * d * d
+    use_small = feasible & small
+    if use_small.any():
+        d = np.where(use_small, delta, 0.25)
+        u = d * (2.0 + d * (8.0 / 3.0))
         for _ in range(iters):
-            u = u + (d - _q_of_u(u)) / _dq_du(u)
-        out = np.where(small, 0.0, out)
-        if out.ndim:
-            out[small] = u
-        else:
-            out = u
-    if large.any():
-        lm = lam[large] if lam.ndim else lam
+            step = (d - _q_of_u(u)) / _dq_du(u)
+            u = u + step
+            if np.max(np.abs(step) / u) < 1e-15:
+                break
+        out = np.where(use_small, u, out)
+    use_large = feasible & ~small
+    if use_large.any():
+        lm = np.where(use_large, lam, 0.25)
         log_lam = np.log(lm)
-        # start from the asymptote u ~ (ln(1/lambda) + ln ln(1/lambda) + ...)/lambda, kept >= 2.5
+        # start from the asymptote u ~ (ln(1/lambda) + ln ln(1/lambda) + 1)/lambda, kept >= 2.5
         l1 = -log_lam
         s = np.log(np.maximum((l1 + np.log(np.maximum(l1, 1.0)) + 1.0) / lm, 2.5))
         for _ in range(iters):
             e = np.exp(s)
             lg = np.log1p(e)
-            f = np.log(lg) - s - log_lam
-            df = e / ((1.0 + e) * lg) - 1.0
-            s = s - f / df
+            step = (np.log(lg) - s - log_lam) / (e / ((1.0 + e) * lg) - 1.0)
+            s = s - step
+            if np.max(np.abs(step)) < 1e-15:
+                break
         u = np.exp(s)
         # one polish step on the original equation
         u = u - (lm * u - np.log1p(u)) / (lm - 1.0 / (1.0 + u))
-        if out.ndim:
-            out[large] = u
-        else:
-            out = u
+        out = np.where(use_large, u, out)
     return out
 
 
@@ -248,20 +247,21 @@ def min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float, total
         c_lo, c_hi = (np.asarray(x, dtype=np.float64).copy() for x in bracket)
     c_lo = np.where(nonempty, c_lo, 1.0)
     c_hi = np.where(nonempty, c_hi, 1.0)
-    c = 0.5 * (c_lo + c_hi)
+    # F(c) = sum_k B_k(c) is increasing and convex in c: Newton started at the upper end of the
+    # bracket decreases monotonically to the root (no overshoot); bisection only as a safeguard.
+    c = c_hi.copy()
     active = nonempty.copy()
     for _ in range(max_iter):
         band, dband = _lemma3_terms(c[..., None], weight, a)
         f = np.sum(np.where(mask, band, 0.0), axis=-1) - total_bandwidth
         df = np.sum(np.where(mask, dband, 0.0), axis=-1)
-        # f increases with c
         c_hi = np.where(active & (f > 0), c, c_hi)
         c_lo = np.where(active & (f <= 0), c, c_lo)
         with np.errstate(invalid="ignore", divide="ignore"):
             newton = c - f / df
-        ok = np.isfinite(newton) & (newton > c_lo) & (newton < c_hi)
+        ok = np.isfinite(newton) & (newton >= c_lo) & (newton <= c_hi)
         c_new = np.where(ok, newton, 0.5 * (c_lo + c_hi))
-        done = np.abs(c_new - c) <= rtol * c
+        done = (np.abs(c_new - c) <= rtol * c) | (f == 0.0)
         c = np.where(active, c_new, c)
         active = active & ~done
         if not active.any():
@@ -272,3 +272,40 @@ def min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float, total
     band = band * np.where(total > 0, total_bandwidth / np.where(total > 0, total, 1.0), 0.0)
     delay = np.where(nonempty, LN2 / c, 0.0)
     return delay, band
+
+
+def prefix_delay_brackets(bits: np.ndarray, gain: np.ndarray, noise_psd: float,
+                          total_bandwidth: float, grid: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Certified brackets on the minimum common delay of every prefix S_n = {1..n}, n = 1..K.
+
+    Devices must already be in the order the prefixes follow. One geometric grid of ``grid`` values
+    of c = ln2/D is shared by all prefixes, so the cost is O(grid K) instead of O(K^2) per
+    iteration: for each c_j, F_n(c_j) = sum_{k<=n} B_k(c_j) is a cumulative sum, and since F_n
+    increases in c, c*_n lies between the last grid point with F_n <= B and the next one.
+
+    Returns:
+        (c_lo, c_hi): arrays of length K with c_lo[n-1] <= ln2 / D*(S_n) <= c_hi[n-1].
+    """
+    bits = np.broadcast_to(np.asarray(bits, dtype=np.float64), np.shape(gain))
+    a = np.asarray(gain, dtype=np.float64) / noise_psd
+    k = a.shape[-1]
+    weight = bits / a
+    # upper bound: each member alone with all of B (exact for n = 1)
+    c_single = total_bandwidth * np.log1p(a / total_bandwidth) / bits
+    c_hi_exact = np.minimum.accumulate(c_single)
+    # lower bound for every prefix: equal split of B over all K devices
+    beq = total_bandwidth / k
+    c_min = float(np.min(beq * np.log1p(a / beq) / bits))
+    c_max = float(c_single[0])
+    grid_c = np.geomspace(c_min, c_max, grid)
+    lam = grid_c[:, None] * weight[None, :]
+    u = lemma3_u(lam)
+    with np.errstate(divide="ignore"):
+        terms = np.where(u > 0.0, a[None, :] / np.where(u > 0.0, u, 1.0), np.inf)
+    cum = np.cumsum(terms, axis=1)  # (grid, K): F_n(c_j)
+    idx = np.sum(cum <= total_bandwidth, axis=0)  # grid points below the root, per prefix
+    c_lo = np.where(idx > 0, grid_c[np.maximum(idx - 1, 0)], 0.5 * c_min)
+    c_hi = np.where(idx < grid, grid_c[np.minimum(idx, grid - 1)], c_max)
+    c_hi = np.minimum(c_hi, c_hi_exact)
+    c_lo = np.minimum(c_lo, c_hi)
+    return c_lo, c_hi

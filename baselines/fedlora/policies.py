@@ -1,0 +1,262 @@
+"""FT reference policies: Lyapunov online scheduling (corrected and as printed), All-in, AABA,
+GS and random — all acting on the env's decoded observation through the SB3 ``predict`` API."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from edgeft.envs.fedlora.config import FedLoRAConfig
+from edgeft.envs.fedlora.dynamics import channel_order, lyapunov_objective
+from edgeft.envs.fedlora.formulas import (
+    LN2,
+    bandwidth_for_delay,
+    min_common_delay,
+    prefix_delay_brackets,
+    rate,
+)
+from edgeft.envs.fedlora.types import decode_observation
+
+
+class FedLoRAPolicy:
+    """Base class: decode the observation, decide (schedule, bandwidth), encode for the action mode.
+
+    Subclasses implement :meth:`decide` for one observation. ``last_decision_time`` holds the
+    wall time (s) of the latest decision, per observation in the batch.
+    """
+
+    #: whether the decision is a prefix of the channel order split by min-max delay, i.e. exactly
+    #: expressible in "count" mode
+    exact_in_count_mode = False
+
+    def __init__(self, config: FedLoRAConfig, action_mode: str | None = None, seed: int | None = None,
+                 **options: Any) -> None:
+        if options:
+            raise ValueError(f"unknown option(s) {sorted(options)} for policy {type(self).__name__}")
+        self.config = config
+        self.action_mode = action_mode or config.action_mode
+        if self.action_mode not in config.ACTION_MODES:
+            raise ValueError(f"action_mode must be one of {list(config.ACTION_MODES)}, got {self.action_mode!r}")
+        self.rng = np.random.default_rng(seed)
+        self.last_decision_time = np.zeros(0)
+
+    def budget_for(self, bits: np.ndarray) -> float:
+        """D-bar for this observation (real mode: per-bit budget x mean bits of the round)."""
+        return self.config.budget_s
+
+    def decide(self, gain: np.ndarray, bits: np.ndarray, queue: float) -> tuple[np.ndarray, np.ndarray]:
+        """Return (scheduled mask, bandwidth in Hz) for one observation."""
+        raise NotImplementedError
+
+    def _encode(self, scheduled: np.ndarray, bandwidth: np.ndarray, gain: np.ndarray,
+                bits: np.ndarray) -> np.ndarray:
+        if self.action_mode == "bandwidth":
+            shares = bandwidth / self.config.bandwidth_hz
+            total = shares.sum()
+            return shares / total if total > 1.0 else shares
+        if self.action_mode == "count":
+            return np.int64(scheduled.sum())
+        return scheduled.astype(np.int8)
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        """SB3's ``predict``: one observation (shape (3K+3,)) or a batch (n, 3K+3)."""
+        obs = np.asarray(observation, dtype=np.float64)
+        single = obs.ndim == 1
+        batch = obs[None] if single else obs.reshape(-1, obs.shape[-1])
+        dec = decode_observation(batch, self.config)
+        actions, times = [], []
+        for i in range(batch.shape[0]):
+            t0 = time.perf_counter()
+            scheduled, bandwidth = self.decide(dec.gain[i], dec.bits[i], float(dec.queue[i]))
+            actions.append(self._encode(scheduled, bandwidth, dec.gain[i], dec.bits[i]))
+            times.append(time.perf_counter() - t0)
+        self.last_decision_time = np.asarray(times)
+        out = np.stack(actions)
+        return (out[0] if single else out), state
+
+
+def _prefix_decision(order: np.ndarray, n: int, band_sorted: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    scheduled = np.zeros(k, dtype=bool)
+    bandwidth = np.zeros(k)
+    scheduled[order[:n]] = True
+    bandwidth[order[:n]] = band_sorted[:n]
+    return scheduled, bandwidth
+
+
+class LyapunovPolicy(FedLoRAPolicy):
+    """FT Algorithm 1: Lyapunov drift-plus-penalty online scheduling and bandwidth allocation.
+
+    Devices are sorted by channel (strongest first); for each prefix S_n of that order the
+    minimum common delay D*(S_n) (Lemma 3 bandwidths summing to B) gives x_n = D*/D-bar and the
+    per-round objective J_n (:func:`~edgeft.envs.fedlora.dynamics.lyapunov_objective`), with the
+    queue q(t-1) read from the observation.
+
+    Args:
+        objective: "corrected" (J = N - zeta [q x + (x-1)^2/2], NOTES) or "paper" (N - zeta q x).
+        search: "all" (argmax over all K prefixes — exactly the per-round optimum, since the best
+            subset is always a prefix) or "first-decrease" (the paper's stopping rule).
+        zeta: trade-off weight (default: the env config's ``zeta``).
+        min_devices: prefixes shorter than this are not considered by "all" (default 1: an
+            empty round stalls learning; the convergence analysis divides by N).
+        grid: grid size of the certified prefix brackets (speed knob; the result is exact).
+    """
+
+    exact_in_count_mode = True
+
+    def __init__(self, config: FedLoRAConfig, action_mode: str | None = None, seed: int | None = None,
+                 objective: str = "corrected", search: str = "all", zeta: float | None = None,
+                 min_devices: int = 1, grid: int = 64) -> None:
+        super().__init__(config, action_mode, seed)
+        if objective not in ("corrected", "paper"):
+            raise ValueError(f"objective must be 'corrected' or 'paper', got {objective!r}")
+        if search not in ("all", "first-decrease"):
+            raise ValueError(f"search must be 'all' or 'first-decrease', got {search!r}")
+        self.objective = objective
+        self.search = search
+        self.zeta = config.zeta if zeta is None else float(zeta)
+        if not (self.zeta >= 0 and math.isfinite(self.zeta)):
+            raise ValueError(f"zeta must be a finite number >= 0, got {zeta!r}")
+        self.min_devices = int(min_devices)
+        self.grid = int(grid)
+
+    def _exact(self, gs: np.ndarray, bs: np.ndarray, ns: np.ndarray, c_lo: np.ndarray,
+               c_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact D* and bandwidths of prefixes ``ns`` (1-based lengths), within their brackets."""
+        k = gs.shape[0]
+        mask = np.arange(k)[None, :] < ns[:, None]
+        delay, band = min_common_delay(bs, gs, self.config.noise_psd, self.config.bandwidth_hz,
+                                       mask, bracket=(c_lo[ns - 1], c_hi[ns - 1]))
+        return delay, band
+
+    def decide(self, gain: np.ndarray, bits: np.ndarray, queue: float) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
+        k = gain.shape[0]
+        budget = self.budget_for(bits)
+        order = channel_order(gain, bits)
+        gs, bs = gain[order], bits[order]
+        c_lo, c_hi = prefix_delay_brackets(bs, gs, cfg.noise_psd, cfg.bandwidth_hz, self.grid)
+        x_lo = LN2 / (c_hi * budget)  # smaller delay <- larger c
+        x_hi = LN2 / (c_lo * budget)
+        n = np.arange(1, k + 1, dtype=np.float64)
+        obj = self.objective
+        p_at_lo = lyapunov_objective(0.0, x_lo, queue, 1.0, obj) * -1.0  # penalty P(x)
+        p_at_hi = lyapunov_objective(0.0, x_hi, queue, 1.0, obj) * -1.0
+        if obj == "corrected":  # P(x) = q x + (x-1)^2/2 is convex: minimum at x = 1 - q, clipped
+            x_min = np.clip(1.0 - queue, x_lo, x_hi)
+            p_min = -lyapunov_objective(0.0, x_min, queue, 1.0, obj)
+        else:
+            p_min = p_at_lo
+        p_max = np.maximum(p_at_lo, p_at_hi)
+        j_up = n - self.zeta * p_min
+        j_low = n - self.zeta * p_max
+        if self.search == "all":
+            return self._decide_all(order, gs, bs, queue, budget, c_lo, c_hi, j_up, j_low)
+        return self._decide_first_decrease(order, gs, bs, queue, budget, c_lo, c_hi, j_up, j_low)
+
+    def _decide_all(self, order, gs, bs, queue, budget, c_lo, c_hi, j_up, j_low):
+        k = gs.shape[0]
+        first = max(self.min_devices, 1) - 1
+        if first >= k:
+            raise ValueError(f"min_devices={self.min_devices} exceeds num_devices={k}")
+        # certified candidates: their upper bound reaches the best lower bound
+        cand = np.flatnonzero(j_up[first:] >= j_low[first:].max()) + first + 1
+        delay, band = self._exact(gs, bs, cand, c_lo, c_hi)
+        j = lyapunov_objective(cand.astype(np.float64), delay / budget, queue, self.zeta, self.objective)
+        best = int(np.argmax(j))
+        return _prefix_decision(order, int(cand[best]), band[best], k)
+
+    def _decide_first_decrease(self, order, gs, bs, queue, budget, c_lo, c_hi, j_up, j_low):
+        """Accept prefixes while J does not decrease (FT Algorithm 1 lines 4-16), J_0 = 0."""
+        k = gs.shape[0]
+        exact: dict[int, float] = {0: 0.0}
+        bands: dict[int, np.ndarray] = {0: np.zeros(k)}
+
+        def j_exact(ns: np.ndarray) -> None:
+            todo = np.array([m for m in ns if m not in exact], dtype=np.int64)
+            if todo.size:
+                d, b = self._exact(gs, bs, todo, c_lo, c_hi)
+                jj = lyapunov_objective(todo.astype(np.float64), d / budget, queue, self.zeta, self.objective)
+                for m, v, bb in zip(todo, jj, b):
+                    exact[int(m)], bands[int(m)] = float(v), bb
+
+        lo = np.concatenate([[0.0], j_low])  # index m = prefix length
+        up = np.concatenate([[0.0], j_up])
+        n = 0
+        while n < k:
+            # certified "J_{m+1} >= J_m" for every m >= n up to the first uncertain step
+            sure = lo[n + 1:] >= up[n:-1]
+            steps = int(np.argmin(sure)) if not sure.all() else sure.size
+            n += steps
+            if n >= k:
+                break
+            j_exact(np.array([n, n + 1]))
+            if exact[n + 1] >= exact[n]:
+                n += 1
+                lo[n] = up[n] = exact[n]
+            else:
+                break
+        if n > 0:
+            j_exact(np.array([n]))
+        return _prefix_decision(order, n, bands[n], k)
+
+
+class AllInPolicy(FedLoRAPolicy):
+    """All-in w/o delay constraint (FT V.A): every device, bandwidth minimising the max delay."""
+
+    exact_in_count_mode = True
+
+    def decide(self, gain, bits, queue):
+        mask = np.ones_like(gain, dtype=bool)
+        _, band = min_common_delay(bits, gain, self.config.noise_psd, self.config.bandwidth_hz, mask)
+        return mask, band
+
+
+class GreedyPolicy(FedLoRAPolicy):
+    """GS (FT V.A, eq. 29): devices in channel order each get the Lemma-3 bandwidth for D = D-bar
+    while the total fits in B. Leftover bandwidth is not re-spread, so every scheduled device
+    meets the budget exactly. Equals the largest prefix with D* <= D-bar (NOTES)."""
+
+    def decide(self, gain, bits, queue):
+        budget = self.budget_for(bits)
+        order = channel_order(gain, bits)
+        need = bandwidth_for_delay(bits[order], budget, gain[order], self.config.noise_psd)
+        fits = np.cumsum(need) <= self.config.bandwidth_hz
+        n = int(np.argmin(fits)) if not fits.all() else fits.size
+        return _prefix_decision(order, n, need, gain.shape[0])
+
+
+class AABAPolicy(FedLoRAPolicy):
+    """AABA (FT V.A, eq. 28 without its stray k): equal shares B/N, with N the largest n such that
+    the n strongest devices all meet D-bar with B/n (0 if none does)."""
+
+    def decide(self, gain, bits, queue):
+        cfg = self.config
+        budget = self.budget_for(bits)
+        k = gain.shape[0]
+        order = channel_order(gain, bits)
+        gs, bs = gain[order], bits[order]
+        n = np.arange(1, k + 1, dtype=np.float64)
+        share = cfg.bandwidth_hz / n
+        if np.all(bs == bs[0]):
+            # equal message sizes: the n-th strongest is the slowest of the prefix
+            ok = bs / rate(share, gs, cfg.noise_psd) <= budget
+        else:
+            delay = bs[None, :] / rate(share[:, None], gs[None, :], cfg.noise_psd)
+            delay = np.where(np.arange(k)[None, :] < n[:, None], delay, 0.0)
+            ok = delay.max(axis=1) <= budget
+        big_n = int(np.flatnonzero(ok)[-1] + 1) if ok.any() else 0
+        band = np.full(k, cfg.bandwidth_hz / max(big_n, 1))
+        return _prefix_decision(order, big_n, band, k)
+
+
+class RandomPolicy(FedLoRAPolicy):
+    """Each device joins with probability 1/2; the joined set gets the min-max-delay split."""
+
+    def decide(self, gain, bits, queue):
+        mask = self.rng.random(gain.shape[0]) < 0.5
+        _, band = min_common_delay(bits, gain, self.config.noise_psd, self.config.bandwidth_hz, mask)
+        return mask, band
