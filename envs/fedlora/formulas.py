@@ -239,10 +239,11 @@ def min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float, total
         n = np.maximum(count, 1)[..., None]
         beq = total_bandwidth / n
         # equal split: the slowest member's delay bounds D* from above -> c from below
-        c_lo = np.min(np.where(mask, beq * np.log1p(a / beq) / np.where(mask, bits, 1.0), np.inf), axis=-1)
+        c_lo = np.min(np.where(mask, beq * np.log1p(a / beq) / np.where(mask, bits, 1.0), np.inf),
+                      axis=-1, initial=np.inf)
         # every member with all of B: the slowest bounds D* from below -> c from above
         c_hi = np.min(np.where(mask, total_bandwidth * np.log1p(a / total_bandwidth)
-                               / np.where(mask, bits, 1.0), np.inf), axis=-1)
+                               / np.where(mask, bits, 1.0), np.inf), axis=-1, initial=np.inf)
     else:
         c_lo, c_hi = (np.asarray(x, dtype=np.float64).copy() for x in bracket)
     c_lo = np.where(nonempty, c_lo, 1.0)

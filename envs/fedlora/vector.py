@@ -1,0 +1,139 @@
+"""Numpy-batched vector version of ``edgeft/FedLoRAScheduling-v0`` (surrogate mode).
+
+``gym.make_vec("edgeft/FedLoRAScheduling-v0", num_envs=64, vectorization_mode="vector_entry_point")``
+steps all copies at once with the same dynamics functions as the single env. Autoreset follows
+Gymnasium's NEXT_STEP mode: the step after an episode ends resets that copy (its action is
+ignored, reward 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from edgeft.envs.common import build_config
+from edgeft.envs.fedlora import dynamics
+from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
+from edgeft.envs.fedlora.env import FedLoRASchedulingEnv
+from edgeft.envs.fedlora.formulas import (
+    db_to_gain,
+    gain_to_db,
+    path_gain,
+    rayleigh_power_gain,
+    sample_positions,
+)
+from edgeft.envs.fedlora.surrogate import accuracy_of_loss, step_loss
+from edgeft.envs.fedlora.types import BITS_UNIT, bits_from_obs, decode_observation, encode_observation
+
+
+class FedLoRAVectorEnv(VectorEnv):
+    """``num_envs`` independent copies of the FedLoRA env stepped as one numpy batch."""
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(self, num_envs: int = 1, config: FedLoRAConfig | dict | None = None, **overrides: Any):
+        self.config = build_config(FedLoRAConfig, config, PRESETS, **overrides)
+        if self.config.mode != "surrogate":
+            raise ValueError("the numpy vector env runs mode='surrogate' only; for real mode use "
+                             "gym.make_vec(..., vectorization_mode='sync')")
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = int(num_envs)
+        single = FedLoRASchedulingEnv(self.config)
+        self.single_observation_space = single.observation_space
+        self.single_action_space = single.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._params = self.config.surrogate
+        self._gap = self._params.initial_loss - self._params.loss_floor
+        self._budget = self.config.budget_s
+        self._np_random, self._np_random_seed = seeding.np_random(None)
+        k, n = self.config.num_devices, self.num_envs
+        self._mean_gain = np.zeros((n, k))
+        self._gain_db = np.zeros((n, k))
+        self._bits_mbit = np.full((n, k), self.config.bits_per_round / BITS_UNIT)
+        self._age = np.zeros((n, k), dtype=np.int64)
+        self._queue = np.zeros(n)
+        self._t = np.zeros(n, dtype=np.int64)
+        self._loss = np.full(n, self._params.initial_loss)
+        self._needs_reset = np.zeros(n, dtype=bool)
+
+    def decode(self, obs: np.ndarray):
+        """Typed decoding of a batch of observations."""
+        return decode_observation(obs, self.config)
+
+    def _reset_envs(self, which: np.ndarray) -> None:
+        cfg = self.config
+        idx = np.flatnonzero(which)
+        if idx.size == 0:
+            return
+        pos = sample_positions(self.np_random, cfg.num_devices, (cfg.cell_center_m, 0.0),
+                               cfg.cell_radius_m, size=(idx.size,))
+        dist = np.hypot(pos[..., 0], pos[..., 1])
+        self._mean_gain[idx] = cfg.tx_power_w * path_gain(dist, cfg.reference_distance_m,
+                                                          cfg.path_loss_exponent)
+        self._age[idx] = 0
+        self._queue[idx] = 0.0
+        self._t[idx] = 0
+        self._loss[idx] = self._params.initial_loss
+        self._gain_db[idx] = gain_to_db(rayleigh_power_gain(self.np_random, self._mean_gain[idx]))
+
+    def _obs(self) -> np.ndarray:
+        return encode_observation(self._gain_db, self._bits_mbit, self._age, self._queue, self._t,
+                                  self._loss, self.config.episode_rounds)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._np_random, self._np_random_seed = seeding.np_random(seed)
+        self._reset_envs(np.ones(self.num_envs, dtype=bool))
+        self._needs_reset[:] = False
+        return self._obs(), {}
+
+    def step(self, actions):
+        cfg = self.config
+        n = self.num_envs
+        act = dynamics.validate_action(actions, cfg, batch=n)
+        live = ~self._needs_reset
+        gain = db_to_gain(self._gain_db)
+        bits = bits_from_obs(self._bits_mbit)
+        scheduled, bandwidth, projected = dynamics.allocate(act, cfg, gain, bits)
+        delay, x, queue = dynamics.delay_and_queue(cfg, self._budget, bits, bandwidth, gain,
+                                                   scheduled, self._queue)
+        num = scheduled.sum(axis=-1)
+        noise = self.np_random.standard_normal(n) if self._params.noise > 0 else None
+        loss_after = step_loss(self._loss, num, cfg.num_devices, self._params, noise)
+        if cfg.reward == "progress":
+            reward = (cfg.progress_scale * (self._loss - loss_after) / self._gap
+                      - cfg.delay_penalty * np.maximum(0.0, x - 1.0))
+        else:
+            variant = "paper" if cfg.reward == "drift-plus-penalty-paper" else "corrected"
+            reward = dynamics.lyapunov_objective(num.astype(np.float64), x, self._queue, cfg.zeta, variant)
+        info = {
+            "channel_gain": gain, "scheduled": scheduled, "bandwidth": bandwidth, "bits": bits,
+            "delay": delay, "delay_ratio": x, "delay_queue": queue, "cost": x,
+            "delay_excess": np.maximum(0.0, x - 1.0), "num_scheduled": num, "loss": loss_after,
+            "accuracy": accuracy_of_loss(loss_after, self._params), "action_projected": projected,
+        }
+        for key in list(info):
+            info[f"_{key}"] = live
+        # advance live envs
+        self._age = np.where(live[:, None], np.where(scheduled, 0, self._age + 1), self._age)
+        self._queue = np.where(live, queue, self._queue)
+        self._loss = np.where(live, loss_after, self._loss)
+        self._t = np.where(live, self._t + 1, self._t)
+        truncated = live & (self._t >= cfg.episode_rounds)
+        reward = np.where(live, reward, 0.0)
+        # new channels for live envs; envs that finished last step restart now
+        resetting = self._needs_reset.copy()
+        live_idx = np.flatnonzero(live)
+        if live_idx.size:
+            self._gain_db[live_idx] = gain_to_db(rayleigh_power_gain(self.np_random, self._mean_gain[live_idx]))
+        self._reset_envs(resetting)
+        self._needs_reset = truncated.copy()
+        terminated = np.zeros(n, dtype=bool)
+        return self._obs(), reward.astype(np.float64), terminated, truncated, info

@@ -1,0 +1,281 @@
+"""The FedLoRA env: Gymnasium API, seeding, action handling, config validation, vector env."""
+
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import edgeft  # noqa: F401  (registers the ids)
+from edgeft.envs.fedlora.config import FedLoRAConfig
+from edgeft.envs.fedlora.formulas import device_delay
+from edgeft.envs.fedlora.surrogate import SurrogateParams, contraction
+
+ENV_ID = "edgeft/FedLoRAScheduling-v0"
+MODES = ("bandwidth", "count", "subset")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_check_env(mode):
+    env = gym.make(ENV_ID, action_mode=mode, num_devices=8)
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sb3_check_env(mode):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    sb3_check_env(gym.make(ENV_ID, action_mode=mode, num_devices=6).unwrapped, warn=False)
+
+
+def _rollout(seed, mode="bandwidth", steps=15, **kw):
+    env = gym.make(ENV_ID, action_mode=mode, **kw)
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(123)
+    out = [obs]
+    for _ in range(steps):
+        obs, r, _, _, info = env.step(env.action_space.sample())
+        out += [obs, np.array([r, info["delay"]])]
+    return out
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_equal_seeds_equal_trajectories_different_seeds_differ(mode):
+    a, b, c = _rollout(5, mode), _rollout(5, mode), _rollout(6, mode)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_observation_decodes_to_the_state_the_env_uses():
+    env = gym.make(ENV_ID, num_devices=10)
+    obs, _ = env.reset(seed=0)
+    u = env.unwrapped
+    for _ in range(5):
+        dec = u.decode(obs)
+        action = np.full(10, 0.1)
+        obs, _, _, _, info = env.step(action)
+        np.testing.assert_array_equal(dec.gain, info["channel_gain"])
+        np.testing.assert_array_equal(dec.bits, info["bits"])
+        assert u.decode(obs).queue == info["delay_queue"]
+        assert u.decode(obs).round == dec.round + 1
+
+
+def test_step_info_is_consistent_with_the_formulas():
+    cfg = FedLoRAConfig(num_devices=12)
+    env = gym.make(ENV_ID, config=cfg)
+    obs, _ = env.reset(seed=1)
+    q = 0.0
+    for _ in range(10):
+        action = np.random.default_rng(0).random(12) * (np.arange(12) % 3 != 0) / 6
+        obs, r, term, trunc, info = env.step(action)
+        for key in ("channel_gain", "scheduled", "bandwidth", "delay", "delay_queue", "cost"):
+            assert key in info
+        np.testing.assert_allclose(info["bandwidth"], action * cfg.bandwidth_hz)
+        np.testing.assert_array_equal(info["scheduled"], action > 0)
+        d = device_delay(info["bits"], info["bandwidth"], info["channel_gain"], cfg.noise_psd)
+        assert info["delay"] == pytest.approx(d[info["scheduled"]].max(), rel=1e-14)
+        assert info["cost"] == pytest.approx(info["delay"] / cfg.budget_s)
+        q = max(0.0, q + info["delay"] / cfg.budget_s - 1.0)
+        assert info["delay_queue"] == pytest.approx(q)
+        assert np.isfinite(r) and not term and not trunc
+
+
+def test_progress_reward_and_drift_plus_penalty_reward():
+    env = gym.make(ENV_ID, num_devices=6, reward="drift-plus-penalty", zeta=0.7)
+    obs, _ = env.reset(seed=2)
+    q = 0.0
+    for _ in range(6):
+        obs, r, _, _, info = env.step(np.full(6, 1 / 6))
+        x = info["delay_ratio"]
+        assert r == pytest.approx(6 - 0.7 * (q * x + 0.5 * (x - 1) ** 2))
+        q = info["delay_queue"]
+    env = gym.make(ENV_ID, num_devices=6, delay_penalty=2.0)
+    env.reset(seed=2)
+    params = env.unwrapped.config.surrogate
+    loss = params.initial_loss
+    for _ in range(4):
+        _, r, _, _, info = env.step(np.full(6, 1 / 6))
+        gap = params.initial_loss - params.loss_floor
+        want = 100.0 * (loss - info["loss"]) / gap - 2.0 * max(0.0, info["delay_ratio"] - 1)
+        assert r == pytest.approx(want)
+        loss = info["loss"]
+
+
+def test_truncation_after_episode_rounds():
+    env = gym.make(ENV_ID, episode_rounds=4)
+    env.reset(seed=0)
+    flags = [env.step(env.action_space.sample())[3] for _ in range(4)]
+    assert flags == [False, False, False, True]
+
+
+@pytest.mark.parametrize("mode,bad,match", [
+    ("bandwidth", np.ones(5), "shape"),
+    ("bandwidth", np.full(8, np.nan), "finite"),
+    ("bandwidth", np.r_[np.ones(7), np.inf], "finite"),
+    ("bandwidth", "lots", "could not convert"),
+    ("count", 2.5, "integer"),
+    ("count", [1, 2], "shape"),
+    ("count", np.nan, "finite"),
+    ("subset", np.ones(3), "shape"),
+])
+def test_malformed_actions_raise(mode, bad, match):
+    env = gym.make(ENV_ID, num_devices=8, action_mode=mode)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=match):
+        env.unwrapped.step(bad)
+
+
+def test_out_of_range_actions_are_projected_and_reported():
+    env = gym.make(ENV_ID, num_devices=4)
+    env.reset(seed=0)
+    _, _, _, _, info = env.unwrapped.step(np.array([0.8, 0.8, -0.3, 0.4]))
+    np.testing.assert_allclose(info["bandwidth"] / 10e6, [0.4, 0.4, 0.0, 0.2])
+    assert info["action_projected"] and not info["scheduled"][2]
+    _, _, _, _, info = env.unwrapped.step(np.array([0.2, 0.2, 0.0, 0.1]))
+    assert not info["action_projected"]
+    env = gym.make(ENV_ID, num_devices=4, action_mode="count")
+    env.reset(seed=0)
+    _, _, _, _, info = env.unwrapped.step(9)
+    assert info["num_scheduled"] == 4 and info["action_projected"]
+    assert info["bandwidth"].sum() == pytest.approx(10e6)
+
+
+def test_count_mode_schedules_the_strongest_devices():
+    env = gym.make(ENV_ID, num_devices=10, action_mode="count")
+    obs, _ = env.reset(seed=3)
+    gain = env.unwrapped.decode(obs).gain
+    _, _, _, _, info = env.step(4)
+    assert set(np.flatnonzero(info["scheduled"])) == set(np.argsort(-gain)[:4])
+    # min-max-delay split: every scheduled device has the same delay
+    d = info["device_delay"][info["scheduled"]]
+    np.testing.assert_allclose(d, d.max(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("num_devices", 0), ("num_devices", 2.5), ("bandwidth_hz", -1.0), ("noise_psd", 0.0),
+    ("bits_per_round", float("nan")), ("delay_budget", -2.0), ("delay_budget_per_bit", 0.0),
+    ("episode_rounds", 0), ("action_mode", "shares"), ("reward", "loss"), ("zeta", -1.0),
+    ("cell_radius_m", 400.0), ("mode", "fast"), ("preset", "icml"), ("tx_power_w", True),
+])
+def test_invalid_config_values_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        gym.make(ENV_ID, **{field: value})
+
+
+def test_config_sources_and_presets():
+    with pytest.raises(ValueError, match="unknown FedLoRAConfig field"):
+        gym.make(ENV_ID, num_device=3)
+    env = gym.make(ENV_ID, config={"num_devices": 5}, zeta=2.0)
+    assert env.unwrapped.config.num_devices == 5 and env.unwrapped.config.zeta == 2.0
+    paper = gym.make(ENV_ID, preset="paper").unwrapped.config
+    assert paper.delay_budget_per_bit == 0.05e-3 and paper.episode_rounds == 5000
+    assert paper.budget_s == pytest.approx(0.05e-3 * paper.bits_per_round)
+    cfg = dataclasses.replace(FedLoRAConfig(), num_devices=7)
+    assert gym.make(ENV_ID, config=cfg).unwrapped.config.num_devices == 7
+    with pytest.raises(ValueError, match="surrogate.rate"):
+        gym.make(ENV_ID, surrogate={"rate": 2.0})
+
+
+def test_surrogate_follows_theorem1_shape():
+    """rho(N) = 2 tau sigma(N) up to scale: compare with the printed sigma(N) of FT eq. (14)."""
+    k, lip, eta, tau = 20, 0.5, 1.0, 0.01
+    sigma = lambda n: -(lip * eta**2 - eta) / k**2 - (k - n) * lip / (2 * n * (k - 1) * k**2)  # noqa: E731
+    a = (eta - lip * eta**2) / k**2
+    params = SurrogateParams(rate=2 * tau * a, gap_ratio=lip / (2 * a * k**2), loss_floor=0.1)
+    n = np.arange(1, k + 1)
+    np.testing.assert_allclose(contraction(n, k, params), 2 * tau * sigma(n), rtol=1e-12)
+    rho = contraction(np.arange(0, k + 1), k, params)
+    assert rho[0] == 0 and np.all(np.diff(rho) > 0) and np.all(np.diff(rho[1:], 2) < 0)
+
+
+def test_more_devices_learn_faster_in_the_surrogate():
+    losses = {}
+    for n in (1, 10, 20):
+        env = gym.make(ENV_ID, num_devices=20, action_mode="count")
+        env.reset(seed=0)
+        for _ in range(50):
+            _, _, _, _, info = env.step(n)
+        losses[n] = info["loss"]
+    assert losses[20] < losses[10] < losses[1]
+
+
+def test_vector_env_equals_single_env_and_autoresets():
+    v = gym.make_vec(ENV_ID, num_envs=1, vectorization_mode="vector_entry_point", episode_rounds=5)
+    s = gym.make(ENV_ID, episode_rounds=5)
+    ov, _ = v.reset(seed=11)
+    os_, _ = s.reset(seed=11)
+    rng = np.random.default_rng(0)
+    for t in range(5):
+        np.testing.assert_array_equal(ov[0], os_)
+        a = rng.random(20) / 10
+        ov, rv, _, tv, iv = v.step(a[None])
+        os_, rs, _, ts, is_ = s.step(a)
+        assert rv[0] == pytest.approx(rs, rel=1e-12) and tv[0] == ts
+        assert iv["delay"][0] == pytest.approx(is_["delay"], rel=1e-12)
+    # next step resets the finished copy (NEXT_STEP autoreset)
+    ov, rv, _, tv, _ = v.step(np.zeros((1, 20)))
+    assert rv[0] == 0.0 and not tv[0] and v.unwrapped.decode(ov).round[0] == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_vector_env_batches_match_per_copy_dynamics(mode):
+    v = gym.make_vec(ENV_ID, num_envs=16, vectorization_mode="vector_entry_point", action_mode=mode,
+                     num_devices=6)
+    obs, _ = v.reset(seed=3)
+    v.action_space.seed(0)
+    cfg = v.unwrapped.config
+    for _ in range(3):
+        a = v.action_space.sample()
+        dec = v.unwrapped.decode(obs)
+        obs, r, _, _, info = v.step(a)
+        for i in range(16):
+            single = gym.make(ENV_ID, config=cfg).unwrapped
+            single.reset(seed=0)
+            single._state.update(gain_db=dec.gain_db[i].copy(), queue=float(dec.queue[i]),
+                                 loss=float(dec.loss[i]), t=int(dec.round[i]))
+            _, rs, _, _, inf_s = single.step(a[i])
+            assert rs == pytest.approx(r[i], rel=1e-9, abs=1e-12)
+            np.testing.assert_allclose(inf_s["bandwidth"], info["bandwidth"][i], rtol=1e-9, atol=1e-6)
+
+
+def test_checkpoint_resume_is_exact(tmp_path):
+    def run(split):
+        env = gym.make(ENV_ID, num_devices=6, surrogate={"noise": 0.01})
+        env.reset(seed=9)
+        env.action_space.seed(1)
+        acts = [env.action_space.sample() for _ in range(12)]
+        out = []
+        for t, a in enumerate(acts):
+            if split and t == 6:
+                env.unwrapped.save_checkpoint(tmp_path / "ck.pkl")
+                env = gym.make(ENV_ID, num_devices=6, surrogate={"noise": 0.01})
+                env.reset(seed=0)
+                env.unwrapped.load_checkpoint(tmp_path / "ck.pkl")
+            obs, r, _, _, _ = env.step(a)
+            out.append(np.r_[obs, r])
+        return np.array(out)
+
+    np.testing.assert_array_equal(run(False), run(True))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        gym.make(ENV_ID).unwrapped.load_checkpoint(tmp_path / "missing.pkl")
+
+
+@pytest.mark.parametrize("algo,mode", [("PPO", "bandwidth"), ("A2C", "bandwidth"), ("SAC", "bandwidth"),
+                                       ("DQN", "count")])
+def test_sb3_algorithms_accept_the_env(algo, mode):
+    import stable_baselines3 as sb3
+
+    env = gym.make(ENV_ID, action_mode=mode, num_devices=5, episode_rounds=16)
+    kwargs = {"learning_starts": 8, "buffer_size": 200, "batch_size": 8} if algo in ("SAC", "DQN") else {}
+    if algo in ("PPO",):
+        kwargs = {"n_steps": 16, "batch_size": 8}
+    if algo == "A2C":
+        kwargs = {"n_steps": 8}
+    model = getattr(sb3, algo)("MlpPolicy", env, seed=0, device="cpu", **kwargs)
+    model.learn(total_timesteps=32)
+    obs, _ = env.reset(seed=0)
+    action, _ = model.predict(obs, deterministic=True)
+    assert env.action_space.contains(np.asarray(action).astype(env.action_space.dtype))
+    env.step(action)
