@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -82,6 +83,12 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 def as_action_array(action: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     """Convert an action to a float64 array of ``shape``; malformed input raises ``ValueError``."""
+    if type(action) is np.ndarray and action.dtype == np.float64 and action.shape == shape:
+        # one reduction on the hot path: a NaN or inf entry makes the sum non-finite
+        if not math.isfinite(action.sum()) and not np.isfinite(action).all():
+            raise ValueError(f"action must be {what} with finite entries; got NaN or inf at "
+                             f"indices {np.flatnonzero(~np.isfinite(action.ravel())).tolist()[:10]}")
+        return action
     try:
         arr = np.asarray(action, dtype=np.float64)
     except (TypeError, ValueError) as err:

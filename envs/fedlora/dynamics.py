@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeft.envs.common import as_action_array
 from edgeft.envs.fedlora.config import FedLoRAConfig
-from edgeft.envs.fedlora.formulas import min_common_delay, round_delay
+from edgeft.envs.fedlora.formulas import min_common_delay, scheduled_delays
 
 
 def channel_order(gain: np.ndarray, bits: np.ndarray) -> np.ndarray:
@@ -28,11 +29,18 @@ def project_shares(action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     their sum. A device with share 0 is not scheduled; unused bandwidth stays unused.
     Returns (shares, projected) where ``projected`` says whether the action was changed.
     """
-    shares = np.clip(action, 0.0, 1.0)
+    if action.ndim == 1:  # single env: scalar bookkeeping
+        if action.min() >= 0.0 and action.sum() <= 1.0:
+            return action, np.False_  # already feasible (each share <= sum <= 1)
+        shares = action.clip(0.0, 1.0)
+        total = shares.sum()
+        if total > 1.0:
+            shares /= total
+        return shares, np.True_  # a negative share was clipped or the sum exceeded 1
+    shares = action.clip(0.0, 1.0)
     total = shares.sum(axis=-1, keepdims=True)
-    over = total > 1.0
-    shares = np.where(over, shares / np.where(over, total, 1.0), shares)
-    projected = np.any(shares != action, axis=-1)
+    shares = shares / np.maximum(total, 1.0)
+    projected = (shares != action).any(axis=-1)
     return shares, projected
 
 
@@ -68,8 +76,6 @@ def validate_action(action: object, config: FedLoRAConfig, batch: int | None = N
     Returns a float64 array of shape (batch, K) (or (batch, 1) for "count"); ``batch=None`` means a
     single env's action.
     """
-    from edgeft.envs.common import as_action_array
-
     k = config.num_devices
     lead = (1,) if batch is None else (batch,)
     if config.action_mode == "count":
@@ -79,19 +85,24 @@ def validate_action(action: object, config: FedLoRAConfig, batch: int | None = N
             raise ValueError(f"action must be an integer count in [0, {k}] (devices to schedule), "
                              f"got {arr.tolist()}")
         return arr.reshape(lead + (1,))
-    what = ("bandwidth shares in [0, 1] (one per device)" if config.action_mode == "bandwidth"
-            else "a 0/1 vector (one entry per device)")
+    what = _WHAT[config.action_mode]
     arr = as_action_array(action, lead + (k,) if batch is not None else (k,), what)
     return arr.reshape(lead + (k,))
 
 
+_WHAT = {"bandwidth": "bandwidth shares in [0, 1] (one per device)",
+         "subset": "a 0/1 vector (one entry per device)"}
+
+
 def delay_and_queue(config: FedLoRAConfig, budget: float, bits: np.ndarray, bandwidth: np.ndarray,
                     gain: np.ndarray, scheduled: np.ndarray, queue: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Round delay D (s), x = D / D-bar and the updated queue (FT eqs. 7, 18)."""
-    delay = round_delay(bits, bandwidth, gain, config.noise_psd, scheduled)
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-device delays (0 off schedule), round delay D (s), x = D / D-bar and the updated queue
+    (FT eqs. 7, 18)."""
+    per_device = scheduled_delays(bits, bandwidth, gain, config.noise_psd, scheduled)
+    delay = per_device.max(axis=-1)
     x = delay / budget
-    return delay, x, np.maximum(0.0, queue + x - 1.0)
+    return per_device, delay, x, np.maximum(0.0, queue + x - 1.0)
 
 
 def lyapunov_objective(num_scheduled: np.ndarray, x: np.ndarray, queue: np.ndarray, zeta: float,

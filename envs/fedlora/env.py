@@ -17,7 +17,6 @@ from edgeft.envs.fedlora import dynamics
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
 from edgeft.envs.fedlora.formulas import (
     db_to_gain,
-    device_delay,
     gain_to_db,
     path_gain,
     rayleigh_power_gain,
@@ -25,6 +24,8 @@ from edgeft.envs.fedlora.formulas import (
 )
 from edgeft.envs.fedlora.surrogate import accuracy_of_loss, step_loss
 from edgeft.envs.fedlora.types import BITS_UNIT, bits_from_obs, decode_observation, encode_observation
+
+_BLOCK = 64  # rounds of fading drawn per RNG call
 
 
 class FedLoRASchedulingEnv(gym.Env):
@@ -113,6 +114,7 @@ class FedLoRASchedulingEnv(gym.Env):
         if cfg.mode == "real":
             self._learner = _make_learner(cfg)
         self._state: dict[str, Any] | None = None
+        self._obs_buf = np.empty(cfg.obs_size)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -125,17 +127,30 @@ class FedLoRASchedulingEnv(gym.Env):
         return decode_observation(obs, self.config)
 
     def _draw_round(self) -> None:
+        """Next round's fading (and, in real mode, message sizes).
+
+        Fading is drawn in blocks of ``_BLOCK`` rounds (one RNG call and one dB conversion per
+        block instead of per step); the stream is still a pure function of the seed.
+        """
         s = self._state
         assert s is not None
-        s["gain_db"] = gain_to_db(rayleigh_power_gain(self.np_random, s["mean_gain"]))
+        if s["block_pos"] >= s["block_db"].shape[0]:
+            draws = rayleigh_power_gain(self.np_random, np.broadcast_to(s["mean_gain"], (_BLOCK, self.config.num_devices)))
+            s["block_db"] = gain_to_db(draws)
+            s["block_gain"] = db_to_gain(s["block_db"])  # exactly what the observation decodes to
+            s["block_pos"] = 0
+        s["gain_db"] = s["block_db"][s["block_pos"]]
+        s["gain"] = s["block_gain"][s["block_pos"]]
+        s["block_pos"] += 1
         if self._learner is not None:
             s["bits_mbit"] = np.asarray(self._learner.draw_round(), dtype=np.float64) / BITS_UNIT
+            s["bits"] = bits_from_obs(s["bits_mbit"])
 
     def _obs(self) -> np.ndarray:
         s = self._state
         assert s is not None
         return encode_observation(s["gain_db"], s["bits_mbit"], s["age"], s["queue"], s["t"],
-                                  s["loss"], self.config.episode_rounds)
+                                  s["loss"], self.config.episode_rounds, out=self._obs_buf).copy()
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -153,8 +168,11 @@ class FedLoRASchedulingEnv(gym.Env):
             "queue": 0.0,
             "t": 0,
             "loss": float(self._params.initial_loss),
-            "delay_sum": 0.0,
+            "block_db": np.empty((0, k)),
+            "block_gain": np.empty((0, k)),
+            "block_pos": 0,
         }
+        self._state["bits"] = bits_from_obs(self._state["bits_mbit"])
         if self._learner is not None:
             self._learner.reset(int(self.np_random.integers(2**31 - 1)))
         self._draw_round()
@@ -171,19 +189,23 @@ class FedLoRASchedulingEnv(gym.Env):
         cfg = self.config
         s = self._state
         act = dynamics.validate_action(action, cfg)
-        gain = db_to_gain(s["gain_db"])
-        bits = bits_from_obs(s["bits_mbit"])
-        scheduled, bandwidth, projected = dynamics.allocate(act, cfg, gain[None], bits[None])
-        scheduled, bandwidth = scheduled[0], bandwidth[0]
-        delay, x, queue = dynamics.delay_and_queue(cfg, self._budget, bits, bandwidth, gain,
-                                                   scheduled, s["queue"])
+        gain, bits = s["gain"], s["bits"]
+        if cfg.action_mode == "bandwidth":  # hot path: no batch axis, no min-max solve
+            shares, projected = dynamics.project_shares(act[0])
+            bandwidth = shares * cfg.bandwidth_hz
+            scheduled = bandwidth > 0.0
+        else:
+            scheduled, bandwidth, projected = dynamics.allocate(act, cfg, gain[None], bits[None])
+            scheduled, bandwidth, projected = scheduled[0], bandwidth[0], projected[0]
+        dev_delay, delay, x, queue = dynamics.delay_and_queue(cfg, self._budget, bits, bandwidth, gain,
+                                                              scheduled, s["queue"])
         delay, x, queue = float(delay), float(x), float(queue)
-        n = int(scheduled.sum())
+        n = int(np.count_nonzero(scheduled))
         loss_before = s["loss"]
         info: dict[str, Any] = {}
         if self._learner is None:
             noise = self.np_random.standard_normal() if self._params.noise > 0 else None
-            loss_after = float(step_loss(np.float64(loss_before), n, cfg.num_devices, self._params, noise))
+            loss_after = float(step_loss(loss_before, n, cfg.num_devices, self._params, noise))
             accuracy = float(accuracy_of_loss(loss_after, self._params))
         else:
             out = self._learner.run_round(scheduled)
@@ -206,13 +228,12 @@ class FedLoRASchedulingEnv(gym.Env):
         else:
             variant = "paper" if cfg.reward == "drift-plus-penalty-paper" else "corrected"
             reward = float(dynamics.lyapunov_objective(n, x, q_before, cfg.zeta, variant))
-        dev_delay = np.where(scheduled, device_delay(bits, bandwidth, gain, cfg.noise_psd), 0.0)
         info.update({
             "channel_gain": gain,
             "scheduled": scheduled,
             "bandwidth": bandwidth,
             "device_delay": dev_delay,
-            "bits": bits,
+            "bits": bits.copy(),
             "delay": delay,
             "delay_budget": self._budget,
             "delay_ratio": x,
@@ -222,13 +243,13 @@ class FedLoRASchedulingEnv(gym.Env):
             "num_scheduled": n,
             "loss": loss_after,
             "accuracy": accuracy,
-            "action_projected": bool(projected[0]),
+            "action_projected": bool(projected),
         })
-        s["age"] = np.where(scheduled, 0, s["age"] + 1)
+        s["age"] += 1
+        s["age"][scheduled] = 0
         s["queue"] = queue
         s["loss"] = loss_after
         s["t"] += 1
-        s["delay_sum"] += delay
         truncated = s["t"] >= cfg.episode_rounds
         self._draw_round()
         return self._obs(), float(reward), False, truncated, info

@@ -102,20 +102,23 @@ class SurrogateParams:
         )
 
 
-def contraction(num_scheduled: np.ndarray | int, num_devices: int, params: SurrogateParams) -> np.ndarray:
-    """rho(N): the fraction of the loss gap closed in one round with N devices (FT Theorem 1 shape)."""
+def contraction(num_scheduled: np.ndarray | int, num_devices: int, params: SurrogateParams) -> np.ndarray | float:
+    """rho(N): the fraction of the loss gap closed in one round with N devices (FT Theorem 1 shape).
+
+    rho(N) = rate (1 - gap_ratio (K - N) / (N (K - 1))) for N >= 1, rho(0) = 0. A plain float for a
+    scalar N (the single env's hot path), an array otherwise.
+    """
+    k1 = max(num_devices - 1, 1)
+    if isinstance(num_scheduled, (int, float, np.integer, np.floating)):
+        n = float(num_scheduled)
+        return params.rate * (1.0 - params.gap_ratio * (num_devices - n) / (n * k1)) if n >= 1 else 0.0
     n = np.asarray(num_scheduled, dtype=np.float64)
-    if num_devices == 1:
-        shortfall = np.zeros_like(n)
-    else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shortfall = (num_devices - n) / (n * (num_devices - 1))
-    rho = params.rate * (1.0 - params.gap_ratio * shortfall)
-    return np.where(n >= 1, rho, 0.0)
+    shortfall = (num_devices - n) / (np.maximum(n, 1.0) * k1)
+    return params.rate * (1.0 - params.gap_ratio * shortfall) * (n >= 1)
 
 
-def step_loss(loss: np.ndarray, num_scheduled: np.ndarray, num_devices: int,
-              params: SurrogateParams, noise: np.ndarray | None = None) -> np.ndarray:
+def step_loss(loss: np.ndarray | float, num_scheduled: np.ndarray | int, num_devices: int,
+              params: SurrogateParams, noise: np.ndarray | float | None = None) -> np.ndarray | float:
     """One round of the surrogate: the loss after a round with ``num_scheduled`` devices.
 
     ``noise`` is a standard-normal draw of the same shape (ignored when ``params.noise`` is 0).
@@ -129,8 +132,11 @@ def step_loss(loss: np.ndarray, num_scheduled: np.ndarray, num_devices: int,
     return new
 
 
-def accuracy_of_loss(loss: np.ndarray | float, params: SurrogateParams) -> np.ndarray:
-    """Test accuracy implied by a surrogate loss (affine between the initial and final points)."""
-    frac = (np.asarray(loss, dtype=np.float64) - params.loss_floor) / (params.initial_loss - params.loss_floor)
+def accuracy_of_loss(loss: np.ndarray | float, params: SurrogateParams) -> np.ndarray | float:
+    """Test accuracy implied by a surrogate loss (affine between the initial and final points,
+    clipped to [0, 1])."""
+    frac = (loss - params.loss_floor) / (params.initial_loss - params.loss_floor)
     acc = params.final_accuracy - (params.final_accuracy - params.initial_accuracy) * frac
+    if isinstance(acc, (float, np.floating)):
+        return min(max(float(acc), 0.0), 1.0)
     return np.clip(acc, 0.0, 1.0)

@@ -57,14 +57,22 @@ def bits_from_obs(bits_mbit: np.ndarray) -> np.ndarray:
 
 
 def encode_observation(gain_db: np.ndarray, bits_mbit: np.ndarray, age: np.ndarray,
-                       queue: np.ndarray, round_index: np.ndarray, loss: np.ndarray,
-                       episode_rounds: int) -> np.ndarray:
-    """Pack state arrays (leading batch axes allowed) into observation vectors."""
+                       queue: np.ndarray | float, round_index: np.ndarray | int, loss: np.ndarray | float,
+                       episode_rounds: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Pack state arrays (leading batch axes allowed) into observation vectors (into ``out`` if
+    given, which is returned)."""
+    gain_db = np.asarray(gain_db)
+    k = gain_db.shape[-1]
+    if out is None:
+        out = np.empty(gain_db.shape[:-1] + (3 * k + 3,))
     t = float(episode_rounds)
-    tail = np.stack(np.broadcast_arrays(np.asarray(queue, dtype=np.float64),
-                                        np.asarray(round_index, dtype=np.float64) / t,
-                                        np.asarray(loss, dtype=np.float64)), axis=-1)
-    return np.concatenate([gain_db, bits_mbit, np.asarray(age, dtype=np.float64) / t, tail], axis=-1)
+    out[..., :k] = gain_db
+    out[..., k:2 * k] = bits_mbit
+    np.divide(age, t, out=out[..., 2 * k:3 * k])
+    out[..., 3 * k] = queue
+    out[..., 3 * k + 1] = np.divide(round_index, t)
+    out[..., 3 * k + 2] = loss
+    return out
 
 
 def decode_observation(obs: np.ndarray, config: FedLoRAConfig) -> FedLoRAObservation:

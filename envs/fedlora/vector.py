@@ -56,7 +56,10 @@ class FedLoRAVectorEnv(VectorEnv):
         k, n = self.config.num_devices, self.num_envs
         self._mean_gain = np.zeros((n, k))
         self._gain_db = np.zeros((n, k))
+        self._gain = np.zeros((n, k))
         self._bits_mbit = np.full((n, k), self.config.bits_per_round / BITS_UNIT)
+        self._bits = bits_from_obs(self._bits_mbit)
+        self._obs_buf = np.empty((n, self.config.obs_size))
         self._age = np.zeros((n, k), dtype=np.int64)
         self._queue = np.zeros(n)
         self._t = np.zeros(n, dtype=np.int64)
@@ -81,11 +84,20 @@ class FedLoRAVectorEnv(VectorEnv):
         self._queue[idx] = 0.0
         self._t[idx] = 0
         self._loss[idx] = self._params.initial_loss
-        self._gain_db[idx] = gain_to_db(rayleigh_power_gain(self.np_random, self._mean_gain[idx]))
+        self._draw(idx)
+
+    def _draw(self, idx: np.ndarray | None = None) -> None:
+        """New fading for the copies ``idx`` (all when None); linear gains decoded from dB."""
+        if idx is None:
+            self._gain_db = gain_to_db(rayleigh_power_gain(self.np_random, self._mean_gain))
+            self._gain = db_to_gain(self._gain_db)
+        else:
+            self._gain_db[idx] = gain_to_db(rayleigh_power_gain(self.np_random, self._mean_gain[idx]))
+            self._gain[idx] = db_to_gain(self._gain_db[idx])
 
     def _obs(self) -> np.ndarray:
         return encode_observation(self._gain_db, self._bits_mbit, self._age, self._queue, self._t,
-                                  self._loss, self.config.episode_rounds)
+                                  self._loss, self.config.episode_rounds, out=self._obs_buf).copy()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
@@ -98,13 +110,11 @@ class FedLoRAVectorEnv(VectorEnv):
         cfg = self.config
         n = self.num_envs
         act = dynamics.validate_action(actions, cfg, batch=n)
-        live = ~self._needs_reset
-        gain = db_to_gain(self._gain_db)
-        bits = bits_from_obs(self._bits_mbit)
+        gain, bits = self._gain, self._bits
         scheduled, bandwidth, projected = dynamics.allocate(act, cfg, gain, bits)
-        delay, x, queue = dynamics.delay_and_queue(cfg, self._budget, bits, bandwidth, gain,
-                                                   scheduled, self._queue)
-        num = scheduled.sum(axis=-1)
+        dev_delay, delay, x, queue = dynamics.delay_and_queue(cfg, self._budget, bits, bandwidth, gain,
+                                                              scheduled, self._queue)
+        num = np.count_nonzero(scheduled, axis=-1)
         noise = self.np_random.standard_normal(n) if self._params.noise > 0 else None
         loss_after = step_loss(self._loss, num, cfg.num_devices, self._params, noise)
         if cfg.reward == "progress":
@@ -114,26 +124,32 @@ class FedLoRAVectorEnv(VectorEnv):
             variant = "paper" if cfg.reward == "drift-plus-penalty-paper" else "corrected"
             reward = dynamics.lyapunov_objective(num.astype(np.float64), x, self._queue, cfg.zeta, variant)
         info = {
-            "channel_gain": gain, "scheduled": scheduled, "bandwidth": bandwidth, "bits": bits,
+            "channel_gain": gain, "scheduled": scheduled, "bandwidth": bandwidth, "bits": bits.copy(),
+            "device_delay": dev_delay,
             "delay": delay, "delay_ratio": x, "delay_queue": queue, "cost": x,
             "delay_excess": np.maximum(0.0, x - 1.0), "num_scheduled": num, "loss": loss_after,
             "accuracy": accuracy_of_loss(loss_after, self._params), "action_projected": projected,
         }
+        resetting = self._needs_reset
+        if not resetting.any():  # every copy is mid-episode: plain in-place updates
+            live = np.ones(n, dtype=bool)
+            self._age += 1
+            self._age[scheduled] = 0
+            self._queue, self._loss = queue, loss_after
+            self._t += 1
+            self._draw()
+        else:
+            live = ~resetting
+            self._age = np.where(live[:, None], np.where(scheduled, 0, self._age + 1), self._age)
+            self._queue = np.where(live, queue, self._queue)
+            self._loss = np.where(live, loss_after, self._loss)
+            self._t = np.where(live, self._t + 1, self._t)
+            reward = np.where(live, reward, 0.0)
+            self._draw(np.flatnonzero(live))
+            self._reset_envs(resetting)  # copies that finished last step restart now
         for key in list(info):
             info[f"_{key}"] = live
-        # advance live envs
-        self._age = np.where(live[:, None], np.where(scheduled, 0, self._age + 1), self._age)
-        self._queue = np.where(live, queue, self._queue)
-        self._loss = np.where(live, loss_after, self._loss)
-        self._t = np.where(live, self._t + 1, self._t)
         truncated = live & (self._t >= cfg.episode_rounds)
-        reward = np.where(live, reward, 0.0)
-        # new channels for live envs; envs that finished last step restart now
-        resetting = self._needs_reset.copy()
-        live_idx = np.flatnonzero(live)
-        if live_idx.size:
-            self._gain_db[live_idx] = gain_to_db(rayleigh_power_gain(self.np_random, self._mean_gain[live_idx]))
-        self._reset_envs(resetting)
-        self._needs_reset = truncated.copy()
+        self._needs_reset = truncated
         terminated = np.zeros(n, dtype=bool)
-        return self._obs(), reward.astype(np.float64), terminated, truncated, info
+        return self._obs(), np.asarray(reward, dtype=np.float64), terminated, truncated, info
