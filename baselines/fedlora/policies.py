@@ -103,13 +103,14 @@ class LyapunovPolicy(FedLoRAPolicy):
         min_devices: prefixes shorter than this are not considered by "all" (default 1: an
             empty round stalls learning; the convergence analysis divides by N).
         grid: grid size of the certified prefix brackets (speed knob; the result is exact).
+        batch: candidate prefixes solved exactly per pass (speed knob; the result is exact).
     """
 
     exact_in_count_mode = True
 
     def __init__(self, config: FedLoRAConfig, action_mode: str | None = None, seed: int | None = None,
                  objective: str = "corrected", search: str = "all", zeta: float | None = None,
-                 min_devices: int = 1, grid: int = 64) -> None:
+                 min_devices: int = 1, grid: int = 48, batch: int = 4) -> None:
         super().__init__(config, action_mode, seed)
         if objective not in ("corrected", "paper"):
             raise ValueError(f"objective must be 'corrected' or 'paper', got {objective!r}")
@@ -122,15 +123,20 @@ class LyapunovPolicy(FedLoRAPolicy):
             raise ValueError(f"zeta must be a finite number >= 0, got {zeta!r}")
         self.min_devices = int(min_devices)
         self.grid = int(grid)
+        self.batch = int(batch)
 
     def _exact(self, gs: np.ndarray, bs: np.ndarray, ns: np.ndarray, c_lo: np.ndarray,
                c_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact D* and bandwidths of prefixes ``ns`` (1-based lengths), within their brackets."""
         k = gs.shape[0]
-        mask = np.arange(k)[None, :] < ns[:, None]
-        delay, band = min_common_delay(bs, gs, self.config.noise_psd, self.config.bandwidth_hz,
-                                       mask, bracket=(c_lo[ns - 1], c_hi[ns - 1]))
-        return delay, band
+        width = int(ns.max())  # devices beyond the longest prefix play no part
+        mask = np.arange(width)[None, :] < ns[:, None]
+        delay, band = min_common_delay(bs[:width], gs[:width], self.config.noise_psd,
+                                       self.config.bandwidth_hz, mask,
+                                       bracket=(c_lo[ns - 1], c_hi[ns - 1]))
+        full = np.zeros((ns.size, k))
+        full[:, :width] = band
+        return delay, full
 
     def decide(self, gain: np.ndarray, bits: np.ndarray, queue: float) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
@@ -162,12 +168,21 @@ class LyapunovPolicy(FedLoRAPolicy):
         first = max(self.min_devices, 1) - 1
         if first >= k:
             raise ValueError(f"min_devices={self.min_devices} exceeds num_devices={k}")
-        # certified candidates: their upper bound reaches the best lower bound
-        cand = np.flatnonzero(j_up[first:] >= j_low[first:].max()) + first + 1
-        delay, band = self._exact(gs, bs, cand, c_lo, c_hi)
-        j = lyapunov_objective(cand.astype(np.float64), delay / budget, queue, self.zeta, self.objective)
-        best = int(np.argmax(j))
-        return _prefix_decision(order, int(cand[best]), band[best], k)
+        # certified candidates: their upper bound reaches the best lower bound. Solve them
+        # exactly best-first, a few at a time, and drop those whose upper bound falls below the
+        # best exact value found so far: the result is the exact argmax.
+        cand = np.flatnonzero(j_up[first:] >= j_low[first:].max()) + first
+        cand = cand[np.argsort(-j_up[cand], kind="stable")]
+        best_j, best_n, best_band = -np.inf, 0, None
+        while cand.size:
+            batch, cand = cand[:self.batch], cand[self.batch:]
+            delay, band = self._exact(gs, bs, batch + 1, c_lo, c_hi)
+            j = lyapunov_objective(batch + 1.0, delay / budget, queue, self.zeta, self.objective)
+            i = int(np.argmax(j))
+            if j[i] > best_j or (j[i] == best_j and batch[i] + 1 < best_n):
+                best_j, best_n, best_band = float(j[i]), int(batch[i]) + 1, band[i]
+            cand = cand[j_up[cand] >= best_j]
+        return _prefix_decision(order, best_n, best_band, k)
 
     def _decide_first_decrease(self, order, gs, bs, queue, budget, c_lo, c_hi, j_up, j_low):
         """Accept prefixes while J does not decrease (FT Algorithm 1 lines 4-16), J_0 = 0."""

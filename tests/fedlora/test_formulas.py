@@ -144,3 +144,12 @@ def test_geometry_and_fading():
     assert abs(h.mean() - 2.0) < 0.03  # |h|^2 = mean x Exp(1)
     np.testing.assert_array_equal(F.db_to_gain(F.gain_to_db(np.array([1e-6]))),
                                   F.db_to_gain(F.gain_to_db(np.array([1e-6]))))
+
+
+def test_table_start_is_within_its_certified_tolerance():
+    """prefix_delay_brackets relies on lemma3_u(newton=0) being within START_RTOL of the root."""
+    delta = np.exp(np.linspace(np.log(1e-12), np.log(0.5), 20001))
+    lam = np.exp(np.linspace(np.log(1e-300), np.log(0.5), 20001))
+    for l, d in ((1.0 - delta, delta), (lam, 1.0 - lam)):
+        start, exact = F.lemma3_u(l, d, newton=0), F.lemma3_u(l, d)
+        assert np.max(np.abs(start - exact) / exact) < F.START_RTOL / 5
