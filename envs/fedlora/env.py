@@ -76,8 +76,10 @@ class FedLoRASchedulingEnv(gym.Env):
     ``channel_gain`` (|h_k|^2 used this round, K), ``scheduled`` (bool, K), ``bandwidth`` (Hz, K),
     ``device_delay`` (s, K; 0 off schedule), ``delay`` (s), ``delay_budget`` (s), ``delay_ratio``,
     ``delay_queue`` (q after the round), ``cost``, ``delay_excess``, ``num_scheduled``, ``bits`` (K),
-    ``loss``, ``accuracy``, ``action_projected``; real mode adds ``train_loss``, ``device_loss``,
-    ``test_loss`` and ``test_accuracy`` (NaN on rounds without evaluation).
+    ``loss``, ``accuracy``, ``action_projected``; real mode adds ``train_loss`` (mean minibatch loss
+    of the scheduled devices, NaN if none), ``device_loss`` and, on evaluation rounds (every
+    ``training.eval_every`` rounds and the last), ``test_loss`` and ``test_accuracy``; its
+    ``accuracy`` is the latest test accuracy (the first is measured at reset).
 
     ## Arguments
     ``gym.make("edgeft/FedLoRAScheduling-v0", config=FedLoRAConfig(...) or dict, **overrides)``;
@@ -175,6 +177,8 @@ class FedLoRASchedulingEnv(gym.Env):
         self._state["bits"] = bits_from_obs(self._state["bits_mbit"])
         if self._learner is not None:
             self._learner.reset(int(self.np_random.integers(2**31 - 1)))
+            ev = self._learner.evaluate()
+            self._state["test_loss"], self._state["accuracy"] = float(ev["test_loss"]), float(ev["test_accuracy"])
         self._draw_round()
         if self._learner is not None and cfg.delay_budget is None:
             # D-bar follows the measured message size: per-bit budget x mean bits of the first draw
@@ -213,14 +217,13 @@ class FedLoRASchedulingEnv(gym.Env):
             loss_after = measured if n > 0 and np.isfinite(measured) else loss_before
             info["train_loss"] = measured
             info["device_loss"] = np.asarray(out["device_loss"], dtype=np.float64)
-            every = getattr(self._learner.config, "eval_every", 0) or 0
+            every = self._learner.config.eval_every
             t_next = s["t"] + 1
-            if (every and t_next % every == 0) or t_next >= cfg.episode_rounds:
+            if t_next % every == 0 or t_next >= cfg.episode_rounds:
                 ev = self._learner.evaluate()
-                info["test_loss"], info["test_accuracy"] = float(ev["test_loss"]), float(ev["test_accuracy"])
-            else:
-                info["test_loss"] = info["test_accuracy"] = float("nan")
-            accuracy = info["test_accuracy"]
+                s["test_loss"], s["accuracy"] = float(ev["test_loss"]), float(ev["test_accuracy"])
+                info["test_loss"], info["test_accuracy"] = s["test_loss"], s["accuracy"]
+            accuracy = s["accuracy"]  # the latest evaluation (round 0: at reset)
         q_before = s["queue"]
         if cfg.reward == "progress":
             reward = (cfg.progress_scale * (loss_before - loss_after) / self._gap
