@@ -167,3 +167,27 @@ def test_long_run_budget_and_ordering(per_bit):
         assert abs(x_l.mean() - 1.0) <= 0.03, x_l.mean()
         assert n_l.mean() > n_g.mean() >= n_a.mean()
         assert np.all(x_g <= 1.0 + 1e-9) and np.all(x_a <= 1.0 + 1e-9)
+
+
+def test_lyapunov_is_the_per_round_optimum_over_all_subsets_at_k10():
+    """K = 10, all 1023 subsets each round. Each subset's min-max delay comes from the batched
+    solver, which test_formulas checks against nested brentq; the subset search is independent."""
+    from itertools import product
+
+    from edgeft.envs.fedlora.formulas import min_common_delay
+
+    k = 10
+    masks = np.array([m for m in product([False, True], repeat=k) if any(m)])
+    for zeta, per_bit in ((1.0, 2e-6), (0.3, 1e-6)):
+        env = gym.make(ENV_ID, num_devices=k, zeta=zeta, bandwidth_hz=5e6, delay_budget_per_bit=per_bit)
+        cfg = env.unwrapped.config
+        policy = edgeft.make_policy("lyapunov", env)
+        obs, _ = env.reset(seed=3)
+        for _ in range(15):
+            dec = env.unwrapped.decode(obs)
+            queue = float(dec.queue)
+            d, _ = min_common_delay(dec.bits, dec.gain, cfg.noise_psd, cfg.bandwidth_hz, masks)
+            j = masks.sum(1) - zeta * (queue * d / cfg.budget_s + 0.5 * (d / cfg.budget_s - 1) ** 2)
+            action, _ = policy.predict(obs)
+            obs, _, _, _, info = env.step(action)
+            assert _objective_of(info, queue, cfg.budget_s, zeta) == pytest.approx(j.max(), rel=1e-9, abs=1e-9)
