@@ -191,3 +191,17 @@ def test_lyapunov_is_the_per_round_optimum_over_all_subsets_at_k10():
             action, _ = policy.predict(obs)
             obs, _, _, _, info = env.step(action)
             assert _objective_of(info, queue, cfg.budget_s, zeta) == pytest.approx(j.max(), rel=1e-9, abs=1e-9)
+
+
+def test_reference_policies_drop_into_sb3_evaluate_policy():
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    def make():
+        return gym.make(ENV_ID, num_devices=6, episode_rounds=10)
+
+    venv = DummyVecEnv([make, make])
+    venv.seed(0)
+    policy = edgeft.make_policy("gs", make())
+    rewards, lengths = evaluate_policy(policy, venv, n_eval_episodes=2, return_episode_rewards=True)
+    assert lengths == [10, 10] and all(np.isfinite(rewards))
