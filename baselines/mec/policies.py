@@ -103,7 +103,7 @@ class MECPolicy:
 
     def _fp_ao(self, inst: MECInstance, server: np.ndarray, **kw: Any) -> S.AOResult:
         return S.fp_ao(inst, self.weights, server, upload_delay=self.upload_delay,
-                       tol=self.options.get("tol", 1e-7),
+                       tol=self.options.get("tol", 1e-9),
                        max_iter=int(self.options.get("max_iter", 100)), **kw)
 
     def _random_resources(self, inst: MECInstance, server: np.ndarray, alpha: np.ndarray
@@ -159,7 +159,7 @@ class FPCCCPPolicy(MECPolicy):
     at the greedy start on our instances too (every server is already at capacity), so the
     association step uses the square-root-rule congestion model, a convex QP per CCCP
     iteration, which does move and finds lower costs.
-    Options: ``outer_iters`` (3), ``starts`` (4), ``tol`` (1e-7), ``max_iter`` (100).
+    Options: ``outer_iters`` (3), ``starts`` (4), ``tol`` (1e-9), ``max_iter`` (100).
     """
 
     name = "fp-cccp"
