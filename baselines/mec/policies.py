@@ -10,7 +10,7 @@ weighted cost (the energy-budget queue is not used). The wall time of the last d
 
 | name | association | alpha | resources |
 |---|---|---|---|
-| ``fp-cccp`` | greedy start, then CCCP (MEC 4.2) with the NOTES fixes, re-optimised | FP-AO, rounded | FP-AO (MEC 4.1) |
+| ``fp-cccp`` | greedy start, CCCP (MEC 4.2, congestion QP) | FP-AO, rounded | FP-AO (MEC 4.1) |
 | ``ao`` | greedy | block AO: closed-form alpha given resources | block AO: P4 with alpha fixed |
 | ``alpha-only`` | greedy | exact given the random resources | random |
 | ``resource-only`` | greedy | random | FP-AO with alpha fixed |
@@ -24,7 +24,6 @@ import time
 from typing import Any
 
 import numpy as np
-
 from edgeft.envs.mec import generator as G
 from edgeft.envs.mec.actions import MIN_FRACTION, decision_to_fractions, fast_resource_rule
 from edgeft.envs.mec.config import MECConfig

@@ -20,8 +20,9 @@ values), A^2/(4z) is written square(a1 inv_pos(f) + a2 square(f)) with a1 = c1/(
 a2 = c2/(2 sqrt z); the rate enters through a hypograph variable r (the terms are decreasing in
 r, so r equals the rate at the optimum) with the concave constraint
 r <= -rel_entr(b, b + c p)/ln 2 (exponential cone), measured in units of the current rate so
-that users whose rates differ by 1e5 are equally well conditioned. AO updates (MEC Section 4.1, with s(d) where
-the paper prints d): z = A(f)/(2 alpha), v = 1/(2 p s r), q = B(f_nm)/(2 (Upsilon - alpha)).
+that users whose rates differ by 1e5 are equally well conditioned. AO updates (MEC Section 4.1,
+with s(d) where the paper prints d): z = A(f)/(2 alpha), v = 1/(2 p s r),
+q = B(f_nm)/(2 (Upsilon - alpha)).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from edgeft.envs.mec import formulas as F
 from edgeft.envs.mec.actions import MIN_FRACTION
 from edgeft.envs.mec.types import MECDecision, MECInstance
@@ -275,7 +275,7 @@ def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.nda
     pf = [float(np.mean(dec.power / inst.p_max))]
     it = 0
     failed = False
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (read after the loop)
         values = dict(fixed)
         values.update(_aux_values(dec, co, weights, inst.num_layers, inst.noise_psd, g))
         p4 = prob if compiled else P4Problem(n, inst.num_servers, inst.num_layers, upload_delay)
@@ -350,7 +350,7 @@ def classical_ao(inst: MECInstance, weights: tuple[float, float, float], server:
     cost = cost_of(inst, dec, weights, upload_delay)
     history = [cost]
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (read after the loop)
         alpha = optimal_alpha(inst, weights, dec)
         dec = MECDecision(alpha=alpha, server=dec.server, power=dec.power,
                           bandwidth=dec.bandwidth, freq_user=dec.freq_user,
@@ -445,7 +445,7 @@ def cccp_association(costs: np.ndarray, b_share: np.ndarray, f_share: np.ndarray
         chi = chi0.copy()
         rho = rho_start
         it = 0
-        for it in range(1, max_iter + 1):
+        for it in range(1, max_iter + 1):  # noqa: B007 (read after the loop)
             c = (costs + rho * (1.0 - 2.0 * chi)).ravel()
             lp = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.ones(n), bounds=(0, 1),
                          method="highs")
@@ -477,7 +477,8 @@ class CongestionQP:
     b grows; c_nm makes the split exact at the server's current equal share): the first part
     goes to l_nm, the second gives u_nm^2 = K_n / (c_nm b_m^max) under the square-root rule;
     v_nm^2 = omega_t (Upsilon - alpha_n) psi_n / (C_m D_m f_m^max)
-    (edge compute delay); l_nm also holds the edge compute energy at the server's typical share. This
+    (edge compute delay); l_nm also holds the edge compute energy at the server's typical
+    share. This
     is convex in chi; CCCP adds the concave penalty rho sum chi (1 - chi) (MEC eq. 50),
     linearised at the current point (eq. 51), so each iteration is a convex QP.
     """
@@ -517,7 +518,7 @@ def congestion_coefficients(inst: MECInstance, weights: tuple[float, float, floa
                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(u, v, l) of :class:`CongestionQP` at the current decision (alpha, p, f_n, loads)."""
     we, wt, _ = weights
-    n, m = inst.num_users, inst.num_servers
+    m = inst.num_servers
     count = np.maximum(np.bincount(dec.server, minlength=m), 1).astype(np.float64)
     b_typ = inst.b_max / count
     s_hz = inst.gain * dec.power[:, None] / inst.noise_psd  # g p / sigma^2 (Hz)
@@ -568,7 +569,7 @@ def cccp_congestion(u: np.ndarray, v: np.ndarray, lin: np.ndarray, *, starts: li
         chi = chi0.copy()
         rho = rho0 if rho0 is not None else 1e-3 * scale
         it = 0
-        for it in range(1, max_iter + 1):
+        for it in range(1, max_iter + 1):  # noqa: B007 (read after the loop)
             new = qp.solve(u, v, lin + rho * (1.0 - 2.0 * chi))
             binary = bool(np.all(np.minimum(new, 1 - new) < 1e-6))
             moved = float(np.max(np.abs(new - chi)))

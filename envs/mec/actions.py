@@ -29,11 +29,10 @@ the server; power, bandwidth and frequencies by :func:`fast_resource_rule`.
 from __future__ import annotations
 
 import numpy as np
-from gymnasium import spaces
-
 from edgeft.envs.common import as_action_array
 from edgeft.envs.mec.config import MECConfig
 from edgeft.envs.mec.types import MECDecision, MECInstance
+from gymnasium import spaces
 
 MIN_FRACTION = 1e-3
 COLUMNS = ("alpha", "server", "power", "bandwidth", "freq_user", "freq_edge")

@@ -184,7 +184,7 @@ class MECConfig:
 
     @property
     def reference_distance_m(self) -> float:
-        """Typical user-to-nearest-server distance, 0.5 area / sqrt(M), used by the reference point."""
+        """Typical user-to-nearest-server distance 0.5 area / sqrt(M) (for the reference point)."""
         return max(self.min_distance_m, 0.5 * self.area_m / math.sqrt(self.num_servers))
 
     @property

@@ -6,14 +6,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
-
 from edgeft.envs.common import build_config
 from edgeft.envs.mec import actions as A
 from edgeft.envs.mec import formulas as F
 from edgeft.envs.mec import generator as G
 from edgeft.envs.mec.config import PRESETS, MECConfig
 from edgeft.envs.mec.types import MECDecision, MECInstance
+from gymnasium import spaces
 
 
 class MECOffloadingEnv(gym.Env):
@@ -41,9 +40,12 @@ class MECOffloadingEnv(gym.Env):
     ## Action space (``action_mode``)
     | mode | space | decision |
     |---|---|---|
-    | ``"full"`` | Box (N, 6) float64 | per user [alpha, server, p/p_max, b share, f/f_max, f_edge share]: every reference policy's decision exactly |
-    | ``"discrete"`` | MultiDiscrete([Upsilon-1]*N + [M]*N) | alpha - 1 and server; power, bandwidth, frequencies by the fast rule (``actions.fast_resource_rule``) |
-    | ``"box"`` | Box [-1, 1]^(6N) float32 | the six decisions affinely scaled, bandwidth/GPU shares normalised per server |
+    | ``"full"`` | Box (N, 6) float64 | per user [alpha, server, p/p_max, b share, f/f_max, |
+    |            |                    | f_edge share]: every reference policy's decision exactly |
+    | ``"discrete"`` | MultiDiscrete | [alpha - 1] * N + [server] * N; power, bandwidth and |
+    |                |               | frequencies by ``actions.fast_resource_rule`` |
+    | ``"box"`` | Box [-1, 1]^(6N) float32 | the six decisions affinely scaled, bandwidth and GPU |
+    |           |                          | shares normalised per server |
 
     Projection (documented in ``edgeft.envs.mec.actions``): alpha and server are rounded and
     clipped, fractions clipped to [1e-3, 1], and per-server shares that sum to more than 1 are

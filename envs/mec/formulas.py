@@ -20,7 +20,6 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from edgeft.envs.mec.types import MECDecision, MECInstance
 
 if TYPE_CHECKING:

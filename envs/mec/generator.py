@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-
 from edgeft.envs.mec import formulas as F
 from edgeft.envs.mec.config import MECConfig
 from edgeft.envs.mec.types import MECInstance

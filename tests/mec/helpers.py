@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from edgeft.envs.common import build_config
 from edgeft.envs.mec import generator as G
 from edgeft.envs.mec.config import PRESETS, MECConfig

@@ -3,13 +3,13 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
-
-import edgeft  # noqa: F401  (registers the ids)
 from edgeft.envs.mec import formulas as F
 from edgeft.envs.mec.actions import decision_to_fractions, fast_resource_rule
 from edgeft.envs.mec.config import MECConfig
 from edgeft.envs.mec.env import MECOffloadingEnv
+from gymnasium.utils.env_checker import check_env
+
+import edgeft  # noqa: F401  (registers the ids)
 
 ENV_ID = "edgeft/MECOffloading-v0"
 MODES = MECConfig.ACTION_MODES
@@ -105,7 +105,8 @@ def test_energy_queue_dynamics_and_reward_against_a_loop():
 def test_projection_is_reported():
     env = gym.make(ENV_ID, **SMALL).unwrapped
     env.reset(seed=0)
-    a = np.tile([40.0, 9.0, 2.0, 0.9, 1.5, 0.9], (6, 1))  # alpha, server, power too high; shares > 1
+    # alpha, server and power too high; bandwidth and GPU shares sum to more than 1
+    a = np.tile([40.0, 9.0, 2.0, 0.9, 1.5, 0.9], (6, 1))
     _, _, _, _, info = env.step(a)
     assert info["projected"]
     assert info["projection"]["alpha"] == pytest.approx(40 - 31)

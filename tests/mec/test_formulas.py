@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-
 from edgeft.envs.mec import formulas as F
 from edgeft.envs.mec.actions import fast_resource_rule
 from edgeft.envs.mec.types import MECDecision

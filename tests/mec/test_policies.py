@@ -3,9 +3,9 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from edgeft.baselines.mec import POLICIES
 
 import edgeft
-from edgeft.baselines.mec import POLICIES
 
 ENV_ID = "edgeft/MECOffloading-v0"
 NAMES = list(POLICIES)

@@ -6,13 +6,13 @@ import time
 import gymnasium as gym
 import numpy as np
 import pytest
-from scipy.optimize import minimize
-
-import edgeft
 from edgeft.baselines.mec import solver as S
 from edgeft.envs.mec import formulas as F
 from edgeft.envs.mec.actions import fast_resource_rule
 from edgeft.envs.mec.types import MECDecision
+from scipy.optimize import minimize
+
+import edgeft
 
 from .helpers import make_instance
 
