@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
     total = sum(len(s.counts) for s in schedules)
     runs = []
     with tqdm(total=total, desc="real rounds", unit="round") as bar:
-        for i, s in enumerate(schedules):
+        for s in schedules:
             bar.set_postfix_str(s.name)
             runs.append(run_schedule(learner, s, args.seed, args.eval_every, bar))
     fit_runs = [r for i, r in enumerate(runs) if i not in holdout]
