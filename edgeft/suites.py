@@ -1,0 +1,141 @@
+"""Named, versioned leaderboard suites: scenarios (env id + config) and test seeds.
+
+A suite is fixed by its name and version: changing a scenario, the seeds or the episode length
+bumps the version, and the leaderboard refuses to resume a results folder written by another
+version. Test seeds start at :data:`TEST_SEED_BASE` (1,000,000,000); ``edgeft train`` accepts
+training seeds below 100,000,000 and validates on seeds from 500,000,000, so test episodes are
+never seen in training. Every policy plays every scenario on the same seeds.
+
+| suite | scenarios | seeds x rounds |
+|---|---|---|
+| ``fedlora-default`` | FedLoRA defaults: K = 20, D-bar = 2 us/bit | 5 x 200 |
+| ``fedlora-paper`` | FT Section V.A (``preset="paper"``) over its budget grid 1, 2, 5, 10, 50 us/bit (50 = the paper's 0.05 ms/bit) | 3 x 5000 |
+| ``fedlora-hard`` | K = 100 devices, D-bar = 1 us/bit | 5 x 200 |
+| ``mec-default`` | N = 20 users, M = 4 servers, corrected model | 5 x 5 |
+| ``mec-paper`` | MEC Section 5: N = 50, M = 10, literal (``preset="paper"``) and corrected | 3 x 3 |
+| ``mec-large`` | N = 200 users, M = 20 servers | 3 x 3 |
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+TEST_SEED_BASE = 1_000_000_000
+FEDLORA = "edgeft/FedLoRAScheduling-v0"
+MEC = "edgeft/MECOffloading-v0"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One env configuration of a suite.
+
+    Attributes:
+        name: short name, unique in the suite.
+        env_id: registered env id.
+        config: env config fields (overrides of the env's defaults).
+        sweep_value: the value of the suite's sweep field (for plots), if the suite sweeps one.
+    """
+
+    name: str
+    env_id: str
+    config: dict[str, Any] = field(default_factory=dict)
+    sweep_value: float | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named, versioned set of scenarios and test seeds.
+
+    Attributes:
+        name, version: identity; results record both.
+        family: "fedlora" or "mec".
+        description: one line for tables and ``--list``.
+        scenarios: the scenarios.
+        num_seeds: test episodes per (scenario, policy); seeds TEST_SEED_BASE + 0 .. n - 1.
+        agents: shipped agents (``algo:name``) that play this suite by default when installed.
+        sweep: (config field, axis label) the scenarios vary, for plots; None for one scenario.
+    """
+
+    name: str
+    version: int
+    family: str
+    description: str
+    scenarios: tuple[Scenario, ...]
+    num_seeds: int
+    agents: tuple[str, ...] = ()
+    sweep: tuple[str, str] | None = None
+
+    @property
+    def seeds(self) -> list[int]:
+        """The test seeds, identical for every policy and scenario."""
+        return [TEST_SEED_BASE + i for i in range(self.num_seeds)]
+
+    def spec(self) -> dict[str, Any]:
+        """JSON-ready definition (what results files record)."""
+        d = asdict(self)
+        d["seeds"] = self.seeds
+        return json.loads(json.dumps(d))
+
+    def fingerprint(self) -> str:
+        """Short hash of :meth:`spec` (detects a changed suite behind an unchanged version)."""
+        return hashlib.sha256(json.dumps(self.spec(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def scenario(self, name: str) -> Scenario:
+        """The scenario called ``name``."""
+        for s in self.scenarios:
+            if s.name == name:
+                return s
+        raise ValueError(f"suite {self.name} has no scenario {name!r}; scenarios: "
+                         f"{[s.name for s in self.scenarios]}")
+
+
+_BUDGETS_US = (1.0, 2.0, 5.0, 10.0, 50.0)
+
+SUITES: dict[str, Suite] = {s.name: s for s in (
+    Suite("fedlora-default", 1, "fedlora",
+          "FedLoRA defaults: K = 20 devices, D-bar = 2 us/bit, 200 rounds",
+          (Scenario("default", FEDLORA, {}),), num_seeds=5, agents=("ppo:fedlora-default",)),
+    Suite("fedlora-paper", 1, "fedlora",
+          "FT Section V.A (preset paper, 5000 rounds) over the delay-budget grid of Fig. 5",
+          tuple(Scenario(f"budget-{b:g}us", FEDLORA, {"preset": "paper", "delay_budget_per_bit": b * 1e-6},
+                         sweep_value=b) for b in _BUDGETS_US),
+          num_seeds=3, sweep=("delay_budget_per_bit", "delay budget (us/bit)")),
+    Suite("fedlora-hard", 1, "fedlora",
+          "many devices, tight budget: K = 100, D-bar = 1 us/bit, 200 rounds",
+          (Scenario("k100-1us", FEDLORA, {"num_devices": 100, "delay_budget_per_bit": 1e-6}),),
+          num_seeds=5),
+    Suite("mec-default", 1, "mec",
+          "MEC corrected model, N = 20 users, M = 4 servers, 5 rounds",
+          (Scenario("n20-m4", MEC, {"num_users": 20, "num_servers": 4, "episode_rounds": 5}),),
+          num_seeds=5, agents=("ppo:mec-default",)),
+    Suite("mec-paper", 1, "mec",
+          "MEC Section 5 (N = 50, M = 10): the paper's literal model and the corrected one, 3 rounds",
+          (Scenario("literal", MEC, {"preset": "paper", "episode_rounds": 3}),
+           Scenario("corrected", MEC, {"num_users": 50, "num_servers": 10, "episode_rounds": 3})),
+          num_seeds=3),
+    Suite("mec-large", 1, "mec",
+          "MEC at scale: N = 200 users, M = 20 servers, 3 rounds",
+          (Scenario("n200-m20", MEC, {"num_users": 200, "num_servers": 20, "episode_rounds": 3}),),
+          num_seeds=3),
+)}
+
+
+def get_suite(name: str | Suite) -> Suite:
+    """The suite called ``name`` (a :class:`Suite` passes through).
+
+    Raises:
+        ValueError: unknown name (the message lists the known suites).
+    """
+    if isinstance(name, Suite):
+        return name
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; known suites: {sorted(SUITES)}")
+    return SUITES[name]
+
+
+def list_suites() -> list[str]:
+    """Names of the built-in suites."""
+    return sorted(SUITES)
