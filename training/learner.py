@@ -148,6 +148,13 @@ class SplitLoRALearner:
             tokens = bs * int(self.split.tokens_per_sample() or 0)
         return float((tokens * hidden + 2 * bs * hidden) * self.config.bits_per_element)
 
+    def nominal_bits(self) -> float:
+        """Expected bits per device and round: ``batch_size`` x the mean per-sample bits over the
+        training set. Deterministic (no RNG, no reset needed); real-mode envs scale their delay
+        budget by it."""
+        n = len(self.data.train.labels)
+        return self._bits_of(np.arange(n)) * self.config.batch_size / n
+
     def draw_round(self) -> np.ndarray:
         """Draw every device's next minibatch; return the (K,) bits each would exchange.
 

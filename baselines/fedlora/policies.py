@@ -44,7 +44,8 @@ class FedLoRAPolicy:
         self.last_decision_time = np.zeros(0)
 
     def budget_for(self, bits: np.ndarray) -> float:
-        """D-bar for this observation (real mode: per-bit budget x mean bits of the round)."""
+        """D-bar in seconds: the config's (a real-mode env writes its measured budget into the
+        config it exposes, so a policy built from the env sees the env's D-bar)."""
         return self.config.budget_s
 
     def decide(self, gain: np.ndarray, bits: np.ndarray, queue: float) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,7 @@ split-LoRA fine-tuning over a wireless uplink (FT paper)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 from pathlib import Path
@@ -115,13 +116,22 @@ class FedLoRASchedulingEnv(gym.Env):
         self._budget = cfg.budget_s
         if cfg.mode == "real":
             self._learner = _make_learner(cfg)
+            if cfg.delay_budget is None:
+                # D-bar follows the real message size: per-bit budget x expected bits per device
+                # and round. Written into the env's config, so policies built from the env (which
+                # read D-bar from it) use the same budget as the env.
+                nominal = self._learner.nominal_bits()
+                self.config = cfg = dataclasses.replace(
+                    cfg, delay_budget=cfg.delay_budget_per_bit * nominal, bits_per_round=nominal)
+                self._budget = cfg.budget_s
         self._state: dict[str, Any] | None = None
         self._obs_buf = np.empty(cfg.obs_size)
 
     # ------------------------------------------------------------------ helpers
     @property
     def budget(self) -> float:
-        """D-bar (s/round) in force (real mode: per-bit budget x the measured mean bits)."""
+        """D-bar (s/round) in force (real mode without ``delay_budget``: per-bit budget x the
+        learner's expected bits per device and round, also written into ``self.config``)."""
         return self._budget
 
     def decode(self, obs: np.ndarray):
@@ -180,11 +190,6 @@ class FedLoRASchedulingEnv(gym.Env):
             ev = self._learner.evaluate()
             self._state["test_loss"], self._state["accuracy"] = float(ev["test_loss"]), float(ev["test_accuracy"])
         self._draw_round()
-        if self._learner is not None and cfg.delay_budget is None:
-            # D-bar follows the measured message size: per-bit budget x mean bits of the first draw
-            if not hasattr(self, "_nominal_bits"):
-                self._nominal_bits = float(np.mean(bits_from_obs(self._state["bits_mbit"])))
-            self._budget = cfg.delay_budget_per_bit * self._nominal_bits
         return self._obs(), {"delay_budget": self._budget}
 
     def step(self, action):
