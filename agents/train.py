@@ -1,0 +1,466 @@
+"""Train a stable-baselines3 agent on an edgeft env.
+
+Trains PPO, A2C, SAC, TD3 or DQN on any registered edgeft env and action mode the algorithm
+supports, with a progress bar and periodic evaluation against a reference policy on validation
+seeds. Writes, into --out:
+
+    model.zip, model.norm.json, model.config.json   the final model, its VecNormalize observation
+                                                    statistics and the full config (load it with
+                                                    edgeft.make_policy("ppo:OUT/model.zip", env))
+    best.zip, best.norm.json, best.config.json      the model with the best validation return
+    eval.jsonl                                      one line per evaluation
+    checkpoints/                                    the latest checkpoint (model, VecNormalize,
+                                                    step count); rerunning the same command resumes
+                                                    from it
+
+Defaults per env and algorithm (action mode, reward, observation transform, hyperparameters) are
+in edgeft/agents/hyperparams.json; --config FILE (JSON with TrainConfig fields) and the flags
+override them. Seeds: training env seeds are SEED, SEED+1, ... (SEED < 100,000,000); validation
+seeds start at 500,000,000; the leaderboard's test seeds at 1,000,000,000, so they never overlap.
+
+Examples:
+
+    edgeft train --env edgeft/FedLoRAScheduling-v0 --algo ppo --timesteps 300000 --seed 0
+    edgeft train --env edgeft/MECOffloading-v0 --algo ppo --timesteps 50000 --out runs/mec-ppo
+    edgeft train --env edgeft/FedLoRAScheduling-v0 --algo dqn --timesteps 1e5 --set num_devices=50
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HYPERPARAMS_FILE = Path(__file__).resolve().parent / "hyperparams.json"
+MAX_TRAIN_SEED = 100_000_000
+VALIDATION_SEED_BASE = 500_000_000
+#: action modes each algorithm can act in (by Gymnasium space type)
+ALGO_SPACES = {"ppo": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
+               "a2c": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
+               "sac": ("Box",), "td3": ("Box",), "dqn": ("Discrete",)}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as ``model.config.json``).
+
+    Attributes:
+        env_id: a registered edgeft env id.
+        algo: ppo, a2c, sac, td3 or dqn.
+        timesteps: total environment steps.
+        seed: training seed (torch, SB3 and the training envs), 0 <= seed < 100,000,000.
+        env_config: env config fields (overrides of the env's defaults), incl. ``action_mode``.
+        obs_transform: observation transform (``edgeft.agents.transforms``).
+        n_envs: parallel env copies (the numpy vector env where the env has one).
+        normalize_obs, normalize_reward: VecNormalize switches.
+        hyperparams: keyword arguments of the SB3 algorithm.
+        eval_every: evaluate every this many steps (0 = only at the end).
+        eval_episodes: validation episodes per evaluation.
+        eval_policy: reference policy evaluated on the same validation seeds ("" = none).
+        checkpoint_every: checkpoint every this many steps.
+        progress: show a progress bar.
+        reward_shaping: training reward replacing the env's (numpy vector env only):
+            ``{"type": "clipped-dpp", "zeta": 10, "clip": 4}`` (``vec.clipped_drift_plus_penalty``);
+            ``{}`` = the env's reward. Validation returns use the env's reward.
+    """
+
+    env_id: str = "edgeft/FedLoRAScheduling-v0"
+    algo: str = "ppo"
+    timesteps: int = 100_000
+    seed: int = 0
+    env_config: dict[str, Any] = field(default_factory=dict)
+    obs_transform: str = "none"
+    n_envs: int = 8
+    normalize_obs: bool = True
+    normalize_reward: bool = True
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    eval_every: int = 50_000
+    eval_episodes: int = 5
+    eval_policy: str = ""
+    checkpoint_every: int = 50_000
+    progress: bool = True
+    reward_shaping: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad field and the fix."""
+        import gymnasium as gym
+
+        import edgeft  # noqa: F401  (registers the ids)
+
+        known = sorted(k for k in gym.registry if k.startswith("edgeft/"))
+        if self.env_id not in known:
+            raise ValueError(f"unknown env {self.env_id!r}; known: {known}")
+        if self.algo not in ALGO_SPACES:
+            raise ValueError(f"unknown algo {self.algo!r}; known: {sorted(ALGO_SPACES)}")
+        if int(self.timesteps) < 1:
+            raise ValueError(f"timesteps must be >= 1, got {self.timesteps}")
+        if not 0 <= int(self.seed) < MAX_TRAIN_SEED:
+            raise ValueError(f"seed must be in [0, {MAX_TRAIN_SEED}) (higher seeds are reserved for "
+                             f"validation and test episodes), got {self.seed}")
+        if int(self.n_envs) < 1:
+            raise ValueError(f"n_envs must be >= 1, got {self.n_envs}")
+        for name in ("eval_every", "eval_episodes", "checkpoint_every"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+def default_config(env_id: str, algo: str) -> dict[str, Any]:
+    """The tuned defaults of ``hyperparams.json`` for (env, algo) (``{}`` when none)."""
+    with open(HYPERPARAMS_FILE) as fh:
+        table = json.load(fh)
+    entry = table.get(env_id, {}).get(algo, {})
+    return {k: v for k, v in entry.items() if not k.startswith("_")}
+
+
+def build_config(env_id: str, algo: str, file: str | None = None, **overrides: Any) -> TrainConfig:
+    """Tuned defaults < ``file`` (JSON of TrainConfig fields) < ``overrides`` (None = unset)."""
+    values: dict[str, Any] = {"env_id": env_id, "algo": algo}
+    file_values: dict[str, Any] = {}
+    if file:
+        with open(file) as fh:
+            file_values = json.load(fh)
+        if not isinstance(file_values, dict):
+            raise ValueError(f"{file} must hold a JSON object of TrainConfig fields")
+        values["env_id"] = file_values.get("env_id", env_id) if env_id is None else env_id
+        values["algo"] = file_values.get("algo", algo) if algo is None else algo
+    values.update(default_config(values["env_id"], values["algo"]))
+    for src in (file_values, {k: v for k, v in overrides.items() if v is not None}):
+        for k, v in src.items():
+            if k in ("env_config", "hyperparams") and isinstance(v, dict):
+                values[k] = {**values.get(k, {}), **v}
+            else:
+                values[k] = v
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid: {sorted(names)}")
+    cfg = TrainConfig(**values)
+    cfg.timesteps, cfg.seed = int(float(cfg.timesteps)), int(cfg.seed)
+    cfg.validate()
+    return cfg
+
+
+# ---------------------------------------------------------------------------- envs
+def make_env_config(cfg: TrainConfig) -> Any:
+    """The env config object of this run."""
+    import gymnasium as gym
+
+    env = gym.make(cfg.env_id, **cfg.env_config)
+    config = env.unwrapped.config
+    env.close()
+    space = type(gym.make(cfg.env_id, **cfg.env_config).action_space).__name__
+    if space not in ALGO_SPACES[cfg.algo]:
+        modes = getattr(config, "ACTION_MODES", ())
+        raise ValueError(
+            f"{cfg.algo} cannot act in {cfg.env_id} action_mode={config.action_mode!r} ({space}); "
+            f"it needs {'/'.join(ALGO_SPACES[cfg.algo])}. Choose another action_mode "
+            f"(--set action_mode=..., modes: {list(modes)}) or algorithm")
+    return config
+
+
+def make_vec_env(cfg: TrainConfig, config: Any, seed: int) -> Any:
+    """The SB3 VecEnv (with the observation transform) of this run."""
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from edgeft.agents.transforms import get_transform
+    from edgeft.agents.vec import NumpyVecEnv, VecObsTransform
+
+    spec = gym.registry[cfg.env_id]
+    if spec.vector_entry_point is not None and getattr(config, "mode", "surrogate") == "surrogate":
+        reward_fn = None
+        if cfg.reward_shaping:
+            from edgeft.agents.vec import clipped_drift_plus_penalty
+
+            rs = dict(cfg.reward_shaping)
+            if rs.pop("type", None) != "clipped-dpp":
+                raise ValueError(f"reward_shaping type must be 'clipped-dpp', got {cfg.reward_shaping}")
+            reward_fn = clipped_drift_plus_penalty(config, **rs)
+        venv = NumpyVecEnv(gym.make_vec(cfg.env_id, num_envs=cfg.n_envs,
+                                        vectorization_mode="vector_entry_point", config=config),
+                           reward_fn=reward_fn)
+        venv.seed(seed)
+        venv = VecMonitor(venv)
+    else:
+        if cfg.reward_shaping:
+            raise ValueError("reward_shaping needs an env with a numpy vector entry point "
+                             "(FedLoRA, surrogate mode)")
+        venv = sb3_make_vec_env(lambda: gym.make(cfg.env_id, config=config), n_envs=cfg.n_envs,
+                                seed=seed)
+    if cfg.obs_transform != "none":
+        venv = VecObsTransform(venv, get_transform(cfg.obs_transform, config))
+    return venv
+
+
+# ---------------------------------------------------------------------------- files
+def save_model(model: Any, vecnorm: Any, meta: dict[str, Any], out: Path, name: str) -> Path:
+    """Write ``name.zip``, ``name.norm.json`` and ``name.config.json`` into ``out`` atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{name}.tmp.zip"
+    model.save(str(tmp))
+    if vecnorm is not None and vecnorm.norm_obs:
+        rms = vecnorm.obs_rms
+        _write_json(out / f"{name}.norm.json", {
+            "mean": rms.mean.tolist(), "var": rms.var.tolist(), "count": float(rms.count),
+            "clip_obs": float(vecnorm.clip_obs), "epsilon": float(vecnorm.epsilon)})
+    _write_json(out / f"{name}.config.json", meta)
+    os.replace(tmp, out / f"{name}.zip")
+    return out / f"{name}.zip"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name("." + path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def run_meta(cfg: TrainConfig, config: Any, **extra: Any) -> dict[str, Any]:
+    """The ``*.config.json`` content: train config, resolved env config, versions."""
+    import gymnasium
+    import stable_baselines3
+    import torch
+
+    import edgeft
+    from edgeft.agents.loader import config_to_dict
+
+    return {
+        "env_id": cfg.env_id, "algo": cfg.algo, "obs_transform": cfg.obs_transform,
+        "env_config": config_to_dict(config), "train_config": dataclasses.asdict(cfg),
+        "versions": {"edgeft": edgeft.__version__, "stable_baselines3": stable_baselines3.__version__,
+                     "gymnasium": gymnasium.__version__, "torch": torch.__version__,
+                     "python": sys.version.split()[0]},
+        **extra,
+    }
+
+
+# ---------------------------------------------------------------------------- evaluation
+class Evaluator:
+    """Validation episodes of the current model and of a reference policy (same seeds)."""
+
+    def __init__(self, cfg: TrainConfig, config: Any) -> None:
+        import gymnasium as gym
+
+        self.cfg, self.config = cfg, config
+        self.env = gym.make(cfg.env_id, config=config)
+        self.seeds = [VALIDATION_SEED_BASE + i for i in range(cfg.eval_episodes)]
+        self.reference: dict[str, float] | None = None
+        if cfg.eval_policy:
+            import edgeft
+
+            ref_env = gym.make(cfg.env_id, config=config)
+            ref_cfg = dataclasses.replace(config, action_mode=ref_env.unwrapped.config.action_mode)
+            policy = edgeft.make_policy(cfg.eval_policy, ref_env)
+            self.reference = self._run(policy, ref_env)
+            del ref_cfg
+
+    def _run(self, policy: Any, env: Any) -> dict[str, float]:
+        from edgeft.episodes import play_episode
+
+        rows = [play_episode(env, policy, s)["metrics"] for s in self.seeds]
+        return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+    def __call__(self, model: Any, vecnorm: Any, meta: dict[str, Any]) -> dict[str, float]:
+        from edgeft.agents.loader import SB3Policy
+
+        norm = None
+        if vecnorm is not None and vecnorm.norm_obs:
+            norm = {"mean": vecnorm.obs_rms.mean, "var": vecnorm.obs_rms.var,
+                    "clip_obs": vecnorm.clip_obs, "epsilon": vecnorm.epsilon}
+        policy = SB3Policy(model, meta, norm, self.config, Path("."))
+        return self._run(policy, self.env)
+
+
+def _make_callback(cfg: TrainConfig, out: Path, evaluator: Evaluator | None, meta: dict[str, Any],
+                   vecnorm: Any, start: int, state: dict[str, Any]) -> Any:
+    from stable_baselines3.common.callbacks import BaseCallback
+    from tqdm import tqdm
+
+    family = meta["env_config"].get("family") or evaluator and evaluator.config.family
+    key = "final_loss" if family == "fedlora" else "cost"
+
+    class Callback(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.bar = tqdm(total=cfg.timesteps, initial=start, unit="step", desc=f"{cfg.algo} train",
+                            disable=not cfg.progress, dynamic_ncols=True)
+            self.last_eval = state.get("last_eval", start)
+            self.last_ckpt = start
+
+        def _on_step(self) -> bool:
+            t = self.model.num_timesteps
+            self.bar.update(t - self.bar.n)
+            if cfg.eval_every and evaluator and t - self.last_eval >= cfg.eval_every:
+                self.last_eval = t
+                self.evaluate(t)
+            if cfg.checkpoint_every and t - self.last_ckpt >= cfg.checkpoint_every:
+                self.last_ckpt = t
+                self.checkpoint(t)
+            return True
+
+        def evaluate(self, t: int) -> None:
+            res = evaluator(self.model, vecnorm, meta)
+            row = {"timesteps": t, "agent": res, "reference": evaluator.reference,
+                   "reference_policy": cfg.eval_policy, "wall_s": time.time() - state["t0"]}
+            with open(out / "eval.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            ref = evaluator.reference
+            msg = (f"[eval @ {t}] return {res['return']:.4g}, {key} {res[key]:.5g}"
+                   + (f" | {cfg.eval_policy}: return {ref['return']:.4g}, {key} {ref[key]:.5g}"
+                      if ref else ""))
+            if "avg_delay_ratio" in res:
+                msg += f" | agent avg D/Dbar {res['avg_delay_ratio']:.4f}, devices {res['avg_scheduled']:.2f}"
+            tqdm.write(msg)
+            if res["return"] > state.get("best_return", -np.inf):
+                state["best_return"] = res["return"]
+                save_model(self.model, vecnorm, {**meta, "timesteps": t, "validation": res}, out, "best")
+
+        def checkpoint(self, t: int) -> None:
+            ck = out / "checkpoints"
+            ck.mkdir(exist_ok=True)
+            self.model.save(str(ck / ".model.tmp.zip"))
+            os.replace(ck / ".model.tmp.zip", ck / "model.zip")
+            if vecnorm is not None:
+                vecnorm.save(str(ck / ".vecnormalize.tmp.pkl"))
+                os.replace(ck / ".vecnormalize.tmp.pkl", ck / "vecnormalize.pkl")
+            _write_json(ck / "state.json", {"timesteps": t, "last_eval": self.last_eval,
+                                            "best_return": state.get("best_return", -1e300)})
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    return Callback()
+
+
+def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
+    """Train (or resume) the run ``cfg`` into ``out``; returns the final model's path.
+
+    Raises:
+        ValueError: ``out`` holds a different run or a finished one.
+    """
+    import torch
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from edgeft.agents.loader import algo_class
+
+    out = Path(out)
+    config = make_env_config(cfg)
+    meta = run_meta(cfg, config)
+    saved = out / "run.json"
+    resume_from: dict[str, Any] | None = None
+    if saved.is_file():
+        with open(saved) as fh:
+            prev = json.load(fh)
+        if prev["train_config"] != dataclasses.asdict(cfg) or prev["env_config"] != meta["env_config"]:
+            diff = sorted(k for k, v in dataclasses.asdict(cfg).items() if prev["train_config"].get(k) != v)
+            raise ValueError(f"{out} holds a different training run (differs in {diff or ['env_config']}); "
+                             "choose another --out or delete it")
+        if (out / "model.zip").is_file():
+            raise ValueError(f"{out} holds a finished run ({out / 'model.zip'}); choose another --out")
+        if (out / "checkpoints" / "state.json").is_file():
+            with open(out / "checkpoints" / "state.json") as fh:
+                resume_from = json.load(fh)
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty and holds no training run; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(saved, meta)
+
+    torch.set_num_threads(1)  # small MLPs: one thread is fastest, and leaves a core for the envs
+    venv = make_vec_env(cfg, config, cfg.seed)
+    cls = algo_class(cfg.algo)
+    start = 0
+    state: dict[str, Any] = {"t0": time.time()}
+    if resume_from is not None:
+        ck = out / "checkpoints"
+        vecnorm = None
+        if (ck / "vecnormalize.pkl").is_file():
+            vecnorm = VecNormalize.load(str(ck / "vecnormalize.pkl"), venv)
+            vecnorm.training = True
+        model = cls.load(str(ck / "model.zip"), env=vecnorm or venv, device="cpu")
+        start = int(resume_from["timesteps"])
+        state.update(last_eval=int(resume_from.get("last_eval", start)),
+                     best_return=float(resume_from.get("best_return", -np.inf)))
+        print(f"resuming {out} from its checkpoint at {start} steps", file=sys.stderr)
+    else:
+        vecnorm = None
+        if cfg.normalize_obs or cfg.normalize_reward:
+            gamma = float(cfg.hyperparams.get("gamma", 0.99))
+            vecnorm = VecNormalize(venv, norm_obs=cfg.normalize_obs, norm_reward=cfg.normalize_reward,
+                                   gamma=gamma)
+        model = cls("MlpPolicy", vecnorm or venv, seed=cfg.seed, device="cpu", verbose=0,
+                    **cfg.hyperparams)
+    evaluator = Evaluator(cfg, config) if cfg.eval_episodes > 0 else None
+    callback = _make_callback(cfg, out, evaluator, meta, vecnorm, start, state)
+    remaining = cfg.timesteps - start
+    if remaining > 0:
+        model.learn(total_timesteps=remaining, callback=callback, reset_num_timesteps=resume_from is None)
+    if evaluator is not None:
+        callback.evaluate(model.num_timesteps)
+    path = save_model(model, vecnorm, {**meta, "timesteps": int(model.num_timesteps)}, out, "model")
+    venv.close()
+    return path
+
+
+# ---------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", default=None, help="env id (default: edgeft/FedLoRAScheduling-v0)")
+    parser.add_argument("--algo", default=None, choices=sorted(ALGO_SPACES), help="SB3 algorithm (default ppo)")
+    parser.add_argument("--timesteps", type=float, default=None, help="total env steps")
+    parser.add_argument("--seed", type=int, default=None, help="training seed (default 0)")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="JSON file of TrainConfig fields (env_config, hyperparams, ...)")
+    parser.add_argument("--out", default=None, help="output folder (default runs/<env>-<algo>-s<seed>)")
+    parser.add_argument("--set", dest="env_overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="env config field, repeatable (e.g. --set action_mode=count)")
+    parser.add_argument("--hp", dest="hp_overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="SB3 hyperparameter, repeatable (e.g. --hp learning_rate=1e-4)")
+    parser.add_argument("--n-envs", type=int, default=None, help="parallel env copies")
+    parser.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps")
+    parser.add_argument("--eval-episodes", type=int, default=None, help="validation episodes per evaluation")
+    parser.add_argument("--eval-policy", default=None,
+                        help="reference policy for the evaluations (default: gs / greedy)")
+    parser.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N steps")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeft.compare import parse_overrides
+
+    env_id = args.env or (None if args.config else "edgeft/FedLoRAScheduling-v0")
+    algo = args.algo or (None if args.config else "ppo")
+    try:
+        if env_id is None or algo is None:
+            with open(args.config) as fh:
+                f = json.load(fh)
+            env_id = env_id or f.get("env_id", "edgeft/FedLoRAScheduling-v0")
+            algo = algo or f.get("algo", "ppo")
+        eval_policy = args.eval_policy
+        if eval_policy is None and not args.config:
+            eval_policy = "greedy" if "MEC" in env_id else "gs"
+        cfg = build_config(
+            env_id, algo, args.config, timesteps=args.timesteps, seed=args.seed, n_envs=args.n_envs,
+            eval_every=args.eval_every, eval_episodes=args.eval_episodes, eval_policy=eval_policy,
+            checkpoint_every=args.checkpoint_every, progress=False if args.no_progress else None,
+            env_config=parse_overrides(args.env_overrides) or None,
+            hyperparams=parse_overrides(args.hp_overrides) or None)
+        out = args.out or f"runs/{cfg.env_id.split('/')[-1].split('-')[0].lower()}-{cfg.algo}-s{cfg.seed}"
+        path = train(cfg, out)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"edgeft train: error: {err}", file=sys.stderr)
+        return 2
+    print(f"saved {path} (+ .norm.json, .config.json); load it with "
+          f"edgeft.make_policy('{cfg.algo}:{path}', env)")
+    return 0
+
+
+del shutil

@@ -1,0 +1,102 @@
+"""Observation transforms agents train on, applied identically when a trained model acts.
+
+A transform is a pure function ``f(obs_batch, config) -> features`` named in the training config
+(``obs_transform``); the ``ppo:PATH`` loader reads that name back and applies the same function
+before the saved normalisation statistics, so a model always sees what it was trained on.
+
+| name | env family | features |
+|---|---|---|
+| ``none`` | any | the observation as it is |
+| ``sort-by-gain`` | fedlora | the per-device blocks (gain dB, bits, age) reordered strongest channel first, then queue, round, loss; lossless for the ``count`` action mode, which schedules the n strongest devices |
+| ``prefix-delay`` | fedlora | ``sort-by-gain`` plus log(D_eq(n)/D-bar) for every prefix n: the delay ratio of the n strongest devices at equal shares (an upper bound of what ``count`` mode gives) |
+| ``mec-compact`` | mec | gains g_nm in dB, token lengths, energy queues in budgets, p_max, f_max: the per-round quantities the cost depends on most |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+def _identity(obs: np.ndarray, config: Any) -> np.ndarray:
+    return obs
+
+
+def _sort_by_gain(obs: np.ndarray, config: Any) -> np.ndarray:
+    k = config.num_devices
+    gain = obs[:, :k]
+    order = np.argsort(-gain, axis=1, kind="stable")
+    out = np.empty_like(obs)
+    for b in range(3):
+        out[:, b * k:(b + 1) * k] = np.take_along_axis(obs[:, b * k:(b + 1) * k], order, axis=1)
+    out[:, 3 * k:] = obs[:, 3 * k:]
+    return out
+
+
+def _prefix_delay(obs: np.ndarray, config: Any) -> np.ndarray:
+    """Gain-sorted blocks plus, per prefix n of the channel order, log(D_eq(n) / D-bar): the
+    delay ratio of scheduling the n strongest devices with equal bandwidth shares B/n (an upper
+    bound of the min-max-delay split the ``count`` mode applies). O(K^2) numpy per observation."""
+    from edgeft.envs.fedlora.formulas import db_to_gain
+    from edgeft.envs.fedlora.types import BITS_UNIT
+
+    k = config.num_devices
+    srt = _sort_by_gain(obs, config)
+    gain = db_to_gain(srt[:, :k])                       # (b, K) strongest first
+    bits = srt[:, k:2 * k] * BITS_UNIT
+    n = np.arange(1, k + 1, dtype=np.float64)[:, None]  # prefix length (K, 1)
+    share = config.bandwidth_hz / n                     # (K, 1)
+    snr = gain[:, None, :] / (share[None] * config.noise_psd)      # (b, n, k)
+    delay = bits[:, None, :] / (share[None] * np.log2(1.0 + snr))  # (b, n, k)
+    delay = np.where(np.arange(k)[None, None, :] < n[None], delay, 0.0)
+    ratio = delay.max(axis=2) / config.budget_s
+    return np.concatenate([srt, np.log(np.maximum(ratio, 1e-12))], axis=1)
+
+
+def _mec_compact(obs: np.ndarray, config: Any) -> np.ndarray:
+    from edgeft.envs.mec.generator import observation_layout
+
+    keep = ("gain_db", "tokens", "queue_in_budgets", "p_max", "f_user_max")
+    parts, i = [], 0
+    for name, shape in observation_layout(config):
+        size = int(np.prod(shape))
+        if name in keep:
+            parts.append(obs[:, i:i + size])
+        i += size
+    return np.concatenate(parts, axis=1)
+
+
+TRANSFORMS: dict[str, tuple[Callable[[np.ndarray, Any], np.ndarray], str | None]] = {
+    "none": (_identity, None),
+    "sort-by-gain": (_sort_by_gain, "fedlora"),
+    "prefix-delay": (_prefix_delay, "fedlora"),
+    "mec-compact": (_mec_compact, "mec"),
+}
+
+
+def get_transform(name: str, config: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The batched transform ``name`` bound to ``config`` (accepts one observation or a batch).
+
+    Raises:
+        ValueError: unknown name, or a transform of the other env family.
+    """
+    if name not in TRANSFORMS:
+        raise ValueError(f"unknown obs_transform {name!r}; known: {sorted(TRANSFORMS)}")
+    fn, family = TRANSFORMS[name]
+    if family is not None and family != config.family:
+        raise ValueError(f"obs_transform {name!r} is for the {family} envs, not {config.family}")
+
+    def apply(obs: np.ndarray) -> np.ndarray:
+        arr = np.asarray(obs, dtype=np.float64)
+        single = arr.ndim == 1
+        out = fn(arr[None] if single else arr, config)
+        return out[0] if single else out
+
+    return apply
+
+
+def transformed_size(name: str, config: Any, obs_size: int) -> int:
+    """Length of the features ``name`` makes from an observation of length ``obs_size``."""
+    return int(get_transform(name, config)(np.zeros(obs_size)).shape[0])

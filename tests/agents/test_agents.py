@@ -1,0 +1,127 @@
+"""edgeft train, the ALGO:PATH loader, and a trained agent on the leaderboard."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import edgeft
+from edgeft import leaderboard as lb
+from edgeft.cli import main
+from edgeft.suites import FEDLORA, Scenario, Suite
+
+TINY = ["--env", FEDLORA, "--algo", "ppo", "--seed", "3", "--set", "num_devices=6",
+        "--set", "episode_rounds=16", "--n-envs", "4", "--hp", "n_steps=32", "--hp", "batch_size=64",
+        "--hp", "n_epochs=2", "--eval-episodes", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ppo") / "run"
+    rc = main(["train", *TINY, "--timesteps", "256", "--eval-every", "128", "--out", str(out)])
+    assert rc == 0
+    return out
+
+
+def test_train_writes_model_statistics_and_config(trained):
+    for name in ("model", "best"):
+        assert (trained / f"{name}.zip").is_file()
+        norm = json.loads((trained / f"{name}.norm.json").read_text())
+        meta = json.loads((trained / f"{name}.config.json").read_text())
+        assert len(norm["mean"]) == len(norm["var"]) > 0
+    assert meta["env_config"]["num_devices"] == 6 and meta["env_config"]["action_mode"] == "count"
+    assert meta["train_config"]["seed"] == 3 and meta["algo"] == "ppo"
+    evals = [json.loads(x) for x in (trained / "eval.jsonl").read_text().splitlines()]
+    assert evals[0]["reference_policy"] == "gs" and "final_loss" in evals[0]["reference"]
+    assert json.loads((trained / "model.config.json").read_text())["timesteps"] >= 256
+
+
+def test_loader_applies_transform_and_saved_normalisation(trained):
+    env = gym.make(FEDLORA, num_devices=6, episode_rounds=16, action_mode="count")
+    policy = edgeft.make_policy(f"ppo:{trained}/model.zip", env)
+    obs, _ = env.reset(seed=0)
+    norm = json.loads((trained / "model.norm.json").read_text())
+    feats = policy.transform(obs)
+    expect = np.clip((feats - np.array(norm["mean"])) / np.sqrt(np.array(norm["var"]) + norm["epsilon"]),
+                     -norm["clip_obs"], norm["clip_obs"])
+    np.testing.assert_allclose(policy.features(obs), expect.astype(np.float32), rtol=1e-6)
+    action, _ = policy.predict(obs, deterministic=True)
+    assert env.action_space.contains(int(action))
+    batch, _ = policy.predict(np.stack([obs, obs]), deterministic=True)
+    assert batch.shape == (2,) and batch[0] == action
+    # the extension may be left out
+    assert edgeft.make_policy(f"ppo:{trained}/model", env).predict(obs, deterministic=True)[0] == action
+
+
+def test_loader_rejects_a_mismatched_env(trained):
+    env = gym.make(FEDLORA, num_devices=7, episode_rounds=16, action_mode="count")
+    with pytest.raises(ValueError, match=r"num_devices: model 6, env 7"):
+        edgeft.make_policy(f"ppo:{trained}/model.zip", env)
+    env = gym.make(FEDLORA, num_devices=6, episode_rounds=16)  # bandwidth mode
+    with pytest.raises(ValueError, match="action_mode"):
+        edgeft.make_policy(f"ppo:{trained}/model.zip", env)
+    env = gym.make(FEDLORA, num_devices=6, episode_rounds=16, action_mode="count", zeta=3.0)
+    edgeft.make_policy(f"ppo:{trained}/model.zip", env)  # reward-only fields may differ
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        edgeft.make_policy("ppo:does/not/exist.zip", env)
+    with pytest.raises(ValueError, match=r"unknown policy prefix 'pop'.*'ppo'"):
+        edgeft.make_policy("pop:x.zip", env)
+
+
+def test_trained_agent_plays_the_leaderboard(trained, tmp_path):
+    suite = Suite("agent-test", 1, "fedlora", "test",
+                  (Scenario("k6", FEDLORA, {"num_devices": 6, "episode_rounds": 16}),), num_seeds=2)
+    name = f"ppo:{trained}/model.zip"
+    s = lb.run_leaderboard(suite, ["gs", name], tmp_path / "lb", backend="serial", progress=False,
+                           plots=False)
+    got = {e["policy"]: e for e in s["results"]}
+    assert got[name]["episodes"] == 2
+    assert 0 <= got[name]["metrics"]["avg_scheduled"]["mean"] <= 6
+    assert got[name]["metrics"]["final_loss"]["mean"] > 0
+
+
+def test_unknown_env_algo_or_unsupported_space_give_clear_errors(tmp_path, capsys):
+    assert main(["train", "--env", "edgeft/Nope-v0", "--timesteps", "10", "--out", str(tmp_path / "a")]) == 2
+    assert "unknown env 'edgeft/Nope-v0'; known: ['edgeft/FedLoRAScheduling-v0'" in capsys.readouterr().err
+    assert main(["train", *TINY, "--algo", "sac", "--set", "action_mode=count", "--timesteps", "10",
+                 "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "sac cannot act in" in err and "action_mode" in err
+    with pytest.raises(SystemExit):
+        main(["train", "--algo", "trpo"])
+    assert main(["train", *TINY, "--seed", "900000000", "--timesteps", "10", "--out", str(tmp_path / "c")]) == 2
+    assert "reserved for validation and test" in capsys.readouterr().err
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "edgeft", "train", *TINY, "--timesteps", "3000",
+           "--checkpoint-every", "256", "--eval-every", "0", "--eval-episodes", "0", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.DEVNULL)
+    state = out / "checkpoints" / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not state.is_file():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model.zip").exists(), "killed before the end"
+    at = json.loads(state.read_text())["timesteps"]
+    assert 256 <= at < 3000
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert f"resuming {out} from its checkpoint at" in res.stderr
+    done = json.loads((out / "model.config.json").read_text())["timesteps"]
+    assert 3000 <= done < 3000 + 32 * 4  # PPO finishes its last rollout of n_steps x n_envs
+    # a finished run is not silently trained over
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert again.returncode == 2 and "holds a finished run" in again.stderr
