@@ -23,6 +23,11 @@ Examples:
     edgeft train --env edgeft/FedLoRAScheduling-v0 --algo ppo --timesteps 300000 --seed 0
     edgeft train --env edgeft/MECOffloading-v0 --algo ppo --timesteps 50000 --out runs/mec-ppo
     edgeft train --env edgeft/FedLoRAScheduling-v0 --algo dqn --timesteps 1e5 --set num_devices=50
+    edgeft train --env edgeft/FedLoRAScheduling-v0 --algo ppo --init bc:lyapunov --timesteps 0
+
+With ``--init bc:POLICY`` the policy is first behaviour-cloned from the reference POLICY on the
+run's own observations (DAgger, ``edgeft.agents.bc``; settings in the ``bc`` field, per-iteration
+log in ``OUT/bc.jsonl``), then trained with RL for ``--timesteps`` steps (0 = ship the clone).
 """
 
 from __future__ import annotations
@@ -71,6 +76,10 @@ class TrainConfig:
         reward_shaping: training reward replacing the env's (numpy vector env only):
             ``{"type": "clipped-dpp", "zeta": 10, "clip": 4}`` (``vec.clipped_drift_plus_penalty``);
             ``{}`` = the env's reward. Validation returns use the env's reward.
+        init: ``""`` (random initialisation) or ``"bc:POLICY"``: behaviour-clone the reference
+            policy POLICY (DAgger, ``edgeft.agents.bc``) before RL; ``timesteps`` may then be 0
+            (the cloned policy is the model).
+        bc: behaviour-cloning settings (``edgeft.agents.bc.BC_DEFAULTS``), used with ``init``.
     """
 
     env_id: str = "edgeft/FedLoRAScheduling-v0"
@@ -89,6 +98,8 @@ class TrainConfig:
     checkpoint_every: int = 50_000
     progress: bool = True
     reward_shaping: dict[str, Any] = field(default_factory=dict)
+    init: str = ""
+    bc: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field and the fix."""
@@ -101,8 +112,16 @@ class TrainConfig:
             raise ValueError(f"unknown env {self.env_id!r}; known: {known}")
         if self.algo not in ALGO_SPACES:
             raise ValueError(f"unknown algo {self.algo!r}; known: {sorted(ALGO_SPACES)}")
-        if int(self.timesteps) < 1:
-            raise ValueError(f"timesteps must be >= 1, got {self.timesteps}")
+        if int(self.timesteps) < (0 if self.init else 1):
+            raise ValueError(f"timesteps must be >= {0 if self.init else 1}, got {self.timesteps}")
+        if self.init:
+            from edgeft.agents.bc import bc_settings, parse_init
+
+            parse_init(self.init)
+            bc_settings(self.bc)
+            if self.algo not in ("ppo", "a2c"):
+                raise ValueError(f"init {self.init!r} needs an actor-critic algorithm (ppo or a2c), "
+                                 f"not {self.algo}")
         if not 0 <= int(self.seed) < MAX_TRAIN_SEED:
             raise ValueError(f"seed must be in [0, {MAX_TRAIN_SEED}) (higher seeds are reserved for "
                              f"validation and test episodes), got {self.seed}")
@@ -135,7 +154,7 @@ def build_config(env_id: str, algo: str, file: str | None = None, **overrides: A
     values.update(default_config(values["env_id"], values["algo"]))
     for src in (file_values, {k: v for k, v in overrides.items() if v is not None}):
         for k, v in src.items():
-            if k in ("env_config", "hyperparams") and isinstance(v, dict):
+            if k in ("env_config", "hyperparams", "bc") and isinstance(v, dict):
                 values[k] = {**values.get(k, {}), **v}
             else:
                 values[k] = v
@@ -399,11 +418,17 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
                                    gamma=gamma)
         model = cls("MlpPolicy", vecnorm or venv, seed=cfg.seed, device="cpu", verbose=0,
                     **cfg.hyperparams)
+        if cfg.init:
+            from edgeft.agents.bc import behaviour_clone
+
+            behaviour_clone(model, vecnorm, cfg, config, out, progress=cfg.progress)
     evaluator = Evaluator(cfg, config) if cfg.eval_episodes > 0 else None
     callback = _make_callback(cfg, out, evaluator, meta, vecnorm, start, state)
     remaining = cfg.timesteps - start
     if remaining > 0:
         model.learn(total_timesteps=remaining, callback=callback, reset_num_timesteps=resume_from is None)
+    else:
+        callback.init_callback(model)
     if evaluator is not None:
         callback.evaluate(model.num_timesteps)
     path = save_model(model, vecnorm, {**meta, "timesteps": int(model.num_timesteps)}, out, "model")
@@ -430,6 +455,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-policy", default=None,
                         help="reference policy for the evaluations (default: gs / greedy)")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N steps")
+    parser.add_argument("--init", default=None, metavar="bc:POLICY",
+                        help="behaviour-clone a reference policy before RL (e.g. bc:lyapunov; "
+                             "settings: the 'bc' field of the config); --timesteps 0 = BC only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -451,6 +479,7 @@ def run(args: argparse.Namespace) -> int:
             env_id, algo, args.config, timesteps=args.timesteps, seed=args.seed, n_envs=args.n_envs,
             eval_every=args.eval_every, eval_episodes=args.eval_episodes, eval_policy=eval_policy,
             checkpoint_every=args.checkpoint_every, progress=False if args.no_progress else None,
+            init=args.init,
             env_config=parse_overrides(args.env_overrides) or None,
             hyperparams=parse_overrides(args.hp_overrides) or None)
         out = args.out or f"runs/{cfg.env_id.split('/')[-1].split('-')[0].lower()}-{cfg.algo}-s{cfg.seed}"

@@ -1,0 +1,183 @@
+"""Behaviour-cloning initialisation of an SB3 policy from a reference policy (DAgger).
+
+``edgeft train --init bc:POLICY`` (``TrainConfig.init = "bc:POLICY"``) runs this before any RL:
+
+1. roll out the training envs (the run's own env config and action mode, no observation
+   transform) for ``episodes`` full episodes per env copy, with the teacher acting in the first
+   iteration and the student (deterministic) in the later ones (DAgger), the teacher labelling
+   every visited observation;
+2. fit the run's VecNormalize observation statistics to the transformed observations seen so far
+   (so the loader's saved-normalisation path applies unchanged);
+3. maximise the log-likelihood of the teacher's actions under the SB3 policy's action
+   distribution (cross-entropy for Discrete / count mode) on all data gathered so far.
+
+The settings are ``TrainConfig.bc`` (defaults below, tuned values in ``hyperparams.json``).
+``teacher_options`` go to ``edgeft.make_policy`` (e.g. ``{"zeta": 30}`` for ``lyapunov``: the
+trade-off weight the teacher uses; it is a reward-only field of the env, so it does not have to
+match the env the agent is evaluated in). One line per iteration goes to ``OUT/bc.jsonl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: BC settings and their defaults (``TrainConfig.bc`` overrides them)
+BC_DEFAULTS: dict[str, Any] = {
+    "teacher_options": {},
+    "iterations": 4,        # DAgger iterations (the first one rolls out the teacher)
+    "episodes": 1,          # full episodes per env copy and iteration
+    "epochs": 20,           # passes over the aggregated data per iteration
+    "batch_size": 256,
+    "learning_rate": 1e-3,
+    "student_beta": 0.0,    # after the first iteration: probability that the teacher acts
+}
+
+
+def parse_init(init: str) -> str:
+    """The teacher name of ``init = "bc:POLICY"``.
+
+    Raises:
+        ValueError: ``init`` is not of that form.
+    """
+    kind, sep, name = init.partition(":")
+    if kind != "bc" or not sep or not name:
+        raise ValueError(f"init must be 'bc:POLICY' (e.g. 'bc:lyapunov'), got {init!r}")
+    return name
+
+
+def bc_settings(bc: dict[str, Any]) -> dict[str, Any]:
+    """``BC_DEFAULTS`` updated with ``bc``; unknown keys raise ``ValueError``."""
+    unknown = sorted(set(bc) - set(BC_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown bc setting(s) {unknown}; valid: {sorted(BC_DEFAULTS)}")
+    return {**BC_DEFAULTS, **bc}
+
+
+def _features(feats: np.ndarray, vecnorm: Any) -> np.ndarray:
+    if vecnorm is None or not vecnorm.norm_obs:
+        return feats.astype(np.float32)
+    rms = vecnorm.obs_rms
+    x = (feats - rms.mean) / np.sqrt(rms.var + vecnorm.epsilon)
+    return np.clip(x, -vecnorm.clip_obs, vecnorm.clip_obs).astype(np.float32)
+
+
+def _student_actions(model: Any, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        obs = torch.as_tensor(x, device=model.policy.device)
+        act = model.policy.get_distribution(obs).get_actions(deterministic=True)
+    return act.cpu().numpy()
+
+
+def _fit(model: Any, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int, lr: float,
+         rng: np.random.Generator) -> float:
+    """Maximise log pi(y | x) over the policy's parameters; returns the last epoch's mean NLL."""
+    import torch
+
+    policy = model.policy
+    policy.set_training_mode(True)
+    opt = torch.optim.Adam(policy.parameters(), lr=lr)
+    xt = torch.as_tensor(x, device=policy.device)
+    yt = torch.as_tensor(y, device=policy.device)
+    last = float("nan")
+    for _ in range(epochs):
+        perm = rng.permutation(len(x))
+        total = 0.0
+        for i in range(0, len(x), batch_size):
+            idx = torch.as_tensor(perm[i:i + batch_size], device=policy.device)
+            nll = -policy.get_distribution(xt[idx]).log_prob(yt[idx]).mean()
+            opt.zero_grad()
+            nll.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            opt.step()
+            total += float(nll.detach()) * len(idx)
+        last = total / len(x)
+    policy.set_training_mode(False)
+    return last
+
+
+def behaviour_clone(model: Any, vecnorm: Any, cfg: Any, config: Any, out: Path,
+                    progress: bool = True) -> dict[str, Any]:
+    """Initialise ``model``'s policy (and ``vecnorm``'s observation statistics) by DAgger.
+
+    Args:
+        model: an SB3 on-policy model (PPO/A2C) built on the run's (normalised) vector env.
+        vecnorm: the run's ``VecNormalize`` (or None).
+        cfg: the run's ``TrainConfig`` (``init``, ``bc``, ``seed``, ``n_envs``, ``obs_transform``).
+        config: the env config of the run.
+        out: the run folder (``bc.jsonl`` is written there).
+
+    Returns:
+        The last iteration's summary (samples, agreement with the teacher, NLL, teacher/student
+        mean action).
+    """
+    import torch
+
+    import edgeft
+    from edgeft.agents.train import make_vec_env
+    from edgeft.agents.transforms import get_transform
+
+    if not hasattr(model.policy, "get_distribution"):
+        raise ValueError(f"--init bc needs an actor-critic policy (ppo or a2c), not {cfg.algo}")
+    teacher_name = parse_init(cfg.init)
+    s = bc_settings(cfg.bc)
+    teacher = edgeft.make_policy(teacher_name, config=config, action_mode=config.action_mode,
+                                 **s["teacher_options"])
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    raw_cfg = dataclasses.replace(cfg, obs_transform="none", reward_shaping={})
+    venv = make_vec_env(raw_cfg, config, cfg.seed + 7919)  # its own seeds, not the RL envs'
+    transform = get_transform(cfg.obs_transform, config)
+    rounds = int(config.episode_rounds)
+    feats_all: list[np.ndarray] = []
+    labels_all: list[np.ndarray] = []
+    summary: dict[str, Any] = {}
+    obs = venv.reset()
+    for it in range(int(s["iterations"])):
+        t0 = time.time()
+        beta = 1.0 if it == 0 else float(s["student_beta"])
+        agree = []
+        for _ in range(int(s["episodes"]) * rounds):
+            feats = transform(obs)
+            label, _ = teacher.predict(obs, deterministic=True)
+            label = np.asarray(label)
+            act = label
+            if beta < 1.0:
+                student = _student_actions(model, _features(feats, vecnorm))
+                agree.append(student.reshape(label.shape) == label)
+                use_teacher = rng.random(len(obs)) < beta
+                act = np.where(use_teacher.reshape((-1,) + (1,) * (label.ndim - 1)), label,
+                               student.reshape(label.shape))
+            feats_all.append(feats)
+            labels_all.append(label)
+            obs, _, _, _ = venv.step(act)
+        feats = np.concatenate(feats_all)
+        labels = np.concatenate(labels_all)
+        if vecnorm is not None and vecnorm.norm_obs:
+            vecnorm.obs_rms.mean = feats.mean(axis=0)
+            vecnorm.obs_rms.var = feats.var(axis=0)
+            vecnorm.obs_rms.count = float(len(feats))
+        x = _features(feats, vecnorm)
+        nll = _fit(model, x, labels, int(s["epochs"]), int(s["batch_size"]),
+                   float(s["learning_rate"]), rng)
+        fit_acc = float(np.mean(np.all((_student_actions(model, x) == labels).reshape(len(x), -1), axis=1)))
+        summary = {"iteration": it, "samples": int(len(x)), "nll": nll, "train_agreement": fit_acc,
+                   "rollout_agreement": float(np.mean(agree)) if agree else None,
+                   "teacher_mean_action": float(np.mean(labels_all[-1])),
+                   "wall_s": time.time() - t0}
+        with open(out / "bc.jsonl", "a") as fh:
+            fh.write(json.dumps(summary) + "\n")
+        if progress:
+            ra = summary["rollout_agreement"]
+            print(f"[bc:{teacher_name} {it + 1}/{s['iterations']}] {len(x)} samples, nll {nll:.4f}, "
+                  f"train agreement {fit_acc:.3f}"
+                  + (f", rollout agreement {ra:.3f}" if ra is not None else ""), flush=True)
+    venv.close()
+    return summary
