@@ -125,3 +125,57 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     # a finished run is not silently trained over
     again = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert again.returncode == 2 and "holds a finished run" in again.stderr
+
+
+# ---------------------------------------------------------------------------- --init bc:POLICY
+BC_TINY = ["--env", FEDLORA, "--algo", "ppo", "--seed", "5", "--set", "num_devices=6",
+           "--set", "episode_rounds=40", "--n-envs", "8", "--eval-episodes", "1", "--no-progress",
+           "--init", "bc:lyapunov"]
+
+
+@pytest.fixture(scope="module")
+def cloned(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bc") / "run"
+    rc = main(["train", *BC_TINY, "--timesteps", "0", "--out", str(out)])
+    assert rc == 0
+    return out
+
+
+def test_bc_initialised_agent_schedules_like_its_teacher(cloned):
+    meta = json.loads((cloned / "model.config.json").read_text())
+    assert meta["train_config"]["init"] == "bc:lyapunov" and meta["timesteps"] == 0
+    teacher_opts = meta["train_config"]["bc"]["teacher_options"]
+    log = [json.loads(x) for x in (cloned / "bc.jsonl").read_text().splitlines()]
+    assert len(log) == meta["train_config"]["bc"]["iterations"] and log[-1]["nll"] < log[0]["nll"]
+    # the VecNormalize statistics were fitted to the cloning data, not left at (0, 1)
+    norm = json.loads((cloned / "model.norm.json").read_text())
+    assert np.ptp(norm["mean"]) > 0.1 and not np.allclose(norm["var"], 1.0)
+    env = gym.make(FEDLORA, num_devices=6, episode_rounds=40, action_mode="count")
+    agent = edgeft.make_policy(f"ppo:{cloned}/model.zip", env)
+    teacher = edgeft.make_policy("lyapunov", env, **teacher_opts)
+    obs, _ = env.reset(seed=123_456)  # a seed the cloning never saw
+    same, acted = 0, []
+    for _ in range(40):
+        a, _ = agent.predict(obs, deterministic=True)
+        t, _ = teacher.predict(obs, deterministic=True)
+        same += int(a) == int(t)
+        acted.append(int(a))
+        obs, *_ = env.step(a)
+    assert same >= 0.6 * 40, f"agent agrees with its teacher on {same}/40 steps"
+    assert len(set(acted)) > 1  # not a constant policy
+
+
+def test_bc_init_validation_errors(tmp_path, capsys):
+    assert main(["train", *BC_TINY, "--init", "lyapunov", "--timesteps", "0",
+                 "--out", str(tmp_path / "a")]) == 2
+    assert "init must be 'bc:POLICY'" in capsys.readouterr().err
+    assert main(["train", *BC_TINY, "--timesteps", "0", "--out", str(tmp_path / "b"),
+                 "--config", str(_write(tmp_path / "c.json", {"bc": {"epoch": 3}}))]) == 2
+    assert "unknown bc setting(s) ['epoch']" in capsys.readouterr().err
+    assert main(["train", *TINY, "--timesteps", "0", "--out", str(tmp_path / "d")]) == 2
+    assert "timesteps must be >= 1" in capsys.readouterr().err
+
+
+def _write(path, obj):
+    path.write_text(json.dumps(obj))
+    return path
