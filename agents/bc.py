@@ -119,10 +119,10 @@ def behaviour_clone(model: Any, vecnorm: Any, cfg: Any, config: Any, out: Path,
         mean action).
     """
     import torch
-
-    import edgeft
     from edgeft.agents.train import make_vec_env
     from edgeft.agents.transforms import get_transform
+
+    import edgeft
 
     if not hasattr(model.policy, "get_distribution"):
         raise ValueError(f"--init bc needs an actor-critic policy (ppo or a2c), not {cfg.algo}")
@@ -167,7 +167,8 @@ def behaviour_clone(model: Any, vecnorm: Any, cfg: Any, config: Any, out: Path,
         x = _features(feats, vecnorm)
         nll = _fit(model, x, labels, int(s["epochs"]), int(s["batch_size"]),
                    float(s["learning_rate"]), rng)
-        fit_acc = float(np.mean(np.all((_student_actions(model, x) == labels).reshape(len(x), -1), axis=1)))
+        hit = (_student_actions(model, x) == labels).reshape(len(x), -1)
+        fit_acc = float(np.mean(np.all(hit, axis=1)))
         summary = {"iteration": it, "samples": int(len(x)), "nll": nll, "train_agreement": fit_acc,
                    "rollout_agreement": float(np.mean(agree)) if agree else None,
                    "teacher_mean_action": float(np.mean(labels_all[-1])),
@@ -176,8 +177,8 @@ def behaviour_clone(model: Any, vecnorm: Any, cfg: Any, config: Any, out: Path,
             fh.write(json.dumps(summary) + "\n")
         if progress:
             ra = summary["rollout_agreement"]
-            print(f"[bc:{teacher_name} {it + 1}/{s['iterations']}] {len(x)} samples, nll {nll:.4f}, "
-                  f"train agreement {fit_acc:.3f}"
+            print(f"[bc:{teacher_name} {it + 1}/{s['iterations']}] {len(x)} samples, "
+                  f"nll {nll:.4f}, train agreement {fit_acc:.3f}"
                   + (f", rollout agreement {ra:.3f}" if ra is not None else ""), flush=True)
     venv.close()
     return summary

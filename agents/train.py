@@ -120,8 +120,8 @@ class TrainConfig:
             parse_init(self.init)
             bc_settings(self.bc)
             if self.algo not in ("ppo", "a2c"):
-                raise ValueError(f"init {self.init!r} needs an actor-critic algorithm (ppo or a2c), "
-                                 f"not {self.algo}")
+                raise ValueError(f"init {self.init!r} needs an actor-critic algorithm "
+                                 f"(ppo or a2c), not {self.algo}")
         if not 0 <= int(self.seed) < MAX_TRAIN_SEED:
             raise ValueError(f"seed must be in [0, {MAX_TRAIN_SEED}) (higher seeds are reserved for "
                              f"validation and test episodes), got {self.seed}")
