@@ -80,8 +80,13 @@ class MECConfig:
             energy at the reference point times U[0.75, 1.25]; the episode budget is
             episode_rounds times that.
         energy_penalty: reward weight of the energy-budget virtual queue (see the env's docs).
-        model_name: real mode: the Hugging Face model (name or path) whose configuration gives
-            the layers, hidden size and s(d).
+        training: real mode: an ``edgeft.training.TrainingConfig`` or a dict of its fields
+            (model, task, LoRA, lr, batch size, dtype, bits per element); None = its defaults
+            (the offline pretrained ``"minilm"`` on ``"synthetic-text"``). In real mode the env
+            replaces num_layers, hidden_size, batch_size and bits_per_element by the real
+            model's and the training config's values and clips tokens_min/tokens_max to the
+            longest sequence the data holds (``edgeft.training.mec``), so psi(d) and s(d)
+            describe the computation that really runs; ``env.unwrapped.config`` shows them.
     """
 
     family: ClassVar[str] = "mec"
@@ -123,7 +128,7 @@ class MECConfig:
     fading_correlation: float = 0.9
     energy_budget_scale: float = 1.0
     energy_penalty: float = 1.0
-    model_name: str = "bert-base-uncased"
+    training: Any = None
 
     def __post_init__(self) -> None:
         check_range("num_users", self.num_users, 1, 100_000, integer=True)
@@ -165,8 +170,10 @@ class MECConfig:
         check_range("fading_correlation", self.fading_correlation, 0.0, 1.0)
         check_range("energy_budget_scale", self.energy_budget_scale, 0.0, low_open=True)
         check_range("energy_penalty", self.energy_penalty, 0.0)
-        if not isinstance(self.model_name, str) or not self.model_name:
-            raise ValueError(f"model_name must be a non-empty string, got {self.model_name!r}")
+        if self.training is not None:
+            from edgeft.training.config import TrainingConfig  # plain Python, no torch
+
+            object.__setattr__(self, "training", TrainingConfig.from_any(self.training))
         for name in ("num_users", "num_servers", "num_layers", "episode_rounds", "batch_size",
                      "hidden_size", "tokens_min", "tokens_max"):
             object.__setattr__(self, name, int(getattr(self, name)))

@@ -84,7 +84,24 @@ class MECOffloadingEnv(gym.Env):
     ``delay_mean``, ``stability_mean``; ``energy_queue`` (J, after the update),
     ``queue_in_budgets``, ``budget_overshoot`` (sum of device energy above budget this round,
     J); ``violations`` (largest violation of (9a)-(9g), all 0 after projection);
-    ``projected`` and ``projection``. Real mode adds ``loss``.
+    ``projected`` and ``projection``. Real mode adds what the real round measured:
+    ``loss`` (mean over users), ``user_loss`` (N,), ``accuracy``, ``user_accuracy`` (N,)
+    (minibatch cross-entropy and accuracy before the update), ``bits`` (N,) (bits of the cut
+    activations each user actually sent, = s(d_n)), ``bits_real_tokens`` (N,) (their
+    non-padding part) and ``train_round``.
+
+    ## Real mode
+    ``mode="real"`` runs every step as one round of real split LoRA fine-tuning
+    (``edgeft.training.mec.MECRealEngine``): one shared pretrained BERT-family encoder with LoRA
+    adapters and a shared head (``training=``, default the offline ``minilm`` on the synthetic
+    text task); user n's minibatch, cut or padded to its d_n tokens, runs the embeddings and
+    layers [0, alpha_n) on the device side and layers [alpha_n, Upsilon), pooler and head on
+    the server side, with a real split backward; one SGD step per round on the LoRA (and head)
+    gradient averaged over users. The cost model then describes that model: Upsilon, h, B and
+    the bits per element come from the model and ``training`` (see ``MECConfig.training``;
+    ``env.unwrapped.config`` holds the values in force), d_n is drawn from the token range
+    clipped to the data's longest sequence. The system dynamics and the cost are those of
+    the surrogate mode; equal seeds give equal real trajectories.
 
     ## Arguments
     ``gym.make("edgeft/MECOffloading-v0", config=MECConfig(...) or dict, **field_overrides)``;
@@ -105,6 +122,8 @@ class MECOffloadingEnv(gym.Env):
                              f"got {render_mode!r}")
         self.render_mode = render_mode
         self._real = _load_real_engine(self.config) if self.config.mode == "real" else None
+        if self._real is not None:  # Upsilon, h, B, bits and the token range of the real model
+            self.config = self._real.env_config
         size = G.observation_size(self.config)
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(size,), dtype=np.float64)
         self.action_space = A.action_space(self.config)
@@ -132,9 +151,10 @@ class MECOffloadingEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        if self._real is not None and seed is not None:
-            self._real.seed(seed)
         state = G.sample_initial_state(self.config, self.np_random)
+        if self._real is not None:  # fresh LoRA, head, optimiser and data shards
+            self._real.seed(seed if seed is not None else
+                            int(self.np_random.integers(2**31 - 1)))
         obs = G.encode_observation(self.config, state)
         self._state = G.decode_observation(self.config, obs)
         self._last_info = {}
@@ -210,17 +230,17 @@ class MECOffloadingEnv(gym.Env):
 
 
 def _load_real_engine(config: MECConfig) -> Any:
-    """Real mode: the split-LoRA engine of ``edgeft.training`` (not provided yet).
+    """Real mode: the layer-split LoRA engine ``edgeft.training.mec.MECRealEngine``.
 
     Raises:
-        RuntimeError: the installed ``edgeft.training`` has no split-LoRA engine for this env.
+        RuntimeError: torch, transformers or peft (the real-mode dependencies) are missing.
     """
     try:
-        from edgeft.training import mec as real  # type: ignore[attr-defined]
+        from edgeft.training import mec as real
     except ImportError as err:
         raise RuntimeError(
             "MECOffloading mode='real' needs the split-LoRA training engine "
-            "(edgeft.training.mec: a model loader and a layer-split forward/backward), which this "
-            "installation does not provide yet; use mode='surrogate'"
+            "(edgeft.training.mec) and its dependencies torch, transformers and peft "
+            f"({err}); install them or use mode='surrogate'"
         ) from err
-    return real.MECRealEngine(config)  # pragma: no cover
+    return real.MECRealEngine(config)

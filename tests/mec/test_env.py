@@ -157,9 +157,20 @@ def test_paper_preset_values():
     assert c.flops_per_cycle_user == 1.0 and c.upload_delay is False and c.w_stability == 1.0
 
 
-def test_real_mode_without_engine_raises_clear_error():
+def test_real_mode_without_the_engine_raises_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "edgeft.training.mec", None)  # as if torch were missing
     with pytest.raises(RuntimeError, match="training engine"):
         MECOffloadingEnv(mode="real", **SMALL)
+
+
+def test_training_config_is_validated():
+    with pytest.raises(ValueError, match="unknown training field"):
+        MECConfig(training={"modle": "tiny-bert"})
+    with pytest.raises(ValueError, match="training.lr"):
+        MECConfig(training={"lr": -1.0})
+    assert MECConfig(training={"model": "tiny-bert"}).training.model == "tiny-bert"
 
 
 def test_render_ansi():
