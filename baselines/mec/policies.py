@@ -184,12 +184,12 @@ class FPCCCPPolicy(MECPolicy):
                     continue
                 seen.add(tuple(c))
                 quick = fast_resource_rule(inst, dec.alpha, c, self.weights, self.upload_delay)
-                scored.append((S.cost_of(inst, quick, self.weights, self.upload_delay), c))
+                scored.append((S.cost_of(inst, quick, self.weights, self.upload_delay), quick))
             if not scored:
                 break
-            _, cand = min(scored, key=lambda x: x[0])
-            init = S.equal_share_decision(inst, cand, alpha=dec.alpha)
-            res = self._fp_ao(inst, cand, init=init)
+            _, quick = min(scored, key=lambda x: x[0])
+            # warm start: the candidate's square-root-rule resources (feasible, near optimal)
+            res = self._fp_ao(inst, quick.server, init=quick)
             if res.cost < best.cost * (1 - 1e-9):
                 best = res
             else:

@@ -249,12 +249,20 @@ def _aux_values(dec: MECDecision, co: dict[str, np.ndarray], weights: tuple[floa
 def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.ndarray, *,
           upload_delay: bool = True, init: MECDecision | None = None,
           fix_alpha: np.ndarray | None = None, tol: float = 1e-9, max_iter: int = 200,
-          compiled: bool = True) -> AOResult:
+          compiled: bool = True, alpha_step: bool = True) -> AOResult:
     """Fractional-programming AO for P3(chi) (MEC Section 4.1, Proposition 1).
 
     Alternates the closed-form auxiliaries (z, v, q) with the convex P4 until the relative
     change of H is below ``tol``. ``fix_alpha`` pins alpha (used after rounding and by the
     resource-only steps). ``compiled=False`` builds P4 afresh every iteration (benchmark).
+
+    ``alpha_step`` (default): after each P4 solve, alpha is replaced by its exact minimiser
+    given the new resources (:func:`optimal_alpha`, closed form). Each of the two steps lowers H,
+    so the iteration stays monotone and its fixed points are P3's stationary points as before;
+    it removes the slow alpha-frequency mode of the quadratic transform (z, q couple alpha to
+    f only through the previous iterate): on the paper-size instance (N = 50, M = 10, seed 1)
+    the relative gap to the limit falls below 1e-8 in 20 iterations instead of ~100, and the
+    end point is as low or lower. ``alpha_step=False`` is the paper's iteration literally.
     """
     t0 = time.perf_counter()
     server = np.asarray(server, dtype=np.int64)
@@ -290,6 +298,10 @@ def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.nda
         sol["b"] = np.maximum(sol["b"], 1e-12)
         sol["fe"] = np.maximum(sol["fe"], 1e-12)
         new = to_decision(inst, server, sol)
+        if alpha_step and fix_alpha is None:
+            new = MECDecision(alpha=optimal_alpha(inst, weights, new), server=server,
+                              power=new.power, bandwidth=new.bandwidth,
+                              freq_user=new.freq_user, freq_edge=new.freq_edge)
         new_cost = cost_of(inst, new, weights, upload_delay)
         history.append(new_cost)
         pf.append(float(np.mean(new.power / inst.p_max)))
@@ -465,7 +477,7 @@ def cccp_association(costs: np.ndarray, b_share: np.ndarray, f_share: np.ndarray
 
 # --------------------------------------------------------------------------- CCCP on congestion
 class CongestionQP:
-    """The convex part of the association problem with congestion, compiled once (OSQP).
+    """The convex part of the association problem with congestion, compiled once (Clarabel).
 
     With alpha, p and f_n fixed and each server splitting its band and GPU by the square-root
     rule (``actions.fast_resource_rule``), the association-dependent cost is, per server m,
@@ -500,13 +512,21 @@ class CongestionQP:
 
     def solve(self, u: np.ndarray, v: np.ndarray, lin: np.ndarray) -> np.ndarray:
         """Solve for the given coefficients; returns chi (N, M)."""
+        import cvxpy as cp
+
         self.u.value, self.v.value, self.lin.value = u, v, lin
+        # Clarabel (interior point, ~1e-8 in a few dozen iterations) is 4-10x faster here than
+        # OSQP at eps 1e-9 and ends at the same associations (benchmarks/mec_solver_speed.py)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            self.problem.solve(solver="OSQP", eps_abs=1e-9, eps_rel=1e-9, max_iter=20_000,
-                               polishing=True)
-        if self.chi.value is None:
-            self.problem.solve(solver="CLARABEL")
+            try:
+                self.problem.solve(solver="CLARABEL")
+            except cp.error.SolverError:
+                pass
+            if self.chi.value is None or self.problem.status not in ("optimal",
+                                                                     "optimal_inaccurate"):
+                self.problem.solve(solver="OSQP", eps_abs=1e-9, eps_rel=1e-9, max_iter=20_000,
+                                   polishing=True)
         return np.clip(np.asarray(self.chi.value), 0.0, 1.0)
 
 
