@@ -77,7 +77,10 @@ class FedLoRASchedulingEnv(gym.Env):
     ``channel_gain`` (|h_k|^2 used this round, K), ``scheduled`` (bool, K), ``bandwidth`` (Hz, K),
     ``device_delay`` (s, K; 0 off schedule), ``delay`` (s), ``delay_budget`` (s), ``delay_ratio``,
     ``delay_queue`` (q after the round), ``cost``, ``delay_excess``, ``num_scheduled``, ``bits`` (K),
-    ``loss``, ``accuracy``, ``action_projected``; real mode adds ``train_loss`` (mean minibatch loss
+    ``loss``, ``accuracy``, ``action_projected``. In real mode ``loss`` (also the observation's loss
+    and the progress reward's) is the latest global test loss of FT eq. (1), the quantity the
+    calibrated surrogate models, measured at reset and on evaluation rounds; real mode adds
+    ``train_loss`` (mean minibatch loss
     of the scheduled devices, NaN if none), ``device_loss`` and, on evaluation rounds (every
     ``training.eval_every`` rounds and the last), ``test_loss`` and ``test_accuracy``; its
     ``accuracy`` is the latest test accuracy (the first is measured at reset).
@@ -189,6 +192,7 @@ class FedLoRASchedulingEnv(gym.Env):
             self._learner.reset(int(self.np_random.integers(2**31 - 1)))
             ev = self._learner.evaluate()
             self._state["test_loss"], self._state["accuracy"] = float(ev["test_loss"]), float(ev["test_accuracy"])
+            self._state["loss"] = self._state["test_loss"]  # real mode: global test loss (eq. 1)
         self._draw_round()
         return self._obs(), {"delay_budget": self._budget}
 
@@ -219,7 +223,7 @@ class FedLoRASchedulingEnv(gym.Env):
         else:
             out = self._learner.run_round(scheduled)
             measured = float(out["loss"])
-            loss_after = measured if n > 0 and np.isfinite(measured) else loss_before
+            loss_after = loss_before  # the latest global test loss; updated on evaluation rounds
             info["train_loss"] = measured
             info["device_loss"] = np.asarray(out["device_loss"], dtype=np.float64)
             every = self._learner.config.eval_every
@@ -228,6 +232,7 @@ class FedLoRASchedulingEnv(gym.Env):
                 ev = self._learner.evaluate()
                 s["test_loss"], s["accuracy"] = float(ev["test_loss"]), float(ev["test_accuracy"])
                 info["test_loss"], info["test_accuracy"] = s["test_loss"], s["accuracy"]
+                loss_after = s["test_loss"]
             accuracy = s["accuracy"]  # the latest evaluation (round 0: at reset)
         q_before = s["queue"]
         if cfg.reward == "progress":
