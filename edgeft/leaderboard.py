@@ -97,31 +97,10 @@ def make_env_and_policy(task: dict[str, Any]) -> tuple[Any, Any]:
     return env, policy
 
 
-def _isolate_solver_state() -> None:
-    """Make an MEC episode independent of what the process solved before.
-
-    The MEC baselines keep compiled cvxpy problems per process, and cvxpy warm-starts the
-    solvers (Clarabel's data update, OSQP) from the previous solve, which moves results by
-    ~1e-9 depending on which episodes a worker ran earlier. Until the baselines pass
-    ``warm_start=False`` themselves, the harness asks for it in their solver chain and drops
-    the cached congestion QP (cheap to rebuild) before each episode.
-    """
-    try:
-        from edgeft.baselines.mec import solver as S
-    except ImportError:  # pragma: no cover
-        return
-    chain = getattr(S, "SOLVER_CHAIN", None)
-    if chain is not None and any(o.get("warm_start", True) for _, o in chain):
-        S.SOLVER_CHAIN = tuple((name, {**opts, "warm_start": False}) for name, opts in chain)
-    getattr(S, "_QP_CACHE", {}).clear()
-
-
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     """Play one task's episode; returns its result row (deterministic apart from ``timing``)."""
     from edgeft.episodes import play_episode
 
-    if "MEC" in task["env_id"]:
-        _isolate_solver_state()
     env, policy = make_env_and_policy(task)
     out = play_episode(env, policy, task["seed"])
     env.close()

@@ -40,11 +40,13 @@ from edgeft.envs.mec.types import MECDecision, MECInstance
 
 #: Open solvers tried in order: Clarabel (interior point, exponential cones); with shorter steps
 #: when its default run stalls (it does on a few badly scaled instances); SCS as a last resort.
+# warm_start=False everywhere: cvxpy otherwise warm-starts a compiled problem from its previous
+# solve, so a decision would depend (at ~1e-9) on what the process solved before.
 SOLVER_CHAIN: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("CLARABEL", {}),
-    ("CLARABEL", {"max_step_fraction": 0.9}),
-    ("CLARABEL", {"equilibrate_enable": False}),
-    ("SCS", {"eps": 1e-9, "max_iters": 100_000}),
+    ("CLARABEL", {"warm_start": False}),
+    ("CLARABEL", {"max_step_fraction": 0.9, "warm_start": False}),
+    ("CLARABEL", {"equilibrate_enable": False, "warm_start": False}),
+    ("SCS", {"eps": 1e-9, "max_iters": 100_000, "warm_start": False}),
 )
 _HZ_PER_GHZ = 1e9
 _HZ_PER_MHZ = 1e6
@@ -520,13 +522,13 @@ class CongestionQP:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             try:
-                self.problem.solve(solver="CLARABEL")
+                self.problem.solve(solver="CLARABEL", warm_start=False)
             except cp.error.SolverError:
                 pass
             if self.chi.value is None or self.problem.status not in ("optimal",
                                                                      "optimal_inaccurate"):
                 self.problem.solve(solver="OSQP", eps_abs=1e-9, eps_rel=1e-9, max_iter=20_000,
-                                   polishing=True)
+                                   polishing=True, warm_start=False)
         return np.clip(np.asarray(self.chi.value), 0.0, 1.0)
 
 
