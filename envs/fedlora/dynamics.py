@@ -7,7 +7,7 @@ import numpy as np
 
 from edgeft.envs.common import as_action_array
 from edgeft.envs.fedlora.config import FedLoRAConfig
-from edgeft.envs.fedlora.formulas import min_common_delay, scheduled_delays
+from edgeft.envs.fedlora.formulas import LN2, delays_from_snr, min_common_delay
 
 
 def channel_order(gain: np.ndarray, bits: np.ndarray) -> np.ndarray:
@@ -32,14 +32,14 @@ def project_shares(action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if action.ndim == 1:  # single env: scalar bookkeeping
         if action.min() >= 0.0 and action.sum() <= 1.0:
             return action, np.False_  # already feasible (each share <= sum <= 1)
-        shares = action.clip(0.0, 1.0)
+        shares = np.minimum(np.maximum(action, 0.0), 1.0)
         total = shares.sum()
         if total > 1.0:
             shares /= total
         return shares, np.True_  # a negative share was clipped or the sum exceeded 1
-    shares = action.clip(0.0, 1.0)
+    shares = np.minimum(np.maximum(action, 0.0), 1.0)
     total = shares.sum(axis=-1, keepdims=True)
-    shares = shares / np.maximum(total, 1.0)
+    shares /= np.maximum(total, 1.0)
     projected = (shares != action).any(axis=-1)
     return shares, projected
 
@@ -94,12 +94,12 @@ _WHAT = {"bandwidth": "bandwidth shares in [0, 1] (one per device)",
          "subset": "a 0/1 vector (one entry per device)"}
 
 
-def delay_and_queue(config: FedLoRAConfig, budget: float, bits: np.ndarray, bandwidth: np.ndarray,
-                    gain: np.ndarray, scheduled: np.ndarray, queue: np.ndarray
+def delay_and_queue(budget: float, bits_ln2: np.ndarray, snr_hz: np.ndarray, bandwidth: np.ndarray,
+                    scheduled: np.ndarray, queue: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-device delays (0 off schedule), round delay D (s), x = D / D-bar and the updated queue
-    (FT eqs. 7, 18)."""
-    per_device = scheduled_delays(bits, bandwidth, gain, config.noise_psd, scheduled)
+    (FT eqs. 7, 18), from mu ln2 and a = |h|^2 / sigma^2 (see ``formulas.delays_from_snr``)."""
+    per_device = delays_from_snr(bits_ln2, bandwidth, snr_hz, scheduled)
     delay = per_device.max(axis=-1)
     x = delay / budget
     return per_device, delay, x, np.maximum(0.0, queue + x - 1.0)

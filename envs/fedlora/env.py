@@ -17,13 +17,14 @@ from edgeft.envs.common import build_config
 from edgeft.envs.fedlora import dynamics
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
 from edgeft.envs.fedlora.formulas import (
+    LN2,
     db_to_gain,
     gain_to_db,
     path_gain,
-    rayleigh_power_gain,
+    rayleigh_fading_db,
     sample_positions,
 )
-from edgeft.envs.fedlora.surrogate import accuracy_of_loss, step_loss
+from edgeft.envs.fedlora.surrogate import accuracy_of_loss, contraction, step_loss
 from edgeft.envs.fedlora.types import BITS_UNIT, bits_from_obs, decode_observation, encode_observation
 
 _BLOCK = 64  # rounds of fading drawn per RNG call
@@ -114,6 +115,8 @@ class FedLoRASchedulingEnv(gym.Env):
         high = np.concatenate([np.full(2 * k, np.inf), np.ones(k), [np.inf, 1.0, np.inf]])
         self.observation_space = spaces.Box(low, high, (cfg.obs_size,), np.float64)
         self._params = cfg.surrogate
+        # rho(N) for N = 0..K as plain floats: one list lookup per step
+        self._rho = contraction(np.arange(k + 1), k, self._params).tolist()
         self._gap = self._params.initial_loss - self._params.loss_floor
         self._learner = None
         self._budget = cfg.budget_s
@@ -150,16 +153,18 @@ class FedLoRASchedulingEnv(gym.Env):
         s = self._state
         assert s is not None
         if s["block_pos"] >= s["block_db"].shape[0]:
-            draws = rayleigh_power_gain(self.np_random, np.broadcast_to(s["mean_gain"], (_BLOCK, self.config.num_devices)))
-            s["block_db"] = gain_to_db(draws)
+            s["block_db"] = s["mean_db"] + rayleigh_fading_db(self.np_random, (_BLOCK, self.config.num_devices))
             s["block_gain"] = db_to_gain(s["block_db"])  # exactly what the observation decodes to
+            s["block_snr"] = s["block_gain"] / self.config.noise_psd
             s["block_pos"] = 0
         s["gain_db"] = s["block_db"][s["block_pos"]]
         s["gain"] = s["block_gain"][s["block_pos"]]
+        s["snr"] = s["block_snr"][s["block_pos"]]
         s["block_pos"] += 1
         if self._learner is not None:
             s["bits_mbit"] = np.asarray(self._learner.draw_round(), dtype=np.float64) / BITS_UNIT
             s["bits"] = bits_from_obs(s["bits_mbit"])
+            s["bits_ln2"] = s["bits"] * LN2
 
     def _obs(self) -> np.ndarray:
         s = self._state
@@ -178,6 +183,7 @@ class FedLoRASchedulingEnv(gym.Env):
         self._state = {
             "positions": pos,
             "mean_gain": mean_gain,
+            "mean_db": gain_to_db(mean_gain),
             "bits_mbit": np.full(k, cfg.bits_per_round / BITS_UNIT),
             "age": np.zeros(k, dtype=np.int64),
             "queue": 0.0,
@@ -188,6 +194,7 @@ class FedLoRASchedulingEnv(gym.Env):
             "block_pos": 0,
         }
         self._state["bits"] = bits_from_obs(self._state["bits_mbit"])
+        self._state["bits_ln2"] = self._state["bits"] * LN2
         if self._learner is not None:
             self._learner.reset(int(self.np_random.integers(2**31 - 1)))
             ev = self._learner.evaluate()
@@ -210,15 +217,16 @@ class FedLoRASchedulingEnv(gym.Env):
         else:
             scheduled, bandwidth, projected = dynamics.allocate(act, cfg, gain[None], bits[None])
             scheduled, bandwidth, projected = scheduled[0], bandwidth[0], projected[0]
-        dev_delay, delay, x, queue = dynamics.delay_and_queue(cfg, self._budget, bits, bandwidth, gain,
-                                                              scheduled, s["queue"])
+        dev_delay, delay, x, queue = dynamics.delay_and_queue(self._budget, s["bits_ln2"], s["snr"],
+                                                              bandwidth, scheduled, s["queue"])
         delay, x, queue = float(delay), float(x), float(queue)
         n = int(np.count_nonzero(scheduled))
         loss_before = s["loss"]
         info: dict[str, Any] = {}
         if self._learner is None:
             noise = self.np_random.standard_normal() if self._params.noise > 0 else None
-            loss_after = float(step_loss(loss_before, n, cfg.num_devices, self._params, noise))
+            loss_after = float(step_loss(loss_before, n, cfg.num_devices, self._params, noise,
+                                         rho=self._rho[n]))
             accuracy = float(accuracy_of_loss(loss_after, self._params))
         else:
             out = self._learner.run_round(scheduled)

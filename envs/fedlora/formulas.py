@@ -44,6 +44,14 @@ def rayleigh_power_gain(rng: np.random.Generator, mean_gain: np.ndarray) -> np.n
     return mean_gain * rng.standard_exponential(np.shape(mean_gain))
 
 
+def rayleigh_fading_db(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Block Rayleigh small-scale fading in dB: 10 log10 of Exp(1) draws, i.i.d. per round (FT II.B).
+
+    The round's gain in dB is the mean gain in dB plus this; the envs draw it in blocks of rounds.
+    """
+    return gain_to_db(rng.standard_exponential(shape))
+
+
 def gain_to_db(gain: np.ndarray) -> np.ndarray:
     """10 log10(gain). The envs store channels in dB and derive linear gains with ``db_to_gain``,
     so an observation in dB decodes to exactly the gain the env uses."""
@@ -86,14 +94,24 @@ def scheduled_delays(bits: np.ndarray, bandwidth_hz: np.ndarray, gain: np.ndarra
                      scheduled: np.ndarray) -> np.ndarray:
     """mu_k / r_k for scheduled devices, 0 for the others (the terms of FT eq. 7's max).
 
-    Same values as :func:`device_delay` on the scheduled devices; written with masked divisions
-    because it sits on the envs' hot path.
+    Same values as :func:`device_delay` on the scheduled devices. ``scheduled`` must imply a
+    positive bandwidth.
     """
-    shape = np.shape(scheduled)
-    snr = np.divide(gain, np.multiply(bandwidth_hz, noise_psd), out=np.zeros(shape), where=scheduled)
-    r = np.log1p(snr)
-    r *= bandwidth_hz
-    return np.divide(bits * LN2, r, out=np.zeros(shape), where=scheduled)
+    return delays_from_snr(np.multiply(bits, LN2), bandwidth_hz, np.divide(gain, noise_psd), scheduled)
+
+
+def delays_from_snr(bits_ln2: np.ndarray, bandwidth_hz: np.ndarray, snr_hz: np.ndarray,
+                    scheduled: np.ndarray) -> np.ndarray:
+    """:func:`scheduled_delays` from mu_k ln2 and a_k = |h_k|^2 / sigma^2 (Hz), which the envs
+    compute once per round: mu ln2 / (B_k ln(1 + a_k / B_k)) for scheduled devices, else 0.
+
+    On the envs' hot path, so written without masks: unscheduled devices get a dummy bandwidth
+    of 1 Hz (finite rate) and their delay is multiplied by 0.
+    """
+    b = bandwidth_hz + ~scheduled  # 1 Hz where not scheduled
+    r = np.log1p(snr_hz / b)
+    r *= b
+    return bits_ln2 / r * scheduled
 
 
 def queue_update(queue: np.ndarray, delay_ratio: np.ndarray) -> np.ndarray:

@@ -118,12 +118,15 @@ def contraction(num_scheduled: np.ndarray | int, num_devices: int, params: Surro
 
 
 def step_loss(loss: np.ndarray | float, num_scheduled: np.ndarray | int, num_devices: int,
-              params: SurrogateParams, noise: np.ndarray | float | None = None) -> np.ndarray | float:
+              params: SurrogateParams, noise: np.ndarray | float | None = None,
+              rho: np.ndarray | float | None = None) -> np.ndarray | float:
     """One round of the surrogate: the loss after a round with ``num_scheduled`` devices.
 
-    ``noise`` is a standard-normal draw of the same shape (ignored when ``params.noise`` is 0).
+    ``noise`` is a standard-normal draw of the same shape (ignored when ``params.noise`` is 0);
+    ``rho`` may pass ``contraction(num_scheduled, ...)`` precomputed (e.g. from a table over N).
     """
-    rho = contraction(num_scheduled, num_devices, params)
+    if rho is None:
+        rho = contraction(num_scheduled, num_devices, params)
     new = params.loss_floor + (1.0 - rho) * (loss - params.loss_floor)
     if params.noise > 0.0 and noise is not None:
         n = np.maximum(np.asarray(num_scheduled, dtype=np.float64), 1.0)
@@ -139,4 +142,4 @@ def accuracy_of_loss(loss: np.ndarray | float, params: SurrogateParams) -> np.nd
     acc = params.final_accuracy - (params.final_accuracy - params.initial_accuracy) * frac
     if isinstance(acc, (float, np.floating)):
         return min(max(float(acc), 0.0), 1.0)
-    return np.clip(acc, 0.0, 1.0)
+    return np.minimum(np.maximum(acc, 0.0), 1.0)

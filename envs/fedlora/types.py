@@ -66,6 +66,12 @@ def encode_observation(gain_db: np.ndarray, bits_mbit: np.ndarray, age: np.ndarr
     if out is None:
         out = np.empty(gain_db.shape[:-1] + (3 * k + 3,))
     t = float(episode_rounds)
+    if out.ndim == 1:  # single env: plain slices and one tuple assignment for the scalars
+        out[:k] = gain_db
+        out[k:2 * k] = bits_mbit
+        np.divide(age, t, out=out[2 * k:3 * k])
+        out[3 * k:] = (queue, round_index / t, loss)
+        return out
     out[..., :k] = gain_db
     out[..., k:2 * k] = bits_mbit
     np.divide(age, t, out=out[..., 2 * k:3 * k])

@@ -19,15 +19,16 @@ from gymnasium.vector.utils import batch_space
 from edgeft.envs.common import build_config
 from edgeft.envs.fedlora import dynamics
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
-from edgeft.envs.fedlora.env import FedLoRASchedulingEnv
+from edgeft.envs.fedlora.env import _BLOCK, FedLoRASchedulingEnv
 from edgeft.envs.fedlora.formulas import (
+    LN2,
     db_to_gain,
     gain_to_db,
     path_gain,
-    rayleigh_power_gain,
+    rayleigh_fading_db,
     sample_positions,
 )
-from edgeft.envs.fedlora.surrogate import accuracy_of_loss, step_loss
+from edgeft.envs.fedlora.surrogate import accuracy_of_loss, contraction, step_loss
 from edgeft.envs.fedlora.types import BITS_UNIT, bits_from_obs, decode_observation, encode_observation
 
 
@@ -54,11 +55,17 @@ class FedLoRAVectorEnv(VectorEnv):
         self._budget = self.config.budget_s
         self._np_random, self._np_random_seed = seeding.np_random(None)
         k, n = self.config.num_devices, self.num_envs
-        self._mean_gain = np.zeros((n, k))
+        self._mean_db = np.zeros((n, k))
+        self._fade = self._block_db = self._block_gain = self._block_snr = np.empty((0, n, k))
+        self._fade_pos = 0
+        self._rho = contraction(np.arange(k + 1), k, self._params)  # rho(N) for N = 0..K
+        self._all_live = np.ones(n, dtype=bool)
+        self._no_term = np.zeros(n, dtype=bool)
         self._gain_db = np.zeros((n, k))
         self._gain = np.zeros((n, k))
         self._bits_mbit = np.full((n, k), self.config.bits_per_round / BITS_UNIT)
         self._bits = bits_from_obs(self._bits_mbit)
+        self._bits_ln2 = self._bits * LN2
         self._obs_buf = np.empty((n, self.config.obs_size))
         self._age = np.zeros((n, k), dtype=np.int64)
         self._queue = np.zeros(n)
@@ -78,22 +85,32 @@ class FedLoRAVectorEnv(VectorEnv):
         pos = sample_positions(self.np_random, cfg.num_devices, (cfg.cell_center_m, 0.0),
                                cfg.cell_radius_m, size=(idx.size,))
         dist = np.hypot(pos[..., 0], pos[..., 1])
-        self._mean_gain[idx] = cfg.tx_power_w * path_gain(dist, cfg.reference_distance_m,
-                                                          cfg.path_loss_exponent)
+        self._mean_db[idx] = gain_to_db(cfg.tx_power_w * path_gain(dist, cfg.reference_distance_m,
+                                                                   cfg.path_loss_exponent))
         self._age[idx] = 0
         self._queue[idx] = 0.0
         self._t[idx] = 0
         self._loss[idx] = self._params.initial_loss
-        self._draw(idx)
+        # the rest of the pre-computed block now follows these copies' new mean gains
+        pos = self._fade_pos
+        self._block_db[pos:, idx] = self._mean_db[idx] + self._fade[pos:, idx]
+        self._block_gain[pos:, idx] = db_to_gain(self._block_db[pos:, idx])
+        self._block_snr[pos:, idx] = self._block_gain[pos:, idx] / cfg.noise_psd
 
-    def _draw(self, idx: np.ndarray | None = None) -> None:
-        """New fading for the copies ``idx`` (all when None); linear gains decoded from dB."""
-        if idx is None:
-            self._gain_db = gain_to_db(rayleigh_power_gain(self.np_random, self._mean_gain))
-            self._gain = db_to_gain(self._gain_db)
-        else:
-            self._gain_db[idx] = gain_to_db(rayleigh_power_gain(self.np_random, self._mean_gain[idx]))
-            self._gain[idx] = db_to_gain(self._gain_db[idx])
+    def _draw(self) -> None:
+        """Next round's fading for every copy: a row of the pre-computed block (``_BLOCK`` rounds
+        per RNG call; gain in dB = mean gain in dB + Rayleigh fading in dB, linear gains decoded
+        from dB once per block)."""
+        if self._fade_pos >= self._fade.shape[0]:
+            self._fade = rayleigh_fading_db(self.np_random, (_BLOCK, self.num_envs, self.config.num_devices))
+            self._block_db = self._mean_db + self._fade
+            self._block_gain = db_to_gain(self._block_db)
+            self._block_snr = self._block_gain / self.config.noise_psd
+            self._fade_pos = 0
+        self._gain_db = self._block_db[self._fade_pos]
+        self._gain = self._block_gain[self._fade_pos]
+        self._snr = self._block_snr[self._fade_pos]
+        self._fade_pos += 1
 
     def _obs(self) -> np.ndarray:
         return encode_observation(self._gain_db, self._bits_mbit, self._age, self._queue, self._t,
@@ -102,7 +119,10 @@ class FedLoRAVectorEnv(VectorEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
+        self._fade = self._block_db = self._block_gain = self._block_snr = np.empty((0, self.num_envs, self.config.num_devices))
+        self._fade_pos = 0
         self._reset_envs(np.ones(self.num_envs, dtype=bool))
+        self._draw()
         self._needs_reset[:] = False
         return self._obs(), {}
 
@@ -112,11 +132,11 @@ class FedLoRAVectorEnv(VectorEnv):
         act = dynamics.validate_action(actions, cfg, batch=n)
         gain, bits = self._gain, self._bits
         scheduled, bandwidth, projected = dynamics.allocate(act, cfg, gain, bits)
-        dev_delay, delay, x, queue = dynamics.delay_and_queue(cfg, self._budget, bits, bandwidth, gain,
-                                                              scheduled, self._queue)
+        dev_delay, delay, x, queue = dynamics.delay_and_queue(self._budget, self._bits_ln2, self._snr,
+                                                              bandwidth, scheduled, self._queue)
         num = np.count_nonzero(scheduled, axis=-1)
         noise = self.np_random.standard_normal(n) if self._params.noise > 0 else None
-        loss_after = step_loss(self._loss, num, cfg.num_devices, self._params, noise)
+        loss_after = step_loss(self._loss, num, cfg.num_devices, self._params, noise, rho=self._rho[num])
         if cfg.reward == "progress":
             reward = (cfg.progress_scale * (self._loss - loss_after) / self._gap
                       - cfg.delay_penalty * np.maximum(0.0, x - 1.0))
@@ -132,12 +152,11 @@ class FedLoRAVectorEnv(VectorEnv):
         }
         resetting = self._needs_reset
         if not resetting.any():  # every copy is mid-episode: plain in-place updates
-            live = np.ones(n, dtype=bool)
+            live = self._all_live
             self._age += 1
             self._age[scheduled] = 0
             self._queue, self._loss = queue, loss_after
             self._t += 1
-            self._draw()
         else:
             live = ~resetting
             self._age = np.where(live[:, None], np.where(scheduled, 0, self._age + 1), self._age)
@@ -145,11 +164,10 @@ class FedLoRAVectorEnv(VectorEnv):
             self._loss = np.where(live, loss_after, self._loss)
             self._t = np.where(live, self._t + 1, self._t)
             reward = np.where(live, reward, 0.0)
-            self._draw(np.flatnonzero(live))
             self._reset_envs(resetting)  # copies that finished last step restart now
+        self._draw()
         for key in list(info):
             info[f"_{key}"] = live
         truncated = live & (self._t >= cfg.episode_rounds)
         self._needs_reset = truncated
-        terminated = np.zeros(n, dtype=bool)
-        return self._obs(), np.asarray(reward, dtype=np.float64), terminated, truncated, info
+        return self._obs(), np.asarray(reward, dtype=np.float64), self._no_term.copy(), truncated, info

@@ -233,7 +233,8 @@ def test_vector_env_batches_match_per_copy_dynamics(mode):
         for i in range(16):
             single = gym.make(ENV_ID, config=cfg).unwrapped
             single.reset(seed=0)
-            single._state.update(gain_db=dec.gain_db[i].copy(), gain=dec.gain[i].copy(), queue=float(dec.queue[i]),
+            single._state.update(gain_db=dec.gain_db[i].copy(), gain=dec.gain[i].copy(),
+                                 snr=dec.gain[i] / cfg.noise_psd, queue=float(dec.queue[i]),
                                  loss=float(dec.loss[i]), t=int(dec.round[i]))
             _, rs, _, _, inf_s = single.step(a[i])
             assert rs == pytest.approx(r[i], rel=1e-9, abs=1e-12)
