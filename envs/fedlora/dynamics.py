@@ -29,14 +29,18 @@ def project_shares(action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     their sum. A device with share 0 is not scheduled; unused bandwidth stays unused.
     Returns (shares, projected) where ``projected`` says whether the action was changed.
     """
-    if action.ndim == 1:  # single env: scalar bookkeeping
-        if action.min() >= 0.0 and action.sum() <= 1.0:
-            return action, np.False_  # already feasible (each share <= sum <= 1)
+    if action.ndim == 1:  # single env: scalar bookkeeping, fewest array passes first
+        lo, total = action.min(), action.sum()
+        if lo >= 0.0:
+            if total <= 1.0:
+                return action, np.False_  # already feasible (each share <= sum <= 1)
+            if action.max() <= 1.0:
+                return action / total, np.True_  # only the sum exceeded 1
         shares = np.minimum(np.maximum(action, 0.0), 1.0)
         total = shares.sum()
         if total > 1.0:
             shares /= total
-        return shares, np.True_  # a negative share was clipped or the sum exceeded 1
+        return shares, np.True_  # a share was clipped (and maybe the sum rescaled)
     shares = np.minimum(np.maximum(action, 0.0), 1.0)
     total = shares.sum(axis=-1, keepdims=True)
     shares /= np.maximum(total, 1.0)

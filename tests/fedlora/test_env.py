@@ -280,3 +280,16 @@ def test_sb3_algorithms_accept_the_env(algo, mode):
     action, _ = model.predict(obs, deterministic=True)
     assert env.action_space.contains(np.asarray(action).astype(env.action_space.dtype))
     env.step(action)
+
+
+def test_single_env_projection_equals_the_batched_rule():
+    from edgeft.envs.fedlora.dynamics import project_shares
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        a = rng.normal(0.3, 0.6, size=rng.integers(1, 8))
+        single, p_single = project_shares(a)
+        batched, p_batched = project_shares(a[None])
+        np.testing.assert_array_equal(single, batched[0])
+        assert bool(p_single) == bool(p_batched[0])
+        assert np.all(single >= 0) and single.sum() <= 1 + 1e-15
