@@ -1,20 +1,43 @@
 """Fit the FedLoRA learning-curve surrogate to real split-LoRA training runs.
 
-Runs real federated rounds (``SplitLoRALearner``, FT eqs. 2-4) under varied participation
-patterns — constant N, random N, channel-like N ~ Binomial(K, p), ramps — and records the global
-loss (FT eq. 1: held-out cross-entropy averaged over the K devices' heads) every few rounds. The
-surrogate's constants (initial_loss, loss_floor, rate, gap_ratio) are fitted by least squares to
-the curves of the fit schedules, replaying each schedule's exact N(t); the accuracy map is an
-affine fit of accuracy on loss. Fidelity: the Spearman rank correlation between the surrogate's
-predicted and the real final loss over held-out schedules not used in the fit (goal >= 0.8).
+Protocol (``edgeft calibrate``; issue #3):
+
+* **Quantity.** The surrogate models the *global test loss* of FT eq. (1): the held-out
+  cross-entropy averaged over the K devices' heads on the shared LoRA encoder
+  (``SplitLoRALearner.evaluate``), on a fixed subset of ``--eval-size`` (default 512) test samples,
+  measured every ``--eval-every`` rounds. It is low-noise and shows participation strongly (a device
+  that is rarely scheduled keeps an untrained head). The per-round training loss of the scheduled
+  devices is not used: it is noisy and biased toward the devices that happen to be scheduled. The
+  real-mode env reports the same quantity (``info["loss"]``, the observation's loss and the
+  progress reward use the latest test loss), so a calibrated surrogate and a real env agree on
+  what "loss" means.
+* **Settings.** The real-mode defaults of ``TrainingConfig`` (minilm, synthetic-text, plain SGD
+  lr 0.1, batch 8 per device, eval on 512 samples): the paper's lr 1e-4 / batch 32 barely moves
+  the loss in a few hundred rounds, and lr 0.3 makes the test loss jump erratically. K = 20 (the
+  paper's). ``--threads`` (default 1) sets torch's intra-op threads: on a small shared CPU one
+  thread is several times faster than oversubscribing.
+* **Schedules.** Twelve participation patterns over ``--rounds`` (default 60) rounds, scaled to K
+  (levels for K = 20). Fit: constant N = 1, 4, 20; alternating 1/20; uniform random N in 1..20;
+  N ~ Binomial(20, 0.3). Held out (distinct mean participation 2 .. 14): constant N = 2, 8, 14;
+  uniform random N in 1..8; a ramp 1 -> 20; alternating 4/20. Each schedule runs with ``--seeds``
+  (default 2) seeds (different device draws, minibatches and initialisation) and the curves are
+  averaged; which devices are scheduled is drawn uniformly each round.
+* **Fit.** Least squares (scipy ``least_squares``, several starts) of (initial_loss, loss_floor,
+  rate, gap_ratio) to the seed-averaged curves of the fit schedules only, replaying each
+  schedule's exact N(t) through the surrogate's own recursion; the accuracy map is an affine fit
+  of accuracy on loss over the fit runs.
+* **Fidelity.** The Spearman rank correlation between the surrogate-predicted and the real
+  (seed-averaged) final loss over the held-out schedules (goal >= 0.8), printed with the
+  per-schedule values and written into the JSON.
 
 The result is written with ``SurrogateParams.to_json`` (with the training config, the schedules,
-the fit residual and the Spearman figure) and is loaded by ``surrogate="path.json"``; the shipped
-fit is ``envs/fedlora/calibration/default.json`` (``surrogate="default"``).
+every curve, the fit residual and the Spearman figure) and is loaded by ``surrogate="path.json"``;
+the shipped fit is ``envs/fedlora/calibration/default.json`` (``surrogate="default"``), made by
 
-Example:
-    edgeft calibrate --out my_fit.json            # default: minilm + synthetic-text, ~10 min on 2 cores
-    edgeft calibrate --quick --model tiny-bert    # a small smoke run
+    edgeft calibrate --out edgeft/envs/fedlora/calibration/default.json
+
+(about half an hour on 2 busy CPU cores). ``--quick`` is a smoke run (tiny budgets; use with
+``--model tiny-bert``), not a usable calibration.
 """
 
 from __future__ import annotations
@@ -37,23 +60,42 @@ class Schedule:
 
     name: str
     counts: np.ndarray  # (R,) int
+    holdout: bool = False
 
 
 def make_schedules(num_devices: int, rounds: int, seed: int) -> list[Schedule]:
-    """The varied patterns used for the fit and the hold-out (deterministic in ``seed``)."""
+    """The fit and held-out patterns (see the module docstring), deterministic in ``seed``.
+
+    Levels are fractions of K (the names give the values); patterns whose name repeats at a small K
+    are dropped. Fit schedules come first, then the held-out ones (``holdout=True``).
+    """
     K = num_devices
     rng = np.random.default_rng(seed)
-    out = []
-    for n in sorted({1, 2, max(1, K // 4), max(1, K // 2), K}):
-        out.append(Schedule(f"const-{n}", np.full(rounds, n)))
-    for p in (0.25, 0.6):
-        out.append(Schedule(f"binomial-{p}", np.maximum(1, rng.binomial(K, p, size=rounds))))
-    out.append(Schedule("uniform", rng.integers(1, K + 1, size=rounds)))
-    out.append(Schedule("ramp-up", np.linspace(1, K, rounds).round().astype(int)))
-    out.append(Schedule("ramp-down", np.linspace(K, 1, rounds).round().astype(int)))
-    for n in sorted({3, max(1, (3 * K) // 4)}):
-        out.append(Schedule(f"const-{n}", np.full(rounds, n)))
-    out.append(Schedule("bursty", np.where(rng.random(rounds) < 0.3, K, 1)))
+    lvl = lambda f: int(min(K, max(1, round(f * K))))  # noqa: E731
+    alt = lambda lo, hi: np.where(np.arange(rounds) % 2 == 0, lo, hi)  # noqa: E731
+    fit = [
+        (f"const-{1}", np.full(rounds, 1)),
+        (f"const-{lvl(0.2)}", np.full(rounds, lvl(0.2))),
+        (f"const-{K}", np.full(rounds, K)),
+        (f"alternating-1/{K}", alt(1, K)),
+        (f"uniform-1..{K}", rng.integers(1, K + 1, size=rounds)),
+        ("binomial-0.3", np.maximum(1, rng.binomial(K, 0.3, size=rounds))),
+    ]
+    held = [
+        (f"const-{min(2, K)}", np.full(rounds, min(2, K))),
+        (f"uniform-1..{lvl(0.4)}", rng.integers(1, lvl(0.4) + 1, size=rounds)),
+        (f"const-{lvl(0.4)}", np.full(rounds, lvl(0.4))),
+        (f"ramp-1..{K}", np.linspace(1, K, rounds).round().astype(int)),
+        (f"alternating-{lvl(0.2)}/{K}", alt(lvl(0.2), K)),
+        (f"const-{lvl(0.7)}", np.full(rounds, lvl(0.7))),
+    ]
+    out: list[Schedule] = []
+    seen: set[str] = set()
+    for group, is_held in ((fit, False), (held, True)):
+        for name, counts in group:
+            if name not in seen:
+                seen.add(name)
+                out.append(Schedule(name, np.asarray(counts, dtype=np.int64), is_held))
     return out
 
 
@@ -162,71 +204,94 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="synthetic-text", help="TrainingConfig.task")
     parser.add_argument("--data-dir", default=None, help="TrainingConfig.data_dir")
     parser.add_argument("--devices", type=int, default=20, help="K (default 20, the paper's)")
-    parser.add_argument("--rounds", type=int, default=30, help="real rounds per schedule")
+    parser.add_argument("--rounds", type=int, default=60, help="real rounds per schedule (60)")
     parser.add_argument(
-        "--lr",
-        type=float,
-        default=0.05,
-        help="SGD learning rate (default 0.05: the paper's 1e-4 moves nothing in "
-        "a few dozen rounds)",
-    )
-    parser.add_argument("--batch-size", type=int, default=8, help="minibatch per device")
-    parser.add_argument("--eval-every", type=int, default=5, help="rounds between evaluations")
-    parser.add_argument(
-        "--eval-size", type=int, default=256, help="held-out samples per evaluation"
+        "--lr", type=float, default=None, help="SGD learning rate (default: TrainingConfig's, 0.1)"
     )
     parser.add_argument(
-        "--holdout",
+        "--batch-size", type=int, default=None, help="minibatch per device (TrainingConfig's, 8)"
+    )
+    parser.add_argument(
+        "--eval-every", type=int, default=10, help="rounds between evaluations (10)"
+    )
+    parser.add_argument(
+        "--eval-size",
         type=int,
-        default=5,
-        help="schedules held out of the fit for the fidelity figure",
+        default=None,
+        help="fixed held-out samples per evaluation (TrainingConfig's, 512)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", type=int, default=2, help="seeds averaged per schedule (default 2)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: fastest on a small shared CPU; 0 = torch's)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="first seed; schedules' seed")
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a small smoke run (tiny budgets; not a usable calibration)",
+        help="a small smoke run (K <= 5, 6 rounds, 1 seed; not a usable calibration)",
     )
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output JSON (default {DEFAULT_OUT})")
 
 
+def _mean_curve(curves: list[dict[str, Any]]) -> dict[str, Any]:
+    out = dict(curves[0])
+    for key in ("loss", "accuracy"):
+        out[key] = np.mean([c[key] for c in curves], axis=0).tolist()
+    out["seed_loss"] = [c["loss"] for c in curves]
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
+    import torch
     from edgeft.training.config import TrainingConfig
     from edgeft.training.learner import SplitLoRALearner
     from scipy.stats import spearmanr
     from tqdm.auto import tqdm
 
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.devices, args.rounds, args.eval_every = min(args.devices, 5), min(args.rounds, 6), 3
-        args.eval_size, args.batch_size, args.holdout = min(args.eval_size, 64), 4, 3
+        args.eval_size = min(args.eval_size or 64, 64)
+        args.batch_size, args.seeds = 4, 1
+    given = {"lr": args.lr, "batch_size": args.batch_size, "eval_size": args.eval_size}
+    overrides = {k: v for k, v in given.items() if v is not None}
     training = TrainingConfig(
         model=args.model,
         task=args.task,
         data_dir=args.data_dir,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        eval_size=args.eval_size,
         eval_every=args.eval_every,
+        **overrides,
     )
     t0 = time.perf_counter()
     learner = SplitLoRALearner(training, args.devices)
     schedules = make_schedules(args.devices, args.rounds, args.seed)
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(schedules))
-    holdout = set(order[: args.holdout].tolist())
-    total = sum(len(s.counts) for s in schedules)
+    if args.quick:
+        fit_s = [s for s in schedules if not s.holdout][:3]
+        schedules = fit_s + [s for s in schedules if s.holdout][:3]
+    seeds = [args.seed + i for i in range(max(1, args.seeds))]
+    total = sum(len(s.counts) for s in schedules) * len(seeds)
     runs = []
     with tqdm(total=total, desc="real rounds", unit="round") as bar:
         for s in schedules:
-            bar.set_postfix_str(s.name)
-            runs.append(run_schedule(learner, s, args.seed, args.eval_every, bar))
-    fit_runs = [r for i, r in enumerate(runs) if i not in holdout]
-    test_runs = [r for i, r in enumerate(runs) if i in holdout]
+            curves = []
+            for sd in seeds:
+                bar.set_postfix_str(f"{s.name} seed {sd}")
+                curves.append(run_schedule(learner, s, sd, args.eval_every, bar))
+            runs.append(_mean_curve(curves))
+    fit_runs = [r for r, s in zip(runs, schedules) if not s.holdout]
+    test_runs = [r for r, s in zip(runs, schedules) if s.holdout]
     source = (
-        f"edgeft calibrate: {args.model} on {args.task}, K={args.devices}, {args.rounds} rounds"
+        f"edgeft calibrate: {args.model} on {args.task}, K={args.devices}, {args.rounds} rounds, "
+        f"lr={training.lr}, batch={training.batch_size}, test loss on {training.eval_size} samples"
     )
     params, rms = fit(fit_runs, args.devices, source)
-    a0, a1 = accuracy_map(runs, params)
+    a0, a1 = accuracy_map(fit_runs, params)
     from dataclasses import replace
 
     params = replace(params, initial_accuracy=a0, final_accuracy=a1)
@@ -242,18 +307,29 @@ def run(args: argparse.Namespace) -> int:
     params.to_json(
         out,
         spearman=rho,
+        spearman_goal=0.8,
+        quantity="test loss (FT eq. 1: mean over the K heads) on a fixed eval subset",
         fit_rms=rms,
         num_devices=args.devices,
         rounds=args.rounds,
+        eval_every=args.eval_every,
+        seeds=seeds,
         training=training.to_dict(),
-        seed=args.seed,
         seconds=round(elapsed, 1),
         fit_schedules=[r["name"] for r in fit_runs],
         holdout=[
-            {"name": r["name"], "real_final_loss": y, "surrogate_final_loss": p}
+            {
+                "name": r["name"],
+                "mean_n": float(np.mean(r["counts"])),
+                "real_final_loss": y,
+                "surrogate_final_loss": p,
+            }
             for r, y, p in zip(test_runs, real, predicted)
         ],
-        runs=[{k: r[k] for k in ("name", "counts", "rounds", "loss", "accuracy")} for r in runs],
+        runs=[
+            {k: r[k] for k in ("name", "counts", "rounds", "loss", "accuracy", "seed_loss")}
+            for r in runs
+        ],
     )
     print(
         f"fitted: initial_loss={params.initial_loss:.4f} loss_floor={params.loss_floor:.4f} "
@@ -263,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
     print("held-out schedules (real vs surrogate final loss):")
     for r, y, p in zip(test_runs, real, predicted):
         print(
-            f"  {r['name']:<14} mean N {np.mean(r['counts']):5.1f}  real {y:.4f}  surrogate {p:.4f}"
+            f"  {r['name']:<16} mean N {np.mean(r['counts']):5.1f}  real {y:.4f}  surrogate {p:.4f}"
         )
     print(
         f"fidelity: Spearman rank correlation (held-out final loss) = {rho:.3f} "

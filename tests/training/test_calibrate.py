@@ -46,3 +46,47 @@ def test_calibrate_quick_writes_a_loadable_fit(tmp_path, capsys):
     assert data["training"]["model"] == "tiny-bert"
     assert params.source.startswith("edgeft calibrate")
     assert "Spearman rank correlation" in capsys.readouterr().out
+
+
+def test_schedules_hold_out_six_distinct_participation_levels():
+    schedules = make_schedules(20, 60, seed=0)
+    fit_s = [s for s in schedules if not s.holdout]
+    held = [s for s in schedules if s.holdout]
+    assert len(held) >= 6 and len(fit_s) >= 6
+    assert not {s.name for s in fit_s} & {s.name for s in held}
+    means = [float(np.mean(s.counts)) for s in held]
+    assert len(set(np.round(means, 3))) == len(means)
+    assert min(means) <= 2 and max(means) >= 14
+    for s in schedules:
+        assert len(s.counts) == 60 and s.counts.min() >= 1 and s.counts.max() <= 20
+    assert {1, 20} <= {int(s.counts[0]) for s in fit_s if s.name.startswith("const")}
+
+
+def test_real_env_loss_is_the_global_test_loss_the_calibration_fits():
+    import gymnasium as gym
+
+    import edgeft  # noqa: F401
+
+    training = {"model": "tiny-bert", "batch_size": 4, "eval_every": 2, "eval_size": 64, "lr": 0.3}
+    env = gym.make(
+        "edgeft/FedLoRAScheduling-v0", mode="real", training=training, num_devices=4,
+        episode_rounds=5,
+    )
+    obs, _ = env.reset(seed=3)
+    u = env.unwrapped
+    first = u.decode(obs).loss
+    assert first == u._state["test_loss"]  # measured at reset, not the surrogate's initial loss
+    env.action_space.seed(3)
+    prev = first
+    for _ in range(5):
+        obs, reward, _, _, info = env.step(np.ones(4) / 4)
+        if "test_loss" in info:  # evaluation rounds (2, 4 and the last)
+            assert info["loss"] == info["test_loss"]
+        else:
+            assert info["loss"] == prev  # the latest evaluation carries over
+        assert u.decode(obs).loss == info["loss"]
+        scale = u.config.progress_scale / u._gap
+        expected = scale * (prev - info["loss"]) - u.config.delay_penalty * info["delay_excess"]
+        assert np.isclose(reward, expected)
+        prev = info["loss"]
+    env.close()
