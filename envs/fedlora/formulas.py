@@ -39,11 +39,6 @@ def path_gain(distance_m: np.ndarray, reference_m: float = 10.0, exponent: float
     return (np.asarray(distance_m, dtype=np.float64) / reference_m) ** (-exponent)
 
 
-def rayleigh_power_gain(rng: np.random.Generator, mean_gain: np.ndarray) -> np.ndarray:
-    """Block Rayleigh fading: |h|^2 = mean gain x Exp(1), i.i.d. per round (FT II.B)."""
-    return mean_gain * rng.standard_exponential(np.shape(mean_gain))
-
-
 def rayleigh_fading_db(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Block Rayleigh small-scale fading in dB: 10 log10 of Exp(1) draws, i.i.d. per round (FT II.B).
 

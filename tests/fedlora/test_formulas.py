@@ -139,9 +139,10 @@ def test_geometry_and_fading():
     # uniform in the disc: P(r < R/2) = 1/4
     assert abs(np.mean(r < 25.0) - 0.25) < 0.015
     assert F.path_gain(300.0) == pytest.approx(30.0 ** -3.5)
-    mean = np.full(200000, 2.0)
-    h = F.rayleigh_power_gain(rng, mean)
-    assert abs(h.mean() - 2.0) < 0.03  # |h|^2 = mean x Exp(1)
+    # |h|^2 = mean x Exp(1): in dB, mean_db + fading_db; Exp(1) has mean 1 and P(X > 1) = 1/e
+    h = F.db_to_gain(F.gain_to_db(2.0) + F.rayleigh_fading_db(rng, (200000,)))
+    assert abs(h.mean() - 2.0) < 0.03
+    assert abs(np.mean(h > 2.0) - np.exp(-1)) < 0.005
     np.testing.assert_array_equal(F.db_to_gain(F.gain_to_db(np.array([1e-6]))),
                                   F.db_to_gain(F.gain_to_db(np.array([1e-6]))))
 
