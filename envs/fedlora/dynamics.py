@@ -7,7 +7,7 @@ import numpy as np
 
 from edgeft.envs.common import as_action_array
 from edgeft.envs.fedlora.config import FedLoRAConfig
-from edgeft.envs.fedlora.formulas import LN2, delays_from_snr, min_common_delay
+from edgeft.envs.fedlora.formulas import LN2, delays_from_snr, min_common_delay, queue_update
 
 
 def channel_order(gain: np.ndarray, bits: np.ndarray) -> np.ndarray:
@@ -89,12 +89,13 @@ def validate_action(action: object, config: FedLoRAConfig, batch: int | None = N
             raise ValueError(f"action must be an integer count in [0, {k}] (devices to schedule), "
                              f"got {arr.tolist()}")
         return arr.reshape(lead + (1,))
-    what = _WHAT[config.action_mode]
+    what = ACTION_WHAT[config.action_mode]
     arr = as_action_array(action, lead + (k,) if batch is not None else (k,), what)
     return arr.reshape(lead + (k,))
 
 
-_WHAT = {"bandwidth": "bandwidth shares in [0, 1] (one per device)",
+#: how each vector action mode's action is described in error messages
+ACTION_WHAT = {"bandwidth": "bandwidth shares in [0, 1] (one per device)",
          "subset": "a 0/1 vector (one entry per device)"}
 
 
@@ -105,8 +106,10 @@ def delay_and_queue(budget: float, bits_ln2: np.ndarray, snr_hz: np.ndarray, ban
     (FT eqs. 7, 18), from mu ln2 and a = |h|^2 / sigma^2 (see ``formulas.delays_from_snr``)."""
     per_device = delays_from_snr(bits_ln2, bandwidth, snr_hz, scheduled)
     delay = per_device.max(axis=-1)
+    if delay.ndim == 0:
+        delay = float(delay)  # single env: plain floats from here on
     x = delay / budget
-    return per_device, delay, x, np.maximum(0.0, queue + x - 1.0)
+    return per_device, delay, x, queue_update(queue, x)
 
 
 def lyapunov_objective(num_scheduled: np.ndarray, x: np.ndarray, queue: np.ndarray, zeta: float,

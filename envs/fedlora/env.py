@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from edgeft.envs.common import build_config
+from edgeft.envs.common import as_action_array, build_config
 from edgeft.envs.fedlora import dynamics
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
 from edgeft.envs.fedlora.formulas import (
@@ -28,6 +28,7 @@ from edgeft.envs.fedlora.surrogate import accuracy_of_loss, contraction, step_lo
 from edgeft.envs.fedlora.types import BITS_UNIT, bits_from_obs, decode_observation, encode_observation
 
 _BLOCK = 64  # rounds of fading drawn per RNG call
+_SHARES = dynamics.ACTION_WHAT["bandwidth"]
 
 
 class FedLoRASchedulingEnv(gym.Env):
@@ -132,6 +133,8 @@ class FedLoRASchedulingEnv(gym.Env):
                 self._budget = cfg.budget_s
         self._state: dict[str, Any] | None = None
         self._obs_buf = np.empty(cfg.obs_size)
+        self._bandwidth_mode = cfg.action_mode == "bandwidth"
+        self._action_shape = (k,)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -208,18 +211,18 @@ class FedLoRASchedulingEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         cfg = self.config
         s = self._state
-        act = dynamics.validate_action(action, cfg)
         gain, bits = s["gain"], s["bits"]
-        if cfg.action_mode == "bandwidth":  # hot path: no batch axis, no min-max solve
-            shares, projected = dynamics.project_shares(act[0])
+        if self._bandwidth_mode:  # hot path: no batch axis, no min-max solve
+            act = as_action_array(action, self._action_shape, _SHARES)
+            shares, projected = dynamics.project_shares(act)
             bandwidth = shares * cfg.bandwidth_hz
             scheduled = bandwidth > 0.0
         else:
+            act = dynamics.validate_action(action, cfg)
             scheduled, bandwidth, projected = dynamics.allocate(act, cfg, gain[None], bits[None])
             scheduled, bandwidth, projected = scheduled[0], bandwidth[0], projected[0]
         dev_delay, delay, x, queue = dynamics.delay_and_queue(self._budget, s["bits_ln2"], s["snr"],
                                                               bandwidth, scheduled, s["queue"])
-        delay, x, queue = float(delay), float(x), float(queue)
         n = int(np.count_nonzero(scheduled))
         loss_before = s["loss"]
         info: dict[str, Any] = {}

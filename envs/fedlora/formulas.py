@@ -113,6 +113,8 @@ def queue_update(queue: np.ndarray, delay_ratio: np.ndarray) -> np.ndarray:
     """Average-delay virtual queue, FT eq. (18), normalised by D-bar: q(t) = max(0, q(t-1) + x(t) - 1)
     with x = D(t) / D-bar. (Algorithm 1 line 19 also multiplies the increment by zeta; eq. (18),
     used here, does not — NOTES.)"""
+    if isinstance(queue, float) and isinstance(delay_ratio, float):
+        return max(0.0, queue + delay_ratio - 1.0)  # the single env's hot path
     return np.maximum(0.0, queue + delay_ratio - 1.0)
 
 
