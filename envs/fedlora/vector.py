@@ -36,6 +36,9 @@ class FedLoRAVectorEnv(VectorEnv):
     """``num_envs`` independent copies of the FedLoRA env stepped as one numpy batch."""
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    _INFO_KEYS = ("channel_gain", "scheduled", "bandwidth", "bits", "device_delay", "delay",
+                  "delay_ratio", "delay_queue", "cost", "delay_excess", "num_scheduled", "loss",
+                  "accuracy", "action_projected")
 
     def __init__(self, num_envs: int = 1, config: FedLoRAConfig | dict | None = None, **overrides: Any):
         self.config = build_config(FedLoRAConfig, config, PRESETS, **overrides)
@@ -60,6 +63,7 @@ class FedLoRAVectorEnv(VectorEnv):
         self._fade_pos = 0
         self._rho = contraction(np.arange(k + 1), k, self._params)  # rho(N) for N = 0..K
         self._all_live = np.ones(n, dtype=bool)
+        self._mask_keys = [f"_{key}" for key in self._INFO_KEYS]
         self._no_term = np.zeros(n, dtype=bool)
         self._gain_db = np.zeros((n, k))
         self._gain = np.zeros((n, k))
@@ -134,12 +138,12 @@ class FedLoRAVectorEnv(VectorEnv):
         scheduled, bandwidth, projected = dynamics.allocate(act, cfg, gain, bits)
         dev_delay, delay, x, queue = dynamics.delay_and_queue(self._budget, self._bits_ln2, self._snr,
                                                               bandwidth, scheduled, self._queue)
-        num = np.count_nonzero(scheduled, axis=-1)
+        num = scheduled.sum(axis=-1)
         noise = self.np_random.standard_normal(n) if self._params.noise > 0 else None
         loss_after = step_loss(self._loss, num, cfg.num_devices, self._params, noise, rho=self._rho[num])
+        excess = np.maximum(0.0, x - 1.0)
         if cfg.reward == "progress":
-            reward = (cfg.progress_scale * (self._loss - loss_after) / self._gap
-                      - cfg.delay_penalty * np.maximum(0.0, x - 1.0))
+            reward = cfg.progress_scale / self._gap * (self._loss - loss_after) - cfg.delay_penalty * excess
         else:
             variant = "paper" if cfg.reward == "drift-plus-penalty-paper" else "corrected"
             reward = dynamics.lyapunov_objective(num.astype(np.float64), x, self._queue, cfg.zeta, variant)
@@ -147,7 +151,7 @@ class FedLoRAVectorEnv(VectorEnv):
             "channel_gain": gain, "scheduled": scheduled, "bandwidth": bandwidth, "bits": bits.copy(),
             "device_delay": dev_delay,
             "delay": delay, "delay_ratio": x, "delay_queue": queue, "cost": x,
-            "delay_excess": np.maximum(0.0, x - 1.0), "num_scheduled": num, "loss": loss_after,
+            "delay_excess": excess, "num_scheduled": num, "loss": loss_after,
             "accuracy": accuracy_of_loss(loss_after, self._params), "action_projected": projected,
         }
         resetting = self._needs_reset
@@ -166,8 +170,7 @@ class FedLoRAVectorEnv(VectorEnv):
             reward = np.where(live, reward, 0.0)
             self._reset_envs(resetting)  # copies that finished last step restart now
         self._draw()
-        for key in list(info):
-            info[f"_{key}"] = live
+        info.update(dict.fromkeys(self._mask_keys, live))
         truncated = live & (self._t >= cfg.episode_rounds)
         self._needs_reset = truncated
         return self._obs(), np.asarray(reward, dtype=np.float64), self._no_term.copy(), truncated, info

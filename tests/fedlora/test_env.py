@@ -293,3 +293,15 @@ def test_single_env_projection_equals_the_batched_rule():
         np.testing.assert_array_equal(single, batched[0])
         assert bool(p_single) == bool(p_batched[0])
         assert np.all(single >= 0) and single.sum() <= 1 + 1e-15
+
+
+def test_vector_info_keys_have_masks_and_match_the_single_env():
+    v = gym.make_vec(ENV_ID, num_envs=3, vectorization_mode="vector_entry_point", num_devices=5)
+    v.reset(seed=0)
+    _, _, _, _, info = v.step(v.action_space.sample())
+    keys = {k for k in info if not k.startswith("_")}
+    assert all(f"_{k}" in info for k in keys)
+    single = gym.make(ENV_ID, num_devices=5)
+    single.reset(seed=0)
+    _, _, _, _, info_s = single.step(single.action_space.sample())
+    assert keys <= set(info_s)
