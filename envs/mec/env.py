@@ -72,7 +72,7 @@ class MECOffloadingEnv(gym.Env):
     ## Starting state
     Servers and users uniform in an ``area_m`` square (users at least ``min_distance_m`` from
     every server), device and server parameters drawn per episode as in MEC Section 5 (with
-    D^U = 256 FLOP/cycle/core by default), Rayleigh fading, empty queues.
+    D^U = 512 FLOP/cycle/core by default), Rayleigh fading, empty queues.
 
     ## Episode end
     Never terminates; truncates after ``episode_rounds`` steps.
