@@ -20,9 +20,9 @@ import time
 
 import gymnasium as gym
 import numpy as np
+from edgeft.baselines.fedlora.reference import ref_lyapunov_decision
 
 import edgeft
-from edgeft.baselines.fedlora.reference import ref_lyapunov_decision
 
 POLICIES = ("lyapunov", "lyapunov-paper", "all-in", "gs", "aaba", "random")
 

@@ -12,6 +12,7 @@ from edgeft.baselines.fedlora.policies import (
     LyapunovPolicy,
     RandomPolicy,
 )
+
 from edgeft.policy import register_policy
 
 register_policy("lyapunov", "fedlora", LyapunovPolicy)

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import numpy as np
-
 from edgeft.envs.fedlora.config import FedLoRAConfig
 from edgeft.envs.fedlora.dynamics import channel_order, lyapunov_objective
 from edgeft.envs.fedlora.formulas import (

@@ -4,10 +4,9 @@ vector env): action -> (schedule, bandwidth), delay, queue, reward."""
 from __future__ import annotations
 
 import numpy as np
-
 from edgeft.envs.common import as_action_array
 from edgeft.envs.fedlora.config import FedLoRAConfig
-from edgeft.envs.fedlora.formulas import LN2, delays_from_snr, min_common_delay, queue_update
+from edgeft.envs.fedlora.formulas import delays_from_snr, min_common_delay, queue_update
 
 
 def channel_order(gain: np.ndarray, bits: np.ndarray) -> np.ndarray:

@@ -11,8 +11,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
-
 from edgeft.envs.common import as_action_array, build_config
 from edgeft.envs.fedlora import dynamics
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
@@ -25,7 +23,13 @@ from edgeft.envs.fedlora.formulas import (
     sample_positions,
 )
 from edgeft.envs.fedlora.surrogate import accuracy_of_loss, contraction, step_loss
-from edgeft.envs.fedlora.types import BITS_UNIT, bits_from_obs, decode_observation, encode_observation
+from edgeft.envs.fedlora.types import (
+    BITS_UNIT,
+    bits_from_obs,
+    decode_observation,
+    encode_observation,
+)
+from gymnasium import spaces
 
 _BLOCK = 64  # rounds of fading drawn per RNG call
 _SHARES = dynamics.ACTION_WHAT["bandwidth"]

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from edgeft.envs.common import check_range
 
 CALIBRATION_DIR = Path(__file__).with_name("calibration")

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from edgeft.envs.fedlora.config import FedLoRAConfig
 from edgeft.envs.fedlora.formulas import db_to_gain
 

@@ -11,11 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
-from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
-
 from edgeft.envs.common import build_config
 from edgeft.envs.fedlora import dynamics
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
@@ -29,7 +24,15 @@ from edgeft.envs.fedlora.formulas import (
     sample_positions,
 )
 from edgeft.envs.fedlora.surrogate import accuracy_of_loss, contraction, step_loss
-from edgeft.envs.fedlora.types import BITS_UNIT, bits_from_obs, decode_observation, encode_observation
+from edgeft.envs.fedlora.types import (
+    BITS_UNIT,
+    bits_from_obs,
+    decode_observation,
+    encode_observation,
+)
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
 
 
 class FedLoRAVectorEnv(VectorEnv):

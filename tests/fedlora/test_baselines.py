@@ -3,8 +3,6 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-
-import edgeft
 from edgeft.baselines.fedlora.reference import (
     brute_force_best_subset,
     ref_bandwidth_for_delay,
@@ -12,6 +10,8 @@ from edgeft.baselines.fedlora.reference import (
     ref_min_common_delay,
     ref_objective,
 )
+
+import edgeft
 
 ENV_ID = "edgeft/FedLoRAScheduling-v0"
 

@@ -5,12 +5,12 @@ import dataclasses
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
-
-import edgeft  # noqa: F401  (registers the ids)
 from edgeft.envs.fedlora.config import FedLoRAConfig
 from edgeft.envs.fedlora.formulas import device_delay
 from edgeft.envs.fedlora.surrogate import SurrogateParams, contraction
+from gymnasium.utils.env_checker import check_env
+
+import edgeft  # noqa: F401  (registers the ids)
 
 ENV_ID = "edgeft/FedLoRAScheduling-v0"
 MODES = ("bandwidth", "count", "subset")
@@ -207,7 +207,7 @@ def test_vector_env_equals_single_env_and_autoresets():
     ov, _ = v.reset(seed=11)
     os_, _ = s.reset(seed=11)
     rng = np.random.default_rng(0)
-    for t in range(5):
+    for _ in range(5):
         np.testing.assert_array_equal(ov[0], os_)
         a = rng.random(20) / 10
         ov, rv, _, tv, iv = v.step(a[None])

@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-
 from edgeft.baselines.fedlora.reference import ref_bandwidth_for_delay, ref_min_common_delay
 from edgeft.envs.fedlora import formulas as F
 

@@ -1,7 +1,6 @@
 """Real mode: the delay budget the env enforces is the one policies built from it use."""
 
 import gymnasium as gym
-import numpy as np
 import pytest
 
 import edgeft
