@@ -42,11 +42,6 @@ class FedLoRAPolicy:
         self.rng = np.random.default_rng(seed)
         self.last_decision_time = np.zeros(0)
 
-    def budget_for(self, bits: np.ndarray) -> float:
-        """D-bar in seconds: the config's (a real-mode env writes its measured budget into the
-        config it exposes, so a policy built from the env sees the env's D-bar)."""
-        return self.config.budget_s
-
     def decide(self, gain: np.ndarray, bits: np.ndarray, queue: float) -> tuple[np.ndarray, np.ndarray]:
         """Return (scheduled mask, bandwidth in Hz) for one observation."""
         raise NotImplementedError
@@ -141,7 +136,7 @@ class LyapunovPolicy(FedLoRAPolicy):
     def decide(self, gain: np.ndarray, bits: np.ndarray, queue: float) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         k = gain.shape[0]
-        budget = self.budget_for(bits)
+        budget = self.config.budget_s  # real-mode envs write theirs into their config
         order = channel_order(gain, bits)
         gs, bs = gain[order], bits[order]
         c_lo, c_hi = prefix_delay_brackets(bs, gs, cfg.noise_psd, cfg.bandwidth_hz, self.grid)
@@ -236,7 +231,7 @@ class GreedyPolicy(FedLoRAPolicy):
     meets the budget exactly. Equals the largest prefix with D* <= D-bar (NOTES)."""
 
     def decide(self, gain, bits, queue):
-        budget = self.budget_for(bits)
+        budget = self.config.budget_s  # real-mode envs write theirs into their config
         order = channel_order(gain, bits)
         need = bandwidth_for_delay(bits[order], budget, gain[order], self.config.noise_psd)
         fits = np.cumsum(need) <= self.config.bandwidth_hz
@@ -250,7 +245,7 @@ class AABAPolicy(FedLoRAPolicy):
 
     def decide(self, gain, bits, queue):
         cfg = self.config
-        budget = self.budget_for(bits)
+        budget = self.config.budget_s  # real-mode envs write theirs into their config
         k = gain.shape[0]
         order = channel_order(gain, bits)
         gs, bs = gain[order], bits[order]

@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 from edgeft.envs.common import as_action_array
 from edgeft.envs.fedlora.config import FedLoRAConfig
-from edgeft.envs.fedlora.formulas import delays_from_snr, min_common_delay, queue_update
+from edgeft.envs.fedlora.formulas import (
+    delays_from_snr,
+    gain_to_db,
+    min_common_delay,
+    path_gain,
+    queue_update,
+    sample_positions,
+)
 
 
 def channel_order(gain: np.ndarray, bits: np.ndarray) -> np.ndarray:
@@ -109,6 +116,28 @@ def delay_and_queue(budget: float, bits_ln2: np.ndarray, snr_hz: np.ndarray, ban
         delay = float(delay)  # single env: plain floats from here on
     x = delay / budget
     return per_device, delay, x, queue_update(queue, x)
+
+
+def draw_cell(rng: np.random.Generator, config: FedLoRAConfig, size: tuple[int, ...] = ()) -> np.ndarray:
+    """Mean received gain in dB of K devices placed uniformly in the cell disc (server at the
+    origin; path loss (d/d0)^-exponent, transmit power folded in), shape ``size + (K,)``."""
+    pos = sample_positions(rng, config.num_devices, (config.cell_center_m, 0.0), config.cell_radius_m, size)
+    dist = np.hypot(pos[..., 0], pos[..., 1])
+    return gain_to_db(config.tx_power_w * path_gain(dist, config.reference_distance_m,
+                                                    config.path_loss_exponent))
+
+
+def step_reward(config: FedLoRAConfig, gap: float, loss_before, loss_after, num_scheduled, x,
+                excess, queue_before):
+    """The env's reward (``config.reward``) for one round; scalars or arrays alike.
+
+    "progress": progress_scale x loss drop / initial gap - delay_penalty x excess, with
+    ``excess = max(0, x - 1)``; the drift-plus-penalty rewards: :func:`lyapunov_objective`.
+    """
+    if config.reward == "progress":
+        return config.progress_scale / gap * (loss_before - loss_after) - config.delay_penalty * excess
+    variant = "paper" if config.reward == "drift-plus-penalty-paper" else "corrected"
+    return lyapunov_objective(num_scheduled, x, queue_before, config.zeta, variant)
 
 
 def lyapunov_objective(num_scheduled: np.ndarray, x: np.ndarray, queue: np.ndarray, zeta: float,

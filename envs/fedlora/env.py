@@ -17,10 +17,7 @@ from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
 from edgeft.envs.fedlora.formulas import (
     LN2,
     db_to_gain,
-    gain_to_db,
-    path_gain,
     rayleigh_fading_db,
-    sample_positions,
 )
 from edgeft.envs.fedlora.surrogate import accuracy_of_loss, contraction, step_loss
 from edgeft.envs.fedlora.types import (
@@ -184,13 +181,8 @@ class FedLoRASchedulingEnv(gym.Env):
         super().reset(seed=seed)
         cfg = self.config
         k = cfg.num_devices
-        pos = sample_positions(self.np_random, k, (cfg.cell_center_m, 0.0), cfg.cell_radius_m)
-        dist = np.hypot(pos[:, 0], pos[:, 1])
-        mean_gain = cfg.tx_power_w * path_gain(dist, cfg.reference_distance_m, cfg.path_loss_exponent)
         self._state = {
-            "positions": pos,
-            "mean_gain": mean_gain,
-            "mean_db": gain_to_db(mean_gain),
+            "mean_db": dynamics.draw_cell(self.np_random, cfg),
             "bits_mbit": np.full(k, cfg.bits_per_round / BITS_UNIT),
             "age": np.zeros(k, dtype=np.int64),
             "queue": 0.0,
@@ -249,13 +241,8 @@ class FedLoRASchedulingEnv(gym.Env):
                 info["test_loss"], info["test_accuracy"] = s["test_loss"], s["accuracy"]
                 loss_after = s["test_loss"]
             accuracy = s["accuracy"]  # the latest evaluation (round 0: at reset)
-        q_before = s["queue"]
-        if cfg.reward == "progress":
-            reward = (cfg.progress_scale * (loss_before - loss_after) / self._gap
-                      - cfg.delay_penalty * max(0.0, x - 1.0))
-        else:
-            variant = "paper" if cfg.reward == "drift-plus-penalty-paper" else "corrected"
-            reward = float(dynamics.lyapunov_objective(n, x, q_before, cfg.zeta, variant))
+        excess = max(0.0, x - 1.0)
+        reward = dynamics.step_reward(cfg, self._gap, loss_before, loss_after, n, x, excess, s["queue"])
         info.update({
             "channel_gain": gain,
             "scheduled": scheduled,
@@ -267,7 +254,7 @@ class FedLoRASchedulingEnv(gym.Env):
             "delay_ratio": x,
             "delay_queue": queue,
             "cost": x,
-            "delay_excess": max(0.0, x - 1.0),
+            "delay_excess": excess,
             "num_scheduled": n,
             "loss": loss_after,
             "accuracy": accuracy,

@@ -18,10 +18,7 @@ from edgeft.envs.fedlora.env import _BLOCK, FedLoRASchedulingEnv
 from edgeft.envs.fedlora.formulas import (
     LN2,
     db_to_gain,
-    gain_to_db,
-    path_gain,
     rayleigh_fading_db,
-    sample_positions,
 )
 from edgeft.envs.fedlora.surrogate import accuracy_of_loss, contraction, step_loss
 from edgeft.envs.fedlora.types import (
@@ -89,11 +86,7 @@ class FedLoRAVectorEnv(VectorEnv):
         idx = np.flatnonzero(which)
         if idx.size == 0:
             return
-        pos = sample_positions(self.np_random, cfg.num_devices, (cfg.cell_center_m, 0.0),
-                               cfg.cell_radius_m, size=(idx.size,))
-        dist = np.hypot(pos[..., 0], pos[..., 1])
-        self._mean_db[idx] = gain_to_db(cfg.tx_power_w * path_gain(dist, cfg.reference_distance_m,
-                                                                   cfg.path_loss_exponent))
+        self._mean_db[idx] = dynamics.draw_cell(self.np_random, cfg, (idx.size,))
         self._age[idx] = 0
         self._queue[idx] = 0.0
         self._t[idx] = 0
@@ -145,11 +138,8 @@ class FedLoRAVectorEnv(VectorEnv):
         noise = self.np_random.standard_normal(n) if self._params.noise > 0 else None
         loss_after = step_loss(self._loss, num, cfg.num_devices, self._params, noise, rho=self._rho[num])
         excess = np.maximum(0.0, x - 1.0)
-        if cfg.reward == "progress":
-            reward = cfg.progress_scale / self._gap * (self._loss - loss_after) - cfg.delay_penalty * excess
-        else:
-            variant = "paper" if cfg.reward == "drift-plus-penalty-paper" else "corrected"
-            reward = dynamics.lyapunov_objective(num.astype(np.float64), x, self._queue, cfg.zeta, variant)
+        reward = dynamics.step_reward(cfg, self._gap, self._loss, loss_after, num.astype(np.float64), x,
+                                      excess, self._queue)
         info = {
             "channel_gain": gain, "scheduled": scheduled, "bandwidth": bandwidth, "bits": bits.copy(),
             "device_delay": dev_delay,
