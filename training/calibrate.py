@@ -16,11 +16,11 @@ Protocol (``edgeft calibrate``; issue #3):
   the loss in a few hundred rounds, and lr 0.3 makes the test loss jump erratically. K = 20 (the
   paper's). ``--threads`` (default 1) sets torch's intra-op threads: on a small shared CPU one
   thread is several times faster than oversubscribing.
-* **Schedules.** Twelve participation patterns over ``--rounds`` (default 60) rounds, scaled to K
+* **Schedules.** Twelve participation patterns over ``--rounds`` (default 150) rounds, scaled to K
   (levels for K = 20). Fit: constant N = 1, 4, 20; alternating 1/20; uniform random N in 1..20;
   N ~ Binomial(20, 0.3). Held out (distinct mean participation 2 .. 14): constant N = 2, 8, 14;
   uniform random N in 1..8; a ramp 1 -> 20; alternating 4/20. Each schedule runs with ``--seeds``
-  (default 2) seeds (different device draws, minibatches and initialisation) and the curves are
+  (default 3) seeds (different device draws, minibatches and initialisation) and the curves are
   averaged; which devices are scheduled is drawn uniformly each round.
 * **Fit.** Least squares (scipy ``least_squares``, several starts) of (initial_loss, loss_floor,
   rate, gap_ratio) to the seed-averaged curves of the fit schedules only, replaying each
@@ -34,10 +34,13 @@ The result is written with ``SurrogateParams.to_json`` (with the training config
 every curve, the fit residual and the Spearman figure) and is loaded by ``surrogate="path.json"``;
 the shipped fit is ``envs/fedlora/calibration/default.json`` (``surrogate="default"``), made by
 
-    edgeft calibrate --out edgeft/envs/fedlora/calibration/default.json
+    edgeft calibrate --jobs 2 --out envs/fedlora/calibration/default.json
 
-(about half an hour on 2 busy CPU cores). ``--quick`` is a smoke run (tiny budgets; use with
-``--model tiny-bert``), not a usable calibration.
+(``--jobs 2``: two worker processes of one torch thread each; about 40 minutes on 2 CPU cores).
+Every finished (schedule, seed) run is appended to ``OUT.runs.jsonl`` at once: an interrupted
+calibration rerun with the same settings resumes from it, and ``--refit OUT.runs.jsonl`` (or
+``--refit OUT``) refits the surrogate to stored runs without training. ``--quick`` is a smoke run
+(tiny budgets; use with ``--model tiny-bert``), not a usable calibration.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ from typing import Any
 import numpy as np
 
 DEFAULT_OUT = "calibration.json"
+DEFAULT_ROUNDS = 150
+DEFAULT_SEEDS = 3
 
 
 @dataclass
@@ -204,7 +209,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="synthetic-text", help="TrainingConfig.task")
     parser.add_argument("--data-dir", default=None, help="TrainingConfig.data_dir")
     parser.add_argument("--devices", type=int, default=20, help="K (default 20, the paper's)")
-    parser.add_argument("--rounds", type=int, default=60, help="real rounds per schedule (60)")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                        help=f"real rounds per schedule ({DEFAULT_ROUNDS})")
     parser.add_argument(
         "--lr", type=float, default=None, help="SGD learning rate (default: TrainingConfig's, 0.1)"
     )
@@ -221,79 +227,239 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fixed held-out samples per evaluation (TrainingConfig's, 512)",
     )
     parser.add_argument(
-        "--seeds", type=int, default=2, help="seeds averaged per schedule (default 2)"
+        "--seeds", type=int, default=DEFAULT_SEEDS,
+        help=f"seeds averaged per schedule (default {DEFAULT_SEEDS})"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1,
+        help="worker processes, one (schedule, seed) run each at a time (default 1; on a 2-core "
+        "machine --jobs 2 --threads 1 is about twice as fast)",
     )
     parser.add_argument(
         "--threads",
         type=int,
         default=1,
-        help="torch intra-op threads (default 1: fastest on a small shared CPU; 0 = torch's)",
+        help="torch intra-op threads per process (default 1: fastest on a small shared CPU; "
+        "0 = torch's)",
     )
     parser.add_argument("--seed", type=int, default=0, help="first seed; schedules' seed")
+    parser.add_argument(
+        "--refit",
+        metavar="JSON",
+        default=None,
+        help="no training: refit the surrogate to the runs stored in a calibration file (or its "
+        ".runs.jsonl cache) and write --out",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
         help="a small smoke run (K <= 5, 6 rounds, 1 seed; not a usable calibration)",
     )
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output JSON (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"output JSON (default {DEFAULT_OUT}); finished runs are also appended to "
+        "OUT.runs.jsonl as they finish, and a rerun with the same settings resumes from it",
+    )
 
 
 def _mean_curve(curves: list[dict[str, Any]]) -> dict[str, Any]:
-    out = dict(curves[0])
+    out = {k: curves[0][k] for k in ("name", "counts", "rounds")}
     for key in ("loss", "accuracy"):
         out[key] = np.mean([c[key] for c in curves], axis=0).tolist()
     out["seed_loss"] = [c["loss"] for c in curves]
+    out["seed_accuracy"] = [c["accuracy"] for c in curves]
+    out["seeds"] = [c.get("seed") for c in curves]
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+# ---------------------------------------------------------------- worker processes
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(training: dict[str, Any], devices: int, threads: int) -> None:
     import torch
-    from edgeft.training.config import TrainingConfig
     from edgeft.training.learner import SplitLoRALearner
-    from scipy.stats import spearmanr
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    _WORKER["learner"] = SplitLoRALearner(training, devices)
+
+
+def _run_task(schedule: Schedule, seed: int, eval_every: int) -> dict[str, Any]:
+    curve = run_schedule(_WORKER["learner"], schedule, seed, eval_every)
+    curve["seed"] = seed
+    return curve
+
+
+def _cache_key(training: dict[str, Any], devices: int, eval_every: int) -> str:
+    return json.dumps({"training": training, "devices": devices, "eval_every": eval_every},
+                      sort_keys=True)
+
+
+def _read_cache(path: Path) -> list[dict[str, Any]]:
+    """The rows of a run cache; a line cut off mid-write (a killed run) is reported and skipped."""
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            print(f"warning: {path}:{lineno} is not valid JSON (a run cut off mid-write?); "
+                  "that run is repeated / ignored")
+    return rows
+
+
+def _load_cache(path: Path, key: str) -> dict[tuple[str, int, tuple[int, ...]], dict[str, Any]]:
+    """Finished runs from an earlier (interrupted) calibration with the same settings."""
+    done: dict[tuple[str, int, tuple[int, ...]], dict[str, Any]] = {}
+    if not path.is_file():
+        return done
+    for row in _read_cache(path):
+        if row.get("key") == key:
+            done[(row["name"], int(row["seed"]), tuple(row["counts"]))] = row["curve"]
+    text = path.read_bytes()
+    if text and not text.endswith(b"\n"):  # a cut-off last line: new rows start on a fresh line
+        with path.open("a") as f:
+            f.write("\n")
+    return done
+
+
+def _train_runs(args: argparse.Namespace, training: Any, schedules: list[Schedule],
+                seeds: list[int], cache: Path) -> list[dict[str, Any]]:
+    """Every (schedule, seed) run, from the cache or trained (in ``--jobs`` processes)."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
     from tqdm.auto import tqdm
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    if args.quick:
-        args.devices, args.rounds, args.eval_every = min(args.devices, 5), min(args.rounds, 6), 3
-        args.eval_size = min(args.eval_size or 64, 64)
-        args.batch_size, args.seeds = 4, 1
-    given = {"lr": args.lr, "batch_size": args.batch_size, "eval_size": args.eval_size}
-    overrides = {k: v for k, v in given.items() if v is not None}
-    training = TrainingConfig(
-        model=args.model,
-        task=args.task,
-        data_dir=args.data_dir,
-        eval_every=args.eval_every,
-        **overrides,
-    )
-    t0 = time.perf_counter()
-    learner = SplitLoRALearner(training, args.devices)
-    schedules = make_schedules(args.devices, args.rounds, args.seed)
-    if args.quick:
-        fit_s = [s for s in schedules if not s.holdout][:3]
-        schedules = fit_s + [s for s in schedules if s.holdout][:3]
-    seeds = [args.seed + i for i in range(max(1, args.seeds))]
-    total = sum(len(s.counts) for s in schedules) * len(seeds)
-    runs = []
+    tdict = training.to_dict()
+    key = _cache_key(tdict, args.devices, args.eval_every)
+    done = _load_cache(cache, key)
+    if done:
+        print(f"resuming: {len(done)} finished runs read from {cache}")
+    tasks = [(s, sd) for s in schedules for sd in seeds
+             if (s.name, sd, tuple(s.counts.tolist())) not in done]
+    results = {k[:2]: v for k, v in done.items()}
+
+    def record(s: Schedule, sd: int, curve: dict[str, Any]) -> None:
+        results[(s.name, sd)] = curve
+        with cache.open("a") as f:  # one line per finished run: a kill loses no finished run
+            f.write(json.dumps({"key": key, "name": s.name, "seed": sd,
+                                "counts": s.counts.tolist(), "curve": curve}) + "\n")
+
+    total = sum(len(s.counts) for s, _ in tasks)
     with tqdm(total=total, desc="real rounds", unit="round") as bar:
-        for s in schedules:
-            curves = []
-            for sd in seeds:
+        if args.jobs <= 1 or len(tasks) <= 1:
+            _init_worker(tdict, args.devices, args.threads)
+            for s, sd in tasks:
                 bar.set_postfix_str(f"{s.name} seed {sd}")
-                curves.append(run_schedule(learner, s, sd, args.eval_every, bar))
-            runs.append(_mean_curve(curves))
-    fit_runs = [r for r, s in zip(runs, schedules) if not s.holdout]
-    test_runs = [r for r, s in zip(runs, schedules) if s.holdout]
+                record(s, sd, _run_task(s, sd, args.eval_every))
+                bar.update(len(s.counts))
+        else:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("spawn")  # torch and fork do not mix
+            with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx,
+                                     initializer=_init_worker,
+                                     initargs=(tdict, args.devices, args.threads)) as pool:
+                futures = {pool.submit(_run_task, s, sd, args.eval_every): (s, sd)
+                           for s, sd in tasks}
+                for fut in as_completed(futures):
+                    s, sd = futures[fut]
+                    record(s, sd, fut.result())
+                    bar.set_postfix_str(f"done {s.name} seed {sd}")
+                    bar.update(len(s.counts))
+    return [_mean_curve([results[(s.name, sd)] for sd in seeds]) for s in schedules]
+
+
+def _runs_from_file(path: Path) -> tuple[list[dict[str, Any]], list[bool], dict[str, Any]]:
+    """(seed-averaged runs, held-out flags, settings) stored by an earlier calibration."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--refit: {path} not found (give a calibration JSON written by "
+                                "`edgeft calibrate --out ...` or its .runs.jsonl cache)")
+    if path.suffix == ".jsonl":
+        rows = [r for r in _read_cache(path) if "key" in r]
+        if not rows:
+            raise ValueError(f"--refit: {path} holds no runs")
+        key = json.loads(rows[-1]["key"])
+        rows = [r for r in rows if r["key"] == rows[-1]["key"]]
+        by_name: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            by_name.setdefault(r["name"], []).append(dict(r["curve"], seed=r["seed"]))
+        nseeds = max(len(v) for v in by_name.values())
+        K = int(key["devices"])
+        rounds = len(rows[-1]["counts"])
+        held_names = {s.name for s in make_schedules(K, rounds, 0) if s.holdout}
+        runs, flags = [], []
+        for name, curves in by_name.items():
+            if len(curves) < nseeds:
+                print(f"--refit: skipping {name}: {len(curves)} of {nseeds} seeds finished")
+                continue
+            runs.append(_mean_curve(sorted(curves, key=lambda c: c["seed"])))
+            flags.append(name in held_names)
+        settings = {"training": key["training"], "num_devices": K, "rounds": rounds,
+                    "eval_every": key["eval_every"],
+                    "seeds": sorted({r["seed"] for r in rows})}
+        return runs, flags, settings
+    data = json.loads(path.read_text())
+    if "runs" not in data:
+        raise ValueError(f"--refit: {path} has no stored runs (not a calibration file?)")
+    held = {h["name"] for h in data["holdout"]}
+    runs = data["runs"]
+    settings = {k: data[k] for k in ("training", "num_devices", "rounds", "eval_every", "seeds")}
+    return runs, [r["name"] in held for r in runs], settings
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from edgeft.training.config import TrainingConfig
+    from scipy.stats import spearmanr
+
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.refit:
+        runs, held_flags, settings = _runs_from_file(Path(args.refit))
+        training = TrainingConfig.from_any(settings["training"])
+        args.devices, args.rounds = settings["num_devices"], settings["rounds"]
+        args.eval_every, seeds = settings["eval_every"], settings["seeds"]
+        args.model, args.task = training.model, training.task
+    else:
+        if args.quick:
+            args.devices, args.rounds, args.eval_every = min(args.devices, 5), min(args.rounds, 6), 3
+            args.eval_size = min(args.eval_size or 64, 64)
+            args.batch_size, args.seeds = 4, 1
+        given = {"lr": args.lr, "batch_size": args.batch_size, "eval_size": args.eval_size}
+        overrides = {k: v for k, v in given.items() if v is not None}
+        training = TrainingConfig(
+            model=args.model,
+            task=args.task,
+            data_dir=args.data_dir,
+            eval_every=args.eval_every,
+            **overrides,
+        )
+        schedules = make_schedules(args.devices, args.rounds, args.seed)
+        if args.quick:
+            fit_s = [s for s in schedules if not s.holdout][:3]
+            schedules = fit_s + [s for s in schedules if s.holdout][:3]
+        seeds = [args.seed + i for i in range(max(1, args.seeds))]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cache = out.with_name(out.name + ".runs.jsonl")
+        runs = _train_runs(args, training, schedules, seeds, cache)
+        held_flags = [s.holdout for s in schedules]
+    fit_runs = [r for r, h in zip(runs, held_flags) if not h]
+    test_runs = [r for r, h in zip(runs, held_flags) if h]
+    if not fit_runs:
+        raise ValueError("no fit schedules to fit the surrogate to")
     source = (
         f"edgeft calibrate: {args.model} on {args.task}, K={args.devices}, {args.rounds} rounds, "
         f"lr={training.lr}, batch={training.batch_size}, test loss on {training.eval_size} samples"
     )
     params, rms = fit(fit_runs, args.devices, source)
     a0, a1 = accuracy_map(fit_runs, params)
-    from dataclasses import replace
-
     params = replace(params, initial_accuracy=a0, final_accuracy=a1)
     predicted = [
         float(simulate(params, np.asarray(r["counts"]), args.devices, r["rounds"])[-1])
@@ -302,7 +468,6 @@ def run(args: argparse.Namespace) -> int:
     real = [float(r["loss"][-1]) for r in test_runs]
     rho = float(spearmanr(predicted, real).statistic) if len(test_runs) >= 2 else float("nan")
     elapsed = time.perf_counter() - t0
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     params.to_json(
         out,
@@ -327,7 +492,8 @@ def run(args: argparse.Namespace) -> int:
             for r, y, p in zip(test_runs, real, predicted)
         ],
         runs=[
-            {k: r[k] for k in ("name", "counts", "rounds", "loss", "accuracy", "seed_loss")}
+            {k: r[k] for k in ("name", "counts", "rounds", "loss", "accuracy", "seed_loss")
+             if k in r}
             for r in runs
         ],
     )

@@ -90,3 +90,34 @@ def test_real_env_loss_is_the_global_test_loss_the_calibration_fits():
         assert np.isclose(reward, expected)
         prev = info["loss"]
     env.close()
+
+
+def test_calibrate_resumes_from_its_run_cache_and_refits_stored_runs(tmp_path, capsys):
+    out = tmp_path / "fit.json"
+    args = ["calibrate", "--quick", "--model", "tiny-bert", "--lr", "0.3", "--out", str(out)]
+    assert main(args) == 0
+    cache = tmp_path / "fit.json.runs.jsonl"
+    lines = cache.read_text().splitlines()
+    assert len(lines) == 6  # one line per finished (schedule, seed) run
+    first = json.loads(out.read_text())
+    capsys.readouterr()
+    # an interrupted run: the last run's line is cut off mid-write -> only that run is repeated
+    cache.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "resuming: 5 finished runs" in text and "not valid JSON" in text
+    again = json.loads(out.read_text())
+    assert again["params"] == first["params"]  # the repeated run is bit-identical
+    assert again["runs"] == first["runs"]
+    # refit from the stored runs (either file) without training gives the same fit
+    for src in (out, cache):
+        refit = tmp_path / f"refit-{src.suffix}.json"
+        assert main(["calibrate", "--refit", str(src), "--out", str(refit)]) == 0
+        data = json.loads(refit.read_text())
+        assert data["params"]["rate"] == first["params"]["rate"]
+        assert data["spearman"] == first["spearman"] or np.isnan(first["spearman"])
+    missing = tmp_path / "nope.json"
+    import pytest
+
+    with pytest.raises(FileNotFoundError, match="--refit"):
+        main(["calibrate", "--refit", str(missing), "--out", str(tmp_path / "x.json")])
