@@ -429,7 +429,8 @@ def run(args: argparse.Namespace) -> int:
         args.model, args.task = training.model, training.task
     else:
         if args.quick:
-            args.devices, args.rounds, args.eval_every = min(args.devices, 5), min(args.rounds, 6), 3
+            args.devices, args.rounds = min(args.devices, 5), min(args.rounds, 6)
+            args.eval_every = 3
             args.eval_size = min(args.eval_size or 64, 64)
             args.batch_size, args.seeds = 4, 1
         given = {"lr": args.lr, "batch_size": args.batch_size, "eval_size": args.eval_size}
