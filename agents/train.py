@@ -422,6 +422,13 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
             from edgeft.agents.bc import behaviour_clone
 
             behaviour_clone(model, vecnorm, cfg, config, out, progress=cfg.progress)
+    if "tensorboard_log" not in cfg.hyperparams:
+        # SB3's default logger creates an empty tempdir/SB3-<date> folder in every learn();
+        # this run's logs are OUT/eval.jsonl and the progress bar, so SB3 logs nowhere unless
+        # asked to (hyperparams.tensorboard_log).
+        from stable_baselines3.common.logger import Logger
+
+        model.set_logger(Logger(folder=None, output_formats=[]))
     evaluator = Evaluator(cfg, config) if cfg.eval_episodes > 0 else None
     callback = _make_callback(cfg, out, evaluator, meta, vecnorm, start, state)
     remaining = cfg.timesteps - start

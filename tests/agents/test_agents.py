@@ -105,7 +105,9 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "edgeft", "train", *TINY, "--timesteps", "3000",
            "--checkpoint-every", "256", "--eval-every", "0", "--eval-episodes", "0", "--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    tmp = tmp_path / "tmp"  # the runs' tempfile.gettempdir(): SB3 must leave nothing there
+    tmp.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(tmp)}
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.DEVNULL)
     state = out / "checkpoints" / "state.json"
     deadline = time.time() + 120
@@ -122,6 +124,7 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     assert f"resuming {out} from its checkpoint at" in res.stderr
     done = json.loads((out / "model.config.json").read_text())["timesteps"]
     assert 3000 <= done < 3000 + 32 * 4  # PPO finishes its last rollout of n_steps x n_envs
+    assert not list(tmp.glob("SB3-*")), "SB3 wrote log folders into the temp dir"
     # a finished run is not silently trained over
     again = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert again.returncode == 2 and "holds a finished run" in again.stderr
