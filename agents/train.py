@@ -10,8 +10,8 @@ seeds. Writes, into --out:
     best.zip, best.norm.json, best.config.json      the model with the best validation return
     eval.jsonl                                      one line per evaluation
     checkpoints/                                    the latest checkpoint (model, VecNormalize,
-                                                    step count); rerunning the same command resumes
-                                                    from it
+                                                    replay buffer of SAC/TD3/DQN, step count);
+                                                    rerunning the same command resumes from it
 
 Defaults per env and algorithm (action mode, reward, observation transform, hyperparameters) are
 in edgeft/agents/hyperparams.json; --config FILE (JSON with TrainConfig fields) and the flags
@@ -245,6 +245,59 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def _write_atomic(path: Path, write: Any) -> None:
+    """``write(tmp)`` to a hidden temp name beside ``path``, then rename it to ``path``."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    write(str(tmp))
+    os.replace(tmp, path)
+
+
+def write_checkpoint(ck: Path, t: int, model: Any, vecnorm: Any, extra: dict[str, Any]) -> None:
+    """Write the checkpoint of step ``t`` into ``ck``; it replaces the previous one atomically.
+
+    The model, the VecNormalize wrapper and, for off-policy algorithms, the replay buffer go to
+    files named after ``t`` (each written to a temp name, then renamed); ``state.json``, written
+    last and atomically, names them and is the commit point: a kill at any moment leaves either
+    the previous checkpoint or this one whole, never a mix. Files of older checkpoints are
+    removed afterwards.
+    """
+    ck.mkdir(parents=True, exist_ok=True)
+    files = {"model": f"model-{t}.zip"}
+    if vecnorm is not None:
+        files["vecnormalize"] = f"vecnormalize-{t}.pkl"
+    if getattr(model, "replay_buffer", None) is not None:
+        files["replay_buffer"] = f"replay_buffer-{t}.pkl"
+    _write_atomic(ck / files["model"], model.save)
+    if vecnorm is not None:
+        _write_atomic(ck / files["vecnormalize"], vecnorm.save)
+    if "replay_buffer" in files:
+        _write_atomic(ck / files["replay_buffer"], model.save_replay_buffer)
+    _write_json(ck / "state.json", {"timesteps": t, **extra, "files": files})
+    keep = {"state.json", *files.values()}
+    for p in ck.iterdir():
+        if p.name not in keep and p.is_file():
+            p.unlink()
+
+
+def checkpoint_files(ck: Path, state: dict[str, Any]) -> dict[str, Path]:
+    """The files of the checkpoint that ``state`` (its ``state.json``) describes.
+
+    Checkpoints written before ``state.json`` named its files hold ``model.zip`` and
+    ``vecnormalize.pkl`` (no replay buffer).
+    """
+    names = state.get("files")
+    if names is None:
+        names = {"model": "model.zip"}
+        if (ck / "vecnormalize.pkl").is_file():
+            names["vecnormalize"] = "vecnormalize.pkl"
+    files = {k: ck / v for k, v in names.items()}
+    missing = sorted(str(p) for p in files.values() if not p.is_file())
+    if missing:
+        raise FileNotFoundError(f"checkpoint {ck} lacks {missing}; delete {ck} to train from "
+                                "scratch")
+    return files
+
+
 def run_meta(cfg: TrainConfig, config: Any, **extra: Any) -> dict[str, Any]:
     """The ``*.config.json`` content: train config, resolved env config, versions."""
     import gymnasium
@@ -316,15 +369,21 @@ def _make_callback(cfg: TrainConfig, out: Path, evaluator: Evaluator | None, met
             self.last_eval = state.get("last_eval", start)
             self.last_ckpt = start
 
+        def _on_rollout_start(self) -> None:
+            # Between two rollouts the model, its optimiser state, the replay buffer and the step
+            # count agree: the last rollout is stored and trained on, the next one not begun. A
+            # checkpoint taken here resumes on the same rollout grid as an uninterrupted run.
+            t = self.model.num_timesteps
+            if cfg.checkpoint_every and t - self.last_ckpt >= cfg.checkpoint_every:
+                self.last_ckpt = t
+                self.checkpoint(t)
+
         def _on_step(self) -> bool:
             t = self.model.num_timesteps
             self.bar.update(t - self.bar.n)
             if cfg.eval_every and evaluator and t - self.last_eval >= cfg.eval_every:
                 self.last_eval = t
                 self.evaluate(t)
-            if cfg.checkpoint_every and t - self.last_ckpt >= cfg.checkpoint_every:
-                self.last_ckpt = t
-                self.checkpoint(t)
             return True
 
         def evaluate(self, t: int) -> None:
@@ -345,15 +404,9 @@ def _make_callback(cfg: TrainConfig, out: Path, evaluator: Evaluator | None, met
                 save_model(self.model, vecnorm, {**meta, "timesteps": t, "validation": res}, out, "best")
 
         def checkpoint(self, t: int) -> None:
-            ck = out / "checkpoints"
-            ck.mkdir(exist_ok=True)
-            self.model.save(str(ck / ".model.tmp.zip"))
-            os.replace(ck / ".model.tmp.zip", ck / "model.zip")
-            if vecnorm is not None:
-                vecnorm.save(str(ck / ".vecnormalize.tmp.pkl"))
-                os.replace(ck / ".vecnormalize.tmp.pkl", ck / "vecnormalize.pkl")
-            _write_json(ck / "state.json", {"timesteps": t, "last_eval": self.last_eval,
-                                            "best_return": state.get("best_return", -1e300)})
+            write_checkpoint(out / "checkpoints", t, self.model, vecnorm,
+                             {"last_eval": self.last_eval,
+                              "best_return": state.get("best_return", -1e300)})
 
         def _on_training_end(self) -> None:
             self.bar.close()
@@ -400,12 +453,14 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
     start = 0
     state: dict[str, Any] = {"t0": time.time()}
     if resume_from is not None:
-        ck = out / "checkpoints"
+        files = checkpoint_files(out / "checkpoints", resume_from)
         vecnorm = None
-        if (ck / "vecnormalize.pkl").is_file():
-            vecnorm = VecNormalize.load(str(ck / "vecnormalize.pkl"), venv)
+        if "vecnormalize" in files:
+            vecnorm = VecNormalize.load(str(files["vecnormalize"]), venv)
             vecnorm.training = True
-        model = cls.load(str(ck / "model.zip"), env=vecnorm or venv, device="cpu")
+        model = cls.load(str(files["model"]), env=vecnorm or venv, device="cpu")
+        if "replay_buffer" in files:
+            model.load_replay_buffer(str(files["replay_buffer"]))
         start = int(resume_from["timesteps"])
         state.update(last_eval=int(resume_from.get("last_eval", start)),
                      best_return=float(resume_from.get("best_return", -np.inf)))

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import gymnasium as gym
@@ -104,7 +105,8 @@ def test_unknown_env_algo_or_unsupported_space_give_clear_errors(tmp_path, capsy
 def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "edgeft", "train", *TINY, "--timesteps", "3000",
-           "--checkpoint-every", "256", "--eval-every", "0", "--eval-episodes", "0", "--out", str(out)]
+           "--checkpoint-every", "256", "--eval-every", "0", "--eval-episodes", "0",
+           "--out", str(out)]
     tmp = tmp_path / "tmp"  # the runs' tempfile.gettempdir(): SB3 must leave nothing there
     tmp.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(tmp)}
@@ -123,11 +125,93 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     assert res.returncode == 0, res.stderr
     assert f"resuming {out} from its checkpoint at" in res.stderr
     done = json.loads((out / "model.config.json").read_text())["timesteps"]
-    assert 3000 <= done < 3000 + 32 * 4  # PPO finishes its last rollout of n_steps x n_envs
+    # checkpoints fall between rollouts (n_steps x n_envs = 128 steps), so the resumed run ends
+    # where an uninterrupted one does: PPO finishes the rollout that crosses 3000
+    assert done == 3072
     assert not list(tmp.glob("SB3-*")), "SB3 wrote log folders into the temp dir"
     # a finished run is not silently trained over
     again = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert again.returncode == 2 and "holds a finished run" in again.stderr
+
+
+# ---------------------------------------------------------------------------- off-policy resume
+DQN_TINY = ["--env", FEDLORA, "--algo", "dqn", "--seed", "4", "--set", "num_devices=4",
+            "--set", "episode_rounds=16", "--n-envs", "2", "--hp", "learning_starts=32",
+            "--hp", "buffer_size=1000", "--hp", "batch_size=16", "--hp", "train_freq=4",
+            "--hp", "target_update_interval=64", "--timesteps", "404", "--checkpoint-every", "100",
+            "--eval-episodes", "0", "--no-progress"]
+BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+class _Killed(Exception):
+    """Stands for a kill right after a checkpoint."""
+
+
+def _buffer(model):
+    rb = model.replay_buffer
+    n = rb.buffer_size if rb.full else rb.pos
+    return {"pos": rb.pos, "full": rb.full, "n_updates": model._n_updates,
+            **{k: getattr(rb, k)[:n].copy() for k in BUFFER_FIELDS}}
+
+
+def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch):
+    from stable_baselines3 import DQN
+
+    from edgeft.agents import train as train_mod
+
+    seen = {}
+    write_checkpoint, save_model = train_mod.write_checkpoint, train_mod.save_model
+
+    def kill_after_checkpoint(ck, t, model, vecnorm, extra):
+        write_checkpoint(ck, t, model, vecnorm, extra)
+        seen["checkpoint"] = _buffer(model)
+        raise _Killed
+
+    def save_final(model, vecnorm, meta, out, name):
+        seen.setdefault("final", {})[out.name] = _buffer(model)
+        return save_model(model, vecnorm, meta, out, name)
+
+    monkeypatch.setattr(train_mod, "save_model", save_final)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # SB3's default log folder goes here
+    assert tempfile.gettempdir() == str(tmp)
+
+    assert main(["train", *DQN_TINY, "--out", str(tmp_path / "whole")]) == 0
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(train_mod, "write_checkpoint", kill_after_checkpoint)
+        with pytest.raises(_Killed):
+            main(["train", *DQN_TINY, "--out", str(run)])
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    at = state["timesteps"]
+    assert at == 104  # the first rollout start (every 4 steps x 2 envs) at or after 100 steps
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        f"model-{at}.zip", f"replay_buffer-{at}.pkl", "state.json", f"vecnormalize-{at}.pkl"]
+    assert seen["checkpoint"]["pos"] == at // 2 > 0
+
+    loaded = DQN.load_replay_buffer
+
+    def spy_load(self, path, *args, **kwargs):
+        loaded(self, path, *args, **kwargs)
+        seen["resumed"] = _buffer(self)
+
+    monkeypatch.setattr(DQN, "load_replay_buffer", spy_load)
+    assert main(["train", *DQN_TINY, "--out", str(run)]) == 0
+    assert "resumed" in seen, "the resume did not load the replay buffer"
+    ck, resumed = seen["checkpoint"], seen["resumed"]
+    assert resumed.keys() == ck.keys()
+    for k in ck:
+        np.testing.assert_array_equal(resumed[k], ck[k], err_msg=k)
+
+    whole = json.loads((tmp_path / "whole" / "model.config.json").read_text())["timesteps"]
+    done = json.loads((run / "model.config.json").read_text())["timesteps"]
+    assert done == whole == 408  # both finish the rollout that crosses 404
+    # the buffer went on from the checkpoint: as many transitions and updates as without the kill
+    final = seen["final"]
+    assert final["run"]["pos"] == final["whole"]["pos"] == 408 // 2
+    assert final["run"]["n_updates"] == final["whole"]["n_updates"] > 0
+    assert not list(tmp.glob("SB3-*")), "SB3 wrote log folders into the temp dir"
 
 
 # ---------------------------------------------------------------------------- --init bc:POLICY
