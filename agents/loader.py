@@ -192,7 +192,8 @@ def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
         raise ValueError(f"{zp} was trained with {meta['algo']}, not {algo}; use "
                          f"{meta['algo']}:{path}")
     if env is None and config is None:
-        raise ValueError(f"make_policy('{algo}:{path}') needs the env (or its config) it will act in")
+        raise ValueError(f"make_policy('{algo}:{path}') needs the env (or its config) it will "
+                         "act in")
     if config is None:
         config = env.unwrapped.config
     env_id = getattr(getattr(getattr(env, "unwrapped", None), "spec", None), "id", None) or (
@@ -207,8 +208,9 @@ def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
                 f"Build the env with the model's config (edgeft.agents.load_meta('{algo}', "
                 f"'{path}')['env_config']), or pass check_config=False to force it")
     if action_mode is not None and action_mode != meta["env_config"]["action_mode"]:
-        raise ValueError(f"model {zp.name} acts in action_mode={meta['env_config']['action_mode']!r}, "
-                         f"not {action_mode!r}; build the env with that action mode")
+        raise ValueError(f"model {zp.name} acts in "
+                         f"action_mode={meta['env_config']['action_mode']!r}, not {action_mode!r}; "
+                         "build the env with that action mode")
     key = (algo, str(zp))
     if key not in _MODEL_CACHE:
         _MODEL_CACHE[key] = algo_class(algo).load(str(zp), device="cpu")

@@ -123,8 +123,8 @@ class TrainConfig:
                 raise ValueError(f"init {self.init!r} needs an actor-critic algorithm "
                                  f"(ppo or a2c), not {self.algo}")
         if not 0 <= int(self.seed) < MAX_TRAIN_SEED:
-            raise ValueError(f"seed must be in [0, {MAX_TRAIN_SEED}) (higher seeds are reserved for "
-                             f"validation and test episodes), got {self.seed}")
+            raise ValueError(f"seed must be in [0, {MAX_TRAIN_SEED}) (higher seeds are reserved "
+                             f"for validation and test episodes), got {self.seed}")
         if int(self.n_envs) < 1:
             raise ValueError(f"n_envs must be >= 1, got {self.n_envs}")
         for name in ("eval_every", "eval_episodes", "checkpoint_every"):
@@ -189,11 +189,10 @@ def make_env_config(cfg: TrainConfig) -> Any:
 def make_vec_env(cfg: TrainConfig, config: Any, seed: int) -> Any:
     """The SB3 VecEnv (with the observation transform) of this run."""
     import gymnasium as gym
-    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
-    from stable_baselines3.common.vec_env import VecMonitor
-
     from edgeft.agents.transforms import get_transform
     from edgeft.agents.vec import NumpyVecEnv, VecObsTransform
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+    from stable_baselines3.common.vec_env import VecMonitor
 
     spec = gym.registry[cfg.env_id]
     if spec.vector_entry_point is not None and getattr(config, "mode", "surrogate") == "surrogate":
@@ -203,7 +202,8 @@ def make_vec_env(cfg: TrainConfig, config: Any, seed: int) -> Any:
 
             rs = dict(cfg.reward_shaping)
             if rs.pop("type", None) != "clipped-dpp":
-                raise ValueError(f"reward_shaping type must be 'clipped-dpp', got {cfg.reward_shaping}")
+                raise ValueError("reward_shaping type must be 'clipped-dpp', "
+                                 f"got {cfg.reward_shaping}")
             reward_fn = clipped_drift_plus_penalty(config, **rs)
         venv = NumpyVecEnv(gym.make_vec(cfg.env_id, num_envs=cfg.n_envs,
                                         vectorization_mode="vector_entry_point", config=config),
@@ -303,14 +303,15 @@ def run_meta(cfg: TrainConfig, config: Any, **extra: Any) -> dict[str, Any]:
     import gymnasium
     import stable_baselines3
     import torch
+    from edgeft.agents.loader import config_to_dict
 
     import edgeft
-    from edgeft.agents.loader import config_to_dict
 
     return {
         "env_id": cfg.env_id, "algo": cfg.algo, "obs_transform": cfg.obs_transform,
         "env_config": config_to_dict(config), "train_config": dataclasses.asdict(cfg),
-        "versions": {"edgeft": edgeft.__version__, "stable_baselines3": stable_baselines3.__version__,
+        "versions": {"edgeft": edgeft.__version__,
+                     "stable_baselines3": stable_baselines3.__version__,
                      "gymnasium": gymnasium.__version__, "torch": torch.__version__,
                      "python": sys.version.split()[0]},
         **extra,
@@ -364,8 +365,9 @@ def _make_callback(cfg: TrainConfig, out: Path, evaluator: Evaluator | None, met
 
     class Callback(BaseCallback):
         def _on_training_start(self) -> None:
-            self.bar = tqdm(total=cfg.timesteps, initial=start, unit="step", desc=f"{cfg.algo} train",
-                            disable=not cfg.progress, dynamic_ncols=True)
+            self.bar = tqdm(total=cfg.timesteps, initial=start, unit="step",
+                            desc=f"{cfg.algo} train", disable=not cfg.progress,
+                            dynamic_ncols=True)
             self.last_eval = state.get("last_eval", start)
             self.last_ckpt = start
 
@@ -397,11 +399,13 @@ def _make_callback(cfg: TrainConfig, out: Path, evaluator: Evaluator | None, met
                    + (f" | {cfg.eval_policy}: return {ref['return']:.4g}, {key} {ref[key]:.5g}"
                       if ref else ""))
             if "avg_delay_ratio" in res:
-                msg += f" | agent avg D/Dbar {res['avg_delay_ratio']:.4f}, devices {res['avg_scheduled']:.2f}"
+                msg += (f" | agent avg D/Dbar {res['avg_delay_ratio']:.4f}, "
+                        f"devices {res['avg_scheduled']:.2f}")
             tqdm.write(msg)
             if res["return"] > state.get("best_return", -np.inf):
                 state["best_return"] = res["return"]
-                save_model(self.model, vecnorm, {**meta, "timesteps": t, "validation": res}, out, "best")
+                save_model(self.model, vecnorm, {**meta, "timesteps": t, "validation": res}, out,
+                           "best")
 
         def checkpoint(self, t: int) -> None:
             write_checkpoint(out / "checkpoints", t, self.model, vecnorm,
@@ -421,9 +425,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
         ValueError: ``out`` holds a different run or a finished one.
     """
     import torch
-    from stable_baselines3.common.vec_env import VecNormalize
-
     from edgeft.agents.loader import algo_class
+    from stable_baselines3.common.vec_env import VecNormalize
 
     out = Path(out)
     config = make_env_config(cfg)
@@ -433,12 +436,14 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
     if saved.is_file():
         with open(saved) as fh:
             prev = json.load(fh)
-        if prev["train_config"] != dataclasses.asdict(cfg) or prev["env_config"] != meta["env_config"]:
-            diff = sorted(k for k, v in dataclasses.asdict(cfg).items() if prev["train_config"].get(k) != v)
-            raise ValueError(f"{out} holds a different training run (differs in {diff or ['env_config']}); "
-                             "choose another --out or delete it")
+        current = dataclasses.asdict(cfg)
+        if prev["train_config"] != current or prev["env_config"] != meta["env_config"]:
+            diff = sorted(k for k, v in current.items() if prev["train_config"].get(k) != v)
+            raise ValueError(f"{out} holds a different training run (differs in "
+                             f"{diff or ['env_config']}); choose another --out or delete it")
         if (out / "model.zip").is_file():
-            raise ValueError(f"{out} holds a finished run ({out / 'model.zip'}); choose another --out")
+            raise ValueError(f"{out} holds a finished run ({out / 'model.zip'}); "
+                             "choose another --out")
         if (out / "checkpoints" / "state.json").is_file():
             with open(out / "checkpoints" / "state.json") as fh:
                 resume_from = json.load(fh)
@@ -469,8 +474,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
         vecnorm = None
         if cfg.normalize_obs or cfg.normalize_reward:
             gamma = float(cfg.hyperparams.get("gamma", 0.99))
-            vecnorm = VecNormalize(venv, norm_obs=cfg.normalize_obs, norm_reward=cfg.normalize_reward,
-                                   gamma=gamma)
+            vecnorm = VecNormalize(venv, norm_obs=cfg.normalize_obs,
+                                   norm_reward=cfg.normalize_reward, gamma=gamma)
         model = cls("MlpPolicy", vecnorm or venv, seed=cfg.seed, device="cpu", verbose=0,
                     **cfg.hyperparams)
         if cfg.init:
@@ -488,7 +493,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
     callback = _make_callback(cfg, out, evaluator, meta, vecnorm, start, state)
     remaining = cfg.timesteps - start
     if remaining > 0:
-        model.learn(total_timesteps=remaining, callback=callback, reset_num_timesteps=resume_from is None)
+        model.learn(total_timesteps=remaining, callback=callback,
+                    reset_num_timesteps=resume_from is None)
     else:
         callback.init_callback(model)
     if evaluator is not None:
@@ -501,22 +507,28 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
 # ---------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default=None, help="env id (default: edgeft/FedLoRAScheduling-v0)")
-    parser.add_argument("--algo", default=None, choices=sorted(ALGO_SPACES), help="SB3 algorithm (default ppo)")
+    parser.add_argument("--algo", default=None, choices=sorted(ALGO_SPACES),
+                        help="SB3 algorithm (default ppo)")
     parser.add_argument("--timesteps", type=float, default=None, help="total env steps")
     parser.add_argument("--seed", type=int, default=None, help="training seed (default 0)")
     parser.add_argument("--config", default=None, metavar="FILE",
                         help="JSON file of TrainConfig fields (env_config, hyperparams, ...)")
-    parser.add_argument("--out", default=None, help="output folder (default runs/<env>-<algo>-s<seed>)")
-    parser.add_argument("--set", dest="env_overrides", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--out", default=None,
+                        help="output folder (default runs/<env>-<algo>-s<seed>)")
+    parser.add_argument("--set", dest="env_overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
                         help="env config field, repeatable (e.g. --set action_mode=count)")
-    parser.add_argument("--hp", dest="hp_overrides", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--hp", dest="hp_overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
                         help="SB3 hyperparameter, repeatable (e.g. --hp learning_rate=1e-4)")
     parser.add_argument("--n-envs", type=int, default=None, help="parallel env copies")
     parser.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps")
-    parser.add_argument("--eval-episodes", type=int, default=None, help="validation episodes per evaluation")
+    parser.add_argument("--eval-episodes", type=int, default=None,
+                        help="validation episodes per evaluation")
     parser.add_argument("--eval-policy", default=None,
                         help="reference policy for the evaluations (default: gs / greedy)")
-    parser.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N steps")
+    parser.add_argument("--checkpoint-every", type=int, default=None,
+                        help="checkpoint every N steps")
     parser.add_argument("--init", default=None, metavar="bc:POLICY",
                         help="behaviour-clone a reference policy before RL (e.g. bc:lyapunov; "
                              "settings: the 'bc' field of the config); --timesteps 0 = BC only")
@@ -544,7 +556,8 @@ def run(args: argparse.Namespace) -> int:
             init=args.init,
             env_config=parse_overrides(args.env_overrides) or None,
             hyperparams=parse_overrides(args.hp_overrides) or None)
-        out = args.out or f"runs/{cfg.env_id.split('/')[-1].split('-')[0].lower()}-{cfg.algo}-s{cfg.seed}"
+        family = cfg.env_id.split("/")[-1].split("-")[0].lower()
+        out = args.out or f"runs/{family}-{cfg.algo}-s{cfg.seed}"
         path = train(cfg, out)
     except (ValueError, FileNotFoundError) as err:
         print(f"edgeft train: error: {err}", file=sys.stderr)

@@ -20,8 +20,8 @@ from edgeft.cli import main
 from edgeft.suites import FEDLORA, Scenario, Suite
 
 TINY = ["--env", FEDLORA, "--algo", "ppo", "--seed", "3", "--set", "num_devices=6",
-        "--set", "episode_rounds=16", "--n-envs", "4", "--hp", "n_steps=32", "--hp", "batch_size=64",
-        "--hp", "n_epochs=2", "--eval-episodes", "1", "--no-progress"]
+        "--set", "episode_rounds=16", "--n-envs", "4", "--hp", "n_steps=32",
+        "--hp", "batch_size=64", "--hp", "n_epochs=2", "--eval-episodes", "1", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +51,16 @@ def test_loader_applies_transform_and_saved_normalisation(trained):
     obs, _ = env.reset(seed=0)
     norm = json.loads((trained / "model.norm.json").read_text())
     feats = policy.transform(obs)
-    expect = np.clip((feats - np.array(norm["mean"])) / np.sqrt(np.array(norm["var"]) + norm["epsilon"]),
-                     -norm["clip_obs"], norm["clip_obs"])
+    std = np.sqrt(np.array(norm["var"]) + norm["epsilon"])
+    expect = np.clip((feats - np.array(norm["mean"])) / std, -norm["clip_obs"], norm["clip_obs"])
     np.testing.assert_allclose(policy.features(obs), expect.astype(np.float32), rtol=1e-6)
     action, _ = policy.predict(obs, deterministic=True)
     assert env.action_space.contains(int(action))
     batch, _ = policy.predict(np.stack([obs, obs]), deterministic=True)
     assert batch.shape == (2,) and batch[0] == action
     # the extension may be left out
-    assert edgeft.make_policy(f"ppo:{trained}/model", env).predict(obs, deterministic=True)[0] == action
+    bare = edgeft.make_policy(f"ppo:{trained}/model", env)
+    assert bare.predict(obs, deterministic=True)[0] == action
 
 
 def test_loader_rejects_a_mismatched_env(trained):
@@ -90,15 +91,18 @@ def test_trained_agent_plays_the_leaderboard(trained, tmp_path):
 
 
 def test_unknown_env_algo_or_unsupported_space_give_clear_errors(tmp_path, capsys):
-    assert main(["train", "--env", "edgeft/Nope-v0", "--timesteps", "10", "--out", str(tmp_path / "a")]) == 2
-    assert "unknown env 'edgeft/Nope-v0'; known: ['edgeft/FedLoRAScheduling-v0'" in capsys.readouterr().err
+    assert main(["train", "--env", "edgeft/Nope-v0", "--timesteps", "10",
+                 "--out", str(tmp_path / "a")]) == 2
+    assert ("unknown env 'edgeft/Nope-v0'; known: ['edgeft/FedLoRAScheduling-v0'"
+            in capsys.readouterr().err)
     assert main(["train", *TINY, "--algo", "sac", "--set", "action_mode=count", "--timesteps", "10",
                  "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "sac cannot act in" in err and "action_mode" in err
     with pytest.raises(SystemExit):
         main(["train", "--algo", "trpo"])
-    assert main(["train", *TINY, "--seed", "900000000", "--timesteps", "10", "--out", str(tmp_path / "c")]) == 2
+    assert main(["train", *TINY, "--seed", "900000000", "--timesteps", "10",
+                 "--out", str(tmp_path / "c")]) == 2
     assert "reserved for validation and test" in capsys.readouterr().err
 
 
@@ -155,9 +159,8 @@ def _buffer(model):
 
 
 def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch):
-    from stable_baselines3 import DQN
-
     from edgeft.agents import train as train_mod
+    from stable_baselines3 import DQN
 
     seen = {}
     write_checkpoint, save_model = train_mod.write_checkpoint, train_mod.save_model
