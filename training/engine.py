@@ -35,6 +35,42 @@ def embedding_elements(emb: torch.Tensor, attention_mask: torch.Tensor | None) -
     return int(emb[attention_mask.bool()].numel())
 
 
+#: text tensors of a batch that are cut to a bucket's rows and width
+TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+#: length bucketing in :func:`batched_gradients`: at most this many buckets, each of at least
+#: ``BUCKET_MIN_ROWS`` rows (smaller batches run as one padded pass)
+MAX_BUCKETS = 4
+BUCKET_MIN_ROWS = 64
+
+
+def length_buckets(
+    attention_mask: torch.Tensor | None,
+    max_buckets: int | None = None,
+    min_rows: int | None = None,
+) -> list[tuple[torch.Tensor, int]] | None:
+    """Split a padded text batch into rows of similar length: ``[(row indices, width), ...]``.
+
+    Rows are sorted by their real length and cut into up to ``max_buckets`` equal groups of at
+    least ``min_rows`` rows; each group is later padded to its own longest row only, so a stacked
+    batch of many devices wastes no more padding than the per-device loop does (usually less).
+    Attention never crosses rows and padding is masked, so the features are the same up to
+    rounding. Returns None when bucketing would not help (images, a small batch, equal lengths).
+    """
+    if attention_mask is None:
+        return None
+    max_buckets = MAX_BUCKETS if max_buckets is None else max_buckets
+    min_rows = BUCKET_MIN_ROWS if min_rows is None else min_rows
+    rows = attention_mask.shape[0]
+    count = min(max_buckets, rows // max(min_rows, 1))
+    if count < 2:
+        return None
+    lengths = attention_mask.sum(dim=1)
+    if int(lengths.min()) == int(lengths.max()):
+        return None
+    order = torch.argsort(lengths, stable=True)
+    return [(idx, int(lengths[idx].max())) for idx in torch.tensor_split(order, count)]
+
+
 def batched_gradients(
     split: SplitModel,
     W: torch.Tensor,
@@ -61,9 +97,24 @@ def batched_gradients(
     for p in [*lora, W, b]:
         p.grad = None
     mask = batch.get("attention_mask")
-    with torch.no_grad():  # devices: frozen embedding module
-        emb = split.device_embed(batch)
-    feats = split.server_forward(emb, mask)  # server: encoder + LoRA (+ pooler)
+    buckets = length_buckets(mask)
+    if buckets is None:
+        with torch.no_grad():  # devices: frozen embedding module
+            emb = split.device_embed(batch)
+        feats = split.server_forward(emb, mask)  # server: encoder + LoRA (+ pooler)
+        emb_width = emb.shape[-1]
+    else:  # the same pass over length buckets: each padded to its own longest row only
+        parts, order = [], []
+        for rows, width in buckets:
+            sub = {k: batch[k][rows, :width] for k in TEXT_KEYS if k in batch}
+            with torch.no_grad():
+                emb = split.device_embed(sub)
+            parts.append(split.server_forward(emb, sub["attention_mask"]))
+            order.append(rows)
+        emb_width = emb.shape[-1]
+        inverse = torch.empty_like(torch.cat(order))
+        inverse[torch.cat(order)] = torch.arange(inverse.numel(), device=inverse.device)
+        feats = torch.cat(parts)[inverse]
     hidden = feats.shape[-1]
     z = feats.detach().view(n, batch_size, hidden).requires_grad_(True)  # downlink
     logits = torch.baddbmm(b[devices].unsqueeze(1), z, W[devices])  # every device's own head
@@ -78,11 +129,11 @@ def batched_gradients(
     if W.grad is None:  # pragma: no cover - W always takes part
         W.grad = torch.zeros_like(W)
     # bits from the tensors actually exchanged
-    elems = np.empty(n, dtype=np.float64)
-    for i in range(n):
-        rows = slice(i * batch_size, (i + 1) * batch_size)
-        up = embedding_elements(emb[rows], None if mask is None else mask[rows])
-        elems[i] = up + z[i].numel() + grad_z[i].numel()
+    if mask is None:  # images: every patch of every sample is sent
+        up = np.full(n, float(emb[:batch_size].numel()))
+    else:  # real (unpadded) tokens of each device's rows
+        up = mask.view(n, batch_size, -1).sum(dim=(1, 2)).double().cpu().numpy() * emb_width
+    elems = up + z[0].numel() + grad_z[0].numel()
     return device_loss.detach(), elems * bits_per_element
 
 

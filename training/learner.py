@@ -260,12 +260,19 @@ class SplitLoRALearner:
     def features(self, split: TextSplit | ImageSplit, idx: np.ndarray) -> torch.Tensor:
         """Encoder features of the samples ``idx`` through the split model (LoRA dropout off)."""
         self.split.set_lora_dropout(False)
+        idx = np.asarray(idx)
+        # text: chunks of similar length, each padded to its own longest sample only
+        order = (np.argsort(split.lengths[idx], kind="stable") if isinstance(split, TextSplit)
+                 else np.arange(len(idx)))
         out = []
         for start in range(0, len(idx), EVAL_CHUNK):
-            batch = self.make_batch(split, idx[start : start + EVAL_CHUNK])
+            batch = self.make_batch(split, idx[order[start : start + EVAL_CHUNK]])
             emb = self.split.device_embed(batch)
             out.append(self.split.server_forward(emb, batch.get("attention_mask")))
-        return torch.cat(out)
+        feats = torch.cat(out)
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return feats[torch.as_tensor(inverse, device=feats.device)]
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:

@@ -27,15 +27,24 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize(
-    "fixture,scheduled",
+    "fixture,scheduled,bucketed",
     [
-        ("text_learner", [1, 1, 1, 1, 1]),
-        ("text_learner", [0, 1, 0, 1, 1]),
-        ("text_learner", [0, 0, 1, 0, 0]),
-        ("image_learner", [1, 0, 1]),
+        ("text_learner", [1, 1, 1, 1, 1], False),
+        ("text_learner", [0, 1, 0, 1, 1], False),
+        ("text_learner", [0, 0, 1, 0, 0], False),
+        ("text_learner", [1, 1, 1, 1, 1], True),
+        ("text_learner", [0, 1, 0, 1, 1], True),
+        ("image_learner", [1, 0, 1], False),
     ],
 )
-def test_batched_round_equals_per_device_loop(request, randomize_lora, fixture, scheduled):
+def test_batched_round_equals_per_device_loop(
+    request, monkeypatch, randomize_lora, fixture, scheduled, bucketed
+):
+    from edgeft.training import engine
+
+    if bucketed:  # force length buckets on these small batches (normally >= 64 rows each)
+        monkeypatch.setattr(engine, "BUCKET_MIN_ROWS", 1)
+        monkeypatch.setattr(engine, "MAX_BUCKETS", 3)
     learner = request.getfixturevalue(fixture)
     scheduled = np.array(scheduled, dtype=bool)
     learner.reset(seed=11)
@@ -96,3 +105,20 @@ def test_bits_formula(text_learner):
     expected = (tokens * hidden + 2 * bs * hidden) * 32
     np.testing.assert_array_equal(bits, expected)
     np.testing.assert_array_equal(learner.draw_round(), bits)  # same round, same draw
+
+
+def test_length_buckets_cover_every_row_once_and_trim_padding():
+    from edgeft.training.engine import length_buckets
+
+    lengths = torch.tensor([5, 3, 9, 3, 7, 9, 4, 6, 2, 8])
+    mask = (torch.arange(9)[None, :] < lengths[:, None]).long()
+    buckets = length_buckets(mask, max_buckets=3, min_rows=2)
+    assert buckets is not None and len(buckets) == 3
+    rows = torch.cat([r for r, _ in buckets])
+    assert sorted(rows.tolist()) == list(range(10))
+    for r, width in buckets:
+        assert width == int(lengths[r].max())
+    assert sum(len(r) * w for r, w in buckets) < 10 * 9  # less padding than one padded batch
+    assert length_buckets(mask, max_buckets=3, min_rows=8) is None  # too few rows
+    assert length_buckets(torch.ones(200, 4, dtype=torch.long)) is None  # equal lengths
+    assert length_buckets(None) is None

@@ -164,3 +164,22 @@ def test_import_edgeft_training_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_eval_features_in_length_sorted_chunks_equal_one_padded_batch(text_learner, monkeypatch):
+    from edgeft.training import learner as L
+
+    learner = text_learner
+    learner.reset(seed=0)
+    test = learner.data.test
+    idx = np.arange(min(40, len(test)))[::-1].copy()
+    assert len(np.unique(test.lengths[idx])) > 1
+    with torch.no_grad():
+        batch = learner.make_batch(test, idx)
+        learner.split.set_lora_dropout(False)
+        ref = learner.split.server_forward(learner.split.device_embed(batch),
+                                           batch["attention_mask"])
+    monkeypatch.setattr(L, "EVAL_CHUNK", 7)
+    got = learner.features(test, idx)
+    assert got.shape == ref.shape
+    assert float((got - ref).abs().max()) < 1e-10  # same rows, same order (float64 fixture)
