@@ -6,7 +6,8 @@ For the scheduled set S (N = |S| devices), each with its own minibatch:
 * server: features z_k = w^c + w^a (z^e_k), sent down;
 * device k: loss f_k = mean cross-entropy of its head w^t_k on z_k; it steps its head with its own
   gradient (eq. 3) and sends the feature gradient df_k/dz_k up (eq. 2);
-* server: LoRA gradient g^a = (1/N) sum_k df_k/dz_k * dz_k/dw^a (the average over S), one step (eq. 4).
+* server: LoRA gradient g^a = (1/N) sum_k df_k/dz_k * dz_k/dw^a (the average over S), one step
+  (eq. 4).
 
 :func:`batched_gradients` does all of this as one pass: the scheduled minibatches are stacked into
 one padded batch, the per-device heads are applied with one batched matmul (``torch.baddbmm``), the

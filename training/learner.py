@@ -84,7 +84,7 @@ class SplitLoRALearner:
 
     # ------------------------------------------------------------------ set-up
     def reset(self, seed: int) -> None:
-        """Re-seed, fresh LoRA + heads from the pretrained weights, fresh optimiser, new partition."""
+        """Re-seed: fresh LoRA and heads on the pretrained weights, fresh optimiser, new partition."""
         seed = int(seed)
         self.seed = seed
         torch.manual_seed(seed)
@@ -278,7 +278,8 @@ class SplitLoRALearner:
     def evaluate(self) -> dict[str, Any]:
         """Held-out loss and accuracy, averaged over the K devices' heads (FT eq. 1).
 
-        Returns ``{"test_loss", "test_accuracy", "device_test_loss" (K,), "device_test_accuracy" (K,)}``.
+        Returns ``{"test_loss", "test_accuracy", "device_test_loss" (K,),
+        "device_test_accuracy" (K,)}``.
         Consumes no randomness.
         """
         self._require_reset()
