@@ -84,7 +84,7 @@ class SplitLoRALearner:
 
     # ------------------------------------------------------------------ set-up
     def reset(self, seed: int) -> None:
-        """Re-seed: fresh LoRA and heads on the pretrained weights, fresh optimiser, new partition."""
+        """Re-seed: fresh LoRA and heads on the pretrained model, fresh optimiser, new partition."""
         seed = int(seed)
         self.seed = seed
         torch.manual_seed(seed)
