@@ -274,7 +274,10 @@ def test_sb3_algorithms_accept_the_env(algo, mode):
         kwargs = {"n_steps": 16, "batch_size": 8}
     if algo == "A2C":
         kwargs = {"n_steps": 8}
+    from stable_baselines3.common.logger import Logger
+
     model = getattr(sb3, algo)("MlpPolicy", env, seed=0, device="cpu", **kwargs)
+    model.set_logger(Logger(None, []))  # no SB3-* log folder in the temp dir
     model.learn(total_timesteps=32)
     obs, _ = env.reset(seed=0)
     action, _ = model.predict(obs, deterministic=True)
