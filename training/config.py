@@ -13,6 +13,7 @@ TASKS = ("sst2", "mrpc", "qnli", "cifar10", "synthetic-text", "synthetic-image")
 TEXT_TASKS = ("sst2", "mrpc", "qnli", "synthetic-text")
 IMAGE_TASKS = ("cifar10", "synthetic-image")
 PARTITIONS = ("iid", "dirichlet")
+HEAD_INITS = ("independent", "shared")
 DEVICES = ("cpu", "cuda", "mps")
 DTYPES = ("float32", "float64", "bfloat16")
 BUILTIN_MODELS = ("minilm", "tiny-bert", "tiny-vit")
@@ -48,6 +49,13 @@ class TrainingConfig:
         data_fraction: fraction of the training set each device holds (paper: 0.05 with K = 20).
         partition: ``"iid"`` or ``"dirichlet"`` (label-skewed non-i.i.d.).
         dirichlet_alpha: concentration of the Dirichlet partition (smaller = more skewed).
+        head_init: how the K task heads start (the paper is silent). ``"independent"`` (default):
+            each device initialises its own head (nn.Linear's init, its own draw), as devices
+            that never meet would; a device that is rarely scheduled keeps a head that fits
+            nothing, so participation shows in the global loss (FT eq. 1). ``"shared"``: one
+            initial head copied to every device (a server-distributed start); the shared LoRA
+            encoder then adapts to that one head and the global loss depends little on how many
+            devices take part (measured on minilm / synthetic-text).
         eval_every: rounds between test evaluations in real-mode envs.
         eval_size: number of held-out samples used by ``evaluate`` (a fixed subset; None = the
             whole split). Default 512: low-noise enough for the test loss the real-mode env reports
@@ -70,6 +78,7 @@ class TrainingConfig:
     data_fraction: float = 0.05
     partition: str = "iid"
     dirichlet_alpha: float = 0.5
+    head_init: str = "independent"
     eval_every: int = 10
     eval_size: int | None = 512
     bits_per_element: int = 32
@@ -104,6 +113,7 @@ class TrainingConfig:
         check_range("training.data_fraction", self.data_fraction, 0.0, 1.0, low_open=True)
         check_choice("training.partition", self.partition, PARTITIONS)
         check_range("training.dirichlet_alpha", self.dirichlet_alpha, 0.0, low_open=True)
+        check_choice("training.head_init", self.head_init, HEAD_INITS)
         check_range("training.eval_every", self.eval_every, 1, integer=True)
         if self.eval_size is not None:
             check_range("training.eval_size", self.eval_size, 1, integer=True)

@@ -90,13 +90,14 @@ class SplitLoRALearner:
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.split.reset_lora()
-        with torch.no_grad():  # one initial head (nn.Linear's init), copied to every device
+        with torch.no_grad():  # the heads' start (nn.Linear's init; see TrainingConfig.head_init)
             hidden = self.split.hidden_size
             bound = 1.0 / math.sqrt(hidden)
-            w0 = torch.empty(hidden, self.num_classes, dtype=self.dtype).uniform_(-bound, bound)
-            b0 = torch.empty(self.num_classes, dtype=self.dtype).uniform_(-bound, bound)
-            self.W.copy_(w0.expand_as(self.W))
-            self.b.copy_(b0.expand_as(self.b))
+            heads = self.num_devices if self.config.head_init == "independent" else 1
+            w0 = torch.empty(heads, hidden, self.num_classes, dtype=self.dtype)
+            b0 = torch.empty(heads, self.num_classes, dtype=self.dtype)
+            self.W.copy_(w0.uniform_(-bound, bound).expand_as(self.W))
+            self.b.copy_(b0.uniform_(-bound, bound).expand_as(self.b))
         params = [*self.split.lora_parameters(), self.W, self.b]
         for p in params:
             p.grad = None

@@ -69,6 +69,7 @@ def test_draw_round_is_idempotent_until_run_round(text_learner):
 
 def test_evaluate_consumes_no_randomness_and_is_mean_over_heads(text_learner):
     text_learner.reset(2)
+    W0 = text_learner.W.detach().clone()
     text_learner.run_round(np.array([1, 1, 0, 0, 0], bool))
     rng_before = text_learner.rng.bit_generator.state
     t_before = torch.get_rng_state()
@@ -78,9 +79,27 @@ def test_evaluate_consumes_no_randomness_and_is_mean_over_heads(text_learner):
     assert ev["test_loss"] == pytest.approx(ev["device_test_loss"].mean())
     assert 0.0 <= ev["test_accuracy"] <= 1.0
     assert len(ev["device_test_loss"]) == 5
-    # devices 2-4 were never scheduled: their heads are still the common initial head
-    assert ev["device_test_loss"][2] == ev["device_test_loss"][3] == ev["device_test_loss"][4]
-    assert ev["device_test_loss"][0] != ev["device_test_loss"][2]
+    # devices 2-4 were never scheduled: their heads are still their own initial heads
+    assert torch.equal(text_learner.W[2:].detach(), W0[2:])
+    assert not torch.equal(text_learner.W[:2].detach(), W0[:2])
+    assert len(set(ev["device_test_loss"].tolist())) == 5  # five different heads
+
+
+@pytest.mark.parametrize("head_init", ["independent", "shared"])
+def test_head_init_independent_draws_per_device_shared_copies_one(text_learner, head_init):
+    from dataclasses import replace
+
+    cfg = replace(text_learner.config, head_init=head_init)
+    learner = SplitLoRALearner(cfg, text_learner.num_devices)
+    learner.reset(4)
+    W = learner.W.detach()
+    same = [torch.equal(W[0], W[k]) for k in range(1, learner.num_devices)]
+    assert (not any(same)) if head_init == "independent" else all(same)
+    first = W.clone()
+    learner.reset(4)
+    assert torch.equal(learner.W.detach(), first)  # a function of the seed
+    with pytest.raises(ValueError, match="head_init"):
+        replace(cfg, head_init="zeros")
 
 
 def test_resumed_run_ends_bit_identical(text_learner, tmp_path):
