@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,9 +278,25 @@ def _mean_curve(curves: list[dict[str, Any]]) -> dict[str, Any]:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(training: dict[str, Any], devices: int, threads: int) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose calibration process was killed stops too (instead of training on)."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _init_worker(training: dict[str, Any], devices: int, threads: int,
+                 parent: int | None = None) -> None:
     import torch
     from edgeft.training.learner import SplitLoRALearner
+
+    if parent is not None:
+        _exit_with_parent(parent)
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -362,7 +379,8 @@ def _train_runs(args: argparse.Namespace, training: Any, schedules: list[Schedul
             ctx = mp.get_context("spawn")  # torch and fork do not mix
             with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx,
                                      initializer=_init_worker,
-                                     initargs=(tdict, args.devices, args.threads)) as pool:
+                                     initargs=(tdict, args.devices, args.threads,
+                                               os.getpid())) as pool:
                 futures = {pool.submit(_run_task, s, sd, args.eval_every): (s, sd)
                            for s, sd in tasks}
                 for fut in as_completed(futures):
