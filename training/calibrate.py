@@ -23,7 +23,7 @@ Protocol (``edgeft calibrate``; issue #3):
   (default 3) seeds (different device draws, minibatches and initialisation) and the curves are
   averaged; which devices are scheduled is drawn uniformly each round.
 * **Fit.** Least squares (scipy ``least_squares``, several starts) of (initial_loss, loss_floor,
-  rate, gap_ratio) to the seed-averaged curves of the fit schedules only, replaying each
+  rate, gap_ratio, head_share) to the seed-averaged curves of the fit schedules only, replaying each
   schedule's exact N(t) through the surrogate's own recursion; the accuracy map is an affine fit
   of accuracy on loss over the fit runs.
 * **Fidelity.** The Spearman rank correlation between the surrogate-predicted and the real
@@ -150,7 +150,8 @@ def simulate(params: Any, counts: np.ndarray, num_devices: int, rounds_at: list[
 
 
 def fit(runs: list[dict[str, Any]], num_devices: int, source: str) -> tuple[Any, float]:
-    """Least-squares fit of (initial_loss, loss_floor, rate, gap_ratio) to the runs' loss curves."""
+    """Least-squares fit of (initial_loss, loss_floor, rate, gap_ratio, head_share) to the runs'
+    loss curves (several starts; the best is kept)."""
     from edgeft.envs.fedlora.surrogate import SurrogateParams
     from scipy.optimize import least_squares
 
@@ -158,13 +159,13 @@ def fit(runs: list[dict[str, Any]], num_devices: int, source: str) -> tuple[Any,
     lmin = float(min(min(r["loss"]) for r in runs))
 
     def params_of(x: np.ndarray) -> SurrogateParams:
-        initial, floor_frac, log_rate, gap = x
-        floor = floor_frac * initial
+        initial, floor_frac, log_rate, gap, head = x
         return SurrogateParams(
             initial_loss=initial,
-            loss_floor=floor,
+            loss_floor=floor_frac * initial,
             rate=float(np.exp(log_rate)),
             gap_ratio=gap,
+            head_share=head,
             source=source,
         )
 
@@ -179,16 +180,15 @@ def fit(runs: list[dict[str, Any]], num_devices: int, source: str) -> tuple[Any,
         )
 
     best = None
+    lower = [0.5 * l0, 0.0, np.log(1e-6), 0.0, 0.0]
+    upper = [1.5 * l0, 0.999, np.log(0.99), 0.999, 1.0]
     for log_rate in (np.log(0.003), np.log(0.03), np.log(0.2)):
         for gap in (0.2, 0.8):
-            x0 = np.array([l0, min(0.9, 0.8 * lmin / l0), log_rate, gap])
-            res = least_squares(
-                residuals,
-                x0,
-                bounds=([0.5 * l0, 0.0, np.log(1e-6), 0.0], [1.5 * l0, 0.999, np.log(0.99), 0.999]),
-            )
-            if best is None or res.cost < best.cost:
-                best = res
+            for head in (0.0, 0.5, 0.9):
+                x0 = np.array([l0, min(0.9, 0.8 * lmin / l0), log_rate, gap, head])
+                res = least_squares(residuals, x0, bounds=(lower, upper))
+                if best is None or res.cost < best.cost:
+                    best = res
     assert best is not None
     rms = float(np.sqrt(np.mean(best.fun**2)))
     return params_of(best.x), rms
@@ -519,6 +519,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"fitted: initial_loss={params.initial_loss:.4f} loss_floor={params.loss_floor:.4f} "
         f"rate={params.rate:.4g} gap_ratio={params.gap_ratio:.3f} "
+        f"head_share={params.head_share:.3f} "
         f"accuracy {params.initial_accuracy:.3f} -> {params.final_accuracy:.3f} (fit RMS {rms:.4f})"
     )
     print("held-out schedules (real vs surrogate final loss):")

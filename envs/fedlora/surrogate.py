@@ -5,15 +5,19 @@ before it (plus noise-floor terms), with
 
     sigma(N) = -(L eta^2 - eta)/K^2 - (K - N) L / (2 N (K - 1) K^2),
 
-increasing and concave in the number N of scheduled devices. The surrogate keeps exactly that
-shape and fits its two free constants to real runs (``edgeft calibrate``):
+increasing and concave in the number N of scheduled devices. The surrogate keeps that shape and
+fits its free constants to real runs (``edgeft calibrate``):
 
-    rho(N) = rate * (1 - gap_ratio * (K - N) / (N (K - 1)))      (rho(0) = 0)
+    rho(N) = rate * ((1 - head_share) * (1 - gap_ratio * (K - N) / (N (K - 1)))
+                     + head_share * N / K)                        (rho(0) = 0)
     loss(t+1) = loss_floor + (1 - rho(N)) * (loss(t) - loss_floor) + noise * xi / sqrt(N)
 
 so ``rate`` = 2 tau A is the per-round contraction with every device scheduled and
-``gap_ratio`` = L / (2 (eta - L eta^2)) in [0, 1) sets how much less one device achieves.
-Accuracy is an affine map of the loss between the initial and final points.
+``gap_ratio`` = L / (2 (eta - L eta^2)) in [0, 1) sets how much less one device achieves. The
+``head_share`` term is what Theorem 1 leaves out: the loss of FT eq. (1) averages K per-device task
+heads, and a head only learns in the rounds its device is scheduled, a fraction N / K of the gap
+per round (linear, so rho stays increasing and concave). ``head_share = 0`` is Theorem 1's shape
+exactly. Accuracy is an affine map of the loss between the initial and final points.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class SurrogateParams:
         loss_floor: loss the curve converges to (L* of the fit).
         rate: per-round contraction of the gap with every device scheduled, in (0, 1).
         gap_ratio: relative shortfall of one scheduled device vs all, in [0, 1).
+        head_share: share of the per-round progress that is per-device head training (grows
+            linearly with N / K), in [0, 1]; 0 = FT Theorem 1's shape.
         noise: std of the per-round loss noise at N = 1 (scaled by 1/sqrt(N)); 0 = deterministic.
         initial_accuracy: test accuracy at ``initial_loss``.
         final_accuracy: test accuracy at ``loss_floor``.
@@ -50,6 +56,7 @@ class SurrogateParams:
     loss_floor: float = 0.25
     rate: float = 0.02
     gap_ratio: float = 0.6
+    head_share: float = 0.0
     noise: float = 0.0
     initial_accuracy: float = 0.5
     final_accuracy: float = 0.9
@@ -60,6 +67,7 @@ class SurrogateParams:
         check_range("surrogate.loss_floor", self.loss_floor, 0.0, self.initial_loss, high_open=True)
         check_range("surrogate.rate", self.rate, 0.0, 1.0, low_open=True, high_open=True)
         check_range("surrogate.gap_ratio", self.gap_ratio, 0.0, 1.0, high_open=True)
+        check_range("surrogate.head_share", self.head_share, 0.0, 1.0)
         check_range("surrogate.noise", self.noise, 0.0)
         check_range("surrogate.initial_accuracy", self.initial_accuracy, 0.0, 1.0)
         check_range("surrogate.final_accuracy", self.final_accuracy, 0.0, 1.0)
@@ -104,16 +112,22 @@ class SurrogateParams:
 def contraction(num_scheduled: np.ndarray | int, num_devices: int, params: SurrogateParams) -> np.ndarray | float:
     """rho(N): the fraction of the loss gap closed in one round with N devices (FT Theorem 1 shape).
 
-    rho(N) = rate (1 - gap_ratio (K - N) / (N (K - 1))) for N >= 1, rho(0) = 0. A plain float for a
-    scalar N (the single env's hot path), an array otherwise.
+    rho(N) = rate ((1 - h) (1 - gap_ratio (K - N) / (N (K - 1))) + h N / K) for N >= 1 with
+    h = head_share, rho(0) = 0. A plain float for a scalar N (the single env's hot path), an array
+    otherwise.
     """
     k1 = max(num_devices - 1, 1)
+    h = params.head_share
     if isinstance(num_scheduled, (int, float, np.integer, np.floating)):
         n = float(num_scheduled)
-        return params.rate * (1.0 - params.gap_ratio * (num_devices - n) / (n * k1)) if n >= 1 else 0.0
+        if n < 1:
+            return 0.0
+        theorem1 = 1.0 - params.gap_ratio * (num_devices - n) / (n * k1)
+        return params.rate * ((1.0 - h) * theorem1 + h * n / num_devices)
     n = np.asarray(num_scheduled, dtype=np.float64)
     shortfall = (num_devices - n) / (np.maximum(n, 1.0) * k1)
-    return params.rate * (1.0 - params.gap_ratio * shortfall) * (n >= 1)
+    theorem1 = 1.0 - params.gap_ratio * shortfall
+    return params.rate * ((1.0 - h) * theorem1 + h * n / num_devices) * (n >= 1)
 
 
 def step_loss(loss: np.ndarray | float, num_scheduled: np.ndarray | int, num_devices: int,

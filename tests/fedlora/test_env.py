@@ -190,6 +190,25 @@ def test_surrogate_follows_theorem1_shape():
     assert rho[0] == 0 and np.all(np.diff(rho) > 0) and np.all(np.diff(rho[1:], 2) < 0)
 
 
+def test_surrogate_head_share_adds_the_linear_head_term():
+    """rho = rate ((1 - h) theorem1(N) + h N / K): the scalar and array paths, increasing, concave."""
+    k = 20
+    base = SurrogateParams(rate=0.05, gap_ratio=0.4, head_share=0.0)
+    heads = SurrogateParams(rate=0.05, gap_ratio=0.4, head_share=1.0)
+    mix = SurrogateParams(rate=0.05, gap_ratio=0.4, head_share=0.3)
+    n = np.arange(0, k + 1)
+    t1, lin = contraction(n, k, base), contraction(n, k, heads)
+    np.testing.assert_allclose(lin, 0.05 * n / k, rtol=1e-15)
+    np.testing.assert_allclose(contraction(n, k, mix), 0.7 * t1 + 0.3 * lin, rtol=1e-14)
+    for m in range(0, k + 1):  # the single env's scalar path equals the array path
+        assert contraction(m, k, mix) == pytest.approx(contraction(n, k, mix)[m], rel=1e-14)
+    rho = contraction(n, k, mix)
+    assert rho[0] == 0 and np.all(np.diff(rho) > 0) and np.all(np.diff(rho[1:], 2) <= 1e-18)
+    assert rho[k] == pytest.approx(0.05)  # every device: the full rate, whatever h
+    with pytest.raises(ValueError, match="surrogate.head_share"):
+        SurrogateParams(head_share=1.5)
+
+
 def test_more_devices_learn_faster_in_the_surrogate():
     losses = {}
     for n in (1, 10, 20):

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from edgeft.envs.fedlora.surrogate import SurrogateParams, step_loss
 from edgeft.training.calibrate import fit, make_schedules, simulate
 
 from edgeft.cli import main
 
 
-def test_fit_recovers_known_surrogate_constants():
-    true = SurrogateParams(initial_loss=0.7, loss_floor=0.3, rate=0.05, gap_ratio=0.5)
+@pytest.mark.parametrize("head_share", [0.0, 0.6])
+def test_fit_recovers_known_surrogate_constants(head_share):
+    true = SurrogateParams(initial_loss=0.7, loss_floor=0.3, rate=0.05, gap_ratio=0.5,
+                           head_share=head_share)
     runs = []
     for s in make_schedules(10, 40, seed=0)[:6]:
         rounds = list(range(0, 41, 5))
@@ -26,6 +29,7 @@ def test_fit_recovers_known_surrogate_constants():
     got, rms = fit(runs, 10, "test")
     assert rms < 1e-6
     assert abs(got.rate - 0.05) < 1e-4 and abs(got.gap_ratio - 0.5) < 1e-3
+    assert abs(got.head_share - head_share) < 1e-3
     assert abs(got.loss_floor - 0.3) < 1e-3
     # simulate() is the env's own recursion
     loss = np.float64(0.7)
@@ -117,7 +121,5 @@ def test_calibrate_resumes_from_its_run_cache_and_refits_stored_runs(tmp_path, c
         assert data["params"]["rate"] == first["params"]["rate"]
         assert data["spearman"] == first["spearman"] or np.isnan(first["spearman"])
     missing = tmp_path / "nope.json"
-    import pytest
-
     with pytest.raises(FileNotFoundError, match="--refit"):
         main(["calibrate", "--refit", str(missing), "--out", str(tmp_path / "x.json")])
