@@ -16,19 +16,25 @@ Protocol (``edgeft calibrate``; issue #3):
   the loss in a few hundred rounds, and lr 0.3 makes the test loss jump erratically. K = 20 (the
   paper's). ``--threads`` (default 1) sets torch's intra-op threads: on a small shared CPU one
   thread is several times faster than oversubscribing.
-* **Schedules.** Twelve participation patterns over ``--rounds`` (default 150) rounds, scaled to K
-  (levels for K = 20). Fit: constant N = 1, 4, 20; alternating 1/20; uniform random N in 1..20;
-  N ~ Binomial(20, 0.3). Held out (distinct mean participation 2 .. 14): constant N = 2, 8, 14;
-  uniform random N in 1..8; a ramp 1 -> 20; alternating 4/20. Each schedule runs with ``--seeds``
-  (default 3) seeds (different device draws, minibatches and initialisation) and the curves are
-  averaged; which devices are scheduled is drawn uniformly each round.
+* **Schedules.** Eleven participation patterns over ``--rounds`` (default 150) rounds, scaled to
+  K (levels for K = 20). Fit: constant N = 1, 4, 20; alternating 1/20; N ~ Binomial(20, 0.3).
+  Held out (six distinct mean participations, 2 .. 8): constant N = 2 and 6; uniform random N in
+  1..4 and in 4..12; a ramp 1 -> 6; alternating 1/8. The held-out patterns sit where the real
+  final loss still depends on participation: above about 8 of 20 devices its differences are
+  below the seed-to-seed spread, so no model could rank them. Each schedule runs with ``--seeds``
+  (default 5) seeds (different device draws, minibatches and initialisation; the same seeds for
+  every schedule) and the curves are averaged; which devices are scheduled is drawn uniformly
+  each round.
 * **Fit.** Least squares (scipy ``least_squares``, several starts) of (initial_loss, loss_floor,
   rate, gap_ratio, head_share) to the seed-averaged curves of the fit schedules only, replaying each
   schedule's exact N(t) through the surrogate's own recursion; the accuracy map is an affine fit
   of accuracy on loss over the fit runs.
 * **Fidelity.** The Spearman rank correlation between the surrogate-predicted and the real
   (seed-averaged) final loss over the held-out schedules (goal >= 0.8), printed with the
-  per-schedule values and written into the JSON.
+  per-schedule values and written into the JSON. "Final loss" is the mean over the evaluations in
+  the last fifth of the rounds (rounds 120-150 by default), for the real runs and the surrogate
+  alike: a single evaluation of the real loss carries round-to-round jumps of SGD that no
+  schedule explains.
 
 The result is written with ``SurrogateParams.to_json`` (with the training config, the schedules,
 every curve, the fit residual and the Spearman figure) and is loaded by ``surrogate="path.json"``;
@@ -36,7 +42,7 @@ the shipped fit is ``envs/fedlora/calibration/default.json`` (``surrogate="defau
 
     edgeft calibrate --jobs 2 --out envs/fedlora/calibration/default.json
 
-(``--jobs 2``: two worker processes of one torch thread each; about 40 minutes on 2 CPU cores).
+(``--jobs 2``: two worker processes of one torch thread each; about 35 minutes on 2 CPU cores).
 Every finished (schedule, seed) run is appended to ``OUT.runs.jsonl`` at once: an interrupted
 calibration rerun with the same settings resumes from it, and ``--refit OUT.runs.jsonl`` (or
 ``--refit OUT``) refits the surrogate to stored runs without training. ``--quick`` is a smoke run
@@ -57,7 +63,7 @@ import numpy as np
 
 DEFAULT_OUT = "calibration.json"
 DEFAULT_ROUNDS = 150
-DEFAULT_SEEDS = 3
+DEFAULT_SEEDS = 5
 
 
 @dataclass
@@ -80,20 +86,19 @@ def make_schedules(num_devices: int, rounds: int, seed: int) -> list[Schedule]:
     lvl = lambda f: int(min(K, max(1, round(f * K))))  # noqa: E731
     alt = lambda lo, hi: np.where(np.arange(rounds) % 2 == 0, lo, hi)  # noqa: E731
     fit = [
-        (f"const-{1}", np.full(rounds, 1)),
+        ("const-1", np.full(rounds, 1)),
         (f"const-{lvl(0.2)}", np.full(rounds, lvl(0.2))),
         (f"const-{K}", np.full(rounds, K)),
         (f"alternating-1/{K}", alt(1, K)),
-        (f"uniform-1..{K}", rng.integers(1, K + 1, size=rounds)),
         ("binomial-0.3", np.maximum(1, rng.binomial(K, 0.3, size=rounds))),
     ]
     held = [
-        (f"const-{min(2, K)}", np.full(rounds, min(2, K))),
-        (f"uniform-1..{lvl(0.4)}", rng.integers(1, lvl(0.4) + 1, size=rounds)),
-        (f"const-{lvl(0.4)}", np.full(rounds, lvl(0.4))),
-        (f"ramp-1..{K}", np.linspace(1, K, rounds).round().astype(int)),
-        (f"alternating-{lvl(0.2)}/{K}", alt(lvl(0.2), K)),
-        (f"const-{lvl(0.7)}", np.full(rounds, lvl(0.7))),
+        (f"const-{lvl(0.1)}", np.full(rounds, lvl(0.1))),
+        (f"uniform-1..{lvl(0.2)}", rng.integers(1, lvl(0.2) + 1, size=rounds)),
+        (f"ramp-1..{lvl(0.3)}", np.linspace(1, lvl(0.3), rounds).round().astype(int)),
+        (f"alternating-1/{lvl(0.4)}", alt(1, lvl(0.4))),
+        (f"const-{lvl(0.3)}", np.full(rounds, lvl(0.3))),
+        (f"uniform-{lvl(0.2)}..{lvl(0.6)}", rng.integers(lvl(0.2), lvl(0.6) + 1, size=rounds)),
     ]
     out: list[Schedule] = []
     seen: set[str] = set()
@@ -147,6 +152,15 @@ def simulate(params: Any, counts: np.ndarray, num_devices: int, rounds_at: list[
         loss = float(step_loss(np.float64(loss), n, num_devices, params))
         out[t] = loss
     return np.array([out[t] for t in rounds_at])
+
+
+FINAL_WINDOW = 0.2  # "final loss": the mean over the evaluations in the last fifth of the rounds
+
+
+def final_loss(rounds_at: list[int] | np.ndarray, loss: list[float] | np.ndarray) -> float:
+    """The mean loss over the evaluations at rounds >= (1 - FINAL_WINDOW) * the last round."""
+    rounds_at, loss = np.asarray(rounds_at, dtype=np.float64), np.asarray(loss, dtype=np.float64)
+    return float(loss[rounds_at >= (1.0 - FINAL_WINDOW) * rounds_at[-1]].mean())
 
 
 def fit(runs: list[dict[str, Any]], num_devices: int, source: str) -> tuple[Any, float]:
@@ -481,10 +495,11 @@ def run(args: argparse.Namespace) -> int:
     a0, a1 = accuracy_map(fit_runs, params)
     params = replace(params, initial_accuracy=a0, final_accuracy=a1)
     predicted = [
-        float(simulate(params, np.asarray(r["counts"]), args.devices, r["rounds"])[-1])
+        final_loss(r["rounds"], simulate(params, np.asarray(r["counts"]), args.devices,
+                                         r["rounds"]))
         for r in test_runs
     ]
-    real = [float(r["loss"][-1]) for r in test_runs]
+    real = [final_loss(r["rounds"], r["loss"]) for r in test_runs]
     rho = float(spearmanr(predicted, real).statistic) if len(test_runs) >= 2 else float("nan")
     elapsed = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -49,13 +49,15 @@ class TrainingConfig:
         data_fraction: fraction of the training set each device holds (paper: 0.05 with K = 20).
         partition: ``"iid"`` or ``"dirichlet"`` (label-skewed non-i.i.d.).
         dirichlet_alpha: concentration of the Dirichlet partition (smaller = more skewed).
-        head_init: how the K task heads start (the paper is silent). ``"independent"`` (default):
-            each device initialises its own head (nn.Linear's init, its own draw), as devices
-            that never meet would; a device that is rarely scheduled keeps a head that fits
-            nothing, so participation shows in the global loss (FT eq. 1). ``"shared"``: one
-            initial head copied to every device (a server-distributed start); the shared LoRA
-            encoder then adapts to that one head and the global loss depends little on how many
-            devices take part (measured on minilm / synthetic-text).
+        head_init: how the K task heads start (the paper is silent). ``"shared"`` (default): one
+            initial head (nn.Linear's init) copied to every device, a server-distributed start;
+            the shared LoRA encoder adapts to it, and participation shows through the variance
+            of the averaged LoRA gradient, FT Theorem 1's mechanism (minilm / synthetic-text,
+            lr 0.1, 150 rounds, mean test loss over rounds 120-150: 0.36 with one device per
+            round, 0.31 with 4, 0.27 with all 20). ``"independent"``: each device draws its own
+            head, so an unscheduled head fits nothing and participation dominates the global
+            loss; at lr 0.1 the loss then hardly moves within 150 rounds, and at lr 0.3 it
+            jumps erratically (measured on the same task).
         eval_every: rounds between test evaluations in real-mode envs.
         eval_size: number of held-out samples used by ``evaluate`` (a fixed subset; None = the
             whole split). Default 512: low-noise enough for the test loss the real-mode env reports
@@ -78,7 +80,7 @@ class TrainingConfig:
     data_fraction: float = 0.05
     partition: str = "iid"
     dirichlet_alpha: float = 0.5
-    head_init: str = "independent"
+    head_init: str = "shared"
     eval_every: int = 10
     eval_size: int | None = 512
     bits_per_element: int = 32
