@@ -149,8 +149,8 @@ class FPCCCPPolicy(MECPolicy):
     Start from the greedy association, run FP-AO; then up to ``outer_iters`` times: CCCP
     (``solver.cccp_congestion``; ``starts`` starts: the current association, the fractional 1/M
     point and random fractional points near the current one) on the association cost with
-    per-server congestion, pick the candidate with the lowest cost under the fast resource
-    rule, re-optimise it with FP-AO and keep it only if the weighted cost decreases. Finally
+    per-server congestion, pick the candidate with the lowest cost under the exact resource
+    rule (``actions.fast_resource_rule``), re-optimise it with FP-AO and keep it only if the weighted cost decreases. Finally
     round alpha and re-solve.
 
     NOTES: written with the budgets as equalities the paper's LP never moves; with per-pair
@@ -188,7 +188,7 @@ class FPCCCPPolicy(MECPolicy):
             if not scored:
                 break
             _, quick = min(scored, key=lambda x: x[0])
-            # warm start: the candidate's square-root-rule resources (feasible, near optimal)
+            # warm start: the candidate's optimal resources at the current alpha (feasible)
             res = self._fp_ao(inst, quick.server, init=quick)
             if res.cost < best.cost * (1 - 1e-9):
                 best = res

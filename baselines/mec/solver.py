@@ -482,7 +482,8 @@ class CongestionQP:
     """The convex part of the association problem with congestion, compiled once (Clarabel).
 
     With alpha, p and f_n fixed and each server splitting its band and GPU by the square-root
-    rule (``actions.fast_resource_rule``), the association-dependent cost is, per server m,
+    rule (the model of ``actions.heuristic_resource_rule``), the association-dependent cost is,
+    per server m,
 
         (sum_n chi_nm u_nm)^2 + (sum_n chi_nm v_nm)^2 + sum_n chi_nm l_nm
 
