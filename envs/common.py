@@ -12,7 +12,8 @@ import numpy as np
 C = TypeVar("C")
 
 
-def build_config(cls: type[C], config: Any = None, presets: Mapping[str, Mapping[str, Any]] | None = None,
+def build_config(cls: type[C], config: Any = None,
+                 presets: Mapping[str, Mapping[str, Any]] | None = None,
                  **overrides: Any) -> C:
     """Make a frozen config of type ``cls`` from a config object, a dict, a preset and keywords.
 
@@ -33,7 +34,8 @@ def build_config(cls: type[C], config: Any = None, presets: Mapping[str, Mapping
             values = dict(config)
         else:
             raise ValueError(
-                f"config must be a {cls.__name__} or a dict of its fields, got {type(config).__name__}"
+                f"config must be a {cls.__name__} or a dict of its fields, "
+                f"got {type(config).__name__}"
             )
     values.update(overrides)
     unknown = sorted(set(values) - fields)
@@ -44,7 +46,8 @@ def build_config(cls: type[C], config: Any = None, presets: Mapping[str, Mapping
     preset = values.get("preset", "default")
     presets = presets or {}
     if preset not in presets and preset != "default":
-        raise ValueError(f"preset must be one of {sorted(set(presets) | {'default'})}, got {preset!r}")
+        raise ValueError(
+            f"preset must be one of {sorted(set(presets) | {'default'})}, got {preset!r}")
     base = dict(presets.get(preset, {}))
     if isinstance(config, cls):
         # a full config object already carries its preset's values; only keywords override it
@@ -86,13 +89,15 @@ def as_action_array(action: Any, shape: tuple[int, ...], what: str) -> np.ndarra
     if type(action) is np.ndarray and action.dtype == np.float64 and action.shape == shape:
         # one reduction on the hot path: a NaN or inf entry makes the sum non-finite
         if not math.isfinite(action.sum()) and not np.isfinite(action).all():
+            bad = np.flatnonzero(~np.isfinite(action.ravel())).tolist()[:10]
             raise ValueError(f"action must be {what} with finite entries; got NaN or inf at "
-                             f"indices {np.flatnonzero(~np.isfinite(action.ravel())).tolist()[:10]}")
+                             f"indices {bad}")
         return action
     try:
         arr = np.asarray(action, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"action must be {what}; could not convert {type(action).__name__}: {err}") from err
+        raise ValueError(
+            f"action must be {what}; could not convert {type(action).__name__}: {err}") from err
     if arr.shape != shape:
         if arr.size == int(np.prod(shape)):
             arr = arr.reshape(shape)

@@ -16,10 +16,18 @@ from edgeft.baselines.fedlora.policies import (
 from edgeft.policy import register_policy
 
 register_policy("lyapunov", "fedlora", LyapunovPolicy)
-register_policy("lyapunov-paper", "fedlora", partial(LyapunovPolicy, objective="paper", search="first-decrease"))
+register_policy("lyapunov-paper", "fedlora",
+                partial(LyapunovPolicy, objective="paper", search="first-decrease"))
 register_policy("all-in", "fedlora", AllInPolicy)
 register_policy("aaba", "fedlora", AABAPolicy)
 register_policy("gs", "fedlora", GreedyPolicy)
 register_policy("random", "fedlora", RandomPolicy)
 
-__all__ = ["AABAPolicy", "AllInPolicy", "FedLoRAPolicy", "GreedyPolicy", "LyapunovPolicy", "RandomPolicy"]
+__all__ = [
+    "AABAPolicy",
+    "AllInPolicy",
+    "FedLoRAPolicy",
+    "GreedyPolicy",
+    "LyapunovPolicy",
+    "RandomPolicy",
+]

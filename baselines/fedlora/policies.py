@@ -31,18 +31,21 @@ class FedLoRAPolicy:
     #: expressible in "count" mode
     exact_in_count_mode = False
 
-    def __init__(self, config: FedLoRAConfig, action_mode: str | None = None, seed: int | None = None,
-                 **options: Any) -> None:
+    def __init__(self, config: FedLoRAConfig, action_mode: str | None = None,
+                 seed: int | None = None, **options: Any) -> None:
         if options:
-            raise ValueError(f"unknown option(s) {sorted(options)} for policy {type(self).__name__}")
+            raise ValueError(
+                f"unknown option(s) {sorted(options)} for policy {type(self).__name__}")
         self.config = config
         self.action_mode = action_mode or config.action_mode
         if self.action_mode not in config.ACTION_MODES:
-            raise ValueError(f"action_mode must be one of {list(config.ACTION_MODES)}, got {self.action_mode!r}")
+            raise ValueError(f"action_mode must be one of {list(config.ACTION_MODES)}, "
+                             f"got {self.action_mode!r}")
         self.rng = np.random.default_rng(seed)
         self.last_decision_time = np.zeros(0)
 
-    def decide(self, gain: np.ndarray, bits: np.ndarray, queue: float) -> tuple[np.ndarray, np.ndarray]:
+    def decide(self, gain: np.ndarray, bits: np.ndarray,
+               queue: float) -> tuple[np.ndarray, np.ndarray]:
         """Return (scheduled mask, bandwidth in Hz) for one observation."""
         raise NotImplementedError
 
@@ -74,7 +77,8 @@ class FedLoRAPolicy:
         return (out[0] if single else out), state
 
 
-def _prefix_decision(order: np.ndarray, n: int, band_sorted: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _prefix_decision(order: np.ndarray, n: int, band_sorted: np.ndarray,
+                     k: int) -> tuple[np.ndarray, np.ndarray]:
     scheduled = np.zeros(k, dtype=bool)
     bandwidth = np.zeros(k)
     scheduled[order[:n]] = True
@@ -103,9 +107,10 @@ class LyapunovPolicy(FedLoRAPolicy):
 
     exact_in_count_mode = True
 
-    def __init__(self, config: FedLoRAConfig, action_mode: str | None = None, seed: int | None = None,
-                 objective: str = "corrected", search: str = "all", zeta: float | None = None,
-                 min_devices: int = 1, grid: int = 48, batch: int = 4) -> None:
+    def __init__(self, config: FedLoRAConfig, action_mode: str | None = None,
+                 seed: int | None = None, objective: str = "corrected", search: str = "all",
+                 zeta: float | None = None, min_devices: int = 1, grid: int = 48,
+                 batch: int = 4) -> None:
         super().__init__(config, action_mode, seed)
         if objective not in ("corrected", "paper"):
             raise ValueError(f"objective must be 'corrected' or 'paper', got {objective!r}")
@@ -133,7 +138,8 @@ class LyapunovPolicy(FedLoRAPolicy):
         full[:, :width] = band
         return delay, full
 
-    def decide(self, gain: np.ndarray, bits: np.ndarray, queue: float) -> tuple[np.ndarray, np.ndarray]:
+    def decide(self, gain: np.ndarray, bits: np.ndarray,
+               queue: float) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         k = gain.shape[0]
         budget = self.config.budget_s  # real-mode envs write theirs into their config
@@ -189,7 +195,8 @@ class LyapunovPolicy(FedLoRAPolicy):
             todo = np.array([m for m in ns if m not in exact], dtype=np.int64)
             if todo.size:
                 d, b = self._exact(gs, bs, todo, c_lo, c_hi)
-                jj = lyapunov_objective(todo.astype(np.float64), d / budget, queue, self.zeta, self.objective)
+                jj = lyapunov_objective(todo.astype(np.float64), d / budget, queue, self.zeta,
+                                        self.objective)
                 for m, v, bb in zip(todo, jj, b):
                     exact[int(m)], bands[int(m)] = float(v), bb
 
@@ -221,7 +228,8 @@ class AllInPolicy(FedLoRAPolicy):
 
     def decide(self, gain, bits, queue):
         mask = np.ones_like(gain, dtype=bool)
-        _, band = min_common_delay(bits, gain, self.config.noise_psd, self.config.bandwidth_hz, mask)
+        cfg = self.config
+        _, band = min_common_delay(bits, gain, cfg.noise_psd, cfg.bandwidth_hz, mask)
         return mask, band
 
 
@@ -268,5 +276,6 @@ class RandomPolicy(FedLoRAPolicy):
 
     def decide(self, gain, bits, queue):
         mask = self.rng.random(gain.shape[0]) < 0.5
-        _, band = min_common_delay(bits, gain, self.config.noise_psd, self.config.bandwidth_hz, mask)
+        cfg = self.config
+        _, band = min_common_delay(bits, gain, cfg.noise_psd, cfg.bandwidth_hz, mask)
         return mask, band

@@ -36,16 +36,19 @@ def ref_bandwidth_for_delay(bits: float, delay: float, gain: float, noise_psd: f
 
 
 def ref_min_common_delay(bits, gain, noise_psd: float, total_bandwidth: float) -> float:
-    """Min over bandwidth splits of the max delay of a device set: brentq on D of sum_k B_k(D) = B."""
+    """Min over bandwidth splits of the max delay of a device set: brentq on D of
+    sum_k B_k(D) = B."""
     bits = np.broadcast_to(np.asarray(bits, dtype=float), np.shape(gain))
     if len(gain) == 0:
         return 0.0
 
     def excess(d: float) -> float:
-        return sum(ref_bandwidth_for_delay(m, d, g, noise_psd) for m, g in zip(bits, gain)) - total_bandwidth
+        need = sum(ref_bandwidth_for_delay(m, d, g, noise_psd) for m, g in zip(bits, gain))
+        return need - total_bandwidth
 
     # every device alone with all of B: the slowest is a lower bound; equal split an upper bound
-    lo = max(m / (total_bandwidth * math.log2(1 + g / (total_bandwidth * noise_psd))) for m, g in zip(bits, gain))
+    lo = max(m / (total_bandwidth * math.log2(1 + g / (total_bandwidth * noise_psd)))
+             for m, g in zip(bits, gain))
     share = total_bandwidth / len(gain)
     hi = max(m / (share * math.log2(1 + g / (share * noise_psd))) for m, g in zip(bits, gain))
     if excess(hi) <= 0 and excess(lo) >= 0 and lo == hi:
@@ -53,7 +56,8 @@ def ref_min_common_delay(bits, gain, noise_psd: float, total_bandwidth: float) -
     lo_eval = excess(lo)
     if lo_eval <= 0:
         return lo
-    return brentq(excess, lo, hi * (1 + 1e-12), xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
+    return brentq(excess, lo, hi * (1 + 1e-12), xtol=1e-300, rtol=4 * np.finfo(float).eps,
+                  maxiter=500)
 
 
 def ref_objective(n: int, x: float, queue: float, zeta: float, variant: str) -> float:
@@ -84,14 +88,16 @@ def ref_lyapunov_decision(gain, bits, queue: float, budget: float, noise_psd: fl
 
     Returns (n, order).
     """
-    order, values = ref_lyapunov_prefixes(gain, bits, queue, budget, noise_psd, total_bandwidth, zeta)
+    order, values = ref_lyapunov_prefixes(gain, bits, queue, budget, noise_psd, total_bandwidth,
+                                          zeta)
     return int(np.argmax(values)) + 1, order
 
 
 def brute_force_best_subset(gain, bits, queue: float, budget: float, noise_psd: float,
                             total_bandwidth: float, zeta: float, variant: str = "corrected",
                             min_devices: int = 1) -> tuple[float, tuple[int, ...]]:
-    """Best objective over every subset (each with its min-max-delay bandwidth): exponential in K."""
+    """Best objective over every subset (each with its min-max-delay bandwidth): exponential
+    in K."""
     gain = np.asarray(gain, dtype=float)
     bits = np.broadcast_to(np.asarray(bits, dtype=float), gain.shape)
     best, best_set = -math.inf, ()

@@ -56,10 +56,12 @@ def project_shares(action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def allocate(action: np.ndarray, config: FedLoRAConfig, gain: np.ndarray, bits: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Turn validated actions (batched, leading axis = envs) into (scheduled, bandwidth Hz, projected).
+    """Turn validated actions (batched, leading axis = envs) into (scheduled, bandwidth Hz,
+    projected).
 
     - "bandwidth": ``project_shares``; bandwidth = share x B.
-    - "count": n clipped to [0, K]; the n strongest devices (``channel_order``), min-max-delay split.
+    - "count": n clipped to [0, K]; the n strongest devices (``channel_order``), min-max-delay
+      split.
     - "subset": entries > 0.5 count as 1; min-max-delay split over the chosen devices.
     """
     mode = config.action_mode
@@ -89,7 +91,8 @@ def validate_action(action: object, config: FedLoRAConfig, batch: int | None = N
     k = config.num_devices
     lead = (1,) if batch is None else (batch,)
     if config.action_mode == "count":
-        arr = as_action_array(action, lead if batch is not None else (), f"an integer count in [0, {k}]")
+        arr = as_action_array(action, lead if batch is not None else (),
+                              f"an integer count in [0, {k}]")
         arr = arr.reshape(lead)
         if np.any(arr != np.rint(arr)):
             raise ValueError(f"action must be an integer count in [0, {k}] (devices to schedule), "
@@ -118,10 +121,12 @@ def delay_and_queue(budget: float, bits_ln2: np.ndarray, snr_hz: np.ndarray, ban
     return per_device, delay, x, queue_update(queue, x)
 
 
-def draw_cell(rng: np.random.Generator, config: FedLoRAConfig, size: tuple[int, ...] = ()) -> np.ndarray:
+def draw_cell(rng: np.random.Generator, config: FedLoRAConfig,
+              size: tuple[int, ...] = ()) -> np.ndarray:
     """Mean received gain in dB of K devices placed uniformly in the cell disc (server at the
     origin; path loss (d/d0)^-exponent, transmit power folded in), shape ``size + (K,)``."""
-    pos = sample_positions(rng, config.num_devices, (config.cell_center_m, 0.0), config.cell_radius_m, size)
+    pos = sample_positions(rng, config.num_devices, (config.cell_center_m, 0.0),
+                           config.cell_radius_m, size)
     dist = np.hypot(pos[..., 0], pos[..., 1])
     return gain_to_db(config.tx_power_w * path_gain(dist, config.reference_distance_m,
                                                     config.path_loss_exponent))
@@ -135,7 +140,8 @@ def step_reward(config: FedLoRAConfig, gap: float, loss_before, loss_after, num_
     ``excess = max(0, x - 1)``; the drift-plus-penalty rewards: :func:`lyapunov_objective`.
     """
     if config.reward == "progress":
-        return config.progress_scale / gap * (loss_before - loss_after) - config.delay_penalty * excess
+        return (config.progress_scale / gap * (loss_before - loss_after)
+                - config.delay_penalty * excess)
     variant = "paper" if config.reward == "drift-plus-penalty-paper" else "corrected"
     return lyapunov_objective(num_scheduled, x, queue_before, config.zeta, variant)
 

@@ -34,13 +34,15 @@ def sample_positions(rng: np.random.Generator, num: int, center: tuple[float, fl
     return np.stack([center[0] + r * np.cos(theta), center[1] + r * np.sin(theta)], axis=-1)
 
 
-def path_gain(distance_m: np.ndarray, reference_m: float = 10.0, exponent: float = 3.5) -> np.ndarray:
+def path_gain(distance_m: np.ndarray, reference_m: float = 10.0,
+              exponent: float = 3.5) -> np.ndarray:
     """Large-scale fading (d/d0)^-exponent (FT V.A: d0 = 10 m, exponent 3.5). Dimensionless."""
     return (np.asarray(distance_m, dtype=np.float64) / reference_m) ** (-exponent)
 
 
 def rayleigh_fading_db(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Block Rayleigh small-scale fading in dB: 10 log10 of Exp(1) draws, i.i.d. per round (FT II.B).
+    """Block Rayleigh small-scale fading in dB: 10 log10 of Exp(1) draws, i.i.d. per round
+    (FT II.B).
 
     The round's gain in dB is the mean gain in dB plus this; the envs draw it in blocks of rounds.
     """
@@ -81,7 +83,8 @@ def device_delay(bits: np.ndarray, bandwidth_hz: np.ndarray, gain: np.ndarray,
 
 def round_delay(bits: np.ndarray, bandwidth_hz: np.ndarray, gain: np.ndarray, noise_psd: float,
                 scheduled: np.ndarray) -> np.ndarray:
-    """Round delay, FT eq. (7): D = max over scheduled k of mu_k / r_k (0 if nobody is scheduled)."""
+    """Round delay, FT eq. (7): D = max over scheduled k of mu_k / r_k (0 if nobody is
+    scheduled)."""
     return scheduled_delays(bits, bandwidth_hz, gain, noise_psd, scheduled).max(axis=-1)
 
 
@@ -92,7 +95,8 @@ def scheduled_delays(bits: np.ndarray, bandwidth_hz: np.ndarray, gain: np.ndarra
     Same values as :func:`device_delay` on the scheduled devices. ``scheduled`` must imply a
     positive bandwidth.
     """
-    return delays_from_snr(np.multiply(bits, LN2), bandwidth_hz, np.divide(gain, noise_psd), scheduled)
+    return delays_from_snr(np.multiply(bits, LN2), bandwidth_hz, np.divide(gain, noise_psd),
+                           scheduled)
 
 
 def delays_from_snr(bits_ln2: np.ndarray, bandwidth_hz: np.ndarray, snr_hz: np.ndarray,
@@ -110,9 +114,9 @@ def delays_from_snr(bits_ln2: np.ndarray, bandwidth_hz: np.ndarray, snr_hz: np.n
 
 
 def queue_update(queue: np.ndarray, delay_ratio: np.ndarray) -> np.ndarray:
-    """Average-delay virtual queue, FT eq. (18), normalised by D-bar: q(t) = max(0, q(t-1) + x(t) - 1)
-    with x = D(t) / D-bar. (Algorithm 1 line 19 also multiplies the increment by zeta; eq. (18),
-    used here, does not — NOTES.)"""
+    """Average-delay virtual queue, FT eq. (18), normalised by D-bar:
+    q(t) = max(0, q(t-1) + x(t) - 1) with x = D(t) / D-bar. (Algorithm 1 line 19 also
+    multiplies the increment by zeta; eq. (18), used here, does not — NOTES.)"""
     if isinstance(queue, float) and isinstance(delay_ratio, float):
         return max(0.0, queue + delay_ratio - 1.0)  # the single env's hot path
     return np.maximum(0.0, queue + delay_ratio - 1.0)
@@ -263,7 +267,8 @@ def bandwidth_for_delay_paper(bits: np.ndarray, delay_s: np.ndarray, gain: np.nd
         return np.where(np.abs(w.imag) < 1e-12, 1.0 / inv_b, np.nan)
 
 
-def _lemma3_terms(c: np.ndarray, weight: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _lemma3_terms(c: np.ndarray, weight: np.ndarray,
+                  a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bandwidth a g(c w) and its derivative mu-scaled d/dc, for lambda = c * w (w = mu / a).
 
     ``c = ln2 / D``. Returns (B_k, dB_k/dc); infeasible terms (lambda >= 1) give (inf, inf).

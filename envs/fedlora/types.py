@@ -1,15 +1,16 @@
-"""Typed state and observation of the FedLoRA scheduling env, and the lossless encoding between them.
+"""Typed state and observation of the FedLoRA scheduling env, and the lossless encoding between
+them.
 
 Observation vector (float64, length 3K + 3), in this order:
 
-| slice        | content                                                   | decodes to            |
-|--------------|-----------------------------------------------------------|-----------------------|
-| [0, K)       | channel gain |h_k|^2 of this round in dB (tx power folded in) | ``gain`` (W, linear) |
-| [K, 2K)      | bits each device exchanges if scheduled this round, in Mbit | ``bits``              |
-| [2K, 3K)     | rounds since each device was last scheduled, / T           | ``age`` (int rounds)  |
-| 3K           | average-delay virtual queue q = D-hat / D-bar              | ``queue``             |
-| 3K + 1       | round index t / T                                          | ``round`` (int)       |
-| 3K + 2       | learning state: current training loss                      | ``loss``              |
+| slice    | content                                                  | decodes to           |
+|----------|----------------------------------------------------------|----------------------|
+| [0, K)   | channel gain |h_k|^2 this round, dB (tx power folded in) | ``gain`` (W, linear) |
+| [K, 2K)  | bits each device exchanges if scheduled this round, Mbit | ``bits``             |
+| [2K, 3K) | rounds since each device was last scheduled, / T         | ``age`` (int rounds) |
+| 3K       | average-delay virtual queue q = D-hat / D-bar            | ``queue``            |
+| 3K + 1   | round index t / T                                        | ``round`` (int)      |
+| 3K + 2   | learning state: current training loss                    | ``loss``             |
 
 The env keeps its state in exactly these units and derives physical values with the same
 functions the decoder uses, so ``decode_observation(obs)`` gives bit-identical inputs to what the
@@ -56,8 +57,9 @@ def bits_from_obs(bits_mbit: np.ndarray) -> np.ndarray:
 
 
 def encode_observation(gain_db: np.ndarray, bits_mbit: np.ndarray, age: np.ndarray,
-                       queue: np.ndarray | float, round_index: np.ndarray | int, loss: np.ndarray | float,
-                       episode_rounds: int, out: np.ndarray | None = None) -> np.ndarray:
+                       queue: np.ndarray | float, round_index: np.ndarray | int,
+                       loss: np.ndarray | float, episode_rounds: int,
+                       out: np.ndarray | None = None) -> np.ndarray:
     """Pack state arrays (leading batch axes allowed) into observation vectors (into ``out`` if
     given, which is returned)."""
     gain_db = np.asarray(gain_db)

@@ -1,6 +1,10 @@
 """Numpy-batched vector version of ``edgeft/FedLoRAScheduling-v0`` (surrogate mode).
 
-``gym.make_vec("edgeft/FedLoRAScheduling-v0", num_envs=64, vectorization_mode="vector_entry_point")``
+The vector env made by ::
+
+    gym.make_vec("edgeft/FedLoRAScheduling-v0", num_envs=64,
+                 vectorization_mode="vector_entry_point")
+
 steps all copies at once with the same dynamics functions as the single env. Autoreset follows
 Gymnasium's NEXT_STEP mode: the step after an episode ends resets that copy (its action is
 ignored, reward 0).
@@ -40,7 +44,8 @@ class FedLoRAVectorEnv(VectorEnv):
                   "delay_ratio", "delay_queue", "cost", "delay_excess", "num_scheduled", "loss",
                   "accuracy", "action_projected")
 
-    def __init__(self, num_envs: int = 1, config: FedLoRAConfig | dict | None = None, **overrides: Any):
+    def __init__(self, num_envs: int = 1, config: FedLoRAConfig | dict | None = None,
+                 **overrides: Any):
         self.config = build_config(FedLoRAConfig, config, PRESETS, **overrides)
         if self.config.mode != "surrogate":
             raise ValueError("the numpy vector env runs mode='surrogate' only; for real mode use "
@@ -102,7 +107,8 @@ class FedLoRAVectorEnv(VectorEnv):
         per RNG call; gain in dB = mean gain in dB + Rayleigh fading in dB, linear gains decoded
         from dB once per block)."""
         if self._fade_pos >= self._fade.shape[0]:
-            self._fade = rayleigh_fading_db(self.np_random, (_BLOCK, self.num_envs, self.config.num_devices))
+            self._fade = rayleigh_fading_db(self.np_random,
+                                            (_BLOCK, self.num_envs, self.config.num_devices))
             self._block_db = self._mean_db + self._fade
             self._block_gain = db_to_gain(self._block_db)
             self._block_snr = self._block_gain / self.config.noise_psd
@@ -119,7 +125,8 @@ class FedLoRAVectorEnv(VectorEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
-        self._fade = self._block_db = self._block_gain = self._block_snr = np.empty((0, self.num_envs, self.config.num_devices))
+        empty = np.empty((0, self.num_envs, self.config.num_devices))
+        self._fade = self._block_db = self._block_gain = self._block_snr = empty
         self._fade_pos = 0
         self._reset_envs(np.ones(self.num_envs, dtype=bool))
         self._draw()
@@ -132,17 +139,18 @@ class FedLoRAVectorEnv(VectorEnv):
         act = dynamics.validate_action(actions, cfg, batch=n)
         gain, bits = self._gain, self._bits
         scheduled, bandwidth, projected = dynamics.allocate(act, cfg, gain, bits)
-        dev_delay, delay, x, queue = dynamics.delay_and_queue(self._budget, self._bits_ln2, self._snr,
-                                                              bandwidth, scheduled, self._queue)
+        dev_delay, delay, x, queue = dynamics.delay_and_queue(
+            self._budget, self._bits_ln2, self._snr, bandwidth, scheduled, self._queue)
         num = scheduled.sum(axis=-1)
         noise = self.np_random.standard_normal(n) if self._params.noise > 0 else None
-        loss_after = step_loss(self._loss, num, cfg.num_devices, self._params, noise, rho=self._rho[num])
+        loss_after = step_loss(self._loss, num, cfg.num_devices, self._params, noise,
+                               rho=self._rho[num])
         excess = np.maximum(0.0, x - 1.0)
-        reward = dynamics.step_reward(cfg, self._gap, self._loss, loss_after, num.astype(np.float64), x,
-                                      excess, self._queue)
+        reward = dynamics.step_reward(cfg, self._gap, self._loss, loss_after,
+                                      num.astype(np.float64), x, excess, self._queue)
         info = {
-            "channel_gain": gain, "scheduled": scheduled, "bandwidth": bandwidth, "bits": bits.copy(),
-            "device_delay": dev_delay,
+            "channel_gain": gain, "scheduled": scheduled, "bandwidth": bandwidth,
+            "bits": bits.copy(), "device_delay": dev_delay,
             "delay": delay, "delay_ratio": x, "delay_queue": queue, "cost": x,
             "delay_excess": excess, "num_scheduled": num, "loss": loss_after,
             "accuracy": accuracy_of_loss(loss_after, self._params), "action_projected": projected,
@@ -166,4 +174,5 @@ class FedLoRAVectorEnv(VectorEnv):
         info.update(dict.fromkeys(self._mask_keys, live))
         truncated = live & (self._t >= cfg.episode_rounds)
         self._needs_reset = truncated
-        return self._obs(), np.asarray(reward, dtype=np.float64), self._no_term.copy(), truncated, info
+        return (self._obs(), np.asarray(reward, dtype=np.float64), self._no_term.copy(), truncated,
+                info)
