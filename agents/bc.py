@@ -15,6 +15,10 @@ The settings are ``TrainConfig.bc`` (defaults below, tuned values in ``hyperpara
 ``teacher_options`` go to ``edgeft.make_policy`` (e.g. ``{"zeta": 30}`` for ``lyapunov``: the
 trade-off weight the teacher uses; it is a reward-only field of the env, so it does not have to
 match the env the agent is evaluated in). One line per iteration goes to ``OUT/bc.jsonl``.
+
+Besides the registered policies, :data:`TEACHERS` holds teachers that exist for cloning only:
+``mec-greedy-fast`` acts like ``greedy`` in the MEC env's ``discrete`` mode at ~1% of its
+decision time, so thousands of states can be labelled.
 """
 
 from __future__ import annotations
@@ -37,6 +41,81 @@ BC_DEFAULTS: dict[str, Any] = {
     "learning_rate": 1e-3,
     "student_beta": 0.0,    # after the first iteration: probability that the teacher acts
 }
+
+
+class MECGreedyFastTeacher:
+    """``greedy``'s decision in the MEC env's ``discrete`` mode, without a convex solver.
+
+    The association is ``greedy``'s (MEC 5.3, highest available rate); alpha is the integer
+    minimiser of the round's cost under the discrete mode's exact resource rule
+    (``actions.fast_resource_rule``), by block coordinate descent: resources for the current
+    alpha, then each user's exact integer alpha for those resources (closed form, the better
+    integer neighbour of ``solver.optimal_alpha``), until alpha repeats (``max_iter`` sweeps,
+    default 8). Starting from alpha = 1. On training seeds its (alpha, server) costs the same
+    as ``greedy``'s to ~1e-6 relative (alpha may differ by one layer where the cost is flat)
+    in ~5 ms instead of ~0.5 s per decision.
+    """
+
+    name = "mec-greedy-fast"
+
+    def __init__(self, config: Any, action_mode: str | None = None, max_iter: int = 8) -> None:
+        if getattr(config, "family", None) != "mec" or (action_mode or config.action_mode) != (
+                "discrete"):
+            raise ValueError("mec-greedy-fast teaches the MEC env's discrete action mode only")
+        self.config = config
+        self.max_iter = int(max_iter)
+
+    def decide(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(alpha, server) for one observation."""
+        from edgeft.baselines.mec import solver as S
+        from edgeft.envs.mec import generator as G
+        from edgeft.envs.mec.actions import fast_resource_rule
+        from edgeft.envs.mec.formulas import per_user_terms
+        from edgeft.envs.mec.types import MECDecision
+
+        cfg = self.config
+        w, ud = cfg.weights, cfg.upload_delay
+        inst = G.instance_from_state(cfg, G.decode_observation(cfg, obs))
+        server = S.greedy_association(inst)
+        alpha = np.ones(inst.num_users)
+        for _ in range(self.max_iter):
+            dec = fast_resource_rule(inst, alpha, server, w, ud)
+            a = S.optimal_alpha(inst, w, dec)
+            cands = [np.clip(v, 1, inst.num_layers - 1) for v in (np.floor(a), np.ceil(a))]
+            costs = []
+            for v in cands:
+                d = MECDecision(alpha=v, server=server, power=dec.power,
+                                bandwidth=dec.bandwidth, freq_user=dec.freq_user,
+                                freq_edge=dec.freq_edge)
+                t = per_user_terms(inst, d, include_upload_delay=ud)
+                costs.append(w[0] * t["energy"] + w[1] * t["delay"] + w[2] * t["stability"])
+            new = np.where(costs[0] <= costs[1], cands[0], cands[1])
+            if np.array_equal(new, alpha):
+                break
+            alpha = new
+        return alpha, server
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        """SB3's ``predict``: discrete-mode action(s) [alpha - 1] * N + [server] * N."""
+        obs = np.asarray(observation, dtype=np.float64)
+        if obs.ndim == 2:
+            return np.stack([self.predict(o)[0] for o in obs]), state
+        alpha, server = self.decide(obs)
+        return np.concatenate([alpha - 1, server]).astype(np.int64), state
+
+
+#: teachers for cloning only (not registered policies): name -> class(config, action_mode, **opts)
+TEACHERS: dict[str, Any] = {"mec-greedy-fast": MECGreedyFastTeacher}
+
+
+def make_teacher(name: str, config: Any, **options: Any) -> Any:
+    """The teacher ``name``: one of :data:`TEACHERS`, else ``edgeft.make_policy(name)``."""
+    if name in TEACHERS:
+        return TEACHERS[name](config, action_mode=config.action_mode, **options)
+    import edgeft
+
+    return edgeft.make_policy(name, config=config, action_mode=config.action_mode, **options)
 
 
 def parse_init(init: str) -> str:
@@ -122,14 +201,11 @@ def behaviour_clone(model: Any, vecnorm: Any, cfg: Any, config: Any, out: Path,
     from edgeft.agents.train import make_vec_env
     from edgeft.agents.transforms import get_transform
 
-    import edgeft
-
     if not hasattr(model.policy, "get_distribution"):
         raise ValueError(f"--init bc needs an actor-critic policy (ppo or a2c), not {cfg.algo}")
     teacher_name = parse_init(cfg.init)
     s = bc_settings(cfg.bc)
-    teacher = edgeft.make_policy(teacher_name, config=config, action_mode=config.action_mode,
-                                 **s["teacher_options"])
+    teacher = make_teacher(teacher_name, config, **s["teacher_options"])
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     raw_cfg = dataclasses.replace(cfg, obs_transform="none", reward_shaping={})
@@ -170,6 +246,7 @@ def behaviour_clone(model: Any, vecnorm: Any, cfg: Any, config: Any, out: Path,
         hit = (_student_actions(model, x) == labels).reshape(len(x), -1)
         fit_acc = float(np.mean(np.all(hit, axis=1)))
         summary = {"iteration": it, "samples": int(len(x)), "nll": nll, "train_agreement": fit_acc,
+                   "train_entry_agreement": float(np.mean(hit)),
                    "rollout_agreement": float(np.mean(agree)) if agree else None,
                    "teacher_mean_action": float(np.mean(labels_all[-1])),
                    "wall_s": time.time() - t0}

@@ -10,6 +10,7 @@ before the saved normalisation statistics, so a model always sees what it was tr
 | ``sort-by-gain`` | fedlora | the per-device blocks (gain dB, bits, age) reordered strongest channel first, then queue, round, loss; lossless for the ``count`` action mode, which schedules the n strongest devices |
 | ``prefix-delay`` | fedlora | ``sort-by-gain`` plus log(D_eq(n)/D-bar) for every prefix n: the delay ratio of the n strongest devices at equal shares (an upper bound of what ``count`` mode gives) |
 | ``mec-compact`` | mec | gains g_nm in dB, token lengths, energy queues in budgets, p_max, f_max: the per-round quantities the cost depends on most |
+| ``mec-users`` | mec | per user: best gain (dB), each server's gap to it, log tokens, log k_n, p_max, log f_max, cores, log FLOP/cycle, queue and budget; per server: log b_max, log f_max, log C D; round share (see ``_mec_users``) |
 """
 
 from __future__ import annotations
@@ -68,11 +69,44 @@ def _mec_compact(obs: np.ndarray, config: Any) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def _mec_users(obs: np.ndarray, config: Any) -> np.ndarray:
+    """Per-user and per-server features on comparable scales (see the table above).
+
+    The association is the decision that matters most (a user on a server well below its
+    strongest link costs several times the round's optimum, while alpha one step off costs
+    ~0.02%), so each user's gains are written as its best gain plus the gap of every server to it.
+    """
+    from edgeft.envs.mec.generator import observation_layout
+
+    sec, i = {}, 0
+    for name, shape in observation_layout(config):
+        size = int(np.prod(shape))
+        sec[name] = obs[:, i:i + size].reshape((obs.shape[0],) + shape)
+        i += size
+    def log(x: np.ndarray) -> np.ndarray:
+        return np.log(np.maximum(x, 1e-300))
+
+    gain = sec["gain_db"]                                    # (b, N, M)
+    best = gain.max(axis=2, keepdims=True)
+    budget = sec["energy_budget"]
+    budget_mean = np.maximum(budget.mean(axis=1, keepdims=True), 1e-300)
+    user = [best, gain - best] + [x[..., None] for x in (
+        log(sec["tokens"]), log(sec["samples"]), sec["p_max"],
+        log(sec["f_user_max"]), sec["cores_user"], log(sec["flops_user"]),
+        sec["queue_in_budgets"], budget / budget_mean)]
+    server = [log(sec["b_max"]), log(sec["f_edge_max"]),
+              log(sec["cores_edge"] * sec["flops_edge"])]
+    round_share = sec["round_index"] / max(int(config.episode_rounds), 1)
+    return np.concatenate([np.concatenate(user, axis=2).reshape(obs.shape[0], -1), *server,
+                           round_share], axis=1)
+
+
 TRANSFORMS: dict[str, tuple[Callable[[np.ndarray, Any], np.ndarray], str | None]] = {
     "none": (_identity, None),
     "sort-by-gain": (_sort_by_gain, "fedlora"),
     "prefix-delay": (_prefix_delay, "fedlora"),
     "mec-compact": (_mec_compact, "mec"),
+    "mec-users": (_mec_users, "mec"),
 }
 
 

@@ -1,0 +1,138 @@
+"""The MEC observation transform agents train on, and the fast greedy teacher for cloning."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from edgeft.agents.bc import MECGreedyFastTeacher, make_teacher
+from edgeft.agents.transforms import get_transform, transformed_size
+from edgeft.baselines.mec import solver as S
+from edgeft.envs.mec.actions import fast_resource_rule
+from edgeft.envs.mec.generator import observation_layout
+
+import edgeft
+
+MEC = "edgeft/MECOffloading-v0"
+
+
+def _env(n: int = 7, m: int = 3) -> gym.Env:
+    return gym.make(MEC, num_users=n, num_servers=m, episode_rounds=4, action_mode="discrete")
+
+
+def _observations(env: gym.Env, seeds: range, steps: int = 2) -> np.ndarray:
+    rows = []
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        rows.append(obs)
+        for k in range(steps):  # a fixed action sequence, so equal seeds give equal states
+            obs, *_ = env.step(np.full(env.action_space.shape, k % 2, dtype=np.int64))
+            rows.append(obs)
+    return np.stack(rows)
+
+
+def _section(config, obs: np.ndarray, name: str) -> np.ndarray:
+    i = 0
+    for sec, shape in observation_layout(config):
+        size = int(np.prod(shape))
+        if sec == name:
+            return obs[:, i:i + size].reshape((obs.shape[0],) + shape)
+        i += size
+    raise KeyError(name)
+
+
+def test_mec_users_shape_and_gain_blocks():
+    env = _env()
+    config = env.unwrapped.config
+    n, m = config.num_users, config.num_servers
+    obs = _observations(env, range(3))
+    feats = get_transform("mec-users", config)(obs)
+    assert feats.shape == (len(obs), n * (m + 9) + 3 * m + 1)
+    assert transformed_size("mec-users", config, obs.shape[1]) == feats.shape[1]
+    assert np.all(np.isfinite(feats))
+    user = feats[:, :n * (m + 9)].reshape(len(obs), n, m + 9)
+    gain_db = _section(config, obs, "gain_db")
+    # best gain + per-server gap reproduce the gains (lossless); the gap is 0 at the argmax
+    np.testing.assert_allclose(user[:, :, :1] + user[:, :, 1:m + 1], gain_db, atol=1e-9)
+    np.testing.assert_array_equal(np.argmax(user[:, :, 1:m + 1], axis=2), gain_db.argmax(axis=2))
+    np.testing.assert_allclose(user[:, :, 1:m + 1].max(axis=2), 0.0)
+    np.testing.assert_allclose(user[:, :, m + 2], np.log(_section(config, obs, "samples")))
+    np.testing.assert_allclose(feats[:, -1], _section(config, obs, "round_index")[:, 0] / 4)
+
+
+def test_mec_users_is_a_pure_function_of_the_observation():
+    env = _env()
+    config = env.unwrapped.config
+    f = get_transform("mec-users", config)
+    obs = _observations(env, range(2))
+    batch = f(obs)
+    # one by one = batched, repeatable, and the input is not modified
+    copy = obs.copy()
+    np.testing.assert_array_equal(np.stack([f(o) for o in obs]), batch)
+    np.testing.assert_array_equal(f(obs), batch)
+    np.testing.assert_array_equal(obs, copy)
+    # a fresh env with the same seeds gives the same observations, hence the same features
+    np.testing.assert_array_equal(get_transform("mec-users", config)(
+        _observations(_env(), range(2))), batch)
+
+
+def test_mec_users_permutes_with_the_users():
+    env = _env()
+    config = env.unwrapped.config
+    n, m = config.num_users, config.num_servers
+    obs = _observations(env, range(1), steps=0)
+    perm = np.random.default_rng(0).permutation(n)
+    permuted, i = obs.copy(), 0
+    for _, shape in observation_layout(config):
+        size = int(np.prod(shape))
+        if shape[0] == n:
+            block = obs[:, i:i + size].reshape((1,) + shape)
+            permuted[:, i:i + size] = block[:, perm].reshape(1, -1)
+        i += size
+    f = get_transform("mec-users", config)
+    a, b = f(obs), f(permuted)
+    ua = a[:, :n * (m + 9)].reshape(n, m + 9)
+    ub = b[:, :n * (m + 9)].reshape(n, m + 9)
+    np.testing.assert_allclose(ub, ua[perm], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(b[:, n * (m + 9):], a[:, n * (m + 9):])
+
+
+def test_mec_users_rejects_the_other_family():
+    config = gym.make("edgeft/FedLoRAScheduling-v0").unwrapped.config
+    with pytest.raises(ValueError, match="mec"):
+        get_transform("mec-users", config)
+
+
+def test_fast_teacher_costs_what_greedy_costs_in_discrete_mode():
+    env = _env(n=6, m=2)
+    config = env.unwrapped.config
+    teacher = make_teacher("mec-greedy-fast", config)
+    assert isinstance(teacher, MECGreedyFastTeacher)
+    greedy = edgeft.make_policy("greedy", env, seed=0)
+    w, ud, n = config.weights, config.upload_delay, config.num_users
+    obs = _observations(env, range(3), steps=1)
+    acts = teacher.predict(obs)[0]
+    assert acts.shape == (len(obs), 2 * n) and env.action_space.contains(acts[0])
+    for o, a in zip(obs, acts):
+        inst = env.unwrapped.instance_of(o)
+        g = greedy.predict(o)[0]
+        np.testing.assert_array_equal(a[n:], S.greedy_association(inst))
+
+        def cost(act, inst=inst):
+            dec = fast_resource_rule(inst, act[:n] + 1.0, act[n:], w, ud)
+            return S.cost_of(inst, dec, w, ud)
+
+        # greedy's FP-AO alpha, rounded, is at best as good under the exact resource rule
+        assert cost(a) <= cost(g) * (1 + 1e-6)
+        # and integer alpha one layer off in any user's entry never helps (coordinate optimum)
+        for k in range(n):
+            for step in (-1, 1):
+                b = a.copy()
+                b[k] = np.clip(b[k] + step, 0, config.num_layers - 2)
+                assert cost(a) <= cost(b) * (1 + 1e-9)
+
+
+def test_fast_teacher_needs_the_mec_discrete_mode():
+    env = gym.make(MEC, num_users=4, num_servers=2, action_mode="full")
+    with pytest.raises(ValueError, match="discrete"):
+        make_teacher("mec-greedy-fast", env.unwrapped.config)
