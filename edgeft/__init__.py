@@ -15,4 +15,11 @@ __version__ = "0.1.0"
 
 register_envs()
 
-__all__ = ["Policy", "list_policies", "make_policy", "register_policy", "register_envs", "__version__"]
+__all__ = [
+    "Policy",
+    "list_policies",
+    "make_policy",
+    "register_policy",
+    "register_envs",
+    "__version__",
+]

@@ -50,7 +50,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def run_episode(env_id: str, policy_name: str, seed: int, overrides: dict[str, Any]) -> dict[str, float]:
+def run_episode(env_id: str, policy_name: str, seed: int,
+                overrides: dict[str, Any]) -> dict[str, float]:
     """One episode of ``policy_name``; returns the episode's metrics and mean decision time."""
     import gymnasium as gym
 
@@ -58,7 +59,8 @@ def run_episode(env_id: str, policy_name: str, seed: int, overrides: dict[str, A
     from edgeft.policy import family_of
 
     env = gym.make(env_id, **overrides)
-    policy = edgeft.make_policy(policy_name, env, **({"seed": seed} if policy_name == "random" else {}))
+    policy = edgeft.make_policy(policy_name, env,
+                                **({"seed": seed} if policy_name == "random" else {}))
     family = family_of(env)
     obs, _ = env.reset(seed=seed)
     traces: dict[str, list[float]] = {key: [] for key, _, _ in METRICS[family]}
@@ -97,8 +99,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="edgeft/FedLoRAScheduling-v0",
                         help="env id (default: %(default)s)")
     parser.add_argument("--policies", default=None,
-                        help="comma-separated policy names (default: every reference policy of the env)")
-    parser.add_argument("--episodes", type=int, default=3, help="episodes per policy, seeds 0..N-1 (default 3)")
+                        help="comma-separated policy names "
+                             "(default: every reference policy of the env)")
+    parser.add_argument("--episodes", type=int, default=3,
+                        help="episodes per policy, seeds 0..N-1 (default 3)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, repeatable (e.g. --set num_devices=50)")
 
@@ -130,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
                 bar.update()
             rows[name] = {c: float(np.mean([r[c] for r in per_ep])) for c in per_ep[0]}
     cfg = env.unwrapped.config
-    print(f"\n{args.env} ({family}), {args.episodes} episodes x {getattr(cfg, 'episode_rounds', '?')} rounds, "
+    rounds = getattr(cfg, "episode_rounds", "?")
+    print(f"\n{args.env} ({family}), {args.episodes} episodes x {rounds} rounds, "
           f"seeds 0..{args.episodes - 1}; overrides: {overrides or 'none'}\n")
     print(format_table(rows))
     return 0

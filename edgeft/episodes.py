@@ -81,7 +81,8 @@ def play_episode(env: Any, policy: Any, seed: int, *, deterministic: bool = True
             acc["delay"] += float(np.mean(info["delay"]))
             acc["stability"] += float(np.mean(info["stability"]))
             acc["cost"] += float(info["cost"])
-            acc["dev_energy"] = acc["dev_energy"] + np.asarray(info["device_energy"], dtype=np.float64)
+            dev_energy = np.asarray(info["device_energy"], dtype=np.float64)
+            acc["dev_energy"] = acc["dev_energy"] + dev_energy
             acc["budget"] = acc["budget"] + budget
         for k in trace:
             trace[k].append(float(np.mean(info[k])))

@@ -45,7 +45,8 @@ def _plt() -> Any:
     return plt
 
 
-def _run(suite: Suite, policies: list[str], out: Path, args: argparse.Namespace) -> tuple[dict, list]:
+def _run(suite: Suite, policies: list[str], out: Path,
+         args: argparse.Namespace) -> tuple[dict, list]:
     from edgeft import leaderboard as lb
 
     summary = lb.run_leaderboard(suite, policies, out, resume=out.exists(), workers=args.workers,
@@ -64,8 +65,8 @@ def _ft_base(args: argparse.Namespace) -> dict[str, Any]:
 
 def ft_fig3(args: argparse.Namespace, out: Path) -> Path:
     """FT Fig. 3: training loss and test accuracy vs round."""
-    suite = Suite("ft-fig3", 1, "fedlora", "FT Fig. 3", (Scenario("paper", FEDLORA, _ft_base(args)),),
-                  num_seeds=args.seeds)
+    suite = Suite("ft-fig3", 1, "fedlora", "FT Fig. 3",
+                  (Scenario("paper", FEDLORA, _ft_base(args)),), num_seeds=args.seeds)
     _, rows = _run(suite, FT_POLICIES, out / "ft-fig3", args)
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -84,8 +85,9 @@ def ft_fig3(args: argparse.Namespace, out: Path) -> Path:
 
 
 def _budget_runs(args: argparse.Namespace, out: Path) -> dict:
-    scen = tuple(Scenario(f"budget-{b:g}us", FEDLORA, {**_ft_base(args), "delay_budget_per_bit": b * 1e-6},
-                          sweep_value=b) for b in BUDGETS_US)
+    scen = tuple(Scenario(f"budget-{b:g}us", FEDLORA,
+                          {**_ft_base(args), "delay_budget_per_bit": b * 1e-6}, sweep_value=b)
+                 for b in BUDGETS_US)
     suite = Suite("ft-fig5", 1, "fedlora", "FT Fig. 5/6", scen, num_seeds=args.seeds,
                   sweep=("delay_budget_per_bit", "us/bit"))
     summary, _ = _run(suite, ["lyapunov", "lyapunov-paper", "gs", "aaba"], out / "ft-fig5", args)
@@ -129,7 +131,8 @@ def ft_fig6(args: argparse.Namespace, out: Path) -> Path:
     s = _budget_runs(args, out)
     s = {**s, "policies": ["lyapunov", "lyapunov-paper"]}
     return _sweep_plot(s, [("timing", "decide_ms", "decision time per round (ms)")],
-                       "delay budget (us/bit)", "FT Fig. 6", out / "ft-fig6.png", logy=("decide_ms",))
+                       "delay budget (us/bit)", "FT Fig. 6", out / "ft-fig6.png",
+                       logy=("decide_ms",))
 
 
 def _mec_base(args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
@@ -142,10 +145,12 @@ def mec_fig3(args: argparse.Namespace, out: Path) -> Path:
     pols = ["fp-cccp", "ao", "alpha-only", "resource-only"]
     weights = (1.0, 4.0, 7.0, 10.0)
     panels = []
-    for w_field, metric, label in (("w_energy", "energy", "energy (J)"), ("w_delay", "delay", "delay (s)"),
+    for w_field, metric, label in (("w_energy", "energy", "energy (J)"),
+                                   ("w_delay", "delay", "delay (s)"),
                                    ("w_stability", "stability", "stability bound")):
-        scen = tuple(Scenario(f"{w_field}-{w:g}", MEC, _mec_base(args, **{w_field: w, "w_stability": 1.0}
-                                                                 if w_field != "w_stability" else {w_field: w}),
+        scen = tuple(Scenario(f"{w_field}-{w:g}", MEC,
+                              _mec_base(args, **({w_field: w, "w_stability": 1.0}
+                                                 if w_field != "w_stability" else {w_field: w})),
                               sweep_value=w) for w in weights)
         suite = Suite(f"mec-fig3-{w_field}", 1, "mec", "MEC Fig. 3", scen, num_seeds=args.seeds)
         s, _ = _run(suite, pols, out / f"mec-fig3-{w_field}", args)
@@ -171,7 +176,8 @@ def mec_fig5(args: argparse.Namespace, out: Path) -> Path:
     scen = tuple(Scenario(f"n{n}", MEC, _mec_base(args, num_users=n), sweep_value=n) for n in users)
     suite = Suite("mec-fig5", 1, "mec", "MEC Fig. 5", scen, num_seeds=args.seeds)
     s, _ = _run(suite, ["fp-cccp", "greedy", "random"], out / "mec-fig5", args)
-    return _sweep_plot(s, [("metrics", "energy", "total energy (J)"), ("metrics", "delay", "mean delay (s)")],
+    return _sweep_plot(s, [("metrics", "energy", "total energy (J)"),
+                           ("metrics", "delay", "mean delay (s)")],
                        "number of users", "MEC Fig. 5", out / "mec-fig5.png", logx=False,
                        logy=("energy", "delay"))
 
@@ -181,8 +187,8 @@ def mec_fig2(args: argparse.Namespace, out: Path) -> Path:
     import gymnasium as gym
 
     import edgeft
-    from edgeft.baselines.mec.policies import GreedyPolicy
     from edgeft.baselines.mec import solver as S
+    from edgeft.baselines.mec.policies import GreedyPolicy
 
     class FixedAlpha(GreedyPolicy):
         def __init__(self, config: Any, alpha: int, **kw: Any) -> None:
@@ -191,13 +197,16 @@ def mec_fig2(args: argparse.Namespace, out: Path) -> Path:
 
         def decide(self, inst: Any) -> Any:
             server = S.greedy_association(inst)
-            return self._fp_ao(inst, server, fix_alpha=np.full(inst.num_users, float(self.alpha))).decision
+            fix_alpha = np.full(inst.num_users, float(self.alpha))
+            return self._fp_ao(inst, server, fix_alpha=fix_alpha).decision
 
     env = gym.make(MEC, **_mec_base(args))
     cfg = env.unwrapped.config
-    makers = {"collaborative (fp-cccp)": lambda s: edgeft.make_policy("fp-cccp", env, seed=s),
-              "edge-only (alpha=1)": lambda s: FixedAlpha(cfg, 1, seed=s),
-              f"local-only (alpha={cfg.max_alpha})": lambda s: FixedAlpha(cfg, cfg.max_alpha, seed=s)}
+    makers = {
+        "collaborative (fp-cccp)": lambda s: edgeft.make_policy("fp-cccp", env, seed=s),
+        "edge-only (alpha=1)": lambda s: FixedAlpha(cfg, 1, seed=s),
+        f"local-only (alpha={cfg.max_alpha})": lambda s: FixedAlpha(cfg, cfg.max_alpha, seed=s),
+    }
     from edgeft.episodes import play_episode
     from edgeft.suites import TEST_SEED_BASE
 
@@ -205,7 +214,8 @@ def mec_fig2(args: argparse.Namespace, out: Path) -> Path:
     for name, make in makers.items():
         ms = [play_episode(env, make(TEST_SEED_BASE + i), TEST_SEED_BASE + i)["metrics"]
               for i in range(args.seeds)]
-        res[name] = {k: float(np.mean([m[k] for m in ms])) for k in ("energy", "delay", "stability")}
+        res[name] = {k: float(np.mean([m[k] for m in ms]))
+                     for k in ("energy", "delay", "stability")}
         print(f"mec-fig2 {name}: {res[name]}")
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -257,11 +267,13 @@ RUNNERS = {"ft-fig3": ft_fig3, "ft-fig5": ft_fig5, "ft-fig6": ft_fig6, "mec-fig2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--only", default=None, help=f"comma-separated subset of {', '.join(FIGURES)}")
+    parser.add_argument("--only", default=None,
+                        help=f"comma-separated subset of {', '.join(FIGURES)}")
     parser.add_argument("--out", default="figures", help="output folder (default: %(default)s)")
     parser.add_argument("--mode", default="surrogate", choices=["surrogate", "real"],
                         help="FedLoRA learning model (real needs the training extra and data)")
-    parser.add_argument("--rounds", type=int, default=1000, help="FT rounds per episode (paper: 5000)")
+    parser.add_argument("--rounds", type=int, default=1000,
+                        help="FT rounds per episode (paper: 5000)")
     parser.add_argument("--seeds", type=int, default=2, help="test seeds per point (default 2)")
     parser.add_argument("--users", type=int, default=20, help="MEC users (paper: 50; fig. 4: 100)")
     parser.add_argument("--servers", type=int, default=4, help="MEC servers (paper: 10)")
@@ -278,7 +290,8 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.only.split(",")] if args.only else list(FIGURES)
     bad = [n for n in names if n not in RUNNERS]
     if bad:
-        print(f"edgeft figures: error: unknown figure(s) {bad}; known: {list(FIGURES)}", file=sys.stderr)
+        print(f"edgeft figures: error: unknown figure(s) {bad}; known: {list(FIGURES)}",
+              file=sys.stderr)
         return 2
     out = Path(args.out)
     for n in names:

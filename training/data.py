@@ -9,19 +9,19 @@ Tasks (``TrainingConfig.task``):
   public). Needs a model with a tokenizer.
 * ``cifar10`` — the standard python-pickle batches (``data_batch_1..5``, ``test_batch``) in
   ``data_dir`` or ``data_dir/cifar-10-batches-py``; images are resized to the ViT's resolution.
-* ``synthetic-text`` — an offline sentiment-like task: a sentence of 4-12 words (``[CLS] ... [SEP]``)
-  holds 1 or 3 sentiment words among neutral filler; the label is the majority sentiment, flipped
-  with probability 5% (so the Bayes loss is H(0.05) = 0.199 nats, accuracy ceiling 95%). With a
-  tokenizer the words are real English words; without one (tiny models) they are fixed token-id
-  pools. 20,000 training and 2,000 test sentences, generated from a fixed seed (the dataset does
-  not change with the run seed).
+* ``synthetic-text`` — an offline sentiment-like task: a sentence of 4-12 words
+  (``[CLS] ... [SEP]``) holds 1 or 3 sentiment words among neutral filler; the label is the
+  majority sentiment, flipped with probability 5% (so the Bayes loss is H(0.05) = 0.199 nats,
+  accuracy ceiling 95%). With a tokenizer the words are real English words; without one (tiny
+  models) they are fixed token-id pools. 20,000 training and 2,000 test sentences, generated
+  from a fixed seed (the dataset does not change with the run seed).
 * ``synthetic-image`` — 10 classes of 32x32 RGB images: a fixed smooth random template per class
   with random contrast plus Gaussian pixel noise; 20,000 training and 2,000 test images.
 
 Partitions: ``iid`` gives each device ``data_fraction`` of the training set, disjoint while
 ``K * data_fraction <= 1`` (paper: 5% each, K = 20), otherwise each device samples its share
-independently. ``dirichlet`` splits each class of a ``K * data_fraction`` pool among the devices with
-proportions ~ Dir(alpha) (label skew; every device gets at least one sample).
+independently. ``dirichlet`` splits each class of a ``K * data_fraction`` pool among the devices
+with proportions ~ Dir(alpha) (label skew; every device gets at least one sample).
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ class DataNotFoundError(FileNotFoundError):
 
 @dataclass
 class TextSplit:
-    """Tokenised text: ``ids`` (n, L) padded with ``pad_id``, true ``lengths``, optional token types."""
+    """Tokenised text: ``ids`` (n, L) padded with ``pad_id``, true ``lengths``, optional token
+    types."""
 
     ids: np.ndarray
     lengths: np.ndarray
@@ -237,8 +238,8 @@ def glue(task: str, config: TrainingConfig, tokenizer: Any) -> TaskData:
         except Exception as err:  # noqa: BLE001 - any hub/network/cache failure means "not available"
             raise DataNotFoundError(
                 f"GLUE {task} is not cached and could not be downloaded through `datasets` "
-                f"({type(err).__name__}). Set training.data_dir to a folder with the GLUE TSV files "
-                f"({GLUE_DIRS[task]}/train.tsv and dev.tsv)"
+                f"({type(err).__name__}). Set training.data_dir to a folder with the GLUE TSV "
+                f"files ({GLUE_DIRS[task]}/train.tsv and dev.tsv)"
             ) from err
         train_rows, dev_rows = list(ds["train"]), list(ds["validation"])
         local = False

