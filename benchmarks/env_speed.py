@@ -47,12 +47,15 @@ def side_by_side(make_a, make_b, steps, repeats) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3000, help="steps per timing")
-    parser.add_argument("--repeats", type=int, default=5, help="alternating repeats (median reported)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="alternating repeats (median reported)")
     args = parser.parse_args()
     cart = lambda: gym.make("CartPole-v1")  # noqa: E731
-    print(f"{'env':34s} {'mode':10s} {'K/N':>5s} {'steps/s':>10s} {'CartPole/s':>11s} {'ratio':>7s}")
+    print(f"{'env':34s} {'mode':10s} {'K/N':>5s} {'steps/s':>10s} {'CartPole/s':>11s} "
+          f"{'ratio':>7s}")
     from edgeft.envs.fedlora.config import FedLoRAConfig
 
     for k in (20, 200):
@@ -61,7 +64,8 @@ def main() -> None:
             mk = lambda k=k, mode=mode: gym.make("edgeft/FedLoRAScheduling-v0", num_devices=k,  # noqa: E731
                                                  action_mode=mode)
             a, b, r = side_by_side(mk, cart, steps, args.repeats)
-            print(f"{'edgeft/FedLoRAScheduling-v0':34s} {mode:10s} {k:5d} {a:10.0f} {b:11.0f} {r:7.3f}")
+            print(f"{'edgeft/FedLoRAScheduling-v0':34s} {mode:10s} {k:5d} {a:10.0f} {b:11.0f} "
+                  f"{r:7.3f}")
     try:
         from edgeft.envs.mec.config import MECConfig
     except ImportError:
@@ -75,7 +79,8 @@ def main() -> None:
             print(f"{'edgeft/MECOffloading-v0':34s} {mode:10s} {n:5d} {a:10.0f} {b:11.0f} {r:7.3f}")
 
     print()
-    print(f"{'vector env (64 copies) vs single':34s} {'mode':10s} {'K':>5s} {'env-steps/s':>12s} {'single/s':>10s} {'ratio':>7s}")
+    print(f"{'vector env (64 copies) vs single':34s} {'mode':10s} {'K':>5s} {'env-steps/s':>12s} "
+          f"{'single/s':>10s} {'ratio':>7s}")
     for mode in ("bandwidth", "count"):
         vec = gym.make_vec("edgeft/FedLoRAScheduling-v0", num_envs=64,
                            vectorization_mode="vector_entry_point", action_mode=mode)
@@ -92,7 +97,8 @@ def main() -> None:
             rv.append(64 * len(acts_v) / (time.perf_counter() - t0))
             rs.append(_time_env(single, acts_s))
         ratio = float(np.median(np.array(rv) / np.array(rs)))
-        print(f"{'edgeft/FedLoRAScheduling-v0':34s} {mode:10s} {20:5d} {np.median(rv):12.0f} {np.median(rs):10.0f} {ratio:7.1f}")
+        print(f"{'edgeft/FedLoRAScheduling-v0':34s} {mode:10s} {20:5d} {np.median(rv):12.0f} "
+              f"{np.median(rs):10.0f} {ratio:7.1f}")
 
 
 if __name__ == "__main__":

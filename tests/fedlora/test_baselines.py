@@ -35,7 +35,8 @@ def test_lyapunov_is_the_per_round_optimum_by_brute_force(k, seed, zeta):
                                           cfg.bandwidth_hz, zeta)
         action, _ = policy.predict(obs)
         obs, _, _, _, info = env.step(action)
-        assert _objective_of(info, queue, cfg.budget_s, zeta) == pytest.approx(best, rel=1e-9, abs=1e-9)
+        assert _objective_of(info, queue, cfg.budget_s, zeta) == pytest.approx(
+            best, rel=1e-9, abs=1e-9)
 
 
 def test_lyapunov_matches_brentq_reference_with_queue_states():
@@ -86,11 +87,13 @@ def test_gs_is_the_largest_prefix_meeting_the_budget_and_aaba_is_equal_split():
     for _ in range(10):
         dec = env.unwrapped.decode(obs)
         order = np.argsort(-dec.gain, kind="stable")
-        need = [ref_bandwidth_for_delay(dec.bits[i], cfg.budget_s, dec.gain[i], cfg.noise_psd) for i in order]
+        need = [ref_bandwidth_for_delay(dec.bits[i], cfg.budget_s, dec.gain[i], cfg.noise_psd)
+                for i in order]
         n_gs = int(np.sum(np.cumsum(need) <= cfg.bandwidth_hz))
         # the largest prefix whose min common delay meets the budget (NOTES)
         n_prefix = max([n for n in range(1, 10) if ref_min_common_delay(
-            dec.bits[order[:n]], dec.gain[order[:n]], cfg.noise_psd, cfg.bandwidth_hz) <= cfg.budget_s] + [0])
+            dec.bits[order[:n]], dec.gain[order[:n]], cfg.noise_psd, cfg.bandwidth_hz)
+            <= cfg.budget_s] + [0])
         a_gs, _ = gs.predict(obs)
         a_ab, _ = aaba.predict(obs)
         assert (a_gs > 0).sum() == n_gs == n_prefix
@@ -98,7 +101,8 @@ def test_gs_is_the_largest_prefix_meeting_the_budget_and_aaba_is_equal_split():
         n_ab = 0
         for n in range(1, 10):
             b = cfg.bandwidth_hz / n
-            worst = dec.bits[order[n - 1]] / (b * np.log2(1 + dec.gain[order[n - 1]] / (b * cfg.noise_psd)))
+            last = order[n - 1]
+            worst = dec.bits[last] / (b * np.log2(1 + dec.gain[last] / (b * cfg.noise_psd)))
             if worst <= cfg.budget_s:
                 n_ab = n
         assert (a_ab > 0).sum() == n_ab <= n_gs
@@ -179,7 +183,8 @@ def test_lyapunov_is_the_per_round_optimum_over_all_subsets_at_k10():
     k = 10
     masks = np.array([m for m in product([False, True], repeat=k) if any(m)])
     for zeta, per_bit in ((1.0, 2e-6), (0.3, 1e-6)):
-        env = gym.make(ENV_ID, num_devices=k, zeta=zeta, bandwidth_hz=5e6, delay_budget_per_bit=per_bit)
+        env = gym.make(ENV_ID, num_devices=k, zeta=zeta, bandwidth_hz=5e6,
+                       delay_budget_per_bit=per_bit)
         cfg = env.unwrapped.config
         policy = edgeft.make_policy("lyapunov", env)
         obs, _ = env.reset(seed=3)
@@ -190,7 +195,8 @@ def test_lyapunov_is_the_per_round_optimum_over_all_subsets_at_k10():
             j = masks.sum(1) - zeta * (queue * d / cfg.budget_s + 0.5 * (d / cfg.budget_s - 1) ** 2)
             action, _ = policy.predict(obs)
             obs, _, _, _, info = env.step(action)
-            assert _objective_of(info, queue, cfg.budget_s, zeta) == pytest.approx(j.max(), rel=1e-9, abs=1e-9)
+            assert _objective_of(info, queue, cfg.budget_s, zeta) == pytest.approx(
+                j.max(), rel=1e-9, abs=1e-9)
 
 
 def test_reference_policies_drop_into_sb3_evaluate_policy():

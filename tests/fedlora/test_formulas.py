@@ -18,7 +18,8 @@ def test_lemma3_u_matches_brentq_down_to_delta_1e9():
     u = F.lemma3_u(lam, delta)
     for d, l, uu in zip(delta, lam, u):
         hi = max(10.0, 4.0 * math.log(1.0 / l) / l)
-        ref = brentq(lambda x: math.log1p(x) - l * x, 1.9 * d if d < 0.5 else 1e-3, hi,
+        # l bound as a default for B023 (brentq calls it right away, so no late binding here)
+        ref = brentq(lambda x, l=l: math.log1p(x) - l * x, 1.9 * d if d < 0.5 else 1e-3, hi,
                      xtol=1e-300, rtol=4 * EPS, maxiter=500)
         assert abs(uu - ref) / ref <= 50 * EPS / d, (d, uu, ref)
 
@@ -113,7 +114,8 @@ def test_min_common_delay_batched_equals_per_set_loop():
     mask[0] = False  # empty set
     d, band = F.min_common_delay(1e6, gain, noise, big_b, mask)
     for i in range(6):
-        di, bi = F.min_common_delay(1e6, gain[i][mask[i]], noise, big_b, np.ones(mask[i].sum(), bool))
+        di, bi = F.min_common_delay(1e6, gain[i][mask[i]], noise, big_b,
+                                    np.ones(mask[i].sum(), bool))
         assert d[i] == pytest.approx(float(di) if mask[i].any() else 0.0, rel=1e-12)
         np.testing.assert_allclose(band[i][mask[i]], bi, rtol=1e-10)
         assert np.all(band[i][~mask[i]] == 0)

@@ -64,7 +64,8 @@ def test_same_suite_twice_and_any_worker_count_give_identical_results(tmp_path):
 def test_mec_pool_matches_serial(tmp_path):
     pols = ["greedy", "alpha-only"]
     lb.run_leaderboard(TINY_MEC, pols, tmp_path / "a", workers=2, progress=False, plots=False)
-    lb.run_leaderboard(TINY_MEC, pols, tmp_path / "b", backend="serial", progress=False, plots=False)
+    lb.run_leaderboard(TINY_MEC, pols, tmp_path / "b", backend="serial", progress=False,
+                       plots=False)
     va, vb = deterministic_view(tmp_path / "a"), deterministic_view(tmp_path / "b")
     assert va == vb
     costs = {e["policy"]: e["metrics"]["cost"]["mean"] for e in va["summary"]["results"]}
@@ -90,7 +91,8 @@ def test_partial_run_resumed_equals_uninterrupted(tmp_path):
     lb.run_leaderboard(TINY, POLICIES, full, workers=2, progress=False, plots=False)
     lb.run_leaderboard(TINY, POLICIES, part, workers=2, progress=False, plots=False, max_episodes=5)
     assert len((part / "episodes.jsonl").read_text().splitlines()) == 5
-    s = lb.run_leaderboard(TINY, POLICIES, part, resume=True, workers=2, progress=False, plots=False)
+    s = lb.run_leaderboard(TINY, POLICIES, part, resume=True, workers=2, progress=False,
+                           plots=False)
     assert s["episodes"] == s["expected_episodes"] == 18
     assert deterministic_view(part) == deterministic_view(full)
 
@@ -143,7 +145,8 @@ def test_unknown_names_list_the_known_ones(tmp_path):
     with pytest.raises(lb.LeaderboardError, match=r"Known fedlora policies: \[.*'gs'.*\]"):
         lb.run_leaderboard(TINY, ["gs", "gready"], tmp_path / "x", progress=False)
     assert not (tmp_path / "x").exists()  # nothing was written for a bad input
-    with pytest.raises(lb.LeaderboardError, match="unknown backend 'dask'; known: local, serial, ray"):
+    with pytest.raises(lb.LeaderboardError,
+                       match="unknown backend 'dask'; known: local, serial, ray"):
         lb.run_leaderboard(TINY, ["gs"], tmp_path / "y", backend="dask", progress=False)
     bad_env = Suite("bad", 1, "fedlora", "x", (Scenario("a", "edgeft/Nope-v0", {}),), num_seeds=1)
     with pytest.raises(lb.LeaderboardError, match="edgeft/FedLoRAScheduling-v0"):
