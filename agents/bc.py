@@ -40,6 +40,7 @@ BC_DEFAULTS: dict[str, Any] = {
     "batch_size": 256,
     "learning_rate": 1e-3,
     "student_beta": 0.0,    # after the first iteration: probability that the teacher acts
+    "permute_users": 0,     # MEC: user-permuted copies of every labelled state added to the fit
 }
 
 
@@ -116,6 +117,56 @@ def make_teacher(name: str, config: Any, **options: Any) -> Any:
     import edgeft
 
     return edgeft.make_policy(name, config=config, action_mode=config.action_mode, **options)
+
+
+#: MEC observation sections whose first axis is the user axis (the others: round, servers)
+_MEC_USER_SECTIONS = ("user_pos", "user_vel", "fading_re", "fading_im", "tokens", "p_max",
+                      "f_user_max", "cores_user", "flops_user", "samples", "energy_budget",
+                      "energy_queue", "gain_db", "queue_in_budgets")
+_MEC_OTHER_SECTIONS = ("round_index", "server_pos", "cores_edge", "flops_edge", "f_edge_max",
+                       "b_max")
+
+
+def _check_permutable(config: Any) -> None:
+    from edgeft.envs.mec.generator import observation_layout
+
+    if getattr(config, "family", None) != "mec" or config.action_mode != "discrete":
+        raise ValueError("permute_users needs the MEC env's discrete action mode")
+    unknown = [name for name, _ in observation_layout(config)
+               if name not in _MEC_USER_SECTIONS + _MEC_OTHER_SECTIONS]
+    if unknown:
+        raise ValueError(f"permute_users does not know the observation section(s) {unknown}")
+
+
+def permute_users(obs: np.ndarray, labels: np.ndarray, config: Any, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """MEC observations and discrete-mode labels with the users reordered (one random
+    permutation per row): the same rounds with the users renamed, so the same decisions.
+
+    Users are exchangeable in the MEC env (the cost is a sum over users; the association and
+    resource rules treat them alike), so these are valid extra teacher labels. Every
+    observation section whose first axis is the user axis is permuted, and both halves of the
+    label ``[alpha - 1] * N + [server] * N``.
+
+    Raises:
+        ValueError: not the MEC env's discrete mode.
+    """
+    from edgeft.envs.mec.generator import observation_layout
+
+    _check_permutable(config)
+    n, b = config.num_users, len(obs)
+    perm = np.argsort(rng.random((b, n)), axis=1)
+    out, i = obs.copy(), 0
+    for name, shape in observation_layout(config):
+        size = int(np.prod(shape))
+        if name in _MEC_USER_SECTIONS:
+            block = obs[:, i:i + size].reshape((b,) + shape)
+            idx = perm.reshape(perm.shape + (1,) * (len(shape) - 1))
+            out[:, i:i + size] = np.take_along_axis(block, idx, axis=1).reshape(b, size)
+        i += size
+    lab = np.concatenate([np.take_along_axis(labels[:, :n], perm, axis=1),
+                          np.take_along_axis(labels[:, n:], perm, axis=1)], axis=1)
+    return out, lab
 
 
 def parse_init(init: str) -> str:
@@ -214,6 +265,10 @@ def behaviour_clone(model: Any, vecnorm: Any, cfg: Any, config: Any, out: Path,
     rounds = int(config.episode_rounds)
     feats_all: list[np.ndarray] = []
     labels_all: list[np.ndarray] = []
+    obs_all: list[np.ndarray] = []
+    copies = int(s["permute_users"])
+    if copies:
+        _check_permutable(config)
     summary: dict[str, Any] = {}
     obs = venv.reset()
     for it in range(int(s["iterations"])):
@@ -233,9 +288,16 @@ def behaviour_clone(model: Any, vecnorm: Any, cfg: Any, config: Any, out: Path,
                                student.reshape(label.shape))
             feats_all.append(feats)
             labels_all.append(label)
+            if copies:
+                obs_all.append(np.asarray(obs, dtype=np.float64))
             obs, _, _, _ = venv.step(act)
         feats = np.concatenate(feats_all)
         labels = np.concatenate(labels_all)
+        if copies:  # fresh permutations every iteration
+            raw = np.concatenate(obs_all)
+            extra = [permute_users(raw, labels, config, rng) for _ in range(copies)]
+            feats = np.concatenate([feats] + [transform(o) for o, _ in extra])
+            labels = np.concatenate([labels] + [lab for _, lab in extra])
         if vecnorm is not None and vecnorm.norm_obs:
             vecnorm.obs_rms.mean = feats.mean(axis=0)
             vecnorm.obs_rms.var = feats.var(axis=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from edgeft.agents.bc import MECGreedyFastTeacher, make_teacher
+from edgeft.agents.bc import MECGreedyFastTeacher, make_teacher, permute_users
 from edgeft.agents.transforms import get_transform, transformed_size
 from edgeft.baselines.mec import solver as S
 from edgeft.envs.mec.actions import fast_resource_rule
@@ -52,10 +52,12 @@ def test_mec_users_shape_and_gain_blocks():
     assert np.all(np.isfinite(feats))
     user = feats[:, :n * (m + 9)].reshape(len(obs), n, m + 9)
     gain_db = _section(config, obs, "gain_db")
-    # best gain + per-server gap reproduce the gains (lossless); the gap is 0 at the argmax
-    np.testing.assert_allclose(user[:, :, :1] + user[:, :, 1:m + 1], gain_db, atol=1e-9)
-    np.testing.assert_array_equal(np.argmax(user[:, :, 1:m + 1], axis=2), gain_db.argmax(axis=2))
-    np.testing.assert_allclose(user[:, :, 1:m + 1].max(axis=2), 0.0)
+    # best gain (dB) and the linear ratio to it reproduce the gains (lossless); ratio 1 at argmax
+    ratio = user[:, :, 1:m + 1]
+    np.testing.assert_allclose(user[:, :, :1] + 10 * np.log10(ratio), gain_db, atol=1e-9)
+    np.testing.assert_array_equal(np.argmax(ratio, axis=2), gain_db.argmax(axis=2))
+    np.testing.assert_allclose(ratio.max(axis=2), 1.0)
+    assert np.all((ratio > 0) & (ratio <= 1))
     np.testing.assert_allclose(user[:, :, m + 2], np.log(_section(config, obs, "samples")))
     np.testing.assert_allclose(feats[:, -1], _section(config, obs, "round_index")[:, 0] / 4)
 
@@ -136,3 +138,28 @@ def test_fast_teacher_needs_the_mec_discrete_mode():
     env = gym.make(MEC, num_users=4, num_servers=2, action_mode="full")
     with pytest.raises(ValueError, match="discrete"):
         make_teacher("mec-greedy-fast", env.unwrapped.config)
+
+
+def test_permute_users_gives_the_same_rounds_with_renamed_users():
+    env = _env()
+    config = env.unwrapped.config
+    n = config.num_users
+    teacher = make_teacher("mec-greedy-fast", config)
+    obs = _observations(env, range(2), steps=1)
+    labels = teacher.predict(obs)[0]
+    pobs, plab = permute_users(obs, labels, config, np.random.default_rng(0))
+    assert not np.array_equal(pobs, obs)
+    w, ud = config.weights, config.upload_delay
+    for o, lab, po, pl in zip(obs, labels, pobs, plab):
+        inst, pinst = env.unwrapped.instance_of(o), env.unwrapped.instance_of(po)
+        # the same users: same multiset of per-user values, same servers
+        np.testing.assert_array_equal(np.sort(pinst.tokens), np.sort(inst.tokens))
+        np.testing.assert_array_equal(pinst.b_max, inst.b_max)
+        # the permuted labels are the teacher's decision for the permuted round, same cost
+        np.testing.assert_array_equal(teacher.predict(po)[0][n:], pl[n:])
+        costs = [S.cost_of(i, fast_resource_rule(i, a[:n] + 1.0, a[n:], w, ud), w, ud)
+                 for i, a in ((inst, lab), (pinst, pl))]
+        np.testing.assert_allclose(costs[1], costs[0], rtol=1e-12)
+    with pytest.raises(ValueError, match="discrete"):
+        permute_users(obs, labels, gym.make(MEC, action_mode="full").unwrapped.config,
+                      np.random.default_rng(0))
