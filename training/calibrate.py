@@ -26,8 +26,8 @@ Protocol (``edgeft calibrate``; issue #3):
   every schedule) and the curves are averaged; which devices are scheduled is drawn uniformly
   each round.
 * **Fit.** Least squares (scipy ``least_squares``, several starts) of (initial_loss, loss_floor,
-  rate, gap_ratio, head_share) to the seed-averaged curves of the fit schedules only, replaying each
-  schedule's exact N(t) through the surrogate's own recursion; the accuracy map is an affine fit
+  rate, gap_ratio, head_share, onset) to the seed-averaged curves of the fit schedules only,
+  replaying each schedule's exact N(t) through the surrogate's own recursion; the accuracy map is an affine fit
   of accuracy on loss over the fit runs.
 * **Fidelity.** The Spearman rank correlation between the surrogate-predicted and the real
   (seed-averaged) final loss over the held-out schedules (goal >= 0.8), printed with the
@@ -164,8 +164,8 @@ def final_loss(rounds_at: list[int] | np.ndarray, loss: list[float] | np.ndarray
 
 
 def fit(runs: list[dict[str, Any]], num_devices: int, source: str) -> tuple[Any, float]:
-    """Least-squares fit of (initial_loss, loss_floor, rate, gap_ratio, head_share) to the runs'
-    loss curves (several starts; the best is kept)."""
+    """Least-squares fit of (initial_loss, loss_floor, rate, gap_ratio, head_share, onset) to the
+    runs' loss curves (several starts; the best is kept)."""
     from edgeft.envs.fedlora.surrogate import SurrogateParams
     from scipy.optimize import least_squares
 
@@ -173,13 +173,14 @@ def fit(runs: list[dict[str, Any]], num_devices: int, source: str) -> tuple[Any,
     lmin = float(min(min(r["loss"]) for r in runs))
 
     def params_of(x: np.ndarray) -> SurrogateParams:
-        initial, floor_frac, log_rate, gap, head = x
+        initial, floor_frac, log_rate, gap, head, onset = x
         return SurrogateParams(
             initial_loss=initial,
             loss_floor=floor_frac * initial,
             rate=float(np.exp(log_rate)),
             gap_ratio=gap,
             head_share=head,
+            onset=onset,
             source=source,
         )
 
@@ -194,12 +195,12 @@ def fit(runs: list[dict[str, Any]], num_devices: int, source: str) -> tuple[Any,
         )
 
     best = None
-    lower = [0.5 * l0, 0.0, np.log(1e-6), 0.0, 0.0]
-    upper = [1.5 * l0, 0.999, np.log(0.99), 0.999, 1.0]
+    lower = [0.5 * l0, 0.0, np.log(1e-6), 0.0, 0.0, 1e-3]
+    upper = [1.5 * l0, 0.999, np.log(0.99), 0.999, 1.0, 1.0]
     for log_rate in (np.log(0.003), np.log(0.03), np.log(0.2)):
-        for gap in (0.2, 0.8):
-            for head in (0.0, 0.5, 0.9):
-                x0 = np.array([l0, min(0.9, 0.8 * lmin / l0), log_rate, gap, head])
+        for gap, head in ((0.2, 0.0), (0.8, 0.0), (0.5, 0.5), (0.2, 0.9)):
+            for onset in (1.0, 0.1):
+                x0 = np.array([l0, min(0.9, 0.8 * lmin / l0), log_rate, gap, head, onset])
                 res = least_squares(residuals, x0, bounds=(lower, upper))
                 if best is None or res.cost < best.cost:
                     best = res
@@ -534,7 +535,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"fitted: initial_loss={params.initial_loss:.4f} loss_floor={params.loss_floor:.4f} "
         f"rate={params.rate:.4g} gap_ratio={params.gap_ratio:.3f} "
-        f"head_share={params.head_share:.3f} "
+        f"head_share={params.head_share:.3f} onset={params.onset:.3g} "
         f"accuracy {params.initial_accuracy:.3f} -> {params.final_accuracy:.3f} (fit RMS {rms:.4f})"
     )
     print("held-out schedules (real vs surrogate final loss):")

@@ -10,14 +10,18 @@ fits its free constants to real runs (``edgeft calibrate``):
 
     rho(N) = rate * ((1 - head_share) * (1 - gap_ratio * (K - N) / (N (K - 1)))
                      + head_share * N / K)                        (rho(0) = 0)
-    loss(t+1) = loss_floor + (1 - rho(N)) * (loss(t) - loss_floor) + noise * xi / sqrt(N)
+    w(gap) = onset + (1 - onset) * (1 - gap / gap_0)              (gap = loss - loss_floor)
+    loss(t+1) = loss_floor + (1 - rho(N) w(gap)) * (loss(t) - loss_floor) + noise * xi / sqrt(N)
 
 so ``rate`` = 2 tau A is the per-round contraction with every device scheduled and
 ``gap_ratio`` = L / (2 (eta - L eta^2)) in [0, 1) sets how much less one device achieves. The
 ``head_share`` term is what Theorem 1 leaves out: the loss of FT eq. (1) averages K per-device task
 heads, and a head only learns in the rounds its device is scheduled, a fraction N / K of the gap
 per round (linear, so rho stays increasing and concave). ``head_share = 0`` is Theorem 1's shape
-exactly. Accuracy is an affine map of the loss between the initial and final points.
+exactly. ``onset`` in (0, 1] is the warm-up of real fine-tuning: the LoRA adapters start at zero,
+and the first rounds close only ``onset`` of the full rate, which then grows as the gap closes
+(gap_0 = initial_loss - loss_floor); ``onset = 1`` is a plain geometric contraction. Accuracy is
+an affine map of the loss between the initial and final points.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class SurrogateParams:
         gap_ratio: relative shortfall of one scheduled device vs all, in [0, 1).
         head_share: share of the per-round progress that is per-device head training (grows
             linearly with N / K), in [0, 1]; 0 = FT Theorem 1's shape.
+        onset: fraction of the full per-round progress at the initial loss, in (0, 1]; the
+            progress rate grows linearly to the full rate as the gap closes (1 = no warm-up).
         noise: std of the per-round loss noise at N = 1 (scaled by 1/sqrt(N)); 0 = deterministic.
         initial_accuracy: test accuracy at ``initial_loss``.
         final_accuracy: test accuracy at ``loss_floor``.
@@ -57,6 +63,7 @@ class SurrogateParams:
     rate: float = 0.02
     gap_ratio: float = 0.6
     head_share: float = 0.0
+    onset: float = 1.0
     noise: float = 0.0
     initial_accuracy: float = 0.5
     final_accuracy: float = 0.9
@@ -68,6 +75,7 @@ class SurrogateParams:
         check_range("surrogate.rate", self.rate, 0.0, 1.0, low_open=True, high_open=True)
         check_range("surrogate.gap_ratio", self.gap_ratio, 0.0, 1.0, high_open=True)
         check_range("surrogate.head_share", self.head_share, 0.0, 1.0)
+        check_range("surrogate.onset", self.onset, 0.0, 1.0, low_open=True)
         check_range("surrogate.noise", self.noise, 0.0)
         check_range("surrogate.initial_accuracy", self.initial_accuracy, 0.0, 1.0)
         check_range("surrogate.final_accuracy", self.final_accuracy, 0.0, 1.0)
@@ -140,7 +148,15 @@ def step_loss(loss: np.ndarray | float, num_scheduled: np.ndarray | int, num_dev
     """
     if rho is None:
         rho = contraction(num_scheduled, num_devices, params)
-    new = params.loss_floor + (1.0 - rho) * (loss - params.loss_floor)
+    gap = loss - params.loss_floor
+    if params.onset < 1.0:  # warm-up: onset of the full rate at gap_0, growing as the gap closes
+        frac = 1.0 - gap / (params.initial_loss - params.loss_floor)
+        if isinstance(frac, float):  # the single env's hot path
+            frac = min(max(frac, 0.0), 1.0)
+        else:
+            frac = np.clip(frac, 0.0, 1.0)
+        rho = rho * (params.onset + (1.0 - params.onset) * frac)
+    new = params.loss_floor + (1.0 - rho) * gap
     if params.noise > 0.0 and noise is not None:
         n = np.maximum(np.asarray(num_scheduled, dtype=np.float64), 1.0)
         new = new + np.where(np.asarray(num_scheduled) > 0, params.noise * noise / np.sqrt(n), 0.0)

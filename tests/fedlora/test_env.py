@@ -209,6 +209,29 @@ def test_surrogate_head_share_adds_the_linear_head_term():
         SurrogateParams(head_share=1.5)
 
 
+def test_surrogate_onset_warm_up():
+    """w(gap) = onset + (1 - onset)(1 - gap/gap_0): slow first rounds, full rate near the floor;
+    onset = 1 is the plain geometric step; scalar and array paths agree."""
+    from edgeft.envs.fedlora.surrogate import step_loss
+
+    k = 20
+    plain = SurrogateParams(initial_loss=0.7, loss_floor=0.3, rate=0.05, onset=1.0)
+    warm = SurrogateParams(initial_loss=0.7, loss_floor=0.3, rate=0.05, onset=0.1)
+    rho = contraction(k, k, plain)
+    assert step_loss(0.7, k, k, plain) == pytest.approx(0.3 + (1 - rho) * 0.4, rel=1e-15)
+    assert step_loss(0.7, k, k, warm) == pytest.approx(0.3 + (1 - 0.1 * rho) * 0.4, rel=1e-15)
+    mid = 0.3 + 0.5 * 0.4  # half the gap closed: w = 0.1 + 0.9 * 0.5
+    assert step_loss(mid, k, k, warm) == pytest.approx(0.3 + (1 - 0.55 * rho) * 0.2, rel=1e-15)
+    losses = np.array([0.7, mid, 0.31])
+    counts = np.array([k, k, 3])
+    batch = step_loss(losses, counts, k, warm)
+    for i in range(3):
+        assert step_loss(float(losses[i]), int(counts[i]), k, warm) == pytest.approx(batch[i],
+                                                                                  rel=1e-14)
+    with pytest.raises(ValueError, match="surrogate.onset"):
+        SurrogateParams(onset=0.0)
+
+
 def test_more_devices_learn_faster_in_the_surrogate():
     losses = {}
     for n in (1, 10, 20):

@@ -12,10 +12,10 @@ from edgeft.training.calibrate import final_loss, fit, make_schedules, simulate
 from edgeft.cli import main
 
 
-@pytest.mark.parametrize("head_share", [0.0, 0.6])
-def test_fit_recovers_known_surrogate_constants(head_share):
+@pytest.mark.parametrize("head_share,onset", [(0.0, 1.0), (0.6, 1.0), (0.2, 0.05)])
+def test_fit_recovers_known_surrogate_constants(head_share, onset):
     true = SurrogateParams(initial_loss=0.7, loss_floor=0.3, rate=0.05, gap_ratio=0.5,
-                           head_share=head_share)
+                           head_share=head_share, onset=onset)
     runs = []
     for s in make_schedules(10, 40, seed=0)[:6]:
         rounds = list(range(0, 41, 5))
@@ -30,6 +30,7 @@ def test_fit_recovers_known_surrogate_constants(head_share):
     assert rms < 1e-6
     assert abs(got.rate - 0.05) < 1e-4 and abs(got.gap_ratio - 0.5) < 1e-3
     assert abs(got.head_share - head_share) < 1e-3
+    assert abs(got.onset - onset) < 1e-3
     assert abs(got.loss_floor - 0.3) < 1e-3
     # simulate() is the env's own recursion
     loss = np.float64(0.7)
