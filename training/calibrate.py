@@ -27,8 +27,8 @@ Protocol (``edgeft calibrate``; issue #3):
   each round.
 * **Fit.** Least squares (scipy ``least_squares``, several starts) of (initial_loss, loss_floor,
   rate, gap_ratio, head_share, onset) to the seed-averaged curves of the fit schedules only,
-  replaying each schedule's exact N(t) through the surrogate's own recursion; the accuracy map is an affine fit
-  of accuracy on loss over the fit runs.
+  replaying each schedule's exact N(t) through the surrogate's own recursion; the accuracy map
+  is an affine fit of accuracy on loss over the fit runs.
 * **Fidelity.** The Spearman rank correlation between the surrogate-predicted and the real
   (seed-averaged) final loss over the held-out schedules (goal >= 0.8), printed with the
   per-schedule values and written into the JSON. "Final loss" is the mean over the evaluations in

@@ -96,11 +96,13 @@ class SurrogateParams:
 
     def to_json(self, path: str | Path, **extra: Any) -> None:
         """Write the constants (and any extra metadata, e.g. fit quality) as JSON."""
-        Path(path).write_text(json.dumps({"params": dataclasses.asdict(self), **extra}, indent=2) + "\n")
+        data = {"params": dataclasses.asdict(self), **extra}
+        Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
     def resolve(cls, spec: Any) -> SurrogateParams:
-        """``"default"`` (the shipped calibration, if present), ``"built-in"``, a path, a dict or params."""
+        """``"default"`` (the shipped calibration, if present), ``"built-in"``, a path, a dict or
+        params."""
         if isinstance(spec, SurrogateParams):
             return spec
         if isinstance(spec, dict):
@@ -117,7 +119,8 @@ class SurrogateParams:
         )
 
 
-def contraction(num_scheduled: np.ndarray | int, num_devices: int, params: SurrogateParams) -> np.ndarray | float:
+def contraction(num_scheduled: np.ndarray | int, num_devices: int,
+                params: SurrogateParams) -> np.ndarray | float:
     """rho(N): the fraction of the loss gap closed in one round with N devices (FT Theorem 1 shape).
 
     rho(N) = rate ((1 - h) (1 - gap_ratio (K - N) / (N (K - 1))) + h N / K) for N >= 1 with
