@@ -37,6 +37,7 @@ from edgeft.envs.common import check_range
 
 CALIBRATION_DIR = Path(__file__).with_name("calibration")
 DEFAULT_CALIBRATION = CALIBRATION_DIR / "default.json"
+_DEFAULT_CACHE: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,12 @@ class SurrogateParams:
         if spec == "built-in":
             return cls()
         if spec == "default":
-            return cls.from_json(DEFAULT_CALIBRATION) if DEFAULT_CALIBRATION.is_file() else cls()
+            if not DEFAULT_CALIBRATION.is_file():
+                return cls()
+            stamp = DEFAULT_CALIBRATION.stat().st_mtime_ns  # parsed once per file version
+            if _DEFAULT_CACHE.get("stamp") != stamp:
+                _DEFAULT_CACHE.update(stamp=stamp, params=cls.from_json(DEFAULT_CALIBRATION))
+            return _DEFAULT_CACHE["params"]
         if isinstance(spec, (str, Path)):
             return cls.from_json(spec)
         raise ValueError(
