@@ -16,12 +16,11 @@ Protocol (``edgeft calibrate``; issue #3):
   the loss in a few hundred rounds, and lr 0.3 makes the test loss jump erratically. K = 20 (the
   paper's). ``--threads`` (default 1) sets torch's intra-op threads: on a small shared CPU one
   thread is several times faster than oversubscribing.
-* **Schedules.** Eleven participation patterns over ``--rounds`` (default 150) rounds, scaled to
-  K (levels for K = 20). Fit: constant N = 1, 4, 20; alternating 1/20; N ~ Binomial(20, 0.3).
-  Held out (six distinct mean participations, 2 .. 8): constant N = 2 and 6; uniform random N in
-  1..4 and in 4..12; a ramp 1 -> 6; alternating 1/8. The held-out patterns sit where the real
-  final loss still depends on participation: above about 8 of 20 devices its differences are
-  below the seed-to-seed spread, so no model could rank them. Each schedule runs with ``--seeds``
+* **Schedules.** Thirteen participation patterns over ``--rounds`` (default 150) rounds, scaled
+  to K (levels for K = 20). Fit: constant N = 1, 4, 20; alternating 1/20; N ~ Binomial(20, 0.3).
+  Held out (eight distinct mean participations, 1.5 .. 12, roughly log-spaced since the progress
+  per round is concave in N): alternating 1/2; constant N = 2, 6 and 12; uniform random N in
+  1..4 and in 4..12; a ramp 1 -> 6; alternating 1/8. Each schedule runs with ``--seeds``
   (default 5) seeds (different device draws, minibatches and initialisation; the same seeds for
   every schedule) and the curves are averaged; which devices are scheduled is drawn uniformly
   each round.
@@ -93,12 +92,14 @@ def make_schedules(num_devices: int, rounds: int, seed: int) -> list[Schedule]:
         ("binomial-0.3", np.maximum(1, rng.binomial(K, 0.3, size=rounds))),
     ]
     held = [
+        ("alternating-1/2", alt(1, min(2, K))),
         (f"const-{lvl(0.1)}", np.full(rounds, lvl(0.1))),
         (f"uniform-1..{lvl(0.2)}", rng.integers(1, lvl(0.2) + 1, size=rounds)),
         (f"ramp-1..{lvl(0.3)}", np.linspace(1, lvl(0.3), rounds).round().astype(int)),
         (f"alternating-1/{lvl(0.4)}", alt(1, lvl(0.4))),
         (f"const-{lvl(0.3)}", np.full(rounds, lvl(0.3))),
         (f"uniform-{lvl(0.2)}..{lvl(0.6)}", rng.integers(lvl(0.2), lvl(0.6) + 1, size=rounds)),
+        (f"const-{lvl(0.6)}", np.full(rounds, lvl(0.6))),
     ]
     out: list[Schedule] = []
     seen: set[str] = set()
