@@ -94,29 +94,35 @@ class Suite:
 
 _BUDGETS_US = (1.0, 2.0, 5.0, 10.0, 50.0)
 
+# Version history (a change that can change a suite's results bumps its version):
+# v2 (all six): the FedLoRA surrogate's default constants are the shipped calibration
+#     (envs/fedlora/calibration/default.json) instead of the built-in ones; MEC fp-cccp ranks
+#     its association candidates with the exact resource rule, and the discrete action mode
+#     (the agents') uses it.
+
 SUITES: dict[str, Suite] = {s.name: s for s in (
-    Suite("fedlora-default", 1, "fedlora",
+    Suite("fedlora-default", 2, "fedlora",
           "FedLoRA defaults: K = 20 devices, D-bar = 2 us/bit, 200 rounds",
           (Scenario("default", FEDLORA, {}),), num_seeds=5, agents=("ppo:fedlora-default",)),
-    Suite("fedlora-paper", 1, "fedlora",
+    Suite("fedlora-paper", 2, "fedlora",
           "FT Section V.A (preset paper, 5000 rounds) over the delay-budget grid of Fig. 5",
           tuple(Scenario(f"budget-{b:g}us", FEDLORA, {"preset": "paper", "delay_budget_per_bit": b * 1e-6},
                          sweep_value=b) for b in _BUDGETS_US),
           num_seeds=3, sweep=("delay_budget_per_bit", "delay budget (us/bit)")),
-    Suite("fedlora-hard", 1, "fedlora",
+    Suite("fedlora-hard", 2, "fedlora",
           "many devices, tight budget: K = 100, D-bar = 1 us/bit, 200 rounds",
           (Scenario("k100-1us", FEDLORA, {"num_devices": 100, "delay_budget_per_bit": 1e-6}),),
           num_seeds=5),
-    Suite("mec-default", 1, "mec",
+    Suite("mec-default", 2, "mec",
           "MEC corrected model, N = 20 users, M = 4 servers, 5 rounds",
           (Scenario("n20-m4", MEC, {"num_users": 20, "num_servers": 4, "episode_rounds": 5}),),
           num_seeds=5, agents=("ppo:mec-default",)),
-    Suite("mec-paper", 1, "mec",
+    Suite("mec-paper", 2, "mec",
           "MEC Section 5 (N = 50, M = 10): the paper's literal model and the corrected one, 3 rounds",
           (Scenario("literal", MEC, {"preset": "paper", "episode_rounds": 3}),
            Scenario("corrected", MEC, {"num_users": 50, "num_servers": 10, "episode_rounds": 3})),
           num_seeds=3),
-    Suite("mec-large", 1, "mec",
+    Suite("mec-large", 2, "mec",
           "MEC at scale: N = 200 users, M = 20 servers, 3 rounds",
           (Scenario("n200-m20", MEC, {"num_users": 200, "num_servers": 20, "episode_rounds": 3}),),
           num_seeds=3),

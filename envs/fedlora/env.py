@@ -94,7 +94,9 @@ class FedLoRASchedulingEnv(gym.Env):
     gives FT Section V.A.
 
     ## Version history
-    - v0: initial release.
+    - v0: initial release. Before release, the default surrogate constants became the shipped
+      calibration (``envs/fedlora/calibration/default.json``, ``edgeft calibrate``) instead of
+      built-in values, and the surrogate gained the ``head_share`` and ``onset`` constants.
     """
 
     metadata = {"render_modes": []}

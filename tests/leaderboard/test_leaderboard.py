@@ -187,9 +187,10 @@ def test_corrupt_or_foreign_results_are_reported_not_overwritten(tmp_path):
         lb.run_leaderboard(TINY_MEC, ["greedy"], out, resume=True, progress=False)
     # the default folder moves to a free name instead of overwriting
     root = tmp_path / "results"
-    (root / "fedlora-default-v1").mkdir(parents=True)
-    (root / "fedlora-default-v1" / "run.json").write_text("{}")
-    assert lb.default_out(get_suite("fedlora-default"), root).name == "fedlora-default-v1-2"
+    name = f"fedlora-default-v{get_suite('fedlora-default').version}"
+    (root / name).mkdir(parents=True)
+    (root / name / "run.json").write_text("{}")
+    assert lb.default_out(get_suite("fedlora-default"), root).name == f"{name}-2"
 
 
 def test_bootstrap_interval_is_deterministic_and_brackets_the_mean():
