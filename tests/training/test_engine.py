@@ -44,6 +44,7 @@ def test_batched_round_equals_per_device_loop(
 
     if bucketed:  # force length buckets on these small batches (normally >= 64 rows each)
         monkeypatch.setattr(engine, "BUCKET_MIN_ROWS", 1)
+        monkeypatch.setattr(engine, "BUCKET_MIN_HIDDEN", 0)
         monkeypatch.setattr(engine, "MAX_BUCKETS", 3)
     learner = request.getfixturevalue(fixture)
     scheduled = np.array(scheduled, dtype=bool)
