@@ -18,6 +18,7 @@ from edgeft.agents.loader import (
     saved_action_mode,
     shipped_models,
 )
+
 from edgeft.policy import register_policy_prefix
 
 for _algo in ALGOS:

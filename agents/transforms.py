@@ -4,13 +4,20 @@ A transform is a pure function ``f(obs_batch, config) -> features`` named in the
 (``obs_transform``); the ``ppo:PATH`` loader reads that name back and applies the same function
 before the saved normalisation statistics, so a model always sees what it was trained on.
 
-| name | env family | features |
-|---|---|---|
-| ``none`` | any | the observation as it is |
-| ``sort-by-gain`` | fedlora | the per-device blocks (gain dB, bits, age) reordered strongest channel first, then queue, round, loss; lossless for the ``count`` action mode, which schedules the n strongest devices |
-| ``prefix-delay`` | fedlora | ``sort-by-gain`` plus log(D_eq(n)/D-bar) for every prefix n: the delay ratio of the n strongest devices at equal shares (an upper bound of what ``count`` mode gives) |
-| ``mec-compact`` | mec | gains g_nm in dB, token lengths, energy queues in budgets, p_max, f_max: the per-round quantities the cost depends on most |
-| ``mec-users`` | mec | per user: best gain (dB), each server's gain relative to it (linear, 1 at the strongest), log tokens, log k_n, p_max, log f_max, cores, log FLOP/cycle, queue and budget; per server: log b_max, log f_max, log C D; round share (see ``_mec_users``) |
+Transforms (name, env family: features):
+
+- ``none`` (any): the observation as it is.
+- ``sort-by-gain`` (fedlora): the per-device blocks (gain dB, bits, age) reordered strongest
+  channel first, then queue, round, loss; lossless for the ``count`` action mode, which
+  schedules the n strongest devices.
+- ``prefix-delay`` (fedlora): ``sort-by-gain`` plus log(D_eq(n)/D-bar) for every prefix n: the
+  delay ratio of the n strongest devices at equal shares (an upper bound of what ``count`` mode
+  gives).
+- ``mec-compact`` (mec): gains g_nm in dB, token lengths, energy queues in budgets, p_max,
+  f_max: the per-round quantities the cost depends on most.
+- ``mec-users`` (mec): per user: best gain (dB), each server's gain relative to it (linear, 1
+  at the strongest), log tokens, log k_n, p_max, log f_max, cores, log FLOP/cycle, queue and
+  budget; per server: log b_max, log f_max, log C D; round share (see ``_mec_users``).
 """
 
 from __future__ import annotations

@@ -66,11 +66,13 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()
     suite = Suite("bench", 1, "fedlora", "benchmark",
-                  (Scenario("k20", FEDLORA, {"episode_rounds": args.rounds}),), num_seeds=args.seeds)
+                  (Scenario("k20", FEDLORA, {"episode_rounds": args.rounds}),),
+                  num_seeds=args.seeds)
     policies = ["lyapunov", "lyapunov-paper", "gs"]
     times = {}
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [("serial", {"backend": "serial"}), ("local", {"backend": "local", "workers": args.workers})]
+        runs = [("serial", {"backend": "serial"}),
+                ("local", {"backend": "local", "workers": args.workers})]
         if not args.no_ray:
             runs.append(("ray", {"backend": "ray", "workers": args.workers}))
         for name, kw in runs:
@@ -85,7 +87,8 @@ def main() -> None:
           f"results identical across backends (decision time excluded)")
     for name, t in times.items():
         print(f"  {name:7s} {t:7.2f} s  ({n / t:.2f} episodes/s)")
-    print(f"local pool ({args.workers} workers) vs serial: {times['serial'] / times['local']:.2f}x faster")
+    print(f"local pool ({args.workers} workers) vs serial: "
+          f"{times['serial'] / times['local']:.2f}x faster")
     ser, par, ceiling = machine_ceiling(args.workers)
     print(f"machine ceiling: fixed CPU-bound work in {args.workers} started processes vs one: "
           f"{ceiling:.2f}x ({ser:.2f} s vs {par:.2f} s) - no process pool can beat this here")

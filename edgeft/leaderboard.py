@@ -113,8 +113,9 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
 def _task_cost(task: dict[str, Any]) -> float:
     cfg = task["config"]
     size = cfg.get("num_users", cfg.get("num_devices", 20 if "FedLoRA" in task["env_id"] else 50))
-    rounds = cfg.get("episode_rounds", 5000 if cfg.get("preset") == "paper" and "FedLoRA" in task["env_id"]
-                     else 200 if "FedLoRA" in task["env_id"] else 20)
+    fedlora = "FedLoRA" in task["env_id"]
+    rounds = cfg.get("episode_rounds", 5000 if cfg.get("preset") == "paper" and fedlora
+                     else 200 if fedlora else 20)
     w = _COST.get(task["policy"], 1.0) * (50.0 if "MEC" in task["env_id"] else 1.0)
     return w * rounds * size
 
@@ -288,7 +289,8 @@ def _prepare_out(out: Path, suite: Suite, policies: list[str], resume: bool) -> 
             old_policies, old_fp = list(old["policies"]), old["fingerprint"]
             old_suite, old_version = old["suite"], old["version"]
         except (ValueError, KeyError, TypeError) as err:
-            raise LeaderboardError(f"{man} is corrupt ({err}); the folder was left as it is") from err
+            raise LeaderboardError(
+                f"{man} is corrupt ({err}); the folder was left as it is") from err
         if (old_suite, old_version, old_fp) != (suite.name, suite.version, suite.fingerprint()):
             raise LeaderboardError(
                 f"{out} holds a run of suite {old_suite} v{old_version} (fingerprint {old_fp}), "
@@ -319,7 +321,8 @@ def check_policies(suite: Suite, policies: Sequence[str]) -> None:
                 known = [n for n in edgeft.list_policies(suite.family) if ":" not in n]
                 raise LeaderboardError(
                     f"policy {pol!r} cannot play suite {suite.name} scenario {sc.name}: {err}. "
-                    f"Known {suite.family} policies: {known}, or ALGO:PATH for a trained model") from err
+                    f"Known {suite.family} policies: {known}, "
+                    "or ALGO:PATH for a trained model") from err
 
 
 def default_policies(suite: Suite) -> list[str]:
@@ -409,7 +412,8 @@ def bootstrap_ci(values: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES,
     return float(lo), float(hi)
 
 
-def summarize(suite: Suite, policies: Sequence[str], rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def summarize(suite: Suite, policies: Sequence[str],
+              rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Mean and bootstrap 95% interval per (scenario, policy, metric); timing kept apart."""
     by: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
@@ -446,7 +450,8 @@ def markdown_table(summary: dict[str, Any]) -> str:
     fam = summary["family"]
     cols = [(m, t) for m, (t, _) in METRICS[fam].items()] + [(m, t) for m, (t, _) in TIMING.items()]
     multi = len({e["scenario"] for e in summary["results"]}) > 1
-    head = "| " + ("scenario | " if multi else "") + "policy | " + " | ".join(t for _, t in cols) + " |"
+    head = ("| " + ("scenario | " if multi else "") + "policy | "
+            + " | ".join(t for _, t in cols) + " |")
     sep = "|" + ("---|" if multi else "") + "---|" + "|".join("---:" for _ in cols) + "|"
     lines = [f"**{summary['suite']}** v{summary['version']}: {summary['description']}; "
              f"{summary['episodes']}/{summary['expected_episodes']} episodes; mean ± half-width of "
@@ -473,7 +478,8 @@ def summary_csv(summary: dict[str, Any]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     for e in summary["results"]:
-        row: list[Any] = [summary["suite"], summary["version"], e["scenario"], e["policy"], e["episodes"]]
+        row: list[Any] = [summary["suite"], summary["version"], e["scenario"], e["policy"],
+                          e["episodes"]]
         for m in names:
             d = e["timing"][m] if m in TIMING else e["metrics"][m]
             row += [repr(d["mean"]), repr(d["ci_low"]), repr(d["ci_high"])]
@@ -488,8 +494,10 @@ def write_summary(out: Path, suite: Suite, summary: dict[str, Any]) -> None:
     _write_atomic(out / "summary.md", markdown_table(summary))
 
 
-def write_plots(out: Path, suite: Suite, summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[Path]:
-    """PNG plots: metrics per policy (bars, or lines vs the sweep), curves vs round, decision time."""
+def write_plots(out: Path, suite: Suite, summary: dict[str, Any],
+                rows: list[dict[str, Any]]) -> list[Path]:
+    """PNG plots: metrics per policy (bars, or lines vs the sweep), curves vs round, decision
+    time."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -606,7 +614,8 @@ def run(args: argparse.Namespace) -> int:
                 out = default_out(s)
             t0 = time.perf_counter()
             summary = run_leaderboard(s, policies, out,
-                                      resume=args.resume, backend=args.backend, workers=args.workers,
+                                      resume=args.resume, backend=args.backend,
+                                      workers=args.workers,
                                       address=args.address, progress=not args.no_progress,
                                       plots=not args.no_plots)
             where = out

@@ -9,11 +9,13 @@ never seen in training. Every policy plays every scenario on the same seeds.
 | suite | scenarios | seeds x rounds |
 |---|---|---|
 | ``fedlora-default`` | FedLoRA defaults: K = 20, D-bar = 2 us/bit | 5 x 200 |
-| ``fedlora-paper`` | FT Section V.A (``preset="paper"``) over its budget grid 1, 2, 5, 10, 50 us/bit (50 = the paper's 0.05 ms/bit) | 3 x 5000 |
+| ``fedlora-paper`` | FT Section V.A (``preset="paper"``) over its budget grid (1) | 3 x 5000 |
 | ``fedlora-hard`` | K = 100 devices, D-bar = 1 us/bit | 5 x 200 |
 | ``mec-default`` | N = 20 users, M = 4 servers, corrected model | 5 x 5 |
-| ``mec-paper`` | MEC Section 5: N = 50, M = 10, literal (``preset="paper"``) and corrected | 3 x 3 |
+| ``mec-paper`` | MEC Section 5: N = 50, M = 10, literal (``preset="paper"``), corrected | 3 x 3 |
 | ``mec-large`` | N = 200 users, M = 20 servers | 3 x 3 |
+
+(1) 1, 2, 5, 10, 50 us/bit (50 = the paper's 0.05 ms/bit).
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           (Scenario("default", FEDLORA, {}),), num_seeds=5, agents=("ppo:fedlora-default",)),
     Suite("fedlora-paper", 2, "fedlora",
           "FT Section V.A (preset paper, 5000 rounds) over the delay-budget grid of Fig. 5",
-          tuple(Scenario(f"budget-{b:g}us", FEDLORA, {"preset": "paper", "delay_budget_per_bit": b * 1e-6},
+          tuple(Scenario(f"budget-{b:g}us", FEDLORA,
+                         {"preset": "paper", "delay_budget_per_bit": b * 1e-6},
                          sweep_value=b) for b in _BUDGETS_US),
           num_seeds=3, sweep=("delay_budget_per_bit", "delay budget (us/bit)")),
     Suite("fedlora-hard", 2, "fedlora",
@@ -118,7 +121,8 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           (Scenario("n20-m4", MEC, {"num_users": 20, "num_servers": 4, "episode_rounds": 5}),),
           num_seeds=5, agents=("ppo:mec-default",)),
     Suite("mec-paper", 2, "mec",
-          "MEC Section 5 (N = 50, M = 10): the paper's literal model and the corrected one, 3 rounds",
+          "MEC Section 5 (N = 50, M = 10): the paper's literal model and the corrected one, "
+          "3 rounds",
           (Scenario("literal", MEC, {"preset": "paper", "episode_rounds": 3}),
            Scenario("corrected", MEC, {"num_users": 50, "num_servers": 10, "episode_rounds": 3})),
           num_seeds=3),

@@ -150,8 +150,8 @@ class FPCCCPPolicy(MECPolicy):
     (``solver.cccp_congestion``; ``starts`` starts: the current association, the fractional 1/M
     point and random fractional points near the current one) on the association cost with
     per-server congestion, pick the candidate with the lowest cost under the exact resource
-    rule (``actions.fast_resource_rule``), re-optimise it with FP-AO and keep it only if the weighted cost decreases. Finally
-    round alpha and re-solve.
+    rule (``actions.fast_resource_rule``), re-optimise it with FP-AO and keep it only if the
+    weighted cost decreases. Finally round alpha and re-solve.
 
     NOTES: written with the budgets as equalities the paper's LP never moves; with per-pair
     costs at fixed shares and the budgets as capacities (``solver.cccp_association``) it stays

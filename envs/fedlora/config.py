@@ -40,7 +40,8 @@ class FedLoRAConfig:
         tx_power_w: device transmit power (W), folded into |h|^2.
         bits_per_round: mu, bits each scheduled device exchanges per round (embeddings up,
             features down, feature gradients up). Surrogate mode; real mode measures it.
-        delay_budget: D-bar in seconds per round; ``None`` = ``delay_budget_per_bit * bits_per_round``.
+        delay_budget: D-bar in seconds per round; ``None`` =
+            ``delay_budget_per_bit * bits_per_round``.
         delay_budget_per_bit: budget per bit (s/bit) used when ``delay_budget`` is None. The
             default 2 us/bit makes scheduling non-trivial; the paper's 50 us/bit does not.
         episode_rounds: T, rounds per episode (the env truncates after T steps).

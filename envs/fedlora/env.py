@@ -44,11 +44,11 @@ class FedLoRASchedulingEnv(gym.Env):
     long-term average delay must stay within D-bar (eq. 8), tracked by the virtual queue of eq. 18.
 
     ## Action space (``action_mode``)
-    | mode          | space                  | meaning                                                    |
-    |---------------|------------------------|------------------------------------------------------------|
-    | "bandwidth"   | Box(0, 1, (K,), f64)   | bandwidth share per device; 0 = not scheduled              |
-    | "count"       | Discrete(K + 1)        | schedule the n strongest devices, min-max-delay split      |
-    | "subset"      | MultiBinary(K)         | schedule these devices, min-max-delay split                |
+    | mode         | space                 | meaning                                               |
+    |--------------|-----------------------|-------------------------------------------------------|
+    | "bandwidth"  | Box(0, 1, (K,), f64)  | bandwidth share per device; 0 = not scheduled         |
+    | "count"      | Discrete(K + 1)       | schedule the n strongest devices, min-max-delay split |
+    | "subset"     | MultiBinary(K)        | schedule these devices, min-max-delay split           |
 
     "bandwidth" expresses every reference policy's decision exactly. Projection (reported as
     ``info["action_projected"]``): shares are clipped to [0, 1] and divided by their sum if it
@@ -79,14 +79,14 @@ class FedLoRASchedulingEnv(gym.Env):
     ## Info
     ``channel_gain`` (|h_k|^2 used this round, K), ``scheduled`` (bool, K), ``bandwidth`` (Hz, K),
     ``device_delay`` (s, K; 0 off schedule), ``delay`` (s), ``delay_budget`` (s), ``delay_ratio``,
-    ``delay_queue`` (q after the round), ``cost``, ``delay_excess``, ``num_scheduled``, ``bits`` (K),
-    ``loss``, ``accuracy``, ``action_projected``. In real mode ``loss`` (also the observation's loss
-    and the progress reward's) is the latest global test loss of FT eq. (1), the quantity the
-    calibrated surrogate models, measured at reset and on evaluation rounds; real mode adds
-    ``train_loss`` (mean minibatch loss
-    of the scheduled devices, NaN if none), ``device_loss`` and, on evaluation rounds (every
-    ``training.eval_every`` rounds and the last), ``test_loss`` and ``test_accuracy``; its
-    ``accuracy`` is the latest test accuracy (the first is measured at reset).
+    ``delay_queue`` (q after the round), ``cost``, ``delay_excess``, ``num_scheduled``,
+    ``bits`` (K), ``loss``, ``accuracy``, ``action_projected``. In real mode ``loss`` (also the
+    observation's loss and the progress reward's) is the latest global test loss of FT eq. (1),
+    the quantity the calibrated surrogate models, measured at reset and on evaluation rounds;
+    real mode adds ``train_loss`` (mean minibatch loss of the scheduled devices, NaN if none),
+    ``device_loss`` and, on evaluation rounds (every ``training.eval_every`` rounds and the
+    last), ``test_loss`` and ``test_accuracy``; its ``accuracy`` is the latest test accuracy (the
+    first is measured at reset).
 
     ## Arguments
     ``gym.make("edgeft/FedLoRAScheduling-v0", config=FedLoRAConfig(...) or dict, **overrides)``;
@@ -101,11 +101,12 @@ class FedLoRASchedulingEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, config: FedLoRAConfig | dict | None = None, *, render_mode: str | None = None,
-                 **overrides: Any) -> None:
+    def __init__(self, config: FedLoRAConfig | dict | None = None, *,
+                 render_mode: str | None = None, **overrides: Any) -> None:
         self.config = build_config(FedLoRAConfig, config, PRESETS, **overrides)
         if render_mode is not None:
-            raise ValueError(f"render_mode must be None (this env does not render), got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be None (this env does not render), got {render_mode!r}")
         self.render_mode = None
         cfg = self.config
         k = cfg.num_devices
@@ -159,7 +160,8 @@ class FedLoRASchedulingEnv(gym.Env):
         s = self._state
         assert s is not None
         if s["block_pos"] >= s["block_db"].shape[0]:
-            s["block_db"] = s["mean_db"] + rayleigh_fading_db(self.np_random, (_BLOCK, self.config.num_devices))
+            s["block_db"] = s["mean_db"] + rayleigh_fading_db(
+                self.np_random, (_BLOCK, self.config.num_devices))
             s["block_gain"] = db_to_gain(s["block_db"])  # exactly what the observation decodes to
             s["block_snr"] = s["block_gain"] / self.config.noise_psd
             s["block_pos"] = 0
@@ -199,7 +201,8 @@ class FedLoRASchedulingEnv(gym.Env):
         if self._learner is not None:
             self._learner.reset(int(self.np_random.integers(2**31 - 1)))
             ev = self._learner.evaluate()
-            self._state["test_loss"], self._state["accuracy"] = float(ev["test_loss"]), float(ev["test_accuracy"])
+            self._state["test_loss"] = float(ev["test_loss"])
+            self._state["accuracy"] = float(ev["test_accuracy"])
             self._state["loss"] = self._state["test_loss"]  # real mode: global test loss (eq. 1)
         self._draw_round()
         return self._obs(), {"delay_budget": self._budget}
@@ -244,7 +247,8 @@ class FedLoRASchedulingEnv(gym.Env):
                 loss_after = s["test_loss"]
             accuracy = s["accuracy"]  # the latest evaluation (round 0: at reset)
         excess = max(0.0, x - 1.0)
-        reward = dynamics.step_reward(cfg, self._gap, loss_before, loss_after, n, x, excess, s["queue"])
+        reward = dynamics.step_reward(cfg, self._gap, loss_before, loss_after, n, x, excess,
+                                      s["queue"])
         info.update({
             "channel_gain": gain,
             "scheduled": scheduled,
@@ -278,7 +282,8 @@ class FedLoRASchedulingEnv(gym.Env):
             raise RuntimeError("call reset() before state_dict()")
         return {
             "config": self.config,
-            "state": {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self._state.items()},
+            "state": {k: (v.copy() if isinstance(v, np.ndarray) else v)
+                      for k, v in self._state.items()},
             "budget": self._budget,
             "rng": self.np_random.bit_generator.state,
             "learner": None if self._learner is None else self._learner.state_dict(),
@@ -287,11 +292,12 @@ class FedLoRASchedulingEnv(gym.Env):
     def load_state_dict(self, data: dict[str, Any]) -> np.ndarray:
         """Restore :meth:`state_dict` output; returns the current observation."""
         if data["config"] != self.config:
-            raise ValueError("checkpoint was written by an env with a different config; build the env "
-                             "with the checkpoint's config (data['config'])")
+            raise ValueError("checkpoint was written by an env with a different config; build the "
+                             "env with the checkpoint's config (data['config'])")
         if self._state is None:
             self.reset()
-        self._state = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in data["state"].items()}
+        self._state = {k: (v.copy() if isinstance(v, np.ndarray) else v)
+                       for k, v in data["state"].items()}
         self._budget = data["budget"]
         self.np_random.bit_generator.state = data["rng"]
         if self._learner is not None:
@@ -323,7 +329,7 @@ def _make_learner(cfg: FedLoRAConfig):
         from edgeft.training.learner import SplitLoRALearner
     except ImportError as err:
         raise ImportError(
-            "mode='real' needs the split-LoRA engine (edgeft.training) with torch, transformers and "
-            f"peft installed: `pip install edgeft` pulls them in ({err})"
+            "mode='real' needs the split-LoRA engine (edgeft.training) with torch, transformers "
+            f"and peft installed: `pip install edgeft` pulls them in ({err})"
         ) from err
     return SplitLoRALearner(TrainingConfig.from_any(cfg.training), cfg.num_devices)

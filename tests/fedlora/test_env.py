@@ -191,7 +191,8 @@ def test_surrogate_follows_theorem1_shape():
 
 
 def test_surrogate_head_share_adds_the_linear_head_term():
-    """rho = rate ((1 - h) theorem1(N) + h N / K): the scalar and array paths, increasing, concave."""
+    """rho = rate ((1 - h) theorem1(N) + h N / K): the scalar and array paths, increasing,
+    concave."""
     k = 20
     base = SurrogateParams(rate=0.05, gap_ratio=0.4, head_share=0.0)
     heads = SurrogateParams(rate=0.05, gap_ratio=0.4, head_share=1.0)
@@ -280,7 +281,8 @@ def test_vector_env_batches_match_per_copy_dynamics(mode):
                                  loss=float(dec.loss[i]), t=int(dec.round[i]))
             _, rs, _, _, inf_s = single.step(a[i])
             assert rs == pytest.approx(r[i], rel=1e-9, abs=1e-12)
-            np.testing.assert_allclose(inf_s["bandwidth"], info["bandwidth"][i], rtol=1e-9, atol=1e-6)
+            np.testing.assert_allclose(inf_s["bandwidth"], info["bandwidth"][i],
+                                       rtol=1e-9, atol=1e-6)
 
 
 def test_checkpoint_resume_is_exact(tmp_path):
@@ -305,13 +307,14 @@ def test_checkpoint_resume_is_exact(tmp_path):
         gym.make(ENV_ID).unwrapped.load_checkpoint(tmp_path / "missing.pkl")
 
 
-@pytest.mark.parametrize("algo,mode", [("PPO", "bandwidth"), ("A2C", "bandwidth"), ("SAC", "bandwidth"),
-                                       ("DQN", "count")])
+@pytest.mark.parametrize("algo,mode", [("PPO", "bandwidth"), ("A2C", "bandwidth"),
+                                       ("SAC", "bandwidth"), ("DQN", "count")])
 def test_sb3_algorithms_accept_the_env(algo, mode):
     import stable_baselines3 as sb3
 
     env = gym.make(ENV_ID, action_mode=mode, num_devices=5, episode_rounds=16)
-    kwargs = {"learning_starts": 8, "buffer_size": 200, "batch_size": 8} if algo in ("SAC", "DQN") else {}
+    kwargs = ({"learning_starts": 8, "buffer_size": 200, "batch_size": 8}
+              if algo in ("SAC", "DQN") else {})
     if algo in ("PPO",):
         kwargs = {"n_steps": 16, "batch_size": 8}
     if algo == "A2C":
