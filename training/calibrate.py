@@ -41,7 +41,7 @@ the shipped fit is ``envs/fedlora/calibration/default.json`` (``surrogate="defau
 
     edgeft calibrate --jobs 2 --out envs/fedlora/calibration/default.json
 
-(``--jobs 2``: two worker processes of one torch thread each; about 35 minutes on 2 CPU cores).
+(``--jobs 2``: two worker processes of one torch thread each; about 70 minutes on 2 CPU cores).
 Every finished (schedule, seed) run is appended to ``OUT.runs.jsonl`` at once: an interrupted
 calibration rerun with the same settings resumes from it, and ``--refit OUT.runs.jsonl`` (or
 ``--refit OUT``) refits the surrogate to stored runs without training. ``--quick`` is a smoke run
@@ -369,6 +369,7 @@ def _train_runs(args: argparse.Namespace, training: Any, schedules: list[Schedul
     tdict = training.to_dict()
     key = _cache_key(tdict, args.devices, args.eval_every)
     done = _load_cache(cache, key)
+    args.resumed_runs = len(done)
     if done:
         print(f"resuming: {len(done)} finished runs read from {cache}")
     tasks = [(s, sd) for s in schedules for sd in seeds
@@ -516,7 +517,8 @@ def run(args: argparse.Namespace) -> int:
         eval_every=args.eval_every,
         seeds=seeds,
         training=training.to_dict(),
-        seconds=round(elapsed, 1),
+        seconds=round(elapsed, 1),  # this invocation only
+        resumed_runs=getattr(args, "resumed_runs", None),  # runs read from the cache, not trained
         fit_schedules=[r["name"] for r in fit_runs],
         holdout=[
             {
