@@ -10,9 +10,10 @@ For the scheduled set S (N = |S| devices), each with its own minibatch:
   (eq. 4).
 
 :func:`batched_gradients` does all of this as one pass: the scheduled minibatches are stacked into
-one padded batch, the per-device heads are applied with one batched matmul (``torch.baddbmm``), the
-backward of ``sum_k f_k`` gives every head its own gradient, and the server backward of the stacked
-features with the feature gradients divided by N gives the averaged LoRA gradient. It equals
+one padded batch (for wide models, a few length buckets: see :func:`length_buckets`), the
+per-device heads are applied with one batched matmul (``torch.baddbmm``), the backward of
+``sum_k f_k`` gives every head its own gradient, and the server backward of the stacked features
+with the feature gradients divided by N gives the averaged LoRA gradient. It equals
 :func:`loop_gradients` (the plain per-device loop, the test reference) up to rounding, as long as
 the LoRA dropout is off (the two draw different masks otherwise).
 
