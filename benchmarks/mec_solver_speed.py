@@ -35,13 +35,19 @@ def decision_times(n: int, m: int, seed: int) -> None:
               f"cost {policy.last_cost:.4f}")
 
 
-def compiled_vs_afresh(n: int, m: int, iters: int, seed: int) -> None:
+def _greedy_instance(n: int, m: int, seed: int) -> tuple:
+    """(instance, weights, greedy association) of a reset env, with P4 compiled (not timed)."""
     env = gym.make("edgeft/MECOffloading-v0", num_users=n, num_servers=m)
     obs, _ = env.reset(seed=seed)
     inst = env.unwrapped.instance_of(obs)
     weights = env.unwrapped.config.weights
     server = S.greedy_association(inst)
     S.fp_ao(inst, weights, server, max_iter=1)  # compile once (not timed)
+    return inst, weights, server
+
+
+def compiled_vs_afresh(n: int, m: int, iters: int, seed: int) -> None:
+    inst, weights, server = _greedy_instance(n, m, seed)
     t0 = time.perf_counter()
     a = S.fp_ao(inst, weights, server, max_iter=iters, tol=0.0)
     t1 = time.perf_counter()
@@ -54,12 +60,7 @@ def compiled_vs_afresh(n: int, m: int, iters: int, seed: int) -> None:
 
 
 def alpha_step_effect(n: int, m: int, seed: int) -> None:
-    env = gym.make("edgeft/MECOffloading-v0", num_users=n, num_servers=m)
-    obs, _ = env.reset(seed=seed)
-    inst = env.unwrapped.instance_of(obs)
-    weights = env.unwrapped.config.weights
-    server = S.greedy_association(inst)
-    S.fp_ao(inst, weights, server, max_iter=1)  # compile once (not timed)
+    inst, weights, server = _greedy_instance(n, m, seed)
     for step in (False, True):
         t0 = time.perf_counter()
         r = S.fp_ao(inst, weights, server, tol=1e-9, max_iter=200, alpha_step=step)

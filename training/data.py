@@ -361,3 +361,20 @@ def partition(
             donor = int(np.argmax([len(o) for o in out]))
             out[k], out[donor] = out[donor][-1:], out[donor][:-1]
     return [o.astype(np.int64) for o in out]
+
+
+def next_minibatch(shard: np.ndarray, perm: list[np.ndarray], cursor: np.ndarray, k: int,
+                   size: int, rng: np.random.Generator) -> np.ndarray:
+    """The next ``size`` sample indices of device ``k``: its shuffled shard read in order,
+    reshuffled (``rng``) whenever an epoch over it ends. Advances ``perm[k]`` and ``cursor[k]``
+    in place."""
+    need, out = size, []
+    while need > 0:
+        if cursor[k] >= len(perm[k]):  # epoch over: reshuffle the shard
+            perm[k] = shard[rng.permutation(len(shard))]
+            cursor[k] = 0
+        take = min(need, len(perm[k]) - int(cursor[k]))
+        out.append(perm[k][cursor[k] : cursor[k] + take])
+        cursor[k] += take
+        need -= take
+    return np.concatenate(out)

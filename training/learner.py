@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 from edgeft.training.config import TrainingConfig
-from edgeft.training.data import ImageSplit, TaskData, TextSplit, load_task, partition
+from edgeft.training.data import (
+    ImageSplit,
+    TaskData,
+    TextSplit,
+    load_task,
+    next_minibatch,
+    partition,
+)
 from edgeft.training.engine import batched_gradients, loop_gradients
 from edgeft.training.models import SplitModel, load_split_model
 from torch import nn
@@ -125,18 +132,8 @@ class SplitLoRALearner:
 
     # ------------------------------------------------------------------ minibatches
     def _next_indices(self, k: int) -> np.ndarray:
-        bs = self.config.batch_size
-        out = []
-        need = bs
-        while need > 0:
-            if self.cursor[k] >= len(self.perm[k]):  # epoch over: reshuffle the local data
-                self.perm[k] = self.local[k][self.rng.permutation(len(self.local[k]))]
-                self.cursor[k] = 0
-            take = min(need, len(self.perm[k]) - int(self.cursor[k]))
-            out.append(self.perm[k][self.cursor[k] : self.cursor[k] + take])
-            self.cursor[k] += take
-            need -= take
-        return np.concatenate(out)
+        return next_minibatch(self.local[k], self.perm, self.cursor, k, self.config.batch_size,
+                              self.rng)
 
     def _bits_of(self, idx: np.ndarray) -> float:
         """Bits a device exchanges for the minibatch ``idx`` (same count as the tensors sent)."""

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from edgeft.envs.mec.config import MECConfig
 from edgeft.envs.mec.types import MECDecision, MECInstance
 from edgeft.training.config import TrainingConfig
-from edgeft.training.data import TaskData, TextSplit, load_task, partition
+from edgeft.training.data import TaskData, TextSplit, load_task, next_minibatch, partition
 from edgeft.training.models import SplitModel, UnsupportedModelError, load_split_model
 from torch import nn
 
@@ -222,16 +222,8 @@ class MECRealEngine:
 
     # ------------------------------------------------------------------ minibatches
     def _next_indices(self, n: int) -> np.ndarray:
-        need, out = self.training.batch_size, []
-        while need > 0:
-            if self.cursor[n] >= len(self.perm[n]):  # epoch over: reshuffle the shard
-                self.perm[n] = self.shards[n][self.rng.permutation(len(self.shards[n]))]
-                self.cursor[n] = 0
-            take = min(need, len(self.perm[n]) - int(self.cursor[n]))
-            out.append(self.perm[n][self.cursor[n]: self.cursor[n] + take])
-            self.cursor[n] += take
-            need -= take
-        return np.concatenate(out)
+        return next_minibatch(self.shards[n], self.perm, self.cursor, n,
+                              self.training.batch_size, self.rng)
 
     def make_batch(self, split: TextSplit, idx: np.ndarray, tokens: int) -> dict[str, torch.Tensor]:
         """Samples ``idx`` cut (longer ones) or padded (shorter ones) to exactly ``tokens``."""

@@ -286,11 +286,11 @@ def _per_server_root(level: Callable[[np.ndarray], tuple[np.ndarray, ...]],
     for _ in range(_MAX_ITER):
         out = level(ell[server])
         val, slope = out[0], out[1]
-        tot = np.where(active, np.bincount(server, weights=val, minlength=m), target)
+        tot = np.where(active, _server_sums(val, server, m), target)
         g = np.log(tot / target)
         if np.abs(g).max() < _NEWTON_TOL:
             return out
-        dg = np.bincount(server, weights=val * slope, minlength=m) / tot
+        dg = _server_sums(val * slope, server, m) / tot
         lo = np.where(g > 0, ell, lo)
         hi = np.where(g < 0, ell, hi)
         step = ell - g / np.where(dg < 0, dg, -1.0)
@@ -335,7 +335,7 @@ def optimal_edge_frequency(inst: MECInstance, alpha: np.ndarray, server: np.ndar
         return MIN_FRACTION * cap[server] / count[server]
     if we <= 0:
         w = np.sqrt(c)
-        return w / np.bincount(server, weights=w, minlength=m)[server] * cap[server]
+        return w / _server_sums(w, server, m)[server] * cap[server]
     f_star = (wt / (2.0 * we * inst.kappa_edge)) ** (1.0 / 3.0)
     active = count * f_star > cap
     if not active.any():
@@ -354,7 +354,7 @@ def optimal_edge_frequency(inst: MECInstance, alpha: np.ndarray, server: np.ndar
     ell_n = np.log(np.maximum(c * (wt / eq**2 - 2.0 * we * inst.kappa_edge * eq), 1e-300))
     lo, hi, start = _bracket(ell_n, server, m, active)
     f, _ = _per_server_root(level, lo, hi, start, server, cap, active)
-    tot = np.bincount(server, weights=f, minlength=m)
+    tot = _server_sums(f, server, m)
     f = f * (cap / np.where(tot > 0, tot, 1.0))[server]  # the binding capacity in full, exactly
     return np.where(on, f, f_star)
 
@@ -452,7 +452,7 @@ def optimal_power_bandwidth(inst: MECInstance, server: np.ndarray,
     active = count > 0
     lo, hi, start = _bracket(ell_n, server, m, active)
     b, _, p = _per_server_root(solve, lo, hi, start, server, band, active)
-    tot = np.bincount(server, weights=b, minlength=m)
+    tot = _server_sums(b, server, m)
     b = b * (band / np.where(tot > 0, tot, 1.0))[server]  # the band in full, exactly
     return p, b
 
