@@ -69,10 +69,9 @@ class MECGreedyFastTeacher:
     def decide(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(alpha, server) for one observation."""
         from edgeft.baselines.mec import solver as S
+        from edgeft.baselines.mec.policies import best_integer_alpha
         from edgeft.envs.mec import generator as G
         from edgeft.envs.mec.actions import fast_resource_rule
-        from edgeft.envs.mec.formulas import per_user_terms
-        from edgeft.envs.mec.types import MECDecision
 
         cfg = self.config
         w, ud = cfg.weights, cfg.upload_delay
@@ -81,16 +80,7 @@ class MECGreedyFastTeacher:
         alpha = np.ones(inst.num_users)
         for _ in range(self.max_iter):
             dec = fast_resource_rule(inst, alpha, server, w, ud)
-            a = S.optimal_alpha(inst, w, dec)
-            cands = [np.clip(v, 1, inst.num_layers - 1) for v in (np.floor(a), np.ceil(a))]
-            costs = []
-            for v in cands:
-                d = MECDecision(alpha=v, server=server, power=dec.power,
-                                bandwidth=dec.bandwidth, freq_user=dec.freq_user,
-                                freq_edge=dec.freq_edge)
-                t = per_user_terms(inst, d, include_upload_delay=ud)
-                costs.append(w[0] * t["energy"] + w[1] * t["delay"] + w[2] * t["stability"])
-            new = np.where(costs[0] <= costs[1], cands[0], cands[1])
+            new = best_integer_alpha(inst, w, dec, ud)
             if np.array_equal(new, alpha):
                 break
             alpha = new

@@ -216,12 +216,7 @@ class AlphaOnlyPolicy(MECPolicy):
     def decide(self, inst: MECInstance) -> MECDecision:
         server = S.greedy_association(inst)
         dec = self._random_resources(inst, server, np.ones(inst.num_users))
-        a = S.optimal_alpha(inst, self.weights, dec)
-        # per user the cost is convex in alpha, so the better integer neighbour is optimal
-        lo, hi = (np.clip(v, 1, inst.num_layers - 1) for v in (np.floor(a), np.ceil(a)))
-        costs = [_per_user_cost(inst, _with_alpha(dec, v), self.weights, self.upload_delay)
-                 for v in (lo, hi)]
-        return _with_alpha(dec, np.where(costs[0] <= costs[1], lo, hi))
+        return _with_alpha(dec, best_integer_alpha(inst, self.weights, dec, self.upload_delay))
 
 
 class ResourceOnlyPolicy(MECPolicy):
@@ -233,6 +228,19 @@ class ResourceOnlyPolicy(MECPolicy):
         server = S.greedy_association(inst)
         alpha = self.rng.integers(1, inst.num_layers, size=inst.num_users).astype(np.float64)
         return self._fp_ao(inst, server, fix_alpha=alpha).decision
+
+
+def best_integer_alpha(inst: MECInstance, weights: tuple[float, float, float], dec: MECDecision,
+                       upload_delay: bool) -> np.ndarray:
+    """Each user's integer alpha minimising the round's cost for ``dec``'s other decisions.
+
+    Per user the cost is convex in alpha, so the better integer neighbour of the continuous
+    minimiser (``solver.optimal_alpha``) is optimal; ties go to the lower one.
+    """
+    a = S.optimal_alpha(inst, weights, dec)
+    lo, hi = (np.clip(v, 1, inst.num_layers - 1) for v in (np.floor(a), np.ceil(a)))
+    costs = [_per_user_cost(inst, _with_alpha(dec, v), weights, upload_delay) for v in (lo, hi)]
+    return np.where(costs[0] <= costs[1], lo, hi)
 
 
 def _with_alpha(dec: MECDecision, alpha: np.ndarray) -> MECDecision:
