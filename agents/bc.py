@@ -141,19 +141,17 @@ def permute_users(obs: np.ndarray, labels: np.ndarray, config: Any, rng: np.rand
     Raises:
         ValueError: not the MEC env's discrete mode.
     """
-    from edgeft.envs.mec.generator import observation_layout
+    from edgeft.envs.mec.generator import observation_sections
 
     _check_permutable(config)
     n, b = config.num_users, len(obs)
     perm = np.argsort(rng.random((b, n)), axis=1)
-    out, i = obs.copy(), 0
-    for name, shape in observation_layout(config):
-        size = int(np.prod(shape))
+    out = obs.copy()
+    sections = observation_sections(config, out)  # views into out
+    for name, block in observation_sections(config, obs).items():
         if name in _MEC_USER_SECTIONS:
-            block = obs[:, i:i + size].reshape((b,) + shape)
-            idx = perm.reshape(perm.shape + (1,) * (len(shape) - 1))
-            out[:, i:i + size] = np.take_along_axis(block, idx, axis=1).reshape(b, size)
-        i += size
+            idx = perm.reshape(perm.shape + (1,) * (block.ndim - 2))
+            sections[name][...] = np.take_along_axis(block, idx, axis=1)
     lab = np.concatenate([np.take_along_axis(labels[:, :n], perm, axis=1),
                           np.take_along_axis(labels[:, n:], perm, axis=1)], axis=1)
     return out, lab

@@ -64,16 +64,11 @@ def _prefix_delay(obs: np.ndarray, config: Any) -> np.ndarray:
 
 
 def _mec_compact(obs: np.ndarray, config: Any) -> np.ndarray:
-    from edgeft.envs.mec.generator import observation_layout
+    from edgeft.envs.mec.generator import observation_sections
 
     keep = ("gain_db", "tokens", "queue_in_budgets", "p_max", "f_user_max")
-    parts, i = [], 0
-    for name, shape in observation_layout(config):
-        size = int(np.prod(shape))
-        if name in keep:
-            parts.append(obs[:, i:i + size])
-        i += size
-    return np.concatenate(parts, axis=1)
+    sec = observation_sections(config, obs)  # kept in layout order
+    return np.concatenate([sec[k].reshape(len(obs), -1) for k in sec if k in keep], axis=1)
 
 
 def _mec_users(obs: np.ndarray, config: Any) -> np.ndarray:
@@ -86,13 +81,9 @@ def _mec_users(obs: np.ndarray, config: Any) -> np.ndarray:
     gap in dB, keeps the resolution where it matters: a cloned linear policy picks the
     teacher's server for 98.8% of held-out users with it, 97.6% with the dB gap.
     """
-    from edgeft.envs.mec.generator import observation_layout
+    from edgeft.envs.mec.generator import observation_sections
 
-    sec, i = {}, 0
-    for name, shape in observation_layout(config):
-        size = int(np.prod(shape))
-        sec[name] = obs[:, i:i + size].reshape((obs.shape[0],) + shape)
-        i += size
+    sec = observation_sections(config, obs)
     def log(x: np.ndarray) -> np.ndarray:
         return np.log(np.maximum(x, 1e-300))
 

@@ -80,6 +80,17 @@ def observation_layout(config: MECConfig) -> list[tuple[str, tuple[int, ...]]]:
     ]
 
 
+def observation_sections(config: MECConfig, obs: np.ndarray) -> dict[str, np.ndarray]:
+    """The sections of a batch of flat observations ``obs`` (B, size), each as (B, *shape)
+    views, by name (layout: :func:`observation_layout`)."""
+    out, i = {}, 0
+    for name, shape in observation_layout(config):
+        size = int(np.prod(shape))
+        out[name] = obs[:, i:i + size].reshape((obs.shape[0],) + shape)
+        i += size
+    return out
+
+
 def observation_size(config: MECConfig) -> int:
     """Length of the flat observation vector."""
     return int(sum(np.prod(s) for _, s in observation_layout(config)))
@@ -117,12 +128,7 @@ def decode_observation(config: MECConfig, obs: np.ndarray) -> MECState:
     if obs.shape[0] != size:
         raise ValueError(f"observation must have {size} entries for this config "
                          f"(N={config.num_users}, M={config.num_servers}), got {obs.shape[0]}")
-    values = {}
-    i = 0
-    for name, shape in observation_layout(config):
-        k = int(np.prod(shape))
-        values[name] = obs[i:i + k].reshape(shape)
-        i += k
+    values = {k: v[0] for k, v in observation_sections(config, obs[None, :]).items()}
     values.pop("gain_db")
     values.pop("queue_in_budgets")
     values["round_index"] = int(values["round_index"][0])
