@@ -107,3 +107,17 @@ def as_action_array(action: Any, shape: tuple[int, ...], what: str) -> np.ndarra
         raise ValueError(f"action must be {what} with finite entries; got NaN or inf at "
                          f"indices {np.flatnonzero(~np.isfinite(arr.ravel())).tolist()[:10]}")
     return arr
+
+
+def config_in_force(env: Any) -> Any:
+    """The config an env actually runs with: its user config with the values it measures or
+    derives (real mode: bits per round, layer count, D-bar in force) filled in.
+
+    Policies, the leaderboard and agents read env parameters through this one function, never
+    from ``env.config`` directly, so a policy built for a real-mode env uses the budget the env
+    enforces. ``env`` may be wrapped (``gym.make`` output) or a plain env; an env without
+    derived values returns its ``config``.
+    """
+    base = getattr(env, "unwrapped", env)
+    derived = getattr(base, "config_in_force", None)
+    return derived if derived is not None else base.config
