@@ -536,7 +536,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeft.compare import parse_overrides
+    from edgeft.overrides import parse_overrides
 
     env_id = args.env or (None if args.config else "edgeft/FedLoRAScheduling-v0")
     algo = args.algo or (None if args.config else "ppo")

@@ -1,0 +1,27 @@
+"""``--set KEY=VALUE`` command-line overrides, shared by every ``edgeft`` subcommand."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to a dict; values parsed as Python literals where possible.
+
+    ``"num_devices=50"`` gives ``{"num_devices": 50}``, ``"training={'model': 'minilm'}"`` a dict
+    value, and a value that is not a literal (``"mode=real"``) stays a string.
+
+    Raises:
+        SystemExit: an item without ``=`` (the message names it).
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value
+    return out
