@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from edgeft.baselines.fedlora.hindsight import episode_hindsight
+
 from edgeft.scoring import (
     bootstrap_ci,
     breaks_constraint,
