@@ -1,95 +1,62 @@
 """Compare reference policies on one scenario and print a table.
 
-Runs every chosen policy through the same env, on the same seeds, and prints per-policy means
-over episodes. Example:
+Plays every chosen policy in the same env on the same seeds (0 .. N-1) and prints the mean over
+episodes of the leaderboard's metrics (``edgeft.episodes``; the leaderboard plays the same
+episode loop on its own test seeds). Example:
 
     edgeft compare                                   # FedLoRA default scenario, all FT baselines
     edgeft compare --env edgeft/MECOffloading-v0     # MEC default scenario, all MEC baselines
     edgeft compare --policies lyapunov,gs --set delay_budget_per_bit=1e-6 --episodes 5
+
+MEC columns: energy of a round summed over the users (J), delay of a round averaged over the
+users (s), both averaged over the episode's rounds. "decide (ms)" is measured on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 from typing import Any
 
 import numpy as np
 
-# per family: (info key, column title, reduction over an episode)
-METRICS: dict[str, list[tuple[str, str, str]]] = {
-    "fedlora": [
-        ("num_scheduled", "avg devices", "mean"),
-        ("delay_ratio", "avg D/Dbar", "mean"),
-        ("delay_ratio", "max D/Dbar", "max"),
-        ("loss", "final loss", "last"),
-        ("accuracy", "final acc", "last"),
-    ],
-    "mec": [
-        ("energy", "energy (J)", "mean"),
-        ("delay", "delay (s)", "mean"),
-        ("stability", "stability", "mean"),
-        ("cost", "weighted cost", "mean"),
-    ],
-}
+from edgeft.episodes import METRICS, TIMING
+from edgeft.overrides import parse_overrides
+
+__all__ = ["add_arguments", "compare", "format_table", "parse_overrides", "run"]
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``key=value`` strings to a dict; values parsed as Python literals where possible."""
-    import ast
+def compare(env_id: str, policies: list[str], episodes: int, overrides: dict[str, Any],
+            progress: bool = True) -> dict[str, dict[str, float]]:
+    """Mean metrics of each policy over seeds ``0 .. episodes - 1``: policy -> metric -> mean.
 
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key.strip()] = value
-    return out
+    Metric names are those of :data:`edgeft.episodes.METRICS` for the env's family, then
+    ``decide_ms``.
+    """
+    from tqdm import tqdm
 
+    from edgeft.episodes import run_episode
 
-def run_episode(env_id: str, policy_name: str, seed: int,
-                overrides: dict[str, Any]) -> dict[str, float]:
-    """One episode of ``policy_name``; returns the episode's metrics and mean decision time."""
-    import gymnasium as gym
-
-    import edgeft
-    from edgeft.policy import family_of
-
-    env = gym.make(env_id, **overrides)
-    policy = edgeft.make_policy(policy_name, env,
-                                **({"seed": seed} if policy_name == "random" else {}))
-    family = family_of(env)
-    obs, _ = env.reset(seed=seed)
-    traces: dict[str, list[float]] = {key: [] for key, _, _ in METRICS[family]}
-    decide, reward = [], 0.0
-    while True:
-        t0 = time.perf_counter()
-        action, _ = policy.predict(obs, deterministic=True)
-        decide.append(time.perf_counter() - t0)
-        obs, r, terminated, truncated, info = env.step(action)
-        reward += float(r)
-        for key in traces:
-            traces[key].append(float(np.mean(info[key])))
-        if terminated or truncated:
-            break
-    row = {}
-    for key, title, how in METRICS[family]:
-        v = np.asarray(traces[key])
-        row[title] = float({"mean": v.mean, "max": v.max, "last": lambda v=v: v[-1]}[how]())
-    row["return"] = reward
-    row["decide (ms)"] = 1e3 * float(np.mean(decide))
-    return row
+    rows: dict[str, dict[str, float]] = {}
+    with tqdm(total=len(policies) * episodes, desc="episodes", unit="ep",
+              disable=not progress) as bar:
+        for name in policies:
+            per_ep = []
+            for seed in range(episodes):
+                out = run_episode(env_id, overrides, name, seed)
+                per_ep.append({**out["metrics"], **out["timing"]})
+                bar.update()
+            rows[name] = {k: float(np.mean([r[k] for r in per_ep])) for k in per_ep[0]}
+    return rows
 
 
-def format_table(rows: dict[str, dict[str, float]]) -> str:
-    """A Markdown table, one row per policy."""
+def format_table(rows: dict[str, dict[str, float]], family: str) -> str:
+    """A Markdown table, one row per policy, with the leaderboard's column titles."""
+    titles = {**{m: t for m, (t, _) in METRICS[family].items()},
+              **{m: t for m, (t, _) in TIMING.items()}}
     cols = list(next(iter(rows.values())))
-    head = "| policy | " + " | ".join(cols) + " |"
-    sep = "|---|" + "|".join("---:" for _ in cols) + "|"
-    lines = [head, sep]
+    lines = ["| policy | " + " | ".join(titles.get(c, c) for c in cols) + " |",
+             "|---|" + "|".join("---:" for _ in cols) + "|"]
     for name, row in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{row[c]:.4g}" for c in cols) + " |")
     return "\n".join(lines)
@@ -97,21 +64,24 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="edgeft/FedLoRAScheduling-v0",
-                        help="env id (default: %(default)s)")
+                        help="env id (default: %(default)s; the other one is "
+                             "edgeft/MECOffloading-v0)")
     parser.add_argument("--policies", default=None,
-                        help="comma-separated policy names "
-                             "(default: every reference policy of the env)")
+                        help="comma-separated policy names, or ALGO:PATH for a trained model "
+                             "(default: every reference policy of the env's family)")
     parser.add_argument("--episodes", type=int, default=3,
-                        help="episodes per policy, seeds 0..N-1 (default 3)")
+                        help="episodes per policy, on seeds 0..N-1 (default: %(default)s)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, repeatable (e.g. --set num_devices=50)")
+                        help="env config override, repeatable (e.g. --set num_devices=50)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     import gymnasium as gym
-    from tqdm import tqdm
 
     import edgeft
+    from edgeft.envs.common import config_in_force
+    from edgeft.episodes import make_env_and_policy
     from edgeft.policy import family_of
 
     overrides = parse_overrides(args.overrides)
@@ -119,23 +89,28 @@ def run(args: argparse.Namespace) -> int:
         env = gym.make(args.env, **overrides)
     except gym.error.Error as err:
         known = sorted(k for k in gym.registry if k.startswith("edgeft/"))
-        raise SystemExit(f"unknown env {args.env!r} ({err}); known: {known}") from err
+        print(f"edgeft compare: error: unknown env {args.env!r} ({err}); known: {known}",
+              file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print(f"edgeft compare: error: {err}", file=sys.stderr)
+        return 2
     family = family_of(env)
     names = args.policies.split(",") if args.policies else [
         n for n in edgeft.list_policies(family) if ":" not in n]
-    for name in names:  # fail before any work on a bad name
-        edgeft.make_policy(name, env)
-    rows: dict[str, dict[str, float]] = {}
-    with tqdm(total=len(names) * args.episodes, desc="episodes", unit="ep") as bar:
-        for name in names:
-            per_ep = []
-            for seed in range(args.episodes):
-                per_ep.append(run_episode(args.env, name, seed, overrides))
-                bar.update()
-            rows[name] = {c: float(np.mean([r[c] for r in per_ep])) for c in per_ep[0]}
-    cfg = env.unwrapped.config
-    rounds = getattr(cfg, "episode_rounds", "?")
+    try:
+        for name in names:  # fail before any work on a bad name
+            if ":" in name:  # a trained model: in the action mode it was trained in
+                make_env_and_policy(args.env, overrides, name, 0)[0].close()
+            else:
+                edgeft.make_policy(name, env)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"edgeft compare: error: {err}", file=sys.stderr)
+        return 2
+    rows = compare(args.env, names, args.episodes, overrides, progress=not args.no_progress)
+    rounds = getattr(config_in_force(env), "episode_rounds", "?")
+    env.close()
     print(f"\n{args.env} ({family}), {args.episodes} episodes x {rounds} rounds, "
           f"seeds 0..{args.episodes - 1}; overrides: {overrides or 'none'}\n")
-    print(format_table(rows))
+    print(format_table(rows, family))
     return 0

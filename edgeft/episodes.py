@@ -1,18 +1,27 @@
-"""Play one episode of a policy and reduce it to the metrics the leaderboard reports.
+"""The one episode loop of edgeft: play a policy for an episode and reduce it to metrics.
 
-Shared by the leaderboard (``edgeft.leaderboard``) and the training-time evaluation of
-``edgeft train``, so an agent is scored during training exactly as on the leaderboard.
+Used by ``edgeft compare``, the leaderboard (``edgeft.leaderboard``), ``edgeft figures`` and the
+training-time evaluation of ``edgeft train``, so a policy is scored the same way everywhere.
 
 Metrics are deterministic functions of (env config, policy, seed). The measured decision time is
 kept apart in ``timing`` (it differs from run to run), and per-round curves in ``curves``.
+
+What the MEC metrics are (each a mean over the episode's rounds; a round is one training
+iteration of every user): ``energy`` the energy of a round summed over the N users (device +
+edge, J), ``delay`` a user's delay in a round averaged over the users (s), ``stability`` the
+stability bound averaged over the users, ``cost`` the weighted objective of a round (summed over
+users). FedLoRA: ``avg_delay_s`` the round's delay (s), the other metrics as titled.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from edgeft.policy import family_of
 
 #: per family: metric -> (column title, lower is better?) in display order
 METRICS: dict[str, dict[str, tuple[str, bool]]] = {
@@ -50,7 +59,7 @@ def play_episode(env: Any, policy: Any, seed: int, *, deterministic: bool = True
     Returns:
         ``{"metrics": {...}, "timing": {"decide_ms": ...}, "curves": {...}, "rounds": T}``.
     """
-    family = env.unwrapped.config.family
+    family = family_of(env)
     obs, _ = env.reset(seed=int(seed))
     decide = 0.0
     total = 0.0
@@ -119,3 +128,39 @@ def play_episode(env: Any, policy: Any, seed: int, *, deterministic: bool = True
         curves["round"] = list(range(step, rounds + 1, step))
     return {"metrics": metrics, "timing": {"decide_ms": 1e3 * decide / rounds}, "curves": curves,
             "rounds": rounds}
+
+
+def make_env_and_policy(env_id: str, config: Mapping[str, Any], policy: str, seed: int
+                        ) -> tuple[Any, Any]:
+    """The env ``gym.make(env_id, **config)`` and the policy ``policy`` built for it.
+
+    A trained agent (``"ALGO:PATH"``) gets the env in the action mode it was trained in; every
+    policy gets ``seed`` (the random ones draw from it).
+    """
+    import gymnasium as gym
+
+    from edgeft.policy import make_policy
+
+    config = dict(config)
+    if ":" in policy:
+        from edgeft.agents import saved_action_mode
+
+        mode = saved_action_mode(policy)
+        if mode is not None:
+            config["action_mode"] = mode
+    env = gym.make(env_id, **config)
+    return env, make_policy(policy, env, seed=int(seed))
+
+
+def run_episode(env_id: str, config: Mapping[str, Any], policy: str, seed: int
+                ) -> dict[str, Any]:
+    """:func:`play_episode` of ``policy`` in a fresh ``gym.make(env_id, **config)`` from ``seed``.
+
+    Returns:
+        what :func:`play_episode` returns.
+    """
+    env, pol = make_env_and_policy(env_id, config, policy, seed)
+    try:
+        return play_episode(env, pol, seed)
+    finally:
+        env.close()

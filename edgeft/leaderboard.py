@@ -28,28 +28,29 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
 import os
+import shlex
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgeft.episodes import METRICS, TIMING
-from edgeft.suites import Suite, get_suite, list_suites
+from edgeft.suites import Suite, get_suite, list_suites, spec_differences
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20240607
 EPISODES_FILE = "episodes.jsonl"
 MANIFEST_FILE = "run.json"
-#: rough relative cost per round and user/device of each policy (for scheduling the longest first)
-_COST = {"fp-cccp": 8.0, "greedy": 4.0, "random": 4.0, "ao": 3.0, "resource-only": 3.0,
-         "lyapunov": 3.0, "lyapunov-paper": 3.0}
 
 
 class LeaderboardError(RuntimeError):
@@ -74,36 +75,18 @@ def task_key(row: dict[str, Any]) -> tuple[str, str, int]:
     return (str(row["scenario"]), str(row["policy"]), int(row["seed"]))
 
 
-def _policy_action_mode(policy: str) -> str | None:
-    if ":" not in policy:
-        return None
-    from edgeft.agents import saved_action_mode
-
-    return saved_action_mode(policy)
-
-
 def make_env_and_policy(task: dict[str, Any]) -> tuple[Any, Any]:
     """The env and policy of a task (a trained agent gets the action mode it was trained in)."""
-    import gymnasium as gym
+    from edgeft.episodes import make_env_and_policy as make
 
-    import edgeft
-
-    config = dict(task["config"])
-    mode = _policy_action_mode(task["policy"])
-    if mode is not None:
-        config["action_mode"] = mode
-    env = gym.make(task["env_id"], **config)
-    policy = edgeft.make_policy(task["policy"], env, seed=int(task["seed"]))
-    return env, policy
+    return make(task["env_id"], task["config"], task["policy"], int(task["seed"]))
 
 
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     """Play one task's episode; returns its result row (deterministic apart from ``timing``)."""
-    from edgeft.episodes import play_episode
+    from edgeft.episodes import run_episode
 
-    env, policy = make_env_and_policy(task)
-    out = play_episode(env, policy, task["seed"])
-    env.close()
+    out = run_episode(task["env_id"], task["config"], task["policy"], int(task["seed"]))
     return {"suite": task["suite"], "version": task["version"], "scenario": task["scenario"],
             "policy": task["policy"], "seed": task["seed"], "env_id": task["env_id"],
             "rounds": out["rounds"], "metrics": out["metrics"], "timing": out["timing"],
@@ -111,16 +94,20 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _task_cost(task: dict[str, Any]) -> float:
-    cfg = task["config"]
-    size = cfg.get("num_users", cfg.get("num_devices", 20 if "FedLoRA" in task["env_id"] else 50))
-    fedlora = "FedLoRA" in task["env_id"]
-    rounds = cfg.get("episode_rounds", 5000 if cfg.get("preset") == "paper" and fedlora
-                     else 200 if fedlora else 20)
-    w = _COST.get(task["policy"], 1.0) * (50.0 if "MEC" in task["env_id"] else 1.0)
-    return w * rounds * size
+    """Rough relative cost of a task's episode: policy cost x rounds x devices or users (only
+    the order matters, within one suite)."""
+    from edgeft.policy import family_of, policy_cost
+    from edgeft.registration import make_config
+
+    cfg = make_config(task["env_id"], task["config"])
+    size = getattr(cfg, "num_devices", None) or getattr(cfg, "num_users", 1)
+    return policy_cost(task["policy"], family_of(cfg)) * cfg.episode_rounds * size
 
 
 def _worker_init() -> None:
+    # Ctrl-C reaches every process of the terminal's group: the main process stops the run and
+    # ends the workers, which must not each print a KeyboardInterrupt traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     if "torch" in sys.modules:
@@ -128,14 +115,39 @@ def _worker_init() -> None:
 
 
 def _torch_one_thread(task: dict[str, Any]) -> dict[str, Any]:
-    _worker_init()
-    row = run_task(task)
-    return row
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    return run_task(task)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while worker processes start (they inherit it; no start-up race)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _end_workers(pool: Any) -> None:
+    """Stop a process pool's workers now (running episodes are abandoned, not waited for)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
 
 
 # ---------------------------------------------------------------------------- backends
 def execute(tasks: list[dict[str, Any]], backend: str = "local", workers: int | None = None,
-            address: str | None = None) -> Iterator[dict[str, Any]]:
+            address: str | None = None) -> Generator[dict[str, Any], None, None]:
     """Run ``tasks``; yields result rows as they finish (in completion order).
 
     Args:
@@ -163,19 +175,24 @@ def execute(tasks: list[dict[str, Any]], backend: str = "local", workers: int | 
     method = "spawn" if "torch" in sys.modules else "fork"
     with ProcessPoolExecutor(max_workers=min(n, len(tasks)), mp_context=mp.get_context(method),
                              initializer=_worker_init) as pool:
-        pending = {pool.submit(run_task, t) for t in tasks}
+        with _sigint_ignored():
+            pending = {pool.submit(run_task, t) for t in tasks}
+        finished = False
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     yield fut.result()
+            finished = True
         finally:
             for fut in pending:
                 fut.cancel()
+            if not finished:  # Ctrl-C, a failed episode, or the caller stopped early
+                _end_workers(pool)
 
 
 def _execute_ray(tasks: list[dict[str, Any]], workers: int | None, address: str | None
-                 ) -> Iterator[dict[str, Any]]:
+                 ) -> Generator[dict[str, Any], None, None]:
     try:
         import ray
     except ImportError as err:
@@ -293,19 +310,31 @@ def _prepare_out(out: Path, suite: Suite, policies: list[str], resume: bool) -> 
                 f"{man} is corrupt ({err}); the folder was left as it is") from err
         if (old_suite, old_version, old_fp) != (suite.name, suite.version, suite.fingerprint()):
             raise LeaderboardError(
-                f"{out} holds a run of suite {old_suite} v{old_version} (fingerprint {old_fp}), "
-                f"not {suite.name} v{suite.version} ({suite.fingerprint()}); choose another --out")
+                f"{out} holds a run of suite {old_suite} v{old_version}"
+                f"{_what_differs(old.get('spec'), suite)}; nothing was changed there. Choose "
+                "another --out for this run")
         policies = old_policies + [p for p in policies if p not in old_policies]
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(man, json.dumps(_manifest(suite, policies), indent=1) + "\n")
     return policies
 
 
+def _what_differs(old_spec: Any, suite: Suite, at_most: int = 4) -> str:
+    """" with other settings (field: old -> new, ...)" for the error of a foreign results folder."""
+    if not isinstance(old_spec, dict):
+        return ", not of this suite's definition"
+    diffs = spec_differences(old_spec, suite.spec())
+    if any(d.startswith("num_seeds:") for d in diffs):  # the seed list follows from num_seeds
+        diffs = [d for d in diffs if not d.startswith("seeds")]
+    if not diffs:
+        return ", not of this suite's definition"
+    more = f", and {len(diffs) - at_most} more" if len(diffs) > at_most else ""
+    return " with other settings (" + "; ".join(diffs[:at_most]) + more + ")"
+
+
 def check_policies(suite: Suite, policies: Sequence[str]) -> None:
     """Fail fast, before any episode, on a policy name that cannot play every scenario."""
     import gymnasium as gym
-
-    import edgeft
 
     known_envs = sorted(k for k in gym.registry if k.startswith("edgeft/"))
     for sc in suite.scenarios:
@@ -318,11 +347,10 @@ def check_policies(suite: Suite, policies: Sequence[str]) -> None:
                 env, _ = make_env_and_policy(task)
                 env.close()
             except (ValueError, FileNotFoundError) as err:
-                known = [n for n in edgeft.list_policies(suite.family) if ":" not in n]
+                # make_policy's message lists the family's policies for an unknown name
                 raise LeaderboardError(
-                    f"policy {pol!r} cannot play suite {suite.name} scenario {sc.name}: {err}. "
-                    f"Known {suite.family} policies: {known}, "
-                    "or ALGO:PATH for a trained model") from err
+                    f"policy {pol!r} cannot play suite {suite.name} scenario {sc.name}: {err}"
+                ) from err
 
 
 def default_policies(suite: Suite) -> list[str]:
@@ -385,8 +413,9 @@ def run_leaderboard(suite: str | Suite, policies: Sequence[str] | None = None,
     if max_episodes is not None:
         todo = sorted(todo, key=_task_cost, reverse=True)[:max_episodes]
     with tqdm(total=len(todo), desc=f"{suite.name} episodes", unit="ep", disable=not progress,
-              dynamic_ncols=True) as bar:
-        for row in execute(todo, backend=backend, workers=workers, address=address):
+              dynamic_ncols=True) as bar, contextlib.closing(
+            execute(todo, backend=backend, workers=workers, address=address)) as results:
+        for row in results:
             _append_row(episodes, row)
             bar.update()
     rows = read_rows(episodes)
@@ -528,12 +557,12 @@ def write_plots(out: Path, suite: Suite, summary: dict[str, Any],
             ax.set_xscale("log")
             ax.set_xlabel(suite.sweep[1])
         else:
-            sc = suite.scenarios[0].name
-            es = [e for e in summary["results"] if e["scenario"] == sc]
-            y = np.array([e[part][m]["mean"] for e in es])
+            first = suite.scenarios[0].name
+            es = [e for e in summary["results"] if e["scenario"] == first]
+            means = np.array([e[part][m]["mean"] for e in es])
             err = np.array([[e[part][m]["mean"] - e[part][m]["ci_low"],
                              e[part][m]["ci_high"] - e[part][m]["mean"]] for e in es]).T
-            ax.bar(range(len(es)), y, yerr=err, capsize=3, color="C0")
+            ax.bar(range(len(es)), means, yerr=err, capsize=3, color="C0")
             ax.set_xticks(range(len(es)), [e["policy"] for e in es], rotation=45, ha="right",
                           fontsize=8)
         if m in ("decide_ms", "avg_delay_ratio", "cost", "energy", "delay"):
@@ -600,11 +629,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     names = [s.strip() for s in args.suite.split(",") if s.strip()]
     policies = [p.strip() for p in args.policies.split(",")] if args.policies else None
+    suites: list[Suite] = []
+    current: tuple[int, Path] | None = None  # (index in suites, folder) of the suite running
     try:
         suites = [get_suite(n) for n in names]
         if policies is not None and len({s.family for s in suites}) > 1:
             raise LeaderboardError("--policies with suites of both families: run them separately")
-        for s in suites:
+        for i, s in enumerate(suites):
             out = None
             if args.out:
                 out = Path(args.out) / s.name if len(suites) > 1 else Path(args.out)
@@ -612,6 +643,7 @@ def run(args: argparse.Namespace) -> int:
                 raise LeaderboardError("--resume needs --out (the folder of the run to continue)")
             if out is None:
                 out = default_out(s)
+            current = (i, out)
             t0 = time.perf_counter()
             summary = run_leaderboard(s, policies, out,
                                       resume=args.resume, backend=args.backend,
@@ -625,4 +657,46 @@ def run(args: argparse.Namespace) -> int:
     except (LeaderboardError, ValueError) as err:
         print(f"edgeft leaderboard: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(interrupted_message(args, suites, current), file=sys.stderr)
+        return 130
     return 0
+
+
+def interrupted_message(args: argparse.Namespace, suites: Sequence[Suite],
+                        current: tuple[int, Path] | None) -> str:
+    """The one line printed on Ctrl-C: what is saved and the command that continues the run."""
+    if current is None:
+        return "edgeft leaderboard: interrupted before any episode ran; nothing was written"
+    i, out = current
+    suite = suites[i]
+    try:
+        saved = len(read_rows(out / EPISODES_FILE))
+    except LeaderboardError:
+        saved = -1
+    try:
+        planned = len(json.loads((out / MANIFEST_FILE).read_text())["policies"])
+        total = f" of {planned * len(suite.scenarios) * suite.num_seeds}"
+    except (OSError, ValueError, KeyError, TypeError):
+        total = ""
+    if saved < 0:
+        return f"edgeft leaderboard: interrupted; {out / EPISODES_FILE} could not be read back"
+    opts = ""
+    if args.policies:
+        opts += " --policies " + shlex.quote(args.policies)
+    for flag, value in (("--backend", None if args.backend == "local" else args.backend),
+                        ("--workers", args.workers), ("--address", args.address)):
+        if value is not None:
+            opts += f" {flag} {shlex.quote(str(value))}"
+    opts += " --no-plots" * bool(args.no_plots) + " --no-progress" * bool(args.no_progress)
+    if args.out:  # one --out covers every suite of the command (one subfolder each)
+        names = ",".join(s.name for s in suites)
+        cmd = f"edgeft leaderboard --suite {names} --out {shlex.quote(args.out)} --resume{opts}"
+    else:
+        cmd = (f"edgeft leaderboard --suite {suite.name} --out {shlex.quote(str(out))} "
+               f"--resume{opts}")
+        rest = [s.name for s in suites[i + 1:]]
+        if rest:
+            cmd += f", then edgeft leaderboard --suite {','.join(rest)}{opts}"
+    return (f"edgeft leaderboard: interrupted; {saved}{total} episodes of {suite.name} are saved "
+            f"in {out}. Continue with: {cmd}")

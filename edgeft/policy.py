@@ -13,6 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from edgeft.envs.common import config_in_force
+
 
 @runtime_checkable
 class Policy(Protocol):
@@ -31,6 +33,8 @@ class Policy(Protocol):
 
 # name -> family -> factory(config, action_mode, **kwargs) -> Policy
 _REGISTRY: dict[str, dict[str, Callable[..., Policy]]] = {}
+# (name, family) -> relative cost of a decision, per round and device/user
+_COSTS: dict[tuple[str, str], float] = {}
 # prefix (e.g. "ppo") -> loader(path, env=..., **kwargs) -> Policy
 _PREFIXES: dict[str, Callable[..., Policy]] = {}
 # modules that register policies when imported (kept lazy so `import edgeft` stays light)
@@ -42,9 +46,26 @@ _PROVIDERS = (
 _loaded = False
 
 
-def register_policy(name: str, family: str, factory: Callable[..., Policy]) -> None:
-    """Register ``factory`` under ``name`` for the env ``family`` (``"fedlora"`` or ``"mec"``)."""
+def register_policy(name: str, family: str, factory: Callable[..., Policy], *,
+                    cost: float = 1.0) -> None:
+    """Register ``factory`` under ``name`` for the env ``family`` (``"fedlora"`` or ``"mec"``).
+
+    Args:
+        name: the name :func:`make_policy` accepts.
+        family: the env family the policy plays.
+        factory: ``factory(config, action_mode=..., **kwargs) -> Policy``.
+        cost: rough cost of one decision per round and device/user, relative to the family's
+            other policies (1 = the cheapest). The leaderboard starts the costliest episodes
+            first; results do not depend on it.
+    """
     _REGISTRY.setdefault(name, {})[family] = factory
+    _COSTS[(name, family)] = float(cost)
+
+
+def policy_cost(name: str, family: str) -> float:
+    """The ``cost`` ``name`` was registered with for ``family`` (1 for trained models)."""
+    _load_providers()
+    return _COSTS.get((name, family), 1.0)
 
 
 def register_policy_prefix(prefix: str, loader: Callable[..., Policy]) -> None:
@@ -69,7 +90,8 @@ def _load_providers() -> None:
 
 def family_of(env_or_config: Any) -> str:
     """The env family (``"fedlora"`` / ``"mec"``) of an env, vector env or config."""
-    config = getattr(getattr(env_or_config, "unwrapped", env_or_config), "config", env_or_config)
+    base = getattr(env_or_config, "unwrapped", env_or_config)
+    config = config_in_force(base) if hasattr(base, "config") else env_or_config
     family = getattr(config, "family", None)
     if family is None:
         raise TypeError(
@@ -97,7 +119,8 @@ def make_policy(name: str, env: Any = None, *, config: Any = None, **kwargs: Any
         **kwargs: policy options (e.g. ``action_mode``, ``seed``, ``zeta``).
 
     Raises:
-        ValueError: unknown name (the message lists the known ones).
+        ValueError: unknown name (the message lists the env family's policies, and names the
+            family a policy of another family belongs to).
     """
     _load_providers()
     if ":" in name:
@@ -113,11 +136,14 @@ def make_policy(name: str, env: Any = None, *, config: Any = None, **kwargs: Any
     source = env if env is not None else config
     family = family_of(source)
     if name not in _REGISTRY or family not in _REGISTRY[name]:
-        raise ValueError(
-            f"unknown policy {name!r} for the {family} envs; known: {list_policies(family)}"
-        )
+        known = ", ".join(list_policies(family))
+        if name in _REGISTRY:
+            others = " and ".join(sorted(_REGISTRY[name]))
+            raise ValueError(f"{name!r} is a policy of the {others} envs, not of the {family} "
+                             f"envs; {family} policies: {known}")
+        raise ValueError(f"unknown policy {name!r}; {family} policies: {known}")
     if config is None:
-        config = getattr(env, "unwrapped", env).config
+        config = config_in_force(env)
     if env is not None and "action_mode" not in kwargs:
         kwargs["action_mode"] = config.action_mode
     return _REGISTRY[name][family](config, **kwargs)

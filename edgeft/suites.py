@@ -94,7 +94,8 @@ class Suite:
                          f"{[s.name for s in self.scenarios]}")
 
 
-_BUDGETS_US = (1.0, 2.0, 5.0, 10.0, 50.0)
+#: FT Fig. 5's delay-budget grid (us/bit), used by the fedlora-paper suite and ``edgeft figures``
+BUDGETS_US = (1.0, 2.0, 5.0, 10.0, 50.0)
 
 # Version history (a change that can change a suite's results bumps its version):
 # v2 (all six): the FedLoRA surrogate's default constants are the shipped calibration
@@ -110,7 +111,7 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           "FT Section V.A (preset paper, 5000 rounds) over the delay-budget grid of Fig. 5",
           tuple(Scenario(f"budget-{b:g}us", FEDLORA,
                          {"preset": "paper", "delay_budget_per_bit": b * 1e-6},
-                         sweep_value=b) for b in _BUDGETS_US),
+                         sweep_value=b) for b in BUDGETS_US),
           num_seeds=3, sweep=("delay_budget_per_bit", "delay budget (us/bit)")),
     Suite("fedlora-hard", 2, "fedlora",
           "many devices, tight budget: K = 100, D-bar = 1 us/bit, 200 rounds",
@@ -131,6 +132,27 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           (Scenario("n200-m20", MEC, {"num_users": 200, "num_servers": 20, "episode_rounds": 3}),),
           num_seeds=3),
 )}
+
+
+def spec_differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """What differs between two :meth:`Suite.spec` dicts, as ``"field: old -> new"`` lines.
+
+    Nested fields are named by their path (``scenarios[0].config.episode_rounds: 1000 -> 5000``);
+    a scenario's config field present on one side only reads ``(default)`` on the other.
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in old or k not in new:
+                out.append(f"{sub}: {old.get(k, '(default)')!r} -> {new.get(k, '(default)')!r}")
+            else:
+                out += spec_differences(old[k], new[k], sub)
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, (a, b) in enumerate(zip(old, new))
+                for d in spec_differences(a, b, f"{path}[{i}]")]
+    return [] if old == new else [f"{path}: {old!r} -> {new!r}"]
 
 
 def get_suite(name: str | Suite) -> Suite:
