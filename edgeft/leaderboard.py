@@ -185,9 +185,9 @@ def execute(tasks: list[dict[str, Any]], backend: str = "local", workers: int | 
                     yield fut.result()
             finished = True
         finally:
-            for fut in pending:
-                fut.cancel()
-            if not finished:  # Ctrl-C, a failed episode, or the caller stopped early
+            if not finished:  # Ctrl-C, a failed episode, or the caller stopped early: the
+                # pool marks the episodes not run as failed (cancelling them first would make
+                # its manager thread trip over the cancelled futures, a traceback)
                 _end_workers(pool)
 
 
