@@ -21,6 +21,7 @@ import time
 import gymnasium as gym
 import numpy as np
 from edgeft.baselines.fedlora.reference import ref_lyapunov_decision
+from edgeft.envs.common import config_in_force
 
 import edgeft
 
@@ -60,7 +61,7 @@ def main() -> None:
           + f" {'brentq-ref':>12s} {'speed-up':>9s}")
     for k in (20, 100, 1000):
         env, obs_list = observations(k)
-        cfg = env.unwrapped.config
+        cfg = config_in_force(env)
         row = []
         for name in POLICIES:
             policy = edgeft.make_policy(name, env, **({"seed": 0} if name == "random" else {}))

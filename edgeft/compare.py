@@ -23,7 +23,7 @@ import numpy as np
 from edgeft.episodes import METRICS, TIMING
 from edgeft.overrides import parse_overrides
 
-__all__ = ["add_arguments", "compare", "format_table", "parse_overrides", "run"]
+__all__ = ["add_arguments", "compare", "format_table", "run"]
 
 
 def compare(env_id: str, policies: list[str], episodes: int, overrides: dict[str, Any],
