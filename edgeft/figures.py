@@ -242,7 +242,7 @@ def mec_fig2(args: argparse.Namespace, out: Path) -> Path:
     from edgeft.baselines.mec import solver as S
     from edgeft.baselines.mec.policies import GreedyPolicy
     from edgeft.envs.common import config_in_force
-    from edgeft.envs.mec import formulas as F
+    from edgeft.envs.mec.reward import per_user_terms
     from edgeft.episodes import play_episode
     from edgeft.suites import TEST_SEED_BASE
 
@@ -278,7 +278,7 @@ def mec_fig2(args: argparse.Namespace, out: Path) -> Path:
             obs, _ = env.reset(seed=seed)
             inst = base.instance_of(obs)
             action, _ = make(seed).predict(obs, deterministic=True)
-            terms = F.per_user_terms(inst, base.action_to_decision(action, inst)[0],
+            terms = per_user_terms(inst, base.action_to_decision(action, inst)[0],
                                      include_upload_delay=cfg.upload_delay)
             up["energy"] += float(terms["upload_energy"].sum())
             up["delay"] += float(terms["upload_time"].sum()) if cfg.upload_delay else 0.0

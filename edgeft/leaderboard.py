@@ -5,13 +5,18 @@ do not depend on the backend, the worker count or the order in which episodes fi
 --out (default results/<suite>-v<version>, or the next free results/<suite>-v<version>-N):
 
     run.json        the suite's definition, the policies, versions
-    episodes.jsonl  one row per finished episode, appended as it finishes (a kill loses no
-                    finished episode; --resume runs only the missing ones)
+    episodes.jsonl  one row per finished episode, appended as it finishes (Ctrl-C or a kill
+                    loses no finished episode; Ctrl-C prints the command that continues the
+                    run, and --resume runs only the missing ones)
     summary.json    per (scenario, policy): mean and bootstrap 95% interval of every metric
     summary.csv     the same, one row per (scenario, policy)
     summary.md      the Markdown table (also printed)
-    plots/*.png     metric bars or curves vs the suite's sweep, loss/accuracy vs round,
-                    decision time
+    plots/metrics.png  each metric and the decision time per policy (bars, or lines vs the
+                    suite's sweep); FedLoRA also plots/curves_<scenario>.png, loss and
+                    accuracy vs round
+
+MEC columns: "energy (J)" is a round's energy summed over the users (device + edge), "delay (s)"
+a round's delay averaged over the users, both averaged over the episode's rounds.
 
 Decision time is measured, so it differs from run to run: it is kept in the "timing" part of
 each row and in the decide_ms columns, apart from the deterministic metrics; two runs of the

@@ -277,3 +277,30 @@ def test_ctrl_c_prints_one_line_with_the_resume_command(tmp_path):
     rows = lb.read_rows(episodes)
     assert len(rows) == 16 and len({lb.task_key(r) for r in rows}) == 16
     assert json.loads((out / "summary.json").read_text())["episodes"] == 16
+
+
+def test_mec_fig2_bars_are_energy_summed_and_delay_averaged_over_users(tmp_path, capsys):
+    """What the mec-fig2 labels say, against a plain loop over the env's per-user info."""
+    import numpy as np
+
+    from edgeft.cli import main
+    from edgeft.figures import MEC_LABELS
+    from edgeft.suites import TEST_SEED_BASE
+
+    assert main(["figures", "--only", "mec-fig2", "--users", "4", "--servers", "2", "--seeds",
+                 "2", "--out", str(tmp_path)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "(fp-cccp)" in x)
+    shown = dict(re.findall(r"(\w+) ([-+.e\d]+)", line.split(": ", 1)[1]))
+    energy, delay = [], []
+    for seed in (TEST_SEED_BASE, TEST_SEED_BASE + 1):
+        env = gym.make(MEC, num_users=4, num_servers=2, episode_rounds=1)
+        policy = edgeft.make_policy("fp-cccp", env, seed=seed)
+        obs, _ = env.reset(seed=seed)
+        info = env.step(policy.predict(obs, deterministic=True)[0])[4]
+        energy.append(np.sum(info["energy"]))
+        delay.append(np.mean(info["delay"]))
+    assert float(shown["energy"]) == pytest.approx(np.mean(energy), rel=1e-3)
+    assert float(shown["delay"]) == pytest.approx(np.mean(delay), rel=1e-3)
+    assert "sum over users" in MEC_LABELS["energy"] and "mean over users" in MEC_LABELS["delay"]
+    assert 0.0 < float(shown["upload_energy_share"]) <= 1.0
+    assert len(list(tmp_path.glob("mec-fig2-*.png"))) == 1
