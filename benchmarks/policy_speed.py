@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 from edgeft.baselines.fedlora.reference import ref_lyapunov_decision
 from edgeft.envs.common import config_in_force
+from edgeft.envs.fedlora.types import decode_observation
 
 import edgeft
 
@@ -76,7 +77,7 @@ def main() -> None:
             lyap = edgeft.make_policy("lyapunov", env)
             times = []
             for o in obs_list:
-                dec = env.unwrapped.decode(o)
+                dec = decode_observation(o, cfg)
                 t0 = time.perf_counter()
                 n_ref, _ = ref_lyapunov_decision(dec.gain, dec.bits, float(dec.queue), cfg.budget_s,
                                                  cfg.noise_psd, cfg.bandwidth_hz, cfg.zeta)
