@@ -1,10 +1,12 @@
 """The MEC paper's method and benchmarks as policies with stable-baselines3's ``predict``.
 
-Every policy reads the round from the observation alone (``generator.decode_observation``),
-decides in SI units, and writes the decision in the env's action mode: exactly in ``"full"``,
-alpha and server in ``"discrete"`` (the env then applies its fast resource rule), and the
-nearest box point in ``"box"`` (the box mode always fills each server's band and GPU, so a
-decision that leaves capacity unused is scaled up). All policies are myopic in the round's
+Every policy reads the round from the observation alone (``observation.decode_observation``
+with the config it was given: build policies with ``edgeft.make_policy(name, env)``, which
+passes the env's ``config_in_force``), decides in SI units, and writes the decision in the env's
+action mode with ``actions.decision_to_action``: exactly in ``"full"``, alpha and server in
+``"discrete"`` (the env then applies its fast resource rule), and the nearest box point in
+``"box"`` (the box mode always fills each server's band and GPU, so a decision that leaves
+capacity unused is scaled up). All policies are myopic in the round's
 weighted cost (the energy-budget queue is not used). The wall time of the last decision is
 ``policy.last_solve_time`` and all of them are in ``policy.solve_times``.
 
@@ -24,10 +26,12 @@ import time
 from typing import Any
 
 import numpy as np
-from edgeft.envs.mec import generator as G
-from edgeft.envs.mec.actions import MIN_FRACTION, decision_to_fractions, fast_resource_rule
+from edgeft.envs.mec import reward as R
+from edgeft.envs.mec.actions import decision_to_action
 from edgeft.envs.mec.config import MECConfig
-from edgeft.envs.mec.types import MECDecision, MECInstance
+from edgeft.envs.mec.observation import decode_observation
+from edgeft.envs.mec.resources import fast_resource_rule
+from edgeft.envs.mec.types import MECDecision, MECInstance, instance_from_state
 
 from . import solver as S
 
@@ -67,7 +71,7 @@ class MECPolicy:
         if obs.ndim == 2:
             acts = [self.predict(o)[0] for o in obs]
             return np.stack(acts), state
-        inst = G.instance_from_state(self.config, G.decode_observation(self.config, obs))
+        inst = instance_from_state(self.config, decode_observation(obs.ravel(), self.config))
         t0 = time.perf_counter()
         dec = self.decide(inst)
         self.last_solve_time = time.perf_counter() - t0
@@ -77,24 +81,8 @@ class MECPolicy:
         return self.encode(inst, dec), state
 
     def encode(self, inst: MECInstance, dec: MECDecision) -> np.ndarray:
-        """The action of ``self.action_mode`` expressing ``dec``."""
-        if self.action_mode == "full":
-            return decision_to_fractions(inst, dec)
-        if self.action_mode == "discrete":
-            return np.concatenate([np.round(dec.alpha) - 1, dec.server]).astype(np.int64)
-        t = decision_to_fractions(inst, dec)
-        m, y = self.config.num_servers, self.config.num_layers
-        u = np.empty_like(t)
-        u[:, 0] = (t[:, 0] - 1) / max(y - 2, 1)
-        u[:, 1] = (t[:, 1] + 0.5) / m
-        u[:, 2] = (t[:, 2] - MIN_FRACTION) / (1 - MIN_FRACTION)
-        u[:, 4] = (t[:, 4] - MIN_FRACTION) / (1 - MIN_FRACTION)
-        for col in (3, 5):  # shares: w = MIN + u normalised per server; pick the largest scale
-            top = np.zeros(m)
-            np.maximum.at(top, dec.server, t[:, col])
-            k = (1 + MIN_FRACTION) / top[dec.server]
-            u[:, col] = k * t[:, col] - MIN_FRACTION
-        return (2 * np.clip(u, 0, 1) - 1).ravel().astype(np.float32)
+        """The action of ``self.action_mode`` expressing ``dec`` (``decision_to_action``)."""
+        return decision_to_action(dec, self.config, self.action_mode, inst)
 
     # -- shared steps
     def _finish(self, inst: MECInstance, res: S.AOResult) -> MECDecision:
@@ -150,7 +138,7 @@ class FPCCCPPolicy(MECPolicy):
     (``solver.cccp_congestion``; ``starts`` starts: the current association, the fractional 1/M
     point and random fractional points near the current one) on the association cost with
     per-server congestion, pick the candidate with the lowest cost under the exact resource
-    rule (``actions.fast_resource_rule``), re-optimise it with FP-AO and keep it only if the
+    rule (``resources.fast_resource_rule``), re-optimise it with FP-AO and keep it only if the
     weighted cost decreases. Finally round alpha and re-solve.
 
     NOTES: written with the budgets as equalities the paper's LP never moves; with per-pair
@@ -250,11 +238,8 @@ def _with_alpha(dec: MECDecision, alpha: np.ndarray) -> MECDecision:
 
 def _per_user_cost(inst: MECInstance, dec: MECDecision, weights: tuple[float, float, float],
                    upload_delay: bool) -> np.ndarray:
-    from edgeft.envs.mec.formulas import per_user_terms
-
-    t = per_user_terms(inst, dec, include_upload_delay=upload_delay)
-    we, wt, ws = weights
-    return we * t["energy"] + wt * t["delay"] + ws * t["stability"]
+    return R.per_user_cost(R.per_user_terms(inst, dec, include_upload_delay=upload_delay),
+                           weights)
 
 
 POLICIES: dict[str, type[MECPolicy]] = {

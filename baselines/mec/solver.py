@@ -2,7 +2,7 @@
 
 All optimisation here works on one round's :class:`~edgeft.envs.mec.types.MECInstance` and the
 normalised weights (omega_e, omega_t, omega_s); every objective value is the env's own
-``formulas.weighted_cost`` (continuous alpha inside the relaxation). cvxpy is imported lazily.
+``reward.weighted_cost`` (continuous alpha inside the relaxation). cvxpy is imported lazily.
 
 P4 (fixed association chi, fixed auxiliaries z, v, q) in solver units (p in W, b in MHz,
 f in GHz, s in Mbit, rates in Mbit/s)::
@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 from edgeft.envs.mec import formulas as F
-from edgeft.envs.mec.actions import MIN_FRACTION
+from edgeft.envs.mec import reward as R
+from edgeft.envs.mec.config import MIN_FRACTION
 from edgeft.envs.mec.types import MECDecision, MECInstance
 
 #: Open solvers tried in order: Clarabel (interior point, exponential cones); with shorter steps
@@ -110,7 +111,7 @@ class P4Problem:
 
     def is_dpp(self) -> bool:
         """Whether the problem is DCP under DPP (so cvxpy compiles it once)."""
-        return bool(self.problem.is_dcp(dpp=True))
+        return bool(self.problem.is_dpp())  # context "dcp": = is_dcp(dpp=True) (cvxpy docs)
 
     def solve(self, values: dict[str, Any]) -> dict[str, np.ndarray]:
         """Set parameter values and solve; returns the variables' values (solver units).
@@ -195,7 +196,7 @@ def to_decision(inst: MECInstance, server: np.ndarray, sol: dict[str, np.ndarray
 def cost_of(inst: MECInstance, dec: MECDecision, weights: tuple[float, float, float],
             upload_delay: bool) -> float:
     """P3's objective H (the env's weighted cost, continuous alpha allowed)."""
-    return F.weighted_cost(inst, dec, weights, include_upload_delay=upload_delay)
+    return R.weighted_cost(inst, dec, weights, include_upload_delay=upload_delay)
 
 
 def equal_share_decision(inst: MECInstance, server: np.ndarray, alpha: Any = None
@@ -482,7 +483,7 @@ class CongestionQP:
     """The convex part of the association problem with congestion, compiled once (Clarabel).
 
     With alpha, p and f_n fixed and each server splitting its band and GPU by the square-root
-    rule (the model of ``actions.heuristic_resource_rule``), the association-dependent cost is,
+    rule (the model of ``resources.heuristic_resource_rule``), the association-dependent cost is,
     per server m,
 
         (sum_n chi_nm u_nm)^2 + (sum_n chi_nm v_nm)^2 + sum_n chi_nm l_nm

@@ -1,4 +1,4 @@
-"""Action spaces of the MEC env, their projection rules, and the fast resource rule.
+"""Action spaces of the MEC env, their projection rules, and action <-> decision in both ways.
 
 Every mode maps to one :class:`MECDecision` (SI units). Columns of the ``"full"`` action, per
 user n (shape (N, 6)):
@@ -23,26 +23,36 @@ user), u = (x + 1)/2; alpha = 1 + round(u (Upsilon - 2)), server =
 min(floor(u M), M - 1), power and freq_user = MIN_FRACTION + u (1 - MIN_FRACTION); bandwidth and
 freq_edge shares = (MIN_FRACTION + u) normalised over each server's users, so the budgets are
 always used in full. ``"discrete"``: MultiDiscrete([Upsilon - 1] * N + [M] * N), alpha = a + 1 and
-the server; power, bandwidth and frequencies by :func:`fast_resource_rule`, the exact minimiser
-of the round's weighted cost for that (alpha, server) (per-server KKT multipliers by safeguarded
-Newton, O(N) numpy; it matches the reference FP-AO resource solve and SLSQP multi-start, see
-tests/mec/test_resource_rule.py). :func:`heuristic_resource_rule` keeps the earlier closed-form
-approximation (p = p^max, square-root shares; ~1-2% above the optimum).
+the server; power, bandwidth and frequencies by ``resources.fast_resource_rule``, the exact
+minimiser of the round's weighted cost for that (alpha, server).
+
+:func:`action_to_decision` maps an action of any mode to the decision the env applies;
+:func:`decision_to_action` is the reverse, the action of a mode that expresses a decision (what
+the reference policies and behaviour cloning write). :func:`constraint_violations` measures
+P1's constraints (9a)-(9g) of a decision (all 0 after projection).
+
+The resource rules moved to ``resources``; their names stay importable from here.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from edgeft.envs.common import as_action_array
-from edgeft.envs.mec.config import MECConfig
+from edgeft.envs.mec.config import MIN_FRACTION, MECConfig
+from edgeft.envs.mec.resources import (  # noqa: F401  (re-exported: old import paths)
+    LN2,
+    _kappa_rho,
+    fast_resource_rule,
+    heuristic_resource_rule,
+    optimal_edge_frequency,
+    optimal_power_bandwidth,
+    server_sums,
+)
 from edgeft.envs.mec.types import MECDecision, MECInstance
 from gymnasium import spaces
 
-MIN_FRACTION = 1e-3
-LN2 = math.log(2.0)
 COLUMNS = ("alpha", "server", "power", "bandwidth", "freq_user", "freq_edge")
 
 
@@ -58,12 +68,11 @@ def action_space(config: MECConfig) -> spaces.Space:
     return spaces.MultiDiscrete(np.array([y - 1] * n + [m] * n, dtype=np.int64))
 
 
-def _server_sums(values: np.ndarray, server: np.ndarray, m: int) -> np.ndarray:
-    return np.bincount(server, weights=values, minlength=m)
+_server_sums = server_sums  # the old private name (kept for callers)
 
 
 def _cap_shares(shares: np.ndarray, server: np.ndarray, m: int) -> np.ndarray:
-    tot = _server_sums(shares, server, m)
+    tot = server_sums(shares, server, m)
     scale = np.where(tot > 1.0, 1.0 / np.maximum(tot, 1e-300), 1.0)
     return shares * scale[server]
 
@@ -136,7 +145,7 @@ def box_to_table(config: MECConfig, action: object) -> tuple[np.ndarray, dict[st
     t[:, 4] = MIN_FRACTION + u[:, 4] * (1.0 - MIN_FRACTION)
     for col in (3, 5):
         w = MIN_FRACTION + u[:, col]
-        t[:, col] = w / _server_sums(w, server, m)[server]
+        t[:, col] = w / server_sums(w, server, m)[server]
     return t, report
 
 
@@ -159,343 +168,104 @@ def discrete_to_alpha_server(config: MECConfig, action: object) -> tuple[np.ndar
     return alpha, server.astype(np.int64)
 
 
-def fast_resource_rule(inst: MECInstance, alpha: np.ndarray, server: np.ndarray,
-                       weights: tuple[float, float, float], upload_delay: bool = True
-                       ) -> MECDecision:
-    """The cost-minimising power, bandwidth and frequencies for given (alpha, server).
+def action_to_decision(config: MECConfig, action: Any, inst: MECInstance
+                       ) -> tuple[MECDecision, dict[str, float]]:
+    """Validate, project and map an action of ``config.action_mode`` to a decision (SI units).
 
-    Used by the ``"discrete"`` mode. With alpha and the association fixed, the round's weighted
-    cost (``formulas.weighted_cost``) separates into three independent problems, each solved to
-    machine precision in O(N) vectorised numpy (a fixed small number of Newton steps, no solver):
+    Returns the decision and the projection report (per column of the ``"full"`` table, the
+    largest change the projection made; all 0 in ``"discrete"`` mode, whose resources come
+    from ``resources.fast_resource_rule``).
 
-    * device GPU: f_n = min(f_n^max, (omega_t / (2 omega_e kappa_1))^(1/3)), the exact minimiser
-      of alpha (omega_t T_n + omega_e E_n) (MEC eq. 25 set to 0), floored at ``MIN_FRACTION``
-      f_n^max;
-    * edge GPU (:func:`optimal_edge_frequency`): per server, min sum_n c_n (omega_t / f +
-      omega_e kappa_2 f^2), c_n = (Upsilon - alpha_n) psi_n / (C_m D_m), subject to
-      sum_n f_nm <= f_m^max: each user's energy-optimal frequency if they fit, otherwise the
-      KKT point c_n (omega_t / f^2 - 2 omega_e kappa_2 f) = mu_m with one multiplier per server;
-    * power and bandwidth (:func:`optimal_power_bandwidth`): per server, min sum_n
-      s_n (omega_e p_n + omega_t) / r(p_n, b_n) subject to p_lo <= p_n <= p_n^max and
-      sum_n b_n <= b_m^max (the band is always used in full): KKT with one multiplier per
-      server, the optimal power for a bandwidth in closed form.
-
-    The first two are convex. In the third, the upload cost V_n(b) at its best power is convex
-    in b: -V_n'(b) (envelope theorem, continuous) is a decreasing function of b on each piece
-    where the power is interior or at a bound (see :func:`optimal_power_bandwidth`). So each
-    KKT point is the global minimum: the rule is at or below the FP-AO resource solve
-    (``baselines.mec.solver``) and SLSQP multi-start (tests/mec/test_resource_rule.py).
-    ``upload_delay=False`` (the paper's literal model) drops omega_t from the upload term, which
-    makes p_n = p_lo optimal. With omega_t = 0 the frequencies sit at their floors (the cost
-    has no minimum there).
-    :func:`heuristic_resource_rule` is the earlier closed-form approximation.
+    Raises:
+        ValueError: a malformed action (wrong shape, NaN/inf, non-integers in discrete mode).
     """
-    we, wt, _ = weights
-    server = np.asarray(server, dtype=np.int64)
+    mode = config.action_mode
+    if mode == "full":
+        table, report = project_full(config, action)
+        return fractions_to_decision(inst, table), report
+    if mode == "box":
+        table, report = box_to_table(config, action)
+        return fractions_to_decision(inst, table), report
+    alpha, server = discrete_to_alpha_server(config, action)
+    dec = fast_resource_rule(inst, alpha, server, config.weights, config.upload_delay)
+    return dec, {c: 0.0 for c in COLUMNS}
+
+
+def discrete_action(alpha: np.ndarray, server: np.ndarray) -> np.ndarray:
+    """The ``"discrete"`` action [alpha - 1] * N + [server] * N (alpha rounded to integers)."""
+    return np.concatenate([np.round(alpha) - 1, server]).astype(np.int64)
+
+
+def decision_to_action(decision: MECDecision, config: MECConfig, action_mode: str | None = None,
+                       inst: MECInstance | None = None) -> np.ndarray:
+    """The action of ``action_mode`` (default ``config.action_mode``) expressing ``decision``.
+
+    ``"full"``: exactly (up to float rounding; :func:`decision_to_fractions`). ``"discrete"``:
+    alpha and server (the env then applies its resource rule; ``inst`` may be None).
+    ``"box"``: the nearest box point; the box mode always fills each server's band and GPU, so
+    a decision that leaves capacity unused is scaled up (per server, the largest share maps to
+    the top of the box).
+
+    Raises:
+        ValueError: an unknown ``action_mode``, or no ``inst`` for ``"full"`` / ``"box"``.
+    """
+    mode = action_mode or config.action_mode
+    if mode == "discrete":
+        return discrete_action(decision.alpha, decision.server)
+    if mode not in ("full", "box"):
+        raise ValueError(f"action_mode must be one of {list(config.ACTION_MODES)}, got {mode!r}")
+    if inst is None:
+        raise ValueError(f"decision_to_action needs the round's instance for action_mode {mode!r}")
+    t = decision_to_fractions(inst, decision)
+    if mode == "full":
+        return t
+    m, y = config.num_servers, config.num_layers
+    u = np.empty_like(t)
+    u[:, 0] = (t[:, 0] - 1) / max(y - 2, 1)
+    u[:, 1] = (t[:, 1] + 0.5) / m
+    u[:, 2] = (t[:, 2] - MIN_FRACTION) / (1 - MIN_FRACTION)
+    u[:, 4] = (t[:, 4] - MIN_FRACTION) / (1 - MIN_FRACTION)
+    for col in (3, 5):  # shares: w = MIN + u normalised per server; pick the largest scale
+        top = np.zeros(m)
+        np.maximum.at(top, decision.server, t[:, col])
+        k = (1 + MIN_FRACTION) / top[decision.server]
+        u[:, col] = k * t[:, col] - MIN_FRACTION
+    return (2 * np.clip(u, 0, 1) - 1).ravel().astype(np.float32)
+
+
+def constraint_violations(inst: MECInstance, alpha: Any, chi: Any, power: Any,
+                          bandwidth: Any, freq_user: Any, freq_edge: Any) -> dict[str, float]:
+    """Largest violation of each constraint (9a)-(9g) of P1; 0 means satisfied.
+
+    Budget violations (9d)-(9g) are relative to the budget (e.g. sum_n b_nm / b_m^max - 1);
+    negative resources count in absolute units.
+
+    ``chi`` is the (N, M) association, ``bandwidth`` and ``freq_edge`` are (N, M) allocations
+    b_nm, f_nm (or (N,) values at the associated server). Budgets (9e), (9g) are capacities
+    (``<=``, NOTES). (9a) uses alpha in {1, ..., Upsilon - 1} (alpha = Upsilon has an infinite
+    stability bound). Non-negativity of p, b, f is checked with their constraints.
+    """
+    chi = np.asarray(chi, dtype=np.float64)
     alpha = np.asarray(alpha, dtype=np.float64)
-    if we > 0:
-        fu = np.minimum(inst.f_user_max, (wt / (2 * we * inst.kappa_user)) ** (1.0 / 3.0))
-    else:
-        fu = inst.f_user_max.copy()
-    fu = np.maximum(fu, MIN_FRACTION * inst.f_user_max)
-    fe = optimal_edge_frequency(inst, alpha, server, weights)
-    p, b = optimal_power_bandwidth(inst, server, weights, upload_delay)
-    return MECDecision(alpha=alpha, server=server, power=p, bandwidth=b, freq_user=fu,
-                       freq_edge=fe)
-
-
-# ------------------------------------------------------------------ exact rule: pieces
-# The two multiplier searches below invert universal increasing curves (no per-user
-# parameters) of the SNR x or of a frequency ratio: a log-log table, linear interpolation
-# (error ~3e-6 in log x at this spacing) and one Newton step (error ~1e-11).
-_SERIES_BELOW = 1e-5
-_NEWTON_TOL = 1e-8
-_MAX_ITER = 60
-_GRID = np.linspace(-32.0, 32.0, 12801)  # log of the curves' argument
-_TABLES: dict[str, np.ndarray] = {}
-
-
-def _kappa_rho(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """kappa(x) = (1 + x) ln(1 + x) - x, rho(x) = ln(1 + x) - x / (1 + x) and ln(1 + x).
-
-    Both are ~x^2/2 for small x, computed directly with relative error ~eps / x; below
-    ``_SERIES_BELOW`` (error ~2e-11) their series to x^4 (truncation error ~x^3) take over.
-    """
-    log1 = np.log1p(x)
-    kappa = (1.0 + x) * log1 - x
-    rho = log1 - x / (1.0 + x)
-    small = x < _SERIES_BELOW
-    if small.any():
-        xs = x[small]
-        kappa[small] = xs * xs * (0.5 + xs * (-1.0 / 6.0 + xs / 12.0))
-        rho[small] = xs * xs * (0.5 + xs * (-2.0 / 3.0 + xs * 0.75))
-    return kappa, rho, log1
-
-
-def _snr_curves(x: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The SNR curves in log-log form: (log h, its slope, log Phi, slope, log kappa, slope).
-
-    h(x) = rho x^2 / ln(1 + x)^2 and Phi(x) = (1 + x) kappa rho / ln(1 + x) (see
-    :func:`optimal_power_bandwidth`); slopes are d log / d log x.
-    """
-    kappa, rho, log1 = _kappa_rho(x)
-    x1 = x / (1.0 + x)
-    lk, lr, ll = np.log(kappa), np.log(rho), np.log(log1)
-    sk = x * log1 / kappa
-    sr = x1 * x1 / rho
-    sl = x1 / log1
-    return (lr + 2.0 * np.log(x) - 2.0 * ll, sr + 2.0 - 2.0 * sl,
-            log1 + lk + lr - ll, x1 + sk + sr - sl, lk, sk)
-
-
-def _ratio_curve(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """log tau(w), tau = (1 + w)^2 - 1 / (1 + w) = w (3 + 3w + w^2) / (1 + w), and its slope."""
-    q = 3.0 + w * (3.0 + w)
-    return np.log(w) + np.log(q) - np.log1p(w), 1.0 + w * (3.0 + 2.0 * w) / q - w / (1.0 + w)
-
-
-def _table(name: str) -> np.ndarray:
-    """The curve ``name`` (log value) on ``_GRID`` (increasing), built once per process."""
-    if name not in _TABLES:
-        x = np.exp(_GRID)
-        h, _, phi, _, lk, _ = _snr_curves(x)
-        _TABLES.update({"h": h, "phi": phi, "kappa": lk, "kappa/x": lk - _GRID,
-                        "tau": _ratio_curve(x)[0]})
-    return _TABLES[name]
-
-
-def _start(name: str, log_target: np.ndarray) -> np.ndarray:
-    """log of the argument where curve ``name`` reaches ``log_target`` (table interpolation)."""
-    return np.interp(log_target, _table(name), _GRID)
-
-
-def _per_server_root(level: Callable[[np.ndarray], tuple[np.ndarray, ...]],
-                     lo: np.ndarray, hi: np.ndarray, start: np.ndarray, server: np.ndarray,
-                     target: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per server, the log-multiplier l with sum_{n in m} value_n(l) = target_m.
-
-    ``level(l_per_user)`` returns each user's value (decreasing in l), d log value / d l and
-    anything else. Newton on log(sum) - log(target), safeguarded by the bracket [lo, hi]
-    (bisection when a step leaves it), vectorised over the ``active`` servers (the others are
-    ignored), until every relative residual is below ``_NEWTON_TOL`` (typically after 2-4
-    steps; the callers then scale to the exact target, which moves the cost by ~1e-16
-    relative). Returns ``level``'s output at the root.
-    """
-    m = target.shape[0]
-    ell = start
-    for _ in range(_MAX_ITER):
-        out = level(ell[server])
-        val, slope = out[0], out[1]
-        tot = np.where(active, _server_sums(val, server, m), target)
-        g = np.log(tot / target)
-        if np.abs(g).max() < _NEWTON_TOL:
-            return out
-        dg = _server_sums(val * slope, server, m) / tot
-        lo = np.where(g > 0, ell, lo)
-        hi = np.where(g < 0, ell, hi)
-        step = ell - g / np.where(dg < 0, dg, -1.0)
-        ell = np.where((step >= lo) & (step <= hi), step, 0.5 * (lo + hi))
-    return level(ell[server])
-
-
-def _bracket(ell_n: np.ndarray, server: np.ndarray, m: int, active: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per server: min, max and mean of the users' log-multipliers at the equal share."""
-    lo = np.full(m, np.inf)
-    hi = np.full(m, -np.inf)
-    on = active[server]
-    np.minimum.at(lo, server[on], ell_n[on])
-    np.maximum.at(hi, server[on], ell_n[on])
-    count = np.bincount(server[on], minlength=m)
-    mean = np.bincount(server[on], weights=ell_n[on], minlength=m) / np.maximum(count, 1)
-    return np.where(active, lo, 0.0), np.where(active, hi, 0.0), np.where(active, mean, 0.0)
-
-
-def optimal_edge_frequency(inst: MECInstance, alpha: np.ndarray, server: np.ndarray,
-                           weights: tuple[float, float, float]) -> np.ndarray:
-    """Edge GPU frequencies f_nm minimising the edge compute cost under the capacities (9g).
-
-    Per server m: min sum_n c_n (omega_t / f_n + omega_e kappa_2 f_n^2) subject to
-    sum_n f_n <= f_m^max, with c_n = (Upsilon - alpha_n) psi_n / (C_m D_m) (convex).
-    Unconstrained, every user takes f* = (omega_t / (2 omega_e kappa_2))^(1/3); where
-    n_m f* > f_m^max the capacity binds and c_n (omega_t / f^2 - 2 omega_e kappa_2 f) = mu_m:
-    with f = f* / (1 + w), w solves tau(w) = (1 + w)^2 - 1 / (1 + w) = mu f*^2 / (c_n omega_t),
-    a universal increasing curve; mu_m by safeguarded Newton. omega_e = 0: the square-root
-    rule f_n proportional to sqrt(c_n) fills the capacity; omega_t = 0: the floor
-    ``MIN_FRACTION`` f_m^max / n_m. Returns (N,) Hz.
-    """
-    we, wt, _ = weights
-    m = inst.num_servers
-    server = np.asarray(server, dtype=np.int64)
-    count = np.bincount(server, minlength=m).astype(np.float64)
-    cap = inst.f_edge_max
-    c = (inst.num_layers - np.asarray(alpha, dtype=np.float64)) * inst.psi / (
-        inst.cores_edge[server] * inst.flops_edge[server])
-    if wt <= 0:
-        return MIN_FRACTION * cap[server] / count[server]
-    if we <= 0:
-        w = np.sqrt(c)
-        return w / _server_sums(w, server, m)[server] * cap[server]
-    f_star = (wt / (2.0 * we * inst.kappa_edge)) ** (1.0 / 3.0)
-    active = count * f_star > cap
-    if not active.any():
-        return np.full(server.shape[0], f_star)
-    log_scale = np.log(f_star**2 / (c * wt))  # log tau = log mu + log_scale
-
-    def level(ell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        target = ell + log_scale
-        u = _start("tau", target)
-        val, slope = _ratio_curve(np.exp(u))
-        w = np.exp(u + (target - val) / slope)
-        return f_star / (1.0 + w), -w / ((1.0 + w) * slope)
-
-    on = active[server]
-    eq = np.minimum((cap / np.maximum(count, 1.0))[server], f_star)
-    ell_n = np.log(np.maximum(c * (wt / eq**2 - 2.0 * we * inst.kappa_edge * eq), 1e-300))
-    lo, hi, start = _bracket(ell_n, server, m, active)
-    f, _ = _per_server_root(level, lo, hi, start, server, cap, active)
-    tot = _server_sums(f, server, m)
-    f = f * (cap / np.where(tot > 0, tot, 1.0))[server]  # the binding capacity in full, exactly
-    return np.where(on, f, f_star)
-
-
-def optimal_power_bandwidth(inst: MECInstance, server: np.ndarray,
-                            weights: tuple[float, float, float], upload_delay: bool = True
-                            ) -> tuple[np.ndarray, np.ndarray]:
-    """Transmit powers and bandwidths minimising the upload cost under (9d) and (9e).
-
-    Per server m: min sum_n s_n (omega_e p_n + omega_t) / r_n, r_n = b_n log2(1 + x_n),
-    x_n = S_n p_n / b_n (S_n = g_nm / sigma^2), subject to p_lo <= p_n <= p_n^max
-    (p_lo = ``MIN_FRACTION`` p_n^max, as in the reference solver) and sum_n b_n <= b_m^max.
-    For a given b the cost is decreasing then increasing in p, stationary where
-    kappa(x) = omega_t S / (omega_e b), kappa(x) = (1 + x) ln(1 + x) - x: the best power is
-    that point clipped to [p_lo, p^max], and it grows with b. With the multiplier lambda_m of
-    the band, user n's stationarity in b is lambda = s (omega_e p + omega_t) ln2 rho(x) /
-    (b ln(1 + x))^2, rho(x) = ln(1 + x) - x / (1 + x). At an interior power this is
-    lambda = C_n Phi(x) with C_n = s omega_e^2 ln2 / (omega_t S^2) and
-    Phi(x) = (1 + x) kappa rho / ln(1 + x), and b = omega_t S / (omega_e kappa(x)); at a power
-    held at a bound p it is lambda = s (omega_e p + omega_t) ln2 / (S p)^2 h(x) with
-    h(x) = rho x^2 / ln(1 + x)^2 and b = S p / x. Phi and h are universal increasing curves
-    (inverted by table and Newton) and x falls as b grows in both cases, so lambda falls with
-    b: each b_n(lambda) is decreasing (V_n is convex). The power bounds switch at two per-user
-    thresholds of lambda (where kappa(x) / x = omega_t / (omega_e p)), and
-    lambda_m is found by safeguarded Newton so that the band is used in full (the cost falls
-    with b). ``upload_delay=False`` (no omega_t in this term): p = p_lo; omega_e = 0:
-    p = p^max. Returns (power W, bandwidth Hz), each (N,).
-    """
-    we, wt_all, _ = weights
-    wt = wt_all if upload_delay else 0.0
-    m = inst.num_servers
-    server = np.asarray(server, dtype=np.int64)
-    n = server.shape[0]
-    count = np.bincount(server, minlength=m).astype(np.float64)
-    band = inst.b_max
-    s_hz = inst.gain[np.arange(n), server] / inst.noise_psd  # S_n in Hz/W
-    bits = inst.bits
-    p_hi = inst.p_max
-    p_lo = MIN_FRACTION * inst.p_max
-    b_eq = band[server] / count[server]
-    if we <= 0 and wt <= 0:  # the upload costs nothing: any split is optimal
-        return p_hi.copy(), b_eq
-    log_s = np.log(s_hz)
-    log_c_hi = np.log(bits * (we * p_hi + wt) * LN2) - 2.0 * (log_s + np.log(p_hi))
-    log_c_lo = np.log(bits * (we * p_lo + wt) * LN2) - 2.0 * (log_s + np.log(p_lo))
-    interior = we > 0 and wt > 0
-    if interior:
-        log_c_int = np.log(bits * we**2 * LN2 / wt) - 2.0 * log_s
-        # Newton on one stacked vector: the SNRs where kappa(x) / x = omega_t / (omega_e p) at
-        # p^max and p_lo (the power bounds start to bind) and the SNR of the best power at the
-        # equal share, kappa(x) = omega_t S / (omega_e b_eq)
-        t_c = np.log(wt / we) - np.log(np.concatenate([p_hi, p_lo]))
-        t_eq = np.log(wt * s_hz / (we * b_eq))
-        u = np.concatenate([_start("kappa/x", t_c), _start("kappa", t_eq)])
-        lk, sk = _snr_curves(np.exp(u))[4:]
-        u = u + (np.concatenate([t_c + u[:2 * n], t_eq]) - lk) / np.concatenate(
-            [sk[:2 * n] - 1.0, sk[2 * n:]])
-        p_eq = np.minimum(np.maximum(np.exp(u[2 * n:]) * b_eq / s_hz, p_lo), p_hi)
-    else:
-        log_c_int = np.zeros(n)
-        u = np.zeros(0)
-        p_eq = p_hi if we <= 0 else p_lo
-    lh = _snr_curves(np.concatenate([np.exp(u[:2 * n]), s_hz * p_eq / b_eq]))[0]
-    if interior:  # lambda at the thresholds: above ell_hi p < p^max, above ell_lo p = p_lo
-        ell_hi, ell_lo = log_c_hi + lh[:n], log_c_lo + lh[n:2 * n]
-    else:
-        ell_hi = ell_lo = np.full(n, np.inf if we <= 0 else -np.inf)
-    # bracket: lambda_n at the equal share; every b_n >= the share at the smallest, and so on
-    ell_n = np.log(bits * (we * p_eq + wt) * LN2) - 2.0 * (log_s + np.log(p_eq)) + lh[-n:]
-
-    def solve(ell: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(b_n, d log b_n / d log lambda, p_n) at log lambda = ell."""
-        inner = (ell > ell_hi) & (ell < ell_lo)
-        at_max = ell <= ell_hi
-        p = np.where(at_max, p_hi, p_lo)
-        target = ell - np.where(inner, log_c_int, np.where(at_max, log_c_hi, log_c_lo))
-        u = np.where(inner, _start("phi", target), _start("h", target))
-        x = np.exp(u)
-        kappa, rho, log1 = _kappa_rho(x)
-        x1 = x / (1.0 + x)
-        lk, ll = np.log(kappa), np.log(log1)
-        sk, sr, sl = x * log1 / kappa, x1 * x1 / rho, x1 / log1
-        # log Phi = ln(1 + x) + log kappa + log rho - log ln(1 + x), log h = log rho
-        # + 2 log x - 2 log ln(1 + x), and their slopes (see _snr_curves)
-        val = np.log(rho) - ll + np.where(inner, log1 + lk, 2.0 * u - ll)
-        slope = sr - sl + np.where(inner, x1 + sk, 2.0 - sl)
-        du = (target - val) / slope
-        x = x * np.exp(du)
-        b_fixed = s_hz * p / x
-        if interior:
-            b = np.where(inner, wt * s_hz / (we * kappa * np.exp(sk * du)), b_fixed)
-            return b, np.where(inner, -sk / slope, -1.0 / slope), np.where(inner, x * b / s_hz, p)
-        return b_fixed, -1.0 / slope, p
-
-    active = count > 0
-    lo, hi, start = _bracket(ell_n, server, m, active)
-    b, _, p = _per_server_root(solve, lo, hi, start, server, band, active)
-    tot = _server_sums(b, server, m)
-    b = b * (band / np.where(tot > 0, tot, 1.0))[server]  # the band in full, exactly
-    return p, b
-
-
-def heuristic_resource_rule(inst: MECInstance, alpha: np.ndarray, server: np.ndarray,
-                       weights: tuple[float, float, float], upload_delay: bool = True
-                       ) -> MECDecision:
-    """The closed-form heuristic resources of env v0 before the exact rule (kept for comparison).
-
-    About 2% above the optimum on the default scenario (:func:`fast_resource_rule` is exact):
-
-    * p_n = p_n^max;
-    * f_n = min(f_n^max, (omega_t / (2 omega_e kappa_1))^(1/3)): the exact minimiser of
-      alpha (omega_t T_n + omega_e E_n) (MEC eq. 25 set to 0);
-    * edge GPU: the square-root rule f_nm proportional to sqrt((Upsilon - alpha_n) psi_n /
-      (C D)) filling f_m^max (the exact minimiser of the edge delay), each share capped at the
-      user's energy-optimal frequency (omega_t / (2 omega_e kappa_2))^(1/3);
-    * bandwidth: the square-root rule b_nm proportional to sqrt(K_n / eta_n), with
-      K_n = (omega_e p_n + omega_t) s(d_n) and eta_n the spectral efficiency at an equal share,
-      filling b_m^max (exact when the rate is linear in b).
-    """
-    we, wt, _ = weights
-    m_count = inst.num_servers
-    server = np.asarray(server, dtype=np.int64)
-    alpha = np.asarray(alpha, dtype=np.float64)
-    p = inst.p_max.copy()
-    if we > 0:
-        fu = np.minimum(inst.f_user_max, (wt / (2 * we * inst.kappa_user)) ** (1.0 / 3.0))
-    else:
-        fu = inst.f_user_max.copy()
-    fu = np.maximum(fu, MIN_FRACTION * inst.f_user_max)
-    rest = inst.num_layers - alpha
-    load = rest * inst.psi / (inst.cores_edge[server] * inst.flops_edge[server])
-    w = np.sqrt(load)
-    fe = w / _server_sums(w, server, m_count)[server] * inst.f_edge_max[server]
-    if we > 0 and wt > 0:
-        fe = np.minimum(fe, (wt / (2 * we * inst.kappa_edge)) ** (1.0 / 3.0))
-    count = np.bincount(server, minlength=m_count).astype(np.float64)
-    b_eq = inst.b_max[server] / count[server]
-    g = inst.gain[np.arange(inst.num_users), server]
-    eta = np.log2(1.0 + g * p / (inst.noise_psd * b_eq))
-    k = (we * p + (wt if upload_delay else 0.0)) * inst.bits
-    wb = np.sqrt(np.maximum(k, 1e-300) / np.maximum(eta, 1e-300))
-    b = wb / _server_sums(wb, server, m_count)[server] * inst.b_max[server]
-    return MECDecision(alpha=alpha, server=server, power=p, bandwidth=b, freq_user=fu,
-                       freq_edge=fe)
+    b = np.asarray(bandwidth, dtype=np.float64)
+    fe = np.asarray(freq_edge, dtype=np.float64)
+    if b.ndim == 1:
+        b = chi * b[:, None]
+    if fe.ndim == 1:
+        fe = chi * fe[:, None]
+    p = np.asarray(power, dtype=np.float64)
+    fu = np.asarray(freq_user, dtype=np.float64)
+    upper = inst.num_layers - 1
+    return {
+        "9a": float(max(np.max(np.abs(alpha - np.round(alpha))),
+                        np.max(np.maximum(1 - alpha, 0)), np.max(np.maximum(alpha - upper, 0)))),
+        "9b": float(np.max(np.minimum(np.abs(chi), np.abs(1 - chi)))),
+        "9c": float(np.max(np.abs(chi.sum(axis=1) - 1))),
+        "9d": float(max(np.max(np.maximum(p / inst.p_max - 1, 0)), np.max(np.maximum(-p, 0)))),
+        "9e": float(max(np.max(np.maximum((chi * b).sum(axis=0) / inst.b_max - 1, 0)),
+                        np.max(np.maximum(-b, 0)))),
+        "9f": float(max(np.max(np.maximum(fu / inst.f_user_max - 1, 0)),
+                        np.max(np.maximum(-fu, 0)))),
+        "9g": float(max(np.max(np.maximum((chi * fe).sum(axis=0) / inst.f_edge_max - 1, 0)),
+                        np.max(np.maximum(-fe, 0)))),
+    }

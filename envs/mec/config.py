@@ -1,15 +1,28 @@
-"""Configuration of ``edgeft/MECOffloading-v0`` (MEC Section 3 and 5, corrected per NOTES)."""
+"""Configuration of ``edgeft/MECOffloading-v0`` (MEC Section 3 and 5, corrected per NOTES).
+
+The config depends on the published formulas only (``formulas``, numpy only) for its derived
+reference point and weights; nothing here imports the typed values, the observation or the
+dynamics, so every other module of the family can import it without a cycle.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 
+import numpy as np
 from edgeft.envs.common import check_choice, check_range
+from edgeft.envs.mec import formulas as F
 
 ACTION_MODES = ("full", "discrete", "box")
 MODES = ("surrogate", "real")
+
+#: Smallest fraction of a budget (p^max, a server's band or GPU, f^max) a decision may use: a zero
+#: power, bandwidth or frequency would make a delay infinite. The projection of every action mode,
+#: the resource rules and the reference solver all floor at it.
+MIN_FRACTION = 1e-3
 
 #: Named scenarios. "paper" is MEC Section 5 literally: D^U = 1 FLOP/cycle/core (so every user
 #: keeps alpha = 1) and no upload-delay term in Cost_u (so energy alone drives power to 0).
@@ -86,7 +99,10 @@ class MECConfig:
             replaces num_layers, hidden_size, batch_size and bits_per_element by the real
             model's and the training config's values and clips tokens_min/tokens_max to the
             longest sequence the data holds (``edgeft.training.mec``), so psi(d) and s(d)
-            describe the computation that really runs; ``env.unwrapped.config`` shows them.
+            describe the computation that really runs. The env does not rewrite this config:
+            the values in force are ``env.unwrapped.config_in_force`` (read them with
+            ``edgeft.envs.common.config_in_force(env)``). Passing ``training`` without
+            ``mode="real"`` raises ``ValueError`` (it would be silently ignored).
     """
 
     family: ClassVar[str] = "mec"
@@ -174,6 +190,10 @@ class MECConfig:
             from edgeft.training.config import TrainingConfig  # plain Python, no torch
 
             object.__setattr__(self, "training", TrainingConfig.from_any(self.training))
+            if self.mode != "real":
+                raise ValueError(
+                    f"training is only used with mode='real' (got mode={self.mode!r}): pass "
+                    "mode='real' to fine-tune for real, or drop training for the surrogate")
         for name in ("num_users", "num_servers", "num_layers", "episode_rounds", "batch_size",
                      "hidden_size", "tokens_min", "tokens_max"):
             object.__setattr__(self, name, int(getattr(self, name)))
@@ -194,6 +214,10 @@ class MECConfig:
         """Typical user-to-nearest-server distance 0.5 area / sqrt(M) (for the reference point)."""
         return max(self.min_distance_m, 0.5 * self.area_m / math.sqrt(self.num_servers))
 
+    @cached_property
+    def _reference(self) -> dict[str, float]:
+        return reference_terms(self)
+
     @property
     def reference_point(self) -> dict[str, float]:
         """Per-user energy (J), delay (s) and stability bound at the reference decision.
@@ -203,15 +227,15 @@ class MECConfig:
         bandwidth and GPU equally, mean token length, unit fading at
         :attr:`reference_distance_m`. The weights are w_x divided by N times these values, so
         the weighted cost of the reference decision is about w_energy + w_delay + w_stability.
+        (Computed once per config; each call returns a fresh dict.)
         """
-        from edgeft.envs.mec import formulas as F
+        return dict(self._reference)
 
-        return F.reference_terms(self)
-
-    @property
+    @cached_property
     def weights(self) -> tuple[float, float, float]:
-        """(omega_e, omega_t, omega_s): the normalised weights of energy, delay and stability."""
-        ref = self.reference_point
+        """(omega_e, omega_t, omega_s): the normalised weights of energy, delay and stability
+        (computed once per config)."""
+        ref = self._reference
         n = self.num_users
         return (
             self.w_energy / (n * ref["energy"]),
@@ -237,3 +261,36 @@ def _check_values(name: str, value: Any, *, integer: bool = False) -> None:
         raise ValueError(f"{name} must be a non-empty tuple of positive numbers, got {value!r}")
     for i, v in enumerate(value):
         check_range(f"{name}[{i}]", v, 0.0, None, low_open=True, integer=integer)
+
+
+def reference_terms(config: MECConfig) -> dict[str, float]:
+    """Per-user energy (J), delay (s), stability and device energy at the reference decision.
+
+    See ``MECConfig.reference_point``. Used to normalise the weights (NOTES: raw delay and
+    energy totals dwarf the stability term by 1e7, so weights of 1 mean nothing unless
+    normalised).
+    """
+    c = config
+    d = 0.5 * (c.tokens_min + c.tokens_max)
+    psi = float(F.flops_per_layer(d, c.batch_size, c.hidden_size))
+    bits = float(F.activation_bits(d, c.batch_size, c.hidden_size, c.bits_per_element))
+    alpha = 0.5 * c.num_layers
+    share = c.num_servers / c.num_users
+    fu = 0.5 * sum(c.f_user_max_range_hz)
+    cu = float(np.mean(c.cores_user))
+    fe = 0.5 * sum(c.f_edge_max_range_hz) * share
+    ce = 0.5 * sum(c.cores_edge_range)
+    de = float(np.mean(c.flops_per_cycle_edge))
+    p = 0.5 * sum(c.p_max_range_w)
+    g = 10.0 ** (-float(F.path_loss_db(c.reference_distance_m)) / 10.0)
+    r = float(F.uplink_rate(c.bandwidth_hz * share, p, g, c.noise_psd))
+    device_energy = (alpha * float(F.device_compute_energy(psi, fu, cu, c.flops_per_cycle_user,
+                                                           c.kappa_user)) + bits * p / r)
+    energy = device_energy + (c.num_layers - alpha) * float(
+        F.edge_compute_energy(psi, fe, ce, de, c.kappa_edge))
+    delay = (alpha * float(F.device_compute_time(psi, fu, cu, c.flops_per_cycle_user))
+             + (c.num_layers - alpha) * float(F.edge_compute_time(psi, fe, ce, de))
+             + (bits / r if c.upload_delay else 0.0))
+    k = 0.5 * sum(c.samples_range)
+    stab = float(F.stability_bound(alpha, c.num_layers, c.lipschitz, k))
+    return {"energy": energy, "delay": delay, "stability": stab, "device_energy": device_energy}

@@ -8,10 +8,11 @@ import gymnasium as gym
 import numpy as np
 from edgeft.envs.common import build_config
 from edgeft.envs.mec import actions as A
-from edgeft.envs.mec import formulas as F
+from edgeft.envs.mec import dynamics as D
 from edgeft.envs.mec import generator as G
+from edgeft.envs.mec import observation as O
 from edgeft.envs.mec.config import PRESETS, MECConfig
-from edgeft.envs.mec.types import MECDecision, MECInstance
+from edgeft.envs.mec.types import MECDecision, MECInstance, MECState, instance_from_state
 from gymnasium import spaces
 
 
@@ -44,7 +45,7 @@ class MECOffloadingEnv(gym.Env):
     |            |                    | f_edge share]: every reference policy's decision exactly |
     | ``"discrete"`` | MultiDiscrete | [alpha - 1] * N + [server] * N; power, bandwidth and |
     |                |               | frequencies that minimise the round's cost for them |
-    |                |               | (``actions.fast_resource_rule``, exact, O(N) numpy) |
+    |                |               | (``resources.fast_resource_rule``, exact, O(N) numpy) |
     | ``"box"`` | Box [-1, 1]^(6N) float32 | the six decisions affinely scaled, bandwidth and GPU |
     |           |                          | shares normalised per server |
 
@@ -56,19 +57,22 @@ class MECOffloadingEnv(gym.Env):
 
     ## Observation space
     Box(-inf, inf, (obs_size,), float64): the Markov state written out (layout:
-    ``generator.observation_layout``): round index; user positions and velocities (m); server
-    positions; real and imaginary fading (N, M); token lengths; per-user p_max (W), f_max (Hz),
-    cores, FLOP/cycle/core, samples k_n, energy budget per round (J) and queue (J); per-server
-    cores, FLOP/cycle/core, f_max (Hz), b_max (Hz); then two derived features: gains g_nm in dB
-    and queues in units of the per-round budget. ``env.unwrapped.decode_observation(obs)`` returns
-    the typed :class:`~edgeft.envs.mec.generator.MECState`, and
+    ``observation.observation_layout``, the only place that knows the offsets): round index;
+    user positions and velocities (m); server positions; real and imaginary fading (N, M);
+    token lengths; per-user p_max (W), f_max (Hz), cores, FLOP/cycle/core, samples k_n, energy
+    budget per round (J) and queue (J); per-server cores, FLOP/cycle/core, f_max (Hz), b_max
+    (Hz); then two derived features: gains g_nm in dB and queues in units of the per-round
+    budget. ``env.unwrapped.decode_observation(obs)`` returns
+    the typed :class:`~edgeft.envs.mec.types.MECState`, and
     ``env.unwrapped.instance_of(obs)`` the round's :class:`~edgeft.envs.mec.types.MECInstance`:
     analytical policies act on the observation alone.
 
     ## Rewards
     ``reward = -(cost + energy_penalty * mean_n (Q_n(t+1) - Q_n(t)) / e_bar_n)``, where ``cost``
-    is the weighted objective of the round. The queue term telescopes: over an episode it adds
-    ``-energy_penalty * mean_n Q_n(T) / e_bar_n``, the budget overshoot in per-round budgets.
+    is the weighted objective of the round (``reward.weighted_cost``; one pure step
+    ``dynamics.step`` serves this env and the vector env ``vector.MECVectorEnv``). The queue
+    term telescopes: over an episode it adds ``-energy_penalty * mean_n Q_n(T) / e_bar_n``,
+    the budget overshoot in per-round budgets.
 
     ## Starting state
     Servers and users uniform in an ``area_m`` square (users at least ``min_distance_m`` from
@@ -99,15 +103,22 @@ class MECOffloadingEnv(gym.Env):
     layers [0, alpha_n) on the device side and layers [alpha_n, Upsilon), pooler and head on
     the server side, with a real split backward; one SGD step per round on the LoRA (and head)
     gradient averaged over users. The cost model then describes that model: Upsilon, h, B and
-    the bits per element come from the model and ``training`` (see ``MECConfig.training``;
-    ``env.unwrapped.config`` holds the values in force), d_n is drawn from the token range
-    clipped to the data's longest sequence. The system dynamics and the cost are those of
-    the surrogate mode; equal seeds give equal real trajectories.
+    the bits per element come from the model and ``training`` (see ``MECConfig.training``),
+    d_n is drawn from the token range clipped to the data's longest sequence. ``env.config``
+    stays the config you passed; the values in force are the read-only
+    ``env.unwrapped.config_in_force`` (read them with ``edgeft.envs.common.config_in_force``:
+    policies built with ``edgeft.make_policy(name, env)`` do). The system dynamics and the
+    cost are those of the surrogate mode; equal seeds give equal real trajectories.
 
     ## Arguments
     ``gym.make("edgeft/MECOffloading-v0", config=MECConfig(...) or dict, **field_overrides)``;
     see :class:`~edgeft.envs.mec.config.MECConfig` (``preset="paper"`` for MEC Section 5
     literally: D^U = 1 and no upload-delay term).
+
+    ## Vector env
+    ``gym.make_vec("edgeft/MECOffloading-v0", num_envs=8)`` gives ``vector.MECVectorEnv``:
+    copies stepped with the same pure step, Gymnasium's next-step autoreset, copy i seeded
+    like this env with ``seed + i`` (surrogate mode only).
 
     ## Version history
     * v0: initial version. Before release, the discrete mode's resource rule became exact
@@ -125,26 +136,33 @@ class MECOffloadingEnv(gym.Env):
                              f"got {render_mode!r}")
         self.render_mode = render_mode
         self._real = _load_real_engine(self.config) if self.config.mode == "real" else None
-        if self._real is not None:  # Upsilon, h, B, bits and the token range of the real model
-            self.config = self._real.env_config
-        size = G.observation_size(self.config)
+        # Upsilon, h, B, bits and the token range of the real model (real mode); self.config
+        # stays the user's config
+        self._in_force: MECConfig = self._real.env_config if self._real is not None else self.config
+        size = O.observation_size(self._in_force)
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(size,), dtype=np.float64)
-        self.action_space = A.action_space(self.config)
-        self._weights = self.config.weights
-        self._state: G.MECState | None = None
+        self.action_space = A.action_space(self._in_force)
+        self._state: MECState | None = None
         self._last_info: dict[str, Any] = {}
 
+    @property
+    def config_in_force(self) -> MECConfig:
+        """The config the env runs with (read-only): ``config`` itself in surrogate mode; in
+        real mode ``config`` with Upsilon, h, B, the bits per element and the token range of the
+        real model and training config (``edgeft.training.mec.MECRealEngine.env_config``)."""
+        return self._in_force
+
     # ------------------------------------------------------------------ typed views
-    def decode_observation(self, obs: np.ndarray) -> G.MECState:
+    def decode_observation(self, obs: np.ndarray) -> MECState:
         """The typed state an observation encodes (exactly the numbers the env uses)."""
-        return G.decode_observation(self.config, obs)
+        return G.decode_observation(self._in_force, obs)
 
     def instance_of(self, obs: np.ndarray) -> MECInstance:
         """The round's cost-model instance from an observation."""
-        return G.instance_from_state(self.config, G.decode_observation(self.config, obs))
+        return instance_from_state(self._in_force, G.decode_observation(self._in_force, obs))
 
     @property
-    def state(self) -> G.MECState:
+    def state(self) -> MECState:
         """The current Markov state (after ``reset``)."""
         if self._state is None:
             raise RuntimeError("call reset() before reading the state")
@@ -154,70 +172,35 @@ class MECOffloadingEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        state = G.sample_initial_state(self.config, self.np_random)
+        self._state = G.sample_initial_state(self._in_force, self.np_random)
         if self._real is not None:  # fresh LoRA, head, optimiser and data shards
             self._real.seed(seed if seed is not None else
                             int(self.np_random.integers(2**31 - 1)))
-        obs = G.encode_observation(self.config, state)
-        self._state = G.decode_observation(self.config, obs)
         self._last_info = {}
-        return obs, {"round": 0}
+        return O.encode_observation(self._state, self._in_force), {"round": 0}
 
     def action_to_decision(self, action: Any, inst: MECInstance | None = None
                            ) -> tuple[MECDecision, dict[str, float]]:
         """Validate, project and map an action of this env's mode to a decision (SI units)."""
         if inst is None:
-            inst = G.instance_from_state(self.config, self.state)
-        mode = self.config.action_mode
-        if mode == "full":
-            table, report = A.project_full(self.config, action)
-            return A.fractions_to_decision(inst, table), report
-        if mode == "box":
-            table, report = A.box_to_table(self.config, action)
-            return A.fractions_to_decision(inst, table), report
-        alpha, server = A.discrete_to_alpha_server(self.config, action)
-        dec = A.fast_resource_rule(inst, alpha, server, self._weights, self.config.upload_delay)
-        return dec, {c: 0.0 for c in A.COLUMNS}
+            inst = instance_from_state(self._in_force, self.state)
+        return A.action_to_decision(self._in_force, action, inst)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        cfg = self._in_force
         state = self.state
-        inst = G.instance_from_state(self.config, state)
-        dec, report = self.action_to_decision(action, inst)
-        terms = F.per_user_terms(inst, dec, include_upload_delay=self.config.upload_delay)
-        we, wt, ws = self._weights
-        cost = float(np.sum(we * terms["energy"] + wt * terms["delay"] + ws * terms["stability"]))
-        e_dev = terms["device_energy"]
-        q_old = state.energy_queue
-        q_new = np.maximum(0.0, q_old + e_dev - state.energy_budget)
-        queue_term = float(np.mean((q_new - q_old) / state.energy_budget))
-        reward = -(cost + self.config.energy_penalty * queue_term)
-        chi = dec.association(self.config.num_servers)
-        info: dict[str, Any] = {
-            "round": state.round_index,
-            "alpha": dec.alpha, "server": dec.server, "power": dec.power,
-            "bandwidth": dec.bandwidth, "freq_user": dec.freq_user, "freq_edge": dec.freq_edge,
-            "energy": terms["energy"], "device_energy": e_dev, "delay": terms["delay"],
-            "stability": terms["stability"], "rate": terms["rate"],
-            "cost": cost, "energy_total": float(terms["energy"].sum()),
-            "delay_mean": float(terms["delay"].mean()),
-            "stability_mean": float(terms["stability"].mean()),
-            "energy_queue": q_new, "queue_in_budgets": q_new / state.energy_budget,
-            "budget_overshoot": float(np.maximum(e_dev - state.energy_budget, 0.0).sum()),
-            "violations": F.constraint_violations(inst, dec.alpha, chi, dec.power,
-                                                  dec.bandwidth, dec.freq_user, dec.freq_edge),
-            "projected": bool(any(v > 0 for v in report.values())),
-            "projection": report,
-        }
+        inst = instance_from_state(cfg, state)
+        dec, report = A.action_to_decision(cfg, action, inst)
+        nxt, reward, info = D.step(cfg, state, dec, self.np_random, instance=inst,
+                                   projection=report)
         if self._real is not None:
             info.update(self._real.run_round(inst, dec))
-        nxt = G.advance(self.config, state, self.np_random, q_new)
-        obs = G.encode_observation(self.config, nxt)
-        self._state = G.decode_observation(self.config, obs)
-        truncated = nxt.round_index >= self.config.episode_rounds
+        self._state = nxt
+        truncated = nxt.round_index >= cfg.episode_rounds
         self._last_info = info
         if self.render_mode == "ansi":
             info["render"] = self.render()
-        return obs, reward, False, bool(truncated), info
+        return O.encode_observation(nxt, cfg), reward, False, bool(truncated), info
 
     def render(self) -> str | None:
         """ANSI text: the last round's cost, mean delay, energy and the alpha histogram."""
@@ -227,7 +210,7 @@ class MECOffloadingEnv(gym.Env):
             return "MECOffloading: no round played yet"
         i = self._last_info
         hist = np.bincount(np.asarray(i["alpha"], dtype=np.int64),
-                           minlength=self.config.num_layers)[1:]
+                           minlength=self._in_force.num_layers)[1:]
         return (f"round {i['round']}: cost {i['cost']:.4f}  delay {i['delay_mean']:.1f} s  "
                 f"energy {i['energy_total']:.1f} J  alpha histogram {hist.tolist()}")
 

@@ -12,18 +12,18 @@ Corrections (NOTES-ON-THE-PAPERS.md, "MEC: cost model"):
 
 The budgets (9e), (9g) are capacities (``<=``), not equalities (NOTES: written as equalities the
 association step cannot move).
+
+This module is a leaf: plain functions of arrays (leading batch axes broadcast), no imports from
+the rest of the family. The cost of a typed decision is assembled in ``reward`` and the
+constraints of P1 are measured in ``actions``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from edgeft.envs.mec.types import MECDecision, MECInstance
-
-if TYPE_CHECKING:
-    from edgeft.envs.mec.config import MECConfig
 
 LN2 = math.log(2.0)
 
@@ -75,6 +75,22 @@ def path_loss_db(distance_m: Any) -> np.ndarray:
     return 128.1 + 37.6 * np.log10(np.asarray(distance_m, dtype=np.float64) / 1000.0)
 
 
+def channel_gain(user_pos: Any, server_pos: Any, fading_re: Any, fading_im: Any,
+                 min_distance_m: float) -> np.ndarray:
+    """g_nm = 10^(-PL(max(dist_nm, min_distance))/10) |h_nm|^2, the linear power gain (N, M).
+
+    ``user_pos`` (..., N, 2) and ``server_pos`` (..., M, 2) in m, ``fading_re`` / ``fading_im``
+    (..., N, M) the Rayleigh small-scale fading h; path loss as :func:`path_loss_db` (MEC
+    Section 5), the distance floored at ``min_distance_m`` (path-loss model validity).
+    """
+    up = np.asarray(user_pos)
+    sp = np.asarray(server_pos)
+    diff = up[..., :, None, :] - sp[..., None, :, :]
+    dist = np.maximum(np.sqrt((diff**2).sum(-1)), min_distance_m)
+    return 10.0 ** (-path_loss_db(dist) / 10.0) * (np.asarray(fading_re)**2
+                                                   + np.asarray(fading_im)**2)
+
+
 def uplink_rate(bandwidth: Any, power: Any, gain: Any, noise_psd: float) -> np.ndarray:
     """r_nm = b log2(1 + g p / (sigma^2 b)) in bit/s (MEC Section 3.1, Shannon, FDMA).
 
@@ -109,130 +125,3 @@ def stability_bound(alpha: Any, num_layers: int, lipschitz: float, samples: Any)
     frac = 1.0 - np.asarray(alpha, dtype=np.float64) / num_layers
     with np.errstate(divide="ignore"):
         return np.where(frac > 0, 2.0 * lipschitz**2 / (np.asarray(samples) * frac), np.inf)
-
-
-def per_user_terms(inst: MECInstance, dec: MECDecision, *, include_upload_delay: bool = True
-                   ) -> dict[str, np.ndarray]:
-    """Per-user physical terms of a decision, shape (N,) each.
-
-    Returns a dict with ``rate`` (bit/s), ``device_time`` alpha T_n, ``device_energy``
-    alpha E_n + E_com (what the battery pays), ``upload_time`` s/r, ``upload_energy`` E_com,
-    ``edge_time`` (Upsilon - alpha) T_nm, ``edge_energy`` (Upsilon - alpha) E_nm, ``energy``
-    (device + edge, J), ``delay`` (alpha T_n + [s/r] + (Upsilon - alpha) T_nm, s; the upload time
-    is counted only with ``include_upload_delay``) and ``stability`` (the Theorem-1 bound).
-    """
-    m = dec.server
-    psi = inst.psi
-    bits = inst.bits
-    alpha = np.asarray(dec.alpha, dtype=np.float64)
-    rest = inst.num_layers - alpha
-    g = inst.gain[np.arange(inst.num_users), m]
-    rate = uplink_rate(dec.bandwidth, dec.power, g, inst.noise_psd)
-    t_dev = device_compute_time(psi, dec.freq_user, inst.cores_user, inst.flops_user)
-    e_dev = device_compute_energy(psi, dec.freq_user, inst.cores_user, inst.flops_user,
-                                  inst.kappa_user)
-    t_edge = edge_compute_time(psi, dec.freq_edge, inst.cores_edge[m], inst.flops_edge[m])
-    e_edge = edge_compute_energy(psi, dec.freq_edge, inst.cores_edge[m], inst.flops_edge[m],
-                                 inst.kappa_edge)
-    e_com = upload_energy(bits, dec.power, rate)
-    t_com = upload_delay(bits, rate)
-    device_energy = alpha * e_dev + e_com
-    edge_energy = rest * e_edge
-    delay = alpha * t_dev + rest * t_edge + (t_com if include_upload_delay else 0.0)
-    return {
-        "rate": rate,
-        "device_time": alpha * t_dev,
-        "device_energy": device_energy,
-        "upload_time": t_com,
-        "upload_energy": e_com,
-        "edge_time": rest * t_edge,
-        "edge_energy": edge_energy,
-        "energy": device_energy + edge_energy,
-        "delay": delay,
-        "stability": stability_bound(alpha, inst.num_layers, inst.lipschitz, inst.samples),
-    }
-
-
-def weighted_cost(inst: MECInstance, dec: MECDecision, weights: tuple[float, float, float], *,
-                  include_upload_delay: bool = True) -> float:
-    """The objective of P2 (MEC eq. 11, corrected): sum_n Cost_n^u + sum_m Cost_m^E + omega_s AS.
-
-    = sum_n [omega_e energy_n + omega_t delay_n + omega_s 2L^2/(k_n (1 - alpha_n/Upsilon))]
-    with ``weights`` = (omega_e, omega_t, omega_s) (already normalised, see
-    ``MECConfig.weights``). With ``include_upload_delay=False`` this is the paper's literal
-    objective (no omega_t s/r term).
-    """
-    t = per_user_terms(inst, dec, include_upload_delay=include_upload_delay)
-    we, wt, ws = weights
-    return float(np.sum(we * t["energy"] + wt * t["delay"] + ws * t["stability"]))
-
-
-def constraint_violations(inst: MECInstance, alpha: Any, chi: Any, power: Any,
-                          bandwidth: Any, freq_user: Any, freq_edge: Any) -> dict[str, float]:
-    """Largest violation of each constraint (9a)-(9g) of P1; 0 means satisfied.
-
-    Budget violations (9d)-(9g) are relative to the budget (e.g. sum_n b_nm / b_m^max - 1);
-    negative resources count in absolute units.
-
-    ``chi`` is the (N, M) association, ``bandwidth`` and ``freq_edge`` are (N, M) allocations
-    b_nm, f_nm (or (N,) values at the associated server). Budgets (9e), (9g) are capacities
-    (``<=``, NOTES). (9a) uses alpha in {1, ..., Upsilon - 1} (alpha = Upsilon has an infinite
-    stability bound). Non-negativity of p, b, f is checked with their constraints.
-    """
-    chi = np.asarray(chi, dtype=np.float64)
-    alpha = np.asarray(alpha, dtype=np.float64)
-    b = np.asarray(bandwidth, dtype=np.float64)
-    fe = np.asarray(freq_edge, dtype=np.float64)
-    if b.ndim == 1:
-        b = chi * b[:, None]
-    if fe.ndim == 1:
-        fe = chi * fe[:, None]
-    p = np.asarray(power, dtype=np.float64)
-    fu = np.asarray(freq_user, dtype=np.float64)
-    upper = inst.num_layers - 1
-    return {
-        "9a": float(max(np.max(np.abs(alpha - np.round(alpha))),
-                        np.max(np.maximum(1 - alpha, 0)), np.max(np.maximum(alpha - upper, 0)))),
-        "9b": float(np.max(np.minimum(np.abs(chi), np.abs(1 - chi)))),
-        "9c": float(np.max(np.abs(chi.sum(axis=1) - 1))),
-        "9d": float(max(np.max(np.maximum(p / inst.p_max - 1, 0)), np.max(np.maximum(-p, 0)))),
-        "9e": float(max(np.max(np.maximum((chi * b).sum(axis=0) / inst.b_max - 1, 0)),
-                        np.max(np.maximum(-b, 0)))),
-        "9f": float(max(np.max(np.maximum(fu / inst.f_user_max - 1, 0)),
-                        np.max(np.maximum(-fu, 0)))),
-        "9g": float(max(np.max(np.maximum((chi * fe).sum(axis=0) / inst.f_edge_max - 1, 0)),
-                        np.max(np.maximum(-fe, 0)))),
-    }
-
-
-def reference_terms(config: MECConfig) -> dict[str, float]:
-    """Per-user energy (J), delay (s), stability and device energy at the reference decision.
-
-    See ``MECConfig.reference_point``. Used to normalise the weights (NOTES: raw delay and
-    energy totals dwarf the stability term by 1e7, so weights of 1 mean nothing unless
-    normalised).
-    """
-    c = config
-    d = 0.5 * (c.tokens_min + c.tokens_max)
-    psi = float(flops_per_layer(d, c.batch_size, c.hidden_size))
-    bits = float(activation_bits(d, c.batch_size, c.hidden_size, c.bits_per_element))
-    alpha = 0.5 * c.num_layers
-    share = c.num_servers / c.num_users
-    fu = 0.5 * sum(c.f_user_max_range_hz)
-    cu = float(np.mean(c.cores_user))
-    fe = 0.5 * sum(c.f_edge_max_range_hz) * share
-    ce = 0.5 * sum(c.cores_edge_range)
-    de = float(np.mean(c.flops_per_cycle_edge))
-    p = 0.5 * sum(c.p_max_range_w)
-    g = 10.0 ** (-float(path_loss_db(c.reference_distance_m)) / 10.0)
-    r = float(uplink_rate(c.bandwidth_hz * share, p, g, c.noise_psd))
-    device_energy = (alpha * float(device_compute_energy(psi, fu, cu, c.flops_per_cycle_user,
-                                                         c.kappa_user)) + bits * p / r)
-    energy = device_energy + (c.num_layers - alpha) * float(
-        edge_compute_energy(psi, fe, ce, de, c.kappa_edge))
-    delay = (alpha * float(device_compute_time(psi, fu, cu, c.flops_per_cycle_user))
-             + (c.num_layers - alpha) * float(edge_compute_time(psi, fe, ce, de))
-             + (bits / r if c.upload_delay else 0.0))
-    k = 0.5 * sum(c.samples_range)
-    stab = float(stability_bound(alpha, c.num_layers, c.lipschitz, k))
-    return {"energy": energy, "delay": delay, "stability": stab, "device_energy": device_energy}

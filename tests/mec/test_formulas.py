@@ -5,7 +5,9 @@ import math
 import numpy as np
 import pytest
 from edgeft.envs.mec import formulas as F
-from edgeft.envs.mec.actions import fast_resource_rule
+from edgeft.envs.mec import reward as R
+from edgeft.envs.mec.actions import constraint_violations
+from edgeft.envs.mec.resources import fast_resource_rule
 from edgeft.envs.mec.types import MECDecision
 
 from .helpers import make_instance
@@ -55,7 +57,7 @@ def _random_decision(inst, rng):
 def test_weighted_cost_matches_per_user_loop(seed, upload_delay):
     config, inst = make_instance(seed, num_users=9, num_servers=4)
     dec = _random_decision(inst, np.random.default_rng(seed))
-    got = F.weighted_cost(inst, dec, config.weights, include_upload_delay=upload_delay)
+    got = R.weighted_cost(inst, dec, config.weights, include_upload_delay=upload_delay)
     want = _loop_cost(inst, dec, config.weights, upload_delay)
     assert got == pytest.approx(want, rel=1e-10)  # log1p vs log2(1 + x)
 
@@ -85,13 +87,13 @@ def test_constraint_violations_detect_each_constraint():
     config, inst = make_instance(0, num_users=6, num_servers=2)
     dec = fast_resource_rule(inst, np.full(6, 3.0), np.array([0, 0, 0, 1, 1, 1]), config.weights)
     chi = dec.association(2)
-    ok = F.constraint_violations(inst, dec.alpha, chi, dec.power, dec.bandwidth, dec.freq_user,
+    ok = constraint_violations(inst, dec.alpha, chi, dec.power, dec.bandwidth, dec.freq_user,
                                  dec.freq_edge)
     assert max(ok.values()) < 1e-12
-    bad = F.constraint_violations(inst, dec.alpha + 0.5, chi, dec.power * 3,
+    bad = constraint_violations(inst, dec.alpha + 0.5, chi, dec.power * 3,
                                   dec.bandwidth * 3, dec.freq_user * 3, dec.freq_edge * 30)
     assert all(bad[k] > 0.1 for k in ("9a", "9d", "9e", "9f", "9g"))
-    frac = F.constraint_violations(inst, dec.alpha, chi * 0.5, dec.power, dec.bandwidth,
+    frac = constraint_violations(inst, dec.alpha, chi * 0.5, dec.power, dec.bandwidth,
                                    dec.freq_user, dec.freq_edge)
     assert frac["9b"] == pytest.approx(0.5) and frac["9c"] == pytest.approx(0.5)
 
@@ -125,7 +127,7 @@ def test_default_scenario_makes_alpha_nontrivial_but_paper_does_not():
         we, wt, _ = config.weights
         dec = fast_resource_rule(inst, np.full(config.num_users, 1.0),
                                  np.argmax(inst.gain, axis=1), config.weights)
-        t = F.per_user_terms(inst, dec)
+        t = R.per_user_terms(inst, dec)
         dev = wt * t["device_time"] + we * (t["device_energy"] - t["upload_energy"])
         edge = (wt * t["edge_time"] + we * t["edge_energy"]) / (config.num_layers - 1)
         ratios[preset] = dev / edge

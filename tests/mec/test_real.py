@@ -50,11 +50,18 @@ def _randomize_lora(split, seed=1, scale=0.3):
 
 
 def test_config_comes_from_the_real_model(env):
-    cfg = env.unwrapped.config
+    from edgeft.envs.common import config_in_force
+
+    cfg = config_in_force(env)
     assert cfg.num_layers == LAYERS and cfg.hidden_size == 32 and cfg.batch_size == 8
     assert cfg.bits_per_element == 32.0
     assert cfg.tokens_min == 4 and cfg.tokens_max == 14  # synthetic-text: at most 14 tokens
     assert env.action_space.high[0, 0] == LAYERS - 1
+    # the user's config is not rewritten: the measured values live in config_in_force only
+    user = env.unwrapped.config
+    assert (user.num_layers, user.hidden_size, user.batch_size) == (32, 1024, 512)
+    assert (user.bits_per_element, user.tokens_min, user.tokens_max) == (16.0, 4, 20)
+    assert env.unwrapped.config_in_force is cfg
 
 
 def test_split_forward_and_backward_equal_the_unsplit_model(env):
@@ -134,10 +141,11 @@ def test_one_round_is_one_sgd_step_on_the_average_gradient(env):
     obs, _ = env.reset(seed=5)
     _randomize_lora(eng.split)
     inst = env.unwrapped.instance_of(obs)
-    from edgeft.envs.mec.actions import fast_resource_rule
+    from edgeft.envs.mec.resources import fast_resource_rule
 
     alpha = np.array([1.0, 2.0, 3.0, 1.0])
-    dec = fast_resource_rule(inst, alpha, np.array([0, 1, 0, 1]), env.unwrapped.config.weights)
+    dec = fast_resource_rule(inst, alpha, np.array([0, 1, 0, 1]),
+                             env.unwrapped.config_in_force.weights)
     params = eng.parameters()
     before = [p.detach().clone() for p in params]
     # reference: the same minibatches (same RNG state) through the unsplit model
@@ -161,12 +169,13 @@ def test_one_round_is_one_sgd_step_on_the_average_gradient(env):
 
 def test_loss_falls_over_twenty_rounds(env):
     """20 rounds on the synthetic task: held-out loss and minibatch loss both fall."""
-    from edgeft.envs.mec.actions import decision_to_fractions, fast_resource_rule
+    from edgeft.envs.mec.actions import decision_to_fractions
+    from edgeft.envs.mec.resources import fast_resource_rule
 
     eng = env.unwrapped._real
     obs, _ = env.reset(seed=1)
     start = eng.evaluate()
-    weights = env.unwrapped.config.weights
+    weights = env.unwrapped.config_in_force.weights
     losses = []
     for _ in range(20):  # the unwrapped env keeps stepping past its episode length
         inst = env.unwrapped.instance_of(obs)

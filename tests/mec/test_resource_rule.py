@@ -8,8 +8,10 @@ KKT conditions; batched against the per-server loop; feasibility of every constr
 import numpy as np
 import pytest
 from edgeft.baselines.mec import solver as S
-from edgeft.envs.mec import actions as A
 from edgeft.envs.mec import formulas as F
+from edgeft.envs.mec import resources as A
+from edgeft.envs.mec import reward as R
+from edgeft.envs.mec.actions import constraint_violations
 from edgeft.envs.mec.types import MECDecision
 from scipy.optimize import minimize, minimize_scalar
 
@@ -39,7 +41,7 @@ def _cost(config, inst, dec):
 
 
 def _assert_feasible(inst, dec):
-    viol = F.constraint_violations(inst, dec.alpha, dec.association(inst.num_servers), dec.power,
+    viol = constraint_violations(inst, dec.alpha, dec.association(inst.num_servers), dec.power,
                                    dec.bandwidth, dec.freq_user, dec.freq_edge)
     assert max(viol.values()) <= 1e-12, viol
     assert np.all(dec.power >= A.MIN_FRACTION * inst.p_max * (1 - 1e-12))
@@ -226,6 +228,7 @@ def test_discrete_mode_applies_the_rule_and_matches_the_reference_policy():
     """The discrete mode with greedy's (alpha, server) costs no more than greedy's own FP-AO
     decision (the full mode), and exactly the rule's cost."""
     import gymnasium as gym
+    from edgeft.envs.common import config_in_force
 
     import edgeft
 
@@ -237,8 +240,8 @@ def test_discrete_mode_applies_the_rule_and_matches_the_reference_policy():
     inst = env.unwrapped.instance_of(obs)
     _, _, _, _, info = env.step(action)
     dec = policy.last_decision
-    rule = A.fast_resource_rule(inst, dec.alpha, dec.server, env.unwrapped.config.weights)
-    assert info["cost"] == pytest.approx(F.weighted_cost(inst, rule, env.unwrapped.config.weights),
+    rule = A.fast_resource_rule(inst, dec.alpha, dec.server, config_in_force(env).weights)
+    assert info["cost"] == pytest.approx(R.weighted_cost(inst, rule, config_in_force(env).weights),
                                          rel=1e-12)
     assert info["cost"] <= policy.last_cost * (1 + 1e-9)
     assert max(info["violations"].values()) <= 1e-12

@@ -7,8 +7,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from edgeft.baselines.mec import solver as S
-from edgeft.envs.mec import formulas as F
-from edgeft.envs.mec.actions import fast_resource_rule
+from edgeft.envs.mec import reward as R
+from edgeft.envs.mec.actions import constraint_violations
+from edgeft.envs.mec.resources import fast_resource_rule
 from edgeft.envs.mec.types import MECDecision
 from scipy.optimize import minimize
 
@@ -53,7 +54,7 @@ def _slsqp_p3(inst, weights, server, starts, rng):
                            freq_user=fu * 1e9, freq_edge=fe * 1e9)
 
     def h(x):
-        return F.weighted_cost(inst, unpack(x), weights)
+        return R.weighted_cost(inst, unpack(x), weights)
 
     bounds = ([(1, y - 1)] * n + [(1e-3 * p, p) for p in inst.p_max] + [(1e-6, None)] * n
               + [(1e-6, f / 1e9) for f in inst.f_user_max] + [(1e-6, None)] * n)
@@ -127,7 +128,7 @@ def test_cccp_is_binary_feasible_and_matches_brute_force(seed):
     for c in cands:  # every end point is an assignment: one server per user, (9b)-(9c)
         assert c.shape == (n,) and set(c.tolist()) <= set(range(m))
         d = fast_resource_rule(inst, dec.alpha, c, config.weights)
-        viol = F.constraint_violations(inst, np.round(d.alpha), d.association(m), d.power,
+        viol = constraint_violations(inst, np.round(d.alpha), d.association(m), d.power,
                                        d.bandwidth, d.freq_user, d.freq_edge)
         assert max(viol.values()) < 1e-9
 

@@ -1,0 +1,69 @@
+"""One round of the MEC env as a pure function: ``step(config, state, decision, rng)``.
+
+Both shells, the single env (``env.MECOffloadingEnv``) and the vector env
+(``vector.MECVectorEnv``), map the action with ``actions.action_to_decision`` and call
+:func:`step`; the info dict is built by :func:`step_info` only. The only randomness is the
+exogenous draw of the next round (``generator.advance``) from ``rng``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from edgeft.envs.mec import generator as G
+from edgeft.envs.mec import reward as R
+from edgeft.envs.mec.actions import COLUMNS, constraint_violations
+from edgeft.envs.mec.config import MECConfig
+from edgeft.envs.mec.types import MECDecision, MECInstance, MECState, instance_from_state
+
+#: the projection report of a decision applied as given
+NO_PROJECTION = dict.fromkeys(COLUMNS, 0.0)
+
+
+def step(config: MECConfig, state: MECState, decision: MECDecision, rng: np.random.Generator,
+         *, instance: MECInstance | None = None, projection: dict[str, float] | None = None
+         ) -> tuple[MECState, float, dict[str, Any]]:
+    """Apply ``decision`` in the one-copy ``state``: the next state, the reward and the info.
+
+    ``config`` is the config in force; ``instance`` the round's instance if the caller built
+    it already (``types.instance_from_state(config, state)``); ``projection`` the report of
+    the action's projection (default: none). Cost, queues and reward: ``reward``; the next
+    state: ``generator.advance`` (users move, fading evolves, new token lengths) with the
+    updated queues.
+    """
+    inst = instance if instance is not None else instance_from_state(config, state)
+    terms = R.per_user_terms(inst, decision, include_upload_delay=config.upload_delay)
+    cost = R.cost_of_terms(terms, config.weights)
+    q_old = state.energy_queue
+    q_new = R.queue_update(q_old, terms["device_energy"], state.energy_budget)
+    reward = R.step_reward(cost, R.queue_growth(q_old, q_new, state.energy_budget),
+                           config.energy_penalty)
+    info = step_info(config, state, inst, decision, terms, cost, q_new,
+                     dict(NO_PROJECTION) if projection is None else projection)
+    nxt = G.advance(config, state, rng, q_new)
+    return nxt, reward, info
+
+
+def step_info(config: MECConfig, state: MECState, inst: MECInstance, dec: MECDecision,
+              terms: dict[str, np.ndarray], cost: float, q_new: np.ndarray,
+              projection: dict[str, float]) -> dict[str, Any]:
+    """The step's info dict (documented in ``MECOffloadingEnv``'s docstring)."""
+    e_dev = terms["device_energy"]
+    chi = dec.association(config.num_servers)
+    return {
+        "round": state.round_index,
+        "alpha": dec.alpha, "server": dec.server, "power": dec.power,
+        "bandwidth": dec.bandwidth, "freq_user": dec.freq_user, "freq_edge": dec.freq_edge,
+        "energy": terms["energy"], "device_energy": e_dev, "delay": terms["delay"],
+        "stability": terms["stability"], "rate": terms["rate"],
+        "cost": cost, "energy_total": float(terms["energy"].sum()),
+        "delay_mean": float(terms["delay"].mean()),
+        "stability_mean": float(terms["stability"].mean()),
+        "energy_queue": q_new, "queue_in_budgets": q_new / state.energy_budget,
+        "budget_overshoot": float(np.maximum(e_dev - state.energy_budget, 0.0).sum()),
+        "violations": constraint_violations(inst, dec.alpha, chi, dec.power, dec.bandwidth,
+                                            dec.freq_user, dec.freq_edge),
+        "projected": bool(any(v > 0 for v in projection.values())),
+        "projection": projection,
+    }
