@@ -18,7 +18,7 @@ ENV_IDS: dict[str, dict[str, str | None]] = {
     "edgeft/MECOffloading-v0": {
         "config": "edgeft.envs.mec.config:MECConfig",
         "entry_point": "edgeft.envs.mec.env:MECOffloadingEnv",
-        "vector_entry_point": None,
+        "vector_entry_point": "edgeft.envs.mec.vector:MECVectorEnv",
     },
 }
 
