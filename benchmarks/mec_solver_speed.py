@@ -20,6 +20,7 @@ import warnings
 import gymnasium as gym
 import numpy as np
 from edgeft.baselines.mec import solver as S
+from edgeft.envs.common import config_in_force
 
 import edgeft
 
@@ -40,7 +41,7 @@ def _greedy_instance(n: int, m: int, seed: int) -> tuple:
     env = gym.make("edgeft/MECOffloading-v0", num_users=n, num_servers=m)
     obs, _ = env.reset(seed=seed)
     inst = env.unwrapped.instance_of(obs)
-    weights = env.unwrapped.config.weights
+    weights = config_in_force(env).weights
     server = S.greedy_association(inst)
     S.fp_ao(inst, weights, server, max_iter=1)  # compile once (not timed)
     return inst, weights, server

@@ -21,7 +21,8 @@ the unsplit model). The update (one per round) is plain SGD on the average over 
 so the device-side and server-side LoRA adapters of a layer are one shared parameter (as in the
 paper, where users and servers train the same model); no momentum or weight decay.
 
-Cost-model quantities come from the real model (:meth:`MECRealEngine.env_config`): Upsilon =
+Cost-model quantities come from the real model (:attr:`MECRealEngine.env_config`, which the env
+exposes as its read-only ``config_in_force``; the user's config is left as given): Upsilon =
 ``num_hidden_layers``, h = ``hidden_size``, B = ``training.batch_size``, the bits per element of
 s(d) = ``training.bits_per_element``, and the token range is clipped to what the data holds
 (``training.max_seq_len`` and the longest sequence of the training split), so psi(d_n) counts the
@@ -38,17 +39,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from edgeft.envs.mec.config import MECConfig
-from edgeft.envs.mec.types import MECDecision, MECInstance
 from edgeft.training.config import TrainingConfig
 from edgeft.training.data import TaskData, TextSplit, load_task, next_minibatch, partition
 from edgeft.training.models import SplitModel, UnsupportedModelError, load_split_model
 from torch import nn
+
+if TYPE_CHECKING:  # annotations only: the env imports this module, not the other way round
+    from edgeft.envs.mec.config import MECConfig
+    from edgeft.envs.mec.types import MECDecision, MECInstance
 
 EVAL_CHUNK = 256
 
@@ -132,7 +135,7 @@ class MECRealEngine:
     Contract (what the env calls)::
 
         engine = MECRealEngine(config)        # loads model + data; consumes no randomness
-        engine.env_config                     # config: Upsilon, h, B, bits, d range of the model
+        engine.env_config                     # the config in force: Upsilon, h, B, bits, d range
         engine.seed(seed)                     # fresh LoRA + head + optimiser + shards
         info = engine.run_round(inst, dec)    # one real round; measured loss, bits, ...
         engine.evaluate()                     # held-out loss / accuracy of the unsplit model
