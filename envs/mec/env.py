@@ -154,12 +154,14 @@ class MECOffloadingEnv(gym.Env):
 
     # ------------------------------------------------------------------ typed views
     def decode_observation(self, obs: np.ndarray) -> MECState:
-        """The typed state an observation encodes (exactly the numbers the env uses)."""
-        return G.decode_observation(self._in_force, obs)
+        """The typed state an observation encodes (exactly the numbers the env uses); a batch
+        of observations (leading axes) gives a batched state."""
+        return O.decode_observation(obs, self._in_force)
 
     def instance_of(self, obs: np.ndarray) -> MECInstance:
-        """The round's cost-model instance from an observation."""
-        return instance_from_state(self._in_force, G.decode_observation(self._in_force, obs))
+        """The round's cost-model instance from one observation."""
+        return instance_from_state(self._in_force, O.decode_observation(np.ravel(obs),
+                                                                        self._in_force))
 
     @property
     def state(self) -> MECState:
