@@ -22,6 +22,6 @@ def _factory(cls: type[MECPolicy]) -> Any:
 
 
 for _name, _cls in POLICIES.items():
-    register_policy(_name, "mec", _factory(_cls))
+    register_policy(_name, "mec", _factory(_cls), cost=_cls.decision_cost)
 
 __all__ = ["POLICIES", "MECPolicy"]

@@ -40,6 +40,9 @@ class MECPolicy:
     """Base class: observation -> instance -> decision -> action of the env's mode."""
 
     name = "mec"
+    #: rough cost of one decision relative to the cheapest MEC policy (1): the leaderboard
+    #: starts the costliest episodes first; results do not depend on it
+    decision_cost = 1.0
 
     def __init__(self, config: MECConfig, action_mode: str | None = None, seed: int | None = None,
                  **options: Any) -> None:
@@ -113,6 +116,7 @@ class GreedyPolicy(MECPolicy):
     """MEC 5.3 baseline: highest-available-rate association; alpha and resources by FP-AO."""
 
     name = "greedy"
+    decision_cost = 4.0
 
     def association(self, inst: MECInstance) -> np.ndarray:
         """The association this benchmark uses."""
@@ -126,6 +130,7 @@ class RandomPolicy(GreedyPolicy):
     """MEC 5.3 benchmark: random association; alpha and resources by FP-AO."""
 
     name = "random"
+    decision_cost = 4.0
 
     def association(self, inst: MECInstance) -> np.ndarray:
         return S.random_association(inst, self.rng)
@@ -150,6 +155,7 @@ class FPCCCPPolicy(MECPolicy):
     """
 
     name = "fp-cccp"
+    decision_cost = 8.0
 
     def decide(self, inst: MECInstance) -> MECDecision:
         n, m = inst.num_users, inst.num_servers
@@ -189,6 +195,7 @@ class AOPolicy(MECPolicy):
     """MEC 5.2 benchmark: classical block AO (offloading vs resources), greedy association."""
 
     name = "ao"
+    decision_cost = 3.0
 
     def decide(self, inst: MECInstance) -> MECDecision:
         server = S.greedy_association(inst)
@@ -211,6 +218,7 @@ class ResourceOnlyPolicy(MECPolicy):
     """MEC 5.2 benchmark: random alpha, resources optimised by FP-AO with alpha fixed."""
 
     name = "resource-only"
+    decision_cost = 3.0
 
     def decide(self, inst: MECInstance) -> MECDecision:
         server = S.greedy_association(inst)
