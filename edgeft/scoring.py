@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 12345
+BOOTSTRAP_SEED = 20240607
 #: relative excess of the time-average constraint above which a policy is marked as breaking it
 BUDGET_TOLERANCE = 0.01
 
@@ -60,6 +60,27 @@ HEADLINES: dict[str, Headline] = {
         "time-average delay <= D-bar; over it by a factor x, devices are divided by x",
         anchor="random", reference="lyapunov"),
 }
+
+
+#: per family: "module:function" that computes the ``hindsight`` row of one leaderboard episode,
+#: ``fn(env_id, config, seed) -> dict`` with ``play_episode``'s keys (the metrics of a feasible
+#: schedule found in hindsight) plus ``"headline"`` (the certified bound, in the units of
+#: :func:`headline_value`) and ``"gap"`` (bound minus the feasible schedule's headline value).
+HINDSIGHT: dict[str, str] = {
+    "fedlora": "edgeft.baselines.fedlora.hindsight:leaderboard_row",
+}
+
+
+def hindsight_row(family: str, env_id: str, config: Mapping[str, Any], seed: int
+                  ) -> dict[str, Any]:
+    """The family's hindsight row of one episode (see :data:`HINDSIGHT`)."""
+    import importlib
+
+    if family not in HINDSIGHT:
+        raise ValueError(f"no hindsight bound for family {family!r}; known: {sorted(HINDSIGHT)}")
+    module, _, name = HINDSIGHT[family].partition(":")
+    fn = getattr(importlib.import_module(module), name)
+    return dict(fn(env_id, dict(config), int(seed)))
 
 
 def fedlora_headline(metrics: Mapping[str, Any]) -> float:

@@ -243,3 +243,51 @@ def episode_hindsight(env: Any, seed: int, budget_s: float | None = None) -> Hin
     gain, bits = episode_channels(env, seed)
     delay = prefix_delays(gain, bits, cfg.noise_psd, cfg.bandwidth_hz)
     return hindsight_bound(delay / (cfg.budget_s if budget_s is None else budget_s))
+
+
+class CountSchedulePolicy:
+    """Plays a fixed schedule of device counts (count mode): ``counts[t]`` in round t, read
+    from the observation's round index. Used to replay the hindsight schedule through the same
+    episode loop as every policy."""
+
+    def __init__(self, counts: np.ndarray, config: Any) -> None:
+        self.counts = np.asarray(counts, dtype=np.int64)
+        self.config = config
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        from edgeft.envs.fedlora.types import decode_observation
+
+        t = np.minimum(decode_observation(observation, self.config).round, self.counts.size - 1)
+        return self.counts[t], state
+
+
+def leaderboard_row(env_id: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The ``hindsight`` row of one leaderboard episode: the bound on the headline (devices per
+    round within the budget, ``edgeft.scoring``) and the metrics of the feasible hindsight
+    schedule replayed in count mode through the leaderboard's own episode loop.
+
+    Returns:
+        ``play_episode``'s dict plus ``"headline": bound / T`` and ``"gap"`` (bound minus the
+        schedule's own devices per round, both per round).
+    """
+    import gymnasium as gym
+    from edgeft.episodes import play_episode
+
+    env = gym.make(env_id, **config)
+    try:
+        result = episode_hindsight(env, seed)
+        rounds = env.unwrapped.config.episode_rounds
+    finally:
+        env.close()
+    replay = gym.make(env_id, **{**config, "action_mode": "count"})
+    try:
+        from edgeft.envs.common import config_in_force
+
+        out = play_episode(replay, CountSchedulePolicy(result.counts, config_in_force(replay)),
+                           seed)
+    finally:
+        replay.close()
+    out["headline"] = result.bound / rounds
+    out["gap"] = result.gap / rounds
+    return out
