@@ -49,11 +49,13 @@ from typing import Any
 
 import numpy as np
 
+from edgeft import scoring
 from edgeft.episodes import METRICS, TIMING
+from edgeft.scoring import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_ci  # noqa: F401
 from edgeft.suites import Suite, get_suite, list_suites, spec_differences
 
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 20240607
+#: the row name of the hindsight bound (written like a policy's, never ranked)
+HINDSIGHT = "hindsight"
 EPISODES_FILE = "episodes.jsonl"
 MANIFEST_FILE = "run.json"
 
@@ -91,11 +93,23 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     """Play one task's episode; returns its result row (deterministic apart from ``timing``)."""
     from edgeft.episodes import run_episode
 
-    out = run_episode(task["env_id"], task["config"], task["policy"], int(task["seed"]))
+    extra: dict[str, Any] = {}
+    if task["policy"] == HINDSIGHT:
+        from edgeft.policy import family_of
+        from edgeft.registration import make_config
+
+        t0 = time.perf_counter()
+        family = family_of(make_config(task["env_id"], task["config"]))
+        out = scoring.hindsight_row(family, task["env_id"], task["config"], int(task["seed"]))
+        # its "decision time": computing the bound and replaying its schedule, per round
+        out["timing"] = {"decide_ms": 1e3 * (time.perf_counter() - t0) / max(1, out["rounds"])}
+        extra["bound"] = {"headline": float(out["headline"]), "gap": float(out["gap"])}
+    else:
+        out = run_episode(task["env_id"], task["config"], task["policy"], int(task["seed"]))
     return {"suite": task["suite"], "version": task["version"], "scenario": task["scenario"],
             "policy": task["policy"], "seed": task["seed"], "env_id": task["env_id"],
             "rounds": out["rounds"], "metrics": out["metrics"], "timing": out["timing"],
-            "curves": out["curves"]}
+            "curves": out["curves"], **extra}
 
 
 def _task_cost(task: dict[str, Any]) -> float:
@@ -106,7 +120,8 @@ def _task_cost(task: dict[str, Any]) -> float:
 
     cfg = make_config(task["env_id"], task["config"])
     size = getattr(cfg, "num_devices", None) or getattr(cfg, "num_users", 1)
-    return policy_cost(task["policy"], family_of(cfg)) * cfg.episode_rounds * size
+    cost = 1.0 if task["policy"] == HINDSIGHT else policy_cost(task["policy"], family_of(cfg))
+    return cost * cfg.episode_rounds * size
 
 
 def _worker_init() -> None:
@@ -347,6 +362,8 @@ def check_policies(suite: Suite, policies: Sequence[str]) -> None:
             raise LeaderboardError(f"suite {suite.name} scenario {sc.name}: unknown env "
                                    f"{sc.env_id!r}; known: {known_envs}")
         for pol in policies:
+            if pol == HINDSIGHT:
+                continue
             task = {"env_id": sc.env_id, "config": sc.config, "policy": pol, "seed": 0}
             try:
                 env, _ = make_env_and_policy(task)
@@ -376,11 +393,25 @@ def default_policies(suite: Suite) -> list[str]:
     return refs + agents
 
 
+def scored_policies(suite: Suite, policies: Sequence[str]) -> list[str]:
+    """``policies`` plus what the score needs: the family's anchor policy (scored 0) and the
+    ``hindsight`` bound rows (scored 100), when the family has a headline and a bound."""
+    out = list(policies)
+    head = scoring.HEADLINES.get(suite.family)
+    if head is None or suite.family not in scoring.HINDSIGHT:
+        return out
+    if head.anchor not in out:
+        out.append(head.anchor)
+    if HINDSIGHT not in out:
+        out.append(HINDSIGHT)
+    return out
+
+
 def run_leaderboard(suite: str | Suite, policies: Sequence[str] | None = None,
                     out: str | os.PathLike | None = None, *, resume: bool = False,
                     backend: str = "local", workers: int | None = None, address: str | None = None,
-                    progress: bool = True, plots: bool = True, max_episodes: int | None = None
-                    ) -> dict[str, Any]:
+                    progress: bool = True, plots: bool = True, max_episodes: int | None = None,
+                    score: bool = True) -> dict[str, Any]:
     """Run (or resume) ``suite`` for ``policies`` into ``out``; returns the summary.
 
     Args:
@@ -394,6 +425,8 @@ def run_leaderboard(suite: str | Suite, policies: Sequence[str] | None = None,
         progress: show a progress bar.
         plots: write PNG plots.
         max_episodes: stop after this many new episodes (for tests and partial runs).
+        score: score the policies (families with a headline, ``edgeft.scoring``): adds the
+            anchor policy (``random``) if missing and the ``hindsight`` bound rows.
 
     Raises:
         LeaderboardError: a non-empty ``out`` without ``resume``, a corrupt results file, a
@@ -406,6 +439,8 @@ def run_leaderboard(suite: str | Suite, policies: Sequence[str] | None = None,
     policies = list(policies) if policies else default_policies(suite)
     if len(set(policies)) != len(policies):
         raise LeaderboardError(f"policy listed twice in {policies}")
+    if score:
+        policies = scored_policies(suite, policies)
     if backend not in ("local", "serial", "ray"):
         raise LeaderboardError(f"unknown backend {backend!r}; known: local, serial, ray")
     out = Path(out) if out is not None else default_out(suite)
@@ -432,23 +467,11 @@ def run_leaderboard(suite: str | Suite, policies: Sequence[str] | None = None,
 
 
 # ---------------------------------------------------------------------------- summary
-def bootstrap_ci(values: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """Percentile bootstrap 95% interval of the mean (deterministic: fixed seed)."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
-        return (float("nan"), float("nan"))
-    if v.size == 1 or np.all(v == v[0]):
-        return (float(v[0]), float(v[0])) if v.size == 1 else (float(v.mean()), float(v.mean()))
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, v.size, size=(resamples, v.size))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
 def summarize(suite: Suite, policies: Sequence[str],
               rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and bootstrap 95% interval per (scenario, policy, metric); timing kept apart."""
+    """Mean and bootstrap 95% interval per (scenario, policy, metric); timing kept apart; and,
+    for families with a headline (``edgeft.scoring``), each policy's headline value, score and
+    paired per-seed difference from the suite's reference policy."""
     by: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         by.setdefault((r["scenario"], r["policy"]), []).append(r)
@@ -469,35 +492,127 @@ def summarize(suite: Suite, policies: Sequence[str],
                     lo, hi = bootstrap_ci(vals)
                     entry[part][m] = {"mean": float(np.mean(vals)), "ci_low": lo, "ci_high": hi}
             entries.append(entry)
-    return {"suite": suite.name, "version": suite.version, "fingerprint": suite.fingerprint(),
-            "family": suite.family, "description": suite.description, "policies": list(policies),
-            "expected_episodes": len(suite.scenarios) * len(policies) * suite.num_seeds,
-            "episodes": sum(e["episodes"] for e in entries), "results": entries}
+    summary = {"suite": suite.name, "version": suite.version, "fingerprint": suite.fingerprint(),
+               "family": suite.family, "description": suite.description,
+               "policies": list(policies),
+               "expected_episodes": len(suite.scenarios) * len(policies) * suite.num_seeds,
+               "episodes": sum(e["episodes"] for e in entries), "results": entries}
+    head = scoring.HEADLINES.get(suite.family)
+    if head is not None:
+        summary["headline"] = {"title": head.title, "higher_is_better": head.higher_is_better,
+                               "constraint": head.constraint, "anchor": head.anchor,
+                               "reference": head.reference, "bound": HINDSIGHT}
+        _add_scores(suite.family, head, entries, by)
+    return summary
+
+
+def _headline_of(family: str, row: dict[str, Any]) -> float:
+    if row["policy"] == HINDSIGHT:
+        return float(row["bound"]["headline"])
+    return scoring.headline_value(family, row["metrics"])
+
+
+def _stat(values: Sequence[float]) -> dict[str, float]:
+    lo, hi = bootstrap_ci(values)
+    return {"mean": float(np.mean(values)), "ci_low": lo, "ci_high": hi}
+
+
+def _add_scores(family: str, head: scoring.Headline, entries: list[dict[str, Any]],
+                by: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+    """Adds "headline", "score", "vs_reference", "breaks_constraint" and "bound" to each entry
+    (per seed: score = 100 (value - anchor) / (bound - anchor) on that seed; see
+    ``edgeft.scoring``)."""
+    def per_seed(key: tuple[str, str]) -> dict[int, float]:
+        # in seed order: the means must not depend on the order episodes finished in
+        rs = sorted(by.get(key, []), key=lambda r: int(r["seed"]))
+        return {int(r["seed"]): _headline_of(family, r) for r in rs}
+
+    for e in entries:
+        sc = e["scenario"]
+        values = per_seed((sc, e["policy"]))
+        e["headline"] = _stat(list(values.values()))
+        e["bound"] = e["policy"] == HINDSIGHT
+        if not e["bound"]:
+            e["breaks_constraint"] = sum(
+                scoring.breaks_constraint(family, r["metrics"]) for r in by[(sc, e["policy"])])
+        anchor = per_seed((sc, head.anchor))
+        bound = per_seed((sc, HINDSIGHT))
+        seeds = sorted(set(values) & set(anchor) & set(bound))
+        if seeds:
+            scores = scoring.score([values[s] for s in seeds], [anchor[s] for s in seeds],
+                                   [bound[s] for s in seeds])
+            finite = scores[np.isfinite(scores)]
+            if finite.size:
+                e["score"] = {**_stat(finite.tolist()), "episodes": int(finite.size)}
+        ref = per_seed((sc, head.reference))
+        if e["policy"] != head.reference and set(values) & set(ref):
+            e["vs_reference"] = scoring.paired_difference(values, ref)
 
 
 def _fmt(x: float) -> str:
     return f"{x:.4g}" if np.isfinite(x) else str(x)
 
 
+def _cell(d: dict[str, float] | None, digits: str = ".4g") -> str:
+    if d is None:
+        return "-"
+    half = (d["ci_high"] - d["ci_low"]) / 2
+    mean = format(d["mean"], digits) if np.isfinite(d["mean"]) else str(d["mean"])
+    return mean + (f" ± {half:.2g}" if half > 0 else "")
+
+
+def ranked(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary's entries in table order: per scenario, the bound first, then by score
+    (best first; unscored policies last, in run order)."""
+    order = {sc: i for i, sc in enumerate(dict.fromkeys(e["scenario"] for e in summary["results"]))}
+
+    def key(item: tuple[int, dict[str, Any]]) -> tuple[int, int, float, int]:
+        i, e = item
+        if e.get("bound"):
+            return (order[e["scenario"]], 0, 0.0, i)
+        sc = e.get("score")
+        return (order[e["scenario"]], 1 if sc else 2, -sc["mean"] if sc else 0.0, i)
+
+    return [e for _, e in sorted(enumerate(summary["results"]), key=key)]
+
+
 def markdown_table(summary: dict[str, Any]) -> str:
-    """The summary as Markdown: mean ± half-width of the bootstrap 95% interval."""
+    """The summary as Markdown: mean ± half-width of the bootstrap 95% interval; with a headline,
+    sorted by score, with the headline, score and paired-difference columns first."""
     fam = summary["family"]
     cols = [(m, t) for m, (t, _) in METRICS[fam].items()] + [(m, t) for m, (t, _) in TIMING.items()]
+    head = summary.get("headline")
     multi = len({e["scenario"] for e in summary["results"]}) > 1
-    head = ("| " + ("scenario | " if multi else "") + "policy | "
-            + " | ".join(t for _, t in cols) + " |")
-    sep = "|" + ("---|" if multi else "") + "---|" + "|".join("---:" for _ in cols) + "|"
+    front = []
+    if head is not None:
+        front = ["score", head["title"], f"vs {head['reference']} (paired)"]
+    titles = front + [t for _, t in cols]
+    header = ("| " + ("scenario | " if multi else "") + "policy | " + " | ".join(titles) + " |")
+    sep = "|" + ("---|" if multi else "") + "---|" + "|".join("---:" for _ in titles) + "|"
     lines = [f"**{summary['suite']}** v{summary['version']}: {summary['description']}; "
              f"{summary['episodes']}/{summary['expected_episodes']} episodes; mean ± half-width of "
-             "the bootstrap 95% interval over test seeds", "", head, sep]
-    for e in summary["results"]:
+             "the bootstrap 95% interval over test seeds", "", header, sep]
+    entries = ranked(summary) if head is not None else summary["results"]
+    for e in entries:
         cells = []
+        name = e["policy"]
+        if head is not None:
+            if e.get("bound"):
+                name = f"{name} (bound)"
+            elif e.get("breaks_constraint"):
+                name = f"{name} ✗"
+            cells += [_cell(e.get("score"), ".1f"), _cell(e.get("headline")),
+                      _cell(e.get("vs_reference"), "+.3g")]
         for m, _ in cols:
             d = e["timing"][m] if m in e["timing"] else e["metrics"][m]
-            half = (d["ci_high"] - d["ci_low"]) / 2
-            cells.append(_fmt(d["mean"]) + (f" ± {half:.2g}" if half > 0 else ""))
-        lines.append("| " + (f"{e['scenario']} | " if multi else "") + f"{e['policy']} | "
+            cells.append(_cell(d))
+        lines.append("| " + (f"{e['scenario']} | " if multi else "") + f"{name} | "
                      + " | ".join(cells) + " |")
+    if head is not None:
+        lines += ["", f"score: 0 = `{head['anchor']}`, 100 = `{head['bound']}` (the episode's "
+                  f"hindsight bound), per test seed, on {head['title']}; constraint: "
+                  f"{head['constraint']}; ✗ = breaks it in at least one episode; paired: mean "
+                  f"per-seed difference from `{head['reference']}`."]
     return "\n".join(lines) + "\n"
 
 
@@ -506,6 +621,11 @@ def summary_csv(summary: dict[str, Any]) -> str:
     fam = summary["family"]
     names = list(METRICS[fam]) + list(TIMING)
     header = ["suite", "version", "scenario", "policy", "episodes"]
+    scored = summary.get("headline") is not None
+    if scored:
+        for m in ("score", "headline", "vs_reference"):
+            header += [f"{m}_mean", f"{m}_ci_low", f"{m}_ci_high"]
+        header += ["breaks_constraint", "bound"]
     for m in names:
         header += [f"{m}_mean", f"{m}_ci_low", f"{m}_ci_high"]
     buf = io.StringIO()
@@ -514,6 +634,11 @@ def summary_csv(summary: dict[str, Any]) -> str:
     for e in summary["results"]:
         row: list[Any] = [summary["suite"], summary["version"], e["scenario"], e["policy"],
                           e["episodes"]]
+        if scored:
+            for m in ("score", "headline", "vs_reference"):
+                d = e.get(m)
+                row += ["" if d is None else repr(d[k]) for k in ("mean", "ci_low", "ci_high")]
+            row += [e.get("breaks_constraint", ""), int(bool(e.get("bound")))]
         for m in names:
             d = e["timing"][m] if m in TIMING else e["metrics"][m]
             row += [repr(d["mean"]), repr(d["ci_low"]), repr(d["ci_high"])]
@@ -621,6 +746,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--no-score", action="store_true",
+                        help="do not score: no hindsight-bound rows and no anchor policy added "
+                             "(by default both are added, see the score note under the table)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--list", action="store_true", help="list the suites and exit")
 
@@ -654,7 +782,7 @@ def run(args: argparse.Namespace) -> int:
                                       resume=args.resume, backend=args.backend,
                                       workers=args.workers,
                                       address=args.address, progress=not args.no_progress,
-                                      plots=not args.no_plots)
+                                      plots=not args.no_plots, score=not args.no_score)
             where = out
             print()
             print(markdown_table(summary))

@@ -107,17 +107,18 @@ def breaks_constraint(family: str, metrics: Mapping[str, Any]) -> bool:
     raise ValueError(f"no headline defined for family {family!r}; known: {sorted(HEADLINES)}")
 
 
-def score(value: float | np.ndarray, anchor: float | np.ndarray,
-          bound: float | np.ndarray) -> np.ndarray:
+def score(value: float | Sequence[float] | np.ndarray,
+          anchor: float | Sequence[float] | np.ndarray,
+          bound: float | Sequence[float] | np.ndarray) -> np.ndarray:
     """100 x (value - anchor) / (bound - anchor): 0 at the anchor policy, 100 at the bound.
 
     Works for either direction of the headline (the bound lies on the better side of the
     anchor). NaN where the bound equals the anchor (nothing to gain on that episode).
     """
-    value, anchor, bound = (np.asarray(x, dtype=np.float64) for x in (value, anchor, bound))
-    span = bound - anchor
+    v, a, b = (np.asarray(x, dtype=np.float64) for x in (value, anchor, bound))
+    span = b - a
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(span != 0.0, 100.0 * (value - anchor) / span, np.nan)
+        return np.where(span != 0.0, 100.0 * (v - a) / span, np.nan)
 
 
 def bootstrap_ci(values: Sequence[float] | np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,

@@ -82,3 +82,57 @@ def test_no_policy_scores_above_the_hindsight_bound(seed):
     assert values["all-in"] < values["gs"]  # all-in breaks the budget by orders of magnitude
     s = score(values["gs"], values["random"], bound)
     assert 0.0 < s < 100.0
+
+
+def _row(policy, seed, scheduled, ratio, bound=None):
+    from edgeft.episodes import METRICS
+
+    metrics = dict.fromkeys(METRICS["fedlora"], 0.0)
+    metrics.update(avg_scheduled=scheduled, avg_delay_ratio=ratio)
+    row = {"scenario": "s", "policy": policy, "seed": seed, "metrics": metrics,
+           "timing": {"decide_ms": 1.0}}
+    if bound is not None:
+        row["bound"] = {"headline": bound, "gap": 0.0}
+    return row
+
+
+def test_summary_scores_ranks_and_pairs_per_seed():
+    from edgeft import leaderboard as lb
+    from edgeft.suites import FEDLORA, Scenario, Suite
+
+    suite = Suite("t", 1, "fedlora", "test", (Scenario("s", FEDLORA, {}),), num_seeds=2)
+    rows = [
+        _row("random", 0, 10.0, 10.0), _row("random", 1, 10.0, 5.0),        # headline 1, 2
+        _row("hindsight", 0, 11.0, 1.0, bound=11.0), _row("hindsight", 1, 12.0, 1.0, bound=12.0),
+        _row("gs", 0, 6.0, 1.0), _row("gs", 1, 7.0, 0.9),                    # 6, 7
+        _row("lyapunov", 0, 9.0, 1.5), _row("lyapunov", 1, 8.0, 1.0),        # 6, 8
+    ]
+    policies = ["gs", "lyapunov", "random", "hindsight"]
+    summary = lb.summarize(suite, policies, rows)
+    e = {x["policy"]: x for x in summary["results"]}
+    # per seed: gs (6-1)/(11-1) = 50, (7-2)/(12-2) = 50; lyapunov 50 and 60
+    assert e["gs"]["score"]["mean"] == pytest.approx(50.0)
+    assert e["lyapunov"]["score"]["mean"] == pytest.approx(55.0)
+    assert e["random"]["score"]["mean"] == 0.0 and e["hindsight"]["score"]["mean"] == 100.0
+    assert e["gs"]["vs_reference"]["mean"] == pytest.approx(-0.5)  # (6-6 + 7-8) / 2
+    assert "vs_reference" not in e["lyapunov"]
+    assert e["lyapunov"]["breaks_constraint"] == 1 and e["gs"]["breaks_constraint"] == 0
+    assert e["hindsight"]["bound"] and "breaks_constraint" not in e["hindsight"]
+    order = [x["policy"] for x in lb.ranked(summary)]
+    assert order == ["hindsight", "lyapunov", "gs", "random"]
+    table = lb.markdown_table(summary)
+    assert "| hindsight (bound) | 100.0 |" in table
+    assert "| lyapunov ✗ | 55.0 ± 5 |" in table
+    assert table.index("lyapunov ✗") < table.index("| gs |")
+    assert "score: 0 = `random`, 100 = `hindsight`" in table
+    header = lb.summary_csv(summary).splitlines()[0].split(",")
+    assert header[5:8] == ["score_mean", "score_ci_low", "score_ci_high"]
+
+
+def test_scored_policies_adds_the_anchors_once():
+    from edgeft import leaderboard as lb
+    from edgeft.suites import get_suite
+
+    suite = get_suite("fedlora-default")
+    assert lb.scored_policies(suite, ["gs"]) == ["gs", "random", "hindsight"]
+    assert lb.scored_policies(suite, ["random", "gs"]) == ["random", "gs", "hindsight"]
