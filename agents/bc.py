@@ -66,34 +66,38 @@ class MECGreedyFastTeacher:
         self.config = config
         self.max_iter = int(max_iter)
 
-    def decide(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(alpha, server) for one observation."""
+    def decide(self, obs: np.ndarray) -> Any:
+        """The decision (an ``edgeft.envs.mec.types.MECDecision``) for one observation: the
+        final alpha and server, with the discrete mode's resources for them."""
         from edgeft.baselines.mec import solver as S
         from edgeft.baselines.mec.policies import best_integer_alpha
-        from edgeft.envs.mec import generator as G
-        from edgeft.envs.mec.actions import fast_resource_rule
+        from edgeft.envs.mec.observation import decode_observation
+        from edgeft.envs.mec.resources import fast_resource_rule
+        from edgeft.envs.mec.types import instance_from_state
 
         cfg = self.config
         w, ud = cfg.weights, cfg.upload_delay
-        inst = G.instance_from_state(cfg, G.decode_observation(cfg, obs))
+        inst = instance_from_state(cfg, decode_observation(obs, cfg))
         server = S.greedy_association(inst)
         alpha = np.ones(inst.num_users)
+        dec = fast_resource_rule(inst, alpha, server, w, ud)
         for _ in range(self.max_iter):
-            dec = fast_resource_rule(inst, alpha, server, w, ud)
             new = best_integer_alpha(inst, w, dec, ud)
             if np.array_equal(new, alpha):
                 break
             alpha = new
-        return alpha, server
+            dec = fast_resource_rule(inst, alpha, server, w, ud)
+        return dec
 
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
                 deterministic: bool = False) -> tuple[np.ndarray, Any]:
-        """SB3's ``predict``: discrete-mode action(s) [alpha - 1] * N + [server] * N."""
+        """SB3's ``predict``: the discrete-mode action(s) of :meth:`decide`'s decision(s)."""
+        from edgeft.envs.mec.actions import decision_to_action
+
         obs = np.asarray(observation, dtype=np.float64)
         if obs.ndim == 2:
             return np.stack([self.predict(o)[0] for o in obs]), state
-        alpha, server = self.decide(obs)
-        return np.concatenate([alpha - 1, server]).astype(np.int64), state
+        return decision_to_action(self.decide(obs), self.config, "discrete"), state
 
 
 #: teachers for cloning only (not registered policies): name -> class(config, action_mode, **opts)
@@ -118,7 +122,7 @@ _MEC_OTHER_SECTIONS = ("round_index", "server_pos", "cores_edge", "flops_edge", 
 
 
 def _check_permutable(config: Any) -> None:
-    from edgeft.envs.mec.generator import observation_layout
+    from edgeft.envs.mec.observation import observation_layout
 
     if getattr(config, "family", None) != "mec" or config.action_mode != "discrete":
         raise ValueError("permute_users needs the MEC env's discrete action mode")
@@ -135,25 +139,29 @@ def permute_users(obs: np.ndarray, labels: np.ndarray, config: Any, rng: np.rand
 
     Users are exchangeable in the MEC env (the cost is a sum over users; the association and
     resource rules treat them alike), so these are valid extra teacher labels. Every
-    observation section whose first axis is the user axis is permuted, and both halves of the
-    label ``[alpha - 1] * N + [server] * N``.
+    observation block whose first axis is the user axis is permuted (through the observation
+    layout), and each label's alpha and server (through the discrete mode's action mapping).
 
     Raises:
         ValueError: not the MEC env's discrete mode.
     """
-    from edgeft.envs.mec.generator import observation_sections
+    from edgeft.envs.mec.actions import discrete_action, discrete_to_alpha_server
+    from edgeft.envs.mec.observation import observation_layout
 
     _check_permutable(config)
     n, b = config.num_users, len(obs)
     perm = np.argsort(rng.random((b, n)), axis=1)
+    layout = observation_layout(config)
     out = obs.copy()
-    sections = observation_sections(config, out)  # views into out
-    for name, block in observation_sections(config, obs).items():
+    sections = layout.sections(out)  # views into out
+    for name, block in layout.sections(obs).items():
         if name in _MEC_USER_SECTIONS:
             idx = perm.reshape(perm.shape + (1,) * (block.ndim - 2))
             sections[name][...] = np.take_along_axis(block, idx, axis=1)
-    lab = np.concatenate([np.take_along_axis(labels[:, :n], perm, axis=1),
-                          np.take_along_axis(labels[:, n:], perm, axis=1)], axis=1)
+    lab = np.empty_like(labels)
+    for i, p in enumerate(perm):
+        alpha, server = discrete_to_alpha_server(config, labels[i])
+        lab[i] = discrete_action(alpha[p], server[p])
     return out, lab
 
 
@@ -229,7 +237,7 @@ def behaviour_clone(model: Any, vecnorm: Any, cfg: Any, config: Any, out: Path,
         model: an SB3 on-policy model (PPO/A2C) built on the run's (normalised) vector env.
         vecnorm: the run's ``VecNormalize`` (or None).
         cfg: the run's ``TrainConfig`` (``init``, ``bc``, ``seed``, ``n_envs``, ``obs_transform``).
-        config: the env config of the run.
+        config: the run's env config in force (``edgeft.envs.common.config_in_force``).
         out: the run folder (``bc.jsonl`` is written there).
 
     Returns:
@@ -237,8 +245,8 @@ def behaviour_clone(model: Any, vecnorm: Any, cfg: Any, config: Any, out: Path,
         mean action).
     """
     import torch
-    from edgeft.agents.train import make_vec_env
     from edgeft.agents.transforms import get_transform
+    from edgeft.agents.vec import make_vec_env
 
     if not hasattr(model.policy, "get_distribution"):
         raise ValueError(f"--init bc needs an actor-critic policy (ppo or a2c), not {cfg.algo}")

@@ -175,8 +175,9 @@ def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
     Args:
         algo: SB3 algorithm name.
         path: the ``.zip`` path or a shipped model name.
-        env, config: the env the policy acts in (or its config); checked against the model's
-            saved env config unless ``check_config=False``.
+        env, config: the env the policy acts in (its config in force,
+            ``edgeft.envs.common.config_in_force``, is read), or that config; checked against
+            the model's saved env config unless ``check_config=False``.
         action_mode: must equal the model's (models act in the action space they were trained on).
         seed: accepted for interface uniformity; a model acts deterministically when asked to.
 
@@ -195,7 +196,9 @@ def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
         raise ValueError(f"make_policy('{algo}:{path}') needs the env (or its config) it will "
                          "act in")
     if config is None:
-        config = env.unwrapped.config
+        from edgeft.envs.common import config_in_force
+
+        config = config_in_force(env)
     env_id = getattr(getattr(getattr(env, "unwrapped", None), "spec", None), "id", None) or (
         getattr(getattr(env, "spec", None), "id", None))
     if env_id is not None and env_id != meta["env_id"]:

@@ -1,14 +1,18 @@
 """Train a stable-baselines3 agent on an edgeft env.
 
 Trains PPO, A2C, SAC, TD3 or DQN on any registered edgeft env and action mode the algorithm
-supports, with a progress bar and periodic evaluation against a reference policy on validation
-seeds. Writes, into --out:
+supports, with a progress bar and periodic validation against a reference policy on validation
+seeds. Validation plays the leaderboard's episode loop in the leaderboard's env for the run's
+scenario (the reward-only env fields at their defaults) and reports the leaderboard's metrics
+under the leaderboard's names: the family's headline value (for a family without one, its first
+leaderboard column) and columns such as "return" (under the env's default reward), so its numbers
+compare with ``edgeft compare`` and the leaderboard. Writes, into --out:
 
     model.zip, model.norm.json, model.config.json   the final model, its VecNormalize observation
                                                     statistics and the full config (load it with
                                                     edgeft.make_policy("ppo:OUT/model.zip", env))
-    best.zip, best.norm.json, best.config.json      the model with the best validation return
-    eval.jsonl                                      one line per evaluation
+    best.zip, best.norm.json, best.config.json      the model best on the validation metric
+    eval.jsonl                                      one line per validation
     checkpoints/                                    the latest checkpoint (model, VecNormalize,
                                                     replay buffer of SAC/TD3/DQN, step count);
                                                     rerunning the same command resumes from it
@@ -36,7 +40,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -61,21 +64,23 @@ class TrainConfig:
     Attributes:
         env_id: a registered edgeft env id.
         algo: ppo, a2c, sac, td3 or dqn.
-        timesteps: total environment steps.
+        timesteps: total environment steps; training stops at the end of the rollout that
+            reaches them (:func:`planned_timesteps`).
         seed: training seed (torch, SB3 and the training envs), 0 <= seed < 100,000,000.
         env_config: env config fields (overrides of the env's defaults), incl. ``action_mode``.
         obs_transform: observation transform (``edgeft.agents.transforms``).
         n_envs: parallel env copies (the numpy vector env where the env has one).
         normalize_obs, normalize_reward: VecNormalize switches.
         hyperparams: keyword arguments of the SB3 algorithm.
-        eval_every: evaluate every this many steps (0 = only at the end).
-        eval_episodes: validation episodes per evaluation.
+        eval_every: validate every this many steps (0 = only at the end).
+        eval_episodes: validation episodes per validation (0 = none).
         eval_policy: reference policy evaluated on the same validation seeds ("" = none).
         checkpoint_every: checkpoint every this many steps.
         progress: show a progress bar.
         reward_shaping: training reward replacing the env's (numpy vector env only):
             ``{"type": "clipped-dpp", "zeta": 10, "clip": 4}`` (``vec.clipped_drift_plus_penalty``);
-            ``{}`` = the env's reward. Validation returns use the env's reward.
+            ``{}`` = the env's reward. Validation uses the leaderboard's env and metrics
+            (:class:`Evaluator`), whatever the training reward.
         init: ``""`` (random initialisation) or ``"bc:POLICY"``: behaviour-clone the reference
             policy POLICY (DAgger, ``edgeft.agents.bc``) before RL; ``timesteps`` may then be 0
             (the cloned policy is the model).
@@ -140,24 +145,30 @@ def default_config(env_id: str, algo: str) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if not k.startswith("_")}
 
 
-def build_config(env_id: str, algo: str, file: str | None = None, **overrides: Any) -> TrainConfig:
-    """Tuned defaults < ``file`` (JSON of TrainConfig fields) < ``overrides`` (None = unset)."""
-    values: dict[str, Any] = {"env_id": env_id, "algo": algo}
+def build_config(env_id: str | None, algo: str | None, file: str | None = None,
+                 **overrides: Any) -> TrainConfig:
+    """Tuned defaults < ``file`` (JSON of TrainConfig fields) < ``overrides`` (None = unset).
+
+    ``env_id`` and ``algo`` (None: the file's, else TrainConfig's defaults) pick the tuned
+    defaults of ``hyperparams.json``.
+    """
     file_values: dict[str, Any] = {}
     if file:
         with open(file) as fh:
             file_values = json.load(fh)
         if not isinstance(file_values, dict):
             raise ValueError(f"{file} must hold a JSON object of TrainConfig fields")
-        values["env_id"] = file_values.get("env_id", env_id) if env_id is None else env_id
-        values["algo"] = file_values.get("algo", algo) if algo is None else algo
-    values.update(default_config(values["env_id"], values["algo"]))
+    chosen = {"env_id": env_id or file_values.get("env_id", TrainConfig.env_id),
+              "algo": algo or file_values.get("algo", TrainConfig.algo)}
+    values: dict[str, Any] = dict(chosen)
+    values.update(default_config(chosen["env_id"], chosen["algo"]))
     for src in (file_values, {k: v for k, v in overrides.items() if v is not None}):
         for k, v in src.items():
             if k in ("env_config", "hyperparams", "bc") and isinstance(v, dict):
                 values[k] = {**values.get(k, {}), **v}
             else:
                 values[k] = v
+    values.update(chosen)  # --env / --algo win over the file's
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - names)
     if unknown:
@@ -169,14 +180,25 @@ def build_config(env_id: str, algo: str, file: str | None = None, **overrides: A
 
 
 # ---------------------------------------------------------------------------- envs
-def make_env_config(cfg: TrainConfig) -> Any:
-    """The env config object of this run."""
+def make_env(cfg: TrainConfig, **changes: Any) -> Any:
+    """``gym.make(cfg.env_id, **cfg.env_config)``, with ``changes`` to the env config."""
     import gymnasium as gym
 
-    env = gym.make(cfg.env_id, **cfg.env_config)
-    config = env.unwrapped.config
+    return gym.make(cfg.env_id, **{**cfg.env_config, **changes})
+
+
+def make_env_config(cfg: TrainConfig) -> Any:
+    """The config in force of this run's env (``edgeft.envs.common.config_in_force``).
+
+    Raises:
+        ValueError: ``cfg.algo`` cannot act in the env's action space.
+    """
+    from edgeft.envs.common import config_in_force
+
+    env = make_env(cfg)
+    config = config_in_force(env)
+    space = type(env.action_space).__name__
     env.close()
-    space = type(gym.make(cfg.env_id, **cfg.env_config).action_space).__name__
     if space not in ALGO_SPACES[cfg.algo]:
         modes = getattr(config, "ACTION_MODES", ())
         raise ValueError(
@@ -186,39 +208,49 @@ def make_env_config(cfg: TrainConfig) -> Any:
     return config
 
 
-def make_vec_env(cfg: TrainConfig, config: Any, seed: int) -> Any:
-    """The SB3 VecEnv (with the observation transform) of this run."""
-    import gymnasium as gym
-    from edgeft.agents.transforms import get_transform
-    from edgeft.agents.vec import NumpyVecEnv, VecObsTransform
-    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
-    from stable_baselines3.common.vec_env import VecMonitor
+def env_family(env_id: str) -> str:
+    """The family (``config.family``) of the registered env ``env_id``, read from its config
+    class (``edgeft.registration.make_config``), not from the id."""
+    from edgeft.policy import family_of
+    from edgeft.registration import make_config
 
-    spec = gym.registry[cfg.env_id]
-    if spec.vector_entry_point is not None and getattr(config, "mode", "surrogate") == "surrogate":
-        reward_fn = None
-        if cfg.reward_shaping:
-            from edgeft.agents.vec import clipped_drift_plus_penalty
+    return family_of(make_config(env_id))
 
-            rs = dict(cfg.reward_shaping)
-            if rs.pop("type", None) != "clipped-dpp":
-                raise ValueError("reward_shaping type must be 'clipped-dpp', "
-                                 f"got {cfg.reward_shaping}")
-            reward_fn = clipped_drift_plus_penalty(config, **rs)
-        venv = NumpyVecEnv(gym.make_vec(cfg.env_id, num_envs=cfg.n_envs,
-                                        vectorization_mode="vector_entry_point", config=config),
-                           reward_fn=reward_fn)
-        venv.seed(seed)
-        venv = VecMonitor(venv)
-    else:
-        if cfg.reward_shaping:
-            raise ValueError("reward_shaping needs an env with a numpy vector entry point "
-                             "(FedLoRA, surrogate mode)")
-        venv = sb3_make_vec_env(lambda: gym.make(cfg.env_id, config=config), n_envs=cfg.n_envs,
-                                seed=seed)
-    if cfg.obs_transform != "none":
-        venv = VecObsTransform(venv, get_transform(cfg.obs_transform, config))
-    return venv
+
+def steps_per_rollout(model: Any, episode_rounds: int) -> int:
+    """Env steps ``model`` collects between two updates (all copies together).
+
+    ``learn(total_timesteps=T)`` stops at the first whole rollout at or after T steps: on-policy
+    algorithms collect ``n_steps`` per copy; off-policy ones ``train_freq`` steps per copy, or
+    whole episodes (``episode_rounds`` steps: edgeft episodes have a fixed length and all copies
+    start together) when ``train_freq`` counts episodes.
+    """
+    n_envs = int(model.n_envs)
+    train_freq = getattr(model, "train_freq", None)
+    if train_freq is None:  # on-policy
+        return int(model.n_steps) * n_envs
+    if str(getattr(train_freq.unit, "value", train_freq.unit)) == "episode":
+        return -(-int(train_freq.frequency) // n_envs) * int(episode_rounds) * n_envs
+    return int(train_freq.frequency) * n_envs
+
+
+def planned_timesteps(cfg: TrainConfig, model: Any, config: Any, start: int = 0) -> int:
+    """The step count a run of ``cfg.timesteps`` steps ends at, from step ``start`` (0, or a
+    checkpoint's step, which lies between two rollouts): whole rollouts until at least
+    ``cfg.timesteps`` (no RL at all when ``start >= cfg.timesteps``)."""
+    if cfg.timesteps <= start:
+        return start
+    per = steps_per_rollout(model, config.episode_rounds)
+    return start + -(-(cfg.timesteps - start) // per) * per
+
+
+def rollout_detail(model: Any) -> str:
+    """How :func:`steps_per_rollout` came about, in words."""
+    train_freq = getattr(model, "train_freq", None)
+    if train_freq is None:
+        return f"n_steps {int(model.n_steps):,} x {int(model.n_envs)} envs"
+    unit = str(getattr(train_freq.unit, "value", train_freq.unit))
+    return f"train_freq {int(train_freq.frequency)} {unit}(s) x {int(model.n_envs)} envs"
 
 
 # ---------------------------------------------------------------------------- files
@@ -319,53 +351,151 @@ def run_meta(cfg: TrainConfig, config: Any, **extra: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- evaluation
+#: reference policy of the validation runs, per env family, when neither ``--eval-policy`` nor
+#: ``--config`` names one
+DEFAULT_EVAL_POLICY = {"fedlora": "gs", "mec": "greedy"}
+#: leaderboard metrics (``edgeft.episodes.METRICS``) the validation line shows after the
+#: validation metric; eval.jsonl holds them all
+EVAL_COLUMNS = {"fedlora": ("avg_scheduled", "avg_delay_ratio", "final_loss", "return"),
+                "mec": ("energy", "delay", "return")}
+
+
+@dataclass(frozen=True)
+class ValidationMetric:
+    """What validation ranks models by (``best.zip`` is the best on it).
+
+    Attributes:
+        name: ``"headline"`` (the leaderboard's headline value, ``edgeft.scoring``) or a metric
+            of ``edgeft.episodes.METRICS``.
+        title: its column title on the leaderboard.
+        higher_is_better: its direction.
+    """
+
+    name: str
+    title: str
+    higher_is_better: bool
+
+
+def validation_metric(family: str) -> ValidationMetric:
+    """The leaderboard's headline of ``family`` (``edgeft.scoring.HEADLINES``), else the family's
+    first leaderboard column (``edgeft.episodes.METRICS``; MEC: the weighted cost)."""
+    from edgeft import scoring
+    from edgeft.episodes import METRICS
+
+    head = scoring.HEADLINES.get(family)
+    if head is not None:
+        return ValidationMetric("headline", head.title, head.higher_is_better)
+    name, (title, lower_is_better) = next(iter(METRICS[family].items()))
+    return ValidationMetric(name, title, not lower_is_better)
+
+
+def leaderboard_scenario(cfg: TrainConfig, family: str) -> dict[str, Any]:
+    """The run's env config as a leaderboard scenario: without the fields that shape only
+    training (the reward-only fields, ``loader.REWARD_ONLY_FIELDS``, and ``action_mode``), which
+    take the env's defaults there. The leaderboard plays a trained agent in this scenario with
+    its own action mode, and every other policy in the scenario as it is."""
+    from edgeft.agents.loader import REWARD_ONLY_FIELDS
+
+    drop = set(REWARD_ONLY_FIELDS.get(family, ())) | {"action_mode"}
+    return {k: v for k, v in cfg.env_config.items() if k not in drop}
+
+
+def mean_metrics(episodes: list[dict[str, Any]], family: str) -> dict[str, float]:
+    """The mean over episodes of each leaderboard metric, and of the headline value per episode
+    (``"headline"``, for families with one), as the leaderboard summarises them.
+
+    Args:
+        episodes: ``edgeft.episodes.play_episode`` results.
+        family: the env family.
+    """
+    from edgeft import scoring
+
+    rows = [dict(e["metrics"]) for e in episodes]
+    if family in scoring.HEADLINES:
+        for r in rows:
+            r["headline"] = scoring.headline_value(family, r)
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
 class Evaluator:
-    """Validation episodes of the current model and of a reference policy (same seeds)."""
+    """Validation episodes of the current model and of a reference policy (same seeds).
+
+    Both play in the leaderboard's env for the run's scenario (:func:`leaderboard_scenario`;
+    the model in its action mode) through the leaderboard's episode loop
+    (``edgeft.episodes``), so every number is the quantity the leaderboard reports under the
+    same name, on the validation seeds instead of the test seeds.
+    """
 
     def __init__(self, cfg: TrainConfig, config: Any) -> None:
         import gymnasium as gym
+        from edgeft.envs.common import config_in_force
 
-        self.cfg, self.config = cfg, config
-        self.env = gym.make(cfg.env_id, config=config)
+        from edgeft.episodes import run_episode
+        from edgeft.policy import family_of
+
+        self.cfg = cfg
+        self.family = family_of(config)
+        self.metric = validation_metric(self.family)
+        self.scenario = leaderboard_scenario(cfg, self.family)
+        self.env = gym.make(cfg.env_id, **self.scenario, action_mode=config.action_mode)
+        self.config = config_in_force(self.env)
         self.seeds = [VALIDATION_SEED_BASE + i for i in range(cfg.eval_episodes)]
         self.reference: dict[str, float] | None = None
         if cfg.eval_policy:
-            import edgeft
+            self.reference = mean_metrics(
+                [run_episode(cfg.env_id, self.scenario, cfg.eval_policy, s) for s in self.seeds],
+                self.family)
 
-            ref_env = gym.make(cfg.env_id, config=config)
-            ref_cfg = dataclasses.replace(config, action_mode=ref_env.unwrapped.config.action_mode)
-            policy = edgeft.make_policy(cfg.eval_policy, ref_env)
-            self.reference = self._run(policy, ref_env)
-            del ref_cfg
+    def describe(self) -> str:
+        """One line on what the validation reports."""
+        m = self.metric
+        first, last = self.seeds[0], self.seeds[-1]
+        seeds = f"{first:,}" if first == last else f"{first:,}..{last:,}"
+        return (f"validation: {len(self.seeds)} episode(s), seeds {seeds}, in the leaderboard's "
+                f"env for scenario {self.scenario or '{}'} (reward-only fields at their "
+                f"defaults); best.zip = best {m.title} "
+                f"({'higher' if m.higher_is_better else 'lower'} is better), as on the "
+                "leaderboard")
 
-    def _run(self, policy: Any, env: Any) -> dict[str, float]:
-        from edgeft.episodes import play_episode
+    def better(self, value: float, best: float | None) -> bool:
+        """Whether ``value`` of the validation metric beats ``best`` (None: nothing yet)."""
+        if best is None or not np.isfinite(best):
+            return True
+        return value > best if self.metric.higher_is_better else value < best
 
-        rows = [play_episode(env, policy, s)["metrics"] for s in self.seeds]
-        return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    def line(self, t: int, res: dict[str, float]) -> str:
+        """The validation line of step ``t``: each value with the reference's beside it."""
+        from edgeft.episodes import METRICS
+
+        ref, name = self.reference, self.cfg.eval_policy
+        cols = [(self.metric.name, self.metric.title)] + [
+            (k, METRICS[self.family][k][0]) for k in EVAL_COLUMNS.get(self.family, ())
+            if k != self.metric.name]
+        parts = [f"{title} {res[k]:.5g}" + (f" ({name} {ref[k]:.5g})" if ref else "")
+                 for k, title in cols]
+        return f"[eval @ {t:,}] " + "; ".join(parts)
 
     def __call__(self, model: Any, vecnorm: Any, meta: dict[str, Any]) -> dict[str, float]:
         from edgeft.agents.loader import SB3Policy
+
+        from edgeft.episodes import play_episode
 
         norm = None
         if vecnorm is not None and vecnorm.norm_obs:
             norm = {"mean": vecnorm.obs_rms.mean, "var": vecnorm.obs_rms.var,
                     "clip_obs": vecnorm.clip_obs, "epsilon": vecnorm.epsilon}
         policy = SB3Policy(model, meta, norm, self.config, Path("."))
-        return self._run(policy, self.env)
+        return mean_metrics([play_episode(self.env, policy, s) for s in self.seeds], self.family)
 
 
 def _make_callback(cfg: TrainConfig, out: Path, evaluator: Evaluator | None, meta: dict[str, Any],
-                   vecnorm: Any, start: int, state: dict[str, Any]) -> Any:
+                   vecnorm: Any, start: int, total: int, state: dict[str, Any]) -> Any:
     from stable_baselines3.common.callbacks import BaseCallback
     from tqdm import tqdm
 
-    family = meta["env_config"].get("family") or evaluator and evaluator.config.family
-    key = "final_loss" if family == "fedlora" else "cost"
-
     class Callback(BaseCallback):
         def _on_training_start(self) -> None:
-            self.bar = tqdm(total=cfg.timesteps, initial=start, unit="step",
+            self.bar = tqdm(total=total, initial=start, unit="step",
                             desc=f"{cfg.algo} train", disable=not cfg.progress,
                             dynamic_ncols=True)
             self.last_eval = state.get("last_eval", start)
@@ -389,28 +519,25 @@ def _make_callback(cfg: TrainConfig, out: Path, evaluator: Evaluator | None, met
             return True
 
         def evaluate(self, t: int) -> None:
+            assert evaluator is not None
             res = evaluator(self.model, vecnorm, meta)
-            row = {"timesteps": t, "agent": res, "reference": evaluator.reference,
-                   "reference_policy": cfg.eval_policy, "wall_s": time.time() - state["t0"]}
+            metric = evaluator.metric
+            row = {"timesteps": t, "metric": metric.name, "agent": res,
+                   "reference": evaluator.reference, "reference_policy": cfg.eval_policy,
+                   "wall_s": time.time() - state["t0"]}
             with open(out / "eval.jsonl", "a") as fh:
                 fh.write(json.dumps(row) + "\n")
-            ref = evaluator.reference
-            msg = (f"[eval @ {t}] return {res['return']:.4g}, {key} {res[key]:.5g}"
-                   + (f" | {cfg.eval_policy}: return {ref['return']:.4g}, {key} {ref[key]:.5g}"
-                      if ref else ""))
-            if "avg_delay_ratio" in res:
-                msg += (f" | agent avg D/Dbar {res['avg_delay_ratio']:.4f}, "
-                        f"devices {res['avg_scheduled']:.2f}")
-            tqdm.write(msg)
-            if res["return"] > state.get("best_return", -np.inf):
-                state["best_return"] = res["return"]
+            tqdm.write(evaluator.line(t, res))
+            best = state.get("best") if state.get("best_metric") == metric.name else None
+            if evaluator.better(res[metric.name], best):
+                state.update(best=res[metric.name], best_metric=metric.name)
                 save_model(self.model, vecnorm, {**meta, "timesteps": t, "validation": res}, out,
                            "best")
 
         def checkpoint(self, t: int) -> None:
             write_checkpoint(out / "checkpoints", t, self.model, vecnorm,
-                             {"last_eval": self.last_eval,
-                              "best_return": state.get("best_return", -1e300)})
+                             {"last_eval": self.last_eval, "best": state.get("best"),
+                              "best_metric": state.get("best_metric")})
 
         def _on_training_end(self) -> None:
             self.bar.close()
@@ -426,6 +553,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
     """
     import torch
     from edgeft.agents.loader import algo_class
+    from edgeft.agents.vec import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
     out = Path(out)
@@ -468,7 +596,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
             model.load_replay_buffer(str(files["replay_buffer"]))
         start = int(resume_from["timesteps"])
         state.update(last_eval=int(resume_from.get("last_eval", start)),
-                     best_return=float(resume_from.get("best_return", -np.inf)))
+                     best=resume_from.get("best"), best_metric=resume_from.get("best_metric"))
         print(f"resuming {out} from its checkpoint at {start} steps", file=sys.stderr)
     else:
         vecnorm = None
@@ -478,10 +606,16 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
                                    norm_reward=cfg.normalize_reward, gamma=gamma)
         model = cls("MlpPolicy", vecnorm or venv, seed=cfg.seed, device="cpu", verbose=0,
                     **cfg.hyperparams)
-        if cfg.init:
-            from edgeft.agents.bc import behaviour_clone
+    total = planned_timesteps(cfg, model, config, start)
+    if total > cfg.timesteps:
+        print(f"edgeft train: {cfg.algo} learns from whole rollouts of "
+              f"{steps_per_rollout(model, config.episode_rounds):,} steps "
+              f"({rollout_detail(model)}), so this run trains for {total:,} steps, not "
+              f"{cfg.timesteps:,}", file=sys.stderr)
+    if resume_from is None and cfg.init:
+        from edgeft.agents.bc import behaviour_clone
 
-            behaviour_clone(model, vecnorm, cfg, config, out, progress=cfg.progress)
+        behaviour_clone(model, vecnorm, cfg, config, out, progress=cfg.progress)
     if "tensorboard_log" not in cfg.hyperparams:
         # SB3's default logger creates an empty tempdir/SB3-<date> folder in every learn();
         # this run's logs are OUT/eval.jsonl and the progress bar, so SB3 logs nowhere unless
@@ -490,7 +624,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
 
         model.set_logger(Logger(folder=None, output_formats=[]))
     evaluator = Evaluator(cfg, config) if cfg.eval_episodes > 0 else None
-    callback = _make_callback(cfg, out, evaluator, meta, vecnorm, start, state)
+    if evaluator is not None:
+        print(evaluator.describe(), flush=True)
+    callback = _make_callback(cfg, out, evaluator, meta, vecnorm, start, total, state)
     remaining = cfg.timesteps - start
     if remaining > 0:
         model.learn(total_timesteps=remaining, callback=callback,
@@ -506,29 +642,41 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
 
 # ---------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", default=None, help="env id (default: edgeft/FedLoRAScheduling-v0)")
+    d = TrainConfig  # the defaults below are TrainConfig's, unless hyperparams.json or --config
+    tuned = "hyperparams.json's for the env and algorithm, else"
+    parser.add_argument("--env", default=None, help=f"env id (default: {d.env_id})")
     parser.add_argument("--algo", default=None, choices=sorted(ALGO_SPACES),
-                        help="SB3 algorithm (default ppo)")
-    parser.add_argument("--timesteps", type=float, default=None, help="total env steps")
-    parser.add_argument("--seed", type=int, default=None, help="training seed (default 0)")
+                        help=f"SB3 algorithm (default: {d.algo})")
+    parser.add_argument("--timesteps", type=float, default=None,
+                        help=f"total env steps (default: {d.timesteps:,}); training stops at the "
+                             "end of the rollout that reaches it, and says so when that is later")
+    parser.add_argument("--seed", type=int, default=None,
+                        help=f"training seed (default: {d.seed})")
     parser.add_argument("--config", default=None, metavar="FILE",
                         help="JSON file of TrainConfig fields (env_config, hyperparams, ...)")
     parser.add_argument("--out", default=None,
-                        help="output folder (default runs/<env>-<algo>-s<seed>)")
+                        help="output folder (default: runs/ENVNAME-ALGO-sSEED, e.g. "
+                             "runs/fedlorascheduling-ppo-s0)")
     parser.add_argument("--set", dest="env_overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="env config field, repeatable (e.g. --set action_mode=count)")
     parser.add_argument("--hp", dest="hp_overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="SB3 hyperparameter, repeatable (e.g. --hp learning_rate=1e-4)")
-    parser.add_argument("--n-envs", type=int, default=None, help="parallel env copies")
-    parser.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps")
+    parser.add_argument("--n-envs", type=int, default=None,
+                        help=f"parallel env copies (default: {tuned} {d.n_envs})")
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help=f"validate every N steps (default: {d.eval_every:,}; 0 = only at "
+                             "the end)")
     parser.add_argument("--eval-episodes", type=int, default=None,
-                        help="validation episodes per evaluation")
+                        help=f"validation episodes per validation (default: {d.eval_episodes}; "
+                             "0 = no validation)")
+    policies = ", ".join(f"{p} ({f})" for f, p in DEFAULT_EVAL_POLICY.items())
     parser.add_argument("--eval-policy", default=None,
-                        help="reference policy for the evaluations (default: gs / greedy)")
+                        help=f"reference policy played on the validation seeds (default: "
+                             f"{policies}; none with --config unless the file names one)")
     parser.add_argument("--checkpoint-every", type=int, default=None,
-                        help="checkpoint every N steps")
+                        help=f"checkpoint every N steps (default: {d.checkpoint_every:,})")
     parser.add_argument("--init", default=None, metavar="bc:POLICY",
                         help="behaviour-clone a reference policy before RL (e.g. bc:lyapunov; "
                              "settings: the 'bc' field of the config); --timesteps 0 = BC only")
@@ -538,26 +686,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgeft.overrides import parse_overrides
 
-    env_id = args.env or (None if args.config else "edgeft/FedLoRAScheduling-v0")
-    algo = args.algo or (None if args.config else "ppo")
     try:
-        if env_id is None or algo is None:
-            with open(args.config) as fh:
-                f = json.load(fh)
-            env_id = env_id or f.get("env_id", "edgeft/FedLoRAScheduling-v0")
-            algo = algo or f.get("algo", "ppo")
-        eval_policy = args.eval_policy
-        if eval_policy is None and not args.config:
-            eval_policy = "greedy" if "MEC" in env_id else "gs"
         cfg = build_config(
-            env_id, algo, args.config, timesteps=args.timesteps, seed=args.seed, n_envs=args.n_envs,
-            eval_every=args.eval_every, eval_episodes=args.eval_episodes, eval_policy=eval_policy,
-            checkpoint_every=args.checkpoint_every, progress=False if args.no_progress else None,
-            init=args.init,
+            args.env, args.algo, args.config, timesteps=args.timesteps, seed=args.seed,
+            n_envs=args.n_envs, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+            eval_policy=args.eval_policy, checkpoint_every=args.checkpoint_every,
+            progress=False if args.no_progress else None, init=args.init,
             env_config=parse_overrides(args.env_overrides) or None,
             hyperparams=parse_overrides(args.hp_overrides) or None)
-        family = cfg.env_id.split("/")[-1].split("-")[0].lower()
-        out = args.out or f"runs/{family}-{cfg.algo}-s{cfg.seed}"
+        if args.eval_policy is None and not args.config:
+            cfg.eval_policy = DEFAULT_EVAL_POLICY[env_family(cfg.env_id)]
+        env_name = cfg.env_id.split("/")[-1].split("-")[0].lower()  # a folder name, not a family
+        out = args.out or f"runs/{env_name}-{cfg.algo}-s{cfg.seed}"
         path = train(cfg, out)
     except (ValueError, FileNotFoundError) as err:
         print(f"edgeft train: error: {err}", file=sys.stderr)
@@ -566,5 +706,3 @@ def run(args: argparse.Namespace) -> int:
           f"edgeft.make_policy('{cfg.algo}:{path}', env)")
     return 0
 
-
-del shutil

@@ -47,13 +47,12 @@ def _prefix_delay(obs: np.ndarray, config: Any) -> np.ndarray:
     """Gain-sorted blocks plus, per prefix n of the channel order, log(D_eq(n) / D-bar): the
     delay ratio of scheduling the n strongest devices with equal bandwidth shares B/n (an upper
     bound of the min-max-delay split the ``count`` mode applies). O(K^2) numpy per observation."""
-    from edgeft.envs.fedlora.formulas import db_to_gain
-    from edgeft.envs.fedlora.types import BITS_UNIT
+    from edgeft.envs.fedlora.types import decode_observation
 
     k = config.num_devices
     srt = _sort_by_gain(obs, config)
-    gain = db_to_gain(srt[:, :k])                       # (b, K) strongest first
-    bits = srt[:, k:2 * k] * BITS_UNIT
+    dec = decode_observation(srt, config)
+    gain, bits = dec.gain, dec.bits                     # (b, K) strongest first
     n = np.arange(1, k + 1, dtype=np.float64)[:, None]  # prefix length (K, 1)
     share = config.bandwidth_hz / n                     # (K, 1)
     snr = gain[:, None, :] / (share[None] * config.noise_psd)      # (b, n, k)
@@ -64,10 +63,10 @@ def _prefix_delay(obs: np.ndarray, config: Any) -> np.ndarray:
 
 
 def _mec_compact(obs: np.ndarray, config: Any) -> np.ndarray:
-    from edgeft.envs.mec.generator import observation_sections
+    from edgeft.envs.mec.observation import observation_layout
 
     keep = ("gain_db", "tokens", "queue_in_budgets", "p_max", "f_user_max")
-    sec = observation_sections(config, obs)  # kept in layout order
+    sec = observation_layout(config).sections(obs)  # in layout order
     return np.concatenate([sec[k].reshape(len(obs), -1) for k in sec if k in keep], axis=1)
 
 
@@ -81,9 +80,10 @@ def _mec_users(obs: np.ndarray, config: Any) -> np.ndarray:
     gap in dB, keeps the resolution where it matters: a cloned linear policy picks the
     teacher's server for 98.8% of held-out users with it, 97.6% with the dB gap.
     """
-    from edgeft.envs.mec.generator import observation_sections
+    from edgeft.envs.mec.observation import observation_layout
 
-    sec = observation_sections(config, obs)
+    sec = observation_layout(config).sections(obs)
+
     def log(x: np.ndarray) -> np.ndarray:
         return np.log(np.maximum(x, 1e-300))
 

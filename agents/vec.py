@@ -7,6 +7,9 @@
   same step; the adapter then resets the whole batch at once (a copy finishing alone raises).
 - :class:`VecObsTransform` applies an observation transform (``transforms.py``), terminal
   observations included.
+- :func:`make_vec_env` builds the SB3 ``VecEnv`` a training run (``train.py``) and behaviour
+  cloning (``bc.py``) step: the env's own vector env where it has one, else SB3's
+  ``DummyVecEnv``, with the run's reward shaping and observation transform.
 """
 
 from __future__ import annotations
@@ -86,12 +89,21 @@ def clipped_drift_plus_penalty(config: Any, zeta: float, clip: float) -> Any:
 
     The corrected drift-plus-penalty objective with the delay ratio x = D/D-bar capped at c: a
     round in deep fade costs a bounded amount, so a few outliers (x ~ 1e3) do not swamp the
-    reward scale. q is the queue the round started with (from the observation).
+    reward scale. q is the queue the round started with (decoded from the observation).
+
+    Args:
+        config: the env's config in force (``edgeft.envs.common.config_in_force``).
+        zeta: trade-off weight of the delay term.
+        clip: cap c of the delay ratio.
     """
-    k = config.num_devices
+    from edgeft.envs.fedlora.types import decode_observation
+
+    if getattr(config, "family", None) != "fedlora":
+        raise ValueError("reward_shaping 'clipped-dpp' is a FedLoRA training reward, not one for "
+                         f"the {getattr(config, 'family', '?')} envs")
 
     def reward(obs_before: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        q = obs_before[:, 3 * k]
+        q = decode_observation(obs_before, config).queue
         x = np.minimum(np.asarray(info["delay_ratio"], dtype=np.float64), clip)
         n = np.asarray(info["num_scheduled"], dtype=np.float64)
         return n - zeta * (q * x + 0.5 * (x - 1.0) ** 2)
@@ -117,3 +129,50 @@ class VecObsTransform(VecEnvWrapper):
             if "terminal_observation" in info:
                 info["terminal_observation"] = self.transform(info["terminal_observation"])
         return self.transform(obs), rew, done, infos
+
+
+def make_vec_env(cfg: Any, config: Any, seed: int) -> VecEnv:
+    """The SB3 ``VecEnv`` (with the observation transform) of a training run.
+
+    Args:
+        cfg: the run's ``TrainConfig`` (``env_id``, ``env_config``, ``n_envs``,
+            ``reward_shaping``, ``obs_transform``); the envs are made with
+            ``gym.make(cfg.env_id, **cfg.env_config)``.
+        config: the config in force of such an env (``edgeft.envs.common.config_in_force``):
+            what the reward shaping and the transform read.
+        seed: copy i starts from seed + i.
+
+    Raises:
+        ValueError: a reward shaping other than ``clipped-dpp``, or one for an env without a
+            numpy vector env.
+    """
+    import gymnasium as gym
+    from edgeft.agents.transforms import get_transform
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    spec = gym.registry[cfg.env_id]
+    venv: VecEnv
+    if spec.vector_entry_point is not None and getattr(config, "mode", "surrogate") == "surrogate":
+        reward_fn = None
+        if cfg.reward_shaping:
+            rs = dict(cfg.reward_shaping)
+            if rs.pop("type", None) != "clipped-dpp":
+                raise ValueError("reward_shaping type must be 'clipped-dpp', "
+                                 f"got {cfg.reward_shaping}")
+            reward_fn = clipped_drift_plus_penalty(config, **rs)
+        numpy_venv = NumpyVecEnv(gym.make_vec(cfg.env_id, num_envs=cfg.n_envs,
+                                              vectorization_mode="vector_entry_point",
+                                              **cfg.env_config),
+                                 reward_fn=reward_fn)
+        numpy_venv.seed(seed)
+        venv = VecMonitor(numpy_venv)
+    else:
+        if cfg.reward_shaping:
+            raise ValueError("reward_shaping needs an env with a numpy vector entry point "
+                             "(surrogate mode)")
+        venv = sb3_make_vec_env(lambda: gym.make(cfg.env_id, **cfg.env_config),
+                                n_envs=cfg.n_envs, seed=seed)
+    if cfg.obs_transform != "none":
+        venv = VecObsTransform(venv, get_transform(cfg.obs_transform, config))
+    return venv
