@@ -222,15 +222,15 @@ def steps_per_rollout(model: Any, episode_rounds: int) -> int:
 
     ``learn(total_timesteps=T)`` stops at the first whole rollout at or after T steps: on-policy
     algorithms collect ``n_steps`` per copy; off-policy ones ``train_freq`` steps per copy, or
-    whole episodes (``episode_rounds`` steps: edgeft episodes have a fixed length and all copies
-    start together) when ``train_freq`` counts episodes.
+    ``train_freq`` whole episodes of ``episode_rounds`` steps (edgeft episodes have a fixed
+    length; SB3 counts episodes with one env copy only).
     """
     n_envs = int(model.n_envs)
     train_freq = getattr(model, "train_freq", None)
     if train_freq is None:  # on-policy
         return int(model.n_steps) * n_envs
     if str(getattr(train_freq.unit, "value", train_freq.unit)) == "episode":
-        return -(-int(train_freq.frequency) // n_envs) * int(episode_rounds) * n_envs
+        return int(train_freq.frequency) * int(episode_rounds) * n_envs
     return int(train_freq.frequency) * n_envs
 
 
