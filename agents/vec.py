@@ -116,7 +116,9 @@ class VecObsTransform(VecEnvWrapper):
 
     def __init__(self, venv: VecEnv, transform: Any) -> None:
         self.transform = transform
-        size = transform(np.zeros(venv.observation_space.shape)).shape[0]
+        shape = venv.observation_space.shape
+        assert shape is not None, "VecObsTransform needs a Box observation space"
+        size = transform(np.zeros(shape)).shape[0]
         space = spaces.Box(-np.inf, np.inf, (size,), np.float64)
         super().__init__(venv, observation_space=space)
 

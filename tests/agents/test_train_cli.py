@@ -17,7 +17,9 @@ from edgeft.agents.transforms import get_transform
 from edgeft.agents.vec import clipped_drift_plus_penalty
 from edgeft.envs.fedlora.types import decode_observation
 
+import edgeft
 from edgeft import leaderboard as lb
+from edgeft import scoring
 from edgeft.cli import main
 from edgeft.episodes import run_episode
 from edgeft.suites import FEDLORA, MEC, Scenario, Suite
@@ -188,3 +190,30 @@ def test_agents_modules_import_no_cycle():
     cycles = sorted(m for m in graph if reaches(m, m, {m}))
     assert not cycles, f"import cycle among edgeft.agents modules: {cycles}"
     assert "train" not in graph["bc"] and "bc" in graph["train"]
+
+
+def test_restated_names_exist_where_they_are_defined():
+    """The agents' own tables name fields and metrics defined elsewhere: each must exist there."""
+    import dataclasses
+
+    from edgeft.agents.loader import REWARD_ONLY_FIELDS
+
+    from edgeft.episodes import METRICS
+    from edgeft.registration import make_config
+
+    for env_id in (FEDLORA, MEC):
+        config = make_config(env_id)
+        fields = {f.name for f in dataclasses.fields(config)}
+        assert set(REWARD_ONLY_FIELDS[config.family]) <= fields
+        assert set(train_mod.EVAL_COLUMNS[config.family]) <= set(METRICS[config.family])
+        assert train_mod.DEFAULT_EVAL_POLICY[config.family] in edgeft.list_policies(config.family)
+        # validation ranks by the leaderboard's headline, else by its first column
+        metric = train_mod.validation_metric(config.family)
+        head = scoring.HEADLINES.get(config.family)
+        if head is not None:
+            assert (metric.name, metric.title, metric.higher_is_better) == (
+                "headline", head.title, head.higher_is_better)
+        else:
+            name, (title, lower) = next(iter(METRICS[config.family].items()))
+            assert (metric.name, metric.title, metric.higher_is_better) == (name, title, not lower)
+    assert train_mod.validation_metric("fedlora").title == "devices/round within budget"
