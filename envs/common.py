@@ -84,8 +84,14 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
-def as_action_array(action: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
-    """Convert an action to a float64 array of ``shape``; malformed input raises ``ValueError``."""
+def as_action_array(action: Any, shape: tuple[int, ...], what: str, *,
+                    reshape: bool = True) -> np.ndarray:
+    """Convert an action to a float64 array of ``shape``; malformed input raises ``ValueError``.
+
+    With ``reshape`` (default) an array with the right number of entries but another shape is
+    reshaped; without it only the exact shape is accepted (a (K, 1) action for a (K,) space is
+    an error, not silently flattened).
+    """
     if type(action) is np.ndarray and action.dtype == np.float64 and action.shape == shape:
         # one reduction on the hot path: a NaN or inf entry makes the sum non-finite
         if not math.isfinite(action.sum()) and not np.isfinite(action).all():
@@ -99,7 +105,7 @@ def as_action_array(action: Any, shape: tuple[int, ...], what: str) -> np.ndarra
         raise ValueError(
             f"action must be {what}; could not convert {type(action).__name__}: {err}") from err
     if arr.shape != shape:
-        if arr.size == int(np.prod(shape)):
+        if reshape and arr.size == int(np.prod(shape)):
             arr = arr.reshape(shape)
         else:
             raise ValueError(f"action must be {what} of shape {shape}, got shape {arr.shape}")

@@ -59,7 +59,9 @@ class FedLoRAConfig:
         mode: "surrogate" (learning-curve model) or "real" (a real split-LoRA round per step).
         surrogate: surrogate constants: "default" (shipped calibration), "built-in", a JSON path,
             a dict or ``SurrogateParams``.
-        training: real-mode settings (``edgeft.training.TrainingConfig`` or a dict of its fields).
+        training: real-mode settings (``edgeft.training.TrainingConfig`` or a dict of its fields,
+            validated here: an unknown field raises). Only with ``mode="real"``: given in
+            surrogate mode it raises ``ValueError`` instead of being silently ignored.
         preset: "default" or "paper" (FT Section V.A values).
     """
 
@@ -114,6 +116,15 @@ class FedLoRAConfig:
             )
         check_choice("mode", self.mode, MODES)
         check_choice("preset", self.preset, ("default", *PRESETS))
+        if self.training is not None:
+            from edgeft.training.config import TrainingConfig  # plain Python, no torch
+
+            # a misspelt or out-of-range training field fails here, like a config field
+            object.__setattr__(self, "training", TrainingConfig.from_any(self.training))
+            if self.mode != "real":
+                raise ValueError(
+                    f"training is only used with mode='real' (got mode={self.mode!r}): pass "
+                    "mode='real' to fine-tune for real, or drop training for the surrogate")
         object.__setattr__(self, "num_devices", int(self.num_devices))
         object.__setattr__(self, "episode_rounds", int(self.episode_rounds))
         from edgeft.envs.fedlora.surrogate import SurrogateParams

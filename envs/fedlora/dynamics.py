@@ -60,9 +60,9 @@ def allocate(action: np.ndarray, config: FedLoRAConfig, gain: np.ndarray, bits: 
     projected).
 
     - "bandwidth": ``project_shares``; bandwidth = share x B.
-    - "count": n clipped to [0, K]; the n strongest devices (``channel_order``), min-max-delay
-      split.
-    - "subset": entries > 0.5 count as 1; min-max-delay split over the chosen devices.
+    - "count": the n strongest devices (``channel_order``), min-max-delay split (n validated in
+      [0, K] by :func:`validate_action`).
+    - "subset": the devices with entry 1 (validated 0/1), min-max-delay split.
     """
     mode = config.action_mode
     big_b = config.bandwidth_hz
@@ -83,7 +83,10 @@ def allocate(action: np.ndarray, config: FedLoRAConfig, gain: np.ndarray, bits: 
 
 
 def validate_action(action: object, config: FedLoRAConfig, batch: int | None = None) -> np.ndarray:
-    """Malformed actions raise ValueError: wrong shape, NaN/inf, non-integer counts.
+    """Malformed actions raise ValueError naming the allowed values: wrong shape (a (K, 1)
+    array for a (K,) space included), NaN/inf, a count that is not an integer in [0, K], a
+    subset entry other than 0 or 1. Bandwidth shares out of [0, 1] are not malformed: they are
+    projected (:func:`project_shares`).
 
     Returns a float64 array of shape (batch, K) (or (batch, 1) for "count"); ``batch=None`` means a
     single env's action.
@@ -91,15 +94,21 @@ def validate_action(action: object, config: FedLoRAConfig, batch: int | None = N
     k = config.num_devices
     lead = (1,) if batch is None else (batch,)
     if config.action_mode == "count":
-        arr = as_action_array(action, lead if batch is not None else (),
-                              f"an integer count in [0, {k}]")
+        what = f"an integer count in [0, {k}] (devices to schedule)"
+        # a single env takes a scalar or any one-element array (SB3's predict gives either)
+        arr = as_action_array(action, lead if batch is not None else (), what,
+                              reshape=batch is None)
         arr = arr.reshape(lead)
-        if np.any(arr != np.rint(arr)):
-            raise ValueError(f"action must be an integer count in [0, {k}] (devices to schedule), "
-                             f"got {arr.tolist()}")
+        if np.any(arr != np.rint(arr)) or np.any((arr < 0) | (arr > k)):
+            raise ValueError(f"action must be {what}, got {arr.tolist()}")
         return arr.reshape(lead + (1,))
     what = ACTION_WHAT[config.action_mode]
-    arr = as_action_array(action, lead + (k,) if batch is not None else (k,), what)
+    arr = as_action_array(action, lead + (k,) if batch is not None else (k,), what,
+                          reshape=False)
+    if config.action_mode == "subset" and np.any((arr != 0.0) & (arr != 1.0)):
+        bad = np.flatnonzero(((arr != 0.0) & (arr != 1.0)).ravel())[:10].tolist()
+        raise ValueError(f"action must be {what}; entries other than 0 and 1 at flat indices "
+                         f"{bad}")
     return arr.reshape(lead + (k,))
 
 

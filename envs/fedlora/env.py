@@ -52,8 +52,11 @@ class FedLoRASchedulingEnv(gym.Env):
 
     "bandwidth" expresses every reference policy's decision exactly. Projection (reported as
     ``info["action_projected"]``): shares are clipped to [0, 1] and divided by their sum if it
-    exceeds 1 (leftover bandwidth stays unused); counts are clipped to [0, K]; subset entries > 0.5
-    count as scheduled. Wrong shapes, NaN/inf or non-integer counts raise ``ValueError``.
+    exceeds 1 (leftover bandwidth stays unused). Everything else that is not an element of the
+    action space raises ``ValueError`` naming the allowed values: a wrong shape (a (K, 1) array
+    for K devices included), NaN/inf, a count that is not an integer in [0, K] (``step(99)``,
+    ``step(-1)``), a subset entry other than 0 or 1 (0.5, -1, 2). ``count`` mode accepts a scalar
+    or a one-element array.
 
     ## Observation space
     Box(-inf, inf, (3K + 3,), float64): channel gains in dB, bits per device (Mbit), rounds since
@@ -97,6 +100,9 @@ class FedLoRASchedulingEnv(gym.Env):
     - v0: initial release. Before release, the default surrogate constants became the shipped
       calibration (``envs/fedlora/calibration/default.json``, ``edgeft calibrate``) instead of
       built-in values, and the surrogate gained the ``head_share`` and ``onset`` constants.
+      Then out-of-space ``count`` and ``subset`` actions raise instead of being clipped /
+      thresholded, and ``training`` without ``mode="real"`` raises; valid actions give the same
+      results as before.
     """
 
     metadata = {"render_modes": []}
@@ -214,7 +220,7 @@ class FedLoRASchedulingEnv(gym.Env):
         s = self._state
         gain, bits = s["gain"], s["bits"]
         if self._bandwidth_mode:  # hot path: no batch axis, no min-max solve
-            act = as_action_array(action, self._action_shape, _SHARES)
+            act = as_action_array(action, self._action_shape, _SHARES, reshape=False)
             shares, projected = dynamics.project_shares(act)
             bandwidth = shares * cfg.bandwidth_hz
             scheduled = bandwidth > 0.0

@@ -137,9 +137,53 @@ def test_out_of_range_actions_are_projected_and_reported():
     assert not info["action_projected"]
     env = gym.make(ENV_ID, num_devices=4, action_mode="count")
     env.reset(seed=0)
-    _, _, _, _, info = env.unwrapped.step(9)
-    assert info["num_scheduled"] == 4 and info["action_projected"]
+    _, _, _, _, info = env.unwrapped.step(4)
+    assert info["num_scheduled"] == 4 and not info["action_projected"]
     assert info["bandwidth"].sum() == pytest.approx(10e6)
+
+
+@pytest.mark.parametrize("mode,action,match", [
+    ("count", 99, r"integer count in \[0, 20\]"),
+    ("count", -1, r"integer count in \[0, 20\]"),
+    ("count", 2.5, r"integer count in \[0, 20\]"),
+    ("count", np.array([3, 4]), "integer count"),
+    ("subset", np.full(20, 0.5), "entries other than 0 and 1"),
+    ("subset", np.r_[-1.0, np.zeros(19)], "entries other than 0 and 1"),
+    ("subset", np.r_[2.0, np.zeros(19)], "entries other than 0 and 1"),
+    ("subset", np.zeros((20, 1)), r"of shape \((1, )?20,?\), got shape"),
+    ("bandwidth", np.zeros((20, 1)), r"of shape \((1, )?20,?\), got shape"),
+    ("bandwidth", np.zeros(21), r"of shape \((1, )?20,?\), got shape"),
+])
+def test_actions_outside_the_space_raise_naming_the_allowed_values(mode, action, match):
+    for env in (gym.make(ENV_ID, action_mode=mode),
+                gym.make_vec(ENV_ID, num_envs=1, vectorization_mode="vector_entry_point",
+                             action_mode=mode)):
+        env.reset(seed=0)
+        vector = hasattr(env, "num_envs")
+        with pytest.raises(ValueError, match=match):
+            env.step(np.asarray(action)[None] if vector else action)
+
+
+def test_valid_count_and_subset_actions_in_every_accepted_form():
+    env = gym.make(ENV_ID, action_mode="count")
+    env.reset(seed=0)
+    for a in (3, np.int64(3), np.array(3), np.array([3]), 3.0):
+        assert env.step(a)[4]["num_scheduled"] == 3
+    env = gym.make(ENV_ID, action_mode="subset")
+    env.reset(seed=0)
+    pick = np.zeros(20, dtype=np.int8)
+    pick[[1, 5]] = 1
+    for a in (pick, pick.astype(bool), pick.astype(np.float64)):
+        info = env.step(a)[4]
+        assert np.array_equal(info["scheduled"], pick.astype(bool))
+        assert not info["action_projected"]
+
+
+def test_training_needs_real_mode_and_known_fields():
+    with pytest.raises(ValueError, match="only used with mode='real'"):
+        gym.make(ENV_ID, training={"lr": 0.1})
+    with pytest.raises(ValueError, match=r"unknown training field\(s\) \['lrr'\]"):
+        gym.make(ENV_ID, mode="real", training={"lrr": 0.1})
 
 
 def test_count_mode_schedules_the_strongest_devices():
