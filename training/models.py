@@ -9,7 +9,8 @@ server.
 * ``full_forward(batch)`` — the unsplit Hugging Face model (the reference the split must equal).
 
 The server never calls ``model(inputs_embeds=...)``: BERT's embedding layer would add position and
-token-type embeddings a second time (see NOTES, "server-side embedding pitfall"). It calls the
+token-type embeddings a second time (see docs/corrections.md, "server-side embedding pitfall"). It
+calls the
 encoder blocks directly, with the same attention-mask construction the full model uses.
 
 The frozen base model runs in eval mode (its own dropout off) so the split is deterministic; only

@@ -272,6 +272,7 @@ def leaderboard_row(env_id: str, config: dict[str, Any], seed: int) -> dict[str,
         schedule's own devices per round, both per round).
     """
     import gymnasium as gym
+
     from edgeft.episodes import play_episode
 
     env = gym.make(env_id, **config)

@@ -95,7 +95,8 @@ class LyapunovPolicy(FedLoRAPolicy):
     queue q(t-1) read from the observation.
 
     Args:
-        objective: "corrected" (J = N - zeta [q x + (x-1)^2/2], NOTES) or "paper" (N - zeta q x).
+        objective: "corrected" (J = N - zeta [q x + (x-1)^2/2], docs/corrections.md) or
+            "paper" (N - zeta q x).
         search: "all" (argmax over all K prefixes — exactly the per-round optimum, since the best
             subset is always a prefix) or "first-decrease" (the paper's stopping rule).
         zeta: trade-off weight (default: the env config's ``zeta``).
@@ -236,7 +237,7 @@ class AllInPolicy(FedLoRAPolicy):
 class GreedyPolicy(FedLoRAPolicy):
     """GS (FT V.A, eq. 29): devices in channel order each get the Lemma-3 bandwidth for D = D-bar
     while the total fits in B. Leftover bandwidth is not re-spread, so every scheduled device
-    meets the budget exactly. Equals the largest prefix with D* <= D-bar (NOTES)."""
+    meets the budget exactly. Equals the largest prefix with D* <= D-bar (docs/corrections.md)."""
 
     def decide(self, gain, bits, queue):
         budget = self.config.budget_s  # real-mode envs write theirs into their config

@@ -146,7 +146,8 @@ class FPCCCPPolicy(MECPolicy):
     rule (``resources.fast_resource_rule``), re-optimise it with FP-AO and keep it only if the
     weighted cost decreases. Finally round alpha and re-solve.
 
-    NOTES: written with the budgets as equalities the paper's LP never moves; with per-pair
+    docs/corrections.md: written with the budgets as equalities the paper's LP never moves; with
+    per-pair
     costs at fixed shares and the budgets as capacities (``solver.cccp_association``) it stays
     at the greedy start on our instances too (every server is already at capacity), so the
     association step uses the square-root-rule congestion model, a convex QP per CCCP

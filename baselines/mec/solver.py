@@ -10,7 +10,7 @@ f in GHz, s in Mbit, rates in Mbit/s)::
     min  sum_n  z_n alpha_n^2 + A_n(f_n)^2 / (4 z_n)                         device compute
               + q_n (Upsilon - alpha_n)^2 + B_n(f_nm)^2 / (4 q_n)              edge compute
               + omega_e [ v_n (p_n s_n)^2 + 1 / (4 v_n r_n^2) ]               upload energy
-              + omega_t s_n / r_n                                  upload delay (NOTES fix)
+              + omega_t s_n / r_n                                  upload delay (added)
               + omega_s 2 L^2 Upsilon / (k_n (Upsilon - alpha_n))                  stability
     s.t. 1 <= alpha <= Upsilon - 1, p <= p_max, f <= f_max, sum_{n in m} b_n <= b_m^max,
          sum_{n in m} f_nm <= f_m^max,  r_n <= b_n log2(1 + c_n p_n / b_n)
@@ -436,7 +436,7 @@ def pair_costs(inst: MECInstance, weights: tuple[float, float, float], dec: MECD
 def cccp_association(costs: np.ndarray, b_share: np.ndarray, f_share: np.ndarray, *,
                      starts: list[np.ndarray], rho0: float | None = None, growth: float = 2.0,
                      max_iter: int = 50) -> tuple[list[np.ndarray], list[int]]:
-    """CCCP for P6 (MEC Section 4.2) with the budgets as capacities (NOTES fix).
+    """CCCP for P6 (MEC Section 4.2) with the budgets as capacities (docs/corrections.md fix).
 
     Each iteration solves the LP  min sum (c_nm + rho (1 - 2 chi^(i)_nm)) chi_nm  over
     chi in [0, 1], sum_m chi_nm = 1, sum_n chi_nm b_share_n <= 1, sum_n chi_nm f_share_n <= 1

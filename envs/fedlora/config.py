@@ -12,7 +12,7 @@ REWARDS = ("progress", "drift-plus-penalty", "drift-plus-penalty-paper")
 MODES = ("surrogate", "real")
 
 #: Named scenarios. "paper" is FT Section V.A literally, including its delay budget of 0.05 ms
-#: per bit, under which every scheme schedules nearly every device (NOTES).
+#: per bit, under which every scheme schedules nearly every device (docs/corrections.md).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "num_devices": 20,

@@ -161,7 +161,8 @@ def lyapunov_objective(num_scheduled: np.ndarray, x: np.ndarray, queue: np.ndarr
 
     - "paper": J = N - zeta q x (P1, with the linear drift bound of Lemma 2).
     - "corrected": J = N - zeta [q x + (x - 1)^2 / 2], the term Lemma 2 drops:
-      (1/2)[(q + x - 1)^+^2 - q^2] <= q (x - 1) + (x - 1)^2 / 2 (NOTES). Constant terms omitted.
+      (1/2)[(q + x - 1)^+^2 - q^2] <= q (x - 1) + (x - 1)^2 / 2 (docs/corrections.md). Constant
+      terms omitted.
     ``queue`` is q(t-1), the queue at the start of the round.
     """
     if variant == "paper":

@@ -6,7 +6,7 @@ density (W/Hz), mu the bits a device exchanges per round, D the round delay (s),
 average-delay budget (s/round). All functions broadcast over leading batch dimensions; the last
 axis indexes devices.
 
-Lemma 3 is implemented in its corrected form (see ``bandwidth_for_delay``); NOTES-ON-THE-PAPERS
+Lemma 3 is implemented in its corrected form (see ``bandwidth_for_delay``); docs/corrections.md
 explains the error in the printed formula.
 """
 
@@ -17,7 +17,8 @@ import math
 import numpy as np
 
 LN2 = math.log(2.0)
-# below this delta = 1 - lambda, Lemma 3 is solved with the small-u Newton iteration (NOTES)
+# below this delta = 1 - lambda, Lemma 3 is solved with the small-u Newton iteration
+# (docs/corrections.md)
 _SMALL_DELTA = 0.5
 _SERIES_U = 1e-3
 
@@ -116,7 +117,7 @@ def delays_from_snr(bits_ln2: np.ndarray, bandwidth_hz: np.ndarray, snr_hz: np.n
 def queue_update(queue: np.ndarray, delay_ratio: np.ndarray) -> np.ndarray:
     """Average-delay virtual queue, FT eq. (18), normalised by D-bar:
     q(t) = max(0, q(t-1) + x(t) - 1) with x = D(t) / D-bar. (Algorithm 1 line 19 also
-    multiplies the increment by zeta; eq. (18), used here, does not — NOTES.)"""
+    multiplies the increment by zeta; eq. (18), used here, does not — docs/corrections.md.)"""
     if isinstance(queue, float) and isinstance(delay_ratio, float):
         return max(0.0, queue + delay_ratio - 1.0)  # the single env's hot path
     return np.maximum(0.0, queue + delay_ratio - 1.0)
@@ -201,7 +202,8 @@ def lemma3_u(lam: np.ndarray, delta: np.ndarray | None = None, newton: int = 2) 
     = inf) and inf where lambda <= 0. ``delta = 1 - lambda`` may be passed when it is known more
     precisely than ``1 - lam``.
 
-    Numerics (NOTES): for delta < 1/2, Newton on 1 - log1p(u)/u = delta (well conditioned as delta
+    Numerics (docs/corrections.md): for delta < 1/2, Newton on 1 - log1p(u)/u = delta (well
+    conditioned as delta
     -> 0, where u ~ 2 delta); otherwise Newton on log1p(u) = lambda u, which keeps the precision
     of a small lambda. Both start from a tabulated interpolant of ln u and take ``newton`` = 2
     steps, enough for machine precision; below delta = 1e-7 the series u = 2 delta +
@@ -232,7 +234,7 @@ def lemma3_u(lam: np.ndarray, delta: np.ndarray | None = None, newton: int = 2) 
 
 def bandwidth_for_delay(bits: np.ndarray, delay_s: np.ndarray, gain: np.ndarray,
                         noise_psd: float) -> np.ndarray:
-    """Minimum bandwidth for a target delay: FT Lemma 3, corrected (see NOTES).
+    """Minimum bandwidth for a target delay: FT Lemma 3, corrected (see docs/corrections.md).
 
     Solves mu / (B log2(1 + |h|^2/(B sigma^2))) = D for B (Hz). With a = |h|^2/sigma^2 and
     lambda = (mu/D) ln2 / a, the equation is ln(1+u) = lambda u with u = a/B. Feasible iff
@@ -254,7 +256,8 @@ def bandwidth_for_delay_paper(bits: np.ndarray, delay_s: np.ndarray, gain: np.nd
                               noise_psd: float) -> np.ndarray:
     """FT Lemma 3 exactly as printed (nu = -mu |h|^2 / (D sigma^2), principal branch W_0).
 
-    Kept for comparison only: it does not solve the delay equation (NOTES). Returns B in Hz, NaN
+    Kept for comparison only: it does not solve the delay equation (docs/corrections.md). Returns B
+    in Hz, NaN
     where the printed expression is undefined.
     """
     from scipy.special import lambertw

@@ -242,7 +242,8 @@ def constraint_violations(inst: MECInstance, alpha: Any, chi: Any, power: Any,
 
     ``chi`` is the (N, M) association, ``bandwidth`` and ``freq_edge`` are (N, M) allocations
     b_nm, f_nm (or (N,) values at the associated server). Budgets (9e), (9g) are capacities
-    (``<=``, NOTES). (9a) uses alpha in {1, ..., Upsilon - 1} (alpha = Upsilon has an infinite
+    (``<=``, docs/corrections.md). (9a) uses alpha in {1, ..., Upsilon - 1} (alpha = Upsilon has an
+    infinite
     stability bound). Non-negativity of p, b, f is checked with their constraints.
     """
     chi = np.asarray(chi, dtype=np.float64)

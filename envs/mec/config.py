@@ -1,4 +1,5 @@
-"""Configuration of ``edgeft/MECOffloading-v0`` (MEC Section 3 and 5, corrected per NOTES).
+"""Configuration of ``edgeft/MECOffloading-v0`` (MEC Section 3 and 5, corrected per
+docs/corrections.md).
 
 The config depends on the published formulas only (``formulas``, numpy only) for its derived
 reference point and weights; nothing here imports the typed values, the observation or the
@@ -49,10 +50,11 @@ class MECConfig:
         num_servers: M, edge servers.
         num_layers: Upsilon, transformer layers of the shared model (LLaMA-7B: 32). A user trains
             alpha_n in [1, Upsilon - 1] layers locally (alpha = Upsilon makes the stability bound
-            infinite; NOTES).
+            infinite; docs/corrections.md).
         w_energy, w_delay, w_stability: weights of the three terms. Each is divided by the term's
             value at a reference point (:attr:`reference_point`) so that weights of 1 mean
-            "equal importance" (NOTES: raw totals differ by 1e7). Default w_stability = 0.2:
+            "equal importance" (docs/corrections.md: raw totals differ by 1e7).
+            Default w_stability = 0.2:
             with 1 (the paper's value, kept by ``preset="paper"``) the stability bound pins
             nearly every alpha to 1 (measured: 3% of users above 1.5 with D^U = 512), with 0.2
             about a quarter of the users train 4-24 layers locally.
@@ -63,11 +65,12 @@ class MECConfig:
         mode: "surrogate" (cost model only) or "real" (each user's job runs on the split-LoRA
             engine of ``edgeft.training``).
         preset: "default" or "paper" (MEC Section 5 literally).
-        upload_delay: add w_t s(d_n)/r_nm to Cost_u (NOTES correction; the paper omits it).
+        upload_delay: add w_t s(d_n)/r_nm to Cost_u (docs/corrections.md correction; the
+            paper omits it).
         batch_size: B of psi(d) (paper: 512).
         hidden_size: h of psi(d) (paper: 1024).
         tokens_min, tokens_max: d_n ~ U{tokens_min..tokens_max}, drawn anew each round.
-        bits_per_element: s(d) = B d h bits_per_element bits (NOTES: 16).
+        bits_per_element: s(d) = B d h bits_per_element bits (docs/corrections.md: 16).
         area_m: users and servers lie in an area_m x area_m square.
         min_distance_m: minimum user-server distance (path-loss model validity).
         noise_dbm_per_hz: sigma^2 as a density (dBm/Hz); the rate multiplies it by b.
@@ -78,11 +81,13 @@ class MECConfig:
         cores_user: C_n^U drawn uniformly from these values.
         flops_per_cycle_user: D_n^U. The paper's 1 makes a device ~500x slower per layer than an
             edge server and alpha trivial; the default 512 (an A15-class mobile GPU does about
-            400 fp16 FLOP/cycle/core) makes the offloading decision non-trivial (NOTES suggests
+            400 fp16 FLOP/cycle/core) makes the offloading decision non-trivial
+            (docs/corrections.md suggests
             256, with which alpha stays 1 for 99% of users under our normalised weights).
         cores_edge_range: C_m^E ~ U{low..high}.
         flops_per_cycle_edge: D_m^E drawn uniformly from these values.
-        kappa_user, kappa_edge: kappa_1, kappa_2 in W/(cycle/s)^3 (unspecified; NOTES defaults).
+        kappa_user, kappa_edge: kappa_1, kappa_2 in W/(cycle/s)^3 (unspecified;
+            docs/corrections.md defaults).
         lipschitz: L of the stability bound 2 L^2 / (k (1 - alpha/Upsilon)).
         samples_range: k_n ~ U{low..high}, training samples of user n.
         mobility_step_m: RMS displacement of a user per round (Gauss-Markov mobility).
@@ -266,7 +271,8 @@ def _check_values(name: str, value: Any, *, integer: bool = False) -> None:
 def reference_terms(config: MECConfig) -> dict[str, float]:
     """Per-user energy (J), delay (s), stability and device energy at the reference decision.
 
-    See ``MECConfig.reference_point``. Used to normalise the weights (NOTES: raw delay and
+    See ``MECConfig.reference_point``. Used to normalise the weights (docs/corrections.md: raw
+    delay and
     energy totals dwarf the stability term by 1e7, so weights of 1 mean nothing unless
     normalised).
     """

@@ -27,7 +27,7 @@ class MECOffloadingEnv(gym.Env):
     one edge server, which trains the remaining Upsilon - alpha_n layers. The agent decides, per
     user: alpha_n, the server, the transmit power, the bandwidth share of that server's band, the
     device GPU frequency and the share of the server's GPU frequency. The per-round cost is the
-    paper's weighted objective (P2) with the corrections of NOTES-ON-THE-PAPERS.md: energy, delay
+    paper's weighted objective (P2) with the corrections of docs/corrections.md: energy, delay
     (including the upload delay s/r the paper omits) and the stability bound
     2 L^2 / (k_n (1 - alpha_n / Upsilon)), each weight normalised by its value at a reference
     point.

@@ -2,7 +2,7 @@
 
 Symbols follow the paper: psi(d) FLOPs per layer, T/E compute time/energy on the device (n) and
 the edge (n, m), r_nm the uplink rate, s(d) the uploaded bits, Upsilon the number of layers.
-Corrections (NOTES-ON-THE-PAPERS.md, "MEC: cost model"):
+Corrections (docs/corrections.md, "MEC: cost model"):
 
 * ``(1 - alpha/1)`` in (11)-(12) is ``(1 - alpha/Upsilon)``;
 * P4 and the v-update use ``p_n d_n`` where E_com has ``p_n s(d_n)``: s(d) is used;
@@ -10,7 +10,8 @@ Corrections (NOTES-ON-THE-PAPERS.md, "MEC: cost model"):
 * the model has no upload delay, so energy alone drives p to 0: the default adds
   ``omega_t s(d_n)/r_nm`` to Cost_u (``upload_delay=False`` gives the paper's literal model).
 
-The budgets (9e), (9g) are capacities (``<=``), not equalities (NOTES: written as equalities the
+The budgets (9e), (9g) are capacities (``<=``), not equalities (docs/corrections.md: written as
+equalities the
 association step cannot move).
 
 This module is a leaf: plain functions of arrays (leading batch axes broadcast), no imports from
@@ -42,7 +43,8 @@ def activation_bits(tokens: Any, batch_size: float, hidden_size: float,
                     bits_per_element: float = 16.0) -> np.ndarray:
     """s(d) = B d h b: bits of the cut-layer activations a user uploads (b bits per element).
 
-    The paper leaves s(d) unspecified; NOTES: B d h 16 bit (fp16 hidden states). Returns bits.
+    The paper leaves s(d) unspecified; docs/corrections.md: B d h 16 bit (fp16 hidden states).
+    Returns bits.
     """
     return np.asarray(tokens, dtype=np.float64) * (batch_size * hidden_size * bits_per_element)
 
@@ -111,7 +113,8 @@ def upload_energy(bits: Any, power: Any, rate: Any) -> np.ndarray:
 
 
 def upload_delay(bits: Any, rate: Any) -> np.ndarray:
-    """s(d_n) / r_nm in seconds: the upload delay the paper omits (NOTES correction)."""
+    """s(d_n) / r_nm in seconds: the upload delay the paper omits (docs/corrections.md
+    correction)."""
     with np.errstate(divide="ignore"):
         return np.asarray(bits) / np.asarray(rate)
 

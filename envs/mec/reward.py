@@ -1,6 +1,7 @@
 """Cost and reward of the MEC env from one round's instance and decision.
 
-The round's weighted cost (MEC P2, eq. 11, corrected per NOTES) is assembled here and nowhere
+The round's weighted cost (MEC P2, eq. 11, corrected per docs/corrections.md) is assembled here and
+nowhere
 else: :func:`per_user_cost` weights the per-user terms of :func:`per_user_terms`, and
 :func:`weighted_cost` sums it. The env's info ``cost``, the reference solvers' objective
 (``baselines.mec.solver.cost_of``), the policies' per-user alpha choice and the learners'

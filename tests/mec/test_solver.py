@@ -97,7 +97,8 @@ def test_paper_preset_power_collapses_without_upload_delay_and_default_does_not(
     paper, default = out["paper"], out["default"]
     pf = np.asarray(paper.mean_power_fraction)
     assert paper.iterations == 60  # never converges
-    # p -> 0 monotonically and without slowing to a stop (NOTES: 0.59 -> 0.03 over 150 its)
+    # p -> 0 monotonically and without slowing to a stop (docs/corrections.md: 0.59 -> 0.03 over
+    # 150 its)
     assert np.all(np.diff(pf[1:]) <= 1e-9)
     assert pf[-1] < 0.55 and pf[-1] < 0.9 * pf[30]
     assert default.iterations < 60  # converges
