@@ -90,7 +90,7 @@ def test_gs_is_the_largest_prefix_meeting_the_budget_and_aaba_is_equal_split():
         need = [ref_bandwidth_for_delay(dec.bits[i], cfg.budget_s, dec.gain[i], cfg.noise_psd)
                 for i in order]
         n_gs = int(np.sum(np.cumsum(need) <= cfg.bandwidth_hz))
-        # the largest prefix whose min common delay meets the budget (NOTES)
+        # the largest prefix whose min common delay meets the budget (docs/corrections.md)
         n_prefix = max([n for n in range(1, 10) if ref_min_common_delay(
             dec.bits[order[:n]], dec.gain[order[:n]], cfg.noise_psd, cfg.bandwidth_hz)
             <= cfg.budget_s] + [0])
