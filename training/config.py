@@ -9,11 +9,12 @@ from typing import Any
 
 from edgeft.envs.common import check_choice, check_range
 
-TASKS = ("sst2", "mrpc", "qnli", "cifar10", "synthetic-text", "synthetic-image")
-TEXT_TASKS = ("sst2", "mrpc", "qnli", "synthetic-text")
+TASKS = ("sst2", "mrpc", "qnli", "cifar10", "synthetic-text", "synthetic-image", "tweets")
+TEXT_TASKS = ("sst2", "mrpc", "qnli", "synthetic-text", "tweets")
 IMAGE_TASKS = ("cifar10", "synthetic-image")
 PARTITIONS = ("iid", "dirichlet")
 HEAD_INITS = ("independent", "shared")
+EVAL_WEIGHTINGS = ("auto", "common", "device-labels")
 DEVICES = ("cpu", "cuda", "mps")
 DTYPES = ("float32", "float64", "bfloat16")
 BUILTIN_MODELS = ("minilm", "tiny-bert", "tiny-vit")
@@ -68,6 +69,17 @@ class TrainingConfig:
         device: torch device.
         dtype: torch dtype of the model (float64 for exactness tests).
         max_seq_len: token limit of text inputs (longer ones are truncated).
+        head_lr: SGD learning rate of the task heads (eq. 3); None = ``lr``. Per-device heads
+            (``head_init="independent"``) learn only in the rounds their device is scheduled, so
+            a larger head rate than the LoRA rate lets them fit within an episode while the shared
+            LoRA step stays stable (see ``benchmarks/participation_pilot.py``).
+        eval_weighting: what ``evaluate`` reports as device k's loss f_k. ``"common"``: head k on
+            the common held-out subset (every head on the same samples). ``"device-labels"``:
+            head k's mean held-out loss per class, weighted by the label proportions of device
+            k's own training shard, i.e. f_k on held-out data distributed like the device's data
+            (FT eq. 1 under a label-skewed partition; for an i.i.d. partition it differs from
+            ``"common"`` only by the shard's sampling noise in the proportions). ``"auto"``
+            (default): ``"device-labels"`` for the Dirichlet partition, ``"common"`` otherwise.
     """
 
     model: str = "minilm"
@@ -89,6 +101,8 @@ class TrainingConfig:
     device: str = "cpu"
     dtype: str = "float32"
     max_seq_len: int = 64
+    head_lr: float | None = None
+    eval_weighting: str = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -129,11 +143,26 @@ class TrainingConfig:
             )
         check_choice("training.dtype", self.dtype, DTYPES)
         check_range("training.max_seq_len", self.max_seq_len, 3, integer=True)
+        if self.head_lr is not None:
+            check_range("training.head_lr", self.head_lr, 0.0, low_open=True)
+        check_choice("training.eval_weighting", self.eval_weighting, EVAL_WEIGHTINGS)
 
     @property
     def modality(self) -> str:
         """``"text"`` or ``"image"``, from the task."""
         return "text" if self.task in TEXT_TASKS else "image"
+
+    @property
+    def head_rate(self) -> float:
+        """The heads' learning rate in force (``head_lr``, or ``lr`` when it is None)."""
+        return float(self.lr if self.head_lr is None else self.head_lr)
+
+    @property
+    def eval_weighting_in_force(self) -> str:
+        """``"common"`` or ``"device-labels"`` (``"auto"`` resolved by the partition)."""
+        if self.eval_weighting != "auto":
+            return self.eval_weighting
+        return "device-labels" if self.partition == "dirichlet" else "common"
 
     @classmethod
     def from_any(cls, spec: Any) -> TrainingConfig:

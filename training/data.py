@@ -327,6 +327,10 @@ def load_task(config: TrainingConfig, tokenizer: Any = None, vocab_size: int = 3
         return synthetic_image()
     if config.task == "cifar10":
         return cifar10(config.data_dir)
+    if config.task == "tweets":
+        from edgeft.training.tweets import tweets
+
+        return tweets(tokenizer, vocab_size, config.max_seq_len)
     return glue(config.task, config, tokenizer)
 
 

@@ -109,7 +109,13 @@ class SplitLoRALearner:
         for p in params:
             p.grad = None
         # plain SGD (eqs. 3-4): no momentum or weight decay, so unscheduled heads never move
-        self.optimizer = torch.optim.SGD(params, lr=self.config.lr)
+        self.optimizer = torch.optim.SGD(
+            [
+                {"params": self.split.lora_parameters(), "lr": self.config.lr},
+                {"params": [self.W, self.b], "lr": self.config.head_rate},
+            ],
+            lr=self.config.lr,
+        )
         labels = self.data.train.labels
         self.local = partition(
             labels,
@@ -121,10 +127,19 @@ class SplitLoRALearner:
         )
         self.perm = [loc[self.rng.permutation(len(loc))] for loc in self.local]
         self.cursor = np.zeros(self.num_devices, dtype=np.int64)
+        self.label_weights = self._label_weights()
         self.pending: np.ndarray | None = None  # (K, batch_size) drawn sample indices
         self.pending_bits: np.ndarray | None = None
         self.round = 0
         self._seeded = True
+
+    def _label_weights(self) -> np.ndarray:
+        """(K, C) label proportions of each device's training shard."""
+        labels = self.data.train.labels
+        counts = np.stack(
+            [np.bincount(labels[loc], minlength=self.num_classes) for loc in self.local]
+        ).astype(np.float64)
+        return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
 
     def _require_reset(self) -> None:
         if not self._seeded:
@@ -276,6 +291,11 @@ class SplitLoRALearner:
     def evaluate(self) -> dict[str, Any]:
         """Held-out loss and accuracy, averaged over the K devices' heads (FT eq. 1).
 
+        Device k's figures follow ``config.eval_weighting_in_force``: ``"common"``: head k's mean
+        over the fixed held-out subset; ``"device-labels"``: head k's mean per class on that
+        subset, weighted by the label proportions of device k's training shard (classes absent
+        from the subset are left out and the weights renormalised).
+
         Returns ``{"test_loss", "test_accuracy", "device_test_loss" (K,),
         "device_test_accuracy" (K,)}``.
         Consumes no randomness.
@@ -288,8 +308,21 @@ class SplitLoRALearner:
         ce = nn.functional.cross_entropy(
             logits.reshape(-1, self.num_classes), y.repeat(self.num_devices), reduction="none"
         )
-        dev_loss = ce.view(self.num_devices, -1).mean(1).double().cpu().numpy()
-        dev_acc = (logits.argmax(-1) == y[None]).double().mean(1).cpu().numpy()
+        ce = ce.view(self.num_devices, -1).double()
+        hit = (logits.argmax(-1) == y[None]).double()
+        if self.config.eval_weighting_in_force == "common":
+            dev_loss = ce.mean(1).cpu().numpy()
+            dev_acc = hit.mean(1).cpu().numpy()
+        else:  # per-class means (K, C), weighted by each device's own label proportions
+            onehot = nn.functional.one_hot(y, self.num_classes).double()  # (n, C)
+            count = onehot.sum(0)
+            present = (count > 0).cpu().numpy()
+            w = self.label_weights * present
+            w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
+            per_class_loss = ((ce @ onehot) / count.clamp(min=1)).cpu().numpy()
+            per_class_acc = ((hit @ onehot) / count.clamp(min=1)).cpu().numpy()
+            dev_loss = (w * per_class_loss).sum(1)
+            dev_acc = (w * per_class_acc).sum(1)
         return {
             "test_loss": float(dev_loss.mean()),
             "test_accuracy": float(dev_acc.mean()),
@@ -331,7 +364,8 @@ class SplitLoRALearner:
         """Restore a :meth:`state_dict` (same config and number of devices)."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported learner state version {state.get('version')!r}")
-        if state["num_devices"] != self.num_devices or state["config"] != self.config.to_dict():
+        saved = TrainingConfig.from_any(state["config"])  # fields added later take defaults
+        if state["num_devices"] != self.num_devices or saved != self.config:
             raise ValueError(
                 "learner state was saved with a different TrainingConfig or num_devices"
             )
@@ -346,7 +380,10 @@ class SplitLoRALearner:
                 named[n].copy_(v)
             self.W.copy_(state["W"])
             self.b.copy_(state["b"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if len(state["optimizer"]["param_groups"]) == len(self.optimizer.param_groups):
+            self.optimizer.load_state_dict(state["optimizer"])
+        # else: a state saved before the heads had their own group; plain SGD keeps no
+        # per-parameter state, so the fresh optimiser of reset() is the same
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.torch_device)
