@@ -2,7 +2,10 @@
 
 Trains PPO, A2C, SAC, TD3 or DQN on any registered edgeft env and action mode the algorithm
 supports, with a progress bar and periodic validation against a reference policy on validation
-seeds. Validation plays the leaderboard's episode loop in the leaderboard's env for the run's
+seeds; ``ppo-lag`` / ``a2c-lag`` train PPO / A2C on the Lagrangian of the constrained problem
+(reward minus lambda times the constraint cost, lambda by dual ascent;
+``edgeft.agents.lagrangian``).
+Validation plays the leaderboard's episode loop in the leaderboard's env for the run's
 scenario (the reward-only env fields at their defaults) and reports the leaderboard's metrics
 under the leaderboard's names: the family's headline value (for a family without one, its first
 leaderboard column) and columns such as "return" (under the env's default reward), so its numbers
@@ -13,6 +16,10 @@ compare with ``edgeft compare`` and the leaderboard. Writes, into --out:
                                                     edgeft.make_policy("ppo:OUT/model.zip", env))
     best.zip, best.norm.json, best.config.json      the model best on the validation metric
     eval.jsonl                                      one line per validation
+    curves.csv, curves.png                          training curves (envs with a constraint
+                                                    cost): per batch of finished episodes the
+                                                    devices per round, the mean cost against
+                                                    its limit and lambda
     checkpoints/                                    the latest checkpoint (model, VecNormalize,
                                                     replay buffer of SAC/TD3/DQN, step count);
                                                     rerunning the same command resumes from it
@@ -28,6 +35,7 @@ Examples:
     edgeft train --env edgeft/MECOffloading-v0 --algo ppo --timesteps 50000 --out runs/mec-ppo
     edgeft train --env edgeft/FedLoRAScheduling-v0 --algo dqn --timesteps 1e5 --set num_devices=50
     edgeft train --env edgeft/FedLoRAScheduling-v0 --algo ppo --init bc:lyapunov --timesteps 0
+    edgeft train --env edgeft/FedLoRAScheduling-v0 --algo ppo-lag --timesteps 3e6 --seed 0
 
 With ``--init bc:POLICY`` the policy is first behaviour-cloned from the reference POLICY on the
 run's own observations (DAgger, ``edgeft.agents.bc``; settings in the ``bc`` field, per-iteration
@@ -47,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeft.agents.lagrangian import LAGRANGIAN_ALGOS, base_algo, lagrangian_settings
 
 HYPERPARAMS_FILE = Path(__file__).resolve().parent / "hyperparams.json"
 MAX_TRAIN_SEED = 100_000_000
@@ -54,7 +63,9 @@ VALIDATION_SEED_BASE = 500_000_000
 #: action modes each algorithm can act in (by Gymnasium space type)
 ALGO_SPACES = {"ppo": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
                "a2c": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
-               "sac": ("Box",), "td3": ("Box",), "dqn": ("Discrete",)}
+               "sac": ("Box",), "td3": ("Box",), "dqn": ("Discrete",),
+               "ppo-lag": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
+               "a2c-lag": ("Box", "Discrete", "MultiDiscrete", "MultiBinary")}
 
 
 @dataclass
@@ -63,7 +74,8 @@ class TrainConfig:
 
     Attributes:
         env_id: a registered edgeft env id.
-        algo: ppo, a2c, sac, td3 or dqn.
+        algo: ppo, a2c, sac, td3, dqn, or the Lagrangian ppo-lag / a2c-lag (the model is a PPO /
+            A2C model; ``edgeft.agents.lagrangian``).
         timesteps: total environment steps; training stops at the end of the rollout that
             reaches them (:func:`planned_timesteps`).
         seed: training seed (torch, SB3 and the training envs), 0 <= seed < 100,000,000.
@@ -85,6 +97,9 @@ class TrainConfig:
             policy POLICY (DAgger, ``edgeft.agents.bc``) before RL; ``timesteps`` may then be 0
             (the cloned policy is the model).
         bc: behaviour-cloning settings (``edgeft.agents.bc.BC_DEFAULTS``), used with ``init``.
+        lagrangian: multiplier settings of ppo-lag / a2c-lag
+            (``edgeft.agents.lagrangian.LAGRANGIAN_DEFAULTS``: cost limit, bounded-cost cap,
+            initial lambda, PID gains); only with those algorithms.
     """
 
     env_id: str = "edgeft/FedLoRAScheduling-v0"
@@ -105,6 +120,7 @@ class TrainConfig:
     reward_shaping: dict[str, Any] = field(default_factory=dict)
     init: str = ""
     bc: dict[str, Any] = field(default_factory=dict)
+    lagrangian: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field and the fix."""
@@ -124,9 +140,13 @@ class TrainConfig:
 
             parse_init(self.init)
             bc_settings(self.bc)
-            if self.algo not in ("ppo", "a2c"):
+            if base_algo(self.algo) not in ("ppo", "a2c"):
                 raise ValueError(f"init {self.init!r} needs an actor-critic algorithm "
-                                 f"(ppo or a2c), not {self.algo}")
+                                 f"(ppo, a2c or their -lag variants), not {self.algo}")
+        if self.lagrangian and self.algo not in LAGRANGIAN_ALGOS:
+            raise ValueError(f"lagrangian settings need a Lagrangian algorithm "
+                             f"({sorted(LAGRANGIAN_ALGOS)}), not {self.algo}")
+        lagrangian_settings(self.lagrangian)
         if not 0 <= int(self.seed) < MAX_TRAIN_SEED:
             raise ValueError(f"seed must be in [0, {MAX_TRAIN_SEED}) (higher seeds are reserved "
                              f"for validation and test episodes), got {self.seed}")
@@ -164,7 +184,7 @@ def build_config(env_id: str | None, algo: str | None, file: str | None = None,
     values.update(default_config(chosen["env_id"], chosen["algo"]))
     for src in (file_values, {k: v for k, v in overrides.items() if v is not None}):
         for k, v in src.items():
-            if k in ("env_config", "hyperparams", "bc") and isinstance(v, dict):
+            if k in ("env_config", "hyperparams", "bc", "lagrangian") and isinstance(v, dict):
                 values[k] = {**values.get(k, {}), **v}
             else:
                 values[k] = v
@@ -340,7 +360,7 @@ def run_meta(cfg: TrainConfig, config: Any, **extra: Any) -> dict[str, Any]:
     import edgeft
 
     return {
-        "env_id": cfg.env_id, "algo": cfg.algo, "obs_transform": cfg.obs_transform,
+        "env_id": cfg.env_id, "algo": base_algo(cfg.algo), "obs_transform": cfg.obs_transform,
         "env_config": config_to_dict(config), "train_config": dataclasses.asdict(cfg),
         "versions": {"edgeft": edgeft.__version__,
                      "stable_baselines3": stable_baselines3.__version__,
@@ -440,22 +460,43 @@ class Evaluator:
         self.env = gym.make(cfg.env_id, **self.scenario, action_mode=config.action_mode)
         self.config = config_in_force(self.env)
         self.seeds = [VALIDATION_SEED_BASE + i for i in range(cfg.eval_episodes)]
+        self.anchor, self.bound = score_anchors(cfg.env_id, self.scenario, self.family,
+                                                self.seeds)
         self.reference: dict[str, float] | None = None
         if cfg.eval_policy:
-            self.reference = mean_metrics(
-                [run_episode(cfg.env_id, self.scenario, cfg.eval_policy, s) for s in self.seeds],
-                self.family)
+            self.reference = self.summarise(
+                [run_episode(cfg.env_id, self.scenario, cfg.eval_policy, s) for s in self.seeds])
+
+    def summarise(self, episodes: list[dict[str, Any]]) -> dict[str, float]:
+        """:func:`mean_metrics` of the validation episodes (in seed order), plus ``"score"``
+        where the family has one (the leaderboard's: 0 = the anchor policy, 100 = the
+        hindsight bound, per seed, averaged over the seeds where it is defined)."""
+        res = mean_metrics(episodes, self.family)
+        if self.anchor is not None and self.bound is not None:
+            from edgeft import scoring
+
+            values = [scoring.headline_value(self.family, e["metrics"]) for e in episodes]
+            scores = scoring.score(values, self.anchor, self.bound)
+            finite = scores[np.isfinite(scores)]
+            res["score"] = float(finite.mean()) if finite.size else float("nan")
+        return res
 
     def describe(self) -> str:
         """One line on what the validation reports."""
         m = self.metric
         first, last = self.seeds[0], self.seeds[-1]
         seeds = f"{first:,}" if first == last else f"{first:,}..{last:,}"
+        score = ""
+        if self.anchor is not None:
+            from edgeft import scoring
+
+            score = (f"; score as on the leaderboard: 0 = {scoring.HEADLINES[self.family].anchor}"
+                     ", 100 = the hindsight bound, on these seeds")
         return (f"validation: {len(self.seeds)} episode(s), seeds {seeds}, in the leaderboard's "
                 f"env for scenario {self.scenario or '{}'} (reward-only fields at their "
                 f"defaults); best.zip = best {m.title} "
                 f"({'higher' if m.higher_is_better else 'lower'} is better), as on the "
-                "leaderboard")
+                f"leaderboard{score}")
 
     def better(self, value: float, best: float | None) -> bool:
         """Whether ``value`` of the validation metric beats ``best`` (None: nothing yet)."""
@@ -471,6 +512,8 @@ class Evaluator:
         cols = [(self.metric.name, self.metric.title)] + [
             (k, METRICS[self.family][k][0]) for k in EVAL_COLUMNS.get(self.family, ())
             if k != self.metric.name]
+        if "score" in res:
+            cols.insert(1, ("score", "score"))
         parts = [f"{title} {res[k]:.5g}" + (f" ({name} {ref[k]:.5g})" if ref else "")
                  for k, title in cols]
         return f"[eval @ {t:,}] " + "; ".join(parts)
@@ -485,11 +528,30 @@ class Evaluator:
             norm = {"mean": vecnorm.obs_rms.mean, "var": vecnorm.obs_rms.var,
                     "clip_obs": vecnorm.clip_obs, "epsilon": vecnorm.epsilon}
         policy = SB3Policy(model, meta, norm, self.config, Path("."))
-        return mean_metrics([play_episode(self.env, policy, s) for s in self.seeds], self.family)
+        return self.summarise([play_episode(self.env, policy, s) for s in self.seeds])
+
+
+def score_anchors(env_id: str, scenario: dict[str, Any], family: str, seeds: list[int]
+                  ) -> tuple[list[float] | None, list[float] | None]:
+    """Per seed, the headline value of the family's anchor policy (score 0) and the hindsight
+    bound (score 100), as the leaderboard computes them (``edgeft.scoring``); both deterministic
+    per seed, so a run computes them once. (None, None) for a family without a score."""
+    from edgeft import scoring
+    from edgeft.episodes import run_episode
+
+    head = scoring.HEADLINES.get(family)
+    if head is None or family not in scoring.HINDSIGHT:
+        return None, None
+    anchor = [scoring.headline_value(family, run_episode(env_id, scenario, head.anchor,
+                                                         s)["metrics"]) for s in seeds]
+    bound = [float(scoring.hindsight_row(family, env_id, scenario, s)["headline"])
+             for s in seeds]
+    return anchor, bound
 
 
 def _make_callback(cfg: TrainConfig, out: Path, evaluator: Evaluator | None, meta: dict[str, Any],
-                   vecnorm: Any, start: int, total: int, state: dict[str, Any]) -> Any:
+                   vecnorm: Any, start: int, total: int, state: dict[str, Any],
+                   lag: Any = None) -> Any:
     from stable_baselines3.common.callbacks import BaseCallback
     from tqdm import tqdm
 
@@ -500,6 +562,7 @@ def _make_callback(cfg: TrainConfig, out: Path, evaluator: Evaluator | None, met
                             dynamic_ncols=True)
             self.last_eval = state.get("last_eval", start)
             self.last_ckpt = start
+            self.curve_rows = len(lag.log) if lag is not None else 0
 
         def _on_rollout_start(self) -> None:
             # Between two rollouts the model, its optimiser state, the replay buffer and the step
@@ -513,6 +576,9 @@ def _make_callback(cfg: TrainConfig, out: Path, evaluator: Evaluator | None, met
         def _on_step(self) -> bool:
             t = self.model.num_timesteps
             self.bar.update(t - self.bar.n)
+            if lag is not None and len(lag.log) != self.curve_rows:
+                self.curve_rows = len(lag.log)
+                self.bar.set_postfix_str(lag.describe(), refresh=False)
             if cfg.eval_every and evaluator and t - self.last_eval >= cfg.eval_every:
                 self.last_eval = t
                 self.evaluate(t)
@@ -525,24 +591,54 @@ def _make_callback(cfg: TrainConfig, out: Path, evaluator: Evaluator | None, met
             row = {"timesteps": t, "metric": metric.name, "agent": res,
                    "reference": evaluator.reference, "reference_policy": cfg.eval_policy,
                    "wall_s": time.time() - state["t0"]}
+            if lag is not None:
+                row["training"] = lag.state_dict()
             with open(out / "eval.jsonl", "a") as fh:
                 fh.write(json.dumps(row) + "\n")
-            tqdm.write(evaluator.line(t, res))
+            tqdm.write(evaluator.line(t, res) + (f" | training: {lag.describe()}" if lag else ""))
             best = state.get("best") if state.get("best_metric") == metric.name else None
             if evaluator.better(res[metric.name], best):
                 state.update(best=res[metric.name], best_metric=metric.name)
-                save_model(self.model, vecnorm, {**meta, "timesteps": t, "validation": res}, out,
-                           "best")
+                save_model(self.model, vecnorm, {**meta, "timesteps": t, "validation": res,
+                                                 **_lag_meta(lag)}, out, "best")
 
         def checkpoint(self, t: int) -> None:
             write_checkpoint(out / "checkpoints", t, self.model, vecnorm,
                              {"last_eval": self.last_eval, "best": state.get("best"),
-                              "best_metric": state.get("best_metric")})
+                              "best_metric": state.get("best_metric"), **_lag_meta(lag)})
 
         def _on_training_end(self) -> None:
             self.bar.close()
 
     return Callback()
+
+
+def _lag_meta(lag: Any) -> dict[str, Any]:
+    """``{"lagrangian": state}`` of the run's VecLagrangian (``{}`` without one)."""
+    return {} if lag is None else {"lagrangian": lag.state_dict()}
+
+
+def lagrangian_wrapper(cfg: TrainConfig, config: Any, venv: Any, log_path: Path | None) -> Any:
+    """The run's ``VecLagrangian`` around ``venv``: with a multiplier for ppo-lag / a2c-lag,
+    monitoring only (training curves) for other algorithms on envs with a constraint cost
+    (``lagrangian.cost_limit``); None for the others."""
+    from edgeft.agents.lagrangian import PIDMultiplier, cost_limit
+    from edgeft.agents.vec import VecLagrangian
+
+    from edgeft.policy import family_of
+
+    family = family_of(config)
+    if cfg.algo in LAGRANGIAN_ALGOS:
+        s = lagrangian_settings(cfg.lagrangian)
+        limit = cost_limit(config) if s["cost_limit"] is None else float(s["cost_limit"])
+        return VecLagrangian(venv, family, limit, PIDMultiplier.from_settings(s, limit),
+                             cost_cap=float(s["cost_cap"]), update_episodes=s["update_episodes"],
+                             log_path=log_path)
+    try:
+        limit = cost_limit(config)
+    except ValueError:
+        return None
+    return VecLagrangian(venv, family, limit, None, log_path=log_path)
 
 
 def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
@@ -582,7 +678,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
 
     torch.set_num_threads(1)  # small MLPs: one thread is fastest, and leaves a core for the envs
     venv = make_vec_env(cfg, config, cfg.seed)
-    cls = algo_class(cfg.algo)
+    lag = lagrangian_wrapper(cfg, config, venv, out / "curves.csv")
+    if lag is not None:
+        venv = lag
+    cls = algo_class(base_algo(cfg.algo))
     start = 0
     state: dict[str, Any] = {"t0": time.time()}
     if resume_from is not None:
@@ -595,6 +694,11 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
         if "replay_buffer" in files:
             model.load_replay_buffer(str(files["replay_buffer"]))
         start = int(resume_from["timesteps"])
+        if lag is not None:
+            from edgeft.agents.lagrangian import truncate_log
+
+            lag.load_state_dict(resume_from.get("lagrangian") or {"timesteps": start})
+            truncate_log(out / "curves.csv", start)
         state.update(last_eval=int(resume_from.get("last_eval", start)),
                      best=resume_from.get("best"), best_metric=resume_from.get("best_metric"))
         print(f"resuming {out} from its checkpoint at {start} steps", file=sys.stderr)
@@ -626,7 +730,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
     evaluator = Evaluator(cfg, config) if cfg.eval_episodes > 0 else None
     if evaluator is not None:
         print(evaluator.describe(), flush=True)
-    callback = _make_callback(cfg, out, evaluator, meta, vecnorm, start, total, state)
+    callback = _make_callback(cfg, out, evaluator, meta, vecnorm, start, total, state, lag)
     remaining = cfg.timesteps - start
     if remaining > 0:
         model.learn(total_timesteps=remaining, callback=callback,
@@ -635,7 +739,12 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
         callback.init_callback(model)
     if evaluator is not None:
         callback.evaluate(model.num_timesteps)
-    path = save_model(model, vecnorm, {**meta, "timesteps": int(model.num_timesteps)}, out, "model")
+    path = save_model(model, vecnorm, {**meta, "timesteps": int(model.num_timesteps),
+                                       **_lag_meta(lag)}, out, "model")
+    if lag is not None and lag.log:
+        from edgeft.agents.lagrangian import plot_curves
+
+        plot_curves({cfg.algo: out}, out / "curves.png")
     venv.close()
     return path
 
@@ -663,6 +772,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hp", dest="hp_overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="SB3 hyperparameter, repeatable (e.g. --hp learning_rate=1e-4)")
+    parser.add_argument("--lag", dest="lag_overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="Lagrangian setting of ppo-lag / a2c-lag, repeatable (e.g. --lag "
+                             "ki=0.02; keys: edgeft.agents.lagrangian.LAGRANGIAN_DEFAULTS)")
     parser.add_argument("--n-envs", type=int, default=None,
                         help=f"parallel env copies (default: {tuned} {d.n_envs})")
     parser.add_argument("--eval-every", type=int, default=None,
@@ -693,7 +806,8 @@ def run(args: argparse.Namespace) -> int:
             eval_policy=args.eval_policy, checkpoint_every=args.checkpoint_every,
             progress=False if args.no_progress else None, init=args.init,
             env_config=parse_overrides(args.env_overrides) or None,
-            hyperparams=parse_overrides(args.hp_overrides) or None)
+            hyperparams=parse_overrides(args.hp_overrides) or None,
+            lagrangian=parse_overrides(args.lag_overrides) or None)
         if args.eval_policy is None and not args.config:
             cfg.eval_policy = DEFAULT_EVAL_POLICY[env_family(cfg.env_id)]
         env_name = cfg.env_id.split("/")[-1].split("-")[0].lower()  # a folder name, not a family
@@ -703,6 +817,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"edgeft train: error: {err}", file=sys.stderr)
         return 2
     print(f"saved {path} (+ .norm.json, .config.json); load it with "
-          f"edgeft.make_policy('{cfg.algo}:{path}', env)")
+          f"edgeft.make_policy('{base_algo(cfg.algo)}:{path}', env)")
     return 0
 

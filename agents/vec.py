@@ -5,6 +5,9 @@
   ``info["terminal_observation"]``; Gymnasium's vector env resets it on the next step instead.
   edgeft episodes have a fixed length and all copies start together, so they all finish in the
   same step; the adapter then resets the whole batch at once (a copy finishing alone raises).
+- :class:`VecLagrangian` trains on the Lagrangian of a constrained problem: reward minus lambda
+  times the bounded constraint cost, lambda updated from the true episode cost
+  (``lagrangian.py``); without a multiplier it only logs the training curves.
 - :class:`VecObsTransform` applies an observation transform (``transforms.py``), terminal
   observations included.
 - :func:`make_vec_env` builds the SB3 ``VecEnv`` a training run (``train.py``) and behaviour
@@ -14,15 +17,27 @@
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeft.agents.lagrangian import CURVE_COLUMNS, PIDMultiplier, constraint_cost
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
+#: per-copy scalars of the vector env's info that :class:`NumpyVecEnv` passes on in each copy's
+#: SB3 info dict (what ``lagrangian.VecLagrangian`` and the training curves read)
+INFO_KEYS = ("cost", "num_scheduled")
+
 
 class NumpyVecEnv(VecEnv):
-    """A Gymnasium ``VectorEnv`` with fixed-length episodes as an SB3 ``VecEnv``."""
+    """A Gymnasium ``VectorEnv`` with fixed-length episodes as an SB3 ``VecEnv``.
+
+    Each copy's SB3 info holds the :data:`INFO_KEYS` the vector env reports (as floats).
+    """
 
     def __init__(self, venv: Any, reward_fn: Any = None) -> None:
         self.venv = venv
@@ -47,7 +62,9 @@ class NumpyVecEnv(VecEnv):
         if self.reward_fn is not None:
             rew = self.reward_fn(self._obs, info)
         done = term | trunc
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        passed = {k: np.asarray(info[k], dtype=np.float64) for k in INFO_KEYS if k in info}
+        infos: list[dict[str, Any]] = [{k: float(v[i]) for k, v in passed.items()}
+                                       for i in range(self.num_envs)]
         if done.any():
             if not done.all():
                 raise RuntimeError("NumpyVecEnv needs every copy to finish in the same step "
@@ -111,6 +128,195 @@ def clipped_drift_plus_penalty(config: Any, zeta: float, clip: float) -> Any:
     return reward
 
 
+def devices_utility(config: Any) -> Any:
+    """FedLoRA training reward: N / K, the paper's per-round utility (the share of the K devices
+    scheduled), for constrained training where the delay is the separate constraint cost
+    (``--algo ppo-lag``; ``lagrangian.VecLagrangian`` subtracts lambda times the bounded cost).
+
+    The env's default ``progress`` reward hardly depends on the schedule in the surrogate, and
+    the drift-plus-penalty rewards fold the constraint into the reward with a fixed weight; this
+    one leaves the constraint to the multiplier.
+
+    Args:
+        config: the env's config in force (``edgeft.envs.common.config_in_force``).
+    """
+    if getattr(config, "family", None) != "fedlora":
+        raise ValueError("reward_shaping 'devices' is a FedLoRA training reward, not one for "
+                         f"the {getattr(config, 'family', '?')} envs")
+    k = float(config.num_devices)
+
+    def reward(obs_before: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        return np.asarray(info["num_scheduled"], dtype=np.float64) / k
+
+    return reward
+
+
+#: training rewards of ``reward_shaping``: type -> builder(config, **options)
+REWARD_SHAPINGS: dict[str, Callable[..., Any]] = {"clipped-dpp": clipped_drift_plus_penalty,
+                                                   "devices": devices_utility}
+
+
+def make_reward_fn(shaping: dict[str, Any], config: Any) -> Any:
+    """The training reward ``fn(obs_before, info) -> (n,)`` that ``shaping`` names.
+
+    Raises:
+        ValueError: an unknown type (the message lists the known ones) or bad options.
+    """
+    rs = dict(shaping)
+    kind = rs.pop("type", None)
+    if kind not in REWARD_SHAPINGS:
+        raise ValueError(f"reward_shaping type must be one of {sorted(REWARD_SHAPINGS)}, "
+                         f"got {shaping}")
+    try:
+        return REWARD_SHAPINGS[kind](config, **rs)
+    except TypeError as err:
+        raise ValueError(f"reward_shaping {shaping}: {err}") from err
+
+
+@dataclass
+class _Batch:
+    utility: list[float] = field(default_factory=list)
+    devices: list[float] = field(default_factory=list)
+    cost: list[float] = field(default_factory=list)
+    cost_bounded: list[float] = field(default_factory=list)
+    cost_max: list[float] = field(default_factory=list)
+
+
+class VecLagrangian(VecEnvWrapper):
+    """Reward minus lambda times the bounded constraint cost, lambda from the true episode cost.
+
+    Wraps an SB3 ``VecEnv`` whose step infos carry ``"cost"`` (and, for the curves,
+    ``"num_scheduled"`` where the env has it). Without a multiplier it only monitors: rewards
+    pass unchanged and the curves are logged (plain PPO runs use it so their curves compare).
+
+    Per finished episode it records the mean per-step reward (the utility), the mean of
+    ``num_scheduled``, the true mean cost, the mean bounded cost and the worst step's cost; after
+    ``update_episodes`` episodes it updates the multiplier from their mean true cost and appends
+    one row (:data:`CURVE_COLUMNS`) to :attr:`log` (and to ``log_path`` as CSV).
+
+    Args:
+        venv: the vector env (any SB3 ``VecEnv``).
+        family: env family (what :func:`constraint_cost` reads).
+        limit: per-step cost limit d (logged; the multiplier's own).
+        multiplier: the multiplier, or None to monitor only.
+        cost_cap: the learning signal is ``reward - lambda min(cost, cost_cap)``.
+        update_episodes: finished episodes per update (default: one per env copy).
+        log_path: CSV file the rows are appended to (None: kept in memory only).
+    """
+
+    def __init__(self, venv: VecEnv, family: str, limit: float,
+                 multiplier: PIDMultiplier | None = None, cost_cap: float = 4.0,
+                 update_episodes: int | None = None, log_path: str | Path | None = None) -> None:
+        super().__init__(venv)
+        self.family = family
+        self.limit = float(limit)
+        self.multiplier = multiplier
+        self.cost_cap = float(cost_cap)
+        self.update_episodes = int(update_episodes or venv.num_envs)
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.log: list[dict[str, float]] = []
+        self.timesteps = 0
+        self.episodes = 0
+        n = venv.num_envs
+        self._sums = {k: np.zeros(n) for k in ("utility", "devices", "cost", "cost_bounded")}
+        self._max = np.zeros(n)
+        self._len = np.zeros(n, dtype=np.int64)
+        self._batch = _Batch()
+
+    @property
+    def lam(self) -> float:
+        """The current multiplier (0 when monitoring only)."""
+        return 0.0 if self.multiplier is None else self.multiplier.value
+
+    def reset(self) -> Any:
+        for v in self._sums.values():
+            v[:] = 0.0
+        self._max[:] = 0.0
+        self._len[:] = 0
+        return self.venv.reset()
+
+    def step_wait(self):
+        obs, rew, done, infos = self.venv.step_wait()
+        cost = constraint_cost(infos, self.family)
+        bounded = np.minimum(cost, self.cost_cap)
+        self._sums["utility"] += rew
+        self._sums["devices"] += [float(i.get("num_scheduled", np.nan)) for i in infos]
+        self._sums["cost"] += cost
+        self._sums["cost_bounded"] += bounded
+        self._max = np.maximum(self._max, cost)
+        self._len += 1
+        self.timesteps += self.num_envs
+        if self.multiplier is not None:
+            rew = (rew - self.multiplier.value * bounded).astype(np.float32)
+        for i in np.flatnonzero(done):
+            n = max(int(self._len[i]), 1)
+            b = self._batch
+            b.utility.append(self._sums["utility"][i] / n)
+            b.devices.append(self._sums["devices"][i] / n)
+            b.cost.append(self._sums["cost"][i] / n)
+            b.cost_bounded.append(self._sums["cost_bounded"][i] / n)
+            b.cost_max.append(float(self._max[i]))
+            infos[i]["episode_cost"] = {"mean": self._sums["cost"][i] / n,
+                                        "max": float(self._max[i]), "lambda": self.lam}
+            for v in self._sums.values():
+                v[i] = 0.0
+            self._max[i] = 0.0
+            self._len[i] = 0
+            self.episodes += 1
+        if len(self._batch.cost) >= self.update_episodes:
+            self._end_batch()
+        return obs, rew, done, infos
+
+    def _end_batch(self) -> None:
+        b = self._batch
+        mean_cost = float(np.mean(b.cost))
+        if self.multiplier is not None:
+            self.multiplier.update(mean_cost)
+        row = {"timesteps": self.timesteps, "episodes": self.episodes,
+               "utility": float(np.mean(b.utility)), "devices": float(np.mean(b.devices)),
+               "cost": mean_cost, "cost_bounded": float(np.mean(b.cost_bounded)),
+               "cost_max": float(np.max(b.cost_max)), "cost_limit": self.limit,
+               "lambda": self.lam}
+        self.log.append(row)
+        if self.log_path is not None:
+            new = not self.log_path.is_file()
+            with open(self.log_path, "a", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=CURVE_COLUMNS)
+                if new:
+                    w.writeheader()
+                w.writerow(row)
+        self._batch = _Batch()
+
+    def describe(self) -> str:
+        """The progress-line text: lambda and the last batch's cost against the limit."""
+        last = self.log[-1] if self.log else None
+        cost = f"{last['cost']:.3g}" if last else "-"
+        dev = f"; devices {last['devices']:.3g}" if last and np.isfinite(last["devices"]) else ""
+        lam = f"lambda {self.lam:.4g}; " if self.multiplier is not None else ""
+        return f"{lam}cost {cost}/{self.limit:g}{dev}"
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps: the multiplier and the step/episode counters."""
+        return {"multiplier": None if self.multiplier is None else self.multiplier.state_dict(),
+                "timesteps": self.timesteps, "episodes": self.episodes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (resume continues with the same lambda)."""
+        if self.multiplier is not None and state.get("multiplier") is not None:
+            self.multiplier = PIDMultiplier(**state["multiplier"])
+        self.timesteps = int(state.get("timesteps", 0))
+        self.episodes = int(state.get("episodes", 0))
+
+
+def find_lagrangian(venv: Any) -> VecLagrangian | None:
+    """The :class:`VecLagrangian` inside a stack of VecEnv wrappers (None if there is none)."""
+    while venv is not None:
+        if isinstance(venv, VecLagrangian):
+            return venv
+        venv = getattr(venv, "venv", None)
+    return None
+
+
 class VecObsTransform(VecEnvWrapper):
     """Apply ``transform`` (batched) to every observation, terminal observations included."""
 
@@ -145,7 +351,7 @@ def make_vec_env(cfg: Any, config: Any, seed: int) -> VecEnv:
         seed: copy i starts from seed + i.
 
     Raises:
-        ValueError: a reward shaping other than ``clipped-dpp``, or one for an env without a
+        ValueError: an unknown reward shaping (``REWARD_SHAPINGS``), or one for an env without a
             numpy vector env.
     """
     import gymnasium as gym
@@ -156,13 +362,7 @@ def make_vec_env(cfg: Any, config: Any, seed: int) -> VecEnv:
     spec = gym.registry[cfg.env_id]
     venv: VecEnv
     if spec.vector_entry_point is not None and getattr(config, "mode", "surrogate") == "surrogate":
-        reward_fn = None
-        if cfg.reward_shaping:
-            rs = dict(cfg.reward_shaping)
-            if rs.pop("type", None) != "clipped-dpp":
-                raise ValueError("reward_shaping type must be 'clipped-dpp', "
-                                 f"got {cfg.reward_shaping}")
-            reward_fn = clipped_drift_plus_penalty(config, **rs)
+        reward_fn = make_reward_fn(cfg.reward_shaping, config) if cfg.reward_shaping else None
         numpy_venv = NumpyVecEnv(gym.make_vec(cfg.env_id, num_envs=cfg.n_envs,
                                               vectorization_mode="vector_entry_point",
                                               **cfg.env_config),

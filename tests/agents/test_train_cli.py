@@ -53,16 +53,20 @@ def test_env_family_is_read_from_the_env_config_class():
 
 def _leaderboard_means(scenario: dict, policy: str, seeds: list[int]) -> dict[str, float]:
     """What the leaderboard reports for ``policy`` in ``scenario`` on ``seeds``: its own
-    tasks, episode loop and summary (means; the headline value under "headline")."""
+    tasks, episode loop and summary (means; the headline value under "headline", the score
+    under "score", with the anchor and hindsight rows the leaderboard adds)."""
     suite = Suite("validation-check", 1, "fedlora", "test", (Scenario("s", FEDLORA, scenario),),
                   num_seeds=len(seeds))
-    tasks = lb.make_tasks(suite, [policy])
-    for task, seed in zip(tasks, seeds):
-        task["seed"] = seed
+    policies = lb.scored_policies(suite, [policy])
+    tasks = lb.make_tasks(suite, policies)
+    for i, task in enumerate(tasks):
+        task["seed"] = seeds[i % len(seeds)]
     rows = [lb.run_task(t) for t in tasks]
-    entry = lb.summarize(suite, [policy], rows)["results"][0]
+    entry = next(e for e in lb.summarize(suite, policies, rows)["results"]
+                 if e["policy"] == policy)
     out = {m: v["mean"] for m, v in entry["metrics"].items()}
     out["headline"] = entry["headline"]["mean"]
+    out["score"] = entry["score"]["mean"]
     return out
 
 
@@ -97,6 +101,7 @@ def test_rounded_steps_are_said_and_validation_reports_the_leaderboard_numbers(t
     line = next(x for x in cap.out.splitlines() if x.startswith("[eval @ 128]"))
     assert f"devices/round within budget {agent['headline']:.5g} (gs {ref['headline']:.5g})" in line
     assert f"return {agent['return']:.5g} (gs {ref['return']:.5g})" in line
+    assert f"score {agent['score']:.5g} (gs {ref['score']:.5g})" in line
     assert "best devices/round within budget (higher is better)" in cap.out
 
 

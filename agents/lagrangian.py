@@ -1,0 +1,275 @@
+"""Lagrangian constrained RL on stable-baselines3: ``edgeft train --algo ppo-lag``.
+
+The constrained problem (a CMDP): maximise the expected return of the reward r subject to the
+time-average constraint cost meeting a limit d,
+
+    max_pi  E[ sum_t r_t ]    s.t.   J_c(pi) = E[ (1/T) sum_t c_t ] <= d,
+
+is solved through its Lagrangian: the agent maximises the return of ``r_t - lambda c~_t`` while
+the multiplier lambda >= 0 follows the measured mean episode cost (dual ascent, or PID
+Lagrangian: Stooke, Achiam & Abbeel 2020, "Responsive safety in RL by PID Lagrangian methods").
+
+Everything lives in ``edgeft.agents.vec.VecLagrangian``, an SB3 ``VecEnvWrapper``: it subtracts
+``lambda c~_t`` from the reward, records the true mean cost of every finished episode, and updates
+lambda whenever ``update_episodes`` episodes have finished. An SB3 algorithm trains on it
+unchanged (PPO, A2C, any on-policy algorithm; off-policy ones would store rewards computed with
+old multipliers in their replay buffer, so ``edgeft train`` offers only on-policy variants).
+
+The cost (:func:`constraint_cost`) is ``info["cost"]``, the safe-RL convention (safety-gymnasium,
+FSRL, OmniSafe): FedLoRA, the round's delay over the budget D/D-bar; the limit per step is
+:func:`cost_limit` (FedLoRA: 1.0, the time-average delay budget; a per-episode-sum limit is T
+times it).
+
+Bounded cost for learning, true cost for the multiplier:
+
+- The learning signal uses ``c~ = min(c, cost_cap)`` (default cap 4): D/D-bar reaches ~1e5 in
+  deep-fade rounds, which would swamp VecNormalize's reward scale and the value function. Above
+  the cap every round looks equally bad to the agent; at the multipliers that meet the budget
+  (lambda ~ 6 devices per unit of D/D-bar on ``fedlora-default``) scheduling into a round with
+  D/D-bar > 4 already costs more than any utility it buys, so the cap does not move the optimum.
+- The multiplier uses the true mean cost of each finished episode, i.e. the constraint itself,
+  with the error ``J_c - d`` clipped above at ``max_error`` (default 1 x d): an early policy that
+  schedules every device has J_c ~ 1e3, and the unclipped step would throw lambda far past its
+  equilibrium. Clipping the step changes how fast lambda climbs, not where it settles (J_c = d).
+
+PID update per batch of finished episodes (``kp = kd = 0``: plain dual ascent, lambda += ki e)::
+
+    e = min(J_c - d, max_error)
+    I = max(0, I + ki e)
+    lambda = clip(kp e + I + kd max(0, J_c - J_c_prev), 0, lambda_max)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: per-step limit of the constraint cost, per env family (a suite's ``cost_limit`` wins)
+COST_LIMITS = {"fedlora": 1.0}
+#: on-policy Lagrangian variants offered by ``edgeft train`` and the SB3 algorithm under each
+LAGRANGIAN_ALGOS = {"ppo-lag": "ppo", "a2c-lag": "a2c"}
+#: the ``lagrangian`` settings of a TrainConfig, with their defaults
+LAGRANGIAN_DEFAULTS: dict[str, Any] = {
+    "cost_limit": None,      # per-step limit d (None: cost_limit(config))
+    "cost_cap": 4.0,         # learning signal min(c, cost_cap)
+    "lambda_init": 0.0,      # multiplier at the start
+    "ki": 0.05,              # integral gain (the dual-ascent step size)
+    "kp": 0.0,               # proportional gain (PID Lagrangian)
+    "kd": 0.0,               # derivative gain on a rising cost
+    "max_error": 1.0,        # the error J_c - d is clipped above at max_error x d
+    "lambda_max": 1000.0,    # upper clip of lambda
+    "update_episodes": None,  # finished episodes per update (None: one per env copy)
+}
+
+
+def base_algo(algo: str) -> str:
+    """The SB3 algorithm a (possibly Lagrangian) algorithm name trains: ``ppo-lag`` -> ``ppo``."""
+    return LAGRANGIAN_ALGOS.get(algo, algo)
+
+
+def cost_limit(config: Any) -> float:
+    """The per-step constraint-cost limit of an env (its config in force).
+
+    A config or suite that states ``cost_limit`` wins; else :data:`COST_LIMITS` of the family.
+
+    Raises:
+        ValueError: no limit is defined for the family.
+    """
+    own = getattr(config, "cost_limit", None)
+    if own is not None:
+        return float(own)
+    family = getattr(config, "family", None)
+    if family not in COST_LIMITS:
+        raise ValueError(f"no constraint-cost limit defined for the {family} envs; set "
+                         "lagrangian.cost_limit in the training config")
+    return COST_LIMITS[family]
+
+
+def constraint_cost(infos: list[dict[str, Any]], family: str) -> np.ndarray:
+    """The constraint cost ``info["cost"]`` of each env copy of one vector step, shape (n,).
+
+    The one place agents read the cost. FedLoRA: D/D-bar of the round. MEC: the energy-budget
+    overshoot, once the env reports it under the safe-RL convention (``info["cost"]`` the
+    constraint, per-user values in ``info["costs"]``); an env whose ``info["cost"]`` is still the
+    weighted objective is refused, since constraining the objective is meaningless.
+
+    Raises:
+        ValueError: a MEC env with the old convention, or an info without ``"cost"``.
+    """
+    if family == "mec" and infos and "costs" not in infos[0]:
+        raise ValueError("this MEC env's info['cost'] is its weighted objective, not a constraint "
+                         "cost (no info['costs']); the Lagrangian needs the energy-budget "
+                         "overshoot there")
+    try:
+        return np.array([float(i["cost"]) for i in infos], dtype=np.float64)
+    except KeyError as err:
+        raise ValueError("the env's info has no 'cost' (the constraint cost)") from err
+
+
+def lagrangian_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """:data:`LAGRANGIAN_DEFAULTS` updated with ``settings``, validated.
+
+    Raises:
+        ValueError: unknown key or a value out of range, naming it.
+    """
+    unknown = sorted(set(settings) - set(LAGRANGIAN_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown lagrangian setting(s) {unknown}; known: "
+                         f"{sorted(LAGRANGIAN_DEFAULTS)}")
+    s = {**LAGRANGIAN_DEFAULTS, **settings}
+    for k in ("cost_cap", "max_error", "lambda_max"):
+        if not float(s[k]) > 0:
+            raise ValueError(f"lagrangian.{k} must be > 0, got {s[k]}")
+    for k in ("lambda_init", "ki", "kp", "kd"):
+        if float(s[k]) < 0:
+            raise ValueError(f"lagrangian.{k} must be >= 0, got {s[k]}")
+    if s["cost_limit"] is not None and not float(s["cost_limit"]) > 0:
+        raise ValueError(f"lagrangian.cost_limit must be > 0, got {s['cost_limit']}")
+    if s["update_episodes"] is not None and int(s["update_episodes"]) < 1:
+        raise ValueError(f"lagrangian.update_episodes must be >= 1, got {s['update_episodes']}")
+    return s
+
+
+@dataclass
+class PIDMultiplier:
+    """The Lagrange multiplier lambda >= 0, updated from measured mean episode costs.
+
+    Attributes:
+        limit: per-step cost limit d.
+        ki, kp, kd: integral, proportional and derivative gains (kp = kd = 0: dual ascent).
+        max_error: clip of the error J_c - d from above, in units of d.
+        lambda_max: upper clip of lambda.
+        integral: the integral term I (= lambda under plain dual ascent).
+        value: the current lambda.
+        last_cost: J_c of the previous update (derivative term), None before the first.
+        updates: number of updates so far.
+    """
+
+    limit: float
+    ki: float = 0.05
+    kp: float = 0.0
+    kd: float = 0.0
+    max_error: float = 1.0
+    lambda_max: float = 1000.0
+    integral: float = 0.0
+    value: float = 0.0
+    last_cost: float | None = None
+    updates: int = 0
+
+    def update(self, mean_cost: float) -> float:
+        """One PID step from the mean per-step cost ``mean_cost`` of a batch of episodes."""
+        err = min(float(mean_cost) - self.limit, self.max_error * self.limit)
+        self.integral = max(0.0, self.integral + self.ki * err)
+        rise = 0.0 if self.last_cost is None else max(0.0, float(mean_cost) - self.last_cost)
+        self.last_cost = float(mean_cost)
+        self.value = float(np.clip(self.kp * err + self.integral + self.kd * rise, 0.0,
+                                   self.lambda_max))
+        self.updates += 1
+        return self.value
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-ready state (saved with the checkpoint and the model's config)."""
+        return asdict(self)
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], limit: float) -> PIDMultiplier:
+        """A multiplier at ``lambda_init`` from :func:`lagrangian_settings`."""
+        init = float(settings["lambda_init"])
+        return cls(limit=float(limit), ki=float(settings["ki"]), kp=float(settings["kp"]),
+                   kd=float(settings["kd"]), max_error=float(settings["max_error"]),
+                   lambda_max=float(settings["lambda_max"]), integral=init, value=init)
+
+
+#: columns of the training-curve log (``curves.csv``), one row per batch of finished episodes
+CURVE_COLUMNS = ("timesteps", "episodes", "utility", "devices", "cost", "cost_bounded",
+                 "cost_max", "cost_limit", "lambda")
+
+
+def truncate_log(path: Path, timesteps: int) -> None:
+    """Drop the rows after ``timesteps`` from a curves CSV (a resumed run rewrites them)."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if int(float(r["timesteps"])) <= timesteps]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CURVE_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def read_curves(out: str | Path) -> dict[str, np.ndarray]:
+    """A run folder's ``curves.csv`` as columns of floats (empty dict if there is none)."""
+    path = Path(out) / "curves.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return {k: np.array([float(r[k]) for r in rows]) for k in CURVE_COLUMNS} if rows else {}
+
+
+def read_validation(out: str | Path) -> list[dict[str, Any]]:
+    """A run folder's ``eval.jsonl`` rows."""
+    path = Path(out) / "eval.jsonl"
+    if not path.is_file():
+        return []
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10) -> Path:
+    """Training curves of one or more runs as a PNG: devices per round (training episodes,
+    smoothed, and validation's headline as markers), mean cost against the limit, and lambda.
+
+    Args:
+        runs: label -> run folder (``edgeft train --out``).
+        path: the PNG to write.
+        smooth: moving-average window (rows) of the training curves.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    limit = None
+    for label, folder in runs.items():
+        c = read_curves(folder)
+        if not c:
+            continue
+        t = c["timesteps"] / 1e6
+        w = max(1, min(smooth, len(t)))
+        k = np.ones(w) / w
+
+        def sm(x: np.ndarray, k: np.ndarray = k) -> np.ndarray:
+            return np.convolve(x, k, mode="valid")
+
+        ts = t[w - 1:]
+        line, = axes[0].plot(ts, sm(c["devices"]), lw=1, label=f"{label} (training)")
+        val = [r for r in read_validation(folder) if "headline" in r.get("agent", {})]
+        if val:
+            axes[0].plot([r["timesteps"] / 1e6 for r in val],
+                         [r["agent"]["avg_scheduled"] for r in val], "o", ms=3,
+                         color=line.get_color(), label=f"{label} (validation)")
+        axes[1].plot(ts, sm(c["cost"]), lw=1, color=line.get_color(), label=label)
+        axes[2].plot(t, c["lambda"], lw=1, color=line.get_color(), label=label)
+        limit = float(c["cost_limit"][-1])
+    if limit is not None:
+        axes[1].axhline(limit, color="k", ls="--", lw=0.8, label="limit")
+    axes[0].set(xlabel="env steps (M)", ylabel="devices / round", title="devices scheduled")
+    axes[1].set(xlabel="env steps (M)", ylabel="mean D/D-bar per episode",
+                title="constraint cost vs limit")
+    axes[1].set_ylim(0, 2 * (limit or 1.0))
+    axes[2].set(xlabel="env steps (M)", ylabel="lambda (reward units)", title="multiplier")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

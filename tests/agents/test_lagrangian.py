@@ -1,0 +1,201 @@
+"""ppo-lag: the multiplier's update, the VecLagrangian reward and episode costs against plain
+loops, lambda kept across a checkpoint, and lambda settling where fixed penalties miss."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from edgeft.agents import train as train_mod
+from edgeft.agents.lagrangian import (
+    PIDMultiplier,
+    base_algo,
+    constraint_cost,
+    cost_limit,
+    lagrangian_settings,
+)
+from edgeft.agents.vec import NumpyVecEnv, VecLagrangian, devices_utility
+
+from edgeft.cli import main
+from edgeft.suites import FEDLORA
+
+
+def _dual_ascent(costs, limit, ki, max_error, lam0=0.0):
+    lam, out = lam0, []
+    for c in costs:
+        lam = max(0.0, lam + ki * min(c - limit, max_error * limit))
+        out.append(lam)
+    return out
+
+
+def test_dual_ascent_against_a_plain_loop():
+    costs = [3.0, 250.0, 1.4, 0.2, 0.0, 0.9, 1.1, 0.5, 0.5, 0.5]
+    m = PIDMultiplier(limit=1.0, ki=0.3, max_error=1.0)
+    got = [m.update(c) for c in costs]
+    np.testing.assert_allclose(got, _dual_ascent(costs, 1.0, 0.3, 1.0), rtol=0, atol=1e-15)
+    assert m.updates == len(costs) and min(got) >= 0.0
+    # the huge episode (250) moves lambda by at most ki x max_error, like the one at 3.0
+    assert got[1] - got[0] == pytest.approx(0.3)
+
+
+def test_pid_terms_against_a_plain_loop():
+    costs = [2.0, 1.5, 1.8, 0.4, 1.0]
+    kp, ki, kd, d = 0.5, 0.1, 0.7, 1.2
+    m = PIDMultiplier(limit=d, ki=ki, kp=kp, kd=kd, max_error=2.0, lambda_max=0.9)
+    integral, prev = 0.0, None
+    for c in costs:
+        e = min(c - d, 2.0 * d)
+        integral = max(0.0, integral + ki * e)
+        rise = 0.0 if prev is None else max(0.0, c - prev)
+        prev = c
+        want = min(max(kp * e + integral + kd * rise, 0.0), 0.9)
+        assert m.update(c) == pytest.approx(want, abs=1e-15)
+    restored = PIDMultiplier(**json.loads(json.dumps(m.state_dict())))
+    assert restored == m
+
+
+def test_settings_names_and_costs():
+    assert base_algo("ppo-lag") == "ppo" and base_algo("dqn") == "dqn"
+    with pytest.raises(ValueError, match="unknown lagrangian setting"):
+        lagrangian_settings({"lr": 1})
+    with pytest.raises(ValueError, match="cost_cap must be > 0"):
+        lagrangian_settings({"cost_cap": 0})
+    assert cost_limit(gym.make(FEDLORA).unwrapped.config) == 1.0
+    np.testing.assert_array_equal(constraint_cost([{"cost": 2.5}, {"cost": 0.0}], "fedlora"),
+                                  [2.5, 0.0])
+    # MEC: info["cost"] must be the constraint (per-user overshoots in info["costs"])
+    with pytest.raises(ValueError, match="weighted objective"):
+        constraint_cost([{"cost": 8.4}], "mec")
+    assert constraint_cost([{"cost": 0.3, "costs": [0.1, 0.2]}], "mec")[0] == 0.3
+    with pytest.raises(ValueError, match="lagrangian settings need"):
+        train_mod.build_config(FEDLORA, "ppo", lagrangian={"ki": 0.1})
+
+
+def test_vec_lagrangian_against_a_plain_loop(tmp_path):
+    """Reward N/K - lambda min(D/D-bar, cap) per step, true mean cost per episode, lambda
+    updated once per batch of finished episodes, checked step by step against the per-copy
+    infos; those equal the raw vector env's, stepped alongside with the same actions over the
+    first episode (the adapter then resets the batch itself)."""
+    k, t, n, cap, ki = 5, 6, 3, 2.0, 0.4
+    kw = {"num_devices": k, "episode_rounds": t, "action_mode": "count"}
+
+    def vec():
+        return gym.make_vec(FEDLORA, num_envs=n, vectorization_mode="vector_entry_point", **kw)
+
+    config = gym.make(FEDLORA, **kw).unwrapped.config
+    inner = NumpyVecEnv(vec(), reward_fn=devices_utility(config))
+    inner.seed(5)
+    wrapped = VecLagrangian(inner, "fedlora", 1.0, PIDMultiplier(limit=1.0, ki=ki),
+                            cost_cap=cap, log_path=tmp_path / "curves.csv")
+    raw = vec()
+    wrapped.reset()
+    raw.reset(seed=5)
+    rng = np.random.default_rng(1)
+    lam, sums, rows = 0.0, np.zeros(n), []
+    for step in range(3 * t):
+        act = rng.integers(0, k + 1, n)
+        wrapped.step_async(act)
+        _, rew, done, infos = wrapped.step_wait()
+        cost = np.array([i["cost"] for i in infos])
+        devices = np.array([i["num_scheduled"] for i in infos])
+        if step < t:
+            _, _, _, _, info = raw.step(act)
+            np.testing.assert_array_equal(cost, info["cost"])
+            np.testing.assert_array_equal(devices, info["num_scheduled"])
+        want = devices / k - lam * np.minimum(cost, cap)
+        np.testing.assert_allclose(rew, want, rtol=1e-6, atol=1e-6)
+        sums += cost
+        if (step + 1) % t == 0:
+            assert done.all()
+            mean = float(np.mean(sums / t))
+            lam = max(0.0, lam + ki * min(mean - 1.0, 1.0))
+            rows.append((mean, lam))
+            for i in range(n):
+                assert infos[i]["episode_cost"]["mean"] == pytest.approx(sums[i] / t)
+            sums[:] = 0.0
+        else:
+            assert not done.any()
+        assert wrapped.lam == pytest.approx(lam, abs=1e-12)
+    with open(tmp_path / "curves.csv") as fh:
+        logged = list(csv.DictReader(fh))
+    assert [(float(r["cost"]), float(r["lambda"])) for r in logged] == pytest.approx(rows)
+    assert [int(r["timesteps"]) for r in logged] == [n * t, 2 * n * t, 3 * n * t]
+
+
+def test_lambda_is_saved_with_the_checkpoint_and_restored_on_resume(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    args = ["train", "--env", FEDLORA, "--algo", "ppo-lag", "--seed", "2",
+            "--set", "num_devices=4", "--set", "episode_rounds=8", "--n-envs", "2",
+            "--hp", "n_steps=16", "--hp", "batch_size=32", "--hp", "n_epochs=1",
+            "--lag", "ki=0.5", "--timesteps", "256", "--checkpoint-every", "64",
+            "--eval-episodes", "0", "--no-progress", "--out", str(out)]
+    assert main(args) == 0
+    ck = json.loads((out / "checkpoints" / "state.json").read_text())
+    final = json.loads((out / "model.config.json").read_text())
+    assert final["algo"] == "ppo" and final["train_config"]["algo"] == "ppo-lag"
+    assert final["lagrangian"]["multiplier"]["updates"] == 256 // 16
+    assert 0 < ck["lagrangian"]["multiplier"]["updates"] < 16
+    assert (out / "curves.png").is_file()
+    # resume from the checkpoint (as after a kill): the wrapper starts from its multiplier
+    for p in out.glob("model.*"):
+        p.unlink()
+    seen = []
+    real = VecLagrangian.load_state_dict
+
+    def spy(self, state):
+        real(self, state)
+        seen.append(self.multiplier.state_dict())
+
+    monkeypatch.setattr(VecLagrangian, "load_state_dict", spy)
+    assert main(args) == 0
+    assert seen == [ck["lagrangian"]["multiplier"]]
+    with open(out / "curves.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    steps = [int(r["timesteps"]) for r in rows]
+    assert steps == sorted(set(steps)) and steps[-1] == 256
+    # the first row after the checkpoint is one PID step from the checkpointed multiplier
+    after = next(r for r in rows if int(r["timesteps"]) > ck["timesteps"])
+    m = PIDMultiplier(**ck["lagrangian"]["multiplier"])
+    assert m.update(float(after["cost"])) == pytest.approx(float(after["lambda"]), abs=1e-12)
+
+
+# ---------------------------------------------------------------------------- lambda settles
+SMALL_PROBLEM = ["--env", FEDLORA, "--algo", "ppo-lag", "--seed", "0", "--set", "num_devices=4",
+                 "--set", "episode_rounds=20", "--n-envs", "8", "--hp", "n_steps=40",
+                 "--hp", "batch_size=160", "--hp", "n_epochs=4", "--hp", "learning_rate=0.001",
+                 "--hp", "gamma=0.5", "--hp", "policy_kwargs={'net_arch': [32, 32]}",
+                 "--eval-episodes", "0", "--no-progress", "--checkpoint-every", "0"]
+
+
+def _train_small(tmp_path, name: str, steps: int, *lag: str) -> dict[str, np.ndarray]:
+    from edgeft.agents.lagrangian import read_curves
+
+    out = tmp_path / name
+    assert main(["train", *SMALL_PROBLEM, "--timesteps", str(steps), "--out", str(out),
+                 *[x for kv in lag for x in ("--lag", kv)]]) == 0
+    return read_curves(out)
+
+
+@pytest.mark.slow
+def test_lambda_settles_where_fixed_penalties_miss_the_limit(tmp_path):
+    """K = 4 devices, 20-round episodes: a fixed small penalty breaks the budget, a fixed large
+    one leaves it unused; dual ascent settles lambda between them with the budget met."""
+    steps = 40_000
+
+    def tail(c, key):  # the last quarter of training
+        return c[key][-len(c[key]) // 4:]
+
+    low = _train_small(tmp_path, "low", steps, "ki=0", "lambda_init=0.02")
+    high = _train_small(tmp_path, "high", steps, "ki=0", "lambda_init=1.5")
+    lag = _train_small(tmp_path, "lag", steps, "ki=0.05")
+    assert tail(low, "cost").mean() > 1.15
+    assert tail(high, "cost").mean() < 0.8
+    cost = tail(lag, "cost").mean()
+    lam = tail(lag, "lambda")
+    assert 0.9 < cost < 1.1, cost
+    assert 0.02 < lam.mean() < 1.5
+    assert lam.std() < 0.25 * lam.mean()   # settled, not drifting
+    assert tail(lag, "devices").mean() > tail(high, "devices").mean()
