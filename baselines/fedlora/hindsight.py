@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from edgeft.envs.fedlora.dynamics import channel_order
+from edgeft.envs.common import config_in_force
+from edgeft.envs.fedlora.actions import channel_order
 from edgeft.envs.fedlora.formulas import min_common_delay
+from edgeft.envs.fedlora.observation import decode_observation
 
 
 @dataclass(frozen=True)
@@ -237,8 +239,6 @@ def episode_channels(env: Any, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def episode_hindsight(env: Any, seed: int, budget_s: float | None = None) -> HindsightResult:
     """:func:`hindsight_bound` of the episode ``env`` plays with ``seed`` (devices per round,
     time-average delay <= D-bar). ``budget_s`` defaults to the env's D-bar in force."""
-    from edgeft.envs.common import config_in_force
-
     cfg = config_in_force(env)
     gain, bits = episode_channels(env, seed)
     delay = prefix_delays(gain, bits, cfg.noise_psd, cfg.bandwidth_hz)
@@ -256,8 +256,6 @@ class CountSchedulePolicy:
 
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
                 deterministic: bool = False) -> tuple[np.ndarray, Any]:
-        from edgeft.envs.fedlora.types import decode_observation
-
         t = np.minimum(decode_observation(observation, self.config).round, self.counts.size - 1)
         return self.counts[t], state
 
@@ -278,13 +276,11 @@ def leaderboard_row(env_id: str, config: dict[str, Any], seed: int) -> dict[str,
     env = gym.make(env_id, **config)
     try:
         result = episode_hindsight(env, seed)
-        rounds = env.unwrapped.config.episode_rounds
+        rounds = config_in_force(env).episode_rounds
     finally:
         env.close()
     replay = gym.make(env_id, **{**config, "action_mode": "count"})
     try:
-        from edgeft.envs.common import config_in_force
-
         out = play_episode(replay, CountSchedulePolicy(result.counts, config_in_force(replay)),
                            seed)
     finally:

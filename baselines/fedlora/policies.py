@@ -1,5 +1,10 @@
 """FT reference policies: Lyapunov online scheduling (corrected and as printed), All-in, AABA,
-GS and random — all acting on the env's decoded observation through the SB3 ``predict`` API."""
+GS and random — all acting on the env's decoded observation through the SB3 ``predict`` API.
+
+A policy takes the config the env runs with: ``edgeft.envs.common.config_in_force(env)`` (what
+``edgeft.make_policy`` passes), whose D-bar is the one the env enforces (in real mode the budget
+follows the measured message size; the env's own ``config`` stays as the user gave it).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,8 @@ import time
 from typing import Any
 
 import numpy as np
+from edgeft.envs.fedlora.actions import channel_order, decision_to_action
 from edgeft.envs.fedlora.config import FedLoRAConfig
-from edgeft.envs.fedlora.dynamics import channel_order, lyapunov_objective
 from edgeft.envs.fedlora.formulas import (
     LN2,
     bandwidth_for_delay,
@@ -17,7 +22,8 @@ from edgeft.envs.fedlora.formulas import (
     prefix_delay_brackets,
     rate,
 )
-from edgeft.envs.fedlora.types import decode_observation
+from edgeft.envs.fedlora.observation import decode_observation
+from edgeft.envs.fedlora.reward import lyapunov_objective
 
 
 class FedLoRAPolicy:
@@ -33,6 +39,8 @@ class FedLoRAPolicy:
 
     def __init__(self, config: FedLoRAConfig, action_mode: str | None = None,
                  seed: int | None = None, **options: Any) -> None:
+        """``config``: the env's config in force (``config_in_force(env)``); ``action_mode``:
+        the env's (default ``config.action_mode``)."""
         if options:
             raise ValueError(
                 f"unknown option(s) {sorted(options)} for policy {type(self).__name__}")
@@ -49,16 +57,6 @@ class FedLoRAPolicy:
         """Return (scheduled mask, bandwidth in Hz) for one observation."""
         raise NotImplementedError
 
-    def _encode(self, scheduled: np.ndarray, bandwidth: np.ndarray, gain: np.ndarray,
-                bits: np.ndarray) -> np.ndarray:
-        if self.action_mode == "bandwidth":
-            shares = bandwidth / self.config.bandwidth_hz
-            total = shares.sum()
-            return shares / total if total > 1.0 else shares
-        if self.action_mode == "count":
-            return np.int64(scheduled.sum())
-        return scheduled.astype(np.int8)
-
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
                 deterministic: bool = False) -> tuple[np.ndarray, Any]:
         """SB3's ``predict``: one observation (shape (3K+3,)) or a batch (n, 3K+3)."""
@@ -70,7 +68,8 @@ class FedLoRAPolicy:
         for i in range(batch.shape[0]):
             t0 = time.perf_counter()
             scheduled, bandwidth = self.decide(dec.gain[i], dec.bits[i], float(dec.queue[i]))
-            actions.append(self._encode(scheduled, bandwidth, dec.gain[i], dec.bits[i]))
+            actions.append(decision_to_action(scheduled, bandwidth, self.config,
+                                              self.action_mode))
             times.append(time.perf_counter() - t0)
         self.last_decision_time = np.asarray(times)
         out = np.stack(actions)
@@ -143,7 +142,7 @@ class LyapunovPolicy(FedLoRAPolicy):
                queue: float) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         k = gain.shape[0]
-        budget = self.config.budget_s  # real-mode envs write theirs into their config
+        budget = self.config.budget_s  # D-bar in force (config_in_force)
         order = channel_order(gain, bits)
         gs, bs = gain[order], bits[order]
         c_lo, c_hi = prefix_delay_brackets(bs, gs, cfg.noise_psd, cfg.bandwidth_hz, self.grid)
@@ -240,7 +239,7 @@ class GreedyPolicy(FedLoRAPolicy):
     meets the budget exactly. Equals the largest prefix with D* <= D-bar (docs/corrections.md)."""
 
     def decide(self, gain, bits, queue):
-        budget = self.config.budget_s  # real-mode envs write theirs into their config
+        budget = self.config.budget_s  # D-bar in force (config_in_force)
         order = channel_order(gain, bits)
         need = bandwidth_for_delay(bits[order], budget, gain[order], self.config.noise_psd)
         fits = np.cumsum(need) <= self.config.bandwidth_hz
@@ -254,7 +253,7 @@ class AABAPolicy(FedLoRAPolicy):
 
     def decide(self, gain, bits, queue):
         cfg = self.config
-        budget = self.config.budget_s  # real-mode envs write theirs into their config
+        budget = self.config.budget_s  # D-bar in force (config_in_force)
         k = gain.shape[0]
         order = channel_order(gain, bits)
         gs, bs = gain[order], bits[order]

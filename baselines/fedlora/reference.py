@@ -100,7 +100,7 @@ def brute_force_best_subset(gain, bits, queue: float, budget: float, noise_psd: 
     in K."""
     gain = np.asarray(gain, dtype=float)
     bits = np.broadcast_to(np.asarray(bits, dtype=float), gain.shape)
-    best, best_set = -math.inf, ()
+    best, best_set = -math.inf, ()  # type: tuple[float, tuple[int, ...]]
     for n in range(min_devices, len(gain) + 1):
         for subset in combinations(range(len(gain)), n):
             idx = list(subset)

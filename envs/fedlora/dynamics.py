@@ -1,120 +1,72 @@
-"""Per-round dynamics of the FedLoRA env as batched pure functions (shared by the single and the
-vector env): action -> (schedule, bandwidth), delay, queue, reward."""
+"""One round of the FedLoRA env as one pure step over its typed state, shared by the single and
+the vector env: action -> decision (``actions``), delay and queue (FT eqs. 7, 18), learning,
+reward (``reward``), and the info dict (built here and nowhere else).
+
+The step advances the :class:`~edgeft.envs.fedlora.types.State` it is given in place (a copy per
+step would cost more than the rest of the step's bookkeeping on the single env's hot path); the
+next round's channel and message sizes are drawn by the env shells from ``generator``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
-from edgeft.envs.common import as_action_array
-from edgeft.envs.fedlora.config import FedLoRAConfig
-from edgeft.envs.fedlora.formulas import (
-    delays_from_snr,
-    gain_to_db,
-    min_common_delay,
-    path_gain,
-    queue_update,
-    sample_positions,
+
+# the pieces the step is made of, importable from here too (older import paths)
+from edgeft.envs.fedlora.actions import (  # noqa: F401
+    ACTION_WHAT,
+    action_to_decision,
+    allocate,
+    channel_order,
+    prefix_mask,
+    project_shares,
+    validate_action,
 )
+from edgeft.envs.fedlora.config import FedLoRAConfig
+from edgeft.envs.fedlora.formulas import delays_from_snr, queue_update
+from edgeft.envs.fedlora.generator import draw_cell  # noqa: F401
+from edgeft.envs.fedlora.reward import lyapunov_objective, step_reward  # noqa: F401
+from edgeft.envs.fedlora.surrogate import accuracy_of_loss, contraction, step_loss
+from edgeft.envs.fedlora.types import State
+
+#: the learning step ``step`` calls: (n, scheduled, state, rng) -> (loss, accuracy, extra info)
+Learn = Callable[[Any, np.ndarray, State, np.random.Generator], tuple[Any, Any, dict[str, Any]]]
+
+#: the info keys every env of the family reports on every step, in this order (real mode adds
+#: ``train_loss`` and ``device_loss`` before them and, on evaluation rounds, ``test_loss`` and
+#: ``test_accuracy``; the vector env adds a ``_key`` mask for each key)
+INFO_KEYS = ("channel_gain", "scheduled", "bandwidth", "device_delay", "bits", "delay",
+             "delay_budget", "delay_ratio", "delay_queue", "cost", "delay_excess", "num_scheduled",
+             "loss", "accuracy", "action_projected")
 
 
-def channel_order(gain: np.ndarray, bits: np.ndarray) -> np.ndarray:
-    """Device indices strongest first: by |h_k|^2 / mu_k descending (= by |h_k|^2 with equal mu,
-    FT Algorithm 1 line 3). Ties broken by index (stable sort)."""
-    return np.argsort(-(gain / bits), axis=-1, kind="stable")
+@dataclass(frozen=True)
+class Params:
+    """What a step needs besides the state and the action, fixed for an env's life (in the spirit
+    of gymnax's ``EnvParams``).
 
-
-def prefix_mask(order: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """Bool mask of the ``count`` first devices of ``order`` (batched)."""
-    ranks = np.argsort(order, axis=-1)  # rank of each device in the order
-    return ranks < np.asarray(count)[..., None]
-
-
-def project_shares(action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Projection of bandwidth shares (documented rule).
-
-    Each share is clipped to [0, 1]; if the shares then sum to more than 1 they are divided by
-    their sum. A device with share 0 is not scheduled; unused bandwidth stays unused.
-    Returns (shares, projected) where ``projected`` says whether the action was changed.
+    Attributes:
+        config: the env's config (the user's; real mode's measured D-bar is ``budget``).
+        budget: D-bar in force (s per round).
+        gap: the surrogate's initial loss minus its loss floor (the progress reward's scale).
+        learn: the learning step, ``(n, scheduled, state, rng) -> (loss, accuracy, extra info)``
+            (:class:`SurrogateLearning`, or real mode's training round).
     """
-    if action.ndim == 1:  # single env: scalar bookkeeping, fewest array passes first
-        lo, total = action.min(), action.sum()
-        if lo >= 0.0:
-            if total <= 1.0:
-                return action, np.False_  # already feasible (each share <= sum <= 1)
-            if action.max() <= 1.0:
-                return action / total, np.True_  # only the sum exceeded 1
-        shares = np.minimum(np.maximum(action, 0.0), 1.0)
-        total = shares.sum()
-        if total > 1.0:
-            shares /= total
-        return shares, np.True_  # a share was clipped (and maybe the sum rescaled)
-    shares = np.minimum(np.maximum(action, 0.0), 1.0)
-    total = shares.sum(axis=-1, keepdims=True)
-    shares /= np.maximum(total, 1.0)
-    projected = (shares != action).any(axis=-1)
-    return shares, projected
 
+    config: FedLoRAConfig
+    budget: float
+    gap: float
+    learn: Learn
 
-def allocate(action: np.ndarray, config: FedLoRAConfig, gain: np.ndarray, bits: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Turn validated actions (batched, leading axis = envs) into (scheduled, bandwidth Hz,
-    projected).
-
-    - "bandwidth": ``project_shares``; bandwidth = share x B.
-    - "count": the n strongest devices (``channel_order``), min-max-delay split (n validated in
-      [0, K] by :func:`validate_action`).
-    - "subset": the devices with entry 1 (validated 0/1), min-max-delay split.
-    """
-    mode = config.action_mode
-    big_b = config.bandwidth_hz
-    if mode == "bandwidth":
-        shares, projected = project_shares(action)
-        bandwidth = shares * big_b
-        return bandwidth > 0.0, bandwidth, projected
-    if mode == "count":
-        n_raw = action.reshape(action.shape[0])
-        n = np.clip(n_raw, 0, config.num_devices)
-        projected = n != n_raw
-        mask = prefix_mask(channel_order(gain, bits), n.astype(np.int64))
-    else:
-        mask = action > 0.5
-        projected = np.any((action != 0.0) & (action != 1.0), axis=-1)
-    _, bandwidth = min_common_delay(bits, gain, config.noise_psd, big_b, mask)
-    return mask, bandwidth, projected
-
-
-def validate_action(action: object, config: FedLoRAConfig, batch: int | None = None) -> np.ndarray:
-    """Malformed actions raise ValueError naming the allowed values: wrong shape (a (K, 1)
-    array for a (K,) space included), NaN/inf, a count that is not an integer in [0, K], a
-    subset entry other than 0 or 1. Bandwidth shares out of [0, 1] are not malformed: they are
-    projected (:func:`project_shares`).
-
-    Returns a float64 array of shape (batch, K) (or (batch, 1) for "count"); ``batch=None`` means a
-    single env's action.
-    """
-    k = config.num_devices
-    lead = (1,) if batch is None else (batch,)
-    if config.action_mode == "count":
-        what = f"an integer count in [0, {k}] (devices to schedule)"
-        # a single env takes a scalar or any one-element array (SB3's predict gives either)
-        arr = as_action_array(action, lead if batch is not None else (), what,
-                              reshape=batch is None)
-        arr = arr.reshape(lead)
-        if np.any(arr != np.rint(arr)) or np.any((arr < 0) | (arr > k)):
-            raise ValueError(f"action must be {what}, got {arr.tolist()}")
-        return arr.reshape(lead + (1,))
-    what = ACTION_WHAT[config.action_mode]
-    arr = as_action_array(action, lead + (k,) if batch is not None else (k,), what,
-                          reshape=False)
-    if config.action_mode == "subset" and np.any((arr != 0.0) & (arr != 1.0)):
-        bad = np.flatnonzero(((arr != 0.0) & (arr != 1.0)).ravel())[:10].tolist()
-        raise ValueError(f"action must be {what}; entries other than 0 and 1 at flat indices "
-                         f"{bad}")
-    return arr.reshape(lead + (k,))
-
-
-#: how each vector action mode's action is described in error messages
-ACTION_WHAT = {"bandwidth": "bandwidth shares in [0, 1] (one per device)",
-         "subset": "a 0/1 vector (one entry per device)"}
+    @classmethod
+    def surrogate(cls, config: FedLoRAConfig, budget: float | None = None) -> Params:
+        """The params of a surrogate-mode env with ``config`` (D-bar: ``config.budget_s``)."""
+        p = config.surrogate
+        return cls(config, config.budget_s if budget is None else float(budget),
+                   p.initial_loss - p.loss_floor, SurrogateLearning(config))
 
 
 def delay_and_queue(budget: float, bits_ln2: np.ndarray, snr_hz: np.ndarray, bandwidth: np.ndarray,
@@ -130,43 +82,93 @@ def delay_and_queue(budget: float, bits_ln2: np.ndarray, snr_hz: np.ndarray, ban
     return per_device, delay, x, queue_update(queue, x)
 
 
-def draw_cell(rng: np.random.Generator, config: FedLoRAConfig,
-              size: tuple[int, ...] = ()) -> np.ndarray:
-    """Mean received gain in dB of K devices placed uniformly in the cell disc (server at the
-    origin; path loss (d/d0)^-exponent, transmit power folded in), shape ``size + (K,)``."""
-    pos = sample_positions(rng, config.num_devices, (config.cell_center_m, 0.0),
-                           config.cell_radius_m, size)
-    dist = np.hypot(pos[..., 0], pos[..., 1])
-    return gain_to_db(config.tx_power_w * path_gain(dist, config.reference_distance_m,
-                                                    config.path_loss_exponent))
-
-
-def step_reward(config: FedLoRAConfig, gap: float, loss_before, loss_after, num_scheduled, x,
-                excess, queue_before):
-    """The env's reward (``config.reward``) for one round; scalars or arrays alike.
-
-    "progress": progress_scale x loss drop / initial gap - delay_penalty x excess, with
-    ``excess = max(0, x - 1)``; the drift-plus-penalty rewards: :func:`lyapunov_objective`.
+class SurrogateLearning:
+    """The surrogate's learning step (``edgeft.envs.fedlora.surrogate``) as ``step`` calls it:
+    ``(n, scheduled, state, rng) -> (loss after, accuracy, extra info)``; rho(N) tabulated once.
+    Its only random draw (the loss noise, when ``surrogate.noise > 0``) is one standard normal
+    per env, a batch drawing them in copy order.
     """
-    if config.reward == "progress":
-        return (config.progress_scale / gap * (loss_before - loss_after)
-                - config.delay_penalty * excess)
-    variant = "paper" if config.reward == "drift-plus-penalty-paper" else "corrected"
-    return lyapunov_objective(num_scheduled, x, queue_before, config.zeta, variant)
+
+    def __init__(self, config: FedLoRAConfig) -> None:
+        self.params = config.surrogate
+        self.k = config.num_devices
+        self.rho = contraction(np.arange(self.k + 1), self.k, self.params)
+        self.rho_list = self.rho.tolist()  # plain floats: one list lookup in the single env
+
+    def __call__(self, n: Any, scheduled: np.ndarray, state: State,
+                 rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
+        p = self.params
+        if isinstance(n, int):
+            noise = rng.standard_normal() if p.noise > 0 else None
+            loss = float(step_loss(state.loss, n, self.k, p, noise, rho=self.rho_list[n]))
+            return loss, float(accuracy_of_loss(loss, p)), {}
+        noise = rng.standard_normal(n.shape[0]) if p.noise > 0 else None
+        loss = step_loss(state.loss, n, self.k, p, noise, rho=self.rho[n])
+        return loss, accuracy_of_loss(loss, p), {}
 
 
-def lyapunov_objective(num_scheduled: np.ndarray, x: np.ndarray, queue: np.ndarray, zeta: float,
-                       variant: str = "corrected") -> np.ndarray:
-    """Per-round drift-plus-penalty objective J (FT P1), delay normalised by D-bar.
+def step(params: Params, state: State, action: Any, rng: np.random.Generator,
+         batch: int | None = None, live: np.ndarray | None = None) -> tuple[Any, dict[str, Any]]:
+    """One round: decision, delays, queue, learning, reward, info; ``state`` is advanced in
+    place (age, queue, t, loss, accuracy; the next round's channel is the shell's draw).
 
-    - "paper": J = N - zeta q x (P1, with the linear drift bound of Lemma 2).
-    - "corrected": J = N - zeta [q x + (x - 1)^2 / 2], the term Lemma 2 drops:
-      (1/2)[(q + x - 1)^+^2 - q^2] <= q (x - 1) + (x - 1)^2 / 2 (docs/corrections.md). Constant
-      terms omitted.
-    ``queue`` is q(t-1), the queue at the start of the round.
+    Args:
+        params: config, D-bar in force, reward scale and learning step (:class:`Params`).
+        state: unbatched (``batch=None``) or with a leading axis of ``batch`` copies.
+        action: the action of ``config.action_mode`` (batched with ``batch``); malformed ones
+            raise ``ValueError`` (``actions.validate_action``) before anything changes.
+        rng: the env's generator (the surrogate's loss noise, if any).
+        batch: number of copies, None for one env.
+        live: batched: copies that advance (the others are about to reset; None = all).
+
+    Returns:
+        (reward, info): the info dict of every env of the family (:data:`INFO_KEYS`, after the
+        learning step's extras; the vector env adds its autoreset masks). Unbatched: a float
+        reward and scalars; batched: arrays with a leading axis of ``batch``.
     """
-    if variant == "paper":
-        return num_scheduled - zeta * queue * x
-    if variant == "corrected":
-        return num_scheduled - zeta * (queue * x + 0.5 * (x - 1.0) ** 2)
-    raise ValueError(f"variant must be 'corrected' or 'paper', got {variant!r}")
+    config, budget = params.config, params.budget
+    scheduled, bandwidth, projected = action_to_decision(action, state, config, batch)
+    dev_delay, delay, x, queue = delay_and_queue(budget, state.bits_ln2, state.snr, bandwidth,
+                                                 scheduled, state.queue)
+    n: Any
+    excess: Any
+    if batch is None:
+        n = int(np.count_nonzero(scheduled))
+        excess = max(0.0, x - 1.0)
+    else:
+        n = scheduled.sum(axis=-1)
+        excess = np.maximum(0.0, x - 1.0)
+    loss_before = state.loss
+    loss_after, accuracy, extra = params.learn(n, scheduled, state, rng)
+    reward = step_reward(config, params.gap, loss_before, loss_after,
+                         n if batch is None else n.astype(np.float64), x, excess, state.queue)
+    info = {
+        **extra,
+        "channel_gain": state.gain,
+        "scheduled": scheduled,
+        "bandwidth": bandwidth,
+        "device_delay": dev_delay,
+        "bits": state.bits.copy(),
+        "delay": delay,
+        "delay_budget": budget if batch is None else np.full(batch, budget),
+        "delay_ratio": x,
+        "delay_queue": queue,
+        "cost": x,
+        "delay_excess": excess,
+        "num_scheduled": n,
+        "loss": loss_after,
+        "accuracy": accuracy,
+        "action_projected": bool(projected) if batch is None else projected,
+    }
+    if live is None:  # every env advances: plain in-place updates
+        state.age += 1
+        state.age[scheduled] = 0
+        state.queue, state.loss, state.accuracy = queue, loss_after, accuracy
+        state.t += 1
+    else:
+        state.age = np.where(live[:, None], np.where(scheduled, 0, state.age + 1), state.age)
+        state.queue = np.where(live, queue, state.queue)
+        state.loss = np.where(live, loss_after, state.loss)
+        state.accuracy = np.where(live, accuracy, state.accuracy)
+        state.t = np.where(live, state.t + 1, state.t)
+    return reward, info

@@ -11,25 +11,18 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from edgeft.envs.common import as_action_array, build_config
+from edgeft.envs.common import build_config
 from edgeft.envs.fedlora import dynamics
+from edgeft.envs.fedlora.actions import action_space
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
-from edgeft.envs.fedlora.formulas import (
-    LN2,
-    db_to_gain,
-    rayleigh_fading_db,
-)
-from edgeft.envs.fedlora.surrogate import accuracy_of_loss, contraction, step_loss
-from edgeft.envs.fedlora.types import (
+from edgeft.envs.fedlora.generator import FadingBlocks, draw_cell
+from edgeft.envs.fedlora.observation import (
     BITS_UNIT,
-    bits_from_obs,
     decode_observation,
     encode_observation,
+    observation_space,
 )
-from gymnasium import spaces
-
-_BLOCK = 64  # rounds of fading drawn per RNG call
-_SHARES = dynamics.ACTION_WHAT["bandwidth"]
+from edgeft.envs.fedlora.types import STATE_FORMAT, State
 
 
 class FedLoRASchedulingEnv(gym.Env):
@@ -115,196 +108,155 @@ class FedLoRASchedulingEnv(gym.Env):
                 f"render_mode must be None (this env does not render), got {render_mode!r}")
         self.render_mode = None
         cfg = self.config
-        k = cfg.num_devices
-        if cfg.action_mode == "bandwidth":
-            self.action_space = spaces.Box(0.0, 1.0, (k,), np.float64)
-        elif cfg.action_mode == "count":
-            self.action_space = spaces.Discrete(k + 1)
-        else:
-            self.action_space = spaces.MultiBinary(k)
-        low = np.concatenate([np.full(k, -np.inf), np.zeros(2 * k + 3)])
-        high = np.concatenate([np.full(2 * k, np.inf), np.ones(k), [np.inf, 1.0, np.inf]])
-        self.observation_space = spaces.Box(low, high, (cfg.obs_size,), np.float64)
+        self.action_space = action_space(cfg)
+        self.observation_space = observation_space(cfg)
         self._params = cfg.surrogate
-        # rho(N) for N = 0..K as plain floats: one list lookup per step
-        self._rho = contraction(np.arange(k + 1), k, self._params).tolist()
-        self._gap = self._params.initial_loss - self._params.loss_floor
         self._learner = None
-        self._budget = cfg.budget_s
+        self._in_force = cfg
+        learn: dynamics.Learn = dynamics.SurrogateLearning(cfg)
         if cfg.mode == "real":
             self._learner = _make_learner(cfg)
+            learn = self._real_round
             if cfg.delay_budget is None:
                 # D-bar follows the real message size: per-bit budget x expected bits per device
-                # and round. Written into the env's config, so policies built from the env (which
-                # read D-bar from it) use the same budget as the env.
+                # and round (derived, read-only: config_in_force; the user's config is kept)
                 nominal = self._learner.nominal_bits()
-                self.config = cfg = dataclasses.replace(
+                self._in_force = dataclasses.replace(
                     cfg, delay_budget=cfg.delay_budget_per_bit * nominal, bits_per_round=nominal)
-                self._budget = cfg.budget_s
-        self._state: dict[str, Any] | None = None
+        self._budget = self._in_force.budget_s
+        self._step_params = dynamics.Params(
+            cfg, self._budget, self._params.initial_loss - self._params.loss_floor, learn)
+        self._state: State | None = None
+        self._fading: FadingBlocks | None = None
         self._obs_buf = np.empty(cfg.obs_size)
-        self._bandwidth_mode = cfg.action_mode == "bandwidth"
-        self._action_shape = (k,)
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ derived, read-only
+    @property
+    def config_in_force(self) -> FedLoRAConfig:
+        """The config the env runs with: ``config`` with what real mode measures filled in
+        (``bits_per_round``: the learner's expected bits per device and round; ``delay_budget``:
+        D-bar = per-bit budget x those bits, unless the user set it). Surrogate mode: ``config``.
+        Read it through ``edgeft.envs.common.config_in_force(env)``."""
+        return self._in_force
+
     @property
     def budget(self) -> float:
-        """D-bar (s/round) in force (real mode without ``delay_budget``: per-bit budget x the
-        learner's expected bits per device and round, also written into ``self.config``)."""
+        """D-bar (s/round) in force (``config_in_force.budget_s``)."""
         return self._budget
+
+    @property
+    def state(self) -> State:
+        """The typed state of the current round (a copy)."""
+        if self._state is None:
+            raise RuntimeError("call reset() before reading the state")
+        return self._state.copy()
 
     def decode(self, obs: np.ndarray):
         """Typed decoding of an observation (or a batch) of this env."""
         return decode_observation(obs, self.config)
 
+    # ------------------------------------------------------------------ helpers
     def _draw_round(self) -> None:
-        """Next round's fading (and, in real mode, message sizes).
-
-        Fading is drawn in blocks of ``_BLOCK`` rounds (one RNG call and one dB conversion per
-        block instead of per step); the stream is still a pure function of the seed.
-        """
-        s = self._state
-        assert s is not None
-        if s["block_pos"] >= s["block_db"].shape[0]:
-            s["block_db"] = s["mean_db"] + rayleigh_fading_db(
-                self.np_random, (_BLOCK, self.config.num_devices))
-            s["block_gain"] = db_to_gain(s["block_db"])  # exactly what the observation decodes to
-            s["block_snr"] = s["block_gain"] / self.config.noise_psd
-            s["block_pos"] = 0
-        s["gain_db"] = s["block_db"][s["block_pos"]]
-        s["gain"] = s["block_gain"][s["block_pos"]]
-        s["snr"] = s["block_snr"][s["block_pos"]]
-        s["block_pos"] += 1
+        """Next round's fading (and, in real mode, message sizes) into the state."""
+        s, fading = self._state, self._fading
+        assert s is not None and fading is not None
+        s.gain_db, s.gain, s.snr = fading.next(self._np_random)
         if self._learner is not None:
-            s["bits_mbit"] = np.asarray(self._learner.draw_round(), dtype=np.float64) / BITS_UNIT
-            s["bits"] = bits_from_obs(s["bits_mbit"])
-            s["bits_ln2"] = s["bits"] * LN2
+            s.set_bits(np.asarray(self._learner.draw_round(), dtype=np.float64) / BITS_UNIT)
 
     def _obs(self) -> np.ndarray:
         s = self._state
         assert s is not None
-        return encode_observation(s["gain_db"], s["bits_mbit"], s["age"], s["queue"], s["t"],
-                                  s["loss"], self.config.episode_rounds, out=self._obs_buf).copy()
+        return encode_observation(s.gain_db, s.bits_mbit, s.age, s.queue, s.t, s.loss,
+                                  self.config.episode_rounds, out=self._obs_buf).copy()
+
+    def _real_round(self, n: Any, scheduled: np.ndarray, state: State,
+                    rng: np.random.Generator) -> tuple[float, float, dict[str, Any]]:
+        """Real mode's learning step: one training round; the loss is the latest global test
+        loss (evaluated every ``eval_every`` rounds and at the end)."""
+        learner = self._learner
+        assert learner is not None
+        out = learner.run_round(scheduled)
+        extra: dict[str, Any] = {
+            "train_loss": float(out["loss"]),
+            "device_loss": np.asarray(out["device_loss"], dtype=np.float64),
+        }
+        loss, accuracy = state.loss, state.accuracy
+        t_next = state.t + 1
+        if t_next % learner.config.eval_every == 0 or t_next >= self.config.episode_rounds:
+            ev = learner.evaluate()
+            loss, accuracy = float(ev["test_loss"]), float(ev["test_accuracy"])
+            extra["test_loss"], extra["test_accuracy"] = loss, accuracy
+        return loss, accuracy, extra
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         cfg = self.config
         k = cfg.num_devices
-        self._state = {
-            "mean_db": dynamics.draw_cell(self.np_random, cfg),
-            "bits_mbit": np.full(k, cfg.bits_per_round / BITS_UNIT),
-            "age": np.zeros(k, dtype=np.int64),
-            "queue": 0.0,
-            "t": 0,
-            "loss": float(self._params.initial_loss),
-            "block_db": np.empty((0, k)),
-            "block_gain": np.empty((0, k)),
-            "block_pos": 0,
-        }
-        self._state["bits"] = bits_from_obs(self._state["bits_mbit"])
-        self._state["bits_ln2"] = self._state["bits"] * LN2
+        self._fading = FadingBlocks(draw_cell(self.np_random, cfg), cfg.noise_psd)
+        empty = np.empty(0)
+        self._state = State(gain_db=empty, gain=empty, snr=empty, bits_mbit=empty, bits=empty,
+                            bits_ln2=empty, age=np.zeros(k, dtype=np.int64), queue=0.0, t=0,
+                            loss=float(self._params.initial_loss))
+        self._state.set_bits(np.full(k, cfg.bits_per_round / BITS_UNIT))
         if self._learner is not None:
             self._learner.reset(int(self.np_random.integers(2**31 - 1)))
             ev = self._learner.evaluate()
-            self._state["test_loss"] = float(ev["test_loss"])
-            self._state["accuracy"] = float(ev["test_accuracy"])
-            self._state["loss"] = self._state["test_loss"]  # real mode: global test loss (eq. 1)
+            self._state.accuracy = float(ev["test_accuracy"])
+            self._state.loss = float(ev["test_loss"])  # real mode: global test loss (eq. 1)
         self._draw_round()
         return self._obs(), {"delay_budget": self._budget}
 
     def step(self, action):
         if self._state is None:
             raise RuntimeError("call reset() before step()")
-        cfg = self.config
-        s = self._state
-        gain, bits = s["gain"], s["bits"]
-        if self._bandwidth_mode:  # hot path: no batch axis, no min-max solve
-            act = as_action_array(action, self._action_shape, _SHARES, reshape=False)
-            shares, projected = dynamics.project_shares(act)
-            bandwidth = shares * cfg.bandwidth_hz
-            scheduled = bandwidth > 0.0
-        else:
-            act = dynamics.validate_action(action, cfg)
-            scheduled, bandwidth, projected = dynamics.allocate(act, cfg, gain[None], bits[None])
-            scheduled, bandwidth, projected = scheduled[0], bandwidth[0], projected[0]
-        dev_delay, delay, x, queue = dynamics.delay_and_queue(self._budget, s["bits_ln2"], s["snr"],
-                                                              bandwidth, scheduled, s["queue"])
-        n = int(np.count_nonzero(scheduled))
-        loss_before = s["loss"]
-        info: dict[str, Any] = {}
-        if self._learner is None:
-            noise = self.np_random.standard_normal() if self._params.noise > 0 else None
-            loss_after = float(step_loss(loss_before, n, cfg.num_devices, self._params, noise,
-                                         rho=self._rho[n]))
-            accuracy = float(accuracy_of_loss(loss_after, self._params))
-        else:
-            out = self._learner.run_round(scheduled)
-            measured = float(out["loss"])
-            loss_after = loss_before  # the latest global test loss; updated on evaluation rounds
-            info["train_loss"] = measured
-            info["device_loss"] = np.asarray(out["device_loss"], dtype=np.float64)
-            every = self._learner.config.eval_every
-            t_next = s["t"] + 1
-            if t_next % every == 0 or t_next >= cfg.episode_rounds:
-                ev = self._learner.evaluate()
-                s["test_loss"], s["accuracy"] = float(ev["test_loss"]), float(ev["test_accuracy"])
-                info["test_loss"], info["test_accuracy"] = s["test_loss"], s["accuracy"]
-                loss_after = s["test_loss"]
-            accuracy = s["accuracy"]  # the latest evaluation (round 0: at reset)
-        excess = max(0.0, x - 1.0)
-        reward = dynamics.step_reward(cfg, self._gap, loss_before, loss_after, n, x, excess,
-                                      s["queue"])
-        info.update({
-            "channel_gain": gain,
-            "scheduled": scheduled,
-            "bandwidth": bandwidth,
-            "device_delay": dev_delay,
-            "bits": bits.copy(),
-            "delay": delay,
-            "delay_budget": self._budget,
-            "delay_ratio": x,
-            "delay_queue": queue,
-            "cost": x,
-            "delay_excess": excess,
-            "num_scheduled": n,
-            "loss": loss_after,
-            "accuracy": accuracy,
-            "action_projected": bool(projected),
-        })
-        s["age"] += 1
-        s["age"][scheduled] = 0
-        s["queue"] = queue
-        s["loss"] = loss_after
-        s["t"] += 1
-        truncated = s["t"] >= cfg.episode_rounds
+        reward, info = dynamics.step(self._step_params, self._state, action, self._np_random)
+        truncated = self._state.t >= self.config.episode_rounds
         self._draw_round()
         return self._obs(), float(reward), False, truncated, info
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this episode exactly (env state, RNG, learner)."""
-        if self._state is None:
+        """Everything needed to continue this episode exactly: the typed state and the fading
+        drawn ahead (format :data:`~edgeft.envs.fedlora.types.STATE_FORMAT`), the RNG, the
+        learner."""
+        if self._state is None or self._fading is None:
             raise RuntimeError("call reset() before state_dict()")
         return {
+            "format": STATE_FORMAT,
             "config": self.config,
-            "state": {k: (v.copy() if isinstance(v, np.ndarray) else v)
-                      for k, v in self._state.items()},
-            "budget": self._budget,
+            "state": self._state.copy(),
+            "fading": dataclasses.replace(self._fading, mean_db=self._fading.mean_db.copy()),
             "rng": self.np_random.bit_generator.state,
             "learner": None if self._learner is None else self._learner.state_dict(),
         }
 
     def load_state_dict(self, data: dict[str, Any]) -> np.ndarray:
-        """Restore :meth:`state_dict` output; returns the current observation."""
-        if data["config"] != self.config:
+        """Restore :meth:`state_dict` output (or a checkpoint of the first release, format 0);
+        returns the current observation.
+
+        Raises:
+            ValueError: an unknown format version, or a checkpoint of an env with another config.
+        """
+        fmt = data.get("format", 0)
+        if fmt not in (0, STATE_FORMAT):
+            raise ValueError(
+                f"checkpoint format {fmt!r} is not supported by this version of edgeft (it reads "
+                f"formats 0 and {STATE_FORMAT}); load it with the edgeft version that wrote it")
+        if fmt == 0:
+            state, fading, saved = _from_format0(data, self.config)
+            # the first release wrote real mode's measured values into the config it saved
+            mine = self._in_force
+        else:
+            state, fading, saved, mine = data["state"].copy(), data["fading"], data["config"], \
+                self.config
+        if _normalised(saved) != mine:
             raise ValueError("checkpoint was written by an env with a different config; build the "
                              "env with the checkpoint's config (data['config'])")
         if self._state is None:
             self.reset()
-        self._state = {k: (v.copy() if isinstance(v, np.ndarray) else v)
-                       for k, v in data["state"].items()}
-        self._budget = data["budget"]
+        self._state, self._fading = state, dataclasses.replace(fading)
         self.np_random.bit_generator.state = data["rng"]
         if self._learner is not None:
             self._learner.load_state_dict(data["learner"])
@@ -327,6 +279,29 @@ class FedLoRASchedulingEnv(gym.Env):
         with open(path, "rb") as fh:
             data = pickle.load(fh)
         return self.load_state_dict(data)
+
+
+def _normalised(config: FedLoRAConfig) -> FedLoRAConfig:
+    """A config from a checkpoint, rebuilt through validation (a first-release checkpoint holds
+    ``training`` as the dict the user passed)."""
+    return FedLoRAConfig(**{f.name: getattr(config, f.name)
+                            for f in dataclasses.fields(FedLoRAConfig)})
+
+
+def _from_format0(data: dict[str, Any], config: FedLoRAConfig
+                  ) -> tuple[State, FadingBlocks, FedLoRAConfig]:
+    """(state, fading, config) of a format-0 checkpoint (the first release's dict of state and
+    caches)."""
+    s = data["state"]
+    state = State(gain_db=s["gain_db"], gain=s["gain"], snr=s["snr"], bits_mbit=s["bits_mbit"],
+                  bits=s["bits"], bits_ln2=s["bits_ln2"], age=s["age"], queue=s["queue"],
+                  t=s["t"], loss=s["loss"], accuracy=s.get("accuracy", float("nan")))
+    db = s["block_db"]
+    fading = FadingBlocks(mean_db=s["mean_db"], noise_psd=config.noise_psd,
+                          fade=db - s["mean_db"], db=db, gain=s["block_gain"],
+                          snr=s.get("block_snr", s["block_gain"] / config.noise_psd),
+                          pos=s["block_pos"])
+    return state, fading, data["config"]
 
 
 def _make_learner(cfg: FedLoRAConfig):

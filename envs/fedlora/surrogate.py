@@ -141,10 +141,10 @@ def contraction(num_scheduled: np.ndarray | int, num_devices: int,
             return 0.0
         theorem1 = 1.0 - params.gap_ratio * (num_devices - n) / (n * k1)
         return params.rate * ((1.0 - h) * theorem1 + h * n / num_devices)
-    n = np.asarray(num_scheduled, dtype=np.float64)
-    shortfall = (num_devices - n) / (np.maximum(n, 1.0) * k1)
-    theorem1 = 1.0 - params.gap_ratio * shortfall
-    return params.rate * ((1.0 - h) * theorem1 + h * n / num_devices) * (n >= 1)
+    ns = np.asarray(num_scheduled, dtype=np.float64)
+    shortfall = (num_devices - ns) / (np.maximum(ns, 1.0) * k1)
+    theorem1_n = 1.0 - params.gap_ratio * shortfall
+    return params.rate * ((1.0 - h) * theorem1_n + h * ns / num_devices) * (ns >= 1)
 
 
 def step_loss(loss: np.ndarray | float, num_scheduled: np.ndarray | int, num_devices: int,

@@ -1,108 +1,103 @@
-"""Typed state and observation of the FedLoRA scheduling env, and the lossless encoding between
-them.
+"""Typed state and decision of the FedLoRA scheduling env.
 
-Observation vector (float64, length 3K + 3), in this order:
+:class:`State` is what the env computes with: the round's channel and message sizes, each
+device's age, the delay queue, the round and the learning state. Its fields broadcast over a
+leading env axis: the single env holds one unbatched State (scalars and (K,) arrays), the vector
+env one State with a leading axis of ``num_envs``. ``dynamics.step`` updates it in place (one
+step function for both), and checkpoints store it with :data:`STATE_FORMAT`.
 
-| slice    | content                                                  | decodes to           |
-|----------|----------------------------------------------------------|----------------------|
-| [0, K)   | channel gain |h_k|^2 this round, dB (tx power folded in) | ``gain`` (W, linear) |
-| [K, 2K)  | bits each device exchanges if scheduled this round, Mbit | ``bits``             |
-| [2K, 3K) | rounds since each device was last scheduled, / T         | ``age`` (int rounds) |
-| 3K       | average-delay virtual queue q = D-hat / D-bar            | ``queue``            |
-| 3K + 1   | round index t / T                                        | ``round`` (int)      |
-| 3K + 2   | learning state: current training loss                    | ``loss``             |
-
-The env keeps its state in exactly these units and derives physical values with the same
-functions the decoder uses, so ``decode_observation(obs)`` gives bit-identical inputs to what the
-env computes with: an analytical policy acting on the observation sees the true state.
+The observation (``edgeft.envs.fedlora.observation``) encodes exactly these fields; the names of
+that module stay importable from here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any, TypeAlias
 
 import numpy as np
-from edgeft.envs.fedlora.config import FedLoRAConfig
-from edgeft.envs.fedlora.formulas import db_to_gain
+from edgeft.envs.fedlora.formulas import LN2
+from edgeft.envs.fedlora.observation import (  # noqa: F401  (importable from here too)
+    BITS_UNIT,
+    FedLoRAObservation,
+    ObservationLayout,
+    bits_from_obs,
+    decode_observation,
+    encode_observation,
+    observation_layout,
+)
 
-BITS_UNIT = 1e6  # observation carries bits in Mbit
+#: One round's decision: ``(scheduled, bandwidth, projected)`` -- which devices are scheduled
+#: (bool, (..., K)), their uplink bandwidth in Hz ((..., K), 0 off schedule) and whether the action
+#: was projected to get there (bool, (...)). A plain tuple: it is made on every step of the
+#: single env's hot path, where a named tuple would cost more than the rest of the bookkeeping.
+#: ``actions.action_to_decision`` makes one from an action, ``actions.decision_to_action`` the
+#: action back.
+Decision: TypeAlias = tuple[np.ndarray, np.ndarray, Any]
+
+#: version of the checkpoint layout of :class:`State` (``FedLoRASchedulingEnv.state_dict``).
+#: 0: the untyped dict of the first release (converted on load); 1: :class:`State`.
+STATE_FORMAT = 1
 
 
-@dataclass(frozen=True)
-class FedLoRAObservation:
-    """Decoded observation (fields broadcast over any leading batch axes).
+@dataclass(slots=True)
+class State:
+    """The env's state; every field has an optional leading env axis.
 
     Attributes:
-        gain_db: |h_k|^2 in dB, shape (..., K).
-        gain: |h_k|^2 (W), shape (..., K).
-        bits: mu_k, bits device k exchanges if scheduled this round, shape (..., K).
-        age: rounds since device k was last scheduled (int), shape (..., K).
-        queue: q = D-hat / D-bar, shape (...).
-        round: rounds completed in this episode (int), shape (...).
-        loss: current training loss (surrogate or measured), shape (...).
+        gain_db: |h_k|^2 of this round in dB (K).
+        gain: |h_k|^2 (W) decoded from ``gain_db`` (K).
+        snr: |h_k|^2 / sigma^2 (Hz) (K).
+        bits_mbit: bits each device exchanges if scheduled this round, in Mbit (K).
+        bits: the same in bits (K).
+        bits_ln2: bits x ln 2 (K), what the delay formula uses.
+        age: rounds since each device was last scheduled (int, K).
+        queue: delay queue q = D-hat / D-bar.
+        t: rounds completed in this episode (int).
+        loss: the learning state: current loss (surrogate, or real mode's latest test loss).
+        accuracy: real mode: the latest test accuracy (NaN in surrogate mode).
     """
 
     gain_db: np.ndarray
     gain: np.ndarray
+    snr: np.ndarray
+    bits_mbit: np.ndarray
     bits: np.ndarray
+    bits_ln2: np.ndarray
     age: np.ndarray
-    queue: np.ndarray
-    round: np.ndarray
-    loss: np.ndarray
+    queue: Any
+    t: Any
+    loss: Any
+    accuracy: Any = float("nan")
 
+    def set_bits(self, bits_mbit: np.ndarray) -> None:
+        """Set the round's message sizes (Mbit) and the fields derived from them."""
+        self.bits_mbit = np.asarray(bits_mbit, dtype=np.float64)
+        self.bits = bits_from_obs(self.bits_mbit)
+        self.bits_ln2 = self.bits * LN2
 
-def bits_from_obs(bits_mbit: np.ndarray) -> np.ndarray:
-    """Bits from the observation's Mbit field (the env uses this too)."""
-    return np.asarray(bits_mbit, dtype=np.float64) * BITS_UNIT
+    def set_channel(self, gain_db: np.ndarray, gain: np.ndarray, snr: np.ndarray) -> None:
+        """Set the round's channel (dB, linear, over the noise density)."""
+        self.gain_db, self.gain, self.snr = gain_db, gain, snr
 
+    def copy(self) -> State:
+        """A deep copy (arrays copied)."""
+        return State(**{f.name: (v.copy() if isinstance(v := getattr(self, f.name), np.ndarray)
+                                 else v) for f in fields(self)})
 
-def encode_observation(gain_db: np.ndarray, bits_mbit: np.ndarray, age: np.ndarray,
-                       queue: np.ndarray | float, round_index: np.ndarray | int,
-                       loss: np.ndarray | float, episode_rounds: int,
-                       out: np.ndarray | None = None) -> np.ndarray:
-    """Pack state arrays (leading batch axes allowed) into observation vectors (into ``out`` if
-    given, which is returned)."""
-    gain_db = np.asarray(gain_db)
-    k = gain_db.shape[-1]
-    if out is None:
-        out = np.empty(gain_db.shape[:-1] + (3 * k + 3,))
-    t = float(episode_rounds)
-    if out.ndim == 1:  # single env: plain slices and one tuple assignment for the scalars
-        out[:k] = gain_db
-        out[k:2 * k] = bits_mbit
-        np.divide(age, t, out=out[2 * k:3 * k])
-        out[3 * k:] = (queue, round_index / t, loss)
-        return out
-    out[..., :k] = gain_db
-    out[..., k:2 * k] = bits_mbit
-    np.divide(age, t, out=out[..., 2 * k:3 * k])
-    out[..., 3 * k] = queue
-    out[..., 3 * k + 1] = np.divide(round_index, t)
-    out[..., 3 * k + 2] = loss
-    return out
+    def index(self, i: int) -> State:
+        """Copy ``i`` of a batched State, as an unbatched State (scalars as Python numbers)."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, np.ndarray) and v.ndim >= 1:
+                v = v[i].copy()
+                if v.ndim == 0:
+                    v = v.item()
+            out[f.name] = v
+        return State(**out)
 
-
-def decode_observation(obs: np.ndarray, config: FedLoRAConfig) -> FedLoRAObservation:
-    """Decode one observation or a batch (shape (..., 3K + 3)) of the env with ``config``.
-
-    Raises:
-        ValueError: the last axis does not have length 3K + 3.
-    """
-    obs = np.asarray(obs, dtype=np.float64)
-    k = config.num_devices
-    if obs.shape[-1:] != (config.obs_size,):
-        raise ValueError(
-            f"observation must have last axis of length 3K+3 = {config.obs_size} for "
-            f"num_devices={k}, got shape {obs.shape}"
-        )
-    t = config.episode_rounds
-    gain_db = obs[..., :k]
-    return FedLoRAObservation(
-        gain_db=gain_db,
-        gain=db_to_gain(gain_db),
-        bits=bits_from_obs(obs[..., k:2 * k]),
-        age=np.rint(obs[..., 2 * k:3 * k] * t).astype(np.int64),
-        queue=obs[..., 3 * k],
-        round=np.rint(obs[..., 3 * k + 1] * t).astype(np.int64),
-        loss=obs[..., 3 * k + 2],
-    )
+    def observation(self, episode_rounds: int, out: np.ndarray | None = None) -> np.ndarray:
+        """The observation vector(s) of this state."""
+        return encode_observation(self.gain_db, self.bits_mbit, self.age, self.queue, self.t,
+                                  self.loss, episode_rounds, out=out)

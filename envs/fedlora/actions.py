@@ -1,0 +1,190 @@
+"""Actions of the FedLoRA env: spaces, validation, projection, action -> decision (which devices
+are scheduled, with what bandwidth: :data:`~edgeft.envs.fedlora.types.Decision`) and decision ->
+action (for policies that decide in physical terms). Batched pure functions shared by the single
+and the vector env.
+
+What the env accepts (documented on the env class): bandwidth shares are projected (clipped to
+[0, 1], divided by their sum if it exceeds 1; ``info["action_projected"]``); everything else
+that is not an element of the action space raises ``ValueError`` naming the allowed values.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from edgeft.envs.common import as_action_array
+from edgeft.envs.fedlora.config import FedLoRAConfig
+from edgeft.envs.fedlora.formulas import min_common_delay
+from edgeft.envs.fedlora.types import Decision, State
+from gymnasium import spaces
+
+#: how each action mode's action is described in error messages
+ACTION_WHAT = {"bandwidth": "bandwidth shares in [0, 1] (one per device)",
+               "subset": "a 0/1 vector (one entry per device)"}
+_SHARES = ACTION_WHAT["bandwidth"]
+_F64 = np.dtype(np.float64)
+
+
+def action_space(config: FedLoRAConfig) -> spaces.Space:
+    """The action space of ``config.action_mode`` (see the env's docstring)."""
+    k = config.num_devices
+    if config.action_mode == "bandwidth":
+        return spaces.Box(0.0, 1.0, (k,), np.float64)
+    if config.action_mode == "count":
+        return spaces.Discrete(k + 1)
+    return spaces.MultiBinary(k)
+
+
+def channel_order(gain: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Device indices strongest first: by |h_k|^2 / mu_k descending (= by |h_k|^2 with equal mu,
+    FT Algorithm 1 line 3). Ties broken by index (stable sort)."""
+    return np.argsort(-(gain / bits), axis=-1, kind="stable")
+
+
+def prefix_mask(order: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Bool mask of the ``count`` first devices of ``order`` (batched)."""
+    ranks = np.argsort(order, axis=-1)  # rank of each device in the order
+    return ranks < np.asarray(count)[..., None]
+
+
+def project_shares(action: np.ndarray, total: Any = None) -> tuple[np.ndarray, Any]:
+    """Projection of bandwidth shares (documented rule).
+
+    Each share is clipped to [0, 1]; if the shares then sum to more than 1 they are divided by
+    their sum. A device with share 0 is not scheduled; unused bandwidth stays unused.
+    Returns (shares, projected) where ``projected`` says whether the action was changed.
+    ``total``: one env's ``action.sum()`` if the caller has it already (the hot path).
+    """
+    if action.ndim == 1:  # single env: scalar bookkeeping, fewest array passes first
+        lo = action.min()
+        if total is None:
+            total = action.sum()
+        if lo >= 0.0:
+            if total <= 1.0:
+                return action, np.False_  # already feasible (each share <= sum <= 1)
+            if action.max() <= 1.0:
+                return action / total, np.True_  # only the sum exceeded 1
+        shares = np.minimum(np.maximum(action, 0.0), 1.0)
+        total = shares.sum()
+        if total > 1.0:
+            shares /= total
+        return shares, np.True_  # a share was clipped (and maybe the sum rescaled)
+    shares = np.minimum(np.maximum(action, 0.0), 1.0)
+    total = shares.sum(axis=-1, keepdims=True)
+    shares /= np.maximum(total, 1.0)
+    projected = (shares != action).any(axis=-1)
+    return shares, projected
+
+
+def allocate(action: np.ndarray, config: FedLoRAConfig, gain: np.ndarray, bits: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Turn validated actions (batched, leading axis = envs) into (scheduled, bandwidth Hz,
+    projected).
+
+    - "bandwidth": ``project_shares``; bandwidth = share x B.
+    - "count": the n strongest devices (``channel_order``), min-max-delay split (n validated in
+      [0, K] by :func:`validate_action`).
+    - "subset": the devices with entry 1 (validated 0/1), min-max-delay split.
+    """
+    mode = config.action_mode
+    big_b = config.bandwidth_hz
+    if mode == "bandwidth":
+        shares, projected = project_shares(action)
+        bandwidth = shares * big_b
+        return bandwidth > 0.0, bandwidth, projected
+    if mode == "count":
+        n_raw = action.reshape(action.shape[0])
+        n = np.clip(n_raw, 0, config.num_devices)
+        projected = n != n_raw
+        mask = prefix_mask(channel_order(gain, bits), n.astype(np.int64))
+    else:
+        mask = action > 0.5
+        projected = np.any((action != 0.0) & (action != 1.0), axis=-1)
+    _, bandwidth = min_common_delay(bits, gain, config.noise_psd, big_b, mask)
+    return mask, bandwidth, projected
+
+
+def validate_action(action: object, config: FedLoRAConfig, batch: int | None = None) -> np.ndarray:
+    """Malformed actions raise ValueError naming the allowed values: wrong shape (a (K, 1)
+    array for a (K,) space included), NaN/inf, a count that is not an integer in [0, K], a
+    subset entry other than 0 or 1. Bandwidth shares out of [0, 1] are not malformed: they are
+    projected (:func:`project_shares`).
+
+    Returns a float64 array of shape (batch, K) (or (batch, 1) for "count"); ``batch=None`` means a
+    single env's action.
+    """
+    k = config.num_devices
+    lead = (1,) if batch is None else (batch,)
+    if config.action_mode == "count":
+        what = f"an integer count in [0, {k}] (devices to schedule)"
+        # a single env takes a scalar or any one-element array (SB3's predict gives either)
+        arr = as_action_array(action, lead if batch is not None else (), what,
+                              reshape=batch is None)
+        arr = arr.reshape(lead)
+        if np.any(arr != np.rint(arr)) or np.any((arr < 0) | (arr > k)):
+            raise ValueError(f"action must be {what}, got {arr.tolist()}")
+        return arr.reshape(lead + (1,))
+    what = ACTION_WHAT[config.action_mode]
+    arr = as_action_array(action, lead + (k,) if batch is not None else (k,), what,
+                          reshape=False)
+    if config.action_mode == "subset" and np.any((arr != 0.0) & (arr != 1.0)):
+        bad = np.flatnonzero(((arr != 0.0) & (arr != 1.0)).ravel())[:10].tolist()
+        raise ValueError(f"action must be {what}; entries other than 0 and 1 at flat indices "
+                         f"{bad}")
+    return arr.reshape(lead + (k,))
+
+
+def action_to_decision(action: Any, state: State, config: FedLoRAConfig,
+                       batch: int | None = None) -> Decision:
+    """Validate ``action`` and turn it into the round's decision ``(scheduled (bool), bandwidth
+    (Hz), projected)`` for the channel and message sizes of ``state``.
+
+    ``batch=None``: one env's action and an unbatched ``state`` (projected is a bool); else
+    ``batch`` actions and a ``state`` with that leading axis. Malformed actions raise
+    ``ValueError`` (:func:`validate_action`).
+    """
+    if batch is None and config.action_mode == "bandwidth":  # the single env's hot path
+        if (type(action) is np.ndarray and action.dtype == _F64
+                and action.shape == (config.num_devices,)):
+            total = action.sum()  # one reduction: finiteness check and the projection's sum
+            if math.isfinite(total):
+                shares, projected = project_shares(action, total)
+                bandwidth = shares * config.bandwidth_hz
+                return bandwidth > 0.0, bandwidth, projected
+        act = as_action_array(action, (config.num_devices,), _SHARES, reshape=False)
+        shares, projected = project_shares(act)
+        bandwidth = shares * config.bandwidth_hz
+        return bandwidth > 0.0, bandwidth, projected
+    act = validate_action(action, config, batch)
+    if batch is None:
+        scheduled, bandwidth, projected = allocate(act, config, state.gain[None],
+                                                   state.bits[None])
+        return scheduled[0], bandwidth[0], projected[0]
+    return allocate(act, config, state.gain, state.bits)
+
+
+def decision_to_action(scheduled: np.ndarray, bandwidth: np.ndarray, config: FedLoRAConfig,
+                       action_mode: str | None = None) -> np.ndarray:
+    """The action of ``action_mode`` (default the config's) that expresses a decision: the
+    scheduled devices (bool, (..., K)) and their bandwidth in Hz. The inverse of
+    :func:`action_to_decision` (for policies and teachers that decide in physical terms).
+
+    - "bandwidth": the shares bandwidth / B (divided by their sum if it exceeds 1 by round-off);
+      exact for every decision.
+    - "count": the number of scheduled devices (int); exact when the decision is the
+      channel-ordered prefix with the min-max-delay split, as the reference policies' are.
+    - "subset": the 0/1 schedule (int8); the env splits the bandwidth min-max-delay.
+    """
+    mode = action_mode or config.action_mode
+    scheduled = np.asarray(scheduled, dtype=bool)
+    if mode == "bandwidth":
+        shares = np.asarray(bandwidth, dtype=np.float64) / config.bandwidth_hz
+        total = shares.sum(axis=-1, keepdims=True)
+        return shares / np.maximum(total, 1.0)
+    if mode == "count":
+        return np.asarray(scheduled.sum(axis=-1), dtype=np.int64)
+    if mode == "subset":
+        return scheduled.astype(np.int8)
+    raise ValueError(f"action_mode must be one of {list(config.ACTION_MODES)}, got {mode!r}")

@@ -1,0 +1,71 @@
+"""Initial state and random draws of the FedLoRA env: device placement and block Rayleigh
+fading, shared by the single and the vector env."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from edgeft.envs.fedlora.config import FedLoRAConfig
+from edgeft.envs.fedlora.formulas import (
+    db_to_gain,
+    gain_to_db,
+    path_gain,
+    rayleigh_fading_db,
+    sample_positions,
+)
+
+#: rounds of fading drawn per RNG call
+BLOCK = 64
+
+
+def draw_cell(rng: np.random.Generator, config: FedLoRAConfig,
+              size: tuple[int, ...] = ()) -> np.ndarray:
+    """Mean received gain in dB of K devices placed uniformly in the cell disc (server at the
+    origin; path loss (d/d0)^-exponent, transmit power folded in), shape ``size + (K,)``."""
+    pos = sample_positions(rng, config.num_devices, (config.cell_center_m, 0.0),
+                           config.cell_radius_m, size)
+    dist = np.hypot(pos[..., 0], pos[..., 1])
+    return gain_to_db(config.tx_power_w * path_gain(dist, config.reference_distance_m,
+                                                    config.path_loss_exponent))
+
+
+
+@dataclass
+class FadingBlocks:
+    """Pre-drawn fading of ``BLOCK`` rounds for a batch of ``copies`` envs (or one env:
+    ``copies = None``): gain in dB = mean gain in dB + Rayleigh fading in dB, with the linear gain
+    (exactly what the observation decodes to) and |h|^2 / sigma^2 computed once per block.
+
+    One RNG call per block instead of per round; the stream is a pure function of the seed.
+    """
+
+    mean_db: np.ndarray
+    noise_psd: float
+    fade: np.ndarray = field(default_factory=lambda: np.empty(0))
+    db: np.ndarray = field(default_factory=lambda: np.empty(0))
+    gain: np.ndarray = field(default_factory=lambda: np.empty(0))
+    snr: np.ndarray = field(default_factory=lambda: np.empty(0))
+    pos: int = 0
+
+    def next(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(gain in dB, gain, |h|^2 / sigma^2) of the next round, shape ``mean_db.shape``."""
+        if self.pos >= self.db.shape[0]:
+            self.fade = rayleigh_fading_db(rng, (BLOCK,) + self.mean_db.shape)
+            self.db = self.mean_db + self.fade
+            self.gain = db_to_gain(self.db)
+            self.snr = self.gain / self.noise_psd
+            self.pos = 0
+        i = self.pos
+        self.pos += 1
+        return self.db[i], self.gain[i], self.snr[i]
+
+    def replace_cells(self, idx: np.ndarray, mean_db: np.ndarray) -> None:
+        """New mean gains for copies ``idx`` (batched blocks): the rest of the pre-drawn block
+        follows them (the fading draws are kept, so the stream does not depend on resets)."""
+        self.mean_db[idx] = mean_db
+        if self.db.shape[0]:
+            pos = self.pos
+            self.db[pos:, idx] = mean_db + self.fade[pos:, idx]
+            self.gain[pos:, idx] = db_to_gain(self.db[pos:, idx])
+            self.snr[pos:, idx] = self.gain[pos:, idx] / self.noise_psd

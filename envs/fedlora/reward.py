@@ -1,0 +1,37 @@
+"""Reward and constraint cost of one FedLoRA round, from the state and the decision."""
+
+from __future__ import annotations
+
+import numpy as np
+from edgeft.envs.fedlora.config import FedLoRAConfig
+
+
+def step_reward(config: FedLoRAConfig, gap: float, loss_before, loss_after, num_scheduled, x,
+                excess, queue_before):
+    """The env's reward (``config.reward``) for one round; scalars or arrays alike.
+
+    "progress": progress_scale x loss drop / initial gap - delay_penalty x excess, with
+    ``excess = max(0, x - 1)``; the drift-plus-penalty rewards: :func:`lyapunov_objective`.
+    """
+    if config.reward == "progress":
+        return (config.progress_scale / gap * (loss_before - loss_after)
+                - config.delay_penalty * excess)
+    variant = "paper" if config.reward == "drift-plus-penalty-paper" else "corrected"
+    return lyapunov_objective(num_scheduled, x, queue_before, config.zeta, variant)
+
+
+def lyapunov_objective(num_scheduled: np.ndarray, x: np.ndarray, queue: np.ndarray, zeta: float,
+                       variant: str = "corrected") -> np.ndarray:
+    """Per-round drift-plus-penalty objective J (FT P1), delay normalised by D-bar.
+
+    - "paper": J = N - zeta q x (P1, with the linear drift bound of Lemma 2).
+    - "corrected": J = N - zeta [q x + (x - 1)^2 / 2], the term Lemma 2 drops:
+      (1/2)[(q + x - 1)^+^2 - q^2] <= q (x - 1) + (x - 1)^2 / 2 (docs/corrections.md). Constant
+      terms omitted.
+    ``queue`` is q(t-1), the queue at the start of the round.
+    """
+    if variant == "paper":
+        return num_scheduled - zeta * queue * x
+    if variant == "corrected":
+        return num_scheduled - zeta * (queue * x + 0.5 * (x - 1.0) ** 2)
+    raise ValueError(f"variant must be 'corrected' or 'paper', got {variant!r}")

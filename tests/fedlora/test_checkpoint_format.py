@@ -1,0 +1,69 @@
+"""Checkpoints: the typed State with a format version; checkpoints of the first release (format
+0, written before the State existed: tests/fedlora/data) load and continue exactly."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from edgeft.envs.fedlora.types import STATE_FORMAT, State
+
+ENV_ID = "edgeft/FedLoRAScheduling-v0"
+DATA = Path(__file__).with_name("data")
+TRAINING = {"model": "tiny-bert", "task": "synthetic-text", "batch_size": 4, "eval_every": 2,
+            "eval_size": 64, "lr": 0.3, "dtype": "float64"}
+CONFIGS = {
+    "surrogate": {"num_devices": 6, "episode_rounds": 30},
+    "real": {"num_devices": 4, "episode_rounds": 12, "mode": "real", "training": TRAINING},
+}
+
+
+@pytest.fixture
+def fixture_threads():
+    """torch with the thread count the real-mode fixture was written with (2): the test loss's
+    reductions, hence its last bit, depend on it."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_first_release_checkpoint_continues_exactly(name, request):
+    """A checkpoint written by the env before the typed State (format 0, the dict of state and
+    caches) loads into a fresh env of its config and continues bit for bit."""
+    if name == "real":
+        request.getfixturevalue("fixture_threads")
+    expected = np.load(DATA / f"checkpoint-v0-{name}.npz")
+    env = gym.make(ENV_ID, **CONFIGS[name])
+    env.reset(seed=0)
+    env.unwrapped.load_checkpoint(DATA / f"checkpoint-v0-{name}.pkl")
+    for t, action in enumerate(expected["actions"]):
+        obs, reward, _, _, info = env.step(action)
+        np.testing.assert_array_equal(obs, expected["obs"][t])
+        assert reward == expected["reward"][t]
+        assert info["loss"] == expected["loss"][t]
+
+
+def test_checkpoint_holds_the_typed_state_and_refuses_unknown_formats(tmp_path):
+    env = gym.make(ENV_ID, num_devices=5)
+    env.reset(seed=1)
+    env.step(np.full(5, 0.2))
+    path = tmp_path / "ck.pkl"
+    env.unwrapped.save_checkpoint(path)
+    data = pickle.loads(path.read_bytes())
+    assert data["format"] == STATE_FORMAT and isinstance(data["state"], State)
+    assert data["state"].t == 1
+    data["format"] = STATE_FORMAT + 1
+    path.write_bytes(pickle.dumps(data))
+    with pytest.raises(ValueError, match=f"checkpoint format {STATE_FORMAT + 1} is not supported"):
+        env.unwrapped.load_checkpoint(path)
+    other = gym.make(ENV_ID, num_devices=5, zeta=3.0)
+    env.unwrapped.save_checkpoint(path)
+    with pytest.raises(ValueError, match="different config"):
+        other.unwrapped.load_checkpoint(path)
