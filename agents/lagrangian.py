@@ -58,8 +58,8 @@ LAGRANGIAN_DEFAULTS: dict[str, Any] = {
     "cost_limit": None,      # per-step limit d (None: cost_limit(config))
     "cost_cap": 4.0,         # learning signal min(c, cost_cap)
     "lambda_init": 0.0,      # multiplier at the start
-    "ki": 0.05,              # integral gain (the dual-ascent step size)
-    "kp": 0.0,               # proportional gain (PID Lagrangian)
+    "ki": 0.02,              # integral gain (the dual-ascent step size)
+    "kp": 0.3,               # proportional gain (PID Lagrangian; 0 = plain dual ascent)
     "kd": 0.0,               # derivative gain on a rising cost
     "max_error": 1.0,        # the error J_c - d is clipped above at max_error x d
     "lambda_max": 1000.0,    # upper clip of lambda
@@ -151,8 +151,8 @@ class PIDMultiplier:
     """
 
     limit: float
-    ki: float = 0.05
-    kp: float = 0.0
+    ki: float = 0.02
+    kp: float = 0.3
     kd: float = 0.0
     max_error: float = 1.0
     lambda_max: float = 1000.0

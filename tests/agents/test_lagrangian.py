@@ -33,7 +33,7 @@ def _dual_ascent(costs, limit, ki, max_error, lam0=0.0):
 
 def test_dual_ascent_against_a_plain_loop():
     costs = [3.0, 250.0, 1.4, 0.2, 0.0, 0.9, 1.1, 0.5, 0.5, 0.5]
-    m = PIDMultiplier(limit=1.0, ki=0.3, max_error=1.0)
+    m = PIDMultiplier(limit=1.0, ki=0.3, kp=0.0, max_error=1.0)
     got = [m.update(c) for c in costs]
     np.testing.assert_allclose(got, _dual_ascent(costs, 1.0, 0.3, 1.0), rtol=0, atol=1e-15)
     assert m.updates == len(costs) and min(got) >= 0.0
@@ -88,7 +88,7 @@ def test_vec_lagrangian_against_a_plain_loop(tmp_path):
     config = gym.make(FEDLORA, **kw).unwrapped.config
     inner = NumpyVecEnv(vec(), reward_fn=devices_utility(config))
     inner.seed(5)
-    wrapped = VecLagrangian(inner, "fedlora", 1.0, PIDMultiplier(limit=1.0, ki=ki),
+    wrapped = VecLagrangian(inner, "fedlora", 1.0, PIDMultiplier(limit=1.0, ki=ki, kp=0.0),
                             cost_cap=cap, log_path=tmp_path / "curves.csv")
     raw = vec()
     wrapped.reset()
@@ -188,9 +188,9 @@ def test_lambda_settles_where_fixed_penalties_miss_the_limit(tmp_path):
     def tail(c, key):  # the last quarter of training
         return c[key][-len(c[key]) // 4:]
 
-    low = _train_small(tmp_path, "low", steps, "ki=0", "lambda_init=0.02")
-    high = _train_small(tmp_path, "high", steps, "ki=0", "lambda_init=1.5")
-    lag = _train_small(tmp_path, "lag", steps, "ki=0.05")
+    low = _train_small(tmp_path, "low", steps, "ki=0", "kp=0", "lambda_init=0.02")
+    high = _train_small(tmp_path, "high", steps, "ki=0", "kp=0", "lambda_init=1.5")
+    lag = _train_small(tmp_path, "lag", steps, "ki=0.05", "kp=0.3")
     assert tail(low, "cost").mean() > 1.15
     assert tail(high, "cost").mean() < 0.8
     cost = tail(lag, "cost").mean()
