@@ -33,13 +33,15 @@ def _identity(obs: np.ndarray, config: Any) -> np.ndarray:
 
 
 def _sort_by_gain(obs: np.ndarray, config: Any) -> np.ndarray:
-    k = config.num_devices
-    gain = obs[:, :k]
-    order = np.argsort(-gain, axis=1, kind="stable")
-    out = np.empty_like(obs)
-    for b in range(3):
-        out[:, b * k:(b + 1) * k] = np.take_along_axis(obs[:, b * k:(b + 1) * k], order, axis=1)
-    out[:, 3 * k:] = obs[:, 3 * k:]
+    from edgeft.envs.fedlora.observation import observation_layout
+
+    layout = observation_layout(config)
+    order = np.argsort(-obs[:, layout.gain_db], axis=1, kind="stable")
+    out = obs.copy()
+    for name, shape in layout:
+        if shape == (layout.num_devices,):  # the per-device blocks: gain, bits, age
+            block = getattr(layout, name)
+            out[:, block] = np.take_along_axis(obs[:, block], order, axis=1)
     return out
 
 
@@ -47,7 +49,7 @@ def _prefix_delay(obs: np.ndarray, config: Any) -> np.ndarray:
     """Gain-sorted blocks plus, per prefix n of the channel order, log(D_eq(n) / D-bar): the
     delay ratio of scheduling the n strongest devices with equal bandwidth shares B/n (an upper
     bound of the min-max-delay split the ``count`` mode applies). O(K^2) numpy per observation."""
-    from edgeft.envs.fedlora.types import decode_observation
+    from edgeft.envs.fedlora.observation import decode_observation
 
     k = config.num_devices
     srt = _sort_by_gain(obs, config)
@@ -112,7 +114,9 @@ TRANSFORMS: dict[str, tuple[Callable[[np.ndarray, Any], np.ndarray], str | None]
 
 
 def get_transform(name: str, config: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """The batched transform ``name`` bound to ``config`` (accepts one observation or a batch).
+    """The batched transform ``name`` bound to ``config``, the env's config in force
+    (``edgeft.envs.common.config_in_force``); it accepts one observation or a batch. Transforms
+    read observations through the family's observation module only.
 
     Raises:
         ValueError: unknown name, or a transform of the other env family.

@@ -113,7 +113,7 @@ def clipped_drift_plus_penalty(config: Any, zeta: float, clip: float) -> Any:
         zeta: trade-off weight of the delay term.
         clip: cap c of the delay ratio.
     """
-    from edgeft.envs.fedlora.types import decode_observation
+    from edgeft.envs.fedlora.observation import decode_observation
 
     if getattr(config, "family", None) != "fedlora":
         raise ValueError("reward_shaping 'clipped-dpp' is a FedLoRA training reward, not one for "

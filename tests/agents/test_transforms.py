@@ -9,7 +9,7 @@ from edgeft.agents.bc import MECGreedyFastTeacher, make_teacher, permute_users
 from edgeft.agents.transforms import get_transform, transformed_size
 from edgeft.baselines.mec import solver as S
 from edgeft.envs.mec.actions import fast_resource_rule
-from edgeft.envs.mec.generator import observation_layout
+from edgeft.envs.mec.observation import observation_layout
 
 import edgeft
 
@@ -32,13 +32,7 @@ def _observations(env: gym.Env, seeds: range, steps: int = 2) -> np.ndarray:
 
 
 def _section(config, obs: np.ndarray, name: str) -> np.ndarray:
-    i = 0
-    for sec, shape in observation_layout(config):
-        size = int(np.prod(shape))
-        if sec == name:
-            return obs[:, i:i + size].reshape((obs.shape[0],) + shape)
-        i += size
-    raise KeyError(name)
+    return observation_layout(config).sections(obs)[name]
 
 
 def test_mec_users_shape_and_gain_blocks():
@@ -84,13 +78,12 @@ def test_mec_users_permutes_with_the_users():
     n, m = config.num_users, config.num_servers
     obs = _observations(env, range(1), steps=0)
     perm = np.random.default_rng(0).permutation(n)
-    permuted, i = obs.copy(), 0
-    for _, shape in observation_layout(config):
-        size = int(np.prod(shape))
+    permuted = obs.copy()
+    layout = observation_layout(config)
+    for name, shape in layout:
         if shape[0] == n:
-            block = obs[:, i:i + size].reshape((1,) + shape)
-            permuted[:, i:i + size] = block[:, perm].reshape(1, -1)
-        i += size
+            block = getattr(layout, name)
+            permuted[:, block] = obs[:, block].reshape((1,) + shape)[:, perm].reshape(1, -1)
     f = get_transform("mec-users", config)
     a, b = f(obs), f(permuted)
     ua = a[:, :n * (m + 9)].reshape(n, m + 9)
