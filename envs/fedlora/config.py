@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from edgeft.envs.common import check_choice, check_range
+from edgeft.envs.fedlora.surrogate import SurrogateParams
 
 ACTION_MODES = ("bandwidth", "count", "subset")
 REWARDS = ("progress", "drift-plus-penalty", "drift-plus-penalty-paper")
@@ -127,8 +128,6 @@ class FedLoRAConfig:
                     "mode='real' to fine-tune for real, or drop training for the surrogate")
         object.__setattr__(self, "num_devices", int(self.num_devices))
         object.__setattr__(self, "episode_rounds", int(self.episode_rounds))
-        from edgeft.envs.fedlora.surrogate import SurrogateParams
-
         object.__setattr__(self, "surrogate", SurrogateParams.resolve(self.surrogate))
 
     @property

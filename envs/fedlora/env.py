@@ -54,8 +54,9 @@ class FedLoRASchedulingEnv(gym.Env):
     ## Observation space
     Box(-inf, inf, (3K + 3,), float64): channel gains in dB, bits per device (Mbit), rounds since
     each device was last scheduled (/T), the delay queue q = D-hat / D-bar, the round (/T) and the
-    current loss. Lossless: ``env.unwrapped.decode(obs)`` (or ``types.decode_observation``) returns
-    the exact state the env computes with (see ``edgeft.envs.fedlora.types``).
+    current loss. Lossless: ``env.unwrapped.decode(obs)`` (or
+    ``edgeft.envs.fedlora.observation.decode_observation(obs, config)``) returns the exact state
+    the env computes with; ``observation.observation_layout(config)`` names each block's slice.
 
     ## Reward (``reward``)
     - "progress" (default): ``progress_scale * (loss_before - loss_after) / (L0 - L*) -
@@ -87,7 +88,17 @@ class FedLoRASchedulingEnv(gym.Env):
     ## Arguments
     ``gym.make("edgeft/FedLoRAScheduling-v0", config=FedLoRAConfig(...) or dict, **overrides)``;
     see :class:`~edgeft.envs.fedlora.config.FedLoRAConfig` for every field. ``preset="paper"``
-    gives FT Section V.A.
+    gives FT Section V.A. ``env.config`` stays the config as given; in real mode the message
+    size and, unless ``delay_budget`` is set, D-bar follow the model, and the env's
+    ``config_in_force`` (read it as ``edgeft.envs.common.config_in_force(env)``) holds them.
+
+    ## State and checkpoints
+    The env steps a typed :class:`~edgeft.envs.fedlora.types.State` with the one pure step
+    ``dynamics.step`` that the vector env also uses (``env.unwrapped.state`` is a copy).
+    ``save_checkpoint`` / ``load_checkpoint`` store that State, the pre-drawn fading, the RNG and
+    the learner, with a format version (:data:`~edgeft.envs.fedlora.types.STATE_FORMAT`);
+    checkpoints of the first release (format 0) are converted on load, unknown formats are refused
+    naming the version.
 
     ## Version history
     - v0: initial release. Before release, the default surrogate constants became the shipped
@@ -295,11 +306,11 @@ def _from_format0(data: dict[str, Any], config: FedLoRAConfig
     s = data["state"]
     state = State(gain_db=s["gain_db"], gain=s["gain"], snr=s["snr"], bits_mbit=s["bits_mbit"],
                   bits=s["bits"], bits_ln2=s["bits_ln2"], age=s["age"], queue=s["queue"],
-                  t=s["t"], loss=s["loss"], accuracy=s.get("accuracy", float("nan")))
+                  t=s["t"], loss=s["loss"], accuracy=s.get("accuracy", float("nan"))).copy()
     db = s["block_db"]
-    fading = FadingBlocks(mean_db=s["mean_db"], noise_psd=config.noise_psd,
-                          fade=db - s["mean_db"], db=db, gain=s["block_gain"],
-                          snr=s.get("block_snr", s["block_gain"] / config.noise_psd),
+    fading = FadingBlocks(mean_db=s["mean_db"].copy(), noise_psd=config.noise_psd,
+                          fade=db - s["mean_db"], db=db.copy(), gain=s["block_gain"].copy(),
+                          snr=s.get("block_snr", s["block_gain"] / config.noise_psd).copy(),
                           pos=s["block_pos"])
     return state, fading, data["config"]
 

@@ -19,7 +19,9 @@ env computes with: an analytical policy acting on the observation sees the true 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from edgeft.envs.fedlora.config import FedLoRAConfig
@@ -29,25 +31,69 @@ from gymnasium import spaces
 BITS_UNIT = 1e6  # observation carries bits in Mbit
 
 
+#: block names in order, and whether each holds one entry per device (else one scalar)
+_BLOCKS = (("gain_db", True), ("bits", True), ("age", True), ("queue", False), ("round", False),
+           ("loss", False))
+
+
 @dataclass(frozen=True)
 class ObservationLayout:
-    """Where each block of the observation vector lies (slices into its last axis)."""
+    """Where each block of the observation vector lies: one ``slice`` of its last axis per block,
+    by name (``obs[..., layout.bits]`` is the bits block in Mbit).
 
+    Blocks, in order: ``gain_db``, ``bits`` (Mbit), ``age`` (/T), one entry per device;
+    ``queue``, ``round`` (/T), ``loss``, one entry each. Iterating yields ``(name, shape)``
+    pairs in order (shape for one copy: ``(K,)`` or ``()``), like the MEC layout;
+    :meth:`sections` cuts an observation (or a batch) into its blocks.
+    """
+
+    num_devices: int
+    size: int
     gain_db: slice
     bits: slice
     age: slice
     queue: slice
     round: slice
     loss: slice
-    size: int
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Block names in order."""
+        return tuple(name for name, _ in _BLOCKS)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of block ``name`` for one copy: ``(K,)`` or ``()``."""
+        return (self.num_devices,) if dict(_BLOCKS)[name] else ()
+
+    def __iter__(self) -> Iterator[tuple[str, tuple[int, ...]]]:
+        return iter([(name, self.shape(name)) for name, _ in _BLOCKS])
+
+    def sections(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        """Every block of ``obs`` (..., size) as a (..., *shape) view, by name, in order (raw
+        observation units: dB, Mbit, /T).
+
+        Raises:
+            ValueError: the last axis of ``obs`` is not ``size`` long.
+        """
+        obs = np.asarray(obs)
+        if obs.shape[-1:] != (self.size,):
+            raise ValueError(f"observation must have last axis of length 3K+3 = {self.size} for "
+                             f"num_devices={self.num_devices}, got shape {obs.shape}")
+        lead = obs.shape[:-1]
+        return {name: obs[..., getattr(self, name)].reshape(lead + shape) for name, shape in self}
 
 
 def observation_layout(config: FedLoRAConfig) -> ObservationLayout:
     """The observation layout of the env with ``config`` (K devices: 3K + 3 entries)."""
-    k = config.num_devices
-    return ObservationLayout(gain_db=slice(0, k), bits=slice(k, 2 * k), age=slice(2 * k, 3 * k),
+    return _layout(config.num_devices)
+
+
+@lru_cache(maxsize=64)
+def _layout(k: int) -> ObservationLayout:
+    return ObservationLayout(num_devices=k, size=3 * k + 3, gain_db=slice(0, k),
+                             bits=slice(k, 2 * k), age=slice(2 * k, 3 * k),
                              queue=slice(3 * k, 3 * k + 1), round=slice(3 * k + 1, 3 * k + 2),
-                             loss=slice(3 * k + 2, 3 * k + 3), size=3 * k + 3)
+                             loss=slice(3 * k + 2, 3 * k + 3))
 
 
 def observation_space(config: FedLoRAConfig) -> spaces.Box:
@@ -95,7 +141,8 @@ def encode_observation(gain_db: np.ndarray, bits_mbit: np.ndarray, age: np.ndarr
                        loss: np.ndarray | float, episode_rounds: int,
                        out: np.ndarray | None = None) -> np.ndarray:
     """Pack state arrays (leading batch axes allowed) into observation vectors (into ``out`` if
-    given, which is returned)."""
+    given, which is returned), in the order of :func:`observation_layout` (written out here with
+    plain offsets: this runs on every step of the single env)."""
     gain_db = np.asarray(gain_db)
     k = gain_db.shape[-1]
     if out is None:

@@ -5,6 +5,7 @@ import dataclasses
 import gymnasium as gym
 import numpy as np
 import pytest
+from edgeft.envs.fedlora import dynamics
 from edgeft.envs.fedlora.config import FedLoRAConfig
 from edgeft.envs.fedlora.formulas import device_delay
 from edgeft.envs.fedlora.surrogate import SurrogateParams, contraction
@@ -306,37 +307,49 @@ def test_vector_env_equals_single_env_and_autoresets():
     assert rv[0] == 0.0 and not tv[0] and v.unwrapped.decode(ov).round[0] == 0
 
 
+@pytest.mark.parametrize("noise", [0.0, 0.05])
 @pytest.mark.parametrize("mode", MODES)
-def test_vector_env_batches_match_per_copy_dynamics(mode):
+def test_vector_env_batches_match_per_copy_dynamics(mode, noise):
     """The single and the vector env step the same typed State to the same result: copy i's
-    state of a vector env, put into a single env, steps to the same reward, info and state."""
+    state of a vector env, put into a single env, steps to the same reward, info and state (with
+    loss noise: the single env's generator placed at copy i's draw of the batch)."""
     for seed in range(6):
         v = gym.make_vec(ENV_ID, num_envs=8, vectorization_mode="vector_entry_point",
-                         action_mode=mode, num_devices=6, episode_rounds=5)
+                         action_mode=mode, num_devices=6, episode_rounds=5,
+                         surrogate={"noise": noise})
         v.reset(seed=seed)
         v.action_space.seed(seed)
         cfg = v.unwrapped.config
-        assert cfg.surrogate.noise == 0  # the only draw inside a step; the default has none
         single = gym.make(ENV_ID, config=cfg).unwrapped
         single.reset(seed=0)
         for _ in range(7):  # across an autoreset (episodes of 5 rounds)
             before = v.unwrapped.state
+            rng_before = v.unwrapped.np_random.bit_generator.state
             live = ~v.unwrapped._needs_reset
             a = v.action_space.sample()
             if mode == "bandwidth":
                 a[a < 0.2] = 0.0  # some devices unscheduled
             _, r, _, _, info = v.step(a)
             after = v.unwrapped.state
+            assert set(info) == {*dynamics.INFO_KEYS, *(f"_{k}" for k in dynamics.INFO_KEYS)}
             for i in np.flatnonzero(live):
                 single._state = before.index(i)
+                rng = np.random.default_rng()
+                rng.bit_generator.state = rng_before
+                rng.standard_normal(i)  # the batch draws one normal per copy, in copy order
+                single._np_random = rng
                 _, rs, _, _, inf_s = single.step(a[i])
                 assert rs == r[i]
+                assert set(inf_s) == set(dynamics.INFO_KEYS)
                 for key, val in inf_s.items():
                     np.testing.assert_array_equal(val, info[key][i], err_msg=key)
                 s_after = single._state
                 for name in ("age", "queue", "t", "loss", "accuracy"):
                     np.testing.assert_array_equal(getattr(s_after, name),
                                                   getattr(after.index(i), name), err_msg=name)
+            if noise:  # the noise is drawn (a round without devices leaves the loss as it is)
+                moved = live & (info["num_scheduled"] > 0)
+                assert np.unique(info["loss"][moved]).size == moved.sum()
 
 
 def test_checkpoint_resume_is_exact(tmp_path):
