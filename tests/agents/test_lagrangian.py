@@ -18,6 +18,7 @@ from edgeft.agents.lagrangian import (
     lagrangian_settings,
 )
 from edgeft.agents.vec import NumpyVecEnv, VecLagrangian, devices_utility
+from edgeft.envs.common import config_in_force
 
 from edgeft.cli import main
 from edgeft.suites import FEDLORA
@@ -63,7 +64,7 @@ def test_settings_names_and_costs():
         lagrangian_settings({"lr": 1})
     with pytest.raises(ValueError, match="cost_cap must be > 0"):
         lagrangian_settings({"cost_cap": 0})
-    assert cost_limit(gym.make(FEDLORA).unwrapped.config) == 1.0
+    assert cost_limit(config_in_force(gym.make(FEDLORA))) == 1.0
     np.testing.assert_array_equal(constraint_cost([{"cost": 2.5}, {"cost": 0.0}], "fedlora"),
                                   [2.5, 0.0])
     # MEC: info["cost"] must be the constraint (per-user overshoots in info["costs"])
@@ -85,7 +86,7 @@ def test_vec_lagrangian_against_a_plain_loop(tmp_path):
     def vec():
         return gym.make_vec(FEDLORA, num_envs=n, vectorization_mode="vector_entry_point", **kw)
 
-    config = gym.make(FEDLORA, **kw).unwrapped.config
+    config = config_in_force(gym.make(FEDLORA, **kw))
     inner = NumpyVecEnv(vec(), reward_fn=devices_utility(config))
     inner.seed(5)
     wrapped = VecLagrangian(inner, "fedlora", 1.0, PIDMultiplier(limit=1.0, ki=ki, kp=0.0),

@@ -15,6 +15,7 @@ import pytest
 from edgeft.agents import train as train_mod
 from edgeft.agents.transforms import get_transform
 from edgeft.agents.vec import clipped_drift_plus_penalty
+from edgeft.envs.common import config_in_force
 from edgeft.envs.fedlora.observation import decode_observation, observation_layout
 
 import edgeft
@@ -142,12 +143,12 @@ def test_clipped_dpp_reward_against_a_plain_loop():
         queue = np.asarray(info["delay_queue"], dtype=np.float64)
         obs = new_obs
     with pytest.raises(ValueError, match="FedLoRA"):
-        clipped_drift_plus_penalty(gym.make(MEC).unwrapped.config, zeta, clip)
+        clipped_drift_plus_penalty(config_in_force(gym.make(MEC)), zeta, clip)
 
 
 def test_prefix_delay_against_a_plain_loop():
     env = gym.make(FEDLORA, num_devices=5, episode_rounds=10)
-    config = env.unwrapped.config
+    config = config_in_force(env)
     obs, _ = env.reset(seed=3)
     rows = [obs]
     for _ in range(4):

@@ -8,6 +8,7 @@ import pytest
 from edgeft.agents.bc import MECGreedyFastTeacher, make_teacher, permute_users
 from edgeft.agents.transforms import get_transform, transformed_size
 from edgeft.baselines.mec import solver as S
+from edgeft.envs.common import config_in_force
 from edgeft.envs.mec.actions import fast_resource_rule
 from edgeft.envs.mec.observation import observation_layout
 
@@ -37,7 +38,7 @@ def _section(config, obs: np.ndarray, name: str) -> np.ndarray:
 
 def test_mec_users_shape_and_gain_blocks():
     env = _env()
-    config = env.unwrapped.config
+    config = config_in_force(env)
     n, m = config.num_users, config.num_servers
     obs = _observations(env, range(3))
     feats = get_transform("mec-users", config)(obs)
@@ -58,7 +59,7 @@ def test_mec_users_shape_and_gain_blocks():
 
 def test_mec_users_is_a_pure_function_of_the_observation():
     env = _env()
-    config = env.unwrapped.config
+    config = config_in_force(env)
     f = get_transform("mec-users", config)
     obs = _observations(env, range(2))
     batch = f(obs)
@@ -74,7 +75,7 @@ def test_mec_users_is_a_pure_function_of_the_observation():
 
 def test_mec_users_permutes_with_the_users():
     env = _env()
-    config = env.unwrapped.config
+    config = config_in_force(env)
     n, m = config.num_users, config.num_servers
     obs = _observations(env, range(1), steps=0)
     perm = np.random.default_rng(0).permutation(n)
@@ -93,14 +94,14 @@ def test_mec_users_permutes_with_the_users():
 
 
 def test_mec_users_rejects_the_other_family():
-    config = gym.make("edgeft/FedLoRAScheduling-v0").unwrapped.config
+    config = config_in_force(gym.make("edgeft/FedLoRAScheduling-v0"))
     with pytest.raises(ValueError, match="mec"):
         get_transform("mec-users", config)
 
 
 def test_fast_teacher_costs_what_greedy_costs_in_discrete_mode():
     env = _env(n=6, m=2)
-    config = env.unwrapped.config
+    config = config_in_force(env)
     teacher = make_teacher("mec-greedy-fast", config)
     assert isinstance(teacher, MECGreedyFastTeacher)
     greedy = edgeft.make_policy("greedy", env, seed=0)
@@ -130,12 +131,12 @@ def test_fast_teacher_costs_what_greedy_costs_in_discrete_mode():
 def test_fast_teacher_needs_the_mec_discrete_mode():
     env = gym.make(MEC, num_users=4, num_servers=2, action_mode="full")
     with pytest.raises(ValueError, match="discrete"):
-        make_teacher("mec-greedy-fast", env.unwrapped.config)
+        make_teacher("mec-greedy-fast", config_in_force(env))
 
 
 def test_permute_users_gives_the_same_rounds_with_renamed_users():
     env = _env()
-    config = env.unwrapped.config
+    config = config_in_force(env)
     n = config.num_users
     teacher = make_teacher("mec-greedy-fast", config)
     obs = _observations(env, range(2), steps=1)
@@ -154,5 +155,5 @@ def test_permute_users_gives_the_same_rounds_with_renamed_users():
                  for i, a in ((inst, lab), (pinst, pl))]
         np.testing.assert_allclose(costs[1], costs[0], rtol=1e-12)
     with pytest.raises(ValueError, match="discrete"):
-        permute_users(obs, labels, gym.make(MEC, action_mode="full").unwrapped.config,
+        permute_users(obs, labels, config_in_force(gym.make(MEC, action_mode="full")),
                       np.random.default_rng(0))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from edgeft.agents.transforms import get_transform
 from edgeft.agents.wrappers import FeatureObservation, TrainingReward, VecLagrangian
+from edgeft.envs.common import config_in_force
 
 import edgeft  # noqa: F401
 from edgeft.suites import FEDLORA, MEC
@@ -45,7 +46,7 @@ def test_feature_wrapper_is_the_training_transform_for_both_families():
                                     "action_mode": "discrete"}, "mec-users")):
         raw = gym.make(env_id, **kw)
         env = FeatureObservation(gym.make(env_id, **kw), name)
-        fn = get_transform(name, raw.unwrapped.config)
+        fn = get_transform(name, config_in_force(raw))
         obs, _ = env.reset(seed=1)
         ref, _ = raw.reset(seed=1)
         np.testing.assert_array_equal(obs, fn(ref))
