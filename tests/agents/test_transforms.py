@@ -9,8 +9,8 @@ from edgeft.agents.bc import MECGreedyFastTeacher, make_teacher, permute_users
 from edgeft.agents.transforms import get_transform, transformed_size
 from edgeft.baselines.mec import solver as S
 from edgeft.envs.common import config_in_force
-from edgeft.envs.mec.actions import fast_resource_rule
 from edgeft.envs.mec.observation import observation_layout
+from edgeft.envs.mec.resources import fast_resource_rule
 
 import edgeft
 
