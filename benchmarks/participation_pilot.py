@@ -251,14 +251,14 @@ def main(argv: list[str] | None = None) -> int:
         from edgeft.training.learner import SplitLoRALearner
 
         torch.set_num_threads(args.threads)
-        todo = [(st, sc, sd) for st in settings for sd in parse_seeds(args.seeds)
+        # seed-major: an interrupted pilot leaves every setting with about as many seeds
+        todo = [(st, sc, sd) for sd in parse_seeds(args.seeds) for st in settings
                 for sc in schedules if run_key(st, sc, sd) not in rows]
         print(f"{len(rows)} runs cached, {len(todo)} to run", flush=True)
         learners: dict[str, Any] = {}
         t_start = time.perf_counter()
         for i, (st, sc, sd) in enumerate(todo, start=1):
-            if st not in learners:
-                learners.clear()
+            if st not in learners:  # one learner per setting (the data and model load once)
                 learners[st] = SplitLoRALearner(SETTINGS[st][0], NUM_DEVICES)
             row = run_one(learners[st], st, sc, sd)
             append_row(args.cache, row)
