@@ -15,7 +15,7 @@ from edgeft.envs.common import build_config
 from edgeft.envs.fedlora import dynamics
 from edgeft.envs.fedlora.actions import action_space
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
-from edgeft.envs.fedlora.generator import FadingBlocks, draw_cell
+from edgeft.envs.fedlora.generator import FadingBlocks, draw_cell, initial_state
 from edgeft.envs.fedlora.observation import (
     BITS_UNIT,
     decode_observation,
@@ -204,13 +204,8 @@ class FedLoRASchedulingEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         cfg = self.config
-        k = cfg.num_devices
         self._fading = FadingBlocks(draw_cell(self.np_random, cfg), cfg.noise_psd)
-        empty = np.empty(0)
-        self._state = State(gain_db=empty, gain=empty, snr=empty, bits_mbit=empty, bits=empty,
-                            bits_ln2=empty, age=np.zeros(k, dtype=np.int64), queue=0.0, t=0,
-                            loss=float(self._params.initial_loss))
-        self._state.set_bits(np.full(k, cfg.bits_per_round / BITS_UNIT))
+        self._state = initial_state(cfg)
         if self._learner is not None:
             self._learner.reset(int(self.np_random.integers(2**31 - 1)))
             ev = self._learner.evaluate()

@@ -1,5 +1,6 @@
 """Initial state and random draws of the FedLoRA env: device placement and block Rayleigh
-fading, shared by the single and the vector env."""
+fading, one implementation shared by the single and the vector env (and its checkpoints: the
+pre-drawn block is part of a checkpoint, so a resumed episode sees the same fading)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from edgeft.envs.fedlora.formulas import (
     rayleigh_fading_db,
     sample_positions,
 )
+from edgeft.envs.fedlora.observation import BITS_UNIT
+from edgeft.envs.fedlora.types import State
 
 #: rounds of fading drawn per RNG call
 BLOCK = 64
@@ -30,11 +33,30 @@ def draw_cell(rng: np.random.Generator, config: FedLoRAConfig,
                                                     config.path_loss_exponent))
 
 
+def initial_state(config: FedLoRAConfig, batch: int | None = None) -> State:
+    """The State at the start of an episode, before its first round's channel is drawn: no
+    device scheduled yet (age 0), q = 0, round 0, the surrogate's initial loss, the configured
+    message size. ``batch=None``: one env (scalars, (K,) arrays); else ``batch`` copies.
+    Draws nothing (the cell and the fading come from :func:`draw_cell` and
+    :class:`FadingBlocks`)."""
+    k = config.num_devices
+    loss0 = config.surrogate.initial_loss
+    lead = () if batch is None else (batch,)
+    empty = np.empty(lead + (0,))
+    state = State(gain_db=empty, gain=empty, snr=empty, bits_mbit=empty, bits=empty,
+                  bits_ln2=empty, age=np.zeros(lead + (k,), dtype=np.int64),
+                  queue=0.0 if batch is None else np.zeros(batch),
+                  t=0 if batch is None else np.zeros(batch, dtype=np.int64),
+                  loss=float(loss0) if batch is None else np.full(batch, loss0),
+                  accuracy=float("nan") if batch is None else np.full(batch, np.nan))
+    state.set_bits(np.full(lead + (k,), config.bits_per_round / BITS_UNIT))
+    return state
+
 
 @dataclass
 class FadingBlocks:
-    """Pre-drawn fading of ``BLOCK`` rounds for a batch of ``copies`` envs (or one env:
-    ``copies = None``): gain in dB = mean gain in dB + Rayleigh fading in dB, with the linear gain
+    """Pre-drawn fading of ``BLOCK`` rounds for one env (``mean_db`` of shape (K,)) or a batch
+    of copies ((n, K)): gain in dB = mean gain in dB + Rayleigh fading in dB, with the linear gain
     (exactly what the observation decodes to) and |h|^2 / sigma^2 computed once per block.
 
     One RNG call per block instead of per round; the stream is a pure function of the seed.

@@ -23,8 +23,8 @@ from edgeft.envs.common import build_config
 from edgeft.envs.fedlora import dynamics
 from edgeft.envs.fedlora.actions import action_space
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
-from edgeft.envs.fedlora.generator import FadingBlocks, draw_cell
-from edgeft.envs.fedlora.observation import BITS_UNIT, decode_observation, observation_space
+from edgeft.envs.fedlora.generator import FadingBlocks, draw_cell, initial_state
+from edgeft.envs.fedlora.observation import decode_observation, observation_space
 from edgeft.envs.fedlora.types import State
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -51,7 +51,6 @@ class FedLoRAVectorEnv(VectorEnv):
         self.single_action_space = action_space(self.config)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._params = self.config.surrogate
         self._step_params = dynamics.Params.surrogate(self.config)
         self._np_random, self._np_random_seed = seeding.np_random(None)
         k, n = self.config.num_devices, self.num_envs
@@ -59,13 +58,7 @@ class FedLoRAVectorEnv(VectorEnv):
         self._mask_keys = [f"_{key}" for key in dynamics.INFO_KEYS]
         self._no_term = np.zeros(n, dtype=bool)
         self._obs_buf = np.empty((n, self.config.obs_size))
-        empty = np.zeros((n, k))
-        self._state = State(gain_db=empty, gain=empty, snr=empty, bits_mbit=empty, bits=empty,
-                            bits_ln2=empty, age=np.zeros((n, k), dtype=np.int64),
-                            queue=np.zeros(n), t=np.zeros(n, dtype=np.int64),
-                            loss=np.full(n, self._params.initial_loss),
-                            accuracy=np.full(n, np.nan))
-        self._state.set_bits(np.full((n, k), self.config.bits_per_round / BITS_UNIT))
+        self._state = initial_state(self.config, n)
         self._fading = FadingBlocks(np.zeros((n, k)), self.config.noise_psd)
         self._needs_reset = np.zeros(n, dtype=bool)
 
@@ -90,11 +83,9 @@ class FedLoRAVectorEnv(VectorEnv):
         s = self._state
         # new cells; the rest of the pre-drawn fading block follows them
         self._fading.replace_cells(idx, draw_cell(self.np_random, self.config, (idx.size,)))
-        s.age[idx] = 0
-        s.queue[idx] = 0.0
-        s.t[idx] = 0
-        s.loss[idx] = self._params.initial_loss
-        s.accuracy[idx] = np.nan
+        start = initial_state(self.config, idx.size)
+        for name in ("age", "queue", "t", "loss", "accuracy"):  # bits: fixed in surrogate mode
+            getattr(s, name)[idx] = getattr(start, name)
 
     def _obs(self) -> np.ndarray:
         return self._state.observation(self.config.episode_rounds, out=self._obs_buf).copy()
