@@ -32,11 +32,16 @@ Bounded cost for learning, true cost for the multiplier:
   schedules every device has J_c ~ 1e3, and the unclipped step would throw lambda far past its
   equilibrium. Clipping the step changes how fast lambda climbs, not where it settles (J_c = d).
 
-PID update per batch of finished episodes (``kp = kd = 0``: plain dual ascent, lambda += ki e)::
+PID update per batch of finished episodes (``kp = kd = 0``: plain dual ascent, lambda += ki e;
+the defaults, ki = 0.02 and kp = 0.3, are a PI controller: on ``fedlora-default`` plain dual
+ascent with ki = 0.05 overshoots to lambda 0.7 and back to 0.18 before settling near 0.31)::
 
-    e = min(J_c - d, max_error)
+    e = min(J_c - d, max_error x d)
     I = max(0, I + ki e)
     lambda = clip(kp e + I + kd max(0, J_c - J_c_prev), 0, lambda_max)
+
+lambda is in reward units per unit of cost: with the FedLoRA reward N/K it settles near 0.31 on
+``fedlora-default``, i.e. ~6 devices per unit of D/D-bar (the hindsight bound's multiplier).
 """
 
 from __future__ import annotations
