@@ -30,7 +30,7 @@ from edgeft.envs.fedlora.observation import (  # noqa: F401  (importable from he
 #: One round's decision: ``(scheduled, bandwidth, projected)`` -- which devices are scheduled
 #: (bool, (..., K)), their uplink bandwidth in Hz ((..., K), 0 off schedule) and whether the action
 #: was projected to get there (bool, (...)). A plain tuple: it is made on every step of the
-#: single env's hot path, where a named tuple would cost more than the rest of the bookkeeping.
+#: single env's hot path (about 13 us a step), where a named tuple would add about 0.2 us.
 #: ``actions.action_to_decision`` makes one from an action, ``actions.decision_to_action`` the
 #: action back.
 Decision: TypeAlias = tuple[np.ndarray, np.ndarray, Any]
@@ -55,7 +55,8 @@ class State:
         queue: delay queue q = D-hat / D-bar.
         t: rounds completed in this episode (int).
         loss: the learning state: current loss (surrogate, or real mode's latest test loss).
-        accuracy: real mode: the latest test accuracy (NaN in surrogate mode).
+        accuracy: the latest accuracy (real mode: measured on the test set, at reset and on
+            evaluation rounds; surrogate: implied by the loss, NaN before the first step).
     """
 
     gain_db: np.ndarray
