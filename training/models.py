@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from edgeft.training.config import TrainingConfig
+from edgeft.training.hub import ALLOW_DOWNLOADS_ENV, downloads_allowed
 from torch import nn
 
 SUPPORTED_MODEL_TYPES = {"bert": "text", "roberta": "text", "vit": "image"}
@@ -100,22 +101,6 @@ def _resolve_pretrained(name: str) -> tuple[str, bool]:
             )
         return str(path), True
     return name, not downloads_allowed()
-
-
-#: the environment variable that lets edgeft look models up on the Hugging Face hub
-ALLOW_DOWNLOADS_ENV = "EDGEFT_ALLOW_DOWNLOADS"
-
-
-def downloads_allowed() -> bool:
-    """Whether a model name that is not in the local Hugging Face cache may be looked up on the
-    hub: only when ``EDGEFT_ALLOW_DOWNLOADS=1`` is set (and ``HF_HUB_OFFLINE`` /
-    ``TRANSFORMERS_OFFLINE`` are not). By default edgeft reads local files only, so a missing
-    model fails at once instead of after the hub client's retries on a machine without access.
-    """
-    def on(var: str) -> bool:
-        return os.environ.get(var, "").strip().lower() not in ("", "0", "false", "no")
-
-    return on(ALLOW_DOWNLOADS_ENV) and not (on("HF_HUB_OFFLINE") or on("TRANSFORMERS_OFFLINE"))
 
 
 def _load_config(name: str) -> tuple[Any, str, bool]:

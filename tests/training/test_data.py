@@ -66,6 +66,43 @@ def test_missing_glue_files_say_where_to_put_them(tmp_path):
         glue("sst2", cfg, tokenizer=object())
 
 
+def _fake_datasets(monkeypatch, seen):
+    """A stand-in ``datasets`` package whose load_dataset records the offline flags in force and
+    fails like a cache miss (the real hub client is never reached)."""
+    import sys
+    import types
+
+    config = types.SimpleNamespace(HF_HUB_OFFLINE=False, HF_DATASETS_OFFLINE=False)
+
+    def load_dataset(*args, **kwargs):
+        seen.append((config.HF_HUB_OFFLINE, config.HF_DATASETS_OFFLINE))
+        raise ConnectionError("offline and not cached")
+
+    fake = types.ModuleType("datasets")
+    fake.config = config
+    fake.load_dataset = load_dataset
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    monkeypatch.setitem(sys.modules, "datasets.config", config)
+    return config
+
+
+def test_glue_through_datasets_is_cache_only_unless_downloads_are_allowed(monkeypatch):
+    seen: list[tuple[bool, bool]] = []
+    config = _fake_datasets(monkeypatch, seen)
+    cfg = TrainingConfig(task="sst2")
+    monkeypatch.delenv("EDGEFT_ALLOW_DOWNLOADS", raising=False)
+    with pytest.raises(DataNotFoundError, match="look-ups are off; set EDGEFT_ALLOW_DOWNLOADS=1"):
+        glue("sst2", cfg, tokenizer=object())
+    assert seen == [(True, True)]  # offline while loading
+    assert (config.HF_HUB_OFFLINE, config.HF_DATASETS_OFFLINE) == (False, False)  # restored
+    monkeypatch.setenv("EDGEFT_ALLOW_DOWNLOADS", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    with pytest.raises(DataNotFoundError, match="could not be downloaded"):
+        glue("sst2", cfg, tokenizer=object())
+    assert seen[1] == (False, False)  # opted in: the hub may be asked
+
+
 def test_glue_needs_a_tokenizer():
     with pytest.raises(ValueError, match="tokenizer"):
         load_task(TrainingConfig(model="tiny-bert", task="mrpc", data_dir="/nowhere"), None)
