@@ -90,3 +90,13 @@ def test_help_lists_the_settings(pilot, capsys):
     assert "--seeds" in out and "iid-h1" in out and "dir-h1" in out
     with pytest.raises(SystemExit):
         pilot.main(["--settings", "nope", "--table"])
+
+
+def test_sparse_evaluation_keeps_every_evaluation_of_the_final_window(pilot):
+    for setting in pilot.SPARSE_EVAL:
+        dense = set(range(0, pilot.SETTINGS[setting][1] + 1, pilot.SETTINGS[setting][2]))
+        sparse = set(pilot.eval_rounds(setting))
+        rounds = pilot.SETTINGS[setting][1]
+        assert sparse < dense and {0, rounds} <= sparse
+        assert {t for t in dense if t >= 0.8 * rounds} <= sparse
+    assert pilot.eval_rounds("iid-h0.3") == list(range(0, 101, 10))
