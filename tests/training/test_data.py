@@ -74,8 +74,10 @@ def _fake_datasets(monkeypatch, seen):
 
     config = types.SimpleNamespace(HF_HUB_OFFLINE=False, HF_DATASETS_OFFLINE=False)
 
+    from huggingface_hub import constants
+
     def load_dataset(*args, **kwargs):
-        seen.append((config.HF_HUB_OFFLINE, config.HF_DATASETS_OFFLINE))
+        seen.append((config.HF_HUB_OFFLINE, config.HF_DATASETS_OFFLINE, constants.HF_HUB_OFFLINE))
         raise ConnectionError("offline and not cached")
 
     fake = types.ModuleType("datasets")
@@ -87,20 +89,23 @@ def _fake_datasets(monkeypatch, seen):
 
 
 def test_glue_through_datasets_is_cache_only_unless_downloads_are_allowed(monkeypatch):
-    seen: list[tuple[bool, bool]] = []
+    from huggingface_hub import constants
+
+    seen: list[tuple[bool, bool, bool]] = []
     config = _fake_datasets(monkeypatch, seen)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     cfg = TrainingConfig(task="sst2")
     monkeypatch.delenv("EDGEFT_ALLOW_DOWNLOADS", raising=False)
     with pytest.raises(DataNotFoundError, match="look-ups are off; set EDGEFT_ALLOW_DOWNLOADS=1"):
         glue("sst2", cfg, tokenizer=object())
-    assert seen == [(True, True)]  # offline while loading
-    assert (config.HF_HUB_OFFLINE, config.HF_DATASETS_OFFLINE) == (False, False)  # restored
+    assert seen == [(True, True, True)]  # datasets and the hub client offline while loading
+    assert not (config.HF_HUB_OFFLINE or config.HF_DATASETS_OFFLINE or constants.HF_HUB_OFFLINE)
     monkeypatch.setenv("EDGEFT_ALLOW_DOWNLOADS", "1")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     with pytest.raises(DataNotFoundError, match="could not be downloaded"):
         glue("sst2", cfg, tokenizer=object())
-    assert seen[1] == (False, False)  # opted in: the hub may be asked
+    assert seen[1] == (False, False, False)  # opted in: the hub may be asked
 
 
 def test_glue_needs_a_tokenizer():
