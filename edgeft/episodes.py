@@ -10,7 +10,8 @@ What the MEC metrics are (each a mean over the episode's rounds; a round is one 
 iteration of every user): ``energy`` the energy of a round summed over the N users (device +
 edge, J), ``delay`` a user's delay in a round averaged over the users (s), ``stability`` the
 stability bound averaged over the users, ``cost`` the weighted objective of a round (summed over
-users). FedLoRA: ``avg_delay_s`` the round's delay (s), the other metrics as titled.
+users; the env's ``info["objective"]``), ``energy_violation`` the mean over users of
+max(0, time-average device energy / budget - 1). FedLoRA: ``avg_delay_s`` the round's delay (s), the other metrics as titled.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def play_episode(env: Any, policy: Any, seed: int, *, deterministic: bool = True
             acc["energy"] += float(np.sum(info["energy"]))
             acc["delay"] += float(np.mean(info["delay"]))
             acc["stability"] += float(np.mean(info["stability"]))
-            acc["cost"] += float(info["cost"])
+            acc["cost"] += float(info["objective"])
             dev_energy = np.asarray(info["device_energy"], dtype=np.float64)
             acc["dev_energy"] = acc["dev_energy"] + dev_energy
             acc["budget"] = acc["budget"] + budget

@@ -165,9 +165,13 @@ class AOResult:
 
 
 def _coefficients(inst: MECInstance, weights: tuple[float, float, float],
-                  server: np.ndarray) -> dict[str, np.ndarray]:
-    """Instance constants of P4 in solver units (per user at its server)."""
+                  server: np.ndarray, price: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Instance constants of P4 in solver units (per user at its server).
+
+    ``price``: the device-energy price of ``reward.per_user_cost`` (omega_e + lambda_n weights
+    the device compute energy; the upload energy's weight is ``"we_dev"``)."""
     we, wt, ws = weights
+    we_dev: Any = we if price is None else we + np.asarray(price, dtype=np.float64)
     psi = inst.psi
     cdu = inst.cores_user * inst.flops_user
     cde = inst.cores_edge[server] * inst.flops_edge[server]
@@ -176,12 +180,13 @@ def _coefficients(inst: MECInstance, weights: tuple[float, float, float],
     return {
         # A(F) = c1/F + c2 F^2 with F in GHz
         "c1": wt * psi / (_HZ_PER_GHZ * cdu),
-        "c2": we * inst.kappa_user * _HZ_PER_GHZ**2 * psi / cdu,
+        "c2": we_dev * inst.kappa_user * _HZ_PER_GHZ**2 * psi / cdu,
         "k1": wt * psi / (_HZ_PER_GHZ * cde),
         "k2": we * inst.kappa_edge * _HZ_PER_GHZ**2 * psi / cde,
         "s": s,
         "c": g / (inst.noise_psd * _HZ_PER_MHZ),
         "sc": ws * 2.0 * inst.lipschitz**2 * inst.num_layers / inst.samples,
+        "we_dev": we_dev,
     }
 
 
@@ -194,9 +199,10 @@ def to_decision(inst: MECInstance, server: np.ndarray, sol: dict[str, np.ndarray
 
 
 def cost_of(inst: MECInstance, dec: MECDecision, weights: tuple[float, float, float],
-            upload_delay: bool) -> float:
-    """P3's objective H (the env's weighted cost, continuous alpha allowed)."""
-    return R.weighted_cost(inst, dec, weights, include_upload_delay=upload_delay)
+            upload_delay: bool, price: np.ndarray | None = None) -> float:
+    """P3's objective H (the env's weighted cost, continuous alpha allowed); with ``price``,
+    plus the priced device energy (``reward.per_user_cost``)."""
+    return R.weighted_cost(inst, dec, weights, include_upload_delay=upload_delay, price=price)
 
 
 def equal_share_decision(inst: MECInstance, server: np.ndarray, alpha: Any = None
@@ -229,6 +235,7 @@ def _aux_values(dec: MECDecision, co: dict[str, np.ndarray], weights: tuple[floa
                 num_layers: int, noise_psd: float, gain: np.ndarray) -> dict[str, np.ndarray]:
     """The quadratic-transform auxiliaries z, v, q at ``dec`` (optimal for fixed ``dec``)."""
     we, wt, _ = weights
+    we = co["we_dev"]  # the upload energy is device energy
     fu = dec.freq_user / _HZ_PER_GHZ
     fe = dec.freq_edge / _HZ_PER_GHZ
     alpha = dec.alpha
@@ -252,7 +259,8 @@ def _aux_values(dec: MECDecision, co: dict[str, np.ndarray], weights: tuple[floa
 def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.ndarray, *,
           upload_delay: bool = True, init: MECDecision | None = None,
           fix_alpha: np.ndarray | None = None, tol: float = 1e-9, max_iter: int = 200,
-          compiled: bool = True, alpha_step: bool = True) -> AOResult:
+          compiled: bool = True, alpha_step: bool = True,
+          price: np.ndarray | None = None) -> AOResult:
     """Fractional-programming AO for P3(chi) (MEC Section 4.1, Proposition 1).
 
     Alternates the closed-form auxiliaries (z, v, q) with the convex P4 until the relative
@@ -266,12 +274,14 @@ def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.nda
     f only through the previous iterate): on the paper-size instance (N = 50, M = 10, seed 1)
     the relative gap to the limit falls below 1e-8 in 20 iterations instead of ~100, and the
     end point is as low or lower. ``alpha_step=False`` is the paper's iteration literally.
+    ``price`` (N,): minimise the cost plus the priced device energy (``reward.per_user_cost``;
+    the drift-plus-penalty policies); ``AOResult.cost`` is then that priced cost.
     """
     t0 = time.perf_counter()
     server = np.asarray(server, dtype=np.int64)
     n = inst.num_users
     prob = get_p4(n, inst.num_servers, inst.num_layers, upload_delay) if compiled else None
-    co = _coefficients(inst, weights, server)
+    co = _coefficients(inst, weights, server, price)
     g = inst.gain[np.arange(n), server]
     if fix_alpha is not None:
         lo = hi = np.asarray(fix_alpha, dtype=np.float64)
@@ -281,7 +291,7 @@ def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.nda
     dec = MECDecision(alpha=np.clip(dec.alpha, lo, hi), server=server, power=dec.power,
                       bandwidth=dec.bandwidth, freq_user=dec.freq_user, freq_edge=dec.freq_edge)
     fixed = _fixed_values(inst, server, co, lo, hi)
-    cost = cost_of(inst, dec, weights, upload_delay)
+    cost = cost_of(inst, dec, weights, upload_delay, price)
     history = [cost]
     pf = [float(np.mean(dec.power / inst.p_max))]
     it = 0
@@ -302,10 +312,10 @@ def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.nda
         sol["fe"] = np.maximum(sol["fe"], 1e-12)
         new = to_decision(inst, server, sol)
         if alpha_step and fix_alpha is None:
-            new = MECDecision(alpha=optimal_alpha(inst, weights, new), server=server,
+            new = MECDecision(alpha=optimal_alpha(inst, weights, new, price), server=server,
                               power=new.power, bandwidth=new.bandwidth,
                               freq_user=new.freq_user, freq_edge=new.freq_edge)
-        new_cost = cost_of(inst, new, weights, upload_delay)
+        new_cost = cost_of(inst, new, weights, upload_delay, price)
         history.append(new_cost)
         pf.append(float(np.mean(new.power / inst.p_max)))
         if new_cost > cost:  # only solver inaccuracy can do this (Proposition 1): keep the best
@@ -320,14 +330,15 @@ def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.nda
 
 
 def round_alpha(inst: MECInstance, weights: tuple[float, float, float], res: AOResult, *,
-                upload_delay: bool = True, tol: float = 1e-7) -> AOResult:
+                upload_delay: bool = True, tol: float = 1e-7,
+                price: np.ndarray | None = None) -> AOResult:
     """Round alpha to the nearest integer and re-solve the continuous part (MEC Section 4.1)."""
     alpha = np.clip(np.round(res.decision.alpha), 1, inst.num_layers - 1)
     dec = res.decision
     init = MECDecision(alpha=alpha, server=dec.server, power=dec.power, bandwidth=dec.bandwidth,
                        freq_user=dec.freq_user, freq_edge=dec.freq_edge)
     out = fp_ao(inst, weights, dec.server, upload_delay=upload_delay, init=init,
-                fix_alpha=alpha, tol=tol)
+                fix_alpha=alpha, tol=tol, price=price)
     out.solve_time += res.solve_time
     out.iterations += res.iterations
     return out
@@ -335,14 +346,15 @@ def round_alpha(inst: MECInstance, weights: tuple[float, float, float], res: AOR
 
 # --------------------------------------------------------------------------- classical AO
 def optimal_alpha(inst: MECInstance, weights: tuple[float, float, float],
-                  dec: MECDecision) -> np.ndarray:
+                  dec: MECDecision, price: np.ndarray | None = None) -> np.ndarray:
     """Exact minimiser over alpha in [1, Upsilon - 1] with all resources fixed (closed form).
 
     The cost is alpha A + (Upsilon - alpha) B + omega_s 2 L^2 Upsilon / (k (Upsilon - alpha));
     the stationary point is Upsilon - alpha = sqrt(sc / (B - A)) when B > A, else alpha = 1.
+    ``price``: the device compute energy weighted omega_e + lambda_n (``reward.per_user_cost``).
     """
     server = dec.server
-    co = _coefficients(inst, weights, server)
+    co = _coefficients(inst, weights, server, price)
     fu = dec.freq_user / _HZ_PER_GHZ
     fe = dec.freq_edge / _HZ_PER_GHZ
     A = co["c1"] / fu + co["c2"] * fu**2
@@ -538,10 +550,13 @@ _QP_CACHE: dict[tuple[int, int], CongestionQP] = {}
 
 
 def congestion_coefficients(inst: MECInstance, weights: tuple[float, float, float],
-                            dec: MECDecision, upload_delay: bool = True
+                            dec: MECDecision, upload_delay: bool = True,
+                            price: np.ndarray | None = None
                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(u, v, l) of :class:`CongestionQP` at the current decision (alpha, p, f_n, loads)."""
+    """(u, v, l) of :class:`CongestionQP` at the current decision (alpha, p, f_n, loads);
+    ``price``: the upload energy weighted omega_e + lambda_n (``reward.per_user_cost``)."""
     we, wt, _ = weights
+    we_up: Any = we if price is None else we + np.asarray(price, dtype=np.float64)
     m = inst.num_servers
     count = np.maximum(np.bincount(dec.server, minlength=m), 1).astype(np.float64)
     b_typ = inst.b_max / count
@@ -550,7 +565,7 @@ def congestion_coefficients(inst: MECInstance, weights: tuple[float, float, floa
     floor = LN2 / s_hz  # 1/r -> ln2 / (g p / sigma^2) as b -> infinity (rate saturates)
     # 1/r(b) ~ ln2 / S + 1/(c b), exact at the typical share: c from the typical share
     inv_c = np.maximum(inv_r - floor, 1e-300) * b_typ[None, :]
-    k = (we * dec.power + (wt if upload_delay else 0.0)) * inst.bits
+    k = (we_up * dec.power + (wt if upload_delay else 0.0)) * inst.bits
     u = np.sqrt(k[:, None] * inv_c / inst.b_max[None, :])
     rest = (inst.num_layers - dec.alpha)[:, None]
     cde = (inst.cores_edge * inst.flops_edge)[None, :]

@@ -19,6 +19,8 @@ from edgeft.envs.mec.types import MECDecision, MECInstance, MECState, instance_f
 
 #: the projection report of a decision applied as given
 NO_PROJECTION = dict.fromkeys(COLUMNS, 0.0)
+#: cap of each user's energy ratio in ``info["cost_bounded"]`` (the learning signal)
+COST_CAP = 4.0
 
 
 def step(config: MECConfig, state: MECState, decision: MECDecision, rng: np.random.Generator,
@@ -51,13 +53,16 @@ def step_info(config: MECConfig, state: MECState, inst: MECInstance, dec: MECDec
     """The step's info dict (documented in ``MECOffloadingEnv``'s docstring)."""
     e_dev = terms["device_energy"]
     chi = dec.association(config.num_servers)
+    ratio = e_dev / state.energy_budget
     return {
         "round": state.round_index,
         "alpha": dec.alpha, "server": dec.server, "power": dec.power,
         "bandwidth": dec.bandwidth, "freq_user": dec.freq_user, "freq_edge": dec.freq_edge,
         "energy": terms["energy"], "device_energy": e_dev, "delay": terms["delay"],
         "stability": terms["stability"], "rate": terms["rate"],
-        "cost": cost, "energy_total": float(terms["energy"].sum()),
+        "objective": cost, "cost": float(np.mean(ratio)), "costs": ratio,
+        "cost_bounded": float(np.mean(np.minimum(ratio, COST_CAP))),
+        "energy_total": float(terms["energy"].sum()),
         "delay_mean": float(terms["delay"].mean()),
         "stability_mean": float(terms["stability"].mean()),
         "energy_queue": q_new, "queue_in_budgets": q_new / state.energy_budget,

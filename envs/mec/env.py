@@ -68,8 +68,8 @@ class MECOffloadingEnv(gym.Env):
     analytical policies act on the observation alone.
 
     ## Rewards
-    ``reward = -(cost + energy_penalty * mean_n (Q_n(t+1) - Q_n(t)) / e_bar_n)``, where ``cost``
-    is the weighted objective of the round (``reward.weighted_cost``; one pure step
+    ``reward = -(objective + energy_penalty * mean_n (Q_n(t+1) - Q_n(t)) / e_bar_n)``, where
+    ``objective`` is the weighted objective of the round (``reward.weighted_cost``; one pure step
     ``dynamics.step`` serves this env and the vector env ``vector.MECVectorEnv``). The queue
     term telescopes: over an episode it adds ``-energy_penalty * mean_n Q_n(T) / e_bar_n``,
     the budget overshoot in per-round budgets.
@@ -82,10 +82,23 @@ class MECOffloadingEnv(gym.Env):
     ## Episode end
     Never terminates; truncates after ``episode_rounds`` steps.
 
+    ## Constraint cost (the safe-RL convention: safety-gymnasium, FSRL, OmniSafe)
+    The constrained MDP: minimise the time-average ``objective`` subject to each user's
+    time-average device energy staying within its budget, (1/T) sum_t e_n(t) <= e_bar_n.
+    ``info["costs"]`` (N,) is each user's device energy in budgets this round, e_n(t) / e_bar_n
+    (the per-user constraints: episode mean <= 1); ``info["cost"]`` is their mean over users,
+    whose limit is 1 per step and T per episode (an episode with every user within budget has
+    mean cost <= 1; the converse needs ``costs``). Deep fades make a round's ratio large (the
+    device pays ~s(d) sigma^2 ln2 / g to upload its activations whatever it decides), so
+    ``info["cost_bounded"] = mean_n min(e_n / e_bar_n, 4)`` (``dynamics.COST_CAP``) is offered
+    as a bounded learning signal; ``cost`` and ``costs`` stay raw. ``budget_overshoot`` is the
+    round's device energy above budget summed over users (J).
+
     ## Info
     ``alpha``, ``server``, ``power`` (W), ``bandwidth`` (Hz), ``freq_user`` (Hz), ``freq_edge``
     (Hz) as applied after projection; per-user ``energy`` (J, device + edge), ``device_energy``
-    (J), ``delay`` (s), ``stability``; ``cost`` (weighted objective), ``energy_total``,
+    (J), ``delay`` (s), ``stability``; ``objective`` (the round's weighted objective);
+    ``cost``, ``costs``, ``cost_bounded`` (above); ``energy_total``,
     ``delay_mean``, ``stability_mean``; ``energy_queue`` (J, after the update),
     ``queue_in_budgets``, ``budget_overshoot`` (sum of device energy above budget this round,
     J); ``violations`` (largest violation of (9a)-(9g), all 0 after projection);
@@ -124,6 +137,10 @@ class MECOffloadingEnv(gym.Env):
     * v0: initial version. Before release, the discrete mode's resource rule became exact
       (it was a closed-form heuristic ~1-2% above the optimum, still
       ``actions.heuristic_resource_rule``).
+    * v0, suites v3: ``info["cost"]`` is the constraint cost (mean device energy in budgets;
+      per-user values in ``info["costs"]``, bounded version ``info["cost_bounded"]``); the
+      weighted objective moved to ``info["objective"]``. Dynamics, rewards and every other
+      info key unchanged (the v2 suites' episodes are the same).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -213,7 +230,7 @@ class MECOffloadingEnv(gym.Env):
         i = self._last_info
         hist = np.bincount(np.asarray(i["alpha"], dtype=np.int64),
                            minlength=self._in_force.num_layers)[1:]
-        return (f"round {i['round']}: cost {i['cost']:.4f}  delay {i['delay_mean']:.1f} s  "
+        return (f"round {i['round']}: cost {i['objective']:.4f}  delay {i['delay_mean']:.1f} s  "
                 f"energy {i['energy_total']:.1f} J  alpha histogram {hist.tolist()}")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from edgeft.envs.mec.config import MIN_FRACTION
@@ -21,7 +22,7 @@ from edgeft.envs.mec.types import MECDecision, MECInstance
 
 LN2 = math.log(2.0)
 
-__all__ = ["MIN_FRACTION", "fast_resource_rule", "heuristic_resource_rule",
+__all__ = ["MIN_FRACTION", "device_energy_weight", "fast_resource_rule", "heuristic_resource_rule",
            "optimal_edge_frequency", "optimal_power_bandwidth", "server_sums"]
 
 
@@ -30,10 +31,21 @@ def server_sums(values: np.ndarray, server: np.ndarray, m: int) -> np.ndarray:
     return np.bincount(server, weights=values, minlength=m)
 
 
+def device_energy_weight(we: float, price: np.ndarray) -> np.ndarray:
+    """omega_e + lambda_n: each user's weight of its device energy under a price (N,).
+
+    Raises:
+        ValueError: a negative or non-finite price.
+    """
+    price = np.asarray(price, dtype=np.float64)
+    if not np.all(np.isfinite(price)) or np.any(price < 0):
+        raise ValueError("the device-energy price must be finite and >= 0")
+    return we + price
+
 
 def fast_resource_rule(inst: MECInstance, alpha: np.ndarray, server: np.ndarray,
-                       weights: tuple[float, float, float], upload_delay: bool = True
-                       ) -> MECDecision:
+                       weights: tuple[float, float, float], upload_delay: bool = True,
+                       price: np.ndarray | None = None) -> MECDecision:
     """The cost-minimising power, bandwidth and frequencies for given (alpha, server).
 
     Used by the ``"discrete"`` mode. With alpha and the association fixed, the round's weighted
@@ -61,17 +73,30 @@ def fast_resource_rule(inst: MECInstance, alpha: np.ndarray, server: np.ndarray,
     makes p_n = p_lo optimal. With omega_t = 0 the frequencies sit at their floors (the cost
     has no minimum there).
     :func:`heuristic_resource_rule` is the earlier closed-form approximation.
+
+    ``price`` (N,), optional: an extra weight lambda_n >= 0 per joule of each user's device
+    energy (``reward.per_user_cost``); the rule then minimises that priced cost, exactly as
+    above with omega_e replaced by omega_e + lambda_n in the device GPU and the upload terms
+    (the edge energy keeps omega_e). Used by the drift-plus-penalty policies and the hindsight
+    bound.
     """
     we, wt, _ = weights
     server = np.asarray(server, dtype=np.int64)
     alpha = np.asarray(alpha, dtype=np.float64)
-    if we > 0:
-        fu = np.minimum(inst.f_user_max, (wt / (2 * we * inst.kappa_user)) ** (1.0 / 3.0))
+    if price is None:
+        if we > 0:
+            fu = np.minimum(inst.f_user_max, (wt / (2 * we * inst.kappa_user)) ** (1.0 / 3.0))
+        else:
+            fu = inst.f_user_max.copy()
     else:
-        fu = inst.f_user_max.copy()
+        we_dev = device_energy_weight(we, price)
+        with np.errstate(divide="ignore"):
+            fu = np.where(we_dev > 0, np.minimum(
+                inst.f_user_max, (wt / (2 * we_dev * inst.kappa_user)) ** (1.0 / 3.0)),
+                inst.f_user_max)
     fu = np.maximum(fu, MIN_FRACTION * inst.f_user_max)
     fe = optimal_edge_frequency(inst, alpha, server, weights)
-    p, b = optimal_power_bandwidth(inst, server, weights, upload_delay)
+    p, b = optimal_power_bandwidth(inst, server, weights, upload_delay, price)
     return MECDecision(alpha=alpha, server=server, power=p, bandwidth=b, freq_user=fu,
                        freq_edge=fe)
 
@@ -232,8 +257,8 @@ def optimal_edge_frequency(inst: MECInstance, alpha: np.ndarray, server: np.ndar
 
 
 def optimal_power_bandwidth(inst: MECInstance, server: np.ndarray,
-                            weights: tuple[float, float, float], upload_delay: bool = True
-                            ) -> tuple[np.ndarray, np.ndarray]:
+                            weights: tuple[float, float, float], upload_delay: bool = True,
+                            price: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Transmit powers and bandwidths minimising the upload cost under (9d) and (9e).
 
     Per server m: min sum_n s_n (omega_e p_n + omega_t) / r_n, r_n = b_n log2(1 + x_n),
@@ -253,10 +278,22 @@ def optimal_power_bandwidth(inst: MECInstance, server: np.ndarray,
     thresholds of lambda (where kappa(x) / x = omega_t / (omega_e p)), and
     lambda_m is found by safeguarded Newton so that the band is used in full (the cost falls
     with b). ``upload_delay=False`` (no omega_t in this term): p = p_lo; omega_e = 0:
-    p = p^max. Returns (power W, bandwidth Hz), each (N,).
+    p = p^max. ``price`` (N,): omega_e becomes omega_e + lambda_n per user (the upload energy
+    is device energy; see :func:`fast_resource_rule`); a mix of zero and positive weights with
+    omega_t > 0 is not supported. Returns (power W, bandwidth Hz), each (N,).
+
+    Raises:
+        ValueError: ``price`` makes some users' energy weights 0 and others positive while the
+            upload delay is weighted.
     """
-    we, wt_all, _ = weights
+    we_s, wt_all, _ = weights
     wt = wt_all if upload_delay else 0.0
+    we: Any = we_s
+    if price is not None:
+        we = device_energy_weight(we_s, price)
+        if wt > 0 and np.any(we > 0) and np.any(we <= 0):
+            raise ValueError("optimal_power_bandwidth: energy weights must be all 0 or all > 0 "
+                             "when the upload delay is weighted")
     m = inst.num_servers
     server = np.asarray(server, dtype=np.int64)
     n = server.shape[0]
@@ -267,18 +304,19 @@ def optimal_power_bandwidth(inst: MECInstance, server: np.ndarray,
     p_hi = inst.p_max
     p_lo = MIN_FRACTION * inst.p_max
     b_eq = band[server] / count[server]
-    if we <= 0 and wt <= 0:  # the upload costs nothing: any split is optimal
+    if np.all(we <= 0) and wt <= 0:  # the upload costs nothing: any split is optimal
         return p_hi.copy(), b_eq
     log_s = np.log(s_hz)
     log_c_hi = np.log(bits * (we * p_hi + wt) * LN2) - 2.0 * (log_s + np.log(p_hi))
     log_c_lo = np.log(bits * (we * p_lo + wt) * LN2) - 2.0 * (log_s + np.log(p_lo))
-    interior = we > 0 and wt > 0
+    interior = bool(np.all(we > 0)) and wt > 0
     if interior:
         log_c_int = np.log(bits * we**2 * LN2 / wt) - 2.0 * log_s
         # Newton on one stacked vector: the SNRs where kappa(x) / x = omega_t / (omega_e p) at
         # p^max and p_lo (the power bounds start to bind) and the SNR of the best power at the
         # equal share, kappa(x) = omega_t S / (omega_e b_eq)
-        t_c = np.log(wt / we) - np.log(np.concatenate([p_hi, p_lo]))
+        t_c = (np.log(wt / we) if price is None else np.log(wt / np.concatenate([we, we]))
+               ) - np.log(np.concatenate([p_hi, p_lo]))
         t_eq = np.log(wt * s_hz / (we * b_eq))
         u = np.concatenate([_start("kappa/x", t_c), _start("kappa", t_eq)])
         lk, sk = _snr_curves(np.exp(u))[4:]
@@ -288,10 +326,13 @@ def optimal_power_bandwidth(inst: MECInstance, server: np.ndarray,
     else:
         log_c_int = np.zeros(n)
         u = np.zeros(0)
-        p_eq = p_hi if we <= 0 else p_lo
+        p_eq = np.where(we <= 0, p_hi, p_lo) if price is not None else (
+            p_hi if we <= 0 else p_lo)
     lh = _snr_curves(np.concatenate([np.exp(u[:2 * n]), s_hz * p_eq / b_eq]))[0]
     if interior:  # lambda at the thresholds: above ell_hi p < p^max, above ell_lo p = p_lo
         ell_hi, ell_lo = log_c_hi + lh[:n], log_c_lo + lh[n:2 * n]
+    elif price is not None:
+        ell_hi = ell_lo = np.where(we <= 0, np.inf, -np.inf)
     else:
         ell_hi = ell_lo = np.full(n, np.inf if we <= 0 else -np.inf)
     # bracket: lambda_n at the equal share; every b_n >= the share at the smallest, and so on

@@ -63,29 +63,41 @@ def per_user_terms(inst: MECInstance, dec: MECDecision, *, include_upload_delay:
     }
 
 
-def per_user_cost(terms: dict[str, np.ndarray], weights: Weights) -> np.ndarray:
+def per_user_cost(terms: dict[str, np.ndarray], weights: Weights,
+                  price: np.ndarray | None = None) -> np.ndarray:
     """Each user's share of P2's objective: omega_e energy_n + omega_t delay_n + omega_s
-    stability_n, from :func:`per_user_terms` (the one place the weighted cost is assembled)."""
+    stability_n, from :func:`per_user_terms` (the one place the weighted cost is assembled).
+
+    ``price`` (N,), optional: an extra weight lambda_n >= 0 on each user's *device* energy
+    (cost per J), added as lambda_n device_energy_n: the per-round problem of drift-plus-penalty
+    on the energy queues and of the episode's Lagrangian (``baselines.mec.hindsight``). None
+    (the default) is the objective itself.
+    """
     we, wt, ws = weights
-    return we * terms["energy"] + wt * terms["delay"] + ws * terms["stability"]
+    cost = we * terms["energy"] + wt * terms["delay"] + ws * terms["stability"]
+    if price is not None:
+        cost = cost + np.asarray(price, dtype=np.float64) * terms["device_energy"]
+    return cost
 
 
 def weighted_cost(inst: MECInstance, dec: MECDecision, weights: Weights, *,
-                  include_upload_delay: bool = True) -> float:
+                  include_upload_delay: bool = True, price: np.ndarray | None = None) -> float:
     """The objective of P2 (MEC eq. 11, corrected): sum_n Cost_n^u + sum_m Cost_m^E + omega_s AS.
 
     = sum_n [omega_e energy_n + omega_t delay_n + omega_s 2L^2/(k_n (1 - alpha_n/Upsilon))]
     with ``weights`` = (omega_e, omega_t, omega_s) (already normalised, see
     ``MECConfig.weights``). With ``include_upload_delay=False`` this is the paper's literal
     objective (no omega_t s/r term). Continuous alpha is allowed (the solvers' relaxation).
+    ``price``: see :func:`per_user_cost`.
     """
     terms = per_user_terms(inst, dec, include_upload_delay=include_upload_delay)
-    return cost_of_terms(terms, weights)
+    return cost_of_terms(terms, weights, price)
 
 
-def cost_of_terms(terms: dict[str, np.ndarray], weights: Weights) -> float:
+def cost_of_terms(terms: dict[str, np.ndarray], weights: Weights,
+                  price: np.ndarray | None = None) -> float:
     """:func:`weighted_cost` from already computed :func:`per_user_terms`."""
-    return float(np.sum(per_user_cost(terms, weights)))
+    return float(np.sum(per_user_cost(terms, weights, price)))
 
 
 def queue_update(queue: np.ndarray, device_energy: np.ndarray, budget: np.ndarray

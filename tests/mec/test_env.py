@@ -80,7 +80,7 @@ def test_full_mode_expresses_a_decision_exactly_and_cost_matches_formula():
     np.testing.assert_allclose(info["freq_edge"], dec.freq_edge, rtol=1e-14)
     assert not info["projected"] or max(info["projection"].values()) < 1e-12
     want = R.weighted_cost(inst, dec, env.config.weights)
-    assert info["cost"] == pytest.approx(want, rel=1e-12)
+    assert info["objective"] == pytest.approx(want, rel=1e-12)
     for key in ("alpha", "server", "power", "bandwidth", "freq_user", "freq_edge", "energy",
                 "delay", "stability", "cost", "energy_queue"):
         assert key in info
@@ -97,7 +97,7 @@ def test_energy_queue_dynamics_and_reward_against_a_loop():
         q_new = np.array([max(0.0, q[n] + info["device_energy"][n] - budget[n]) for n in range(6)])
         np.testing.assert_allclose(info["energy_queue"], q_new, rtol=1e-12)
         term = np.mean((q_new - q) / budget)
-        assert reward == pytest.approx(-(info["cost"] + env.config.energy_penalty * term))
+        assert reward == pytest.approx(-(info["objective"] + env.config.energy_penalty * term))
         total_queue_term += term
         q = q_new
     assert total_queue_term == pytest.approx(np.mean(q / budget))  # telescopes

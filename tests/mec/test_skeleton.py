@@ -44,8 +44,8 @@ def test_every_weighted_cost_call_site_gives_the_reward_functions_value(seed, pr
     # the env (full mode expresses dec up to float rounding: compare with what it applied)
     _, _, _, _, info = env.step(decision_to_action(dec, cfg, "full", inst))
     applied = MECDecision(**{k: info[k] for k in DECISION_KEYS})
-    assert info["cost"] == R.weighted_cost(inst, applied, w, include_upload_delay=ud)
-    assert info["cost"] == pytest.approx(want, rel=1e-12)
+    assert info["objective"] == R.weighted_cost(inst, applied, w, include_upload_delay=ud)
+    assert info["objective"] == pytest.approx(want, rel=1e-12)
     # the solvers' objective
     assert S.cost_of(inst, dec, w, ud) == want
     # the per-user cost behind best_integer_alpha (policies and the BC teacher)
