@@ -76,6 +76,7 @@ def test_final_loss_is_the_mean_over_the_last_fifth_of_the_rounds():
 
 def test_real_env_loss_is_the_global_test_loss_the_calibration_fits():
     import gymnasium as gym
+    from edgeft.envs.common import config_in_force
 
     import edgeft  # noqa: F401
 
@@ -87,7 +88,7 @@ def test_real_env_loss_is_the_global_test_loss_the_calibration_fits():
     obs, _ = env.reset(seed=3)
     u = env.unwrapped
     first = u.decode(obs).loss
-    assert first == u._state["test_loss"]  # measured at reset, not the surrogate's initial loss
+    assert first == u.state.loss  # measured at reset, not the surrogate's initial loss
     env.action_space.seed(3)
     prev = first
     for _ in range(5):
@@ -97,8 +98,10 @@ def test_real_env_loss_is_the_global_test_loss_the_calibration_fits():
         else:
             assert info["loss"] == prev  # the latest evaluation carries over
         assert u.decode(obs).loss == info["loss"]
-        scale = u.config.progress_scale / u._gap
-        expected = scale * (prev - info["loss"]) - u.config.delay_penalty * info["delay_excess"]
+        # the progress reward's scale: the surrogate's initial gap, in real mode as in surrogate
+        cfg = config_in_force(env)
+        scale = cfg.progress_scale / (cfg.surrogate.initial_loss - cfg.surrogate.loss_floor)
+        expected = scale * (prev - info["loss"]) - cfg.delay_penalty * info["delay_excess"]
         assert np.isclose(reward, expected)
         prev = info["loss"]
     env.close()
