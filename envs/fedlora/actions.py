@@ -71,7 +71,8 @@ def project_shares(action: np.ndarray, total: Any = None) -> tuple[np.ndarray, A
         if total > 1.0:
             shares /= total
         return shares, np.True_  # a share was clipped (and maybe the sum rescaled)
-    shares = np.minimum(np.maximum(action, 0.0), 1.0)
+    shares = np.maximum(action, 0.0)
+    np.minimum(shares, 1.0, out=shares)
     total = shares.sum(axis=-1, keepdims=True)
     shares /= np.maximum(total, 1.0)
     projected = (shares != action).any(axis=-1)
@@ -133,7 +134,7 @@ def validate_action(action: object, config: FedLoRAConfig, batch: int | None = N
         bad = np.flatnonzero(((arr != 0.0) & (arr != 1.0)).ravel())[:10].tolist()
         raise ValueError(f"action must be {what}; entries other than 0 and 1 at flat indices "
                          f"{bad}")
-    return arr.reshape(lead + (k,))
+    return arr if arr.shape == lead + (k,) else arr.reshape(lead + (k,))
 
 
 def action_to_decision(action: Any, state: State, config: FedLoRAConfig,

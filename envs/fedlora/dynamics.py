@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,15 @@ def delay_and_queue(budget: float, bits_ln2: np.ndarray, snr_hz: np.ndarray, ban
     return per_device, delay, x, queue_update(queue, x)
 
 
+@lru_cache(maxsize=16)
+def _budget_row(budget: float, batch: int) -> np.ndarray:
+    """D-bar for each of ``batch`` copies, the batched info's ``delay_budget``: one read-only
+    array per (budget, batch), shared by every step's info."""
+    row = np.full(batch, budget)
+    row.flags.writeable = False
+    return row
+
+
 class SurrogateLearning:
     """The surrogate's learning step (``edgeft.envs.fedlora.surrogate``) as ``step`` calls it:
     ``(n, scheduled, state, rng) -> (loss after, accuracy, extra info)``; rho(N) tabulated once.
@@ -150,7 +160,7 @@ def step(params: Params, state: State, action: Any, rng: np.random.Generator,
         "device_delay": dev_delay,
         "bits": state.bits.copy(),
         "delay": delay,
-        "delay_budget": budget if batch is None else np.full(batch, budget),
+        "delay_budget": budget if batch is None else _budget_row(budget, batch),
         "delay_ratio": x,
         "delay_queue": queue,
         "cost": x,

@@ -24,7 +24,11 @@ from edgeft.envs.fedlora import dynamics
 from edgeft.envs.fedlora.actions import action_space
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
 from edgeft.envs.fedlora.generator import FadingBlocks, draw_cell, initial_state
-from edgeft.envs.fedlora.observation import decode_observation, observation_space
+from edgeft.envs.fedlora.observation import (
+    decode_observation,
+    encode_observation,
+    observation_space,
+)
 from edgeft.envs.fedlora.types import State
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -87,8 +91,15 @@ class FedLoRAVectorEnv(VectorEnv):
         for name in ("age", "queue", "t", "loss", "accuracy"):  # bits: fixed in surrogate mode
             getattr(s, name)[idx] = getattr(start, name)
 
+    def _draw_round(self) -> None:
+        """Next round's fading for every copy (one row of the pre-drawn block)."""
+        s = self._state
+        s.gain_db, s.gain, s.snr = self._fading.next(self._np_random)
+
     def _obs(self) -> np.ndarray:
-        return self._state.observation(self.config.episode_rounds, out=self._obs_buf).copy()
+        s = self._state
+        return encode_observation(s.gain_db, s.bits_mbit, s.age, s.queue, s.t, s.loss,
+                                  self.config.episode_rounds, out=self._obs_buf).copy()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
@@ -96,7 +107,7 @@ class FedLoRAVectorEnv(VectorEnv):
         self._fading = FadingBlocks(np.zeros((self.num_envs, self.config.num_devices)),
                                     self.config.noise_psd)
         self._reset_envs(np.ones(self.num_envs, dtype=bool))
-        self._state.set_channel(*self._fading.next(self.np_random))
+        self._draw_round()
         self._needs_reset[:] = False
         budget = self._step_params.budget  # the single env's reset info, batched
         return self._obs(), {"delay_budget": np.full(self.num_envs, budget),
@@ -106,12 +117,12 @@ class FedLoRAVectorEnv(VectorEnv):
         resetting = self._needs_reset
         any_reset = bool(resetting.any())
         live = ~resetting if any_reset else self._all_live
-        reward, info = dynamics.step(self._step_params, self._state, actions, self.np_random,
+        reward, info = dynamics.step(self._step_params, self._state, actions, self._np_random,
                                      self.num_envs, live if any_reset else None)
         if any_reset:
             reward = np.where(live, reward, 0.0)
             self._reset_envs(resetting)  # copies that finished last step restart now
-        self._state.set_channel(*self._fading.next(self.np_random))
+        self._draw_round()
         info.update(dict.fromkeys(self._mask_keys, live))
         truncated = live & (self._state.t >= self.config.episode_rounds)
         self._needs_reset = truncated
