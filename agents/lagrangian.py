@@ -228,7 +228,8 @@ def read_validation(out: str | Path) -> list[dict[str, Any]]:
 
 def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10) -> Path:
     """Training curves of one or more runs as a PNG: devices per round (training episodes,
-    smoothed, and validation's headline as markers), mean cost against the limit, and lambda.
+    smoothed, and validation's devices per round as markers), mean cost against the limit, and
+    lambda (runs with a multiplier).
 
     Args:
         runs: label -> run folder (``edgeft train --out``).
@@ -261,7 +262,8 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10)
                          [r["agent"]["avg_scheduled"] for r in val], "o", ms=3,
                          color=line.get_color(), label=f"{label} (validation)")
         axes[1].plot(ts, sm(c["cost"]), lw=1, color=line.get_color(), label=label)
-        axes[2].plot(t, c["lambda"], lw=1, color=line.get_color(), label=label)
+        if np.any(c["lambda"] != 0):  # runs without a multiplier log lambda = 0
+            axes[2].plot(t, c["lambda"], lw=1, color=line.get_color(), label=label)
         limit = float(c["cost_limit"][-1])
     if limit is not None:
         axes[1].axhline(limit, color="k", ls="--", lw=0.8, label="limit")
