@@ -32,7 +32,7 @@ from torch import nn
 SUPPORTED_MODEL_TYPES = {"bert": "text", "roberta": "text", "vit": "image"}
 
 # (hidden, layers, heads, ffn): small models built from a config with a fixed init (tests)
-TINY_BERT = dict(
+TINY_BERT: dict[str, Any] = dict(
     vocab_size=512,
     hidden_size=32,
     num_hidden_layers=2,
@@ -43,7 +43,7 @@ TINY_BERT = dict(
     pad_token_id=0,
     initializer_range=0.2,
 )
-TINY_VIT = dict(
+TINY_VIT: dict[str, Any] = dict(
     image_size=32,
     patch_size=8,
     num_channels=3,
@@ -184,7 +184,7 @@ class SplitModel:
         image_size: input resolution of a ViT (None for text models).
     """
 
-    model: nn.Module
+    model: Any  # a transformers model: its submodules and config are reached by attribute
     model_type: str
     modality: str
     hidden_size: int
@@ -214,9 +214,11 @@ class SplitModel:
         with torch.no_grad():
             for module in self.model.modules():
                 if isinstance(module, LoraLayer):
-                    for name in module.lora_A:
-                        nn.init.kaiming_uniform_(module.lora_A[name].weight, a=math.sqrt(5))
-                        nn.init.zeros_(module.lora_B[name].weight)
+                    lora_a: Any = module.lora_A
+                    lora_b: Any = module.lora_B
+                    for name in lora_a:
+                        nn.init.kaiming_uniform_(lora_a[name].weight, a=math.sqrt(5))
+                        nn.init.zeros_(lora_b[name].weight)
 
     def set_lora_dropout(self, active: bool) -> None:
         """Switch the LoRA branch's dropout on (training) or off (evaluation); the base stays in
@@ -317,6 +319,7 @@ def load_split_model(config: TrainingConfig) -> SplitModel:
     """
     name = config.model
     tokenizer = None
+    model: Any  # a transformers model (attributes such as .config and .embeddings)
     if name in ("tiny-bert", "tiny-vit"):
         model = _build_tiny(name)
     else:
