@@ -9,9 +9,10 @@ kept apart in ``timing`` (it differs from run to run), and per-round curves in `
 What the MEC metrics are (each a mean over the episode's rounds; a round is one training
 iteration of every user): ``energy`` the energy of a round summed over the N users (device +
 edge, J), ``delay`` a user's delay in a round averaged over the users (s), ``stability`` the
-stability bound averaged over the users, ``cost`` the weighted objective of a round (summed over
-users; the env's ``info["objective"]``), ``energy_violation`` the mean over users of
-max(0, time-average device energy / budget - 1). FedLoRA: ``avg_delay_s`` the round's delay (s), the other metrics as titled.
+stability bound averaged over the users, ``cost`` the weighted objective of a round (summed
+over users; the env's ``info["objective"]``), ``energy_violation`` the mean over users of
+max(0, time-average device energy / budget - 1). FedLoRA: ``avg_delay_s`` the round's delay
+(s), the other metrics as titled.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ TIMING = {"decide_ms": ("decide (ms)", True)}
 #: curves kept per episode (fedlora: per round; long episodes are thinned to <= 500 points)
 CURVES = {"fedlora": ("loss", "accuracy", "num_scheduled", "delay_ratio"), "mec": ("cost",)}
 MAX_CURVE_POINTS = 500
+#: curve -> the info key it reads, where they differ (MEC's cost curve is the objective)
+CURVE_INFO = {"cost": "objective"}
 
 
 def play_episode(env: Any, policy: Any, seed: int, *, deterministic: bool = True
@@ -95,7 +98,7 @@ def play_episode(env: Any, policy: Any, seed: int, *, deterministic: bool = True
             acc["dev_energy"] = acc["dev_energy"] + dev_energy
             acc["budget"] = acc["budget"] + budget
         for k in trace:
-            trace[k].append(float(np.mean(info[k])))
+            trace[k].append(float(np.mean(info[CURVE_INFO.get(k, k)])))
         if terminated or truncated:
             break
     if family == "fedlora":

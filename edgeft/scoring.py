@@ -17,6 +17,15 @@ of the offline problem, which equals its linear relaxation, so ``devices / x <= 
 every policy (the relaxation's value is concave in the budget and 0 at budget 0, hence its value
 per unit budget falls as the budget grows): no policy scores above 100, whatever it violates.
 Policies over the budget by more than :data:`BUDGET_TOLERANCE` are marked in the summary.
+
+MEC (``mec``): the headline is the weighted cost per round (lower is better) under each user's
+time-average device-energy budget. A policy over budget pays the overshoot at
+:data:`MEC_OVERSHOOT_PRICE` P per budget and user: headline = cost + P x ``energy_violation``
+(the mean over users of max(0, time-average device energy / budget - 1)). The hindsight bound
+(``edgeft.baselines.mec.hindsight``) is a Lagrangian dual with multipliers boxed in [0, P] and
+capacity prices on the servers, a certified lower bound on this headline for every policy,
+whatever it violates, so no policy scores above 100. Policies whose ``energy_violation``
+exceeds :data:`BUDGET_TOLERANCE` are marked.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20240607
 #: relative excess of the time-average constraint above which a policy is marked as breaking it
 BUDGET_TOLERANCE = 0.01
+#: MEC: cost per round charged per unit of mean relative energy overshoot (see the module doc)
+MEC_OVERSHOOT_PRICE = 100.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,11 @@ HEADLINES: dict[str, Headline] = {
         "fedlora", "devices/round within budget", True,
         "time-average delay <= D-bar; over it by a factor x, devices are divided by x",
         anchor="random", reference="lyapunov"),
+    "mec": Headline(
+        "mec", "cost/round + priced overshoot", False,
+        "time-average device energy <= each user's budget; the mean relative overshoot is "
+        f"charged {MEC_OVERSHOOT_PRICE:g} per round",
+        anchor="random", reference="greedy-dpp"),
 }
 
 
@@ -68,6 +84,7 @@ HEADLINES: dict[str, Headline] = {
 #: :func:`headline_value`) and ``"gap"`` (bound minus the feasible schedule's headline value).
 HINDSIGHT: dict[str, str] = {
     "fedlora": "edgeft.baselines.fedlora.hindsight:leaderboard_row",
+    "mec": "edgeft.baselines.mec.hindsight:leaderboard_row",
 }
 
 
@@ -93,10 +110,22 @@ def fedlora_breaks_constraint(metrics: Mapping[str, Any]) -> bool:
     return float(metrics["avg_delay_ratio"]) > 1.0 + BUDGET_TOLERANCE
 
 
+def mec_headline(metrics: Mapping[str, Any]) -> float:
+    """Cost per round plus the priced overshoot: cost + P x energy_violation."""
+    return float(metrics["cost"]) + MEC_OVERSHOOT_PRICE * float(metrics["energy_violation"])
+
+
+def mec_breaks_constraint(metrics: Mapping[str, Any]) -> bool:
+    """Whether the mean relative energy overshoot exceeds the tolerance."""
+    return float(metrics["energy_violation"]) > BUDGET_TOLERANCE
+
+
 def headline_value(family: str, metrics: Mapping[str, Any]) -> float:
     """The headline value of one episode's metrics."""
     if family == "fedlora":
         return fedlora_headline(metrics)
+    if family == "mec":
+        return mec_headline(metrics)
     raise ValueError(f"no headline defined for family {family!r}; known: {sorted(HEADLINES)}")
 
 
@@ -104,6 +133,8 @@ def breaks_constraint(family: str, metrics: Mapping[str, Any]) -> bool:
     """Whether one episode breaks its family's constraint (beyond the stated tolerance)."""
     if family == "fedlora":
         return fedlora_breaks_constraint(metrics)
+    if family == "mec":
+        return mec_breaks_constraint(metrics)
     raise ValueError(f"no headline defined for family {family!r}; known: {sorted(HEADLINES)}")
 
 

@@ -11,11 +11,19 @@ never seen in training. Every policy plays every scenario on the same seeds.
 | ``fedlora-default`` | FedLoRA defaults: K = 20, D-bar = 2 us/bit | 5 x 200 |
 | ``fedlora-paper`` | FT Section V.A (``preset="paper"``) over its budget grid (1) | 3 x 5000 |
 | ``fedlora-hard`` | K = 100 devices, D-bar = 1 us/bit | 5 x 200 |
-| ``mec-default`` | N = 20 users, M = 4 servers, corrected model | 5 x 5 |
+| ``mec-default`` | N = 20, M = 4 in a 150 m square, binding energy budgets (v3) | 5 x 40 |
 | ``mec-paper`` | MEC Section 5: N = 50, M = 10, literal (``preset="paper"``), corrected | 3 x 3 |
 | ``mec-large`` | N = 200 users, M = 20 servers | 3 x 3 |
 
 (1) 1, 2, 5, 10, 50 us/bit (50 = the paper's 0.05 ms/bit).
+
+Earlier versions of a suite whose definition changed stay reachable under ``NAME-vN``
+(``mec-default-v2``: the 5-round suite, its episodes unchanged).
+
+Constraint costs (the safe-RL convention, ``info["cost"]``): both families report a ratio whose
+time average must stay <= 1: FedLoRA D/D-bar per round, MEC the mean over users of the device
+energy in budgets (per user in ``info["costs"]``). :attr:`Suite.cost_limit` is the per-step
+limit (1) and :meth:`Suite.episode_cost_limit` the per-episode sum (T x 1).
 """
 
 from __future__ import annotations
@@ -59,6 +67,9 @@ class Suite:
         num_seeds: test episodes per (scenario, policy); seeds TEST_SEED_BASE + 0 .. n - 1.
         agents: shipped agents (``algo:name``) that play this suite by default when installed.
         sweep: (config field, axis label) the scenarios vary, for plots; None for one scenario.
+        cost_limit: the per-step limit of the constraint cost ``info["cost"]`` (1 in both
+            families: the time-average delay, or mean device energy, within budget). It does
+            not change results, so it is left out of :meth:`spec` and the fingerprint.
     """
 
     name: str
@@ -69,6 +80,15 @@ class Suite:
     num_seeds: int
     agents: tuple[str, ...] = ()
     sweep: tuple[str, str] | None = None
+    cost_limit: float = 1.0
+
+    def episode_cost_limit(self, scenario: str | None = None) -> float:
+        """The per-episode limit of the summed constraint cost: T x :attr:`cost_limit` for the
+        scenario's episode length T (the first scenario by default)."""
+        from edgeft.registration import make_config
+
+        sc = self.scenario(scenario) if scenario is not None else self.scenarios[0]
+        return float(make_config(sc.env_id, sc.config).episode_rounds) * self.cost_limit
 
     @property
     def seeds(self) -> list[int]:
@@ -78,6 +98,7 @@ class Suite:
     def spec(self) -> dict[str, Any]:
         """JSON-ready definition (what results files record)."""
         d = asdict(self)
+        d.pop("cost_limit")
         d["seeds"] = self.seeds
         return json.loads(json.dumps(d))
 
@@ -102,6 +123,19 @@ BUDGETS_US = (1.0, 2.0, 5.0, 10.0, 50.0)
 #     (envs/fedlora/calibration/default.json) instead of the built-in ones; MEC fp-cccp ranks
 #     its association candidates with the exact resource rule, and the discrete action mode
 #     (the agents') uses it.
+# v3 (mec-default): episodes of 40 rounds in a 150 m square (dense small cells) with energy
+#     budgets of 1x the reference device energy, so the per-user energy queues shape decisions
+#     and every budget can be met (greedy-dpp meets them all; the README's MEC section): in the
+#     default 1 km square the uplink is power-limited and, for 90% of the users, every decision
+#     spends within ~15% of the least device energy (the Shannon limit s sigma^2 ln2 / g at the
+#     best server), so no budget both binds and can be met; the v2 suite stays as
+#     mec-default-v2.
+#     The MEC env's info["cost"] became the constraint cost (objective in info["objective"]);
+#     the episodes' metrics are unchanged.
+
+#: the v3 default MEC scenario (see the version history above)
+MEC_DEFAULT_V3 = {"num_users": 20, "num_servers": 4, "area_m": 150.0, "episode_rounds": 40,
+                  "energy_budget_scale": 1.0}
 
 SUITES: dict[str, Suite] = {s.name: s for s in (
     Suite("fedlora-default", 2, "fedlora",
@@ -117,8 +151,13 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           "many devices, tight budget: K = 100, D-bar = 1 us/bit, 200 rounds",
           (Scenario("k100-1us", FEDLORA, {"num_devices": 100, "delay_budget_per_bit": 1e-6}),),
           num_seeds=5),
-    Suite("mec-default", 2, "mec",
-          "MEC corrected model, N = 20 users, M = 4 servers, 5 rounds",
+    Suite("mec-default", 3, "mec",
+          "MEC corrected model, N = 20 users, M = 4 servers in a 150 m square, 40 rounds, "
+          "binding energy budgets",
+          (Scenario("n20-m4-150m", MEC, dict(MEC_DEFAULT_V3)),),
+          num_seeds=5, agents=("ppo:mec-default",)),
+    Suite("mec-default-v2", 2, "mec",
+          "mec-default v2: MEC corrected model, N = 20 users, M = 4 servers, 5 rounds",
           (Scenario("n20-m4", MEC, {"num_users": 20, "num_servers": 4, "episode_rounds": 5}),),
           num_seeds=5, agents=("ppo:mec-default",)),
     Suite("mec-paper", 2, "mec",

@@ -269,7 +269,7 @@ class GreedyFastPolicy(MECPolicy):
 
 
 #: default V of the drift-plus-penalty policies (see :class:`DriftPlusPenalty`)
-DPP_V = 1.0
+DPP_V = 0.3
 
 
 class DriftPlusPenalty:
@@ -291,18 +291,26 @@ class DriftPlusPenalty:
     The time-average device energy then exceeds the budget by at most q_n(T) / T, and q_n
     settles near V lambda*_n (lambda*_n the budget's shadow price in cost per budget unit), so
     a small V meets the budgets within a short episode and a large V approaches the best
-    cost more slowly. Option ``v`` (default :data:`DPP_V`, chosen on the ``mec-default`` suite:
-    see ``edgeft.suites``).
+    cost more slowly. The price is capped at the suites' overshoot price
+    (``edgeft.scoring.MEC_OVERSHOOT_PRICE`` P per budget, shared by the N users: lambda_n <=
+    P / (N e_bar_n)): beyond it the headline prefers the overshoot, and a user whose budget no
+    decision can meet (a long deep fade) would otherwise drive its price, and the cost, up
+    without end. Options ``v`` (default :data:`DPP_V`, chosen on the ``mec-default`` suite:
+    see ``edgeft.suites``) and ``price_cap`` (default P).
     """
 
     options: dict[str, Any]
 
     def energy_price(self, inst: MECInstance) -> np.ndarray | None:
-        """lambda_n = q_n / (V e_bar_n) = Q_n / (V e_bar_n^2) (cost per joule of device energy)."""
+        """lambda_n = min(q_n / V, P / N) / e_bar_n (cost per joule of device energy)."""
+        from edgeft.scoring import MEC_OVERSHOOT_PRICE
+
         v = float(self.options.get("v", DPP_V))
         if not v > 0:
             raise ValueError(f"the drift-plus-penalty weight v must be > 0, got {v}")
-        return inst.energy_queue / (v * inst.energy_budget**2)
+        cap = float(self.options.get("price_cap", MEC_OVERSHOOT_PRICE)) / inst.num_users
+        q = inst.energy_queue / inst.energy_budget
+        return np.minimum(q / v, cap) / inst.energy_budget
 
 
 class GreedyDPPPolicy(DriftPlusPenalty, GreedyFastPolicy):

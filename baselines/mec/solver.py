@@ -234,8 +234,8 @@ def _fixed_values(inst: MECInstance, server: np.ndarray, co: dict[str, np.ndarra
 def _aux_values(dec: MECDecision, co: dict[str, np.ndarray], weights: tuple[float, float, float],
                 num_layers: int, noise_psd: float, gain: np.ndarray) -> dict[str, np.ndarray]:
     """The quadratic-transform auxiliaries z, v, q at ``dec`` (optimal for fixed ``dec``)."""
-    we, wt, _ = weights
-    we = co["we_dev"]  # the upload energy is device energy
+    _, wt, _ = weights
+    we: Any = co["we_dev"]  # the upload energy is device energy
     fu = dec.freq_user / _HZ_PER_GHZ
     fe = dec.freq_edge / _HZ_PER_GHZ
     alpha = dec.alpha

@@ -241,7 +241,7 @@ def test_discrete_mode_applies_the_rule_and_matches_the_reference_policy():
     _, _, _, _, info = env.step(action)
     dec = policy.last_decision
     rule = A.fast_resource_rule(inst, dec.alpha, dec.server, config_in_force(env).weights)
-    assert info["objective"] == pytest.approx(R.weighted_cost(inst, rule, config_in_force(env).weights),
-                                         rel=1e-12)
+    w = config_in_force(env).weights
+    assert info["objective"] == pytest.approx(R.weighted_cost(inst, rule, w), rel=1e-12)
     assert info["objective"] <= policy.last_cost * (1 + 1e-9)
     assert max(info["violations"].values()) <= 1e-12

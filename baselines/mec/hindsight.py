@@ -1,0 +1,410 @@
+"""Hindsight bound of the MEC episode problem: the least cost any policy could reach on an
+episode whose whole future (every round's positions, fading and token lengths) is known.
+
+The episode problem. Each round t the decision x_t (alpha, server, power, bandwidth and GPU
+frequencies of every user) costs the weighted objective C_t(x_t) (``reward.weighted_cost``) and
+spends device energy e_n(t; x_t); user n's budget is e_bar_n per round on time average. The
+suites score a policy by (``edgeft.scoring``, :data:`edgeft.scoring.MEC_OVERSHOOT_PRICE` = P)
+
+    H(x) = (1/T) sum_t C_t(x_t) + (P / N) sum_n max(0, (1/T) sum_t e_n(t) / e_bar_n - 1),
+
+the time-average cost plus the energy overshoot priced at P per budget and user. A policy that
+meets every budget scores its cost; the price makes the problem well posed when some user's
+budget cannot be met by any decision (deep fades: the device pays about s(d) sigma^2 ln2 / g to
+upload its activations whatever it decides).
+
+The bound (weak duality, twice). For multipliers theta_n in [0, P] (cost per budget and user;
+lambda_n = theta_n / (N e_bar_n) per joule) and any x,
+
+    H(x) >= (1/T) sum_t [C_t(x_t) + sum_n lambda_n e_n(t)] - sum_n theta_n / N      (i)
+
+because theta_n / N max(0, y) >= theta_n / N y for theta_n <= P. The bracket is the round's
+problem with device energy priced (``reward.per_user_cost``). Its minimum over the joint
+decision is combinatorial (alpha, association) and coupled through each server's band and GPU
+(sum_{n at m} b_n <= b_m^max, sum f_nm <= f_m^max); for prices mu_m, nu_m >= 0 of those
+capacities,
+
+    C_t(x) + sum_n lambda_n e_n >= sum_n phi_n - sum_m (mu_m b_m^max + nu_m f_m^max)   (ii)
+
+with phi_n = min over user n's own (server m, alpha, p, b <= b_m^max, f_n, f_nm <= f_m^max) of
+its priced cost plus mu_m b + nu_m f_nm: a feasible x pays at least the users' priced costs at
+their own decisions (sum_{n at m} b_n <= b_m^max and mu_m >= 0), each at least its minimum.
+phi_n separates: the device GPU (convex in f_n: the closed form of the resource rule), the
+upload (the upload cost at its best power is convex in b, see
+``resources.optimal_power_bandwidth``, so V(b) + mu b is minimised by bisection on its
+derivative, obtained by the envelope theorem) and the edge GPU (convex in f_nm: bisection on the
+derivative), then an enumeration of every server and every integer alpha. So the value
+(i)-(ii) is a certified lower bound on every policy's H on the episode, for any theta in
+[0, P]^N and any mu, nu >= 0 (rounds' values are found to ~1e-12 relative; a relative margin
+of 1e-9 is subtracted). :func:`episode_bound` maximises it: theta by projected subgradient
+ascent, mu and nu per round at the KKT multipliers of a good decision for the current prices
+(the exact resource rule at ``greedy-fast``'s association and alpha), where (ii) is tight for
+that association. Checked against brute force over every (alpha, server) assignment with the
+exact resource rule on tiny instances (tests/mec/test_hindsight.py).
+
+Replaying an episode: the positions, fading and token lengths of a surrogate episode are a
+function of the seed alone, not of the actions (``generator.advance`` draws them from the env's
+generator, the decisions only move the queues; tested), so an episode played with any action
+reveals the rounds every policy faces with that seed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from edgeft.envs.common import config_in_force
+from edgeft.envs.mec import formulas as F
+from edgeft.envs.mec.config import MIN_FRACTION, MECConfig
+from edgeft.envs.mec.resources import _kappa_rho, _snr_curves, _start
+from edgeft.envs.mec.types import MECDecision, MECInstance, instance_from_state
+
+from .policies import GreedyFastPolicy
+
+#: relative safety margin subtracted from the bound (the rounds' minima are found to ~1e-12)
+MARGIN = 1e-9
+_BISECT = 64
+_LOG_SPAN = 46.0  # bisection brackets [cap e^-46, cap] (e^-46 ~ 1e-20)
+
+
+@dataclass(frozen=True)
+class HindsightResult:
+    """Outcome of :func:`episode_bound`.
+
+    Attributes:
+        bound: certified lower bound on every policy's headline H on the episode (cost per
+            round plus the priced overshoot).
+        theta: the multipliers (cost per budget and user) at which ``bound`` was attained.
+        schedule: the decisions of the feasible hindsight schedule, one per round (the exact
+            resource rule at ``greedy-fast``'s association and alpha, priced at ``theta``).
+        iterations: subgradient iterations used.
+        seconds: wall time of the bound.
+    """
+
+    bound: float
+    theta: np.ndarray
+    schedule: list[MECDecision]
+    iterations: int
+    seconds: float
+
+
+def episode_instances(env: Any, seed: int) -> list[MECInstance]:
+    """Replay one surrogate episode (any action: greedy-fast's) and return its rounds'
+    instances (the exogenous values every policy faces with ``seed``; queues as played)."""
+    base = getattr(env, "unwrapped", env)
+    cfg = config_in_force(env)
+    if cfg.mode != "surrogate":
+        raise ValueError("the MEC hindsight replay needs mode='surrogate'")
+    from edgeft.envs.mec.actions import decision_to_action
+
+    pol = GreedyFastPolicy(cfg)
+    base.reset(seed=int(seed))
+    out = []
+    for _ in range(cfg.episode_rounds):
+        inst = instance_from_state(cfg, base.state)
+        out.append(inst)
+        base.step(decision_to_action(pol.decide(inst), cfg, cfg.action_mode, inst))
+    return out
+
+
+# ---------------------------------------------------------------------------- relaxed rounds
+# The functions below take a stacked instance: every field of :class:`MECInstance` with a
+# leading round axis T (``stack_rounds``), so that an episode's rounds are solved in one pass.
+def stack_rounds(rounds: list[MECInstance]) -> MECInstance:
+    """One instance whose array fields have a leading round axis (T, ...)."""
+    from dataclasses import fields
+
+    values: dict[str, Any] = {}
+    for f in fields(MECInstance):
+        v = getattr(rounds[0], f.name)
+        values[f.name] = np.stack([getattr(r, f.name) for r in rounds]) if isinstance(
+            v, np.ndarray) else v
+    return MECInstance(**values)
+
+
+def _device_layer(inst: MECInstance, we_dev: np.ndarray, wt: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(T, N): the least priced device cost of one layer over f_n in [floor, f^max] (convex in
+    f: the clipped stationary point) and the device energy of one layer there."""
+    cd = inst.cores_user * inst.flops_user
+    with np.errstate(divide="ignore"):
+        f = np.where(we_dev > 0, (wt / (2.0 * we_dev * inst.kappa_user)) ** (1.0 / 3.0), np.inf)
+    f = np.clip(f, MIN_FRACTION * inst.f_user_max, inst.f_user_max)
+    energy = inst.kappa_user * f**2 * inst.psi / cd
+    return wt * inst.psi / (f * cd) + we_dev * energy, energy
+
+
+def _bisect(deriv: Any, cap: np.ndarray) -> np.ndarray:
+    """Per entry, the minimiser over (0, cap] of a convex function whose derivative ``deriv``
+    increases: cap where the derivative is <= 0 there, else its root by bisection on log x
+    (bracket [cap e^-46, cap], 64 halvings)."""
+    x = cap.copy()
+    inner = deriv(cap) > 0
+    if inner.any():
+        lo = np.log(cap) - _LOG_SPAN
+        hi = np.log(cap)
+        for _ in range(_BISECT):
+            mid = 0.5 * (lo + hi)
+            pos = deriv(np.exp(mid)) > 0
+            hi = np.where(pos, mid, hi)
+            lo = np.where(pos, lo, mid)
+        x = np.where(inner, np.exp(0.5 * (lo + hi)), cap)
+    return x
+
+
+def _edge_costs(inst: MECInstance, we: float, wt: float, nu: np.ndarray) -> np.ndarray:
+    """(T, N, M, Upsilon - 1): min over 0 < f <= f_m^max of K (omega_t / f + omega_e kappa_2
+    f^2) + nu_m f with K = (Upsilon - alpha) psi_n / (C_m D_m), for alpha = 1 .. Upsilon - 1.
+
+    Convex in f; the stationary point solves g(f) = 2 omega_e kappa_2 f^3 + (nu / K) f^2 -
+    omega_t = 0, convex and increasing for f > 0, so Newton's method from the root at nu = 0
+    (to its right) descends monotonically to it; the minimiser is that root clipped to the
+    capacity. omega_e = 0 or omega_t = 0: bisection on the derivative (:func:`_bisect`)."""
+    alphas = np.arange(1, inst.num_layers, dtype=np.float64)
+    k = ((inst.num_layers - alphas) * inst.psi[..., :, None, None]
+         / (inst.cores_edge * inst.flops_edge)[..., None, :, None])
+    cap = np.broadcast_to(inst.f_edge_max[..., None, :, None], k.shape)
+    nu4 = np.broadcast_to(nu[..., None, :, None], k.shape)
+    if we > 0 and wt > 0:
+        a3 = 2.0 * we * inst.kappa_edge
+        r = nu4 / k
+        f = np.full(k.shape, (wt / a3) ** (1.0 / 3.0))
+        for _ in range(200):
+            step = (a3 * f**3 + r * f**2 - wt) / (3.0 * a3 * f**2 + 2.0 * r * f)
+            f = f - step
+            if np.max(np.abs(step) / f) < 1e-14:
+                break
+        f = np.minimum(f, cap)
+    else:
+        f = _bisect(lambda f: k * (2.0 * we * inst.kappa_edge * f - wt / f**2) + nu4, cap)
+    return k * (wt / f + we * inst.kappa_edge * f**2) + nu4 * f
+
+
+def _best_power(s_hz: np.ndarray, b: np.ndarray, we_dev: np.ndarray, wt: float,
+                p_lo: np.ndarray, p_hi: np.ndarray) -> np.ndarray:
+    """The power minimising s (omega_e p + omega_t) / r(p, b) at bandwidth b (clipped to its
+    bounds): stationary where kappa(x) = omega_t S / (omega_e b), x = S p / b (see
+    ``resources.optimal_power_bandwidth``); omega_t = 0 gives p_lo."""
+    if wt <= 0:
+        return p_lo * np.ones_like(b)
+    target = np.log(wt * s_hz / (we_dev * b))
+    u = _start("kappa", target)
+    for _ in range(2):
+        lk, sk = _snr_curves(np.exp(u))[4:]
+        u = u + (target - lk) / sk
+    return np.clip(np.exp(u) * b / s_hz, p_lo, p_hi)
+
+
+def _upload_costs(inst: MECInstance, we_dev: np.ndarray, wt: float, mu: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(T, N, M): min over p in [p_lo, p^max], 0 < b <= b_m^max of the priced upload cost
+    s (omega_e' p + omega_t) / r(p, b) + mu_m b, and the upload energy s p / r there.
+
+    V(b) = min_p s (omega_e' p + omega_t) / r is convex and decreasing in b
+    (``resources.optimal_power_bandwidth``); its derivative by the envelope theorem is
+    -s (omega_e' p + omega_t) ln2 rho(x) / (b ln(1 + x))^2, so V(b) + mu b is minimised where
+    that derivative equals -mu (bisection on log b), or at the band's capacity."""
+    shape = inst.gain.shape
+    s_hz = inst.gain / inst.noise_psd
+    bits = np.broadcast_to(inst.bits[..., :, None], shape)
+    ce = np.broadcast_to(we_dev[:, None], shape)
+    p_lo = np.broadcast_to((MIN_FRACTION * inst.p_max)[..., :, None], shape)
+    p_hi = np.broadcast_to(inst.p_max[..., :, None], shape)
+    cap = np.broadcast_to(inst.b_max[..., None, :], shape)
+    mu3 = np.broadcast_to(mu[..., None, :], shape)
+
+    def at(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p = _best_power(s_hz, b, ce, wt, p_lo, p_hi)
+        _, rho, log1 = _kappa_rho(s_hz * p / b)
+        return p, -bits * (ce * p + wt) * F.LN2 * rho / (b * log1) ** 2, log1
+
+    b = _bisect(lambda b: at(b)[1] + mu3, cap)
+    p, _, log1 = at(b)
+    rate = b * log1 / F.LN2
+    return bits * (ce * p + wt) / rate + mu3 * b, bits * p / rate
+
+
+def relaxed_rounds(stacked: MECInstance, weights: tuple[float, float, float],
+                   upload_delay: bool, price: np.ndarray, mu: np.ndarray, nu: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Certified lower bound (ii) on each round's priced problem min_x C(x) + sum lambda_n
+    e_n(x).
+
+    Args:
+        stacked: the rounds (:func:`stack_rounds`: fields with a leading round axis T).
+        weights: (omega_e, omega_t, omega_s).
+        upload_delay: whether the upload delay is in the cost (``config.upload_delay``).
+        price: lambda_n >= 0 per joule of device energy, (N,).
+        mu, nu: prices >= 0 of each server's band and GPU (per Hz), (T, M).
+
+    Returns:
+        (values (T,), device energy (T, N) of each user's relaxed minimiser: a subgradient of
+        the values in ``price``).
+    """
+    we, wt_all, ws = weights
+    wt_up = wt_all if upload_delay else 0.0
+    price = np.asarray(price, dtype=np.float64)
+    we_dev = we + price
+    if not np.all(we_dev > 0):
+        raise ValueError("the MEC hindsight bound needs omega_e + lambda_n > 0 for every user")
+    mu = np.maximum(np.asarray(mu, dtype=np.float64), 0.0)
+    nu = np.maximum(np.asarray(nu, dtype=np.float64), 0.0)
+    dev, dev_energy = _device_layer(stacked, we_dev, wt_all)
+    up, up_energy = _upload_costs(stacked, we_dev, wt_up, mu)
+    edge = _edge_costs(stacked, we, wt_all, nu)
+    alphas = np.arange(1, stacked.num_layers, dtype=np.float64)
+    stab = ws * F.stability_bound(alphas, stacked.num_layers, stacked.lipschitz,
+                                  stacked.samples[..., :, None])
+    total = (alphas * dev[..., :, None, None] + edge + up[..., :, :, None]
+             + stab[..., :, None, :])  # (T, N, M, A)
+    a_len = alphas.shape[0]
+    flat = total.reshape(total.shape[:-2] + (-1,))
+    best = np.argmin(flat, axis=-1)
+    m_best, a_best = best // a_len, best % a_len
+    values = (np.take_along_axis(flat, best[..., None], -1)[..., 0].sum(-1)
+              - (mu * stacked.b_max).sum(-1) - (nu * stacked.f_edge_max).sum(-1))
+    energy = (alphas[a_best] * dev_energy
+              + np.take_along_axis(up_energy, m_best[..., None], -1)[..., 0])
+    return values, energy
+
+
+def relaxed_round(inst: MECInstance, weights: tuple[float, float, float], upload_delay: bool,
+                  price: np.ndarray, mu: np.ndarray, nu: np.ndarray) -> tuple[float, np.ndarray]:
+    """:func:`relaxed_rounds` of one round: (value, device energy (N,))."""
+    v, e = relaxed_rounds(stack_rounds([inst]), weights, upload_delay, price,
+                          np.asarray(mu)[None], np.asarray(nu)[None])
+    return float(v[0]), e[0]
+
+
+def capacity_prices(inst: MECInstance, weights: tuple[float, float, float], upload_delay: bool,
+                    price: np.ndarray, dec: MECDecision) -> tuple[np.ndarray, np.ndarray]:
+    """KKT multipliers (mu_m, nu_m) of each server's band and GPU at a decision whose resources
+    are the exact rule's for its (alpha, server): per server, the mean over its users of
+    -dV_n/db (upload, envelope theorem) and of c_n (omega_t / f^2 - 2 omega_e kappa_2 f) (edge
+    GPU), floored at 0. Any values >= 0 give a valid bound; these make (ii) tight for ``dec``'s
+    association."""
+    we, wt_all, _ = weights
+    wt_up = wt_all if upload_delay else 0.0
+    m = inst.num_servers
+    s = dec.server
+    we_dev = we + np.asarray(price, dtype=np.float64)
+    x = inst.gain[np.arange(inst.num_users), s] / inst.noise_psd * dec.power / dec.bandwidth
+    _, rho, log1 = _kappa_rho(x)
+    mu_n = inst.bits * (we_dev * dec.power + wt_up) * F.LN2 * rho / (dec.bandwidth * log1) ** 2
+    c = (inst.num_layers - dec.alpha) * inst.psi / (inst.cores_edge[s] * inst.flops_edge[s])
+    f = dec.freq_edge
+    nu_n = c * (wt_all / f**2 - 2.0 * we * inst.kappa_edge * f)
+    count = np.maximum(np.bincount(s, minlength=m), 1)
+    mu = np.bincount(s, weights=mu_n, minlength=m) / count
+    nu = np.bincount(s, weights=nu_n, minlength=m) / count
+    return np.maximum(mu, 0.0), np.maximum(nu, 0.0)
+
+
+# ---------------------------------------------------------------------------- episode
+def episode_bound(config: MECConfig, rounds: list[MECInstance], price_cap: float, *,
+                  iterations: int = 40, step: float | None = None) -> HindsightResult:
+    """Certified lower bound on the headline H of every policy on an episode (module doc).
+
+    Args:
+        config: the config in force (weights, upload delay).
+        rounds: the episode's instances (:func:`episode_instances`).
+        price_cap: P, the overshoot price per budget and user (the box of theta).
+        iterations: projected subgradient steps on theta.
+        step: first step size (cost per budget; default P / 4), then step / sqrt(k).
+
+    Returns:
+        :class:`HindsightResult`.
+    """
+    t0 = time.perf_counter()
+    w, ud = config.weights, config.upload_delay
+    n = config.num_users
+    stacked = stack_rounds(rounds)
+    budget = rounds[0].energy_budget
+    theta = np.zeros(n)
+    eta = price_cap / 4.0 if step is None else float(step)
+    primal = _FixedPrice(config)
+    best_value, best_theta = -np.inf, theta.copy()
+    it = 0
+    for it in range(1, iterations + 1):  # noqa: B007 (read after the loop)
+        price = theta / (n * budget)
+        if it % 4 == 1:  # capacity prices from a decision at the current price (any are valid)
+            primal.price = price
+            prices = [capacity_prices(inst, w, ud, price, primal.decide(inst))
+                      for inst in rounds]
+            mu = np.stack([p[0] for p in prices])
+            nu = np.stack([p[1] for p in prices])
+        values, energy = relaxed_rounds(stacked, w, ud, price, mu, nu)
+        value = float(values.mean()) - float(theta.sum()) / n
+        if value > best_value:
+            best_value, best_theta = value, theta.copy()
+        grad = (energy / budget).mean(axis=0) - 1.0
+        theta = np.clip(theta + eta / np.sqrt(it) * grad, 0.0, price_cap)
+    primal.price = best_theta / (n * budget)
+    schedule = [primal.decide(inst) for inst in rounds]
+    bound = best_value - MARGIN * abs(best_value)
+    return HindsightResult(bound=bound, theta=best_theta, schedule=schedule, iterations=it,
+                           seconds=time.perf_counter() - t0)
+
+
+class _FixedPrice(GreedyFastPolicy):
+    """``greedy-fast`` on the round's problem with a given device-energy price."""
+
+    price: np.ndarray | None = None
+
+    def energy_price(self, inst: MECInstance) -> np.ndarray | None:
+        return self.price
+
+
+class SchedulePolicy:
+    """Plays a fixed list of decisions in the ``"full"`` action mode: ``schedule[t]`` in round
+    t (the observation's round index); used to replay the hindsight schedule through the same
+    episode loop as every policy."""
+
+    def __init__(self, schedule: list[MECDecision], config: MECConfig) -> None:
+        self.schedule = schedule
+        self.config = config
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        from edgeft.envs.mec.actions import decision_to_action
+        from edgeft.envs.mec.observation import decode_observation
+
+        st = decode_observation(np.ravel(observation), self.config)
+        inst = instance_from_state(self.config, st)
+        dec = self.schedule[min(int(st.round_index), len(self.schedule) - 1)]
+        return decision_to_action(dec, self.config, "full", inst), state
+
+
+def leaderboard_row(env_id: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The ``hindsight`` row of one leaderboard episode: the certified bound on the headline
+    (``edgeft.scoring``: cost per round plus the priced energy overshoot) and the metrics of the
+    hindsight schedule replayed in ``"full"`` mode through the leaderboard's own episode loop.
+
+    Returns:
+        ``play_episode``'s dict plus ``"headline"`` (the bound) and ``"gap"`` (the schedule's
+        headline minus the bound, >= 0).
+    """
+    import gymnasium as gym
+
+    from edgeft.episodes import play_episode
+    from edgeft.scoring import MEC_OVERSHOOT_PRICE, headline_value
+
+    env = gym.make(env_id, **config)
+    try:
+        cfg = config_in_force(env)
+        rounds = episode_instances(env, seed)
+    finally:
+        env.close()
+    result = episode_bound(cfg, rounds, MEC_OVERSHOOT_PRICE)
+    replay = gym.make(env_id, **{**config, "action_mode": "full"})
+    try:
+        out = play_episode(replay, SchedulePolicy(result.schedule, config_in_force(replay)),
+                           seed)
+    finally:
+        replay.close()
+    out["headline"] = result.bound
+    out["gap"] = headline_value("mec", out["metrics"]) - result.bound
+    out["bound_seconds"] = result.seconds
+    return out
