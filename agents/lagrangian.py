@@ -16,9 +16,10 @@ unchanged (PPO, A2C, any on-policy algorithm; off-policy ones would store reward
 old multipliers in their replay buffer, so ``edgeft train`` offers only on-policy variants).
 
 The cost (:func:`constraint_cost`) is ``info["cost"]``, the safe-RL convention (safety-gymnasium,
-FSRL, OmniSafe): FedLoRA, the round's delay over the budget D/D-bar; the limit per step is
-:func:`cost_limit` (FedLoRA: 1.0, the time-average delay budget; a per-episode-sum limit is T
-times it).
+FSRL, OmniSafe): FedLoRA, the round's delay over the budget D/D-bar; MEC, the mean over users of
+the device energy in per-round budgets. The limit per step is :func:`cost_limit`, the suites'
+``cost_limit`` (1 in both families: the time-average delay, or energy, within budget; a
+per-episode-sum limit is T times it).
 
 Bounded cost for learning, true cost for the multiplier:
 
@@ -54,8 +55,9 @@ from typing import Any
 
 import numpy as np
 
-#: per-step limit of the constraint cost, per env family (a suite's ``cost_limit`` wins)
-COST_LIMITS = {"fedlora": 1.0}
+#: per-step limit of the constraint cost of a family without suites (the suites' ``cost_limit``
+#: wins)
+COST_LIMITS = {"fedlora": 1.0, "mec": 1.0}
 #: on-policy Lagrangian variants offered by ``edgeft train`` and the SB3 algorithm under each
 LAGRANGIAN_ALGOS = {"ppo-lag": "ppo", "a2c-lag": "a2c"}
 #: the ``lagrangian`` settings of a TrainConfig, with their defaults
@@ -80,15 +82,26 @@ def base_algo(algo: str) -> str:
 def cost_limit(config: Any) -> float:
     """The per-step constraint-cost limit of an env (its config in force).
 
-    A config or suite that states ``cost_limit`` wins; else :data:`COST_LIMITS` of the family.
+    The family's suites state it (``edgeft.suites.Suite.cost_limit``, the same for every suite
+    of a family); a config with its own ``cost_limit`` wins; :data:`COST_LIMITS` is the fallback
+    for a family without suites.
 
     Raises:
-        ValueError: no limit is defined for the family.
+        ValueError: no limit is defined for the family, or its suites disagree.
     """
     own = getattr(config, "cost_limit", None)
     if own is not None:
         return float(own)
     family = getattr(config, "family", None)
+    from edgeft.suites import SUITES
+
+    stated = {float(getattr(s, "cost_limit", COST_LIMITS.get(s.family, 1.0)))
+              for s in SUITES.values() if s.family == family}
+    if len(stated) > 1:
+        raise ValueError(f"the {family} suites state different cost limits {sorted(stated)}; "
+                         "set lagrangian.cost_limit in the training config")
+    if stated:
+        return stated.pop()
     if family not in COST_LIMITS:
         raise ValueError(f"no constraint-cost limit defined for the {family} envs; set "
                          "lagrangian.cost_limit in the training config")
@@ -98,18 +111,18 @@ def cost_limit(config: Any) -> float:
 def constraint_cost(infos: list[dict[str, Any]], family: str) -> np.ndarray:
     """The constraint cost ``info["cost"]`` of each env copy of one vector step, shape (n,).
 
-    The one place agents read the cost. FedLoRA: D/D-bar of the round. MEC: the energy-budget
-    overshoot, once the env reports it under the safe-RL convention (``info["cost"]`` the
-    constraint, per-user values in ``info["costs"]``); an env whose ``info["cost"]`` is still the
-    weighted objective is refused, since constraining the objective is meaningless.
+    The one place agents read the cost. FedLoRA: D/D-bar of the round. MEC: the mean over users
+    of the device energy in per-round budgets (the safe-RL convention: the weighted objective
+    under ``info["objective"]``); an env whose ``info["cost"]`` is still the weighted objective
+    (no ``"objective"`` key) is refused, since constraining the objective is meaningless.
 
     Raises:
         ValueError: a MEC env with the old convention, or an info without ``"cost"``.
     """
-    if family == "mec" and infos and "costs" not in infos[0]:
+    if family == "mec" and infos and "objective" not in infos[0]:
         raise ValueError("this MEC env's info['cost'] is its weighted objective, not a constraint "
-                         "cost (no info['costs']); the Lagrangian needs the energy-budget "
-                         "overshoot there")
+                         "cost (no info['objective']); the Lagrangian needs the energy-budget "
+                         "cost there")
     try:
         return np.array([float(i["cost"]) for i in infos], dtype=np.float64)
     except KeyError as err:
@@ -228,8 +241,8 @@ def read_validation(out: str | Path) -> list[dict[str, Any]]:
 
 def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10) -> Path:
     """Training curves of one or more runs as a PNG: devices per round (training episodes,
-    smoothed, and validation's devices per round as markers), mean cost against the limit, and
-    lambda (runs with a multiplier).
+    smoothed, and validation's devices per round as markers; envs without devices: the training
+    reward per step), mean cost against the limit, and lambda (runs with a multiplier).
 
     Args:
         runs: label -> run folder (``edgeft train --out``).
@@ -255,9 +268,11 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10)
             return np.convolve(x, k, mode="valid")
 
         ts = t[w - 1:]
-        line, = axes[0].plot(ts, sm(c["devices"]), lw=1, label=f"{label} (training)")
-        val = [r for r in read_validation(folder) if "headline" in r.get("agent", {})]
-        if val:
+        devices = bool(np.all(np.isfinite(c["devices"])))  # FedLoRA; else the mean reward
+        first = c["devices"] if devices else c["utility"]
+        line, = axes[0].plot(ts, sm(first), lw=1, label=f"{label} (training)")
+        val = [r for r in read_validation(folder) if "avg_scheduled" in r.get("agent", {})]
+        if val and devices:
             axes[0].plot([r["timesteps"] / 1e6 for r in val],
                          [r["agent"]["avg_scheduled"] for r in val], "o", ms=3,
                          color=line.get_color(), label=f"{label} (validation)")
@@ -267,8 +282,9 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10)
         limit = float(c["cost_limit"][-1])
     if limit is not None:
         axes[1].axhline(limit, color="k", ls="--", lw=0.8, label="limit")
-    axes[0].set(xlabel="env steps (M)", ylabel="devices / round", title="devices scheduled")
-    axes[1].set(xlabel="env steps (M)", ylabel="mean D/D-bar per episode",
+    axes[0].set(xlabel="env steps (M)", ylabel="devices / round (else reward / step)",
+                title="devices scheduled (training reward)")
+    axes[1].set(xlabel="env steps (M)", ylabel="mean cost per step (FedLoRA: D/D-bar)",
                 title="constraint cost vs limit")
     axes[1].set_ylim(0, 2 * (limit or 1.0))
     axes[2].set(xlabel="env steps (M)", ylabel="lambda (reward units)", title="multiplier")

@@ -30,7 +30,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 #: per-copy scalars of the vector env's info that :class:`NumpyVecEnv` passes on in each copy's
 #: SB3 info dict (what ``lagrangian.VecLagrangian`` and the training curves read)
-INFO_KEYS = ("cost", "num_scheduled")
+INFO_KEYS = ("cost", "num_scheduled", "objective")
 
 
 class NumpyVecEnv(VecEnv):

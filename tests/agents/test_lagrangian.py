@@ -21,7 +21,7 @@ from edgeft.agents.vec import NumpyVecEnv, VecLagrangian, devices_utility
 from edgeft.envs.common import config_in_force
 
 from edgeft.cli import main
-from edgeft.suites import FEDLORA
+from edgeft.suites import FEDLORA, MEC
 
 
 def _dual_ascent(costs, limit, ki, max_error, lam0=0.0):
@@ -67,10 +67,10 @@ def test_settings_names_and_costs():
     assert cost_limit(config_in_force(gym.make(FEDLORA))) == 1.0
     np.testing.assert_array_equal(constraint_cost([{"cost": 2.5}, {"cost": 0.0}], "fedlora"),
                                   [2.5, 0.0])
-    # MEC: info["cost"] must be the constraint (per-user overshoots in info["costs"])
+    # MEC: info["cost"] must be the constraint (the objective under its own key)
     with pytest.raises(ValueError, match="weighted objective"):
         constraint_cost([{"cost": 8.4}], "mec")
-    assert constraint_cost([{"cost": 0.3, "costs": [0.1, 0.2]}], "mec")[0] == 0.3
+    assert constraint_cost([{"cost": 0.3, "objective": 8.4}], "mec")[0] == 0.3
     with pytest.raises(ValueError, match="lagrangian settings need"):
         train_mod.build_config(FEDLORA, "ppo", lagrangian={"ki": 0.1})
 
@@ -200,3 +200,21 @@ def test_lambda_settles_where_fixed_penalties_miss_the_limit(tmp_path):
     assert 0.02 < lam.mean() < 1.5
     assert lam.std() < 0.25 * lam.mean()   # settled, not drifting
     assert tail(lag, "devices").mean() > tail(high, "devices").mean()
+
+
+def test_mec_cost_is_the_energy_constraint_and_ppo_lag_runs_there(tmp_path):
+    kw = {"num_users": 4, "num_servers": 2, "episode_rounds": 3, "action_mode": "discrete"}
+    env = gym.make(MEC, **kw)
+    assert cost_limit(env.unwrapped.config) == 1.0
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(env.action_space.sample())
+    assert constraint_cost([info], "mec")[0] == pytest.approx(float(np.mean(info["costs"])))
+    out = tmp_path / "mec"
+    assert main(["train", "--env", MEC, "--algo", "ppo-lag", "--seed", "1",
+                 *[x for k, v in kw.items() for x in ("--set", f"{k}={v}")],
+                 "--n-envs", "2", "--hp", "n_steps=6", "--hp", "batch_size=12",
+                 "--hp", "n_epochs=1", "--timesteps", "24", "--eval-episodes", "1",
+                 "--eval-every", "0", "--no-progress", "--out", str(out)]) == 0
+    meta = json.loads((out / "model.config.json").read_text())
+    assert meta["lagrangian"]["multiplier"]["updates"] == 24 // 6
+    assert (out / "curves.csv").is_file()
