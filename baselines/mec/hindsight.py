@@ -32,15 +32,16 @@ their own decisions (sum_{n at m} b_n <= b_m^max and mu_m >= 0), each at least i
 phi_n separates: the device GPU (convex in f_n: the closed form of the resource rule), the
 upload (the upload cost at its best power is convex in b, see
 ``resources.optimal_power_bandwidth``, so V(b) + mu b is minimised by bisection on its
-derivative, obtained by the envelope theorem) and the edge GPU (convex in f_nm: bisection on the
-derivative), then an enumeration of every server and every integer alpha. So the value
-(i)-(ii) is a certified lower bound on every policy's H on the episode, for any theta in
+derivative, obtained by the envelope theorem) and the edge GPU (convex in f_nm: Newton's
+method on the stationarity cubic), then an enumeration of every server and every integer
+alpha. So the value (i)-(ii) is a certified lower bound on every policy's H on the episode, for any theta in
 [0, P]^N and any mu, nu >= 0 (rounds' values are found to ~1e-12 relative; a relative margin
-of 1e-9 is subtracted). :func:`episode_bound` maximises it: theta by projected subgradient
-ascent, mu and nu per round at the KKT multipliers of a good decision for the current prices
-(the exact resource rule at ``greedy-fast``'s association and alpha), where (ii) is tight for
-that association. Checked against brute force over every (alpha, server) assignment with the
-exact resource rule on tiny instances (tests/mec/test_hindsight.py).
+of 1e-9 is subtracted). :func:`episode_bound` maximises it: theta per user by bisection on
+its supergradient (the bound separates over users), mu and nu per round at the KKT
+multipliers of a good decision for the current prices (the exact resource rule at
+``greedy-fast``'s association and alpha), where (ii) is tight for that association. Checked
+against brute force over every (alpha, server) assignment with the exact resource rule on tiny
+instances (tests/mec/test_hindsight.py).
 
 Replaying an episode: the positions, fading and token lengths of a surrogate episode are a
 function of the seed alone, not of the actions (``generator.advance`` draws them from the env's
@@ -79,7 +80,7 @@ class HindsightResult:
         theta: the multipliers (cost per budget and user) at which ``bound`` was attained.
         schedule: the decisions of the feasible hindsight schedule, one per round (the exact
             resource rule at ``greedy-fast``'s association and alpha, priced at ``theta``).
-        iterations: subgradient iterations used.
+        iterations: evaluations of the relaxed episode used.
         seconds: wall time of the bound.
     """
 
@@ -230,7 +231,21 @@ def relaxed_rounds(stacked: MECInstance, weights: tuple[float, float, float],
                    upload_delay: bool, price: np.ndarray, mu: np.ndarray, nu: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Certified lower bound (ii) on each round's priced problem min_x C(x) + sum lambda_n
-    e_n(x).
+    e_n(x): ``user_minima``'s per-user minima summed, less the capacity terms.
+
+    Returns:
+        (values (T,), device energy (T, N) of each user's relaxed minimiser: a subgradient of
+        the values in ``price``).
+    """
+    mins, energy, const = user_minima(stacked, weights, upload_delay, price, mu, nu)
+    return mins.sum(-1) - const, energy
+
+
+def user_minima(stacked: MECInstance, weights: tuple[float, float, float],
+                upload_delay: bool, price: np.ndarray, mu: np.ndarray, nu: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's minimum phi_n of (ii) in every round, its device energy there, and the
+    capacity terms sum_m (mu_m b_m^max + nu_m f_m^max) per round.
 
     Args:
         stacked: the rounds (:func:`stack_rounds`: fields with a leading round axis T).
@@ -240,8 +255,7 @@ def relaxed_rounds(stacked: MECInstance, weights: tuple[float, float, float],
         mu, nu: prices >= 0 of each server's band and GPU (per Hz), (T, M).
 
     Returns:
-        (values (T,), device energy (T, N) of each user's relaxed minimiser: a subgradient of
-        the values in ``price``).
+        (minima (T, N), device energy (T, N) at each minimiser, capacity terms (T,)).
     """
     we, wt_all, ws = weights
     wt_up = wt_all if upload_delay else 0.0
@@ -263,11 +277,11 @@ def relaxed_rounds(stacked: MECInstance, weights: tuple[float, float, float],
     flat = total.reshape(total.shape[:-2] + (-1,))
     best = np.argmin(flat, axis=-1)
     m_best, a_best = best // a_len, best % a_len
-    values = (np.take_along_axis(flat, best[..., None], -1)[..., 0].sum(-1)
-              - (mu * stacked.b_max).sum(-1) - (nu * stacked.f_edge_max).sum(-1))
+    mins = np.take_along_axis(flat, best[..., None], -1)[..., 0]
+    const = (mu * stacked.b_max).sum(-1) + (nu * stacked.f_edge_max).sum(-1)
     energy = (alphas[a_best] * dev_energy
               + np.take_along_axis(up_energy, m_best[..., None], -1)[..., 0])
-    return values, energy
+    return mins, energy, const
 
 
 def relaxed_round(inst: MECInstance, weights: tuple[float, float, float], upload_delay: bool,
@@ -304,15 +318,25 @@ def capacity_prices(inst: MECInstance, weights: tuple[float, float, float], uplo
 
 # ---------------------------------------------------------------------------- episode
 def episode_bound(config: MECConfig, rounds: list[MECInstance], price_cap: float, *,
-                  iterations: int = 40, step: float | None = None) -> HindsightResult:
+                  outer: int = 3, steps: int = 36) -> HindsightResult:
     """Certified lower bound on the headline H of every policy on an episode (module doc).
+
+    With the capacity prices mu, nu fixed, the bound (i)-(ii) separates over users:
+    L(theta) = sum_n L_n(theta_n) - (1/T) sum_t sum_m (mu_m b_m^max + nu_m f_m^max), with
+    L_n(theta_n) = (1/T) sum_t phi_n(t; theta_n) - theta_n / N concave in theta_n and
+    supergradient (mean_t e_n(t) / e_bar_n - 1) / N at the relaxed minimiser. So each user's
+    multiplier is found by bisection on the sign of that supergradient over [0, P] (all users
+    at once), keeping each user's best value seen: every value kept is attained at some
+    theta_n, so their sum is L at a point of the box, a certified bound. ``outer`` times:
+    capacity prices from ``greedy-fast``'s decision at the current multipliers, then ``steps``
+    bisection steps.
 
     Args:
         config: the config in force (weights, upload delay).
         rounds: the episode's instances (:func:`episode_instances`).
         price_cap: P, the overshoot price per budget and user (the box of theta).
-        iterations: projected subgradient steps on theta.
-        step: first step size (cost per budget; default P / 4), then step / sqrt(k).
+        outer: capacity-price updates.
+        steps: bisection steps per update.
 
     Returns:
         :class:`HindsightResult`.
@@ -323,29 +347,39 @@ def episode_bound(config: MECConfig, rounds: list[MECInstance], price_cap: float
     stacked = stack_rounds(rounds)
     budget = rounds[0].energy_budget
     theta = np.zeros(n)
-    eta = price_cap / 4.0 if step is None else float(step)
     primal = _FixedPrice(config)
     best_value, best_theta = -np.inf, theta.copy()
-    it = 0
-    for it in range(1, iterations + 1):  # noqa: B007 (read after the loop)
-        price = theta / (n * budget)
-        if it % 4 == 1:  # capacity prices from a decision at the current price (any are valid)
-            primal.price = price
-            prices = [capacity_prices(inst, w, ud, price, primal.decide(inst))
-                      for inst in rounds]
-            mu = np.stack([p[0] for p in prices])
-            nu = np.stack([p[1] for p in prices])
-        values, energy = relaxed_rounds(stacked, w, ud, price, mu, nu)
-        value = float(values.mean()) - float(theta.sum()) / n
+    for _ in range(outer):
+        primal.price = theta / (n * budget)
+        prices = [capacity_prices(inst, w, ud, primal.price, primal.decide(inst))
+                  for inst in rounds]
+        mu = np.stack([p[0] for p in prices])
+        nu = np.stack([p[1] for p in prices])
+        lo, hi = np.zeros(n), np.full(n, float(price_cap))
+        user_best = np.full(n, -np.inf)
+        user_theta = np.zeros(n)
+        const = 0.0
+        for k in range(steps + 2):
+            point = lo if k == 0 else hi if k == 1 else 0.5 * (lo + hi)
+            mins, energy, c = user_minima(stacked, w, ud, point / (n * budget), mu, nu)
+            const = float(c.mean())
+            value_n = mins.mean(axis=0) - point / n
+            better = value_n > user_best
+            user_best = np.where(better, value_n, user_best)
+            user_theta = np.where(better, point, user_theta)
+            if k >= 2:
+                over = (energy / budget).mean(axis=0) > 1.0
+                lo = np.where(over, point, lo)
+                hi = np.where(over, hi, point)
+        value = float(user_best.sum()) - const
         if value > best_value:
-            best_value, best_theta = value, theta.copy()
-        grad = (energy / budget).mean(axis=0) - 1.0
-        theta = np.clip(theta + eta / np.sqrt(it) * grad, 0.0, price_cap)
+            best_value, best_theta = value, user_theta.copy()
+        theta = user_theta
     primal.price = best_theta / (n * budget)
     schedule = [primal.decide(inst) for inst in rounds]
     bound = best_value - MARGIN * abs(best_value)
-    return HindsightResult(bound=bound, theta=best_theta, schedule=schedule, iterations=it,
-                           seconds=time.perf_counter() - t0)
+    return HindsightResult(bound=bound, theta=best_theta, schedule=schedule,
+                           iterations=outer * (steps + 2), seconds=time.perf_counter() - t0)
 
 
 class _FixedPrice(GreedyFastPolicy):

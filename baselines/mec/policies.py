@@ -269,7 +269,7 @@ class GreedyFastPolicy(MECPolicy):
 
 
 #: default V of the drift-plus-penalty policies (see :class:`DriftPlusPenalty`)
-DPP_V = 0.3
+DPP_V = 10.0
 
 
 class DriftPlusPenalty:
