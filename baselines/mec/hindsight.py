@@ -34,8 +34,8 @@ upload (the upload cost at its best power is convex in b, see
 ``resources.optimal_power_bandwidth``, so V(b) + mu b is minimised by bisection on its
 derivative, obtained by the envelope theorem) and the edge GPU (convex in f_nm: Newton's
 method on the stationarity cubic), then an enumeration of every server and every integer
-alpha. So the value (i)-(ii) is a certified lower bound on every policy's H on the episode, for any theta in
-[0, P]^N and any mu, nu >= 0 (rounds' values are found to ~1e-12 relative; a relative margin
+alpha. So the value (i)-(ii) is a certified lower bound on every policy's H on the episode,
+for any theta in [0, P]^N and any mu, nu >= 0 (rounds' values are found to ~1e-12 relative; a relative margin
 of 1e-9 is subtracted). :func:`episode_bound` maximises it: theta per user by bisection on
 its supergradient (the bound separates over users), mu and nu per round at the KKT
 multipliers of a good decision for the current prices (the exact resource rule at
