@@ -32,16 +32,16 @@ their own decisions (sum_{n at m} b_n <= b_m^max and mu_m >= 0), each at least i
 phi_n separates: the device GPU (convex in f_n: the closed form of the resource rule), the
 upload (the upload cost at its best power is convex in b, see
 ``resources.optimal_power_bandwidth``, so V(b) + mu b is minimised by bisection on its
-derivative, obtained by the envelope theorem) and the edge GPU (convex in f_nm: Newton's
-method on the stationarity cubic), then an enumeration of every server and every integer
-alpha. So the value (i)-(ii) is a certified lower bound on every policy's H on the episode,
-for any theta in [0, P]^N and any mu, nu >= 0 (rounds' values are found to ~1e-12 relative; a relative margin
-of 1e-9 is subtracted). :func:`episode_bound` maximises it: theta per user by bisection on
-its supergradient (the bound separates over users), mu and nu per round at the KKT
-multipliers of a good decision for the current prices (the exact resource rule at
-``greedy-fast``'s association and alpha), where (ii) is tight for that association. Checked
-against brute force over every (alpha, server) assignment with the exact resource rule on tiny
-instances (tests/mec/test_hindsight.py).
+derivative, obtained by the envelope theorem) and the edge GPU (convex in f_nm: Newton's method
+on the stationarity cubic), then an enumeration of every server and every integer alpha. So the
+value (i)-(ii) is a certified lower bound on every policy's H on the episode, for any theta in
+[0, P]^N and any mu, nu >= 0 (rounds' values are found to ~1e-12 relative; a relative margin of
+1e-9 is subtracted). :func:`episode_bound` maximises it: theta per user by bisection on its
+supergradient (the bound separates over users), mu and nu per round at the KKT multipliers of a
+good decision for the current prices (the exact resource rule at ``greedy-fast``'s association
+and alpha), where (ii) is tight for that association. Checked against brute force over every
+(alpha, server) assignment with the exact resource rule on tiny instances
+(tests/mec/test_hindsight.py).
 
 Replaying an episode: the positions, fading and token lengths of a surrogate episode are a
 function of the seed alone, not of the actions (``generator.advance`` draws them from the env's
