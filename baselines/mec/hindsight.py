@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 from edgeft.envs.common import config_in_force
 from edgeft.envs.mec import formulas as F
+from edgeft.envs.mec import reward as R
 from edgeft.envs.mec.config import MIN_FRACTION, MECConfig
 from edgeft.envs.mec.resources import _kappa_rho, _snr_curves, _start
 from edgeft.envs.mec.types import MECDecision, MECInstance, instance_from_state
@@ -78,8 +79,9 @@ class HindsightResult:
         bound: certified lower bound on every policy's headline H on the episode (cost per
             round plus the priced overshoot).
         theta: the multipliers (cost per budget and user) at which ``bound`` was attained.
-        schedule: the decisions of the feasible hindsight schedule, one per round (the exact
-            resource rule at ``greedy-fast``'s association and alpha, priced at ``theta``).
+        schedule: the decisions of the feasible hindsight schedule, one per round
+            (:func:`repaired_schedule`: ``greedy-fast`` priced at ``theta``, repaired to meet
+            the budgets).
         iterations: evaluations of the relaxed episode used.
         seconds: wall time of the bound.
     """
@@ -375,11 +377,46 @@ def episode_bound(config: MECConfig, rounds: list[MECInstance], price_cap: float
         if value > best_value:
             best_value, best_theta = value, user_theta.copy()
         theta = user_theta
-    primal.price = best_theta / (n * budget)
-    schedule = [primal.decide(inst) for inst in rounds]
+    schedule = repaired_schedule(config, rounds, best_theta, price_cap)
     bound = best_value - MARGIN * abs(best_value)
     return HindsightResult(bound=bound, theta=best_theta, schedule=schedule,
                            iterations=outer * (steps + 2), seconds=time.perf_counter() - t0)
+
+
+def schedule_headline(config: MECConfig, rounds: list[MECInstance],
+                      schedule: list[MECDecision], price_cap: float) -> tuple[float, np.ndarray]:
+    """H of a schedule (cost per round + P x mean relative overshoot) and each user's
+    time-average device energy in budgets."""
+    terms = [R.per_user_terms(inst, dec, include_upload_delay=config.upload_delay)
+             for inst, dec in zip(rounds, schedule)]
+    cost = float(np.mean([R.cost_of_terms(t, config.weights) for t in terms]))
+    ratio = np.mean([t["device_energy"] for t in terms], axis=0) / rounds[0].energy_budget
+    return cost + price_cap * float(np.maximum(ratio - 1.0, 0.0).mean()), ratio
+
+
+def repaired_schedule(config: MECConfig, rounds: list[MECInstance], theta: np.ndarray,
+                      price_cap: float, max_repairs: int = 30) -> list[MECDecision]:
+    """The feasible hindsight schedule: ``greedy-fast``'s decisions priced at the multipliers
+    ``theta``, then repaired: while some user's time-average device energy is over its budget,
+    its multiplier grows (x 1.25, at least + 0.01, at most P) and the episode is re-decided;
+    the schedule with the least headline H seen is returned."""
+    n = config.num_users
+    budget = rounds[0].energy_budget
+    primal = _FixedPrice(config)
+    theta = np.asarray(theta, dtype=np.float64).copy()
+    best: tuple[float, list[MECDecision]] = (np.inf, [])
+    for _ in range(max_repairs + 1):
+        primal.price = theta / (n * budget)
+        schedule = [primal.decide(inst) for inst in rounds]
+        head, ratio = schedule_headline(config, rounds, schedule, price_cap)
+        if head < best[0]:
+            best = (head, schedule)
+        over = ratio > 1.0
+        if not over.any():
+            break
+        theta = np.where(over, np.minimum(np.maximum(1.25 * theta, theta + 0.01), price_cap),
+                         theta)
+    return best[1]
 
 
 class _FixedPrice(GreedyFastPolicy):
