@@ -289,9 +289,9 @@ class DriftPlusPenalty:
     2010, ch. 3, with the constraint in budget units): a user behind its budget pays more for
     device energy (offloads more layers, lowers its GPU clock and power) until it has caught up.
     The time-average device energy then exceeds the budget by at most q_n(T) / T, and q_n
-    settles near V lambda*_n (lambda*_n the budget's shadow price in cost per budget unit), so
-    a small V meets the budgets within a short episode and a large V approaches the best
-    cost more slowly. The price is capped at the suites' overshoot price
+    settles near V lambda*_n (lambda*_n the budget's shadow price in cost per budget unit):
+    a small V keeps the queues, and so the end-of-episode overshoot, short; a large V comes
+    closer to the least cost. The price is capped at the suites' overshoot price
     (``edgeft.scoring.MEC_OVERSHOOT_PRICE`` P per budget, shared by the N users: lambda_n <=
     P / (N e_bar_n)): beyond it the headline prefers the overshoot, and a user whose budget no
     decision can meet (a long deep fade) would otherwise drive its price, and the cost, up
