@@ -1,5 +1,8 @@
 """The MEC paper's reference policies (``fp-cccp``, ``ao``, ``alpha-only``, ``resource-only``,
-``greedy``, ``random``), registered with :func:`edgeft.make_policy` for the ``"mec"`` family.
+``greedy``, ``random``), ``greedy-fast`` (greedy with the exact resource rule) and the
+drift-plus-penalty policies on the energy budgets (``greedy-dpp``, ``fp-cccp-dpp``), registered
+with :func:`edgeft.make_policy` for the ``"mec"`` family; the hindsight bound of an episode is
+in ``hindsight``.
 
 Importing this package does not import cvxpy; the solvers import it when first used.
 """
