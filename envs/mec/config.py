@@ -81,9 +81,8 @@ class MECConfig:
         cores_user: C_n^U drawn uniformly from these values.
         flops_per_cycle_user: D_n^U. The paper's 1 makes a device ~500x slower per layer than an
             edge server and alpha trivial; the default 512 (an A15-class mobile GPU does about
-            400 fp16 FLOP/cycle/core) makes the offloading decision non-trivial
-            (docs/corrections.md suggests
-            256, with which alpha stays 1 for 99% of users under our normalised weights).
+            400 fp16 FLOP/cycle/core) makes the offloading decision non-trivial (at 256, alpha
+            stays 1 for 99% of users under the normalised weights; docs/corrections.md).
         cores_edge_range: C_m^E ~ U{low..high}.
         flops_per_cycle_edge: D_m^E drawn uniformly from these values.
         kappa_user, kappa_edge: kappa_1, kappa_2 in W/(cycle/s)^3 (unspecified;
