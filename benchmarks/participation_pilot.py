@@ -180,12 +180,15 @@ def final_of(row: dict[str, Any]) -> float:
     return final_loss(row["rounds_at"], row["loss"])
 
 
-def summarise(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per setting: each schedule's mean final loss, SE, seeds, and the two differences."""
+def summarise(rows: dict[str, dict[str, Any]], seeds: list[int] | None = None) -> dict[str, Any]:
+    """Per setting: each schedule's mean final loss, SE, seeds, and the two differences
+    (over the cached runs of ``seeds``; None = every cached seed)."""
     out: dict[str, Any] = {}
     for setting in SETTINGS:
         by: dict[str, dict[int, float]] = {}
         for r in rows.values():
+            if seeds is not None and r["seed"] not in seeds:
+                continue
             if r["setting"] == setting and r["key"] == run_key(setting, r["schedule"], r["seed"]):
                 by.setdefault(r["schedule"], {})[r["seed"]] = final_of(r)
         if not by:
@@ -246,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                                 epilog="settings: " + ", ".join(SETTINGS))
     p.add_argument("--settings", default="iid-h1", help="comma-separated names from SETTINGS")
     p.add_argument("--schedules", default=",".join(SCHEDULES))
-    p.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,1,5 (default 0-4)")
+    p.add_argument("--seeds", default=None,
+                   help="e.g. 0-4 or 0,1,5 (runs: default 0-4; --table: default every cached seed)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--summary", type=Path, default=DEFAULT_SUMMARY,
                    help="JSON summary written after every run")
@@ -268,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
         # seed-major: an interrupted pilot leaves every setting with about as many seeds
-        todo = [(st, sc, sd) for sd in parse_seeds(args.seeds) for st in settings
+        todo = [(st, sc, sd) for sd in parse_seeds(args.seeds or "0-4") for st in settings
                 for sc in schedules if run_key(st, sc, sd) not in rows]
         print(f"{len(rows)} runs cached, {len(todo)} to run", flush=True)
         learners: dict[str, Any] = {}
@@ -284,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             elapsed = time.perf_counter() - t_start
             print(f"[{i}/{len(todo)}] {st} {sc} seed {sd}: final {final_of(row):.4f} "
                   f"({row['wall_s']:.0f} s, {elapsed / 60:.1f} min so far)", flush=True)
-    print_table(summarise(rows))
+    print_table(summarise(rows, None if args.seeds is None else parse_seeds(args.seeds)))
     return 0
 
 
