@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from edgeft.envs.common import check_choice, check_range
+from edgeft.envs.common import check_choice, check_range, validated_training
 from edgeft.envs.fedlora.surrogate import SurrogateParams
 
 ACTION_MODES = ("bandwidth", "count", "subset")
@@ -117,15 +117,7 @@ class FedLoRAConfig:
             )
         check_choice("mode", self.mode, MODES)
         check_choice("preset", self.preset, ("default", *PRESETS))
-        if self.training is not None:
-            from edgeft.training.config import TrainingConfig  # plain Python, no torch
-
-            # a misspelt or out-of-range training field fails here, like a config field
-            object.__setattr__(self, "training", TrainingConfig.from_any(self.training))
-            if self.mode != "real":
-                raise ValueError(
-                    f"training is only used with mode='real' (got mode={self.mode!r}): pass "
-                    "mode='real' to fine-tune for real, or drop training for the surrogate")
+        object.__setattr__(self, "training", validated_training(self.training, self.mode))
         object.__setattr__(self, "num_devices", int(self.num_devices))
         object.__setattr__(self, "episode_rounds", int(self.episode_rounds))
         object.__setattr__(self, "surrogate", SurrogateParams.resolve(self.surrogate))

@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
-from edgeft.envs.common import check_choice, check_range
+from edgeft.envs.common import check_choice, check_range, validated_training
 from edgeft.envs.mec import formulas as F
 
 ACTION_MODES = ("full", "discrete", "box")
@@ -190,14 +190,7 @@ class MECConfig:
         check_range("fading_correlation", self.fading_correlation, 0.0, 1.0)
         check_range("energy_budget_scale", self.energy_budget_scale, 0.0, low_open=True)
         check_range("energy_penalty", self.energy_penalty, 0.0)
-        if self.training is not None:
-            from edgeft.training.config import TrainingConfig  # plain Python, no torch
-
-            object.__setattr__(self, "training", TrainingConfig.from_any(self.training))
-            if self.mode != "real":
-                raise ValueError(
-                    f"training is only used with mode='real' (got mode={self.mode!r}): pass "
-                    "mode='real' to fine-tune for real, or drop training for the surrogate")
+        object.__setattr__(self, "training", validated_training(self.training, self.mode))
         for name in ("num_users", "num_servers", "num_layers", "episode_rounds", "batch_size",
                      "hidden_size", "tokens_min", "tokens_max"):
             object.__setattr__(self, name, int(getattr(self, name)))
