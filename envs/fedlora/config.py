@@ -11,6 +11,7 @@ from edgeft.envs.fedlora.surrogate import SurrogateParams
 ACTION_MODES = ("bandwidth", "count", "subset")
 REWARDS = ("progress", "drift-plus-penalty", "drift-plus-penalty-paper")
 MODES = ("surrogate", "real")
+DATA_PARTITIONS = ("iid", "dirichlet")
 
 #: Named scenarios. "paper" is FT Section V.A literally, including its delay budget of 0.05 ms
 #: per bit, under which every scheme schedules nearly every device (docs/corrections.md).
@@ -58,8 +59,13 @@ class FedLoRAConfig:
         cell_center_m, cell_radius_m: devices uniform in this disc; the server is at (0, 0).
         path_loss_exponent, reference_distance_m: large-scale fading (d/d0)^-exponent.
         mode: "surrogate" (learning-curve model) or "real" (a real split-LoRA round per step).
-        surrogate: surrogate constants: "default" (shipped calibration), "built-in", a JSON path,
-            a dict or ``SurrogateParams``.
+        surrogate: surrogate constants: "default" (the shipped v3 calibration of ``data``),
+            "built-in", a JSON path, a dict or ``SurrogateParams``.
+        data: how the training data is split across devices: "iid" (uniform shards) or
+            "dirichlet" (label shares per device ~ Dirichlet(0.5), FT Section V's non-i.i.d.
+            case). Surrogate mode: picks the shipped calibration fitted on that kind of shard
+            (``calibration/iid.json``, ``calibration/dirichlet.json``); real mode: must agree
+            with ``training.partition``.
         training: real-mode settings (``edgeft.training.TrainingConfig`` or a dict of its fields,
             validated here: an unknown field raises). Only with ``mode="real"``: given in
             surrogate mode it raises ``ValueError`` instead of being silently ignored.
@@ -88,6 +94,7 @@ class FedLoRAConfig:
     reference_distance_m: float = 10.0
     mode: str = "surrogate"
     surrogate: Any = "default"
+    data: str = "iid"
     training: Any = None
     preset: str = "default"
 
@@ -120,7 +127,13 @@ class FedLoRAConfig:
         object.__setattr__(self, "training", validated_training(self.training, self.mode))
         object.__setattr__(self, "num_devices", int(self.num_devices))
         object.__setattr__(self, "episode_rounds", int(self.episode_rounds))
-        object.__setattr__(self, "surrogate", SurrogateParams.resolve(self.surrogate))
+        check_choice("data", self.data, DATA_PARTITIONS)
+        object.__setattr__(self, "surrogate", SurrogateParams.resolve(self.surrogate, self.data))
+        if self.mode == "real" and self.training.partition != self.data:
+            raise ValueError(
+                f"data={self.data!r} but training.partition={self.training.partition!r}: they name "
+                "the same split of the data; set both to the same value (real mode trains on "
+                "training.partition)")
 
     @property
     def budget_s(self) -> float:

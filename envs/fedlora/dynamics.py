@@ -30,7 +30,7 @@ from edgeft.envs.fedlora.config import FedLoRAConfig
 from edgeft.envs.fedlora.formulas import delays_from_snr, queue_update
 from edgeft.envs.fedlora.generator import draw_cell  # noqa: F401
 from edgeft.envs.fedlora.reward import lyapunov_objective, step_reward  # noqa: F401
-from edgeft.envs.fedlora.surrogate import accuracy_of_loss, contraction, step_loss
+from edgeft.envs.fedlora.surrogate import accuracy_of_loss, contraction, settle_table, step_loss
 from edgeft.envs.fedlora.types import State
 
 #: the learning step ``step`` calls: (n, scheduled, state, rng) -> (loss, accuracy, extra info)
@@ -94,26 +94,48 @@ def _budget_row(budget: float, batch: int) -> np.ndarray:
 
 class SurrogateLearning:
     """The surrogate's learning step (``edgeft.envs.fedlora.surrogate``) as ``step`` calls it:
-    ``(n, scheduled, state, rng) -> (loss after, accuracy, extra info)``; rho(N) tabulated once.
-    Its only random draw (the loss noise, when ``surrogate.noise > 0``) is one standard normal
-    per env, a batch drawing them in copy order.
+    ``(n, scheduled, state, rng) -> (loss after, accuracy, extra info)``; rho(N) and s*(N)
+    tabulated once. A v3 surrogate also advances ``state.heads`` (the per-device head gaps) in
+    place, for every copy of a batch (copies about to reset get new heads at their reset). Its
+    only random draw (the loss noise, when ``surrogate.noise > 0``) is one standard normal per
+    env, a batch drawing them in copy order.
     """
 
     def __init__(self, config: FedLoRAConfig) -> None:
-        self.params = config.surrogate
+        self.params = p = config.surrogate
         self.k = config.num_devices
-        self.rho = contraction(np.arange(self.k + 1), self.k, self.params)
+        self.rho = contraction(np.arange(self.k + 1), self.k, p)
         self.rho_list = self.rho.tolist()  # plain floats: one list lookup in the single env
+        self.settle = settle_table(self.k, p)
+        self.settle_list = self.settle.tolist()
+        self.heads_on = p.head_fraction > 0.0
+        self.keep = 1.0 - p.head_rate
 
     def __call__(self, n: Any, scheduled: np.ndarray, state: State,
                  rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
         p = self.params
         if isinstance(n, int):
             noise = rng.standard_normal() if p.noise > 0 else None
-            loss = float(step_loss(state.loss, n, self.k, p, noise, rho=self.rho_list[n]))
+            before = after = 0.0
+            if self.heads_on:
+                heads = state.heads
+                before = float(heads.sum()) / self.k
+                heads[scheduled] *= self.keep
+                after = float(heads.sum()) / self.k
+            loss = float(step_loss(state.loss, n, self.k, p, noise, rho=self.rho_list[n],
+                                   heads_before=before, heads_after=after,
+                                   settle=self.settle_list[n]))
             return loss, float(accuracy_of_loss(loss, p)), {}
         noise = rng.standard_normal(n.shape[0]) if p.noise > 0 else None
-        loss = step_loss(state.loss, n, self.k, p, noise, rho=self.rho[n])
+        before_b: Any = 0.0
+        after_b: Any = 0.0
+        if self.heads_on:
+            heads = state.heads
+            before_b = heads.mean(axis=-1)
+            heads[scheduled] *= self.keep
+            after_b = heads.mean(axis=-1)
+        loss = step_loss(state.loss, n, self.k, p, noise, rho=self.rho[n], heads_before=before_b,
+                         heads_after=after_b, settle=self.settle[n])
         return loss, accuracy_of_loss(loss, p), {}
 
 

@@ -246,15 +246,17 @@ class FedLoRASchedulingEnv(gym.Env):
             ValueError: an unknown format version, or a checkpoint of an env with another config.
         """
         fmt = data.get("format", 0)
-        if fmt not in (0, STATE_FORMAT):
+        if fmt not in (0, 1, STATE_FORMAT):
             raise ValueError(
                 f"checkpoint format {fmt!r} is not supported by this version of edgeft (it reads "
-                f"formats 0 and {STATE_FORMAT}); load it with the edgeft version that wrote it")
+                f"formats 0 to {STATE_FORMAT}); load it with the edgeft version that wrote it")
         if fmt == 0:
             state, fading, saved = _from_format0(data, self.config)
             # the first release wrote real mode's measured values into the config it saved
             mine = self._in_force
         else:
+            if fmt == 1:  # written before the per-device heads: zero head gaps (version-2 model)
+                _add_heads(data["state"], data["config"].num_devices)
             state, fading, saved, mine = data["state"].copy(), data["fading"], data["config"], \
                 self.config
         if _normalised(saved) != mine:
@@ -294,6 +296,17 @@ def _normalised(config: FedLoRAConfig) -> FedLoRAConfig:
                             for f in dataclasses.fields(FedLoRAConfig)})
 
 
+def _add_heads(state: State, num_devices: int) -> None:
+    """Give a State unpickled from format 0/1 (no ``heads`` slot set) zero head gaps: the
+    surrogates of those releases had no per-device part, so their loss continues unchanged."""
+    try:
+        state.heads  # noqa: B018
+    except AttributeError:
+        state.heads = None
+    if state.heads is None:
+        state.heads = np.zeros(np.shape(state.age)[:-1] + (num_devices,))
+
+
 def _from_format0(data: dict[str, Any], config: FedLoRAConfig
                   ) -> tuple[State, FadingBlocks, FedLoRAConfig]:
     """(state, fading, config) of a format-0 checkpoint (the first release's dict of state and
@@ -301,7 +314,8 @@ def _from_format0(data: dict[str, Any], config: FedLoRAConfig
     s = data["state"]
     state = State(gain_db=s["gain_db"], gain=s["gain"], snr=s["snr"], bits_mbit=s["bits_mbit"],
                   bits=s["bits"], bits_ln2=s["bits_ln2"], age=s["age"], queue=s["queue"],
-                  t=s["t"], loss=s["loss"], accuracy=s.get("accuracy", float("nan"))).copy()
+                  t=s["t"], loss=s["loss"], accuracy=s.get("accuracy", float("nan")),
+                  heads=np.zeros(np.shape(s["age"]))).copy()
     db = s["block_db"]
     fading = FadingBlocks(mean_db=s["mean_db"].copy(), noise_psd=config.noise_psd,
                           fade=db - s["mean_db"], db=db.copy(), gain=s["block_gain"].copy(),

@@ -48,7 +48,9 @@ def initial_state(config: FedLoRAConfig, batch: int | None = None) -> State:
                   queue=0.0 if batch is None else np.zeros(batch),
                   t=0 if batch is None else np.zeros(batch, dtype=np.int64),
                   loss=float(loss0) if batch is None else np.full(batch, loss0),
-                  accuracy=float("nan") if batch is None else np.full(batch, np.nan))
+                  accuracy=float("nan") if batch is None else np.full(batch, np.nan),
+                  heads=np.full(lead + (k,), config.surrogate.head_gap0
+                                if config.mode == "surrogate" else 0.0))
     state.set_bits(np.full(lead + (k,), config.bits_per_round / BITS_UNIT))
     return state
 

@@ -1,5 +1,31 @@
 """A fast surrogate of the federated split-LoRA learning curve, shaped by FT Theorem 1.
 
+Version 3 (the default calibrations ``calibration/iid.json`` and ``calibration/dirichlet.json``):
+the loss of FT eq. (1) is the mean of the K devices' losses, each with its own task head on the
+shared LoRA encoder, so the state has a shared part and a per-device part::
+
+    loss(t) = loss_floor + s(t) + mean_k h_k(t)
+
+* the shared (LoRA) gap s follows Theorem 1 in full: the contraction rho(N) below and the
+  stationary term the theorem's variance of an N-of-K average adds,
+  ``s*(N) = stationary * (K - N) / (N (K - 1))`` (0 at N = K), so a schedule's count sets where
+  the loss settles, not only how fast it gets there::
+
+      s(t+1) = s*(N) + (1 - rho(N) w(s)) (s(t) - s*(N))         (unchanged when N = 0)
+
+* head k's gap h_k only moves in the rounds its device is scheduled (its head trains on its own
+  data): ``h_k(t+1) = (1 - head_rate) h_k(t)`` if scheduled, else ``h_k(t)``; every head starts
+  at ``head_fraction`` of the initial gap. So which devices take part matters: a fixed subset
+  leaves the other heads where they started, rotating the same count trains all of them.
+
+Data heterogeneity (i.i.d. vs Dirichlet shards) is a property of the calibration: the two shipped
+files are fitted to real runs on each kind of partition (the per-device part is far larger on
+Dirichlet shards, where a device's head also learns its label mix). With ``head_fraction = 0``
+and ``stationary = 0`` the model is version 2 exactly (below), which is how older calibrations
+(``calibration/v2-synthetic.json``) and checkpoints keep their numbers.
+
+Version 2:
+
 FT Theorem 1 bounds the optimality gap after round t by ``(1 - 2 tau sigma(N(t)))`` times the gap
 before it (plus noise-floor terms), with
 
@@ -36,8 +62,13 @@ import numpy as np
 from edgeft.envs.common import check_range
 
 CALIBRATION_DIR = Path(__file__).with_name("calibration")
-DEFAULT_CALIBRATION = CALIBRATION_DIR / "default.json"
-_DEFAULT_CACHE: dict[str, Any] = {}
+#: the shipped calibrations, by the data partition they were fitted on
+DEFAULT_CALIBRATIONS = {"iid": CALIBRATION_DIR / "iid.json",
+                        "dirichlet": CALIBRATION_DIR / "dirichlet.json"}
+DEFAULT_CALIBRATION = DEFAULT_CALIBRATIONS["iid"]
+#: the version-2 calibration of the first releases (synthetic task, pooled heads)
+V2_CALIBRATION = CALIBRATION_DIR / "v2-synthetic.json"
+_DEFAULT_CACHE: dict[str, tuple[int, SurrogateParams]] = {}
 
 
 @dataclass(frozen=True)
@@ -53,6 +84,10 @@ class SurrogateParams:
             linearly with N / K), in [0, 1]; 0 = FT Theorem 1's shape.
         onset: fraction of the full per-round progress at the initial loss, in (0, 1]; the
             progress rate grows linearly to the full rate as the gap closes (1 = no warm-up).
+        stationary: v3: settled excess of the shared gap with one of K devices scheduled
+            (``s*(N) = stationary (K - N) / (N (K - 1))``), >= 0; 0 = one floor for every N.
+        head_fraction: v3: share of the initial gap held by the per-device heads, in [0, 1).
+        head_rate: v3: share of a head's gap closed in a round its device is scheduled, [0, 1].
         noise: std of the per-round loss noise at N = 1 (scaled by 1/sqrt(N)); 0 = deterministic.
         initial_accuracy: test accuracy at ``initial_loss``.
         final_accuracy: test accuracy at ``loss_floor``.
@@ -65,6 +100,9 @@ class SurrogateParams:
     gap_ratio: float = 0.6
     head_share: float = 0.0
     onset: float = 1.0
+    stationary: float = 0.0
+    head_fraction: float = 0.0
+    head_rate: float = 0.0
     noise: float = 0.0
     initial_accuracy: float = 0.5
     final_accuracy: float = 0.9
@@ -77,9 +115,22 @@ class SurrogateParams:
         check_range("surrogate.gap_ratio", self.gap_ratio, 0.0, 1.0, high_open=True)
         check_range("surrogate.head_share", self.head_share, 0.0, 1.0)
         check_range("surrogate.onset", self.onset, 0.0, 1.0, low_open=True)
+        check_range("surrogate.stationary", self.stationary, 0.0)
+        check_range("surrogate.head_fraction", self.head_fraction, 0.0, 1.0, high_open=True)
+        check_range("surrogate.head_rate", self.head_rate, 0.0, 1.0)
         check_range("surrogate.noise", self.noise, 0.0)
         check_range("surrogate.initial_accuracy", self.initial_accuracy, 0.0, 1.0)
         check_range("surrogate.final_accuracy", self.final_accuracy, 0.0, 1.0)
+
+    @property
+    def version(self) -> int:
+        """3 when the shared/per-device split or the stationary term is on, else 2."""
+        return 3 if (self.head_fraction > 0.0 or self.stationary > 0.0) else 2
+
+    @property
+    def head_gap0(self) -> float:
+        """Each head's initial gap (v3): ``head_fraction`` of the initial gap."""
+        return self.head_fraction * (self.initial_loss - self.loss_floor)
 
     @classmethod
     def from_json(cls, path: str | Path) -> SurrogateParams:
@@ -101,9 +152,9 @@ class SurrogateParams:
         Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
-    def resolve(cls, spec: Any) -> SurrogateParams:
-        """``"default"`` (the shipped calibration, if present), ``"built-in"``, a path, a dict or
-        params."""
+    def resolve(cls, spec: Any, partition: str = "iid") -> SurrogateParams:
+        """``"default"`` (the shipped calibration of ``partition``: ``calibration/iid.json`` or
+        ``calibration/dirichlet.json``), ``"built-in"``, a path, a dict or params."""
         if isinstance(spec, SurrogateParams):
             return spec
         if isinstance(spec, dict):
@@ -111,12 +162,17 @@ class SurrogateParams:
         if spec == "built-in":
             return cls()
         if spec == "default":
-            if not DEFAULT_CALIBRATION.is_file():
+            if partition not in DEFAULT_CALIBRATIONS:
+                raise ValueError(f"data partition must be one of {sorted(DEFAULT_CALIBRATIONS)}, "
+                                 f"got {partition!r}")
+            path = DEFAULT_CALIBRATIONS[partition]
+            if not path.is_file():
                 return cls()
-            stamp = DEFAULT_CALIBRATION.stat().st_mtime_ns  # parsed once per file version
-            if _DEFAULT_CACHE.get("stamp") != stamp:
-                _DEFAULT_CACHE.update(stamp=stamp, params=cls.from_json(DEFAULT_CALIBRATION))
-            return _DEFAULT_CACHE["params"]
+            stamp = path.stat().st_mtime_ns  # parsed once per file version
+            cached = _DEFAULT_CACHE.get(partition)
+            if cached is None or cached[0] != stamp:
+                cached = _DEFAULT_CACHE[partition] = (stamp, cls.from_json(path))
+            return cached[1]
         if isinstance(spec, (str, Path)):
             return cls.from_json(spec)
         raise ValueError(
@@ -147,30 +203,76 @@ def contraction(num_scheduled: np.ndarray | int, num_devices: int,
     return params.rate * ((1.0 - h) * theorem1_n + h * ns / num_devices) * (ns >= 1)
 
 
+def settle_table(num_devices: int, params: SurrogateParams) -> np.ndarray:
+    """s*(N) for N = 0..K: the shared gap a constant N settles at (v3's stationary term;
+    ``stationary (K - N) / (N (K - 1))``, 0 at N = 0 and N = K)."""
+    k = num_devices
+    ns = np.arange(k + 1, dtype=np.float64)
+    out = params.stationary * (k - ns) / (np.maximum(ns, 1.0) * max(k - 1, 1))
+    out[0] = 0.0
+    return out
+
+
 def step_loss(loss: np.ndarray | float, num_scheduled: np.ndarray | int, num_devices: int,
               params: SurrogateParams, noise: np.ndarray | float | None = None,
-              rho: np.ndarray | float | None = None) -> np.ndarray | float:
+              rho: np.ndarray | float | None = None, heads_before: np.ndarray | float = 0.0,
+              heads_after: np.ndarray | float = 0.0, settle: np.ndarray | float = 0.0
+              ) -> np.ndarray | float:
     """One round of the surrogate: the loss after a round with ``num_scheduled`` devices.
 
     ``noise`` is a standard-normal draw of the same shape (ignored when ``params.noise`` is 0);
     ``rho`` may pass ``contraction(num_scheduled, ...)`` precomputed (e.g. from a table over N).
+    v3: ``heads_before`` / ``heads_after`` are the mean head gap before and after the round
+    (:func:`step_heads`) and ``settle`` is s*(N) (:func:`settle_table`); the shared gap is
+    ``loss - loss_floor - heads_before``. Their defaults (0) give version 2 bit for bit.
     """
     if rho is None:
         rho = contraction(num_scheduled, num_devices, params)
-    gap = loss - params.loss_floor
+    gap = loss - params.loss_floor - heads_before
     if params.onset < 1.0:  # warm-up: onset of the full rate at gap_0, growing as the gap closes
-        frac = 1.0 - gap / (params.initial_loss - params.loss_floor)
+        frac = 1.0 - gap / ((params.initial_loss - params.loss_floor) * (1.0 - params.head_fraction))
         if isinstance(frac, float):  # the single env's hot path
             frac = min(max(frac, 0.0), 1.0)
         else:
             frac = np.clip(frac, 0.0, 1.0)
         rho = rho * (params.onset + (1.0 - params.onset) * frac)
-    new = params.loss_floor + (1.0 - rho) * gap
+    new = params.loss_floor + settle + (1.0 - rho) * (gap - settle) + heads_after
     if params.noise > 0.0 and noise is not None:
         n = np.maximum(np.asarray(num_scheduled, dtype=np.float64), 1.0)
         new = new + np.where(np.asarray(num_scheduled) > 0, params.noise * noise / np.sqrt(n), 0.0)
         new = np.maximum(new, 0.0)
     return new
+
+
+def step_heads(heads: np.ndarray, scheduled: np.ndarray, params: SurrogateParams) -> np.ndarray:
+    """v3's per-device part: each scheduled device's head gap shrinks by ``head_rate``, the others
+    stay (a new array; ``heads`` and ``scheduled`` of shape (..., K))."""
+    return np.where(scheduled, heads * (1.0 - params.head_rate), heads)
+
+
+def simulate_masks(masks: np.ndarray, params: SurrogateParams) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free v3 trajectory of one schedule: masks (T, K) bool -> (loss (T + 1,), per-device
+    loss (T + 1, K)), index 0 being the start (``loss_floor + s + h_k`` per device)."""
+    masks = np.asarray(masks, dtype=bool)
+    T, k = masks.shape
+    rho = contraction(np.arange(k + 1), k, params)
+    settle = settle_table(k, params)
+    heads = np.full(k, params.head_gap0)
+    loss = float(params.initial_loss)
+    out = np.empty(T + 1)
+    dev = np.empty((T + 1, k))
+    out[0] = loss
+    dev[0] = loss - heads.mean() + heads
+    for t in range(T):
+        n = int(masks[t].sum())
+        before = float(heads.mean()) if params.head_fraction > 0 else 0.0
+        heads = step_heads(heads, masks[t], params)
+        after = float(heads.mean()) if params.head_fraction > 0 else 0.0
+        loss = float(step_loss(loss, n, k, params, rho=float(rho[n]), heads_before=before,
+                               heads_after=after, settle=float(settle[n])))
+        out[t + 1] = loss
+        dev[t + 1] = loss - after + heads
+    return out, dev
 
 
 def accuracy_of_loss(loss: np.ndarray | float, params: SurrogateParams) -> np.ndarray | float:

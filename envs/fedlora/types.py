@@ -36,8 +36,10 @@ from edgeft.envs.fedlora.observation import (  # noqa: F401  (importable from he
 Decision: TypeAlias = tuple[np.ndarray, np.ndarray, Any]
 
 #: version of the checkpoint layout of :class:`State` (``FedLoRASchedulingEnv.state_dict``).
-#: 0: the untyped dict of the first release (converted on load); 1: :class:`State`.
-STATE_FORMAT = 1
+#: 0: the untyped dict of the first release (converted on load); 1: :class:`State` without
+#: ``heads`` (converted on load: zero head gaps, exact for the version-2 surrogates of those
+#: releases); 2: :class:`State` with the v3 surrogate's per-device ``heads``.
+STATE_FORMAT = 2
 
 
 @dataclass(slots=True)
@@ -57,6 +59,9 @@ class State:
         loss: the learning state: current loss (surrogate, or real mode's latest test loss).
         accuracy: the latest accuracy (real mode: measured on the test set, at reset and on
             evaluation rounds; surrogate: implied by the loss, NaN before the first step).
+        heads: the surrogate's per-device head gaps (K; v3, ``surrogate.simulate_masks``):
+            hidden state, not in the observation (a server sees each device's age, not its
+            head's loss); zeros in real mode and for version-2 surrogates.
     """
 
     gain_db: np.ndarray
@@ -70,6 +75,7 @@ class State:
     t: Any
     loss: Any
     accuracy: Any = float("nan")
+    heads: Any = None
 
     def set_bits(self, bits_mbit: np.ndarray) -> None:
         """Set the round's message sizes (Mbit) and the fields derived from them."""

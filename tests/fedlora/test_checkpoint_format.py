@@ -9,15 +9,19 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from edgeft.envs.fedlora.surrogate import V2_CALIBRATION
 from edgeft.envs.fedlora.types import STATE_FORMAT, State
 
 ENV_ID = "edgeft/FedLoRAScheduling-v0"
 DATA = Path(__file__).with_name("data")
 TRAINING = {"model": "tiny-bert", "task": "synthetic-text", "batch_size": 4, "eval_every": 2,
             "eval_size": 64, "lr": 0.3, "dtype": "float64"}
+# the fixtures were written with the version-2 calibration then shipped as the default
+V2 = str(V2_CALIBRATION)
 CONFIGS = {
-    "surrogate": {"num_devices": 6, "episode_rounds": 30},
-    "real": {"num_devices": 4, "episode_rounds": 12, "mode": "real", "training": TRAINING},
+    "surrogate": {"num_devices": 6, "episode_rounds": 30, "surrogate": V2},
+    "real": {"num_devices": 4, "episode_rounds": 12, "mode": "real", "training": TRAINING,
+             "surrogate": V2},
 }
 
 

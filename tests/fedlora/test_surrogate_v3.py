@@ -1,0 +1,142 @@
+"""Surrogate v3: the shared (LoRA) gap with Theorem 1's stationary term and the per-device heads,
+checked against a plain per-device loop of the recurrence, through the single and the vector env."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from edgeft.envs.fedlora.surrogate import SurrogateParams, simulate_masks
+
+ENV_ID = "edgeft/FedLoRAScheduling-v0"
+V3 = SurrogateParams(initial_loss=1.1, loss_floor=0.5, rate=0.05, gap_ratio=0.3, onset=0.3,
+                     stationary=0.12, head_fraction=0.4, head_rate=0.1)
+
+
+def loop_reference(masks: np.ndarray, p: SurrogateParams) -> tuple[list[float], list[list[float]]]:
+    """The recurrence written out per device, in plain Python (the definition in the module
+    docstring), without the module's tables or vector operations."""
+    T, K = masks.shape
+    heads = [p.head_fraction * (p.initial_loss - p.loss_floor)] * K
+    shared = (1 - p.head_fraction) * (p.initial_loss - p.loss_floor)
+    s0 = shared
+    losses, devices = [p.initial_loss], [[p.loss_floor + shared + h for h in heads]]
+    for t in range(T):
+        n = sum(bool(m) for m in masks[t])
+        if n > 0:
+            rho = p.rate * (1 - p.gap_ratio * (K - n) / (n * (K - 1)))
+            rho *= p.onset + (1 - p.onset) * min(max(1 - shared / s0, 0.0), 1.0)
+            settle = p.stationary * (K - n) / (n * (K - 1))
+            shared = settle + (1 - rho) * (shared - settle)
+        for k in range(K):
+            if masks[t][k]:
+                heads[k] = heads[k] * (1 - p.head_rate)
+        losses.append(p.loss_floor + shared + sum(heads) / K)
+        devices.append([p.loss_floor + shared + h for h in heads])
+    return losses, devices
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_vectorised_surrogate_matches_the_per_device_loop(seed):
+    rng = np.random.default_rng(seed)
+    K, T = int(rng.integers(2, 12)), 60
+    masks = rng.random((T, K)) < rng.uniform(0.05, 0.9)
+    loss, dev = simulate_masks(masks, V3)
+    ref_loss, ref_dev = loop_reference(masks, V3)
+    np.testing.assert_allclose(loss, ref_loss, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dev, ref_dev, rtol=0, atol=1e-12)
+    # a device's own part moves only in rounds it is scheduled: every unscheduled device's loss
+    # changes by the same (shared) amount, a scheduled one's by less
+    delta = np.diff(dev, axis=0)
+    for t in range(T):
+        off, on = delta[t, ~masks[t]], delta[t, masks[t]]
+        if off.size:
+            np.testing.assert_allclose(off, off[0], rtol=0, atol=1e-12)
+            assert np.all(on < off[0])
+
+
+def test_env_single_and_vector_follow_the_recurrence_for_random_schedules():
+    K, T, n = 7, 40, 4
+    env = gym.make(ENV_ID, num_devices=K, episode_rounds=T, action_mode="subset", surrogate=V3)
+    venv = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point",
+                        num_devices=K, episode_rounds=T, action_mode="subset", surrogate=V3)
+    rng = np.random.default_rng(3)
+    masks = rng.random((T, n, K)) < 0.4
+    venv.reset(seed=0)
+    vec_loss = np.empty((T, n))
+    for t in range(T):
+        _, _, _, _, info = venv.step(masks[t].astype(np.int8))
+        vec_loss[t] = info["loss"]
+    for i in range(n):
+        env.reset(seed=i)
+        single = [env.step(masks[t, i].astype(np.int8))[4]["loss"] for t in range(T)]
+        ref, _ = loop_reference(masks[:, i], V3)
+        np.testing.assert_allclose(single, ref[1:], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(vec_loss[:, i], ref[1:], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(env.unwrapped.state.heads, _heads_after(masks[:, i]),
+                                   rtol=0, atol=1e-12)
+
+
+def _heads_after(masks: np.ndarray) -> np.ndarray:
+    return V3.head_gap0 * (1 - V3.head_rate) ** masks.sum(axis=0)
+
+
+def test_settled_loss_decreases_with_the_number_of_devices():
+    """Theorem 1's stationary term: a constant schedule of N devices (rotating, so every head is
+    trained) settles lower for larger N."""
+    K, T = 20, 3000
+    finals = []
+    for n in (1, 2, 5, 10, 20):
+        masks = np.zeros((T, K), dtype=bool)
+        for t in range(T):
+            masks[t, (n * t + np.arange(n)) % K] = True
+        finals.append(simulate_masks(masks, V3)[0][-1])
+    assert all(a > b for a, b in zip(finals, finals[1:], strict=False)), finals
+    assert finals[-1] == pytest.approx(V3.loss_floor, abs=1e-6)
+
+
+def test_rotating_beats_a_fixed_subset_of_the_same_size():
+    K, T, n = 20, 100, 5
+    fixed = np.zeros((T, K), dtype=bool)
+    fixed[:, :n] = True
+    rotating = np.zeros((T, K), dtype=bool)
+    for t in range(T):
+        rotating[t, (n * t + np.arange(n)) % K] = True
+    lf, df = simulate_masks(fixed, V3)
+    lr, _ = simulate_masks(rotating, V3)
+    assert lr[-1] < lf[-1] - 0.1
+    # the unscheduled devices of the fixed subset keep their initial head gap
+    np.testing.assert_allclose(df[-1, n:] - df[-1, n:].mean(), 0.0, atol=1e-12)
+    assert df[-1, n] - df[-1, 0] == pytest.approx(V3.head_gap0 * (1 - (1 - V3.head_rate) ** T))
+
+
+def test_version2_params_give_the_version2_numbers():
+    """head_fraction = stationary = 0: the v2 formula (one gap, one floor), bit for bit."""
+    from edgeft.envs.fedlora.surrogate import contraction, step_loss
+
+    p = SurrogateParams(rate=0.07, gap_ratio=0.3, head_share=0.2, onset=0.1)
+    rng = np.random.default_rng(0)
+    masks = rng.random((50, 8)) < 0.5
+    loss, _ = simulate_masks(masks, p)
+    x = p.initial_loss
+    for t, m in enumerate(masks):
+        n = int(m.sum())
+        gap = x - p.loss_floor  # the v2 step, written out
+        rho = contraction(n, 8, p)
+        if p.onset < 1.0:
+            frac = min(max(1.0 - gap / (p.initial_loss - p.loss_floor), 0.0), 1.0)
+            rho = rho * (p.onset + (1.0 - p.onset) * frac)
+        x = p.loss_floor + (1.0 - rho) * gap
+        assert loss[t + 1] == x
+        assert step_loss(loss[t], n, 8, p) == x
+
+
+def test_v3_fields_are_validated_with_their_names():
+    with pytest.raises(ValueError, match="surrogate.head_fraction"):
+        SurrogateParams(head_fraction=1.0)
+    with pytest.raises(ValueError, match="surrogate.head_rate"):
+        SurrogateParams(head_rate=1.5)
+    with pytest.raises(ValueError, match="surrogate.stationary"):
+        SurrogateParams(stationary=-0.1)
+    with pytest.raises(ValueError, match="data"):
+        gym.make(ENV_ID, data="non-iid")
