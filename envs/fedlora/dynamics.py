@@ -30,7 +30,15 @@ from edgeft.envs.fedlora.config import FedLoRAConfig
 from edgeft.envs.fedlora.formulas import delays_from_snr, queue_update
 from edgeft.envs.fedlora.generator import draw_cell  # noqa: F401
 from edgeft.envs.fedlora.reward import lyapunov_objective, step_reward  # noqa: F401
-from edgeft.envs.fedlora.surrogate import accuracy_of_loss, contraction, settle_table, step_loss
+from edgeft.envs.fedlora.surrogate import (
+    _noisy,
+    accuracy_of_loss,
+    contraction,
+    loss_of,
+    settle_table,
+    step_loss,
+    step_shared,
+)
 from edgeft.envs.fedlora.types import State
 
 #: the learning step ``step`` calls: (n, scheduled, state, rng) -> (loss, accuracy, extra info)
@@ -95,10 +103,10 @@ def _budget_row(budget: float, batch: int) -> np.ndarray:
 class SurrogateLearning:
     """The surrogate's learning step (``edgeft.envs.fedlora.surrogate``) as ``step`` calls it:
     ``(n, scheduled, state, rng) -> (loss after, accuracy, extra info)``; rho(N) and s*(N)
-    tabulated once. A v3 surrogate also advances ``state.heads`` (the per-device head gaps) in
-    place, for every copy of a batch (copies about to reset get new heads at their reset). Its
-    only random draw (the loss noise, when ``surrogate.noise > 0``) is one standard normal per
-    env, a batch drawing them in copy order.
+    tabulated once. A v3 surrogate advances ``state.heads`` and ``state.shared`` in place, for
+    every copy of a batch (copies about to reset get new ones at their reset). Its only random
+    draw (the loss noise, when ``surrogate.noise > 0``) is one standard normal per env, a batch
+    drawing them in copy order.
     """
 
     def __init__(self, config: FedLoRAConfig) -> None:
@@ -108,34 +116,37 @@ class SurrogateLearning:
         self.rho_list = self.rho.tolist()  # plain floats: one list lookup in the single env
         self.settle = settle_table(self.k, p)
         self.settle_list = self.settle.tolist()
+        self.v3 = p.version == 3
         self.heads_on = p.head_fraction > 0.0
         self.keep = 1.0 - p.head_rate
 
     def __call__(self, n: Any, scheduled: np.ndarray, state: State,
                  rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
         p = self.params
-        if isinstance(n, int):
+        single = isinstance(n, int)
+        if single:
             noise = rng.standard_normal() if p.noise > 0 else None
-            before = after = 0.0
-            if self.heads_on:
-                heads = state.heads
-                before = float(heads.sum()) / self.k
-                heads[scheduled] *= self.keep
-                after = float(heads.sum()) / self.k
-            loss = float(step_loss(state.loss, n, self.k, p, noise, rho=self.rho_list[n],
-                                   heads_before=before, heads_after=after,
-                                   settle=self.settle_list[n]))
-            return loss, float(accuracy_of_loss(loss, p)), {}
-        noise = rng.standard_normal(n.shape[0]) if p.noise > 0 else None
-        before_b: Any = 0.0
-        after_b: Any = 0.0
+            if not self.v3:
+                loss = float(step_loss(state.loss, n, self.k, p, noise, rho=self.rho_list[n]))
+                return loss, float(accuracy_of_loss(loss, p)), {}
+            rho, settle = self.rho_list[n], self.settle_list[n]
+        else:
+            noise = rng.standard_normal(n.shape[0]) if p.noise > 0 else None
+            if not self.v3:
+                loss = step_loss(state.loss, n, self.k, p, noise, rho=self.rho[n])
+                return loss, accuracy_of_loss(loss, p), {}
+            rho, settle = self.rho[n], self.settle[n]
+        if not single or n:  # N = 0 leaves the shared gap where it is (rho(0) = 0)
+            state.shared = step_shared(state.shared, rho, settle, p)
+        heads_mean: Any = 0.0
         if self.heads_on:
             heads = state.heads
-            before_b = heads.mean(axis=-1)
             heads[scheduled] *= self.keep
-            after_b = heads.mean(axis=-1)
-        loss = step_loss(state.loss, n, self.k, p, noise, rho=self.rho[n], heads_before=before_b,
-                         heads_after=after_b, settle=self.settle[n])
+            heads_mean = float(heads.sum()) / self.k if single else heads.mean(axis=-1)
+        loss = _noisy(loss_of(state.shared, heads_mean, p), n, p, noise)
+        if single:
+            loss = float(loss)
+            return loss, float(accuracy_of_loss(loss, p)), {}
         return loss, accuracy_of_loss(loss, p), {}
 
 

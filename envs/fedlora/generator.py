@@ -16,6 +16,7 @@ from edgeft.envs.fedlora.formulas import (
     sample_positions,
 )
 from edgeft.envs.fedlora.observation import BITS_UNIT
+from edgeft.envs.fedlora.surrogate import shared_gap0
 from edgeft.envs.fedlora.types import State
 
 #: rounds of fading drawn per RNG call
@@ -40,7 +41,9 @@ def initial_state(config: FedLoRAConfig, batch: int | None = None) -> State:
     Draws nothing (the cell and the fading come from :func:`draw_cell` and
     :class:`FadingBlocks`)."""
     k = config.num_devices
-    loss0 = config.surrogate.initial_loss
+    sur = config.surrogate
+    loss0 = sur.initial_loss
+    v3 = config.mode == "surrogate" and sur.version == 3
     lead = () if batch is None else (batch,)
     empty = np.empty(lead + (0,))
     state = State(gain_db=empty, gain=empty, snr=empty, bits_mbit=empty, bits=empty,
@@ -49,8 +52,9 @@ def initial_state(config: FedLoRAConfig, batch: int | None = None) -> State:
                   t=0 if batch is None else np.zeros(batch, dtype=np.int64),
                   loss=float(loss0) if batch is None else np.full(batch, loss0),
                   accuracy=float("nan") if batch is None else np.full(batch, np.nan),
-                  heads=np.full(lead + (k,), config.surrogate.head_gap0
-                                if config.mode == "surrogate" else 0.0))
+                  heads=np.full(lead + (k,), sur.head_start if v3 else 0.0),
+                  shared=(shared_gap0(sur) if v3 else float("nan")) if batch is None
+                  else np.full(batch, shared_gap0(sur) if v3 else np.nan))
     state.set_bits(np.full(lead + (k,), config.bits_per_round / BITS_UNIT))
     return state
 

@@ -2,26 +2,33 @@
 
 Version 3 (the default calibrations ``calibration/iid.json`` and ``calibration/dirichlet.json``):
 the loss of FT eq. (1) is the mean of the K devices' losses, each with its own task head on the
-shared LoRA encoder, so the state has a shared part and a per-device part::
+shared LoRA encoder, so the state has a shared part s (the encoder) and a per-device part h_k
+(how untrained head k still is: 1 at the start, 0 = fully trained)::
 
-    loss(t) = loss_floor + s(t) + mean_k h_k(t)
+    loss_k(t) = loss_floor + s(t) + h_k(t) (G0 - s(t)),    G0 = initial_loss - loss_floor
+    loss(t)   = mean_k loss_k(t) = loss_floor + s(t) + H(t) (G0 - s(t)),   H = mean_k h_k
 
-* the shared (LoRA) gap s follows Theorem 1 in full: the contraction rho(N) below and the
-  stationary term the theorem's variance of an N-of-K average adds,
+A device whose head never trains stays at the initial loss whatever the encoder learns (what the
+real runs show: the 15 devices left out of a fixed 5-device subset end at their initial loss);
+a fully trained head gets the encoder's loss ``loss_floor + s``.
+
+* the shared gap s follows Theorem 1 in full: the contraction rho(N) below and the stationary
+  term the theorem's variance of an N-of-K average adds,
   ``s*(N) = stationary * (K - N) / (N (K - 1))`` (0 at N = K), so a schedule's count sets where
   the loss settles, not only how fast it gets there::
 
       s(t+1) = s*(N) + (1 - rho(N) w(s)) (s(t) - s*(N))         (unchanged when N = 0)
 
-* head k's gap h_k only moves in the rounds its device is scheduled (its head trains on its own
-  data): ``h_k(t+1) = (1 - head_rate) h_k(t)`` if scheduled, else ``h_k(t)``; every head starts
-  at ``head_fraction`` of the initial gap. So which devices take part matters: a fixed subset
-  leaves the other heads where they started, rotating the same count trains all of them.
+  starting at ``s(0) = (1 - head_fraction) G0``: ``head_fraction`` is the share of the gap a
+  trained head closes on the pretrained encoder alone;
+* head k only learns in the rounds its device is scheduled (its head trains on its own data):
+  ``h_k(t+1) = (1 - head_rate) h_k(t)`` if scheduled, else ``h_k(t)``. So which devices take part
+  matters: a fixed subset leaves the other heads untrained, rotating the same count trains all.
 
-Data heterogeneity (i.i.d. vs Dirichlet shards) is a property of the calibration: the two shipped
-files are fitted to real runs on each kind of partition (the per-device part is far larger on
-Dirichlet shards, where a device's head also learns its label mix). With ``head_fraction = 0``
-and ``stationary = 0`` the model is version 2 exactly (below), which is how older calibrations
+The noise (``noise > 0``) is added to the reported loss, not to the state. Data heterogeneity
+(i.i.d. vs Dirichlet shards) is a property of the calibration: the two shipped files are fitted
+to real runs on each kind of partition. With ``head_fraction = 0`` and ``stationary = 0`` the
+model is version 2 exactly (below, the loss is the state), which is how older calibrations
 (``calibration/v2-synthetic.json``) and checkpoints keep their numbers.
 
 Version 2:
@@ -86,8 +93,10 @@ class SurrogateParams:
             progress rate grows linearly to the full rate as the gap closes (1 = no warm-up).
         stationary: v3: settled excess of the shared gap with one of K devices scheduled
             (``s*(N) = stationary (K - N) / (N (K - 1))``), >= 0; 0 = one floor for every N.
-        head_fraction: v3: share of the initial gap held by the per-device heads, in [0, 1).
-        head_rate: v3: share of a head's gap closed in a round its device is scheduled, [0, 1].
+        head_fraction: v3: share of the initial gap a trained head closes on the pretrained
+            encoder alone, in [0, 1); > 0 turns the per-device heads on.
+        head_rate: v3: share of a head's untrained part closed in a round its device is
+            scheduled, in [0, 1].
         noise: std of the per-round loss noise at N = 1 (scaled by 1/sqrt(N)); 0 = deterministic.
         initial_accuracy: test accuracy at ``initial_loss``.
         final_accuracy: test accuracy at ``loss_floor``.
@@ -124,13 +133,14 @@ class SurrogateParams:
 
     @property
     def version(self) -> int:
-        """3 when the shared/per-device split or the stationary term is on, else 2."""
+        """3 when the per-device heads or the stationary term are on, else 2 (the loss is the
+        whole state)."""
         return 3 if (self.head_fraction > 0.0 or self.stationary > 0.0) else 2
 
     @property
-    def head_gap0(self) -> float:
-        """Each head's initial gap (v3): ``head_fraction`` of the initial gap."""
-        return self.head_fraction * (self.initial_loss - self.loss_floor)
+    def head_start(self) -> float:
+        """Each head's untrained part at the start: 1 with heads on, 0 without."""
+        return 1.0 if self.head_fraction > 0.0 else 0.0
 
     @classmethod
     def from_json(cls, path: str | Path) -> SurrogateParams:
@@ -215,33 +225,58 @@ def settle_table(num_devices: int, params: SurrogateParams) -> np.ndarray:
 
 def step_loss(loss: np.ndarray | float, num_scheduled: np.ndarray | int, num_devices: int,
               params: SurrogateParams, noise: np.ndarray | float | None = None,
-              rho: np.ndarray | float | None = None, heads_before: np.ndarray | float = 0.0,
-              heads_after: np.ndarray | float = 0.0, settle: np.ndarray | float = 0.0
-              ) -> np.ndarray | float:
-    """One round of the surrogate: the loss after a round with ``num_scheduled`` devices.
+              rho: np.ndarray | float | None = None) -> np.ndarray | float:
+    """One round of the version-2 surrogate: the loss after a round with ``num_scheduled``
+    devices (v3: :func:`step_shared`, :func:`step_heads`, :func:`loss_of`).
 
     ``noise`` is a standard-normal draw of the same shape (ignored when ``params.noise`` is 0);
     ``rho`` may pass ``contraction(num_scheduled, ...)`` precomputed (e.g. from a table over N).
-    v3: ``heads_before`` / ``heads_after`` are the mean head gap before and after the round
-    (:func:`step_heads`) and ``settle`` is s*(N) (:func:`settle_table`); the shared gap is
-    ``loss - loss_floor - heads_before``. Their defaults (0) give version 2 bit for bit.
     """
     if rho is None:
         rho = contraction(num_scheduled, num_devices, params)
-    gap = loss - params.loss_floor - heads_before
+    gap = loss - params.loss_floor
+    rho = _warm_up(rho, gap, params.initial_loss - params.loss_floor, params)
+    new = params.loss_floor + (1.0 - rho) * gap
+    return _noisy(new, num_scheduled, params, noise)
+
+
+def _warm_up(rho: Any, gap: Any, gap0: float, params: SurrogateParams) -> Any:
+    """rho times the warm-up factor ``onset + (1 - onset) (1 - gap / gap0)`` (clipped)."""
     if params.onset < 1.0:  # warm-up: onset of the full rate at gap_0, growing as the gap closes
-        frac = 1.0 - gap / ((params.initial_loss - params.loss_floor) * (1.0 - params.head_fraction))
+        frac = 1.0 - gap / gap0
         if isinstance(frac, float):  # the single env's hot path
             frac = min(max(frac, 0.0), 1.0)
         else:
             frac = np.clip(frac, 0.0, 1.0)
         rho = rho * (params.onset + (1.0 - params.onset) * frac)
-    new = params.loss_floor + settle + (1.0 - rho) * (gap - settle) + heads_after
+    return rho
+
+
+def _noisy(new: Any, num_scheduled: Any, params: SurrogateParams, noise: Any) -> Any:
     if params.noise > 0.0 and noise is not None:
         n = np.maximum(np.asarray(num_scheduled, dtype=np.float64), 1.0)
         new = new + np.where(np.asarray(num_scheduled) > 0, params.noise * noise / np.sqrt(n), 0.0)
         new = np.maximum(new, 0.0)
     return new
+
+
+def shared_gap0(params: SurrogateParams) -> float:
+    """v3: the shared gap at the start, ``(1 - head_fraction) G0``."""
+    return (1.0 - params.head_fraction) * (params.initial_loss - params.loss_floor)
+
+
+def step_shared(shared: np.ndarray | float, rho: np.ndarray | float, settle: np.ndarray | float,
+                params: SurrogateParams) -> np.ndarray | float:
+    """v3: the shared gap after a round (``rho`` = rho(N), ``settle`` = s*(N) of the round's N)."""
+    rho = _warm_up(rho, shared, shared_gap0(params), params)
+    return settle + (1.0 - rho) * (shared - settle)
+
+
+def loss_of(shared: np.ndarray | float, heads_mean: np.ndarray | float,
+            params: SurrogateParams) -> np.ndarray | float:
+    """v3: the global loss ``loss_floor + s + H (G0 - s)`` of a shared gap and mean head gap."""
+    g0 = params.initial_loss - params.loss_floor
+    return params.loss_floor + shared + heads_mean * (g0 - shared)
 
 
 def step_heads(heads: np.ndarray, scheduled: np.ndarray, params: SurrogateParams) -> np.ndarray:
@@ -252,26 +287,23 @@ def step_heads(heads: np.ndarray, scheduled: np.ndarray, params: SurrogateParams
 
 def simulate_masks(masks: np.ndarray, params: SurrogateParams) -> tuple[np.ndarray, np.ndarray]:
     """Noise-free v3 trajectory of one schedule: masks (T, K) bool -> (loss (T + 1,), per-device
-    loss (T + 1, K)), index 0 being the start (``loss_floor + s + h_k`` per device)."""
+    loss (T + 1, K)), index 0 being the start."""
     masks = np.asarray(masks, dtype=bool)
     T, k = masks.shape
     rho = contraction(np.arange(k + 1), k, params)
     settle = settle_table(k, params)
-    heads = np.full(k, params.head_gap0)
-    loss = float(params.initial_loss)
+    g0 = params.initial_loss - params.loss_floor
+    heads = np.full(k, params.head_start)
+    shared = shared_gap0(params)
     out = np.empty(T + 1)
     dev = np.empty((T + 1, k))
-    out[0] = loss
-    dev[0] = loss - heads.mean() + heads
-    for t in range(T):
-        n = int(masks[t].sum())
-        before = float(heads.mean()) if params.head_fraction > 0 else 0.0
-        heads = step_heads(heads, masks[t], params)
-        after = float(heads.mean()) if params.head_fraction > 0 else 0.0
-        loss = float(step_loss(loss, n, k, params, rho=float(rho[n]), heads_before=before,
-                               heads_after=after, settle=float(settle[n])))
-        out[t + 1] = loss
-        dev[t + 1] = loss - after + heads
+    for t in range(T + 1):
+        if t > 0:
+            n = int(masks[t - 1].sum())
+            shared = float(step_shared(shared, float(rho[n]), float(settle[n]), params))
+            heads = step_heads(heads, masks[t - 1], params)
+        dev[t] = params.loss_floor + shared + heads * (g0 - shared)
+        out[t] = float(loss_of(shared, float(heads.mean()), params))
     return out, dev
 
 

@@ -59,9 +59,11 @@ class State:
         loss: the learning state: current loss (surrogate, or real mode's latest test loss).
         accuracy: the latest accuracy (real mode: measured on the test set, at reset and on
             evaluation rounds; surrogate: implied by the loss, NaN before the first step).
-        heads: the surrogate's per-device head gaps (K; v3, ``surrogate.simulate_masks``):
-            hidden state, not in the observation (a server sees each device's age, not its
-            head's loss); zeros in real mode and for version-2 surrogates.
+        heads: the v3 surrogate's per-device untrained head parts h_k (K; 1 = untrained, 0 =
+            trained): hidden state, not in the observation (a server sees each device's age,
+            not its head's loss); zeros in real mode and for version-2 surrogates.
+        shared: the v3 surrogate's shared (encoder) gap s; NaN in real mode and for version 2
+            (whose state is the loss alone).
     """
 
     gain_db: np.ndarray
@@ -76,6 +78,7 @@ class State:
     loss: Any
     accuracy: Any = float("nan")
     heads: Any = None
+    shared: Any = float("nan")
 
     def set_bits(self, bits_mbit: np.ndarray) -> None:
         """Set the round's message sizes (Mbit) and the fields derived from them."""
