@@ -1,6 +1,15 @@
 """Fit the FedLoRA learning-curve surrogate to real split-LoRA training runs.
 
-Protocol (``edgeft calibrate``):
+The shipped calibrations (surrogate v3, ``envs/fedlora/calibration/iid.json`` and
+``dirichlet.json``) come from ``edgeft calibrate --refit``: the runs of the calibration protocol
+(``edgeft.training.protocol``: settings, fit and held-out schedules, seeds, all fixed before the
+runs) are committed in ``envs/fedlora/calibration/pilot/runs.jsonl.gz`` and
+``edgeft.training.surrogate_fit`` fits and measures from them in seconds.
+
+What follows is the version-2 calibration of the first releases (one pooled loss, the synthetic
+task; ``calibration/v2-synthetic.json``), still available with a training run or a file:
+
+Protocol (``edgeft calibrate`` without ``--refit``):
 
 * **Quantity.** The surrogate models the *global test loss* of FT eq. (1): the held-out
   cross-entropy averaged over the K devices' heads on the shared LoRA encoder
@@ -61,6 +70,7 @@ from typing import Any
 import numpy as np
 
 DEFAULT_OUT = "calibration.json"
+PROTOCOL = "<protocol>"  # --refit without a file: the v3 calibration protocol
 DEFAULT_ROUNDS = 150
 DEFAULT_SEEDS = 5
 
@@ -263,8 +273,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--refit",
         metavar="JSON",
+        nargs="?",
+        const=PROTOCOL,
         default=None,
-        help="no training: refit the surrogate to the runs stored in a calibration file (or its "
+        help="no training. Alone: refit the shipped v3 calibrations (iid.json, dirichlet.json and "
+        "their held-out figure in envs/fedlora/calibration/) to the committed runs of the "
+        "calibration protocol (edgeft.training.protocol) and print the fidelity tables. With a "
+        "file: refit the v2 surrogate to the runs stored in a calibration file (or its "
         ".runs.jsonl cache) and write --out",
     )
     parser.add_argument(
@@ -452,6 +467,11 @@ def run(args: argparse.Namespace) -> int:
     from edgeft.training.config import TrainingConfig
     from scipy.stats import spearmanr
 
+    if args.refit == PROTOCOL:
+        from edgeft.training.surrogate_fit import refit
+
+        refit()
+        return 0
     t0 = time.perf_counter()
     out = Path(args.out)
     if args.jobs < 1:

@@ -36,6 +36,7 @@ from edgeft.envs.fedlora.surrogate import (
     contraction,
     loss_of,
     settle_table,
+    shared_gap0,
     step_loss,
     step_shared,
 )
@@ -119,34 +120,49 @@ class SurrogateLearning:
         self.v3 = p.version == 3
         self.heads_on = p.head_fraction > 0.0
         self.keep = 1.0 - p.head_rate
+        # the single env's v3 step, inlined below (the same arithmetic as surrogate.step_shared
+        # and surrogate.loss_of; tests hold the two to each other)
+        self.ones = np.ones(self.k) / self.k
+        self.g0 = p.initial_loss - p.loss_floor
+        self.s0 = shared_gap0(p)
+        self.onset = p.onset
 
     def __call__(self, n: Any, scheduled: np.ndarray, state: State,
                  rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
         p = self.params
-        single = isinstance(n, int)
-        if single:
+        if isinstance(n, int):
             noise = rng.standard_normal() if p.noise > 0 else None
             if not self.v3:
                 loss = float(step_loss(state.loss, n, self.k, p, noise, rho=self.rho_list[n]))
                 return loss, float(accuracy_of_loss(loss, p)), {}
-            rho, settle = self.rho_list[n], self.settle_list[n]
-        else:
-            noise = rng.standard_normal(n.shape[0]) if p.noise > 0 else None
-            if not self.v3:
-                loss = step_loss(state.loss, n, self.k, p, noise, rho=self.rho[n])
-                return loss, accuracy_of_loss(loss, p), {}
-            rho, settle = self.rho[n], self.settle[n]
-        if not single or n:  # N = 0 leaves the shared gap where it is (rho(0) = 0)
-            state.shared = step_shared(state.shared, rho, settle, p)
-        heads_mean: Any = 0.0
+            shared = state.shared
+            if n:
+                rho, settle = self.rho_list[n], self.settle_list[n]
+                if self.onset < 1.0:
+                    frac = min(max(1.0 - shared / self.s0, 0.0), 1.0)
+                    rho = rho * (self.onset + (1.0 - self.onset) * frac)
+                shared = state.shared = settle + (1.0 - rho) * (shared - settle)
+            heads_mean = 0.0
+            if self.heads_on:
+                heads = state.heads
+                if n:
+                    np.multiply(heads, self.keep, out=heads, where=scheduled)
+                heads_mean = float(np.dot(heads, self.ones))
+            loss = p.loss_floor + shared + heads_mean * (self.g0 - shared)
+            if noise is not None:
+                loss = float(_noisy(loss, n, p, noise))
+            return loss, float(accuracy_of_loss(loss, p)), {}
+        noise = rng.standard_normal(n.shape[0]) if p.noise > 0 else None
+        if not self.v3:
+            loss = step_loss(state.loss, n, self.k, p, noise, rho=self.rho[n])
+            return loss, accuracy_of_loss(loss, p), {}
+        state.shared = step_shared(state.shared, self.rho[n], self.settle[n], p)
+        heads_mean_b: Any = 0.0
         if self.heads_on:
             heads = state.heads
             heads[scheduled] *= self.keep
-            heads_mean = float(heads.sum()) / self.k if single else heads.mean(axis=-1)
-        loss = _noisy(loss_of(state.shared, heads_mean, p), n, p, noise)
-        if single:
-            loss = float(loss)
-            return loss, float(accuracy_of_loss(loss, p)), {}
+            heads_mean_b = heads.mean(axis=-1)
+        loss = _noisy(loss_of(state.shared, heads_mean_b, p), n, p, noise)
         return loss, accuracy_of_loss(loss, p), {}
 
 
