@@ -7,9 +7,10 @@ followed by a plot OUT/<figure>.png. Rerunning the same command continues an int
 OUT/<figure>-<id>.png instead, <id> being a short hash of those options (printed at the start),
 so runs with different options never mix.
 
-    ft-fig3   loss and accuracy vs round: corrected and literal Lyapunov, All-in, GS, AABA
-              (FT Section V.A, preset paper)
-    ft-fig5   final loss and accuracy vs delay budget (1, 2, 5, 10, 50 us/bit)
+    ft-fig3   loss and accuracy vs round: corrected and literal Lyapunov, All-in, GS, AABA, and
+              each policy's final loss with its 95% interval (the FedLoRA defaults: K = 20,
+              2 us/bit, surrogate v3, 100 rounds; FT Section V.A with --set preset=paper)
+    ft-fig5   final loss, accuracy and scheduled devices vs delay budget (1, 2, 5, 10, 50 us/bit)
     ft-fig6   decision time of the Lyapunov policies vs delay budget (same runs as ft-fig5)
     mec-fig2  collaborative (fp-cccp) vs edge-only (alpha = 1) vs local-only (alpha = Upsilon-1):
               energy per round summed over users, delay per round averaged over users
@@ -21,7 +22,7 @@ so runs with different options never mix.
 Examples:
 
     edgeft figures                         # all of them, quick sizes
-    edgeft figures --only ft-fig3 --rounds 5000 --seeds 3
+    edgeft figures --only ft-fig3 --set preset=paper --rounds 5000 --seeds 3
     edgeft figures --only ft-fig3 --mode real --rounds 50 --seeds 1
     edgeft figures --only ft-fig3 --mode real --set training="{'model': 'tiny-bert'}"
 
@@ -47,8 +48,16 @@ from edgeft.suites import BUDGETS_US, FEDLORA, MEC, Scenario, Suite
 FIGURES = ("ft-fig3", "ft-fig5", "ft-fig6", "mec-fig2", "mec-fig3", "mec-fig4", "mec-fig5")
 FT_POLICIES = ["lyapunov", "lyapunov-paper", "all-in", "gs", "aaba"]
 #: the options that change what a figure shows, with their defaults
-OPTIONS: dict[str, Any] = {"mode": "surrogate", "rounds": 1000, "seeds": 2, "users": 20,
+OPTIONS: dict[str, Any] = {"mode": "surrogate", "rounds": 100, "seeds": None, "users": 20,
                            "servers": 4, "overrides": {}}
+#: test seeds per point when --seeds is not given: FedLoRA episodes are cheap, and neighbouring
+#: reference policies differ by ~0.005 in final loss, so 10 seeds make the 95% intervals tell them
+#: apart; MEC figures cost seconds per decision
+DEFAULT_SEEDS = {"fedlora": 10, "mec": 2}
+
+
+def _seeds(args: argparse.Namespace, family: str) -> int:
+    return int(args.seeds) if args.seeds is not None else DEFAULT_SEEDS[family]
 #: MEC axis labels: what the metrics of edgeft.episodes are (per round = one training iteration
 #: of every user, then averaged over the episode's rounds and the seeds)
 MEC_LABELS = {"energy": "energy per round, sum over users (J)",
@@ -92,7 +101,7 @@ def _run(suite: Suite, policies: list[str], out: Path,
 
 
 def _ft_base(args: argparse.Namespace) -> dict[str, Any]:
-    cfg: dict[str, Any] = {"preset": "paper", "episode_rounds": args.rounds}
+    cfg: dict[str, Any] = {"episode_rounds": args.rounds}
     if args.mode == "real":
         cfg["mode"] = "real"
     cfg.update(args.overrides)
@@ -100,23 +109,34 @@ def _ft_base(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def ft_fig3(args: argparse.Namespace, out: Path) -> Path:
-    """FT Fig. 3: training loss and test accuracy vs round."""
-    suite = Suite("ft-fig3", 1, "fedlora", "FT Fig. 3",
-                  (Scenario("paper", FEDLORA, _ft_base(args)),), num_seeds=args.seeds)
-    _, rows = _run(suite, FT_POLICIES, _path(args, out, "ft-fig3"), args)
+    """FT Fig. 3: loss and test accuracy vs round, and each policy's final loss (95% interval)."""
+    seeds = _seeds(args, "fedlora")
+    suite = Suite("ft-fig3", 2, "fedlora", "FT Fig. 3",
+                  (Scenario("default", FEDLORA, _ft_base(args)),), num_seeds=seeds)
+    summary, rows = _run(suite, FT_POLICIES, _path(args, out, "ft-fig3"), args)
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.9))
     for pol in FT_POLICIES:
         rs = [r for r in rows if r["policy"] == pol]
         for ax, k in zip(axes, ("loss", "accuracy")):
             y = np.mean([r["curves"][k] for r in rs], axis=0)
             x = rs[0]["curves"].get("round", np.arange(1, len(y) + 1))
             ax.plot(x, y, label=pol)
-    for ax, k in zip(axes, ("training loss", "test accuracy")):
+    for ax, k in zip(axes, ("loss (FT eq. 1)", "test accuracy")):
         ax.set_xlabel("communication round")
         ax.set_ylabel(k)
     axes[0].legend()
-    fig.suptitle(f"FT Fig. 3 ({args.mode}, {args.seeds} seed(s))")
+    final = {e["policy"]: e["metrics"]["final_loss"] for e in summary["results"]}
+    order = sorted(final, key=lambda p: final[p]["mean"])
+    means = [final[p]["mean"] for p in order]
+    err = [[final[p]["mean"] - final[p]["ci_low"] for p in order],
+           [final[p]["ci_high"] - final[p]["mean"] for p in order]]
+    axes[2].errorbar(range(len(order)), means, yerr=err, fmt="o", capsize=4)
+    axes[2].set_xticks(range(len(order)), order, rotation=20)
+    axes[2].set_ylabel("final loss (mean, 95% interval)")
+    axes[2].set_title(f"final loss over {seeds} seeds", fontsize=9)
+    axes[2].ticklabel_format(axis="y", useOffset=False)
+    fig.suptitle(f"FT Fig. 3 ({args.mode}, {seeds} seed(s), {args.rounds} rounds)")
     return _save(fig, _path(args, out, "ft-fig3", ".png"))
 
 
@@ -124,9 +144,9 @@ def _budget_runs(args: argparse.Namespace, out: Path) -> dict:
     scen = tuple(Scenario(f"budget-{b:g}us", FEDLORA,
                           {**_ft_base(args), "delay_budget_per_bit": b * 1e-6}, sweep_value=b)
                  for b in BUDGETS_US)
-    suite = Suite("ft-fig5", 1, "fedlora", "FT Fig. 5/6", scen, num_seeds=args.seeds,
+    suite = Suite("ft-fig5", 2, "fedlora", "FT Fig. 5/6", scen, num_seeds=_seeds(args, "fedlora"),
                   sweep=("delay_budget_per_bit", "us/bit"))
-    summary, _ = _run(suite, ["lyapunov", "lyapunov-paper", "gs", "aaba"],
+    summary, _ = _run(suite, ["all-in", "lyapunov", "lyapunov-paper", "gs", "aaba"],
                       _path(args, out, "ft-fig5"), args)
     return summary
 
@@ -157,7 +177,7 @@ def _sweep_plot(summary: dict, metrics: list[tuple[str, str, str]], xlabel: str,
 def ft_fig5(args: argparse.Namespace, out: Path) -> Path:
     """FT Fig. 5: final loss and accuracy vs the delay budget."""
     s = _budget_runs(args, out)
-    return _sweep_plot(s, [("metrics", "final_loss", "final training loss"),
+    return _sweep_plot(s, [("metrics", "final_loss", "final loss (FT eq. 1)"),
                            ("metrics", "final_accuracy", "final test accuracy"),
                            ("metrics", "avg_scheduled", "avg scheduled devices")],
                        "delay budget (us/bit)", "FT Fig. 5", _path(args, out, "ft-fig5", ".png"))
@@ -189,7 +209,8 @@ def mec_fig3(args: argparse.Namespace, out: Path) -> Path:
                               _mec_base(args, **({w_field: w, "w_stability": 1.0}
                                                  if w_field != "w_stability" else {w_field: w})),
                               sweep_value=w) for w in weights)
-        suite = Suite(f"mec-fig3-{w_field}", 1, "mec", "MEC Fig. 3", scen, num_seeds=args.seeds)
+        suite = Suite(f"mec-fig3-{w_field}", 1, "mec", "MEC Fig. 3", scen,
+                      num_seeds=_seeds(args, "mec"))
         s, _ = _run(suite, pols, _path(args, out, f"mec-fig3-{w_field}"), args)
         panels.append((s, metric, label, w_field))
     plt = _plt()
@@ -211,7 +232,7 @@ def mec_fig5(args: argparse.Namespace, out: Path) -> Path:
     """MEC Fig. 5: energy and delay vs the number of users."""
     users = (10, 20, 30, 40, 50)
     scen = tuple(Scenario(f"n{n}", MEC, _mec_base(args, num_users=n), sweep_value=n) for n in users)
-    suite = Suite("mec-fig5", 1, "mec", "MEC Fig. 5", scen, num_seeds=args.seeds)
+    suite = Suite("mec-fig5", 1, "mec", "MEC Fig. 5", scen, num_seeds=_seeds(args, "mec"))
     s, _ = _run(suite, ["fp-cccp", "greedy", "random"], _path(args, out, "mec-fig5"), args)
     return _sweep_plot(s, [("metrics", "energy", MEC_LABELS["energy"]),
                            ("metrics", "delay", MEC_LABELS["delay"])],
@@ -223,7 +244,7 @@ def mec_fig5(args: argparse.Namespace, out: Path) -> Path:
 
 def _mec_rounds_note(args: argparse.Namespace) -> str:
     rounds = _mec_base(args).get("episode_rounds", 1)
-    return (f"mean over {args.seeds} seed(s) x {rounds} round(s); a round = one training "
+    return (f"mean over {_seeds(args, 'mec')} seed(s) x {rounds} round(s); a round = one training "
             "iteration of every user")
 
 
@@ -267,7 +288,7 @@ def mec_fig2(args: argparse.Namespace, out: Path) -> Path:
     keys = ("energy", "delay", "stability")
     res: dict[str, dict[str, float]] = {}
     for name, make in makers.items():
-        seeds = [TEST_SEED_BASE + i for i in range(args.seeds)]
+        seeds = [TEST_SEED_BASE + i for i in range(_seeds(args, "mec"))]
         ms = [play_episode(env, make(seed), seed)["metrics"] for seed in seeds]
         res[name] = {k: float(np.mean([m[k] for m in ms])) for k in keys}
         # the upload's part of energy and delay, from each seed's first round
@@ -361,9 +382,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "split-LoRA rounds (slow; default model from the offline-model "
                              "extra, see above)")
     parser.add_argument("--rounds", type=int, default=OPTIONS["rounds"],
-                        help="FT rounds per episode (default: %(default)s; the paper: 5000)")
+                        help="FT rounds per episode (default: %(default)s, the surrogate's "
+                             "calibrated horizon; the paper: 5000)")
     parser.add_argument("--seeds", type=int, default=OPTIONS["seeds"],
-                        help="test seeds per point (default: %(default)s)")
+                        help="test seeds per point (default: 10 for the FT figures, 2 for the "
+                             "MEC figures)")
     parser.add_argument("--users", type=int, default=OPTIONS["users"],
                         help="MEC users N (default: %(default)s; the paper: 50, and 100 in its "
                              "Fig. 4)")

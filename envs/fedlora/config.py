@@ -82,7 +82,7 @@ class FedLoRAConfig:
     bits_per_round: float = 1e6
     delay_budget: float | None = None
     delay_budget_per_bit: float = 2e-6
-    episode_rounds: int = 200
+    episode_rounds: int = 100
     action_mode: str = "bandwidth"
     reward: str = "progress"
     zeta: float = 1.0

@@ -75,6 +75,8 @@ DEFAULT_CALIBRATIONS = {"iid": CALIBRATION_DIR / "iid.json",
 DEFAULT_CALIBRATION = DEFAULT_CALIBRATIONS["iid"]
 #: the version-2 calibration of the first releases (synthetic task, pooled heads)
 V2_CALIBRATION = CALIBRATION_DIR / "v2-synthetic.json"
+#: the shipped calibrations by name (``surrogate="iid"`` etc.)
+SHIPPED = ("iid", "dirichlet", "v2-synthetic")
 _DEFAULT_CACHE: dict[str, tuple[int, SurrogateParams]] = {}
 
 
@@ -164,7 +166,8 @@ class SurrogateParams:
     @classmethod
     def resolve(cls, spec: Any, partition: str = "iid") -> SurrogateParams:
         """``"default"`` (the shipped calibration of ``partition``: ``calibration/iid.json`` or
-        ``calibration/dirichlet.json``), ``"built-in"``, a path, a dict or params."""
+        ``calibration/dirichlet.json``), the name of a shipped calibration (:data:`SHIPPED`),
+        ``"built-in"``, a path, a dict or params."""
         if isinstance(spec, SurrogateParams):
             return spec
         if isinstance(spec, dict):
@@ -183,11 +186,13 @@ class SurrogateParams:
             if cached is None or cached[0] != stamp:
                 cached = _DEFAULT_CACHE[partition] = (stamp, cls.from_json(path))
             return cached[1]
+        if isinstance(spec, str) and spec in SHIPPED:
+            return cls.from_json(CALIBRATION_DIR / f"{spec}.json")
         if isinstance(spec, (str, Path)):
             return cls.from_json(spec)
         raise ValueError(
-            "surrogate must be 'default', 'built-in', a calibration JSON path, a dict or "
-            f"SurrogateParams, got {spec!r}"
+            f"surrogate must be 'default', one of {list(SHIPPED)}, 'built-in', a calibration JSON "
+            f"path, a dict or SurrogateParams, got {spec!r}"
         )
 
 

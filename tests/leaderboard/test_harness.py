@@ -124,7 +124,7 @@ def test_task_cost_reads_the_family_defaults_and_the_registered_policy_cost():
         n, t = size_rounds(env_id, config)
         fam = "fedlora" if env_id == FEDLORA else "mec"
         assert cost(env_id, config) == policy_cost("random", fam) * n * t, (env_id, config)
-    assert cost(FEDLORA, {"preset": "paper"}) == 25 * cost(FEDLORA, {})  # 5000 vs 200 rounds
+    assert cost(FEDLORA, {"preset": "paper"}) == 50 * cost(FEDLORA, {})  # 5000 vs 100 rounds
     assert policy_cost("ppo:whatever", "mec") == 1.0
 
 
@@ -232,7 +232,7 @@ def test_foreign_results_folder_error_names_what_differs(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "holds a run of suite ft-fig3 v1 with other settings (" in err
-    assert "scenarios[0].config.episode_rounds: 3 -> 1000" in err
+    assert "scenarios[0].config.episode_rounds: 3 -> 100" in err
 
 
 # ---------------------------------------------------------------------------- Ctrl-C
