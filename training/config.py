@@ -20,6 +20,12 @@ DTYPES = ("float32", "float64", "bfloat16")
 BUILTIN_MODELS = ("minilm", "tiny-bert", "tiny-vit")
 
 
+#: named real-mode regimes -> the calibration protocol's setting (edgeft.training.protocol):
+#: offline MiniLM on the tweets task, K per-device heads with their own start and rate, LoRA lr
+#: 0.1, batch 4, 40-token sequences, 256 evaluation samples; i.i.d. or Dirichlet(0.5) shards
+REGIMES = {"tweets-iid": "iid-h1", "tweets-dirichlet": "dir-h1"}
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """Configuration of one federated split-LoRA fine-tuning run (FT Section II.A, V.A).
@@ -166,7 +172,9 @@ class TrainingConfig:
 
     @classmethod
     def from_any(cls, spec: Any) -> TrainingConfig:
-        """None -> defaults, a dict -> ``cls(**dict)``, a TrainingConfig -> itself.
+        """None -> defaults, a dict -> ``cls(**dict)``, a TrainingConfig -> itself, the name of a
+        calibrated regime (:data:`REGIMES`: ``"tweets-iid"``, ``"tweets-dirichlet"``, the real
+        settings the shipped v3 surrogate calibrations were fitted to) -> its settings.
 
         Raises:
             ValueError: a key that is not a field (misspelt, or not a string); the message names
@@ -176,6 +184,13 @@ class TrainingConfig:
             return cls()
         if isinstance(spec, cls):
             return spec
+        if isinstance(spec, str):
+            if spec not in REGIMES:
+                raise ValueError(f"unknown training regime {spec!r}; known: {sorted(REGIMES)} "
+                                 "(or pass a dict of TrainingConfig fields)")
+            from edgeft.training.protocol import SETTINGS
+
+            return cls.from_any(SETTINGS[REGIMES[spec]][0])
         if isinstance(spec, Mapping):
             names = {f.name for f in dataclasses.fields(cls)}
             unknown = sorted((k for k in spec if k not in names), key=repr)
@@ -188,7 +203,8 @@ class TrainingConfig:
                 values["target_modules"] = tuple(values["target_modules"])
             return cls(**values)
         raise ValueError(
-            f"training must be None, a dict of TrainingConfig fields or a TrainingConfig, got "
+            f"training must be None, a regime name {sorted(REGIMES)}, a dict of TrainingConfig "
+            f"fields or a TrainingConfig, got "
             f"{type(spec).__name__}"
         )
 
