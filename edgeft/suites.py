@@ -9,7 +9,7 @@ never seen in training. Every policy plays every scenario on the same seeds.
 | suite | scenarios | seeds x rounds |
 |---|---|---|
 | ``fedlora-default`` | FedLoRA defaults: K = 20, D-bar = 2 us/bit, i.i.d. shards (v3) | 10 x 100 |
-| ``fedlora-noniid`` | as fedlora-default with Dirichlet(0.5) shards (``data="dirichlet"``) | 10 x 100 |
+| ``fedlora-noniid`` | fedlora-default on Dirichlet(0.5) shards (``data="dirichlet"``) | 10 x 100 |
 | ``fedlora-paper`` | FT Section V.A (``preset="paper"``) over its budget grid (1) | 3 x 5000 |
 | ``fedlora-hard`` | K = 100 devices, D-bar = 1 us/bit | 5 x 100 |
 | ``mec-default`` | N = 20, M = 4 in a 150 m square, binding energy budgets (v3) | 5 x 20 |
@@ -122,9 +122,9 @@ BUDGETS_US = (1.0, 2.0, 5.0, 10.0, 50.0)
 
 # Version history (a change that can change a suite's results bumps its version):
 # v2 (all six): the FedLoRA surrogate's default constants are the shipped calibration
-#     (envs/fedlora/calibration/default.json) instead of the built-in ones; MEC fp-cccp ranks
-#     its association candidates with the exact resource rule, and the discrete action mode
-#     (the agents') uses it.
+#     (then calibration/default.json, now v2-synthetic.json) instead of the built-in ones;
+#     MEC fp-cccp ranks its association candidates with the exact resource rule, and the
+#     discrete action mode (the agents') uses it.
 # v3 (mec-default): episodes of 20 rounds in a 150 m square (dense small cells) with energy
 #     budgets of 0.7x the reference device energy, so the per-user energy queues shape decisions
 #     (the myopic policies overshoot by ~5%) and every budget can be met (greedy-dpp meets them

@@ -221,7 +221,8 @@ def run_one(learner: Any, setting: str, schedule: str, seed: int) -> dict[str, A
             "eval_every": eval_every, "devices": learner.num_devices, "rounds_at": at,
             "loss": loss, "accuracy": acc, "device_loss": dev,
             "counts": masks.sum(1).tolist(),
-            "masks": [np.flatnonzero(m).tolist() for m in masks], "wall_s": round(time.perf_counter() - t0, 2)}
+            "masks": [np.flatnonzero(m).tolist() for m in masks],
+            "wall_s": round(time.perf_counter() - t0, 2)}
 
 
 def final_of(row: dict[str, Any]) -> float:

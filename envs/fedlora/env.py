@@ -107,6 +107,12 @@ class FedLoRASchedulingEnv(gym.Env):
       Then out-of-space ``count`` and ``subset`` actions raise instead of being clipped /
       thresholded, and ``training`` without ``mode="real"`` raises; valid actions give the same
       results as before.
+    - Surrogate v3 (state format 2): the default surrogate is the v3 calibration of ``data``
+      (``envs/fedlora/calibration/iid.json`` or ``dirichlet.json``: a shared encoder gap with FT
+      Theorem 1's stationary term and per-device heads, fitted to real MiniLM runs on the tweets
+      task), and the default episode is 100 rounds (the calibrated horizon; it was 200). The
+      version-2 constants stay reachable as ``surrogate="v2-synthetic"``; checkpoints of
+      formats 0 and 1 load and continue with them.
     """
 
     metadata = {"render_modes": []}

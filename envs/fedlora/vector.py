@@ -88,7 +88,8 @@ class FedLoRAVectorEnv(VectorEnv):
         # new cells; the rest of the pre-drawn fading block follows them
         self._fading.replace_cells(idx, draw_cell(self.np_random, self.config, (idx.size,)))
         start = initial_state(self.config, idx.size)
-        for name in ("age", "queue", "t", "loss", "accuracy", "heads", "shared"):  # bits: fixed in surrogate mode
+        # bits: fixed in surrogate mode
+        for name in ("age", "queue", "t", "loss", "accuracy", "heads", "shared"):
             getattr(s, name)[idx] = getattr(start, name)
 
     def _draw_round(self) -> None:
