@@ -34,11 +34,9 @@ from edgeft.envs.fedlora.surrogate import (
     _noisy,
     accuracy_of_loss,
     contraction,
-    loss_of,
     settle_table,
     shared_gap0,
     step_loss,
-    step_shared,
 )
 from edgeft.envs.fedlora.types import State
 
@@ -156,13 +154,20 @@ class SurrogateLearning:
         if not self.v3:
             loss = step_loss(state.loss, n, self.k, p, noise, rho=self.rho[n])
             return loss, accuracy_of_loss(loss, p), {}
-        state.shared = step_shared(state.shared, self.rho[n], self.settle[n], p)
+        # surrogate.step_shared and loss_of for a batch, inlined (the vector env's hot path)
+        shared, rho, settle = state.shared, self.rho[n], self.settle[n]
+        if self.onset < 1.0:
+            frac = np.minimum(np.maximum(1.0 - shared / self.s0, 0.0), 1.0)
+            rho = rho * (self.onset + (1.0 - self.onset) * frac)
+        shared = state.shared = settle + (1.0 - rho) * (shared - settle)
         heads_mean_b: Any = 0.0
         if self.heads_on:
             heads = state.heads
-            heads[scheduled] *= self.keep
-            heads_mean_b = heads.mean(axis=-1)
-        loss = _noisy(loss_of(state.shared, heads_mean_b, p), n, p, noise)
+            np.multiply(heads, self.keep, out=heads, where=scheduled)
+            heads_mean_b = heads @ self.ones
+        loss = p.loss_floor + shared + heads_mean_b * (self.g0 - shared)
+        if noise is not None:
+            loss = _noisy(loss, n, p, noise)
         return loss, accuracy_of_loss(loss, p), {}
 
 
