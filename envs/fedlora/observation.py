@@ -15,6 +15,11 @@ Observation vector (float64, length 3K + 3), in this order:
 The env keeps its state in exactly these units and derives physical values with the same
 functions the decoder uses, so ``decode_observation(obs)`` gives bit-identical inputs to what the
 env computes with: an analytical policy acting on the observation sees the true state.
+
+What is not observed: the v3 surrogate's per-device head parts and shared gap
+(``State.heads``, ``State.shared``). A server knows when it last scheduled each device (``age``)
+and the global loss it measures, not each device's head loss; the head part of device k is a
+function of how often k was scheduled, which a policy can count from ``info["scheduled"]``.
 """
 
 from __future__ import annotations
