@@ -10,6 +10,7 @@ never seen in training. Every policy plays every scenario on the same seeds.
 |---|---|---|
 | ``fedlora-default`` | FedLoRA defaults: K = 20, D-bar = 2 us/bit, i.i.d. shards (v3) | 10 x 100 |
 | ``fedlora-noniid`` | fedlora-default on Dirichlet(0.5) shards (``data="dirichlet"``) | 10 x 100 |
+| ``fedlora-mobile`` | fedlora-default, AR(1) fading rho = 0.9, 1.5 m/s mobility (2) | 10 x 100 |
 | ``fedlora-paper`` | FT Section V.A (``preset="paper"``) over its budget grid (1) | 3 x 5000 |
 | ``fedlora-hard`` | K = 100 devices, D-bar = 1 us/bit | 5 x 100 |
 | ``mec-default`` | N = 20, M = 4 in a 150 m square, binding energy budgets (v3) | 5 x 20 |
@@ -17,6 +18,9 @@ never seen in training. Every policy plays every scenario on the same seeds.
 | ``mec-large`` | N = 200 users, M = 20 servers | 3 x 3 |
 
 (1) 1, 2, 5, 10, 50 us/bit (50 = the paper's 0.05 ms/bit).
+(2) Gauss-Markov mobility (memory 0.8) with rounds of 2 s (= D-bar), so devices move ~3 m per
+round and path loss drifts within the episode; the fading keeps corr(|h|^2) = 0.81 from one round
+to the next (``edgeft.envs.channels``).
 
 Earlier versions of a suite whose definition changed stay reachable under ``NAME-vN``
 (``mec-default-v2``: the 5-round suite, its episodes unchanged; ``fedlora-default-v2``: the
@@ -145,6 +149,14 @@ BUDGETS_US = (1.0, 2.0, 5.0, 10.0, 50.0)
 #     the v2 suite stays as fedlora-default-v2. New: fedlora-noniid (calibration/dirichlet.json).
 #     The env's default episode_rounds became 100 (fedlora-hard's episodes with it).
 #     A refit of the shipped calibrations bumps these versions.
+# v1 (fedlora-mobile): new; fedlora-default's scenario with correlated channels (the env's
+#     fading_correlation / mobility fields), where the per-round rules are no longer
+#     asymptotically optimal.
+
+#: the fedlora-mobile scenario: AR(1) fading and pedestrian Gauss-Markov mobility, every channel
+#: field given (not left to the env's defaults)
+FEDLORA_MOBILE = {"episode_rounds": 100, "fading_correlation": 0.9, "mobility_speed_mps": 1.5,
+                  "mobility_memory": 0.8, "round_duration_s": 2.0}
 
 #: the v3 default MEC scenario (see the version history above)
 MEC_DEFAULT_V3 = {"num_users": 20, "num_servers": 4, "area_m": 150.0, "episode_rounds": 20,
@@ -159,6 +171,10 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           "FedLoRA defaults with Dirichlet(0.5) label shards per device, 100 rounds",
           (Scenario("dirichlet", FEDLORA, {"data": "dirichlet", "episode_rounds": 100}),),
           num_seeds=10),
+    Suite("fedlora-mobile", 1, "fedlora",
+          "FedLoRA defaults with persistent channels: AR(1) fading rho = 0.9, devices moving at "
+          "1.5 m/s (Gauss-Markov), 100 rounds",
+          (Scenario("mobile", FEDLORA, dict(FEDLORA_MOBILE)),), num_seeds=10),
     Suite("fedlora-default-v2", 2, "fedlora",
           "fedlora-default v2: K = 20 devices, D-bar = 2 us/bit, 200 rounds, surrogate v2",
           (Scenario("default", FEDLORA, {"surrogate": "v2-synthetic", "episode_rounds": 200}),),

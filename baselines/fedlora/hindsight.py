@@ -219,7 +219,9 @@ def episode_channels(env: Any, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
     The fading and message sizes of a surrogate episode are a function of the seed alone, not of
     the actions (tested), so an episode in which nobody is scheduled (an all-zero action, in every
-    action mode) reveals the channels every policy faces with that seed.
+    action mode) reveals the channels every policy faces with that seed. Nothing here assumes
+    i.i.d. rounds: with correlated channels (``fading_correlation``, ``mobility_speed_mps``) the
+    replay returns the correlated sequence and the bound is over it (tested).
     """
     base = getattr(env, "unwrapped", env)
     cfg = base.config

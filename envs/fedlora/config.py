@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from edgeft.envs.common import check_choice, check_range, validated_training
 from edgeft.envs.fedlora.surrogate import SurrogateParams
 
-ACTION_MODES = ("bandwidth", "count", "subset")
+ACTION_MODES = ("bandwidth", "count", "subset", "score")
 REWARDS = ("progress", "drift-plus-penalty", "drift-plus-penalty-paper")
 MODES = ("surrogate", "real")
 DATA_PARTITIONS = ("iid", "dirichlet")
@@ -48,7 +48,9 @@ class FedLoRAConfig:
             default 2 us/bit makes scheduling non-trivial; the paper's 50 us/bit does not.
         episode_rounds: T, rounds per episode (the env truncates after T steps).
         action_mode: "bandwidth" (Box(K) shares), "count" (Discrete(K+1): n strongest devices,
-            min-max-delay split) or "subset" (MultiBinary(K), min-max-delay split).
+            min-max-delay split), "subset" (MultiBinary(K), min-max-delay split) or "score"
+            (Box(-1, 1, (K,)), for agents with squashed outputs such as SAC and TD3: a device
+            is scheduled iff its score > 0, min-max-delay split).
         reward: "progress" (surrogate/real loss progress minus ``delay_penalty`` x budget
             excess), "drift-plus-penalty" (the corrected per-round Lyapunov objective
             N - zeta [q x + (x - 1)^2 / 2]) or "drift-plus-penalty-paper" (P1: N - zeta q x).
@@ -70,6 +72,24 @@ class FedLoRAConfig:
             validated here: an unknown field raises). Only with ``mode="real"``: given in
             surrogate mode it raises ``ValueError`` instead of being silently ignored.
         preset: "default" or "paper" (FT Section V.A values).
+        fading_correlation: rho in [0, 1), the round-to-round correlation of each device's
+            small-scale fading h (AR(1) complex Gaussian, h(t+1) = rho h(t) + sqrt(1 - rho^2)
+            w(t); corr(|h|^2) = rho^2 from one round to the next). 0 (default): i.i.d. block
+            Rayleigh fading, the paper's model.
+        mobility_speed_mps: RMS speed of the devices (m/s) under Gauss-Markov mobility (zero
+            mean velocity, each component N(0, speed^2 / 2) in the stationary law); devices move
+            by velocity x ``round_duration_s`` each round, are reflected back into the cell disc
+            at its edge, and their path loss is recomputed. 0 (default): devices stay where
+            they were placed for the whole episode.
+        mobility_memory: Gauss-Markov memory a in [0, 1) of the velocity from one round to the
+            next (0: a fresh velocity every round).
+        round_duration_s: wall-clock length of one round (s), which turns speed into the
+            distance moved per round; used only when ``mobility_speed_mps > 0``.
+
+    With ``fading_correlation = 0`` and ``mobility_speed_mps = 0`` (the defaults) the channel is
+    drawn exactly as in every earlier release (i.i.d. blocks, same random draws); otherwise
+    (``correlated_channel``) round by round from the shared Markov processes of
+    ``edgeft.envs.channels``, the ones the MEC env uses.
     """
 
     family: ClassVar[str] = "fedlora"
@@ -97,6 +117,10 @@ class FedLoRAConfig:
     data: str = "iid"
     training: Any = None
     preset: str = "default"
+    fading_correlation: float = 0.0
+    mobility_speed_mps: float = 0.0
+    mobility_memory: float = 0.8
+    round_duration_s: float = 1.0
 
     def __post_init__(self) -> None:
         check_range("num_devices", self.num_devices, 1, 100_000, integer=True)
@@ -134,6 +158,23 @@ class FedLoRAConfig:
                 f"data={self.data!r} but training.partition={self.training.partition!r}: they name "
                 "the same split of the data; set both to the same value (real mode trains on "
                 "training.partition)")
+        try:
+            check_range("fading_correlation", self.fading_correlation, 0.0, 1.0, high_open=True)
+        except ValueError as err:
+            raise ValueError(f"{err} (rho of the AR(1) fading: 0 = i.i.d. fading as before; a "
+                             "frozen channel, rho = 1, is not supported: use e.g. 0.99)") from None
+        check_range("mobility_speed_mps", self.mobility_speed_mps, 0.0)
+        check_range("mobility_memory", self.mobility_memory, 0.0, 1.0, high_open=True)
+        check_range("round_duration_s", self.round_duration_s, 0.0, low_open=True)
+        if self.mobility_speed_mps * self.round_duration_s > self.cell_radius_m:
+            raise ValueError(
+                "mobility_speed_mps x round_duration_s (the RMS distance a device moves in one "
+                f"round, here {self.mobility_speed_mps * self.round_duration_s:g} m) must be at "
+                f"most cell_radius_m ({self.cell_radius_m:g} m); lower the speed or the round "
+                "duration, or enlarge the cell")
+        for name in ("fading_correlation", "mobility_speed_mps", "mobility_memory",
+                     "round_duration_s"):
+            object.__setattr__(self, name, float(getattr(self, name)))
 
     @property
     def budget_s(self) -> float:
@@ -141,6 +182,12 @@ class FedLoRAConfig:
         if self.delay_budget is not None:
             return float(self.delay_budget)
         return float(self.delay_budget_per_bit * self.bits_per_round)
+
+    @property
+    def correlated_channel(self) -> bool:
+        """Whether channels follow the Markov processes (``fading_correlation > 0`` or
+        ``mobility_speed_mps > 0``) instead of the i.i.d. blocks."""
+        return self.fading_correlation > 0.0 or self.mobility_speed_mps > 0.0
 
     @property
     def obs_size(self) -> int:

@@ -15,7 +15,12 @@ from edgeft.envs.common import build_config
 from edgeft.envs.fedlora import dynamics
 from edgeft.envs.fedlora.actions import action_space
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
-from edgeft.envs.fedlora.generator import FadingBlocks, draw_cell, initial_state
+from edgeft.envs.fedlora.generator import (
+    CorrelatedChannel,
+    FadingBlocks,
+    initial_state,
+    start_channel,
+)
 from edgeft.envs.fedlora.observation import (
     BITS_UNIT,
     decode_observation,
@@ -32,9 +37,12 @@ class FedLoRASchedulingEnv(gym.Env):
     K devices fine-tune a foundation model with a server by split federated LoRA (FT paper): each
     round the scheduled devices send embeddings up, receive features, and send feature gradients
     up; the server averages the LoRA gradient over them (FT eqs. 2-4). The uplink is FDMA over B Hz
-    with block Rayleigh fading, so the round's delay is set by the slowest scheduled device
-    (eq. 7). Scheduling more devices speeds learning up (FT Theorem 1) but costs delay; the
-    long-term average delay must stay within D-bar (eq. 8), tracked by the virtual queue of eq. 18.
+    with block Rayleigh fading, i.i.d. from round to round by default (FT II.B) or, with
+    ``fading_correlation`` / ``mobility_speed_mps``, AR(1)-correlated over rounds and with
+    devices moving in the cell (Gauss-Markov), so the round's delay is set by the slowest
+    scheduled device (eq. 7). Scheduling more devices speeds learning up (FT Theorem 1) but costs
+    delay; the long-term average delay must stay within D-bar (eq. 8), tracked by the virtual
+    queue of eq. 18.
 
     ## Action space (``action_mode``)
     | mode         | space                 | meaning                                               |
@@ -57,6 +65,9 @@ class FedLoRASchedulingEnv(gym.Env):
     current loss. Lossless: ``env.unwrapped.decode(obs)`` (or
     ``edgeft.envs.fedlora.observation.decode_observation(obs, config)``) returns the exact state
     the env computes with; ``observation.observation_layout(config)`` names each block's slice.
+    With correlated channels the observation carries this round's gains (the CSI a server
+    measures); the fading's phase, the devices' positions and velocities stay hidden state (as
+    the surrogate's per-device heads), so past gains help to predict the next ones.
 
     ## Reward (``reward``)
     - "progress" (default): ``progress_scale * (loss_before - loss_after) / (L0 - L*) -
@@ -67,8 +78,10 @@ class FedLoRASchedulingEnv(gym.Env):
     The constrained-RL cost is ``info["cost"] = D / D-bar``; the constraint is mean cost <= 1.
 
     ## Starting state
-    Device positions uniform in the cell disc (fixed for the episode), fresh fading, q = 0, the
-    surrogate's initial loss (real mode: a freshly initialised LoRA model and task heads).
+    Device positions uniform in the cell disc (fixed for the episode unless
+    ``mobility_speed_mps > 0``), fresh fading (with correlated channels: fading and velocities
+    from their stationary laws), q = 0, the surrogate's initial loss (real mode: a freshly
+    initialised LoRA model and task heads).
 
     ## Episode end
     No termination; truncation after ``episode_rounds`` steps.
@@ -113,6 +126,11 @@ class FedLoRASchedulingEnv(gym.Env):
       task), and the default episode is 100 rounds (the calibrated horizon; it was 200). The
       version-2 constants stay reachable as ``surrogate="v2-synthetic"``; checkpoints of
       formats 0 and 1 load and continue with them.
+    - Correlated channels (opt-in, id unchanged): ``fading_correlation`` (AR(1) Rayleigh
+      fading), ``mobility_speed_mps``, ``mobility_memory``, ``round_duration_s`` (Gauss-Markov
+      mobility in the cell), with the MEC env's implementation (``edgeft.envs.channels``). Their
+      defaults (0, 0) keep every episode bit for bit as before (the same i.i.d. blocks and
+      draws); a checkpoint of a correlated episode holds the channel's Markov state.
     """
 
     metadata = {"render_modes": []}
@@ -144,7 +162,7 @@ class FedLoRASchedulingEnv(gym.Env):
         self._step_params = dynamics.Params(
             cfg, self._budget, self._params.initial_loss - self._params.loss_floor, learn)
         self._state: State | None = None
-        self._fading: FadingBlocks | None = None
+        self._fading: FadingBlocks | CorrelatedChannel | None = None
         self._obs_buf = np.empty(cfg.obs_size)
 
     # ------------------------------------------------------------------ derived, read-only
@@ -210,7 +228,7 @@ class FedLoRASchedulingEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         cfg = self.config
-        self._fading = FadingBlocks(draw_cell(self.np_random, cfg), cfg.noise_psd)
+        self._fading = start_channel(self.np_random, cfg)
         self._state = initial_state(cfg)
         if self._learner is not None:
             self._learner.reset(int(self.np_random.integers(2**31 - 1)))
@@ -230,16 +248,17 @@ class FedLoRASchedulingEnv(gym.Env):
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this episode exactly: the typed state and the fading
-        drawn ahead (format :data:`~edgeft.envs.fedlora.types.STATE_FORMAT`), the RNG, the
-        learner."""
+        """Everything needed to continue this episode exactly: the typed state and the channel
+        process (format :data:`~edgeft.envs.fedlora.types.STATE_FORMAT`): the fading drawn ahead
+        (i.i.d. blocks) or, with ``correlated_channel``, the Markov state (positions,
+        velocities, fading h); the RNG; the learner."""
         if self._state is None or self._fading is None:
             raise RuntimeError("call reset() before state_dict()")
         return {
             "format": STATE_FORMAT,
             "config": self.config,
             "state": self._state.copy(),
-            "fading": dataclasses.replace(self._fading, mean_db=self._fading.mean_db.copy()),
+            "fading": self._fading.copy(),
             "rng": self.np_random.bit_generator.state,
             "learner": None if self._learner is None else self._learner.state_dict(),
         }
@@ -270,7 +289,7 @@ class FedLoRASchedulingEnv(gym.Env):
                              "env with the checkpoint's config (data['config'])")
         if self._state is None:
             self.reset()
-        self._state, self._fading = state, dataclasses.replace(fading)
+        self._state, self._fading = state, fading.copy()
         self.np_random.bit_generator.state = data["rng"]
         if self._learner is not None:
             self._learner.load_state_dict(data["learner"])

@@ -1,12 +1,34 @@
-"""Initial state and random draws of the FedLoRA env: device placement and block Rayleigh
-fading, one implementation shared by the single and the vector env (and its checkpoints: the
-pre-drawn block is part of a checkpoint, so a resumed episode sees the same fading)."""
+"""Initial state and random draws of the FedLoRA env: device placement and the channel process,
+one implementation shared by the single and the vector env (and its checkpoints: the channel
+process, pre-drawn block or Markov state, is part of a checkpoint, so a resumed episode sees the
+same fading).
+
+Two channel processes, picked by ``FedLoRAConfig.correlated_channel``:
+
+- :class:`FadingBlocks` (the defaults, the paper's model): devices fixed for the episode, block
+  Rayleigh fading i.i.d. from round to round, drawn ``BLOCK`` rounds per RNG call.
+- :class:`CorrelatedChannel` (``fading_correlation > 0`` or ``mobility_speed_mps > 0``): AR(1)
+  Rayleigh fading and Gauss-Markov mobility in the cell disc, advanced round by round with the
+  functions of ``edgeft.envs.channels`` that the MEC env uses.
+
+:func:`start_channel` (single env) and :func:`empty_channel` + ``new_cells`` (vector env) make
+them; both have ``next(rng) -> (gain in dB, gain, |h|^2 / sigma^2)`` for the next round.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
+from edgeft.envs.channels import (
+    ar1_fading,
+    fading_power,
+    gauss_markov_start,
+    gauss_markov_velocity,
+    rayleigh_fading,
+    reflect_in_disc,
+)
 from edgeft.envs.fedlora.config import FedLoRAConfig
 from edgeft.envs.fedlora.formulas import (
     db_to_gain,
@@ -23,15 +45,45 @@ from edgeft.envs.fedlora.types import State
 BLOCK = 64
 
 
+def draw_positions(rng: np.random.Generator, config: FedLoRAConfig,
+                   size: tuple[int, ...] = ()) -> np.ndarray:
+    """Positions (m) of K devices placed uniformly in the cell disc, shape ``size + (K, 2)``."""
+    return sample_positions(rng, config.num_devices, (config.cell_center_m, 0.0),
+                            config.cell_radius_m, size)
+
+
+def cell_gain_db(config: FedLoRAConfig, pos: np.ndarray) -> np.ndarray:
+    """Mean received gain in dB of devices at ``pos`` (..., K, 2) (server at the origin; path
+    loss (d/d0)^-exponent, transmit power folded in), shape (..., K)."""
+    dist = np.hypot(pos[..., 0], pos[..., 1])
+    return gain_to_db(config.tx_power_w * path_gain(dist, config.reference_distance_m,
+                                                    config.path_loss_exponent))
+
+
 def draw_cell(rng: np.random.Generator, config: FedLoRAConfig,
               size: tuple[int, ...] = ()) -> np.ndarray:
     """Mean received gain in dB of K devices placed uniformly in the cell disc (server at the
     origin; path loss (d/d0)^-exponent, transmit power folded in), shape ``size + (K,)``."""
-    pos = sample_positions(rng, config.num_devices, (config.cell_center_m, 0.0),
-                           config.cell_radius_m, size)
-    dist = np.hypot(pos[..., 0], pos[..., 1])
-    return gain_to_db(config.tx_power_w * path_gain(dist, config.reference_distance_m,
-                                                    config.path_loss_exponent))
+    return cell_gain_db(config, draw_positions(rng, config, size))
+
+
+def start_channel(rng: np.random.Generator, config: FedLoRAConfig
+                  ) -> FadingBlocks | CorrelatedChannel:
+    """The channel process of a new episode of one env: its cell drawn (the devices'
+    positions), nothing of its fading yet (the first ``next`` draws it)."""
+    if config.correlated_channel:
+        channel = CorrelatedChannel.empty(config)
+        channel.replace_cells(np.zeros(0, dtype=np.int64), draw_positions(rng, config))
+        return channel
+    return FadingBlocks(draw_cell(rng, config), config.noise_psd)
+
+
+def empty_channel(config: FedLoRAConfig, batch: int) -> FadingBlocks | CorrelatedChannel:
+    """The channel process of ``batch`` copies before their cells are drawn
+    (``new_cells`` draws them)."""
+    if config.correlated_channel:
+        return CorrelatedChannel.empty(config, batch)
+    return FadingBlocks(np.zeros((batch, config.num_devices)), config.noise_psd)
 
 
 def initial_state(config: FedLoRAConfig, batch: int | None = None) -> State:
@@ -88,6 +140,16 @@ class FadingBlocks:
         self.pos += 1
         return self.db[i], self.gain[i], self.snr[i]
 
+    def copy(self) -> FadingBlocks:
+        """A copy for a checkpoint (the block arrays are replaced, never written, by ``next``;
+        ``mean_db`` is copied)."""
+        return dataclasses.replace(self, mean_db=self.mean_db.copy())
+
+    def new_cells(self, rng: np.random.Generator, config: FedLoRAConfig,
+                  idx: np.ndarray) -> None:
+        """New cells for copies ``idx`` (batched blocks), drawn from ``rng``."""
+        self.replace_cells(idx, draw_cell(rng, config, (idx.size,)))
+
     def replace_cells(self, idx: np.ndarray, mean_db: np.ndarray) -> None:
         """New mean gains for copies ``idx`` (batched blocks): the rest of the pre-drawn block
         follows them (the fading draws are kept, so the stream does not depend on resets)."""
@@ -97,3 +159,87 @@ class FadingBlocks:
             self.db[pos:, idx] = mean_db + self.fade[pos:, idx]
             self.gain[pos:, idx] = db_to_gain(self.db[pos:, idx])
             self.snr[pos:, idx] = self.gain[pos:, idx] / self.noise_psd
+
+
+@dataclass
+class CorrelatedChannel:
+    """The Markov channel of one env (``pos`` of shape (K, 2)) or a batch of copies
+    ((n, K, 2)): device positions and velocities (Gauss-Markov mobility in the cell disc) and
+    the small-scale fading h = re + j im (AR(1) Rayleigh), advanced one round per :meth:`next`.
+
+    Round 0 draws h (and, with mobility, the velocities) from the stationary laws; every later
+    round first moves the devices (velocity step, then position += velocity x round duration,
+    reflected into the disc; path loss recomputed), then steps the fading. The round's gain in
+    dB is the path-loss gain in dB plus 10 log10 |h|^2, decoded to the linear gain exactly as
+    the block fading's. Draws per round are fixed (2 K x n normals for the fading, 2 K x n more
+    with mobility), whatever the actions, so an episode's channels are a function of its seed.
+
+    Attributes:
+        config: the env's config (its channel fields).
+        pos: device positions (m), (..., K, 2).
+        mean_db: their path-loss gain in dB, (..., K).
+        vel: velocities (m/s), (..., K, 2); empty before round 0 and without mobility.
+        re, im: the fading h, (..., K); empty before round 0.
+    """
+
+    config: FedLoRAConfig
+    pos: np.ndarray
+    mean_db: np.ndarray
+    vel: np.ndarray = field(default_factory=lambda: np.empty(0))
+    re: np.ndarray = field(default_factory=lambda: np.empty(0))
+    im: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    @classmethod
+    def empty(cls, config: FedLoRAConfig, batch: int | None = None) -> CorrelatedChannel:
+        """Devices at the cell centre (to be replaced by :meth:`replace_cells`), no fading."""
+        lead = () if batch is None else (batch,)
+        k = config.num_devices
+        pos = np.zeros(lead + (k, 2))
+        pos[..., 0] = config.cell_center_m
+        return cls(config, pos, cell_gain_db(config, pos))
+
+    @property
+    def moving(self) -> bool:
+        """Whether the devices move (``mobility_speed_mps > 0``)."""
+        return self.config.mobility_speed_mps > 0.0
+
+    def next(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(gain in dB, gain, |h|^2 / sigma^2) of the next round, shape ``mean_db.shape``."""
+        cfg = self.config
+        sigma = cfg.mobility_speed_mps / np.sqrt(2.0)
+        if self.re.size == 0:  # round 0: the stationary laws
+            if self.moving:
+                self.vel = gauss_markov_start(rng, self.pos.shape, sigma)
+            self.re, self.im = rayleigh_fading(rng, self.mean_db.shape)
+        else:
+            if self.moving:
+                self.vel = gauss_markov_velocity(rng, self.vel, cfg.mobility_memory, sigma)
+                self.pos, self.vel = reflect_in_disc(
+                    self.pos + self.vel * cfg.round_duration_s, self.vel,
+                    (cfg.cell_center_m, 0.0), cfg.cell_radius_m)
+                self.mean_db = cell_gain_db(cfg, self.pos)
+            self.re, self.im = ar1_fading(rng, self.re, self.im, cfg.fading_correlation)
+        db = self.mean_db + gain_to_db(fading_power(self.re, self.im))
+        gain = db_to_gain(db)
+        return db, gain, gain / cfg.noise_psd
+
+    def copy(self) -> CorrelatedChannel:
+        """A deep copy (for checkpoints)."""
+        return CorrelatedChannel(self.config, self.pos.copy(), self.mean_db.copy(),
+                                 self.vel.copy(), self.re.copy(), self.im.copy())
+
+    def new_cells(self, rng: np.random.Generator, config: FedLoRAConfig,
+                  idx: np.ndarray) -> None:
+        """New device positions for copies ``idx`` (batched), drawn from ``rng``."""
+        self.replace_cells(idx, draw_positions(rng, config, (idx.size,)))
+
+    def replace_cells(self, idx: np.ndarray, pos: np.ndarray) -> None:
+        """Devices of copies ``idx`` (batched; an unbatched channel replaces all) placed at
+        ``pos``; their fading and velocities continue (both are stationary, so a restarted copy
+        starts from their stationary law, independent of the new positions)."""
+        if self.pos.ndim == 2:
+            self.pos = np.array(pos, dtype=np.float64)
+            self.mean_db = cell_gain_db(self.config, self.pos)
+            return
+        self.pos[idx] = pos
+        self.mean_db[idx] = cell_gain_db(self.config, pos)

@@ -11,7 +11,9 @@ The copies share one RNG (cells and fading are drawn for all copies at once): on
 single env with the same seed; with more, copy i's draws are interleaved with the others', but
 from the same state and action every copy steps exactly as the single env does. Autoreset
 follows Gymnasium's NEXT_STEP mode: the step after an episode ends resets that copy (its action
-is ignored, reward 0).
+is ignored, reward 0). With correlated channels (``fading_correlation`` / ``mobility_speed_mps``)
+a restarted copy gets new device positions while its fading and velocities continue (both
+stationary), as the i.i.d. fading block continues.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from edgeft.envs.common import build_config
 from edgeft.envs.fedlora import dynamics
 from edgeft.envs.fedlora.actions import action_space
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
-from edgeft.envs.fedlora.generator import FadingBlocks, draw_cell, initial_state
+from edgeft.envs.fedlora.generator import empty_channel, initial_state
 from edgeft.envs.fedlora.observation import (
     decode_observation,
     encode_observation,
@@ -57,13 +59,13 @@ class FedLoRAVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._step_params = dynamics.Params.surrogate(self.config)
         self._np_random, self._np_random_seed = seeding.np_random(None)
-        k, n = self.config.num_devices, self.num_envs
+        n = self.num_envs
         self._all_live = np.ones(n, dtype=bool)
         self._mask_keys = [f"_{key}" for key in dynamics.INFO_KEYS]
         self._no_term = np.zeros(n, dtype=bool)
         self._obs_buf = np.empty((n, self.config.obs_size))
         self._state = initial_state(self.config, n)
-        self._fading = FadingBlocks(np.zeros((n, k)), self.config.noise_psd)
+        self._fading = empty_channel(self.config, n)
         self._needs_reset = np.zeros(n, dtype=bool)
 
     @property
@@ -85,15 +87,17 @@ class FedLoRAVectorEnv(VectorEnv):
         if idx.size == 0:
             return
         s = self._state
-        # new cells; the rest of the pre-drawn fading block follows them
-        self._fading.replace_cells(idx, draw_cell(self.np_random, self.config, (idx.size,)))
+        # new cells; the rest of the pre-drawn fading block (or the correlated fading and
+        # velocities) follows them
+        self._fading.new_cells(self.np_random, self.config, idx)
         start = initial_state(self.config, idx.size)
         # bits: fixed in surrogate mode
         for name in ("age", "queue", "t", "loss", "accuracy", "heads", "shared"):
             getattr(s, name)[idx] = getattr(start, name)
 
     def _draw_round(self) -> None:
-        """Next round's fading for every copy (one row of the pre-drawn block)."""
+        """Next round's channel for every copy (one row of the pre-drawn block, or one step of
+        the correlated channel)."""
         s = self._state
         s.gain_db, s.gain, s.snr = self._fading.next(self._np_random)
 
@@ -105,8 +109,7 @@ class FedLoRAVectorEnv(VectorEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
-        self._fading = FadingBlocks(np.zeros((self.num_envs, self.config.num_devices)),
-                                    self.config.noise_psd)
+        self._fading = empty_channel(self.config, self.num_envs)
         self._reset_envs(np.ones(self.num_envs, dtype=bool))
         self._draw_round()
         self._needs_reset[:] = False

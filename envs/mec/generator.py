@@ -12,6 +12,13 @@ module exported before (``MECState``, ``observation_layout``, ``observation_sect
 from __future__ import annotations
 
 import numpy as np
+from edgeft.envs.channels import (
+    ar1_fading,
+    gauss_markov_start,
+    gauss_markov_velocity,
+    rayleigh_fading,
+    reflect_in_square,
+)
 from edgeft.envs.mec import observation as _obs
 from edgeft.envs.mec.config import MECConfig
 from edgeft.envs.mec.observation import observation_layout, observation_sections, observation_size
@@ -60,9 +67,8 @@ def sample_initial_state(config: MECConfig, rng: np.random.Generator) -> MECStat
     servers = rng.uniform(0.0, config.area_m, size=(m, 2))
     users = _place_users(config, rng, servers, n)
     sigma_v = config.mobility_step_m / np.sqrt(2.0)
-    vel = rng.normal(0.0, sigma_v, size=(n, 2))
-    re = rng.normal(0.0, np.sqrt(0.5), size=(n, m))
-    im = rng.normal(0.0, np.sqrt(0.5), size=(n, m))
+    vel = gauss_markov_start(rng, (n, 2), sigma_v)
+    re, im = rayleigh_fading(rng, (n, m))
     ref_dev = config.reference_point["device_energy"]
     budget = config.energy_budget_scale * ref_dev * rng.uniform(0.75, 1.25, size=n)
     return MECState(
@@ -94,22 +100,14 @@ def advance(config: MECConfig, state: MECState, rng: np.random.Generator,
     """The next round's state: users move, fading evolves, new token lengths, new queues.
 
     Mobility (Gauss-Markov): v' = a v + sqrt(1 - a^2) sigma w, x' = x + v' reflected into the
-    area. Fading (AR(1) Rayleigh): h' = rho h + sqrt(1 - rho^2) w, w ~ CN(0, 1).
+    area. Fading (AR(1) Rayleigh): h' = rho h + sqrt(1 - rho^2) w, w ~ CN(0, 1). Both are the
+    shared implementations of ``edgeft.envs.channels`` (the FedLoRA env's correlated mode uses
+    them too).
     """
-    a = config.mobility_memory
     sigma_v = config.mobility_step_m / np.sqrt(2.0)
-    vel = a * state.user_vel + np.sqrt(1.0 - a * a) * rng.normal(0.0, sigma_v,
-                                                                  size=state.user_vel.shape)
-    pos = state.user_pos + vel
-    side = config.area_m
-    low, high = pos < 0.0, pos > side
-    pos = np.where(low, -pos, np.where(high, 2 * side - pos, pos))
-    vel = np.where(low | high, -vel, vel)
-    pos = np.clip(pos, 0.0, side)
-    rho = config.fading_correlation
-    s = np.sqrt((1.0 - rho * rho) / 2.0)
-    re = rho * state.fading_re + s * rng.normal(size=state.fading_re.shape)
-    im = rho * state.fading_im + s * rng.normal(size=state.fading_im.shape)
+    vel = gauss_markov_velocity(rng, state.user_vel, config.mobility_memory, sigma_v)
+    pos, vel = reflect_in_square(state.user_pos + vel, vel, config.area_m)
+    re, im = ar1_fading(rng, state.fading_re, state.fading_im, config.fading_correlation)
     return state.replace(round_index=state.round_index + 1, user_pos=pos, user_vel=vel,
                          fading_re=re, fading_im=im, tokens=sample_tokens(config, rng),
                          energy_queue=np.asarray(energy_queue, dtype=np.float64))
