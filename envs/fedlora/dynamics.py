@@ -116,7 +116,7 @@ class SurrogateLearning:
         self.settle = settle_table(self.k, p)
         self.settle_list = self.settle.tolist()
         self.v3 = p.version == 3
-        self.heads_on = p.head_fraction > 0.0
+        self.heads_on = p.head_rate > 0.0
         self.keep = 1.0 - p.head_rate
         # the single env's v3 step, inlined below (the same arithmetic as surrogate.step_shared
         # and surrogate.loss_of; tests hold the two to each other)

@@ -27,7 +27,7 @@ a fully trained head gets the encoder's loss ``loss_floor + s``.
 
 The noise (``noise > 0``) is added to the reported loss, not to the state. Data heterogeneity
 (i.i.d. vs Dirichlet shards) is a property of the calibration: the two shipped files are fitted
-to real runs on each kind of partition. With ``head_fraction = 0`` and ``stationary = 0`` the
+to real runs on each kind of partition. With ``head_rate = head_fraction = stationary = 0`` the
 model is version 2 exactly (below, the loss is the state), which is how older calibrations
 (``calibration/v2-synthetic.json``) and checkpoints keep their numbers.
 
@@ -96,9 +96,9 @@ class SurrogateParams:
         stationary: v3: settled excess of the shared gap with one of K devices scheduled
             (``s*(N) = stationary (K - N) / (N (K - 1))``), >= 0; 0 = one floor for every N.
         head_fraction: v3: share of the initial gap a trained head closes on the pretrained
-            encoder alone, in [0, 1); > 0 turns the per-device heads on.
+            encoder alone, in [0, 1) (0: the encoder and the heads only gain together).
         head_rate: v3: share of a head's untrained part closed in a round its device is
-            scheduled, in [0, 1].
+            scheduled, in [0, 1]; > 0 turns the per-device heads on (each starts untrained).
         noise: std of the per-round loss noise at N = 1 (scaled by 1/sqrt(N)); 0 = deterministic.
         initial_accuracy: test accuracy at ``initial_loss``.
         final_accuracy: test accuracy at ``loss_floor``.
@@ -135,14 +135,16 @@ class SurrogateParams:
 
     @property
     def version(self) -> int:
-        """3 when the per-device heads or the stationary term are on, else 2 (the loss is the
-        whole state)."""
-        return 3 if (self.head_fraction > 0.0 or self.stationary > 0.0) else 2
+        """3 when the per-device heads (``head_rate > 0``), the stationary term or the encoder's
+        head start (``head_fraction > 0``) are on, else 2 (the loss is the whole state)."""
+        on = self.head_rate > 0.0 or self.stationary > 0.0 or self.head_fraction > 0.0
+        return 3 if on else 2
 
     @property
     def head_start(self) -> float:
-        """Each head's untrained part at the start: 1 with heads on, 0 without."""
-        return 1.0 if self.head_fraction > 0.0 else 0.0
+        """Each head's untrained part at the start: 1 with per-device heads (``head_rate > 0``),
+        0 without."""
+        return 1.0 if self.head_rate > 0.0 else 0.0
 
     @classmethod
     def from_json(cls, path: str | Path) -> SurrogateParams:
@@ -266,8 +268,10 @@ def _noisy(new: Any, num_scheduled: Any, params: SurrogateParams, noise: Any) ->
 
 
 def shared_gap0(params: SurrogateParams) -> float:
-    """v3: the shared gap at the start, ``(1 - head_fraction) G0``."""
-    return (1.0 - params.head_fraction) * (params.initial_loss - params.loss_floor)
+    """v3: the shared gap at the start, ``(1 - head_fraction) G0`` (``G0`` without per-device
+    heads, so that the loss starts at ``initial_loss``)."""
+    hf = params.head_fraction if params.head_rate > 0.0 else 0.0
+    return (1.0 - hf) * (params.initial_loss - params.loss_floor)
 
 
 def step_shared(shared: np.ndarray | float, rho: np.ndarray | float, settle: np.ndarray | float,
