@@ -9,7 +9,7 @@ from edgeft.envs.common import check_choice, check_range, validated_training
 from edgeft.envs.fedlora.surrogate import SurrogateParams
 
 ACTION_MODES = ("bandwidth", "count", "subset", "score")
-REWARDS = ("progress", "drift-plus-penalty", "drift-plus-penalty-paper")
+REWARDS = ("progress-budget", "progress", "drift-plus-penalty", "drift-plus-penalty-paper")
 MODES = ("surrogate", "real")
 DATA_PARTITIONS = ("iid", "dirichlet")
 
@@ -51,12 +51,21 @@ class FedLoRAConfig:
             min-max-delay split), "subset" (MultiBinary(K), min-max-delay split) or "score"
             (Box(-1, 1, (K,)), for agents with squashed outputs such as SAC and TD3: a device
             is scheduled iff its score > 0, min-max-delay split).
-        reward: "progress" (surrogate/real loss progress minus ``delay_penalty`` x budget
-            excess), "drift-plus-penalty" (the corrected per-round Lyapunov objective
-            N - zeta [q x + (x - 1)^2 / 2]) or "drift-plus-penalty-paper" (P1: N - zeta q x).
+        reward: "progress-budget" (the default: learning progress under the time-average delay
+            budget, the constrained problem the leaderboard ranks: progress_scale x loss drop /
+            initial gap, minus ``delay_penalty`` x the growth of max(0, S_t), S_t = sum of
+            (D/D-bar - 1) so far; the episode's penalties add up to ``delay_penalty`` x T x
+            max(0, time-average D/D-bar - 1), so rounds under the budget pay for rounds over
+            it), "progress" (the same progress minus ``delay_penalty`` x max(0, D/D-bar - 1)
+            in every round: a per-round budget), "drift-plus-penalty" (the corrected per-round
+            Lyapunov objective N - zeta [q x + (x - 1)^2 / 2]) or "drift-plus-penalty-paper"
+            (P1: N - zeta q x). Constrained RL reads ``info["cost"]`` = D/D-bar instead
+            (cost limit 1 per step, T per episode) and uses a progress reward without penalty
+            (``delay_penalty=0``).
         zeta: the Lyapunov trade-off weight zeta (constant; the paper's "descending" schedule is
             unspecified).
-        delay_penalty: weight of max(0, D/D-bar - 1) in the "progress" reward.
+        delay_penalty: weight of the delay excess in the "progress-budget" and "progress"
+            rewards.
         progress_scale: the "progress" reward is this times the loss drop over the initial gap.
         cell_center_m, cell_radius_m: devices uniform in this disc; the server is at (0, 0).
         path_loss_exponent, reference_distance_m: large-scale fading (d/d0)^-exponent.
@@ -104,7 +113,7 @@ class FedLoRAConfig:
     delay_budget_per_bit: float = 2e-6
     episode_rounds: int = 100
     action_mode: str = "bandwidth"
-    reward: str = "progress"
+    reward: str = "progress-budget"
     zeta: float = 1.0
     delay_penalty: float = 1.0
     progress_scale: float = 100.0

@@ -204,8 +204,15 @@ def step(params: Params, state: State, action: Any, rng: np.random.Generator,
         excess = np.maximum(0.0, x - 1.0)
     loss_before = state.loss
     loss_after, accuracy, extra = params.learn(n, scheduled, state, rng)
+    s_before = state.excess_sum
+    s_after = s_before + x - 1.0
+    if batch is None:
+        over_before, over_after = max(0.0, s_before), max(0.0, s_after)
+    else:
+        over_before, over_after = np.maximum(0.0, s_before), np.maximum(0.0, s_after)
     reward = step_reward(config, params.gap, loss_before, loss_after,
-                         n if batch is None else n.astype(np.float64), x, excess, state.queue)
+                         n if batch is None else n.astype(np.float64), x, excess, state.queue,
+                         over_before, over_after)
     info = {
         **extra,
         "channel_gain": state.gain,
@@ -228,10 +235,12 @@ def step(params: Params, state: State, action: Any, rng: np.random.Generator,
         state.age += 1
         state.age[scheduled] = 0
         state.queue, state.loss, state.accuracy = queue, loss_after, accuracy
+        state.excess_sum = s_after
         state.t += 1
     else:
         state.age = np.where(live[:, None], np.where(scheduled, 0, state.age + 1), state.age)
         state.queue = np.where(live, queue, state.queue)
+        state.excess_sum = np.where(live, s_after, state.excess_sum)
         state.loss = np.where(live, loss_after, state.loss)
         state.accuracy = np.where(live, accuracy, state.accuracy)
         state.t = np.where(live, state.t + 1, state.t)

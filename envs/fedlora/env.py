@@ -334,6 +334,10 @@ def _add_heads(state: State, num_devices: int) -> None:
         state.shared  # noqa: B018
     except AttributeError:
         state.shared = float("nan")
+    try:
+        state.excess_sum  # noqa: B018
+    except AttributeError:  # not recorded then: the queue (>= S) is the closest bound
+        state.excess_sum = state.queue
 
 
 def _from_format0(data: dict[str, Any], config: FedLoRAConfig
@@ -344,7 +348,8 @@ def _from_format0(data: dict[str, Any], config: FedLoRAConfig
     state = State(gain_db=s["gain_db"], gain=s["gain"], snr=s["snr"], bits_mbit=s["bits_mbit"],
                   bits=s["bits"], bits_ln2=s["bits_ln2"], age=s["age"], queue=s["queue"],
                   t=s["t"], loss=s["loss"], accuracy=s.get("accuracy", float("nan")),
-                  heads=np.zeros(np.shape(s["age"])), shared=float("nan")).copy()
+                  heads=np.zeros(np.shape(s["age"])), shared=float("nan"),
+                  excess_sum=s["queue"]).copy()
     db = s["block_db"]
     fading = FadingBlocks(mean_db=s["mean_db"].copy(), noise_psd=config.noise_psd,
                           fade=db - s["mean_db"], db=db.copy(), gain=s["block_gain"].copy(),

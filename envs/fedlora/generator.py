@@ -106,7 +106,8 @@ def initial_state(config: FedLoRAConfig, batch: int | None = None) -> State:
                   accuracy=float("nan") if batch is None else np.full(batch, np.nan),
                   heads=np.full(lead + (k,), sur.head_start if v3 else 0.0),
                   shared=(shared_gap0(sur) if v3 else float("nan")) if batch is None
-                  else np.full(batch, shared_gap0(sur) if v3 else np.nan))
+                  else np.full(batch, shared_gap0(sur) if v3 else np.nan),
+                  excess_sum=0.0 if batch is None else np.zeros(batch))
     state.set_bits(np.full(lead + (k,), config.bits_per_round / BITS_UNIT))
     return state
 

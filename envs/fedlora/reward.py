@@ -7,12 +7,18 @@ from edgeft.envs.fedlora.config import FedLoRAConfig
 
 
 def step_reward(config: FedLoRAConfig, gap: float, loss_before, loss_after, num_scheduled, x,
-                excess, queue_before):
+                excess, queue_before, over_before=0.0, over_after=0.0):
     """The env's reward (``config.reward``) for one round; scalars or arrays alike.
 
-    "progress": progress_scale x loss drop / initial gap - delay_penalty x excess, with
-    ``excess = max(0, x - 1)``; the drift-plus-penalty rewards: :func:`lyapunov_objective`.
+    "progress-budget": progress_scale x loss drop / initial gap - delay_penalty x
+    (over_after - over_before), ``over = max(0, S)`` with S the running sum of (x - 1) (so the
+    episode's penalties telescope to delay_penalty x max(0, S_T)); "progress": the same progress
+    - delay_penalty x excess, with ``excess = max(0, x - 1)``; the drift-plus-penalty rewards:
+    :func:`lyapunov_objective`.
     """
+    if config.reward == "progress-budget":
+        return (config.progress_scale / gap * (loss_before - loss_after)
+                - config.delay_penalty * (over_after - over_before))
     if config.reward == "progress":
         return (config.progress_scale / gap * (loss_before - loss_after)
                 - config.delay_penalty * excess)

@@ -64,6 +64,9 @@ class State:
             not its head's loss); zeros in real mode and for version-2 surrogates.
         shared: the v3 surrogate's shared (encoder) gap s; NaN in real mode and for version 2
             (whose state is the loss alone).
+        excess_sum: S = the sum of (D/D-bar - 1) over the episode's rounds so far (the
+            "progress-budget" reward prices the growth of max(0, S)); unlike the queue q it is
+            not reflected at 0, so rounds under the budget bank credit.
     """
 
     gain_db: np.ndarray
@@ -79,6 +82,7 @@ class State:
     accuracy: Any = float("nan")
     heads: Any = None
     shared: Any = float("nan")
+    excess_sum: Any = 0.0
 
     def set_bits(self, bits_mbit: np.ndarray) -> None:
         """Set the round's message sizes (Mbit) and the fields derived from them."""

@@ -92,7 +92,7 @@ class FedLoRAVectorEnv(VectorEnv):
         self._fading.new_cells(self.np_random, self.config, idx)
         start = initial_state(self.config, idx.size)
         # bits: fixed in surrogate mode
-        for name in ("age", "queue", "t", "loss", "accuracy", "heads", "shared"):
+        for name in ("age", "queue", "t", "loss", "accuracy", "heads", "shared", "excess_sum"):
             getattr(s, name)[idx] = getattr(start, name)
 
     def _draw_round(self) -> None:

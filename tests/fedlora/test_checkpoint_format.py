@@ -16,12 +16,13 @@ ENV_ID = "edgeft/FedLoRAScheduling-v0"
 DATA = Path(__file__).with_name("data")
 TRAINING = {"model": "tiny-bert", "task": "synthetic-text", "batch_size": 4, "eval_every": 2,
             "eval_size": 64, "lr": 0.3, "dtype": "float64"}
-# the fixtures were written with the version-2 calibration then shipped as the default
+# the fixtures were written with the then defaults: the version-2 calibration, the per-round
+# "progress" reward
 V2 = str(V2_CALIBRATION)
 CONFIGS = {
-    "surrogate": {"num_devices": 6, "episode_rounds": 30, "surrogate": V2},
+    "surrogate": {"num_devices": 6, "episode_rounds": 30, "surrogate": V2, "reward": "progress"},
     "real": {"num_devices": 4, "episode_rounds": 12, "mode": "real", "training": TRAINING,
-             "surrogate": V2},
+             "surrogate": V2, "reward": "progress"},
 }
 
 

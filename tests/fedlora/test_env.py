@@ -92,7 +92,7 @@ def test_progress_reward_and_drift_plus_penalty_reward():
         x = info["delay_ratio"]
         assert r == pytest.approx(6 - 0.7 * (q * x + 0.5 * (x - 1) ** 2))
         q = info["delay_queue"]
-    env = gym.make(ENV_ID, num_devices=6, delay_penalty=2.0)
+    env = gym.make(ENV_ID, num_devices=6, delay_penalty=2.0, reward="progress")
     env.reset(seed=2)
     params = env.unwrapped.config.surrogate
     loss = params.initial_loss
@@ -102,6 +102,43 @@ def test_progress_reward_and_drift_plus_penalty_reward():
         want = 100.0 * (loss - info["loss"]) / gap - 2.0 * max(0.0, info["delay_ratio"] - 1)
         assert r == pytest.approx(want)
         loss = info["loss"]
+
+
+@pytest.mark.parametrize("vector", [False, True])
+def test_progress_budget_reward_prices_the_time_average_excess(vector):
+    """The default reward: per-round progress minus the growth of max(0, sum of (x - 1)); over
+    an episode the penalties add up to delay_penalty x T x max(0, mean x - 1) exactly, so rounds
+    under the budget pay for rounds over it (a per-round penalty would not)."""
+    T, K, pen = 30, 6, 3.0
+    actions = np.random.default_rng(0).integers(0, K + 1, size=T)  # devices per round
+    if vector:
+        env = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point",
+                           num_devices=K, episode_rounds=T, delay_penalty=pen, action_mode="count")
+        env.reset(seed=5)
+        steps = [env.step(np.array([a, a])) for a in actions]
+        rewards = np.array([s[1][0] for s in steps])
+        infos = [{k: v[0] for k, v in s[4].items() if not k.startswith("_")} for s in steps]
+        gap = env.unwrapped.config.surrogate.initial_loss - env.unwrapped.config.surrogate.loss_floor
+    else:
+        env = gym.make(ENV_ID, num_devices=K, episode_rounds=T, delay_penalty=pen,
+                       action_mode="count")
+        assert env.unwrapped.config.reward == "progress-budget"
+        env.reset(seed=5)
+        steps = [env.step(int(a)) for a in actions]
+        rewards = np.array([s[1] for s in steps])
+        infos = [s[4] for s in steps]
+        p = env.unwrapped.config.surrogate
+        gap = p.initial_loss - p.loss_floor
+    x = np.array([i["delay_ratio"] for i in infos])
+    loss = np.array([i["loss"] for i in infos])
+    p = env.unwrapped.config.surrogate
+    progress = 100.0 * (p.initial_loss - loss[-1]) / gap
+    assert x.mean() > 1.0 and x.min() < 1.0  # some rounds over, some under the budget
+    assert rewards.sum() == pytest.approx(progress - pen * T * max(0.0, x.mean() - 1.0))
+    running = np.maximum(0.0, np.cumsum(x - 1.0))
+    penalties = np.diff(np.r_[0.0, running]) * pen
+    drops = -np.diff(np.r_[p.initial_loss, loss]) * 100.0 / gap
+    np.testing.assert_allclose(rewards, drops - penalties, rtol=1e-9, atol=1e-9)
 
 
 def test_truncation_after_episode_rounds():
