@@ -124,6 +124,10 @@ class SurrogateLearning:
         self.g0 = p.initial_loss - p.loss_floor
         self.s0 = shared_gap0(p)
         self.onset = p.onset
+        self.floor = p.loss_floor
+        self.heads_mean = 0.0
+        self.acc1 = p.final_accuracy
+        self.acc_slope = (p.final_accuracy - p.initial_accuracy) / self.g0
 
     def __call__(self, n: Any, scheduled: np.ndarray, state: State,
                  rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
@@ -140,16 +144,18 @@ class SurrogateLearning:
                     frac = min(max(1.0 - shared / self.s0, 0.0), 1.0)
                     rho = rho * (self.onset + (1.0 - self.onset) * frac)
                 shared = state.shared = settle + (1.0 - rho) * (shared - settle)
-            heads_mean = 0.0
-            if self.heads_on:
-                heads = state.heads
-                if n:
+                if self.heads_on:
+                    heads = state.heads
                     np.multiply(heads, self.keep, out=heads, where=scheduled)
-                heads_mean = float(np.dot(heads, self.ones))
-            loss = p.loss_floor + shared + heads_mean * (self.g0 - shared)
+                    self.heads_mean = float(np.dot(heads, self.ones))
+            elif self.heads_on:  # nothing moved; the mean of the heads as after the last step
+                self.heads_mean = float(np.dot(state.heads, self.ones))
+            loss = self.floor + shared + self.heads_mean * (self.g0 - shared)
             if noise is not None:
                 loss = float(_noisy(loss, n, p, noise))
-            return loss, float(accuracy_of_loss(loss, p)), {}
+            # accuracy_of_loss, inlined
+            acc = self.acc1 - self.acc_slope * (loss - self.floor)
+            return loss, (acc if 0.0 <= acc <= 1.0 else min(max(acc, 0.0), 1.0)), {}
         noise = rng.standard_normal(n.shape[0]) if p.noise > 0 else None
         if not self.v3:
             loss = step_loss(state.loss, n, self.k, p, noise, rho=self.rho[n])
