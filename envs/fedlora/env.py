@@ -50,6 +50,7 @@ class FedLoRASchedulingEnv(gym.Env):
     | "bandwidth"  | Box(0, 1, (K,), f64)  | bandwidth share per device; 0 = not scheduled         |
     | "count"      | Discrete(K + 1)       | schedule the n strongest devices, min-max-delay split |
     | "subset"     | MultiBinary(K)        | schedule these devices, min-max-delay split           |
+    | "score"      | Box(-1, 1, (K,))      | scheduled iff score > 0, min-max-delay split (SAC/TD3)|
 
     "bandwidth" expresses every reference policy's decision exactly. Projection (reported as
     ``info["action_projected"]``): shares are clipped to [0, 1] and divided by their sum if it
