@@ -299,7 +299,7 @@ def simulate_masks(masks: np.ndarray, params: SurrogateParams) -> tuple[np.ndarr
     loss (T + 1, K)), index 0 being the start."""
     masks = np.asarray(masks, dtype=bool)
     T, k = masks.shape
-    rho = contraction(np.arange(k + 1), k, params)
+    rho = np.asarray(contraction(np.arange(k + 1), k, params))
     settle = settle_table(k, params)
     g0 = params.initial_loss - params.loss_floor
     heads = np.full(k, params.head_start)

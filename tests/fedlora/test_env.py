@@ -118,7 +118,8 @@ def test_progress_budget_reward_prices_the_time_average_excess(vector):
         steps = [env.step(np.array([a, a])) for a in actions]
         rewards = np.array([s[1][0] for s in steps])
         infos = [{k: v[0] for k, v in s[4].items() if not k.startswith("_")} for s in steps]
-        gap = env.unwrapped.config.surrogate.initial_loss - env.unwrapped.config.surrogate.loss_floor
+        sur = env.unwrapped.config.surrogate
+        gap = sur.initial_loss - sur.loss_floor
     else:
         env = gym.make(ENV_ID, num_devices=K, episode_rounds=T, delay_penalty=pen,
                        action_mode="count")

@@ -83,7 +83,7 @@ def test_real_env_loss_is_the_global_test_loss_the_calibration_fits():
     training = {"model": "tiny-bert", "batch_size": 4, "eval_every": 2, "eval_size": 64, "lr": 0.3}
     env = gym.make(
         "edgeft/FedLoRAScheduling-v0", mode="real", training=training, num_devices=4,
-        episode_rounds=5,
+        episode_rounds=5, reward="progress",
     )
     obs, _ = env.reset(seed=3)
     u = env.unwrapped

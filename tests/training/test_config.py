@@ -53,5 +53,17 @@ def test_every_field_name_is_accepted_and_lists_become_tuples():
 def test_a_bad_value_is_named_too():
     with pytest.raises(ValueError, match="training.batch_size"):
         TrainingConfig.from_any({"batch_size": 0})
-    with pytest.raises(ValueError, match="training must be None, a dict"):
+    with pytest.raises(ValueError, match="training must be None, a regime name"):
         TrainingConfig.from_any(["model", "minilm"])
+
+
+def test_calibrated_regimes_by_name_are_the_protocol_settings():
+    from edgeft.training import protocol
+    from edgeft.training.config import REGIMES
+
+    for name, setting in REGIMES.items():
+        assert TrainingConfig.from_any(name) == TrainingConfig.from_any(
+            protocol.SETTINGS[setting][0])
+    assert TrainingConfig.from_any("tweets-dirichlet").partition == "dirichlet"
+    with pytest.raises(ValueError, match="unknown training regime 'tweets'; known"):
+        TrainingConfig.from_any("tweets")
