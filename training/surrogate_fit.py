@@ -164,7 +164,15 @@ def fit(fit_runs: dict[str, list[dict[str, Any]]], source: str) -> tuple[Any, fl
             if best is None or res.cost < best.cost:
                 best = res
     assert best is not None
-    params = params_of(best.x)
+    # a constant the optimiser leaves within 1e-9 of a bound is on it (the bound is what the data
+    # says; e.g. onset 1 - 1e-15 would otherwise run the warm-up's arithmetic for nothing)
+    x = np.asarray(best.x, dtype=np.float64).copy()
+    for i, (a, b) in enumerate(zip(lo, hi)):
+        if abs(x[i] - a) <= 1e-9 * max(1.0, abs(a)):
+            x[i] = a
+        elif abs(x[i] - b) <= 1e-9 * max(1.0, abs(b)):
+            x[i] = b
+    params = params_of(x)
     n_curve = real_mean.size
     rms = float(np.sqrt(np.mean(best.fun[:n_curve] ** 2)))
     # accuracy: affine in the loss over the fit runs, read at the initial loss and the floor

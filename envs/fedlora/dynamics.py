@@ -169,12 +169,14 @@ class SurrogateLearning:
         heads_mean_b: Any = 0.0
         if self.heads_on:
             heads = state.heads
-            np.multiply(heads, self.keep, out=heads, where=scheduled)
+            np.multiply(heads, np.where(scheduled, self.keep, 1.0), out=heads)
             heads_mean_b = heads @ self.ones
-        loss = p.loss_floor + shared + heads_mean_b * (self.g0 - shared)
+        loss = self.floor + shared + heads_mean_b * (self.g0 - shared)
         if noise is not None:
             loss = _noisy(loss, n, p, noise)
-        return loss, accuracy_of_loss(loss, p), {}
+        # accuracy_of_loss, inlined
+        acc = np.minimum(np.maximum(self.acc1 - self.acc_slope * (loss - self.floor), 0.0), 1.0)
+        return loss, acc, {}
 
 
 def step(params: Params, state: State, action: Any, rng: np.random.Generator,
