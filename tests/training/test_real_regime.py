@@ -33,6 +33,7 @@ def test_real_round_with_per_device_heads_on_dirichlet_shards():
         _, reward, _, _, info = env.step(np.array([1, 1, 0, 0], dtype=np.int8))
         assert np.isfinite(reward)
     # the two unscheduled devices trained nothing this episode: no training loss for them
-    assert np.all(np.isfinite(info["device_loss"][:2])) and np.all(np.isnan(info["device_loss"][2:]))
+    dev = info["device_loss"]
+    assert np.all(np.isfinite(dev[:2])) and np.all(np.isnan(dev[2:]))
     assert "test_loss" in info and np.isfinite(info["test_loss"])
     assert env.unwrapped.config.data == "dirichlet"
