@@ -65,3 +65,23 @@ def test_fidelity_table_of_the_true_model_meets_the_goal():
     wrong = fidelity(SurrogateParams(**{**TRUE.__dict__, "head_fraction": 0.0, "head_rate": 0.0}),
                      runs, "const-K", ("fixed-5", "rotating-5", "const-2"))
     assert not wrong["met"]
+
+
+def test_refit_from_the_committed_runs_rederives_the_shipped_calibrations(tmp_path):
+    """``edgeft calibrate --refit``: the committed run cache gives back the shipped files (the
+    constants and the fidelity verdict), so the calibration is reproducible offline."""
+    import json
+
+    from edgeft.envs.fedlora.surrogate import CALIBRATION_DIR
+    from edgeft.training.surrogate_fit import refit
+
+    results = refit(out_dir=tmp_path)
+    for setting, res in results.items():
+        name = res["out"].name
+        shipped = json.loads((CALIBRATION_DIR / name).read_text())
+        again = json.loads((tmp_path / name).read_text())
+        for k, v in shipped["params"].items():
+            if isinstance(v, float):
+                assert again["params"][k] == pytest.approx(v, rel=1e-6, abs=1e-9), (setting, k)
+        assert again["fidelity"]["met"] == shipped["fidelity"]["met"] is True
+    assert (tmp_path / "heldout.png").is_file()
