@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from edgeft.envs.channel_traces import TRACE_CHANNELS, check_fits
 from edgeft.envs.common import check_choice, check_range, validated_training
 from edgeft.envs.fedlora.surrogate import SurrogateParams
 
@@ -12,6 +13,8 @@ ACTION_MODES = ("bandwidth", "count", "subset", "score")
 REWARDS = ("progress-budget", "progress", "drift-plus-penalty", "drift-plus-penalty-paper")
 MODES = ("surrogate", "real")
 DATA_PARTITIONS = ("iid", "dirichlet")
+#: "rayleigh" (the model's own channels) and the channels replayed from a shipped trace file
+CHANNELS = ("rayleigh", *TRACE_CHANNELS)
 
 #: Named scenarios. "paper" is FT Section V.A literally, including its delay budget of 0.05 ms
 #: per bit, under which every scheme schedules nearly every device (docs/corrections.md).
@@ -94,6 +97,15 @@ class FedLoRAConfig:
             next (0: a fresh velocity every round).
         round_duration_s: wall-clock length of one round (s), which turns speed into the
             distance moved per round; used only when ``mobility_speed_mps > 0``.
+        channel: where the channel gains come from. "rayleigh" (default): the model above
+            (path loss (d/d0)^-exponent in the cell disc, Rayleigh fading, i.i.d. or with the
+            correlation and mobility fields). "3gpp-umi": replayed from the shipped trace file
+            ``channels/3gpp-umi.npz``, generated with sionna's 3GPP TR 38.901 UMi model (path
+            loss, LoS/NLoS, shadowing, cluster fading over the band, devices walking); an
+            episode's trace, offset and device order are drawn from its seed
+            (``edgeft.envs.fedlora.trace_channel``; K and T must fit the file, at most 20 x 128;
+            ``tx_power_w`` scales its gains; the cell and path-loss fields are not used, and the
+            correlation and mobility fields must stay 0).
 
     With ``fading_correlation = 0`` and ``mobility_speed_mps = 0`` (the defaults) the channel is
     drawn exactly as in every earlier release (i.i.d. blocks, same random draws); otherwise
@@ -130,6 +142,7 @@ class FedLoRAConfig:
     mobility_speed_mps: float = 0.0
     mobility_memory: float = 0.8
     round_duration_s: float = 1.0
+    channel: str = "rayleigh"
 
     def __post_init__(self) -> None:
         check_range("num_devices", self.num_devices, 1, 100_000, integer=True)
@@ -184,6 +197,15 @@ class FedLoRAConfig:
         for name in ("fading_correlation", "mobility_speed_mps", "mobility_memory",
                      "round_duration_s"):
             object.__setattr__(self, name, float(getattr(self, name)))
+        check_choice("channel", self.channel, CHANNELS)
+        if self.channel != "rayleigh":
+            if self.fading_correlation > 0.0 or self.mobility_speed_mps > 0.0:
+                raise ValueError(
+                    f"channel={self.channel!r} replays a trace file, whose fading and mobility "
+                    "are the channel model's; fading_correlation and mobility_speed_mps "
+                    "configure channel='rayleigh' and must be 0 here (got "
+                    f"{self.fading_correlation:g} and {self.mobility_speed_mps:g})")
+            check_fits(self.channel, self.num_devices, self.episode_rounds)
 
     @property
     def budget_s(self) -> float:

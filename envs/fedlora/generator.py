@@ -3,13 +3,15 @@ one implementation shared by the single and the vector env (and its checkpoints:
 process, pre-drawn block or Markov state, is part of a checkpoint, so a resumed episode sees the
 same fading).
 
-Two channel processes, picked by ``FedLoRAConfig.correlated_channel``:
+Three channel processes, picked by ``FedLoRAConfig.channel`` and ``correlated_channel``:
 
 - :class:`FadingBlocks` (the defaults, the paper's model): devices fixed for the episode, block
   Rayleigh fading i.i.d. from round to round, drawn ``BLOCK`` rounds per RNG call.
 - :class:`CorrelatedChannel` (``fading_correlation > 0`` or ``mobility_speed_mps > 0``): AR(1)
   Rayleigh fading and Gauss-Markov mobility in the cell disc, advanced round by round with the
   functions of ``edgeft.envs.channels`` that the MEC env uses.
+- :class:`~edgeft.envs.fedlora.trace_channel.TraceChannel` (``channel="3gpp-umi"``): rounds of a
+  cached 3GPP TR 38.901 trace, replayed (trace, offset and device order drawn at reset).
 
 :func:`start_channel` (single env) and :func:`empty_channel` + ``new_cells`` (vector env) make
 them; both have ``next(rng) -> (gain in dB, gain, |h|^2 / sigma^2)`` for the next round.
@@ -39,6 +41,7 @@ from edgeft.envs.fedlora.formulas import (
 )
 from edgeft.envs.fedlora.observation import BITS_UNIT
 from edgeft.envs.fedlora.surrogate import shared_gap0
+from edgeft.envs.fedlora.trace_channel import TraceChannel
 from edgeft.envs.fedlora.types import State
 
 #: rounds of fading drawn per RNG call
@@ -68,9 +71,12 @@ def draw_cell(rng: np.random.Generator, config: FedLoRAConfig,
 
 
 def start_channel(rng: np.random.Generator, config: FedLoRAConfig
-                  ) -> FadingBlocks | CorrelatedChannel:
+                  ) -> FadingBlocks | CorrelatedChannel | TraceChannel:
     """The channel process of a new episode of one env: its cell drawn (the devices'
-    positions), nothing of its fading yet (the first ``next`` draws it)."""
+    positions), nothing of its fading yet (the first ``next`` draws it); with a trace
+    ``channel``, its trace, offset and devices drawn."""
+    if config.channel != "rayleigh":
+        return TraceChannel.start(rng, config)
     if config.correlated_channel:
         channel = CorrelatedChannel.empty(config)
         channel.replace_cells(np.zeros(0, dtype=np.int64), draw_positions(rng, config))
@@ -78,9 +84,12 @@ def start_channel(rng: np.random.Generator, config: FedLoRAConfig
     return FadingBlocks(draw_cell(rng, config), config.noise_psd)
 
 
-def empty_channel(config: FedLoRAConfig, batch: int) -> FadingBlocks | CorrelatedChannel:
+def empty_channel(config: FedLoRAConfig, batch: int
+                  ) -> FadingBlocks | CorrelatedChannel | TraceChannel:
     """The channel process of ``batch`` copies before their cells are drawn
     (``new_cells`` draws them)."""
+    if config.channel != "rayleigh":
+        return TraceChannel.empty(config, batch)
     if config.correlated_channel:
         return CorrelatedChannel.empty(config, batch)
     return FadingBlocks(np.zeros((batch, config.num_devices)), config.noise_psd)
