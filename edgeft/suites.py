@@ -11,6 +11,7 @@ never seen in training. Every policy plays every scenario on the same seeds.
 | ``fedlora-default`` | FedLoRA defaults: K = 20, D-bar = 2 us/bit, i.i.d. shards (v3) | 10 x 100 |
 | ``fedlora-noniid`` | fedlora-default on Dirichlet(0.5) shards (``data="dirichlet"``) | 10 x 100 |
 | ``fedlora-mobile`` | fedlora-default, AR(1) fading rho = 0.9, 1.5 m/s mobility (2) | 10 x 100 |
+| ``fedlora-3gpp`` | held out: fedlora-default on 3GPP TR 38.901 UMi channels (3) | 10 x 100 |
 | ``fedlora-paper`` | FT Section V.A (``preset="paper"``) over its budget grid (1) | 3 x 5000 |
 | ``fedlora-hard`` | K = 100 devices, D-bar = 1 us/bit | 5 x 100 |
 | ``mec-default`` | N = 20, M = 4 in a 150 m square, binding energy budgets (v3) | 5 x 20 |
@@ -21,6 +22,8 @@ never seen in training. Every policy plays every scenario on the same seeds.
 (2) Gauss-Markov mobility (memory 0.8) with rounds of 2 s (= D-bar), so devices move ~3 m per
 round and path loss drifts within the episode; the fading keeps corr(|h|^2) = 0.81 from one round
 to the next (``edgeft.envs.channels``).
+(3) Replayed from the shipped sionna trace (``channel="3gpp-umi"``,
+``edgeft.envs.fedlora.trace_channel``); agents are trained on the default Rayleigh channels.
 
 Earlier versions of a suite whose definition changed stay reachable under ``NAME-vN``
 (``mec-default-v2``: the 5-round suite, its episodes unchanged; ``fedlora-default-v2``: the
@@ -152,6 +155,10 @@ BUDGETS_US = (1.0, 2.0, 5.0, 10.0, 50.0)
 # v1 (fedlora-mobile): new; fedlora-default's scenario with correlated channels (the env's
 #     fading_correlation / mobility fields), where the per-round rules are no longer
 #     asymptotically optimal.
+# v1 (fedlora-3gpp): new; held out: fedlora-default's scenario on 3GPP TR 38.901 UMi channels
+#     (path loss, LoS/NLoS, shadowing, cluster fading, walking devices) replayed from the
+#     trace file envs/fedlora/channels/3gpp-umi.npz, normalised to the default channel's median
+#     gain. Regenerating that file (make_3gpp_trace) bumps the version.
 
 #: the fedlora-mobile scenario: AR(1) fading and pedestrian Gauss-Markov mobility, every channel
 #: field given (not left to the env's defaults)
@@ -175,6 +182,11 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           "FedLoRA defaults with persistent channels: AR(1) fading rho = 0.9, devices moving at "
           "1.5 m/s (Gauss-Markov), 100 rounds",
           (Scenario("mobile", FEDLORA, dict(FEDLORA_MOBILE)),), num_seeds=10),
+    Suite("fedlora-3gpp", 1, "fedlora",
+          "held out: FedLoRA defaults on 3GPP TR 38.901 UMi channels (sionna trace: path loss, "
+          "LoS/NLoS, shadowing, cluster fading, walking devices), 100 rounds",
+          (Scenario("umi", FEDLORA, {"channel": "3gpp-umi", "episode_rounds": 100}),),
+          num_seeds=10),
     Suite("fedlora-default-v2", 2, "fedlora",
           "fedlora-default v2: K = 20 devices, D-bar = 2 us/bit, 200 rounds, surrogate v2",
           (Scenario("default", FEDLORA, {"surrogate": "v2-synthetic", "episode_rounds": 200}),),
