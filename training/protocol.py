@@ -55,9 +55,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeft.envs.fedlora.surrogate import CALIBRATION_DIR
 
-DEFAULT_CACHE = Path("envs/fedlora/calibration/pilot/runs.jsonl.gz")
-DEFAULT_SUMMARY = Path("envs/fedlora/calibration/pilot/summary.json")
+#: the committed run cache and its summary, inside the package (not relative to the working dir)
+_PILOT_DIR = CALIBRATION_DIR / "pilot"
+DEFAULT_CACHE = _PILOT_DIR / "runs.jsonl.gz"
+DEFAULT_SUMMARY = _PILOT_DIR / "summary.json"
 NUM_DEVICES = 20
 PILOT_SCHEDULES = ("const-2", "const-K", "fixed-5", "rotating-5")
 FIT_SCHEDULES = ("const-2", "const-5", "const-K")
