@@ -132,6 +132,9 @@ class FedLoRASchedulingEnv(gym.Env):
       mobility in the cell), with the MEC env's implementation (``edgeft.envs.channels``). Their
       defaults (0, 0) keep every episode bit for bit as before (the same i.i.d. blocks and
       draws); a checkpoint of a correlated episode holds the channel's Markov state.
+    - 3GPP channels (opt-in, id unchanged): ``channel="3gpp-umi"`` replays the shipped sionna
+      TR 38.901 UMi trace (``edgeft.envs.fedlora.trace_channel``); the default ``"rayleigh"``
+      keeps every episode bit for bit; a checkpoint holds the trace position.
     """
 
     metadata = {"render_modes": []}
