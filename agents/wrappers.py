@@ -12,6 +12,12 @@ Gymnasium (one env, ``gym.Wrapper``):
   utility; ``{"type": "clipped-dpp", "zeta": 10, "clip": 4}``); ``info`` (``"cost"`` included)
   passes unchanged.
 
+- :class:`ParticipationObservation` (``env``): FedLoRA only; the observation with one more block
+  of K values, the share of the episode's rounds so far in which each device took part. Under
+  the v3 surrogate a device's head state is a function of how often it was scheduled, which the
+  env's observation does not carry (a server knows it from its own decisions); with this block
+  a memoryless policy sees it.
+
 SB3 (``VecEnv`` wrappers, re-exported from ``edgeft.agents.vec``):
 
 - :class:`VecObsTransform`: the same features on a ``VecEnv`` (terminal observations included).
@@ -115,4 +121,41 @@ class TrainingReward(gym.Wrapper):
         return obs, shaped, terminated, truncated, {**info, "env_reward": reward}
 
 
-__all__ = ["FeatureObservation", "TrainingReward", "VecLagrangian", "VecObsTransform"]
+class ParticipationObservation(gym.Wrapper):
+    """FedLoRA: the observation followed by each device's participation so far, count / T
+    (``info["scheduled"]`` summed over the episode's steps, over the episode length T); zeros
+    after reset.
+
+    Raises:
+        ValueError: an env of another family.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        cfg = _config(env)
+        if getattr(cfg, "family", None) != "fedlora":
+            raise ValueError("ParticipationObservation needs a FedLoRA env "
+                             f"(edgeft/FedLoRAScheduling-v0), got a {type(cfg).__name__}")
+        self.k = int(cfg.num_devices)
+        self.horizon = float(cfg.episode_rounds)
+        self.counts = np.zeros(self.k)
+        shape = env.observation_space.shape
+        assert shape is not None, "ParticipationObservation needs a Box observation space"
+        self.observation_space = spaces.Box(-np.inf, np.inf, (shape[0] + self.k,), np.float64)
+
+    def _with_counts(self, obs: Any) -> np.ndarray:
+        return np.concatenate([np.asarray(obs, dtype=np.float64), self.counts / self.horizon])
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self.counts = np.zeros(self.k)
+        return self._with_counts(obs), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.counts = self.counts + np.asarray(info["scheduled"], dtype=np.float64)
+        return self._with_counts(obs), reward, terminated, truncated, info
+
+
+__all__ = ["FeatureObservation", "ParticipationObservation", "TrainingReward", "VecLagrangian",
+           "VecObsTransform"]

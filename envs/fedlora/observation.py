@@ -19,7 +19,8 @@ env computes with: an analytical policy acting on the observation sees the true 
 What is not observed: the v3 surrogate's per-device head parts and shared gap
 (``State.heads``, ``State.shared``). A server knows when it last scheduled each device (``age``)
 and the global loss it measures, not each device's head loss; the head part of device k is a
-function of how often k was scheduled, which a policy can count from ``info["scheduled"]``.
+function of how often k was scheduled, which a policy can count from ``info["scheduled"]``
+(``edgeft.agents.wrappers.ParticipationObservation`` appends those counts).
 """
 
 from __future__ import annotations

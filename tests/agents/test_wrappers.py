@@ -92,3 +92,26 @@ def test_readme_example_trains_ppo_lagrangian_on_plain_sb3():
     PPO("MlpPolicy", venv, n_steps=32, batch_size=32, n_epochs=1, seed=0).learn(128)
     assert venv.multiplier is not None and venv.multiplier.updates == 128 // 16
     assert len(venv.log) == 8 and all(r["cost_limit"] == 1.0 for r in venv.log)
+
+
+def test_participation_observation_counts_each_devices_rounds():
+    from edgeft.agents.wrappers import ParticipationObservation
+
+    k, T = 5, 8
+    env = ParticipationObservation(gym.make(FEDLORA, num_devices=k, episode_rounds=T,
+                                            action_mode="subset"))
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == env.observation_space.shape == (4 * k + 3,)
+    np.testing.assert_array_equal(obs[-k:], 0.0)
+    rng = np.random.default_rng(0)
+    counts = np.zeros(k)
+    for _ in range(T):
+        mask = (rng.random(k) < 0.5).astype(np.int8)
+        obs, _, _, _, info = env.step(mask)
+        counts += mask
+        np.testing.assert_array_equal(obs[-k:], counts / T)
+        np.testing.assert_array_equal(obs[:-k], env.unwrapped._obs())  # the env's own part
+    obs, _ = env.reset(seed=1)
+    np.testing.assert_array_equal(obs[-k:], 0.0)
+    with pytest.raises(ValueError, match="needs a FedLoRA env"):
+        ParticipationObservation(gym.make("edgeft/MECOffloading-v0"))
