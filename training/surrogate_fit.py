@@ -14,10 +14,11 @@ device's loss at each evaluation of each run, weighted by 1 / sqrt(K x runs) so 
 parts count about equally: the per-device losses are what separates the shared part from the
 heads.
 
-Fidelity, both required (the protocol): Spearman >= 0.9 between real and surrogate mean final
-loss over the held-out schedules, and for each held-out schedule the surrogate's difference from
-const-K within 25% of the real difference or inside the real difference's 95% interval (paired
-over seeds, Student t).
+"Final loss" is ``edgeft.training.calibrate.final_loss`` (the mean of the evaluations in the
+last fifth of the rounds), as in the pilot. Fidelity, both required (the protocol): Spearman >=
+0.9 between real and surrogate mean final loss over the held-out schedules, and for each
+held-out schedule the surrogate's difference from const-K within 25% of the real difference or
+inside the real difference's 95% interval (paired over seeds, Student t).
 """
 
 from __future__ import annotations
@@ -29,50 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeft.envs.fedlora.surrogate import simulate_masks
+from edgeft.training.calibrate import final_loss
 
-FINAL_FRACTION = 0.8  # final loss: the mean of the evaluations at rounds >= 0.8 T
 SPEARMAN_GOAL = 0.9
 DIFF_TOLERANCE = 0.25
 #: setting -> (data partition of the env, calibration file name)
 OUTPUTS = {"iid-h1": "iid", "dir-h1": "dirichlet"}
-
-
-def simulate_batch(masks: np.ndarray, params: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Noise-free v3 trajectories of B schedules at once: masks (B, T, K) -> (loss (B, T + 1),
-    per-device loss (B, T + 1, K)); the batched form of ``surrogate.simulate_masks``."""
-    from edgeft.envs.fedlora.surrogate import (
-        contraction,
-        loss_of,
-        settle_table,
-        shared_gap0,
-        step_heads,
-        step_shared,
-    )
-
-    masks = np.asarray(masks, dtype=bool)
-    B, T, K = masks.shape
-    rho = contraction(np.arange(K + 1), K, params)
-    settle = settle_table(K, params)
-    g0 = params.initial_loss - params.loss_floor
-    heads = np.full((B, K), params.head_start)
-    shared = np.full(B, shared_gap0(params))
-    out = np.empty((B, T + 1))
-    dev = np.empty((B, T + 1, K))
-    counts = masks.sum(-1)
-    for t in range(T + 1):
-        if t > 0:
-            n = counts[:, t - 1]
-            shared = step_shared(shared, rho[n], settle[n], params)
-            heads = step_heads(heads, masks[:, t - 1], params)
-        dev[:, t] = params.loss_floor + shared[:, None] + heads * (g0 - shared)[:, None]
-        out[:, t] = loss_of(shared, heads.mean(-1), params)
-    return out, dev
-
-
-def final_of(rounds_at: list[int] | np.ndarray, loss: np.ndarray, rounds: int) -> Any:
-    """Mean of the evaluations at rounds >= 0.8 ``rounds`` (last axis = evaluations)."""
-    at = np.asarray(rounds_at)
-    return np.asarray(loss)[..., at >= FINAL_FRACTION * rounds].mean(-1)
 
 
 def load_runs(cache: Path, setting: str, schedules: tuple[str, ...], seeds: tuple[int, ...]
@@ -146,7 +110,7 @@ def fit(fit_runs: dict[str, list[dict[str, Any]]], source: str) -> tuple[Any, fl
 
     def residuals(x: np.ndarray) -> np.ndarray:
         p = params_of(x)
-        loss, dev = simulate_batch(masks, p)
+        loss, dev = simulate_masks(masks, p)
         sim = loss[:, at]
         sim_mean = np.stack([sim[owner == g].mean(0) for g in range(len(groups))])
         dev_res = (dev[:, at] - real_dev).ravel() * w_dev
@@ -193,11 +157,10 @@ def fidelity(params: Any, runs: dict[str, list[dict[str, Any]]], reference: str,
         if not rs:
             return {}, {}
         masks = np.stack([r["mask_array"] for r in rs])
-        loss, _ = simulate_batch(masks, params)
-        T = rs[0]["rounds"]
+        loss, _ = simulate_masks(masks, params)
         at = _common_rounds(rs)
-        real = {r["seed"]: float(final_of(at, _at(r, "loss", at), T)) for r in rs}
-        sim = {r["seed"]: float(final_of(at, loss[i, at], T)) for i, r in enumerate(rs)}
+        real = {r["seed"]: final_loss(at, _at(r, "loss", at)) for r in rs}
+        sim = {r["seed"]: final_loss(at, loss[i, at]) for i, r in enumerate(rs)}
         return real, sim
 
     ref_real, ref_sim = finals(runs.get(reference, []))
@@ -312,7 +275,7 @@ def refit(cache: Path | None = None, out_dir: Path | None = None,
                 continue
             at = _common_rounds(rs)
             real = np.array([_at(r, "loss", at) for r in rs])
-            sim, _ = simulate_batch(np.stack([r["mask_array"] for r in rs]), params)
+            sim, _ = simulate_masks(np.stack([r["mask_array"] for r in rs]), params)
             curves[name] = {"rounds_at": at.tolist(), "real": real.mean(0).tolist(),
                             "se": (real.std(0, ddof=1) / np.sqrt(len(rs))).tolist()
                             if len(rs) > 1 else [0.0] * real.shape[1],

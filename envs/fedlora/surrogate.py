@@ -295,25 +295,29 @@ def step_heads(heads: np.ndarray, scheduled: np.ndarray, params: SurrogateParams
 
 
 def simulate_masks(masks: np.ndarray, params: SurrogateParams) -> tuple[np.ndarray, np.ndarray]:
-    """Noise-free v3 trajectory of one schedule: masks (T, K) bool -> (loss (T + 1,), per-device
-    loss (T + 1, K)), index 0 being the start."""
+    """Noise-free v3 trajectories of schedules: masks (..., T, K) bool -> (loss (..., T + 1),
+    per-device loss (..., T + 1, K)), index 0 being the start. Any leading axes are a batch of
+    schedules stepped together (what ``edgeft calibrate --refit`` fits with)."""
     masks = np.asarray(masks, dtype=bool)
-    T, k = masks.shape
+    lead, (T, k) = masks.shape[:-2], masks.shape[-2:]
+    masks = masks.reshape((-1, T, k))
+    B = masks.shape[0]
     rho = np.asarray(contraction(np.arange(k + 1), k, params))
     settle = settle_table(k, params)
     g0 = params.initial_loss - params.loss_floor
-    heads = np.full(k, params.head_start)
-    shared = shared_gap0(params)
-    out = np.empty(T + 1)
-    dev = np.empty((T + 1, k))
+    heads = np.full((B, k), params.head_start)
+    shared: Any = np.full(B, shared_gap0(params))
+    out = np.empty((B, T + 1))
+    dev = np.empty((B, T + 1, k))
+    counts = masks.sum(-1)
     for t in range(T + 1):
         if t > 0:
-            n = int(masks[t - 1].sum())
-            shared = float(step_shared(shared, float(rho[n]), float(settle[n]), params))
-            heads = step_heads(heads, masks[t - 1], params)
-        dev[t] = params.loss_floor + shared + heads * (g0 - shared)
-        out[t] = float(loss_of(shared, float(heads.mean()), params))
-    return out, dev
+            n = counts[:, t - 1]
+            shared = step_shared(shared, rho[n], settle[n], params)
+            heads = step_heads(heads, masks[:, t - 1], params)
+        dev[:, t] = params.loss_floor + shared[:, None] + heads * (g0 - shared)[:, None]
+        out[:, t] = loss_of(shared, heads.mean(-1), params)
+    return out.reshape(lead + (T + 1,)), dev.reshape(lead + (T + 1, k))
 
 
 def accuracy_of_loss(loss: np.ndarray | float, params: SurrogateParams) -> np.ndarray | float:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from edgeft.envs.fedlora.surrogate import SurrogateParams, simulate_masks
 from edgeft.training import protocol
-from edgeft.training.surrogate_fit import fidelity, fit, simulate_batch
+from edgeft.training.surrogate_fit import fidelity, fit
 
 pytest.importorskip("scipy")
 
@@ -32,12 +32,17 @@ def synthetic_runs(params, schedules, seeds):
     return out
 
 
-def test_batched_simulation_matches_one_schedule_at_a_time():
+def test_batched_simulation_matches_the_per_device_loop():
+    """Schedules stepped as one batch (how the fit simulates) give each schedule's trajectory of
+    the plain per-device loop of the recurrence."""
+    from tests.fedlora.test_surrogate_v3 import loop_reference
+
     rng = np.random.default_rng(0)
     masks = rng.random((5, 30, 7)) < 0.4
-    loss, dev = simulate_batch(masks, TRUE)
+    loss, dev = simulate_masks(masks, TRUE)
+    assert loss.shape == (5, 31) and dev.shape == (5, 31, 7)
     for b in range(5):
-        one, one_dev = simulate_masks(masks[b], TRUE)
+        one, one_dev = loop_reference(masks[b], TRUE)
         np.testing.assert_allclose(loss[b], one, rtol=0, atol=1e-12)
         np.testing.assert_allclose(dev[b], one_dev, rtol=0, atol=1e-12)
 
