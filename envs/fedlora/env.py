@@ -326,22 +326,14 @@ def _normalised(config: FedLoRAConfig) -> FedLoRAConfig:
 
 
 def _add_heads(state: State, num_devices: int) -> None:
-    """Give a State unpickled from format 0/1 (no ``heads`` slot set) zero head gaps: the
-    surrogates of those releases had no per-device part, so their loss continues unchanged."""
-    try:
-        state.heads  # noqa: B018
-    except AttributeError:
-        state.heads = None
-    if state.heads is None:
-        state.heads = np.zeros(np.shape(state.age)[:-1] + (num_devices,))
-    try:
-        state.shared  # noqa: B018
-    except AttributeError:
-        state.shared = float("nan")
-    try:
-        state.excess_sum  # noqa: B018
-    except AttributeError:  # not recorded then: the queue (>= S) is the closest bound
-        state.excess_sum = state.queue
+    """Fill the fields a State unpickled from format 1 lacks (unset slots): zero head gaps and no
+    shared gap (the surrogates of those releases had no per-device part, so their loss continues
+    unchanged) and, for the running delay excess, the queue (>= it; not recorded then)."""
+    defaults = {"heads": lambda: np.zeros(np.shape(state.age)[:-1] + (num_devices,)),
+                "shared": lambda: float("nan"), "excess_sum": lambda: state.queue}
+    for name, default in defaults.items():
+        if getattr(state, name, None) is None:
+            setattr(state, name, default())
 
 
 def _from_format0(data: dict[str, Any], config: FedLoRAConfig

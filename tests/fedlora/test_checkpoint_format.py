@@ -72,3 +72,24 @@ def test_checkpoint_holds_the_typed_state_and_refuses_unknown_formats(tmp_path):
     env.unwrapped.save_checkpoint(path)
     with pytest.raises(ValueError, match="different config"):
         other.unwrapped.load_checkpoint(path)
+
+
+def test_format1_checkpoint_gets_the_fields_it_lacks(tmp_path):
+    """A format-1 State (written before heads / shared / excess_sum existed: those slots unset)
+    loads with zero heads, no shared gap and the queue as the running excess."""
+    env = gym.make(ENV_ID, num_devices=5, surrogate=V2, reward="progress")
+    env.reset(seed=1)
+    env.step(np.full(5, 0.2))
+    data = env.unwrapped.state_dict()
+    old = object.__new__(State)
+    for name in ("gain_db", "gain", "snr", "bits_mbit", "bits", "bits_ln2", "age", "queue", "t",
+                 "loss", "accuracy"):
+        object.__setattr__(old, name, getattr(data["state"], name))
+    data["state"], data["format"] = old, 1
+    path = tmp_path / "ck1.pkl"
+    path.write_bytes(pickle.dumps(data))
+    env.unwrapped.load_checkpoint(path)
+    s = env.unwrapped.state
+    np.testing.assert_array_equal(s.heads, np.zeros(5))
+    assert np.isnan(s.shared) and s.excess_sum == s.queue
+    env.step(np.full(5, 0.2))
