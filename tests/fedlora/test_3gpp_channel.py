@@ -23,6 +23,7 @@ from edgeft.envs.fedlora.observation import decode_observation
 from gymnasium.utils import seeding
 
 import edgeft  # noqa: F401  (registers the ids)
+from tests.fedlora.checkpointing import play
 
 ENV_ID = "edgeft/FedLoRAScheduling-v0"
 UMI = {"channel": "3gpp-umi"}
@@ -183,23 +184,10 @@ def test_empty_channel_of_a_trace_config():
 def test_checkpoint_resumes_a_replayed_episode_exactly(tmp_path):
     kw = {"num_devices": 8, "surrogate": {"noise": 0.01}, **UMI}
 
-    def run(split):
-        env = gym.make(ENV_ID, **kw)
-        env.reset(seed=21)
-        env.action_space.seed(1)
-        acts = [env.action_space.sample() for _ in range(30)]
-        out = []
-        for t, a in enumerate(acts):
-            if split and t == 11:
-                env.unwrapped.save_checkpoint(tmp_path / "ck.pkl")
-                for _ in range(4):  # the saved position must not follow the live one
-                    env.step(a)
-                env = gym.make(ENV_ID, **kw)
-                env.reset(seed=0)  # another episode (trace) before loading
-                env.unwrapped.load_checkpoint(tmp_path / "ck.pkl")
-            obs, r, _, _, info = env.step(a)
-            out.append(np.r_[obs, r, info["channel_gain"]])
-        return np.array(out), env.unwrapped._fading
+    def run(split):  # the saved position must not follow the live one: 4 live steps; the
+        # fresh env is reset to another episode (trace) before loading
+        return play(kw, tmp_path / "ck.pkl", split_at=11 if split else None, steps=30, seed=21,
+                    live_steps=4)
 
     (whole, ch_whole), (resumed, ch_resumed) = run(False), run(True)
     np.testing.assert_array_equal(whole, resumed)

@@ -19,6 +19,7 @@ from edgeft.envs.fedlora.generator import (
 )
 
 import edgeft  # noqa: F401  (registers the ids)
+from tests.fedlora.checkpointing import play
 
 ENV_ID = "edgeft/FedLoRAScheduling-v0"
 MOBILE = {"fading_correlation": 0.9, "mobility_speed_mps": 3.0, "mobility_memory": 0.7,
@@ -237,23 +238,9 @@ def test_empty_channel_follows_the_config():
 def test_checkpoint_resumes_a_correlated_episode_exactly(tmp_path):
     kw = {"num_devices": 6, "surrogate": {"noise": 0.01}, **MOBILE}
 
-    def run(split):
-        env = gym.make(ENV_ID, **kw)
-        env.reset(seed=9)
-        env.action_space.seed(1)
-        acts = [env.action_space.sample() for _ in range(20)]
-        out = []
-        for t, a in enumerate(acts):
-            if split and t == 7:
-                env.unwrapped.save_checkpoint(tmp_path / "ck.pkl")
-                for _ in range(3):  # the saved channel must not follow the live one
-                    env.step(a)
-                env = gym.make(ENV_ID, **kw)
-                env.reset(seed=0)
-                env.unwrapped.load_checkpoint(tmp_path / "ck.pkl")
-            obs, r, _, _, info = env.step(a)
-            out.append(np.r_[obs, r, info["channel_gain"]])
-        return np.array(out), env.unwrapped._fading
+    def run(split):  # the saved channel must not follow the live one: 3 live steps
+        return play(kw, tmp_path / "ck.pkl", split_at=7 if split else None, steps=20, seed=9,
+                    live_steps=3)
 
     (whole, ch_whole), (resumed, ch_resumed) = run(False), run(True)
     np.testing.assert_array_equal(whole, resumed)

@@ -391,21 +391,11 @@ def test_vector_env_batches_match_per_copy_dynamics(mode, noise):
 
 
 def test_checkpoint_resume_is_exact(tmp_path):
+    from tests.fedlora.checkpointing import play
+
     def run(split):
-        env = gym.make(ENV_ID, num_devices=6, surrogate={"noise": 0.01})
-        env.reset(seed=9)
-        env.action_space.seed(1)
-        acts = [env.action_space.sample() for _ in range(12)]
-        out = []
-        for t, a in enumerate(acts):
-            if split and t == 6:
-                env.unwrapped.save_checkpoint(tmp_path / "ck.pkl")
-                env = gym.make(ENV_ID, num_devices=6, surrogate={"noise": 0.01})
-                env.reset(seed=0)
-                env.unwrapped.load_checkpoint(tmp_path / "ck.pkl")
-            obs, r, _, _, _ = env.step(a)
-            out.append(np.r_[obs, r])
-        return np.array(out)
+        return play({"num_devices": 6, "surrogate": {"noise": 0.01}}, tmp_path / "ck.pkl",
+                    split_at=6 if split else None, steps=12, seed=9)[0]
 
     np.testing.assert_array_equal(run(False), run(True))
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
