@@ -145,15 +145,12 @@ def schedule_masks(name: str, num_devices: int, rounds: int, seed: int) -> np.nd
 def policy_masks(policy: str, num_devices: int, rounds: int, seed: int) -> np.ndarray:
     """(rounds, K) masks ``policy`` schedules in ``FedLoRAScheduling-v0`` (K devices, the
     default budget and channels) from ``reset(seed=seed)``, one row per round."""
-    import gymnasium as gym
+    from edgeft.episodes import make_env_and_policy
 
-    import edgeft  # noqa: F401  (registers the envs)
-    from edgeft.policy import make_policy
-
-    env = gym.make("edgeft/FedLoRAScheduling-v0", num_devices=num_devices,
-                   episode_rounds=max(rounds, 1))
+    env, pol = make_env_and_policy("edgeft/FedLoRAScheduling-v0",
+                                   {"num_devices": num_devices, "episode_rounds": max(rounds, 1)},
+                                   policy, seed)
     try:
-        pol = make_policy(policy, env, seed=seed)
         obs, _ = env.reset(seed=seed)
         out = np.zeros((rounds, num_devices), dtype=bool)
         for t in range(rounds):
