@@ -152,8 +152,8 @@ class SurrogateParams:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(
-                f"surrogate calibration file {path} not found; run `edgeft calibrate --out {path}` "
-                "or pass surrogate='built-in'"
+                f"surrogate calibration file {path} not found; run `edgeft calibrate --out "
+                f"{path}`, pass a shipped calibration by name ({', '.join(SHIPPED)}) or 'built-in'"
             )
         data = json.loads(path.read_text())
         params = data.get("params", data)
