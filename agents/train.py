@@ -100,6 +100,9 @@ class TrainConfig:
         lagrangian: multiplier settings of ppo-lag / a2c-lag
             (``edgeft.agents.lagrangian.LAGRANGIAN_DEFAULTS``: cost limit, bounded-cost cap,
             initial lambda, PID gains); only with those algorithms.
+        policy: the SB3 policy: ``"MlpPolicy"`` (SB3's, shaped by ``hyperparams.policy_kwargs``)
+            or a name of ``edgeft.agents.policies.POLICIES`` (``"mec-shared"``: per-user
+            parameter sharing for the MEC ``discrete`` mode on ``mec-users`` features; PPO/A2C).
     """
 
     env_id: str = "edgeft/FedLoRAScheduling-v0"
@@ -121,6 +124,7 @@ class TrainConfig:
     init: str = ""
     bc: dict[str, Any] = field(default_factory=dict)
     lagrangian: dict[str, Any] = field(default_factory=dict)
+    policy: str = "MlpPolicy"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field and the fix."""
@@ -147,6 +151,16 @@ class TrainConfig:
             raise ValueError(f"lagrangian settings need a Lagrangian algorithm "
                              f"({sorted(LAGRANGIAN_ALGOS)}), not {self.algo}")
         lagrangian_settings(self.lagrangian)
+        if self.policy != "MlpPolicy":
+            from edgeft.agents.policies import POLICIES
+
+            if self.policy not in POLICIES:
+                raise ValueError(f"unknown policy {self.policy!r}; known: "
+                                 f"{['MlpPolicy', *sorted(POLICIES)]}")
+            if base_algo(self.algo) not in ("ppo", "a2c"):
+                raise ValueError(f"policy {self.policy!r} is an actor-critic policy for ppo or "
+                                 f"a2c (or their -lag variants), not {self.algo}; use "
+                                 "--policy MlpPolicy")
         if not 0 <= int(self.seed) < MAX_TRAIN_SEED:
             raise ValueError(f"seed must be in [0, {MAX_TRAIN_SEED}) (higher seeds are reserved "
                              f"for validation and test episodes), got {self.seed}")
@@ -271,6 +285,16 @@ def rollout_detail(model: Any) -> str:
         return f"n_steps {int(model.n_steps):,} x {int(model.n_envs)} envs"
     unit = str(getattr(train_freq.unit, "value", train_freq.unit))
     return f"train_freq {int(train_freq.frequency)} {unit}(s) x {int(model.n_envs)} envs"
+
+
+def policy_class(name: str) -> Any:
+    """What SB3's algorithm takes as its policy for ``TrainConfig.policy`` ``name``: SB3's own
+    name as it is, else the class of ``edgeft.agents.policies.POLICIES``."""
+    if name == "MlpPolicy":
+        return name
+    from edgeft.agents.policies import POLICIES
+
+    return POLICIES[name]
 
 
 # ---------------------------------------------------------------------------- files
@@ -661,8 +685,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
         with open(saved) as fh:
             prev = json.load(fh)
         current = dataclasses.asdict(cfg)
-        if prev["train_config"] != current or prev["env_config"] != meta["env_config"]:
-            diff = sorted(k for k, v in current.items() if prev["train_config"].get(k) != v)
+        # a field the saved run predates had its default (TrainConfig.policy: MlpPolicy)
+        before = {"policy": TrainConfig.policy, **prev["train_config"]}
+        if before != current or prev["env_config"] != meta["env_config"]:
+            diff = sorted(k for k, v in current.items() if before.get(k) != v)
             raise ValueError(f"{out} holds a different training run (differs in "
                              f"{diff or ['env_config']}); choose another --out or delete it")
         if (out / "model.zip").is_file():
@@ -708,8 +734,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
             gamma = float(cfg.hyperparams.get("gamma", 0.99))
             vecnorm = VecNormalize(venv, norm_obs=cfg.normalize_obs,
                                    norm_reward=cfg.normalize_reward, gamma=gamma)
-        model = cls("MlpPolicy", vecnorm or venv, seed=cfg.seed, device="cpu", verbose=0,
-                    **cfg.hyperparams)
+        model = cls(policy_class(cfg.policy), vecnorm or venv, seed=cfg.seed, device="cpu",
+                    verbose=0, **cfg.hyperparams)
     total = planned_timesteps(cfg, model, config, start)
     if total > cfg.timesteps:
         print(f"edgeft train: {cfg.algo} learns from whole rollouts of "
@@ -793,6 +819,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", default=None, metavar="bc:POLICY",
                         help="behaviour-clone a reference policy before RL (e.g. bc:lyapunov; "
                              "settings: the 'bc' field of the config); --timesteps 0 = BC only")
+    parser.add_argument("--policy", default=None,
+                        help=f"SB3 policy: MlpPolicy or mec-shared (default: {tuned} "
+                             f"{d.policy})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -804,7 +833,7 @@ def run(args: argparse.Namespace) -> int:
             args.env, args.algo, args.config, timesteps=args.timesteps, seed=args.seed,
             n_envs=args.n_envs, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
             eval_policy=args.eval_policy, checkpoint_every=args.checkpoint_every,
-            progress=False if args.no_progress else None, init=args.init,
+            progress=False if args.no_progress else None, init=args.init, policy=args.policy,
             env_config=parse_overrides(args.env_overrides) or None,
             hyperparams=parse_overrides(args.hp_overrides) or None,
             lagrangian=parse_overrides(args.lag_overrides) or None)
