@@ -655,9 +655,11 @@ def lagrangian_wrapper(cfg: TrainConfig, config: Any, venv: Any, log_path: Path 
     if cfg.algo in LAGRANGIAN_ALGOS:
         s = lagrangian_settings(cfg.lagrangian)
         limit = cost_limit(config) if s["cost_limit"] is None else float(s["cost_limit"])
-        return VecLagrangian(venv, family, limit, PIDMultiplier.from_settings(s, limit),
-                             cost_cap=float(s["cost_cap"]), update_episodes=s["update_episodes"],
-                             log_path=log_path)
+        episode = s["constraint"] == "episode"  # the multiplier's limit: eps, not d
+        mult = PIDMultiplier.from_settings(s, float(s["excess_limit"]) if episode else limit)
+        return VecLagrangian(venv, family, limit, mult, cost_cap=float(s["cost_cap"]),
+                             update_episodes=s["update_episodes"], log_path=log_path,
+                             constraint=s["constraint"])
     try:
         limit = cost_limit(config)
     except ValueError:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeft.agents.lagrangian import CURVE_COLUMNS, PIDMultiplier, constraint_cost
+from edgeft.agents.lagrangian import CONSTRAINTS, CURVE_COLUMNS, PIDMultiplier, constraint_cost
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
@@ -180,6 +180,7 @@ class _Batch:
     cost: list[float] = field(default_factory=list)
     cost_bounded: list[float] = field(default_factory=list)
     cost_max: list[float] = field(default_factory=list)
+    excess: list[float] = field(default_factory=list)
 
 
 class VecLagrangian(VecEnvWrapper):
@@ -202,15 +203,26 @@ class VecLagrangian(VecEnvWrapper):
         cost_cap: the learning signal is ``reward - lambda min(cost, cost_cap)``.
         update_episodes: finished episodes per update (default: one per env copy).
         log_path: CSV file the rows are appended to (None: kept in memory only).
+        constraint: ``"mean"``: the multiplier prices the bounded cost of each step and follows
+            the batch's mean cost against ``limit`` (the expected time-average); ``"episode"``:
+            it prices the growth of each episode's running overshoot
+            ``max(0, sum_t (c~_t - limit))`` and follows the batch mean of the episodes'
+            relative overshoot ``max(0, mean_t c_t - limit)`` (the multiplier's own limit is
+            then the tolerated mean overshoot; ``edgeft.agents.lagrangian``, "Per-episode
+            constraint").
     """
 
     def __init__(self, venv: VecEnv, family: str, limit: float,
                  multiplier: PIDMultiplier | None = None, cost_cap: float = 4.0,
-                 update_episodes: int | None = None, log_path: str | Path | None = None) -> None:
+                 update_episodes: int | None = None, log_path: str | Path | None = None,
+                 constraint: str = "mean") -> None:
         super().__init__(venv)
+        if constraint not in CONSTRAINTS:
+            raise ValueError(f"constraint must be one of {list(CONSTRAINTS)}, got {constraint!r}")
         self.family = family
         self.limit = float(limit)
         self.multiplier = multiplier
+        self.constraint = constraint
         self.cost_cap = float(cost_cap)
         self.update_episodes = int(update_episodes or venv.num_envs)
         self.log_path = Path(log_path) if log_path is not None else None
@@ -221,6 +233,7 @@ class VecLagrangian(VecEnvWrapper):
         self._sums = {k: np.zeros(n) for k in ("utility", "devices", "cost", "cost_bounded")}
         self._max = np.zeros(n)
         self._len = np.zeros(n, dtype=np.int64)
+        self._excess = np.zeros(n)  # running sum of (bounded cost - limit) this episode
         self._batch = _Batch()
 
     @property
@@ -233,6 +246,7 @@ class VecLagrangian(VecEnvWrapper):
             v[:] = 0.0
         self._max[:] = 0.0
         self._len[:] = 0
+        self._excess[:] = 0.0
         return self.venv.reset()
 
     def step_wait(self):
@@ -246,22 +260,29 @@ class VecLagrangian(VecEnvWrapper):
         self._max = np.maximum(self._max, cost)
         self._len += 1
         self.timesteps += self.num_envs
+        before = np.maximum(self._excess, 0.0)
+        self._excess += bounded - self.limit
         if self.multiplier is not None:
-            rew = (rew - self.multiplier.value * bounded).astype(np.float32)
+            priced = (bounded if self.constraint == "mean"
+                      else np.maximum(self._excess, 0.0) - before)
+            rew = (rew - self.multiplier.value * priced).astype(np.float32)
         for i in np.flatnonzero(done):
             n = max(int(self._len[i]), 1)
             b = self._batch
+            mean_cost = self._sums["cost"][i] / n
             b.utility.append(self._sums["utility"][i] / n)
             b.devices.append(self._sums["devices"][i] / n)
-            b.cost.append(self._sums["cost"][i] / n)
+            b.cost.append(mean_cost)
             b.cost_bounded.append(self._sums["cost_bounded"][i] / n)
             b.cost_max.append(float(self._max[i]))
-            infos[i]["episode_cost"] = {"mean": self._sums["cost"][i] / n,
-                                        "max": float(self._max[i]), "lambda": self.lam}
+            b.excess.append(max(0.0, mean_cost - self.limit))
+            infos[i]["episode_cost"] = {"mean": mean_cost, "max": float(self._max[i]),
+                                        "excess": b.excess[-1], "lambda": self.lam}
             for v in self._sums.values():
                 v[i] = 0.0
             self._max[i] = 0.0
             self._len[i] = 0
+            self._excess[i] = 0.0
             self.episodes += 1
         if len(self._batch.cost) >= self.update_episodes:
             self._end_batch()
@@ -270,13 +291,14 @@ class VecLagrangian(VecEnvWrapper):
     def _end_batch(self) -> None:
         b = self._batch
         mean_cost = float(np.mean(b.cost))
+        excess = float(np.mean(b.excess))
         if self.multiplier is not None:
-            self.multiplier.update(mean_cost)
+            self.multiplier.update(mean_cost if self.constraint == "mean" else excess)
         row = {"timesteps": self.timesteps, "episodes": self.episodes,
                "utility": float(np.mean(b.utility)), "devices": float(np.mean(b.devices)),
                "cost": mean_cost, "cost_bounded": float(np.mean(b.cost_bounded)),
                "cost_max": float(np.max(b.cost_max)), "cost_limit": self.limit,
-               "lambda": self.lam}
+               "lambda": self.lam, "excess": excess, "excess_max": float(np.max(b.excess))}
         self.log.append(row)
         if self.log_path is not None:
             new = not self.log_path.is_file()
@@ -293,7 +315,9 @@ class VecLagrangian(VecEnvWrapper):
         cost = f"{last['cost']:.3g}" if last else "-"
         dev = f"; devices {last['devices']:.3g}" if last and np.isfinite(last["devices"]) else ""
         lam = f"lambda {self.lam:.4g}; " if self.multiplier is not None else ""
-        return f"{lam}cost {cost}/{self.limit:g}{dev}"
+        over = (f"; episodes over by {last['excess']:.3g} (worst {last['excess_max']:.3g})"
+                if last and self.constraint == "episode" else "")
+        return f"{lam}cost {cost}/{self.limit:g}{over}{dev}"
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps: the multiplier and the step/episode counters."""

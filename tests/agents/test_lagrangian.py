@@ -126,6 +126,60 @@ def test_vec_lagrangian_against_a_plain_loop(tmp_path):
     assert [int(r["timesteps"]) for r in logged] == [n * t, 2 * n * t, 3 * n * t]
 
 
+def test_vec_lagrangian_episode_constraint_against_a_plain_loop(tmp_path):
+    """``constraint="episode"``: each step is charged lambda times the growth of the episode's
+    running overshoot max(0, sum (min(c, cap) - d)) (the charges of an episode add up to its
+    final overshoot), and lambda follows the batch mean of max(0, mean c - d) against its own
+    limit eps; checked step by step against a per-copy plain loop."""
+    k, t, n, cap, ki, kp, eps, d = 5, 6, 3, 2.0, 3.0, 1.0, 0.01, 1.0
+    kw = {"num_devices": k, "episode_rounds": t, "action_mode": "count"}
+    config = config_in_force(gym.make(FEDLORA, **kw))
+    inner = NumpyVecEnv(gym.make_vec(FEDLORA, num_envs=n, vectorization_mode="vector_entry_point",
+                                     **kw), reward_fn=devices_utility(config))
+    inner.seed(7)
+    mult = PIDMultiplier(limit=eps, ki=ki, kp=kp, max_error=30.0, integral=0.2, value=0.2)
+    wrapped = VecLagrangian(inner, "fedlora", d, mult, cost_cap=cap,
+                            log_path=tmp_path / "curves.csv", constraint="episode")
+    wrapped.reset()
+    rng = np.random.default_rng(3)
+    ref = PIDMultiplier(limit=eps, ki=ki, kp=kp, max_error=30.0, integral=0.2, value=0.2)
+    run, sums, charged, rows = np.zeros(n), np.zeros(n), np.zeros(n), []
+    for step in range(4 * t):
+        act = rng.integers(0, k + 1, n)
+        lam = ref.value
+        wrapped.step_async(act)
+        _, rew, done, infos = wrapped.step_wait()
+        cost = np.array([i["cost"] for i in infos])
+        devices = np.array([i["num_scheduled"] for i in infos])
+        growth = np.zeros(n)
+        for i in range(n):  # the plain loop, one copy at a time
+            before = max(0.0, run[i])
+            run[i] += min(cost[i], cap) - d
+            growth[i] = max(0.0, run[i]) - before
+        charged += growth
+        np.testing.assert_allclose(rew, devices / k - lam * growth, rtol=1e-6, atol=1e-6)
+        sums += cost
+        if (step + 1) % t == 0:
+            assert done.all()
+            np.testing.assert_allclose(charged, np.maximum(run, 0.0), rtol=0, atol=1e-12)
+            excess = np.maximum(sums / t - d, 0.0)
+            for i in range(n):
+                assert infos[i]["episode_cost"]["excess"] == pytest.approx(excess[i])
+            ref.update(float(np.mean(excess)))
+            rows.append((float(np.mean(excess)), float(np.max(excess)), ref.value))
+            run[:], sums[:], charged[:] = 0.0, 0.0, 0.0
+        assert wrapped.lam == pytest.approx(ref.value, abs=1e-12)
+    assert any(r[0] > 0 for r in rows) and len({r[2] for r in rows}) > 1  # lambda moved
+    with open(tmp_path / "curves.csv") as fh:
+        logged = list(csv.DictReader(fh))
+    got = [(float(r["excess"]), float(r["excess_max"]), float(r["lambda"])) for r in logged]
+    assert got == pytest.approx(rows)
+    with pytest.raises(ValueError, match="constraint must be one of"):
+        VecLagrangian(inner, "fedlora", d, constraint="worst")
+    with pytest.raises(ValueError, match="lagrangian.constraint must be one of"):
+        lagrangian_settings({"constraint": "per-round"})
+
+
 def test_lambda_is_saved_with_the_checkpoint_and_restored_on_resume(tmp_path, monkeypatch):
     out = tmp_path / "run"
     args = ["train", "--env", FEDLORA, "--algo", "ppo-lag", "--seed", "2",
@@ -171,12 +225,13 @@ SMALL_PROBLEM = ["--env", FEDLORA, "--algo", "ppo-lag", "--seed", "0", "--set", 
                  "--eval-episodes", "0", "--no-progress", "--checkpoint-every", "0"]
 
 
-def _train_small(tmp_path, name: str, steps: int, *lag: str) -> dict[str, np.ndarray]:
+def _train_small(tmp_path, name: str, steps: int, *lag: str,
+                 extra: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     from edgeft.agents.lagrangian import read_curves
 
     out = tmp_path / name
     assert main(["train", *SMALL_PROBLEM, "--timesteps", str(steps), "--out", str(out),
-                 *[x for kv in lag for x in ("--lag", kv)]]) == 0
+                 *[x for kv in lag for x in ("--lag", kv)], *extra]) == 0
     return read_curves(out)
 
 
@@ -200,6 +255,27 @@ def test_lambda_settles_where_fixed_penalties_miss_the_limit(tmp_path):
     assert 0.02 < lam.mean() < 1.5
     assert lam.std() < 0.25 * lam.mean()   # settled, not drifting
     assert tail(lag, "devices").mean() > tail(high, "devices").mean()
+
+
+@pytest.mark.slow
+def test_episode_constraint_keeps_each_episode_within_the_budget(tmp_path):
+    """The same small problem: the mean constraint meets the budget on average over episodes
+    with single episodes over it; the per-episode constraint (``constraint=episode``) brings the
+    mean overshoot per episode near its limit eps, several times below the mean constraint's,
+    while scheduling almost as many devices."""
+    steps = 60_000
+
+    def tail(c, key):
+        return c[key][-len(c[key]) // 4:]
+
+    mean = _train_small(tmp_path, "mean", steps, "ki=0.05", "kp=0.3")
+    episode = _train_small(tmp_path, "episode", steps, "constraint=episode",
+                           "excess_limit=0.005", "ki=5", "kp=10", "max_error=20",
+                           "lambda_init=0.5", extra=("--hp", "gamma=0.95"))
+    assert tail(mean, "excess").mean() > 0.02
+    assert tail(episode, "excess").mean() < 0.5 * tail(mean, "excess").mean()
+    assert tail(episode, "excess").mean() < 0.02
+    assert tail(episode, "devices").mean() > 0.8 * tail(mean, "devices").mean()
 
 
 def test_mec_cost_is_the_energy_constraint_and_ppo_lag_runs_there(tmp_path):
