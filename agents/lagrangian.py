@@ -271,7 +271,8 @@ def read_validation(out: str | Path) -> list[dict[str, Any]]:
 def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10) -> Path:
     """Training curves of one or more runs as a PNG: devices per round (training episodes,
     smoothed, and validation's devices per round as markers; envs without devices: the training
-    reward per step), mean cost against the limit, and lambda (runs with a multiplier).
+    reward per step), mean cost against the limit, lambda (runs with a multiplier) and the mean
+    overshoot per episode (what ``constraint=episode`` bounds).
 
     Args:
         runs: label -> run folder (``edgeft train --out``).
@@ -283,7 +284,7 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
     limit = None
     for label, folder in runs.items():
         c = read_curves(folder)
@@ -308,6 +309,8 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10)
         axes[1].plot(ts, sm(c["cost"]), lw=1, color=line.get_color(), label=label)
         if np.any(c["lambda"] != 0):  # runs without a multiplier log lambda = 0
             axes[2].plot(t, c["lambda"], lw=1, color=line.get_color(), label=label)
+        if np.all(np.isfinite(c["excess"])):  # logs before the column existed: NaN
+            axes[3].plot(ts, sm(c["excess"]), lw=1, color=line.get_color(), label=label)
         limit = float(c["cost_limit"][-1])
     if limit is not None:
         axes[1].axhline(limit, color="k", ls="--", lw=0.8, label="limit")
@@ -317,6 +320,13 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10)
                 title="constraint cost vs limit")
     axes[1].set_ylim(0, 2 * (limit or 1.0))
     axes[2].set(xlabel="env steps (M)", ylabel="lambda (reward units)", title="multiplier")
+    from edgeft.scoring import BUDGET_TOLERANCE
+
+    axes[3].axhline(BUDGET_TOLERANCE, color="k", ls=":", lw=0.8,
+                    label="leaderboard tolerance (1%)")
+    axes[3].set(xlabel="env steps (M)", ylabel="mean of max(0, episode's mean cost / limit - 1)",
+                title="overshoot per episode")
+    axes[3].set_yscale("symlog", linthresh=1e-3)
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
