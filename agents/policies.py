@@ -14,7 +14,8 @@ Per user n with features u_n, server features s (3 M) and round share r::
 
     e_n = phi([u_n, s, r])                          user embedding (actor and critic each own one)
     z_n = psi([e_n, mean_k e_k])                    per-user latent
-    [alpha logits, server logits]_n = W z_n + b     shared head, (Upsilon - 1) + M logits
+    y_nm = chi([z_n, g_nm / max_k g_nk, s_m])       per (user, server) pair
+    alpha logits_n = W z_n + b,  server logit_nm = w' y_nm + b'    shared heads
     V = rho([mean_k e'_k, s, r])                    value: pooled over users
 
 The logits are laid out as the ``MultiDiscrete([Upsilon - 1] * N + [M] * N)`` action space
@@ -92,19 +93,28 @@ def _mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
 
 class MECSharedExtractor(nn.Module):
     """SB3's ``mlp_extractor`` of :class:`MECSharedPolicy`: per-user actor latents, flattened
-    (B, N * hidden), and the critic's pooled latent (B, hidden)."""
+    user-major (B, N * per_user), and the critic's pooled latent (B, hidden).
+
+    A user's actor latent is z_n (``hidden_dim``), followed with ``pair_dim > 0`` by one latent
+    per server, y_nm = chi([z_n, g_nm / max_k g_nk, server m's features]) (``pair_dim`` each):
+    the server logits then come from one map shared by all (user, server) pairs.
+    """
 
     def __init__(self, layout: MECUsersLayout, embed_dim: int, hidden_dim: int,
-                 activation: type[nn.Module]) -> None:
+                 activation: type[nn.Module], pair_dim: int = 0) -> None:
         super().__init__()
         self.layout = layout
+        self.hidden_dim, self.pair_dim = hidden_dim, pair_dim
         inp = layout.user_dim + layout.context_dim
         self.actor_embed = _mlp([inp, embed_dim, embed_dim], activation)
         self.actor_user = _mlp([2 * embed_dim, hidden_dim], activation)
+        if pair_dim:
+            self.actor_pair = _mlp([hidden_dim + 1 + layout.server_blocks, pair_dim], activation)
         self.critic_embed = _mlp([inp, embed_dim, embed_dim], activation)
         self.critic_pool = _mlp([embed_dim + layout.context_dim, hidden_dim, hidden_dim],
                                 activation)
-        self.latent_dim_pi = layout.num_users * hidden_dim
+        self.per_user = hidden_dim + layout.num_servers * pair_dim
+        self.latent_dim_pi = layout.num_users * self.per_user
         self.latent_dim_vf = hidden_dim
 
     def _embed(self, net: nn.Module, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,9 +125,19 @@ class MECSharedExtractor(nn.Module):
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
         """Per-user latents z_n, flattened user-major: (B, N * hidden)."""
-        e, _ = self._embed(self.actor_embed, features)
+        e, ctx = self._embed(self.actor_embed, features)
         pooled = e.mean(dim=1, keepdim=True).expand_as(e)
-        return self.actor_user(torch.cat([e, pooled], dim=2)).flatten(1)
+        z = self.actor_user(torch.cat([e, pooled], dim=2))  # (B, N, hidden)
+        if not self.pair_dim:
+            return z.flatten(1)
+        n, m = self.layout.num_users, self.layout.num_servers
+        users, _ = self.layout.split(features)
+        ratio = users[..., 1:1 + m].unsqueeze(3)                       # (B, N, M, 1)
+        server = ctx[:, :self.layout.server_blocks * m].reshape(-1, self.layout.server_blocks, m)
+        server = server.transpose(1, 2).unsqueeze(1).expand(-1, n, -1, -1)  # (B, N, M, S)
+        pair = torch.cat([z.unsqueeze(2).expand(-1, -1, m, -1), ratio, server], dim=3)
+        y = self.actor_pair(pair)                                      # (B, N, M, pair_dim)
+        return torch.cat([z, y.flatten(2)], dim=2).flatten(1)
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
         """The value latent from the users' mean embedding and the context: (B, hidden)."""
@@ -129,18 +149,40 @@ class MECSharedExtractor(nn.Module):
 
 
 class PerUserHead(nn.Module):
-    """One linear map from each user's latent to its logits, written in the ``MultiDiscrete``
-    order: all users' alpha logits (N x ``num_alpha``), then all users' server logits (N x M)."""
+    """Maps shared by all users from each user's latent to its logits, written in the
+    ``MultiDiscrete`` order: all users' alpha logits (N x ``num_alpha``), then all users' server
+    logits (N x M). Without pair latents one linear map of z_n gives both; with them
+    (``pair_dim > 0``) alpha comes from z_n and server m's logit from y_nm."""
 
-    def __init__(self, num_users: int, hidden_dim: int, num_alpha: int, num_servers: int) -> None:
+    def __init__(self, num_users: int, hidden_dim: int, num_alpha: int, num_servers: int,
+                 pair_dim: int = 0, alpha_degree: int = 0) -> None:
         super().__init__()
         self.num_users, self.hidden_dim = num_users, hidden_dim
-        self.num_alpha = num_alpha
-        self.linear = nn.Linear(hidden_dim, num_alpha + num_servers)
+        self.num_alpha, self.num_servers, self.pair_dim = num_alpha, num_servers, pair_dim
+        self.alpha_degree = alpha_degree
+        alpha_out = alpha_degree if alpha_degree else num_alpha
+        self.linear = nn.Linear(hidden_dim, alpha_out + (0 if pair_dim else num_servers))
+        self.alpha_out = alpha_out
+        if alpha_degree:  # logit_k = sum_j c_j t_k^j, t_k = k / (A - 1), j = 1..degree
+            t = torch.linspace(0.0, 1.0, num_alpha)
+            basis = torch.stack([t ** j for j in range(1, alpha_degree + 1)])  # (degree, A)
+            self.register_buffer("alpha_basis", basis, persistent=False)
+        if pair_dim:
+            self.pair = nn.Linear(pair_dim, 1)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        out = self.linear(latent.reshape(-1, self.num_users, self.hidden_dim))  # (B, N, A + M)
-        alpha, server = out[..., :self.num_alpha], out[..., self.num_alpha:]
+        per_user = latent.reshape(-1, self.num_users,
+                                  self.hidden_dim + self.num_servers * self.pair_dim)
+        out = self.linear(per_user[..., :self.hidden_dim])  # (B, N, A or degree [+ M])
+        alpha = out[..., :self.alpha_out]
+        if self.alpha_degree:
+            alpha = alpha @ self.alpha_basis                # (B, N, A)
+        if self.pair_dim:
+            pairs = per_user[..., self.hidden_dim:].reshape(
+                -1, self.num_users, self.num_servers, self.pair_dim)
+            server = self.pair(pairs)[..., 0]               # (B, N, M)
+        else:
+            server = out[..., self.alpha_out:]
         return torch.cat([alpha.flatten(1), server.flatten(1)], dim=1)
 
 
@@ -153,6 +195,11 @@ class MECSharedPolicy(ActorCriticPolicy):
     Args:
         embed_dim: width of the user embedding phi.
         hidden_dim: width of the per-user latent z_n and of the value MLP.
+        pair_dim: width of the per-(user, server) latent y_nm that the server logits come from
+            (0: the server logits come from z_n like alpha's).
+        alpha_degree: 0: one free logit per alpha; d > 0: the alpha logits are a polynomial of
+            degree d in alpha (logit_k = sum_j c_j(z_n) (k / (A - 1))^j): unimodal for d = 2,
+            so mass moves along alpha's order (the cost is smooth in alpha).
         activation: ``"relu"`` or ``"tanh"``.
 
     Raises:
@@ -162,7 +209,8 @@ class MECSharedPolicy(ActorCriticPolicy):
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
                  lr_schedule: Any, embed_dim: int = 64, hidden_dim: int = 64,
-                 activation: str = "relu", **kwargs: Any) -> None:
+                 pair_dim: int = 16, alpha_degree: int = 0, activation: str = "relu",
+                 **kwargs: Any) -> None:
         if not isinstance(action_space, spaces.MultiDiscrete) or action_space.nvec.ndim != 1 or (
                 len(action_space.nvec) % 2):
             raise ValueError("mec-shared acts in the MEC env's discrete mode "
@@ -182,7 +230,9 @@ class MECSharedPolicy(ActorCriticPolicy):
         if activation not in activations:
             raise ValueError(f"activation must be one of {sorted(activations)}, got {activation!r}")
         self.num_alpha = int(nvec[0])
-        self.embed_dim, self.hidden_dim = int(embed_dim), int(hidden_dim)
+        self.embed_dim, self.hidden_dim, self.pair_dim = (int(embed_dim), int(hidden_dim),
+                                                          int(pair_dim))
+        self.alpha_degree = int(alpha_degree)
         self.activation = activation
         kwargs.pop("net_arch", None)
         kwargs.pop("activation_fn", None)
@@ -191,7 +241,7 @@ class MECSharedPolicy(ActorCriticPolicy):
 
     def _build_mlp_extractor(self) -> None:
         self.mlp_extractor = MECSharedExtractor(self.layout, self.embed_dim, self.hidden_dim,
-                                                self.activation_fn)
+                                                self.activation_fn, self.pair_dim)
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
@@ -199,7 +249,7 @@ class MECSharedPolicy(ActorCriticPolicy):
         # shared per-user head (initialised as SB3 initialises action_net), and rebuild the
         # optimiser over the new parameters.
         self.action_net = PerUserHead(self.layout.num_users, self.hidden_dim, self.num_alpha,
-                                      self.layout.num_servers)
+                                      self.layout.num_servers, self.pair_dim, self.alpha_degree)
         if self.ortho_init:
             self.action_net.apply(partial(self.init_weights, gain=0.01))
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
@@ -208,6 +258,7 @@ class MECSharedPolicy(ActorCriticPolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(embed_dim=self.embed_dim, hidden_dim=self.hidden_dim,
+                    pair_dim=self.pair_dim, alpha_degree=self.alpha_degree,
                     activation=self.activation)
         data.pop("activation_fn", None)
         data.pop("net_arch", None)

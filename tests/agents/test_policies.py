@@ -21,13 +21,17 @@ MEC = "edgeft/MECOffloading-v0"
 SMALL = {"num_users": 5, "num_servers": 3, "episode_rounds": 2, "action_mode": "discrete"}
 
 
-def _policy(num_users: int, num_servers: int, num_alpha: int = 7) -> MECSharedPolicy:
+def _policy(num_users: int, num_servers: int, num_alpha: int = 7, **kwargs) -> MECSharedPolicy:
     layout = mec_users_layout(num_users, num_servers)
     obs = spaces.Box(-np.inf, np.inf, (layout.size,), np.float32)
     act = spaces.MultiDiscrete([num_alpha] * num_users + [num_servers] * num_users)
     torch.manual_seed(0)
     # PyTorch's default initialisation: logits of order 1, not SB3's near-zero action head
-    return MECSharedPolicy(obs, act, lambda _: 3e-4, ortho_init=False)
+    return MECSharedPolicy(obs, act, lambda _: 3e-4, ortho_init=False, **kwargs)
+
+
+#: the head variants: server logits from z_n or from per-pair latents; free or polynomial alpha
+HEADS = [{"pair_dim": 0}, {"pair_dim": 8}, {"pair_dim": 8, "alpha_degree": 2}]
 
 
 def _permute_features(x: np.ndarray, perm: np.ndarray, num_users: int, num_servers: int
@@ -80,12 +84,13 @@ def test_layout_matches_the_mec_users_transform():
                                                      config.num_servers), got)
 
 
-def test_permuting_users_permutes_logits_and_keeps_the_value():
-    policy = _policy(6, 3)
+@pytest.mark.parametrize("head", HEADS)
+def test_permuting_users_permutes_logits_and_keeps_the_value(head):
+    policy = _policy(6, 3, **head)
     rng = np.random.default_rng(1)
     x = rng.normal(size=(4, policy.layout.size)).astype(np.float32)
     alpha, server, value = _logits_values(policy, x)
-    assert np.ptp(alpha) > 0.1 and np.ptp(server) > 0.1  # not trivially constant
+    assert np.ptp(alpha) > 0.01 and np.ptp(server) > 0.01  # not trivially constant
     for _ in range(3):
         perm = rng.permutation(6)
         alpha_p, server_p, value_p = _logits_values(policy, _permute_features(x, perm, 6, 3))
@@ -102,11 +107,24 @@ def test_permuting_users_permutes_logits_and_keeps_the_value():
     np.testing.assert_array_less(0.0, moved[1:])
 
 
-def test_parameter_count_does_not_grow_with_the_users():
+@pytest.mark.parametrize("head", HEADS)
+def test_parameter_count_does_not_grow_with_the_users(head):
     def count(p: MECSharedPolicy) -> int:
         return sum(t.numel() for t in p.parameters())
 
-    assert count(_policy(2, 4)) == count(_policy(20, 4)) == count(_policy(200, 4))
+    assert count(_policy(2, 4, **head)) == count(_policy(20, 4, **head)) == count(
+        _policy(200, 4, **head))
+
+
+def test_polynomial_alpha_logits_are_unimodal_in_alpha():
+    """alpha_degree = 2: each user's alpha logits are a quadratic in alpha, so the
+    distribution over alpha has one mode (no second differences of changing sign)."""
+    policy = _policy(4, 2, num_alpha=11, pair_dim=8, alpha_degree=2)
+    x = np.random.default_rng(3).normal(size=(5, policy.layout.size)).astype(np.float32)
+    alpha = _logits_values(policy, x)[0]
+    second = np.diff(alpha, n=2, axis=2)
+    np.testing.assert_allclose(second, second[..., :1].repeat(second.shape[2], axis=2),
+                               atol=1e-5)
 
 
 def test_wrong_spaces_are_refused_with_the_fix():
