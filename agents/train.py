@@ -192,6 +192,8 @@ def build_config(env_id: str | None, algo: str | None, file: str | None = None,
             file_values = json.load(fh)
         if not isinstance(file_values, dict):
             raise ValueError(f"{file} must hold a JSON object of TrainConfig fields")
+        # keys starting with "_" are comments, as in hyperparams.json
+        file_values = {k: v for k, v in file_values.items() if not k.startswith("_")}
     chosen = {"env_id": env_id or file_values.get("env_id", TrainConfig.env_id),
               "algo": algo or file_values.get("algo", TrainConfig.algo)}
     values: dict[str, Any] = dict(chosen)

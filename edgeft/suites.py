@@ -178,11 +178,12 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
     Suite("fedlora-noniid", 1, "fedlora",
           "FedLoRA defaults with Dirichlet(0.5) label shards per device, 100 rounds",
           (Scenario("dirichlet", FEDLORA, {"data": "dirichlet", "episode_rounds": 100}),),
-          num_seeds=10),
+          num_seeds=10, agents=("ppo:fedlora-noniid",)),
     Suite("fedlora-mobile", 1, "fedlora",
           "FedLoRA defaults with persistent channels: AR(1) fading rho = 0.9, devices moving at "
           "1.5 m/s (Gauss-Markov), 100 rounds",
-          (Scenario("mobile", FEDLORA, dict(FEDLORA_MOBILE)),), num_seeds=10),
+          (Scenario("mobile", FEDLORA, dict(FEDLORA_MOBILE)),), num_seeds=10,
+          agents=("ppo:fedlora-mobile",)),
     Suite("fedlora-3gpp", 1, "fedlora",
           "held out: FedLoRA defaults on 3GPP TR 38.901 UMi channels (sionna trace: path loss, "
           "LoS/NLoS, shadowing, cluster fading, walking devices), 100 rounds",

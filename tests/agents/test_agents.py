@@ -269,3 +269,26 @@ def test_bc_init_validation_errors(tmp_path, capsys):
 def _write(path, obj):
     path.write_text(json.dumps(obj))
     return path
+
+
+def test_every_agent_a_suite_names_is_shipped_and_plays_that_suite():
+    """Each suite's default agents load in the suite's env (the loader refuses an env that
+    differs from the training env outside the reward-only fields, e.g. after a recalibration of
+    the surrogate) and play its first rounds within the action space."""
+    from edgeft.agents.loader import shipped_models
+
+    from edgeft.episodes import make_env_and_policy
+    from edgeft.suites import SUITES
+
+    named = [(s, a) for s in SUITES.values() for a in s.agents]
+    assert {a for _, a in named} <= set(shipped_models())
+    assert {"ppo:fedlora-default", "ppo:fedlora-noniid", "ppo:fedlora-mobile"} <= {
+        a for _, a in named}
+    for suite, agent in named:
+        sc = suite.scenarios[0]
+        env, policy = make_env_and_policy(sc.env_id, sc.config, agent, seed=1)
+        obs, _ = env.reset(seed=1)
+        for _ in range(3):
+            action, _ = policy.predict(obs, deterministic=True)
+            assert env.action_space.contains(action), (suite.name, agent)
+            obs, _, _, _, _ = env.step(action)
