@@ -327,6 +327,7 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10)
     axes[3].set(xlabel="env steps (M)", ylabel="mean of max(0, episode's mean cost / limit - 1)",
                 title="overshoot per episode")
     axes[3].set_yscale("symlog", linthresh=1e-3)
+    axes[3].set_ylim(bottom=0.0)
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
