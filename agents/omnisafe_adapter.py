@@ -29,7 +29,8 @@ FSRL::
 
 FSRL reads ``info["cost"]`` from plain Gymnasium envs; :func:`flat_unit_action` gives the MEC
 env's (users x 6) action as the flat [-1, 1] vector its Gaussian actor needs (FedLoRA's
-action is flat already). Installing FSRL next to edgeft: :data:`FSRL_BLOCKER`.
+action is flat already). ``pip install -e ".[safe]"`` installs FSRL next to edgeft, with
+numpy<2 (:data:`FSRL_BLOCKER` says why and how to keep numpy 2).
 """
 
 from __future__ import annotations
@@ -64,19 +65,20 @@ OMNISAFE_BLOCKER = (
     "gymnasium==0.28.1'; installed anyway with --no-deps, `import omnisafe` fails in "
     "safety_gymnasium/utils/registration.py: \"ModuleNotFoundError: No module named "
     "'gymnasium.wrappers.compatibility'\" (removed in gymnasium 1.0). Until safety-gymnasium "
-    "supports gymnasium 1.x, use `edgeft train --algo ppo-lag` or FSRL (see FSRL_BLOCKER)."
+    "supports gymnasium 1.x, use `edgeft train --algo ppo-lag` or FSRL (the `safe` extra)."
 )
 
-#: why FSRL is not an install extra, and the install that works (checked with fast-safe-rl
-#: 0.1.0, tianshou 0.5.0, gymnasium 1.4, numpy 2.4)
+#: how FSRL installs next to edgeft, for the skip reason where it is missing (checked with
+#: fast-safe-rl 0.1.0, tianshou 0.5.0 and 0.5.1, gymnasium 1.4)
 FSRL_BLOCKER = (
-    "FSRL (fast-safe-rl 0.1.0) cannot be installed next to edgeft by pip's resolver: it "
-    "depends on bullet-safety-gym, whose every release pins gymnasium (~=0.26.3 or ~=0.28.1), "
-    "so pip reports 'bullet-safety-gym 1.4.0 depends on gymnasium~=0.28.1' against edgeft's "
-    "gymnasium>=1.0. Its PPO-Lagrangian itself runs on gymnasium 1.x and numpy 2: install it "
-    "without its pins, `pip install --no-deps fast-safe-rl==0.1.0 tianshou==0.5.0 "
-    "pyrallis==0.3.1` and then `pip install h5py numba prettytable tensorboard "
-    "typing-inspect wandb`."
+    "FSRL is not installed (or does not import): install it with `pip install -e \".[safe]\"`. "
+    "fast-safe-rl 0.1.0 pins wandb~=0.14.0, which fails to import on numpy 2 (\"AttributeError: "
+    "`np.float_` was removed in the NumPy 2.0 release\") and on setuptools>=81 "
+    "(\"ModuleNotFoundError: No module named 'pkg_resources'\"), so the extra pins numpy<2 and "
+    "setuptools<81; pip then takes bullet-safety-gym 1.1.0, a release that depends on the old "
+    "gym package instead of pinning gymnasium 0.26/0.28. To keep numpy 2: `pip install "
+    "--no-deps fast-safe-rl==0.1.0 tianshou==0.5.0 pyrallis==0.3.1`, then `pip install h5py "
+    "numba prettytable tensorboard typing-inspect wandb`."
 )
 
 
