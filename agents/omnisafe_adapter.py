@@ -29,8 +29,8 @@ FSRL::
 
 FSRL reads ``info["cost"]`` from plain Gymnasium envs; :func:`flat_unit_action` gives the MEC
 env's (users x 6) action as the flat [-1, 1] vector its Gaussian actor needs (FedLoRA's
-action is flat already). ``pip install -e ".[safe]"`` installs FSRL next to edgeft, with
-numpy<2 (:data:`FSRL_BLOCKER` says why and how to keep numpy 2).
+action is flat already). FSRL installs next to edgeft only without its pins (the commands
+and why: :data:`FSRL_BLOCKER`).
 """
 
 from __future__ import annotations
@@ -65,20 +65,21 @@ OMNISAFE_BLOCKER = (
     "gymnasium==0.28.1'; installed anyway with --no-deps, `import omnisafe` fails in "
     "safety_gymnasium/utils/registration.py: \"ModuleNotFoundError: No module named "
     "'gymnasium.wrappers.compatibility'\" (removed in gymnasium 1.0). Until safety-gymnasium "
-    "supports gymnasium 1.x, use `edgeft train --algo ppo-lag` or FSRL (the `safe` extra)."
+    "supports gymnasium 1.x, use `edgeft train --algo ppo-lag` or FSRL (see FSRL_BLOCKER)."
 )
 
-#: how FSRL installs next to edgeft, for the skip reason where it is missing (checked with
-#: fast-safe-rl 0.1.0, tianshou 0.5.0 and 0.5.1, gymnasium 1.4)
+#: why FSRL is no install extra of edgeft, and the install that works (checked with
+#: fast-safe-rl 0.1.0, tianshou 0.5.0 and 0.5.1, gymnasium 1.4, numpy 1.26 and 2.4)
 FSRL_BLOCKER = (
-    "FSRL is not installed (or does not import): install it with `pip install -e \".[safe]\"`. "
-    "fast-safe-rl 0.1.0 pins wandb~=0.14.0, which fails to import on numpy 2 (\"AttributeError: "
-    "`np.float_` was removed in the NumPy 2.0 release\") and on setuptools>=81 "
-    "(\"ModuleNotFoundError: No module named 'pkg_resources'\"), so the extra pins numpy<2 and "
-    "setuptools<81; pip then takes bullet-safety-gym 1.1.0, a release that depends on the old "
-    "gym package instead of pinning gymnasium 0.26/0.28. To keep numpy 2: `pip install "
-    "--no-deps fast-safe-rl==0.1.0 tianshou==0.5.0 pyrallis==0.3.1`, then `pip install h5py "
-    "numba prettytable tensorboard typing-inspect wandb`."
+    "FSRL is not installed (or does not import). fast-safe-rl 0.1.0 pins wandb~=0.14.0, which "
+    "fails to import on numpy 2 (\"AttributeError: `np.float_` was removed in the NumPy 2.0 "
+    "release\") and on setuptools>=81 (\"ModuleNotFoundError: No module named "
+    "'pkg_resources'\"); pinning numpy<2 for it resolves (pip takes bullet-safety-gym 1.1.0 and "
+    "the old gym package) but then edgeft's shipped agents, saved under numpy 2, fail to load "
+    "(\"No module named 'numpy._core.numeric'\"), so there is no extra for it. Install it "
+    "without its pins, which keeps numpy 2 and runs its PPO-Lagrangian on both envs: `pip "
+    "install --no-deps fast-safe-rl==0.1.0 tianshou==0.5.0 pyrallis==0.3.1` and `pip install "
+    "h5py numba prettytable tensorboard typing-inspect wandb`."
 )
 
 
