@@ -90,7 +90,7 @@ LAGRANGIAN_DEFAULTS: dict[str, Any] = {
     "lambda_max": 1000.0,    # upper clip of lambda
     "update_episodes": None,  # finished episodes per update (None: one per env copy)
     "constraint": "mean",    # "mean": E[mean cost] <= d; "episode": E[max(0, mean cost - d)] <= eps
-    "excess_limit": 0.002,   # eps of the "episode" constraint (relative overshoot per episode)
+    "excess_limit": 0.002,   # eps of the "episode" constraint (mean overshoot per episode)
 }
 #: the constraint forms of ``lagrangian.constraint`` (see the module doc)
 CONSTRAINTS = ("mean", "episode")
@@ -324,7 +324,7 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10)
 
     axes[3].axhline(BUDGET_TOLERANCE, color="k", ls=":", lw=0.8,
                     label="leaderboard tolerance (1%)")
-    axes[3].set(xlabel="env steps (M)", ylabel="mean of max(0, episode's mean cost / limit - 1)",
+    axes[3].set(xlabel="env steps (M)", ylabel="mean of max(0, episode's mean cost - limit)",
                 title="overshoot per episode")
     axes[3].set_yscale("symlog", linthresh=1e-3)
     axes[3].set_ylim(bottom=0.0)

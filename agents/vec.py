@@ -207,7 +207,7 @@ class VecLagrangian(VecEnvWrapper):
             the batch's mean cost against ``limit`` (the expected time-average); ``"episode"``:
             it prices the growth of each episode's running overshoot
             ``max(0, sum_t (c~_t - limit))`` and follows the batch mean of the episodes'
-            relative overshoot ``max(0, mean_t c_t - limit)`` (the multiplier's own limit is
+            overshoot ``max(0, mean_t c_t - limit)`` (the multiplier's own limit is
             then the tolerated mean overshoot; ``edgeft.agents.lagrangian``, "Per-episode
             constraint").
     """
