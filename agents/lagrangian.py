@@ -330,7 +330,8 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10)
     axes[3].set_ylim(bottom=0.0)
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a run without a multiplier plots no lambda
+            ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=90)
