@@ -126,35 +126,6 @@ def test_single_and_vector_env_agree():
                                                   getattr(after.index(i), name), err_msg=name)
 
 
-def test_round_trip_decision_action_decision():
-    """decision -> action -> decision reproduces every decision of the mode exactly, batched and
-    one at a time; the action lies in the space."""
-    v = gym.make_vec(ENV_ID, num_envs=5, vectorization_mode="vector_entry_point",
-                     action_mode="score", num_devices=8)
-    v.reset(seed=4)
-    v.action_space.seed(5)
-    cfg = v.unwrapped.config
-    for _ in range(10):
-        state = v.unwrapped.state
-        a = v.action_space.sample()
-        a[0] = -0.5  # nobody scheduled
-        a[1] = 0.5   # everybody
-        sched, band, _ = action_to_decision(a, state, cfg, batch=5)
-        back = decision_to_action(sched, band, cfg)
-        assert back.shape == (5, 8) and all(v.single_action_space.contains(b) for b in back)
-        sched2, band2, projected = action_to_decision(back, state, cfg, batch=5)
-        np.testing.assert_array_equal(sched2, sched)
-        np.testing.assert_array_equal(band2, band)
-        assert not projected.any()
-        for i in range(5):
-            one = decision_to_action(sched[i], band[i], cfg)
-            np.testing.assert_array_equal(one, back[i])
-            s1, b1, _ = action_to_decision(one, state.index(i), cfg)
-            np.testing.assert_array_equal(s1, sched[i])
-            np.testing.assert_array_equal(b1, band[i])
-        v.step(a)
-
-
 def test_round_trip_of_reference_and_arbitrary_decisions():
     """The min-max-delay policies' decisions come back exactly (to the solver's tolerance); any
     other decision (here: bandwidth-mode shares) comes back as the same set with a round delay

@@ -73,10 +73,11 @@ def test_observation_space_matches_the_layout():
     assert box.high[lay.round.start] == 1.0 and box.low[lay.loss.start] == 0.0
 
 
-@pytest.mark.parametrize("mode", ["bandwidth", "count", "subset"])
+@pytest.mark.parametrize("mode", ["bandwidth", "count", "subset", "score"])
 def test_decision_to_action_inverts_action_to_decision(mode):
     """action -> decision -> action -> decision gives the same decision, for single and batched
-    decisions, in every mode (count: the channel-ordered prefixes the env's count mode makes)."""
+    decisions, in every mode (count: the channel-ordered prefixes the env's count mode makes;
+    score: also nobody and everybody scheduled); every action lies in the space."""
     v = gym.make_vec(ENV_ID, num_envs=6, vectorization_mode="vector_entry_point",
                      action_mode=mode, num_devices=7)
     v.reset(seed=1)
@@ -87,10 +88,13 @@ def test_decision_to_action_inverts_action_to_decision(mode):
         a = v.action_space.sample()
         if mode == "bandwidth":
             a[a < 0.3] = 0.0
+        if mode == "score":
+            a[0] = -0.5  # nobody scheduled
+            a[1] = 0.5   # everybody
         sched, band, _ = action_to_decision(a, state, cfg, batch=6)
         back = decision_to_action(sched, band, cfg)
-        assert v.single_action_space.contains(np.asarray(back[0]).astype(
-            v.single_action_space.dtype))
+        assert all(v.single_action_space.contains(np.asarray(b).astype(
+            v.single_action_space.dtype)) for b in back)
         sched2, band2, projected = action_to_decision(back, state, cfg, batch=6)
         np.testing.assert_array_equal(sched2, sched)
         np.testing.assert_allclose(band2, band, rtol=1e-14)
