@@ -195,10 +195,13 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def run_one(learner: Any, setting: str, schedule: str, seed: int) -> dict[str, Any]:
-    """One episode of real rounds; the evaluations at round 0, every eval_every, and the end."""
+def run_one(learner: Any, setting: str, schedule: str, seed: int,
+            masks: np.ndarray | None = None) -> dict[str, Any]:
+    """One episode of real rounds; the evaluations at round 0, every eval_every, and the end.
+    ``masks`` (rounds, K) replaces :func:`schedule_masks` (another protocol's schedules)."""
     _, rounds, eval_every = SETTINGS[setting]
-    masks = schedule_masks(schedule, learner.num_devices, rounds, seed)
+    if masks is None:
+        masks = schedule_masks(schedule, learner.num_devices, rounds, seed)
     t0 = time.perf_counter()
     learner.reset(seed)
     at, loss, acc, dev = [], [], [], []

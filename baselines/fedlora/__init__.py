@@ -7,6 +7,7 @@ from functools import partial
 from edgeft.baselines.fedlora.policies import (
     AABAPolicy,
     AllInPolicy,
+    BudgetProfilePolicy,
     FedLoRAPolicy,
     GreedyPolicy,
     LyapunovPolicy,
@@ -22,10 +23,12 @@ register_policy("all-in", "fedlora", AllInPolicy)
 register_policy("aaba", "fedlora", AABAPolicy)
 register_policy("gs", "fedlora", GreedyPolicy)
 register_policy("random", "fedlora", RandomPolicy)
+register_policy("gs-profile", "fedlora", BudgetProfilePolicy)
 
 __all__ = [
     "AABAPolicy",
     "AllInPolicy",
+    "BudgetProfilePolicy",
     "FedLoRAPolicy",
     "GreedyPolicy",
     "LyapunovPolicy",

@@ -57,6 +57,12 @@ class FedLoRAPolicy:
         """Return (scheduled mask, bandwidth in Hz) for one observation."""
         raise NotImplementedError
 
+    def decide_at(self, gain: np.ndarray, bits: np.ndarray, queue: float,
+                  round_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`decide` for a policy that also reads the round index t (0-based, from the
+        observation); the default ignores it."""
+        return self.decide(gain, bits, queue)
+
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
                 deterministic: bool = False) -> tuple[np.ndarray, Any]:
         """SB3's ``predict``: one observation (shape (3K+3,)) or a batch (n, 3K+3)."""
@@ -67,7 +73,8 @@ class FedLoRAPolicy:
         actions, times = [], []
         for i in range(batch.shape[0]):
             t0 = time.perf_counter()
-            scheduled, bandwidth = self.decide(dec.gain[i], dec.bits[i], float(dec.queue[i]))
+            scheduled, bandwidth = self.decide_at(dec.gain[i], dec.bits[i], float(dec.queue[i]),
+                                                  int(dec.round[i]))
             actions.append(decision_to_action(scheduled, bandwidth, self.config,
                                               self.action_mode))
             times.append(time.perf_counter() - t0)
@@ -240,6 +247,45 @@ class GreedyPolicy(FedLoRAPolicy):
 
     def decide(self, gain, bits, queue):
         budget = self.config.budget_s  # D-bar in force (config_in_force)
+        order = channel_order(gain, bits)
+        need = bandwidth_for_delay(bits[order], budget, gain[order], self.config.noise_psd)
+        fits = np.cumsum(need) <= self.config.bandwidth_hz
+        n = int(np.argmin(fits)) if not fits.all() else fits.size
+        return _prefix_decision(order, n, need, gain.shape[0])
+
+
+def budget_profile(growth: float, rounds: int) -> np.ndarray:
+    """Per-round budget multipliers ``w_t`` (t = 0 .. T - 1) proportional to
+    ``exp(growth t / T)``, with mean exactly 1: a budget spent ``growth`` > 0 late, < 0 early,
+    0 evenly (all ones)."""
+    if not math.isfinite(growth):
+        raise ValueError(f"growth must be a finite number, got {growth!r}")
+    w = np.exp(float(growth) * np.arange(int(rounds)) / max(int(rounds), 1))
+    return w / w.mean()
+
+
+class BudgetProfilePolicy(FedLoRAPolicy):
+    """GS against a per-round budget that changes over the episode: in round t the devices in
+    channel order get the Lemma-3 bandwidth for ``D_t = w_t D-bar`` while the total fits in B,
+    with ``w_t`` from :func:`budget_profile` (mean 1 over the episode's T rounds, so the
+    per-round budgets average exactly D-bar and the time-average delay stays within it).
+
+    ``growth`` > 0 spends less of the budget early and more late, when FT Theorem 1 weighs a
+    round's progress more; ``growth = 0`` is :class:`GreedyPolicy`. Rounds past T reuse the
+    last round's budget.
+    """
+
+    def __init__(self, config: FedLoRAConfig, action_mode: str | None = None,
+                 seed: int | None = None, growth: float = 1.0) -> None:
+        super().__init__(config, action_mode, seed)
+        self.growth = float(growth)
+        self.profile = budget_profile(self.growth, config.episode_rounds)
+
+    def decide(self, gain, bits, queue):
+        return self.decide_at(gain, bits, queue, 0)
+
+    def decide_at(self, gain, bits, queue, round_index):
+        budget = self.config.budget_s * self.profile[min(round_index, self.profile.size - 1)]
         order = channel_order(gain, bits)
         need = bandwidth_for_delay(bits[order], budget, gain[order], self.config.noise_psd)
         fits = np.cumsum(need) <= self.config.bandwidth_hz
