@@ -73,7 +73,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from edgeft.training.protocol import (
     NUM_DEVICES,
     SETTINGS,
@@ -161,10 +160,10 @@ def profile_masks(name: str, num_devices: int, rounds: int, seed: int) -> np.nda
 def policy_masks(name: str, num_devices: int, rounds: int, seed: int) -> np.ndarray:
     """(rounds, K) masks the reference policy of schedule ``name`` plays in
     ``FedLoRAScheduling-v0`` (K devices, default budget and channels) from ``reset(seed)``."""
-    import gymnasium as gym
-
     import edgeft.baselines.fedlora  # noqa: F401  (registers the policies)
+    import gymnasium as gym
     from edgeft.envs.common import config_in_force
+
     from edgeft.policy import make_policy
 
     policy, options = TIMING_POLICIES[name]
@@ -225,10 +224,9 @@ def evaluate(rows: dict[str, dict[str, Any]], params_by_setting: dict[str, Any] 
     """The protocol's table and criteria per setting from the cached runs (``seeds``: default
     :data:`TIMING_SEEDS`; ``params_by_setting``: the surrogate to judge, default the shipped
     v3 calibration of the setting's partition)."""
-    from scipy import stats
-
     from edgeft.envs.fedlora.surrogate import SurrogateParams, simulate_masks
     from edgeft.training.calibrate import final_loss
+    from scipy import stats
 
     seeds = list(TIMING_SEEDS) if seeds is None else seeds
     out: dict[str, Any] = {}
@@ -358,7 +356,6 @@ def main(argv: list[str] | None = None) -> int:
     rows = read_runs(args.cache)
     if not args.table:
         import torch
-
         from edgeft.training.learner import SplitLoRALearner
 
         torch.set_num_threads(args.threads)
