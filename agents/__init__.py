@@ -1,8 +1,8 @@
 """edgeft.agents: stable-baselines3 training and loading for the edgeft envs.
 
-Importing this package registers the ``ppo:``, ``a2c:``, ``sac:``, ``td3:`` and ``dqn:`` prefixes
-with :func:`edgeft.make_policy` (``make_policy("ppo:runs/x/model.zip", env)``) without importing
-torch; the model is loaded when the policy is made. ``edgeft train`` (``edgeft.agents.train``)
+:data:`PREFIX_LOADERS` gives :func:`edgeft.make_policy` its ``ppo:``, ``a2c:``, ``sac:``,
+``td3:`` and ``dqn:`` prefixes (``make_policy("ppo:runs/x/model.zip", env)``) without importing
+torch; the model is loaded when the policy is made. ``edgeft train`` (``edgeft.train``)
 trains and saves models; shipped models live in ``edgeft/agents/models``.
 """
 
@@ -19,9 +19,8 @@ from edgeft.agents.loader import (
     shipped_models,
 )
 
-from edgeft.policy import register_policy_prefix
+#: policy-name prefix (``"ppo"`` in ``"ppo:PATH"``) -> loader(path, env=..., **kwargs)
+PREFIX_LOADERS = {algo: partial(load_policy, algo) for algo in ALGOS}
 
-for _algo in ALGOS:
-    register_policy_prefix(_algo, partial(load_policy, _algo))
-
-__all__ = ["ALGOS", "SB3Policy", "load_meta", "load_policy", "saved_action_mode", "shipped_models"]
+__all__ = ["ALGOS", "PREFIX_LOADERS", "SB3Policy", "load_meta", "load_policy",
+           "saved_action_mode", "shipped_models"]

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeft.baselines import reference_policy
+from edgeft.envs.mec.config import MECConfig
 
 #: BC settings and their defaults (``TrainConfig.bc`` overrides them)
 BC_DEFAULTS: dict[str, Any] = {
@@ -60,8 +62,7 @@ class MECGreedyFastTeacher:
     name = "mec-greedy-fast"
 
     def __init__(self, config: Any, action_mode: str | None = None, max_iter: int = 8) -> None:
-        if getattr(config, "family", None) != "mec" or (action_mode or config.action_mode) != (
-                "discrete"):
+        if not isinstance(config, MECConfig) or (action_mode or config.action_mode) != "discrete":
             raise ValueError("mec-greedy-fast teaches the MEC env's discrete action mode only")
         self.config = config
         self.max_iter = int(max_iter)
@@ -105,12 +106,19 @@ TEACHERS: dict[str, Any] = {"mec-greedy-fast": MECGreedyFastTeacher}
 
 
 def make_teacher(name: str, config: Any, **options: Any) -> Any:
-    """The teacher ``name``: one of :data:`TEACHERS`, else ``edgeft.make_policy(name)``."""
+    """The teacher ``name``: one of :data:`TEACHERS`, else the reference policy of that name of
+    the config's family (``EnvFamily.policies``).
+
+    Raises:
+        ValueError: an unknown name (the message lists the teachers and reference policies).
+    """
     if name in TEACHERS:
         return TEACHERS[name](config, action_mode=config.action_mode, **options)
-    import edgeft
-
-    return edgeft.make_policy(name, config=config, action_mode=config.action_mode, **options)
+    try:
+        return reference_policy(name, config, action_mode=config.action_mode, **options)
+    except ValueError as err:
+        raise ValueError(f"unknown teacher {name!r}: neither one of {sorted(TEACHERS)} nor a "
+                         f"reference policy ({err})") from err
 
 
 #: MEC observation sections whose first axis is the user axis (the others: round, servers)
@@ -124,7 +132,7 @@ _MEC_OTHER_SECTIONS = ("round_index", "server_pos", "cores_edge", "flops_edge", 
 def _check_permutable(config: Any) -> None:
     from edgeft.envs.mec.observation import observation_layout
 
-    if getattr(config, "family", None) != "mec" or config.action_mode != "discrete":
+    if not isinstance(config, MECConfig) or config.action_mode != "discrete":
         raise ValueError("permute_users needs the MEC env's discrete action mode")
     unknown = [name for name, _ in observation_layout(config)
                if name not in _MEC_USER_SECTIONS + _MEC_OTHER_SECTIONS]

@@ -72,10 +72,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeft.envs.family import BUDGET_TOLERANCE, family_of, get_family
 
-#: per-step limit of the constraint cost of a family without suites (the suites' ``cost_limit``
-#: wins)
-COST_LIMITS = {"fedlora": 1.0, "mec": 1.0}
 #: on-policy Lagrangian variants offered by ``edgeft train`` and the SB3 algorithm under each
 LAGRANGIAN_ALGOS = {"ppo-lag": "ppo", "a2c-lag": "a2c"}
 #: the ``lagrangian`` settings of a TrainConfig, with their defaults
@@ -102,32 +100,21 @@ def base_algo(algo: str) -> str:
 
 
 def cost_limit(config: Any) -> float:
-    """The per-step constraint-cost limit of an env (its config in force).
-
-    The family's suites state it (``edgeft.suites.Suite.cost_limit``, the same for every suite
-    of a family); a config with its own ``cost_limit`` wins; :data:`COST_LIMITS` is the fallback
-    for a family without suites.
+    """The per-step constraint-cost limit of an env (its config in force): the config's own
+    ``cost_limit`` if it has one, else the family record's (``EnvFamily.cost_limit``, the limit
+    every suite of the family states).
 
     Raises:
-        ValueError: no limit is defined for the family, or its suites disagree.
+        ValueError: not a config of a registered family.
     """
     own = getattr(config, "cost_limit", None)
     if own is not None:
         return float(own)
-    family = getattr(config, "family", None)
-    from edgeft.suites import SUITES
-
-    stated = {float(getattr(s, "cost_limit", COST_LIMITS.get(s.family, 1.0)))
-              for s in SUITES.values() if s.family == family}
-    if len(stated) > 1:
-        raise ValueError(f"the {family} suites state different cost limits {sorted(stated)}; "
-                         "set lagrangian.cost_limit in the training config")
-    if stated:
-        return stated.pop()
-    if family not in COST_LIMITS:
-        raise ValueError(f"no constraint-cost limit defined for the {family} envs; set "
-                         "lagrangian.cost_limit in the training config")
-    return COST_LIMITS[family]
+    try:
+        return float(family_of(config).cost_limit)
+    except TypeError as err:
+        raise ValueError(f"no constraint-cost limit defined for {type(config).__name__}; set "
+                         "lagrangian.cost_limit in the training config") from err
 
 
 def constraint_cost(infos: list[dict[str, Any]], family: str) -> np.ndarray:
@@ -135,20 +122,20 @@ def constraint_cost(infos: list[dict[str, Any]], family: str) -> np.ndarray:
 
     The one place agents read the cost. FedLoRA: D/D-bar of the round. MEC: the mean over users
     of the device energy in per-round budgets (the safe-RL convention: the weighted objective
-    under ``info["objective"]``); an env whose ``info["cost"]`` is still the weighted objective
-    (no ``"objective"`` key) is refused, since constraining the objective is meaningless.
+    under ``info["objective"]``). An info without one of the family's ``cost_info_keys`` is
+    refused (a MEC env without ``"objective"`` would carry its weighted objective as
+    ``"cost"``, and constraining the objective is meaningless).
 
     Raises:
-        ValueError: a MEC env with the old convention, or an info without ``"cost"``.
+        ValueError: an info without the family's cost keys.
     """
-    if family == "mec" and infos and "objective" not in infos[0]:
-        raise ValueError("this MEC env's info['cost'] is its weighted objective, not a constraint "
-                         "cost (no info['objective']); the Lagrangian needs the energy-budget "
-                         "cost there")
-    try:
-        return np.array([float(i["cost"]) for i in infos], dtype=np.float64)
-    except KeyError as err:
-        raise ValueError("the env's info has no 'cost' (the constraint cost)") from err
+    missing = [k for k in get_family(family).cost_info_keys if infos and k not in infos[0]]
+    if missing:
+        raise ValueError(f"the env's info has no {missing}: the {family} family's constraint "
+                         "cost needs them, and an info['cost'] without them is not the "
+                         "constraint cost (a MEC env of the old convention put its weighted "
+                         "objective there)")
+    return np.array([float(i["cost"]) for i in infos], dtype=np.float64)
 
 
 def lagrangian_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -320,7 +307,6 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10)
                 title="constraint cost vs limit")
     axes[1].set_ylim(0, 2 * (limit or 1.0))
     axes[2].set(xlabel="env steps (M)", ylabel="lambda (reward units)", title="multiplier")
-    from edgeft.scoring import BUDGET_TOLERANCE
 
     axes[3].axhline(BUDGET_TOLERANCE, color="k", ls=":", lw=0.8,
                     label="leaderboard tolerance (1%)")

@@ -19,16 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeft.envs.family import family_of
 
 ALGOS = ("ppo", "a2c", "sac", "td3", "dqn")
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 
-#: config fields that shape only the training signal, not what the agent observes or how the
-#: env evolves: a model may act in an env that differs from its training env in these.
-REWARD_ONLY_FIELDS = {
-    "fedlora": ("reward", "zeta", "delay_penalty", "progress_scale"),
-    "mec": ("energy_penalty",),
-}
 _MODEL_CACHE: dict[tuple[str, str], Any] = {}
 
 
@@ -118,7 +113,9 @@ def config_mismatch(saved: dict[str, Any], config: Any) -> list[str]:
     from edgeft.envs.common import build_config
 
     saved_cfg = build_config(type(config), dict(saved))
-    skip = set(REWARD_ONLY_FIELDS.get(config.family, ()))
+    # fields that shape only the training signal: a model may act in an env that differs from
+    # its training env in these (EnvFamily.reward_only_fields)
+    skip = set(family_of(config).reward_only_fields)
     diffs = []
     for f in dataclasses.fields(config):
         if f.name in skip:

@@ -39,10 +39,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+from edgeft.envs.family import families
 from gymnasium import spaces
 from gymnasium.wrappers import RescaleAction, TransformAction
-
-from edgeft.registration import ENV_IDS
 
 if TYPE_CHECKING:
     import torch
@@ -145,7 +144,7 @@ class EdgeftCMDP:
     the copy's info in ``info["final_info"]``, the step's per-copy infos in ``info["infos"]``.
 
     Args:
-        env_id: an edgeft env id (:data:`edgeft.registration.ENV_IDS`).
+        env_id: an edgeft env id (an id of a family record's ``env_ids``).
         num_envs: number of env copies stepped together.
         device: torch device of the returned tensors.
         cost_key: the ``info`` entry returned as cost.
@@ -156,7 +155,7 @@ class EdgeftCMDP:
     need_time_limit_wrapper: bool = True
     need_evaluation: bool = True
     _time_limit: int | None = None
-    _support_envs: ClassVar[list[str]] = list(ENV_IDS)
+    _support_envs: ClassVar[list[str]] = [i for f in families() for i in f.env_ids]
 
     @classmethod
     def support_envs(cls) -> list[str]:

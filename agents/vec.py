@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from edgeft.agents.lagrangian import CONSTRAINTS, CURVE_COLUMNS, PIDMultiplier, constraint_cost
+from edgeft.envs.fedlora.config import FedLoRAConfig
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
@@ -115,7 +116,7 @@ def clipped_drift_plus_penalty(config: Any, zeta: float, clip: float) -> Any:
     """
     from edgeft.envs.fedlora.observation import decode_observation
 
-    if getattr(config, "family", None) != "fedlora":
+    if not isinstance(config, FedLoRAConfig):
         raise ValueError("reward_shaping 'clipped-dpp' is a FedLoRA training reward, not one for "
                          f"the {getattr(config, 'family', '?')} envs")
 
@@ -140,7 +141,7 @@ def devices_utility(config: Any) -> Any:
     Args:
         config: the env's config in force (``edgeft.envs.common.config_in_force``).
     """
-    if getattr(config, "family", None) != "fedlora":
+    if not isinstance(config, FedLoRAConfig):
         raise ValueError("reward_shaping 'devices' is a FedLoRA training reward, not one for "
                          f"the {getattr(config, 'family', '?')} envs")
     k = float(config.num_devices)

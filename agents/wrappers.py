@@ -50,6 +50,7 @@ import gymnasium as gym
 import numpy as np
 from edgeft.agents.transforms import get_transform
 from edgeft.agents.vec import VecLagrangian, VecObsTransform, make_reward_fn
+from edgeft.envs.fedlora.config import FedLoRAConfig
 from gymnasium import spaces
 
 
@@ -133,7 +134,7 @@ class ParticipationObservation(gym.Wrapper):
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         cfg = _config(env)
-        if getattr(cfg, "family", None) != "fedlora":
+        if not isinstance(cfg, FedLoRAConfig):
             raise ValueError("ParticipationObservation needs a FedLoRA env "
                              f"(edgeft/FedLoRAScheduling-v0), got a {type(cfg).__name__}")
         self.k = int(cfg.num_devices)

@@ -38,7 +38,7 @@ def main() -> None:
                         help="held-out samples per evaluation (default: TrainingConfig's, 512)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from edgeft.training.config import TrainingConfig
+    from edgeft.envs.real_config import TrainingConfig
 
     given = {"lr": args.lr, "batch_size": args.batch_size, "eval_size": args.eval_size}
     training = TrainingConfig(model=args.model, task=args.task, eval_every=args.eval_every,

@@ -8,6 +8,7 @@ torch lazily.
 
 from __future__ import annotations
 
+import edgeft.training  # noqa: F401  (registers the real-mode engines with the envs; no torch)
 from edgeft.policy import Policy, list_policies, make_policy, register_policy
 from edgeft.registration import register_envs
 

@@ -14,7 +14,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("edgeft.compare", "compare reference policies on a scenario and print a table"),
     "calibrate": ("edgeft.training.calibrate", "fit the FedLoRA surrogate to real split-LoRA runs"),
-    "train": ("edgeft.agents.train", "train a stable-baselines3 agent on an edgeft env"),
+    "train": ("edgeft.train", "train a stable-baselines3 agent on an edgeft env"),
     "leaderboard": ("edgeft.leaderboard", "evaluate policies on a named, versioned suite"),
     "figures": ("edgeft.figures", "reproduce the papers' figures as PNG files"),
 }

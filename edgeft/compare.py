@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeft.episodes import METRICS, TIMING
+from edgeft.envs.family import get_family
+from edgeft.episodes import TIMING
 from edgeft.overrides import parse_overrides
 
 __all__ = ["add_arguments", "compare", "format_table", "run"]
@@ -30,7 +31,7 @@ def compare(env_id: str, policies: list[str], episodes: int, overrides: dict[str
             progress: bool = True) -> dict[str, dict[str, float]]:
     """Mean metrics of each policy over seeds ``0 .. episodes - 1``: policy -> metric -> mean.
 
-    Metric names are those of :data:`edgeft.episodes.METRICS` for the env's family, then
+    Metric names are those of the env family's record (``EnvFamily.metrics``), then
     ``decide_ms``.
     """
     from tqdm import tqdm
@@ -52,7 +53,7 @@ def compare(env_id: str, policies: list[str], episodes: int, overrides: dict[str
 
 def format_table(rows: dict[str, dict[str, float]], family: str) -> str:
     """A Markdown table, one row per policy, with the leaderboard's column titles."""
-    titles = {**{m: t for m, (t, _) in METRICS[family].items()},
+    titles = {**{m: d.title for m, d in get_family(family).metrics.items()},
               **{m: t for m, (t, _) in TIMING.items()}}
     cols = list(next(iter(rows.values())))
     lines = ["| policy | " + " | ".join(titles.get(c, c) for c in cols) + " |",

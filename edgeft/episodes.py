@@ -4,15 +4,8 @@ Used by ``edgeft compare``, the leaderboard (``edgeft.leaderboard``), ``edgeft f
 training-time evaluation of ``edgeft train``, so a policy is scored the same way everywhere.
 
 Metrics are deterministic functions of (env config, policy, seed). The measured decision time is
-kept apart in ``timing`` (it differs from run to run), and per-round curves in ``curves``.
-
-What the MEC metrics are (each a mean over the episode's rounds; a round is one training
-iteration of every user): ``energy`` the energy of a round summed over the N users (device +
-edge, J), ``delay`` a user's delay in a round averaged over the users (s), ``stability`` the
-stability bound averaged over the users, ``cost`` the weighted objective of a round (summed
-over users; the env's ``info["objective"]``), ``energy_violation`` the mean over users of
-max(0, time-average device energy / budget - 1). FedLoRA: ``avg_delay_s`` the round's delay
-(s), the other metrics as titled.
+kept apart in ``timing`` (it differs from run to run), and per-round curves in ``curves``. What
+each family's metrics are is its record's business (``edgeft.envs.<family>.family``).
 """
 
 from __future__ import annotations
@@ -23,109 +16,51 @@ from typing import Any
 
 import numpy as np
 
-from edgeft.policy import family_of
+from edgeft.envs.family import EnvFamily, family_of
 
-#: per family: metric -> (column title, lower is better?) in display order
-METRICS: dict[str, dict[str, tuple[str, bool]]] = {
-    "fedlora": {
-        "final_loss": ("final loss", True),
-        "final_accuracy": ("final acc", False),
-        "avg_scheduled": ("avg devices", False),
-        "avg_delay_ratio": ("avg D/Dbar", True),
-        "budget_violation": ("budget viol.", True),
-        "max_delay_ratio": ("max D/Dbar", True),
-        "avg_delay_s": ("avg delay (s)", True),
-        "final_queue": ("final q", True),
-        "return": ("return", False),
-    },
-    "mec": {
-        "cost": ("weighted cost", True),
-        "energy": ("energy (J)", True),
-        "delay": ("delay (s)", True),
-        "stability": ("stability", True),
-        "energy_violation": ("energy viol.", True),
-        "final_queue": ("final Q/budget", True),
-        "return": ("return", False),
-    },
-}
+#: the measured (run-to-run varying) part of an episode's result: name -> (title, lower better)
 TIMING = {"decide_ms": ("decide (ms)", True)}
-#: curves kept per episode (fedlora: per round; long episodes are thinned to <= 500 points)
-CURVES = {"fedlora": ("loss", "accuracy", "num_scheduled", "delay_ratio"), "mec": ("cost",)}
+#: long episodes' curves are thinned to at most this many points
 MAX_CURVE_POINTS = 500
-#: curve -> the info key it reads, where they differ (MEC's cost curve is the objective)
-CURVE_INFO = {"cost": "objective"}
+
+
+def metric_titles(family: EnvFamily) -> dict[str, tuple[str, bool]]:
+    """The family's metrics as ``name -> (column title, lower is better)``, in display order."""
+    return {k: (m.title, m.lower_is_better) for k, m in family.metrics.items()}
 
 
 def play_episode(env: Any, policy: Any, seed: int, *, deterministic: bool = True
                  ) -> dict[str, Any]:
     """Run ``policy`` in ``env`` from ``env.reset(seed=seed)`` to the end of the episode.
 
+    The env's family record (``edgeft.envs.family``) says what the episode is reduced to: its
+    metrics (the record's ``recorder``) and per-round curves.
+
     Returns:
         ``{"metrics": {...}, "timing": {"decide_ms": ...}, "curves": {...}, "rounds": T}``.
     """
     family = family_of(env)
+    recorder = family.recorder()
     obs, _ = env.reset(seed=int(seed))
     decide = 0.0
     total = 0.0
     rounds = 0
-    trace: dict[str, list[float]] = {k: [] for k in CURVES[family]}
-    acc: dict[str, Any] = {}
-    if family == "fedlora":
-        acc.update(delay=0.0, ratio=0.0, max_ratio=0.0, scheduled=0.0)
-    else:
-        acc.update(energy=0.0, delay=0.0, stability=0.0, cost=0.0, dev_energy=0.0, budget=0.0)
+    trace: dict[str, list[float]] = {k: [] for k in family.curves}
     info: dict[str, Any] = {}
     while True:
-        if family == "mec":
-            budget = np.asarray(env.unwrapped.state.energy_budget, dtype=np.float64)
+        recorder.before_step(env)
         t0 = time.perf_counter()
         action, _ = policy.predict(obs, deterministic=deterministic)
         decide += time.perf_counter() - t0
         obs, reward, terminated, truncated, info = env.step(action)
         total += float(reward)
         rounds += 1
-        if family == "fedlora":
-            acc["delay"] += float(info["delay"])
-            acc["ratio"] += float(info["delay_ratio"])
-            acc["max_ratio"] = max(acc["max_ratio"], float(info["delay_ratio"]))
-            acc["scheduled"] += float(info["num_scheduled"])
-        else:
-            acc["energy"] += float(np.sum(info["energy"]))
-            acc["delay"] += float(np.mean(info["delay"]))
-            acc["stability"] += float(np.mean(info["stability"]))
-            acc["cost"] += float(info["objective"])
-            dev_energy = np.asarray(info["device_energy"], dtype=np.float64)
-            acc["dev_energy"] = acc["dev_energy"] + dev_energy
-            acc["budget"] = acc["budget"] + budget
-        for k in trace:
-            trace[k].append(float(np.mean(info[CURVE_INFO.get(k, k)])))
+        recorder.after_step(info)
+        for k, key in family.curves.items():
+            trace[k].append(float(np.mean(info[key])))
         if terminated or truncated:
             break
-    if family == "fedlora":
-        ratio = acc["ratio"] / rounds
-        loss = float(info.get("test_loss", info["loss"]))
-        metrics = {
-            "final_loss": loss,
-            "final_accuracy": float(info["accuracy"]),
-            "avg_scheduled": acc["scheduled"] / rounds,
-            "avg_delay_ratio": ratio,
-            "budget_violation": max(0.0, ratio - 1.0),
-            "max_delay_ratio": acc["max_ratio"],
-            "avg_delay_s": acc["delay"] / rounds,
-            "final_queue": float(info["delay_queue"]),
-            "return": total,
-        }
-    else:
-        over = np.maximum(acc["dev_energy"] / acc["budget"] - 1.0, 0.0)
-        metrics = {
-            "cost": acc["cost"] / rounds,
-            "energy": acc["energy"] / rounds,
-            "delay": acc["delay"] / rounds,
-            "stability": acc["stability"] / rounds,
-            "energy_violation": float(np.mean(over)),
-            "final_queue": float(np.mean(info["queue_in_budgets"])),
-            "return": total,
-        }
+    metrics = recorder.metrics(info, total, rounds)
     step = max(1, -(-rounds // MAX_CURVE_POINTS))
     curves = {k: v[step - 1::step] for k, v in trace.items()}
     if step > 1:

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeft.envs.family import get_family
 from edgeft.suites import BUDGETS_US, FEDLORA, MEC, Scenario, Suite
 
 FIGURES = ("ft-fig3", "ft-fig5", "ft-fig6", "mec-fig2", "mec-fig3", "mec-fig4", "mec-fig5")
@@ -50,14 +51,11 @@ FT_POLICIES = ["lyapunov", "lyapunov-paper", "all-in", "gs", "aaba"]
 #: the options that change what a figure shows, with their defaults
 OPTIONS: dict[str, Any] = {"mode": "surrogate", "rounds": 100, "seeds": None, "users": 20,
                            "servers": 4, "overrides": {}}
-#: test seeds per point when --seeds is not given: FedLoRA episodes are cheap, and neighbouring
-#: reference policies differ by ~0.005 in final loss, so 10 seeds make the 95% intervals tell them
-#: apart; MEC figures cost seconds per decision
-DEFAULT_SEEDS = {"fedlora": 10, "mec": 2}
 
 
 def _seeds(args: argparse.Namespace, family: str) -> int:
-    return int(args.seeds) if args.seeds is not None else DEFAULT_SEEDS[family]
+    """--seeds, else the family's default test seeds per point (``EnvFamily.figure_seeds``)."""
+    return int(args.seeds) if args.seeds is not None else get_family(family).figure_seeds
 #: MEC axis labels: what the metrics of edgeft.episodes are (per round = one training iteration
 #: of every user, then averaged over the episode's rounds and the seeds)
 MEC_LABELS = {"energy": "energy per round, sum over users (J)",

@@ -14,6 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from edgeft.envs.common import config_in_force
+from edgeft.envs.family import families, resolve
+from edgeft.envs.family import family_of as _family_record
 
 
 @runtime_checkable
@@ -37,13 +39,12 @@ _REGISTRY: dict[str, dict[str, Callable[..., Policy]]] = {}
 _COSTS: dict[tuple[str, str], float] = {}
 # prefix (e.g. "ppo") -> loader(path, env=..., **kwargs) -> Policy
 _PREFIXES: dict[str, Callable[..., Policy]] = {}
-# modules that register policies when imported (kept lazy so `import edgeft` stays light)
-_PROVIDERS = (
-    "edgeft.baselines.fedlora",
-    "edgeft.baselines.mec",
-    "edgeft.agents",
-)
+#: the module whose ``PREFIX_LOADERS`` table holds the trained-model prefixes (``ppo:PATH`` ...);
+#: the reference policies come from the modules the family records name (``EnvFamily.policies``).
+#: Both are imported on first use, so ``import edgeft`` stays light.
+_AGENT_PROVIDER = "edgeft.agents"
 _loaded = False
+_loaded_families: set[str] = set()
 
 
 def register_policy(name: str, family: str, factory: Callable[..., Policy], *,
@@ -74,31 +75,26 @@ def register_policy_prefix(prefix: str, loader: Callable[..., Policy]) -> None:
 
 
 def _load_providers() -> None:
+    """Register the reference policies of every family record (``EnvFamily.policies``: a module
+    with a ``REFERENCE_POLICIES`` table) and the trained-model prefixes, once; a family
+    registered later has its policies added on the next call."""
     global _loaded
-    if _loaded:
-        return
-    import importlib
-
-    for mod in _PROVIDERS:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as err:  # a family not built yet must not break the others
-            if err.name is None or not mod.startswith(err.name):
-                raise
-    _loaded = True
+    for fam in families():
+        if fam.policies is None or fam.name in _loaded_families:
+            continue
+        for name, (factory, cost) in resolve(fam.policies).REFERENCE_POLICIES.items():
+            _REGISTRY.setdefault(name, {}).setdefault(fam.name, factory)
+            _COSTS.setdefault((name, fam.name), float(cost))
+        _loaded_families.add(fam.name)
+    if not _loaded:
+        for prefix, loader in resolve(_AGENT_PROVIDER).PREFIX_LOADERS.items():
+            _PREFIXES.setdefault(prefix, loader)
+        _loaded = True
 
 
 def family_of(env_or_config: Any) -> str:
-    """The env family (``"fedlora"`` / ``"mec"``) of an env, vector env or config."""
-    base = getattr(env_or_config, "unwrapped", env_or_config)
-    config = config_in_force(base) if hasattr(base, "config") else env_or_config
-    family = getattr(config, "family", None)
-    if family is None:
-        raise TypeError(
-            f"cannot tell the env family of {type(env_or_config).__name__}: pass an edgeft env "
-            "(from gym.make) or its config"
-        )
-    return family
+    """The env family's name (``"fedlora"`` / ``"mec"``) of an env, vector env or config."""
+    return _family_record(env_or_config).name
 
 
 def list_policies(family: str | None = None) -> list[str]:

@@ -1,6 +1,7 @@
 """One headline number per suite: the score, and paired differences between policies.
 
-Each env family names its headline metric and its constraint (:data:`HEADLINES`). Per test
+Each env family's record names its headline and its constraint (``EnvFamily.headline``,
+``edgeft.envs.<family>.family``). Per test
 episode, a policy's headline value is put on a scale on which 0 is the ``random`` policy on the
 same seed and 100 is the episode's hindsight bound (the best any policy could do knowing the
 whole episode in advance, ``edgeft.baselines.<family>.hindsight``); the score is the mean over the
@@ -31,111 +32,83 @@ exceeds :data:`BUDGET_TOLERANCE` are marked.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from edgeft.envs import family as family_records
+from edgeft.envs.family import EnvFamily, Headline, HindsightPlan, get_family, resolve
+from edgeft.envs.mec import family as mec_family
+
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20240607
 #: relative excess of the time-average constraint above which a policy is marked as breaking it
-BUDGET_TOLERANCE = 0.01
+BUDGET_TOLERANCE = family_records.BUDGET_TOLERANCE
 #: MEC: cost per round charged per unit of mean relative energy overshoot (see the module doc)
-MEC_OVERSHOOT_PRICE = 100.0
+MEC_OVERSHOOT_PRICE = mec_family.OVERSHOOT_PRICE
 
 
-@dataclass(frozen=True)
-class Headline:
-    """What a family's suites rank policies by.
+def headline_of(family: str | EnvFamily) -> Headline:
+    """The headline of a family (by name or record).
 
-    Attributes:
-        family: env family (``config.family``).
-        title: column title of the headline value.
-        higher_is_better: direction of the headline value.
-        constraint: the constraint, in words (shown under the summary table).
-        anchor: policy scored 0 (played on the same seeds).
-        reference: policy that paired differences are taken from.
+    Raises:
+        ValueError: the family has no headline (its suites are not scored).
     """
-
-    family: str
-    title: str
-    higher_is_better: bool
-    constraint: str
-    anchor: str
-    reference: str
+    fam = get_family(family) if isinstance(family, str) else family
+    if fam.headline is None:
+        raise ValueError(f"the {fam.name} family has no headline (its suites are not scored)")
+    return fam.headline
 
 
-HEADLINES: dict[str, Headline] = {
-    "fedlora": Headline(
-        "fedlora", "devices/round within budget", True,
-        "time-average delay <= D-bar; over it by a factor x, devices are divided by x",
-        anchor="random", reference="lyapunov"),
-    "mec": Headline(
-        "mec", "cost/round + priced overshoot", False,
-        "time-average device energy <= each user's budget; the mean relative overshoot is "
-        f"charged {MEC_OVERSHOOT_PRICE:g} per round",
-        anchor="random", reference="greedy-dpp"),
-}
-
-
-#: per family: "module:function" that computes the ``hindsight`` row of one leaderboard episode,
-#: ``fn(env_id, config, seed) -> dict`` with ``play_episode``'s keys (the metrics of a feasible
-#: schedule found in hindsight) plus ``"headline"`` (the certified bound, in the units of
-#: :func:`headline_value`) and ``"gap"`` (bound minus the feasible schedule's headline value).
-HINDSIGHT: dict[str, str] = {
-    "fedlora": "edgeft.baselines.fedlora.hindsight:leaderboard_row",
-    "mec": "edgeft.baselines.mec.hindsight:leaderboard_row",
-}
-
-
-def hindsight_row(family: str, env_id: str, config: Mapping[str, Any], seed: int
-                  ) -> dict[str, Any]:
-    """The family's hindsight row of one episode (see :data:`HINDSIGHT`)."""
-    import importlib
-
-    if family not in HINDSIGHT:
-        raise ValueError(f"no hindsight bound for family {family!r}; known: {sorted(HINDSIGHT)}")
-    module, _, name = HINDSIGHT[family].partition(":")
-    fn = getattr(importlib.import_module(module), name)
-    return dict(fn(env_id, dict(config), int(seed)))
-
-
-def fedlora_headline(metrics: Mapping[str, Any]) -> float:
-    """Devices per round credited within the delay budget: avg devices / max(1, avg D/D-bar)."""
-    return float(metrics["avg_scheduled"]) / max(1.0, float(metrics["avg_delay_ratio"]))
-
-
-def fedlora_breaks_constraint(metrics: Mapping[str, Any]) -> bool:
-    """Whether the time-average delay exceeds the budget by more than the tolerance."""
-    return float(metrics["avg_delay_ratio"]) > 1.0 + BUDGET_TOLERANCE
-
-
-def mec_headline(metrics: Mapping[str, Any]) -> float:
-    """Cost per round plus the priced overshoot: cost + P x energy_violation."""
-    return float(metrics["cost"]) + MEC_OVERSHOOT_PRICE * float(metrics["energy_violation"])
-
-
-def mec_breaks_constraint(metrics: Mapping[str, Any]) -> bool:
-    """Whether the mean relative energy overshoot exceeds the tolerance."""
-    return float(metrics["energy_violation"]) > BUDGET_TOLERANCE
-
-
-def headline_value(family: str, metrics: Mapping[str, Any]) -> float:
+def headline_value(family: str | EnvFamily, metrics: Mapping[str, Any]) -> float:
     """The headline value of one episode's metrics."""
-    if family == "fedlora":
-        return fedlora_headline(metrics)
-    if family == "mec":
-        return mec_headline(metrics)
-    raise ValueError(f"no headline defined for family {family!r}; known: {sorted(HEADLINES)}")
+    return float(headline_of(family).value(metrics))
 
 
-def breaks_constraint(family: str, metrics: Mapping[str, Any]) -> bool:
+def breaks_constraint(family: str | EnvFamily, metrics: Mapping[str, Any]) -> bool:
     """Whether one episode breaks its family's constraint (beyond the stated tolerance)."""
-    if family == "fedlora":
-        return fedlora_breaks_constraint(metrics)
-    if family == "mec":
-        return mec_breaks_constraint(metrics)
-    raise ValueError(f"no headline defined for family {family!r}; known: {sorted(HEADLINES)}")
+    return bool(headline_of(family).breaks_constraint(metrics))
+
+
+def is_scored(family: str | EnvFamily) -> bool:
+    """Whether a family's suites get a score: it has a headline and a hindsight bound."""
+    fam = get_family(family) if isinstance(family, str) else family
+    return fam.headline is not None and fam.hindsight is not None
+
+
+def hindsight_row(family: str | EnvFamily, env_id: str, config: Mapping[str, Any], seed: int
+                  ) -> dict[str, Any]:
+    """The ``hindsight`` row of one leaderboard episode: the family's certified bound on the
+    headline (``fn(env_id, config, seed) -> HindsightPlan``, named by the record) and the metrics
+    of the feasible schedule found in hindsight, replayed through the leaderboard's own episode
+    loop.
+
+    Returns:
+        ``play_episode``'s dict plus ``"headline"`` (the bound) and ``"gap"`` (its distance to
+        the replayed schedule's headline value, >= 0), and the plan's extra fields.
+    """
+    import gymnasium as gym
+
+    from edgeft.episodes import play_episode
+
+    fam = get_family(family) if isinstance(family, str) else family
+    if fam.hindsight is None:
+        raise ValueError(f"no hindsight bound for the {fam.name} family")
+    plan: HindsightPlan = resolve(fam.hindsight)(env_id, dict(config), int(seed))
+    replay = gym.make(env_id, **{**config, "action_mode": plan.action_mode})
+    try:
+        out = play_episode(replay, plan.policy, seed)
+    finally:
+        replay.close()
+    out["headline"] = plan.bound
+    if plan.gap is not None:
+        out["gap"] = plan.gap
+    else:
+        value = headline_value(fam, out["metrics"])
+        out["gap"] = (plan.bound - value) if headline_of(fam).higher_is_better \
+            else (value - plan.bound)
+    out.update(plan.extra)
+    return out
 
 
 def score(value: float | Sequence[float] | np.ndarray,

@@ -94,7 +94,7 @@ class Suite:
     def episode_cost_limit(self, scenario: str | None = None) -> float:
         """The per-episode limit of the summed constraint cost: T x :attr:`cost_limit` for the
         scenario's episode length T (the first scenario by default)."""
-        from edgeft.registration import make_config
+        from edgeft.envs.family import make_config
 
         sc = self.scenario(scenario) if scenario is not None else self.scenarios[0]
         return float(make_config(sc.env_id, sc.config).episode_rounds) * self.cost_limit

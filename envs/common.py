@@ -115,26 +115,6 @@ def as_action_array(action: Any, shape: tuple[int, ...], what: str, *,
     return arr
 
 
-def validated_training(training: Any, mode: str) -> Any:
-    """An env config's ``training`` field, validated: ``None`` stays ``None``; otherwise the
-    :class:`~edgeft.training.config.TrainingConfig` it describes (a misspelt or out-of-range
-    field fails like a config field), allowed only with ``mode="real"``.
-
-    Raises:
-        ValueError: a bad training field, or ``training`` given without ``mode="real"``.
-    """
-    if training is None:
-        return None
-    from edgeft.training.config import TrainingConfig  # plain Python, no torch
-
-    training = TrainingConfig.from_any(training)
-    if mode != "real":
-        raise ValueError(
-            f"training is only used with mode='real' (got mode={mode!r}): pass "
-            "mode='real' to fine-tune for real, or drop training for the surrogate")
-    return training
-
-
 def config_in_force(env: Any) -> Any:
     """The config an env actually runs with: its user config with the values it measures or
     derives (real mode: bits per round, layer count, D-bar in force) filled in.

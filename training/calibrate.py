@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeft.envs.fedlora.family import final_loss
 
 DEFAULT_OUT = "calibration.json"
 PROTOCOL = "<protocol>"  # --refit without a file: the v3 calibration protocol
@@ -163,15 +164,6 @@ def simulate(params: Any, counts: np.ndarray, num_devices: int, rounds_at: list[
         loss = float(step_loss(np.float64(loss), n, num_devices, params))
         out[t] = loss
     return np.array([out[t] for t in rounds_at])
-
-
-FINAL_WINDOW = 0.2  # "final loss": the mean over the evaluations in the last fifth of the rounds
-
-
-def final_loss(rounds_at: list[int] | np.ndarray, loss: list[float] | np.ndarray) -> float:
-    """The mean loss over the evaluations at rounds >= (1 - FINAL_WINDOW) * the last round."""
-    rounds_at, loss = np.asarray(rounds_at, dtype=np.float64), np.asarray(loss, dtype=np.float64)
-    return float(loss[rounds_at >= (1.0 - FINAL_WINDOW) * rounds_at[-1]].mean())
 
 
 def fit(runs: list[dict[str, Any]], num_devices: int, source: str) -> tuple[Any, float]:
@@ -464,7 +456,7 @@ def _runs_from_file(path: Path) -> tuple[list[dict[str, Any]], list[bool], dict[
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from edgeft.training.config import TrainingConfig
+    from edgeft.envs.real_config import TrainingConfig
     from scipy.stats import spearmanr
 
     if args.refit == PROTOCOL:

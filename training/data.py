@@ -32,12 +32,18 @@ from __future__ import annotations
 
 import csv
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeft.training.config import TrainingConfig
+from edgeft.envs.real_config import TrainingConfig
+from edgeft.training.task_data import (
+    DataNotFoundError,
+    ImageSplit,
+    TaskData,
+    TextSplit,
+)
+from edgeft.training.task_data import pack as _pack
 
 SYNTHETIC_SEED = 20240613
 SYNTHETIC_TRAIN = 20_000
@@ -59,61 +65,6 @@ NEUTRAL_WORDS = (
     "to with for on that director music character cast script ending part some "
     "really just also an time people one two there here then at by from as"
 ).split()
-
-
-class DataNotFoundError(FileNotFoundError):
-    """Dataset files are missing (the message says where to put them / what to install)."""
-
-
-@dataclass
-class TextSplit:
-    """Tokenised text: ``ids`` (n, L) padded with ``pad_id``, true ``lengths``, optional token
-    types."""
-
-    ids: np.ndarray
-    lengths: np.ndarray
-    token_type: np.ndarray | None
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass
-class ImageSplit:
-    """uint8 images (n, 3, 32, 32) and labels."""
-
-    images: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass
-class TaskData:
-    """Train and held-out splits of one task."""
-
-    train: TextSplit | ImageSplit
-    test: TextSplit | ImageSplit
-    num_classes: int
-    modality: str
-    pad_id: int = 0
-
-
-# ----------------------------------------------------------------------------- text helpers
-def _pack(
-    seqs: list[list[int]], types: list[list[int]] | None, labels: np.ndarray, pad_id: int
-) -> TextSplit:
-    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-    width = int(lengths.max()) if len(seqs) else 1
-    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
-    tt = np.zeros((len(seqs), width), dtype=np.int64) if types is not None else None
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = s
-        if tt is not None and types is not None:
-            tt[i, : len(s)] = types[i]
-    return TextSplit(ids=ids, lengths=lengths, token_type=tt, labels=np.asarray(labels, np.int64))
 
 
 def _word_pools(

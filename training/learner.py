@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from edgeft.training.config import TrainingConfig
+from edgeft.envs.real_config import TrainingConfig
 from edgeft.training.data import (
     ImageSplit,
     TaskData,

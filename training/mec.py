@@ -44,9 +44,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from edgeft.training.config import TrainingConfig
-from edgeft.training.data import TaskData, TextSplit, load_task, next_minibatch, partition
+from edgeft.envs.real_config import TrainingConfig
+from edgeft.training.data import load_task, next_minibatch, partition
 from edgeft.training.models import SplitModel, UnsupportedModelError, load_split_model
+from edgeft.training.task_data import TaskData, TextSplit
 from torch import nn
 
 if TYPE_CHECKING:  # annotations only: the env imports this module, not the other way round

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from edgeft.training.config import TrainingConfig
+from edgeft.envs.real_config import TrainingConfig
 from edgeft.training.hub import ALLOW_DOWNLOADS_ENV, downloads_allowed
 from torch import nn
 

@@ -13,7 +13,7 @@ Pilot (which real regime shows participation mattering; ``benchmarks/participati
 Criteria (issue: "a real regime where participation matters"): const-2 vs const-K final losses
 apart by >= 4 standard errors over seeds, and fixed-5 vs rotating-5 apart by >= 3, with >= 5
 seeds. "Final loss" = the mean of the evaluations in the last fifth of the rounds
-(``edgeft.training.calibrate.final_loss``). The standard error of a difference is
+(``edgeft.envs.fedlora.family.final_loss``). The standard error of a difference is
 ``sqrt(se_a**2 + se_b**2)`` (unpaired, conservative; the paired figure is printed beside it).
 
 Calibration protocol (fixed on 2026-11-28 before any of its new runs; ``edgeft calibrate
@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 from edgeft.envs.fedlora.surrogate import CALIBRATION_DIR
+from edgeft.envs.real_config import CALIBRATED_BASE
 
 #: the committed run cache and its summary, inside the package (not relative to the working dir)
 _PILOT_DIR = CALIBRATION_DIR / "pilot"
@@ -71,18 +72,10 @@ SCHEDULES = (*PILOT_SCHEDULES, "const-5", *POLICY_SCHEDULES)
 CALIBRATION_SETTINGS = ("iid-h1", "dir-h1")
 CALIBRATION_SEEDS = tuple(range(5))
 
-#: the shared part of every candidate: offline MiniLM on the tweets task, plain SGD with LoRA
-#: rate 0.1 (stable on this model), per-device heads, short sequences (95% of the tweets have
-#: <= 52 tokens, the median 33) and a small fixed evaluation subset (the round's cost).
-_BASE: dict[str, Any] = dict(
-    model="minilm",
-    task="tweets",
-    lr=0.1,
-    batch_size=4,
-    max_seq_len=40,
-    eval_size=256,
-    head_init="independent",
-)
+#: the shared part of every candidate (edgeft.envs.real_config.CALIBRATED_BASE): offline MiniLM
+#: on the tweets task, plain SGD with LoRA rate 0.1, per-device heads, short sequences and a
+#: small fixed evaluation subset
+_BASE: dict[str, Any] = dict(CALIBRATED_BASE)
 #: name -> (TrainingConfig fields, rounds, eval_every)
 SETTINGS: dict[str, tuple[dict[str, Any], int, int]] = {
     **{
@@ -145,11 +138,13 @@ def schedule_masks(name: str, num_devices: int, rounds: int, seed: int) -> np.nd
 def policy_masks(policy: str, num_devices: int, rounds: int, seed: int) -> np.ndarray:
     """(rounds, K) masks ``policy`` schedules in ``FedLoRAScheduling-v0`` (K devices, the
     default budget and channels) from ``reset(seed=seed)``, one row per round."""
-    from edgeft.episodes import make_env_and_policy
+    import gymnasium as gym
+    from edgeft.baselines import reference_policy
+    from edgeft.envs.common import config_in_force
 
-    env, pol = make_env_and_policy("edgeft/FedLoRAScheduling-v0",
-                                   {"num_devices": num_devices, "episode_rounds": max(rounds, 1)},
-                                   policy, seed)
+    env = gym.make("edgeft/FedLoRAScheduling-v0", num_devices=num_devices,
+                   episode_rounds=max(rounds, 1))
+    pol = reference_policy(policy, config_in_force(env), seed=int(seed))
     try:
         obs, _ = env.reset(seed=seed)
         out = np.zeros((rounds, num_devices), dtype=bool)
@@ -229,8 +224,8 @@ def run_one(learner: Any, setting: str, schedule: str, seed: int,
 
 
 def final_of(row: dict[str, Any]) -> float:
-    """The run's final loss (``edgeft.training.calibrate.final_loss``)."""
-    from edgeft.training.calibrate import final_loss
+    """The run's final loss (``edgeft.envs.fedlora.family.final_loss``)."""
+    from edgeft.envs.fedlora.family import final_loss
 
     return final_loss(row["rounds_at"], row["loss"])
 

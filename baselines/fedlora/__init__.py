@@ -1,8 +1,10 @@
-"""FT reference policies, registered with :func:`edgeft.make_policy` for the "fedlora" family."""
+"""FT reference policies: :data:`REFERENCE_POLICIES` is what :func:`edgeft.make_policy` offers
+for the "fedlora" family (the family record names this module)."""
 
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from edgeft.baselines.fedlora.policies import (
     AABAPolicy,
@@ -14,18 +16,19 @@ from edgeft.baselines.fedlora.policies import (
     RandomPolicy,
 )
 
-from edgeft.policy import register_policy
-
-register_policy("lyapunov", "fedlora", LyapunovPolicy)
-register_policy("lyapunov-paper", "fedlora",
-                partial(LyapunovPolicy, objective="paper", search="first-decrease"))
-register_policy("all-in", "fedlora", AllInPolicy)
-register_policy("aaba", "fedlora", AABAPolicy)
-register_policy("gs", "fedlora", GreedyPolicy)
-register_policy("random", "fedlora", RandomPolicy)
-register_policy("gs-profile", "fedlora", BudgetProfilePolicy)
+#: name -> (factory(config, action_mode=..., **options), relative cost of a decision)
+REFERENCE_POLICIES: dict[str, tuple[Any, float]] = {
+    "lyapunov": (LyapunovPolicy, 1.0),
+    "lyapunov-paper": (partial(LyapunovPolicy, objective="paper", search="first-decrease"), 1.0),
+    "all-in": (AllInPolicy, 1.0),
+    "aaba": (AABAPolicy, 1.0),
+    "gs": (GreedyPolicy, 1.0),
+    "random": (RandomPolicy, 1.0),
+    "gs-profile": (BudgetProfilePolicy, 1.0),
+}
 
 __all__ = [
+    "REFERENCE_POLICIES",
     "AABAPolicy",
     "AllInPolicy",
     "BudgetProfilePolicy",

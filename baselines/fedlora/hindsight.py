@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from edgeft.envs.common import config_in_force
+from edgeft.envs.family import HindsightPlan, make_config
 from edgeft.envs.fedlora.actions import channel_order
 from edgeft.envs.fedlora.formulas import min_common_delay
 from edgeft.envs.fedlora.observation import decode_observation
@@ -262,18 +263,12 @@ class CountSchedulePolicy:
         return self.counts[t], state
 
 
-def leaderboard_row(env_id: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The ``hindsight`` row of one leaderboard episode: the bound on the headline (devices per
-    round within the budget, ``edgeft.scoring``) and the metrics of the feasible hindsight
-    schedule replayed in count mode through the leaderboard's own episode loop.
-
-    Returns:
-        ``play_episode``'s dict plus ``"headline": bound / T`` and ``"gap"`` (bound minus the
-        schedule's own devices per round, both per round).
+def hindsight_plan(env_id: str, config: dict[str, Any], seed: int) -> HindsightPlan:
+    """The hindsight plan of one leaderboard episode (``EnvFamily.hindsight``): the bound on the
+    headline (devices per round within the budget, per round) and the feasible hindsight
+    schedule, replayed in count mode by the leaderboard's own episode loop.
     """
     import gymnasium as gym
-
-    from edgeft.episodes import play_episode
 
     env = gym.make(env_id, **config)
     try:
@@ -281,12 +276,7 @@ def leaderboard_row(env_id: str, config: dict[str, Any], seed: int) -> dict[str,
         rounds = config_in_force(env).episode_rounds
     finally:
         env.close()
-    replay = gym.make(env_id, **{**config, "action_mode": "count"})
-    try:
-        out = play_episode(replay, CountSchedulePolicy(result.counts, config_in_force(replay)),
-                           seed)
-    finally:
-        replay.close()
-    out["headline"] = result.bound / rounds
-    out["gap"] = result.gap / rounds
-    return out
+    replay_config = make_config(env_id, {**config, "action_mode": "count"})
+    return HindsightPlan(bound=result.bound / rounds,
+                         policy=CountSchedulePolicy(result.counts, replay_config),
+                         action_mode="count", gap=result.gap / rounds)

@@ -1,8 +1,8 @@
 """The MEC paper's reference policies (``fp-cccp``, ``ao``, ``alpha-only``, ``resource-only``,
 ``greedy``, ``random``), ``greedy-fast`` (greedy with the exact resource rule) and the
-drift-plus-penalty policies on the energy budgets (``greedy-dpp``, ``fp-cccp-dpp``), registered
-with :func:`edgeft.make_policy` for the ``"mec"`` family; the hindsight bound of an episode is
-in ``hindsight``.
+drift-plus-penalty policies on the energy budgets (``greedy-dpp``, ``fp-cccp-dpp``):
+:data:`REFERENCE_POLICIES` is what :func:`edgeft.make_policy` offers for the ``"mec"`` family
+(the family record names this module); the hindsight bound of an episode is in ``hindsight``.
 
 Importing this package does not import cvxpy; the solvers import it when first used.
 """
@@ -10,8 +10,6 @@ Importing this package does not import cvxpy; the solvers import it when first u
 from __future__ import annotations
 
 from typing import Any
-
-from edgeft.policy import register_policy
 
 from .policies import POLICIES, MECPolicy
 
@@ -24,7 +22,8 @@ def _factory(cls: type[MECPolicy]) -> Any:
     return make
 
 
-for _name, _cls in POLICIES.items():
-    register_policy(_name, "mec", _factory(_cls), cost=_cls.decision_cost)
+#: name -> (factory(config, action_mode=..., **options), relative cost of a decision)
+REFERENCE_POLICIES: dict[str, tuple[Any, float]] = {
+    name: (_factory(cls), cls.decision_cost) for name, cls in POLICIES.items()}
 
-__all__ = ["POLICIES", "MECPolicy"]
+__all__ = ["POLICIES", "REFERENCE_POLICIES", "MECPolicy"]

@@ -57,9 +57,11 @@ from typing import Any
 
 import numpy as np
 from edgeft.envs.common import config_in_force
+from edgeft.envs.family import HindsightPlan, make_config
 from edgeft.envs.mec import formulas as F
 from edgeft.envs.mec import reward as R
 from edgeft.envs.mec.config import MIN_FRACTION, MECConfig
+from edgeft.envs.mec.family import OVERSHOOT_PRICE
 from edgeft.envs.mec.resources import _kappa_rho, _snr_curves, _start
 from edgeft.envs.mec.types import MECDecision, MECInstance, instance_from_state
 
@@ -448,19 +450,12 @@ class SchedulePolicy:
         return decision_to_action(dec, self.config, "full", inst), state
 
 
-def leaderboard_row(env_id: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The ``hindsight`` row of one leaderboard episode: the certified bound on the headline
-    (``edgeft.scoring``: cost per round plus the priced energy overshoot) and the metrics of the
-    hindsight schedule replayed in ``"full"`` mode through the leaderboard's own episode loop.
-
-    Returns:
-        ``play_episode``'s dict plus ``"headline"`` (the bound) and ``"gap"`` (the schedule's
-        headline minus the bound, >= 0).
-    """
+def hindsight_plan(env_id: str, config: dict[str, Any], seed: int) -> HindsightPlan:
+    """The hindsight plan of one leaderboard episode (``EnvFamily.hindsight``): the certified
+    bound on the headline (cost per round plus the energy overshoot priced at
+    ``edgeft.envs.mec.family.OVERSHOOT_PRICE``) and the hindsight schedule, replayed in ``"full"``
+    mode by the leaderboard's own episode loop."""
     import gymnasium as gym
-
-    from edgeft.episodes import play_episode
-    from edgeft.scoring import MEC_OVERSHOOT_PRICE, headline_value
 
     env = gym.make(env_id, **config)
     try:
@@ -468,14 +463,7 @@ def leaderboard_row(env_id: str, config: dict[str, Any], seed: int) -> dict[str,
         rounds = episode_instances(env, seed)
     finally:
         env.close()
-    result = episode_bound(cfg, rounds, MEC_OVERSHOOT_PRICE)
-    replay = gym.make(env_id, **{**config, "action_mode": "full"})
-    try:
-        out = play_episode(replay, SchedulePolicy(result.schedule, config_in_force(replay)),
-                           seed)
-    finally:
-        replay.close()
-    out["headline"] = result.bound
-    out["gap"] = headline_value("mec", out["metrics"]) - result.bound
-    out["bound_seconds"] = result.seconds
-    return out
+    result = episode_bound(cfg, rounds, OVERSHOOT_PRICE)
+    replay_config = make_config(env_id, {**config, "action_mode": "full"})
+    return HindsightPlan(bound=result.bound, policy=SchedulePolicy(result.schedule, replay_config),
+                         action_mode="full", extra={"bound_seconds": result.seconds})

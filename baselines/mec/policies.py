@@ -292,7 +292,7 @@ class DriftPlusPenalty:
     settles near V lambda*_n (lambda*_n the budget's shadow price in cost per budget unit):
     a small V keeps the queues, and so the end-of-episode overshoot, short; a large V comes
     closer to the least cost. The price is capped at the suites' overshoot price
-    (``edgeft.scoring.MEC_OVERSHOOT_PRICE`` P per budget, shared by the N users: lambda_n <=
+    (``edgeft.envs.mec.family.OVERSHOOT_PRICE`` P per budget, shared by the N users: lambda_n <=
     P / (N e_bar_n)): beyond it the headline prefers the overshoot, and a user whose budget no
     decision can meet (a long deep fade) would otherwise drive its price, and the cost, up
     without end. Options ``v`` (default :data:`DPP_V`) and ``price_cap`` (default P).
@@ -309,12 +309,12 @@ class DriftPlusPenalty:
 
     def energy_price(self, inst: MECInstance) -> np.ndarray | None:
         """lambda_n = min(q_n / V, P / N) / e_bar_n (cost per joule of device energy)."""
-        from edgeft.scoring import MEC_OVERSHOOT_PRICE
+        from edgeft.envs.mec.family import OVERSHOOT_PRICE
 
         v = float(self.options.get("v", DPP_V))
         if not v > 0:
             raise ValueError(f"the drift-plus-penalty weight v must be > 0, got {v}")
-        cap = float(self.options.get("price_cap", MEC_OVERSHOOT_PRICE)) / inst.num_users
+        cap = float(self.options.get("price_cap", OVERSHOOT_PRICE)) / inst.num_users
         q = inst.energy_queue / inst.energy_budget
         return np.minimum(q / v, cap) / inst.energy_budget
 

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from edgeft.envs.channel_traces import TRACE_CHANNELS, check_fits
-from edgeft.envs.common import check_choice, check_range, validated_training
+from edgeft.envs.common import check_choice, check_range
 from edgeft.envs.fedlora.surrogate import SurrogateParams
+from edgeft.envs.real_config import validated_training
 
 ACTION_MODES = ("bandwidth", "count", "subset", "score")
 REWARDS = ("progress-budget", "progress", "drift-plus-penalty", "drift-plus-penalty-paper")

@@ -12,6 +12,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from edgeft.envs.common import build_config
+from edgeft.envs.engines import real_engine
 from edgeft.envs.fedlora import dynamics
 from edgeft.envs.fedlora.actions import action_space
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
@@ -154,7 +155,7 @@ class FedLoRASchedulingEnv(gym.Env):
         self._in_force = cfg
         learn: dynamics.Learn = dynamics.SurrogateLearning(cfg)
         if cfg.mode == "real":
-            self._learner = _make_learner(cfg)
+            self._learner = real_engine("fedlora", cfg)
             learn = self._real_round
             if cfg.delay_budget is None:
                 # D-bar follows the real message size: per-bit budget x expected bits per device
@@ -352,15 +353,3 @@ def _from_format0(data: dict[str, Any], config: FedLoRAConfig
                           snr=s.get("block_snr", s["block_gain"] / config.noise_psd).copy(),
                           pos=s["block_pos"])
     return state, fading, data["config"]
-
-
-def _make_learner(cfg: FedLoRAConfig):
-    try:
-        from edgeft.training.config import TrainingConfig
-        from edgeft.training.learner import SplitLoRALearner
-    except ImportError as err:
-        raise ImportError(
-            "mode='real' needs the split-LoRA engine (edgeft.training) with torch, transformers "
-            f"and peft installed: `pip install edgeft` pulls them in ({err})"
-        ) from err
-    return SplitLoRALearner(TrainingConfig.from_any(cfg.training), cfg.num_devices)

@@ -14,8 +14,9 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
-from edgeft.envs.common import check_choice, check_range, validated_training
+from edgeft.envs.common import check_choice, check_range
 from edgeft.envs.mec import formulas as F
+from edgeft.envs.real_config import validated_training
 
 ACTION_MODES = ("full", "discrete", "box")
 MODES = ("surrogate", "real")

@@ -7,6 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from edgeft.envs.common import build_config
+from edgeft.envs.engines import real_engine
 from edgeft.envs.mec import actions as A
 from edgeft.envs.mec import dynamics as D
 from edgeft.envs.mec import generator as G
@@ -152,7 +153,7 @@ class MECOffloadingEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, "
                              f"got {render_mode!r}")
         self.render_mode = render_mode
-        self._real = _load_real_engine(self.config) if self.config.mode == "real" else None
+        self._real = real_engine("mec", self.config) if self.config.mode == "real" else None
         # Upsilon, h, B, bits and the token range of the real model (real mode); self.config
         # stays the user's config
         self._in_force: MECConfig = self._real.env_config if self._real is not None else self.config
@@ -232,20 +233,3 @@ class MECOffloadingEnv(gym.Env):
                            minlength=self._in_force.num_layers)[1:]
         return (f"round {i['round']}: cost {i['objective']:.4f}  delay {i['delay_mean']:.1f} s  "
                 f"energy {i['energy_total']:.1f} J  alpha histogram {hist.tolist()}")
-
-
-def _load_real_engine(config: MECConfig) -> Any:
-    """Real mode: the layer-split LoRA engine ``edgeft.training.mec.MECRealEngine``.
-
-    Raises:
-        RuntimeError: torch, transformers or peft (the real-mode dependencies) are missing.
-    """
-    try:
-        from edgeft.training import mec as real
-    except ImportError as err:
-        raise RuntimeError(
-            "MECOffloading mode='real' needs the split-LoRA training engine "
-            "(edgeft.training.mec) and its dependencies torch, transformers and peft "
-            f"({err}); install them or use mode='surrogate'"
-        ) from err
-    return real.MECRealEngine(config)

@@ -159,7 +159,8 @@ def _buffer(model):
 
 
 def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch):
-    from edgeft.agents import train as train_mod
+    from edgeft import train as train_mod
+    from edgeft.train import callbacks, loop
     from stable_baselines3 import DQN
 
     seen = {}
@@ -174,7 +175,7 @@ def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch):
         seen.setdefault("final", {})[out.name] = _buffer(model)
         return save_model(model, vecnorm, meta, out, name)
 
-    monkeypatch.setattr(train_mod, "save_model", save_final)
+    monkeypatch.setattr(loop, "save_model", save_final)
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # SB3's default log folder goes here
@@ -183,7 +184,7 @@ def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch):
     assert main(["train", *DQN_TINY, "--out", str(tmp_path / "whole")]) == 0
     run = tmp_path / "run"
     with monkeypatch.context() as m:
-        m.setattr(train_mod, "write_checkpoint", kill_after_checkpoint)
+        m.setattr(callbacks, "write_checkpoint", kill_after_checkpoint)
         with pytest.raises(_Killed):
             main(["train", *DQN_TINY, "--out", str(run)])
     state = json.loads((run / "checkpoints" / "state.json").read_text())

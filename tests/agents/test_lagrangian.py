@@ -9,7 +9,7 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
-from edgeft.agents import train as train_mod
+from edgeft import train as train_mod
 from edgeft.agents.lagrangian import (
     PIDMultiplier,
     base_algo,

@@ -177,7 +177,7 @@ def test_all_zero_action_schedules_nobody_so_hindsight_replays_work():
 # ----------------------------------------------------------------------------- agents
 @pytest.mark.parametrize("algo", ["sac", "td3"])
 def test_edgeft_train_gives_sac_and_td3_the_score_mode_by_default(algo):
-    from edgeft.agents import train as train_mod
+    from edgeft import train as train_mod
 
     cfg = train_mod.build_config(ENV_ID, algo)
     assert cfg.env_config["action_mode"] == "score"

@@ -208,7 +208,7 @@ def test_bootstrap_interval_is_deterministic_and_brackets_the_mean():
 
 
 def test_suites_are_versioned_and_use_disjoint_test_seeds():
-    from edgeft.agents.train import MAX_TRAIN_SEED, VALIDATION_SEED_BASE
+    from edgeft.train import MAX_TRAIN_SEED, VALIDATION_SEED_BASE
 
     for name in list_suites():
         s = get_suite(name)

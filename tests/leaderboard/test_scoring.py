@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from edgeft.baselines.fedlora.hindsight import episode_hindsight
 
+from edgeft.envs.fedlora.family import METRICS
+from edgeft.envs.fedlora.family import headline_value as fedlora_headline
 from edgeft.scoring import (
     bootstrap_ci,
     breaks_constraint,
-    fedlora_headline,
     headline_value,
     paired_difference,
     score,
@@ -35,7 +36,7 @@ def test_fedlora_headline_divides_by_the_budget_excess():
     assert headline_value("fedlora", {"avg_scheduled": 4.0, "avg_delay_ratio": 2.0}) == 2.0
     assert not breaks_constraint("fedlora", {"avg_delay_ratio": 1.005})
     assert breaks_constraint("fedlora", {"avg_delay_ratio": 1.03})
-    with pytest.raises(ValueError, match="no headline"):
+    with pytest.raises(ValueError, match="unknown env family 'nosuch'"):
         headline_value("nosuch", {})
 
 
@@ -85,9 +86,7 @@ def test_no_policy_scores_above_the_hindsight_bound(seed):
 
 
 def _row(policy, seed, scheduled, ratio, bound=None):
-    from edgeft.episodes import METRICS
-
-    metrics = dict.fromkeys(METRICS["fedlora"], 0.0)
+    metrics = dict.fromkeys(METRICS, 0.0)
     metrics.update(avg_scheduled=scheduled, avg_delay_ratio=ratio)
     row = {"scenario": "s", "policy": policy, "seed": seed, "metrics": metrics,
            "timing": {"decide_ms": 1.0}}

@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from edgeft.envs.fedlora.family import final_loss
 from edgeft.envs.fedlora.surrogate import SurrogateParams, step_loss
-from edgeft.training.calibrate import final_loss, fit, make_schedules, simulate
+from edgeft.training.calibrate import fit, make_schedules, simulate
 
 from edgeft.cli import main
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from edgeft.training.config import TrainingConfig
+from edgeft.envs.real_config import TrainingConfig
 
 VALID = sorted(f.name for f in dataclasses.fields(TrainingConfig))
 
@@ -59,9 +59,10 @@ def test_a_bad_value_is_named_too():
 
 def test_calibrated_regimes_by_name_are_the_protocol_settings():
     from edgeft.training import protocol
-    from edgeft.training.config import REGIMES
+    from edgeft.envs.real_config import REGIMES
 
-    for name, setting in REGIMES.items():
+    for name, setting in {"tweets-iid": "iid-h1", "tweets-dirichlet": "dir-h1"}.items():
+        assert REGIMES[name] == protocol.SETTINGS[setting][0]
         assert TrainingConfig.from_any(name) == TrainingConfig.from_any(
             protocol.SETTINGS[setting][0])
     assert TrainingConfig.from_any("tweets-dirichlet").partition == "dirichlet"

@@ -6,7 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
-from edgeft.training.config import TrainingConfig
+from edgeft.envs.real_config import TrainingConfig
 from edgeft.training.data import (
     LABEL_NOISE,
     DataNotFoundError,

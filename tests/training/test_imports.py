@@ -47,13 +47,13 @@ def test_the_parser_sees_module_level_imports_and_skips_lazy_ones(tmp_path):
     src = tmp_path / "m.py"
     src.write_text(
         "from typing import TYPE_CHECKING\n"
-        "import edgeft.training.config\n"
+        "import edgeft.envs.real_config\n"
         "if TYPE_CHECKING:\n    from edgeft.training.mec import X\n"
         "def f():\n    from edgeft.training import learner\n"
         "class C:\n    from edgeft.training.data import y\n"
     )
     assert [m for _, m in _module_level_imports(src)] == [
-        "typing", "edgeft.training.config", "edgeft.training.data"]
+        "typing", "edgeft.envs.real_config", "edgeft.training.data"]
 
 
 def test_no_env_module_imports_the_training_engine_at_import_time():
@@ -78,7 +78,9 @@ for env_id in ("edgeft/FedLoRAScheduling-v0", "edgeft/MECOffloading-v0"):
     env = gym.make(env_id)
     env.reset(seed=0)
     env.step(env.action_space.sample())
-loaded = sorted(m for m in sys.modules if m.startswith("edgeft.training") or m == "torch")
+# the package itself (plain Python: it registers the engines) may load; its engine never
+loaded = sorted(m for m in sys.modules
+                if (m.startswith("edgeft.training.") and m != "edgeft.training") or m == "torch")
 assert not loaded, loaded
 print("ok")
 """
@@ -90,14 +92,5 @@ print("ok")
 def test_the_engine_config_imports_no_env_family():
     """TrainingConfig (built by the env configs' validation) needs only the shared helpers of
     ``edgeft.envs.common``, never a family's modules, which would close a cycle."""
-    code = """
-import sys
-import edgeft.training
-fams = sorted(m for m in sys.modules if m.startswith(("edgeft.envs.fedlora", "edgeft.envs.mec")))
-assert not fams, fams
-assert "torch" not in sys.modules
-print("ok")
-"""
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+    imports = [m for _, m in _module_level_imports(ROOT / "envs" / "real_config.py")]
+    assert [m for m in imports if m.startswith("edgeft")] == ["edgeft.envs.common"]

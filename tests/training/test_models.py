@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from edgeft.training.config import TrainingConfig
+from edgeft.envs.real_config import TrainingConfig
 from edgeft.training.models import (
     ModelNotFoundError,
     UnsupportedModelError,

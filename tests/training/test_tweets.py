@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from edgeft.training import tweets as tw
-from edgeft.training.config import TrainingConfig
+from edgeft.envs.real_config import TrainingConfig
 from edgeft.training.data import DataNotFoundError
 
 torch = pytest.importorskip("torch")

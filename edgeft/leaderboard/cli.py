@@ -1,0 +1,123 @@
+"""``edgeft leaderboard``: its arguments, the run over one or more suites, and the message that
+says how to continue an interrupted run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgeft.leaderboard.errors import LeaderboardError
+from edgeft.leaderboard.report import markdown_table
+from edgeft.leaderboard.runner import run_leaderboard
+from edgeft.leaderboard.store import EPISODES_FILE, MANIFEST_FILE, default_out, read_rows
+from edgeft.suites import Suite, get_suite, list_suites
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--suite", default="fedlora-default",
+                        help="suite name(s), comma-separated (default: %(default)s); see --list")
+    parser.add_argument("--policies", default=None,
+                        help="comma-separated policy names, ALGO:PATH for trained models "
+                             "(default: the reference policies and the suite's shipped agents)")
+    parser.add_argument("--out", default=None,
+                        help="results folder (default: results/<suite>-v<version>, or the next "
+                             "free -N); with several suites, one subfolder per suite")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--backend", default="local", choices=["local", "serial", "ray"],
+                        help="local process pool (default), serial, or Ray tasks")
+    parser.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--no-score", action="store_true",
+                        help="do not score: no hindsight-bound rows and no anchor policy added "
+                             "(by default both are added, see the score note under the table)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--list", action="store_true", help="list the suites and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        for name in list_suites():
+            s = get_suite(name)
+            print(f"{name:16s} v{s.version}  {s.description}  ({len(s.scenarios)} scenario(s) x "
+                  f"{s.num_seeds} seeds)")
+        return 0
+    names = [s.strip() for s in args.suite.split(",") if s.strip()]
+    policies = [p.strip() for p in args.policies.split(",")] if args.policies else None
+    suites: list[Suite] = []
+    current: tuple[int, Path] | None = None  # (index in suites, folder) of the suite running
+    try:
+        suites = [get_suite(n) for n in names]
+        if policies is not None and len({s.family for s in suites}) > 1:
+            raise LeaderboardError("--policies with suites of both families: run them separately")
+        for i, s in enumerate(suites):
+            out = None
+            if args.out:
+                out = Path(args.out) / s.name if len(suites) > 1 else Path(args.out)
+            if out is None and args.resume:
+                raise LeaderboardError("--resume needs --out (the folder of the run to continue)")
+            if out is None:
+                out = default_out(s)
+            current = (i, out)
+            t0 = time.perf_counter()
+            summary = run_leaderboard(s, policies, out,
+                                      resume=args.resume, backend=args.backend,
+                                      workers=args.workers,
+                                      address=args.address, progress=not args.no_progress,
+                                      plots=not args.no_plots, score=not args.no_score)
+            where = out
+            print()
+            print(markdown_table(summary))
+            print(f"({time.perf_counter() - t0:.0f} s; files in {where})\n")
+    except (LeaderboardError, ValueError) as err:
+        print(f"edgeft leaderboard: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted_message(args, suites, current), file=sys.stderr)
+        return 130
+    return 0
+
+
+def interrupted_message(args: argparse.Namespace, suites: Sequence[Suite],
+                        current: tuple[int, Path] | None) -> str:
+    """The one line printed on Ctrl-C: what is saved and the command that continues the run."""
+    if current is None:
+        return "edgeft leaderboard: interrupted before any episode ran; nothing was written"
+    i, out = current
+    suite = suites[i]
+    try:
+        saved = len(read_rows(out / EPISODES_FILE))
+    except LeaderboardError:
+        saved = -1
+    try:
+        planned = len(json.loads((out / MANIFEST_FILE).read_text())["policies"])
+        total = f" of {planned * len(suite.scenarios) * suite.num_seeds}"
+    except (OSError, ValueError, KeyError, TypeError):
+        total = ""
+    if saved < 0:
+        return f"edgeft leaderboard: interrupted; {out / EPISODES_FILE} could not be read back"
+    opts = ""
+    if args.policies:
+        opts += " --policies " + shlex.quote(args.policies)
+    for flag, value in (("--backend", None if args.backend == "local" else args.backend),
+                        ("--workers", args.workers), ("--address", args.address)):
+        if value is not None:
+            opts += f" {flag} {shlex.quote(str(value))}"
+    opts += " --no-plots" * bool(args.no_plots) + " --no-progress" * bool(args.no_progress)
+    if args.out:  # one --out covers every suite of the command (one subfolder each)
+        names = ",".join(s.name for s in suites)
+        cmd = f"edgeft leaderboard --suite {names} --out {shlex.quote(args.out)} --resume{opts}"
+    else:
+        cmd = (f"edgeft leaderboard --suite {suite.name} --out {shlex.quote(str(out))} "
+               f"--resume{opts}")
+        rest = [s.name for s in suites[i + 1:]]
+        if rest:
+            cmd += f", then edgeft leaderboard --suite {','.join(rest)}{opts}"
+    return (f"edgeft leaderboard: interrupted; {saved}{total} episodes of {suite.name} are saved "
+            f"in {out}. Continue with: {cmd}")
+

@@ -1,0 +1,69 @@
+"""Leaderboard tasks: one (scenario, policy, seed) episode each, and how to play one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from edgeft import episodes, scoring
+from edgeft.envs.family import family_of_env_id
+from edgeft.suites import Suite
+
+#: the row name of the hindsight bound (written like a policy's, never ranked)
+HINDSIGHT = "hindsight"
+
+
+def make_tasks(suite: Suite, policies: Sequence[str]) -> list[dict[str, Any]]:
+    """Every (scenario, policy, seed) episode of ``suite`` as a task dict."""
+    tasks = []
+    for sc in suite.scenarios:
+        for pol in policies:
+            for seed in suite.seeds:
+                tasks.append({"suite": suite.name, "version": suite.version, "scenario": sc.name,
+                              "env_id": sc.env_id, "config": dict(sc.config), "policy": pol,
+                              "seed": int(seed)})
+    return tasks
+
+
+def task_key(row: dict[str, Any]) -> tuple[str, str, int]:
+    """(scenario, policy, seed): what identifies an episode of a run."""
+    return (str(row["scenario"]), str(row["policy"]), int(row["seed"]))
+
+
+def make_env_and_policy(task: dict[str, Any]) -> tuple[Any, Any]:
+    """The env and policy of a task (a trained agent gets the action mode it was trained in)."""
+    return episodes.make_env_and_policy(task["env_id"], task["config"], task["policy"],
+                                        int(task["seed"]))
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Play one task's episode; returns its result row (deterministic apart from ``timing``)."""
+    extra: dict[str, Any] = {}
+    if task["policy"] == HINDSIGHT:
+        t0 = time.perf_counter()
+        family = family_of_env_id(task["env_id"])
+        out = scoring.hindsight_row(family, task["env_id"], task["config"], int(task["seed"]))
+        # its "decision time": computing the bound and replaying its schedule, per round
+        out["timing"] = {"decide_ms": 1e3 * (time.perf_counter() - t0) / max(1, out["rounds"])}
+        extra["bound"] = {"headline": float(out["headline"]), "gap": float(out["gap"])}
+    else:
+        out = episodes.run_episode(task["env_id"], task["config"], task["policy"],
+                                   int(task["seed"]))
+    return {"suite": task["suite"], "version": task["version"], "scenario": task["scenario"],
+            "policy": task["policy"], "seed": task["seed"], "env_id": task["env_id"],
+            "rounds": out["rounds"], "metrics": out["metrics"], "timing": out["timing"],
+            "curves": out["curves"], **extra}
+
+
+def task_cost(task: dict[str, Any]) -> float:
+    """Rough relative cost of a task's episode: policy cost x rounds x devices or users (only
+    the order matters, within one suite)."""
+    from edgeft.policy import policy_cost
+
+    fam = family_of_env_id(task["env_id"])
+    cfg = fam.make_config(task["config"])
+    size = int(getattr(cfg, fam.size_field, 1))
+    cost = 1.0 if task["policy"] == HINDSIGHT else policy_cost(task["policy"], fam.name)
+    return cost * cfg.episode_rounds * size
+

@@ -1,0 +1,184 @@
+"""The training loop of ``edgeft train``: prepare (or resume) the run folder, build the
+vectorised env, the model and the Lagrangian wrapper, learn, validate and save."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeft.agents.lagrangian import base_algo
+from edgeft.train.callbacks import lag_meta, lagrangian_wrapper, make_callback
+from edgeft.train.config import (
+    TrainConfig,
+    make_env_config,
+    planned_timesteps,
+    policy_class,
+    rollout_detail,
+    steps_per_rollout,
+)
+from edgeft.train.evaluator import Evaluator
+from edgeft.train.files import checkpoint_files, run_meta, save_model, write_json
+
+
+@dataclass
+class Run:
+    """What the loop builds for one run (see :func:`train`)."""
+
+    cfg: TrainConfig
+    out: Path
+    config: Any
+    meta: dict[str, Any]
+    venv: Any = None
+    lag: Any = None
+    vecnorm: Any = None
+    model: Any = None
+    start: int = 0
+    state: dict[str, Any] = field(default_factory=lambda: {"t0": time.time()})
+
+
+def prepare_out(cfg: TrainConfig, out: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """Check ``out`` and write its ``run.json``; returns the checkpoint state to resume from
+    (None: a fresh run).
+
+    Raises:
+        ValueError: ``out`` holds another run, a finished one, or files of no run.
+    """
+    saved = out / "run.json"
+    resume_from: dict[str, Any] | None = None
+    if saved.is_file():
+        with open(saved) as fh:
+            prev = json.load(fh)
+        current = dataclasses.asdict(cfg)
+        # a field the saved run predates had its default (TrainConfig.policy: MlpPolicy)
+        before = {"policy": TrainConfig.policy, **prev["train_config"]}
+        if before != current or prev["env_config"] != meta["env_config"]:
+            diff = sorted(k for k, v in current.items() if before.get(k) != v)
+            raise ValueError(f"{out} holds a different training run (differs in "
+                             f"{diff or ['env_config']}); choose another --out or delete it")
+        if (out / "model.zip").is_file():
+            raise ValueError(f"{out} holds a finished run ({out / 'model.zip'}); "
+                             "choose another --out")
+        if (out / "checkpoints" / "state.json").is_file():
+            with open(out / "checkpoints" / "state.json") as fh:
+                resume_from = json.load(fh)
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty and holds no training run; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(saved, meta)
+    return resume_from
+
+
+def resume_model(run: Run, resume_from: dict[str, Any], cls: Any) -> None:
+    """Load the model, VecNormalize, replay buffer and Lagrangian state of a checkpoint."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    files = checkpoint_files(run.out / "checkpoints", resume_from)
+    if "vecnormalize" in files:
+        run.vecnorm = VecNormalize.load(str(files["vecnormalize"]), run.venv)
+        run.vecnorm.training = True
+    run.model = cls.load(str(files["model"]), env=run.vecnorm or run.venv, device="cpu")
+    if "replay_buffer" in files:
+        run.model.load_replay_buffer(str(files["replay_buffer"]))
+    run.start = int(resume_from["timesteps"])
+    if run.lag is not None:
+        from edgeft.agents.lagrangian import truncate_log
+
+        run.lag.load_state_dict(resume_from.get("lagrangian") or {"timesteps": run.start})
+        truncate_log(run.out / "curves.csv", run.start)
+    run.state.update(last_eval=int(resume_from.get("last_eval", run.start)),
+                     best=resume_from.get("best"), best_metric=resume_from.get("best_metric"))
+    print(f"resuming {run.out} from its checkpoint at {run.start} steps", file=sys.stderr)
+
+
+def new_model(run: Run, cls: Any) -> None:
+    """A fresh model (behind VecNormalize when the run normalises), seeded with the run's seed."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    cfg = run.cfg
+    if cfg.normalize_obs or cfg.normalize_reward:
+        gamma = float(cfg.hyperparams.get("gamma", 0.99))
+        run.vecnorm = VecNormalize(run.venv, norm_obs=cfg.normalize_obs,
+                                   norm_reward=cfg.normalize_reward, gamma=gamma)
+    run.model = cls(policy_class(cfg.policy), run.vecnorm or run.venv, seed=cfg.seed,
+                    device="cpu", verbose=0, **cfg.hyperparams)
+
+
+def quiet_logger(run: Run) -> None:
+    """SB3's default logger creates an empty tempdir/SB3-<date> folder in every learn(); this
+    run's logs are OUT/eval.jsonl and the progress bar, so SB3 logs nowhere unless asked to
+    (``hyperparams.tensorboard_log``)."""
+    if "tensorboard_log" not in run.cfg.hyperparams:
+        from stable_baselines3.common.logger import Logger
+
+        run.model.set_logger(Logger(folder=None, output_formats=[]))
+
+
+def learn(run: Run, resumed: bool) -> None:
+    """RL for the rest of the run's steps, validating and checkpointing through the callback;
+    then the final validation."""
+    cfg, model = run.cfg, run.model
+    total = planned_timesteps(cfg, model, run.config, run.start)
+    if total > cfg.timesteps:
+        print(f"edgeft train: {cfg.algo} learns from whole rollouts of "
+              f"{steps_per_rollout(model, run.config.episode_rounds):,} steps "
+              f"({rollout_detail(model)}), so this run trains for {total:,} steps, not "
+              f"{cfg.timesteps:,}", file=sys.stderr)
+    evaluator = Evaluator(cfg, run.config) if cfg.eval_episodes > 0 else None
+    if evaluator is not None:
+        print(evaluator.describe(), flush=True)
+    callback = make_callback(cfg, run.out, evaluator, run.meta, run.vecnorm, run.start, total,
+                             run.state, run.lag)
+    remaining = cfg.timesteps - run.start
+    if remaining > 0:
+        model.learn(total_timesteps=remaining, callback=callback, reset_num_timesteps=not resumed)
+    else:
+        callback.init_callback(model)
+    if evaluator is not None:
+        callback.evaluate(model.num_timesteps)
+
+
+def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
+    """Train (or resume) the run ``cfg`` into ``out``; returns the final model's path.
+
+    Raises:
+        ValueError: ``out`` holds a different run or a finished one.
+    """
+    import torch
+
+    from edgeft.agents.loader import algo_class
+    from edgeft.agents.vec import make_vec_env
+
+    config = make_env_config(cfg)
+    run = Run(cfg, Path(out), config, run_meta(cfg, config))
+    resume_from = prepare_out(cfg, run.out, run.meta)
+    torch.set_num_threads(1)  # small MLPs: one thread is fastest, and leaves a core for the envs
+    run.venv = make_vec_env(cfg, config, cfg.seed)
+    run.lag = lagrangian_wrapper(cfg, config, run.venv, run.out / "curves.csv")
+    if run.lag is not None:
+        run.venv = run.lag
+    cls = algo_class(base_algo(cfg.algo))
+    if resume_from is not None:
+        resume_model(run, resume_from, cls)
+    else:
+        new_model(run, cls)
+        if cfg.init:
+            from edgeft.agents.bc import behaviour_clone
+
+            behaviour_clone(run.model, run.vecnorm, cfg, config, run.out, progress=cfg.progress)
+    quiet_logger(run)
+    learn(run, resume_from is not None)
+    path = save_model(run.model, run.vecnorm, {**run.meta,
+                                               "timesteps": int(run.model.num_timesteps),
+                                               **lag_meta(run.lag)}, run.out, "model")
+    if run.lag is not None and run.lag.log:
+        from edgeft.agents.lagrangian import plot_curves
+
+        plot_curves({cfg.algo: run.out}, run.out / "curves.png")
+    run.venv.close()
+    return path
