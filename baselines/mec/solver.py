@@ -30,6 +30,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +55,44 @@ _HZ_PER_GHZ = 1e9
 _HZ_PER_MHZ = 1e6
 _BITS_PER_MBIT = 1e6
 LN2 = math.log(2.0)
+
+
+#: how P4 and the congestion QP are solved (:func:`use_backend`)
+BACKENDS = ("exact", "cvxpy")
+_BACKEND = ["exact"]
+
+
+def _check_backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {name!r}")
+    return name
+
+
+def current_backend() -> str:
+    """The backend the solvers use unless told otherwise (``"exact"`` by default)."""
+    return _BACKEND[0]
+
+
+@contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Within the block, solve P4 and the congestion QP with backend ``name``.
+
+    ``"exact"`` (default): P4 by :func:`solve_p4` (safeguarded Newton on its separable
+    optimality conditions, no solver call) and the congestion QP by Clarabel called directly
+    on data built once per size (:class:`CongestionQP`). ``"cvxpy"``: both through cvxpy
+    (P4 compiled once with Parameters, :class:`P4Problem`), the earlier implementation, kept
+    as the reference the tests and ``benchmarks/mec_solver_speed.py`` compare with.
+
+    Raises:
+        ValueError: unknown backend name.
+    """
+    _check_backend(name)
+    old = _BACKEND[0]
+    _BACKEND[0] = name
+    try:
+        yield
+    finally:
+        _BACKEND[0] = old
 
 
 # --------------------------------------------------------------------------- P4 in cvxpy
@@ -150,6 +190,413 @@ def get_p4(num_users: int, num_servers: int, num_layers: int, upload_delay: bool
     return _CACHE[key]
 
 
+# --------------------------------------------------------------------------- P4 exactly
+# P4 separates: alpha, f_n and (per server) the edge GPU and the (power, bandwidth) pairs are
+# independent problems. Each is solved to ~1e-13 relative by safeguarded Newton's method on a
+# monotone scalar equation (per user, and per server for the capacity multipliers), in
+# vectorised numpy: the same optimum as the conic solver (P4 is convex with a unique
+# minimiser), without a solver call.
+_ROOT_TOL = 1e-13
+_ROOT_ITER = 100
+_MAX_LOG_STEP = 4.0
+_NOISE_STEP = 1e-10  # a step this small that no longer shrinks the residual ends the search
+
+
+class P4SolveError(RuntimeError):
+    """The exact P4 solve did not converge (the caller falls back to the conic solver)."""
+
+
+def _safeguarded(new: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """A Newton step where it stays in the bracket [lo, hi], else the bracket's midpoint (a
+    bracket with an open side keeps the step, which is bounded)."""
+    closed = np.isfinite(lo) & np.isfinite(hi)
+    out = (new < lo) | (new > hi)
+    if not np.any(out & closed):
+        return new
+    return np.where(out & closed, 0.5 * (np.where(closed, lo, 0.0) + np.where(closed, hi, 0.0)),
+                    new)
+
+
+def _increasing_root(fun: Any, t: np.ndarray, tol: float = _ROOT_TOL
+                     ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Per entry, the root of an increasing function of t by Newton's method, safeguarded by
+    the bracket the signs seen so far give (bisection when a step leaves it, steps of at most
+    ``_MAX_LOG_STEP``). ``fun(t)`` returns (value, derivative, *extra).
+
+    Returns:
+        (t, fun's extra outputs at t).
+
+    Raises:
+        P4SolveError: no convergence in ``_ROOT_ITER`` steps.
+    """
+    lo = np.full(t.shape, -np.inf)
+    hi = np.full(t.shape, np.inf)
+    f_prev = np.full(t.shape, np.inf)
+    for _ in range(_ROOT_ITER):
+        f, df, *extra = fun(t)
+        step = np.where(df > 0, f / np.where(df > 0, df, 1.0), np.sign(f))
+        size = np.abs(step)
+        # converged, or at the residual's rounding floor (a step that no longer halves it)
+        if np.all((size < tol) | ((size < _NOISE_STEP) & (np.abs(f) > 0.5 * f_prev))):
+            return t, tuple(extra)
+        if not np.all(np.isfinite(f)):
+            raise P4SolveError("non-finite residual")
+        f_prev = np.abs(f)
+        lo = np.where(f < 0, t, lo)
+        hi = np.where(f > 0, t, hi)
+        t = _safeguarded(t - np.clip(step, -_MAX_LOG_STEP, _MAX_LOG_STEP), lo, hi)
+    raise P4SolveError("per-user Newton did not converge")
+
+
+def _server_root(level: Any, ell: np.ndarray, server: np.ndarray, target: np.ndarray,
+                 active: np.ndarray, tol: float = 1e-12) -> tuple[np.ndarray, ...]:
+    """Per active server, the log-multiplier ell with sum_{n at m} value_n(ell) = target_m.
+
+    ``level(ell per user)`` returns each user's value (decreasing in ell), d log value / d ell
+    and anything else. Newton on log(sum / target), safeguarded by the bracket of the signs
+    seen (bisection when a step leaves it). Returns ``level``'s output at the root and the
+    root.
+
+    Raises:
+        P4SolveError: no convergence in ``_ROOT_ITER`` steps.
+    """
+    m = target.shape[0]
+    lo = np.full(m, -np.inf)
+    hi = np.full(m, np.inf)
+    for _ in range(_ROOT_ITER):
+        out = level(ell[server])
+        val, slope = out[0], out[1]
+        tot = np.bincount(server, weights=val, minlength=m)
+        g = np.where(active, np.log(np.where(active, tot, 1.0) / target), 0.0)
+        if np.all(np.abs(g) < tol):
+            return (*out, ell)
+        if not np.all(np.isfinite(g)):
+            raise P4SolveError("non-finite capacity residual")
+        dg = np.bincount(server, weights=val * slope, minlength=m) / np.where(active, tot, 1.0)
+        lo = np.where(g > 0, ell, lo)
+        hi = np.where(g < 0, ell, hi)
+        step = np.where(dg < 0, g / np.where(dg < 0, dg, -1.0), -np.sign(g))
+        ell = _safeguarded(ell - np.clip(step, -_MAX_LOG_STEP, _MAX_LOG_STEP), lo, hi)
+    raise P4SolveError("per-server Newton did not converge")
+
+
+#: 1 / k for the series rho = sum_{k >= 2} y^k / k, y = x / (1 + x) (Horner, highest first)
+_RHO_SERIES = 1.0 / np.arange(17, 1, -1, dtype=np.float64)
+
+
+def _log_rate_terms(x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """log ln(1 + x), log rho(x) (rho = ln(1 + x) - x / (1 + x)), x / (1 + x), and the slopes
+    d log ln(1 + x) / d log x and d log rho / d log x.
+
+    rho is a difference of nearly equal numbers for small x (relative error ~eps / x): below
+    x = 0.1 it is summed as sum_{k >= 2} y^k / k with y = x / (1 + x) (positive terms, y^2 /
+    2 first; truncated after y^16, error < 3e-17 relative)."""
+    log1 = np.log1p(x)
+    x1 = x / (1.0 + x)
+    rho = log1 - x1
+    small = x < 0.1
+    if small.any():
+        y = x1[small]
+        acc = np.full(y.shape, _RHO_SERIES[0])
+        for c in _RHO_SERIES[1:]:
+            acc = acc * y + c
+        rho[small] = acc * y * y
+    return np.log(log1), np.log(rho), x1, x1 / log1, x1 * x1 / rho
+
+
+def _p4_alpha(z: np.ndarray, q: np.ndarray, sc: np.ndarray, num_layers: float,
+              lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """argmin over [lo, hi] of z a^2 + q (Y - a)^2 + sc / (Y - a): with y = Y - a the
+    stationary point is the positive root of 2 (z + q) y^3 - 2 z Y y^2 - sc = 0 (one sign
+    change), reached by Newton's method from above (the cubic is convex there)."""
+    if np.array_equal(lo, hi):
+        return lo.copy()
+    c3, c2 = 2.0 * (z + q), 2.0 * z * num_layers
+    y = c2 / c3 + np.cbrt(sc / c3)  # the cubic is >= 0 here, so Newton descends monotonically
+    for _ in range(_ROOT_ITER):
+        step = (c3 * y**3 - c2 * y**2 - sc) / (3.0 * c3 * y**2 - 2.0 * c2 * y)
+        y = y - step
+        if np.all(np.abs(step) <= 1e-15 * y):
+            break
+    return np.clip(num_layers - y, lo, hi)
+
+
+def _p4_user_freq(a1: np.ndarray, a2: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """argmin over (0, cap] of (a1 / f + a2 f^2)^2: the inner function is positive with its
+    minimum at (a1 / (2 a2))^(1/3), so is its square."""
+    with np.errstate(divide="ignore"):
+        f = np.where(a2 > 0, np.cbrt(a1 / (2.0 * np.where(a2 > 0, a2, 1.0))), np.inf)
+    return np.minimum(f, cap)
+
+
+def _p4_edge_freq(b1: np.ndarray, b2: np.ndarray, server: np.ndarray, cap: np.ndarray,
+                  warm: dict[str, Any] | None = None) -> np.ndarray:
+    """Per server, argmin sum_n (b1 / f_n + b2 f_n^2)^2 subject to sum_n f_n <= cap.
+
+    Each user's unconstrained minimiser is f* = (b1 / (2 b2))^(1/3). Where they do not fit,
+    with the capacity's multiplier mu, -2 B(f) B'(f) = mu; with f = f* w^(1/3) this reads
+    Gamma(w) = 2 / w - 1 - w = mu f*^3 / b1^2, so w = 4 / (1 + Gamma + sqrt((1 + Gamma)^2 + 8))
+    in closed form (b2 = 0: f = (2 b1^2 / mu)^(1/3)); mu per server by :func:`_server_root`,
+    started from ``warm["edge"]`` (the previous solve's log mu) where there is one.
+    """
+    m = cap.shape[0]
+    pos = b2 > 0
+    with np.errstate(divide="ignore"):
+        f_star = np.where(pos, np.cbrt(b1 / (2.0 * np.where(pos, b2, 1.0))), np.inf)
+    active = np.bincount(server, weights=np.minimum(f_star, 1e300), minlength=m) > cap
+    if not active.any():
+        return f_star
+    on = active[server]
+    scale = np.where(pos, f_star**3 / b1**2, 1.0)  # Gamma = mu * scale
+    log_2b1 = np.log(2.0 * b1**2)
+
+    def level(ell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gam = np.exp(ell) * scale
+        w = 4.0 / (1.0 + gam + np.sqrt((1.0 + gam) ** 2 + 8.0))
+        f = np.where(pos, f_star * np.cbrt(w), np.exp((log_2b1 - ell) / 3.0))
+        slope = np.where(pos, -gam / (3.0 * (2.0 * w + 1.0 + gam)), -1.0 / 3.0)
+        return np.where(on, f, 1.0), np.where(on, slope, 0.0)
+
+    if warm is not None and "edge" in warm and warm["edge"].shape == cap.shape:
+        start = np.where(np.isfinite(warm["edge"]), warm["edge"], 0.0)
+    else:  # each user's multiplier at an equal share of its server's capacity
+        count = np.bincount(server, minlength=m).astype(np.float64)
+        eq = (cap / np.maximum(count, 1.0))[server]
+        y = np.minimum(eq / f_star, 1.0)
+        with np.errstate(divide="ignore"):
+            ell_n = np.where(pos, np.log(np.maximum(2.0 / y**3 - 1.0 - y**3, 1e-300) / scale),
+                             log_2b1 - 3.0 * np.log(eq))
+        start = np.bincount(server, weights=np.where(on, ell_n, 0.0), minlength=m) / np.maximum(
+            count, 1.0)
+    f, _, ell = _server_root(level, start, server, cap, active)
+    if warm is not None:
+        warm["edge"] = ell
+    tot = np.bincount(server, weights=f, minlength=m)
+    f = f * (cap / np.where(tot > 0, tot, 1.0))[server]  # the binding capacity in full
+    return np.where(on, f, f_star)
+
+
+def _p4_upload(v: dict[str, np.ndarray], d1: np.ndarray, server: np.ndarray,
+               band: np.ndarray, start: tuple[np.ndarray, np.ndarray]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per server, argmin sum_n e1 p^2 + e2 / r^2 + d1 / r subject to p_lo <= p <= p_max,
+    r <= k b ln(1 + x), x = C p / b (k = u / ln 2, C = c / u: P4's rate constraint), and
+    sum_n b_n <= band.
+
+    The objective decreases in r, so r is the rate; jointly convex in (p, b). With the band's
+    multiplier lambda (per server), each user minimises e1 p^2 + phi(r) + lambda b: at an
+    interior power, stationarity in p and b gives b = lambda C^2 / (2 e1 x (1 + x) rho(x))
+    (rho(x) = ln(1 + x) - x / (1 + x)) and one increasing equation in log x,
+    log(-phi'(r)) + log(k rho(x)) = log lambda; where that power leaves [p_lo, p_max] the
+    power sits at the bound and the same equation holds with b = C p / x. lambda per server so
+    that the band is used in full (the cost falls with b). ``start``: (p, b) of the current
+    iterate (its SNR and multiplier start the searches; the result does not depend on them
+    beyond the tolerance). Returns (p, b, r).
+    """
+    m = band.shape[0]
+    e1, e2, k, cc = v["e1"], v["e2"], v["u"] / LN2, v["c"] / v["u"]
+    p_lo, p_hi = v["p_lo"], v["p_max"]
+    energy = e1 > 0
+    with np.errstate(divide="ignore"):
+        log_2e2, log_d1 = np.log(2.0 * e2), np.log(d1)
+        log_b_int = np.log(cc**2 / (2.0 * np.where(energy, e1, 1.0)))
+    if np.any(~np.isfinite(np.logaddexp(log_2e2, log_d1))):
+        raise P4SolveError("a user's upload costs nothing (no energy weight, no upload delay)")
+    log_k = np.log(k)
+    p0, b0 = start
+    x0 = cc * p0 / b0
+    t_int = np.log(x0)
+
+    def phi(log_r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """log(-phi'(r)) = log(2 e2 r^-3 + d1 r^-2) and its slope in log r (in [-3, -2])."""
+        a3, a2 = log_2e2 - 3.0 * log_r, log_d1 - 2.0 * log_r
+        top = np.logaddexp(a3, a2)
+        return top, -2.0 - np.exp(a3 - top)
+
+    state = {"t_int": t_int, "t_fix": t_int.copy()}
+
+    def level(ell: np.ndarray) -> tuple[np.ndarray, ...]:
+        def interior(t: np.ndarray) -> tuple[np.ndarray, ...]:
+            x = np.exp(t)
+            ll, lr, x1, sl, sr = _log_rate_terms(x)
+            log_b = ell + log_b_int - t - np.log1p(x) - lr
+            top, s_phi = phi(log_b + log_k + ll)
+            df = s_phi * (sl - 1.0 - x1 - sr) + sr
+            return top + log_k + lr - ell, df, df, x, x1, sr, s_phi, log_b
+
+        t, (df, x, x1, sr, s_phi, log_b) = _increasing_root(interior, state["t_int"])
+        state["t_int"] = t
+        b = np.exp(log_b)
+        p = x * b / cc
+        slope = 1.0 - (1.0 + x1 + sr) * (1.0 - s_phi) / df  # d log b / d ell
+        fixed = ~energy | (p > p_hi) | (p < p_lo)
+        if fixed.any():
+            pf = np.where(~energy | (p > p_hi), p_hi, p_lo)[fixed]
+            ellf = ell[fixed]
+            log_kcp = np.log(k[fixed] * cc[fixed] * pf)
+            l2e2, ld1, lk = log_2e2[fixed], log_d1[fixed], log_k[fixed]
+
+            def at_bound(tf: np.ndarray) -> tuple[np.ndarray, ...]:
+                xf = np.exp(tf)
+                ll, lr, _, sl, sr = _log_rate_terms(xf)
+                log_r = log_kcp + ll - tf
+                a3, a2 = l2e2 - 3.0 * log_r, ld1 - 2.0 * log_r
+                top = np.logaddexp(a3, a2)
+                dff = (-2.0 - np.exp(a3 - top)) * (sl - 1.0) + sr
+                return top + lk + lr - ellf, dff, dff, xf
+
+            tf, (dff, xf) = _increasing_root(at_bound, state["t_fix"][fixed])
+            state["t_fix"][fixed] = tf
+            p[fixed] = pf
+            b[fixed] = cc[fixed] * pf / xf
+            slope[fixed] = -1.0 / dff
+        return b, slope, p
+
+    # start: each user's multiplier at the current iterate, where r = 1 in P4's units
+    ell_n = np.logaddexp(log_2e2, log_d1) + log_k + _log_rate_terms(x0)[1]
+    count = np.bincount(server, minlength=m).astype(np.float64)
+    active = count > 0
+    start_ell = np.bincount(server, weights=ell_n, minlength=m) / np.maximum(count, 1.0)
+    b, _, p, _ = _server_root(level, start_ell, server, band, active)
+    tot = np.bincount(server, weights=b, minlength=m)
+    b = b * (band / np.where(tot > 0, tot, 1.0))[server]  # the band in full, exactly
+    r = k * b * np.log1p(cc * p / b)
+    return p, b, r
+
+
+def _p4_upload_newton(v: dict[str, np.ndarray], d1: np.ndarray, server: np.ndarray,
+                      band: np.ndarray, start: tuple[np.ndarray, np.ndarray],
+                      warm: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_p4_upload`'s problem by Newton's method on all its optimality conditions at
+    once: unknowns t_n = log x_n and ell_m = log lambda_m, one equation per user
+    (stationarity in b, as in :func:`_p4_upload`) and one per server (the band in full), the
+    users' power bounds as an active set (a user leaves its bound where the power's gradient
+    points inside, and joins it where the interior power leaves the box). Each step solves the
+    linearised system by elimination (per server, one scalar). Starts from ``warm`` (the
+    previous solve of the same AO run) or the current iterate; a few steps each.
+
+    Raises:
+        P4SolveError: no convergence in 30 steps (the caller then runs :func:`_p4_upload`).
+    """
+    m = band.shape[0]
+    e1, e2, k, cc = v["e1"], v["e2"], v["u"] / LN2, v["c"] / v["u"]
+    p_lo, p_hi = v["p_lo"], v["p_max"]
+    energy = e1 > 0
+    with np.errstate(divide="ignore"):
+        log_2e2, log_d1 = np.log(2.0 * e2), np.log(d1)
+        log_2e1 = np.log(2.0 * np.where(energy, e1, 1.0))
+    log_k, log_cc = np.log(k), np.log(cc)
+    log_b_int = 2.0 * log_cc - log_2e1
+    log_phi_hi, log_plo = np.log(p_hi), np.log(p_lo)
+    p0, b0 = start
+    if "t" in warm and warm["t"].shape == e1.shape:
+        t, ell, branch = warm["t"].copy(), warm["ell"].copy(), warm["branch"].copy()
+    else:
+        t = np.log(cc * p0 / b0)
+        # branch: 0 interior, 1 at p_max, -1 at p_lo
+        branch = np.where(~energy | (p0 >= p_hi), 1, np.where(p0 <= p_lo, -1, 0))
+        count = np.bincount(server, minlength=m)
+        ell_n = np.logaddexp(log_2e2, log_d1) + log_k + _log_rate_terms(np.exp(t))[1]
+        ell = np.bincount(server, weights=ell_n, minlength=m) / np.maximum(count, 1)
+    log_band = np.log(band)
+    active = np.bincount(server, minlength=m) > 0
+    res_prev = np.inf
+    for _ in range(30):
+        x = np.exp(t)
+        ll, lr, x1, sl, sr = _log_rate_terms(x)
+        log1px = np.log1p(x)
+        ell_n = ell[server]
+        inner = branch == 0
+        log_p_fix = np.where(branch > 0, log_phi_hi, log_plo)
+        log_b = np.where(inner, ell_n + log_b_int - t - log1px - lr, log_p_fix + log_cc - t)
+        log_p = log_b + t - log_cc
+        log_r = log_b + log_k + ll
+        a3, a2 = log_2e2 - 3.0 * log_r, log_d1 - 2.0 * log_r
+        top = np.logaddexp(a3, a2)
+        s_phi = -2.0 - np.exp(a3 - top)
+        f = top + log_k + lr - ell_n
+        # the active set: p's gradient sign 2 e1 p - (-phi'(r)) k C / (1 + x) at the bounds
+        pull = log_2e1 + log_p - (top + log_k + log_cc - log1px)
+        new_branch = np.where(inner, np.where(log_p > log_phi_hi, 1,
+                                              np.where(log_p < log_plo, -1, 0)),
+                              np.where(branch > 0, np.where(energy & (pull > 0), 0, 1),
+                                       np.where(pull < 0, 0, -1)))
+        b = np.exp(log_b)
+        tot = np.bincount(server, weights=b, minlength=m)
+        g = np.where(active, np.log(np.where(active, tot, 1.0)) - log_band, 0.0)
+        if not (np.all(np.isfinite(f)) and np.all(np.isfinite(g))):
+            raise P4SolveError("non-finite residual")
+        res = max(float(np.max(np.abs(f))), float(np.max(np.abs(g))))
+        if res > 1e-3:  # the active set is revised only near the current set's solution
+            new_branch = branch
+        if np.array_equal(new_branch, branch) and (
+                res < 1e-13 or (res < _NOISE_STEP and res > 0.5 * res_prev)):
+            warm.update(t=t, ell=ell, branch=branch)
+            b = b * (band / np.where(active, tot, 1.0))[server]  # the band in full, exactly
+            p = np.exp(log_p)
+            return p, b, k * b * np.log1p(cc * p / b)
+        res_prev = res
+        if not np.array_equal(new_branch, branch):
+            branch = new_branch
+            res_prev = np.inf
+            continue
+        # Newton: F_t dt + F_l dl = -F per user, sum_n b_n dlog b_n = -g tot per server
+        f_t = np.where(inner, s_phi * (sl - 1.0 - x1 - sr) + sr, s_phi * (sl - 1.0) + sr)
+        f_l = np.where(inner, s_phi - 1.0, -1.0)
+        b_t = np.where(inner, -(1.0 + x1 + sr), -1.0)
+        b_l = np.where(inner, 1.0, 0.0)
+        coef = np.bincount(server, weights=b * (b_l - b_t * f_l / f_t), minlength=m)
+        rhs = np.bincount(server, weights=b * b_t * f / f_t, minlength=m) - g * tot
+        dl = np.where(active, rhs / np.where(active, coef, 1.0), 0.0)
+        dt = -(f + f_l * dl[server]) / f_t
+        scale = min(1.0, 2.0 / max(float(np.max(np.abs(dt))), float(np.max(np.abs(dl))),
+                                   1e-300))
+        t = t + scale * dt
+        ell = ell + scale * dl
+    raise P4SolveError("joint Newton did not converge")
+
+
+def solve_p4(values: dict[str, Any], server: np.ndarray, num_layers: int,
+             upload_delay: bool, start: tuple[np.ndarray, np.ndarray],
+             need_alpha: bool = True, warm: dict[str, Any] | None = None
+             ) -> dict[str, np.ndarray]:
+    """P4's minimiser without a solver call (same values and units as :meth:`P4Problem.solve`).
+
+    Args:
+        values: P4's parameter values (the keys of :class:`P4Problem`'s Parameters).
+        server: each user's server (the association ``values["assoc"]`` encodes).
+        num_layers: Upsilon.
+        upload_delay: whether the upload-delay term is in P4.
+        start: (p, b) in solver units of the current iterate (starting points only).
+        need_alpha: False skips alpha (left at its lower bound), when the caller replaces it.
+        warm: the multipliers, SNRs and power bounds of the previous solve in the same AO run,
+            updated in place: where to start the searches (each ends at its tolerance, ~1e-13
+            relative, wherever it starts).
+
+    Returns:
+        {"alpha", "p", "b", "fu", "fe", "r"} in solver units.
+
+    Raises:
+        P4SolveError: a search did not converge (ill-conditioned round).
+    """
+    v = values
+    lo, hi = np.asarray(v["alpha_lo"], dtype=np.float64), np.asarray(v["alpha_hi"],
+                                                                     dtype=np.float64)
+    alpha = (_p4_alpha(v["z"], v["q"], v["sc"], float(num_layers), lo, hi) if need_alpha
+             else lo.copy())
+    fu = _p4_user_freq(v["a1"], v["a2"], v["fu_max"])
+    fe = _p4_edge_freq(v["b1"], v["b2"], server, v["fe_max"], warm)
+    d1 = v["d1"] if upload_delay else np.zeros_like(v["e1"])
+    try:
+        p, b, r = _p4_upload_newton(v, d1, server, v["b_max"], start,
+                                    warm if warm is not None else {})
+    except P4SolveError:
+        if warm is not None:
+            warm.clear()
+        p, b, r = _p4_upload(v, d1, server, v["b_max"], start)
+    return {"alpha": alpha, "p": p, "b": b, "fu": fu, "fe": fe, "r": r}
+
+
 # --------------------------------------------------------------------------- helpers
 @dataclass
 class AOResult:
@@ -192,10 +639,13 @@ def _coefficients(inst: MECInstance, weights: tuple[float, float, float],
 
 def to_decision(inst: MECInstance, server: np.ndarray, sol: dict[str, np.ndarray]
                 ) -> MECDecision:
-    """Solver-unit variables to an SI decision."""
-    return MECDecision(alpha=sol["alpha"].copy(), server=np.asarray(server, dtype=np.int64),
-                       power=sol["p"].copy(), bandwidth=sol["b"] * _HZ_PER_MHZ,
-                       freq_user=sol["fu"] * _HZ_PER_GHZ, freq_edge=sol["fe"] * _HZ_PER_GHZ)
+    """Solver-unit variables to an SI decision (each resource at most its own cap: a value at
+    its bound in solver units can land an ulp above it in SI units)."""
+    server = np.asarray(server, dtype=np.int64)
+    return MECDecision(alpha=sol["alpha"].copy(), server=server, power=sol["p"].copy(),
+                       bandwidth=np.minimum(sol["b"] * _HZ_PER_MHZ, inst.b_max[server]),
+                       freq_user=np.minimum(sol["fu"] * _HZ_PER_GHZ, inst.f_user_max),
+                       freq_edge=np.minimum(sol["fe"] * _HZ_PER_GHZ, inst.f_edge_max[server]))
 
 
 def cost_of(inst: MECInstance, dec: MECDecision, weights: tuple[float, float, float],
@@ -260,12 +710,15 @@ def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.nda
           upload_delay: bool = True, init: MECDecision | None = None,
           fix_alpha: np.ndarray | None = None, tol: float = 1e-9, max_iter: int = 200,
           compiled: bool = True, alpha_step: bool = True,
-          price: np.ndarray | None = None) -> AOResult:
+          price: np.ndarray | None = None, backend: str | None = None) -> AOResult:
     """Fractional-programming AO for P3(chi) (MEC Section 4.1, Proposition 1).
 
     Alternates the closed-form auxiliaries (z, v, q) with the convex P4 until the relative
     change of H is below ``tol``. ``fix_alpha`` pins alpha (used after rounding and by the
-    resource-only steps). ``compiled=False`` builds P4 afresh every iteration (benchmark).
+    resource-only steps). ``backend`` (default :func:`current_backend`): ``"exact"`` solves P4
+    with :func:`solve_p4` (no solver call; the conic solver only where it fails to converge),
+    ``"cvxpy"`` with :class:`P4Problem`, compiled once, or built afresh every iteration with
+    ``compiled=False`` (benchmarks).
 
     ``alpha_step`` (default): after each P4 solve, alpha is replaced by its exact minimiser
     given the new resources (:func:`optimal_alpha`, closed form). Each of the two steps lowers H,
@@ -280,7 +733,13 @@ def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.nda
     t0 = time.perf_counter()
     server = np.asarray(server, dtype=np.int64)
     n = inst.num_users
-    prob = get_p4(n, inst.num_servers, inst.num_layers, upload_delay) if compiled else None
+    backend = _check_backend(backend if backend is not None else _BACKEND[0])
+    if not compiled:
+        backend = "cvxpy"
+    exact = backend == "exact"
+    need_alpha = not (alpha_step and fix_alpha is None)
+    prob = None
+    warm: dict[str, Any] = {}  # the exact solves' multipliers, the next solve's start
     co = _coefficients(inst, weights, server, price)
     g = inst.gain[np.arange(n), server]
     if fix_alpha is not None:
@@ -299,12 +758,23 @@ def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.nda
     for it in range(1, max_iter + 1):  # noqa: B007 (read after the loop)
         values = dict(fixed)
         values.update(_aux_values(dec, co, weights, inst.num_layers, inst.noise_psd, g))
-        p4 = prob if compiled else P4Problem(n, inst.num_servers, inst.num_layers, upload_delay)
-        try:
-            sol = p4.solve(values)  # type: ignore[union-attr]
-        except RuntimeError:  # every solver failed (extremely ill-conditioned round): stop here
-            failed = True
-            break
+        sol = None
+        if exact:
+            try:
+                sol = solve_p4(values, server, inst.num_layers, upload_delay,
+                               (dec.power, dec.bandwidth / _HZ_PER_MHZ), need_alpha, warm)
+            except P4SolveError:
+                sol = None
+        if sol is None:
+            if not compiled:
+                prob = P4Problem(n, inst.num_servers, inst.num_layers, upload_delay)
+            elif prob is None:
+                prob = get_p4(n, inst.num_servers, inst.num_layers, upload_delay)
+            try:
+                sol = prob.solve(values)
+            except RuntimeError:  # every solver failed (extremely ill-conditioned round): stop
+                failed = True
+                break
         sol["alpha"] = np.clip(sol["alpha"], lo, hi)
         sol["p"] = np.clip(sol["p"], MIN_FRACTION * inst.p_max, inst.p_max)
         sol["fu"] = np.clip(sol["fu"], 1e-9, inst.f_user_max / _HZ_PER_GHZ)
@@ -546,7 +1016,69 @@ class CongestionQP:
         return np.clip(np.asarray(self.chi.value), 0.0, 1.0)
 
 
+class DirectCongestionQP:
+    """:class:`CongestionQP`'s problem handed to Clarabel directly, its data built once per size.
+
+    The same QP in the standard form Clarabel takes (min x'Px/2 + q'x, Ax + s = b, s in K),
+    with x = (chi row by row, the loads sum_n u_nm chi_nm and sum_n v_nm chi_nm of each server):
+    P = 2 on the loads, the loads' definitions and sum_m chi_nm = 1 as equalities, then
+    0 <= chi <= 1, as cvxpy writes it (the upper bound is implied, and kept so that the
+    interior-point path, and so the end point on a flat optimal face, is cvxpy's). Per solve
+    only the entries of u and v in A and the linear cost in q are written; Clarabel's default
+    settings, as cvxpy calls it. A solve that does not end optimal (to Clarabel's accuracy) is
+    handed to :class:`CongestionQP` (cvxpy, with its OSQP fallback).
+    """
+
+    def __init__(self, num_users: int, num_servers: int) -> None:
+        import clarabel
+        import scipy.sparse as sp
+
+        n, m = num_users, num_servers
+        nm = n * m
+        self.num_users, self.num_servers = n, m
+        idx = np.arange(nm)
+        user, srv = idx // m, idx % m
+        # column of chi_nm: rows (load u of m, load v of m, user n's sum, chi >= 0, chi <= 1)
+        rows_chi = np.stack([srv, m + srv, 2 * m + user, 2 * m + n + idx,
+                             2 * m + n + nm + idx], axis=1)
+        vals_chi = np.stack([np.zeros(nm), np.zeros(nm), np.ones(nm), -np.ones(nm),
+                             np.ones(nm)], axis=1)
+        rows = np.concatenate([rows_chi.ravel(), np.arange(2 * m)])
+        vals = np.concatenate([vals_chi.ravel(), np.ones(2 * m)])
+        indptr = np.concatenate([np.arange(nm + 1) * 5, 5 * nm + 1 + np.arange(2 * m)])
+        self.a = sp.csc_matrix((vals, rows, indptr), shape=(2 * m + n + 2 * nm, nm + 2 * m))
+        self._u_at = 5 * idx  # where -u_nm and -v_nm sit in a.data
+        self.b = np.concatenate([np.zeros(2 * m), np.ones(n), np.zeros(nm), np.ones(nm)])
+        self.p = sp.csc_matrix((np.full(2 * m, 2.0), nm + np.arange(2 * m),
+                                np.concatenate([np.zeros(nm + 1, dtype=np.int64),
+                                                1 + np.arange(2 * m)])),
+                               shape=(nm + 2 * m, nm + 2 * m))
+        self.cones = [clarabel.ZeroConeT(2 * m + n), clarabel.NonnegativeConeT(2 * nm)]
+        self.settings = clarabel.DefaultSettings()
+        self.settings.verbose = False
+        self.q = np.zeros(nm + 2 * m)
+
+    def solve(self, u: np.ndarray, v: np.ndarray, lin: np.ndarray) -> np.ndarray:
+        """Solve for the given coefficients; returns chi (N, M)."""
+        import clarabel
+
+        n, m = self.num_users, self.num_servers
+        a = self.a.copy()
+        a.data[self._u_at] = -np.ravel(u)
+        a.data[self._u_at + 1] = -np.ravel(v)
+        q = self.q.copy()
+        q[:n * m] = np.ravel(lin)
+        res = clarabel.DefaultSolver(self.p, q, a, self.b, self.cones, self.settings).solve()
+        if res.status not in (clarabel.SolverStatus.Solved, clarabel.SolverStatus.AlmostSolved):
+            key = (n, m)
+            if key not in _QP_CACHE:
+                _QP_CACHE[key] = CongestionQP(n, m)
+            return _QP_CACHE[key].solve(u, v, lin)
+        return np.clip(np.asarray(res.x[:n * m]).reshape(n, m), 0.0, 1.0)
+
+
 _QP_CACHE: dict[tuple[int, int], CongestionQP] = {}
+_DIRECT_QP_CACHE: dict[tuple[int, int], DirectCongestionQP] = {}
 
 
 def congestion_coefficients(inst: MECInstance, weights: tuple[float, float, float],
@@ -588,6 +1120,28 @@ def congestion_cost(u: np.ndarray, v: np.ndarray, lin: np.ndarray, server: np.nd
     return float(np.sum(su**2) + np.sum(sv**2) + np.sum(lin[idx, server]))
 
 
+def vertex_is_unique_minimiser(u: np.ndarray, v: np.ndarray, lin: np.ndarray,
+                               server: np.ndarray, margin: float = 1e-9) -> bool:
+    """Whether the assignment ``server`` (one server per user) is the unique minimiser of the
+    congestion QP (:class:`CongestionQP`) with linear cost ``lin``.
+
+    The objective's gradient at chi is c_nm = lin_nm + 2 u_nm U_m + 2 v_nm V_m (U, V: the
+    servers' loads); chi minimises the convex QP over the product of simplices iff every user's
+    own server has the least c_nm (KKT). The gradient is the same at every minimiser (the
+    loads are unique: the objective is strictly convex in them), so where every other server's
+    c_nm is larger by more than ``margin`` x max |c|, every minimiser puts each user on its own
+    server: the assignment is the only one.
+    """
+    n, m = u.shape
+    rows = np.arange(n)
+    loads_u = np.bincount(server, weights=u[rows, server], minlength=m)
+    loads_v = np.bincount(server, weights=v[rows, server], minlength=m)
+    c = lin + 2.0 * u * loads_u + 2.0 * v * loads_v
+    gap = c - c[rows, server][:, None]
+    gap[rows, server] = np.inf
+    return bool(np.min(gap) > margin * np.max(np.abs(c)))
+
+
 def cccp_congestion(u: np.ndarray, v: np.ndarray, lin: np.ndarray, *, starts: list[np.ndarray],
                     rho0: float | None = None, growth: float = 2.0, max_iter: int = 60
                     ) -> tuple[list[np.ndarray], list[int]]:
@@ -596,20 +1150,40 @@ def cccp_congestion(u: np.ndarray, v: np.ndarray, lin: np.ndarray, *, starts: li
     Iteration i solves  min convex(chi) + rho_i sum_nm (1 - 2 chi^(i)_nm) chi_nm  over the
     relaxed assignment polytope, with rho_i = rho0 growth^i, until chi is binary and unchanged.
     Returns per start the association (argmax of the final chi) and the iterations used.
+
+    With the ``"exact"`` backend an iteration whose QP is uniquely minimised by the assignment
+    that rounds the current chi (:func:`vertex_is_unique_minimiser`, an exact check) takes that
+    assignment without a solver call: the solver would return it to its accuracy, and the
+    iterations that follow stay there (the penalty only raises its margins), so the
+    associations returned are the same.
     """
     n, m = u.shape
     key = (n, m)
-    if key not in _QP_CACHE:
-        _QP_CACHE[key] = CongestionQP(n, m)
-    qp = _QP_CACHE[key]
+    qp: CongestionQP | DirectCongestionQP
+    exact = _BACKEND[0] == "exact"
+    if exact:
+        if key not in _DIRECT_QP_CACHE:
+            _DIRECT_QP_CACHE[key] = DirectCongestionQP(n, m)
+        qp = _DIRECT_QP_CACHE[key]
+    else:
+        if key not in _QP_CACHE:
+            _QP_CACHE[key] = CongestionQP(n, m)
+        qp = _QP_CACHE[key]
     scale = float(np.mean(lin) + np.mean(u) ** 2 + np.mean(v) ** 2) or 1.0
     out, iters = [], []
+    rows = np.arange(n)
     for chi0 in starts:
         chi = chi0.copy()
         rho = rho0 if rho0 is not None else 1e-3 * scale
         it = 0
         for it in range(1, max_iter + 1):  # noqa: B007 (read after the loop)
-            new = qp.solve(u, v, lin + rho * (1.0 - 2.0 * chi))
+            lin_i = lin + rho * (1.0 - 2.0 * chi)
+            vertex = np.argmax(chi, axis=1)
+            if exact and vertex_is_unique_minimiser(u, v, lin_i, vertex):
+                new = np.zeros((n, m))
+                new[rows, vertex] = 1.0
+            else:
+                new = qp.solve(u, v, lin_i)
             binary = bool(np.all(np.minimum(new, 1 - new) < 1e-6))
             moved = float(np.max(np.abs(new - chi)))
             chi = new

@@ -68,8 +68,9 @@ def scenario_of(case: Case) -> tuple[str, dict[str, Any], int]:
 
 
 def play(case: Case, policy: str, scenario: tuple[str, dict[str, Any], int] | None = None
-         ) -> Iterator[tuple[Any, float, Any]]:
-    """Play ``policy`` on the case's episode: yields (decision, objective, policy) per round.
+         ) -> Iterator[tuple[Any, float, Any, Any]]:
+    """Play ``policy`` on the case's episode: yields (decision, objective, policy, the round's
+    instance) per round.
 
     ``scenario``: (env id, config, seed) as recorded (default: from the suite's definition).
     The env and the policy are built as the leaderboard builds them (a fresh env, the policy
@@ -85,10 +86,11 @@ def play(case: Case, policy: str, scenario: tuple[str, dict[str, Any], int] | No
     try:
         obs, _ = env.reset(seed=int(seed))
         for _ in range(case.rounds):
+            inst = env.unwrapped.instance_of(obs)
             action, _ = pol.predict(obs, deterministic=True)
             dec = pol.last_decision
             obs, _, _, _, info = env.step(action)
-            yield dec, float(info["objective"]), pol
+            yield dec, float(info["objective"]), pol, inst
     finally:
         env.close()
 
@@ -111,7 +113,7 @@ def record(only: str | None = None, out: Path = PATH) -> None:
         for policy in case.policies:
             t0 = time.process_time()
             decs, objs = [], []
-            for dec, obj, _ in play(case, policy):
+            for dec, obj, _, _ in play(case, policy):
                 decs.append(dec)
                 objs.append(obj)
             key = case.key(policy)

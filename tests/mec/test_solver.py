@@ -26,7 +26,7 @@ def test_p4_is_dpp(n, m, upload_delay):
 
 def test_every_p4_built_by_the_policies_is_dpp():
     config, inst = make_instance(0, num_users=8, num_servers=2)
-    S.fp_ao(inst, config.weights, S.greedy_association(inst), max_iter=3)
+    S.fp_ao(inst, config.weights, S.greedy_association(inst), max_iter=3, backend="cvxpy")
     assert S._CACHE, "fp_ao built no P4"
     assert all(p.is_dpp() for p in S._CACHE.values())
 
