@@ -533,7 +533,7 @@ def _p4_upload_newton(v: dict[str, np.ndarray], d1: np.ndarray, server: np.ndarr
                 res < 1e-13 or (res < _NOISE_STEP and res > 0.5 * res_prev)):
             warm.update(t=t, ell=ell, branch=branch)
             b = b * (band / np.where(active, tot, 1.0))[server]  # the band in full, exactly
-            p = np.exp(log_p)
+            p = np.where(branch > 0, p_hi, np.where(branch < 0, p_lo, np.exp(log_p)))
             return p, b, k * b * np.log1p(cc * p / b)
         res_prev = res
         if not np.array_equal(new_branch, branch):
