@@ -245,3 +245,20 @@ def test_discrete_mode_applies_the_rule_and_matches_the_reference_policy():
     assert info["objective"] == pytest.approx(R.weighted_cost(inst, rule, w), rel=1e-12)
     assert info["objective"] <= policy.last_cost * (1 + 1e-9)
     assert max(info["violations"].values()) <= 1e-12
+
+
+def test_rule_takes_the_recorded_decisions():
+    """The rule's outputs recorded before its implementation was made faster
+    (tests/mec/data/resource_rule_reference.npz: the discrete mode's default scenario, the
+    suites' sizes, a crowded edge, the literal model, no energy weight, priced rounds), to
+    1e-12 relative."""
+    from .resource_fixture import load
+
+    cases = load()
+    assert len(cases) >= 20
+    for inst, kw, want in cases:
+        dec = A.fast_resource_rule(inst, kw["alpha"], kw["server"], kw["weights"],
+                                   kw["upload_delay"], kw["price"])
+        for key, value in want.items():
+            np.testing.assert_allclose(getattr(dec, key), value, rtol=1e-12, atol=0,
+                                       err_msg=f"{kw['key']} {key}")
