@@ -62,7 +62,7 @@ from edgeft.envs.mec import formulas as F
 from edgeft.envs.mec import reward as R
 from edgeft.envs.mec.config import MIN_FRACTION, MECConfig
 from edgeft.envs.mec.family import OVERSHOOT_PRICE
-from edgeft.envs.mec.resources import _kappa_rho, _snr_curves, _start
+from edgeft.envs.mec.resources import UploadCurves, _kappa_rho, _snr_curves, _start
 from edgeft.envs.mec.types import MECDecision, MECInstance, instance_from_state
 
 from .policies import GreedyFastPolicy
@@ -208,9 +208,8 @@ def _upload_costs(inst: MECInstance, we_dev: np.ndarray, wt: float, mu: np.ndarr
     s (omega_e' p + omega_t) / r(p, b) + mu_m b, and the upload energy s p / r there.
 
     V(b) = min_p s (omega_e' p + omega_t) / r is convex and decreasing in b
-    (``resources.optimal_power_bandwidth``); its derivative by the envelope theorem is
-    -s (omega_e' p + omega_t) ln2 rho(x) / (b ln(1 + x))^2, so V(b) + mu b is minimised where
-    that derivative equals -mu (bisection on log b), or at the band's capacity."""
+    (``resources.optimal_power_bandwidth``), so V(b) + mu b is minimised where V'(b) = -mu
+    or at the band's capacity: :func:`_upload_argmin`."""
     shape = inst.gain.shape
     s_hz = inst.gain / inst.noise_psd
     bits = np.broadcast_to(inst.bits[..., :, None], shape)
@@ -219,16 +218,65 @@ def _upload_costs(inst: MECInstance, we_dev: np.ndarray, wt: float, mu: np.ndarr
     p_hi = np.broadcast_to(inst.p_max[..., :, None], shape)
     cap = np.broadcast_to(inst.b_max[..., None, :], shape)
     mu3 = np.broadcast_to(mu[..., None, :], shape)
+    b, p = _upload_argmin(s_hz, bits, ce, wt, p_lo, p_hi, cap, mu3)
+    rate = b * np.log1p(s_hz * p / b) / F.LN2
+    return bits * (ce * p + wt) / rate + mu3 * b, bits * p / rate
 
-    def at(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+
+def _upload_argmin(s_hz: np.ndarray, bits: np.ndarray, ce: np.ndarray, wt: float,
+                   p_lo: np.ndarray, p_hi: np.ndarray, cap: np.ndarray, mu: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(b, p) minimising s (ce p + wt) / r(p, b) + mu b over p in [p_lo, p_hi], 0 < b <= cap
+    (arrays of one shape).
+
+    Where mu > 0: the reply of ``resources.UploadCurves`` to the price mu (closed form
+    through its universal curves), kept where its stationarity -V'(b) = mu holds to 1e-8
+    relative (V'(b) by the envelope theorem: -s (ce p + wt) ln2 rho(x) / (b ln(1 + x))^2);
+    where that b exceeds the capacity, or mu = 0, the capacity at its best power (V is convex
+    and decreasing); entries the curves miss (their tables end at SNRs of e^+-32) by
+    :func:`_upload_bisect`."""
+    curves = UploadCurves(s_hz, bits, ce, wt, p_lo, p_hi)
+    pos = mu > 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ell = np.log(np.where(pos, mu, 1.0))
+        b, _, p = curves(ell)
+        _, rho, log1 = _kappa_rho(s_hz * p / b)
+        slope = np.log(bits * (ce * p + wt) * F.LN2 * rho / (b * log1) ** 2)
+        ok = pos & np.isfinite(b) & (np.abs(slope - ell) < 1e-8)
+    use_cap = ~pos | (ok & (b >= cap))
+    b = np.where(use_cap, cap, np.where(ok, b, cap))
+    p = np.where(use_cap, _best_power(s_hz, cap, ce, wt, p_lo, p_hi), p)
+    miss = ~ok & ~use_cap
+    if miss.any():
+        b_miss, p_miss = _upload_bisect(s_hz[miss], bits[miss], ce[miss], wt, p_lo[miss],
+                                        p_hi[miss], cap[miss], mu[miss])
+        b, p = b.copy(), p.copy()
+        b[miss], p[miss] = b_miss, p_miss
+    return b, p
+
+
+def _upload_bisect(s_hz: np.ndarray, bits: np.ndarray, ce: np.ndarray, wt: float,
+                   p_lo: np.ndarray, p_hi: np.ndarray, cap: np.ndarray, mu: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_upload_argmin` by bisection on log b of V'(b) + mu (:func:`_bisect`, 64
+    halvings of [cap e^-46, cap]), the power at each b by :func:`_best_power`."""
+
+    def at(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = _best_power(s_hz, b, ce, wt, p_lo, p_hi)
         _, rho, log1 = _kappa_rho(s_hz * p / b)
-        return p, -bits * (ce * p + wt) * F.LN2 * rho / (b * log1) ** 2, log1
+        return p, -bits * (ce * p + wt) * F.LN2 * rho / (b * log1) ** 2
 
-    b = _bisect(lambda b: at(b)[1] + mu3, cap)
-    p, _, log1 = at(b)
-    rate = b * log1 / F.LN2
-    return bits * (ce * p + wt) / rate + mu3 * b, bits * p / rate
+    b = _bisect(lambda b: at(b)[1] + mu, cap)
+    return b, at(b)[0]
+
+
+def edge_costs(stacked: MECInstance, weights: tuple[float, float, float], nu: np.ndarray
+               ) -> np.ndarray:
+    """(T, N, M, Upsilon - 1): each user's least edge GPU cost at each server and each alpha,
+    the GPU priced at ``nu`` (:func:`user_minima`'s edge term; it does not depend on the
+    device-energy price)."""
+    we, wt_all, _ = weights
+    return _edge_costs(stacked, we, wt_all, np.maximum(np.asarray(nu, dtype=np.float64), 0.0))
 
 
 def relaxed_rounds(stacked: MECInstance, weights: tuple[float, float, float],
@@ -246,8 +294,8 @@ def relaxed_rounds(stacked: MECInstance, weights: tuple[float, float, float],
 
 
 def user_minima(stacked: MECInstance, weights: tuple[float, float, float],
-                upload_delay: bool, price: np.ndarray, mu: np.ndarray, nu: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                upload_delay: bool, price: np.ndarray, mu: np.ndarray, nu: np.ndarray, *,
+                edge: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each user's minimum phi_n of (ii) in every round, its device energy there, and the
     capacity terms sum_m (mu_m b_m^max + nu_m f_m^max) per round.
 
@@ -257,6 +305,8 @@ def user_minima(stacked: MECInstance, weights: tuple[float, float, float],
         upload_delay: whether the upload delay is in the cost (``config.upload_delay``).
         price: lambda_n >= 0 per joule of device energy, (N,).
         mu, nu: prices >= 0 of each server's band and GPU (per Hz), (T, M).
+        edge: the edge GPU's costs at these ``nu`` (:func:`edge_costs`), when the caller
+            keeps them across prices (they do not depend on ``price``).
 
     Returns:
         (minima (T, N), device energy (T, N) at each minimiser, capacity terms (T,)).
@@ -271,7 +321,8 @@ def user_minima(stacked: MECInstance, weights: tuple[float, float, float],
     nu = np.maximum(np.asarray(nu, dtype=np.float64), 0.0)
     dev, dev_energy = _device_layer(stacked, we_dev, wt_all)
     up, up_energy = _upload_costs(stacked, we_dev, wt_up, mu)
-    edge = _edge_costs(stacked, we, wt_all, nu)
+    if edge is None:
+        edge = edge_costs(stacked, weights, nu)
     alphas = np.arange(1, stacked.num_layers, dtype=np.float64)
     stab = ws * F.stability_bound(alphas, stacked.num_layers, stacked.lipschitz,
                                   stacked.samples[..., :, None])
@@ -363,9 +414,11 @@ def episode_bound(config: MECConfig, rounds: list[MECInstance], price_cap: float
         user_best = np.full(n, -np.inf)
         user_theta = np.zeros(n)
         const = 0.0
+        edge = edge_costs(stacked, w, nu)
         for k in range(steps + 2):
             point = lo if k == 0 else hi if k == 1 else 0.5 * (lo + hi)
-            mins, energy, c = user_minima(stacked, w, ud, point / (n * budget), mu, nu)
+            mins, energy, c = user_minima(stacked, w, ud, point / (n * budget), mu, nu,
+                                          edge=edge)
             const = float(c.mean())
             value_n = mins.mean(axis=0) - point / n
             better = value_n > user_best

@@ -22,8 +22,9 @@ from edgeft.envs.mec.types import MECDecision, MECInstance
 
 LN2 = math.log(2.0)
 
-__all__ = ["MIN_FRACTION", "device_energy_weight", "fast_resource_rule", "heuristic_resource_rule",
-           "optimal_edge_frequency", "optimal_power_bandwidth", "server_sums"]
+__all__ = ["MIN_FRACTION", "UploadCurves", "device_energy_weight", "fast_resource_rule",
+           "heuristic_resource_rule", "optimal_edge_frequency", "optimal_power_bandwidth",
+           "server_sums"]
 
 
 def server_sums(values: np.ndarray, server: np.ndarray, m: int) -> np.ndarray:
@@ -256,6 +257,80 @@ def optimal_edge_frequency(inst: MECInstance, alpha: np.ndarray, server: np.ndar
     return np.where(on, f, f_star)
 
 
+class UploadCurves:
+    """Each user's bandwidth and power in reply to a price of band (the inner step of
+    :func:`optimal_power_bandwidth`), for arrays of any shape (broadcast together).
+
+    For the upload cost V(b) = min_{p_lo <= p <= p_hi} s (omega_e p + omega_t) / r(p, b), with
+    r = b log2(1 + S p / b), :meth:`__call__` returns the b that minimises V(b) + lambda b
+    over b > 0 (V is convex and decreasing, see :func:`optimal_power_bandwidth`), the power
+    there, and d log b / d log lambda: where the best power is interior, lambda = C Phi(x) and
+    b = omega_t S / (omega_e kappa(x)); where it sits at a bound p, lambda = s (omega_e p +
+    omega_t) ln2 / (S p)^2 h(x) and b = S p / x; Phi and h are inverted by table and one
+    Newton step (relative error ~1e-11 in x). The power bounds switch at two thresholds of
+    lambda, computed here once.
+
+    Args:
+        s_hz: S = g / sigma^2 (Hz/W).
+        bits: s(d), the bits uploaded.
+        we: omega_e (+ lambda_n where priced), scalar or array.
+        wt: omega_t of the upload (0 without the upload delay).
+        p_lo, p_hi: the power bounds (W).
+    """
+
+    def __init__(self, s_hz: np.ndarray, bits: np.ndarray, we: Any, wt: float,
+                 p_lo: np.ndarray, p_hi: np.ndarray) -> None:
+        self.s_hz, self.we, self.wt, self.p_lo, self.p_hi = s_hz, we, wt, p_lo, p_hi
+        self.log_s = log_s = np.log(s_hz)
+        self.log_c_hi = np.log(bits * (we * p_hi + wt) * LN2) - 2.0 * (log_s + np.log(p_hi))
+        self.log_c_lo = np.log(bits * (we * p_lo + wt) * LN2) - 2.0 * (log_s + np.log(p_lo))
+        self.interior = interior = bool(np.all(we > 0)) and wt > 0
+        if interior:
+            self.log_c_int = np.log(bits * we**2 * LN2 / wt) - 2.0 * log_s
+            # Newton: the SNRs where kappa(x) / x = omega_t / (omega_e p) at p^max and p_lo
+            # (the power bounds start to bind); lambda there: above ell_hi p < p^max, above
+            # ell_lo p = p_lo
+            log_ratio = np.log(wt / we)
+            ells = []
+            for log_c, bound in ((self.log_c_hi, p_hi), (self.log_c_lo, p_lo)):
+                t_c = log_ratio - np.log(bound)
+                u = _start("kappa/x", t_c)
+                lk, sk = _snr_curves(np.exp(u))[4:]
+                u = u + (t_c + u - lk) / (sk - 1.0)
+                ells.append(log_c + _snr_curves(np.exp(u))[0])
+            self.ell_hi, self.ell_lo = ells
+        else:
+            self.log_c_int = np.zeros(np.shape(self.log_c_hi))
+            edge = np.where(np.asarray(we) <= 0, np.inf, -np.inf)
+            self.ell_hi = self.ell_lo = np.broadcast_to(edge, np.shape(self.log_c_hi))
+
+    def __call__(self, ell: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(b, d log b / d log lambda, p) at log lambda = ell."""
+        s_hz, p_hi, p_lo = self.s_hz, self.p_hi, self.p_lo
+        inner = (ell > self.ell_hi) & (ell < self.ell_lo)
+        at_max = ell <= self.ell_hi
+        p = np.where(at_max, p_hi, p_lo)
+        target = ell - np.where(inner, self.log_c_int,
+                                np.where(at_max, self.log_c_hi, self.log_c_lo))
+        u = np.where(inner, _start("phi", target), _start("h", target))
+        x = np.exp(u)
+        kappa, rho, log1 = _kappa_rho(x)
+        x1 = x / (1.0 + x)
+        lk, ll = np.log(kappa), np.log(log1)
+        sk, sr, sl = x * log1 / kappa, x1 * x1 / rho, x1 / log1
+        # log Phi = ln(1 + x) + log kappa + log rho - log ln(1 + x), log h = log rho
+        # + 2 log x - 2 log ln(1 + x), and their slopes (see _snr_curves)
+        val = np.log(rho) - ll + np.where(inner, log1 + lk, 2.0 * u - ll)
+        slope = sr - sl + np.where(inner, x1 + sk, 2.0 - sl)
+        du = (target - val) / slope
+        x = x * np.exp(du)
+        b_fixed = s_hz * p / x
+        if self.interior:
+            b = np.where(inner, self.wt * s_hz / (self.we * kappa * np.exp(sk * du)), b_fixed)
+            return b, np.where(inner, -sk / slope, -1.0 / slope), np.where(inner, x * b / s_hz, p)
+        return b_fixed, -1.0 / slope, p
+
+
 def optimal_power_bandwidth(inst: MECInstance, server: np.ndarray,
                             weights: tuple[float, float, float], upload_delay: bool = True,
                             price: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -306,65 +381,24 @@ def optimal_power_bandwidth(inst: MECInstance, server: np.ndarray,
     b_eq = band[server] / count[server]
     if np.all(we <= 0) and wt <= 0:  # the upload costs nothing: any split is optimal
         return p_hi.copy(), b_eq
-    log_s = np.log(s_hz)
-    log_c_hi = np.log(bits * (we * p_hi + wt) * LN2) - 2.0 * (log_s + np.log(p_hi))
-    log_c_lo = np.log(bits * (we * p_lo + wt) * LN2) - 2.0 * (log_s + np.log(p_lo))
-    interior = bool(np.all(we > 0)) and wt > 0
-    if interior:
-        log_c_int = np.log(bits * we**2 * LN2 / wt) - 2.0 * log_s
-        # Newton on one stacked vector: the SNRs where kappa(x) / x = omega_t / (omega_e p) at
-        # p^max and p_lo (the power bounds start to bind) and the SNR of the best power at the
-        # equal share, kappa(x) = omega_t S / (omega_e b_eq)
-        t_c = (np.log(wt / we) if price is None else np.log(wt / np.concatenate([we, we]))
-               ) - np.log(np.concatenate([p_hi, p_lo]))
+    curves = UploadCurves(s_hz, bits, we, wt, p_lo, p_hi)
+    log_s = curves.log_s
+    if curves.interior:
+        # the SNR of the best power at the equal share, kappa(x) = omega_t S / (omega_e b_eq)
         t_eq = np.log(wt * s_hz / (we * b_eq))
-        u = np.concatenate([_start("kappa/x", t_c), _start("kappa", t_eq)])
+        u = _start("kappa", t_eq)
         lk, sk = _snr_curves(np.exp(u))[4:]
-        u = u + (np.concatenate([t_c + u[:2 * n], t_eq]) - lk) / np.concatenate(
-            [sk[:2 * n] - 1.0, sk[2 * n:]])
-        p_eq = np.minimum(np.maximum(np.exp(u[2 * n:]) * b_eq / s_hz, p_lo), p_hi)
+        u = u + (t_eq - lk) / sk
+        p_eq = np.minimum(np.maximum(np.exp(u) * b_eq / s_hz, p_lo), p_hi)
     else:
-        log_c_int = np.zeros(n)
-        u = np.zeros(0)
         p_eq = np.where(we <= 0, p_hi, p_lo) if price is not None else (
             p_hi if we <= 0 else p_lo)
-    lh = _snr_curves(np.concatenate([np.exp(u[:2 * n]), s_hz * p_eq / b_eq]))[0]
-    if interior:  # lambda at the thresholds: above ell_hi p < p^max, above ell_lo p = p_lo
-        ell_hi, ell_lo = log_c_hi + lh[:n], log_c_lo + lh[n:2 * n]
-    elif price is not None:
-        ell_hi = ell_lo = np.where(we <= 0, np.inf, -np.inf)
-    else:
-        ell_hi = ell_lo = np.full(n, np.inf if we <= 0 else -np.inf)
     # bracket: lambda_n at the equal share; every b_n >= the share at the smallest, and so on
-    ell_n = np.log(bits * (we * p_eq + wt) * LN2) - 2.0 * (log_s + np.log(p_eq)) + lh[-n:]
-
-    def solve(ell: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(b_n, d log b_n / d log lambda, p_n) at log lambda = ell."""
-        inner = (ell > ell_hi) & (ell < ell_lo)
-        at_max = ell <= ell_hi
-        p = np.where(at_max, p_hi, p_lo)
-        target = ell - np.where(inner, log_c_int, np.where(at_max, log_c_hi, log_c_lo))
-        u = np.where(inner, _start("phi", target), _start("h", target))
-        x = np.exp(u)
-        kappa, rho, log1 = _kappa_rho(x)
-        x1 = x / (1.0 + x)
-        lk, ll = np.log(kappa), np.log(log1)
-        sk, sr, sl = x * log1 / kappa, x1 * x1 / rho, x1 / log1
-        # log Phi = ln(1 + x) + log kappa + log rho - log ln(1 + x), log h = log rho
-        # + 2 log x - 2 log ln(1 + x), and their slopes (see _snr_curves)
-        val = np.log(rho) - ll + np.where(inner, log1 + lk, 2.0 * u - ll)
-        slope = sr - sl + np.where(inner, x1 + sk, 2.0 - sl)
-        du = (target - val) / slope
-        x = x * np.exp(du)
-        b_fixed = s_hz * p / x
-        if interior:
-            b = np.where(inner, wt * s_hz / (we * kappa * np.exp(sk * du)), b_fixed)
-            return b, np.where(inner, -sk / slope, -1.0 / slope), np.where(inner, x * b / s_hz, p)
-        return b_fixed, -1.0 / slope, p
-
+    ell_n = (np.log(bits * (we * p_eq + wt) * LN2) - 2.0 * (log_s + np.log(p_eq))
+             + _snr_curves(s_hz * p_eq / b_eq)[0])
     active = count > 0
     lo, hi, start = _bracket(ell_n, server, m, active)
-    b, _, p = _per_server_root(solve, lo, hi, start, server, band, active)
+    b, _, p = _per_server_root(curves, lo, hi, start, server, band, active)
     tot = server_sums(b, server, m)
     b = b * (band / np.where(tot > 0, tot, 1.0))[server]  # the band in full, exactly
     return p, b

@@ -195,3 +195,32 @@ def test_old_suite_keeps_its_definition():
     new = get_suite("mec-default")
     assert new.version == 3 and new.cost_limit == 1.0
     assert new.episode_cost_limit() == 20.0
+
+
+@pytest.mark.parametrize("preset", ["default", "paper"])
+def test_upload_minima_by_the_curves_equal_bisection(preset):
+    """The relaxed rounds' upload minima through ``resources.UploadCurves`` (the closed-form
+    reply to a band price) equal the bisection on V'(b) + mu (the earlier implementation,
+    kept as ``_upload_bisect``) over prices from 0 to far above the capacity prices."""
+    from edgeft.envs.mec.config import MIN_FRACTION
+
+    config, inst = make_instance(3, preset=preset, num_users=12, num_servers=4)
+    st = H.stack_rounds([inst, inst.replace(gain=inst.gain * 1e-3)])
+    rng = np.random.default_rng(3)
+    wt = config.weights[1] if config.upload_delay else 0.0
+    shape = st.gain.shape
+    for scale in (0.0, 1e-12, 1e-9, 1e-7, 1e-5):
+        we_dev = config.weights[0] + rng.uniform(0, 3, size=12) / (12 * inst.energy_budget)
+        mu = scale * rng.uniform(0.1, 2.0, size=(2, 4))
+        value, energy = H._upload_costs(st, we_dev, wt, mu)
+        args = (st.gain / st.noise_psd, np.broadcast_to(st.bits[..., :, None], shape),
+                np.broadcast_to(we_dev[:, None], shape), wt,
+                np.broadcast_to((MIN_FRACTION * st.p_max)[..., :, None], shape),
+                np.broadcast_to(st.p_max[..., :, None], shape),
+                np.broadcast_to(st.b_max[..., None, :], shape),
+                np.broadcast_to(mu[..., None, :], shape))
+        b, p = H._upload_bisect(*args)
+        rate = b * np.log1p(args[0] * p / b) / np.log(2)
+        np.testing.assert_allclose(value, args[1] * (args[2] * p + wt) / rate + args[7] * b,
+                                   rtol=1e-12)
+        np.testing.assert_allclose(energy, args[1] * p / rate, rtol=1e-9)
