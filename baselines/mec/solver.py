@@ -1078,6 +1078,8 @@ class DirectCongestionQP:
 
 
 _QP_CACHE: dict[tuple[int, int], CongestionQP] = {}
+#: chi above this is in the support guessed for the next CCCP iteration
+_SUPPORT = 1e-6
 _DIRECT_QP_CACHE: dict[tuple[int, int], DirectCongestionQP] = {}
 
 
@@ -1142,6 +1144,108 @@ def vertex_is_unique_minimiser(u: np.ndarray, v: np.ndarray, lin: np.ndarray,
     return bool(np.min(gap) > margin * np.max(np.abs(c)))
 
 
+def congestion_qp_on_support(u: np.ndarray, v: np.ndarray, lin: np.ndarray,
+                             support: np.ndarray, margin: float = 1e-6, tries: int = 3
+                             ) -> np.ndarray | None:
+    """The congestion QP's minimiser if it is unique with strict margins, found on the
+    support ``support`` or a few active-set steps from it; else None (the caller solves the
+    QP).
+
+    On a support S (each user's servers, at least one each) the KKT conditions are linear:
+    c_nm = lin_nm + 2 u_nm U_m + 2 v_nm V_m = pi_n on S, sum_m chi_nm = 1, and the loads
+    U_m = sum_n u_nm chi_nm, V_m likewise (users with one server in S are fixed at it, so the
+    system holds only the users split between servers). Its solution is the minimiser, and the
+    only one, where the system is nonsingular, every chi on S exceeds ``margin`` and every
+    server off S has c_nm - pi_n > ``margin`` x max |c| (the gradient, and so the reduced costs,
+    is the same at every minimiser: they all lie on S and solve the same nonsingular system);
+    the interior-point solver ends at the same point to its accuracy. Where a chi on S falls
+    to ``margin`` or below, S loses it; where a server off S has a negative reduced cost, S
+    gains it; up to ``tries`` supports are tried.
+    """
+    for _ in range(tries):
+        chi, drop, add = _qp_on_support(u, v, lin, support, margin)
+        if chi is not None or (drop is None and add is None):
+            return chi
+        support = support.copy()
+        if drop is not None:
+            support[drop] = False
+        if add is not None:
+            support[add] = True
+    return None
+
+
+def _qp_on_support(u: np.ndarray, v: np.ndarray, lin: np.ndarray, support: np.ndarray,
+                   margin: float) -> tuple[np.ndarray | None, Any, Any]:
+    """One support of :func:`congestion_qp_on_support`: (chi or None, entries to drop, entries
+    to add) (None, None, None where no step applies)."""
+    n, m = u.shape
+    rows = np.arange(n)
+    k_n = support.sum(axis=1)
+    if np.any(k_n == 0):
+        return None, None, None
+    single = k_n == 1
+    split = np.flatnonzero(~single)
+    if np.sum(k_n[split] - 1) > 2 * m:  # more free directions than load equations: not unique
+        return None, None, None
+    chi = np.zeros((n, m))
+    s_fix = np.argmax(support, axis=1)
+    chi[rows[single], s_fix[single]] = 1.0
+    kkt = None
+    if split.size:
+        base_u = np.bincount(s_fix[single], weights=u[rows[single], s_fix[single]],
+                             minlength=m)
+        base_v = np.bincount(s_fix[single], weights=v[rows[single], s_fix[single]],
+                             minlength=m)
+        pn, pm = np.nonzero(support[split])  # entries of the split users, by user
+        users = split[pn]
+        k, f = pn.size, split.size
+        size = k + f + 2 * m
+        kkt = np.zeros((size, size))
+        rhs = np.zeros(size)
+        e = np.arange(k)
+        # stationarity: 2 u U_m + 2 v V_m - pi_n = -lin (columns: chi | pi | U | V)
+        kkt[e, k + f + pm] = 2.0 * u[users, pm]
+        kkt[e, k + f + m + pm] = 2.0 * v[users, pm]
+        kkt[e, k + pn] = -1.0
+        rhs[:k] = -lin[users, pm]
+        kkt[k + pn, e] = 1.0  # sum_m chi = 1
+        rhs[k:k + f] = 1.0
+        r = k + f + np.arange(m)
+        kkt[r, k + f + np.arange(m)] = 1.0  # U_m - sum u chi = the fixed users' load
+        kkt[k + f + pm, e] = -u[users, pm]
+        rhs[r] = base_u
+        kkt[r + m, k + f + m + np.arange(m)] = 1.0
+        kkt[k + f + m + pm, e] = -v[users, pm]
+        rhs[r + m] = base_v
+        try:
+            sol = np.linalg.solve(kkt, rhs)
+        except np.linalg.LinAlgError:
+            return None, None, None
+        x = sol[:k]
+        if not np.all(np.isfinite(x)):
+            return None, None, None
+        if np.min(x) <= margin:
+            drop = np.zeros((n, m), dtype=bool)
+            drop[users[x <= margin], pm[x <= margin]] = True
+            return None, drop, None
+        chi[users, pm] = x
+    loads_u = np.sum(u * chi, axis=0)
+    loads_v = np.sum(v * chi, axis=0)
+    c = lin + 2.0 * u * loads_u + 2.0 * v * loads_v
+    pi = np.min(np.where(support, c, np.inf), axis=1)
+    gap = np.where(support, np.inf, c - pi[:, None])
+    scale = np.max(np.abs(c))
+    spread = np.max(np.where(support, c, -np.inf), axis=1) - pi  # equal on S (to rounding)
+    if np.max(spread) > 1e-9 * scale:
+        return None, None, None
+    if np.min(gap) <= margin * scale:
+        add = gap < 0
+        return None, None, (add if add.any() else None)
+    if kkt is not None and np.linalg.cond(kkt) > 1e12:
+        return None, None, None
+    return chi, None, None
+
+
 def cccp_congestion(u: np.ndarray, v: np.ndarray, lin: np.ndarray, *, starts: list[np.ndarray],
                     rho0: float | None = None, growth: float = 2.0, max_iter: int = 60
                     ) -> tuple[list[np.ndarray], list[int]]:
@@ -1179,11 +1283,13 @@ def cccp_congestion(u: np.ndarray, v: np.ndarray, lin: np.ndarray, *, starts: li
         for it in range(1, max_iter + 1):  # noqa: B007 (read after the loop)
             lin_i = lin + rho * (1.0 - 2.0 * chi)
             vertex = np.argmax(chi, axis=1)
+            found = None
             if exact and vertex_is_unique_minimiser(u, v, lin_i, vertex):
-                new = np.zeros((n, m))
-                new[rows, vertex] = 1.0
-            else:
-                new = qp.solve(u, v, lin_i)
+                found = np.zeros((n, m))
+                found[rows, vertex] = 1.0
+            elif exact:
+                found = congestion_qp_on_support(u, v, lin_i, chi > _SUPPORT)
+            new = found if found is not None else qp.solve(u, v, lin_i)
             binary = bool(np.all(np.minimum(new, 1 - new) < 1e-6))
             moved = float(np.max(np.abs(new - chi)))
             chi = new

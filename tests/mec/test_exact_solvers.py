@@ -253,10 +253,40 @@ def test_vertex_check_agrees_with_the_qp(seed):
         assert not S.vertex_is_unique_minimiser(u, v, lin, worst)
 
 
-def test_cccp_with_the_vertex_check_returns_the_solver_path_associations():
-    dec, (u, v, lin) = _congestion(1, n=12, m=3)
+@pytest.mark.parametrize("seed", range(3))
+def test_support_solve_agrees_with_the_qp(seed):
+    """Along CCCP paths (the solver's iterates, rho doubling), the exact solve on the previous
+    iterate's support, where it answers, is the QP solver's minimiser (to the solver's
+    accuracy) with the same rounding; from the fractional 1/M start it declines (not unique)."""
+    dec, (u, v, lin) = _congestion(seed, n=16, m=4)
     n, m = u.shape
-    rng = np.random.default_rng(1)
+    qp = S.DirectCongestionQP(n, m)
+    rng = np.random.default_rng(seed)
+    answered = 0
+    for start in (dec.association(m), 0.5 * dec.association(m)
+                  + 0.5 * rng.dirichlet(np.ones(m), size=n)):
+        chi = start
+        rho = 1e-3 * float(np.mean(lin) + np.mean(u) ** 2 + np.mean(v) ** 2)
+        for _ in range(12):
+            lin_i = lin + rho * (1 - 2 * chi)
+            ref = qp.solve(u, v, lin_i)
+            got = S.congestion_qp_on_support(u, v, lin_i, chi > 1e-6)
+            if got is not None:
+                answered += 1
+                np.testing.assert_allclose(got, ref, atol=1e-5)
+                np.testing.assert_array_equal(np.argmax(got, 1), np.argmax(ref, 1))
+                np.testing.assert_allclose(got.sum(1), 1.0, rtol=1e-12)
+                assert got.min() >= 0.0
+            chi, rho = ref, 2 * rho
+    assert answered > 0
+    assert S.congestion_qp_on_support(u, v, lin, np.ones((n, m), dtype=bool)) is None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cccp_with_the_exact_shortcuts_returns_the_solver_path_associations(seed):
+    dec, (u, v, lin) = _congestion(seed, n=20, m=4)
+    n, m = u.shape
+    rng = np.random.default_rng(seed)
     starts = [dec.association(m), np.full((n, m), 1 / m)] + [
         0.5 * dec.association(m) + 0.5 * rng.dirichlet(np.ones(m), size=n) for _ in range(2)]
     got, _ = S.cccp_congestion(u, v, lin, starts=starts)
