@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 from edgeft.baselines.fedlora.reference import ref_lyapunov_decision
 from edgeft.envs.common import config_in_force
-from edgeft.envs.fedlora.types import decode_observation
+from edgeft.envs.fedlora.observation import decode_observation
 
 import edgeft
 

@@ -97,7 +97,7 @@ class LyapunovPolicy(FedLoRAPolicy):
 
     Devices are sorted by channel (strongest first); for each prefix S_n of that order the
     minimum common delay D*(S_n) (Lemma 3 bandwidths summing to B) gives x_n = D*/D-bar and the
-    per-round objective J_n (:func:`~edgeft.envs.fedlora.dynamics.lyapunov_objective`), with the
+    per-round objective J_n (:func:`~edgeft.envs.fedlora.reward.lyapunov_objective`), with the
     queue q(t-1) read from the observation.
 
     Args:

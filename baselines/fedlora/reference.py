@@ -61,7 +61,7 @@ def ref_min_common_delay(bits, gain, noise_psd: float, total_bandwidth: float) -
 
 
 def ref_objective(n: int, x: float, queue: float, zeta: float, variant: str) -> float:
-    """Per-round Lyapunov objective, written out (see dynamics.lyapunov_objective)."""
+    """Per-round Lyapunov objective, written out (see reward.lyapunov_objective)."""
     if variant == "paper":
         return n - zeta * queue * x
     return n - zeta * (queue * x + 0.5 * (x - 1.0) ** 2)

@@ -15,21 +15,10 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-
-# the pieces the step is made of, importable from here too (older import paths)
-from edgeft.envs.fedlora.actions import (  # noqa: F401
-    ACTION_WHAT,
-    action_to_decision,
-    allocate,
-    channel_order,
-    prefix_mask,
-    project_shares,
-    validate_action,
-)
+from edgeft.envs.fedlora.actions import action_to_decision
 from edgeft.envs.fedlora.config import FedLoRAConfig
 from edgeft.envs.fedlora.formulas import delays_from_snr, queue_update
-from edgeft.envs.fedlora.generator import draw_cell  # noqa: F401
-from edgeft.envs.fedlora.reward import lyapunov_objective, step_reward  # noqa: F401
+from edgeft.envs.fedlora.reward import step_reward
 from edgeft.envs.fedlora.surrogate import (
     _noisy,
     accuracy_of_loss,

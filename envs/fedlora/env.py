@@ -24,6 +24,7 @@ from edgeft.envs.fedlora.generator import (
 )
 from edgeft.envs.fedlora.observation import (
     BITS_UNIT,
+    FedLoRAObservation,
     decode_observation,
     encode_observation,
     observation_space,
@@ -64,7 +65,7 @@ class FedLoRASchedulingEnv(gym.Env):
     ## Observation space
     Box(-inf, inf, (3K + 3,), float64): channel gains in dB, bits per device (Mbit), rounds since
     each device was last scheduled (/T), the delay queue q = D-hat / D-bar, the round (/T) and the
-    current loss. Lossless: ``env.unwrapped.decode(obs)`` (or
+    current loss. Lossless: ``env.unwrapped.decode_observation(obs)`` (or
     ``edgeft.envs.fedlora.observation.decode_observation(obs, config)``) returns the exact state
     the env computes with; ``observation.observation_layout(config)`` names each block's slice.
     With correlated channels the observation carries this round's gains (the CSI a server
@@ -191,7 +192,7 @@ class FedLoRASchedulingEnv(gym.Env):
             raise RuntimeError("call reset() before reading the state")
         return self._state.copy()
 
-    def decode(self, obs: np.ndarray):
+    def decode_observation(self, obs: np.ndarray) -> FedLoRAObservation:
         """Typed decoding of an observation (or a batch) of this env."""
         return decode_observation(obs, self.config)
 

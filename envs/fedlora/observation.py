@@ -25,81 +25,35 @@ function of how often k was scheduled, which a policy can count from ``info["sch
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 from edgeft.envs.fedlora.config import FedLoRAConfig
 from edgeft.envs.fedlora.formulas import db_to_gain
+from edgeft.envs.observation import ObservationLayout
 from gymnasium import spaces
 
 BITS_UNIT = 1e6  # observation carries bits in Mbit
 
 
-#: block names in order, and whether each holds one entry per device (else one scalar)
-_BLOCKS = (("gain_db", True), ("bits", True), ("age", True), ("queue", False), ("round", False),
-           ("loss", False))
-
-
-@dataclass(frozen=True)
-class ObservationLayout:
-    """Where each block of the observation vector lies: one ``slice`` of its last axis per block,
-    by name (``obs[..., layout.bits]`` is the bits block in Mbit).
-
-    Blocks, in order: ``gain_db``, ``bits`` (Mbit), ``age`` (/T), one entry per device;
-    ``queue``, ``round`` (/T), ``loss``, one entry each. Iterating yields ``(name, shape)``
-    pairs in order (shape for one copy: ``(K,)`` or ``()``), like the MEC layout;
-    :meth:`sections` cuts an observation (or a batch) into its blocks.
-    """
-
-    num_devices: int
-    size: int
-    gain_db: slice
-    bits: slice
-    age: slice
-    queue: slice
-    round: slice
-    loss: slice
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Block names in order."""
-        return tuple(name for name, _ in _BLOCKS)
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        """The shape of block ``name`` for one copy: ``(K,)`` or ``()``."""
-        return (self.num_devices,) if dict(_BLOCKS)[name] else ()
-
-    def __iter__(self) -> Iterator[tuple[str, tuple[int, ...]]]:
-        return iter([(name, self.shape(name)) for name, _ in _BLOCKS])
-
-    def sections(self, obs: np.ndarray) -> dict[str, np.ndarray]:
-        """Every block of ``obs`` (..., size) as a (..., *shape) view, by name, in order (raw
-        observation units: dB, Mbit, /T).
-
-        Raises:
-            ValueError: the last axis of ``obs`` is not ``size`` long.
-        """
-        obs = np.asarray(obs)
-        if obs.shape[-1:] != (self.size,):
-            raise ValueError(f"observation must have last axis of length 3K+3 = {self.size} for "
-                             f"num_devices={self.num_devices}, got shape {obs.shape}")
-        lead = obs.shape[:-1]
-        return {name: obs[..., getattr(self, name)].reshape(lead + shape) for name, shape in self}
+def _blocks(k: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    return (("gain_db", (k,)), ("bits", (k,)), ("age", (k,)), ("queue", ()), ("round", ()),
+            ("loss", ()))
 
 
 def observation_layout(config: FedLoRAConfig) -> ObservationLayout:
-    """The observation layout of the env with ``config`` (K devices: 3K + 3 entries)."""
+    """The observation layout of the env with ``config`` (K devices: 3K + 3 entries).
+
+    Blocks, in order: ``gain_db``, ``bits`` (Mbit), ``age`` (/T), one entry per device;
+    ``queue``, ``round`` (/T), ``loss``, one entry each; ``layout.num_devices`` is K.
+    """
     return _layout(config.num_devices)
 
 
 @lru_cache(maxsize=64)
 def _layout(k: int) -> ObservationLayout:
-    return ObservationLayout(num_devices=k, size=3 * k + 3, gain_db=slice(0, k),
-                             bits=slice(k, 2 * k), age=slice(2 * k, 3 * k),
-                             queue=slice(3 * k, 3 * k + 1), round=slice(3 * k + 1, 3 * k + 2),
-                             loss=slice(3 * k + 2, 3 * k + 3))
+    return ObservationLayout.of(_blocks(k), rule="3K+3", num_devices=k)
 
 
 def observation_space(config: FedLoRAConfig) -> spaces.Box:
@@ -176,14 +130,9 @@ def decode_observation(obs: np.ndarray, config: FedLoRAConfig) -> FedLoRAObserva
         ValueError: the last axis does not have length 3K + 3.
     """
     obs = np.asarray(obs, dtype=np.float64)
-    k = config.num_devices
-    if obs.shape[-1:] != (config.obs_size,):
-        raise ValueError(
-            f"observation must have last axis of length 3K+3 = {config.obs_size} for "
-            f"num_devices={k}, got shape {obs.shape}"
-        )
-    t = config.episode_rounds
     lay = observation_layout(config)
+    lay.check(obs.shape)
+    t = config.episode_rounds
     gain_db = obs[..., lay.gain_db]
     return FedLoRAObservation(
         gain_db=gain_db,

@@ -17,15 +17,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 from edgeft.envs.fedlora.formulas import LN2
-from edgeft.envs.fedlora.observation import (  # noqa: F401  (importable from here too)
-    BITS_UNIT,
-    FedLoRAObservation,
-    ObservationLayout,
-    bits_from_obs,
-    decode_observation,
-    encode_observation,
-    observation_layout,
-)
+from edgeft.envs.fedlora.observation import bits_from_obs, encode_observation
 
 #: One round's decision: ``(scheduled, bandwidth, projected)`` -- which devices are scheduled
 #: (bool, (..., K)), their uplink bandwidth in Hz ((..., K), 0 off schedule) and whether the action

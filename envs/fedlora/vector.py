@@ -27,6 +27,7 @@ from edgeft.envs.fedlora.actions import action_space
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
 from edgeft.envs.fedlora.generator import empty_channel, initial_state
 from edgeft.envs.fedlora.observation import (
+    FedLoRAObservation,
     decode_observation,
     encode_observation,
     observation_space,
@@ -78,7 +79,7 @@ class FedLoRAVectorEnv(VectorEnv):
         """The batched typed state of the current round (a copy)."""
         return self._state.copy()
 
-    def decode(self, obs: np.ndarray):
+    def decode_observation(self, obs: np.ndarray) -> FedLoRAObservation:
         """Typed decoding of a batch of observations."""
         return decode_observation(obs, self.config)
 

@@ -68,7 +68,6 @@ def action_space(config: MECConfig) -> spaces.Space:
     return spaces.MultiDiscrete(np.array([y - 1] * n + [m] * n, dtype=np.int64))
 
 
-_server_sums = server_sums  # the old private name (kept for callers)
 
 
 def _cap_shares(shares: np.ndarray, server: np.ndarray, m: int) -> np.ndarray:

@@ -3,10 +3,7 @@
 :func:`sample_initial_state` draws an episode (positions, device and server parameters, fading,
 token lengths, empty queues); :func:`advance` draws the next round's exogenous values (mobility,
 correlated fading, token lengths). Every draw comes from the ``rng`` passed in, in a fixed
-order. The state type lives in ``types`` and the observation in ``observation``; the names this
-module exported before (``MECState``, ``observation_layout``, ``observation_sections``,
-``observation_size``, ``encode_observation``, ``decode_observation``, ``gain_matrix``,
-``instance_from_state``) are re-exported here with their old signatures while callers switch.
+order. The state type lives in ``types`` and the observation in ``observation``.
 """
 
 from __future__ import annotations
@@ -19,25 +16,8 @@ from edgeft.envs.channels import (
     rayleigh_fading,
     reflect_in_square,
 )
-from edgeft.envs.mec import observation as _obs
 from edgeft.envs.mec.config import MECConfig
-from edgeft.envs.mec.observation import observation_layout, observation_sections, observation_size
-from edgeft.envs.mec.types import MECState, gain_matrix, instance_from_state
-
-__all__ = ["MECState", "advance", "decode_observation", "encode_observation", "gain_matrix",
-           "instance_from_state", "observation_layout", "observation_sections",
-           "observation_size", "sample_initial_state", "sample_tokens"]
-
-
-def encode_observation(config: MECConfig, state: MECState) -> np.ndarray:
-    """Old signature of ``observation.encode_observation(state, config)`` (kept for callers)."""
-    return _obs.encode_observation(state, config)
-
-
-def decode_observation(config: MECConfig, obs: np.ndarray) -> MECState:
-    """Old signature of ``observation.decode_observation(obs, config)`` for one observation
-    (any shape with the observation's number of entries; kept for callers)."""
-    return _obs.decode_observation(np.ravel(np.asarray(obs, dtype=np.float64)), config)
+from edgeft.envs.mec.types import MECState
 
 
 def _place_users(config: MECConfig, rng: np.random.Generator, servers: np.ndarray,

@@ -36,14 +36,13 @@ queue_in_budgets    (N,)      derived: Q_n / e_bar_n
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from edgeft.envs.mec.config import MECConfig
 from edgeft.envs.mec.types import MECState, gain_matrix
+from edgeft.envs.observation import ObservationLayout
 
 #: the derived blocks (features for agents; decoding ignores them)
 DERIVED = ("gain_db", "queue_in_budgets")
@@ -74,78 +73,15 @@ def _blocks(n: int, m: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
     )
 
 
-@dataclass(frozen=True)
-class ObservationLayout:
-    """Where each block lies in the flat observation: one ``slice`` per block, by name.
-
-    ``obs[..., layout.tokens]`` is the token block (flat); :meth:`sections` gives every block
-    in its shape. Iterating yields ``(name, shape)`` pairs in order (the form
-    ``generator.observation_layout`` returned before this class).
-    """
-
-    num_users: int
-    num_servers: int
-    size: int
-    round_index: slice
-    user_pos: slice
-    user_vel: slice
-    server_pos: slice
-    fading_re: slice
-    fading_im: slice
-    tokens: slice
-    p_max: slice
-    f_user_max: slice
-    cores_user: slice
-    flops_user: slice
-    samples: slice
-    energy_budget: slice
-    energy_queue: slice
-    cores_edge: slice
-    flops_edge: slice
-    f_edge_max: slice
-    b_max: slice
-    gain_db: slice
-    queue_in_budgets: slice
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Block names in order."""
-        return tuple(name for name, _ in _blocks(self.num_users, self.num_servers))
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        """The shape of block ``name`` for one copy."""
-        return dict(_blocks(self.num_users, self.num_servers))[name]
-
-    def __iter__(self) -> Iterator[tuple[str, tuple[int, ...]]]:
-        return iter(_blocks(self.num_users, self.num_servers))
-
-    def sections(self, obs: np.ndarray) -> dict[str, np.ndarray]:
-        """Every block of ``obs`` (..., size) as a (..., *shape) view, by name, in order.
-
-        Raises:
-            ValueError: the last axis of ``obs`` is not ``size`` long.
-        """
-        if obs.shape[-1] != self.size:
-            raise ValueError(f"observation must have {self.size} entries for this config "
-                             f"(N={self.num_users}, M={self.num_servers}), got {obs.shape[-1]}")
-        lead = obs.shape[:-1]
-        return {name: obs[..., getattr(self, name)].reshape(lead + shape)
-                for name, shape in self}
-
-
 @lru_cache(maxsize=64)
 def _layout(n: int, m: int) -> ObservationLayout:
-    slices: dict[str, Any] = {}
-    i = 0
-    for name, shape in _blocks(n, m):
-        size = int(np.prod(shape))
-        slices[name] = slice(i, i + size)
-        i += size
-    return ObservationLayout(num_users=n, num_servers=m, size=i, **slices)
+    return ObservationLayout.of(_blocks(n, m), num_users=n, num_servers=m)
 
 
 def observation_layout(config: MECConfig) -> ObservationLayout:
-    """The observation layout of ``config`` (N users, M servers)."""
+    """The observation layout of ``config`` (N users, M servers; ``layout.num_users``,
+    ``layout.num_servers``): ``layout.tokens`` is the token block's slice (flat),
+    ``layout.sections(obs)`` gives every block in its shape."""
     return _layout(int(config.num_users), int(config.num_servers))
 
 
@@ -187,8 +123,3 @@ def decode_observation(obs: np.ndarray, config: MECConfig) -> MECState:
     return MECState(**values)
 
 
-def observation_sections(config: MECConfig, obs: np.ndarray) -> dict[str, np.ndarray]:
-    """The blocks of observations ``obs`` (..., size), each as a (..., *shape) view, by name
-    (``observation_layout(config).sections(obs)``; argument order kept from
-    ``generator.observation_sections``)."""
-    return observation_layout(config).sections(obs)

@@ -71,7 +71,7 @@ class MECVectorEnv(VectorEnv):
             raise RuntimeError("call reset() before reading the state")
         return MECState.stack(self._states)
 
-    def decode(self, obs: np.ndarray) -> MECState:
+    def decode_observation(self, obs: np.ndarray) -> MECState:
         """Typed decoding of a batch of observations."""
         return O.decode_observation(obs, self.config)
 

@@ -29,7 +29,7 @@ def test_lyapunov_is_the_per_round_optimum_by_brute_force(k, seed, zeta):
     obs, _ = env.reset(seed=seed)
     cfg = env.unwrapped.config
     for _ in range(8):
-        dec = env.unwrapped.decode(obs)
+        dec = env.unwrapped.decode_observation(obs)
         queue = float(dec.queue)
         best, _ = brute_force_best_subset(dec.gain, dec.bits, queue, cfg.budget_s, cfg.noise_psd,
                                           cfg.bandwidth_hz, zeta)
@@ -48,7 +48,7 @@ def test_lyapunov_matches_brentq_reference_with_queue_states():
     for queue in (0.0, 0.3, 2.0, 10.0, 50.0):
         o = obs.copy()
         o[3 * 12] = queue
-        dec = env.unwrapped.decode(o)
+        dec = env.unwrapped.decode_observation(o)
         _, values = ref_lyapunov_prefixes(dec.gain, dec.bits, queue, cfg.budget_s, cfg.noise_psd,
                                           cfg.bandwidth_hz, cfg.zeta)
         shares, _ = policy.predict(o)
@@ -64,7 +64,7 @@ def test_paper_lyapunov_stops_at_the_first_decrease():
     for queue in (0.0, 0.05, 0.5, 2.0, 20.0):
         o = obs.copy()
         o[30] = queue
-        dec = env.unwrapped.decode(o)
+        dec = env.unwrapped.decode_observation(o)
         _, values = ref_lyapunov_prefixes(dec.gain, dec.bits, queue, cfg.budget_s, cfg.noise_psd,
                                           cfg.bandwidth_hz, cfg.zeta, "paper")
         obj, n = 0.0, 0
@@ -85,7 +85,7 @@ def test_gs_is_the_largest_prefix_meeting_the_budget_and_aaba_is_equal_split():
     aaba = edgeft.make_policy("aaba", env)
     obs, _ = env.reset(seed=6)
     for _ in range(10):
-        dec = env.unwrapped.decode(obs)
+        dec = env.unwrapped.decode_observation(obs)
         order = np.argsort(-dec.gain, kind="stable")
         need = [ref_bandwidth_for_delay(dec.bits[i], cfg.budget_s, dec.gain[i], cfg.noise_psd)
                 for i in order]
@@ -189,7 +189,7 @@ def test_lyapunov_is_the_per_round_optimum_over_all_subsets_at_k10():
         policy = edgeft.make_policy("lyapunov", env)
         obs, _ = env.reset(seed=3)
         for _ in range(15):
-            dec = env.unwrapped.decode(obs)
+            dec = env.unwrapped.decode_observation(obs)
             queue = float(dec.queue)
             d, _ = min_common_delay(dec.bits, dec.gain, cfg.noise_psd, cfg.bandwidth_hz, masks)
             j = masks.sum(1) - zeta * (queue * d / cfg.budget_s + 0.5 * (d / cfg.budget_s - 1) ** 2)

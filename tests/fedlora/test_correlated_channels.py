@@ -180,7 +180,7 @@ def test_mobility_keeps_devices_in_the_cell_and_recomputes_path_loss():
         assert (r <= cfg.cell_radius_m + 1e-9).all()
         dist.append(r)
         np.testing.assert_array_equal(ch.mean_db, cell_gain_db(cfg, ch.pos))
-        gain_db = env.unwrapped.decode(obs).gain_db
+        gain_db = env.unwrapped.decode_observation(obs).gain_db
         np.testing.assert_allclose(gain_db, ch.mean_db + gain_to_db(C.fading_power(ch.re, ch.im)),
                                    rtol=0, atol=1e-9)
     assert not np.array_equal(ch.pos, start)

@@ -54,13 +54,13 @@ def test_observation_decodes_to_the_state_the_env_uses():
     obs, _ = env.reset(seed=0)
     u = env.unwrapped
     for _ in range(5):
-        dec = u.decode(obs)
+        dec = u.decode_observation(obs)
         action = np.full(10, 0.1)
         obs, _, _, _, info = env.step(action)
         np.testing.assert_array_equal(dec.gain, info["channel_gain"])
         np.testing.assert_array_equal(dec.bits, info["bits"])
-        assert u.decode(obs).queue == info["delay_queue"]
-        assert u.decode(obs).round == dec.round + 1
+        assert u.decode_observation(obs).queue == info["delay_queue"]
+        assert u.decode_observation(obs).round == dec.round + 1
 
 
 def test_step_info_is_consistent_with_the_formulas():
@@ -228,7 +228,7 @@ def test_training_needs_real_mode_and_known_fields():
 def test_count_mode_schedules_the_strongest_devices():
     env = gym.make(ENV_ID, num_devices=10, action_mode="count")
     obs, _ = env.reset(seed=3)
-    gain = env.unwrapped.decode(obs).gain
+    gain = env.unwrapped.decode_observation(obs).gain
     _, _, _, _, info = env.step(4)
     assert set(np.flatnonzero(info["scheduled"])) == set(np.argsort(-gain)[:4])
     # min-max-delay split: every scheduled device has the same delay
@@ -342,7 +342,7 @@ def test_vector_env_equals_single_env_and_autoresets():
         assert iv["delay"][0] == pytest.approx(is_["delay"], rel=1e-12)
     # next step resets the finished copy (NEXT_STEP autoreset)
     ov, rv, _, tv, _ = v.step(np.zeros((1, 20)))
-    assert rv[0] == 0.0 and not tv[0] and v.unwrapped.decode(ov).round[0] == 0
+    assert rv[0] == 0.0 and not tv[0] and v.unwrapped.decode_observation(ov).round[0] == 0
 
 
 @pytest.mark.parametrize("noise", [0.0, 0.05])
@@ -426,7 +426,7 @@ def test_sb3_algorithms_accept_the_env(algo, mode):
 
 
 def test_single_env_projection_equals_the_batched_rule():
-    from edgeft.envs.fedlora.dynamics import project_shares
+    from edgeft.envs.fedlora.actions import project_shares
 
     rng = np.random.default_rng(0)
     for _ in range(2000):

@@ -138,7 +138,7 @@ def test_round_trip_of_reference_and_arbitrary_decisions():
     rng = np.random.default_rng(0)
     for _ in range(15):
         state = u.state
-        dec = u.decode(obs)
+        dec = u.decode_observation(obs)
         sched, band = lyap.decide(dec.gain, dec.bits, float(dec.queue))
         s2, b2, _ = action_to_decision(decision_to_action(sched, band, cfg), state, cfg)
         np.testing.assert_array_equal(s2, sched)

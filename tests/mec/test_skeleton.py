@@ -105,10 +105,7 @@ def test_batched_encode_and_decode_match_one_copy_at_a_time():
     assert decoded.batch_shape == (2, 2)
     np.testing.assert_array_equal(decoded.round_index, [[0, 0], [1, 0]])
     np.testing.assert_array_equal(decoded.fading_re[1, 0], states[2].fading_re)
-    # the old entry points agree
-    np.testing.assert_array_equal(G.encode_observation(config, states[1]), obs[1])
-    np.testing.assert_array_equal(G.decode_observation(config, obs[1]).tokens, states[1].tokens)
-    sec = G.observation_sections(config, obs)
+    sec = O.observation_layout(config).sections(obs)
     np.testing.assert_array_equal(sec["gain_db"][3],
                                   10 * np.log10(instance_from_state(config, states[3]).gain))
     with pytest.raises(ValueError, match="entries"):

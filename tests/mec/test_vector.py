@@ -95,7 +95,7 @@ def test_vector_env_state_decodes_from_its_observations():
     vec = MECVectorEnv(num_envs=2, **SMALL)
     obs, _ = vec.reset(seed=3)
     obs, *_ = vec.step(vec.action_space.sample())
-    _assert_state_equal(vec.decode(obs), vec.state)
+    _assert_state_equal(vec.decode_observation(obs), vec.state)
     assert vec.state.batch_shape == (2,)
     assert vec.config_in_force is vec.config
 

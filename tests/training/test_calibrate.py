@@ -88,7 +88,7 @@ def test_real_env_loss_is_the_global_test_loss_the_calibration_fits():
     )
     obs, _ = env.reset(seed=3)
     u = env.unwrapped
-    first = u.decode(obs).loss
+    first = u.decode_observation(obs).loss
     assert first == u.state.loss  # measured at reset, not the surrogate's initial loss
     env.action_space.seed(3)
     prev = first
@@ -98,7 +98,7 @@ def test_real_env_loss_is_the_global_test_loss_the_calibration_fits():
             assert info["loss"] == info["test_loss"]
         else:
             assert info["loss"] == prev  # the latest evaluation carries over
-        assert u.decode(obs).loss == info["loss"]
+        assert u.decode_observation(obs).loss == info["loss"]
         # the progress reward's scale: the surrogate's initial gap, in real mode as in surrogate
         cfg = config_in_force(env)
         scale = cfg.progress_scale / (cfg.surrogate.initial_loss - cfg.surrogate.loss_floor)
