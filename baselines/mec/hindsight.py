@@ -475,12 +475,22 @@ def repaired_schedule(config: MECConfig, rounds: list[MECInstance], theta: np.nd
 
 
 class _FixedPrice(GreedyFastPolicy):
-    """``greedy-fast`` on the round's problem with a given device-energy price."""
+    """``greedy-fast`` on the round's problem with a given device-energy price (the bound
+    decides each round many times at different prices: the association, which does not
+    depend on the price, is kept per instance)."""
 
     price: np.ndarray | None = None
 
     def energy_price(self, inst: MECInstance) -> np.ndarray | None:
         return self.price
+
+    def association(self, inst: MECInstance) -> np.ndarray:
+        cache: dict[int, tuple[MECInstance, np.ndarray]] = self.__dict__.setdefault(
+            "_associations", {})
+        hit = cache.get(id(inst))
+        if hit is None or hit[0] is not inst:
+            hit = cache[id(inst)] = (inst, super().association(inst))
+        return hit[1]
 
 
 class SchedulePolicy:

@@ -253,10 +253,14 @@ class GreedyFastPolicy(MECPolicy):
     name = "greedy-fast"
     decision_cost = 1.0
 
+    def association(self, inst: MECInstance) -> np.ndarray:
+        """The association this rule uses (``greedy``'s)."""
+        return S.greedy_association(inst)
+
     def decide(self, inst: MECInstance) -> MECDecision:
         w, ud = self.weights, self.upload_delay
         price = self.energy_price(inst)
-        server = S.greedy_association(inst)
+        server = self.association(inst)
         alpha = np.ones(inst.num_users)
         dec = fast_resource_rule(inst, alpha, server, w, ud, price)
         for _ in range(int(self.options.get("max_iter", 8))):

@@ -23,6 +23,18 @@ r <= -rel_entr(b, b + c p)/ln 2 (exponential cone), measured in units of the cur
 that users whose rates differ by 1e5 are equally well conditioned. AO updates (MEC Section 4.1,
 with s(d) where the paper prints d): z = A(f)/(2 alpha), v = 1/(2 p s r),
 q = B(f_nm)/(2 (Upsilon - alpha)).
+
+How P4 and the association QP are solved (:func:`use_backend`). By default (``"exact"``) no
+solver library runs in the AO's inner loop: P4 separates into alpha, f_n, and per server the
+edge GPU and the (power, bandwidth) pairs, each solved to ~1e-13 by safeguarded Newton on its
+optimality conditions (:func:`solve_p4`); CCCP takes an iteration's QP minimiser from an exact
+check where it is unique (the rounded assignment, :func:`vertex_is_unique_minimiser`, or the
+previous iterate's support, :func:`congestion_qp_on_support`) and otherwise calls Clarabel
+directly on data built once per size (:class:`DirectCongestionQP`). ``"cvxpy"`` keeps the
+earlier implementation (P4 compiled once with cvxpy Parameters, the QP through cvxpy), the
+reference of the tests and of ``benchmarks/mec_solver_speed.py``. Both reach the same optima
+to the solvers' accuracy (tests/mec/test_exact_solvers.py) and the recorded decisions
+(tests/mec/test_decision_fixture.py).
 """
 
 from __future__ import annotations

@@ -146,6 +146,19 @@ def _snr_curves(x: np.ndarray) -> tuple[np.ndarray, ...]:
             log1 + lk + lr - ll, x1 + sk + sr - sl, lk, sk)
 
 
+def _kappa_curve(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log kappa and its slope d log kappa / d log x: :func:`_snr_curves`' last two outputs
+    (the same operations), without the others."""
+    kappa, _, log1 = _kappa_rho(x)
+    return np.log(kappa), x * log1 / kappa
+
+
+def _h_curve(x: np.ndarray) -> np.ndarray:
+    """log h: :func:`_snr_curves`' first output (the same operations), without the others."""
+    _, rho, log1 = _kappa_rho(x)
+    return np.log(rho) + 2.0 * np.log(x) - 2.0 * np.log(log1)
+
+
 def _ratio_curve(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """log tau(w), tau = (1 + w)^2 - 1 / (1 + w) = w (3 + 3w + w^2) / (1 + w), and its slope."""
     q = 3.0 + w * (3.0 + w)
@@ -295,9 +308,9 @@ class UploadCurves:
             for log_c, bound in ((self.log_c_hi, p_hi), (self.log_c_lo, p_lo)):
                 t_c = log_ratio - np.log(bound)
                 u = _start("kappa/x", t_c)
-                lk, sk = _snr_curves(np.exp(u))[4:]
+                lk, sk = _kappa_curve(np.exp(u))
                 u = u + (t_c + u - lk) / (sk - 1.0)
-                ells.append(log_c + _snr_curves(np.exp(u))[0])
+                ells.append(log_c + _h_curve(np.exp(u)))
             self.ell_hi, self.ell_lo = ells
         else:
             self.log_c_int = np.zeros(np.shape(self.log_c_hi))
@@ -312,7 +325,9 @@ class UploadCurves:
         p = np.where(at_max, p_hi, p_lo)
         target = ell - np.where(inner, self.log_c_int,
                                 np.where(at_max, self.log_c_hi, self.log_c_lo))
-        u = np.where(inner, _start("phi", target), _start("h", target))
+        u = _start("h", target)
+        if np.any(inner):
+            u[inner] = _start("phi", target[inner])
         x = np.exp(u)
         kappa, rho, log1 = _kappa_rho(x)
         x1 = x / (1.0 + x)
@@ -387,7 +402,7 @@ def optimal_power_bandwidth(inst: MECInstance, server: np.ndarray,
         # the SNR of the best power at the equal share, kappa(x) = omega_t S / (omega_e b_eq)
         t_eq = np.log(wt * s_hz / (we * b_eq))
         u = _start("kappa", t_eq)
-        lk, sk = _snr_curves(np.exp(u))[4:]
+        lk, sk = _kappa_curve(np.exp(u))
         u = u + (t_eq - lk) / sk
         p_eq = np.minimum(np.maximum(np.exp(u) * b_eq / s_hz, p_lo), p_hi)
     else:
@@ -395,7 +410,7 @@ def optimal_power_bandwidth(inst: MECInstance, server: np.ndarray,
             p_hi if we <= 0 else p_lo)
     # bracket: lambda_n at the equal share; every b_n >= the share at the smallest, and so on
     ell_n = (np.log(bits * (we * p_eq + wt) * LN2) - 2.0 * (log_s + np.log(p_eq))
-             + _snr_curves(s_hz * p_eq / b_eq)[0])
+             + _h_curve(s_hz * p_eq / b_eq))
     active = count > 0
     lo, hi, start = _bracket(ell_n, server, m, active)
     b, _, p = _per_server_root(curves, lo, hi, start, server, band, active)
