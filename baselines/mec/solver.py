@@ -794,7 +794,7 @@ def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.nda
         sol["fe"] = np.maximum(sol["fe"], 1e-12)
         new = to_decision(inst, server, sol)
         if alpha_step and fix_alpha is None:
-            new = MECDecision(alpha=optimal_alpha(inst, weights, new, price), server=server,
+            new = MECDecision(alpha=_alpha_given(co, new, inst.num_layers), server=server,
                               power=new.power, bandwidth=new.bandwidth,
                               freq_user=new.freq_user, freq_edge=new.freq_edge)
         new_cost = cost_of(inst, new, weights, upload_delay, price)
@@ -835,8 +835,11 @@ def optimal_alpha(inst: MECInstance, weights: tuple[float, float, float],
     the stationary point is Upsilon - alpha = sqrt(sc / (B - A)) when B > A, else alpha = 1.
     ``price``: the device compute energy weighted omega_e + lambda_n (``reward.per_user_cost``).
     """
-    server = dec.server
-    co = _coefficients(inst, weights, server, price)
+    return _alpha_given(_coefficients(inst, weights, dec.server, price), dec, inst.num_layers)
+
+
+def _alpha_given(co: dict[str, np.ndarray], dec: MECDecision, num_layers: int) -> np.ndarray:
+    """:func:`optimal_alpha` with the instance's coefficients (:func:`_coefficients`) given."""
     fu = dec.freq_user / _HZ_PER_GHZ
     fe = dec.freq_edge / _HZ_PER_GHZ
     A = co["c1"] / fu + co["c2"] * fu**2
@@ -844,7 +847,7 @@ def optimal_alpha(inst: MECInstance, weights: tuple[float, float, float],
     gap = B - A
     with np.errstate(divide="ignore", invalid="ignore"):
         rest = np.where(gap > 0, np.sqrt(co["sc"] / np.where(gap > 0, gap, 1.0)), np.inf)
-    return np.clip(inst.num_layers - rest, 1.0, inst.num_layers - 1.0)
+    return np.clip(num_layers - rest, 1.0, num_layers - 1.0)
 
 
 def classical_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.ndarray, *,
