@@ -12,9 +12,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgeft.leaderboard.errors import LeaderboardError
+from edgeft.leaderboard.page import PAGE_FILE
 from edgeft.leaderboard.report import markdown_table
-from edgeft.leaderboard.runner import run_leaderboard
-from edgeft.leaderboard.store import EPISODES_FILE, MANIFEST_FILE, default_out, read_rows
+from edgeft.leaderboard.runner import check_workers, run_leaderboard
+from edgeft.leaderboard.store import (
+    EPISODES_FILE,
+    MANIFEST_FILE,
+    check_out,
+    default_out,
+    has_content,
+    read_rows,
+)
 from edgeft.suites import Suite, get_suite, list_suites
 
 
@@ -31,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="local", choices=["local", "serial", "ray"],
                         help="local process pool (default), serial, or Ray tasks")
     parser.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes, 1 or more (default: all CPUs)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-score", action="store_true",
                         help="do not score: no hindsight-bound rows and no anchor policy added "
@@ -55,32 +64,55 @@ def run(args: argparse.Namespace) -> int:
         suites = [get_suite(n) for n in names]
         if policies is not None and len({s.family for s in suites}) > 1:
             raise LeaderboardError("--policies with suites of both families: run them separately")
+        check_workers(args.workers)
+        if args.resume and not args.out:
+            raise LeaderboardError("--resume needs --out (the folder of the run to continue)")
+        if args.resume and len(suites) > 1:
+            _check_multi_resume(Path(args.out), suites)
         for i, s in enumerate(suites):
             out = None
+            resume = args.resume
             if args.out:
                 out = Path(args.out) / s.name if len(suites) > 1 else Path(args.out)
-            if out is None and args.resume:
-                raise LeaderboardError("--resume needs --out (the folder of the run to continue)")
+                if resume and len(suites) > 1 and not has_content(out):
+                    resume = False  # a suite the interrupted command had not reached yet
             if out is None:
                 out = default_out(s)
             current = (i, out)
             t0 = time.perf_counter()
             summary = run_leaderboard(s, policies, out,
-                                      resume=args.resume, backend=args.backend,
+                                      resume=resume, backend=args.backend,
                                       workers=args.workers,
                                       address=args.address, progress=not args.no_progress,
                                       plots=not args.no_plots, score=not args.no_score)
             where = out
             print()
             print(markdown_table(summary))
-            print(f"({time.perf_counter() - t0:.0f} s; files in {where})\n")
+            print(f"({time.perf_counter() - t0:.0f} s; files in {where}; the page: "
+                  f"{where / PAGE_FILE})\n")
     except (LeaderboardError, ValueError) as err:
         print(f"edgeft leaderboard: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file the run could not read or write (one line, no traceback)
+        name = f" {err.filename}:" if err.filename else ""
+        print(f"edgeft leaderboard: error: cannot use{name} {err.strerror or err}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(interrupted_message(args, suites, current), file=sys.stderr)
         return 130
     return 0
+
+
+def _check_multi_resume(out: Path, suites: Sequence[Suite]) -> None:
+    """``--resume`` with several suites: ``out`` must hold the folder of at least one of them
+    (the others start there: the interrupted command had not reached them)."""
+    check_out(out, resume=True)
+    if not any(has_content(out / s.name) for s in suites):
+        raise LeaderboardError(
+            f"--resume: {out} holds no run of the suites {', '.join(s.name for s in suites)} "
+            "(one subfolder per suite); check --out and --suite, or leave out --resume to "
+            "start new runs")
 
 
 def interrupted_message(args: argparse.Namespace, suites: Sequence[Suite],

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,13 +14,19 @@ from edgeft import scoring
 from edgeft.envs.family import family_of_env_id
 from edgeft.leaderboard.backends import execute
 from edgeft.leaderboard.errors import LeaderboardError
+from edgeft.leaderboard.page import write_page
 from edgeft.leaderboard.report import write_plots, write_summary
 from edgeft.leaderboard.store import (
     EPISODES_FILE,
     append_row,
+    check_out,
     default_out,
+    folder_lock,
+    make_folder,
     prepare_out,
     read_rows,
+    set_aside_incomplete_row,
+    write_error,
 )
 from edgeft.leaderboard.summary import summarize
 from edgeft.leaderboard.tasks import (
@@ -86,6 +94,28 @@ def scored_policies(suite: Suite, policies: Sequence[str]) -> list[str]:
     return out
 
 
+def check_workers(workers: int | None) -> int | None:
+    """``workers`` as an int, or None (all CPUs).
+
+    Raises:
+        ValueError: not a whole number of 1 or more (the message names the allowed range).
+    """
+    if workers is None:
+        return None
+    try:
+        if isinstance(workers, bool):
+            raise TypeError
+        n = operator.index(workers)
+    except TypeError:
+        n = None
+    if n is None or n < 1:
+        raise ValueError(
+            f"--workers must be a whole number from 1 up (got {workers!r}): the number of "
+            f"worker processes (Ray CPUs with --backend ray); leave it out to use all "
+            f"{os.cpu_count() or 1} CPUs")
+    return n
+
+
 def run_leaderboard(suite: str | Suite, policies: Sequence[str] | None = None,
                     out: str | os.PathLike | None = None, *, resume: bool = False,
                     backend: str = "local", workers: int | None = None, address: str | None = None,
@@ -93,28 +123,37 @@ def run_leaderboard(suite: str | Suite, policies: Sequence[str] | None = None,
                     score: bool = True) -> dict[str, Any]:
     """Run (or resume) ``suite`` for ``policies`` into ``out``; returns the summary.
 
+    The results folder is held by one run at a time (an OS lock on ``out/.lock``, released on
+    return or when the process dies). Every input is checked before anything is written.
+
     Args:
         suite: a suite name (:func:`edgeft.suites.list_suites`) or a :class:`Suite`.
         policies: policy names (default: :func:`default_policies`).
         out: results folder (default: :func:`default_out`); must be empty unless ``resume``.
-        resume: continue the run in ``out``: only episodes missing from ``episodes.jsonl`` run.
+        resume: continue the run in ``out`` (which must hold one): only episodes missing from
+            ``episodes.jsonl`` run. A last row cut off by a full disk or a file-size limit is
+            moved to ``episodes.jsonl.incomplete-<time>`` (reported on stderr) and its episode
+            runs again.
         backend: "local" (process pool), "serial" or "ray".
-        workers: processes / Ray CPUs (default: all CPUs).
+        workers: processes / Ray CPUs, 1 or more (default: all CPUs).
         address: Ray cluster address.
         progress: show a progress bar.
-        plots: write PNG plots.
+        plots: write PNG plots (also embedded in ``index.html``).
         max_episodes: stop after this many new episodes (for tests and partial runs).
         score: score the policies (families with a headline, ``edgeft.scoring``): adds the
             anchor policy (``random``) if missing and the ``hindsight`` bound rows.
 
     Raises:
-        LeaderboardError: a non-empty ``out`` without ``resume``, a corrupt results file, a
-            results folder of another suite, an unknown policy or backend.
-        ValueError: an unknown suite name.
+        LeaderboardError: a non-empty ``out`` without ``resume``, a missing or empty ``out``
+            with ``resume``, a folder in use by another run, a corrupt results file, a results
+            folder of another suite, an unknown policy or backend, a folder that cannot be
+            written (one line, no traceback in the CLI).
+        ValueError: an unknown suite name, ``workers`` below 1.
     """
     from tqdm import tqdm
 
     suite = get_suite(suite)
+    workers = check_workers(workers)
     policies = list(policies) if policies else default_policies(suite)
     if len(set(policies)) != len(policies):
         raise LeaderboardError(f"policy listed twice in {policies}")
@@ -123,24 +162,46 @@ def run_leaderboard(suite: str | Suite, policies: Sequence[str] | None = None,
     if backend not in ("local", "serial", "ray"):
         raise LeaderboardError(f"unknown backend {backend!r}; known: local, serial, ray")
     out = Path(out) if out is not None else default_out(suite)
+    check_out(out, resume)
     episodes = out / EPISODES_FILE
-    done_rows = read_rows(episodes) if resume else []  # validate before touching anything
-    check_policies(suite, policies)
-    policies = prepare_out(out, suite, policies, resume)
-    done = {task_key(r) for r in done_rows}
-    todo = [t for t in make_tasks(suite, policies) if task_key(t) not in done]
-    if max_episodes is not None:
-        todo = sorted(todo, key=task_cost, reverse=True)[:max_episodes]
-    with tqdm(total=len(todo), desc=f"{suite.name} episodes", unit="ep", disable=not progress,
-              dynamic_ncols=True) as bar, contextlib.closing(
-            execute(todo, backend=backend, workers=workers, address=address)) as results:
-        for row in results:
-            append_row(episodes, row)
-            bar.update()
-    rows = read_rows(episodes)
-    summary = summarize(suite, policies, rows)
-    write_summary(out, suite, summary)
-    if plots:
-        write_plots(out, suite, summary, rows)
+    with contextlib.ExitStack() as held:
+        if resume:  # the folder exists: hold it, then validate its rows before anything else
+            held.enter_context(folder_lock(out))
+            read_rows(episodes, skip_incomplete_last=True)
+        check_policies(suite, policies)
+        if not resume:
+            if make_folder(out):  # removed again if nothing gets written (a failure below)
+                held.callback(_remove_if_empty, out)
+            held.enter_context(folder_lock(out))
+        policies = prepare_out(out, suite, policies, resume)
+        if resume:
+            aside = set_aside_incomplete_row(episodes)
+            if aside is not None:
+                print(f"edgeft leaderboard: 1 incomplete row from an interrupted write was set "
+                      f"aside in {aside}; its episode runs again", file=sys.stderr)
+        done = {task_key(r) for r in read_rows(episodes)}
+        todo = [t for t in make_tasks(suite, policies) if task_key(t) not in done]
+        if max_episodes is not None:
+            todo = sorted(todo, key=task_cost, reverse=True)[:max_episodes]
+        with tqdm(total=len(todo), desc=f"{suite.name} episodes", unit="ep",
+                  disable=not progress, dynamic_ncols=True) as bar, contextlib.closing(
+                execute(todo, backend=backend, workers=workers, address=address)) as results:
+            for row in results:
+                append_row(episodes, row)
+                bar.update()
+        rows = read_rows(episodes)
+        summary = summarize(suite, policies, rows)
+        write_summary(out, suite, summary)
+        written = []
+        if plots:
+            try:
+                written = write_plots(out, suite, summary, rows)
+            except OSError as err:
+                raise write_error(err, f"the plots in {out / 'plots'}") from err
+        write_page(out, summary, written)
     return summary
 
+
+def _remove_if_empty(out: Path) -> None:
+    with contextlib.suppress(OSError):
+        out.rmdir()  # only if empty: a run that failed before writing leaves no folder
