@@ -167,9 +167,9 @@ def test_fp_cccp_final_decision_meets_every_constraint():
 def test_compiled_once_is_faster_than_rebuilding():
     config, inst = make_instance(0, num_users=12, num_servers=3)
     server = S.greedy_association(inst)
-    S.fp_ao(inst, config.weights, server, max_iter=2)  # compile
+    S.fp_ao(inst, config.weights, server, max_iter=2, backend="cvxpy")  # compile
     t0 = time.perf_counter()
-    a = S.fp_ao(inst, config.weights, server, max_iter=5, tol=0)
+    a = S.fp_ao(inst, config.weights, server, max_iter=5, tol=0, backend="cvxpy")
     t1 = time.perf_counter()
     b = S.fp_ao(inst, config.weights, server, max_iter=5, tol=0, compiled=False)
     t2 = time.perf_counter()
