@@ -92,7 +92,8 @@ def _run(suite: Suite, policies: list[str], out: Path,
          args: argparse.Namespace) -> tuple[dict, list]:
     from edgeft import leaderboard as lb
 
-    summary = lb.run_leaderboard(suite, policies, out, resume=out.exists(), workers=args.workers,
+    resume = (out / lb.MANIFEST_FILE).is_file()  # rerunning a command continues its runs
+    summary = lb.run_leaderboard(suite, policies, out, resume=resume, workers=args.workers,
                                  progress=not args.no_progress, plots=False,
                                  backend="serial" if args.workers == 1 else "local")
     return summary, lb.read_rows(out / lb.EPISODES_FILE)

@@ -40,9 +40,11 @@ class Metric:
 
 @dataclass(frozen=True)
 class Headline:
-    """What a family's suites rank policies by (``edgeft.scoring``).
+    """What a suite ranks policies by (``edgeft.scoring``); a family may offer several (a suite
+    names the one it uses, so older suite versions keep theirs).
 
     Attributes:
+        name: the headline's name in its family (what a suite's ``headline`` field says).
         title: column title of the headline value.
         higher_is_better: direction of the headline value.
         constraint: the constraint, in words (shown under the summary table).
@@ -51,8 +53,11 @@ class Headline:
         value: the headline value of one episode's metrics.
         breaks_constraint: whether one episode breaks the constraint beyond
             :data:`BUDGET_TOLERANCE`.
+        hindsight: ``"module:function"`` of the episode's hindsight bound on this headline
+            (``fn(env_id, config, seed) -> HindsightPlan``), or None (no score).
     """
 
+    name: str
     title: str
     higher_is_better: bool
     constraint: str
@@ -60,6 +65,7 @@ class Headline:
     reference: str
     value: Callable[[Mapping[str, Any]], float]
     breaks_constraint: Callable[[Mapping[str, Any]], bool]
+    hindsight: str | None = None
 
 
 class EpisodeRecorder(Protocol):
@@ -101,9 +107,9 @@ class EnvFamily:
         metrics: per-episode metric name -> :class:`Metric`, in display order.
         curves: per-round curve name -> the info key it reads (in order).
         recorder: a factory of the family's :class:`EpisodeRecorder`.
-        headline: the leaderboard's headline (None: suites of the family are not scored).
-        hindsight: ``"module:function"`` of the hindsight bound
-            (``fn(env_id, config, seed) -> HindsightPlan``), or None.
+        headlines: the headlines a suite of the family may rank by, by name.
+        default_headline: the name of the one suites use unless they name another (None: suites
+            of the family are not scored).
         policies: module whose ``POLICIES`` table holds the reference policies (name ->
             ``(factory, relative decision cost)``), or None.
         cost_limit: the per-step limit of the constraint cost ``info["cost"]``.
@@ -126,8 +132,8 @@ class EnvFamily:
     metrics: Mapping[str, Metric]
     curves: Mapping[str, str]
     recorder: Callable[[], EpisodeRecorder]
-    headline: Headline | None = None
-    hindsight: str | None = None
+    headlines: Mapping[str, Headline] = field(default_factory=dict)
+    default_headline: str | None = None
     policies: str | None = None
     cost_limit: float = 1.0
     cost_info_keys: tuple[str, ...] = ("cost",)
@@ -137,6 +143,23 @@ class EnvFamily:
     figure_seeds: int = 1
     plot_metrics: tuple[str, ...] = ()
     plot_curves: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def headline(self) -> Headline | None:
+        """The default headline (None for a family without one)."""
+        return None if self.default_headline is None else self.headlines[self.default_headline]
+
+    def get_headline(self, name: str | None = None) -> Headline:
+        """The headline called ``name`` (None or ``""``: the default).
+
+        Raises:
+            ValueError: the family has no such headline (or none at all).
+        """
+        key = name or self.default_headline
+        if key is None or key not in self.headlines:
+            raise ValueError(f"the {self.name} family has no headline {key!r}; headlines: "
+                             f"{sorted(self.headlines)}")
+        return self.headlines[key]
 
     def make_config(self, config: Mapping[str, Any] | None = None) -> Any:
         """The validated config from the family's defaults, a preset and ``config``."""

@@ -8,12 +8,19 @@ do not depend on the backend, the worker count or the order in which episodes fi
     episodes.jsonl  one row per finished episode, appended as it finishes (Ctrl-C or a kill
                     loses no finished episode; Ctrl-C prints the command that continues the
                     run, and --resume runs only the missing ones)
-    summary.json    per (scenario, policy): mean and bootstrap 95% interval of every metric
+    summary.json    per (scenario, policy): mean and 95% interval (studentized bootstrap,
+                    ``edgeft.scoring.bootstrap_ci``) of every metric; the headline, score and
+                    paired differences of scored suites
     summary.csv     the same, one row per (scenario, policy)
     summary.md      the Markdown table (also printed)
-    plots/metrics.png  each metric and the decision time per policy (bars, or lines vs the
-                    suite's sweep); FedLoRA also plots/curves_<scenario>.png, loss and
-                    accuracy vs round
+    index.html      the same as a self-contained web page: a sortable table, the other metric
+                    columns on demand, the plots, what each column means
+    plots/metrics.png  the family's plot metrics and the decision time per policy (bars, or
+                    lines vs the suite's sweep); FedLoRA also plots/curves_<scenario>.png, loss
+                    and accuracy vs round
+    .lock           held while a run writes to the folder (a second run on it stops at once)
+    episodes.jsonl.incomplete-<time>   a last row cut off by an interrupted write, set aside
+                    by --resume (its episode runs again)
 
 MEC columns: "energy (J)" is a round's energy summed over the users (device + edge), "delay (s)"
 a round's delay averaged over the users, both averaged over the episode's rounds.

@@ -84,9 +84,9 @@ def scored_policies(suite: Suite, policies: Sequence[str]) -> list[str]:
     """``policies`` plus what the score needs: the family's anchor policy (scored 0) and the
     ``hindsight`` bound rows (scored 100), when the family has a headline and a bound."""
     out = list(policies)
-    if not scoring.is_scored(suite.family):
+    if not scoring.is_scored(suite.family, suite.headline):
         return out
-    head = scoring.headline_of(suite.family)
+    head = scoring.headline_of(suite.family, suite.headline)
     if head.anchor not in out:
         out.append(head.anchor)
     if HINDSIGHT not in out:

@@ -47,7 +47,8 @@ def summarize(suite: Suite, policies: Sequence[str],
                "policies": list(policies),
                "expected_episodes": len(suite.scenarios) * len(policies) * suite.num_seeds,
                "episodes": sum(e["episodes"] for e in entries), "results": entries}
-    head = family.headline
+    head = (family.get_headline(suite.headline)
+            if suite.headline or family.default_headline else None)
     if head is not None:
         summary["headline"] = {"title": head.title, "higher_is_better": head.higher_is_better,
                                "constraint": head.constraint, "anchor": head.anchor,
@@ -56,10 +57,10 @@ def summarize(suite: Suite, policies: Sequence[str],
     return summary
 
 
-def _headline_of(family: str, row: dict[str, Any]) -> float:
+def _headline_of(head: Headline, row: dict[str, Any]) -> float:
     if row["policy"] == HINDSIGHT:
         return float(row["bound"]["headline"])
-    return scoring.headline_value(family, row["metrics"])
+    return float(head.value(row["metrics"]))
 
 
 def _stat(values: Sequence[float]) -> dict[str, float]:
@@ -75,7 +76,7 @@ def _add_scores(family: str, head: Headline, entries: list[dict[str, Any]],
     def per_seed(key: tuple[str, str]) -> dict[int, float]:
         # in seed order: the means must not depend on the order episodes finished in
         rs = sorted(by.get(key, []), key=lambda r: int(r["seed"]))
-        return {int(r["seed"]): _headline_of(family, r) for r in rs}
+        return {int(r["seed"]): _headline_of(head, r) for r in rs}
 
     for e in entries:
         sc = e["scenario"]
@@ -84,7 +85,7 @@ def _add_scores(family: str, head: Headline, entries: list[dict[str, Any]],
         e["bound"] = e["policy"] == HINDSIGHT
         if not e["bound"]:
             e["breaks_constraint"] = sum(
-                scoring.breaks_constraint(family, r["metrics"]) for r in by[(sc, e["policy"])])
+                bool(head.breaks_constraint(r["metrics"])) for r in by[(sc, e["policy"])])
         anchor = per_seed((sc, head.anchor))
         bound = per_seed((sc, HINDSIGHT))
         seeds = sorted(set(values) & set(anchor) & set(bound))

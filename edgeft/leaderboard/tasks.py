@@ -22,7 +22,7 @@ def make_tasks(suite: Suite, policies: Sequence[str]) -> list[dict[str, Any]]:
             for seed in suite.seeds:
                 tasks.append({"suite": suite.name, "version": suite.version, "scenario": sc.name,
                               "env_id": sc.env_id, "config": dict(sc.config), "policy": pol,
-                              "seed": int(seed)})
+                              "seed": int(seed), "headline": suite.headline})
     return tasks
 
 
@@ -43,7 +43,8 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     if task["policy"] == HINDSIGHT:
         t0 = time.perf_counter()
         family = family_of_env_id(task["env_id"])
-        out = scoring.hindsight_row(family, task["env_id"], task["config"], int(task["seed"]))
+        out = scoring.hindsight_row(family, task["env_id"], task["config"], int(task["seed"]),
+                                    task.get("headline") or None)
         # its "decision time": computing the bound and replaying its schedule, per round
         out["timing"] = {"decide_ms": 1e3 * (time.perf_counter() - t0) / max(1, out["rounds"])}
         extra["bound"] = {"headline": float(out["headline"]), "gap": float(out["gap"])}

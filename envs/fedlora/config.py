@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 from edgeft.envs.channel_traces import TRACE_CHANNELS, check_fits
 from edgeft.envs.common import check_choice, check_range
 from edgeft.envs.fedlora.surrogate import SurrogateParams
@@ -107,6 +108,11 @@ class FedLoRAConfig:
             (``edgeft.envs.fedlora.trace_channel``; K and T must fit the file, at most 20 x 128;
             ``tx_power_w`` scales its gains; the cell and path-loss fields are not used, and the
             correlation and mobility fields must stay 0).
+        budget_guard: hold every episode to its delay budget T x D-bar: a round whose delay
+            would take the episode's total delay over it schedules nobody instead (no delay,
+            nothing learnt; ``info["budget_guarded"]``). Off by default; the leaderboard's v4
+            FedLoRA suites turn it on, so every episode they score is within its budget and a
+            policy that overspends early loses its later rounds.
 
     With ``fading_correlation = 0`` and ``mobility_speed_mps = 0`` (the defaults) the channel is
     drawn exactly as in every earlier release (i.i.d. blocks, same random draws); otherwise
@@ -144,6 +150,7 @@ class FedLoRAConfig:
     mobility_memory: float = 0.8
     round_duration_s: float = 1.0
     channel: str = "rayleigh"
+    budget_guard: bool = False
 
     def __post_init__(self) -> None:
         check_range("num_devices", self.num_devices, 1, 100_000, integer=True)
@@ -198,6 +205,9 @@ class FedLoRAConfig:
         for name in ("fading_correlation", "mobility_speed_mps", "mobility_memory",
                      "round_duration_s"):
             object.__setattr__(self, name, float(getattr(self, name)))
+        if not isinstance(self.budget_guard, (bool, np.bool_)):
+            raise ValueError(f"budget_guard must be True or False, got {self.budget_guard!r}")
+        object.__setattr__(self, "budget_guard", bool(self.budget_guard))
         check_choice("channel", self.channel, CHANNELS)
         if self.channel != "rayleigh":
             if self.fading_correlation > 0.0 or self.mobility_speed_mps > 0.0:

@@ -37,7 +37,7 @@ Learn = Callable[[Any, np.ndarray, State, np.random.Generator], tuple[Any, Any, 
 #: ``test_accuracy``; the vector env adds a ``_key`` mask for each key)
 INFO_KEYS = ("channel_gain", "scheduled", "bandwidth", "device_delay", "bits", "delay",
              "delay_budget", "delay_ratio", "delay_queue", "cost", "delay_excess", "num_scheduled",
-             "loss", "accuracy", "action_projected")
+             "loss", "accuracy", "action_projected", "budget_guarded")
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,39 @@ class SurrogateLearning:
         return loss, acc, {}
 
 
+@lru_cache(maxsize=16)
+def _no_guard(batch: int) -> np.ndarray:
+    """The batched ``budget_guarded`` of a step without the guard (read-only, shared)."""
+    row = np.zeros(batch, dtype=bool)
+    row.flags.writeable = False
+    return row
+
+
+def over_budget(state: State, x: Any, rounds: int) -> Any:
+    """Whether this round's D/D-bar ``x`` would take the episode's total delay over its budget
+    T x D-bar (the delays so far are ``excess_sum + t`` budgets: S is the running sum of
+    (D/D-bar - 1)); a bool, or a bool array for a batch."""
+    spent = state.excess_sum + state.t
+    if isinstance(x, float):
+        return bool(spent + x > rounds)
+    return np.asarray(spent + x > rounds)
+
+
+def _guard(guarded: Any, scheduled: np.ndarray, bandwidth: np.ndarray, dev_delay: np.ndarray,
+           delay: Any, x: Any, queue: Any, queue_before: Any) -> tuple[Any, ...]:
+    """The round of the budget guard (``FedLoRAConfig.budget_guard``): where ``guarded``,
+    nobody is scheduled (no delay, nothing learnt) instead of the decision."""
+    if isinstance(x, float):  # one env, guarded
+        k = scheduled.shape[-1]
+        return (np.zeros(k, dtype=bool), np.zeros(k), np.zeros(k), 0.0, 0.0,
+                queue_update(queue_before, 0.0))
+    g = np.asarray(guarded)
+    keep = ~g[:, None]
+    x = np.where(g, 0.0, x)
+    return (scheduled & keep, bandwidth * keep, dev_delay * keep, np.where(g, 0.0, delay), x,
+            np.where(g, queue_update(queue_before, np.zeros_like(x)), queue))
+
+
 def step(params: Params, state: State, action: Any, rng: np.random.Generator,
          batch: int | None = None, live: np.ndarray | None = None) -> tuple[Any, dict[str, Any]]:
     """One round: decision, delays, queue, learning, reward, info; ``state`` is advanced in
@@ -191,6 +224,12 @@ def step(params: Params, state: State, action: Any, rng: np.random.Generator,
     scheduled, bandwidth, projected = action_to_decision(action, state, config, batch)
     dev_delay, delay, x, queue = delay_and_queue(budget, state.bits_ln2, state.snr, bandwidth,
                                                  scheduled, state.queue)
+    guarded: Any = False if batch is None else _no_guard(batch)
+    if config.budget_guard:
+        guarded = over_budget(state, x, config.episode_rounds)
+        if np.any(guarded):
+            scheduled, bandwidth, dev_delay, delay, x, queue = _guard(
+                guarded, scheduled, bandwidth, dev_delay, delay, x, queue, state.queue)
     n: Any
     excess: Any
     if batch is None:
@@ -227,6 +266,7 @@ def step(params: Params, state: State, action: Any, rng: np.random.Generator,
         "loss": loss_after,
         "accuracy": accuracy,
         "action_projected": bool(projected) if batch is None else projected,
+        "budget_guarded": guarded,
     }
     if live is None:  # every env advances: plain in-place updates
         state.age += 1

@@ -121,9 +121,11 @@ COIN = EnvFamily(
     presets={}, size_field="episode_rounds",
     metrics={"hit_rate": Metric("hit rate", False), "return": Metric("return", False)},
     curves={}, recorder=Hits,
-    headline=Headline("hits/round", True, "none", anchor="coin", reference="follow-hint",
-                      value=lambda m: m["hit_rate"], breaks_constraint=lambda m: False),
-    hindsight=f"{__name__}:hindsight", policies=__name__, plot_metrics=("hit_rate",))
+    headlines={"hits": Headline("hits", "hits/round", True, "none", anchor="coin",
+                                reference="follow-hint", value=lambda m: m["hit_rate"],
+                                breaks_constraint=lambda m: False,
+                                hindsight=f"{__name__}:hindsight")},
+    default_headline="hits", policies=__name__, plot_metrics=("hit_rate",))
 
 
 @pytest.fixture

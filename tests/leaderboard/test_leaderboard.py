@@ -20,7 +20,7 @@ TINY = Suite("tiny-fedlora", 1, "fedlora", "test suite",
              (Scenario("k8", FEDLORA, {"num_devices": 8, "episode_rounds": 25}),
               Scenario("k8-tight", FEDLORA, {"num_devices": 8, "episode_rounds": 25,
                                              "delay_budget_per_bit": 1e-6})),
-             num_seeds=3)
+             num_seeds=3, headline="devices")
 TINY_MEC = Suite("tiny-mec", 1, "mec", "test suite",
                  (Scenario("n5", MEC, {"num_users": 5, "num_servers": 2, "episode_rounds": 2}),),
                  num_seeds=2)

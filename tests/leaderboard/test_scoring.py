@@ -6,9 +6,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from edgeft.baselines.fedlora.hindsight import episode_hindsight
-
 from edgeft.envs.fedlora.family import METRICS
 from edgeft.envs.fedlora.family import headline_value as fedlora_headline
+
 from edgeft.scoring import (
     bootstrap_ci,
     breaks_constraint,
@@ -33,9 +33,12 @@ def test_score_anchors_and_direction():
 def test_fedlora_headline_divides_by_the_budget_excess():
     assert fedlora_headline({"avg_scheduled": 12.0, "avg_delay_ratio": 0.9}) == 12.0
     assert fedlora_headline({"avg_scheduled": 12.0, "avg_delay_ratio": 1.5}) == 8.0
-    assert headline_value("fedlora", {"avg_scheduled": 4.0, "avg_delay_ratio": 2.0}) == 2.0
+    devices = {"avg_scheduled": 4.0, "avg_delay_ratio": 2.0}
+    assert headline_value("fedlora", devices, "devices") == 2.0
     assert not breaks_constraint("fedlora", {"avg_delay_ratio": 1.005})
     assert breaks_constraint("fedlora", {"avg_delay_ratio": 1.03})
+    # the v4 headline: the final loss
+    assert headline_value("fedlora", {"final_loss": 0.9}) == 0.9
     with pytest.raises(ValueError, match="unknown env family 'nosuch'"):
         headline_value("nosuch", {})
 
@@ -99,7 +102,8 @@ def test_summary_scores_ranks_and_pairs_per_seed():
     from edgeft import leaderboard as lb
     from edgeft.suites import FEDLORA, Scenario, Suite
 
-    suite = Suite("t", 1, "fedlora", "test", (Scenario("s", FEDLORA, {}),), num_seeds=2)
+    suite = Suite("t", 1, "fedlora", "test", (Scenario("s", FEDLORA, {}),), num_seeds=2,
+                  headline="devices")
     rows = [
         _row("random", 0, 10.0, 10.0), _row("random", 1, 10.0, 5.0),        # headline 1, 2
         _row("hindsight", 0, 11.0, 1.0, bound=11.0), _row("hindsight", 1, 12.0, 1.0, bound=12.0),
@@ -121,7 +125,7 @@ def test_summary_scores_ranks_and_pairs_per_seed():
     assert order == ["hindsight", "lyapunov", "gs", "random"]
     table = lb.markdown_table(summary)
     assert "| hindsight (bound) | 100.0 |" in table
-    assert "| lyapunov ✗ | 55.0 ± 5 |" in table
+    assert "| lyapunov ✗ | 55.0 ± 64 |" in table  # two seeds: Student t
     assert table.index("lyapunov ✗") < table.index("| gs |")
     assert "score: 0 = `random`, 100 = `hindsight`" in table
     header = lb.summary_csv(summary).splitlines()[0].split(",")
@@ -132,6 +136,8 @@ def test_scored_policies_adds_the_anchors_once():
     from edgeft import leaderboard as lb
     from edgeft.suites import get_suite
 
-    suite = get_suite("fedlora-default")
-    assert lb.scored_policies(suite, ["gs"]) == ["gs", "random", "hindsight"]
-    assert lb.scored_policies(suite, ["random", "gs"]) == ["random", "gs", "hindsight"]
+    suite = get_suite("fedlora-default")  # v4: 0 = aaba
+    assert lb.scored_policies(suite, ["gs"]) == ["gs", "aaba", "hindsight"]
+    assert lb.scored_policies(suite, ["aaba", "gs"]) == ["aaba", "gs", "hindsight"]
+    old = get_suite("fedlora-default-v3")  # v3: 0 = random
+    assert lb.scored_policies(old, ["gs"]) == ["gs", "random", "hindsight"]
