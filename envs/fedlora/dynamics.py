@@ -176,14 +176,20 @@ def _no_guard(batch: int) -> np.ndarray:
     return row
 
 
+#: relative slack of the budget guard: rounding in the sum of rounds spent at exactly D-bar must
+#: not hold a policy back
+GUARD_RTOL = 1e-9
+
+
 def over_budget(state: State, x: Any, rounds: int) -> Any:
     """Whether this round's D/D-bar ``x`` would take the episode's total delay over its budget
-    T x D-bar (the delays so far are ``excess_sum + t`` budgets: S is the running sum of
-    (D/D-bar - 1)); a bool, or a bool array for a batch."""
+    T x D-bar, beyond :data:`GUARD_RTOL` (the delays so far are ``excess_sum + t`` budgets: S is
+    the running sum of (D/D-bar - 1)); a bool, or a bool array for a batch."""
     spent = state.excess_sum + state.t
+    limit = rounds * (1.0 + GUARD_RTOL)
     if isinstance(x, float):
-        return bool(spent + x > rounds)
-    return np.asarray(spent + x > rounds)
+        return bool(spent + x > limit)
+    return np.asarray(spent + x > limit)
 
 
 def _guard(guarded: Any, scheduled: np.ndarray, bandwidth: np.ndarray, dev_delay: np.ndarray,
