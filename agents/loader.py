@@ -1,91 +1,167 @@
-"""Load a trained stable-baselines3 model as an edgeft policy (``make_policy("ppo:PATH")``).
+"""Load a trained stable-baselines3 agent as an edgeft policy (``make_policy("ppo:PATH")``).
 
-A model saved by ``edgeft train`` is three files side by side::
+An agent is saved in the safe agent format (``edgeft.agents.agent_format``), two files side by
+side that hold data only::
 
-    NAME.zip           the SB3 model
-    NAME.norm.json     VecNormalize observation statistics (mean, var, clip, epsilon)
-    NAME.config.json   the full training config: env id, env config, action mode, obs transform,
-                       algorithm, hyperparameters, seeds, versions
+    NAME.agent.json     algorithm, policy class and its arguments, spaces, observation transform,
+                        normalisation statistics, env id and config, training information
+    NAME.safetensors    the policy weights
 
-``PATH`` is the ``.zip`` (the extension may be left out) or the name of a shipped model in
-``edgeft/agents/models`` (``ppo:fedlora-default`` -> ``models/ppo-fedlora-default.zip``).
+``edgeft train`` writes them, ``edgeft export`` / :func:`save_for_leaderboard` turn a model
+trained with plain stable-baselines3 into them. ``PATH`` in ``ALGO:PATH`` is ``NAME``,
+``NAME.agent.json`` or ``NAME.safetensors``, or the name of a shipped agent in
+``edgeft/agents/models`` (``ppo:fedlora-default`` -> ``models/ppo-fedlora-default.agent.json``).
+
+A ``PATH`` ending in ``.zip`` names the safe agent ``NAME.agent.json`` when there is one, else a
+legacy SB3 zip (with edgeft's ``NAME.config.json`` and ``NAME.norm.json`` beside it). SB3 zips
+store the model as pickles, and loading one runs any code its author put in it, so a legacy zip
+is refused unless the caller opts in: ``trust_code=True`` here or in ``make_policy``,
+``--trust-agent-code`` on ``edgeft leaderboard`` / ``edgeft compare``, or
+``EDGEFT_TRUST_AGENT_CODE=1``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeft.agents.agent_format import (
+    AGENT_SUFFIX,
+    ALGOS,
+    WEIGHTS_SUFFIX,
+    UntrustedCodeError,
+    agent_stem,
+    algo_class,
+    trusted,
+    untrusted_zip_message,
+)
 from edgeft.envs.family import family_of
 
-ALGOS = ("ppo", "a2c", "sac", "td3", "dqn")
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 
-_MODEL_CACHE: dict[tuple[str, str], Any] = {}
+_MODEL_CACHE: dict[tuple[Any, ...], Any] = {}
 
-
-def algo_class(algo: str) -> Any:
-    """The SB3 algorithm class for ``algo`` (one of :data:`ALGOS`)."""
-    if algo not in ALGOS:
-        raise ValueError(f"unknown algorithm {algo!r}; known: {list(ALGOS)}")
-    import stable_baselines3 as sb3
-
-    return getattr(sb3, algo.upper())
+__all__ = ["ALGOS", "MODELS_DIR", "SB3Policy", "UntrustedCodeError", "algo_class",
+           "config_mismatch", "config_to_dict", "load_meta", "load_policy", "resolve_model_path",
+           "save_for_leaderboard", "saved_action_mode", "shipped_models"]
 
 
 def shipped_models() -> list[str]:
-    """Names of the models shipped in ``edgeft/agents/models`` (as ``algo:name``)."""
+    """Names of the agents shipped in ``edgeft/agents/models`` (as ``algo:name``)."""
     out = []
-    for p in sorted(MODELS_DIR.glob("*.zip")):
-        algo, _, name = p.stem.partition("-")
+    for p in sorted(MODELS_DIR.glob(f"*{AGENT_SUFFIX}")):
+        algo, _, name = p.name[: -len(AGENT_SUFFIX)].partition("-")
         if algo in ALGOS and name:
             out.append(f"{algo}:{name}")
     return out
 
 
+def _candidates(p: Path) -> list[Path]:
+    """The files ``p`` may name, the safe agent first."""
+    name = p.name
+    if name.endswith(AGENT_SUFFIX):
+        return [p]
+    if name.endswith(WEIGHTS_SUFFIX):
+        stem = agent_stem(p)
+        return [stem.with_name(stem.name + AGENT_SUFFIX)]
+    if name.endswith(".zip"):
+        base = p.with_name(name[: -len(".zip")])
+        return [base.with_name(base.name + AGENT_SUFFIX), p]
+    return [p.with_name(name + AGENT_SUFFIX), p.with_name(name + ".zip")]
+
+
 def resolve_model_path(algo: str, path: str) -> Path:
-    """The ``.zip`` file that ``algo:path`` names.
+    """The agent file that ``algo:path`` names: a ``NAME.agent.json`` or a legacy ``.zip``.
 
     Raises:
-        FileNotFoundError: neither a file nor a shipped model (the message lists the shipped ones).
+        FileNotFoundError: neither a file nor a shipped agent (the message lists the shipped
+            ones).
     """
     p = Path(path).expanduser()
-    for cand in (p, p.with_name(p.name + ".zip")):
+    for cand in _candidates(p):
         if cand.is_file():
             return cand.resolve()
-    shipped = MODELS_DIR / f"{algo}-{path}.zip"
+    shipped = MODELS_DIR / f"{algo}-{path}{AGENT_SUFFIX}"
     if shipped.is_file():
         return shipped
     raise FileNotFoundError(
-        f"no model file {path!r} (nor {path}.zip) and no shipped model {algo}:{path}; shipped: "
-        f"{shipped_models() or 'none'}; train one with `edgeft train --algo {algo} ...`")
+        f"no agent {path!r} (looked for {', '.join(str(c) for c in _candidates(p))}) and no "
+        f"shipped agent {algo}:{path}; shipped: {shipped_models() or 'none'}; train one with "
+        f"`edgeft train --algo {algo} ...`, or convert an SB3 model with `edgeft export`")
+
+
+def is_legacy(path: Path) -> bool:
+    """Whether ``path`` (from :func:`resolve_model_path`) is a legacy SB3 zip."""
+    return not path.name.endswith(AGENT_SUFFIX)
 
 
 def sidecar(model_path: Path, kind: str) -> Path:
-    """``NAME.zip`` -> ``NAME.<kind>.json``."""
+    """Legacy ``NAME.zip`` -> ``NAME.<kind>.json``."""
     return model_path.with_name(model_path.name[: -len(".zip")] + f".{kind}.json")
 
 
-def load_meta(algo: str, path: str) -> dict[str, Any]:
-    """The saved training config of ``algo:path`` (its ``NAME.config.json``)."""
-    zp = resolve_model_path(algo, path)
+def _check_legacy_meta(meta: Any, where: str) -> dict[str, Any]:
+    """A legacy ``NAME.config.json`` checked for what loading needs."""
+    from edgeft.agents.transforms import TRANSFORMS
+
+    hint = ("; `edgeft export` writes a complete description (docs/submitting-an-agent.md)")
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where} must hold a JSON object{hint}")
+    if not isinstance(meta.get("env_id"), str):
+        raise ValueError(f"{where}: env_id (the env id the model was trained on, e.g. "
+                         f"'edgeft/FedLoRAScheduling-v0') is missing or not a string{hint}")
+    env_config = meta.get("env_config")
+    if not isinstance(env_config, dict) or not isinstance(env_config.get("action_mode"), str):
+        raise ValueError(f"{where}: env_config.action_mode (the action mode the model acts in) "
+                         f"is missing{hint}")
+    transform = meta.setdefault("obs_transform", "none")
+    if transform not in TRANSFORMS:
+        raise ValueError(f"{where}: obs_transform must be one of {sorted(TRANSFORMS)} ('none' "
+                         f"for raw observations), got {transform!r}{hint}")
+    if "algo" in meta and meta["algo"] not in ALGOS:
+        raise ValueError(f"{where}: algo must be one of {list(ALGOS)}, got {meta['algo']!r}")
+    return meta
+
+
+def _legacy_meta(zp: Path) -> dict[str, Any]:
     cp = sidecar(zp, "config")
     if not cp.is_file():
-        raise FileNotFoundError(f"model {zp} has no config file {cp.name} beside it; models saved "
-                                "by `edgeft train` have one")
+        raise FileNotFoundError(
+            f"model {zp} has no edgeft description {cp.name} beside it (a model saved by plain "
+            "stable-baselines3): convert it with `edgeft export ALGO:PATH --env ENV_ID --set "
+            "action_mode=MODE --trust-agent-code --out NAME` (docs/submitting-an-agent.md)")
     with open(cp) as fh:
-        return json.load(fh)
+        return _check_legacy_meta(json.load(fh), cp.name)
 
 
-def saved_action_mode(name: str) -> str | None:
+def load_meta(algo: str, path: str, *, trust_code: bool = False) -> dict[str, Any]:
+    """The description of ``algo:path``: its agent file's content (legacy zips: their
+    ``NAME.config.json``, read only with ``trust_code``; see the module docstring).
+
+    Raises:
+        UntrustedCodeError: a legacy zip without the opt-in.
+        FileNotFoundError, ValueError: no such agent, or a malformed description.
+    """
+    from edgeft.agents.agent_format import read_agent
+
+    p = resolve_model_path(algo, path)
+    if is_legacy(p):
+        if not trusted(trust_code):
+            raise UntrustedCodeError(untrusted_zip_message(p, f"{algo}:{path}"))
+        return _legacy_meta(p)
+    return read_agent(p)
+
+
+def saved_action_mode(name: str, *, trust_code: bool = False) -> str | None:
     """For ``"algo:path"``: the action mode the model was trained with (None for other names)."""
     algo, sep, path = name.partition(":")
     if not sep or algo not in ALGOS:
         return None
-    return load_meta(algo, path)["env_config"]["action_mode"]
+    return load_meta(algo, path, trust_code=trust_code)["env_config"]["action_mode"]
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -130,7 +206,9 @@ class SB3Policy:
     """A trained SB3 model behind edgeft's policy protocol.
 
     ``predict`` applies the training observation transform and the saved VecNormalize statistics,
-    then the model; it accepts one observation or a batch, like SB3.
+    then the model; it accepts one observation or a batch, like SB3. ``model`` has SB3's
+    ``predict`` and ``policy``: an ``agent_format.LoadedAgent`` (agent files) or an SB3 model
+    (legacy zips, training-time validation).
     """
 
     def __init__(self, model: Any, meta: dict[str, Any], norm: dict[str, Any] | None, config: Any,
@@ -164,30 +242,79 @@ class SB3Policy:
         return action, state
 
 
+def _env_id(env: Any) -> str | None:
+    return getattr(getattr(getattr(env, "unwrapped", None), "spec", None), "id", None) or (
+        getattr(getattr(env, "spec", None), "id", None))
+
+
+def _load_legacy(algo: str, path: str, zp: Path, meta: dict[str, Any]
+                 ) -> tuple[Any, dict[str, Any] | None]:
+    """The SB3 model of a legacy zip (the caller opted in) and its normalisation statistics."""
+    from edgeft.agents.agent_format import (
+        check_normalization,
+        legacy_zip_algo,
+        trained_with_obs_normalisation,
+    )
+
+    inside = legacy_zip_algo(zp)
+    if inside is not None and inside != algo:
+        raise ValueError(f"{zp.name} holds a {inside.upper()} model, not {algo.upper()}; load "
+                         f"it as {inside}:{path}")
+    norm = None
+    np_ = sidecar(zp, "norm")
+    if np_.is_file():
+        with open(np_) as fh:
+            norm = json.load(fh)
+    train = meta.get("train_config")
+    missing = (f"{zp.name} was trained with observation normalisation but its statistics file "
+               f"{np_.name} is not beside it; without them it plays a different policy: put "
+               "the file back (or export the model with its VecNormalize)")
+    if norm is None and isinstance(train, dict) and train.get("normalize_obs"):
+        raise ValueError(missing)
+    key = ("legacy", algo, str(zp), zp.stat().st_mtime_ns, zp.stat().st_size)
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE[key] = algo_class(algo).load(str(zp), device="cpu")
+    model = _MODEL_CACHE[key]
+    if norm is None and trained_with_obs_normalisation(model):
+        raise ValueError(missing)
+    check_normalization(norm, int(np.prod(model.observation_space.shape or (0,))), np_.name)
+    return model, norm
+
+
 def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
                 action_mode: str | None = None, seed: int | None = None, check_config: bool = True,
-                **options: Any) -> SB3Policy:
+                trust_code: bool = False, **options: Any) -> SB3Policy:
     """Load ``algo:path`` for the env (or config) it will act in.
 
     Args:
-        algo: SB3 algorithm name.
-        path: the ``.zip`` path or a shipped model name.
+        algo: SB3 algorithm name; must be the agent's.
+        path: the agent (``NAME``, ``NAME.agent.json``, ``NAME.safetensors``), a legacy ``.zip``,
+            or a shipped agent's name.
         env, config: the env the policy acts in (its config in force,
             ``edgeft.envs.common.config_in_force``, is read), or that config; checked against
             the model's saved env config unless ``check_config=False``.
         action_mode: must equal the model's (models act in the action space they were trained on).
         seed: accepted for interface uniformity; a model acts deterministically when asked to.
+        trust_code: allow loading a legacy SB3 zip, whose pickles run code when loaded (also
+            ``EDGEFT_TRUST_AGENT_CODE=1``); safe agent files never need it.
 
     Raises:
+        UntrustedCodeError: a legacy zip without ``trust_code`` (a ``ValueError``).
         ValueError: the env does not match the model's training env (the message names the
-            fields and how to build a matching env), or unknown options.
+            fields and how to build a matching env), an algorithm other than the file's, a model
+            missing the normalisation statistics it was trained with, a malformed agent file,
+            or unknown options.
     """
+    from edgeft.agents.agent_format import load_agent
+
     if options:
         raise ValueError(f"unknown option(s) {sorted(options)} for an SB3 policy")
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algorithm {algo!r}; known: {list(ALGOS)}")
     zp = resolve_model_path(algo, path)
-    meta = load_meta(algo, str(zp))
+    meta = load_meta(algo, path, trust_code=trust_code)
     if meta.get("algo", algo) != algo:
-        raise ValueError(f"{zp} was trained with {meta['algo']}, not {algo}; use "
+        raise ValueError(f"{zp.name} was trained with {meta['algo']}, not {algo}; use "
                          f"{meta['algo']}:{path}")
     if env is None and config is None:
         raise ValueError(f"make_policy('{algo}:{path}') needs the env (or its config) it will "
@@ -196,8 +323,7 @@ def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
         from edgeft.envs.common import config_in_force
 
         config = config_in_force(env)
-    env_id = getattr(getattr(getattr(env, "unwrapped", None), "spec", None), "id", None) or (
-        getattr(getattr(env, "spec", None), "id", None))
+    env_id = _env_id(env)
     if env_id is not None and env_id != meta["env_id"]:
         raise ValueError(f"model {zp.name} was trained on {meta['env_id']}, not {env_id}")
     if check_config:
@@ -211,12 +337,93 @@ def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
         raise ValueError(f"model {zp.name} acts in "
                          f"action_mode={meta['env_config']['action_mode']!r}, not {action_mode!r}; "
                          "build the env with that action mode")
-    key = (algo, str(zp))
+    if is_legacy(zp):
+        model, norm = _load_legacy(algo, path, zp, meta)
+        return SB3Policy(model, meta, norm, config, zp)
+    space = getattr(env, "action_space", None)
+    if space is not None and space != meta["action_space"]:
+        raise ValueError(f"model {zp.name} acts in {meta['action_space']}, the env in {space}; "
+                         "build the env with the model's config")
+    key = ("safe", algo, str(zp), meta["weights"]["sha256"])
     if key not in _MODEL_CACHE:
-        _MODEL_CACHE[key] = algo_class(algo).load(str(zp), device="cpu")
-    norm = None
-    np_ = sidecar(zp, "norm")
-    if np_.is_file():
-        with open(np_) as fh:
-            norm = json.load(fh)
-    return SB3Policy(_MODEL_CACHE[key], meta, norm, config, zp)
+        _MODEL_CACHE[key] = load_agent(zp, meta)
+    return SB3Policy(_MODEL_CACHE[key], meta, meta["normalization"], config, zp)
+
+
+def save_for_leaderboard(model: Any, env: Any, path: str | os.PathLike, *,
+                         obs_transform: str = "none", vecnormalize: Any = None,
+                         meta: dict[str, Any] | None = None) -> Path:
+    """Save an SB3 model trained on an edgeft env in the safe agent format, ready for
+    ``edgeft leaderboard --policies ALGO:PATH``.
+
+    Args:
+        model: a PPO, A2C, SAC, TD3 or DQN model with SB3's ``MlpPolicy`` (or a policy of
+            ``edgeft.agents.policies.POLICIES``).
+        env: the edgeft env the model acts in (``gym.make(...)``, in the action mode it was
+            trained in); its id, config in force (``config_in_force``) and action mode are
+            recorded.
+        path: ``NAME`` (or ``NAME.agent.json``): writes ``NAME.agent.json`` and
+            ``NAME.safetensors``.
+        obs_transform: the observation transform the model was trained on
+            (``edgeft.agents.transforms``; ``"none"``: the env's observations as they are).
+        vecnormalize: the ``VecNormalize`` the model was trained behind (its observation
+            statistics are saved), or those statistics as a dict ``{mean, var, clip_obs,
+            epsilon}``; None: the one attached to ``model``, if any.
+        meta: more information to record (e.g. ``train_config``), kept as it is; it cannot
+            change the description taken from the model and the env.
+
+    Returns:
+        the path of ``NAME.agent.json``.
+
+    Raises:
+        ValueError: spaces that do not fit the env, a model that learned on normalised
+            observations without their statistics, or a policy the format cannot rebuild.
+    """
+    import gymnasium
+    import stable_baselines3
+    from edgeft.agents.agent_format import (
+        algo_of,
+        normalization_of,
+        trained_with_obs_normalisation,
+        write_agent,
+    )
+    from edgeft.agents.transforms import transformed_size
+    from edgeft.envs.common import config_in_force
+
+    algo = algo_of(model)
+    config = config_in_force(env)
+    env_id = _env_id(env)
+    if env_id is None:
+        raise ValueError("env has no registered id; make it with gym.make('edgeft/...')")
+    obs_size = int(np.prod(env.observation_space.shape or (0,)))
+    size = transformed_size(obs_transform, config, obs_size)
+    want = int(np.prod(model.observation_space.shape or (0,)))
+    if size != want:
+        raise ValueError(f"the model sees observations of {want} values, but "
+                         f"obs_transform={obs_transform!r} makes {size} from this env's "
+                         f"{obs_size}; pass the obs_transform the model was trained on")
+    if model.action_space != env.action_space:
+        raise ValueError(f"the model acts in {model.action_space}, the env in {env.action_space} "
+                         f"(action_mode={config.action_mode!r}); build the env in the action "
+                         "mode the model was trained in: gym.make(ENV_ID, action_mode=...)")
+    if vecnormalize is None:
+        norm = normalization_of(model.get_vec_normalize_env())
+    elif isinstance(vecnormalize, dict):
+        norm = {k: vecnormalize[k] for k in ("mean", "var", "count", "clip_obs", "epsilon")
+                if k in vecnormalize}
+        norm["mean"] = np.asarray(norm.get("mean"), dtype=np.float64).tolist()
+        norm["var"] = np.asarray(norm.get("var"), dtype=np.float64).tolist()
+    else:
+        norm = normalization_of(vecnormalize)
+    if norm is None and trained_with_obs_normalisation(model):
+        raise ValueError("the model learned on VecNormalize-d observations and their statistics "
+                         "are not given; pass vecnormalize= the VecNormalize it was trained "
+                         "behind (or its statistics): without them it plays a different policy")
+    doc = {"env_id": env_id, "algo": algo, "obs_transform": obs_transform,
+           "env_config": config_to_dict(config), "timesteps": int(model.num_timesteps),
+           "exported": {"by": "edgeft.agents.save_for_leaderboard",
+                        "versions": {"stable_baselines3": stable_baselines3.__version__,
+                                     "gymnasium": gymnasium.__version__}}}
+    doc.update({k: v for k, v in (meta or {}).items()
+                if k not in ("env_id", "algo", "obs_transform", "env_config")})
+    return write_agent(path, model, doc, norm)
