@@ -179,6 +179,8 @@ def _table(summary: dict[str, Any], entries: list[dict[str, Any]]) -> str:
                     f"0 = {head['anchor']}, 100 = {head['bound']} (the hindsight bound)"),
             _header(head["title"], "num", better,
                     f"{'higher' if head['higher_is_better'] else 'lower'} is better"),
+            _header("% from bound", "num", "low",
+                    "how far the headline is from the hindsight bound, in % of the bound"),
             _header("constraint", "num", "low", head["constraint"]),
             _header(f"vs {head['reference']} (paired)", "num", better,
                     f"mean per-seed difference of {head['title']} from {head['reference']}"),
@@ -197,6 +199,7 @@ def _table(summary: dict[str, Any], entries: list[dict[str, Any]]) -> str:
         if head is not None:
             cells.append(_stat_cell(e.get("score"), ".1f"))
             cells.append(_interval_cell(e.get("headline")))
+            cells.append(_stat_cell(e.get("above_bound"), ".2f"))
             n_break = e.get("breaks_constraint")
             if bound or n_break is None:
                 cells.append('<td class="num" data-value="">-</td>')
@@ -230,6 +233,9 @@ def _legend(summary: dict[str, Any]) -> str:
                       f"{_e(head['title'])}; mean ± half-width of its interval"),
             (_e(head["title"]), f"the headline ({'higher' if head['higher_is_better'] else 'lower'}"
                                 " is better): mean [interval] over the test seeds"),
+            ("% from bound", "how far the headline is from the hindsight bound, in % of the "
+                             "bound, per seed (the bound is a certified limit, not a schedule: "
+                             "it may not be reachable)"),
             ("constraint", f"{_e(head['constraint'])}; ✗ n/m = broken in n of the policy's m "
                            "episodes, ✓ = met in every one"),
             (f"vs {_e(head['reference'])} (paired)",

@@ -40,7 +40,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
     multi = len({e["scenario"] for e in summary["results"]}) > 1
     front = []
     if head is not None:
-        front = ["score", head["title"], f"vs {head['reference']} (paired)"]
+        front = ["score", head["title"], "% from bound", f"vs {head['reference']} (paired)"]
     titles = front + [t for _, t in cols]
     header = ("| " + ("scenario | " if multi else "") + "policy | " + " | ".join(titles) + " |")
     sep = "|" + ("---|" if multi else "") + "---|" + "|".join("---:" for _ in titles) + "|"
@@ -57,7 +57,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
             elif e.get("breaks_constraint"):
                 name = f"{name} ✗"
             cells += [_cell(e.get("score"), ".1f"), _cell(e.get("headline")),
-                      _cell(e.get("vs_reference"), "+.3g")]
+                      _cell(e.get("above_bound"), ".2f"), _cell(e.get("vs_reference"), "+.3g")]
         for m, _ in cols:
             d = e["timing"][m] if m in e["timing"] else e["metrics"][m]
             cells.append(_cell(d))
@@ -65,9 +65,11 @@ def markdown_table(summary: dict[str, Any]) -> str:
                      + " | ".join(cells) + " |")
     if head is not None:
         lines += ["", f"score: 0 = `{head['anchor']}`, 100 = `{head['bound']}` (the episode's "
-                  f"hindsight bound), per test seed, on {head['title']}; constraint: "
-                  f"{head['constraint']}; ✗ = breaks it in at least one episode; paired: mean "
-                  f"per-seed difference from `{head['reference']}`."]
+                  f"hindsight bound), per test seed, on {head['title']}; below 0: worse than "
+                  f"`{head['anchor']}`; % from bound: how far {head['title']} is from the bound, "
+                  "in % of it (the bound may not be reachable: it is a certified limit, not a "
+                  f"schedule); constraint: {head['constraint']}; ✗ = breaks it in at least one "
+                  f"episode; paired: mean per-seed difference from `{head['reference']}`."]
     return "\n".join(lines) + "\n"
 
 
@@ -77,7 +79,7 @@ def summary_csv(summary: dict[str, Any]) -> str:
     header = ["suite", "version", "scenario", "policy", "episodes"]
     scored = summary.get("headline") is not None
     if scored:
-        for m in ("score", "headline", "vs_reference"):
+        for m in ("score", "headline", "above_bound", "vs_reference"):
             header += [f"{m}_mean", f"{m}_ci_low", f"{m}_ci_high"]
         header += ["breaks_constraint", "bound"]
     for m in names:
@@ -89,7 +91,7 @@ def summary_csv(summary: dict[str, Any]) -> str:
         row: list[Any] = [summary["suite"], summary["version"], e["scenario"], e["policy"],
                           e["episodes"]]
         if scored:
-            for m in ("score", "headline", "vs_reference"):
+            for m in ("score", "headline", "above_bound", "vs_reference"):
                 d = e.get(m)
                 row += ["" if d is None else repr(d[k]) for k in ("mean", "ci_low", "ci_high")]
             row += [e.get("breaks_constraint", ""), int(bool(e.get("bound")))]

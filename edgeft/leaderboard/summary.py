@@ -95,9 +95,21 @@ def _add_scores(family: str, head: Headline, entries: list[dict[str, Any]],
             finite = scores[np.isfinite(scores)]
             if finite.size:
                 e["score"] = {**_stat(finite.tolist()), "episodes": int(finite.size)}
+            if not e["bound"]:
+                e["above_bound"] = _stat(above_bound(
+                    [values[s] for s in seeds], [bound[s] for s in seeds], head))
         ref = per_seed((sc, head.reference))
         if e["policy"] != head.reference and set(values) & set(ref):
             e["vs_reference"] = scoring.paired_difference(values, ref)
+
+
+def above_bound(values: Sequence[float], bounds: Sequence[float], head: Headline) -> list[float]:
+    """Per seed, how far the headline value is from the hindsight bound, in % of the bound
+    (>= 0 for every policy: the bound is the best any policy could reach)."""
+    v, b = np.asarray(values, dtype=np.float64), np.asarray(bounds, dtype=np.float64)
+    gap = (b - v) if head.higher_is_better else (v - b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (100.0 * gap / np.abs(b)).tolist()
 
 
 def ranked(summary: dict[str, Any]) -> list[dict[str, Any]]:
