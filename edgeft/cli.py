@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("edgeft.train", "train a stable-baselines3 agent on an edgeft env"),
     "leaderboard": ("edgeft.leaderboard", "evaluate policies on a named, versioned suite"),
     "figures": ("edgeft.figures", "reproduce the papers' figures as PNG files"),
+    "export": ("edgeft.export", "turn a stable-baselines3 model zip into a safe edgeft agent"),
 }
 
 

@@ -70,7 +70,8 @@ def make_callback(cfg: TrainConfig, out: Path, evaluator: Evaluator | None, meta
         def checkpoint(self, t: int) -> None:
             write_checkpoint(out / "checkpoints", t, self.model, vecnorm,
                              {"last_eval": self.last_eval, "best": state.get("best"),
-                              "best_metric": state.get("best_metric"), **lag_meta(lag)})
+                              "best_metric": state.get("best_metric"), **lag_meta(lag)},
+                             {**meta, **lag_meta(lag)})
 
         def _on_training_end(self) -> None:
             self.bar.close()

@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"edgeft train: error: {err}", file=sys.stderr)
         return 2
-    print(f"saved {path} (+ .norm.json, .config.json); load it with "
+    weights = path.name[: -len(".agent.json")] + ".safetensors"
+    print(f"saved {path} (+ {weights} beside it); load it with "
           f"edgeft.make_policy('{base_algo(cfg.algo)}:{path}', env)")
     return 0
 

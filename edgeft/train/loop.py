@@ -23,7 +23,18 @@ from edgeft.train.config import (
     steps_per_rollout,
 )
 from edgeft.train.evaluator import Evaluator
-from edgeft.train.files import checkpoint_files, run_meta, save_model, write_json
+from edgeft.train.files import (
+    checkpoint_dir,
+    checkpoint_files,
+    load_optimizers,
+    load_replay_buffer,
+    load_vecnormalize_state,
+    read_checkpoint_state,
+    restore_counters,
+    run_meta,
+    save_model,
+    write_json,
+)
 
 
 @dataclass
@@ -61,12 +72,11 @@ def prepare_out(cfg: TrainConfig, out: Path, meta: dict[str, Any]) -> dict[str, 
             diff = sorted(k for k, v in current.items() if before.get(k) != v)
             raise ValueError(f"{out} holds a different training run (differs in "
                              f"{diff or ['env_config']}); choose another --out or delete it")
-        if (out / "model.zip").is_file():
-            raise ValueError(f"{out} holds a finished run ({out / 'model.zip'}); "
-                             "choose another --out")
-        if (out / "checkpoints" / "state.json").is_file():
-            with open(out / "checkpoints" / "state.json") as fh:
-                resume_from = json.load(fh)
+        for final in ("model.agent.json", "model.zip"):
+            if (out / final).is_file():
+                raise ValueError(f"{out} holds a finished run ({out / final}); "
+                                 "choose another --out")
+        resume_from = read_checkpoint_state(out)
     elif out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty and holds no training run; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -75,16 +85,38 @@ def prepare_out(cfg: TrainConfig, out: Path, meta: dict[str, Any]) -> dict[str, 
 
 
 def resume_model(run: Run, resume_from: dict[str, Any], cls: Any) -> None:
-    """Load the model, VecNormalize, replay buffer and Lagrangian state of a checkpoint."""
-    from stable_baselines3.common.vec_env import VecNormalize
+    """Load the model, optimisers, VecNormalize, replay buffer and Lagrangian state of the
+    run's checkpoint (files inside ``OUT/checkpoints`` only, no pickle: ``edgeft.train.files``).
 
-    files = checkpoint_files(run.out / "checkpoints", resume_from)
-    if "vecnormalize" in files:
-        run.vecnorm = VecNormalize.load(str(files["vecnormalize"]), run.venv)
-        run.vecnorm.training = True
-    run.model = cls.load(str(files["model"]), env=run.vecnorm or run.venv, device="cpu")
-    if "replay_buffer" in files:
-        run.model.load_replay_buffer(str(files["replay_buffer"]))
+    The model is built as a fresh run builds it (same config), then its weights, optimiser
+    states, learning counters, VecNormalize statistics and replay buffer are set from the files.
+    """
+    from edgeft.agents.agent_format import load_weights, read_agent
+
+    files = checkpoint_files(checkpoint_dir(run.out), resume_from)
+    if resume_from.get("format_version") is None:
+        _resume_pickled(run, files, cls)  # an earlier version's checkpoint, opted in
+    else:
+        new_model(run, cls)
+        if "vecnormalize" in files:
+            if run.vecnorm is None:
+                raise ValueError(f"{files['vecnormalize']}: the checkpoint has VecNormalize "
+                                 "statistics but the run normalises nothing")
+            load_vecnormalize_state(run.vecnorm, files["vecnormalize"])
+            run.vecnorm.training = True
+        doc = read_agent(files["model"])
+        if "weights" in files and doc["weights"]["file"] != files["weights"].name:
+            raise ValueError(f"{files['model']} names the weights {doc['weights']['file']}, "
+                             f"state.json {files['weights'].name}")
+        policy_class = type(run.model.policy).__name__
+        load_optimizers(run.model, files["optimizer"], load_weights(files["model"], doc))
+        restore_counters(run.model, resume_from.get("algorithm") or {})
+        run.model.num_timesteps = int(resume_from["timesteps"])
+        if "replay_buffer" in files:
+            if getattr(run.model, "replay_buffer", None) is None:
+                raise ValueError(f"{files['replay_buffer']}: a replay buffer, but the run's "
+                                 f"{policy_class} model has none")
+            load_replay_buffer(run.model.replay_buffer, files["replay_buffer"])
     run.start = int(resume_from["timesteps"])
     if run.lag is not None:
         from edgeft.agents.lagrangian import truncate_log
@@ -94,6 +126,19 @@ def resume_model(run: Run, resume_from: dict[str, Any], cls: Any) -> None:
     run.state.update(last_eval=int(resume_from.get("last_eval", run.start)),
                      best=resume_from.get("best"), best_metric=resume_from.get("best_metric"))
     print(f"resuming {run.out} from its checkpoint at {run.start} steps", file=sys.stderr)
+
+
+def _resume_pickled(run: Run, files: dict[str, Path], cls: Any) -> None:
+    """A checkpoint of an earlier edgeft (pickled model, VecNormalize and replay buffer): read
+    only after ``checkpoint_files`` saw ``EDGEFT_TRUST_AGENT_CODE=1``."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    if "vecnormalize" in files:
+        run.vecnorm = VecNormalize.load(str(files["vecnormalize"]), run.venv)
+        run.vecnorm.training = True
+    run.model = cls.load(str(files["model"]), env=run.vecnorm or run.venv, device="cpu")
+    if "replay_buffer" in files:
+        run.model.load_replay_buffer(str(files["replay_buffer"]))
 
 
 def new_model(run: Run, cls: Any) -> None:
