@@ -28,15 +28,16 @@ __all__ = ["add_arguments", "compare", "format_table", "run"]
 
 
 def compare(env_id: str, policies: list[str], episodes: int, overrides: dict[str, Any],
-            progress: bool = True) -> dict[str, dict[str, float]]:
+            progress: bool = True, *, trust_code: bool = False) -> dict[str, dict[str, float]]:
     """Mean metrics of each policy over seeds ``0 .. episodes - 1``: policy -> metric -> mean.
 
     Metric names are those of the env family's record (``EnvFamily.metrics``), then
-    ``decide_ms``.
+    ``decide_ms``. ``trust_code`` allows ``ALGO:PATH`` agents saved as stable-baselines3 zips,
+    whose pickles run code when loaded.
     """
     from tqdm import tqdm
 
-    from edgeft.episodes import run_episode
+    from edgeft.episodes import make_env_and_policy, play_episode
 
     rows: dict[str, dict[str, float]] = {}
     with tqdm(total=len(policies) * episodes, desc="episodes", unit="ep",
@@ -44,7 +45,12 @@ def compare(env_id: str, policies: list[str], episodes: int, overrides: dict[str
         for name in policies:
             per_ep = []
             for seed in range(episodes):
-                out = run_episode(env_id, overrides, name, seed)
+                env, policy = make_env_and_policy(env_id, overrides, name, seed,
+                                                  trust_code=trust_code)
+                try:
+                    out = play_episode(env, policy, seed)
+                finally:
+                    env.close()
                 per_ep.append({**out["metrics"], **out["timing"]})
                 bar.update()
             rows[name] = {k: float(np.mean([r[k] for r in per_ep])) for k in per_ep[0]}
@@ -75,6 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="env config override, repeatable (e.g. --set num_devices=50)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--trust-agent-code", action="store_true",
+                        help="allow ALGO:PATH agents saved as stable-baselines3 zips, whose "
+                             "pickles run any code their author put in them when loaded (the "
+                             "same as EDGEFT_TRUST_AGENT_CODE=1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,13 +112,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         for name in names:  # fail before any work on a bad name
             if ":" in name:  # a trained model: in the action mode it was trained in
-                make_env_and_policy(args.env, overrides, name, 0)[0].close()
+                make_env_and_policy(args.env, overrides, name, 0,
+                                    trust_code=args.trust_agent_code)[0].close()
             else:
                 edgeft.make_policy(name, env)
     except (ValueError, FileNotFoundError) as err:
         print(f"edgeft compare: error: {err}", file=sys.stderr)
         return 2
-    rows = compare(args.env, names, args.episodes, overrides, progress=not args.no_progress)
+    rows = compare(args.env, names, args.episodes, overrides, progress=not args.no_progress,
+                   trust_code=args.trust_agent_code)
     rounds = getattr(config_in_force(env), "episode_rounds", "?")
     env.close()
     print(f"\n{args.env} ({family}), {args.episodes} episodes x {rounds} rounds, "

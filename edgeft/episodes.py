@@ -69,12 +69,13 @@ def play_episode(env: Any, policy: Any, seed: int, *, deterministic: bool = True
             "rounds": rounds}
 
 
-def make_env_and_policy(env_id: str, config: Mapping[str, Any], policy: str, seed: int
-                        ) -> tuple[Any, Any]:
+def make_env_and_policy(env_id: str, config: Mapping[str, Any], policy: str, seed: int, *,
+                        trust_code: bool = False) -> tuple[Any, Any]:
     """The env ``gym.make(env_id, **config)`` and the policy ``policy`` built for it.
 
     A trained agent (``"ALGO:PATH"``) gets the env in the action mode it was trained in; every
-    policy gets ``seed`` (the random ones draw from it).
+    policy gets ``seed`` (the random ones draw from it). ``trust_code`` allows a legacy
+    stable-baselines3 zip agent, whose pickles run code when loaded (``edgeft.make_policy``).
     """
     import gymnasium as gym
 
@@ -84,10 +85,12 @@ def make_env_and_policy(env_id: str, config: Mapping[str, Any], policy: str, see
     if ":" in policy:
         from edgeft.agents import saved_action_mode
 
-        mode = saved_action_mode(policy)
+        mode = saved_action_mode(policy, trust_code=trust_code)
         if mode is not None:
             config["action_mode"] = mode
     env = gym.make(env_id, **config)
+    if trust_code:
+        return env, make_policy(policy, env, seed=int(seed), trust_code=True)
     return env, make_policy(policy, env, seed=int(seed))
 
 

@@ -104,7 +104,8 @@ def list_policies(family: str | None = None) -> list[str]:
     return sorted(names) + [f"{p}:PATH" for p in sorted(_PREFIXES)]
 
 
-def make_policy(name: str, env: Any = None, *, config: Any = None, **kwargs: Any) -> Policy:
+def make_policy(name: str, env: Any = None, *, config: Any = None, trust_code: bool = False,
+                **kwargs: Any) -> Policy:
     """Build a policy by name.
 
     Args:
@@ -112,6 +113,9 @@ def make_policy(name: str, env: Any = None, *, config: Any = None, **kwargs: Any
             or ``"ALGO:path/to/model.zip"`` for a trained stable-baselines3 model.
         env: the env the policy will act in (its config and action mode are read from it).
         config: the env config, when no env is at hand.
+        trust_code: for ``"ALGO:path"``: allow a legacy stable-baselines3 zip, whose pickles run
+            any code their author put in them when loaded (also ``EDGEFT_TRUST_AGENT_CODE=1``);
+            agents in the safe format (``NAME.agent.json``) never need it.
         **kwargs: policy options (e.g. ``action_mode``, ``seed``, ``zeta``).
 
     Raises:
@@ -126,6 +130,8 @@ def make_policy(name: str, env: Any = None, *, config: Any = None, **kwargs: Any
                 f"unknown policy prefix {prefix!r} in {name!r}; known prefixes: "
                 f"{sorted(_PREFIXES) or 'none installed'}"
             )
+        if trust_code:
+            kwargs["trust_code"] = True
         return _PREFIXES[prefix](path, env=env, config=config, **kwargs)
     if env is None and config is None:
         raise ValueError(f"make_policy({name!r}) needs the env (or its config) it will act in")

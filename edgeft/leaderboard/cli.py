@@ -4,11 +4,13 @@ says how to continue an interrupted run."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from edgeft.leaderboard.errors import LeaderboardError
@@ -47,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(by default both are added, see the score note under the table)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--list", action="store_true", help="list the suites and exit")
+    parser.add_argument("--trust-agent-code", action="store_true",
+                        help="allow ALGO:PATH agents saved as stable-baselines3 zips, whose "
+                             "pickles run any code their author put in them when loaded (the "
+                             "same as EDGEFT_TRUST_AGENT_CODE=1); agents in the safe format "
+                             "(NAME.agent.json) never need it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +63,30 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:16s} v{s.version}  {s.description}  ({len(s.scenarios)} scenario(s) x "
                   f"{s.num_seeds} seeds)")
         return 0
+    if getattr(args, "trust_agent_code", False):
+        with trusting_agent_code():
+            return _run(args)
+    return _run(args)
+
+
+@contextlib.contextmanager
+def trusting_agent_code() -> Iterator[None]:
+    """``EDGEFT_TRUST_AGENT_CODE=1`` while the run lasts: the loader in this process and in the
+    worker processes it starts reads it (on a Ray cluster started elsewhere, set it there)."""
+    from edgeft.agents.agent_format import TRUST_ENV
+
+    old = os.environ.get(TRUST_ENV)
+    os.environ[TRUST_ENV] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(TRUST_ENV, None)
+        else:
+            os.environ[TRUST_ENV] = old
+
+
+def _run(args: argparse.Namespace) -> int:
     names = [s.strip() for s in args.suite.split(",") if s.strip()]
     policies = [p.strip() for p in args.policies.split(",")] if args.policies else None
     suites: list[Suite] = []
@@ -141,6 +172,7 @@ def interrupted_message(args: argparse.Namespace, suites: Sequence[Suite],
         if value is not None:
             opts += f" {flag} {shlex.quote(str(value))}"
     opts += " --no-plots" * bool(args.no_plots) + " --no-progress" * bool(args.no_progress)
+    opts += " --trust-agent-code" * bool(getattr(args, "trust_agent_code", False))
     if args.out:  # one --out covers every suite of the command (one subfolder each)
         names = ",".join(s.name for s in suites)
         cmd = f"edgeft leaderboard --suite {names} --out {shlex.quote(args.out)} --resume{opts}"
