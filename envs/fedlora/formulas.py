@@ -13,6 +13,7 @@ explains the error in the printed formula.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -288,6 +289,276 @@ def _lemma3_terms(c: np.ndarray, weight: np.ndarray,
 
 
 # --------------------------------------------------------------------------- min common delay
+# The min-max-delay split solves F(c) = sum_k a_k h(c w_k) = B for c = ln2 / D, with
+# w_k = mu_k / a_k and h(lambda) = 1 / u(lambda), u Lemma 3's root of ln(1 + u) = lambda u
+# (B_k = a_k h). F increases and is convex in c, with a pole where the weakest member saturates
+# (lambda -> 1); the root sits close to that pole whenever the weakest member needs most of B.
+# Newton's method creeps up on such a root; Halley's method is exact for a single pole and takes
+# 1 to 3 steps. A step needs F, F' and F'' at c, i.e. h, h' and h'' of every member: one
+# interpolation in a table of all three (within ~5e-8), plus a Newton step on h where F must be
+# exact. A step is then ~10 array operations, whatever the set: what the single env pays for
+# a round's split.
+
+
+def _logit_grid() -> np.ndarray:
+    """Grid of the solver's table in x = ln(lambda / (1 - lambda)), lambda from 2e-300 to
+    1 - 2^-54: spacing from the curvature of ln h(x) (at most 0.075, near x = 0), so that linear
+    interpolation is within ~5e-9 of h and ~5e-8 of h', h'' everywhere (tested)."""
+    parts = [-np.exp(np.linspace(np.log(690.0), np.log(80.0), 10800, endpoint=False))]
+    for lo, hi, step in ((-80.0, -40.0, 8.5e-3), (-40.0, -20.0, 4.3e-3), (-20.0, -10.0, 2.2e-3),
+                         (-10.0, -5.0, 1.28e-3), (-5.0, 5.0, 7.3e-4), (5.0, 10.0, 4.3e-3),
+                         (10.0, 37.5, 0.05)):
+        parts.append(np.linspace(lo, hi, math.ceil((hi - lo) / step), endpoint=False))
+    parts.append(np.array([37.5]))
+    return np.concatenate(parts)
+
+
+def lemma3_h_derivatives(lam: np.ndarray, delta: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ln h, ln h' and ln h'' for h(lambda) = 1 / u(lambda), B_k = a_k h(lambda_k) (Lemma 3).
+
+    h' = dh/dlambda = -1 / (u d) and h'' = -s^2 / d^3, with s = 1 / (1 + u) and
+    d = s - ln(1 + u) / u = u phi'(u) < 0 (a series for u < 1e-3, where the difference cancels),
+    all in logs (h'' overflows h's range). ``delta`` = 1 - lambda as in :func:`lemma3_u`.
+    """
+    u = lemma3_u(lam, delta)
+    small = u < 1e-3
+    us = np.where(small, u, 0.0)
+    series = us * (-0.5 + us * (2.0 / 3 + us * (-0.75 + us * (0.8 + us * (-5.0 / 6)))))
+    ul = np.where(small, 1.0, u)
+    d = np.where(small, series, 1.0 / (1.0 + ul) - np.log1p(ul) / ul)
+    ln_u, ln_md = np.log(u), np.log(-d)
+    return -ln_u, -ln_u - ln_md, -2.0 * np.log1p(u) - 3.0 * ln_md
+
+
+def _split_table() -> tuple[np.ndarray, np.ndarray]:
+    """One interpolation table for ln h, ln h', ln h'': the three tables side by side, shifted by
+    ``_TAB_SHIFT`` in x, so that one ``np.interp`` call on x + (0, shift, 2 shift) reads all
+    three."""
+    x = _logit_grid()
+    rows = lemma3_h_derivatives(1.0 / (1.0 + np.exp(-x)), 1.0 / (1.0 + np.exp(x)))
+    return (np.concatenate([x, x + _TAB_SHIFT, x + 2.0 * _TAB_SHIFT]), np.concatenate(rows))
+
+
+_TAB_SHIFT = 1000.0  # > the table's width in x (727.5)
+_TAB_OFFSETS = np.array([0.0, _TAB_SHIFT, 2.0 * _TAB_SHIFT])
+_TAB_X, _TAB_Y = _split_table()
+_TAB_ROW = _TAB_X.size // 3  # the h part of the table
+#: relative accuracy of the table's h (measured 5.1e-9 over the whole domain), with a margin
+_H_RTOL = 2e-8
+#: coarse passes (table values only) run until a step is below this x c, then exact ones
+_COARSE = 1e-3
+#: an exact pass's Halley step is the last when |step| <= _ACCEPT x c and
+#: |step|^3 <= _ACCEPT3 x c^3 x delta_min^2 (delta_min = 1 - c w_max, the weakest member's
+#: distance to saturation): Halley's error, ~ |step|^3 / delta_min^2, is then below 1e-16 c,
+#: the error of the step from the table's F' (within 5e-8) below 2e-15 c, and the first-order
+#: update of the members' u = 1/h to the new c within ~(step / c)^2 (~1e-15, ~1e-15 / delta
+#: for a member near saturation, whose delay hardly depends on its u)
+_ACCEPT = 3e-8
+_ACCEPT3 = 6.4e-17
+#: passes of the fast solver before a set goes to the safeguarded Newton solver
+_PASSES = 10
+
+_log, _exp, _log1p = np.log, np.exp, np.log1p
+_multiply, _add_reduce = np.multiply, np.add.reduce
+try:  # np.interp without its argument checks (the solver's hot path; same function)
+    from numpy._core.multiarray import interp as _interp
+except ImportError:  # numpy < 2
+    _interp = np.interp
+
+
+def _pass(coef: np.ndarray, w: np.ndarray, c: Any, exact: Any, offsets: np.ndarray
+          ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """One pass of the split solver at c (a float for one set, or an (n, 1) array for n sets).
+
+    ``coef`` = (a, mu, mu w) of every device (shape (3,) + w.shape; 0 for non-members), so that
+    coef x (h, h', h'') are B_k, dB_k/dc and d2B_k/dc2. Returns the sums (F, F', F'') (shape
+    (3,) or (3, n)) and, for an exact pass, (h1, h'/h1). h, h', h'' come from the table (within
+    ~2e-8, 5e-8, 5e-8); where ``exact`` is True (an (n, 1) bool array: per set, for a batch
+    mixing both, with the same numbers per set as alone) h gets a Newton step on
+    psi(h) = h ln(1 + 1/h) = lambda (psi' = 1/h'), exact to rounding.
+    """
+    lam = c * w
+    terms = _exp(_interp(_log(lam / (1.0 - lam)) + offsets, _TAB_X, _TAB_Y))  # h, h', h''
+    newton = None
+    if exact is not False:
+        h, hp = terms[0], terms[1]
+        h1 = h - (h * _log1p(1.0 / h) - lam) * hp
+        if exact is not True:  # a batch of coarse and exact sets
+            h1 = np.where(exact, h1, h)
+        newton = (h1, hp / h1)
+        terms[0] = h1
+    _multiply(terms, coef, out=terms)
+    return _add_reduce(terms, axis=-1), newton
+
+
+def _halley_step_array(c: np.ndarray, lo: np.ndarray, hi: np.ndarray, f: np.ndarray,
+                       f1: np.ndarray, f2: np.ndarray, margin: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One safeguarded Halley step on f(c) = F(c) - B (f1, f2: F', F'') for arrays of sets:
+    (new c, new lo, new hi, whether the step is Halley's). c becomes the upper (lower) end of
+    the bracket where f > margin (f <= -margin). :func:`_split_one` does the same arithmetic
+    on plain floats, element for element."""
+    hi = np.where(f > margin, c, hi)
+    lo = np.where(f <= -margin, c, lo)
+    with np.errstate(all="ignore"):
+        den = 2.0 * f1 * f1 - f * f2
+        halley = c - 2.0 * f * f1 / den
+        newton = c - f / f1
+    is_halley = (den > 0.0) & (lo <= halley) & (halley <= hi)
+    ok_newton = (f1 > 0.0) & (lo <= newton) & (newton <= hi)
+    new = np.where(is_halley, halley, np.where(ok_newton, newton, 0.5 * (lo + hi)))
+    return new, lo, hi, is_halley
+
+
+def _split_one(a: np.ndarray, mu: np.ndarray, mask: np.ndarray | None, total_bandwidth: float,
+               lower: float = 0.0) -> tuple[float, np.ndarray] | None:
+    """Min-max-delay split of one set of at least two members: c = ln2 / D* and the (K,)
+    bandwidths (Hz), or None if the fast solver does not settle within ``_PASSES`` passes.
+
+    ``a`` = |h_k|^2 / sigma^2 (Hz) and ``mu`` (bits) of all K devices, ``mask`` the members
+    (None: all). Starts at the weakest member's c with all of B (an upper bound on c*: each
+    member alone with all of B is faster than in the split). Coarse passes (the table's h)
+    take safeguarded Halley steps on F(c) = B until a step is small; exact passes (h to
+    rounding) follow until a step is small enough to be the last (``_ACCEPT``, ``_ACCEPT3``).
+    The weakest member (largest w = mu / a, the one nearest saturation) gets B minus the
+    others' bandwidths: its Lemma-3 bandwidth is ill-conditioned near saturation (relative
+    error ~eps/delta) while its delay hardly depends on it, so every member's delay comes out
+    accurate. Non-members have a = mu = 0 (0 in every sum) and w at most the weakest member's
+    (finite terms).
+
+    The arithmetic is that of :func:`_split_batch` row by row (the single and the vector env
+    get the same numbers, bit for bit); the outer iteration runs on plain floats.
+    """
+    inv_b = 1.0 / total_bandwidth
+    w = mu / a
+    coef = np.empty((3, a.size))
+    if mask is None:
+        j = int(np.argmax(w))
+        coef[0] = a
+        coef[1] = mu
+    else:
+        member = mask.astype(np.float64)
+        j = int(np.argmax(w * member))
+        _multiply(a, member, out=coef[0])
+        _multiply(mu, member, out=coef[1])
+    w_j = float(w[j])
+    c = float(np.log1p(a[j:j + 1] * inv_b)[0] / (mu[j] * inv_b))  # all of B to the weakest
+    if mask is not None:
+        w = np.minimum(w, w_j)  # non-members no weaker than the weakest member: finite terms
+    _multiply(coef[1], w, out=coef[2])
+    lo, hi = lower, c
+    exact = False
+    margin = _H_RTOL * total_bandwidth
+    offsets = _TAB_OFFSETS[:, None]
+    for _ in range(_PASSES):
+        sums, newton = _pass(coef, w, c, exact, offsets)
+        f, f1, f2 = sums.tolist()
+        f -= total_bandwidth
+        if not exact and -margin <= f <= margin:  # at the root to the table's accuracy
+            exact = True
+            continue
+        # a safeguarded Halley step (_halley_step_array's arithmetic, inlined)
+        if f > (0.0 if exact else margin):
+            hi = c
+        elif f <= -(0.0 if exact else margin):
+            lo = c
+        is_halley = False
+        den = 2.0 * f1 * f1 - f * f2
+        new = c - 2.0 * f * f1 / den if den > 0.0 else math.nan
+        if lo <= new <= hi:
+            is_halley = True
+        else:
+            new = c - f / f1 if f1 > 0.0 else math.nan
+            if not lo <= new <= hi:
+                new = 0.5 * (lo + hi)
+        step = new - c
+        if exact:
+            gap = 1.0 - c * w_j
+            size = abs(step)
+            if ((is_halley and size <= _ACCEPT * c
+                 and size * size * size <= _ACCEPT3 * c * c * c * gap * gap)
+                    or size <= 4.5e-16 * c):
+                h1, ratio = newton  # h moved to the new c: first order in u = 1/h
+                band = coef[0] * h1 / (1.0 - w * step * ratio)
+                band[j] = 0.0
+                band[j] = total_bandwidth - band.sum()
+                return new, band
+        elif abs(step) <= _COARSE * c:
+            exact = True
+        c = new
+    return None
+
+
+def _split_batch(a: np.ndarray, mu: np.ndarray, mask: np.ndarray, total_bandwidth: float,
+                 lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_split_one` for n sets at once: (n, K) arrays, every row with at least two
+    members. Returns (c, band); rows not settled have c = nan."""
+    n = a.shape[0]
+    rows = np.arange(n)
+    inv_b = 1.0 / total_bandwidth
+    w = mu / a
+    coef = np.empty((3,) + a.shape)
+    member = mask.astype(np.float64)
+    j = np.argmax(w * member, axis=-1)
+    _multiply(a, member, out=coef[0])
+    _multiply(mu, member, out=coef[1])
+    w_j = w[rows, j]
+    c = np.log1p(a[rows, j] * inv_b) / (mu[rows, j] * inv_b)
+    w = np.minimum(w, w_j[:, None])
+    _multiply(coef[1], w, out=coef[2])
+    lo, hi = np.array(lower, dtype=np.float64), c.copy()
+    exact = np.zeros(n, dtype=bool)
+    margin = _H_RTOL * total_bandwidth
+    offsets = _TAB_OFFSETS[:, None, None]
+    c_out = np.full(n, np.nan)
+    band_out = np.zeros(a.shape)
+    live = rows  # the rows still iterating; every array below holds theirs
+    for _ in range(_PASSES):
+        mode = False if not exact.any() else True if exact.all() else exact[:, None]
+        sums, newton = _pass(coef, w, c[:, None], mode, offsets)
+        f, f1, f2 = sums
+        f = f - total_bandwidth
+        new, lo_n, hi_n, is_halley = _halley_step_array(c, lo, hi, f, f1, f2,
+                                                        np.where(exact, 0.0, margin))
+        at_root = ~exact & (np.abs(f) <= margin)  # coarse, at the root: go exact, stay
+        new = np.where(at_root, c, new)
+        lo = np.where(at_root, lo, lo_n)
+        hi = np.where(at_root, hi, hi_n)
+        step = new - c
+        gap = 1.0 - c * w_j
+        size = np.abs(step)
+        done = exact & ((is_halley & (size <= _ACCEPT * c)
+                         & (size * size * size <= _ACCEPT3 * c * c * c * gap * gap))
+                        | (size <= 4.5e-16 * c))
+        exact = exact | at_root | (size <= _COARSE * c)
+        if done.any():
+            i = np.flatnonzero(done)
+            h1, ratio = newton
+            band = coef[0, i] * h1[i] / (1.0 - w[i] * step[i, None] * ratio[i])
+            r = np.arange(i.size)
+            band[r, j[i]] = 0.0
+            band[r, j[i]] = total_bandwidth - _add_reduce(band, axis=-1)
+            c_out[live[i]] = new[i]
+            band_out[live[i]] = band
+            keep = np.flatnonzero(~done)
+            if keep.size == 0:
+                break
+            live, c, lo, hi, exact = live[keep], new[keep], lo[keep], hi[keep], exact[keep]
+            coef, w, j, w_j = coef[:, keep], w[keep], j[keep], w_j[keep]
+        else:
+            c = new
+    return c_out, band_out
+
+
+def _fallback(a: np.ndarray, mu: np.ndarray, mask: np.ndarray, total_bandwidth: float,
+              rtol: float, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
+    """c and bandwidths of (n, K) sets by the safeguarded Newton solver."""
+    delay, band = _min_common_delay_newton(mu, a, 1.0, total_bandwidth, mask, rtol=rtol,
+                                           max_iter=max_iter)
+    return LN2 / delay, band
+
+
 def min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float, total_bandwidth: float,
                      mask: np.ndarray, *, rtol: float = 1e-13, max_iter: int = 100,
                      bracket: tuple[np.ndarray, np.ndarray] | None = None
@@ -297,13 +568,269 @@ def min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float, total
     Solves sum_{k in S} B_k(D) = B with B_k from Lemma 3 (decreasing in D); the optimum of
     min_{B_k} max_k mu_k / r_k lies where every scheduled device has the same delay. Batched: the
     last axis indexes devices, ``mask`` (bool, same shape) selects each set; all leading axes are
-    independent problems. Safeguarded Newton on c = ln2/D inside the bracket
-    [equal-split delay, best single device with all of B].
+    independent problems.
+
+    Solver: safeguarded Halley steps on c = ln2/D from the upper end of the bracket [equal-split
+    delay, weakest member with all of B], with every member's Lemma-3 root at each step (table
+    start, plus one Newton step once c is close). D is accurate to ~1e-15 (relative), every
+    member's delay at its bandwidth to ~1e-14: the weakest member takes B minus the others'
+    bandwidths, which keeps the split exact where that member is near saturation (a deep fade)
+    and its own Lemma-3 bandwidth is accurate only to ~eps/delta. A set the fast solver does not
+    settle in ``_PASSES`` steps goes to the safeguarded Newton solver of the first
+    implementation (``rtol``, ``max_iter``: its tolerance on D and its iterations). A set gets
+    the same numbers alone, in any batch, and from :func:`min_common_delay_one`.
+
+    Args:
+        bracket: optional (c_lo, c_hi) of shape ``mask.shape[:-1]`` known to contain
+            ln2 / D* (e.g. from :func:`prefix_delay_brackets`): c_lo narrows the interval the
+            steps are kept in; the solver starts from its own upper bound.
 
     Returns:
         (delay, bandwidth): delay (s) of shape ``mask.shape[:-1]`` (0 for an empty set) and
         bandwidth (Hz) of shape ``mask.shape`` (0 off the set), summing to B on each set.
     """
+    mask = np.asarray(mask, dtype=bool)
+    gain = np.broadcast_to(np.asarray(gain, dtype=np.float64), mask.shape)
+    bits = np.broadcast_to(np.asarray(bits, dtype=np.float64), mask.shape)
+    k = mask.shape[-1]
+    lead = mask.shape[:-1]
+    if k == 0 or mask.size == 0:  # no devices, or no sets
+        return np.zeros(lead), np.zeros(mask.shape)
+    sel = mask.reshape(-1, k)
+    a = gain.reshape(-1, k) / noise_psd
+    mu = bits.reshape(-1, k)
+    n = sel.shape[0]
+    lower = np.zeros(n)
+    if bracket is not None:
+        lower = np.maximum(np.broadcast_to(np.asarray(bracket[0], dtype=np.float64),
+                                           lead).reshape(n), 0.0)
+    c = np.zeros(n)
+    band = np.zeros((n, k))
+    count = sel.sum(axis=-1)
+    one = np.flatnonzero(count == 1)  # alone with all of B
+    if one.size:
+        j = np.argmax(sel[one], axis=-1)
+        c[one] = np.log1p(a[one, j] * (1.0 / total_bandwidth)) / (
+            mu[one, j] * (1.0 / total_bandwidth))
+        band[one, j] = total_bandwidth
+    rows = np.flatnonzero(count > 1)
+    if rows.size == 1:
+        r = int(rows[0])
+        solved = _split_one(a[r], mu[r], sel[r], total_bandwidth, float(lower[r]))
+        if solved is not None:
+            c[r], band[r] = solved
+            rows = rows[:0]
+    elif rows.size:
+        c_rows, band_rows = _split_batch(a[rows], mu[rows], sel[rows], total_bandwidth,
+                                         lower[rows])
+        c[rows], band[rows] = c_rows, band_rows
+        rows = rows[np.isnan(c_rows)]
+    if rows.size:  # not settled: the safeguarded Newton solver
+        c[rows], band[rows] = _fallback(a[rows], mu[rows], sel[rows], total_bandwidth, rtol,
+                                        max_iter)
+    delay = np.where(count > 0, LN2 / np.where(count > 0, c, 1.0), 0.0)
+    return delay.reshape(lead), band.reshape(mask.shape)
+
+
+def min_common_delay_one(bits: np.ndarray, gain: np.ndarray, noise_psd: float,
+                         total_bandwidth: float, mask: np.ndarray) -> tuple[float, np.ndarray]:
+    """:func:`min_common_delay` of one set, without the batch machinery (the single env's hot
+    path): the same numbers, bit for bit.
+
+    Args:
+        bits, gain: mu_k and |h_k|^2 of all K devices (1-D float64).
+        mask: the set's members (1-D bool).
+
+    Returns:
+        (delay, bandwidth): D* in seconds (0.0 for an empty set) and the (K,) bandwidths in Hz.
+    """
+    a = gain / noise_psd
+    count = np.count_nonzero(mask)
+    if count <= 1:
+        band = np.zeros(a.shape)
+        if count == 0:
+            return 0.0, band
+        j = int(np.argmax(mask))
+        band[j] = total_bandwidth
+        c = np.log1p(a[j:j + 1] * (1.0 / total_bandwidth)) / (bits[j] * (1.0 / total_bandwidth))
+        return float(LN2 / c[0]), band
+    solved = _split_one(a, bits, None if count == mask.size else mask, total_bandwidth)
+    if solved is None:
+        c_arr, band = _fallback(a[None], bits[None], mask[None], total_bandwidth, 1e-13, 100)
+        return float(LN2 / c_arr[0]), band[0]
+    return LN2 / solved[0], solved[1]
+
+
+def _prefix_pass(a: np.ndarray, mu: np.ndarray, w: np.ndarray, mw: np.ndarray, c: np.ndarray,
+                 exact: bool) -> np.ndarray:
+    """F, F', F'' (shape (3, n)) of n sets of m devices, all members ((n, m) arrays), at c (n, 1):
+    :func:`_pass` for large arrays, where the work per element counts more than the number of
+    operations: one table row (h), the derivatives by algebra (h' = -h/d, h'' = -s^2/d^3,
+    s = h/(1+h), d = s - phi(u) < 0), and on an exact pass a Newton step on
+    psi(h) = h ln(1 + 1/h) = lambda (psi' = ln(1 + 1/h) - 1/(1+h), not ln(1 + 1/h) - 1 + s,
+    which cancels to 0 near saturation)."""
+    lam = c * w
+    h = _exp(_interp(_log(lam / (1.0 - lam)), _TAB_X[:_TAB_ROW], _TAB_Y[:_TAB_ROW]))
+    t = 1.0 / (1.0 + h)
+    s = h * t
+    if exact:
+        ell = _log1p(1.0 / h)
+        q = h * ell  # phi(u) at the table's u
+        d = s - q
+        h = h - (q - lam) / (ell - t)  # psi'(h) = ln(1 + 1/h) - 1/(1+h) > 0
+    else:
+        d = s - lam
+    out = np.empty((3,) + a.shape)
+    _multiply(a, h, out=out[0])
+    np.divide(mu, d, out=out[1])
+    _multiply(out[1], h, out=out[1])  # mu h / d = -mu h'
+    e = s / d
+    e *= e
+    e /= d
+    _multiply(mw, e, out=out[2])  # mu w s^2 / d^3 = -mu w h''
+    sums = _add_reduce(out, axis=-1)
+    sums[1:] *= -1.0
+    return sums
+
+
+def prefix_min_common_delays(bits: np.ndarray, gain: np.ndarray, noise_psd: float,
+                             total_bandwidth: float, chunk: int = 1 << 16) -> np.ndarray:
+    """Minimum common delay D*(S_n) (s) of every prefix S_n = {1..n}, n = 1..K, of each row.
+
+    Devices must already be in the order the prefixes follow (along the last axis), every row
+    an independent problem; the same D* as :func:`min_common_delay` with prefix masks (to
+    ~1e-14 relative), in O(rows x K) memory and O(rows x K^2) time: prefixes are solved for one
+    length n at a time, for all rows at once (``chunk`` devices per array operation).
+
+    Prefix n starts where prefix n - 1 ended: the old members' F(c) continued by the Moebius
+    fit to F', F'' at c*(S_{n-1}) (what Halley's step assumes), plus the new member's exact
+    Lemma-3 term, solved per row (a few steps on rows-sized arrays). From there, safeguarded
+    Halley steps with every member's Lemma 3 exact (:func:`min_common_delay`'s solver), inside
+    the bracket (0, min(c*(S_{n-1}), new member alone)]; typically one step. Sets it does not
+    settle go to the safeguarded Newton solver.
+
+    Args:
+        bits, gain: mu and |h|^2 (W) of shape (..., K), in prefix order.
+        noise_psd: sigma^2 (W/Hz).
+        total_bandwidth: B (Hz).
+        chunk: devices per array operation (memory and cache use, not results).
+
+    Returns:
+        Array of the shape of ``gain``: entry n - 1 of each row is D*(S_n).
+    """
+    gain = np.asarray(gain, dtype=np.float64)
+    bits = np.broadcast_to(np.asarray(bits, dtype=np.float64), gain.shape)
+    k = gain.shape[-1]
+    a_all = gain.reshape(-1, k) / noise_psd
+    mu_all = bits.reshape(-1, k)
+    rows = a_all.shape[0]
+    big_b = total_bandwidth
+    inv_b = 1.0 / big_b
+    w_all = mu_all / a_all
+    c_all = np.empty((rows, k))
+    c_all[:, 0] = np.log1p(a_all[:, 0] * inv_b) / (mu_all[:, 0] * inv_b)
+    # F', F'' of the current prefixes at their c* (here S_1: the single member's terms)
+    lam = c_all[:, 0] * w_all[:, 0]
+    h_terms = _exp(_interp(_log(lam / (1.0 - lam)) + _TAB_OFFSETS[:, None], _TAB_X, _TAB_Y))
+    d1 = mu_all[:, 0] * h_terms[1]
+    d2 = mu_all[:, 0] * w_all[:, 0] * h_terms[2]
+    for m in range(2, k + 1):
+        a_new, mu_new, w_new = a_all[:, m - 1], mu_all[:, m - 1], w_all[:, m - 1]
+        c_prev = c_all[:, m - 2]
+        upper = np.minimum(c_prev, np.log1p(a_new * inv_b) / (mu_new * inv_b))
+        start = _prefix_model_root(c_prev, d1, d2, a_new, mu_new, w_new, upper, big_b)
+        block = max(1, chunk // m)
+        for r0 in range(0, rows, block):
+            r1 = min(rows, r0 + block)
+            a, mu, w = a_all[r0:r1, :m], mu_all[r0:r1, :m], w_all[r0:r1, :m]
+            c, f1, f2 = _prefix_solve(a, mu, w, mu * w, np.max(w, axis=-1), start[r0:r1],
+                                      upper[r0:r1], big_b)
+            c_all[r0:r1, m - 1] = c
+            d1[r0:r1], d2[r0:r1] = f1, f2
+    delay = LN2 / c_all
+    return delay.reshape(gain.shape)
+
+
+def _prefix_model_root(c_prev: np.ndarray, d1: np.ndarray, d2: np.ndarray, a_new: np.ndarray,
+                       mu_new: np.ndarray, w_new: np.ndarray, upper: np.ndarray,
+                       total_bandwidth: float, steps: int = 6) -> np.ndarray:
+    """Start of prefix n: the root of M(c) + a h(c w) = B per row, M the Moebius fit to the old
+    members' F (= B, F' = d1, F'' = d2 at c_prev), a, w the new member's. The model is convex
+    and increasing in c, so Newton's steps from ``upper`` (above the root where the model is
+    positive there) decrease monotonically to it; rows where it is not stay at ``upper``."""
+    rho = d2 / (2.0 * d1)
+    c = upper.copy()
+    with np.errstate(all="ignore"):
+        for _ in range(steps):
+            lam = c * w_new
+            t = _exp(_interp(_log(lam / (1.0 - lam)) + _TAB_OFFSETS[:, None], _TAB_X, _TAB_Y))
+            x = c - c_prev
+            den = 1.0 - rho * x
+            g = d1 * x / den + a_new * t[0]  # model F - B
+            g1 = d1 / (den * den) + mu_new * t[1]
+            new = c - g / g1
+            c = np.where((g > 0.0) & (new > 0.0) & (new < c), new, c)
+    return c
+
+
+def _prefix_solve(a: np.ndarray, mu: np.ndarray, w: np.ndarray, mw: np.ndarray,
+                  w_max: np.ndarray, start: np.ndarray, upper: np.ndarray,
+                  total_bandwidth: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """c* of n sets of m members ((n, m) arrays, all members) from ``start`` inside
+    (0, ``upper``], ``upper`` >= c*: exact passes (coarse ones while a step exceeds
+    ``_COARSE``), safeguarded Halley steps, the last one accepted when |step| <= 1e-6 c (and
+    the cube rule of ``_ACCEPT3``): D* to ~1e-14, no bandwidths. Returns (c*, F', F'') with the
+    derivatives of the last pass (for the next prefix's start)."""
+    n = a.shape[0]
+    out = np.full(n, np.nan)
+    out_d1, out_d2 = np.zeros(n), np.zeros(n)
+    c = start.copy()
+    lo, hi = np.zeros(n), upper.copy()
+    exact = np.ones(n, dtype=bool)
+    margin = _H_RTOL * total_bandwidth
+    live = np.arange(n)
+    for _ in range(_PASSES):
+        sums = np.empty((3, live.size))
+        for mode in (False, True):
+            i = np.flatnonzero(exact == mode)
+            if i.size:
+                sums[:, i] = _prefix_pass(a[i], mu[i], w[i], mw[i], c[i, None], mode)
+        f, f1, f2 = sums
+        f = f - total_bandwidth
+        new, lo, hi, is_halley = _halley_step_array(c, lo, hi, f, f1, f2,
+                                                    np.where(exact, 0.0, margin))
+        step = new - c
+        gap = 1.0 - c * w_max
+        size = np.abs(step)
+        done = exact & ((is_halley & (size <= 1e-6 * c)
+                         & (size * size * size <= _ACCEPT3 * c * c * c * gap * gap))
+                        | (size <= 4.5e-16 * c))
+        exact = exact | (size <= _COARSE * c)
+        exact &= size <= _COARSE * c  # far from the root: coarse passes first
+        out[live[done]], out_d1[live[done]], out_d2[live[done]] = new[done], f1[done], f2[done]
+        keep = ~done
+        if not keep.any():
+            return out, out_d1, out_d2
+        live, c, lo, hi, exact = live[keep], new[keep], lo[keep], hi[keep], exact[keep]
+        a, mu, w, mw, w_max = a[keep], mu[keep], w[keep], mw[keep], w_max[keep]
+    c_left, _ = _fallback(a, mu, np.ones(a.shape, dtype=bool), total_bandwidth, 1e-13, 100)
+    out[live] = c_left
+    lam = c_left[:, None] * w
+    terms = _exp(_interp(_log(lam / (1.0 - lam)) + _TAB_OFFSETS[:, None, None], _TAB_X, _TAB_Y))
+    out_d1[live] = _add_reduce(mu * terms[1], axis=-1)
+    out_d2[live] = _add_reduce(mw * terms[2], axis=-1)
+    return out, out_d1, out_d2
+
+
+def _min_common_delay_newton(bits: np.ndarray, gain: np.ndarray, noise_psd: float,
+                             total_bandwidth: float, mask: np.ndarray, *, rtol: float = 1e-13,
+                             max_iter: int = 100,
+                             bracket: tuple[np.ndarray, np.ndarray] | None = None
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`min_common_delay` by safeguarded Newton on c = ln2/D from the upper end of the
+    bracket [equal-split delay, best single device with all of B], with a full Lemma-3 solve per
+    device and iteration: the first implementation, slower, kept as the fallback of the fast
+    solver for the sets it does not settle."""
     mask = np.asarray(mask, dtype=bool)
     gain = np.broadcast_to(np.asarray(gain, dtype=np.float64), mask.shape)
     bits = np.broadcast_to(np.asarray(bits, dtype=np.float64), mask.shape)
