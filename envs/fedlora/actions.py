@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from edgeft.envs.common import as_action_array
 from edgeft.envs.fedlora.config import FedLoRAConfig
-from edgeft.envs.fedlora.formulas import min_common_delay
+from edgeft.envs.fedlora.formulas import min_common_delay, min_common_delay_one
 from edgeft.envs.fedlora.types import Decision, State
 from gymnasium import spaces
 
@@ -183,12 +183,61 @@ def action_to_decision(action: Any, state: State, config: FedLoRAConfig,
         shares, projected = project_shares(act)
         bandwidth = shares * config.bandwidth_hz
         return bandwidth > 0.0, bandwidth, projected
+    if batch is None:  # count, subset, score: the single env's hot path for well-formed actions
+        decision = _single_set_decision(action, state, config)
+        if decision is not None:
+            return decision
     act = validate_action(action, config, batch)
     if batch is None:
         scheduled, bandwidth, projected = allocate(act, config, state.gain[None],
                                                    state.bits[None])
         return scheduled[0], bandwidth[0], projected[0]
     return allocate(act, config, state.gain, state.bits)
+
+
+def _single_set_decision(action: Any, state: State, config: FedLoRAConfig) -> Decision | None:
+    """One env's count/subset/score decision without the batch machinery: the same set, split
+    and projection flag as :func:`allocate` on a batch of one (the same numbers: the split is
+    ``min_common_delay_one``, which equals ``min_common_delay`` bit for bit). None for any
+    action it does not take as it is (another type or dtype, a malformed action): the general
+    path converts it or raises."""
+    mode = config.action_mode
+    k = config.num_devices
+    gain, bits = state.gain, state.bits
+    projected = False
+    if mode == "count":
+        if type(action) is np.ndarray:
+            if action.size != 1 or action.dtype.kind not in "iu":
+                return None
+            n = int(action.reshape(()))
+        elif isinstance(action, (int, np.integer)) and type(action) is not bool:
+            n = int(action)
+        else:
+            return None
+        if not 0 <= n <= k:
+            return None
+        scheduled = np.zeros(k, dtype=bool)
+        scheduled[channel_order(gain, bits)[:n]] = True
+    elif type(action) is np.ndarray and action.shape == (k,):
+        if mode == "score":
+            if action.dtype != _F64:
+                return None
+            lo, hi = float(action.min()), float(action.max())
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                return None
+            scheduled = action > SCORE_THRESHOLD
+            projected = lo < -1.0 or hi > 1.0
+        elif action.dtype.kind in "biuf":  # subset: 0/1 entries only
+            if ((action != 0) & (action != 1)).any():
+                return None
+            scheduled = action != 0
+        else:
+            return None
+    else:
+        return None
+    _, bandwidth = min_common_delay_one(bits, gain, config.noise_psd, config.bandwidth_hz,
+                                        scheduled)
+    return scheduled, bandwidth, np.bool_(projected)
 
 
 def decision_to_action(scheduled: np.ndarray, bandwidth: np.ndarray, config: FedLoRAConfig,
