@@ -142,3 +142,24 @@ def test_bound_dominates_budget_meeting_policies_on_env_episodes(seed):
         *_, info = count_env.step(int(n))
         total_x += info["delay_ratio"]
     assert total_x == pytest.approx(h.cost, rel=1e-9)
+
+
+def test_prefix_delays_match_the_first_implementation():
+    """The O(T K)-memory prefix delays against the first implementation (every prefix of every
+    round at once on T x K x K masks) at a size it still runs: within 1e-12, deep fades and
+    unequal message sizes included, and the same bound and schedule from either."""
+    from tests.fedlora.reference_split import reference_prefix_delays
+
+    rng = np.random.default_rng(12)
+    t, k = 40, 30
+    gain = 10.0 ** rng.uniform(-8.0, -5.0, (t, k)) * rng.exponential(size=(t, k))
+    gain[rng.random((t, k)) < 0.1] *= 1e-6
+    bits = np.where(rng.random((t, 1)) < 0.5, 1e6, rng.uniform(0.3e6, 3e6, (t, k)))
+    new = prefix_delays(gain, bits, 1e-11, 10e6)
+    old = reference_prefix_delays(gain, bits, 1e-11, 10e6)
+    assert new.shape == old.shape == (t, k + 1) and np.all(new[:, 0] == 0.0)
+    np.testing.assert_allclose(new[:, 1:], old[:, 1:], rtol=1e-12, atol=0.0)
+    budget = np.quantile(old[:, 1:], 0.4)
+    h_new, h_old = hindsight_bound(new / budget), hindsight_bound(old / budget)
+    assert h_new.bound == pytest.approx(h_old.bound, rel=1e-12)
+    np.testing.assert_array_equal(h_new.counts, h_old.counts)
