@@ -70,17 +70,26 @@ def prefix_delays(gain: np.ndarray, bits: np.ndarray, noise_psd: float,
     Returns:
         Array (T, K + 1); column 0 is 0 (nobody scheduled). Devices are taken in the env's
         channel order (``channel_order``), the order count mode and the reference policies use.
+
+    In O(T K) memory: the prefixes n < K are solved one length at a time for all rounds, each
+    continuing from the shorter one (``formulas.prefix_min_common_delays``), the full set
+    n = K by ``min_common_delay`` (the all-in split); the same delays as ``min_common_delay``
+    on the T x K x K prefix masks (to ~1e-14, tested).
     """
+    # imported here, so that the module's imports stay as they are
+    from edgeft.envs.fedlora.formulas import prefix_min_common_delays
+
     gain = np.atleast_2d(np.asarray(gain, dtype=np.float64))
     bits = np.broadcast_to(np.asarray(bits, dtype=np.float64), gain.shape)
     t, k = gain.shape
     order = channel_order(gain, bits)
     gs = np.take_along_axis(gain, order, axis=-1)
     bs = np.take_along_axis(bits, order, axis=-1)
-    prefix = np.arange(k)[None, :] < np.arange(1, k + 1)[:, None]  # (K, K): row n-1 = S_n
-    mask = np.broadcast_to(prefix, (t, k, k))
-    delay, _ = min_common_delay(bs[:, None, :], gs[:, None, :], noise_psd, bandwidth_hz, mask)
-    return np.concatenate([np.zeros((t, 1)), delay], axis=1)
+    out = np.zeros((t, k + 1))
+    if k > 1:
+        out[:, 1:k] = prefix_min_common_delays(bs[:, :-1], gs[:, :-1], noise_psd, bandwidth_hz)
+    out[:, k], _ = min_common_delay(bs, gs, noise_psd, bandwidth_hz, np.ones((t, k), dtype=bool))
+    return out
 
 
 def _best_response(utility: np.ndarray, cost: np.ndarray, lam: float) -> np.ndarray:
