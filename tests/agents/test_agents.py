@@ -34,22 +34,25 @@ def trained(tmp_path_factory):
 
 def test_train_writes_model_statistics_and_config(trained):
     for name in ("model", "best"):
-        assert (trained / f"{name}.zip").is_file()
-        norm = json.loads((trained / f"{name}.norm.json").read_text())
-        meta = json.loads((trained / f"{name}.config.json").read_text())
+        assert (trained / f"{name}.safetensors").is_file()
+        meta = json.loads((trained / f"{name}.agent.json").read_text())
+        assert meta["format"] == "edgeft-agent" and meta["format_version"] == 1
+        assert meta["weights"]["file"] == f"{name}.safetensors"
+        norm = meta["normalization"]
         assert len(norm["mean"]) == len(norm["var"]) > 0
+    assert not list(trained.glob("*.zip")) and not list(trained.glob("*.pkl"))
     assert meta["env_config"]["num_devices"] == 6 and meta["env_config"]["action_mode"] == "count"
     assert meta["train_config"]["seed"] == 3 and meta["algo"] == "ppo"
     evals = [json.loads(x) for x in (trained / "eval.jsonl").read_text().splitlines()]
     assert evals[0]["reference_policy"] == "gs" and "final_loss" in evals[0]["reference"]
-    assert json.loads((trained / "model.config.json").read_text())["timesteps"] >= 256
+    assert json.loads((trained / "model.agent.json").read_text())["timesteps"] >= 256
 
 
 def test_loader_applies_transform_and_saved_normalisation(trained):
     env = gym.make(FEDLORA, num_devices=6, episode_rounds=16, action_mode="count")
-    policy = edgeft.make_policy(f"ppo:{trained}/model.zip", env)
+    policy = edgeft.make_policy(f"ppo:{trained}/model.agent.json", env)
     obs, _ = env.reset(seed=0)
-    norm = json.loads((trained / "model.norm.json").read_text())
+    norm = json.loads((trained / "model.agent.json").read_text())["normalization"]
     feats = policy.transform(obs)
     std = np.sqrt(np.array(norm["var"]) + norm["epsilon"])
     expect = np.clip((feats - np.array(norm["mean"])) / std, -norm["clip_obs"], norm["clip_obs"])
@@ -58,9 +61,10 @@ def test_loader_applies_transform_and_saved_normalisation(trained):
     assert env.action_space.contains(int(action))
     batch, _ = policy.predict(np.stack([obs, obs]), deterministic=True)
     assert batch.shape == (2,) and batch[0] == action
-    # the extension may be left out
-    bare = edgeft.make_policy(f"ppo:{trained}/model", env)
-    assert bare.predict(obs, deterministic=True)[0] == action
+    # the extension may be left out, or be the weights' or (the name of earlier versions) .zip
+    for name in ("model", "model.safetensors", "model.zip"):
+        other = edgeft.make_policy(f"ppo:{trained}/{name}", env)
+        assert other.predict(obs, deterministic=True)[0] == action
 
 
 def test_loader_rejects_a_mismatched_env(trained):
@@ -72,7 +76,7 @@ def test_loader_rejects_a_mismatched_env(trained):
         edgeft.make_policy(f"ppo:{trained}/model.zip", env)
     env = gym.make(FEDLORA, num_devices=6, episode_rounds=16, action_mode="count", zeta=3.0)
     edgeft.make_policy(f"ppo:{trained}/model.zip", env)  # reward-only fields may differ
-    with pytest.raises(FileNotFoundError, match="no model file"):
+    with pytest.raises(FileNotFoundError, match="no agent 'does/not/exist.zip'"):
         edgeft.make_policy("ppo:does/not/exist.zip", env)
     with pytest.raises(ValueError, match=r"unknown policy prefix 'pop'.*'ppo'"):
         edgeft.make_policy("pop:x.zip", env)
@@ -81,7 +85,7 @@ def test_loader_rejects_a_mismatched_env(trained):
 def test_trained_agent_plays_the_leaderboard(trained, tmp_path):
     suite = Suite("agent-test", 1, "fedlora", "test",
                   (Scenario("k6", FEDLORA, {"num_devices": 6, "episode_rounds": 16}),), num_seeds=2)
-    name = f"ppo:{trained}/model.zip"
+    name = f"ppo:{trained}/model.agent.json"
     s = lb.run_leaderboard(suite, ["gs", name], tmp_path / "lb", backend="serial", progress=False,
                            plots=False)
     got = {e["policy"]: e for e in s["results"]}
@@ -122,13 +126,13 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (out / "model.zip").exists(), "killed before the end"
+    assert not (out / "model.agent.json").exists(), "killed before the end"
     at = json.loads(state.read_text())["timesteps"]
     assert 256 <= at < 3000
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert f"resuming {out} from its checkpoint at" in res.stderr
-    done = json.loads((out / "model.config.json").read_text())["timesteps"]
+    done = json.loads((out / "model.agent.json").read_text())["timesteps"]
     # checkpoints fall between rollouts (n_steps x n_envs = 128 steps), so the resumed run ends
     # where an uninterrupted one does: PPO finishes the rollout that crosses 3000
     assert done == 3072
@@ -166,8 +170,8 @@ def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch):
     seen = {}
     write_checkpoint, save_model = train_mod.write_checkpoint, train_mod.save_model
 
-    def kill_after_checkpoint(ck, t, model, vecnorm, extra):
-        write_checkpoint(ck, t, model, vecnorm, extra)
+    def kill_after_checkpoint(ck, t, model, vecnorm, extra, meta):
+        write_checkpoint(ck, t, model, vecnorm, extra, meta)
         seen["checkpoint"] = _buffer(model)
         raise _Killed
 
@@ -191,16 +195,18 @@ def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch):
     at = state["timesteps"]
     assert at == 104  # the first rollout start (every 4 steps x 2 envs) at or after 100 steps
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        f"model-{at}.zip", f"replay_buffer-{at}.pkl", "state.json", f"vecnormalize-{at}.pkl"]
+        f"model-{at}.agent.json", f"model-{at}.safetensors", f"optimizer-{at}.pt",
+        f"replay_buffer-{at}.npz", "state.json", f"vecnormalize-{at}.json"]
     assert seen["checkpoint"]["pos"] == at // 2 > 0
 
-    loaded = DQN.load_replay_buffer
+    resume_model = loop.resume_model
 
-    def spy_load(self, path, *args, **kwargs):
-        loaded(self, path, *args, **kwargs)
-        seen["resumed"] = _buffer(self)
+    def spy_resume(run, resume_from, cls):
+        resume_model(run, resume_from, cls)
+        assert isinstance(run.model, DQN)
+        seen["resumed"] = _buffer(run.model)
 
-    monkeypatch.setattr(DQN, "load_replay_buffer", spy_load)
+    monkeypatch.setattr(loop, "resume_model", spy_resume)
     assert main(["train", *DQN_TINY, "--out", str(run)]) == 0
     assert "resumed" in seen, "the resume did not load the replay buffer"
     ck, resumed = seen["checkpoint"], seen["resumed"]
@@ -208,8 +214,8 @@ def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch):
     for k in ck:
         np.testing.assert_array_equal(resumed[k], ck[k], err_msg=k)
 
-    whole = json.loads((tmp_path / "whole" / "model.config.json").read_text())["timesteps"]
-    done = json.loads((run / "model.config.json").read_text())["timesteps"]
+    whole = json.loads((tmp_path / "whole" / "model.agent.json").read_text())["timesteps"]
+    done = json.loads((run / "model.agent.json").read_text())["timesteps"]
     assert done == whole == 408  # both finish the rollout that crosses 404
     # the buffer went on from the checkpoint: as many transitions and updates as without the kill
     final = seen["final"]
@@ -233,16 +239,16 @@ def cloned(tmp_path_factory):
 
 
 def test_bc_initialised_agent_schedules_like_its_teacher(cloned):
-    meta = json.loads((cloned / "model.config.json").read_text())
+    meta = json.loads((cloned / "model.agent.json").read_text())
     assert meta["train_config"]["init"] == "bc:lyapunov" and meta["timesteps"] == 0
     teacher_opts = meta["train_config"]["bc"]["teacher_options"]
     log = [json.loads(x) for x in (cloned / "bc.jsonl").read_text().splitlines()]
     assert len(log) == meta["train_config"]["bc"]["iterations"] and log[-1]["nll"] < log[0]["nll"]
     # the VecNormalize statistics were fitted to the cloning data, not left at (0, 1)
-    norm = json.loads((cloned / "model.norm.json").read_text())
+    norm = meta["normalization"]
     assert np.ptp(norm["mean"]) > 0.1 and not np.allclose(norm["var"], 1.0)
     env = gym.make(FEDLORA, num_devices=6, episode_rounds=40, action_mode="count")
-    agent = edgeft.make_policy(f"ppo:{cloned}/model.zip", env)
+    agent = edgeft.make_policy(f"ppo:{cloned}/model.agent.json", env)
     teacher = edgeft.make_policy("lyapunov", env, **teacher_opts)
     obs, _ = env.reset(seed=123_456)  # a seed the cloning never saw
     same, acted = 0, []

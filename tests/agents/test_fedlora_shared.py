@@ -376,25 +376,32 @@ TRAIN = ["train", "--env", FED, "--algo", "ppo", "--seed", "3", "--policy", "fed
 
 
 @pytest.mark.parametrize("mode", ["count", "subset", "score", "bandwidth"])
-def test_ppo_trains_saves_and_loads_in_every_mode(tmp_path, mode):
+def test_ppo_trains_saves_and_loads_in_every_mode(tmp_path, monkeypatch, mode):
+    from edgeft.train import loop
+
+    trained, save_model = {}, loop.save_model
+
+    def spy(model, vecnorm, meta, out, name):  # the trained model, as it is in memory
+        trained[name] = model
+        return save_model(model, vecnorm, meta, out, name)
+
+    monkeypatch.setattr(loop, "save_model", spy)
     cfg = tmp_path / "run.json"
     cfg.write_text(json.dumps({"obs_transform": "fedlora-devices", "normalize_obs": False}))
     out = tmp_path / mode
     assert main([*TRAIN, "--set", f"action_mode={mode}", "--timesteps", "256", "--config",
                  str(cfg), "--out", str(out)]) == 0
-    meta = json.loads((out / "model.config.json").read_text())
+    meta = json.loads((out / "model.agent.json").read_text())
     assert meta["train_config"]["policy"] == "fedlora-shared" and meta["timesteps"] == 256
-    assert not (out / "model.norm.json").exists()  # the features are fed as they are
+    assert meta["normalization"] is None  # the features are fed as they are
     env = gym.make(FED, num_devices=5, episode_rounds=8, action_mode=mode)
-    agent = edgeft.make_policy(f"ppo:{out}/model.zip", env)
+    agent = edgeft.make_policy(f"ppo:{out}/model.agent.json", env)
     assert isinstance(agent.model.policy, FedLoRASharedPolicy)
     obs = _observations(env, range(20, 22))
     x = agent.features(obs)
-    from stable_baselines3 import PPO
-
-    fresh = PPO.load(str(out / "model.zip"), device="cpu")
+    fresh = trained["model"]
     for a, b in zip(_outputs(agent.model.policy, x), _outputs(fresh.policy, x)):
-        np.testing.assert_allclose(a, b, rtol=1e-6)
+        np.testing.assert_array_equal(a, b)
     actions, _ = agent.predict(obs, deterministic=True)
     assert all(env.action_space.contains(a) for a in actions)
     np.testing.assert_array_equal(actions, fresh.predict(x, deterministic=True)[0])

@@ -190,7 +190,7 @@ def test_lambda_is_saved_with_the_checkpoint_and_restored_on_resume(tmp_path, mo
             "--eval-episodes", "0", "--no-progress", "--out", str(out)]
     assert main(args) == 0
     ck = json.loads((out / "checkpoints" / "state.json").read_text())
-    final = json.loads((out / "model.config.json").read_text())
+    final = json.loads((out / "model.agent.json").read_text())
     assert final["algo"] == "ppo" and final["train_config"]["algo"] == "ppo-lag"
     assert final["lagrangian"]["multiplier"]["updates"] == 256 // 16
     assert 0 < ck["lagrangian"]["multiplier"]["updates"] < 16
@@ -292,6 +292,6 @@ def test_mec_cost_is_the_energy_constraint_and_ppo_lag_runs_there(tmp_path):
                  "--n-envs", "2", "--hp", "n_steps=6", "--hp", "batch_size=12",
                  "--hp", "n_epochs=1", "--timesteps", "24", "--eval-episodes", "1",
                  "--eval-every", "0", "--no-progress", "--out", str(out)]) == 0
-    meta = json.loads((out / "model.config.json").read_text())
+    meta = json.loads((out / "model.agent.json").read_text())
     assert meta["lagrangian"]["multiplier"]["updates"] == 24 // 6
     assert (out / "curves.csv").is_file()

@@ -143,24 +143,38 @@ TINY = ["train", "--env", MEC, "--algo", "ppo", "--seed", "2", "--policy", "mec-
         "--eval-episodes", "0", "--no-progress"]
 
 
-def test_trained_model_saves_and_loads_through_make_policy(tmp_path):
+def _saved_models(monkeypatch) -> dict:
+    """The models ``edgeft train`` saves, by name ("model", "best"), as they are in memory."""
+    from edgeft.train import loop
+
+    saved, save_model = {}, loop.save_model
+
+    def spy(model, vecnorm, meta, out, name):
+        saved[name] = model
+        return save_model(model, vecnorm, meta, out, name)
+
+    monkeypatch.setattr(loop, "save_model", spy)
+    return saved
+
+
+def test_trained_model_saves_and_loads_through_make_policy(tmp_path, monkeypatch):
     out = tmp_path / "run"
+    trained = _saved_models(monkeypatch)
     assert main([*TINY, "--timesteps", "16", "--out", str(out)]) == 0
-    meta = json.loads((out / "model.config.json").read_text())
+    meta = json.loads((out / "model.agent.json").read_text())
     assert meta["train_config"]["policy"] == "mec-shared"
+    assert meta["policy"]["class"] == "mec-shared"
     env = gym.make(MEC, **SMALL)
-    agent = edgeft.make_policy(f"ppo:{out}/model.zip", env)
+    agent = edgeft.make_policy(f"ppo:{out}/model.agent.json", env)
     assert isinstance(agent.model.policy, MECSharedPolicy)
     obs, _ = env.reset(seed=11)
     action, _ = agent.predict(obs, deterministic=True)
     assert env.action_space.contains(action)
-    # the loaded network is the trained one: the same logits as the saved weights give
-    from stable_baselines3 import PPO
-
-    fresh = PPO.load(str(out / "model.zip"), device="cpu")
+    # the loaded network is the trained one: the same logits as the trained model's
     x = agent.features(obs[None])
-    np.testing.assert_allclose(_logits_values(agent.model.policy, x)[1],
-                               _logits_values(fresh.policy, x)[1], rtol=1e-6)
+    for a, b in zip(_logits_values(agent.model.policy, x),
+                    _logits_values(trained["model"].policy, x)):
+        np.testing.assert_array_equal(a, b)
     obs2, *_ = env.step(action)
     batch, _ = agent.predict(np.stack([obs, obs2]), deterministic=True)
     assert batch.shape == (2, 10) and np.array_equal(batch[0], action)

@@ -80,7 +80,7 @@ def test_rounded_steps_are_said_and_validation_reports_the_leaderboard_numbers(t
     # 32 steps per copy x 4 copies = 128 steps per rollout: 100 becomes 128, said up front
     assert ("ppo learns from whole rollouts of 128 steps (n_steps 32 x 4 envs), so this run "
             "trains for 128 steps, not 100") in _flat(cap.err)
-    meta = json.loads((out / "model.config.json").read_text())
+    meta = json.loads((out / "model.agent.json").read_text())
     assert meta["timesteps"] == 128
     assert meta["env_config"]["reward"] == "drift-plus-penalty"
 
@@ -89,7 +89,7 @@ def test_rounded_steps_are_said_and_validation_reports_the_leaderboard_numbers(t
     scenario = {"num_devices": 6, "episode_rounds": 16}
     assert row["metric"] == "headline" and row["reference_policy"] == "gs"
     ref = _leaderboard_means(scenario, "gs", seeds)
-    agent = _leaderboard_means(scenario, f"ppo:{out}/model.zip", seeds)
+    agent = _leaderboard_means(scenario, f"ppo:{out}/model.agent.json", seeds)
     for got, want in ((row["reference"], ref), (row["agent"], agent)):
         assert got.keys() == want.keys()
         for k in want:
@@ -117,7 +117,7 @@ def test_planned_steps_are_where_sb3_stops(tmp_path, capsys, hp, n_envs, timeste
         progress=False, env_config={"num_devices": 4, "episode_rounds": 16},
         hyperparams={"buffer_size": 500, "batch_size": 8, **hp})
     train_mod.train(cfg, tmp_path / "run")
-    done = json.loads((tmp_path / "run" / "model.config.json").read_text())["timesteps"]
+    done = json.loads((tmp_path / "run" / "model.agent.json").read_text())["timesteps"]
     assert done == expect
     assert f"trains for {expect:,} steps, not {timesteps:,}" in _flat(capsys.readouterr().err)
 
