@@ -13,14 +13,17 @@ Three channel processes, picked by ``FedLoRAConfig.channel`` and ``correlated_ch
 - :class:`~edgeft.envs.fedlora.trace_channel.TraceChannel` (``channel="3gpp-umi"``): rounds of a
   cached 3GPP TR 38.901 trace, replayed (trace, offset and device order drawn at reset).
 
-:func:`start_channel` (single env) and :func:`empty_channel` + ``new_cells`` (vector env) make
-them; both have ``next(rng) -> (gain in dB, gain, |h|^2 / sigma^2)`` for the next round.
+:func:`start_channel` makes one env's; ``next(rng) -> (gain in dB, gain, |h|^2 / sigma^2)``
+draws its next round. The vector env gives every copy its own generator and draws each copy as
+the single env draws it: :class:`CopyBlocks` (the block fading, batched) and
+:class:`CopyChannels` (the other processes, one per copy), made by :func:`copy_channels`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from edgeft.envs.channels import (
@@ -78,21 +81,8 @@ def start_channel(rng: np.random.Generator, config: FedLoRAConfig
     if config.channel != "rayleigh":
         return TraceChannel.start(rng, config)
     if config.correlated_channel:
-        channel = CorrelatedChannel.empty(config)
-        channel.replace_cells(np.zeros(0, dtype=np.int64), draw_positions(rng, config))
-        return channel
+        return CorrelatedChannel.start(rng, config)
     return FadingBlocks(draw_cell(rng, config), config.noise_psd)
-
-
-def empty_channel(config: FedLoRAConfig, batch: int
-                  ) -> FadingBlocks | CorrelatedChannel | TraceChannel:
-    """The channel process of ``batch`` copies before their cells are drawn
-    (``new_cells`` draws them)."""
-    if config.channel != "rayleigh":
-        return TraceChannel.empty(config, batch)
-    if config.correlated_channel:
-        return CorrelatedChannel.empty(config, batch)
-    return FadingBlocks(np.zeros((batch, config.num_devices)), config.noise_psd)
 
 
 def initial_state(config: FedLoRAConfig, batch: int | None = None) -> State:
@@ -123,9 +113,9 @@ def initial_state(config: FedLoRAConfig, batch: int | None = None) -> State:
 
 @dataclass
 class FadingBlocks:
-    """Pre-drawn fading of ``BLOCK`` rounds for one env (``mean_db`` of shape (K,)) or a batch
-    of copies ((n, K)): gain in dB = mean gain in dB + Rayleigh fading in dB, with the linear gain
-    (exactly what the observation decodes to) and |h|^2 / sigma^2 computed once per block.
+    """Pre-drawn fading of ``BLOCK`` rounds for one env (``mean_db`` of shape (K,)): gain in
+    dB = mean gain in dB + Rayleigh fading in dB, with the linear gain (exactly what the
+    observation decodes to) and |h|^2 / sigma^2 computed once per block.
 
     One RNG call per block instead of per round; the stream is a pure function of the seed.
     """
@@ -155,34 +145,92 @@ class FadingBlocks:
         ``mean_db`` is copied)."""
         return dataclasses.replace(self, mean_db=self.mean_db.copy())
 
-    def new_cells(self, rng: np.random.Generator, config: FedLoRAConfig,
-                  idx: np.ndarray) -> None:
-        """New cells for copies ``idx`` (batched blocks), drawn from ``rng``."""
-        self.replace_cells(idx, draw_cell(rng, config, (idx.size,)))
 
-    def replace_cells(self, idx: np.ndarray, mean_db: np.ndarray) -> None:
-        """New mean gains for copies ``idx`` (batched blocks): the rest of the pre-drawn block
-        follows them (the fading draws are kept, so the stream does not depend on resets)."""
-        self.mean_db[idx] = mean_db
-        if self.db.shape[0]:
-            pos = self.pos
-            self.db[pos:, idx] = mean_db + self.fade[pos:, idx]
-            self.gain[pos:, idx] = db_to_gain(self.db[pos:, idx])
-            self.snr[pos:, idx] = self.gain[pos:, idx] / self.noise_psd
+@dataclass
+class CopyBlocks:
+    """The block fading of ``n`` copies of the env, each drawn from its own generator exactly as
+    the single env draws it (:class:`FadingBlocks`): copy i's cell from its generator at its
+    reset, its next ``BLOCK`` rounds of fading from it when its block runs out. Arrays are
+    (BLOCK, n, K) with a read position per copy, so a round is one gather for all copies and a
+    block refill one draw per copy every ``BLOCK`` rounds."""
+
+    mean_db: np.ndarray
+    noise_psd: float
+    fade: np.ndarray
+    db: np.ndarray
+    gain: np.ndarray
+    snr: np.ndarray
+    pos: np.ndarray
+
+    @classmethod
+    def empty(cls, config: FedLoRAConfig, batch: int) -> CopyBlocks:
+        """Every copy without a cell and with an empty block (``restart`` draws them)."""
+        k = config.num_devices
+        z = np.zeros((BLOCK, batch, k))
+        return cls(np.zeros((batch, k)), config.noise_psd, z, z.copy(), z.copy(), z.copy(),
+                   np.full(batch, BLOCK, dtype=np.int64))
+
+    def restart(self, i: int, rng: np.random.Generator, config: FedLoRAConfig) -> None:
+        """A new episode for copy ``i``: its cell drawn from ``rng``, its block emptied."""
+        self.mean_db[i] = draw_cell(rng, config)
+        self.pos[i] = BLOCK
+
+    def next(self, rngs: list[np.random.Generator]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(gain in dB, gain, |h|^2 / sigma^2) of every copy's next round, shape (n, K)."""
+        for i in np.flatnonzero(self.pos >= BLOCK).tolist():
+            fade = rayleigh_fading_db(rngs[i], (BLOCK, self.mean_db.shape[1]))
+            self.fade[:, i] = fade
+            self.db[:, i] = self.mean_db[i] + fade
+            self.gain[:, i] = db_to_gain(self.db[:, i])
+            self.snr[:, i] = self.gain[:, i] / self.noise_psd
+            self.pos[i] = 0
+        rows, cols = self.pos, np.arange(self.pos.size)
+        out = self.db[rows, cols], self.gain[rows, cols], self.snr[rows, cols]
+        self.pos += 1
+        return out
+
+
+@dataclass
+class CopyChannels:
+    """Per-copy channel processes (:class:`CorrelatedChannel` or ``TraceChannel``, each a
+    single env's), each advanced with its own copy's generator; a round stacks their values."""
+
+    config: FedLoRAConfig
+    channels: list[Any]
+
+    @classmethod
+    def empty(cls, config: FedLoRAConfig, batch: int) -> CopyChannels:
+        return cls(config, [None] * batch)
+
+    def restart(self, i: int, rng: np.random.Generator, config: FedLoRAConfig) -> None:
+        """A new episode for copy ``i``: its channel started from ``rng`` as the single env's."""
+        self.channels[i] = start_channel(rng, config)
+
+    def next(self, rngs: list[np.random.Generator]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = [ch.next(rng) for ch, rng in zip(self.channels, rngs)]
+        return tuple(np.stack([r[j] for r in rows]) for j in range(3))  # type: ignore[return-value]
+
+
+def copy_channels(config: FedLoRAConfig, batch: int) -> CopyBlocks | CopyChannels:
+    """The channel processes of ``batch`` copies that each draw from their own generator
+    (the vector env's): block fading batched, the other processes per copy."""
+    if config.channel == "rayleigh" and not config.correlated_channel:
+        return CopyBlocks.empty(config, batch)
+    return CopyChannels.empty(config, batch)
 
 
 @dataclass
 class CorrelatedChannel:
-    """The Markov channel of one env (``pos`` of shape (K, 2)) or a batch of copies
-    ((n, K, 2)): device positions and velocities (Gauss-Markov mobility in the cell disc) and
-    the small-scale fading h = re + j im (AR(1) Rayleigh), advanced one round per :meth:`next`.
+    """The Markov channel of one env (``pos`` of shape (K, 2)): device positions and velocities
+    (Gauss-Markov mobility in the cell disc) and the small-scale fading h = re + j im (AR(1)
+    Rayleigh), advanced one round per :meth:`next`.
 
     Round 0 draws h (and, with mobility, the velocities) from the stationary laws; every later
     round first moves the devices (velocity step, then position += velocity x round duration,
     reflected into the disc; path loss recomputed), then steps the fading. The round's gain in
     dB is the path-loss gain in dB plus 10 log10 |h|^2, decoded to the linear gain exactly as
-    the block fading's. Draws per round are fixed (2 K x n normals for the fading, 2 K x n more
-    with mobility), whatever the actions, so an episode's channels are a function of its seed.
+    the block fading's. Draws per round are fixed (2 K normals for the fading, 2 K more with
+    mobility), whatever the actions, so an episode's channels are a function of its seed.
 
     Attributes:
         config: the env's config (its channel fields).
@@ -200,12 +248,10 @@ class CorrelatedChannel:
     im: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @classmethod
-    def empty(cls, config: FedLoRAConfig, batch: int | None = None) -> CorrelatedChannel:
-        """Devices at the cell centre (to be replaced by :meth:`replace_cells`), no fading."""
-        lead = () if batch is None else (batch,)
-        k = config.num_devices
-        pos = np.zeros(lead + (k, 2))
-        pos[..., 0] = config.cell_center_m
+    def start(cls, rng: np.random.Generator, config: FedLoRAConfig) -> CorrelatedChannel:
+        """A new episode's channel: the devices placed in the cell (drawn from ``rng``), no
+        fading yet (the first :meth:`next` draws it from its stationary law)."""
+        pos = draw_positions(rng, config)
         return cls(config, pos, cell_gain_db(config, pos))
 
     @property
@@ -237,19 +283,3 @@ class CorrelatedChannel:
         """A deep copy (for checkpoints)."""
         return CorrelatedChannel(self.config, self.pos.copy(), self.mean_db.copy(),
                                  self.vel.copy(), self.re.copy(), self.im.copy())
-
-    def new_cells(self, rng: np.random.Generator, config: FedLoRAConfig,
-                  idx: np.ndarray) -> None:
-        """New device positions for copies ``idx`` (batched), drawn from ``rng``."""
-        self.replace_cells(idx, draw_positions(rng, config, (idx.size,)))
-
-    def replace_cells(self, idx: np.ndarray, pos: np.ndarray) -> None:
-        """Devices of copies ``idx`` (batched; an unbatched channel replaces all) placed at
-        ``pos``; their fading and velocities continue (both are stationary, so a restarted copy
-        starts from their stationary law, independent of the new positions)."""
-        if self.pos.ndim == 2:
-            self.pos = np.array(pos, dtype=np.float64)
-            self.mean_db = cell_gain_db(self.config, self.pos)
-            return
-        self.pos[idx] = pos
-        self.mean_db[idx] = cell_gain_db(self.config, pos)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from edgeft.envs.channel_traces import (  # noqa: F401  (importable from here too)
@@ -47,25 +47,24 @@ if TYPE_CHECKING:
 
 @dataclass
 class TraceChannel:
-    """The replayed channel of one env (``db`` of shape (R, K)) or a batch of copies
-    ((n, R, K)): the episode's rounds of its trace, in order from its offset (read circularly),
-    for its K devices, and how many rounds were read.
+    """The replayed channel of one env (``db`` of shape (R, K)): the episode's rounds of its
+    trace, in order from its offset (read circularly), for its K devices, and how many rounds
+    were read (the vector env keeps one per copy).
 
     Attributes:
         config: the env's config (``channel``, ``tx_power_w``, ``noise_psd``, K, T).
-        trace, offset: the trace and its first round, ints (one env) or (n,) arrays.
-        devices: the trace's devices that play, in the env's order, (K,) or (n, K).
-        pos: rounds read in this episode (the next :meth:`next` returns round ``pos``), int or
-            (n,).
+        trace, offset: the trace and its first round.
+        devices: the trace's devices that play, in the env's order, (K,).
+        pos: rounds read in this episode (the next :meth:`next` returns round ``pos``).
         db, gain, snr: the episode's gains in dB, linear (W) and over the noise density (Hz),
-            (..., R, K).
+            (R, K).
     """
 
     config: FedLoRAConfig
-    trace: Any
-    offset: Any
+    trace: int
+    offset: int
     devices: np.ndarray
-    pos: Any
+    pos: int
     db: np.ndarray
     gain: np.ndarray
     snr: np.ndarray
@@ -77,48 +76,17 @@ class TraceChannel:
         db, gain, snr = _episode_rows(config, trace, offset, devices)
         return cls(config, int(trace), int(offset), devices, 0, db, gain, snr)
 
-    @classmethod
-    def empty(cls, config: FedLoRAConfig, batch: int) -> TraceChannel:
-        """``batch`` copies before their episodes are drawn (:meth:`new_cells` draws them)."""
-        tr = load_trace(config.channel)
-        k, r = config.num_devices, tr.rounds
-        zeros = np.zeros((batch, r, k))
-        return cls(config, np.zeros(batch, dtype=np.int64), np.zeros(batch, dtype=np.int64),
-                   np.zeros((batch, k), dtype=np.int64), np.zeros(batch, dtype=np.int64),
-                   zeros, zeros.copy(), zeros.copy())
-
     def next(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(gain in dB, gain, |h|^2 / sigma^2) of the next round, shape (..., K); draws
-        nothing from ``rng``."""
-        r = self.db.shape[-2]
-        if self.db.ndim == 2:
-            i = self.pos % r
-            self.pos += 1
-            return self.db[i], self.gain[i], self.snr[i]
-        rows = self.pos % r
-        self.pos = self.pos + 1
-        at = np.arange(rows.size)
-        return self.db[at, rows], self.gain[at, rows], self.snr[at, rows]
+        """(gain in dB, gain, |h|^2 / sigma^2) of the next round, shape (K,); draws nothing
+        from ``rng``."""
+        i = self.pos % self.db.shape[-2]
+        self.pos += 1
+        return self.db[i], self.gain[i], self.snr[i]
 
     def copy(self) -> TraceChannel:
         """A deep copy (for checkpoints)."""
-        return dataclasses.replace(
-            self, trace=np.copy(self.trace) if self.db.ndim == 3 else self.trace,
-            offset=np.copy(self.offset) if self.db.ndim == 3 else self.offset,
-            devices=self.devices.copy(),
-            pos=np.copy(self.pos) if self.db.ndim == 3 else self.pos,
-            db=self.db.copy(), gain=self.gain.copy(), snr=self.snr.copy())
-
-    def new_cells(self, rng: np.random.Generator, config: FedLoRAConfig,
-                  idx: np.ndarray) -> None:
-        """New episodes for copies ``idx`` (batched): trace, offset and devices drawn from
-        ``rng`` (one ``rng.random((len(idx), 2 + devices))`` call), read from their first
-        round."""
-        trace, offset, devices = draw_episode(rng, config, (idx.size,))
-        db, gain, snr = _episode_rows(config, trace, offset, devices)
-        self.trace[idx], self.offset[idx], self.devices[idx] = trace, offset, devices
-        self.db[idx], self.gain[idx], self.snr[idx] = db, gain, snr
-        self.pos[idx] = 0
+        return dataclasses.replace(self, devices=self.devices.copy(), db=self.db.copy(),
+                                   gain=self.gain.copy(), snr=self.snr.copy())
 
 
 def draw_episode(rng: np.random.Generator, config: FedLoRAConfig, size: tuple[int, ...] = ()

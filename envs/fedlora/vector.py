@@ -7,13 +7,15 @@ The vector env made by ::
 
 steps all copies at once: one batched :class:`~edgeft.envs.fedlora.types.State` advanced by the
 same ``dynamics.step`` as the single env, with the same info keys (plus a ``_key`` mask for each).
-The copies share one RNG (cells and fading are drawn for all copies at once): one copy is the
-single env with the same seed; with more, copy i's draws are interleaved with the others', but
-from the same state and action every copy steps exactly as the single env does. Autoreset
-follows Gymnasium's NEXT_STEP mode: the step after an episode ends resets that copy (its action
-is ignored, reward 0). With correlated channels (``fading_correlation`` / ``mobility_speed_mps``)
-a restarted copy gets new device positions while its fading and velocities continue (both
-stationary), as the i.i.d. fading block continues.
+Copy i draws from its own generator, seeded with ``seed + i`` on ``reset(seed=seed)`` (as
+``SyncVectorEnv`` seeds its envs), in the single env's order (its cell at a reset, a block of
+fading when its block runs out, the surrogate's loss noise in a step), so copy i's trajectory is
+the single env's from ``reset(seed=seed + i)``, autoresets included (tested). Autoreset follows
+Gymnasium's NEXT_STEP mode: the step after an episode ends resets that copy (its action is
+ignored, reward 0).
+
+Version history: before the per-copy generators, the copies shared one generator (copy i's draws
+were interleaved with the others', so only a single copy matched the single env).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from edgeft.envs.common import build_config
 from edgeft.envs.fedlora import dynamics
 from edgeft.envs.fedlora.actions import action_space
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
-from edgeft.envs.fedlora.generator import empty_channel, initial_state
+from edgeft.envs.fedlora.generator import copy_channels, initial_state
 from edgeft.envs.fedlora.observation import (
     FedLoRAObservation,
     decode_observation,
@@ -59,14 +61,14 @@ class FedLoRAVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._step_params = dynamics.Params.surrogate(self.config)
-        self._np_random, self._np_random_seed = seeding.np_random(None)
+        self._rngs: list[np.random.Generator] = []
         n = self.num_envs
         self._all_live = np.ones(n, dtype=bool)
         self._mask_keys = [f"_{key}" for key in dynamics.INFO_KEYS]
         self._no_term = np.zeros(n, dtype=bool)
         self._obs_buf = np.empty((n, self.config.obs_size))
         self._state = initial_state(self.config, n)
-        self._fading = empty_channel(self.config, n)
+        self._fading = copy_channels(self.config, n)
         self._needs_reset = np.zeros(n, dtype=bool)
 
     @property
@@ -88,9 +90,8 @@ class FedLoRAVectorEnv(VectorEnv):
         if idx.size == 0:
             return
         s = self._state
-        # new cells; the rest of the pre-drawn fading block (or the correlated fading and
-        # velocities) follows them
-        self._fading.new_cells(self.np_random, self.config, idx)
+        for i in idx.tolist():  # each copy's new episode, from its own generator
+            self._fading.restart(i, self._rngs[i], self.config)
         start = initial_state(self.config, idx.size)
         # bits: fixed in surrogate mode
         for name in ("age", "queue", "t", "loss", "accuracy", "heads", "shared", "excess_sum"):
@@ -100,18 +101,34 @@ class FedLoRAVectorEnv(VectorEnv):
         """Next round's channel for every copy (one row of the pre-drawn block, or one step of
         the correlated channel)."""
         s = self._state
-        s.gain_db, s.gain, s.snr = self._fading.next(self._np_random)
+        s.gain_db, s.gain, s.snr = self._fading.next(self._rngs)
 
     def _obs(self) -> np.ndarray:
         s = self._state
         return encode_observation(s.gain_db, s.bits_mbit, s.age, s.queue, s.t, s.loss,
                                   self.config.episode_rounds, out=self._obs_buf).copy()
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None:
-            self._np_random, self._np_random_seed = seeding.np_random(seed)
-        self._fading = empty_channel(self.config, self.num_envs)
-        self._reset_envs(np.ones(self.num_envs, dtype=bool))
+    def reset(self, *, seed: int | list[int | None] | None = None,
+              options: dict | None = None):
+        """Reset every copy; ``seed`` an int (copy i gets ``seed + i``), a list, or None (each
+        copy continues its own generator, fresh ones on the first reset)."""
+        n = self.num_envs
+        if seed is None:
+            seeds: list[int | None] = [None] * n
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(n)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != n:
+                raise ValueError(f"a list of seeds must have num_envs={n} entries, got "
+                                 f"{len(seeds)}")
+        if not self._rngs:
+            self._rngs = [seeding.np_random(None)[0] for _ in range(n)]
+        for i, s in enumerate(seeds):
+            if s is not None:
+                self._rngs[i] = seeding.np_random(s)[0]
+        self._fading = copy_channels(self.config, n)
+        self._reset_envs(np.ones(n, dtype=bool))
         self._draw_round()
         self._needs_reset[:] = False
         budget = self._step_params.budget  # the single env's reset info, batched
@@ -122,8 +139,9 @@ class FedLoRAVectorEnv(VectorEnv):
         resetting = self._needs_reset
         any_reset = bool(resetting.any())
         live = ~resetting if any_reset else self._all_live
-        reward, info = dynamics.step(self._step_params, self._state, actions, self._np_random,
-                                     self.num_envs, live if any_reset else None)
+        reward, info = dynamics.step(self._step_params, self._state, actions,
+                                     CopyNormals(self._rngs, live), self.num_envs,
+                                     live if any_reset else None)
         if any_reset:
             reward = np.where(live, reward, 0.0)
             self._reset_envs(resetting)  # copies that finished last step restart now
@@ -133,3 +151,18 @@ class FedLoRAVectorEnv(VectorEnv):
         self._needs_reset = truncated
         return (self._obs(), np.asarray(reward, dtype=np.float64), self._no_term.copy(), truncated,
                 info)
+
+
+class CopyNormals:
+    """The generator ``dynamics.step`` gets for a batch: a standard normal per live copy, each
+    from that copy's own generator (the single env's one draw per step; a copy about to reset
+    draws nothing, as the single env draws nothing then)."""
+
+    def __init__(self, rngs: list[np.random.Generator], live: np.ndarray) -> None:
+        self.rngs, self.live = rngs, live
+
+    def standard_normal(self, size: int) -> np.ndarray:
+        out = np.zeros(size)
+        for i in np.flatnonzero(self.live).tolist():
+            out[i] = self.rngs[i].standard_normal()
+        return out

@@ -18,7 +18,11 @@ from edgeft.baselines.fedlora.hindsight import episode_channels, episode_hindsig
 from edgeft.envs import channel_traces as C
 from edgeft.envs.fedlora import trace_channel as T
 from edgeft.envs.fedlora.config import FedLoRAConfig
-from edgeft.envs.fedlora.generator import FadingBlocks, empty_channel
+from edgeft.envs.fedlora.generator import (
+    CopyBlocks,
+    CopyChannels,
+    copy_channels,
+)
 from edgeft.envs.fedlora.observation import decode_observation
 from gymnasium.utils import seeding
 
@@ -161,22 +165,23 @@ def test_vector_copies_replay_their_own_traces_and_restart_alone():
     vec = gym.make_vec(ENV_ID, num_envs=4, vectorization_mode="vector_entry_point",
                        episode_rounds=5, num_devices=9, **UMI)
     obs, _ = vec.reset(seed=11)
-    ch = vec.unwrapped._fading
-    assert isinstance(ch, T.TraceChannel) and ch.db.shape == (4, 128, 9)
+    copies = vec.unwrapped._fading
+    assert isinstance(copies, CopyChannels)
     seen = []
     for _ in range(13):
-        for i in range(4):
-            row = tr.gain_db[ch.trace[i], (ch.offset[i] + ch.pos[i] - 1) % 128, ch.devices[i]]
+        for i, ch in enumerate(copies.channels):
+            assert isinstance(ch, T.TraceChannel) and ch.db.shape == (128, 9)
+            row = tr.gain_db[ch.trace, (ch.offset + ch.pos - 1) % 128, ch.devices]
             np.testing.assert_array_equal(obs[i, :9], row)
-        seen.append(ch.trace.copy())
+        seen.append([ch.trace for ch in copies.channels])
         obs, *_ = vec.step(np.zeros((4, 9)))
-    assert ch.pos.max() <= 6
-    assert any((a != b).any() for a, b in zip(seen, seen[1:]))  # restarted copies moved on
+    assert max(ch.pos for ch in copies.channels) <= 6
+    assert any(a != b for a, b in zip(seen, seen[1:]))  # restarted copies moved on
 
 
-def test_empty_channel_of_a_trace_config():
-    assert isinstance(empty_channel(FedLoRAConfig(**UMI), 2), T.TraceChannel)
-    assert isinstance(empty_channel(FedLoRAConfig(), 2), FadingBlocks)
+def test_copy_channels_of_a_trace_config():
+    assert isinstance(copy_channels(FedLoRAConfig(**UMI), 2), CopyChannels)
+    assert isinstance(copy_channels(FedLoRAConfig(), 2), CopyBlocks)
     assert FedLoRAConfig().channel == "rayleigh"
 
 

@@ -41,18 +41,22 @@ def fixture_threads():
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_first_release_checkpoint_continues_exactly(name, request):
     """A checkpoint written by the env before the typed State (format 0, the dict of state and
-    caches) loads into a fresh env of its config and continues bit for bit."""
+    caches) loads into a fresh env of its config and continues bit for bit (real mode: to
+    rounding, since the model's float arithmetic may change in the last bit between torch and
+    transformers releases)."""
     if name == "real":
         request.getfixturevalue("fixture_threads")
     expected = np.load(DATA / f"checkpoint-v0-{name}.npz")
     env = gym.make(ENV_ID, **CONFIGS[name])
     env.reset(seed=0)
     env.unwrapped.load_checkpoint(DATA / f"checkpoint-v0-{name}.pkl")
+    rtol = 1e-12 if name == "real" else 0.0
     for t, action in enumerate(expected["actions"]):
         obs, reward, _, _, info = env.step(action)
-        np.testing.assert_array_equal(obs, expected["obs"][t])
-        assert reward == expected["reward"][t]
-        assert info["loss"] == expected["loss"][t]
+        np.testing.assert_allclose(obs, expected["obs"][t], rtol=rtol, atol=0.0)
+        np.testing.assert_allclose([reward, info["loss"]],
+                                   [expected["reward"][t], expected["loss"][t]], rtol=rtol,
+                                   atol=0.0)
 
 
 def test_checkpoint_holds_the_typed_state_and_refuses_unknown_formats(tmp_path):

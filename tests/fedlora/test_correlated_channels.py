@@ -12,10 +12,12 @@ from edgeft.envs import channels as C
 from edgeft.envs.fedlora.config import FedLoRAConfig
 from edgeft.envs.fedlora.formulas import gain_to_db
 from edgeft.envs.fedlora.generator import (
+    CopyBlocks,
+    CopyChannels,
     CorrelatedChannel,
     FadingBlocks,
     cell_gain_db,
-    empty_channel,
+    copy_channels,
 )
 
 import edgeft  # noqa: F401  (registers the ids)
@@ -218,21 +220,22 @@ def test_correlated_vector_env_copy_equals_the_single_env():
             ov, rv, _, _, info_v = vec.step(a[None])
             assert rs == rv[0]
             np.testing.assert_array_equal(info_s["channel_gain"], info_v["channel_gain"][0])
-        assert isinstance(vec.unwrapped._fading, CorrelatedChannel)
-    # a batch: the restarted copy gets new positions, the others keep moving
+        assert isinstance(vec.unwrapped._fading.channels[0], CorrelatedChannel)
+    # a batch: every copy its own Markov channel; the restarted copies start anew
     vec = gym.make_vec(ENV_ID, num_envs=4, vectorization_mode="vector_entry_point",
                        episode_rounds=3, **MOBILE)
     vec.reset(seed=9)
-    ch = vec.unwrapped._fading
-    assert ch.pos.shape == (4, 20, 2) and ch.vel.shape == (4, 20, 2)
+    copies = vec.unwrapped._fading
     for _ in range(4):
         vec.step(np.zeros((4, 20)))
-    np.testing.assert_array_equal(ch.mean_db, cell_gain_db(vec.unwrapped.config, ch.pos))
+    for ch in copies.channels:
+        assert ch.pos.shape == (20, 2) and ch.vel.shape == (20, 2)
+        np.testing.assert_array_equal(ch.mean_db, cell_gain_db(vec.unwrapped.config, ch.pos))
 
 
-def test_empty_channel_follows_the_config():
-    assert isinstance(empty_channel(FedLoRAConfig(), 2), FadingBlocks)
-    assert isinstance(empty_channel(FedLoRAConfig(mobility_speed_mps=1.0), 2), CorrelatedChannel)
+def test_copy_channels_follow_the_config():
+    assert isinstance(copy_channels(FedLoRAConfig(), 2), CopyBlocks)
+    assert isinstance(copy_channels(FedLoRAConfig(mobility_speed_mps=1.0), 2), CopyChannels)
 
 
 def test_checkpoint_resumes_a_correlated_episode_exactly(tmp_path):

@@ -350,7 +350,7 @@ def test_vector_env_equals_single_env_and_autoresets():
 def test_vector_env_batches_match_per_copy_dynamics(mode, noise):
     """The single and the vector env step the same typed State to the same result: copy i's
     state of a vector env, put into a single env, steps to the same reward, info and state (with
-    loss noise: the single env's generator placed at copy i's draw of the batch)."""
+    loss noise: the single env's generator placed at copy i's own generator's state)."""
     for seed in range(6):
         v = gym.make_vec(ENV_ID, num_envs=8, vectorization_mode="vector_entry_point",
                          action_mode=mode, num_devices=6, episode_rounds=5,
@@ -362,7 +362,7 @@ def test_vector_env_batches_match_per_copy_dynamics(mode, noise):
         single.reset(seed=0)
         for _ in range(7):  # across an autoreset (episodes of 5 rounds)
             before = v.unwrapped.state
-            rng_before = v.unwrapped.np_random.bit_generator.state
+            rng_before = [r.bit_generator.state for r in v.unwrapped._rngs]
             live = ~v.unwrapped._needs_reset
             a = v.action_space.sample()
             if mode == "bandwidth":
@@ -373,8 +373,7 @@ def test_vector_env_batches_match_per_copy_dynamics(mode, noise):
             for i in np.flatnonzero(live):
                 single._state = before.index(i)
                 rng = np.random.default_rng()
-                rng.bit_generator.state = rng_before
-                rng.standard_normal(i)  # the batch draws one normal per copy, in copy order
+                rng.bit_generator.state = rng_before[i]  # each copy draws from its own
                 single._np_random = rng
                 _, rs, _, _, inf_s = single.step(a[i])
                 assert rs == r[i]
