@@ -15,6 +15,7 @@ from edgeft.baselines.fedlora.policies import (
     LyapunovPolicy,
     RandomPolicy,
 )
+from edgeft.baselines.fedlora.timing import DescendingZetaLyapunov, TunedBudgetProfile
 
 #: name -> (factory(config, action_mode=..., **options), relative cost of a decision)
 REFERENCE_POLICIES: dict[str, tuple[Any, float]] = {
@@ -24,7 +25,8 @@ REFERENCE_POLICIES: dict[str, tuple[Any, float]] = {
     "aaba": (AABAPolicy, 1.0),
     "gs": (GreedyPolicy, 1.0),
     "random": (RandomPolicy, 1.0),
-    "gs-profile": (BudgetProfilePolicy, 1.0),
+    "gs-profile": (TunedBudgetProfile, 1.0),
+    "lyapunov-descending": (DescendingZetaLyapunov, 1.0),
 }
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "AABAPolicy",
     "AllInPolicy",
     "BudgetProfilePolicy",
+    "DescendingZetaLyapunov",
     "FedLoRAPolicy",
     "GreedyPolicy",
     "LyapunovPolicy",
