@@ -82,6 +82,8 @@ class Suite:
         headline: the name of the family headline the suite ranks by (``EnvFamily.headlines``;
             "" = the family's default at the time the suite was defined, kept out of the spec
             when empty so older results folders keep their fingerprint).
+        policies: the policies the suite plays by default (empty: every reference policy of the
+            family, then the suite's installed agents); left out of the spec when empty.
     """
 
     name: str
@@ -94,6 +96,7 @@ class Suite:
     sweep: tuple[str, str] | None = None
     cost_limit: float = 1.0
     headline: str = ""
+    policies: tuple[str, ...] = ()
 
     def episode_cost_limit(self, scenario: str | None = None) -> float:
         """The per-episode limit of the summed constraint cost: T x :attr:`cost_limit` for the
@@ -112,8 +115,9 @@ class Suite:
         """JSON-ready definition (what results files record)."""
         d = asdict(self)
         d.pop("cost_limit")
-        if not d["headline"]:
-            d.pop("headline")
+        for key in ("headline", "policies"):
+            if not d[key]:
+                d.pop(key)
         d["seeds"] = self.seeds
         return json.loads(json.dumps(d))
 
@@ -179,6 +183,9 @@ MEC_DEFAULT_V3 = {"num_users": 20, "num_servers": 4, "area_m": 150.0, "episode_r
 #: the v4 FedLoRA scenarios' shared fields: the calibrated horizon, every episode held to its
 #: budget (``budget_guard``)
 _V4 = {"episode_rounds": 100, "budget_guard": True}
+#: the policies fedlora-real plays: the best references of fedlora-default (a real episode takes
+#: minutes of CPU, so not all of them)
+_REAL_POLICIES = ("lyapunov", "lyapunov-descending", "gs", "aaba")
 #: test seeds of the default suites: enough for the intervals to cover (tests/leaderboard/
 #: test_intervals.py checks the studentized bootstrap's coverage at this number)
 DEFAULT_SEEDS = 30
@@ -237,6 +244,19 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
           "MEC at scale: N = 200 users, M = 20 servers, 3 rounds; 0 = greedy-fast",
           (Scenario("n200-m20", MEC, {"num_users": 200, "num_servers": 20, "episode_rounds": 3}),),
           num_seeds=3, headline="priced-cost"),
+    # ---- real training (opt-in: hours on a CPU; not among the default runs)
+    Suite("fedlora-real", 1, "fedlora",
+          "fedlora-default played with real split-LoRA training in the calibrated regime "
+          "(offline MiniLM on the tweets task, i.i.d. shards): the real final loss within the "
+          "budget; compare with fedlora-real-surrogate, the same scenario and seeds on the "
+          "surrogate",
+          (Scenario("tweets-iid", FEDLORA, {"mode": "real", "training": "tweets-iid", **_V4}),),
+          num_seeds=3, headline="real-final-loss", policies=_REAL_POLICIES),
+    Suite("fedlora-real-surrogate", 1, "fedlora",
+          "the scenario and seeds of fedlora-real on the surrogate (v3, i.i.d. calibration): "
+          "the surrogate's final loss beside the real one",
+          (Scenario("tweets-iid", FEDLORA, dict(_V4)),), num_seeds=3,
+          headline="real-final-loss", policies=_REAL_POLICIES),
     # ---- earlier versions, kept by name (their headlines: devices per round; random anchors)
     Suite("fedlora-default-v3", 3, "fedlora",
           "fedlora-default v3: K = 20 devices, D-bar = 2 us/bit, i.i.d. shards, 100 rounds, "

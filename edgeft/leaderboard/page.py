@@ -174,13 +174,17 @@ def _table(summary: dict[str, Any], entries: list[dict[str, Any]]) -> str:
     ths = [_header("policy", "text", None, "policy name (click to sort A-Z)")]
     if head is not None:
         better = "high" if head["higher_is_better"] else "low"
+        if head["bound"]:
+            ths.append(_header("score", "num", "high",
+                               f"0 = {head['anchor']}, 100 = {head['bound']} (the hindsight "
+                               "bound)"))
+        ths.append(_header(head["title"], "num", better,
+                           f"{'higher' if head['higher_is_better'] else 'lower'} is better"))
+        if head["bound"]:
+            ths.append(_header("% from bound", "num", "low",
+                               "how far the headline is from the hindsight bound, in % of the "
+                               "bound"))
         ths += [
-            _header("score", "num", "high",
-                    f"0 = {head['anchor']}, 100 = {head['bound']} (the hindsight bound)"),
-            _header(head["title"], "num", better,
-                    f"{'higher' if head['higher_is_better'] else 'lower'} is better"),
-            _header("% from bound", "num", "low",
-                    "how far the headline is from the hindsight bound, in % of the bound"),
             _header("constraint", "num", "low", head["constraint"]),
             _header(f"vs {head['reference']} (paired)", "num", better,
                     f"mean per-seed difference of {head['title']} from {head['reference']}"),
@@ -197,9 +201,11 @@ def _table(summary: dict[str, Any], entries: list[dict[str, Any]]) -> str:
             name += '<span class="tag">bound</span>'
         cells = [f'<th scope="row" data-value="{_e(e["policy"])}">{name}</th>']
         if head is not None:
-            cells.append(_stat_cell(e.get("score"), ".1f"))
+            if head["bound"]:
+                cells.append(_stat_cell(e.get("score"), ".1f"))
             cells.append(_interval_cell(e.get("headline")))
-            cells.append(_stat_cell(e.get("above_bound"), ".2f"))
+            if head["bound"]:
+                cells.append(_stat_cell(e.get("above_bound"), ".2f"))
             n_break = e.get("breaks_constraint")
             if bound or n_break is None:
                 cells.append('<td class="num" data-value="">-</td>')
@@ -245,6 +251,8 @@ def _legend(summary: dict[str, Any]) -> str:
                           "<span class=\"tag\">bound</span>) is not a policy: it scores 100 "
                           "by definition and is not ranked"),
         ]
+        if not head["bound"]:  # a headline without a hindsight bound: no score
+            items = [(k, v) for k, v in items if k not in ("score", "% from bound", "bound row")]
     for m, part, title in cols:
         lower = family.metrics[m].lower_is_better if part == "metrics" else TIMING[m][1]
         what = ("decision time per round, measured (varies from run to run)" if part == "timing"

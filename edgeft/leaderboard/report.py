@@ -40,7 +40,8 @@ def markdown_table(summary: dict[str, Any]) -> str:
     multi = len({e["scenario"] for e in summary["results"]}) > 1
     front = []
     if head is not None:
-        front = ["score", head["title"], "% from bound", f"vs {head['reference']} (paired)"]
+        front = (["score", head["title"], "% from bound", f"vs {head['reference']} (paired)"]
+                 if head["bound"] else [head["title"], f"vs {head['reference']} (paired)"])
     titles = front + [t for _, t in cols]
     header = ("| " + ("scenario | " if multi else "") + "policy | " + " | ".join(titles) + " |")
     sep = "|" + ("---|" if multi else "") + "---|" + "|".join("---:" for _ in titles) + "|"
@@ -56,14 +57,22 @@ def markdown_table(summary: dict[str, Any]) -> str:
                 name = f"{name} (bound)"
             elif e.get("breaks_constraint"):
                 name = f"{name} ✗"
-            cells += [_cell(e.get("score"), ".1f"), _cell(e.get("headline")),
-                      _cell(e.get("above_bound"), ".2f"), _cell(e.get("vs_reference"), "+.3g")]
+            if head["bound"]:
+                cells += [_cell(e.get("score"), ".1f"), _cell(e.get("headline")),
+                          _cell(e.get("above_bound"), ".2f")]
+            else:
+                cells.append(_cell(e.get("headline")))
+            cells.append(_cell(e.get("vs_reference"), "+.3g"))
         for m, _ in cols:
             d = e["timing"][m] if m in e["timing"] else e["metrics"][m]
             cells.append(_cell(d))
         lines.append("| " + (f"{e['scenario']} | " if multi else "") + f"{name} | "
                      + " | ".join(cells) + " |")
-    if head is not None:
+    if head is not None and not head["bound"]:
+        lines += ["", f"{head['title']}: lower is better; no hindsight bound (not scored); "
+                  f"constraint: {head['constraint']}; ✗ = breaks it in at least one episode; "
+                  f"paired: mean per-seed difference from `{head['reference']}`."]
+    elif head is not None:
         lines += ["", f"score: 0 = `{head['anchor']}`, 100 = `{head['bound']}` (the episode's "
                   f"hindsight bound), per test seed, on {head['title']}; below 0: worse than "
                   f"`{head['anchor']}`; % from bound: how far {head['title']} is from the bound, "

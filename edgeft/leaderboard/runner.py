@@ -63,10 +63,11 @@ def check_policies(suite: Suite, policies: Sequence[str]) -> None:
 
 
 def default_policies(suite: Suite) -> list[str]:
-    """The family's reference policies, then the suite's shipped agents that are installed."""
+    """The suite's own policies if it names them, else the family's reference policies; then
+    the suite's shipped agents that are installed."""
     import edgeft
 
-    refs = [n for n in edgeft.list_policies(suite.family) if ":" not in n]
+    refs = list(suite.policies) or [n for n in edgeft.list_policies(suite.family) if ":" not in n]
     agents = []
     for name in suite.agents:
         algo, _, model = name.partition(":")

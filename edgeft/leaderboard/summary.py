@@ -52,7 +52,8 @@ def summarize(suite: Suite, policies: Sequence[str],
     if head is not None:
         summary["headline"] = {"title": head.title, "higher_is_better": head.higher_is_better,
                                "constraint": head.constraint, "anchor": head.anchor,
-                               "reference": head.reference, "bound": HINDSIGHT}
+                               "reference": head.reference,
+                               "bound": HINDSIGHT if head.hindsight is not None else None}
         _add_scores(suite.family, head, entries, by)
     return summary
 
