@@ -401,7 +401,8 @@ def save_for_leaderboard(model: Any, env: Any, path: str | os.PathLike, *,
     if size != want:
         raise ValueError(f"the model sees observations of {want} values, but "
                          f"obs_transform={obs_transform!r} makes {size} from this env's "
-                         f"{obs_size}; pass the obs_transform the model was trained on")
+                         f"{obs_size}; build the env the model was trained in (its size, e.g. "
+                         "num_devices / num_users) and pass the obs_transform it was trained on")
     if model.action_space != env.action_space:
         raise ValueError(f"the model acts in {model.action_space}, the env in {env.action_space} "
                          f"(action_mode={config.action_mode!r}); build the env in the action "

@@ -2,10 +2,11 @@
 
 A model trained with plain stable-baselines3 on an edgeft env and saved with ``model.save``::
 
-    edgeft export ppo:tiny_ppo.zip --env edgeft/FedLoRAScheduling-v0 --set action_mode=count \\
+    edgeft export ppo:tiny_ppo.zip --suite fedlora-default --set action_mode=count \\
         --trust-agent-code --out tiny_ppo
-    edgeft leaderboard --policies ppo:tiny_ppo.agent.json
+    edgeft leaderboard --suite fedlora-default --policies ppo:tiny_ppo.agent.json
 
+(``--suite``: the env id and config of the suite's scenario; or ``--env ID --set KEY=VALUE``)
 writes ``tiny_ppo.agent.json`` (what the agent is: algorithm, policy class and arguments,
 spaces, observation transform, normalisation statistics, env id and config) and
 ``tiny_ppo.safetensors`` (the weights); neither holds code, so anyone can load them safely.
@@ -143,6 +144,22 @@ def export_zip(name: str, out: str | Path, *, env_id: str | None = None,
         env.close()
 
 
+def _suite_env(suite: str, scenario: str | None, env_id: str | None,
+               overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The env id and config of a suite's scenario, with ``overrides`` over the config."""
+    from edgeft.suites import get_suite
+
+    s = get_suite(suite)
+    scenarios = {sc.name: sc for sc in s.scenarios}
+    if scenario is not None and scenario not in scenarios:
+        raise ValueError(f"suite {suite} has no scenario {scenario!r}; its scenarios: "
+                         f"{sorted(scenarios)}")
+    sc = scenarios[scenario] if scenario is not None else s.scenarios[0]
+    if env_id is not None and env_id != sc.env_id:
+        raise ValueError(f"--env {env_id} is not the env of suite {suite} ({sc.env_id})")
+    return sc.env_id, {**sc.config, **overrides}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="ALGO:PATH",
                         help="the SB3 model zip, e.g. ppo:tiny_ppo.zip (ALGO may be left out)")
@@ -151,6 +168,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default=None,
                         help="env id the model was trained on (default: the zip's "
                              "NAME.config.json, else edgeft/FedLoRAScheduling-v0)")
+    parser.add_argument("--suite", default=None,
+                        help="take the env id and config from this leaderboard suite's first "
+                             "scenario (or --scenario), under --set")
+    parser.add_argument("--scenario", default=None, help="the suite's scenario (with --suite)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="env config field, repeatable (e.g. --set action_mode=count)")
@@ -169,8 +190,12 @@ def run(args: argparse.Namespace) -> int:
     from edgeft.agents.agent_format import read_agent
 
     try:
-        path = export_zip(args.model, args.out, env_id=args.env,
-                          overrides=parse_overrides(args.overrides),
+        env_id, overrides = args.env, parse_overrides(args.overrides)
+        if args.suite:
+            env_id, overrides = _suite_env(args.suite, args.scenario, env_id, overrides)
+        elif args.scenario:
+            raise ValueError("--scenario needs --suite")
+        path = export_zip(args.model, args.out, env_id=env_id, overrides=overrides,
                           obs_transform=args.obs_transform, vecnormalize=args.vecnormalize,
                           trust_code=args.trust_agent_code)
     except (ValueError, FileNotFoundError) as err:
@@ -181,5 +206,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {path} and {doc['weights']['file']} ({doc['algo']}, {doc['env_id']}, "
           f"action_mode={doc['env_config']['action_mode']}, obs_transform="
           f"{doc['obs_transform']}, {norm} observation statistics); evaluate it with:\n"
-          f"  edgeft leaderboard --policies {doc['algo']}:{path}")
+          f"  edgeft leaderboard{' --suite ' + args.suite if args.suite else ''} --policies "
+          f"{doc['algo']}:{path}")
     return 0

@@ -329,7 +329,7 @@ def test_save_for_leaderboard_plays_like_the_model(plain, agent):
     with pytest.raises(ValueError, match="build the env in the action mode"):
         save_for_leaderboard(plain["model"], gym.make(FEDLORA, num_devices=6, episode_rounds=16),
                              agent.with_name("x"), vecnormalize=plain["venv"])
-    with pytest.raises(ValueError, match="pass the obs_transform the model was trained on"):
+    with pytest.raises(ValueError, match="pass the obs_transform it was trained on"):
         save_for_leaderboard(plain["model"], _env(), agent.with_name("x"),
                              obs_transform="prefix-delay", vecnormalize=plain["venv"])
 
@@ -346,7 +346,15 @@ def test_export_then_leaderboard_round_trip(plain, tmp_path, capsys):
                  "--vecnormalize", str(folder / "vecnormalize.pkl"), "--out",
                  str(tmp_path / "y")]) == 2
     assert "runs any code" in capsys.readouterr().err
-    assert main([*base, "--vecnormalize", str(folder / "vecnormalize.pkl")]) == 0
+    # --suite takes the suite's env: K = 20 there, not the model's 6
+    vn = ["--vecnormalize", str(folder / "vecnormalize.pkl")]
+    suite = ["export", f"ppo:{folder / 'tiny_ppo.zip'}", "--trust-agent-code", *vn, "--out",
+             str(tmp_path / "z"), "--suite", "fedlora-default", "--set", "action_mode=count"]
+    assert main(suite) == 2
+    assert "build the env the model was trained in" in capsys.readouterr().err
+    assert main([*suite, "--scenario", "nope"]) == 2
+    assert "suite fedlora-default has no scenario 'nope'" in capsys.readouterr().err
+    assert main([*base, *vn]) == 0
     out = capsys.readouterr().out
     assert f"edgeft leaderboard --policies ppo:{tmp_path / 'mine.agent.json'}" in out
     name = f"ppo:{tmp_path / 'mine.agent.json'}"
@@ -566,3 +574,45 @@ def test_sac_checkpoint_files_round_trip_exactly(tmp_path):
     with pytest.raises(ValueError, match="allow_pickle"):
         train_files.load_replay_buffer(fresh.replay_buffer, tmp_path / "obj.npz")
     assert not (tmp_path / "marker").exists()
+
+
+@pytest.mark.parametrize("algo, policy, env_kw, transform", [
+    ("ppo", "MlpPolicy", {"action_mode": "count"}, "none"),
+    ("a2c", "MlpPolicy", {"action_mode": "subset"}, "none"),
+    ("dqn", "MlpPolicy", {"action_mode": "count"}, "none"),
+    ("sac", "MlpPolicy", {"action_mode": "score"}, "none"),
+    ("td3", "MlpPolicy", {"action_mode": "bandwidth"}, "none"),
+    ("ppo", "fedlora-shared", {"action_mode": "score"}, "fedlora-devices"),
+    ("sac", "fedlora-shared", {"action_mode": "score"}, "fedlora-devices"),
+    ("td3", "fedlora-shared", {"action_mode": "score"}, "fedlora-devices"),
+])
+def test_every_algorithm_and_policy_round_trips_through_the_agent_files(
+        tmp_path, algo, policy, env_kw, transform):
+    """A fresh (randomly initialised) model of each algorithm and policy class, written and
+    read back: the same weights, class and arguments, and the same deterministic actions."""
+    from edgeft.agents.policies import policy_for
+    from edgeft.agents.wrappers import FeatureObservation
+
+    env = gym.make(FEDLORA, num_devices=4, episode_rounds=4, **env_kw)
+    feats = FeatureObservation(env, transform) if transform != "none" else env
+    cls = af.algo_class(algo)
+    kw = {"buffer_size": 100} if algo in ("sac", "td3", "dqn") else {}
+    pol = policy if policy == "MlpPolicy" else policy_for(policy, algo)
+    policy_kwargs = {"net_arch": [16, 8], "activation_fn": torch.nn.ReLU} if (
+        policy == "MlpPolicy") else {"embed_dim": 8, "hidden_dim": 8}
+    model = cls(pol, feats, device="cpu", seed=3, policy_kwargs=policy_kwargs, **kw)
+    meta = {"env_id": FEDLORA, "obs_transform": transform,
+            "env_config": {"action_mode": env_kw["action_mode"]}}
+    path = af.write_agent(tmp_path / "a", model, meta, None)
+    doc = af.read_agent(path)
+    assert doc["policy"]["class"] == policy and doc["algo"] == algo
+    loaded = af.load_agent(path)
+    assert type(loaded.policy) is type(model.policy)
+    want = model.policy.state_dict()
+    got = loaded.policy.state_dict()
+    assert want.keys() == got.keys()
+    for k in want:
+        assert torch.equal(want[k], got[k]), k
+    obs = np.stack([feats.observation_space.sample() for _ in range(20)]).clip(-5, 5)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0],
+                                  model.predict(obs, deterministic=True)[0])
