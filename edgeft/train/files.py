@@ -130,7 +130,8 @@ def save_replay_buffer(buffer: Any, path: str) -> None:
             for key, v in value.items():
                 arrays[f"dict.{name}.{key}"] = v
     with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
+        # numpy's stub takes the keyword arrays for its allow_pickle flag
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
 
 
 def load_replay_buffer(buffer: Any, path: Path) -> None:
@@ -232,7 +233,7 @@ def model_counters(model: Any) -> dict[str, Any]:
     for k in ("ep_info_buffer", "ep_success_buffer"):
         buf = getattr(model, k, None)
         if buf is not None:
-            rows = []
+            rows: list[Any] = []
             for item in buf:
                 if isinstance(item, dict):
                     rows.append({str(a): _number(b) for a, b in item.items()
