@@ -15,6 +15,7 @@ drift from the code or from the committed results:
   - ``regimes``: the named real-mode training regimes;
   - ``policies FAMILY``: the reference policies ``edgeft.make_policy`` offers for a family;
   - ``suites``: the leaderboard's suites;
+  - ``headlines``: what the suites of each family can rank by;
   - ``results SUITE``: the leaderboard table of a committed results folder,
     ``docs/results/SUITE/summary.json`` (written by ``edgeft leaderboard --suite SUITE
     --out docs/results/SUITE``), rendered by the leaderboard's own Markdown writer;
@@ -393,18 +394,40 @@ def policies_table(family: str) -> str:
 
 
 def suites_table() -> str:
-    """Every suite: name and version, what it is, scenarios x seeds x rounds, shipped agents."""
-    from edgeft.envs.family import make_config
+    """Every suite: name and version, what it is, its headline, scenarios x seeds x rounds, shipped
+    agents."""
+    from edgeft.envs.family import get_family, make_config
 
     from edgeft.suites import SUITES
 
-    lines = ["| suite | description | scenarios x seeds x rounds | shipped agents |",
-             "|---|---|---|---|"]
+    lines = ["| suite | description | headline | scenarios x seeds x rounds | shipped agents |",
+             "|---|---|---|---|---|"]
     for name, s in sorted(SUITES.items()):
         rounds = sorted({make_config(sc.env_id, sc.config).episode_rounds for sc in s.scenarios})
         agents = ", ".join(f"`{a}`" for a in s.agents) or "-"
-        lines.append(f"| `{name}` v{s.version} | {cell(s.description)} | {len(s.scenarios)} x "
+        headline = getattr(s, "headline", "") or get_family(s.family).default_headline
+        lines.append(f"| `{name}` v{s.version} | {cell(s.description)} | "
+                     f"{f'`{headline}`' if headline else '-'} | {len(s.scenarios)} x "
                      f"{s.num_seeds} x {'/'.join(map(str, rounds))} | {agents} |")
+    return "\n".join(lines)
+
+
+def headlines_table() -> str:
+    """Every headline of every env family: what it ranks by, its score's anchor (0), the policy
+    paired differences are taken from, and its constraint."""
+    from edgeft.envs.family import families
+
+    lines = ["| family | headline | ranks by | 0 = | paired vs | constraint |",
+             "|---|---|---|---|---|---|"]
+    for fam in families():
+        headlines = getattr(fam, "headlines", None) or (
+            {"default": fam.headline} if fam.headline is not None else {})
+        default = getattr(fam, "default_headline", "default")
+        for name, h in headlines.items():
+            better = "higher is better" if h.higher_is_better else "lower is better"
+            mark = " (default)" if name == default else ""
+            lines.append(f"| {fam.name} | `{name}`{mark} | {cell(h.title)} ({better}) | "
+                         f"`{h.anchor}` | `{h.reference}` | {cell(h.constraint)} |")
     return "\n".join(lines)
 
 
@@ -421,6 +444,9 @@ def results_table(suite: str) -> str:
              f"`docs/results/{suite}/summary.json`):", "", table.rstrip(), "",
              f"Decision times (`decide (ms)`, per round, wall clock) were measured on "
              f"{meta['machine']}; every other column is deterministic (the same on any machine)."]
+    if "wall_s" in meta:
+        cpu = f" ({meta['cpu_s']:.0f} s of CPU time)" if "cpu_s" in meta else ""
+        lines[-1] += f" The whole run took {meta['wall_s']:.0f} s of wall time{cpu} there."
     return "\n".join(lines)
 
 
@@ -511,6 +537,7 @@ KINDS: dict[str, tuple[int, Callable[..., str]]] = {
     "regimes": (0, regimes_table),
     "policies": (1, policies_table),
     "suites": (0, suites_table),
+    "headlines": (0, headlines_table),
     "results": (1, results_table),
     "benchmarks": (0, benchmarks_table),
     "calibration": (1, calibration_table),
