@@ -127,3 +127,23 @@ def config_in_force(env: Any) -> Any:
     base = getattr(env, "unwrapped", env)
     derived = getattr(base, "config_in_force", None)
     return derived if derived is not None else base.config
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (nested dataclasses become dicts, numpy values
+    plain numbers, paths strings)."""
+    import json
+    from pathlib import Path
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, (np.integer, np.floating, np.bool_)):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return dataclasses.asdict(obj)
+        if isinstance(obj, Path):
+            return str(obj)
+        raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+    return json.loads(json.dumps(dataclasses.asdict(config), default=default))

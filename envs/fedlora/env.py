@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from edgeft.envs.common import build_config
 from edgeft.envs.engines import real_engine
-from edgeft.envs.fedlora import dynamics
+from edgeft.envs.fedlora import checkpoint, dynamics
 from edgeft.envs.fedlora.actions import action_space
 from edgeft.envs.fedlora.config import PRESETS, FedLoRAConfig
 from edgeft.envs.fedlora.generator import (
@@ -303,21 +301,19 @@ class FedLoRASchedulingEnv(gym.Env):
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Write :meth:`state_dict` to ``path`` atomically (an existing file is replaced only
-        once the new one is complete)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(self.state_dict(), fh)
-        os.replace(tmp, path)
+        once the new one is complete), without pickle (``edgeft.envs.fedlora.checkpoint``:
+        JSON, npz arrays and, in real mode, the learner's tensors)."""
+        checkpoint.write(path, self.state_dict())
 
-    def load_checkpoint(self, path: str | os.PathLike) -> np.ndarray:
-        """Restore a checkpoint written by :meth:`save_checkpoint`; returns the observation."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        with open(path, "rb") as fh:
-            data = pickle.load(fh)
-        return self.load_state_dict(data)
+    def load_checkpoint(self, path: str | os.PathLike, *, trust_pickle: bool = False
+                        ) -> np.ndarray:
+        """Restore a checkpoint written by :meth:`save_checkpoint`; returns the observation.
+
+        Reading it runs no code. A checkpoint of an earlier release is a pickle file and is
+        refused unless ``trust_pickle=True`` (or ``EDGEFT_TRUST_PICKLE=1``): only for files
+        from a source you trust.
+        """
+        return self.load_state_dict(checkpoint.read(path, self.config, trust_pickle=trust_pickle))
 
 
 def _normalised(config: FedLoRAConfig) -> FedLoRAConfig:
