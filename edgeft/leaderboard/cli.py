@@ -16,7 +16,7 @@ from pathlib import Path
 from edgeft.leaderboard.errors import LeaderboardError
 from edgeft.leaderboard.page import PAGE_FILE
 from edgeft.leaderboard.report import markdown_table
-from edgeft.leaderboard.runner import check_workers, run_leaderboard
+from edgeft.leaderboard.runner import check_workers, run_leaderboard, run_leaderboards
 from edgeft.leaderboard.store import (
     EPISODES_FILE,
     MANIFEST_FILE,
@@ -40,9 +40,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--backend", default="local", choices=["local", "serial", "ray"],
                         help="local process pool (default), serial, or Ray tasks")
-    parser.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    parser.add_argument("--address", default=None,
+                        help="with --backend ray: the Ray cluster to join, auto (the one started "
+                             "with ray start on this node) or HOST:PORT; edgeft's code is shipped "
+                             "to its workers, which need edgeft's dependencies only (see "
+                             "docs/cluster.md). Without it, a private local Ray instance starts")
     parser.add_argument("--workers", type=int, default=None,
-                        help="processes, 1 or more (default: all CPUs)")
+                        help="processes, 1 or more (default: all CPUs); with --backend ray "
+                             "--address, the most episodes running at once on the cluster "
+                             "(default: as many as it has CPUs)")
+    parser.add_argument("--ray-nice", type=int, default=None, metavar="N",
+                        help="with --backend ray: the workers' niceness, -20 to 19 (default: "
+                             "this process's own on a local Ray instance, like the process "
+                             "pool; the cluster's own with --address, where Ray's default is 15, "
+                             "which starves the workers on a busy machine; lowering it there "
+                             "needs root on the nodes)")
+    parser.add_argument("--ray-installed", action="store_true",
+                        help="with --backend ray: run the edgeft installed on the nodes instead "
+                             "of shipping this one to them")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-score", action="store_true",
                         help="do not score: no hindsight-bound rows and no anchor policy added "
@@ -90,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
     names = [s.strip() for s in args.suite.split(",") if s.strip()]
     policies = [p.strip() for p in args.policies.split(",")] if args.policies else None
     suites: list[Suite] = []
-    current: tuple[int, Path] | None = None  # (index in suites, folder) of the suite running
+    folders: list[Path] | None = None  # the results folders of the run, once it starts
     try:
         suites = [get_suite(n) for n in names]
         if policies is not None and len({s.family for s in suites}) > 1:
@@ -100,27 +115,32 @@ def _run(args: argparse.Namespace) -> int:
             raise LeaderboardError("--resume needs --out (the folder of the run to continue)")
         if args.resume and len(suites) > 1:
             _check_multi_resume(Path(args.out), suites)
-        for i, s in enumerate(suites):
+        outs, resumes = [], []
+        for s in suites:
             out = None
             resume = args.resume
             if args.out:
                 out = Path(args.out) / s.name if len(suites) > 1 else Path(args.out)
                 if resume and len(suites) > 1 and not has_content(out):
                     resume = False  # a suite the interrupted command had not reached yet
-            if out is None:
-                out = default_out(s)
-            current = (i, out)
-            t0 = time.perf_counter()
-            summary = run_leaderboard(s, policies, out,
-                                      resume=resume, backend=args.backend,
-                                      workers=args.workers,
-                                      address=args.address, progress=not args.no_progress,
-                                      plots=not args.no_plots, score=not args.no_score)
-            where = out
+            outs.append(out if out is not None else default_out(s))
+            resumes.append(resume)
+        folders = outs
+        ray_kw = {"address": args.address, "ray_nice": getattr(args, "ray_nice", None),
+                  "ship_code": not getattr(args, "ray_installed", False)}
+        kw = {"backend": args.backend, "workers": args.workers, "progress": not args.no_progress,
+              "plots": not args.no_plots, "score": not args.no_score, **ray_kw}
+        t0 = time.perf_counter()
+        if len(suites) == 1:
+            summaries = [run_leaderboard(suites[0], policies, outs[0], resume=resumes[0], **kw)]
+        else:  # one pool of tasks for all suites, costliest first
+            summaries = run_leaderboards(suites, policies, outs, resume=resumes, **kw)
+        took = time.perf_counter() - t0
+        for summary, where in zip(summaries, outs):
             print()
             print(markdown_table(summary))
-            print(f"({time.perf_counter() - t0:.0f} s; files in {where}; the page: "
-                  f"{where / PAGE_FILE})\n")
+            print(f"({took:.0f} s{' for all suites' * (len(suites) > 1)}; files in {where}; "
+                  f"the page: {where / PAGE_FILE})\n")
     except (LeaderboardError, ValueError) as err:
         print(f"edgeft leaderboard: error: {err}", file=sys.stderr)
         return 2
@@ -130,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(interrupted_message(args, suites, current), file=sys.stderr)
+        print(interrupted_message(args, suites, folders), file=sys.stderr)
         return 130
     return 0
 
@@ -147,41 +167,44 @@ def _check_multi_resume(out: Path, suites: Sequence[Suite]) -> None:
 
 
 def interrupted_message(args: argparse.Namespace, suites: Sequence[Suite],
-                        current: tuple[int, Path] | None) -> str:
-    """The one line printed on Ctrl-C: what is saved and the command that continues the run."""
-    if current is None:
+                        folders: Sequence[Path] | None) -> str:
+    """The one line printed on Ctrl-C: what is saved and the command that continues the run.
+
+    Args:
+        args: the command's arguments.
+        suites: its suites.
+        folders: their results folders (in order), or None when it stopped before they were
+            known.
+    """
+    if not folders:
         return "edgeft leaderboard: interrupted before any episode ran; nothing was written"
-    i, out = current
-    suite = suites[i]
-    try:
-        saved = len(read_rows(out / EPISODES_FILE))
-    except LeaderboardError:
-        saved = -1
-    try:
-        planned = len(json.loads((out / MANIFEST_FILE).read_text())["policies"])
-        total = f" of {planned * len(suite.scenarios) * suite.num_seeds}"
-    except (OSError, ValueError, KeyError, TypeError):
-        total = ""
-    if saved < 0:
-        return f"edgeft leaderboard: interrupted; {out / EPISODES_FILE} could not be read back"
+    saved = []
+    for suite, out in zip(suites, folders):
+        try:
+            n = len(read_rows(out / EPISODES_FILE))
+        except LeaderboardError:
+            return f"edgeft leaderboard: interrupted; {out / EPISODES_FILE} could not be read back"
+        try:
+            planned = len(json.loads((out / MANIFEST_FILE).read_text())["policies"])
+            total = f" of {planned * len(suite.scenarios) * suite.num_seeds}"
+        except (OSError, ValueError, KeyError, TypeError):
+            total = ""
+        saved.append(f"{n}{total} episodes of {suite.name} are saved in {out}")
     opts = ""
     if args.policies:
         opts += " --policies " + shlex.quote(args.policies)
     for flag, value in (("--backend", None if args.backend == "local" else args.backend),
-                        ("--workers", args.workers), ("--address", args.address)):
+                        ("--workers", args.workers), ("--address", args.address),
+                        ("--ray-nice", getattr(args, "ray_nice", None))):
         if value is not None:
             opts += f" {flag} {shlex.quote(str(value))}"
+    opts += " --ray-installed" * bool(getattr(args, "ray_installed", False))
     opts += " --no-plots" * bool(args.no_plots) + " --no-progress" * bool(args.no_progress)
     opts += " --trust-agent-code" * bool(getattr(args, "trust_agent_code", False))
     if args.out:  # one --out covers every suite of the command (one subfolder each)
         names = ",".join(s.name for s in suites)
         cmd = f"edgeft leaderboard --suite {names} --out {shlex.quote(args.out)} --resume{opts}"
-    else:
-        cmd = (f"edgeft leaderboard --suite {suite.name} --out {shlex.quote(str(out))} "
-               f"--resume{opts}")
-        rest = [s.name for s in suites[i + 1:]]
-        if rest:
-            cmd += f", then edgeft leaderboard --suite {','.join(rest)}{opts}"
-    return (f"edgeft leaderboard: interrupted; {saved}{total} episodes of {suite.name} are saved "
-            f"in {out}. Continue with: {cmd}")
-
+    else:  # each suite in its own default folder: one command each
+        cmd = "; ".join(f"edgeft leaderboard --suite {s.name} --out {shlex.quote(str(out))} "
+                        f"--resume{opts}" for s, out in zip(suites, folders))
+    return f"edgeft leaderboard: interrupted; {', '.join(saved)}. Continue with: {cmd}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import operator
 import os
 import sys
@@ -121,7 +122,8 @@ def run_leaderboard(suite: str | Suite, policies: Sequence[str] | None = None,
                     out: str | os.PathLike | None = None, *, resume: bool = False,
                     backend: str = "local", workers: int | None = None, address: str | None = None,
                     progress: bool = True, plots: bool = True, max_episodes: int | None = None,
-                    score: bool = True) -> dict[str, Any]:
+                    score: bool = True, ray_nice: int | None = None,
+                    ship_code: bool = True) -> dict[str, Any]:
     """Run (or resume) ``suite`` for ``policies`` into ``out``; returns the summary.
 
     The results folder is held by one run at a time (an OS lock on ``out/.lock``, released on
@@ -136,70 +138,147 @@ def run_leaderboard(suite: str | Suite, policies: Sequence[str] | None = None,
             moved to ``episodes.jsonl.incomplete-<time>`` (reported on stderr) and its episode
             runs again.
         backend: "local" (process pool), "serial" or "ray".
-        workers: processes / Ray CPUs, 1 or more (default: all CPUs).
-        address: Ray cluster address.
+        workers: processes / Ray CPUs, 1 or more (default: all CPUs); on a Ray cluster joined
+            with ``address``, the most episodes running at once.
+        address: Ray cluster to join (``"auto"``, ``"HOST:PORT"``); None: a private local Ray
+            instance (``edgeft.leaderboard.backends``).
         progress: show a progress bar.
         plots: write PNG plots (also embedded in ``index.html``).
         max_episodes: stop after this many new episodes (for tests and partial runs).
         score: score the policies (families with a headline, ``edgeft.scoring``): adds the
             anchor policy (``random``) if missing and the ``hindsight`` bound rows.
+        ray_nice: the Ray workers' niceness, -20 to 19 (default: the process pool's on a local
+            instance, the cluster's own on a cluster).
+        ship_code: ship this edgeft to the Ray workers (default); False: the nodes' own.
 
     Raises:
         LeaderboardError: a non-empty ``out`` without ``resume``, a missing or empty ``out``
             with ``resume``, a folder in use by another run, a corrupt results file, a results
-            folder of another suite, an unknown policy or backend, a folder that cannot be
-            written (one line, no traceback in the CLI).
-        ValueError: an unknown suite name, ``workers`` below 1.
+            folder of another suite, an unknown policy or backend, Ray options without
+            ``backend="ray"``, a folder that cannot be written (one line, no traceback in the
+            CLI).
+        ValueError: an unknown suite name, ``workers`` below 1, ``ray_nice`` out of range.
+    """
+    return run_leaderboards([suite], policies, [out], resume=resume, backend=backend,
+                            workers=workers, address=address, progress=progress, plots=plots,
+                            max_episodes=max_episodes, score=score, ray_nice=ray_nice,
+                            ship_code=ship_code)[0]
+
+
+def run_leaderboards(suites: Sequence[str | Suite], policies: Sequence[str] | None = None,
+                     outs: Sequence[str | os.PathLike | None] | None = None, *,
+                     resume: bool | Sequence[bool] = False, backend: str = "local",
+                     workers: int | None = None, address: str | None = None,
+                     progress: bool = True, plots: bool = True,
+                     max_episodes: int | None = None, score: bool = True,
+                     ray_nice: int | None = None, ship_code: bool = True
+                     ) -> list[dict[str, Any]]:
+    """Run (or resume) several suites as one pool of tasks; returns their summaries in order.
+
+    The episodes of every suite go to one :func:`~edgeft.leaderboard.backends.execute`,
+    costliest first, so a long suite does not wait for a short one to finish and the last
+    episodes of one suite overlap the first of the next; each row is appended to its own
+    suite's ``episodes.jsonl`` as it finishes. Each folder ends up with the files a run of its
+    suite alone writes. Arguments as :func:`run_leaderboard`'s, per suite where they are
+    sequences (``outs``: None entries get :func:`default_out`; ``resume``: one flag for all or
+    one per suite); ``max_episodes`` counts the episodes of all suites together.
+
+    Raises:
+        LeaderboardError, ValueError: as :func:`run_leaderboard`, for any suite, before
+            anything is written; a suite listed twice, or two suites given one folder.
     """
     from tqdm import tqdm
 
-    suite = get_suite(suite)
+    from edgeft.leaderboard.backends import BACKENDS, check_nice
+
+    suites = [get_suite(s) for s in suites]
+    names = [s.name for s in suites]
+    if len(set(names)) != len(names):
+        raise LeaderboardError(f"suite listed twice in {names}")
+    outs = list(outs) if outs is not None else [None] * len(suites)
+    resumes = [resume] * len(suites) if isinstance(resume, bool) else list(resume)
+    if len(outs) != len(suites) or len(resumes) != len(suites):
+        raise ValueError(f"outs and resume need one entry per suite ({len(suites)})")
     workers = check_workers(workers)
-    policies = list(policies) if policies else default_policies(suite)
-    if len(set(policies)) != len(policies):
-        raise LeaderboardError(f"policy listed twice in {policies}")
-    if score:
-        policies = scored_policies(suite, policies)
-    if backend not in ("local", "serial", "ray"):
-        raise LeaderboardError(f"unknown backend {backend!r}; known: local, serial, ray")
-    out = Path(out) if out is not None else default_out(suite)
-    check_out(out, resume)
-    episodes = out / EPISODES_FILE
+    check_nice(ray_nice)
+    if backend not in BACKENDS:
+        raise LeaderboardError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if backend != "ray" and (address is not None or ray_nice is not None):
+        raise LeaderboardError("--address and --ray-nice are options of --backend ray")
+    runs = []
+    for suite, out, res in zip(suites, outs, resumes):
+        pols = list(policies) if policies else default_policies(suite)
+        if len(set(pols)) != len(pols):
+            raise LeaderboardError(f"policy listed twice in {pols}")
+        if score:
+            pols = scored_policies(suite, pols)
+        out = Path(out) if out is not None else default_out(suite)
+        check_out(out, res)
+        runs.append(_SuiteRun(suite, pols, out, res))
+    folders = [r.out.resolve() for r in runs]
+    if len(set(folders)) != len(folders):
+        raise LeaderboardError("two suites cannot share one results folder; give each its own "
+                               "--out (with several suites, --out holds one subfolder each)")
     with contextlib.ExitStack() as held:
-        if resume:  # the folder exists: hold it, then validate its rows before anything else
-            held.enter_context(folder_lock(out))
-            read_rows(episodes, skip_incomplete_last=True)
-        check_policies(suite, policies)
-        if not resume:
-            if make_folder(out):  # removed again if nothing gets written (a failure below)
-                held.callback(_remove_if_empty, out)
-            held.enter_context(folder_lock(out))
-        policies = prepare_out(out, suite, policies, resume)
-        if resume:
-            aside = set_aside_incomplete_row(episodes)
-            if aside is not None:
-                print(f"edgeft leaderboard: 1 incomplete row from an interrupted write was set "
-                      f"aside in {aside}; its episode runs again", file=sys.stderr)
-        done = {task_key(r) for r in read_rows(episodes)}
-        todo = [t for t in make_tasks(suite, policies) if task_key(t) not in done]
+        for r in runs:  # everything that can be checked, before anything is written
+            if r.resume:  # the folder exists: hold it, then validate its rows
+                held.enter_context(folder_lock(r.out))
+                read_rows(r.episodes, skip_incomplete_last=True)
+            check_policies(r.suite, r.policies)
+        todo = []
+        for r in runs:
+            if not r.resume:
+                if make_folder(r.out):  # removed again if nothing gets written (a failure below)
+                    held.callback(_remove_if_empty, r.out)
+                held.enter_context(folder_lock(r.out))
+            r.policies = prepare_out(r.out, r.suite, r.policies, r.resume)
+            if r.resume:
+                aside = set_aside_incomplete_row(r.episodes)
+                if aside is not None:
+                    print(f"edgeft leaderboard: 1 incomplete row from an interrupted write was "
+                          f"set aside in {aside}; its episode runs again", file=sys.stderr)
+            done = {task_key(row) for row in read_rows(r.episodes)}
+            todo += [t for t in make_tasks(r.suite, r.policies) if task_key(t) not in done]
         if max_episodes is not None:
             todo = sorted(todo, key=task_cost, reverse=True)[:max_episodes]
-        with tqdm(total=len(todo), desc=f"{suite.name} episodes", unit="ep",
-                  disable=not progress, dynamic_ncols=True) as bar, contextlib.closing(
-                execute(todo, backend=backend, workers=workers, address=address)) as results:
+        dest = {r.suite.name: r.episodes for r in runs}
+        desc = f"{names[0]} episodes" if len(names) == 1 else f"episodes of {len(names)} suites"
+        with tqdm(total=len(todo), desc=desc, unit="ep", disable=not progress,
+                  dynamic_ncols=True) as bar, contextlib.closing(
+                execute(todo, backend=backend, workers=workers, address=address,
+                        ray_nice=ray_nice, ship_code=ship_code)) as results:
             for row in results:
-                append_row(episodes, row)
+                append_row(dest[row["suite"]], row)
                 bar.update()
-        rows = read_rows(episodes)
-        summary = summarize(suite, policies, rows)
-        write_summary(out, suite, summary)
-        written = []
-        if plots:
-            try:
-                written = write_plots(out, suite, summary, rows)
-            except OSError as err:
-                raise write_error(err, f"the plots in {out / 'plots'}") from err
-        write_page(out, summary, written)
+        return [_finish(r, plots) for r in runs]
+
+
+@dataclasses.dataclass
+class _SuiteRun:
+    """One suite's part of a run: its policies and results folder."""
+
+    suite: Suite
+    policies: list[str]
+    out: Path
+    resume: bool
+
+    @property
+    def episodes(self) -> Path:
+        return self.out / EPISODES_FILE
+
+
+def _finish(run: _SuiteRun, plots: bool) -> dict[str, Any]:
+    """Summary, plots and page of a suite whose episodes have all run."""
+    rows = read_rows(run.episodes)
+    summary = summarize(run.suite, run.policies, rows)
+    write_summary(run.out, run.suite, summary)
+    written = []
+    if plots:
+        try:
+            written = write_plots(run.out, run.suite, summary, rows)
+        except OSError as err:
+            raise write_error(err, f"the plots in {run.out / 'plots'}") from err
+    write_page(run.out, summary, written)
     return summary
 
 
