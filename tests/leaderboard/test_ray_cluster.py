@@ -205,3 +205,23 @@ def test_workers_of_both_nodes_import_the_shipped_edgeft_at_the_niceness_asked(c
         assert o["envs"] == str(Path(o["edgeft"]).parent / "envs" / "__init__.py")
         assert not o["torch"]
     assert {o["after"] for o in on_each_node(18)} == {18}
+
+
+def test_without_address_a_private_instance_starts_beside_the_cluster(tmp_path, cluster,
+                                                                      driver, monkeypatch):
+    """No --address: a local instance of its own (``ray.init()`` would join the cluster named by
+    RAY_ADDRESS or started on this node, which refuses ``num_cpus``), its workers at this
+    process's niceness, like the process pool's."""
+    monkeypatch.setenv("RAY_ADDRESS", cluster)
+    backends._ray_init(ray, 1, None, None, True)  # what execute does without an address
+    assert [n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]] == ["127.0.0.1"]
+    assert ray.cluster_resources()["CPU"] == 1  # not the cluster's two nodes
+    ns: dict = {"__name__": "edgeft_cluster_probe"}
+    exec(_PROBE, ns)
+    out = ray.get(ray.remote(num_cpus=1)(ns["probe"]).remote(None))
+    assert out["before"] == os.nice(0) and "/working_dir_files/" in out["edgeft"]
+    lb.run_leaderboard(FL, ["gs"], tmp_path / "ray", backend="ray", progress=False, plots=False)
+    ray.shutdown()
+    lb.run_leaderboard(FL, ["gs"], tmp_path / "pool", backend="serial", progress=False,
+                       plots=False)
+    assert deterministic_view(tmp_path / "ray") == deterministic_view(tmp_path / "pool")
