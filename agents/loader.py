@@ -222,6 +222,9 @@ class SB3Policy:
         self.action_mode = meta["env_config"]["action_mode"]
         self.transform = get_transform(meta.get("obs_transform", "none"), config)
         self.norm = norm
+        #: the fields in which the env differs from the model's training env (empty: in
+        #: distribution; set by :func:`load_policy`)
+        self.out_of_distribution: list[str] = []
         if norm is not None:
             self._mean = np.asarray(norm["mean"], dtype=np.float64)
             self._std = np.sqrt(np.asarray(norm["var"], dtype=np.float64) + float(norm["epsilon"]))
@@ -282,8 +285,9 @@ def _load_legacy(algo: str, path: str, zp: Path, meta: dict[str, Any]
 
 
 def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
-                action_mode: str | None = None, seed: int | None = None, check_config: bool = True,
-                trust_code: bool = False, **options: Any) -> SB3Policy:
+                action_mode: str | None = None, seed: int | None = None,
+                check_config: bool | str = "mark", trust_code: bool = False,
+                **options: Any) -> SB3Policy:
     """Load ``algo:path`` for the env (or config) it will act in.
 
     Args:
@@ -291,8 +295,13 @@ def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
         path: the agent (``NAME``, ``NAME.agent.json``, ``NAME.safetensors``), a legacy ``.zip``,
             or a shipped agent's name.
         env, config: the env the policy acts in (its config in force,
-            ``edgeft.envs.common.config_in_force``, is read), or that config; checked against
-            the model's saved env config unless ``check_config=False``.
+            ``edgeft.envs.common.config_in_force``, is read), or that config, compared with the
+            model's saved env config (reward-only fields aside).
+        check_config: ``"mark"`` (default): an env that differs from the training env is played
+            out of distribution, the differing fields in the policy's ``out_of_distribution``
+            (the leaderboard marks such rows); ``True``: refuse it; ``False``: do not compare.
+            An env the model cannot act in at all (another observation or action shape) is
+            refused either way.
         action_mode: must equal the model's (models act in the action space they were trained on).
         seed: accepted for interface uniformity; a model acts deterministically when asked to.
         trust_code: allow loading a legacy SB3 zip, whose pickles run code when loaded (also
@@ -326,20 +335,22 @@ def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
     env_id = _env_id(env)
     if env_id is not None and env_id != meta["env_id"]:
         raise ValueError(f"model {zp.name} was trained on {meta['env_id']}, not {env_id}")
+    diffs: list[str] = []
     if check_config:
         diffs = config_mismatch(meta["env_config"], config)
-        if diffs:
+        if diffs and check_config is True:
             raise ValueError(
                 f"model {zp.name} was trained on a different env config: {'; '.join(diffs)}. "
                 f"Build the env with the model's config (edgeft.agents.load_meta('{algo}', "
-                f"'{path}')['env_config']), or pass check_config=False to force it")
+                f"'{path}')['env_config']), or pass check_config='mark' to play it out of "
+                "distribution")
     if action_mode is not None and action_mode != meta["env_config"]["action_mode"]:
         raise ValueError(f"model {zp.name} acts in "
                          f"action_mode={meta['env_config']['action_mode']!r}, not {action_mode!r}; "
                          "build the env with that action mode")
     if is_legacy(zp):
         model, norm = _load_legacy(algo, path, zp, meta)
-        return SB3Policy(model, meta, norm, config, zp)
+        return _checked(SB3Policy(model, meta, norm, config, zp), diffs)
     space = getattr(env, "action_space", None)
     if space is not None and space != meta["action_space"]:
         raise ValueError(f"model {zp.name} acts in {meta['action_space']}, the env in {space}; "
@@ -347,7 +358,28 @@ def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
     key = ("safe", algo, str(zp), meta["weights"]["sha256"])
     if key not in _MODEL_CACHE:
         _MODEL_CACHE[key] = load_agent(zp, meta)
-    return SB3Policy(_MODEL_CACHE[key], meta, meta["normalization"], config, zp)
+    return _checked(SB3Policy(_MODEL_CACHE[key], meta, meta["normalization"], config, zp), diffs)
+
+
+def _checked(policy: SB3Policy, diffs: list[str]) -> SB3Policy:
+    """``policy`` marked out of distribution by ``diffs``, after checking it can act in its env:
+    the observation its transform makes must have the model's input size.
+
+    Raises:
+        ValueError: the model cannot take this env's observations (another shape).
+    """
+    size = int(np.prod(policy.model.observation_space.shape or (1,)))
+    probe = np.zeros(policy.config.obs_size) if hasattr(policy.config, "obs_size") else None
+    if probe is not None:
+        got = int(np.asarray(policy.transform(probe)).size)
+        if got != size:
+            raise ValueError(
+                f"model {policy.path.name} takes observations of {size} entries, and this env's "
+                f"(through its obs_transform {policy.meta.get('obs_transform', 'none')!r}) have "
+                f"{got}: it cannot play this env (another number of devices or users?); a "
+                "size-independent policy (fedlora-shared, mec-shared) can")
+    policy.out_of_distribution = list(diffs)
+    return policy
 
 
 def save_for_leaderboard(model: Any, env: Any, path: str | os.PathLike, *,

@@ -42,6 +42,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgeft.envs.family import get_family
+
 TEST_SEED_BASE = 1_000_000_000
 FEDLORA = "edgeft/FedLoRAScheduling-v0"
 MEC = "edgeft/MECOffloading-v0"
@@ -180,9 +182,9 @@ FEDLORA_MOBILE = {"episode_rounds": 100, "fading_correlation": 0.9, "mobility_sp
 MEC_DEFAULT_V3 = {"num_users": 20, "num_servers": 4, "area_m": 150.0, "episode_rounds": 20,
                   "energy_budget_scale": 0.7}
 
-#: the v4 FedLoRA scenarios' shared fields: the calibrated horizon, every episode held to its
-#: budget (``budget_guard``)
-_V4 = {"episode_rounds": 100, "budget_guard": True}
+#: the v4 FedLoRA scenarios' shared fields: the calibrated horizon, and what the final-loss
+#: headline's suites set (every episode held to its budget: ``budget_guard``)
+_V4 = {"episode_rounds": 100, **get_family("fedlora").get_headline("final-loss").scenario}
 #: the policies fedlora-real plays: the best references of fedlora-default (a real episode takes
 #: minutes of CPU, so not all of them)
 _REAL_POLICIES = ("lyapunov", "lyapunov-descending", "gs", "aaba")

@@ -55,6 +55,8 @@ class Headline:
             :data:`BUDGET_TOLERANCE`.
         hindsight: ``"module:function"`` of the episode's hindsight bound on this headline
             (``fn(env_id, config, seed) -> HindsightPlan``), or None (no score).
+        scenario: env config fields every suite ranking by this headline sets (e.g. the budget
+            guard of the final-loss headline); training-time validation sets them too.
     """
 
     name: str
@@ -66,6 +68,7 @@ class Headline:
     value: Callable[[Mapping[str, Any]], float]
     breaks_constraint: Callable[[Mapping[str, Any]], bool]
     hindsight: str | None = None
+    scenario: Mapping[str, Any] = field(default_factory=dict)
 
 
 class EpisodeRecorder(Protocol):

@@ -199,6 +199,10 @@ def _table(summary: dict[str, Any], entries: list[dict[str, Any]]) -> str:
         name = _e(e["policy"])
         if bound:
             name += '<span class="tag">bound</span>'
+        if e.get("out_of_distribution"):
+            fields = ", ".join(e["out_of_distribution"])
+            name += (f'<span class="tag" title="out of distribution: this env differs from the '
+                     f'agent\'s training env in {_e(fields)}">OOD</span>')
         cells = [f'<th scope="row" data-value="{_e(e["policy"])}">{name}</th>']
         if head is not None:
             if head["bound"]:

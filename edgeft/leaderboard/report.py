@@ -57,6 +57,8 @@ def markdown_table(summary: dict[str, Any]) -> str:
                 name = f"{name} (bound)"
             elif e.get("breaks_constraint"):
                 name = f"{name} ✗"
+        if e.get("out_of_distribution"):
+            name = f"{name} (OOD)"
             if head["bound"]:
                 cells += [_cell(e.get("score"), ".1f"), _cell(e.get("headline")),
                           _cell(e.get("above_bound"), ".2f")]
@@ -79,6 +81,11 @@ def markdown_table(summary: dict[str, Any]) -> str:
                   "in % of it (the bound may not be reachable: it is a certified limit, not a "
                   f"schedule); constraint: {head['constraint']}; ✗ = breaks it in at least one "
                   f"episode; paired: mean per-seed difference from `{head['reference']}`."]
+    ood = [f"`{e['policy']}` ({', '.join(e['out_of_distribution'])})"
+           for e in summary["results"] if e.get("out_of_distribution")]
+    if ood:
+        lines += ["", "OOD = out of distribution: an agent played in an env unlike its training "
+                  "env, in the fields named: " + "; ".join(ood) + "."]
     return "\n".join(lines) + "\n"
 
 

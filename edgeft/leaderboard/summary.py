@@ -36,6 +36,9 @@ def summarize(suite: Suite, policies: Sequence[str],
                                      "timing": {}}
             if sc.sweep_value is not None:
                 entry["sweep_value"] = sc.sweep_value
+            ood = sorted({f for r in rs for f in r.get("out_of_distribution", ())})
+            if ood:  # the fields in which the suite's env differs from the agent's training env
+                entry["out_of_distribution"] = ood
             for part, names in (("metrics", family.metrics), ("timing", TIMING)):
                 for m in names:
                     vals = [float(r[part][m]) for r in rs]

@@ -51,8 +51,14 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         out["timing"] = {"decide_ms": 1e3 * (time.perf_counter() - t0) / max(1, out["rounds"])}
         extra["bound"] = {"headline": float(out["headline"]), "gap": float(out["gap"])}
     else:
-        out = episodes.run_episode(task["env_id"], task["config"], task["policy"],
-                                   int(task["seed"]))
+        env, policy = make_env_and_policy(task)
+        try:
+            out = episodes.play_episode(env, policy, int(task["seed"]))
+        finally:
+            env.close()
+        ood = getattr(policy, "out_of_distribution", None)
+        if ood:  # a trained agent playing an env unlike its training env
+            extra["out_of_distribution"] = sorted(d.split(":", 1)[0] for d in ood)
     return {"suite": task["suite"], "version": task["version"], "scenario": task["scenario"],
             "policy": task["policy"], "seed": task["seed"], "env_id": task["env_id"],
             "rounds": out["rounds"], "metrics": out["metrics"], "timing": out["timing"],

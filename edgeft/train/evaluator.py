@@ -46,11 +46,16 @@ def validation_metric(family: str) -> ValidationMetric:
 def leaderboard_scenario(cfg: TrainConfig, family: str) -> dict[str, Any]:
     """The run's env config as a leaderboard scenario: without the fields that shape only
     training (the family's reward-only fields, ``EnvFamily.reward_only_fields``, and
-    ``action_mode``), which take the env's defaults there. The leaderboard plays a trained agent
-    in this scenario with its own action mode, and every other policy in the scenario as it
-    is."""
-    drop = set(get_family(family).reward_only_fields) | {"action_mode"}
-    return {k: v for k, v in cfg.env_config.items() if k not in drop}
+    ``action_mode``), which take the env's defaults there, and with the fields every suite of
+    the family's headline sets (``Headline.scenario``: the FedLoRA final loss's budget guard).
+    The leaderboard plays a trained agent in this scenario with its own action mode, and every
+    other policy in the scenario as it is."""
+    record = get_family(family)
+    drop = set(record.reward_only_fields) | {"action_mode"}
+    scenario = {k: v for k, v in cfg.env_config.items() if k not in drop}
+    if record.headline is not None:
+        scenario.update(record.headline.scenario)
+    return scenario
 
 
 def mean_metrics(episodes: list[dict[str, Any]], family: str) -> dict[str, float]:

@@ -12,7 +12,6 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from edgeft import train as train_mod
 from edgeft.agents.transforms import get_transform
 from edgeft.agents.vec import clipped_drift_plus_penalty
 from edgeft.envs.common import config_in_force
@@ -20,7 +19,7 @@ from edgeft.envs.fedlora.observation import decode_observation, observation_layo
 
 import edgeft
 from edgeft import leaderboard as lb
-from edgeft import scoring
+from edgeft import train as train_mod
 from edgeft.cli import main
 from edgeft.episodes import run_episode
 from edgeft.suites import FEDLORA, MEC, Scenario, Suite
@@ -86,7 +85,7 @@ def test_rounded_steps_are_said_and_validation_reports_the_leaderboard_numbers(t
 
     row = [json.loads(x) for x in (out / "eval.jsonl").read_text().splitlines()][-1]
     seeds = [train_mod.VALIDATION_SEED_BASE, train_mod.VALIDATION_SEED_BASE + 1]
-    scenario = {"num_devices": 6, "episode_rounds": 16}
+    scenario = {"num_devices": 6, "episode_rounds": 16, "budget_guard": True}  # + the headline's
     assert row["metric"] == "headline" and row["reference_policy"] == "gs"
     ref = _leaderboard_means(scenario, "gs", seeds)
     agent = _leaderboard_means(scenario, f"ppo:{out}/model.agent.json", seeds)
@@ -100,10 +99,10 @@ def test_rounded_steps_are_said_and_validation_reports_the_leaderboard_numbers(t
                               for s in seeds])
     assert abs(trained_reward - row["reference"]["return"]) > 1.0
     line = next(x for x in cap.out.splitlines() if x.startswith("[eval @ 128]"))
-    assert f"devices/round within budget {agent['headline']:.5g} (gs {ref['headline']:.5g})" in line
+    assert f"final loss within budget {agent['headline']:.5g} (gs {ref['headline']:.5g})" in line
     assert f"return {agent['return']:.5g} (gs {ref['return']:.5g})" in line
     assert f"score {agent['score']:.5g} (gs {ref['score']:.5g})" in line
-    assert "best devices/round within budget (higher is better)" in cap.out
+    assert "best final loss within budget (lower is better)" in cap.out
 
 
 @pytest.mark.parametrize("hp, n_envs, timesteps, expect", [
@@ -225,4 +224,4 @@ def test_restated_names_exist_where_they_are_defined():
             name, m = next(iter(family.metrics.items()))
             assert (metric.name, metric.title, metric.higher_is_better) == (
                 name, m.title, not m.lower_is_better)
-    assert train_mod.validation_metric("fedlora").title == "devices/round within budget"
+    assert train_mod.validation_metric("fedlora").title == "final loss within budget"
