@@ -144,6 +144,16 @@ BUDGETS_US = (1.0, 2.0, 5.0, 10.0, 50.0)
 #     (then calibration/default.json, now v2-synthetic.json) instead of the built-in ones;
 #     MEC fp-cccp ranks its association candidates with the exact resource rule, and the
 #     discrete action mode (the agents') uses it.
+# v4 (all default suites): the headlines of what the suites exist for, with room: FedLoRA ranks
+#     by the final loss (mean over the last fifth of the rounds) of episodes held to their
+#     delay budget (budget_guard), its hindsight bound the final-loss bound of
+#     baselines/fedlora/loss_bound.py, 0 = aaba; MEC's score is anchored at greedy-fast (blind
+#     to the budgets) instead of random; 30 test seeds for fedlora-default, fedlora-noniid and
+#     mec-default (the intervals' coverage is checked at 30); fedlora-paper at the calibrated
+#     horizon of 100 rounds. The MEC solvers' exact P4 (this release) also changes two of
+#     mec-default's policies on one round (seed 1000000004, round 6: greedy and fp-cccp cost
+#     1.917591 there, the first P4 solve of the earlier cvxpy path 2.029143) and the others by
+#     1e-5 or less: results of the earlier versions, rerun, differ by that much.
 # v3 (mec-default): episodes of 20 rounds in a 150 m square (dense small cells) with energy
 #     budgets of 0.7x the reference device energy, so the per-user energy queues shape decisions
 #     (the myopic policies overshoot by ~5%) and every budget can be met (greedy-dpp meets them

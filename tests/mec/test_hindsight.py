@@ -192,8 +192,11 @@ def test_old_suite_keeps_its_definition():
     assert old.version == 2
     assert [s.config for s in old.scenarios] == [
         {"num_users": 20, "num_servers": 4, "episode_rounds": 5}]
+    v3 = get_suite("mec-default-v3")
+    assert v3.version == 3 and v3.num_seeds == 5 and v3.headline == "priced-cost-random"
     new = get_suite("mec-default")
-    assert new.version == 3 and new.cost_limit == 1.0
+    assert new.version == 4 and new.cost_limit == 1.0 and new.headline == "priced-cost"
+    assert [s.config for s in new.scenarios] == [s.config for s in v3.scenarios]
     assert new.episode_cost_limit() == 20.0
 
 
