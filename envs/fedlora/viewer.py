@@ -376,7 +376,7 @@ class Viewer:
         from matplotlib.collections import LineCollection
         from matplotlib.lines import Line2D
         from matplotlib.patches import Circle
-        from matplotlib.ticker import MaxNLocator
+        from matplotlib.ticker import EngFormatter, MaxNLocator
 
         cfg = self.config
         k = cfg.num_devices
@@ -430,6 +430,7 @@ class Viewer:
         ax.axvline(1.0, color="black", lw=1.2)
         ax.set_ylim(-0.5, 0.5)
         ax.set_yticks([])
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 1k, 1M: no offset text
         ax.tick_params(labelsize=6)
         ax.set_title("round delay / budget D-bar", fontsize=8)
         a["gauge_text"] = ax.text(0.0, -0.75, "", transform=ax.transAxes, fontsize=6.5,
@@ -447,6 +448,7 @@ class Viewer:
                                 label="D / D-bar")
         (a["queue"],) = ax.plot([], [], color=QUEUE, lw=1.3, label="queue q")
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
+        ax.yaxis.set_major_formatter(EngFormatter(sep=""))
         ax.set_xlabel("round", fontsize=7, labelpad=1)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6, loc="upper left", framealpha=0.8)

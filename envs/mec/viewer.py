@@ -263,7 +263,7 @@ class Viewer:
         from matplotlib.collections import LineCollection
         from matplotlib.colors import Normalize
         from matplotlib.lines import Line2D
-        from matplotlib.ticker import MaxNLocator
+        from matplotlib.ticker import EngFormatter, MaxNLocator
 
         cfg = self.config
         n, m, area = cfg.num_users, cfg.num_servers, cfg.area_m
@@ -310,6 +310,7 @@ class Viewer:
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
         ax.set_xlim(-0.5, n - 0.5)
         ax.set_title("energy in per-round budgets", fontsize=8)
+        ax.yaxis.set_major_formatter(EngFormatter(sep=""))  # 1k, 1M: no offset text
         ax.set_xlabel("user", fontsize=7, labelpad=1)
         ax.tick_params(labelsize=6)
         ax.legend(handles=[Line2D([], [], color=QUEUE, lw=3, label="queue Q_n / e_bar_n"),
@@ -335,6 +336,7 @@ class Viewer:
                                label="cost (mean e_n / e_bar_n)")
         ax.set_xlabel("round", fontsize=7, labelpad=1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_formatter(EngFormatter(sep=""))
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6, loc="upper left", framealpha=0.8)
         a["ax_hist"] = ax
