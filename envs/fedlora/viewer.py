@@ -32,7 +32,8 @@ State itself holds no positions):
 Rendering uses matplotlib's Agg canvas on a ``Figure`` the viewer owns (no pyplot, no global
 backend switch); matplotlib is imported on the first :meth:`Viewer.render`, so importing this
 module (and the env) does not import it. The figure and its artists are made once and updated
-in place each frame.
+in place each frame; axes, ticks and labels are drawn only when they change
+(``edgeft.envs.rendering.Canvas``).
 """
 
 from __future__ import annotations
