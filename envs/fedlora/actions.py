@@ -43,6 +43,7 @@ ACTION_WHAT = {"bandwidth": "bandwidth shares in [0, 1] (one per device)",
 SCORE_THRESHOLD = 0.0
 _SHARES = ACTION_WHAT["bandwidth"]
 _F64 = np.dtype(np.float64)
+_MAX = np.maximum.reduce
 
 
 def action_space(config: FedLoRAConfig) -> spaces.Space:
@@ -216,27 +217,33 @@ def _single_set_decision(action: Any, state: State, config: FedLoRAConfig) -> De
             return None
         if not 0 <= n <= k:
             return None
+        members = np.sort(channel_order(gain, bits)[:n]) if n < k else np.arange(k)
         scheduled = np.zeros(k, dtype=bool)
-        scheduled[channel_order(gain, bits)[:n]] = True
+        scheduled[members] = True
     elif type(action) is np.ndarray and action.shape == (k,):
         if mode == "score":
             if action.dtype != _F64:
                 return None
-            lo, hi = float(action.min()), float(action.max())
-            if not (math.isfinite(lo) and math.isfinite(hi)):
+            largest = _MAX(np.abs(action))  # NaN or inf if any entry is
+            if not math.isfinite(largest):
                 return None
             scheduled = action > SCORE_THRESHOLD
-            projected = lo < -1.0 or hi > 1.0
-        elif action.dtype.kind in "biuf":  # subset: 0/1 entries only
-            if ((action != 0) & (action != 1)).any():
+            projected = largest > 1.0
+        elif action.dtype.itemsize == 1 and action.dtype.kind in "biu":  # MultiBinary's int8
+            if _MAX(action.view(np.uint8)) > 1:  # -1 is 255
                 return None
             scheduled = action != 0
+        elif action.dtype == _F64:
+            if ((action != 0.0) & (action != 1.0)).any():
+                return None
+            scheduled = action != 0.0
         else:
             return None
+        members = None
     else:
         return None
     _, bandwidth = min_common_delay_one(bits, gain, config.noise_psd, config.bandwidth_hz,
-                                        scheduled)
+                                        scheduled, members)
     return scheduled, bandwidth, np.bool_(projected)
 
 

@@ -371,12 +371,13 @@ def _pass(coef: np.ndarray, w: np.ndarray, c: Any, exact: Any, offsets: np.ndarr
           ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """One pass of the split solver at c (a float for one set, or an (n, 1) array for n sets).
 
-    ``coef`` = (a, mu, mu w) of every device (shape (3,) + w.shape; 0 for non-members), so that
-    coef x (h, h', h'') are B_k, dB_k/dc and d2B_k/dc2. Returns the sums (F, F', F'') (shape
-    (3,) or (3, n)) and, for an exact pass, (h1, h'/h1). h, h', h'' come from the table (within
-    ~2e-8, 5e-8, 5e-8); where ``exact`` is True (an (n, 1) bool array: per set, for a batch
-    mixing both, with the same numbers per set as alone) h gets a Newton step on
-    psi(h) = h ln(1 + 1/h) = lambda (psi' = 1/h'), exact to rounding.
+    ``coef`` = (a, mu, mu w) of every member (shape (3,) + w.shape; 0 for padding), so that
+    coef x (h, h', h'') are B_k, dB_k/dc and d2B_k/dc2. Returns these terms (to be summed in
+    member order: :func:`_sum_one`, :func:`_sum_rows`) and, for an exact pass, (h1, h'/h1).
+    h, h', h'' come from the table (within ~2e-8, 5e-8, 5e-8); where ``exact`` is True (an
+    (n, 1) bool array: per set, for a batch mixing both, with the same numbers per set as
+    alone) h gets a Newton step on psi(h) = h ln(1 + 1/h) = lambda (psi' = 1/h'), exact to
+    rounding.
     """
     lam = c * w
     terms = _exp(_interp(_log(lam / (1.0 - lam)) + offsets, _TAB_X, _TAB_Y))  # h, h', h''
@@ -389,7 +390,21 @@ def _pass(coef: np.ndarray, w: np.ndarray, c: Any, exact: Any, offsets: np.ndarr
         newton = (h1, hp / h1)
         terms[0] = h1
     _multiply(terms, coef, out=terms)
-    return _add_reduce(terms, axis=-1), newton
+    return terms, newton
+
+
+def _sum_one(values: list[float]) -> float:
+    """Left-to-right sum (what :func:`_sum_rows` does per row, bit for bit: the single set and
+    the batch add the same terms in the same order; padding adds exact zeros)."""
+    total = 0.0
+    for v in values:
+        total += v
+    return total
+
+
+def _sum_rows(values: np.ndarray) -> np.ndarray:
+    """Left-to-right sums along the last axis (``np.cumsum`` is sequential)."""
+    return np.cumsum(values, axis=-1)[..., -1]
 
 
 def _halley_step_array(c: np.ndarray, lo: np.ndarray, hi: np.ndarray, f: np.ndarray,
@@ -411,49 +426,41 @@ def _halley_step_array(c: np.ndarray, lo: np.ndarray, hi: np.ndarray, f: np.ndar
     return new, lo, hi, is_halley
 
 
-def _split_one(a: np.ndarray, mu: np.ndarray, mask: np.ndarray | None, total_bandwidth: float,
-               lower: float = 0.0) -> tuple[float, np.ndarray] | None:
-    """Min-max-delay split of one set of at least two members: c = ln2 / D* and the (K,)
+def _split_one(a: np.ndarray, mu: np.ndarray, total_bandwidth: float, lower: float = 0.0
+               ) -> tuple[float, np.ndarray] | None:
+    """Min-max-delay split of one set of at least two members: c = ln2 / D* and the members'
     bandwidths (Hz), or None if the fast solver does not settle within ``_PASSES`` passes.
 
-    ``a`` = |h_k|^2 / sigma^2 (Hz) and ``mu`` (bits) of all K devices, ``mask`` the members
-    (None: all). Starts at the weakest member's c with all of B (an upper bound on c*: each
-    member alone with all of B is faster than in the split). Coarse passes (the table's h)
-    take safeguarded Halley steps on F(c) = B until a step is small; exact passes (h to
-    rounding) follow until a step is small enough to be the last (``_ACCEPT``, ``_ACCEPT3``).
-    The weakest member (largest w = mu / a, the one nearest saturation) gets B minus the
-    others' bandwidths: its Lemma-3 bandwidth is ill-conditioned near saturation (relative
-    error ~eps/delta) while its delay hardly depends on it, so every member's delay comes out
-    accurate. Non-members have a = mu = 0 (0 in every sum) and w at most the weakest member's
-    (finite terms).
+    ``a`` = |h_k|^2 / sigma^2 (Hz) and ``mu`` (bits) of the members, in index order. Starts at
+    the weakest member's c with all of B (an upper bound on c*: each member alone with all of
+    B is faster than in the split). Coarse passes (the table's h) take safeguarded Halley steps
+    on F(c) = B until a step is small; exact passes (h to rounding) follow until a step is
+    small enough to be the last (``_ACCEPT``, ``_ACCEPT3``). The weakest member (largest
+    w = mu / a, the one nearest saturation; the first of equals) gets B minus the others'
+    bandwidths: its Lemma-3 bandwidth is ill-conditioned near saturation (relative error
+    ~eps/delta) while its delay hardly depends on it, so every member's delay comes out
+    accurate.
 
-    The arithmetic is that of :func:`_split_batch` row by row (the single and the vector env
-    get the same numbers, bit for bit); the outer iteration runs on plain floats.
+    The arithmetic is that of :func:`_split_batch` row by row, sums included (the single and
+    the vector env get the same numbers, bit for bit); the outer iteration runs on plain
+    floats.
     """
     inv_b = 1.0 / total_bandwidth
     w = mu / a
-    coef = np.empty((3, a.size))
-    if mask is None:
-        j = int(np.argmax(w))
-        coef[0] = a
-        coef[1] = mu
-    else:
-        member = mask.astype(np.float64)
-        j = int(np.argmax(w * member))
-        _multiply(a, member, out=coef[0])
-        _multiply(mu, member, out=coef[1])
+    j = int(np.argmax(w))
     w_j = float(w[j])
     c = float(np.log1p(a[j:j + 1] * inv_b)[0] / (mu[j] * inv_b))  # all of B to the weakest
-    if mask is not None:
-        w = np.minimum(w, w_j)  # non-members no weaker than the weakest member: finite terms
-    _multiply(coef[1], w, out=coef[2])
+    coef = np.empty((3, a.size))
+    coef[0] = a
+    coef[1] = mu
+    _multiply(mu, w, out=coef[2])
     lo, hi = lower, c
     exact = False
     margin = _H_RTOL * total_bandwidth
     offsets = _TAB_OFFSETS[:, None]
     for _ in range(_PASSES):
-        sums, newton = _pass(coef, w, c, exact, offsets)
-        f, f1, f2 = sums.tolist()
+        terms, newton = _pass(coef, w, c, exact, offsets)
+        f, f1, f2 = (_sum_one(row) for row in terms.tolist())
         f -= total_bandwidth
         if not exact and -margin <= f <= margin:  # at the root to the table's accuracy
             exact = True
@@ -480,9 +487,9 @@ def _split_one(a: np.ndarray, mu: np.ndarray, mask: np.ndarray | None, total_ban
                  and size * size * size <= _ACCEPT3 * c * c * c * gap * gap)
                     or size <= 4.5e-16 * c):
                 h1, ratio = newton  # h moved to the new c: first order in u = 1/h
-                band = coef[0] * h1 / (1.0 - w * step * ratio)
+                band = a * h1 / (1.0 - w * step * ratio)
                 band[j] = 0.0
-                band[j] = total_bandwidth - band.sum()
+                band[j] = total_bandwidth - _sum_one(band.tolist())
                 return new, band
         elif abs(step) <= _COARSE * c:
             exact = True
@@ -490,22 +497,24 @@ def _split_one(a: np.ndarray, mu: np.ndarray, mask: np.ndarray | None, total_ban
     return None
 
 
-def _split_batch(a: np.ndarray, mu: np.ndarray, mask: np.ndarray, total_bandwidth: float,
+def _split_batch(a: np.ndarray, mu: np.ndarray, valid: np.ndarray, total_bandwidth: float,
                  lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_split_one` for n sets at once: (n, K) arrays, every row with at least two
-    members. Returns (c, band); rows not settled have c = nan."""
+    """:func:`_split_one` for n sets at once: (n, m) arrays of each set's members first (in
+    index order), then padding (``valid`` False: any positive a, mu), every row with at least
+    two members. Padding gets a = mu = 0 (zero terms, added after the members) and the
+    weakest member's w (finite terms). Returns (c, members' bandwidths); rows not settled have
+    c = nan."""
     n = a.shape[0]
     rows = np.arange(n)
     inv_b = 1.0 / total_bandwidth
     w = mu / a
-    coef = np.empty((3,) + a.shape)
-    member = mask.astype(np.float64)
-    j = np.argmax(w * member, axis=-1)
-    _multiply(a, member, out=coef[0])
-    _multiply(mu, member, out=coef[1])
+    j = np.argmax(np.where(valid, w, 0.0), axis=-1)
     w_j = w[rows, j]
     c = np.log1p(a[rows, j] * inv_b) / (mu[rows, j] * inv_b)
-    w = np.minimum(w, w_j[:, None])
+    w = np.where(valid, w, w_j[:, None])
+    coef = np.empty((3,) + a.shape)
+    np.copyto(coef[0], np.where(valid, a, 0.0))
+    np.copyto(coef[1], np.where(valid, mu, 0.0))
     _multiply(coef[1], w, out=coef[2])
     lo, hi = np.array(lower, dtype=np.float64), c.copy()
     exact = np.zeros(n, dtype=bool)
@@ -516,8 +525,8 @@ def _split_batch(a: np.ndarray, mu: np.ndarray, mask: np.ndarray, total_bandwidt
     live = rows  # the rows still iterating; every array below holds theirs
     for _ in range(_PASSES):
         mode = False if not exact.any() else True if exact.all() else exact[:, None]
-        sums, newton = _pass(coef, w, c[:, None], mode, offsets)
-        f, f1, f2 = sums
+        terms, newton = _pass(coef, w, c[:, None], mode, offsets)
+        f, f1, f2 = _sum_rows(terms)
         f = f - total_bandwidth
         new, lo_n, hi_n, is_halley = _halley_step_array(c, lo, hi, f, f1, f2,
                                                         np.where(exact, 0.0, margin))
@@ -538,7 +547,7 @@ def _split_batch(a: np.ndarray, mu: np.ndarray, mask: np.ndarray, total_bandwidt
             band = coef[0, i] * h1[i] / (1.0 - w[i] * step[i, None] * ratio[i])
             r = np.arange(i.size)
             band[r, j[i]] = 0.0
-            band[r, j[i]] = total_bandwidth - _add_reduce(band, axis=-1)
+            band[r, j[i]] = total_bandwidth - _sum_rows(band)
             c_out[live[i]] = new[i]
             band_out[live[i]] = band
             keep = np.flatnonzero(~done)
@@ -571,8 +580,8 @@ def min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float, total
     independent problems.
 
     Solver: safeguarded Halley steps on c = ln2/D from the upper end of the bracket [equal-split
-    delay, weakest member with all of B], with every member's Lemma-3 root at each step (table
-    start, plus one Newton step once c is close). D is accurate to ~1e-15 (relative), every
+    delay, weakest member with all of B], with every member's Lemma-3 root at each step (a
+    table, plus one Newton step once c is close). D is accurate to ~1e-15 (relative), every
     member's delay at its bandwidth to ~1e-14: the weakest member takes B minus the others'
     bandwidths, which keeps the split exact where that member is near saturation (a deep fade)
     and its own Lemma-3 bandwidth is accurate only to ~eps/delta. A set the fast solver does not
@@ -616,14 +625,23 @@ def min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float, total
     rows = np.flatnonzero(count > 1)
     if rows.size == 1:
         r = int(rows[0])
-        solved = _split_one(a[r], mu[r], sel[r], total_bandwidth, float(lower[r]))
+        members = np.flatnonzero(sel[r])
+        solved = _split_one(a[r, members], mu[r, members], total_bandwidth, float(lower[r]))
         if solved is not None:
-            c[r], band[r] = solved
+            c[r] = solved[0]
+            band[r, members] = solved[1]
             rows = rows[:0]
     elif rows.size:
-        c_rows, band_rows = _split_batch(a[rows], mu[rows], sel[rows], total_bandwidth,
-                                         lower[rows])
-        c[rows], band[rows] = c_rows, band_rows
+        # each row's members first, in index order, then padding
+        order = np.argsort(~sel[rows], axis=-1, kind="stable")[:, :int(count[rows].max())]
+        valid = np.take_along_axis(sel[rows], order, axis=-1)
+        c_rows, band_rows = _split_batch(np.take_along_axis(a[rows], order, axis=-1),
+                                         np.take_along_axis(mu[rows], order, axis=-1), valid,
+                                         total_bandwidth, lower[rows])
+        c[rows] = c_rows
+        full = np.zeros((rows.size, k))
+        np.put_along_axis(full, order, np.where(valid, band_rows, 0.0), axis=-1)
+        band[rows] = full
         rows = rows[np.isnan(c_rows)]
     if rows.size:  # not settled: the safeguarded Newton solver
         c[rows], band[rows] = _fallback(a[rows], mu[rows], sel[rows], total_bandwidth, rtol,
@@ -633,32 +651,39 @@ def min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float, total
 
 
 def min_common_delay_one(bits: np.ndarray, gain: np.ndarray, noise_psd: float,
-                         total_bandwidth: float, mask: np.ndarray) -> tuple[float, np.ndarray]:
+                         total_bandwidth: float, mask: np.ndarray,
+                         members: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """:func:`min_common_delay` of one set, without the batch machinery (the single env's hot
     path): the same numbers, bit for bit.
 
     Args:
         bits, gain: mu_k and |h_k|^2 of all K devices (1-D float64).
         mask: the set's members (1-D bool).
+        members: ``np.flatnonzero(mask)`` if the caller has it.
 
     Returns:
         (delay, bandwidth): D* in seconds (0.0 for an empty set) and the (K,) bandwidths in Hz.
     """
-    a = gain / noise_psd
-    count = np.count_nonzero(mask)
-    if count <= 1:
-        band = np.zeros(a.shape)
-        if count == 0:
+    if members is None:
+        members = np.flatnonzero(mask)
+    band = np.zeros(gain.shape[-1])
+    if members.size <= 1:
+        if members.size == 0:
             return 0.0, band
-        j = int(np.argmax(mask))
+        j = int(members[0])
         band[j] = total_bandwidth
-        c = np.log1p(a[j:j + 1] * (1.0 / total_bandwidth)) / (bits[j] * (1.0 / total_bandwidth))
+        c = np.log1p(gain[j:j + 1] / noise_psd * (1.0 / total_bandwidth)) / (
+            bits[j] * (1.0 / total_bandwidth))
         return float(LN2 / c[0]), band
-    solved = _split_one(a, bits, None if count == mask.size else mask, total_bandwidth)
+    a = gain[members] / noise_psd
+    mu = bits[members]
+    solved = _split_one(a, mu, total_bandwidth)
     if solved is None:
-        c_arr, band = _fallback(a[None], bits[None], mask[None], total_bandwidth, 1e-13, 100)
-        return float(LN2 / c_arr[0]), band[0]
-    return LN2 / solved[0], solved[1]
+        c_arr, band_all = _fallback(gain[None] / noise_psd, bits[None], mask[None],
+                                    total_bandwidth, 1e-13, 100)
+        return float(LN2 / c_arr[0]), band_all[0]
+    band[members] = solved[1]
+    return LN2 / solved[0], band
 
 
 def _prefix_pass(a: np.ndarray, mu: np.ndarray, w: np.ndarray, mw: np.ndarray, c: np.ndarray,
