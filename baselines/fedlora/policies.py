@@ -19,6 +19,7 @@ from edgeft.envs.fedlora.formulas import (
     LN2,
     bandwidth_for_delay,
     min_common_delay,
+    min_common_delay_one,
     prefix_delay_brackets,
     rate,
 )
@@ -236,7 +237,7 @@ class AllInPolicy(FedLoRAPolicy):
     def decide(self, gain, bits, queue):
         mask = np.ones_like(gain, dtype=bool)
         cfg = self.config
-        _, band = min_common_delay(bits, gain, cfg.noise_psd, cfg.bandwidth_hz, mask)
+        _, band = min_common_delay_one(bits, gain, cfg.noise_psd, cfg.bandwidth_hz, mask)
         return mask, band
 
 
@@ -323,5 +324,5 @@ class RandomPolicy(FedLoRAPolicy):
     def decide(self, gain, bits, queue):
         mask = self.rng.random(gain.shape[0]) < 0.5
         cfg = self.config
-        _, band = min_common_delay(bits, gain, cfg.noise_psd, cfg.bandwidth_hz, mask)
+        _, band = min_common_delay_one(bits, gain, cfg.noise_psd, cfg.bandwidth_hz, mask)
         return mask, band
