@@ -13,6 +13,8 @@ explains the error in the printed formula.
 from __future__ import annotations
 
 import math
+from functools import reduce as _reduce
+from operator import add as _add
 from typing import Any
 
 import numpy as np
@@ -395,11 +397,9 @@ def _pass(coef: np.ndarray, w: np.ndarray, c: Any, exact: Any, offsets: np.ndarr
 
 def _sum_one(values: list[float]) -> float:
     """Left-to-right sum (what :func:`_sum_rows` does per row, bit for bit: the single set and
-    the batch add the same terms in the same order; padding adds exact zeros)."""
-    total = 0.0
-    for v in values:
-        total += v
-    return total
+    the batch add the same terms in the same order; padding adds exact zeros). Not ``sum``,
+    which adds floats with compensation from Python 3.12 on."""
+    return _reduce(_add, values, 0.0)
 
 
 def _sum_rows(values: np.ndarray) -> np.ndarray:
@@ -447,7 +447,7 @@ def _split_one(a: np.ndarray, mu: np.ndarray, total_bandwidth: float, lower: flo
     """
     inv_b = 1.0 / total_bandwidth
     w = mu / a
-    j = int(np.argmax(w))
+    j = int(w.argmax())
     w_j = float(w[j])
     c = float(np.log1p(a[j:j + 1] * inv_b)[0] / (mu[j] * inv_b))  # all of B to the weakest
     coef = np.empty((3, a.size))
@@ -460,8 +460,10 @@ def _split_one(a: np.ndarray, mu: np.ndarray, total_bandwidth: float, lower: flo
     offsets = _TAB_OFFSETS[:, None]
     for _ in range(_PASSES):
         terms, newton = _pass(coef, w, c, exact, offsets)
-        f, f1, f2 = (_sum_one(row) for row in terms.tolist())
-        f -= total_bandwidth
+        t0, t1, t2 = terms.tolist()
+        f = _reduce(_add, t0, 0.0) - total_bandwidth  # _sum_one, inlined
+        f1 = _reduce(_add, t1, 0.0)
+        f2 = _reduce(_add, t2, 0.0)
         if not exact and -margin <= f <= margin:  # at the root to the table's accuracy
             exact = True
             continue
@@ -665,7 +667,7 @@ def min_common_delay_one(bits: np.ndarray, gain: np.ndarray, noise_psd: float,
         (delay, bandwidth): D* in seconds (0.0 for an empty set) and the (K,) bandwidths in Hz.
     """
     if members is None:
-        members = np.flatnonzero(mask)
+        members = mask.nonzero()[0]
     band = np.zeros(gain.shape[-1])
     if members.size <= 1:
         if members.size == 0:
