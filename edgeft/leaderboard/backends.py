@@ -13,13 +13,15 @@ Ray (``backend="ray"``):
   scipy, gymnasium, cvxpy, ...) but not edgeft itself, and every node runs the driver's code.
   A caller that initialises Ray itself passes ``runtime_env=ray_runtime_env(...)`` to
   ``ray.init`` for the same effect.
-- Worker niceness: Ray starts its workers at nice 15 (``RAY_worker_niceness``), which starves
-  them on a machine busy with other work. A local instance started here runs its workers at
-  ``nice`` (default: this process's own niceness, like the process pool's workers), set through
-  ``RAY_worker_niceness`` when the instance starts. On a cluster started elsewhere the workers
-  keep the cluster's setting unless ``nice`` is given; then each task sets its process's
-  niceness with ``os.nice`` (raising it always works, lowering it needs root or CAP_SYS_NICE on
-  the nodes: otherwise start the nodes with ``RAY_worker_niceness=N ray start ...``).
+- Worker niceness: Ray starts its workers 15 nice levels above its raylet
+  (``RAY_worker_niceness``, an increment over the niceness ``ray start`` or ``ray.init`` runs
+  at), which starves them on a machine busy with other work. A local instance started here runs
+  its workers at ``nice`` (default: this process's own niceness, like the process pool's
+  workers), set through ``RAY_worker_niceness`` when the instance starts. On a cluster started
+  elsewhere the workers keep the cluster's setting unless ``nice`` is given; then each task sets
+  its process's niceness with ``os.nice`` (raising it always works, lowering it needs root or
+  CAP_SYS_NICE on the nodes: otherwise start the nodes with ``RAY_worker_niceness=0 ray start
+  ...``).
 """
 
 from __future__ import annotations
@@ -88,9 +90,14 @@ def set_niceness(nice: int | None) -> int:
             "... instead, or leave out --ray-nice") from err
 
 
-def _ray_task(task: dict[str, Any], nice: int | None) -> dict[str, Any]:
-    """One task on a Ray worker: the requested niceness, one torch thread, the episode."""
+def _ray_task(task: dict[str, Any], nice: int | None, cwd: str | None = None
+              ) -> dict[str, Any]:
+    """One task on a Ray worker: the requested niceness, the driver's folder ``cwd`` where the
+    node has it (relative ``ALGO:PATH`` agent paths then mean what they mean to the driver; Ray
+    starts its workers in the job's ``working_dir``), one torch thread, the episode."""
     set_niceness(nice)
+    if cwd is not None and os.path.isdir(cwd):
+        os.chdir(cwd)
     return _torch_one_thread(task)
 
 
@@ -265,9 +272,10 @@ def _ray_init(ray: Any, workers: int | None, address: str | None, nice: int | No
             ray.init(address=address, **kw)
             return
         # a private instance (a cluster already running on this node is not joined: it
-        # refuses num_cpus); its raylet reads the workers' niceness from its environment
-        workers_nice = os.nice(0) if nice is None else nice
-        with _environ(**{RAY_NICENESS_ENV: str(workers_nice)}):
+        # refuses num_cpus); its raylet, started at this process's niceness, adds
+        # RAY_worker_niceness to it for its workers
+        increment = 0 if nice is None else nice - os.nice(0)
+        with _environ(**{RAY_NICENESS_ENV: str(increment)}):
             ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, **kw)
 
 
@@ -285,11 +293,12 @@ def _execute_ray(tasks: list[dict[str, Any]], workers: int | None, address: str 
     # the most tasks in flight: all of them (Ray queues them in this order), or ``workers``
     limit = len(tasks) if workers is None else workers
     queue = iter(tasks)
+    cwd = os.getcwd()
     pending: list[Any] = []
     finished = False
     try:
         for t in queue:
-            pending.append(remote.remote(t, nice))
+            pending.append(remote.remote(t, nice, cwd))
             if len(pending) >= limit:
                 break
         while pending:
@@ -303,7 +312,7 @@ def _execute_ray(tasks: list[dict[str, Any]], workers: int | None, address: str 
                     raise
                 nxt = next(queue, None)
                 if nxt is not None:
-                    pending.append(remote.remote(nxt, nice))
+                    pending.append(remote.remote(nxt, nice, cwd))
                 yield row
         finished = True
     finally:

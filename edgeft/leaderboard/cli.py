@@ -30,7 +30,8 @@ from edgeft.suites import Suite, get_suite, list_suites
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", default="fedlora-default",
-                        help="suite name(s), comma-separated (default: %(default)s); see --list")
+                        help="suite name(s), comma-separated: several run as one pool of "
+                             "episodes, costliest first (default: %(default)s); see --list")
     parser.add_argument("--policies", default=None,
                         help="comma-separated policy names, ALGO:PATH for trained models "
                              "(default: the reference policies and the suite's shipped agents)")
@@ -52,9 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-nice", type=int, default=None, metavar="N",
                         help="with --backend ray: the workers' niceness, -20 to 19 (default: "
                              "this process's own on a local Ray instance, like the process "
-                             "pool; the cluster's own with --address, where Ray's default is 15, "
-                             "which starves the workers on a busy machine; lowering it there "
-                             "needs root on the nodes)")
+                             "pool's; with --address, the cluster's own: Ray's default, 15 "
+                             "above ray start's, starves the workers on a busy machine; "
+                             "lowering it there needs root on the nodes)")
     parser.add_argument("--ray-installed", action="store_true",
                         help="with --backend ray: run the edgeft installed on the nodes instead "
                              "of shipping this one to them")
@@ -87,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def trusting_agent_code() -> Iterator[None]:
     """``EDGEFT_TRUST_AGENT_CODE=1`` while the run lasts: the loader in this process and in the
-    worker processes it starts reads it (on a Ray cluster started elsewhere, set it there)."""
+    worker processes it starts reads it (Ray workers: through the runtime_env of the Ray job the
+    run starts)."""
     from edgeft.agents.agent_format import TRUST_ENV
 
     old = os.environ.get(TRUST_ENV)

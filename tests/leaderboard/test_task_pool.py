@@ -192,6 +192,22 @@ def test_lowering_the_niceness_without_the_right_is_one_clear_error(monkeypatch)
         backends.set_niceness(0)
 
 
+def test_a_ray_task_runs_in_the_driver_s_folder_where_the_node_has_it(tmp_path, monkeypatch):
+    """Relative ALGO:PATH agent paths mean on a Ray worker what they mean to the driver."""
+    task = lb.make_tasks(FL, ["gs"])[0]
+    start = tmp_path / "worker"
+    start.mkdir()
+    monkeypatch.chdir(start)  # restored after the test
+    def played(cwd):
+        return {k: v for k, v in backends._ray_task(task, None, cwd).items() if k != "timing"}
+
+    row = played(str(tmp_path / "missing"))
+    assert Path.cwd() == start  # not on this node: stays where Ray started it
+    assert played(str(tmp_path)) == row
+    assert Path.cwd() == tmp_path
+    assert row == {k: v for k, v in lb.run_task(task).items() if k != "timing"}
+
+
 def test_ray_missing_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(lb.LeaderboardError, match=r"pip install 'edgeft\[ray\]'"):
