@@ -217,7 +217,11 @@ def _single_set_decision(action: Any, state: State, config: FedLoRAConfig) -> De
             return None
         if not 0 <= n <= k:
             return None
-        members = np.sort(channel_order(gain, bits)[:n]) if n < k else np.arange(k)
+        if n < k:  # the n first of channel_order, in index order
+            members = (-(gain / bits)).argsort(kind="stable")[:n]
+            members.sort()
+        else:
+            members = np.arange(k)
         scheduled = np.zeros(k, dtype=bool)
         scheduled[members] = True
     elif type(action) is np.ndarray and action.shape == (k,):
