@@ -338,6 +338,10 @@ def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
     diffs: list[str] = []
     if check_config:
         diffs = config_mismatch(meta["env_config"], config)
+        if any(d.startswith("action_mode:") for d in diffs):  # another action space altogether
+            raise ValueError(
+                f"model {zp.name} acts in action_mode={meta['env_config']['action_mode']!r}, "
+                f"this env in {config.action_mode!r}: build the env with that action mode")
         if diffs and check_config is True:
             raise ValueError(
                 f"model {zp.name} was trained on a different env config: {'; '.join(diffs)}. "

@@ -1,10 +1,12 @@
-"""One round of the FedLoRA env as one pure step over its typed state, shared by the single and
-the vector env: action -> decision (``actions``), delay and queue (FT eqs. 7, 18), learning,
+"""The FedLoRA family's dynamics (the skeleton contract, ``edgeft.envs.skeleton``), shared by the
+single and the vector env: :func:`decide` maps an action to the round's decision (``actions``),
+:func:`step` plays the round: delay and queue (FT eqs. 7, 18), the budget guard, learning,
 reward (``reward``), and the info dict (built here and nowhere else).
 
-The step advances the :class:`~edgeft.envs.fedlora.types.State` it is given in place (a copy per
-step would cost more than the rest of the step's bookkeeping on the single env's hot path); the
-next round's channel and message sizes are drawn by the env shells from ``generator``.
+The step consumes the :class:`~edgeft.envs.fedlora.types.State` it is given: it advances it in
+place (a copy per step would cost more than the rest of the step's bookkeeping on the single
+env's hot path) and returns it; the next round's channel and message sizes are drawn by the env
+shells from ``generator``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from edgeft.envs.fedlora.surrogate import (
     shared_gap0,
     step_loss,
 )
-from edgeft.envs.fedlora.types import State
+from edgeft.envs.fedlora.types import Decision, State
 
 #: the learning step ``step`` calls: (n, scheduled, state, rng) -> (loss, accuracy, extra info)
 Learn = Callable[[Any, np.ndarray, State, np.random.Generator], tuple[Any, Any, dict[str, Any]]]
@@ -207,27 +209,40 @@ def _guard(guarded: Any, scheduled: np.ndarray, bandwidth: np.ndarray, dev_delay
             np.where(g, queue_update(queue_before, np.zeros_like(x)), queue))
 
 
-def step(params: Params, state: State, action: Any, rng: np.random.Generator,
-         batch: int | None = None, live: np.ndarray | None = None) -> tuple[Any, dict[str, Any]]:
-    """One round: decision, delays, queue, learning, reward, info; ``state`` is advanced in
-    place (age, queue, t, loss, accuracy; the next round's channel is the shell's draw).
+def batch_of(state: State) -> int | None:
+    """The number of copies of a batched state (None for one env)."""
+    return None if np.ndim(state.t) == 0 else int(np.shape(state.t)[0])
+
+
+def decide(params: Params, action: Any, state: State) -> Decision:
+    """The round's decision for ``action`` (``actions.action_to_decision``): ``(scheduled,
+    bandwidth in Hz, projected)``, batched like ``state``; malformed actions raise
+    ``ValueError`` before anything changes."""
+    return action_to_decision(action, state, params.config, batch_of(state))
+
+
+def step(params: Params, state: State, decision: Decision, rng: Any,
+         live: np.ndarray | None = None) -> tuple[State, Any, dict[str, Any]]:
+    """One round (the skeleton contract, ``edgeft.envs.skeleton``): delays, queue, budget
+    guard, learning, reward, info. The step consumes ``state``: it advances it in place (age,
+    queue, t, loss, accuracy; the next round's channel is the shell's draw) and returns it.
 
     Args:
         params: config, D-bar in force, reward scale and learning step (:class:`Params`).
-        state: unbatched (``batch=None``) or with a leading axis of ``batch`` copies.
-        action: the action of ``config.action_mode`` (batched with ``batch``); malformed ones
-            raise ``ValueError`` (``actions.validate_action``) before anything changes.
-        rng: the env's generator (the surrogate's loss noise, if any).
-        batch: number of copies, None for one env.
+        state: one env, or a batch with a leading axis of copies.
+        decision: :func:`decide`'s ``(scheduled, bandwidth, projected)`` for the round.
+        rng: the env's generator (the surrogate's loss noise, if any); for a batch, an object
+            whose ``standard_normal(n)`` draws each copy's number from its own generator.
         live: batched: copies that advance (the others are about to reset; None = all).
 
     Returns:
-        (reward, info): the info dict of every env of the family (:data:`INFO_KEYS`, after the
-        learning step's extras; the vector env adds its autoreset masks). Unbatched: a float
-        reward and scalars; batched: arrays with a leading axis of ``batch``.
+        (state, reward, info): the info dict of every env of the family (:data:`INFO_KEYS`,
+        after the learning step's extras; the vector env adds its autoreset masks). Unbatched: a
+        float reward and scalars; batched: arrays with a leading axis of copies.
     """
+    batch = batch_of(state)
     config, budget = params.config, params.budget
-    scheduled, bandwidth, projected = action_to_decision(action, state, config, batch)
+    scheduled, bandwidth, projected = decision
     dev_delay, delay, x, queue = delay_and_queue(budget, state.bits_ln2, state.snr, bandwidth,
                                                  scheduled, state.queue)
     guarded: Any = False if batch is None else _no_guard(batch)
@@ -287,4 +302,4 @@ def step(params: Params, state: State, action: Any, rng: np.random.Generator,
         state.loss = np.where(live, loss_after, state.loss)
         state.accuracy = np.where(live, accuracy, state.accuracy)
         state.t = np.where(live, state.t + 1, state.t)
-    return reward, info
+    return state, reward, info

@@ -245,7 +245,10 @@ class FedLoRASchedulingEnv(gym.Env):
     def step(self, action):
         if self._state is None:
             raise RuntimeError("call reset() before step()")
-        reward, info = dynamics.step(self._step_params, self._state, action, self._np_random)
+        params = self._step_params
+        decision = dynamics.decide(params, action, self._state)
+        self._state, reward, info = dynamics.step(params, self._state, decision,
+                                                  self._np_random)
         truncated = self._state.t >= self.config.episode_rounds
         self._draw_round()
         return self._obs(), float(reward), False, truncated, info

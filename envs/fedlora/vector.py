@@ -139,9 +139,11 @@ class FedLoRAVectorEnv(VectorEnv):
         resetting = self._needs_reset
         any_reset = bool(resetting.any())
         live = ~resetting if any_reset else self._all_live
-        reward, info = dynamics.step(self._step_params, self._state, actions,
-                                     CopyNormals(self._rngs, live), self.num_envs,
-                                     live if any_reset else None)
+        params = self._step_params
+        decision = dynamics.decide(params, actions, self._state)
+        self._state, reward, info = dynamics.step(params, self._state, decision,
+                                                  CopyNormals(self._rngs, live),
+                                                  live if any_reset else None)
         if any_reset:
             reward = np.where(live, reward, 0.0)
             self._reset_envs(resetting)  # copies that finished last step restart now

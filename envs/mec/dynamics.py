@@ -1,19 +1,22 @@
-"""One round of the MEC env as a pure function: ``step(config, state, decision, rng)``.
+"""The MEC family's dynamics (the skeleton contract, ``edgeft.envs.skeleton``): :func:`decide`
+maps an action to the round's decision (``actions.action_to_decision``), :func:`step` plays the
+round and returns a new state (the one it is given is left as it is).
 
 Both shells, the single env (``env.MECOffloadingEnv``) and the vector env
-(``vector.MECVectorEnv``), map the action with ``actions.action_to_decision`` and call
-:func:`step`; the info dict is built by :func:`step_info` only. The only randomness is the
-exogenous draw of the next round (``generator.advance``) from ``rng``.
+(``vector.MECVectorEnv``), call :func:`decide` then :func:`step`; the info dict is built by
+:func:`step_info` only. The only randomness is the exogenous draw of the next round
+(``generator.advance``) from ``rng``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from edgeft.envs.mec import generator as G
 from edgeft.envs.mec import reward as R
-from edgeft.envs.mec.actions import COLUMNS, constraint_violations
+from edgeft.envs.mec.actions import COLUMNS, action_to_decision, constraint_violations
 from edgeft.envs.mec.config import MECConfig
 from edgeft.envs.mec.types import MECDecision, MECInstance, MECState, instance_from_state
 
@@ -23,18 +26,45 @@ NO_PROJECTION = dict.fromkeys(COLUMNS, 0.0)
 COST_CAP = 4.0
 
 
-def step(config: MECConfig, state: MECState, decision: MECDecision, rng: np.random.Generator,
-         *, instance: MECInstance | None = None, projection: dict[str, float] | None = None
-         ) -> tuple[MECState, float, dict[str, Any]]:
-    """Apply ``decision`` in the one-copy ``state``: the next state, the reward and the info.
+@dataclass(frozen=True)
+class Params:
+    """What a step needs besides the state and the decision: the config in force."""
 
-    ``config`` is the config in force; ``instance`` the round's instance if the caller built
-    it already (``types.instance_from_state(config, state)``); ``projection`` the report of
-    the action's projection (default: none). Cost, queues and reward: ``reward``; the next
-    state: ``generator.advance`` (users move, fading evolves, new token lengths) with the
-    updated queues.
+    config: MECConfig
+
+
+@dataclass(frozen=True)
+class RoundDecision:
+    """:func:`decide`'s result: the decision in SI units, what the projection changed
+    (largest change per column) and the round's instance the decision was made for."""
+
+    decision: MECDecision
+    projection: dict[str, float]
+    instance: MECInstance
+
+
+def decide(params: Params, action: Any, state: MECState) -> RoundDecision:
+    """The round's decision for ``action`` in the one-copy ``state``: validated, projected
+    (``actions.action_to_decision``); malformed actions raise ``ValueError``."""
+    inst = instance_from_state(params.config, state)
+    dec, report = action_to_decision(params.config, action, inst)
+    return RoundDecision(dec, report, inst)
+
+
+def step(params: Params, state: MECState, decision: RoundDecision | MECDecision,
+         rng: np.random.Generator) -> tuple[MECState, float, dict[str, Any]]:
+    """One round in the one-copy ``state`` (the skeleton contract): the next state (a new
+    one), the reward and the info.
+
+    ``decision`` is :func:`decide`'s (or a bare ``MECDecision``, applied as given, without a
+    projection). Cost, queues and reward: ``reward``; the next state: ``generator.advance``
+    (users move, fading evolves, new token lengths) with the updated queues.
     """
-    inst = instance if instance is not None else instance_from_state(config, state)
+    config = params.config
+    if isinstance(decision, RoundDecision):
+        inst, projection, decision = decision.instance, decision.projection, decision.decision
+    else:
+        inst, projection = instance_from_state(config, state), None
     terms = R.per_user_terms(inst, decision, include_upload_delay=config.upload_delay)
     cost = R.cost_of_terms(terms, config.weights)
     q_old = state.energy_queue

@@ -208,13 +208,11 @@ class MECOffloadingEnv(gym.Env):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         cfg = self._in_force
-        state = self.state
-        inst = instance_from_state(cfg, state)
-        dec, report = A.action_to_decision(cfg, action, inst)
-        nxt, reward, info = D.step(cfg, state, dec, self.np_random, instance=inst,
-                                   projection=report)
+        params = D.Params(cfg)
+        decided = D.decide(params, action, self.state)
+        nxt, reward, info = D.step(params, self.state, decided, self.np_random)
         if self._real is not None:
-            info.update(self._real.run_round(inst, dec))
+            info.update(self._real.run_round(decided.instance, decided.decision))
         self._state = nxt
         truncated = nxt.round_index >= cfg.episode_rounds
         self._last_info = info

@@ -28,7 +28,7 @@ from edgeft.envs.mec import dynamics as D
 from edgeft.envs.mec import generator as G
 from edgeft.envs.mec import observation as O
 from edgeft.envs.mec.config import PRESETS, MECConfig
-from edgeft.envs.mec.types import MECState, instance_from_state
+from edgeft.envs.mec.types import MECState
 from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -127,9 +127,8 @@ class MECVectorEnv(VectorEnv):
             state = self._states[i]
             rng = self._rngs[i]
             assert rng is not None
-            inst = instance_from_state(cfg, state)
-            dec, report = A.action_to_decision(cfg, action, inst)
-            nxt, reward, info = D.step(cfg, state, dec, rng, instance=inst, projection=report)
+            params = D.Params(cfg)
+            nxt, reward, info = D.step(params, state, D.decide(params, action, state), rng)
             self._states[i] = nxt
             rewards[i] = reward
             truncated[i] = nxt.round_index >= cfg.episode_rounds
