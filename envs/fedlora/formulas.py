@@ -360,6 +360,8 @@ _ACCEPT = 3e-8
 _ACCEPT3 = 6.4e-17
 #: passes of the fast solver before a set goes to the safeguarded Newton solver
 _PASSES = 10
+#: batches of up to this many sets are solved one set at a time (less overhead)
+_ONE_BY_ONE = 8
 
 _log, _exp, _log1p = np.log, np.exp, np.log1p
 _multiply, _add_reduce = np.multiply, np.add.reduce
@@ -625,15 +627,18 @@ def min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float, total
             mu[one, j] * (1.0 / total_bandwidth))
         band[one, j] = total_bandwidth
     rows = np.flatnonzero(count > 1)
-    if rows.size == 1:
-        r = int(rows[0])
-        members = np.flatnonzero(sel[r])
-        solved = _split_one(a[r, members], mu[r, members], total_bandwidth, float(lower[r]))
-        if solved is not None:
-            c[r] = solved[0]
-            band[r, members] = solved[1]
-            rows = rows[:0]
-    elif rows.size:
+    if rows.size <= _ONE_BY_ONE:  # a few sets: one at a time (the same numbers, less overhead)
+        left = []
+        for r in rows.tolist():
+            members = sel[r].nonzero()[0]
+            solved = _split_one(a[r, members], mu[r, members], total_bandwidth, float(lower[r]))
+            if solved is None:
+                left.append(r)
+            else:
+                c[r] = solved[0]
+                band[r, members] = solved[1]
+        rows = np.array(left, dtype=np.intp)
+    else:
         # each row's members first, in index order, then padding
         order = np.argsort(~sel[rows], axis=-1, kind="stable")[:, :int(count[rows].max())]
         valid = np.take_along_axis(sel[rows], order, axis=-1)
