@@ -12,6 +12,12 @@ import numpy as np
 C = TypeVar("C")
 
 
+class UnknownFieldError(ValueError, TypeError):
+    """A config was given a field it does not have. A ``ValueError`` like every bad config
+    value, and a ``TypeError`` like an unexpected keyword argument (what tools that probe an
+    env's constructor, such as TorchRL's ``GymEnv``, expect)."""
+
+
 def build_config(cls: type[C], config: Any = None,
                  presets: Mapping[str, Mapping[str, Any]] | None = None,
                  **overrides: Any) -> C:
@@ -40,7 +46,7 @@ def build_config(cls: type[C], config: Any = None,
     values.update(overrides)
     unknown = sorted(set(values) - fields)
     if unknown:
-        raise ValueError(
+        raise UnknownFieldError(
             f"unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(fields)}"
         )
     preset = values.get("preset", "default")

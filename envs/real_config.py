@@ -233,16 +233,18 @@ class TrainingConfig:
         return d
 
 
-def validated_training(training: Any, mode: str) -> Any:
-    """An env config's ``training`` field, validated: ``None`` stays ``None``; otherwise the
-    :class:`~edgeft.envs.real_config.TrainingConfig` it describes (a misspelt or out-of-range
-    field fails like a config field), allowed only with ``mode="real"``.
+def validated_training(training: Any, mode: str, **defaults: Any) -> Any:
+    """An env config's ``training`` field, validated: ``None`` stays ``None`` outside real mode
+    and is the default :class:`TrainingConfig` (with ``defaults``, e.g. the env's data
+    partition) in it; otherwise the :class:`~edgeft.envs.real_config.TrainingConfig` it
+    describes (a misspelt or out-of-range field fails like a config field), allowed only with
+    ``mode="real"``.
 
     Raises:
         ValueError: a bad training field, or ``training`` given without ``mode="real"``.
     """
     if training is None:
-        return None
+        return TrainingConfig(**defaults) if mode == "real" else None
     training = TrainingConfig.from_any(training)
     if mode != "real":
         raise ValueError(

@@ -9,7 +9,6 @@ from gymnasium.wrappers import RecordVideo
 
 import edgeft  # noqa: F401  (registers the ids)
 
-pytestmark = pytest.mark.skip(reason="waiting for the env wiring")
 
 #: small episodes of each env id
 CASES = {

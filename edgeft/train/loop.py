@@ -154,14 +154,46 @@ def new_model(run: Run, cls: Any) -> None:
                     device="cpu", verbose=0, **cfg.hyperparams)
 
 
-def quiet_logger(run: Run) -> None:
-    """SB3's default logger creates an empty tempdir/SB3-<date> folder in every learn(); this
-    run's logs are OUT/eval.jsonl and the progress bar, so SB3 logs nowhere unless asked to
-    (``hyperparams.tensorboard_log``)."""
-    if "tensorboard_log" not in run.cfg.hyperparams:
-        from stable_baselines3.common.logger import Logger
+def csv_logger(run: Run, resumed: bool) -> None:
+    """SB3's training log as ``OUT/progress.csv`` (SB3's own CSV format: losses, entropy, the
+    rollout's mean return, ... per update), unless ``hyperparams.tensorboard_log`` asks for
+    SB3's default logging. A resumed run keeps the rows up to its checkpoint's step and appends
+    to them (rows written after the checkpoint by the interrupted run are dropped: the resumed
+    run writes them again)."""
+    if "tensorboard_log" in run.cfg.hyperparams:
+        return
+    from stable_baselines3.common.logger import Logger
 
-        run.model.set_logger(Logger(folder=None, output_formats=[]))
+    path = run.out / "progress.csv"
+    run.model.set_logger(Logger(folder=str(run.out), output_formats=[
+        _resumed_csv(path, run.start) if resumed and path.is_file() else _fresh_csv(path)]))
+
+
+def _fresh_csv(path: Path) -> Any:
+    from stable_baselines3.common.logger import CSVOutputFormat
+
+    return CSVOutputFormat(str(path))
+
+
+def _resumed_csv(path: Path, start: int) -> Any:
+    """SB3's CSV output continuing an existing ``progress.csv`` from its rows up to step
+    ``start`` (its ``time/total_timesteps`` column)."""
+    import csv
+
+    from stable_baselines3.common.logger import CSVOutputFormat
+
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    header, body = (rows[0], rows[1:]) if rows else ([], [])
+    col = header.index("time/total_timesteps") if "time/total_timesteps" in header else None
+    keep = [r for r in body if col is None or (r[col] and float(r[col]) <= start)]
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows([header, *keep] if header else [])
+    out = CSVOutputFormat.__new__(CSVOutputFormat)  # SB3's writer, on the kept rows
+    out.file = open(path, "r+")  # noqa: SIM115  (SB3 keeps it open and closes it itself)
+    out.file.seek(0, 2)
+    out.keys, out.separator, out.quotechar = list(header), ",", '"'
+    return out
 
 
 def learn(run: Run, resumed: bool) -> None:
@@ -216,7 +248,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
             from edgeft.agents.bc import behaviour_clone
 
             behaviour_clone(run.model, run.vecnorm, cfg, config, run.out, progress=cfg.progress)
-    quiet_logger(run)
+    csv_logger(run, resume_from is not None)
     learn(run, resume_from is not None)
     path = save_model(run.model, run.vecnorm, {**run.meta,
                                                "timesteps": int(run.model.num_timesteps),

@@ -178,10 +178,11 @@ class FedLoRAConfig:
             )
         check_choice("mode", self.mode, MODES)
         check_choice("preset", self.preset, ("default", *PRESETS))
-        object.__setattr__(self, "training", validated_training(self.training, self.mode))
+        check_choice("data", self.data, DATA_PARTITIONS)
+        object.__setattr__(self, "training",
+                           validated_training(self.training, self.mode, partition=self.data))
         object.__setattr__(self, "num_devices", int(self.num_devices))
         object.__setattr__(self, "episode_rounds", int(self.episode_rounds))
-        check_choice("data", self.data, DATA_PARTITIONS)
         object.__setattr__(self, "surrogate", SurrogateParams.resolve(self.surrogate, self.data))
         if self.mode == "real" and self.training.partition != self.data:
             raise ValueError(

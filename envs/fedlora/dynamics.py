@@ -170,6 +170,38 @@ class SurrogateLearning:
         return loss, acc, {}
 
 
+#: the single env's float info values, reported as numpy scalars
+_FLOAT_KEYS = ("delay", "delay_budget", "delay_ratio", "delay_queue", "cost", "delay_excess",
+               "loss", "accuracy")
+
+
+def reset_info(params: Params, state: State) -> dict[str, Any]:
+    """The info of a reset, with every key of a step's (:data:`INFO_KEYS`; tools that record
+    episodes, such as Minari, need the same keys from the reset on): the round's channel and
+    message sizes, nobody scheduled, no delay, the queue, the loss and accuracy at the start.
+    One env's values or a batch's, like ``state``'s."""
+    batch = batch_of(state)
+    lead = () if batch is None else (batch,)
+    k = state.age.shape[-1]
+    zero = np.zeros(lead) if batch is None else np.zeros(batch)
+    info: dict[str, Any] = {
+        "channel_gain": state.gain.copy(), "scheduled": np.zeros(lead + (k,), dtype=bool),
+        "bandwidth": np.zeros(lead + (k,)), "device_delay": np.zeros(lead + (k,)),
+        "bits": state.bits.copy(), "delay": zero.copy(),
+        "delay_budget": np.full(lead, params.budget), "delay_ratio": zero.copy(),
+        "delay_queue": np.asarray(state.queue, dtype=np.float64).copy(), "cost": zero.copy(),
+        "delay_excess": zero.copy(), "num_scheduled": np.zeros(lead, dtype=np.int64),
+        "loss": np.asarray(state.loss, dtype=np.float64).copy(),
+        "accuracy": np.asarray(state.accuracy, dtype=np.float64).copy(),
+        "action_projected": np.zeros(lead, dtype=bool),
+        "budget_guarded": np.zeros(lead, dtype=bool),
+    }
+    if batch is None:  # numpy scalars, as a step's
+        info = {key: (v[()] if isinstance(v, np.ndarray) and v.ndim == 0 else v)
+                for key, v in info.items()}
+    return info
+
+
 @lru_cache(maxsize=16)
 def _no_guard(batch: int) -> np.ndarray:
     """The batched ``budget_guarded`` of a step without the guard (read-only, shared)."""
@@ -289,6 +321,12 @@ def step(params: Params, state: State, decision: Decision, rng: Any,
         "action_projected": bool(projected) if batch is None else projected,
         "budget_guarded": guarded,
     }
+    if batch is None:  # numpy scalars, as a batch's entries are (what tools reading info expect)
+        for key in _FLOAT_KEYS:
+            info[key] = np.float64(info[key])
+        info["num_scheduled"] = np.int64(n)
+        info["action_projected"] = np.bool_(info["action_projected"])
+        info["budget_guarded"] = np.bool_(guarded)
     if live is None:  # every env advances: plain in-place updates
         state.age += 1
         state.age[scheduled] = 0

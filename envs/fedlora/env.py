@@ -137,15 +137,17 @@ class FedLoRASchedulingEnv(gym.Env):
       keeps every episode bit for bit; a checkpoint holds the trace position.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(self, config: FedLoRAConfig | dict | None = None, *,
                  render_mode: str | None = None, **overrides: Any) -> None:
         self.config = build_config(FedLoRAConfig, config, PRESETS, **overrides)
-        if render_mode is not None:
-            raise ValueError(
-                f"render_mode must be None (this env does not render), got {render_mode!r}")
-        self.render_mode = None
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
+                             f"None, got {render_mode!r}")
+        self.render_mode = render_mode
+        self._viewer: Any = None
+        self._last_info: dict[str, Any] = {}
         cfg = self.config
         self.action_space = action_space(cfg)
         self.observation_space = observation_space(cfg)
@@ -240,7 +242,8 @@ class FedLoRASchedulingEnv(gym.Env):
             self._state.accuracy = float(ev["test_accuracy"])
             self._state.loss = float(ev["test_loss"])  # real mode: global test loss (eq. 1)
         self._draw_round()
-        return self._obs(), {"delay_budget": self._budget}
+        self._last_info = {}
+        return self._obs(), dynamics.reset_info(self._step_params, self._state)
 
     def step(self, action):
         if self._state is None:
@@ -249,9 +252,29 @@ class FedLoRASchedulingEnv(gym.Env):
         decision = dynamics.decide(params, action, self._state)
         self._state, reward, info = dynamics.step(params, self._state, decision,
                                                   self._np_random)
+        self._last_info = info
         truncated = self._state.t >= self.config.episode_rounds
         self._draw_round()
         return self._obs(), float(reward), False, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        """``render_mode="rgb_array"``: a picture of the round just played (H x W x 3 uint8:
+        the devices on the cell, who is scheduled and their bandwidth shares, the delay against
+        the budget, the queue and the loss; ``edgeft.envs.fedlora.viewer``)."""
+        if self.render_mode != "rgb_array" or self._state is None:
+            return None
+        from edgeft.envs.fedlora.viewer import Viewer, device_positions
+
+        if self._viewer is None:
+            self._viewer = Viewer(self._in_force)
+        return self._viewer.render(self._state, self._last_info,
+                                   positions=device_positions(self.config, self._fading))
+
+    def close(self) -> None:
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None
+        super().close()
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -131,9 +131,9 @@ class FedLoRAVectorEnv(VectorEnv):
         self._reset_envs(np.ones(n, dtype=bool))
         self._draw_round()
         self._needs_reset[:] = False
-        budget = self._step_params.budget  # the single env's reset info, batched
-        return self._obs(), {"delay_budget": np.full(self.num_envs, budget),
-                             "_delay_budget": np.ones(self.num_envs, dtype=bool)}
+        info = dynamics.reset_info(self._step_params, self._state)  # the single env's, batched
+        info.update(dict.fromkeys(self._mask_keys, np.ones(self.num_envs, dtype=bool)))
+        return self._obs(), info
 
     def step(self, actions):
         resetting = self._needs_reset

@@ -194,8 +194,9 @@ class Viewer:
             state: one env's State (``env.unwrapped.state``; unbatched): the round t, queue and
                 loss after the step.
             info: the last step's info (``scheduled``, ``bandwidth``, ``device_delay``,
-                ``delay``, ``delay_budget``, ``delay_ratio``, ``budget_guarded`` are read); None
-                or the reset's info (no ``scheduled``) draws a frame with nobody scheduled.
+                ``delay``, ``delay_budget``, ``delay_ratio``, ``budget_guarded`` are read); None,
+                or any info at round 0 (a reset's, which has a step's keys with nothing played),
+                draws a frame with nobody scheduled.
             positions: device positions (m, (K, 2)), e.g. :func:`device_positions` of the env's
                 channel; None draws the fixed layout of :func:`sunflower_positions`.
 
@@ -208,6 +209,8 @@ class Viewer:
         """
         cfg = self.config
         k = cfg.num_devices
+        if np.ndim(state.t) == 0 and int(state.t) == 0:  # a reset: nothing played yet
+            info = None
         age = np.asarray(state.age)
         if age.shape != (k,) or np.ndim(state.queue) != 0:
             raise ValueError(f"state must be one env's State (age of shape ({k},), a scalar "

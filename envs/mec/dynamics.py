@@ -84,7 +84,7 @@ def step_info(config: MECConfig, state: MECState, inst: MECInstance, dec: MECDec
     e_dev = terms["device_energy"]
     chi = dec.association(config.num_servers)
     ratio = e_dev / state.energy_budget
-    return {
+    info = {
         "round": state.round_index,
         "alpha": dec.alpha, "server": dec.server, "power": dec.power,
         "bandwidth": dec.bandwidth, "freq_user": dec.freq_user, "freq_edge": dec.freq_edge,
@@ -102,3 +102,38 @@ def step_info(config: MECConfig, state: MECState, inst: MECInstance, dec: MECDec
         "projected": bool(any(v > 0 for v in projection.values())),
         "projection": projection,
     }
+    return _numpy_scalars(info)
+
+
+def _numpy_scalars(info: dict[str, Any]) -> dict[str, Any]:
+    """The info with its Python numbers as numpy scalars (what tools reading info expect)."""
+    out: dict[str, Any] = {}
+    for key, v in info.items():
+        if isinstance(v, bool):
+            out[key] = np.bool_(v)
+        elif isinstance(v, int):
+            out[key] = np.int64(v)
+        elif isinstance(v, float):
+            out[key] = np.float64(v)
+        elif isinstance(v, dict):
+            out[key] = {k: np.float64(x) for k, x in v.items()}
+        else:
+            out[key] = v
+    return out
+
+
+def reset_info(params: Params, state: MECState) -> dict[str, Any]:
+    """The info of a reset, with every key of a step's (tools that record episodes, such as
+    Minari, need the same keys from the reset on): the round's instance, no decision yet (zeros),
+    no cost, the queues as they are."""
+    config = params.config
+    inst = instance_from_state(config, state)
+    n = config.num_users
+    zero = np.zeros(n)
+    dec = MECDecision(alpha=np.zeros(n, dtype=np.int64), server=np.zeros(n, dtype=np.int64),
+                      power=zero, bandwidth=zero, freq_user=zero, freq_edge=zero)
+    terms = {name: zero for name in ("energy", "device_energy", "delay", "stability", "rate")}
+    info = step_info(config, state, inst, dec, terms, 0.0, state.energy_queue,
+                     dict(NO_PROJECTION))
+    info["violations"] = {k: np.float64(0.0) for k in info["violations"]}
+    return info

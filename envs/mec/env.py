@@ -144,7 +144,7 @@ class MECOffloadingEnv(gym.Env):
       info key unchanged (the v2 suites' episodes are the same).
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(self, config: MECConfig | dict | None = None, *, render_mode: str | None = None,
                  **overrides: Any) -> None:
@@ -162,6 +162,7 @@ class MECOffloadingEnv(gym.Env):
         self.action_space = A.action_space(self._in_force)
         self._state: MECState | None = None
         self._last_info: dict[str, Any] = {}
+        self._viewer: Any = None
 
     @property
     def config_in_force(self) -> MECConfig:
@@ -197,7 +198,8 @@ class MECOffloadingEnv(gym.Env):
             self._real.seed(seed if seed is not None else
                             int(self.np_random.integers(2**31 - 1)))
         self._last_info = {}
-        return O.encode_observation(self._state, self._in_force), {"round": 0}
+        return (O.encode_observation(self._state, self._in_force),
+                D.reset_info(D.Params(self._in_force), self._state))
 
     def action_to_decision(self, action: Any, inst: MECInstance | None = None
                            ) -> tuple[MECDecision, dict[str, float]]:
@@ -220,8 +222,17 @@ class MECOffloadingEnv(gym.Env):
             info["render"] = self.render()
         return O.encode_observation(nxt, cfg), reward, False, bool(truncated), info
 
-    def render(self) -> str | None:
-        """ANSI text: the last round's cost, mean delay, energy and the alpha histogram."""
+    def render(self) -> str | np.ndarray | None:
+        """``"ansi"``: the last round's cost, mean delay, energy and the alpha histogram as
+        text; ``"rgb_array"``: a picture of it (H x W x 3 uint8: users and servers in the area,
+        the associations, each user's layers on the device, the energy queues;
+        ``edgeft.envs.mec.viewer``)."""
+        if self.render_mode == "rgb_array" and self._state is not None:
+            from edgeft.envs.mec.viewer import Viewer
+
+            if self._viewer is None:
+                self._viewer = Viewer(self._in_force)
+            return self._viewer.render(self._state, self._last_info)
         if self.render_mode != "ansi":
             return None
         if not self._last_info:
@@ -231,3 +242,9 @@ class MECOffloadingEnv(gym.Env):
                            minlength=self._in_force.num_layers)[1:]
         return (f"round {i['round']}: cost {i['objective']:.4f}  delay {i['delay_mean']:.1f} s  "
                 f"energy {i['energy_total']:.1f} J  alpha histogram {hist.tolist()}")
+
+    def close(self) -> None:
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None
+        super().close()

@@ -107,7 +107,7 @@ class MECVectorEnv(VectorEnv):
         self._needs_reset[:] = False
         infos: dict[str, Any] = {}
         for i in range(self.num_envs):
-            infos = self._add_info(infos, {"round": 0}, i)
+            infos = self._add_info(infos, D.reset_info(D.Params(self.config), self._states[i]), i)
         return self._obs(), infos
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
@@ -122,7 +122,7 @@ class MECVectorEnv(VectorEnv):
         for i, action in enumerate(iterate(self.action_space, actions)):
             if self._needs_reset[i]:  # NEXT_STEP autoreset: the action is ignored
                 self._reset_copy(i, None)
-                infos = self._add_info(infos, {"round": 0}, i)
+                infos = self._add_info(infos, D.reset_info(D.Params(cfg), self._states[i]), i)
                 continue
             state = self._states[i]
             rng = self._rngs[i]

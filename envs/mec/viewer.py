@@ -109,8 +109,9 @@ class Viewer:
             state: one env's MECState (``env.unwrapped.state``; unbatched): positions, energy
                 queues and budgets, the round index.
             info: the last step's info (``alpha``, ``server``, ``costs``, ``objective``,
-                ``cost``, ``delay_mean``, ``energy_total`` are read); None or the reset's info
-                (no ``alpha``) draws the users without association.
+                ``cost``, ``delay_mean``, ``energy_total`` are read); None, or any info at round
+                0 (a reset's, which has a step's keys with nothing played), draws the users
+                without association.
 
         Returns:
             A new uint8 array of shape :attr:`shape`.
@@ -121,6 +122,8 @@ class Viewer:
         """
         cfg = self.config
         n, m = cfg.num_users, cfg.num_servers
+        if np.ndim(state.round_index) == 0 and int(state.round_index) == 0:  # a reset
+            info = None
         users = np.asarray(state.user_pos, dtype=np.float64)
         servers = np.asarray(state.server_pos, dtype=np.float64)
         if users.shape != (n, 2) or servers.shape != (m, 2) or np.ndim(state.round_index):

@@ -163,9 +163,10 @@ def _buffer(model):
 
 
 def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch):
+    from stable_baselines3 import DQN
+
     from edgeft import train as train_mod
     from edgeft.train import callbacks, loop
-    from stable_baselines3 import DQN
 
     seen = {}
     write_checkpoint, save_model = train_mod.write_checkpoint, train_mod.save_model
@@ -222,6 +223,19 @@ def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch):
     assert final["run"]["pos"] == final["whole"]["pos"] == 408 // 2
     assert final["run"]["n_updates"] == final["whole"]["n_updates"] > 0
     assert not list(tmp.glob("SB3-*")), "SB3 wrote log folders into the temp dir"
+    # SB3's log: OUT/progress.csv; the resumed run keeps the rows up to its checkpoint and goes
+    # on from there (DQN logs every 4 episodes counted from learn()'s start, so the steps of
+    # the later rows depend on where the run was resumed)
+    import csv
+
+    def logged_steps(path):
+        with open(path, newline="") as fh:
+            return [int(r["time/total_timesteps"]) for r in csv.DictReader(fh)]
+
+    steps, whole_steps = logged_steps(run / "progress.csv"), logged_steps(
+        tmp_path / "whole" / "progress.csv")
+    assert [x for x in steps if x <= at] == [x for x in whole_steps if x <= at]
+    assert steps == sorted(set(steps)) and steps[-1] > at
 
 
 # ---------------------------------------------------------------------------- --init bc:POLICY

@@ -117,8 +117,11 @@ def test_single_and_vector_env_report_the_same_info_keys_from_reset_on():
     s = gym.make(ENV_ID, num_devices=3)
     _, info_v = v.reset(seed=0)
     _, info_s = s.reset(seed=0)
-    assert set(info_s) == {"delay_budget"} and info_v["delay_budget"].tolist() == [
-        info_s["delay_budget"]] * 2
+    # the reset reports a step's keys (Minari records episodes with them), the batch alike
+    assert tuple(info_s) == dynamics.INFO_KEYS
+    assert {k for k in info_v if not k.startswith("_")} == set(dynamics.INFO_KEYS)
+    assert info_v["delay_budget"].tolist() == [info_s["delay_budget"]] * 2
+    assert info_s["num_scheduled"] == 0 and not info_s["budget_guarded"]
     _, _, _, _, info_s = s.step(np.full(3, 0.3))
     _, _, _, _, info_v = v.step(np.full((2, 3), 0.3))
     assert tuple(info_s) == dynamics.INFO_KEYS
