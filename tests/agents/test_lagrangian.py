@@ -9,7 +9,6 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
-from edgeft import train as train_mod
 from edgeft.agents.lagrangian import (
     PIDMultiplier,
     base_algo,
@@ -20,6 +19,7 @@ from edgeft.agents.lagrangian import (
 from edgeft.agents.vec import NumpyVecEnv, VecLagrangian, devices_utility
 from edgeft.envs.common import config_in_force
 
+from edgeft import train as train_mod
 from edgeft.cli import main
 from edgeft.suites import FEDLORA, MEC
 
