@@ -39,45 +39,35 @@ Examples:
 
 from __future__ import annotations
 
-from edgeft.leaderboard.backends import execute
-from edgeft.leaderboard.cli import add_arguments, interrupted_message, run
-from edgeft.leaderboard.errors import LeaderboardError
-from edgeft.leaderboard.report import markdown_table, summary_csv, write_plots, write_summary
-from edgeft.leaderboard.runner import (
-    check_policies,
-    default_policies,
-    run_leaderboard,
-    scored_policies,
-)
-from edgeft.leaderboard.store import EPISODES_FILE, MANIFEST_FILE, default_out, read_rows
-from edgeft.leaderboard.summary import ranked, summarize
-from edgeft.leaderboard.tasks import HINDSIGHT, make_tasks, run_task, task_cost, task_key
-from edgeft.scoring import bootstrap_ci
+import importlib
+from typing import Any
 
-__all__ = [
-    "EPISODES_FILE",
-    "HINDSIGHT",
-    "MANIFEST_FILE",
-    "LeaderboardError",
-    "add_arguments",
-    "bootstrap_ci",
-    "check_policies",
-    "default_out",
-    "default_policies",
-    "execute",
-    "interrupted_message",
-    "make_tasks",
-    "markdown_table",
-    "ranked",
-    "read_rows",
-    "run",
-    "run_leaderboard",
-    "run_task",
-    "scored_policies",
-    "summarize",
-    "summary_csv",
-    "task_cost",
-    "task_key",
-    "write_plots",
-    "write_summary",
-]
+#: public name -> the submodule defining it; imported on first use, so a worker process that
+#: imports only ``edgeft.leaderboard.tasks`` pays for nothing else (scipy, matplotlib)
+_EXPORTS = {
+    "execute": "backends",
+    "add_arguments": "cli", "interrupted_message": "cli", "run": "cli",
+    "LeaderboardError": "errors",
+    "markdown_table": "report", "summary_csv": "report", "write_plots": "report",
+    "write_summary": "report",
+    "write_page": "page",
+    "check_policies": "runner", "default_policies": "runner", "run_leaderboard": "runner",
+    "run_leaderboards": "runner", "scored_policies": "runner",
+    "EPISODES_FILE": "store", "MANIFEST_FILE": "store", "default_out": "store",
+    "read_rows": "store",
+    "ranked": "summary", "summarize": "summary",
+    "HINDSIGHT": "tasks", "make_tasks": "tasks", "run_task": "tasks", "task_cost": "tasks",
+    "task_key": "tasks",
+}
+
+__all__ = sorted([*_EXPORTS, "bootstrap_ci"])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "bootstrap_ci":
+        from edgeft.scoring import bootstrap_ci
+
+        return bootstrap_ci
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"edgeft.leaderboard.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'edgeft.leaderboard' has no attribute {name!r}")

@@ -52,13 +52,13 @@ def markdown_table(summary: dict[str, Any]) -> str:
     for e in entries:
         cells = []
         name = e["policy"]
+        if e.get("out_of_distribution"):
+            name = f"{name} (OOD)"
         if head is not None:
             if e.get("bound"):
                 name = f"{name} (bound)"
             elif e.get("breaks_constraint"):
                 name = f"{name} ✗"
-        if e.get("out_of_distribution"):
-            name = f"{name} (OOD)"
             if head["bound"]:
                 cells += [_cell(e.get("score"), ".1f"), _cell(e.get("headline")),
                           _cell(e.get("above_bound"), ".2f")]
