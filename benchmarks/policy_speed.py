@@ -48,18 +48,21 @@ def observations(k: int, n: int = 3) -> tuple[gym.Env, list[np.ndarray]]:
 
 
 class Sample:
-    """Calls of ``fn`` on a cycle of inputs, timed in CPU seconds per call."""
+    """Calls of ``fn`` on a cycle of inputs, timed in CPU seconds per call; a sample is whole
+    cycles (every input as often: the decision time depends on the observation)."""
 
     def __init__(self, fn: Callable[[np.ndarray], object], inputs: list[np.ndarray],
                  seconds: float) -> None:
         self.fn, self.inputs = fn, inputs
-        calls, t = 1, 0.0
+        n = len(inputs)
+        calls, t = n, 0.0
         while True:  # calibrate: at least ``seconds`` of CPU time per sample
             t = self._run(calls)
             if t >= seconds / 4 or calls >= 1_000_000:
                 break
             calls *= 4
-        self.calls = max(1, int(calls * seconds / max(t, 1e-9)))
+        cycles = max(1, round(calls * seconds / max(t, 1e-9) / n))
+        self.calls = cycles * n
 
     def _run(self, calls: int) -> float:
         fn, inputs = self.fn, self.inputs
