@@ -299,7 +299,7 @@ def _lemma3_terms(c: np.ndarray, weight: np.ndarray,
 # 1 to 3 steps. A step needs F, F' and F'' at c, i.e. h, h' and h'' of every member: one
 # interpolation in a table of all three (within ~5e-8), plus a Newton step on h where F must be
 # exact. A step is then ~10 array operations, whatever the set: what the single env pays for
-# a round's split.
+# a round's split. (Large sets trade operations for work per member: _pass_large.)
 
 
 def _logit_grid() -> np.ndarray:
@@ -483,7 +483,8 @@ def _split_one(a: np.ndarray, mu: np.ndarray, total_bandwidth: float, lower: flo
     """Min-max-delay split of one set of at least two members: c = ln2 / D* and the members'
     bandwidths (Hz), or None if the fast solver does not settle within ``_PASSES`` passes.
 
-    ``a`` = |h_k|^2 / sigma^2 (Hz) and ``mu`` (bits) of the members, in index order. Starts at
+    ``a`` = |h_k|^2 / sigma^2 (Hz) and ``mu`` (bits) of the members, in the order of
+    :func:`_member_order` (sets of more than ``_LARGE`` members: :func:`_pass_large`). Starts at
     the weakest member's c with all of B (an upper bound on c*: each member alone with all of
     B is faster than in the split). Coarse passes (the table's h) take safeguarded Halley steps
     on F(c) = B until a step is small; exact passes (h to rounding) follow until a step is
