@@ -554,6 +554,7 @@ def _split_one(a: np.ndarray, mu: np.ndarray, total_bandwidth: float, lower: flo
             if ((is_halley and size <= _ACCEPT * c
                  and size * size * size <= _ACCEPT3 * c * c * c * gap * gap)
                     or size <= 4.5e-16 * c):
+                assert newton is not None  # an exact pass
                 h1, ratio = newton  # h moved to the new c: first order in u = 1/h
                 band = a * h1 / (1.0 - w * step * ratio)
                 band[j] = 0.0
@@ -615,6 +616,7 @@ def _split_batch(a: np.ndarray, mu: np.ndarray, valid: np.ndarray, total_bandwid
         exact = exact | at_root | (size <= _COARSE * c)
         if done.any():
             i = np.flatnonzero(done)
+            assert newton is not None  # only exact rows are done
             h1, ratio = newton
             band = coef[0, i] * h1[i] / (1.0 - w[i] * step[i, None] * ratio[i])
             r = np.arange(i.size)
