@@ -357,8 +357,10 @@ def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
         return _checked(SB3Policy(model, meta, norm, config, zp), diffs)
     space = getattr(env, "action_space", None)
     if space is not None and space != meta["action_space"]:
-        raise ValueError(f"model {zp.name} acts in {meta['action_space']}, the env in {space}; "
-                         "build the env with the model's config")
+        why = f" (the env differs in {'; '.join(diffs)})" if diffs else ""
+        raise ValueError(f"model {zp.name} acts in {meta['action_space']}, the env in "
+                         f"{space}{why}: this model cannot play that env; build the env with "
+                         "the model's config")
     key = ("safe", algo, str(zp), meta["weights"]["sha256"])
     if key not in _MODEL_CACHE:
         _MODEL_CACHE[key] = load_agent(zp, meta)

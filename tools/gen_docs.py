@@ -450,6 +450,25 @@ def results_table(suite: str) -> str:
     return "\n".join(lines)
 
 
+def results_brief(*suites: str) -> str:
+    """One line per suite from its committed ``docs/results/SUITE/summary.json``: what it ranks
+    by, the mean hindsight bound, and the three best policies by score (the README's table)."""
+    lines = ["| suite | ranked by | bound | best policies: score (headline) |", "|---|---|---:|---|"]
+    for suite in suites:
+        summary = json.loads((RESULTS / suite / "summary.json").read_text(encoding="utf-8"))
+        head = summary["headline"]
+        entries = [e for e in summary["results"] if not e.get("bound") and e.get("score")]
+        entries.sort(key=lambda e: -e["score"]["mean"])
+        bound = next((e["headline"]["mean"] for e in summary["results"] if e.get("bound")),
+                     float("nan"))
+        best = ", ".join(f"`{e['policy']}`{' ✗' if e.get('breaks_constraint') else ''} "
+                         f"{e['score']['mean']:.1f} ({fmt_number(e['headline']['mean'])})"
+                         for e in entries[:3])
+        lines.append(f"| `{suite}` v{summary['version']} | {head['title']} | "
+                     f"{fmt_number(bound)} | {best} |")
+    return "\n".join(lines)
+
+
 def _tolerant_table(summary: dict[str, Any], render: Callable[[dict[str, Any]], str],
                     folder: Path, command: str) -> str:
     """The leaderboard's Markdown table of a committed summary. A metric the family gained after
@@ -539,6 +558,7 @@ KINDS: dict[str, tuple[int, Callable[..., str]]] = {
     "suites": (0, suites_table),
     "headlines": (0, headlines_table),
     "results": (1, results_table),
+    "results-brief": (-1, results_brief),
     "benchmarks": (0, benchmarks_table),
     "calibration": (1, calibration_table),
 }
@@ -558,7 +578,7 @@ def render_regions(text: str, where: str) -> str:
         if kind not in KINDS:
             raise ValueError(f"{where}: unknown generated region {kind!r}; known: {sorted(KINDS)}")
         nargs, render = KINDS[kind]
-        if len(args) != nargs:
+        if nargs >= 0 and len(args) != nargs:
             raise ValueError(f"{where}: region {kind!r} takes {nargs} argument(s), got {args}")
         out += [text[pos:match.end()], "\n", render(*args).rstrip("\n"), "\n"]
         pos = end + 1
@@ -629,7 +649,7 @@ def expected() -> dict[Path, str]:
     files: dict[Path, str] = {API / "index.md": api_index()}
     for package in api_packages():
         files[API / f"{package}.md"] = api_page(package) + "\n"
-    for page in sorted(DOCS.rglob("*.md")):
+    for page in [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]:
         if page.parent == API:
             continue
         text = page.read_text(encoding="utf-8")

