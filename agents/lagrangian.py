@@ -11,9 +11,14 @@ Lagrangian: Stooke, Achiam & Abbeel 2020, "Responsive safety in RL by PID Lagran
 
 Everything lives in ``edgeft.agents.vec.VecLagrangian``, an SB3 ``VecEnvWrapper``: it subtracts
 ``lambda c~_t`` from the reward, records the true mean cost of every finished episode, and updates
-lambda whenever ``update_episodes`` episodes have finished. An SB3 algorithm trains on it
-unchanged (PPO, A2C, any on-policy algorithm; off-policy ones would store rewards computed with
-old multipliers in their replay buffer, so ``edgeft train`` offers only on-policy variants).
+lambda whenever ``update_episodes`` episodes have finished (from finished episodes, never from a
+rollout's partial ones). An on-policy SB3 algorithm trains on it unchanged (``ppo-lag``,
+``a2c-lag``). An off-policy one would keep rewards priced with old multipliers in its replay
+buffer for as long as they stay there, so ``sac-lag``, ``td3-lag`` and ``dqn-lag`` use the wrapper
+with ``relabel=True``: the reward passes unpriced, each step's priced cost travels in its info,
+and ``edgeft.agents.vec.LagrangianReplayBuffer`` stores it beside the reward and returns
+``r - lambda c~`` with the multiplier of the moment it samples a batch (what the Lagrangian
+with the current lambda says every stored transition is worth).
 
 The cost (:func:`constraint_cost`) is ``info["cost"]``, the safe-RL convention (safety-gymnasium,
 FSRL, OmniSafe): FedLoRA, the round's delay over the budget D/D-bar; MEC, the mean over users of
@@ -74,8 +79,12 @@ from typing import Any
 import numpy as np
 from edgeft.envs.family import BUDGET_TOLERANCE, family_of, get_family
 
-#: on-policy Lagrangian variants offered by ``edgeft train`` and the SB3 algorithm under each
-LAGRANGIAN_ALGOS = {"ppo-lag": "ppo", "a2c-lag": "a2c"}
+#: the Lagrangian variants offered by ``edgeft train`` and the SB3 algorithm under each
+LAGRANGIAN_ALGOS = {"ppo-lag": "ppo", "a2c-lag": "a2c", "sac-lag": "sac", "td3-lag": "td3",
+                    "dqn-lag": "dqn"}
+#: the off-policy ones: their replay buffer keeps each step's reward and priced cost apart and
+#: prices the cost with the current multiplier when it samples (``vec.LagrangianReplayBuffer``)
+OFF_POLICY_LAGRANGIAN = frozenset({"sac-lag", "td3-lag", "dqn-lag"})
 #: the ``lagrangian`` settings of a TrainConfig, with their defaults
 LAGRANGIAN_DEFAULTS: dict[str, Any] = {
     "cost_limit": None,      # per-step limit d (None: cost_limit(config))

@@ -730,6 +730,9 @@ POLICIES: dict[str, type[ActorCriticPolicy]] = {"mec-shared": MECSharedPolicy,
 #: the off-policy classes of the ``POLICIES`` names that have them, by algorithm
 OFF_POLICY_POLICIES: dict[str, dict[str, type[BasePolicy]]] = {
     "fedlora-shared": {"sac": FedLoRASharedSACPolicy, "td3": FedLoRASharedTD3Policy}}
+#: the observation transform (``edgeft.agents.transforms``) each ``POLICIES`` name reads
+POLICY_TRANSFORMS: dict[str, str] = {"mec-shared": "mec-users",
+                                     "fedlora-shared": "fedlora-devices"}
 
 
 def policy_for(name: str, algo: str) -> type[BasePolicy]:
@@ -741,7 +744,9 @@ def policy_for(name: str, algo: str) -> type[BasePolicy]:
     """
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; known: {['MlpPolicy', *sorted(POLICIES)]}")
-    base = {"ppo-lag": "ppo", "a2c-lag": "a2c"}.get(algo, algo)
+    from edgeft.agents.lagrangian import base_algo
+
+    base = base_algo(algo)
     if base in ("ppo", "a2c"):
         return POLICIES[name]
     classes = OFF_POLICY_POLICIES.get(name, {})

@@ -27,6 +27,8 @@ import numpy as np
 from edgeft.agents.lagrangian import CONSTRAINTS, CURVE_COLUMNS, PIDMultiplier, constraint_cost
 from edgeft.envs.fedlora.config import FedLoRAConfig
 from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 #: per-copy scalars of the vector env's info that :class:`NumpyVecEnv` passes on in each copy's
@@ -211,13 +213,17 @@ class VecLagrangian(VecEnvWrapper):
             overshoot ``max(0, mean_t c_t - limit)`` (the multiplier's own limit is
             then the tolerated mean overshoot; ``edgeft.agents.lagrangian``, "Per-episode
             constraint").
+        relabel: off-policy training (:class:`LagrangianReplayBuffer`): the reward passes
+            unpriced and each step's priced cost goes into its info as ``"lagrangian_cost"``,
+            for the replay buffer to price with the multiplier in force when it samples.
     """
 
     def __init__(self, venv: VecEnv, family: str, limit: float,
                  multiplier: PIDMultiplier | None = None, cost_cap: float = 4.0,
                  update_episodes: int | None = None, log_path: str | Path | None = None,
-                 constraint: str = "mean") -> None:
+                 constraint: str = "mean", relabel: bool = False) -> None:
         super().__init__(venv)
+        self.relabel = bool(relabel)
         if constraint not in CONSTRAINTS:
             raise ValueError(f"constraint must be one of {list(CONSTRAINTS)}, got {constraint!r}")
         self.family = family
@@ -266,7 +272,11 @@ class VecLagrangian(VecEnvWrapper):
         if self.multiplier is not None:
             priced = (bounded if self.constraint == "mean"
                       else np.maximum(self._excess, 0.0) - before)
-            rew = (rew - self.multiplier.value * priced).astype(np.float32)
+            if self.relabel:
+                for i, info in enumerate(infos):
+                    info["lagrangian_cost"] = float(priced[i])
+            else:
+                rew = (rew - self.multiplier.value * priced).astype(np.float32)
         for i in np.flatnonzero(done):
             n = max(int(self._len[i]), 1)
             b = self._batch
@@ -340,6 +350,62 @@ def find_lagrangian(venv: Any) -> VecLagrangian | None:
             return venv
         venv = getattr(venv, "venv", None)
     return None
+
+
+class LagrangianReplayBuffer(ReplayBuffer):
+    """SB3's replay buffer for the off-policy Lagrangian algorithms (``sac-lag``, ``td3-lag``,
+    ``dqn-lag``): it stores each step's priced cost (``info["lagrangian_cost"]``, written by a
+    :class:`VecLagrangian` with ``relabel=True``) beside its reward, and a sampled batch's
+    rewards are ``reward - lambda x cost`` with the multiplier in force when it is sampled
+    (then normalised as SB3 does). Without an attached wrapper, or before the first priced step,
+    lambda is 0.
+
+    The costs are a plain array (``costs``, like ``rewards``), so the checkpoint's replay-buffer
+    file keeps them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.costs = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
+        self.lagrangian: VecLagrangian | None = None
+
+    def attach(self, lagrangian: VecLagrangian | None) -> None:
+        """Price with ``lagrangian``'s multiplier (the run's :class:`VecLagrangian`)."""
+        if lagrangian is not None and not lagrangian.relabel:
+            raise ValueError("the VecLagrangian of an off-policy Lagrangian run must have "
+                             "relabel=True (else its rewards are priced twice)")
+        self.lagrangian = lagrangian
+
+    @property
+    def lam(self) -> float:
+        """The multiplier a batch sampled now is priced with."""
+        return 0.0 if self.lagrangian is None else self.lagrangian.lam
+
+    def add(self, obs: np.ndarray, next_obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
+            done: np.ndarray, infos: list[dict[str, Any]]) -> None:
+        self.costs[self.pos] = [float(info.get("lagrangian_cost", 0.0)) for info in infos]
+        super().add(obs, next_obs, action, reward, done, infos)
+
+    def _get_samples(self, batch_inds: np.ndarray, env: Any = None) -> ReplayBufferSamples:
+        # SB3's sampling with the rewards priced: the same env indices for both arrays
+        env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
+        if self.optimize_memory_usage:
+            next_obs = self._normalize_obs(
+                self.observations[(batch_inds + 1) % self.buffer_size, env_indices, :], env)
+        else:
+            next_obs = self._normalize_obs(self.next_observations[batch_inds, env_indices, :],
+                                           env)
+        rewards = (self.rewards[batch_inds, env_indices]
+                   - np.float32(self.lam) * self.costs[batch_inds, env_indices])
+        data = (
+            self._normalize_obs(self.observations[batch_inds, env_indices, :], env),
+            self.actions[batch_inds, env_indices, :],
+            next_obs,
+            (self.dones[batch_inds, env_indices]
+             * (1 - self.timeouts[batch_inds, env_indices])).reshape(-1, 1),
+            self._normalize_reward(rewards.reshape(-1, 1), env),
+        )
+        return ReplayBufferSamples(*tuple(map(self.to_torch, data)))
 
 
 class VecObsTransform(VecEnvWrapper):

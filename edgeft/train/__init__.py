@@ -11,18 +11,18 @@ under the leaderboard's names: the family's headline value (for a family without
 leaderboard column) and columns such as "return" (under the env's default reward), so its numbers
 compare with ``edgeft compare`` and the leaderboard. Writes, into --out:
 
-    model.zip, model.norm.json, model.config.json   the final model, its VecNormalize observation
-                                                    statistics and the full config (load it with
-                                                    edgeft.make_policy("ppo:OUT/model.zip", env))
-    best.zip, best.norm.json, best.config.json      the model best on the validation metric
-    eval.jsonl                                      one line per validation
-    curves.csv, curves.png                          training curves (envs with a constraint
-                                                    cost): per batch of finished episodes the
-                                                    devices per round, the mean cost against
-                                                    its limit and lambda
-    checkpoints/                                    the latest checkpoint (model, VecNormalize,
-                                                    replay buffer of SAC/TD3/DQN, step count);
-                                                    rerunning the same command resumes from it
+    model.agent.json, model.safetensors   the final model in the safe agent format (the policy's
+                                          class and arguments, spaces, observation transform and
+                                          normalisation, env config; the weights): load it with
+                                          edgeft.make_policy("ppo:OUT/model", env)
+    best.agent.json, best.safetensors     the model best on the validation metric
+    eval.jsonl                            one line per validation
+    curves.csv, curves.png                training curves (envs with a constraint cost): per
+                                          batch of finished episodes the devices per round, the
+                                          mean cost against its limit and lambda
+    checkpoints/                          the latest checkpoint (policy, optimiser, VecNormalize
+                                          statistics, replay buffer of SAC/TD3/DQN, step count;
+                                          no pickles); rerunning the same command resumes from it
 
 Defaults per env and algorithm (action mode, reward, observation transform, hyperparameters) are
 in edgeft/agents/hyperparams.json; --config FILE (JSON with TrainConfig fields) and the flags
@@ -36,6 +36,7 @@ Examples:
     edgeft train --env edgeft/FedLoRAScheduling-v0 --algo dqn --timesteps 1e5 --set num_devices=50
     edgeft train --env edgeft/FedLoRAScheduling-v0 --algo ppo --init bc:lyapunov --timesteps 0
     edgeft train --env edgeft/FedLoRAScheduling-v0 --algo ppo-lag --timesteps 3e6 --seed 0
+    edgeft train --env edgeft/FedLoRAScheduling-v0 --algo ppo-lag --policy fedlora-shared
 
 With ``--init bc:POLICY`` the policy is first behaviour-cloned from the reference POLICY on the
 run's own observations (DAgger, ``edgeft.agents.bc``; settings in the ``bc`` field, per-iteration

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeft.agents.lagrangian import LAGRANGIAN_ALGOS, lagrangian_settings
+from edgeft.agents.lagrangian import LAGRANGIAN_ALGOS, OFF_POLICY_LAGRANGIAN, lagrangian_settings
 from edgeft.train.config import TrainConfig
 from edgeft.train.evaluator import Evaluator
 from edgeft.train.files import save_model, write_checkpoint
@@ -85,7 +85,8 @@ def lag_meta(lag: Any) -> dict[str, Any]:
 
 
 def lagrangian_wrapper(cfg: TrainConfig, config: Any, venv: Any, log_path: Path | None) -> Any:
-    """The run's ``VecLagrangian`` around ``venv``: with a multiplier for ppo-lag / a2c-lag,
+    """The run's ``VecLagrangian`` around ``venv``: with a multiplier for the Lagrangian
+    algorithms (pricing at sampling time for the off-policy ones),
     monitoring only (training curves) for other algorithms on envs with a constraint cost
     (``lagrangian.cost_limit``); None for the others."""
     from edgeft.agents.lagrangian import PIDMultiplier, cost_limit
@@ -99,7 +100,7 @@ def lagrangian_wrapper(cfg: TrainConfig, config: Any, venv: Any, log_path: Path 
         mult = PIDMultiplier.from_settings(s, float(s["excess_limit"]) if episode else limit)
         return VecLagrangian(venv, family, limit, mult, cost_cap=float(s["cost_cap"]),
                              update_episodes=s["update_episodes"], log_path=log_path,
-                             constraint=s["constraint"])
+                             constraint=s["constraint"], relabel=cfg.algo in OFF_POLICY_LAGRANGIAN)
     try:
         limit = cost_limit(config)
     except ValueError:

@@ -56,8 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="behaviour-clone a reference policy before RL (e.g. bc:lyapunov; "
                              "settings: the 'bc' field of the config); --timesteps 0 = BC only")
     parser.add_argument("--policy", default=None,
-                        help=f"SB3 policy: MlpPolicy or mec-shared (default: {tuned} "
-                             f"{d.policy})")
+                        help=f"SB3 policy: MlpPolicy, or a size-independent network shared "
+                             f"over devices or users that plays any K or N: fedlora-shared "
+                             f"(ppo, a2c, sac, td3 and their -lag variants), mec-shared (ppo, "
+                             f"a2c); it brings its own features (default: {tuned} {d.policy})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

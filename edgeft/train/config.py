@@ -23,7 +23,8 @@ ALGO_SPACES = {"ppo": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
                "a2c": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
                "sac": ("Box",), "td3": ("Box",), "dqn": ("Discrete",),
                "ppo-lag": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
-               "a2c-lag": ("Box", "Discrete", "MultiDiscrete", "MultiBinary")}
+               "a2c-lag": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
+               "sac-lag": ("Box",), "td3-lag": ("Box",), "dqn-lag": ("Discrete",)}
 
 
 @dataclass
@@ -59,8 +60,12 @@ class TrainConfig:
             (``edgeft.agents.lagrangian.LAGRANGIAN_DEFAULTS``: cost limit, bounded-cost cap,
             initial lambda, PID gains); only with those algorithms.
         policy: the SB3 policy: ``"MlpPolicy"`` (SB3's, shaped by ``hyperparams.policy_kwargs``)
-            or a name of ``edgeft.agents.policies.POLICIES`` (``"mec-shared"``: per-user
-            parameter sharing for the MEC ``discrete`` mode on ``mec-users`` features; PPO/A2C).
+            or a name of ``edgeft.agents.policies.POLICIES``, size-independent networks shared
+            over users or devices: ``"mec-shared"`` (the MEC ``discrete`` mode on ``mec-users``
+            features; PPO/A2C), ``"fedlora-shared"`` (the FedLoRA count, subset, score and
+            bandwidth modes on ``fedlora-devices`` features; PPO/A2C, and SAC/TD3 in the score
+            and bandwidth modes). Choosing one picks its features unless ``obs_transform`` is
+            set too.
     """
 
     env_id: str = "edgeft/FedLoRAScheduling-v0"
@@ -108,15 +113,14 @@ class TrainConfig:
                              f"({sorted(LAGRANGIAN_ALGOS)}), not {self.algo}")
         lagrangian_settings(self.lagrangian)
         if self.policy != "MlpPolicy":
-            from edgeft.agents.policies import POLICIES
+            from edgeft.agents.policies import POLICY_TRANSFORMS, policy_for
 
-            if self.policy not in POLICIES:
-                raise ValueError(f"unknown policy {self.policy!r}; known: "
-                                 f"{['MlpPolicy', *sorted(POLICIES)]}")
-            if base_algo(self.algo) not in ("ppo", "a2c"):
-                raise ValueError(f"policy {self.policy!r} is an actor-critic policy for ppo or "
-                                 f"a2c (or their -lag variants), not {self.algo}; use "
-                                 "--policy MlpPolicy")
+            policy_for(self.policy, self.algo)  # an unknown name, or none for this algorithm
+            want = POLICY_TRANSFORMS.get(self.policy)
+            if want is not None and self.obs_transform != want:
+                raise ValueError(f"policy {self.policy!r} reads the {want!r} features, not "
+                                 f"obs_transform {self.obs_transform!r}; set obs_transform to "
+                                 f"{want!r} (or leave it out: --policy picks it)")
         if not 0 <= int(self.seed) < MAX_TRAIN_SEED:
             raise ValueError(f"seed must be in [0, {MAX_TRAIN_SEED}) (higher seeds are reserved "
                              f"for validation and test episodes), got {self.seed}")
@@ -161,6 +165,15 @@ def build_config(env_id: str | None, algo: str | None, file: str | None = None,
             else:
                 values[k] = v
     values.update(chosen)  # --env / --algo win over the file's
+    # a size-independent policy chosen by the file or a flag brings the features it reads,
+    # unless those set obs_transform too
+    chosen_policy = overrides.get("policy") or file_values.get("policy")
+    if chosen_policy and overrides.get("obs_transform") is None \
+            and "obs_transform" not in file_values:
+        from edgeft.agents.policies import POLICY_TRANSFORMS
+
+        if chosen_policy in POLICY_TRANSFORMS:
+            values["obs_transform"] = POLICY_TRANSFORMS[chosen_policy]
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - names)
     if unknown:
@@ -235,14 +248,14 @@ def rollout_detail(model: Any) -> str:
     return f"train_freq {int(train_freq.frequency)} {unit}(s) x {int(model.n_envs)} envs"
 
 
-def policy_class(name: str) -> Any:
-    """What SB3's algorithm takes as its policy for ``TrainConfig.policy`` ``name``: SB3's own
-    name as it is, else the class of ``edgeft.agents.policies.POLICIES``."""
+def policy_class(name: str, algo: str) -> Any:
+    """What SB3's algorithm ``algo`` takes as its policy for ``TrainConfig.policy`` ``name``:
+    SB3's own name as it is, else the class of ``edgeft.agents.policies.policy_for``."""
     if name == "MlpPolicy":
         return name
-    from edgeft.agents.policies import POLICIES
+    from edgeft.agents.policies import policy_for
 
-    return POLICIES[name]
+    return policy_for(name, algo)
 
 
 

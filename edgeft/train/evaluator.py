@@ -18,7 +18,7 @@ from edgeft.train.config import VALIDATION_SEED_BASE, TrainConfig
 
 @dataclass(frozen=True)
 class ValidationMetric:
-    """What validation ranks models by (``best.zip`` is the best on it).
+    """What validation ranks models by (``best.agent.json`` is the best on it).
 
     Attributes:
         name: ``"headline"`` (the leaderboard's headline value, ``edgeft.scoring``) or a metric
@@ -123,7 +123,7 @@ class Evaluator:
                      ", 100 = the hindsight bound, on these seeds")
         return (f"validation: {len(self.seeds)} episode(s), seeds {seeds}, in the leaderboard's "
                 f"env for scenario {self.scenario or '{}'} (reward-only fields at their "
-                f"defaults); best.zip = best {m.title} "
+                f"defaults); best.agent.json = best {m.title} "
                 f"({'higher' if m.higher_is_better else 'lower'} is better), as on the "
                 f"leaderboard{score}")
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeft.agents.lagrangian import base_algo
+import numpy as np
+
+from edgeft.agents.lagrangian import OFF_POLICY_LAGRANGIAN, base_algo
 from edgeft.train.callbacks import lag_meta, lagrangian_wrapper, make_callback
 from edgeft.train.config import (
     TrainConfig,
@@ -150,8 +152,53 @@ def new_model(run: Run, cls: Any) -> None:
         gamma = float(cfg.hyperparams.get("gamma", 0.99))
         run.vecnorm = VecNormalize(run.venv, norm_obs=cfg.normalize_obs,
                                    norm_reward=cfg.normalize_reward, gamma=gamma)
-    run.model = cls(policy_class(cfg.policy), run.vecnorm or run.venv, seed=cfg.seed,
-                    device="cpu", verbose=0, **cfg.hyperparams)
+    extra: dict[str, Any] = {}
+    if cfg.algo in OFF_POLICY_LAGRANGIAN:  # rewards priced at sampling, with the current lambda
+        from edgeft.agents.vec import LagrangianReplayBuffer
+
+        if "replay_buffer_class" in cfg.hyperparams:
+            raise ValueError(f"{cfg.algo} brings its own replay buffer (the Lagrangian's); drop "
+                             "hyperparams.replay_buffer_class")
+        extra["replay_buffer_class"] = LagrangianReplayBuffer
+    hyperparams = dict(cfg.hyperparams)
+    if "action_noise" in hyperparams:
+        hyperparams["action_noise"] = action_noise(hyperparams["action_noise"], run.venv)
+    run.model = cls(policy_class(cfg.policy, cfg.algo), run.vecnorm or run.venv, seed=cfg.seed,
+                    device="cpu", verbose=0, **extra, **hyperparams)
+    if extra:
+        run.model.replay_buffer.attach(run.lag)
+
+
+#: ``hyperparams.action_noise`` types (JSON: ``{"type": "normal", "sigma": 0.1}``) -> SB3's class
+ACTION_NOISES = ("normal", "ornstein-uhlenbeck")
+
+
+def action_noise(spec: Any, venv: Any) -> Any:
+    """SB3's exploration noise of TD3 / SAC / DDPG from its JSON description (``None`` passes):
+    ``{"type": "normal" | "ornstein-uhlenbeck", "sigma": s}``, ``s`` the standard deviation in
+    units of the action's half-range, the same for every action dimension.
+
+    Raises:
+        ValueError: an unknown type, a sigma that is not > 0, or an action space without a shape.
+    """
+    if spec is None:
+        return None
+    from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+
+    if not isinstance(spec, dict) or spec.get("type") not in ACTION_NOISES \
+            or set(spec) - {"type", "sigma"}:
+        raise ValueError(f"hyperparams.action_noise must be {{'type': one of "
+                         f"{list(ACTION_NOISES)}, 'sigma': float}}, got {spec!r}")
+    sigma = float(spec.get("sigma", 0.1))
+    if not sigma > 0:
+        raise ValueError(f"hyperparams.action_noise.sigma must be > 0, got {sigma}")
+    shape = venv.action_space.shape
+    if not shape:
+        raise ValueError(f"hyperparams.action_noise needs a Box action space, not "
+                         f"{venv.action_space}")
+    half = (venv.action_space.high - venv.action_space.low) / 2.0
+    cls = NormalActionNoise if spec["type"] == "normal" else OrnsteinUhlenbeckActionNoise
+    return cls(mean=np.zeros(shape), sigma=sigma * half * np.ones(shape))
 
 
 def csv_logger(run: Run, resumed: bool) -> None:

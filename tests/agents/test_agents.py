@@ -158,11 +158,16 @@ class _Killed(Exception):
 def _buffer(model):
     rb = model.replay_buffer
     n = rb.buffer_size if rb.full else rb.pos
+    fields = (*BUFFER_FIELDS, "costs") if hasattr(rb, "costs") else BUFFER_FIELDS
     return {"pos": rb.pos, "full": rb.full, "n_updates": model._n_updates,
-            **{k: getattr(rb, k)[:n].copy() for k in BUFFER_FIELDS}}
+            "lam": rb.lam if hasattr(rb, "lam") else None,
+            **{k: getattr(rb, k)[:n].copy() for k in fields}}
 
 
-def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch):
+@pytest.mark.parametrize("algo", ["dqn", "dqn-lag"])
+def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch, algo):
+    """Killed after a checkpoint and resumed, an off-policy run goes on with the checkpoint's
+    replay buffer (dqn-lag: with its priced costs, and its multiplier restored)."""
     from stable_baselines3 import DQN
 
     from edgeft import train as train_mod
@@ -186,12 +191,13 @@ def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # SB3's default log folder goes here
     assert tempfile.gettempdir() == str(tmp)
 
-    assert main(["train", *DQN_TINY, "--out", str(tmp_path / "whole")]) == 0
+    tiny = [*DQN_TINY, "--algo", algo]
+    assert main(["train", *tiny, "--out", str(tmp_path / "whole")]) == 0
     run = tmp_path / "run"
     with monkeypatch.context() as m:
         m.setattr(callbacks, "write_checkpoint", kill_after_checkpoint)
         with pytest.raises(_Killed):
-            main(["train", *DQN_TINY, "--out", str(run)])
+            main(["train", *tiny, "--out", str(run)])
     state = json.loads((run / "checkpoints" / "state.json").read_text())
     at = state["timesteps"]
     assert at == 104  # the first rollout start (every 4 steps x 2 envs) at or after 100 steps
@@ -208,12 +214,14 @@ def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch):
         seen["resumed"] = _buffer(run.model)
 
     monkeypatch.setattr(loop, "resume_model", spy_resume)
-    assert main(["train", *DQN_TINY, "--out", str(run)]) == 0
+    assert main(["train", *tiny, "--out", str(run)]) == 0
     assert "resumed" in seen, "the resume did not load the replay buffer"
     ck, resumed = seen["checkpoint"], seen["resumed"]
     assert resumed.keys() == ck.keys()
     for k in ck:
         np.testing.assert_array_equal(resumed[k], ck[k], err_msg=k)
+    if algo == "dqn-lag":  # costs priced by a multiplier that moved, and restored with it
+        assert ck["costs"].any() and ck["lam"] > 0
 
     whole = json.loads((tmp_path / "whole" / "model.agent.json").read_text())["timesteps"]
     done = json.loads((run / "model.agent.json").read_text())["timesteps"]

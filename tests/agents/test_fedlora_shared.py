@@ -502,3 +502,17 @@ def test_ppo_learns_to_leave_out_the_device_in_deep_fade():
     assert abs(fade0 - ok0) < 0.02, summary  # untrained: blind to the fade
     assert regret < 0.3 * regret0, summary
     assert p_fade < 0.6 * fade0 and p_ok > p_fade + 0.1, summary
+
+
+def test_choosing_the_shared_policy_brings_its_features():
+    from edgeft.train.config import build_config
+
+    fed = "edgeft/FedLoRAScheduling-v0"
+    assert build_config(fed, "ppo-lag").obs_transform == "prefix-delay"  # the tuned MLP's
+    cfg = build_config(fed, "ppo-lag", policy="fedlora-shared")
+    assert (cfg.policy, cfg.obs_transform) == ("fedlora-shared", "fedlora-devices")
+    assert build_config(fed, "sac-lag").policy == "fedlora-shared"
+    with pytest.raises(ValueError, match="reads the 'fedlora-devices' features"):
+        build_config(fed, "ppo", policy="fedlora-shared", obs_transform="sort-by-gain")
+    with pytest.raises(ValueError, match="has classes for"):
+        build_config(fed, "dqn", policy="fedlora-shared")

@@ -199,11 +199,12 @@ def test_policy_name_errors(tmp_path, capsys):
     assert "unknown policy 'nosuch'" in capsys.readouterr().err
     assert main([*TINY, "--set", "action_mode=box", "--algo", "sac", "--timesteps", "8",
                  "--out", str(tmp_path / "b")]) == 2
-    assert "actor-critic policy for ppo or a2c" in capsys.readouterr().err
+    assert "has classes for ['ppo', 'a2c'], not sac" in capsys.readouterr().err
     assert main([*TINY, "--timesteps", "8", "--out", str(tmp_path / "c"),
                  "--config", str(_write(tmp_path / "c.json", {"obs_transform": "mec-compact"}))
                  ]) == 2
-    assert "needs the mec-users features" in capsys.readouterr().err
+    assert "reads the 'mec-users' features, not obs_transform 'mec-compact'" in \
+        capsys.readouterr().err
 
 
 def test_shipped_mec_clone_keeps_its_mlp_policy_and_decisions():
