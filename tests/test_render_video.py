@@ -9,7 +9,6 @@ from gymnasium.wrappers import RecordVideo
 
 import edgeft  # noqa: F401  (registers the ids)
 
-
 #: small episodes of each env id
 CASES = {
     "edgeft/FedLoRAScheduling-v0": {"num_devices": 5, "episode_rounds": 4},

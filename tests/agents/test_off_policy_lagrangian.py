@@ -7,11 +7,10 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium import spaces
-from stable_baselines3.common.vec_env import DummyVecEnv
-
 from edgeft.agents.lagrangian import LAGRANGIAN_ALGOS, OFF_POLICY_LAGRANGIAN, PIDMultiplier
 from edgeft.agents.vec import LagrangianReplayBuffer, VecLagrangian
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 FEDLORA = "edgeft/FedLoRAScheduling-v0"
 
@@ -67,10 +66,11 @@ def test_the_buffer_prices_each_sampled_transition_with_the_current_multiplier()
     inds = np.arange(0, 40, 3)
     for lam in (0.0, 0.5, 2.0):
         lag.lam = lam
-        np.random.seed(5)  # SB3 draws the env index of each sample from numpy's global state
+        # SB3 draws the env index of each sample from numpy's global state
+        np.random.seed(5)  # noqa: NPY002
         got = buf._get_samples(inds).rewards.numpy().ravel()
-        np.random.seed(5)
-        envs = np.random.randint(0, high=2, size=(len(inds),))
+        np.random.seed(5)  # noqa: NPY002
+        envs = np.random.randint(0, high=2, size=(len(inds),))  # noqa: NPY002
         want = [np.float32(rewards[b, e]) - np.float32(lam) * np.float32(costs[b, e])
                 for b, e in zip(inds, envs)]  # per transition
         np.testing.assert_allclose(got, want, rtol=1e-6)

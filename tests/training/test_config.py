@@ -58,8 +58,8 @@ def test_a_bad_value_is_named_too():
 
 
 def test_calibrated_regimes_by_name_are_the_protocol_settings():
-    from edgeft.training import protocol
     from edgeft.envs.real_config import REGIMES
+    from edgeft.training import protocol
 
     for name, setting in {"tweets-iid": "iid-h1", "tweets-dirichlet": "dir-h1"}.items():
         assert REGIMES[name] == protocol.SETTINGS[setting][0]

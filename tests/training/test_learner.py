@@ -182,7 +182,8 @@ def test_import_edgeft_training_does_not_import_torch():
     import sys
 
     code = (
-        "import sys, edgeft, edgeft.training, edgeft.envs.real_config; print('torch' in sys.modules)"
+        "import sys, edgeft, edgeft.training, edgeft.envs.real_config; "
+        "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

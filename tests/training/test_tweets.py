@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from edgeft.training import tweets as tw
 from edgeft.envs.real_config import TrainingConfig
+from edgeft.training import tweets as tw
 from edgeft.training.data import DataNotFoundError
 
 torch = pytest.importorskip("torch")
