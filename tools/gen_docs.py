@@ -453,7 +453,8 @@ def results_table(suite: str) -> str:
 def results_brief(*suites: str) -> str:
     """One line per suite from its committed ``docs/results/SUITE/summary.json``: what it ranks
     by, the mean hindsight bound, and the three best policies by score (the README's table)."""
-    lines = ["| suite | ranked by | bound | best policies: score (headline) |", "|---|---|---:|---|"]
+    lines = ["| suite | ranked by | bound | best policies: score (headline) |",
+             "|---|---|---:|---|"]
     for suite in suites:
         summary = json.loads((RESULTS / suite / "summary.json").read_text(encoding="utf-8"))
         head = summary["headline"]
