@@ -183,7 +183,7 @@ def ft_fig5(args: argparse.Namespace, out: Path) -> Path:
 
 
 def ft_fig6(args: argparse.Namespace, out: Path) -> Path:
-    """FT Fig. 6: decision time vs the delay budget (measured on this machine)."""
+    """FT Fig. 6: decision time vs the delay budget (measured where the command runs)."""
     s = _budget_runs(args, out)
     s = {**s, "policies": ["lyapunov", "lyapunov-paper"]}
     return _sweep_plot(s, [("timing", "decide_ms", "decision time per round (ms)")],

@@ -46,9 +46,12 @@ Protocol (``edgeft calibrate`` without ``--refit``):
 
 The result is written with ``SurrogateParams.to_json`` (with the training config, the schedules,
 every curve, the fit residual and the Spearman figure) and is loaded by ``surrogate="path.json"``;
-the shipped fit is ``envs/fedlora/calibration/default.json`` (``surrogate="default"``), made by
+the shipped calibrations (``envs/fedlora/calibration/iid.json`` and ``dirichlet.json``,
+``surrogate="iid"`` / ``"dirichlet"``) are refitted from the calibration protocol's committed runs
+by ``edgeft calibrate --refit`` (no file; ``edgeft.training.protocol``), and a fit of your own
+setting is made by, e.g.,
 
-    edgeft calibrate --jobs 2 --out envs/fedlora/calibration/default.json
+    edgeft calibrate --jobs 2 --out my-calibration.json
 
 (``--jobs 2``: two worker processes of one torch thread each; about 70 minutes on 2 CPU cores).
 Every finished (schedule, seed) run is appended to ``OUT.runs.jsonl`` at once: an interrupted

@@ -71,8 +71,12 @@ class FedLoRASchedulingEnv(gym.Env):
     the surrogate's per-device heads), so past gains help to predict the next ones.
 
     ## Reward (``reward``)
-    - "progress" (default): ``progress_scale * (loss_before - loss_after) / (L0 - L*) -
-      delay_penalty * max(0, D/D-bar - 1)``.
+    - "progress-budget" (default): ``progress_scale * (loss_before - loss_after) / (L0 - L*) -
+      delay_penalty * (max(0, S_t) - max(0, S_{t-1}))``, ``S_t`` the running sum of
+      ``D/D-bar - 1``: the penalties of an episode add up to ``delay_penalty * max(0, S_T)``, so
+      rounds under the budget pay for rounds over it (the time-average budget).
+    - "progress": the same progress minus ``delay_penalty * max(0, D/D-bar - 1)`` every round
+      (a per-round budget).
     - "drift-plus-penalty": N - zeta [q x + (x - 1)^2 / 2], x = D / D-bar (corrected Lemma 2).
     - "drift-plus-penalty-paper": N - zeta q x (the paper's P1).
 
@@ -116,7 +120,7 @@ class FedLoRASchedulingEnv(gym.Env):
 
     ## Version history
     - v0: initial release. Before release, the default surrogate constants became the shipped
-      calibration (``envs/fedlora/calibration/default.json``, ``edgeft calibrate``) instead of
+      calibration (``edgeft calibrate``; that file is kept as ``calibration/v2-synthetic.json``) instead of
       built-in values, and the surrogate gained the ``head_share`` and ``onset`` constants.
       Then out-of-space ``count`` and ``subset`` actions raise instead of being clipped /
       thresholded, and ``training`` without ``mode="real"`` raises; valid actions give the same
