@@ -62,6 +62,47 @@ def _read_normalization(path: Path, trust_code: bool) -> dict[str, Any] | None:
     return norm
 
 
+def _zip_and_algo(name: str, trust_code: bool) -> tuple[str, Path]:
+    """The algorithm and the zip file of ``ALGO:PATH`` / ``PATH``, the algorithm checked against
+    (or read from) the zip; only with the opt-in to read pickles.
+
+    Raises:
+        UntrustedCodeError: without the opt-in.
+        FileNotFoundError: no such zip.
+        ValueError: an unknown algorithm, one other than the zip's, or none to be told.
+    """
+    from edgeft.agents.agent_format import (
+        ALGOS,
+        UntrustedCodeError,
+        legacy_zip_algo,
+        trusted,
+        untrusted_zip_message,
+    )
+
+    algo, sep, path = name.partition(":")
+    if not sep:
+        algo, path = "", name
+    elif algo not in ALGOS:
+        raise ValueError(f"unknown algorithm {algo!r} in {name!r}; known: {list(ALGOS)}")
+    zp = Path(path).expanduser()
+    if not zp.is_file() and zp.with_name(zp.name + ".zip").is_file():
+        zp = zp.with_name(zp.name + ".zip")
+    if not zp.is_file():
+        raise FileNotFoundError(f"no model zip {path!r}")
+    if zp.name.endswith(".agent.json"):
+        raise ValueError(f"{zp} is already an agent in the safe format")
+    if not trusted(trust_code):
+        raise UntrustedCodeError(untrusted_zip_message(zp, name))
+    inside = legacy_zip_algo(zp)
+    if algo and inside is not None and inside != algo:
+        raise ValueError(f"{zp.name} holds a {inside.upper()} model, not {algo.upper()}; "
+                         f"export it as {inside}:{path}")
+    algo = algo or inside or ""
+    if not algo:
+        raise ValueError(f"cannot tell the algorithm of {zp.name}; name it: ALGO:{path}")
+    return algo, zp
+
+
 def export_zip(name: str, out: str | Path, *, env_id: str | None = None,
                overrides: dict[str, Any] | None = None, obs_transform: str | None = None,
                vecnormalize: str | Path | None = None, trust_code: bool = False) -> Path:
@@ -87,37 +128,10 @@ def export_zip(name: str, out: str | Path, *, env_id: str | None = None,
     """
     import gymnasium as gym
 
-    from edgeft.agents.agent_format import (
-        ALGOS,
-        UntrustedCodeError,
-        algo_class,
-        legacy_zip_algo,
-        trusted,
-        untrusted_zip_message,
-    )
+    from edgeft.agents.agent_format import algo_class
     from edgeft.agents.loader import save_for_leaderboard, sidecar
 
-    algo, sep, path = name.partition(":")
-    if not sep:
-        algo, path = "", name
-    elif algo not in ALGOS:
-        raise ValueError(f"unknown algorithm {algo!r} in {name!r}; known: {list(ALGOS)}")
-    zp = Path(path).expanduser()
-    if not zp.is_file() and zp.with_name(zp.name + ".zip").is_file():
-        zp = zp.with_name(zp.name + ".zip")
-    if not zp.is_file():
-        raise FileNotFoundError(f"no model zip {path!r}")
-    if zp.name.endswith(".agent.json"):
-        raise ValueError(f"{zp} is already an agent in the safe format")
-    if not trusted(trust_code):
-        raise UntrustedCodeError(untrusted_zip_message(zp, name))
-    inside = legacy_zip_algo(zp)
-    if algo and inside is not None and inside != algo:
-        raise ValueError(f"{zp.name} holds a {inside.upper()} model, not {algo.upper()}; "
-                         f"export it as {inside}:{path}")
-    algo = algo or inside or ""
-    if not algo:
-        raise ValueError(f"cannot tell the algorithm of {zp.name}; name it: ALGO:{path}")
+    algo, zp = _zip_and_algo(name, trust_code)
     saved: dict[str, Any] = {}
     if zp.name.endswith(".zip") and sidecar(zp, "config").is_file():
         saved = json.loads(sidecar(zp, "config").read_text())

@@ -247,6 +247,32 @@ def _mec_rounds_note(args: argparse.Namespace) -> str:
             "iteration of every user")
 
 
+def _upload_shares(env: Any, make: Any, seeds: list[int]) -> dict[str, float]:
+    """The upload's part of the energy and the delay of the policy ``make(seed)``, from each
+    seed's first round, and the mean upload per user in Gbit."""
+    from edgeft.envs.common import config_in_force
+    from edgeft.envs.mec.reward import per_user_terms
+
+    base, cfg = env.unwrapped, config_in_force(env)
+    up = {"energy": 0.0, "delay": 0.0}
+    tot = {"energy": 0.0, "delay": 0.0}
+    bits = []
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        inst = base.instance_of(obs)
+        action, _ = make(seed).predict(obs, deterministic=True)
+        terms = per_user_terms(inst, base.action_to_decision(action, inst)[0],
+                               include_upload_delay=cfg.upload_delay)
+        up["energy"] += float(terms["upload_energy"].sum())
+        up["delay"] += float(terms["upload_time"].sum()) if cfg.upload_delay else 0.0
+        tot["energy"] += float(terms["energy"].sum())
+        tot["delay"] += float(terms["delay"].sum())
+        bits.append(float(np.mean(inst.bits)))
+    out = {f"upload_{k}_share": up[k] / tot[k] for k in up}
+    out["upload_gbit"] = float(np.mean(bits)) / 1e9
+    return out
+
+
 def mec_fig2(args: argparse.Namespace, out: Path) -> Path:
     """MEC Fig. 2: collaborative vs edge-only (alpha = 1) vs local-only (alpha = Upsilon - 1).
 
@@ -262,7 +288,6 @@ def mec_fig2(args: argparse.Namespace, out: Path) -> Path:
     from edgeft.baselines.mec import solver as S
     from edgeft.baselines.mec.policies import GreedyPolicy
     from edgeft.envs.common import config_in_force
-    from edgeft.envs.mec.reward import per_user_terms
     from edgeft.episodes import play_episode
     from edgeft.suites import TEST_SEED_BASE
 
@@ -277,7 +302,6 @@ def mec_fig2(args: argparse.Namespace, out: Path) -> Path:
             return self._fp_ao(inst, server, fix_alpha=fix_alpha).decision
 
     env = gym.make(MEC, **_mec_base(args))
-    base: Any = env.unwrapped
     cfg = config_in_force(env)
     makers = {
         "collaborative (fp-cccp)": lambda s: edgeft.make_policy("fp-cccp", env, seed=s),
@@ -290,24 +314,7 @@ def mec_fig2(args: argparse.Namespace, out: Path) -> Path:
         seeds = [TEST_SEED_BASE + i for i in range(_seeds(args, "mec"))]
         ms = [play_episode(env, make(seed), seed)["metrics"] for seed in seeds]
         res[name] = {k: float(np.mean([m[k] for m in ms])) for k in keys}
-        # the upload's part of energy and delay, from each seed's first round
-        up = {"energy": 0.0, "delay": 0.0}
-        tot = {"energy": 0.0, "delay": 0.0}
-        bits = []
-        for seed in seeds:
-            obs, _ = env.reset(seed=seed)
-            inst = base.instance_of(obs)
-            action, _ = make(seed).predict(obs, deterministic=True)
-            terms = per_user_terms(inst, base.action_to_decision(action, inst)[0],
-                                     include_upload_delay=cfg.upload_delay)
-            up["energy"] += float(terms["upload_energy"].sum())
-            up["delay"] += float(terms["upload_time"].sum()) if cfg.upload_delay else 0.0
-            tot["energy"] += float(terms["energy"].sum())
-            tot["delay"] += float(terms["delay"].sum())
-            bits.append(float(np.mean(inst.bits)))
-        for k in up:
-            res[name][f"upload_{k}_share"] = up[k] / tot[k]
-        res[name]["upload_gbit"] = float(np.mean(bits)) / 1e9
+        res[name].update(_upload_shares(env, make, seeds))
         print(f"mec-fig2 {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in res[name].items()))
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))

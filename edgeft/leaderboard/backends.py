@@ -279,6 +279,16 @@ def _ray_init(ray: Any, workers: int | None, address: str | None, nice: int | No
             ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, **kw)
 
 
+def _ray_result(ray: Any, ref: Any) -> dict[str, Any]:
+    """The row of a finished Ray task; a task's LeaderboardError as one line, no traceback."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as err:
+        if isinstance(err.cause, LeaderboardError):
+            raise LeaderboardError(str(err.cause)) from None
+        raise
+
+
 def _execute_ray(tasks: list[dict[str, Any]], workers: int | None, address: str | None,
                  nice: int | None, ship_code: bool) -> Generator[dict[str, Any], None, None]:
     try:
@@ -304,12 +314,7 @@ def _execute_ray(tasks: list[dict[str, Any]], workers: int | None, address: str 
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
-                try:
-                    row = ray.get(ref)
-                except ray.exceptions.RayTaskError as err:
-                    if isinstance(err.cause, LeaderboardError):  # one line, no traceback
-                        raise LeaderboardError(str(err.cause)) from None
-                    raise
+                row = _ray_result(ray, ref)
                 nxt = next(queue, None)
                 if nxt is not None:
                     pending.append(remote.remote(nxt, nice, cwd))

@@ -173,22 +173,7 @@ def _table(summary: dict[str, Any], entries: list[dict[str, Any]]) -> str:
     cols, hidden = _columns(summary)
     ths = [_header("policy", "text", None, "policy name (click to sort A-Z)")]
     if head is not None:
-        better = "high" if head["higher_is_better"] else "low"
-        if head["bound"]:
-            ths.append(_header("score", "num", "high",
-                               f"0 = {head['anchor']}, 100 = {head['bound']} (the hindsight "
-                               "bound)"))
-        ths.append(_header(head["title"], "num", better,
-                           f"{'higher' if head['higher_is_better'] else 'lower'} is better"))
-        if head["bound"]:
-            ths.append(_header("% from bound", "num", "low",
-                               "how far the headline is from the hindsight bound, in % of the "
-                               "bound"))
-        ths += [
-            _header("constraint", "num", "low", head["constraint"]),
-            _header(f"vs {head['reference']} (paired)", "num", better,
-                    f"mean per-seed difference of {head['title']} from {head['reference']}"),
-        ]
+        ths += _headline_headers(head)
     for m, part, title in cols:
         lower = family.metrics[m].lower_is_better if part == "metrics" else TIMING[m][1]
         ths.append(_header(title, "num", "low" if lower else "high",
@@ -196,31 +181,9 @@ def _table(summary: dict[str, Any], entries: list[dict[str, Any]]) -> str:
     rows = []
     for rank, e in enumerate(entries):
         bound = bool(e.get("bound"))
-        name = _e(e["policy"])
-        if bound:
-            name += '<span class="tag">bound</span>'
-        if e.get("out_of_distribution"):
-            fields = ", ".join(e["out_of_distribution"])
-            name += (f'<span class="tag" title="out of distribution: this env differs from the '
-                     f'agent\'s training env in {_e(fields)}">OOD</span>')
-        cells = [f'<th scope="row" data-value="{_e(e["policy"])}">{name}</th>']
+        cells = [_name_cell(e)]
         if head is not None:
-            if head["bound"]:
-                cells.append(_stat_cell(e.get("score"), ".1f"))
-            cells.append(_interval_cell(e.get("headline")))
-            if head["bound"]:
-                cells.append(_stat_cell(e.get("above_bound"), ".2f"))
-            n_break = e.get("breaks_constraint")
-            if bound or n_break is None:
-                cells.append('<td class="num" data-value="">-</td>')
-            elif n_break:
-                cells.append(f'<td class="num breaks" data-value="{n_break}" '
-                             f'title="breaks the constraint in {n_break} of {e["episodes"]} '
-                             f'episode(s)">✗ {n_break}/{e["episodes"]}</td>')
-            else:
-                cells.append('<td class="num" data-value="0" title="meets the constraint in '
-                             'every episode">✓</td>')
-            cells.append(_interval_cell(e.get("vs_reference"), "+.3g"))
+            cells += _headline_cells(head, e)
         for m, part, _ in cols:
             cells.append(_stat_cell(e[part].get(m), cls="more" if hidden else ""))
         cls = ' class="bound"' if bound else ""
@@ -228,6 +191,60 @@ def _table(summary: dict[str, Any], entries: list[dict[str, Any]]) -> str:
                     + "".join(cells) + "</tr>")
     return ('<div class="scroll"><table class="board">\n<thead><tr>' + "".join(ths)
             + "</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody></table></div>")
+
+
+def _headline_headers(head: dict[str, Any]) -> list[str]:
+    """The header cells of the headline's columns: score, headline, % from bound, constraint and
+    the paired difference from the reference."""
+    better = "high" if head["higher_is_better"] else "low"
+    ths = []
+    if head["bound"]:
+        ths.append(_header("score", "num", "high",
+                           f"0 = {head['anchor']}, 100 = {head['bound']} (the hindsight bound)"))
+    ths.append(_header(head["title"], "num", better,
+                       f"{'higher' if head['higher_is_better'] else 'lower'} is better"))
+    if head["bound"]:
+        ths.append(_header("% from bound", "num", "low",
+                           "how far the headline is from the hindsight bound, in % of the "
+                           "bound"))
+    return [*ths,
+            _header("constraint", "num", "low", head["constraint"]),
+            _header(f"vs {head['reference']} (paired)", "num", better,
+                    f"mean per-seed difference of {head['title']} from {head['reference']}")]
+
+
+def _name_cell(e: dict[str, Any]) -> str:
+    """The row's policy cell, tagged "bound" or "OOD" (naming the fields that differ)."""
+    name = _e(e["policy"])
+    if e.get("bound"):
+        name += '<span class="tag">bound</span>'
+    if e.get("out_of_distribution"):
+        fields = ", ".join(e["out_of_distribution"])
+        name += (f'<span class="tag" title="out of distribution: this env differs from the '
+                 f'agent\'s training env in {_e(fields)}">OOD</span>')
+    return f'<th scope="row" data-value="{_e(e["policy"])}">{name}</th>'
+
+
+def _headline_cells(head: dict[str, Any], e: dict[str, Any]) -> list[str]:
+    """The row's cells under :func:`_headline_headers`."""
+    cells = []
+    if head["bound"]:
+        cells.append(_stat_cell(e.get("score"), ".1f"))
+    cells.append(_interval_cell(e.get("headline")))
+    if head["bound"]:
+        cells.append(_stat_cell(e.get("above_bound"), ".2f"))
+    n_break = e.get("breaks_constraint")
+    if e.get("bound") or n_break is None:
+        cells.append('<td class="num" data-value="">-</td>')
+    elif n_break:
+        cells.append(f'<td class="num breaks" data-value="{n_break}" '
+                     f'title="breaks the constraint in {n_break} of {e["episodes"]} '
+                     f'episode(s)">✗ {n_break}/{e["episodes"]}</td>')
+    else:
+        cells.append('<td class="num" data-value="0" title="meets the constraint in '
+                     'every episode">✓</td>')
+    cells.append(_interval_cell(e.get("vs_reference"), "+.3g"))
+    return cells
 
 
 def _legend(summary: dict[str, Any]) -> str:

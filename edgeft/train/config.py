@@ -100,27 +100,12 @@ class TrainConfig:
             raise ValueError(f"unknown algo {self.algo!r}; known: {sorted(ALGO_SPACES)}")
         if int(self.timesteps) < (0 if self.init else 1):
             raise ValueError(f"timesteps must be >= {0 if self.init else 1}, got {self.timesteps}")
-        if self.init:
-            from edgeft.agents.bc import bc_settings, parse_init
-
-            parse_init(self.init)
-            bc_settings(self.bc)
-            if base_algo(self.algo) not in ("ppo", "a2c"):
-                raise ValueError(f"init {self.init!r} needs an actor-critic algorithm "
-                                 f"(ppo, a2c or their -lag variants), not {self.algo}")
+        self._validate_init()
         if self.lagrangian and self.algo not in LAGRANGIAN_ALGOS:
             raise ValueError(f"lagrangian settings need a Lagrangian algorithm "
                              f"({sorted(LAGRANGIAN_ALGOS)}), not {self.algo}")
         lagrangian_settings(self.lagrangian)
-        if self.policy != "MlpPolicy":
-            from edgeft.agents.policies import POLICY_TRANSFORMS, policy_for
-
-            policy_for(self.policy, self.algo)  # an unknown name, or none for this algorithm
-            want = POLICY_TRANSFORMS.get(self.policy)
-            if want is not None and self.obs_transform != want:
-                raise ValueError(f"policy {self.policy!r} reads the {want!r} features, not "
-                                 f"obs_transform {self.obs_transform!r}; set obs_transform to "
-                                 f"{want!r} (or leave it out: --policy picks it)")
+        self._validate_policy()
         if not 0 <= int(self.seed) < MAX_TRAIN_SEED:
             raise ValueError(f"seed must be in [0, {MAX_TRAIN_SEED}) (higher seeds are reserved "
                              f"for validation and test episodes), got {self.seed}")
@@ -129,6 +114,32 @@ class TrainConfig:
         for name in ("eval_every", "eval_episodes", "checkpoint_every"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+    def _validate_init(self) -> None:
+        """``init`` (``bc:POLICY``) and its ``bc`` settings, on an actor-critic algorithm."""
+        if not self.init:
+            return
+        from edgeft.agents.bc import bc_settings, parse_init
+
+        parse_init(self.init)
+        bc_settings(self.bc)
+        if base_algo(self.algo) not in ("ppo", "a2c"):
+            raise ValueError(f"init {self.init!r} needs an actor-critic algorithm "
+                             f"(ppo, a2c or their -lag variants), not {self.algo}")
+
+    def _validate_policy(self) -> None:
+        """A policy name with a class for the algorithm, on the features it reads."""
+        if self.policy == "MlpPolicy":
+            return
+        from edgeft.agents.policies import POLICY_TRANSFORMS, policy_for
+
+        policy_for(self.policy, self.algo)  # an unknown name, or none for this algorithm
+        want = POLICY_TRANSFORMS.get(self.policy)
+        if want is not None and self.obs_transform != want:
+            raise ValueError(f"policy {self.policy!r} reads the {want!r} features, not "
+                             f"obs_transform {self.obs_transform!r}; set obs_transform to "
+                             f"{want!r} (or leave it out: --policy picks it)")
 
 
 def default_config(env_id: str, algo: str) -> dict[str, Any]:
