@@ -46,8 +46,11 @@ def build_config(cls: type[C], config: Any = None,
     values.update(overrides)
     unknown = sorted(set(values) - fields)
     if unknown:
+        # Python's own wording for the first name too: tools that probe a constructor with
+        # optional keywords (TorchRL's GymEnv tries frameskip) match on it
         raise UnknownFieldError(
-            f"unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(fields)}"
+            f"unknown {cls.__name__} field(s) {unknown} (unexpected keyword argument "
+            f"'{unknown[0]}'); valid fields: {sorted(fields)}"
         )
     preset = values.get("preset", "default")
     presets = presets or {}
