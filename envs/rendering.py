@@ -15,9 +15,12 @@ matplotlib is imported when a Canvas is made, never by importing this module.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 
 def check_size(name: str, value: Any, low: int, high: int) -> int:
@@ -113,7 +116,7 @@ class Canvas:
     def pixels(self) -> np.ndarray:
         """The frame: static layer (redrawn if needed) plus the animated artists, as a new
         (height, width, 3) uint8 array."""
-        canvas = self.fig.canvas
+        canvas = cast("FigureCanvasAgg", self.fig.canvas)  # the one __init__ gave it
         if self._background is None or not self.cache:
             canvas.draw()  # animated artists are left out of a full draw
             self._background = canvas.copy_from_bbox(self.fig.bbox)

@@ -74,7 +74,7 @@ def write(path: str | os.PathLike, data: dict[str, Any]) -> None:
             "fading": {"kind": kind, **_split(fading, "fading", arrays)},
             "rng": data["rng"], "learner": data["learner"] is not None}
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, allow_pickle=False, **arrays)  # numbers only, as read() reads them
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -325,7 +325,7 @@ class Viewer:
         k = self.config.num_devices
         if key not in info:
             raise ValueError(f"info lacks {key!r}: pass the info dict of the env's last step")
-        v = np.asarray(info[key], dtype=dtype)
+        v: np.ndarray = np.asarray(info[key], dtype=dtype)
         if v.shape != (k,):
             raise ValueError(f"info[{key!r}] has shape {v.shape}, expected ({k},): pass one "
                              "env's info")
