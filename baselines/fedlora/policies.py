@@ -205,6 +205,7 @@ class LyapunovPolicy(FedLoRAPolicy):
                 d, b = self._exact(gs, bs, todo, c_lo, c_hi)
                 jj = lyapunov_objective(todo.astype(np.float64), d / budget, queue, self.zeta,
                                         self.objective)
+                assert isinstance(jj, np.ndarray)  # one J per prefix length in todo
                 for m, v, bb in zip(todo, jj, b):
                     exact[int(m)], bands[int(m)] = float(v), bb
 

@@ -69,10 +69,12 @@ class Params:
 
 
 def delay_and_queue(budget: float, bits_ln2: np.ndarray, snr_hz: np.ndarray, bandwidth: np.ndarray,
-                    scheduled: np.ndarray, queue: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                    scheduled: np.ndarray, queue: float | np.ndarray
+                    ) -> tuple[np.ndarray, float | np.ndarray, float | np.ndarray,
+                               float | np.ndarray]:
     """Per-device delays (0 off schedule), round delay D (s), x = D / D-bar and the updated queue
-    (FT eqs. 7, 18), from mu ln2 and a = |h|^2 / sigma^2 (see ``formulas.delays_from_snr``)."""
+    (FT eqs. 7, 18), from mu ln2 and a = |h|^2 / sigma^2 (see ``formulas.delays_from_snr``);
+    D, x and the queue are plain floats for one env."""
     per_device = delays_from_snr(bits_ln2, bandwidth, snr_hz, scheduled)
     delay = per_device.max(axis=-1)
     if delay.ndim == 0:
@@ -102,7 +104,7 @@ class SurrogateLearning:
     def __init__(self, config: FedLoRAConfig) -> None:
         self.params = p = config.surrogate
         self.k = config.num_devices
-        self.rho = contraction(np.arange(self.k + 1), self.k, p)
+        self.rho = np.asarray(contraction(np.arange(self.k + 1), self.k, p))  # an array: N = 0..K
         self.rho_list = self.rho.tolist()  # plain floats: one list lookup in the single env
         self.settle = settle_table(self.k, p)
         self.settle_list = self.settle.tolist()
@@ -149,8 +151,8 @@ class SurrogateLearning:
             return loss, (acc if 0.0 <= acc <= 1.0 else min(max(acc, 0.0), 1.0)), {}
         noise = rng.standard_normal(n.shape[0]) if p.noise > 0 else None
         if not self.v3:
-            loss = step_loss(state.loss, n, self.k, p, noise, rho=self.rho[n])
-            return loss, accuracy_of_loss(loss, p), {}
+            losses = step_loss(state.loss, n, self.k, p, noise, rho=self.rho[n])
+            return losses, accuracy_of_loss(losses, p), {}
         # surrogate.step_shared and loss_of for a batch, inlined (the vector env's hot path)
         shared, rho, settle = state.shared, self.rho[n], self.settle[n]
         if self.onset < 1.0:

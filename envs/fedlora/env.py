@@ -27,6 +27,7 @@ from edgeft.envs.fedlora.observation import (
     encode_observation,
     observation_space,
 )
+from edgeft.envs.fedlora.trace_channel import TraceChannel
 from edgeft.envs.fedlora.types import STATE_FORMAT, State
 
 
@@ -120,8 +121,9 @@ class FedLoRASchedulingEnv(gym.Env):
 
     ## Version history
     - v0: initial release. Before release, the default surrogate constants became the shipped
-      calibration (``edgeft calibrate``; that file is kept as ``calibration/v2-synthetic.json``) instead of
-      built-in values, and the surrogate gained the ``head_share`` and ``onset`` constants.
+      calibration (``edgeft calibrate``; that file is kept as
+      ``calibration/v2-synthetic.json``) instead of built-in values, and the surrogate gained
+      the ``head_share`` and ``onset`` constants.
       Then out-of-space ``count`` and ``subset`` actions raise instead of being clipped /
       thresholded, and ``training`` without ``mode="real"`` raises; valid actions give the same
       results as before.
@@ -172,7 +174,7 @@ class FedLoRASchedulingEnv(gym.Env):
         self._step_params = dynamics.Params(
             cfg, self._budget, self._params.initial_loss - self._params.loss_floor, learn)
         self._state: State | None = None
-        self._fading: FadingBlocks | CorrelatedChannel | None = None
+        self._fading: FadingBlocks | CorrelatedChannel | TraceChannel | None = None
         self._obs_buf = np.empty(cfg.obs_size)
 
     # ------------------------------------------------------------------ derived, read-only
@@ -203,9 +205,9 @@ class FedLoRASchedulingEnv(gym.Env):
     # ------------------------------------------------------------------ helpers
     def _draw_round(self) -> None:
         """Next round's fading (and, in real mode, message sizes) into the state."""
-        s, fading = self._state, self._fading
-        assert s is not None and fading is not None
-        s.gain_db, s.gain, s.snr = fading.next(self._np_random)
+        s, fading, rng = self._state, self._fading, self._np_random
+        assert s is not None and fading is not None and rng is not None  # set by reset()
+        s.gain_db, s.gain, s.snr = fading.next(rng)
         if self._learner is not None:
             s.set_bits(np.asarray(self._learner.draw_round(), dtype=np.float64) / BITS_UNIT)
 
