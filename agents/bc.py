@@ -280,6 +280,7 @@ def behaviour_clone(model: Any, vecnorm: Any, cfg: Any, config: Any, out: Path,
         beta = 1.0 if it == 0 else float(s["student_beta"])
         agree = []
         for _ in range(int(s["episodes"]) * rounds):
+            assert isinstance(obs, np.ndarray)  # the envs' observations are Boxes
             feats = transform(obs)
             label, _ = teacher.predict(obs, deterministic=True)
             label = np.asarray(label)

@@ -60,13 +60,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from edgeft.agents.transforms import FEDLORA_DEVICE_FEATURES, FEDLORA_GLOBAL_FEATURES
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy, ContinuousCritic
+from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, SACPolicy
 from stable_baselines3.sac.policies import Actor as SACActor
 from stable_baselines3.td3.policies import Actor as TD3Actor
@@ -274,8 +275,10 @@ class MECSharedPolicy(ActorCriticPolicy):
                          activation_fn=activations[activation], **kwargs)
 
     def _build_mlp_extractor(self) -> None:
-        self.mlp_extractor = MECSharedExtractor(self.layout, self.embed_dim, self.hidden_dim,
-                                                self.activation_fn, self.pair_dim)
+        # SB3 types mlp_extractor as its MlpExtractor; it takes any module with the same
+        # latent_dim_pi / latent_dim_vf and forward_actor / forward_critic
+        self.mlp_extractor = MECSharedExtractor(  # type: ignore[assignment]
+            self.layout, self.embed_dim, self.hidden_dim, self.activation_fn, self.pair_dim)
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
@@ -286,8 +289,9 @@ class MECSharedPolicy(ActorCriticPolicy):
                                       self.layout.num_servers, self.pair_dim, self.alpha_degree)
         if self.ortho_init:
             self.action_net.apply(partial(self.init_weights, gain=0.01))
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
-                                              **self.optimizer_kwargs)
+        # torch's stubs type optimizer_class as the base Optimizer, whose __init__ has no lr
+        self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -341,7 +345,7 @@ def fedlora_action_kind(action_space: spaces.Space) -> tuple[str, int]:
     """
     if isinstance(action_space, spaces.Discrete) and int(action_space.n) >= 2:
         return "count", int(action_space.n) - 1
-    if isinstance(action_space, spaces.MultiBinary) and np.ndim(action_space.n) == 0:
+    if isinstance(action_space, spaces.MultiBinary) and isinstance(action_space.n, int):
         return "subset", int(action_space.n)
     if isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
         return "box", int(action_space.shape[0])
@@ -520,8 +524,10 @@ class FedLoRASharedPolicy(ActorCriticPolicy):
                          **kwargs)
 
     def _build_mlp_extractor(self) -> None:
-        self.mlp_extractor = FedLoRASharedExtractor(self.layout, self.embed_dim, self.hidden_dim,
-                                                    self.activation_fn)
+        # SB3 types mlp_extractor as its MlpExtractor; it takes any module with the same
+        # latent_dim_pi / latent_dim_vf and forward_actor / forward_critic
+        self.mlp_extractor = FedLoRASharedExtractor(  # type: ignore[assignment]
+            self.layout, self.embed_dim, self.hidden_dim, self.activation_fn)
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
@@ -534,8 +540,9 @@ class FedLoRASharedPolicy(ActorCriticPolicy):
             self.action_net.apply(partial(self.init_weights, gain=0.01))
         if self.kind == "box":
             self.log_std = nn.Parameter(torch.full((1,), float(self.log_std_init)))
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
-                                              **self.optimizer_kwargs)
+        # torch's stubs type optimizer_class as the base Optimizer, whose __init__ has no lr
+        self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -606,6 +613,11 @@ class FedLoRASACActor(SACActor):
     """SAC's squashed-Gaussian actor with a per-device mean and log-std: shared linear maps
     (``mu``, ``log_std``) of the :class:`DeviceEncoder` latent z_k (``latent_pi``)."""
 
+    # SB3 types these by its gSDE branch (an nn.Sequential latent, a log-std Parameter); here
+    # they are the per-device encoder and a Linear map, as SB3's own non-gSDE log_std is
+    latent_pi: DeviceEncoder  # type: ignore[assignment]
+    log_std: nn.Linear  # type: ignore[assignment]
+
     def __init__(self, *args: Any, embed_dim: int = 64, hidden_dim: int = 64,
                  **kwargs: Any) -> None:
         kwargs["net_arch"] = []
@@ -615,7 +627,7 @@ class FedLoRASACActor(SACActor):
         self.mu = nn.Linear(hidden_dim, 1)
         self.log_std = nn.Linear(hidden_dim, 1)
 
-    def get_action_dist_params(self, obs: torch.Tensor
+    def get_action_dist_params(self, obs: PyTorchObs
                                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         features = self.extract_features(obs, self.features_extractor)
         z = self.latent_pi(features)                          # (B, K, hidden)
@@ -623,10 +635,19 @@ class FedLoRASACActor(SACActor):
         return self.mu(z)[..., 0], log_std, {}
 
 
-class _OffPolicyMixin:
+if TYPE_CHECKING:  # the mixin is only ever combined with SACPolicy or TD3Policy
+    _OffPolicyBase = BasePolicy
+else:
+    _OffPolicyBase = object
+
+
+class _OffPolicyMixin(_OffPolicyBase):
     """What the SAC and TD3 policies share: the checks, the sizes, the critic, saving."""
 
     actor_class: type
+    #: set by SACPolicy / TD3Policy
+    actor_kwargs: dict[str, Any]
+    critic_kwargs: dict[str, Any]
 
     def _setup(self, name: str, observation_space: spaces.Space, action_space: spaces.Space,
                embed_dim: int, hidden_dim: int, activation: str, kwargs: dict[str, Any]
@@ -674,6 +695,7 @@ class FedLoRASharedSACPolicy(_OffPolicyMixin, SACPolicy):
                  activation: str = "relu", **kwargs: Any) -> None:
         act = self._setup("fedlora-shared (SAC)", observation_space, action_space, embed_dim,
                           hidden_dim, activation, kwargs)
+        assert isinstance(action_space, spaces.Box)  # _setup raised otherwise
         super().__init__(observation_space, action_space, lr_schedule, net_arch=[],
                          activation_fn=act, **kwargs)
 
@@ -693,6 +715,8 @@ class DeviceMean(nn.Module):
 
 class FedLoRATD3Actor(TD3Actor):
     """TD3's deterministic actor with a per-device output (``mu``: :class:`DeviceMean`)."""
+
+    mu: DeviceMean  # type: ignore[assignment]  # SB3 types it as the nn.Sequential it builds
 
     def __init__(self, *args: Any, embed_dim: int = 64, hidden_dim: int = 64,
                  **kwargs: Any) -> None:
@@ -720,6 +744,7 @@ class FedLoRASharedTD3Policy(_OffPolicyMixin, TD3Policy):
                  activation: str = "relu", **kwargs: Any) -> None:
         act = self._setup("fedlora-shared (TD3)", observation_space, action_space, embed_dim,
                           hidden_dim, activation, kwargs)
+        assert isinstance(action_space, spaces.Box)  # _setup raised otherwise
         super().__init__(observation_space, action_space, lr_schedule, net_arch=[],
                          activation_fn=act, **kwargs)
 

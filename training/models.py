@@ -289,7 +289,8 @@ def apply_lora(model: nn.Module, config: TrainingConfig) -> tuple[nn.Module, tup
     targets = config.target_modules or default_target_modules(model)
     lora_cfg = LoraConfig(
         r=config.lora_rank,
-        lora_alpha=config.lora_alpha,
+        # peft annotates an int; it only enters the scale alpha / r, so a float alpha works
+        lora_alpha=config.lora_alpha,  # type: ignore[arg-type]
         lora_dropout=config.lora_dropout,
         target_modules=list(targets),
         bias="none",
