@@ -78,7 +78,7 @@ def is_scored(family: str | EnvFamily, name: str | None = None) -> bool:
     hindsight bound."""
     fam = get_family(family) if isinstance(family, str) else family
     key = name or fam.default_headline
-    return key in fam.headlines and fam.headlines[key].hindsight is not None
+    return key is not None and key in fam.headlines and fam.headlines[key].hindsight is not None
 
 
 def hindsight_row(family: str | EnvFamily, env_id: str, config: Mapping[str, Any], seed: int,

@@ -191,14 +191,14 @@ def run_leaderboards(suites: Sequence[str | Suite], policies: Sequence[str] | No
 
     from edgeft.leaderboard.backends import BACKENDS, check_nice
 
-    suites = [get_suite(s) for s in suites]
-    names = [s.name for s in suites]
+    resolved = [get_suite(s) for s in suites]  # names -> Suite records, once
+    names = [s.name for s in resolved]
     if len(set(names)) != len(names):
         raise LeaderboardError(f"suite listed twice in {names}")
-    outs = list(outs) if outs is not None else [None] * len(suites)
-    resumes = [resume] * len(suites) if isinstance(resume, bool) else list(resume)
-    if len(outs) != len(suites) or len(resumes) != len(suites):
-        raise ValueError(f"outs and resume need one entry per suite ({len(suites)})")
+    outs = list(outs) if outs is not None else [None] * len(resolved)
+    resumes = [resume] * len(resolved) if isinstance(resume, bool) else list(resume)
+    if len(outs) != len(resolved) or len(resumes) != len(resolved):
+        raise ValueError(f"outs and resume need one entry per suite ({len(resolved)})")
     workers = check_workers(workers)
     check_nice(ray_nice)
     if backend not in BACKENDS:
@@ -206,7 +206,7 @@ def run_leaderboards(suites: Sequence[str | Suite], policies: Sequence[str] | No
     if backend != "ray" and (address is not None or ray_nice is not None):
         raise LeaderboardError("--address and --ray-nice are options of --backend ray")
     runs = []
-    for suite, out, res in zip(suites, outs, resumes):
+    for suite, out, res in zip(resolved, outs, resumes):
         pols = list(policies) if policies else default_policies(suite)
         if len(set(pols)) != len(pols):
             raise LeaderboardError(f"policy listed twice in {pols}")
