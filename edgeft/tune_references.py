@@ -37,16 +37,30 @@ GRIDS: dict[str, dict[str, list[float]]] = {
 SUITES = {"iid": "fedlora-default", "dirichlet": "fedlora-noniid"}
 
 
+#: keyword arguments of ``make_policy`` itself (and the seed set here), not policy constants
+RESERVED_OPTIONS = frozenset({"env", "config", "trust_code", "seed"})
+
+
 def mean_final_loss(policy: str, options: dict[str, float], config: dict[str, Any]) -> float:
-    """The mean final loss of ``policy`` with ``options`` over the training seeds."""
+    """The mean final loss of ``policy`` with ``options`` over the training seeds.
+
+    Raises:
+        ValueError: an option named like one of ``make_policy``'s own arguments
+            (:data:`RESERVED_OPTIONS`), which would not reach the policy.
+    """
     import gymnasium as gym
 
     from edgeft.policy import make_policy
 
+    reserved = sorted(RESERVED_OPTIONS & options.keys())
+    if reserved:
+        raise ValueError(f"options {reserved} are make_policy's own arguments, not constants "
+                         f"of {policy!r}")
     values = []
     for seed in range(SEEDS):
         env = gym.make(FEDLORA, **config)
-        values.append(play_episode(env, make_policy(policy, env, seed=seed, **options),
+        kwargs: dict[str, Any] = {**options, "seed": seed}
+        values.append(play_episode(env, make_policy(policy, env, **kwargs),
                                    seed)["metrics"]["final_loss"])
         env.close()
     return float(np.mean(values))
