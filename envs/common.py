@@ -66,25 +66,39 @@ def build_config(cls: type[C], config: Any = None,
 
 
 def check_range(name: str, value: Any, low: float | None = None, high: float | None = None, *,
-                low_open: bool = False, high_open: bool = False, integer: bool = False) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` lies in the given range."""
+                low_open: bool = False, high_open: bool = False, integer: bool = False,
+                hint: str = "") -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` lies in the given range.
+
+    The message names the field, the value, the accepted range and what to do; ``hint`` (e.g.
+    the quantity and its unit) is added to it. NaN, infinities, booleans and non-numbers are
+    refused, and with ``integer`` so is any number that is not a whole number.
+    """
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if ok and integer:
-        ok = float(value) == int(value)
     if ok:
         v = float(value)
-        ok = np.isfinite(v)
+        ok = math.isfinite(v)  # before the integer test: int(nan) and int(inf) raise
+        if ok and integer:
+            ok = v == math.floor(v)
         if ok and low is not None:
             ok = v > low if low_open else v >= low
         if ok and high is not None:
             ok = v < high if high_open else v <= high
     if not ok:
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
-        rng = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (
-            ")" if high_open or high is None else "]")
+        rng = range_text(low, high, low_open=low_open, high_open=high_open)
         kind = "an integer" if integer else "a finite number"
-        raise ValueError(f"{name} must be {kind} in {rng}, got {value!r}")
+        about = f" ({hint})" if hint else ""
+        raise ValueError(f"{name} must be {kind} in {rng}, got {value!r}{about}; "
+                         f"set {name} to a value in {rng}")
+
+
+def range_text(low: float | None, high: float | None, *, low_open: bool = False,
+               high_open: bool = False) -> str:
+    """An interval as error messages write it: ``[1, 8]``, ``(0, 100]``, ``[0, inf)``."""
+    lo = "-inf" if low is None else f"{low:g}"
+    hi = "inf" if high is None else f"{high:g}"
+    return ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (
+        ")" if high_open or high is None else "]")
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -93,13 +107,24 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
+#: how far (absolute) an action entry may lie outside its action space's bounds and still be taken,
+#: clipped, as the element of the space it rounds to: round-off of a decision written as an
+#: action (a share b / b_max of 1 + 2e-16). Anything further out is refused.
+ACTION_TOLERANCE = 1e-9
+
+#: dtype kinds an action may have: bool, integers, floats (not complex, object, strings, times)
+_REAL_KINDS = frozenset("biuf")
+
+
 def as_action_array(action: Any, shape: tuple[int, ...], what: str, *,
                     reshape: bool = True) -> np.ndarray:
     """Convert an action to a float64 array of ``shape``; malformed input raises ``ValueError``.
 
-    With ``reshape`` (default) an array with the right number of entries but another shape is
-    reshaped; without it only the exact shape is accepted (a (K, 1) action for a (K,) space is
-    an error, not silently flattened).
+    Malformed: not an array of real numbers (complex, object, string or time dtypes included,
+    even where numpy could cast them), NaN or inf entries, or another shape. With ``reshape``
+    (default) an array with the right number of entries but another shape is reshaped; without
+    it only the exact shape is accepted (a (K, 1) action for a (K,) space is an error, not
+    silently flattened).
     """
     if type(action) is np.ndarray and action.dtype == np.float64 and action.shape == shape:
         # one reduction on the hot path: a NaN or inf entry makes the sum non-finite
@@ -109,10 +134,15 @@ def as_action_array(action: Any, shape: tuple[int, ...], what: str, *,
                              f"indices {bad}")
         return action
     try:
-        arr = np.asarray(action, dtype=np.float64)
+        raw = action if isinstance(action, np.ndarray) else np.asarray(action)
     except (TypeError, ValueError) as err:
         raise ValueError(
             f"action must be {what}; could not convert {type(action).__name__}: {err}") from err
+    if raw.dtype.kind not in _REAL_KINDS:
+        raise ValueError(
+            f"action must be {what}, of real numbers (bool, int or float); could not convert "
+            f"{type(action).__name__} of dtype {raw.dtype}")
+    arr = np.asarray(raw, dtype=np.float64)
     if arr.shape != shape:
         if reshape and arr.size == int(np.prod(shape)):
             arr = arr.reshape(shape)
@@ -122,6 +152,29 @@ def as_action_array(action: Any, shape: tuple[int, ...], what: str, *,
         raise ValueError(f"action must be {what} with finite entries; got NaN or inf at "
                          f"indices {np.flatnonzero(~np.isfinite(arr.ravel())).tolist()[:10]}")
     return arr
+
+
+def check_action_bounds(arr: np.ndarray, low: Any, high: Any, what: str,
+                        names: Any = None) -> None:
+    """Raise ``ValueError`` unless every entry of the action ``arr`` lies in [``low``, ``high``]
+    (scalars or arrays broadcasting against ``arr``) up to :data:`ACTION_TOLERANCE`.
+
+    The message says how many entries lie outside, the first of them (its flat index, or its
+    name from ``names(flat_index)``), its value and its bounds.
+    """
+    outside = (arr < np.subtract(low, ACTION_TOLERANCE)) | (arr > np.add(high, ACTION_TOLERANCE))
+    if not outside.any():
+        return
+    flat = np.flatnonzero(outside.ravel())
+    first = int(flat[0])
+    lo = float(np.broadcast_to(low, arr.shape).ravel()[first])
+    hi = float(np.broadcast_to(high, arr.shape).ravel()[first])
+    where = names(first) if names is not None else f"entry {first}"
+    raise ValueError(
+        f"action must be {what}; {flat.size} entr{'y' if flat.size == 1 else 'ies'} outside "
+        f"the action space (flat indices {flat[:10].tolist()}), the first: {where} = "
+        f"{float(arr.ravel()[first])!r}, outside [{lo:g}, {hi:g}]; clip the action to the "
+        "space's bounds")
 
 
 def config_in_force(env: Any) -> Any:

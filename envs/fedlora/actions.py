@@ -4,9 +4,11 @@ action (for policies that decide in physical terms). Batched pure functions shar
 and the vector env.
 
 What the env accepts (documented on the env class): bandwidth shares are projected (clipped to
-[0, 1], divided by their sum if it exceeds 1; ``info["action_projected"]``), and so are scores
-outside [-1, 1] (clipped, which cannot change the schedule); everything else that is not an
-element of the action space raises ``ValueError`` naming the allowed values.
+[0, 1], divided by their sum if it exceeds 1; ``info["action_projected"]``); everything else
+that is not an element of the action space raises ``ValueError`` naming the allowed values: a
+wrong shape, NaN/inf, a complex, object or string array, a count that is not an integer in
+[0, K], a subset entry other than 0 or 1, a score outside [-1, 1] (beyond round-off,
+``edgeft.envs.common.ACTION_TOLERANCE``, which is clipped).
 
 ``"score"`` is the Box mode for agents whose outputs are squashed into an open interval (SB3's
 SAC and TD3: tanh, rescaled to the Box bounds), which never emit a bandwidth share of exactly 0
@@ -29,7 +31,7 @@ import math
 from typing import Any
 
 import numpy as np
-from edgeft.envs.common import as_action_array
+from edgeft.envs.common import ACTION_TOLERANCE, as_action_array, check_action_bounds
 from edgeft.envs.fedlora.config import FedLoRAConfig
 from edgeft.envs.fedlora.formulas import min_common_delay, min_common_delay_one
 from edgeft.envs.fedlora.types import Decision, State
@@ -41,6 +43,8 @@ ACTION_WHAT = {"bandwidth": "bandwidth shares in [0, 1] (one per device)",
                "score": "schedule scores in [-1, 1] (one per device; > 0 = scheduled)"}
 #: ``"score"`` mode: a device is scheduled iff its score is above this (strictly)
 SCORE_THRESHOLD = 0.0
+#: the bounds of the Box action modes, (low, high)
+BOX_BOUNDS = {"score": (-1.0, 1.0)}
 _SHARES = ACTION_WHAT["bandwidth"]
 _F64 = np.dtype(np.float64)
 _MAX = np.maximum.reduce
@@ -110,7 +114,8 @@ def allocate(action: np.ndarray, config: FedLoRAConfig, gain: np.ndarray, bits: 
       [0, K] by :func:`validate_action`).
     - "subset": the devices with entry 1 (validated 0/1), min-max-delay split.
     - "score": the devices with score > :data:`SCORE_THRESHOLD`, min-max-delay split; scores
-      outside [-1, 1] count as clipped (projected), which leaves the schedule as it is.
+      validated in [-1, 1] up to round-off, which counts as clipped (projected) and leaves the
+      schedule as it is.
     """
     mode = config.action_mode
     big_b = config.bandwidth_hz
@@ -134,10 +139,11 @@ def allocate(action: np.ndarray, config: FedLoRAConfig, gain: np.ndarray, bits: 
 
 
 def validate_action(action: object, config: FedLoRAConfig, batch: int | None = None) -> np.ndarray:
-    """Malformed actions raise ValueError naming the allowed values: wrong shape (a (K, 1)
-    array for a (K,) space included), NaN/inf, a count that is not an integer in [0, K], a
-    subset entry other than 0 or 1. Bandwidth shares out of [0, 1] and scores out of [-1, 1] are
-    not malformed: they are projected (:func:`project_shares`; clipping).
+    """Actions that are not elements of the action space raise ValueError naming the allowed
+    values: wrong shape (a (K, 1) array for a (K,) space included), NaN/inf, complex, object or
+    string arrays, a count that is not an integer in [0, K], a subset entry other than 0 or 1,
+    scores outside [-1, 1] (beyond ``edgeft.envs.common.ACTION_TOLERANCE``). Bandwidth shares
+    out of [0, 1] are not: they are projected (:func:`project_shares`).
 
     Returns a float64 array of shape (batch, K) (or (batch, 1) for "count"); ``batch=None`` means a
     single env's action.
@@ -160,6 +166,8 @@ def validate_action(action: object, config: FedLoRAConfig, batch: int | None = N
         bad = np.flatnonzero(((arr != 0.0) & (arr != 1.0)).ravel())[:10].tolist()
         raise ValueError(f"action must be {what}; entries other than 0 and 1 at flat indices "
                          f"{bad}")
+    if config.action_mode in BOX_BOUNDS:
+        check_action_bounds(arr, *BOX_BOUNDS[config.action_mode], what)
     return arr if arr.shape == lead + (k,) else arr.reshape(lead + (k,))
 
 
@@ -229,7 +237,7 @@ def _single_set_decision(action: Any, state: State, config: FedLoRAConfig) -> De
             if action.dtype != _F64:
                 return None
             largest = _MAX(np.abs(action))  # NaN or inf if any entry is
-            if not math.isfinite(largest):
+            if not largest <= 1.0 + ACTION_TOLERANCE:  # NaN, inf, outside the box: refused
                 return None
             scheduled = action > SCORE_THRESHOLD
             projected = largest > 1.0

@@ -6,25 +6,34 @@ user n (shape (N, 6)):
 ====  ==========  =========================================================================
 col   name        meaning and projection
 ====  ==========  =========================================================================
-0     alpha       layers trained on the device; rounded to the nearest integer, clipped to
-                  [1, Upsilon - 1]
-1     server      edge-server index; rounded, clipped to [0, M - 1]
-2     power       p_n / p_n^max; clipped to [MIN_FRACTION, 1]
-3     bandwidth   b_n / b_m^max (share of the chosen server's band); clipped to
-                  [MIN_FRACTION, 1], then the shares of each server are scaled down
+0     alpha       layers trained on the device, in [1, Upsilon - 1]; rounded to the nearest
+                  integer
+1     server      edge-server index, in [0, M - 1]; rounded to the nearest integer
+2     power       p_n / p_n^max, in [0, 1]; raised to MIN_FRACTION if below
+3     bandwidth   b_n / b_m^max (share of the chosen server's band), in [0, 1]; raised to
+                  MIN_FRACTION if below, then the shares of each server are scaled down
                   proportionally when they sum to more than 1 (constraint 9e)
-4     freq_user   f_n / f_n^max; clipped to [MIN_FRACTION, 1]
-5     freq_edge   f_nm / f_m^max (share of the server's GPU); same rule as bandwidth (9g)
+4     freq_user   f_n / f_n^max, in [0, 1]; raised to MIN_FRACTION if below
+5     freq_edge   f_nm / f_m^max (share of the server's GPU), in [0, 1]; same rule as
+                  bandwidth (9g)
 ====  ==========  =========================================================================
 
 A zero power, bandwidth or frequency would make a delay infinite, hence the floor
-``MIN_FRACTION``. ``"box"``: Box [-1, 1]^(6N) (the (N, 6) table above flattened user by
-user), u = (x + 1)/2; alpha = 1 + round(u (Upsilon - 2)), server =
-min(floor(u M), M - 1), power and freq_user = MIN_FRACTION + u (1 - MIN_FRACTION); bandwidth and
-freq_edge shares = (MIN_FRACTION + u) normalised over each server's users, so the budgets are
-always used in full. ``"discrete"``: MultiDiscrete([Upsilon - 1] * N + [M] * N), alpha = a + 1 and
-the server; power, bandwidth and frequencies by ``resources.fast_resource_rule``, the exact
-minimiser of the round's weighted cost for that (alpha, server).
+``MIN_FRACTION``. The ranges are the action space's bounds; what lies outside them is refused,
+as in the FedLoRA env: every mode raises ``ValueError`` (naming the allowed values) for an
+action that is not an element of its space: another shape (a transposed (6, N) table or a flat
+vector for the (N, 6) ``"full"`` mode included), NaN/inf, a complex, object or string array,
+entries outside the bounds (beyond round-off, ``edgeft.envs.common.ACTION_TOLERANCE``, which is
+clipped), non-integers in ``"discrete"`` mode. Within the space the projection above (rounding,
+floors, per-server caps) is applied and reported (``info["projection"]``).
+
+``"box"``: Box [-1, 1]^(6N) (the (N, 6) table above flattened user by user), u = (x + 1)/2;
+alpha = 1 + round(u (Upsilon - 2)), server = min(floor(u M), M - 1), power and freq_user =
+MIN_FRACTION + u (1 - MIN_FRACTION); bandwidth and freq_edge shares = (MIN_FRACTION + u)
+normalised over each server's users, so the budgets are always used in full. ``"discrete"``:
+MultiDiscrete([Upsilon - 1] * N + [M] * N), alpha = a + 1 and the server; power, bandwidth and
+frequencies by ``resources.fast_resource_rule``, the exact minimiser of the round's weighted cost
+for that (alpha, server).
 
 :func:`action_to_decision` maps an action of any mode to the decision the env applies;
 :func:`decision_to_action` is the reverse, the action of a mode that expresses a decision (what
@@ -39,7 +48,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from edgeft.envs.common import as_action_array
+from edgeft.envs.common import as_action_array, check_action_bounds
 from edgeft.envs.mec.config import MIN_FRACTION, MECConfig
 from edgeft.envs.mec.resources import (  # noqa: F401  (re-exported: old import paths)
     LN2,
@@ -68,6 +77,12 @@ def action_space(config: MECConfig) -> spaces.Space:
     return spaces.MultiDiscrete(np.array([y - 1] * n + [m] * n, dtype=np.int64))
 
 
+def full_bounds(config: MECConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The per-column bounds (low, high), shape (6,) each, of a ``"full"`` action's table:
+    alpha in [1, Upsilon - 1], server in [0, M - 1], the four fractions in [0, 1]."""
+    low = np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    high = np.array([config.num_layers - 1.0, config.num_servers - 1.0, 1.0, 1.0, 1.0, 1.0])
+    return low, high
 
 
 def _cap_shares(shares: np.ndarray, server: np.ndarray, m: int) -> np.ndarray:
@@ -109,11 +124,16 @@ def project_full(config: MECConfig, action: object) -> tuple[np.ndarray, dict[st
     action was feasible as given).
 
     Raises:
-        ValueError: wrong shape, or NaN/inf entries.
+        ValueError: an action outside the action space: another shape than (N, 6), NaN/inf,
+            a non-real dtype, an entry outside its column's bounds (:func:`full_bounds`).
     """
     n, m, y = config.num_users, config.num_servers, config.num_layers
-    a = as_action_array(action, (n, 6), "an (N, 6) array [alpha, server, power, bandwidth, "
-                        "freq_user, freq_edge] per user")
+    what = (f"an (N, 6) = ({n}, 6) array [alpha, server, power, bandwidth, freq_user, "
+            f"freq_edge] per user, alpha in [1, {y - 1}], server in [0, {m - 1}], the fractions "
+            "in [0, 1]")
+    a = as_action_array(action, (n, 6), what, reshape=False)
+    check_action_bounds(a, *full_bounds(config), what,
+                        names=lambda i: f"user {i // 6}'s {COLUMNS[i % 6]}")
     t = a.copy()
     t[:, 0] = np.clip(np.round(t[:, 0]), 1, y - 1)
     t[:, 1] = np.clip(np.round(t[:, 1]), 0, m - 1)
@@ -126,13 +146,18 @@ def project_full(config: MECConfig, action: object) -> tuple[np.ndarray, dict[st
 
 
 def box_to_table(config: MECConfig, action: object) -> tuple[np.ndarray, dict[str, float]]:
-    """Map a ``"box"`` action to a projected (N, 6) table; report = largest clip per column.
+    """Map a ``"box"`` action to a projected (N, 6) table; report = largest clip per column
+    (round-off only: entries further outside [-1, 1] are refused).
 
     Raises:
-        ValueError: wrong shape, or NaN/inf entries.
+        ValueError: an action outside the action space: another shape than (6 N,), NaN/inf, a
+            non-real dtype, an entry outside [-1, 1].
     """
     n, m, y = config.num_users, config.num_servers, config.num_layers
-    x = as_action_array(action, (6 * n,), "a flat array of 6 N values in [-1, 1]")
+    what = f"a flat array of 6 N = {6 * n} values in [-1, 1]"
+    x = as_action_array(action, (6 * n,), what, reshape=False)
+    check_action_bounds(x, -1.0, 1.0, what,
+                        names=lambda i: f"user {i // 6}'s {COLUMNS[i % 6]}")
     xc = np.clip(x, -1.0, 1.0)
     report = {c: float(np.max(np.abs(xc - x).reshape(n, 6)[:, i])) for i, c in enumerate(COLUMNS)}
     u = ((xc + 1.0) / 2.0).reshape(n, 6)
@@ -152,10 +177,12 @@ def discrete_to_alpha_server(config: MECConfig, action: object) -> tuple[np.ndar
     """Map a ``"discrete"`` action to (alpha, server).
 
     Raises:
-        ValueError: wrong shape, non-integer or out-of-range entries.
+        ValueError: an action outside the action space: another shape than (2 N,), NaN/inf,
+            a non-real dtype, non-integer or out-of-range entries.
     """
     n, m, y = config.num_users, config.num_servers, config.num_layers
-    a = as_action_array(action, (2 * n,), "a MultiDiscrete vector [alpha - 1] * N + [server] * N")
+    a = as_action_array(action, (2 * n,), "a MultiDiscrete vector [alpha - 1] * N + [server] * N",
+                        reshape=False)
     if np.any(a != np.round(a)):
         raise ValueError("action must be a MultiDiscrete vector of integers, got non-integer "
                          "entries")
@@ -176,7 +203,9 @@ def action_to_decision(config: MECConfig, action: Any, inst: MECInstance
     from ``resources.fast_resource_rule``).
 
     Raises:
-        ValueError: a malformed action (wrong shape, NaN/inf, non-integers in discrete mode).
+        ValueError: an action that is not an element of the mode's action space (wrong shape,
+            NaN/inf, a non-real dtype, entries outside the bounds, non-integers in discrete
+            mode).
     """
     mode = config.action_mode
     if mode == "full":
