@@ -3,12 +3,12 @@ are scheduled, with what bandwidth: :data:`~edgeft.envs.fedlora.types.Decision`)
 action (for policies that decide in physical terms). Batched pure functions shared by the single
 and the vector env.
 
-What the env accepts (documented on the env class): bandwidth shares are projected (clipped to
-[0, 1], divided by their sum if it exceeds 1; ``info["action_projected"]``); everything else
-that is not an element of the action space raises ``ValueError`` naming the allowed values: a
-wrong shape, NaN/inf, a complex, object or string array, a count that is not an integer in
-[0, K], a subset entry other than 0 or 1, a score outside [-1, 1] (beyond round-off,
-``edgeft.envs.common.ACTION_TOLERANCE``, which is clipped).
+What the env accepts: the elements of the action space. An action that is not one raises
+``ValueError`` naming the allowed values: a wrong shape, NaN/inf, a complex, object or string
+array, a count that is not an integer in [0, K], a subset entry other than 0 or 1, a bandwidth
+share outside [0, 1] or a score outside [-1, 1] (beyond round-off,
+``edgeft.envs.common.ACTION_TOLERANCE``, which is clipped). Within the space, bandwidth shares
+that sum to more than 1 are projected (divided by their sum; ``info["action_projected"]``).
 
 ``"score"`` is the Box mode for agents whose outputs are squashed into an open interval (SB3's
 SAC and TD3: tanh, rescaled to the Box bounds), which never emit a bandwidth share of exactly 0
@@ -44,7 +44,7 @@ ACTION_WHAT = {"bandwidth": "bandwidth shares in [0, 1] (one per device)",
 #: ``"score"`` mode: a device is scheduled iff its score is above this (strictly)
 SCORE_THRESHOLD = 0.0
 #: the bounds of the Box action modes, (low, high)
-BOX_BOUNDS = {"score": (-1.0, 1.0)}
+BOX_BOUNDS = {"bandwidth": (0.0, 1.0), "score": (-1.0, 1.0)}
 _SHARES = ACTION_WHAT["bandwidth"]
 _F64 = np.dtype(np.float64)
 _MAX = np.maximum.reduce
@@ -142,8 +142,9 @@ def validate_action(action: object, config: FedLoRAConfig, batch: int | None = N
     """Actions that are not elements of the action space raise ValueError naming the allowed
     values: wrong shape (a (K, 1) array for a (K,) space included), NaN/inf, complex, object or
     string arrays, a count that is not an integer in [0, K], a subset entry other than 0 or 1,
-    scores outside [-1, 1] (beyond ``edgeft.envs.common.ACTION_TOLERANCE``). Bandwidth shares
-    out of [0, 1] are not: they are projected (:func:`project_shares`).
+    bandwidth shares outside [0, 1] and scores outside [-1, 1] (beyond
+    ``edgeft.envs.common.ACTION_TOLERANCE``). Shares that sum to more than 1 are projected
+    (:func:`project_shares`).
 
     Returns a float64 array of shape (batch, K) (or (batch, 1) for "count"); ``batch=None`` means a
     single env's action.
@@ -186,9 +187,12 @@ def action_to_decision(action: Any, state: State, config: FedLoRAConfig,
             total = action.sum()  # one reduction: finiteness check and the projection's sum
             if math.isfinite(total):
                 shares, projected = project_shares(action, total)
+                if projected:  # a feasible action is in the box; others are checked
+                    check_action_bounds(action, 0.0, 1.0, _SHARES)
                 bandwidth = shares * config.bandwidth_hz
                 return bandwidth > 0.0, bandwidth, projected
         act = as_action_array(action, (config.num_devices,), _SHARES, reshape=False)
+        check_action_bounds(act, 0.0, 1.0, _SHARES)
         shares, projected = project_shares(act)
         bandwidth = shares * config.bandwidth_hz
         return bandwidth > 0.0, bandwidth, projected
