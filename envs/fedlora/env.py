@@ -54,10 +54,12 @@ class FedLoRASchedulingEnv(gym.Env):
     | "score"      | Box(-1, 1, (K,))      | scheduled iff score > 0, min-max-delay split (SAC/TD3)|
 
     "bandwidth" expresses every reference policy's decision exactly. Projection (reported as
-    ``info["action_projected"]``): shares are clipped to [0, 1] and divided by their sum if it
-    exceeds 1 (leftover bandwidth stays unused). Everything else that is not an element of the
-    action space raises ``ValueError`` naming the allowed values: a wrong shape (a (K, 1) array
-    for K devices included), NaN/inf, a count that is not an integer in [0, K] (``step(99)``,
+    ``info["action_projected"]``): shares in [0, 1] are divided by their sum if it exceeds 1
+    (leftover bandwidth stays unused); round-off beyond the bounds (up to
+    ``edgeft.envs.common.ACTION_TOLERANCE``) is clipped. Everything else that is not an element
+    of the action space raises ``ValueError`` naming the allowed values: a wrong shape (a (K, 1)
+    array for K devices included), NaN/inf, a complex, object or string array, a share outside
+    [0, 1] or a score outside [-1, 1], a count that is not an integer in [0, K] (``step(99)``,
     ``step(-1)``), a subset entry other than 0 or 1 (0.5, -1, 2). ``count`` mode accepts a scalar
     or a one-element array.
 

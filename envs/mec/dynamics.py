@@ -99,7 +99,7 @@ def step_info(config: MECConfig, state: MECState, inst: MECInstance, dec: MECDec
         "budget_overshoot": float(np.maximum(e_dev - state.energy_budget, 0.0).sum()),
         "violations": constraint_violations(inst, dec.alpha, chi, dec.power, dec.bandwidth,
                                             dec.freq_user, dec.freq_edge),
-        "projected": bool(any(v > 0 for v in projection.values())),
+        "action_projected": bool(any(v > 0 for v in projection.values())),
         "projection": projection,
     }
     return _numpy_scalars(info)

@@ -50,11 +50,12 @@ class MECOffloadingEnv(gym.Env):
     | ``"box"`` | Box [-1, 1]^(6N) float32 | the six decisions affinely scaled, bandwidth and GPU |
     |           |                          | shares normalised per server |
 
-    Projection (documented in ``edgeft.envs.mec.actions``): alpha and server are rounded and
-    clipped, fractions clipped to [1e-3, 1], and per-server shares that sum to more than 1 are
-    scaled down proportionally. What the projection changed is in ``info["projection"]``
-    (largest change per column) and ``info["projected"]``. Malformed actions (wrong shape,
-    NaN/inf, non-integers in discrete mode) raise ``ValueError``.
+    Projection (documented in ``edgeft.envs.mec.actions``): within the space, alpha and server
+    are rounded, fractions raised to the 1e-3 floor, and per-server shares that sum to more than
+    1 scaled down proportionally. What the projection changed is in ``info["projection"]``
+    (largest change per column) and ``info["action_projected"]`` (the key FedLoRA uses). Actions
+    outside the space (wrong shape, NaN/inf, entries outside the bounds beyond round-off,
+    non-integers in discrete mode, complex or object arrays) raise ``ValueError``.
 
     ## Observation space
     Box(-inf, inf, (obs_size,), float64): the Markov state written out (layout:
@@ -103,7 +104,7 @@ class MECOffloadingEnv(gym.Env):
     ``delay_mean``, ``stability_mean``; ``energy_queue`` (J, after the update),
     ``queue_in_budgets``, ``budget_overshoot`` (sum of device energy above budget this round,
     J); ``violations`` (largest violation of (9a)-(9g), all 0 after projection);
-    ``projected`` and ``projection``. Real mode adds what the real round measured:
+    ``action_projected`` and ``projection``. Real mode adds what the real round measured:
     ``loss`` (mean over users), ``user_loss`` (N,), ``accuracy``, ``user_accuracy`` (N,)
     (minibatch cross-entropy and accuracy before the update), ``bits`` (N,) (bits of the cut
     activations each user actually sent, = s(d_n)), ``bits_real_tokens`` (N,) (their

@@ -166,10 +166,12 @@ def test_malformed_actions_raise(mode, bad, match):
         env.unwrapped.step(bad)
 
 
-def test_out_of_range_actions_are_projected_and_reported():
+def test_over_full_shares_are_projected_and_reported_out_of_range_refused():
     env = gym.make(ENV_ID, num_devices=4)
     env.reset(seed=0)
-    _, _, _, _, info = env.unwrapped.step(np.array([0.8, 0.8, -0.3, 0.4]))
+    with pytest.raises(ValueError, match=r"entry 2 = -0\.3, outside \[0, 1\]"):
+        env.unwrapped.step(np.array([0.8, 0.8, -0.3, 0.4]))
+    _, _, _, _, info = env.unwrapped.step(np.array([0.8, 0.8, 0.0, 0.4]))
     np.testing.assert_allclose(info["bandwidth"] / 10e6, [0.4, 0.4, 0.0, 0.2])
     assert info["action_projected"] and not info["scheduled"][2]
     _, _, _, _, info = env.unwrapped.step(np.array([0.2, 0.2, 0.0, 0.1]))

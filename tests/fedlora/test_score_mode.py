@@ -58,11 +58,13 @@ def test_scheduled_iff_score_above_threshold_with_the_min_max_delay_split():
     assert info["num_scheduled"] == 0 and info["delay"] == 0.0 and info["bandwidth"].sum() == 0
 
 
-def test_scores_outside_the_box_are_projected_and_reported_schedule_unchanged():
+def test_scores_outside_the_box_are_refused_the_box_corners_play():
     env = gym.make(ENV_ID, action_mode="score", num_devices=4)
     env.reset(seed=0)
-    _, _, _, _, info = env.step(np.array([3.0, -7.0, 0.2, -0.2]))
-    assert info["action_projected"]
+    with pytest.raises(ValueError, match=r"entry 0 = 3\.0, outside \[-1, 1\]"):
+        env.step(np.array([3.0, -7.0, 0.2, -0.2]))
+    _, _, _, _, info = env.step(np.array([1.0, -1.0, 0.2, -0.2]))
+    assert not info["action_projected"]
     np.testing.assert_array_equal(info["scheduled"], [True, False, True, False])
 
 

@@ -78,7 +78,7 @@ def test_full_mode_expresses_a_decision_exactly_and_cost_matches_formula():
     _, reward, _, _, info = env.step(decision_to_fractions(inst, dec))
     np.testing.assert_allclose(info["bandwidth"], dec.bandwidth, rtol=1e-14)
     np.testing.assert_allclose(info["freq_edge"], dec.freq_edge, rtol=1e-14)
-    assert not info["projected"] or max(info["projection"].values()) < 1e-12
+    assert not info["action_projected"] or max(info["projection"].values()) < 1e-12
     want = R.weighted_cost(inst, dec, env.config.weights)
     assert info["objective"] == pytest.approx(want, rel=1e-12)
     for key in ("alpha", "server", "power", "bandwidth", "freq_user", "freq_edge", "energy",
@@ -106,15 +106,18 @@ def test_energy_queue_dynamics_and_reward_against_a_loop():
 def test_projection_is_reported():
     env = gym.make(ENV_ID, **SMALL).unwrapped
     env.reset(seed=0)
-    # alpha, server and power too high; bandwidth and GPU shares sum to more than 1
-    a = np.tile([40.0, 9.0, 2.0, 0.9, 1.5, 0.9], (6, 1))
+    # alpha and server fractional; bandwidth and GPU shares of 0.9 on one server sum to more than 1
+    a = np.tile([30.6, 1.7, 1.0, 0.9, 1.0, 0.9], (6, 1))
     _, _, _, _, info = env.step(a)
-    assert info["projected"]
-    assert info["projection"]["alpha"] == pytest.approx(40 - 31)
-    assert info["projection"]["server"] == pytest.approx(9 - 2)
+    assert info["action_projected"]
+    assert info["projection"]["alpha"] == pytest.approx(0.4)
+    assert info["projection"]["server"] == pytest.approx(0.3)
     assert info["projection"]["bandwidth"] > 0.5  # 6 users x 0.9 on one server scaled to 1/6
     assert max(info["violations"].values()) < 1e-12
     np.testing.assert_allclose(info["bandwidth"].sum(), env.state.b_max[2], rtol=1e-12)
+    # beyond the bounds the action is refused, not projected
+    with pytest.raises(ValueError, match=r"user 0's alpha = 40\.0, outside \[1, 31\]"):
+        env.step(np.tile([40.0, 9.0, 2.0, 0.9, 1.5, 0.9], (6, 1)))
 
 
 @pytest.mark.parametrize("mode,bad", [

@@ -158,7 +158,7 @@ def test_fp_cccp_final_decision_meets_every_constraint():
     obs, _ = env.reset(seed=0)
     action, _ = pol.predict(obs)
     _, _, _, _, info = env.step(action)
-    assert not info["projected"] or max(info["projection"].values()) < 1e-9
+    assert not info["action_projected"] or max(info["projection"].values()) < 1e-9
     assert max(info["violations"].values()) < 1e-9
     assert info["objective"] == pytest.approx(pol.last_cost, rel=1e-12)
     assert pol.last_solve_time > 0
