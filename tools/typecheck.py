@@ -11,11 +11,12 @@ mypy resolves a config class to its real type (``reveal_type`` is not ``Any``).
 
 Usage::
 
-    python tools/typecheck.py            # exit status 0 = no errors
+    python tools/typecheck.py            # exit status 0 = no errors, 1 = errors, 2 = no mypy
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -60,6 +61,9 @@ def run_mypy(tree: Path, *targets: str) -> tuple[int, str]:
 
 
 def main() -> int:
+    if importlib.util.find_spec("mypy") is None:
+        print("typecheck: mypy is not installed (python -m pip install mypy)", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="edgeft-typecheck-") as tmp:
         tree = Path(tmp)
         link_tree(tree)

@@ -117,7 +117,7 @@ def delays_from_snr(bits_ln2: np.ndarray, bandwidth_hz: np.ndarray, snr_hz: np.n
     return bits_ln2 / r * scheduled
 
 
-def queue_update(queue: np.ndarray, delay_ratio: np.ndarray) -> np.ndarray:
+def queue_update(queue: float | np.ndarray, delay_ratio: float | np.ndarray) -> Any:
     """Average-delay virtual queue, FT eq. (18), normalised by D-bar:
     q(t) = max(0, q(t-1) + x(t) - 1) with x = D(t) / D-bar. (Algorithm 1 line 19 also
     multiplies the increment by zeta; eq. (18), used here, does not — docs/corrections.md.)"""

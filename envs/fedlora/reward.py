@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from edgeft.envs.fedlora.config import FedLoRAConfig
 
@@ -26,8 +28,9 @@ def step_reward(config: FedLoRAConfig, gap: float, loss_before, loss_after, num_
     return lyapunov_objective(num_scheduled, x, queue_before, config.zeta, variant)
 
 
-def lyapunov_objective(num_scheduled: np.ndarray, x: np.ndarray, queue: np.ndarray, zeta: float,
-                       variant: str = "corrected") -> np.ndarray:
+def lyapunov_objective(num_scheduled: float | np.ndarray, x: float | np.ndarray,
+                       queue: float | np.ndarray, zeta: float,
+                       variant: str = "corrected") -> Any:
     """Per-round drift-plus-penalty objective J (FT P1), delay normalised by D-bar.
 
     - "paper": J = N - zeta q x (P1, with the linear drift bound of Lemma 2).
