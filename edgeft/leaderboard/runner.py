@@ -187,10 +187,6 @@ def run_leaderboards(suites: Sequence[str | Suite], policies: Sequence[str] | No
         LeaderboardError, ValueError: as :func:`run_leaderboard`, for any suite, before
             anything is written; a suite listed twice, or two suites given one folder.
     """
-    from tqdm import tqdm
-
-    from edgeft.leaderboard.backends import BACKENDS, check_nice
-
     resolved = [get_suite(s) for s in suites]  # names -> Suite records, once
     names = [s.name for s in resolved]
     if len(set(names)) != len(names):
@@ -200,21 +196,9 @@ def run_leaderboards(suites: Sequence[str | Suite], policies: Sequence[str] | No
     if len(outs) != len(resolved) or len(resumes) != len(resolved):
         raise ValueError(f"outs and resume need one entry per suite ({len(resolved)})")
     workers = check_workers(workers)
-    check_nice(ray_nice)
-    if backend not in BACKENDS:
-        raise LeaderboardError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    if backend != "ray" and (address is not None or ray_nice is not None):
-        raise LeaderboardError("--address and --ray-nice are options of --backend ray")
-    runs = []
-    for suite, out, res in zip(resolved, outs, resumes):
-        pols = list(policies) if policies else default_policies(suite)
-        if len(set(pols)) != len(pols):
-            raise LeaderboardError(f"policy listed twice in {pols}")
-        if score:
-            pols = scored_policies(suite, pols)
-        out = Path(out) if out is not None else default_out(suite)
-        check_out(out, res)
-        runs.append(_SuiteRun(suite, pols, out, res))
+    _check_backend(backend, address, ray_nice)
+    runs = [_plan_run(suite, policies, out, res, score)
+            for suite, out, res in zip(resolved, outs, resumes)]
     folders = [r.out.resolve() for r in runs]
     if len(set(folders)) != len(folders):
         raise LeaderboardError("two suites cannot share one results folder; give each its own "
@@ -225,32 +209,67 @@ def run_leaderboards(suites: Sequence[str | Suite], policies: Sequence[str] | No
                 held.enter_context(folder_lock(r.out))
                 read_rows(r.episodes, skip_incomplete_last=True)
             check_policies(r.suite, r.policies)
-        todo = []
-        for r in runs:
-            if not r.resume:
-                if make_folder(r.out):  # removed again if nothing gets written (a failure below)
-                    held.callback(_remove_if_empty, r.out)
-                held.enter_context(folder_lock(r.out))
-            r.policies = prepare_out(r.out, r.suite, r.policies, r.resume)
-            if r.resume:
-                aside = set_aside_incomplete_row(r.episodes)
-                if aside is not None:
-                    print(f"edgeft leaderboard: 1 incomplete row from an interrupted write was "
-                          f"set aside in {aside}; its episode runs again", file=sys.stderr)
-            done = {task_key(row) for row in read_rows(r.episodes)}
-            todo += [t for t in make_tasks(r.suite, r.policies) if task_key(t) not in done]
+        todo = [t for r in runs for t in _open_run(r, held)]
         if max_episodes is not None:
             todo = sorted(todo, key=task_cost, reverse=True)[:max_episodes]
-        dest = {r.suite.name: r.episodes for r in runs}
         desc = f"{names[0]} episodes" if len(names) == 1 else f"episodes of {len(names)} suites"
-        with tqdm(total=len(todo), desc=desc, unit="ep", disable=not progress,
-                  dynamic_ncols=True) as bar, contextlib.closing(
-                execute(todo, backend=backend, workers=workers, address=address,
-                        ray_nice=ray_nice, ship_code=ship_code)) as results:
-            for row in results:
-                append_row(dest[row["suite"]], row)
-                bar.update()
+        _play(todo, {r.suite.name: r.episodes for r in runs}, desc, progress,
+              dict(backend=backend, workers=workers, address=address, ray_nice=ray_nice,
+                   ship_code=ship_code))
         return [_finish(r, plots) for r in runs]
+
+
+def _check_backend(backend: str, address: str | None, ray_nice: int | None) -> None:
+    """The backend's name and the Ray-only options, checked before anything is written."""
+    from edgeft.leaderboard.backends import BACKENDS, check_nice
+
+    check_nice(ray_nice)
+    if backend not in BACKENDS:
+        raise LeaderboardError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if backend != "ray" and (address is not None or ray_nice is not None):
+        raise LeaderboardError("--address and --ray-nice are options of --backend ray")
+
+
+def _plan_run(suite: Suite, policies: Sequence[str] | None, out: str | os.PathLike | None,
+              resume: bool, score: bool) -> _SuiteRun:
+    """One suite's policies (with the scoring rows) and results folder, checked."""
+    pols = list(policies) if policies else default_policies(suite)
+    if len(set(pols)) != len(pols):
+        raise LeaderboardError(f"policy listed twice in {pols}")
+    if score:
+        pols = scored_policies(suite, pols)
+    folder = Path(out) if out is not None else default_out(suite)
+    check_out(folder, resume)
+    return _SuiteRun(suite, pols, folder, resume)
+
+
+def _open_run(r: _SuiteRun, held: contextlib.ExitStack) -> list[dict[str, Any]]:
+    """Create (or take up again) one suite's folder, held by ``held``; its episodes to play."""
+    if not r.resume:
+        if make_folder(r.out):  # removed again if nothing gets written (a failure below)
+            held.callback(_remove_if_empty, r.out)
+        held.enter_context(folder_lock(r.out))
+    r.policies = prepare_out(r.out, r.suite, r.policies, r.resume)
+    if r.resume:
+        aside = set_aside_incomplete_row(r.episodes)
+        if aside is not None:
+            print(f"edgeft leaderboard: 1 incomplete row from an interrupted write was "
+                  f"set aside in {aside}; its episode runs again", file=sys.stderr)
+    done = {task_key(row) for row in read_rows(r.episodes)}
+    return [t for t in make_tasks(r.suite, r.policies) if task_key(t) not in done]
+
+
+def _play(todo: list[dict[str, Any]], dest: dict[str, Path], desc: str, progress: bool,
+          options: dict[str, Any]) -> None:
+    """Play ``todo`` on the backend (``options``: ``execute``'s), each row appended to its
+    suite's ``episodes.jsonl`` (``dest``) as it finishes, with a progress bar."""
+    from tqdm import tqdm
+
+    with tqdm(total=len(todo), desc=desc, unit="ep", disable=not progress,
+              dynamic_ncols=True) as bar, contextlib.closing(execute(todo, **options)) as results:
+        for row in results:
+            append_row(dest[row["suite"]], row)
+            bar.update()
 
 
 @dataclasses.dataclass
