@@ -389,8 +389,8 @@ class LagrangianReplayBuffer(ReplayBuffer):
     def _get_samples(self, batch_inds: np.ndarray, env: Any = None) -> ReplayBufferSamples:
         # SB3's sampling with the rewards priced: the env index of each sample from numpy's
         # global state, as SB3 draws it (set_random_seed seeds it: runs stay reproducible)
-        env_indices = np.random.randint(0, high=self.n_envs,  # noqa: NPY002
-                                        size=(len(batch_inds),))
+        size = (len(batch_inds),)
+        env_indices = np.random.randint(0, high=self.n_envs, size=size)  # noqa: NPY002
         if self.optimize_memory_usage:
             next_obs = self._normalize_obs(
                 self.observations[(batch_inds + 1) % self.buffer_size, env_indices, :], env)

@@ -9,7 +9,8 @@ episode loop on its own test seeds). Example:
     edgeft compare --policies lyapunov,gs --set delay_budget_per_bit=1e-6 --episodes 5
 
 MEC columns: energy of a round summed over the users (J), delay of a round averaged over the
-users (s), both averaged over the episode's rounds. "decide (ms)" is measured where the command runs.
+users (s), both averaged over the episode's rounds. "decide (ms)" is measured where the command
+runs.
 """
 
 from __future__ import annotations

@@ -78,7 +78,8 @@ def project_shares(action: np.ndarray, total: Any = None) -> tuple[np.ndarray, A
     """Projection of bandwidth shares (documented rule).
 
     Each share is clipped to [0, 1] (the env has refused anything beyond round-off before this);
-    if the shares then sum to more than 1 they are divided by their sum. A device with share 0 is not scheduled; unused bandwidth stays unused.
+    if the shares then sum to more than 1 they are divided by their sum. A device with share 0
+    is not scheduled; unused bandwidth stays unused.
     Returns (shares, projected) where ``projected`` says whether the action was changed.
     ``total``: one env's ``action.sum()`` if the caller has it already (the hot path).
     """
