@@ -349,7 +349,8 @@ def make_folder(out: Path) -> bool:
 
 
 def _what_differs(old_spec: Any, suite: Suite, at_most: int = 4) -> str:
-    """" with other settings (field: old -> new, ...)" for the error of a foreign results folder."""
+    """The error's tail for a foreign results folder: ' with other settings (field: old -> new,
+    ...)'."""
     if not isinstance(old_spec, dict):
         return ", not of this suite's definition"
     diffs = spec_differences(old_spec, suite.spec())
