@@ -26,6 +26,15 @@ from edgeft.agents.loader import (
 #: policy-name prefix (``"ppo"`` in ``"ppo:PATH"``) -> loader(path, env=..., **kwargs)
 PREFIX_LOADERS = {algo: partial(load_policy, algo) for algo in ALGOS}
 
-__all__ = ["ALGOS", "PREFIX_LOADERS", "TRUST_ENV", "SB3Policy", "UntrustedCodeError",
-           "load_meta", "load_policy", "save_for_leaderboard", "saved_action_mode",
-           "shipped_models"]
+__all__ = [
+    "ALGOS",
+    "PREFIX_LOADERS",
+    "TRUST_ENV",
+    "SB3Policy",
+    "UntrustedCodeError",
+    "load_meta",
+    "load_policy",
+    "save_for_leaderboard",
+    "saved_action_mode",
+    "shipped_models",
+]

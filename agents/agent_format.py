@@ -71,11 +71,13 @@ def trusted(trust_code: bool = False) -> bool:
 
 def untrusted_zip_message(path: Path | str, name: str) -> str:
     """The one-line refusal of a legacy SB3 zip (``name``: how the user named it)."""
-    return (f"{name}: {Path(path).name} is a stable-baselines3 zip whose 'data' entries are "
-            "pickles, and loading it runs any code its author put in it; load it only if you "
-            "trust its author, with --trust-agent-code (edgeft leaderboard / compare / export), "
-            f"{TRUST_ENV}=1 or make_policy(..., trust_code=True), or convert it once to the safe "
-            "format with `edgeft export` (docs/submitting-an-agent.md)")
+    return (
+        f"{name}: {Path(path).name} is a stable-baselines3 zip whose 'data' entries are "
+        "pickles, and loading it runs any code its author put in it; load it only if you "
+        "trust its author, with --trust-agent-code (edgeft leaderboard / compare / export), "
+        f"{TRUST_ENV}=1 or make_policy(..., trust_code=True), or convert it once to the safe "
+        "format with `edgeft export` (docs/submitting-an-agent.md)"
+    )
 
 
 # ---------------------------------------------------------------------------- file names
@@ -87,10 +89,18 @@ def plain_name(name: Any, what: str) -> str:
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"{what} must be a file name, got {name!r}")
-    if (name in (".", "..") or "/" in name or "\\" in name or os.sep in name
-            or (os.altsep and os.altsep in name) or "\x00" in name):
-        raise ValueError(f"{what} {name!r} is not a plain file name: files are read only from "
-                         "the folder that names them (no folder part, no '..')")
+    if (
+        name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or os.sep in name
+        or (os.altsep and os.altsep in name)
+        or "\x00" in name
+    ):
+        raise ValueError(
+            f"{what} {name!r} is not a plain file name: files are read only from "
+            "the folder that names them (no folder part, no '..')"
+        )
     return name
 
 
@@ -106,8 +116,10 @@ def file_inside(folder: Path, name: Any, what: str) -> Path:
     path = folder / name
     real, root = path.resolve(), folder.resolve()
     if real.parent != root and root not in real.parents:
-        raise ValueError(f"{what} {name!r} in {folder} is a link to {real}, outside {folder}; "
-                         "files are read only from inside it")
+        raise ValueError(
+            f"{what} {name!r} in {folder} is a link to {real}, outside {folder}; "
+            "files are read only from inside it"
+        )
     return path
 
 
@@ -154,8 +166,19 @@ def allowed_classes() -> dict[str, type]:
     from stable_baselines3.common.torch_layers import FlattenExtractor
 
     out: dict[str, type] = {}
-    for n in ("ReLU", "Tanh", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Softplus", "SELU",
-              "Mish", "Identity"):
+    for n in (
+        "ReLU",
+        "Tanh",
+        "ELU",
+        "LeakyReLU",
+        "GELU",
+        "SiLU",
+        "Sigmoid",
+        "Softplus",
+        "SELU",
+        "Mish",
+        "Identity",
+    ):
         out[f"torch.nn.{n}"] = getattr(torch.nn, n)
     for n in ("Adam", "AdamW", "RMSprop", "SGD"):
         out[f"torch.optim.{n}"] = getattr(torch.optim, n)
@@ -182,8 +205,10 @@ def encode_value(x: Any, where: str, classes: dict[type, str] | None = None) -> 
         return _float_to_json(float(x))
     if isinstance(x, type):
         if x not in classes:
-            raise ValueError(f"{where} is the class {x.__module__}.{x.__qualname__}, which the "
-                             f"safe agent format cannot name; allowed: {sorted(classes.values())}")
+            raise ValueError(
+                f"{where} is the class {x.__module__}.{x.__qualname__}, which the "
+                f"safe agent format cannot name; allowed: {sorted(classes.values())}"
+            )
         return {"$class": classes[x]}
     if isinstance(x, tuple):
         return {"$tuple": [encode_value(v, f"{where}[{i}]", classes) for i, v in enumerate(x)]}
@@ -193,12 +218,15 @@ def encode_value(x: Any, where: str, classes: dict[type, str] | None = None) -> 
         out = {}
         for k, v in x.items():
             if not isinstance(k, str) or k.startswith("$"):
-                raise ValueError(f"{where} has the key {k!r}; keys must be strings not "
-                                 "starting with '$'")
+                raise ValueError(
+                    f"{where} has the key {k!r}; keys must be strings not starting with '$'"
+                )
             out[k] = encode_value(v, f"{where}.{k}", classes)
         return out
-    raise ValueError(f"{where} is a {type(x).__name__} ({x!r}), which the safe agent format "
-                     "cannot store (numbers, strings, lists, dicts and allowed classes only)")
+    raise ValueError(
+        f"{where} is a {type(x).__name__} ({x!r}), which the safe agent format "
+        "cannot store (numbers, strings, lists, dicts and allowed classes only)"
+    )
 
 
 def decode_value(v: Any, where: str, classes: dict[str, type] | None = None) -> Any:
@@ -219,11 +247,13 @@ def decode_value(v: Any, where: str, classes: dict[str, type] | None = None) -> 
         if markers:
             if len(v) != 1:
                 raise ValueError(f"{where}: a marker {markers} must be the only key")
-            (key, val), = v.items()
+            ((key, val),) = v.items()
             if key == "$class":
                 if val not in classes:
-                    raise ValueError(f"{where} names the class {val!r}, which is not on the "
-                                     f"allow-list of the safe agent format: {sorted(classes)}")
+                    raise ValueError(
+                        f"{where} names the class {val!r}, which is not on the "
+                        f"allow-list of the safe agent format: {sorted(classes)}"
+                    )
                 return classes[val]
             if key == "$tuple" and isinstance(val, list):
                 return tuple(decode_value(x, f"{where}[{i}]", classes) for i, x in enumerate(val))
@@ -233,8 +263,7 @@ def decode_value(v: Any, where: str, classes: dict[str, type] | None = None) -> 
         out = {}
         for k, x in v.items():
             if k.startswith("__"):
-                raise ValueError(f"{where} has the key {k!r}; names starting with '__' are "
-                                 "refused")
+                raise ValueError(f"{where} has the key {k!r}; names starting with '__' are refused")
             out[k] = decode_value(x, f"{where}.{k}", classes)
         return out
     raise ValueError(f"{where}: unexpected JSON value {v!r}")
@@ -269,19 +298,32 @@ def space_to_json(space: Any) -> dict[str, Any]:
     from gymnasium import spaces
 
     if isinstance(space, spaces.Box):
-        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
-                "low": _bounds_to_json(space.low), "high": _bounds_to_json(space.high)}
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+            "low": _bounds_to_json(space.low),
+            "high": _bounds_to_json(space.high),
+        }
     if isinstance(space, spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": np.asarray(space.nvec).tolist(),
-                "start": np.asarray(space.start).tolist(), "dtype": str(space.dtype)}
+        return {
+            "type": "MultiDiscrete",
+            "nvec": np.asarray(space.nvec).tolist(),
+            "start": np.asarray(space.start).tolist(),
+            "dtype": str(space.dtype),
+        }
     if isinstance(space, spaces.MultiBinary):
         n = space.n
-        return {"type": "MultiBinary", "n": list(n) if isinstance(n, (tuple, list, np.ndarray))
-                else int(n)}
-    raise ValueError(f"the safe agent format stores Box, Discrete, MultiDiscrete and MultiBinary "
-                     f"spaces, not {space}")
+        return {
+            "type": "MultiBinary",
+            "n": list(n) if isinstance(n, (tuple, list, np.ndarray)) else int(n),
+        }
+    raise ValueError(
+        f"the safe agent format stores Box, Discrete, MultiDiscrete and MultiBinary "
+        f"spaces, not {space}"
+    )
 
 
 def space_from_json(d: Any, where: str) -> Any:
@@ -300,24 +342,30 @@ def space_from_json(d: Any, where: str) -> Any:
             shape = tuple(int(x) for x in d["shape"])
             if d["dtype"] not in _DTYPES:
                 raise ValueError(f"dtype {d['dtype']!r} not one of {list(_DTYPES)}")
-            return spaces.Box(_bounds_from_json(d["low"], shape, f"{where}.low"),
-                              _bounds_from_json(d["high"], shape, f"{where}.high"), shape=shape,
-                              dtype=np.dtype(d["dtype"]))
+            return spaces.Box(
+                _bounds_from_json(d["low"], shape, f"{where}.low"),
+                _bounds_from_json(d["high"], shape, f"{where}.high"),
+                shape=shape,
+                dtype=np.dtype(d["dtype"]),
+            )
         if kind == "Discrete":
             return spaces.Discrete(int(d["n"]), start=int(d.get("start", 0)))
         if kind == "MultiDiscrete":
             if d.get("dtype", "int64") not in _DTYPES:
                 raise ValueError(f"dtype {d['dtype']!r} not one of {list(_DTYPES)}")
-            return spaces.MultiDiscrete(np.asarray(d["nvec"], dtype=np.int64),
-                                        dtype=np.dtype(d.get("dtype", "int64")),
-                                        start=np.asarray(d.get("start", 0), dtype=np.int64))
+            return spaces.MultiDiscrete(
+                np.asarray(d["nvec"], dtype=np.int64),
+                dtype=np.dtype(d.get("dtype", "int64")),
+                start=np.asarray(d.get("start", 0), dtype=np.int64),
+            )
         if kind == "MultiBinary":
             n = d["n"]
             return spaces.MultiBinary([int(x) for x in n] if isinstance(n, list) else int(n))
     except (KeyError, TypeError) as err:
         raise ValueError(f"{where}: malformed {kind} description {d!r} ({err!r})") from err
-    raise ValueError(f"{where}: unknown space type {kind!r} (Box, Discrete, MultiDiscrete, "
-                     "MultiBinary)")
+    raise ValueError(
+        f"{where}: unknown space type {kind!r} (Box, Discrete, MultiDiscrete, MultiBinary)"
+    )
 
 
 # ---------------------------------------------------------------------------- policy classes
@@ -340,8 +388,10 @@ def algo_of(model: Any) -> str:
     for algo in ALGOS:
         if isinstance(model, algo_class(algo)):
             return algo
-    raise ValueError(f"expected a stable-baselines3 model ({', '.join(a.upper() for a in ALGOS)}),"
-                     f" got {type(model).__name__}")
+    raise ValueError(
+        f"expected a stable-baselines3 model ({', '.join(a.upper() for a in ALGOS)}),"
+        f" got {type(model).__name__}"
+    )
 
 
 def policy_classes(algo: str) -> dict[str, type]:
@@ -369,9 +419,11 @@ def describe_policy(model: Any, algo: str) -> dict[str, Any]:
     cls = type(model.policy)
     names = [n for n, c in classes.items() if c is cls]
     if not names:
-        raise ValueError(f"the policy class {cls.__module__}.{cls.__qualname__} is not one the "
-                         f"safe agent format can rebuild for {algo}; allowed: {sorted(classes)} "
-                         "(train with policy='MlpPolicy')")
+        raise ValueError(
+            f"the policy class {cls.__module__}.{cls.__qualname__} is not one the "
+            f"safe agent format can rebuild for {algo}; allowed: {sorted(classes)} "
+            "(train with policy='MlpPolicy')"
+        )
     params = dict(model.policy._get_constructor_parameters())
     params.update(getattr(model, "policy_kwargs", None) or {})
     for k in ("observation_space", "action_space", "lr_schedule", "features_extractor"):
@@ -389,19 +441,25 @@ def build_policy(algo: str, desc: Any, observation_space: Any, action_space: Any
     Raises:
         ValueError: a class off the allow-list, or arguments the class refuses.
     """
-    if not isinstance(desc, dict) or not isinstance(desc.get("class"), str) or not isinstance(
-            desc.get("kwargs", {}), dict):
+    if (
+        not isinstance(desc, dict)
+        or not isinstance(desc.get("class"), str)
+        or not isinstance(desc.get("kwargs", {}), dict)
+    ):
         raise ValueError(f"policy must be {{'class': NAME, 'kwargs': {{...}}}}, got {desc!r}")
     classes = policy_classes(algo)
     if desc["class"] not in classes:
-        raise ValueError(f"policy class {desc['class']!r} is not on the allow-list for {algo}: "
-                         f"{sorted(classes)}")
+        raise ValueError(
+            f"policy class {desc['class']!r} is not on the allow-list for {algo}: {sorted(classes)}"
+        )
     kwargs = decode_value(desc.get("kwargs", {}), "policy.kwargs")
     try:
         return classes[desc["class"]](observation_space, action_space, _no_learning, **kwargs)
     except Exception as err:  # any failure of the allow-listed constructor: bad arguments
-        raise ValueError(f"policy {desc['class']} refuses the arguments in the agent file: "
-                         f"{type(err).__name__}: {err}") from err
+        raise ValueError(
+            f"policy {desc['class']} refuses the arguments in the agent file: "
+            f"{type(err).__name__}: {err}"
+        ) from err
 
 
 # ---------------------------------------------------------------------------- agent files
@@ -412,11 +470,17 @@ def normalization_of(vecnorm: Any) -> dict[str, Any] | None:
         return None
     rms = vecnorm.obs_rms
     if isinstance(rms, dict):
-        raise ValueError("VecNormalize of a Dict observation space: the safe agent format "
-                         "stores statistics of a flat observation only")
-    return {"mean": np.asarray(rms.mean, dtype=np.float64).tolist(),
-            "var": np.asarray(rms.var, dtype=np.float64).tolist(), "count": float(rms.count),
-            "clip_obs": float(vecnorm.clip_obs), "epsilon": float(vecnorm.epsilon)}
+        raise ValueError(
+            "VecNormalize of a Dict observation space: the safe agent format "
+            "stores statistics of a flat observation only"
+        )
+    return {
+        "mean": np.asarray(rms.mean, dtype=np.float64).tolist(),
+        "var": np.asarray(rms.var, dtype=np.float64).tolist(),
+        "count": float(rms.count),
+        "clip_obs": float(vecnorm.clip_obs),
+        "epsilon": float(vecnorm.epsilon),
+    }
 
 
 def check_normalization(norm: Any, size: int, where: str) -> dict[str, Any] | None:
@@ -436,13 +500,14 @@ def check_normalization(norm: Any, size: int, where: str) -> dict[str, Any] | No
     mean = np.asarray(norm["mean"], dtype=np.float64)
     var = np.asarray(norm["var"], dtype=np.float64)
     if mean.shape != (size,) or var.shape != (size,):
-        raise ValueError(f"{where}: mean and var must hold {size} values (the observation the "
-                         f"policy sees), got {mean.shape} and {var.shape}")
+        raise ValueError(
+            f"{where}: mean and var must hold {size} values (the observation the "
+            f"policy sees), got {mean.shape} and {var.shape}"
+        )
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var)) and np.all(var >= 0)):
         raise ValueError(f"{where}: mean and var must be finite, var >= 0")
     for k in ("clip_obs", "epsilon"):
-        if not isinstance(norm[k], (int, float)) or isinstance(norm[k], bool) or not (
-                norm[k] > 0):
+        if not isinstance(norm[k], (int, float)) or isinstance(norm[k], bool) or not (norm[k] > 0):
             raise ValueError(f"{where}.{k} must be a positive number, got {norm[k]!r}")
     return norm
 
@@ -455,15 +520,17 @@ def check_normalization_present(doc: dict[str, Any], where: str) -> None:
         ValueError: naming ``where``.
     """
     train = doc.get("train_config")
-    if doc.get("normalization") is None and isinstance(train, dict) and train.get(
-            "normalize_obs"):
-        raise ValueError(f"{where}: the agent was trained with observation normalisation "
-                         "(train_config.normalize_obs) but holds no normalization statistics; "
-                         "without them it plays a different policy")
+    if doc.get("normalization") is None and isinstance(train, dict) and train.get("normalize_obs"):
+        raise ValueError(
+            f"{where}: the agent was trained with observation normalisation "
+            "(train_config.normalize_obs) but holds no normalization statistics; "
+            "without them it plays a different policy"
+        )
 
 
-def write_agent(path: str | os.PathLike, model: Any, meta: dict[str, Any],
-                normalization: dict[str, Any] | None) -> Path:
+def write_agent(
+    path: str | os.PathLike, model: Any, meta: dict[str, Any], normalization: dict[str, Any] | None
+) -> Path:
     """Write ``model``'s policy as ``NAME.safetensors`` + ``NAME.agent.json``; returns the JSON.
 
     Args:
@@ -486,20 +553,28 @@ def write_agent(path: str | os.PathLike, model: Any, meta: dict[str, Any],
     for k in ("env_id", "env_config", "obs_transform"):
         if k not in meta:
             raise ValueError(f"agent meta lacks {k!r}")
-    check_normalization(normalization, int(np.prod(model.observation_space.shape or (0,))),
-                        "normalization")
+    check_normalization(
+        normalization, int(np.prod(model.observation_space.shape or (0,))), "normalization"
+    )
     policy = describe_policy(model, algo)
-    tensors = {k: v.detach().to("cpu").contiguous().clone()
-               for k, v in model.policy.state_dict().items()}
+    tensors = {
+        k: v.detach().to("cpu").contiguous().clone() for k, v in model.policy.state_dict().items()
+    }
     blob = save_tensors(tensors, metadata={"format": AGENT_FORMAT})
     weights = stem.with_name(stem.name + WEIGHTS_SUFFIX)
-    doc = {"format": AGENT_FORMAT, "format_version": AGENT_FORMAT_VERSION, "algo": algo,
-           "env_id": meta["env_id"], "obs_transform": meta["obs_transform"],
-           "normalization": normalization, "policy": policy,
-           "observation_space": space_to_json(model.observation_space),
-           "action_space": space_to_json(model.action_space),
-           "weights": {"file": weights.name, "sha256": sha256_of(blob)},
-           "env_config": meta["env_config"]}
+    doc = {
+        "format": AGENT_FORMAT,
+        "format_version": AGENT_FORMAT_VERSION,
+        "algo": algo,
+        "env_id": meta["env_id"],
+        "obs_transform": meta["obs_transform"],
+        "normalization": normalization,
+        "policy": policy,
+        "observation_space": space_to_json(model.observation_space),
+        "action_space": space_to_json(model.action_space),
+        "weights": {"file": weights.name, "sha256": sha256_of(blob)},
+        "env_config": meta["env_config"],
+    }
     for k, v in meta.items():
         if k not in doc and k not in ("format", "format_version", "weights"):
             doc[k] = v
@@ -531,8 +606,10 @@ def read_agent(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ValueError(f"{path}: format_version must be a positive integer, got {version!r}")
     if version > AGENT_FORMAT_VERSION:
-        raise ValueError(f"{path} has format_version {version}, newer than this edgeft reads "
-                         f"({AGENT_FORMAT_VERSION}); upgrade edgeft")
+        raise ValueError(
+            f"{path} has format_version {version}, newer than this edgeft reads "
+            f"({AGENT_FORMAT_VERSION}); upgrade edgeft"
+        )
     where = path.name
     if doc.get("algo") not in ALGOS:
         raise ValueError(f"{where}: algo must be one of {list(ALGOS)}, got {doc.get('algo')!r}")
@@ -540,13 +617,17 @@ def read_agent(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{where}: env_id must be an env id string, got {doc.get('env_id')!r}")
     env_config = doc.get("env_config")
     if not isinstance(env_config, dict) or not isinstance(env_config.get("action_mode"), str):
-        raise ValueError(f"{where}: env_config must be an object with the action_mode the agent "
-                         "acts in")
+        raise ValueError(
+            f"{where}: env_config must be an object with the action_mode the agent acts in"
+        )
     if doc.get("obs_transform") not in TRANSFORMS:
-        raise ValueError(f"{where}: obs_transform must be one of {sorted(TRANSFORMS)}, got "
-                         f"{doc.get('obs_transform')!r}")
-    doc["observation_space"] = space_from_json(doc.get("observation_space"),
-                                               f"{where}: observation_space")
+        raise ValueError(
+            f"{where}: obs_transform must be one of {sorted(TRANSFORMS)}, got "
+            f"{doc.get('obs_transform')!r}"
+        )
+    doc["observation_space"] = space_from_json(
+        doc.get("observation_space"), f"{where}: observation_space"
+    )
     doc["action_space"] = space_from_json(doc.get("action_space"), f"{where}: action_space")
     size = int(np.prod(doc["observation_space"].shape or (0,)))
     check_normalization(doc.get("normalization"), size, f"{where}: normalization")
@@ -571,13 +652,16 @@ def load_weights(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
 
     wpath = file_inside(path.parent, doc["weights"]["file"], f"{path.name}: weights.file")
     if not wpath.is_file():
-        raise FileNotFoundError(f"agent {path} names the weights file {wpath.name}, which is "
-                                "not beside it")
+        raise FileNotFoundError(
+            f"agent {path} names the weights file {wpath.name}, which is not beside it"
+        )
     blob = wpath.read_bytes()
     if sha256_of(blob) != doc["weights"]["sha256"]:
-        raise ValueError(f"{wpath} does not match {path.name} (its SHA-256 differs from the "
-                         "one recorded): a copy of another agent's weights, or an interrupted "
-                         "save")
+        raise ValueError(
+            f"{wpath} does not match {path.name} (its SHA-256 differs from the "
+            "one recorded): a copy of another agent's weights, or an interrupted "
+            "save"
+        )
     return load_tensors(blob)
 
 
@@ -593,11 +677,17 @@ class LoadedAgent:
         self.observation_space = policy.observation_space
         self.action_space = policy.action_space
 
-    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
-                deterministic: bool = False) -> tuple[Any, Any]:
+    def predict(
+        self,
+        observation: Any,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[Any, Any]:
         """SB3's ``predict`` (one observation or a batch of the features the policy sees)."""
-        return self.policy.predict(observation, state=state, episode_start=episode_start,
-                                   deterministic=deterministic)
+        return self.policy.predict(
+            observation, state=state, episode_start=episode_start, deterministic=deterministic
+        )
 
 
 def load_agent(path: str | os.PathLike, doc: dict[str, Any] | None = None) -> LoadedAgent:
@@ -617,14 +707,14 @@ def load_agent_policy(path: str | os.PathLike, doc: dict[str, Any] | None = None
     path = Path(path)
     if doc is None:
         doc = read_agent(path)
-    policy = build_policy(doc["algo"], doc["policy"], doc["observation_space"],
-                          doc["action_space"])
+    policy = build_policy(doc["algo"], doc["policy"], doc["observation_space"], doc["action_space"])
     tensors = load_weights(path, doc)
     try:
         policy.load_state_dict(tensors, strict=True)
     except RuntimeError as err:
-        raise ValueError(f"{path}: the weights do not fit the policy it describes: "
-                         f"{str(err).splitlines()[0]}") from err
+        raise ValueError(
+            f"{path}: the weights do not fit the policy it describes: {str(err).splitlines()[0]}"
+        ) from err
     policy.set_training_mode(False)
     return policy
 
@@ -652,8 +742,7 @@ def legacy_zip_algo(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as zf:
             data = json.loads(zf.read("data"))
-    except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError,
-            json.JSONDecodeError) as err:
+    except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path} is not a stable-baselines3 model zip ({err})") from err
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a stable-baselines3 model zip (its data is not a dict)")
@@ -674,4 +763,3 @@ def trained_with_obs_normalisation(model: Any) -> bool:
     if orig is None or last is None or isinstance(last, dict):
         return False
     return not np.array_equal(np.asarray(orig), np.asarray(last))
-

@@ -36,13 +36,13 @@ from edgeft.envs.mec.config import MECConfig
 #: BC settings and their defaults (``TrainConfig.bc`` overrides them)
 BC_DEFAULTS: dict[str, Any] = {
     "teacher_options": {},
-    "iterations": 4,        # DAgger iterations (the first one rolls out the teacher)
-    "episodes": 1,          # full episodes per env copy and iteration
-    "epochs": 20,           # passes over the aggregated data per iteration
+    "iterations": 4,  # DAgger iterations (the first one rolls out the teacher)
+    "episodes": 1,  # full episodes per env copy and iteration
+    "epochs": 20,  # passes over the aggregated data per iteration
     "batch_size": 256,
     "learning_rate": 1e-3,
-    "student_beta": 0.0,    # after the first iteration: probability that the teacher acts
-    "permute_users": 0,     # MEC: user-permuted copies of every labelled state added to the fit
+    "student_beta": 0.0,  # after the first iteration: probability that the teacher acts
+    "permute_users": 0,  # MEC: user-permuted copies of every labelled state added to the fit
 }
 
 
@@ -90,8 +90,13 @@ class MECGreedyFastTeacher:
             dec = fast_resource_rule(inst, alpha, server, w, ud)
         return dec
 
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
-                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
         """SB3's ``predict``: the discrete-mode action(s) of :meth:`decide`'s decision(s)."""
         from edgeft.envs.mec.actions import decision_to_action
 
@@ -117,16 +122,37 @@ def make_teacher(name: str, config: Any, **options: Any) -> Any:
     try:
         return reference_policy(name, config, action_mode=config.action_mode, **options)
     except ValueError as err:
-        raise ValueError(f"unknown teacher {name!r}: neither one of {sorted(TEACHERS)} nor a "
-                         f"reference policy ({err})") from err
+        raise ValueError(
+            f"unknown teacher {name!r}: neither one of {sorted(TEACHERS)} nor a "
+            f"reference policy ({err})"
+        ) from err
 
 
 #: MEC observation sections whose first axis is the user axis (the others: round, servers)
-_MEC_USER_SECTIONS = ("user_pos", "user_vel", "fading_re", "fading_im", "tokens", "p_max",
-                      "f_user_max", "cores_user", "flops_user", "samples", "energy_budget",
-                      "energy_queue", "gain_db", "queue_in_budgets")
-_MEC_OTHER_SECTIONS = ("round_index", "server_pos", "cores_edge", "flops_edge", "f_edge_max",
-                       "b_max")
+_MEC_USER_SECTIONS = (
+    "user_pos",
+    "user_vel",
+    "fading_re",
+    "fading_im",
+    "tokens",
+    "p_max",
+    "f_user_max",
+    "cores_user",
+    "flops_user",
+    "samples",
+    "energy_budget",
+    "energy_queue",
+    "gain_db",
+    "queue_in_budgets",
+)
+_MEC_OTHER_SECTIONS = (
+    "round_index",
+    "server_pos",
+    "cores_edge",
+    "flops_edge",
+    "f_edge_max",
+    "b_max",
+)
 
 
 def _check_permutable(config: Any) -> None:
@@ -134,14 +160,18 @@ def _check_permutable(config: Any) -> None:
 
     if not isinstance(config, MECConfig) or config.action_mode != "discrete":
         raise ValueError("permute_users needs the MEC env's discrete action mode")
-    unknown = [name for name, _ in observation_layout(config)
-               if name not in _MEC_USER_SECTIONS + _MEC_OTHER_SECTIONS]
+    unknown = [
+        name
+        for name, _ in observation_layout(config)
+        if name not in _MEC_USER_SECTIONS + _MEC_OTHER_SECTIONS
+    ]
     if unknown:
         raise ValueError(f"permute_users does not know the observation section(s) {unknown}")
 
 
-def permute_users(obs: np.ndarray, labels: np.ndarray, config: Any, rng: np.random.Generator
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def permute_users(
+    obs: np.ndarray, labels: np.ndarray, config: Any, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """MEC observations and discrete-mode labels with the users reordered (one random
     permutation per row): the same rounds with the users renamed, so the same decisions.
 
@@ -210,8 +240,15 @@ def _student_actions(model: Any, x: np.ndarray) -> np.ndarray:
     return act.cpu().numpy()
 
 
-def _fit(model: Any, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int, lr: float,
-         rng: np.random.Generator) -> float:
+def _fit(
+    model: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    rng: np.random.Generator,
+) -> float:
     """Maximise log pi(y | x) over the policy's parameters; returns the last epoch's mean NLL."""
     import torch
 
@@ -225,7 +262,7 @@ def _fit(model: Any, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int,
         perm = rng.permutation(len(x))
         total = 0.0
         for i in range(0, len(x), batch_size):
-            idx = torch.as_tensor(perm[i:i + batch_size], device=policy.device)
+            idx = torch.as_tensor(perm[i : i + batch_size], device=policy.device)
             nll = -policy.get_distribution(xt[idx]).log_prob(yt[idx]).mean()
             opt.zero_grad()
             nll.backward()
@@ -237,8 +274,9 @@ def _fit(model: Any, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int,
     return last
 
 
-def behaviour_clone(model: Any, vecnorm: Any, cfg: Any, config: Any, out: Path,
-                    progress: bool = True) -> dict[str, Any]:
+def behaviour_clone(
+    model: Any, vecnorm: Any, cfg: Any, config: Any, out: Path, progress: bool = True
+) -> dict[str, Any]:
     """Initialise ``model``'s policy (and ``vecnorm``'s observation statistics) by DAgger.
 
     Args:
@@ -289,8 +327,11 @@ def behaviour_clone(model: Any, vecnorm: Any, cfg: Any, config: Any, out: Path,
                 student = _student_actions(model, _features(feats, vecnorm))
                 agree.append(student.reshape(label.shape) == label)
                 use_teacher = rng.random(len(obs)) < beta
-                act = np.where(use_teacher.reshape((-1,) + (1,) * (label.ndim - 1)), label,
-                               student.reshape(label.shape))
+                act = np.where(
+                    use_teacher.reshape((-1,) + (1,) * (label.ndim - 1)),
+                    label,
+                    student.reshape(label.shape),
+                )
             feats_all.append(feats)
             labels_all.append(label)
             if copies:
@@ -308,21 +349,30 @@ def behaviour_clone(model: Any, vecnorm: Any, cfg: Any, config: Any, out: Path,
             vecnorm.obs_rms.var = feats.var(axis=0)
             vecnorm.obs_rms.count = float(len(feats))
         x = _features(feats, vecnorm)
-        nll = _fit(model, x, labels, int(s["epochs"]), int(s["batch_size"]),
-                   float(s["learning_rate"]), rng)
+        nll = _fit(
+            model, x, labels, int(s["epochs"]), int(s["batch_size"]), float(s["learning_rate"]), rng
+        )
         hit = (_student_actions(model, x) == labels).reshape(len(x), -1)
         fit_acc = float(np.mean(np.all(hit, axis=1)))
-        summary = {"iteration": it, "samples": int(len(x)), "nll": nll, "train_agreement": fit_acc,
-                   "train_entry_agreement": float(np.mean(hit)),
-                   "rollout_agreement": float(np.mean(agree)) if agree else None,
-                   "teacher_mean_action": float(np.mean(labels_all[-1])),
-                   "wall_s": time.time() - t0}
+        summary = {
+            "iteration": it,
+            "samples": int(len(x)),
+            "nll": nll,
+            "train_agreement": fit_acc,
+            "train_entry_agreement": float(np.mean(hit)),
+            "rollout_agreement": float(np.mean(agree)) if agree else None,
+            "teacher_mean_action": float(np.mean(labels_all[-1])),
+            "wall_s": time.time() - t0,
+        }
         with open(out / "bc.jsonl", "a") as fh:
             fh.write(json.dumps(summary) + "\n")
         if progress:
             ra = summary["rollout_agreement"]
-            print(f"[bc:{teacher_name} {it + 1}/{s['iterations']}] {len(x)} samples, "
-                  f"nll {nll:.4f}, train agreement {fit_acc:.3f}"
-                  + (f", rollout agreement {ra:.3f}" if ra is not None else ""), flush=True)
+            print(
+                f"[bc:{teacher_name} {it + 1}/{s['iterations']}] {len(x)} samples, "
+                f"nll {nll:.4f}, train agreement {fit_acc:.3f}"
+                + (f", rollout agreement {ra:.3f}" if ra is not None else ""),
+                flush=True,
+            )
     venv.close()
     return summary

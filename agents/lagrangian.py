@@ -80,24 +80,29 @@ import numpy as np
 from edgeft.envs.family import BUDGET_TOLERANCE, family_of, get_family
 
 #: the Lagrangian variants offered by ``edgeft train`` and the SB3 algorithm under each
-LAGRANGIAN_ALGOS = {"ppo-lag": "ppo", "a2c-lag": "a2c", "sac-lag": "sac", "td3-lag": "td3",
-                    "dqn-lag": "dqn"}
+LAGRANGIAN_ALGOS = {
+    "ppo-lag": "ppo",
+    "a2c-lag": "a2c",
+    "sac-lag": "sac",
+    "td3-lag": "td3",
+    "dqn-lag": "dqn",
+}
 #: the off-policy ones: their replay buffer keeps each step's reward and priced cost apart and
 #: prices the cost with the current multiplier when it samples (``vec.LagrangianReplayBuffer``)
 OFF_POLICY_LAGRANGIAN = frozenset({"sac-lag", "td3-lag", "dqn-lag"})
 #: the ``lagrangian`` settings of a TrainConfig, with their defaults
 LAGRANGIAN_DEFAULTS: dict[str, Any] = {
-    "cost_limit": None,      # per-step limit d (None: cost_limit(config))
-    "cost_cap": 4.0,         # learning signal min(c, cost_cap)
-    "lambda_init": 0.0,      # multiplier at the start
-    "ki": 0.02,              # integral gain (the dual-ascent step size)
-    "kp": 0.3,               # proportional gain (PID Lagrangian; 0 = plain dual ascent)
-    "kd": 0.0,               # derivative gain on a rising cost
-    "max_error": 1.0,        # the error J_c - d is clipped above at max_error x d
-    "lambda_max": 1000.0,    # upper clip of lambda
+    "cost_limit": None,  # per-step limit d (None: cost_limit(config))
+    "cost_cap": 4.0,  # learning signal min(c, cost_cap)
+    "lambda_init": 0.0,  # multiplier at the start
+    "ki": 0.02,  # integral gain (the dual-ascent step size)
+    "kp": 0.3,  # proportional gain (PID Lagrangian; 0 = plain dual ascent)
+    "kd": 0.0,  # derivative gain on a rising cost
+    "max_error": 1.0,  # the error J_c - d is clipped above at max_error x d
+    "lambda_max": 1000.0,  # upper clip of lambda
     "update_episodes": None,  # finished episodes per update (None: one per env copy)
-    "constraint": "mean",    # "mean": E[mean cost] <= d; "episode": E[max(0, mean cost - d)] <= eps
-    "excess_limit": 0.002,   # eps of the "episode" constraint (mean overshoot per episode)
+    "constraint": "mean",  # "mean": E[mean cost] <= d; "episode": E[max(0, mean cost - d)] <= eps
+    "excess_limit": 0.002,  # eps of the "episode" constraint (mean overshoot per episode)
 }
 #: the constraint forms of ``lagrangian.constraint`` (see the module doc)
 CONSTRAINTS = ("mean", "episode")
@@ -122,8 +127,10 @@ def cost_limit(config: Any) -> float:
     try:
         return float(family_of(config).cost_limit)
     except TypeError as err:
-        raise ValueError(f"no constraint-cost limit defined for {type(config).__name__}; set "
-                         "lagrangian.cost_limit in the training config") from err
+        raise ValueError(
+            f"no constraint-cost limit defined for {type(config).__name__}; set "
+            "lagrangian.cost_limit in the training config"
+        ) from err
 
 
 def constraint_cost(infos: list[dict[str, Any]], family: str) -> np.ndarray:
@@ -140,10 +147,12 @@ def constraint_cost(infos: list[dict[str, Any]], family: str) -> np.ndarray:
     """
     missing = [k for k in get_family(family).cost_info_keys if infos and k not in infos[0]]
     if missing:
-        raise ValueError(f"the env's info has no {missing}: the {family} family's constraint "
-                         "cost needs them, and an info['cost'] without them is not the "
-                         "constraint cost (a MEC env of the old convention put its weighted "
-                         "objective there)")
+        raise ValueError(
+            f"the env's info has no {missing}: the {family} family's constraint "
+            "cost needs them, and an info['cost'] without them is not the "
+            "constraint cost (a MEC env of the old convention put its weighted "
+            "objective there)"
+        )
     return np.array([float(i["cost"]) for i in infos], dtype=np.float64)
 
 
@@ -155,8 +164,9 @@ def lagrangian_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """
     unknown = sorted(set(settings) - set(LAGRANGIAN_DEFAULTS))
     if unknown:
-        raise ValueError(f"unknown lagrangian setting(s) {unknown}; known: "
-                         f"{sorted(LAGRANGIAN_DEFAULTS)}")
+        raise ValueError(
+            f"unknown lagrangian setting(s) {unknown}; known: {sorted(LAGRANGIAN_DEFAULTS)}"
+        )
     s = {**LAGRANGIAN_DEFAULTS, **settings}
     for k in ("cost_cap", "max_error", "lambda_max"):
         if not float(s[k]) > 0:
@@ -167,8 +177,9 @@ def lagrangian_settings(settings: dict[str, Any]) -> dict[str, Any]:
     if s["cost_limit"] is not None and not float(s["cost_limit"]) > 0:
         raise ValueError(f"lagrangian.cost_limit must be > 0, got {s['cost_limit']}")
     if s["constraint"] not in CONSTRAINTS:
-        raise ValueError(f"lagrangian.constraint must be one of {list(CONSTRAINTS)}, got "
-                         f"{s['constraint']!r}")
+        raise ValueError(
+            f"lagrangian.constraint must be one of {list(CONSTRAINTS)}, got {s['constraint']!r}"
+        )
     if not float(s["excess_limit"]) > 0:
         raise ValueError(f"lagrangian.excess_limit must be > 0, got {s['excess_limit']}")
     if s["update_episodes"] is not None and int(s["update_episodes"]) < 1:
@@ -208,8 +219,9 @@ class PIDMultiplier:
         self.integral = max(0.0, self.integral + self.ki * err)
         rise = 0.0 if self.last_cost is None else max(0.0, float(mean_cost) - self.last_cost)
         self.last_cost = float(mean_cost)
-        self.value = float(np.clip(self.kp * err + self.integral + self.kd * rise, 0.0,
-                                   self.lambda_max))
+        self.value = float(
+            np.clip(self.kp * err + self.integral + self.kd * rise, 0.0, self.lambda_max)
+        )
         self.updates += 1
         return self.value
 
@@ -221,14 +233,32 @@ class PIDMultiplier:
     def from_settings(cls, settings: dict[str, Any], limit: float) -> PIDMultiplier:
         """A multiplier at ``lambda_init`` from :func:`lagrangian_settings`."""
         init = float(settings["lambda_init"])
-        return cls(limit=float(limit), ki=float(settings["ki"]), kp=float(settings["kp"]),
-                   kd=float(settings["kd"]), max_error=float(settings["max_error"]),
-                   lambda_max=float(settings["lambda_max"]), integral=init, value=init)
+        return cls(
+            limit=float(limit),
+            ki=float(settings["ki"]),
+            kp=float(settings["kp"]),
+            kd=float(settings["kd"]),
+            max_error=float(settings["max_error"]),
+            lambda_max=float(settings["lambda_max"]),
+            integral=init,
+            value=init,
+        )
 
 
 #: columns of the training-curve log (``curves.csv``), one row per batch of finished episodes
-CURVE_COLUMNS = ("timesteps", "episodes", "utility", "devices", "cost", "cost_bounded",
-                 "cost_max", "cost_limit", "lambda", "excess", "excess_max")
+CURVE_COLUMNS = (
+    "timesteps",
+    "episodes",
+    "utility",
+    "devices",
+    "cost",
+    "cost_bounded",
+    "cost_max",
+    "cost_limit",
+    "lambda",
+    "excess",
+    "excess_max",
+)
 
 
 def truncate_log(path: Path, timesteps: int) -> None:
@@ -251,8 +281,11 @@ def read_curves(out: str | Path) -> dict[str, np.ndarray]:
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     # logs written before the excess columns existed read them as NaN
-    return ({k: np.array([float(r.get(k) or "nan") for r in rows]) for k in CURVE_COLUMNS}
-            if rows else {})
+    return (
+        {k: np.array([float(r.get(k) or "nan") for r in rows]) for k in CURVE_COLUMNS}
+        if rows
+        else {}
+    )
 
 
 def read_validation(out: str | Path) -> list[dict[str, Any]]:
@@ -293,15 +326,20 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10)
         def sm(x: np.ndarray, k: np.ndarray = k) -> np.ndarray:
             return np.convolve(x, k, mode="valid")
 
-        ts = t[w - 1:]
+        ts = t[w - 1 :]
         devices = bool(np.all(np.isfinite(c["devices"])))  # FedLoRA; else the mean reward
         first = c["devices"] if devices else c["utility"]
-        line, = axes[0].plot(ts, sm(first), lw=1, label=f"{label} (training)")
+        (line,) = axes[0].plot(ts, sm(first), lw=1, label=f"{label} (training)")
         val = [r for r in read_validation(folder) if "avg_scheduled" in r.get("agent", {})]
         if val and devices:
-            axes[0].plot([r["timesteps"] / 1e6 for r in val],
-                         [r["agent"]["avg_scheduled"] for r in val], "o", ms=3,
-                         color=line.get_color(), label=f"{label} (validation)")
+            axes[0].plot(
+                [r["timesteps"] / 1e6 for r in val],
+                [r["agent"]["avg_scheduled"] for r in val],
+                "o",
+                ms=3,
+                color=line.get_color(),
+                label=f"{label} (validation)",
+            )
         axes[1].plot(ts, sm(c["cost"]), lw=1, color=line.get_color(), label=label)
         if np.any(c["lambda"] != 0):  # runs without a multiplier log lambda = 0
             axes[2].plot(t, c["lambda"], lw=1, color=line.get_color(), label=label)
@@ -310,17 +348,25 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, smooth: int = 10)
         limit = float(c["cost_limit"][-1])
     if limit is not None:
         axes[1].axhline(limit, color="k", ls="--", lw=0.8, label="limit")
-    axes[0].set(xlabel="env steps (M)", ylabel="devices / round (else reward / step)",
-                title="devices scheduled (training reward)")
-    axes[1].set(xlabel="env steps (M)", ylabel="mean cost per step (FedLoRA: D/D-bar)",
-                title="constraint cost vs limit")
+    axes[0].set(
+        xlabel="env steps (M)",
+        ylabel="devices / round (else reward / step)",
+        title="devices scheduled (training reward)",
+    )
+    axes[1].set(
+        xlabel="env steps (M)",
+        ylabel="mean cost per step (FedLoRA: D/D-bar)",
+        title="constraint cost vs limit",
+    )
     axes[1].set_ylim(0, 2 * (limit or 1.0))
     axes[2].set(xlabel="env steps (M)", ylabel="lambda (reward units)", title="multiplier")
 
-    axes[3].axhline(BUDGET_TOLERANCE, color="k", ls=":", lw=0.8,
-                    label="leaderboard tolerance (1%)")
-    axes[3].set(xlabel="env steps (M)", ylabel="mean of max(0, episode's mean cost - limit)",
-                title="overshoot per episode")
+    axes[3].axhline(BUDGET_TOLERANCE, color="k", ls=":", lw=0.8, label="leaderboard tolerance (1%)")
+    axes[3].set(
+        xlabel="env steps (M)",
+        ylabel="mean of max(0, episode's mean cost - limit)",
+        title="overshoot per episode",
+    )
     axes[3].set_yscale("symlog", linthresh=1e-3)
     axes[3].set_ylim(bottom=0.0)
     for ax in axes:

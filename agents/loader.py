@@ -45,9 +45,21 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 _MODEL_CACHE: dict[tuple[Any, ...], Any] = {}
 
-__all__ = ["ALGOS", "MODELS_DIR", "SB3Policy", "UntrustedCodeError", "algo_class",
-           "config_mismatch", "config_to_dict", "load_meta", "load_policy", "resolve_model_path",
-           "save_for_leaderboard", "saved_action_mode", "shipped_models"]
+__all__ = [
+    "ALGOS",
+    "MODELS_DIR",
+    "SB3Policy",
+    "UntrustedCodeError",
+    "algo_class",
+    "config_mismatch",
+    "config_to_dict",
+    "load_meta",
+    "load_policy",
+    "resolve_model_path",
+    "save_for_leaderboard",
+    "saved_action_mode",
+    "shipped_models",
+]
 
 
 def shipped_models() -> list[str]:
@@ -91,7 +103,8 @@ def resolve_model_path(algo: str, path: str) -> Path:
     raise FileNotFoundError(
         f"no agent {path!r} (looked for {', '.join(str(c) for c in _candidates(p))}) and no "
         f"shipped agent {algo}:{path}; shipped: {shipped_models() or 'none'}; train one with "
-        f"`edgeft train --algo {algo} ...`, or convert an SB3 model with `edgeft export`")
+        f"`edgeft train --algo {algo} ...`, or convert an SB3 model with `edgeft export`"
+    )
 
 
 def is_legacy(path: Path) -> bool:
@@ -108,20 +121,25 @@ def _check_legacy_meta(meta: Any, where: str) -> dict[str, Any]:
     """A legacy ``NAME.config.json`` checked for what loading needs."""
     from edgeft.agents.transforms import TRANSFORMS
 
-    hint = ("; `edgeft export` writes a complete description (docs/submitting-an-agent.md)")
+    hint = "; `edgeft export` writes a complete description (docs/submitting-an-agent.md)"
     if not isinstance(meta, dict):
         raise ValueError(f"{where} must hold a JSON object{hint}")
     if not isinstance(meta.get("env_id"), str):
-        raise ValueError(f"{where}: env_id (the env id the model was trained on, e.g. "
-                         f"'edgeft/FedLoRAScheduling-v0') is missing or not a string{hint}")
+        raise ValueError(
+            f"{where}: env_id (the env id the model was trained on, e.g. "
+            f"'edgeft/FedLoRAScheduling-v0') is missing or not a string{hint}"
+        )
     env_config = meta.get("env_config")
     if not isinstance(env_config, dict) or not isinstance(env_config.get("action_mode"), str):
-        raise ValueError(f"{where}: env_config.action_mode (the action mode the model acts in) "
-                         f"is missing{hint}")
+        raise ValueError(
+            f"{where}: env_config.action_mode (the action mode the model acts in) is missing{hint}"
+        )
     transform = meta.setdefault("obs_transform", "none")
     if transform not in TRANSFORMS:
-        raise ValueError(f"{where}: obs_transform must be one of {sorted(TRANSFORMS)} ('none' "
-                         f"for raw observations), got {transform!r}{hint}")
+        raise ValueError(
+            f"{where}: obs_transform must be one of {sorted(TRANSFORMS)} ('none' "
+            f"for raw observations), got {transform!r}{hint}"
+        )
     if "algo" in meta and meta["algo"] not in ALGOS:
         raise ValueError(f"{where}: algo must be one of {list(ALGOS)}, got {meta['algo']!r}")
     return meta
@@ -133,7 +151,8 @@ def _legacy_meta(zp: Path) -> dict[str, Any]:
         raise FileNotFoundError(
             f"model {zp} has no edgeft description {cp.name} beside it (a model saved by plain "
             "stable-baselines3): convert it with `edgeft export ALGO:PATH --env ENV_ID --set "
-            "action_mode=MODE --trust-agent-code --out NAME` (docs/submitting-an-agent.md)")
+            "action_mode=MODE --trust-agent-code --out NAME` (docs/submitting-an-agent.md)"
+        )
     with open(cp) as fh:
         return _check_legacy_meta(json.load(fh), cp.name)
 
@@ -211,8 +230,9 @@ class SB3Policy:
     (legacy zips, training-time validation).
     """
 
-    def __init__(self, model: Any, meta: dict[str, Any], norm: dict[str, Any] | None, config: Any,
-                 path: Path) -> None:
+    def __init__(
+        self, model: Any, meta: dict[str, Any], norm: dict[str, Any] | None, config: Any, path: Path
+    ) -> None:
         from edgeft.agents.transforms import get_transform
 
         self.model = model
@@ -237,21 +257,32 @@ class SB3Policy:
             x = np.clip((x - self._mean) / self._std, -self._clip, self._clip)
         return x.astype(np.float32)
 
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
-                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
         """SB3's ``predict`` on the raw env observation(s)."""
-        action, state = self.model.predict(self.features(observation), state=state,
-                                           episode_start=episode_start, deterministic=deterministic)
+        action, state = self.model.predict(
+            self.features(observation),
+            state=state,
+            episode_start=episode_start,
+            deterministic=deterministic,
+        )
         return action, state
 
 
 def _env_id(env: Any) -> str | None:
     return getattr(getattr(getattr(env, "unwrapped", None), "spec", None), "id", None) or (
-        getattr(getattr(env, "spec", None), "id", None))
+        getattr(getattr(env, "spec", None), "id", None)
+    )
 
 
-def _load_legacy(algo: str, path: str, zp: Path, meta: dict[str, Any]
-                 ) -> tuple[Any, dict[str, Any] | None]:
+def _load_legacy(
+    algo: str, path: str, zp: Path, meta: dict[str, Any]
+) -> tuple[Any, dict[str, Any] | None]:
     """The SB3 model of a legacy zip (the caller opted in) and its normalisation statistics."""
     from edgeft.agents.agent_format import (
         check_normalization,
@@ -261,17 +292,21 @@ def _load_legacy(algo: str, path: str, zp: Path, meta: dict[str, Any]
 
     inside = legacy_zip_algo(zp)
     if inside is not None and inside != algo:
-        raise ValueError(f"{zp.name} holds a {inside.upper()} model, not {algo.upper()}; load "
-                         f"it as {inside}:{path}")
+        raise ValueError(
+            f"{zp.name} holds a {inside.upper()} model, not {algo.upper()}; load "
+            f"it as {inside}:{path}"
+        )
     norm = None
     np_ = sidecar(zp, "norm")
     if np_.is_file():
         with open(np_) as fh:
             norm = json.load(fh)
     train = meta.get("train_config")
-    missing = (f"{zp.name} was trained with observation normalisation but its statistics file "
-               f"{np_.name} is not beside it; without them it plays a different policy: put "
-               "the file back (or export the model with its VecNormalize)")
+    missing = (
+        f"{zp.name} was trained with observation normalisation but its statistics file "
+        f"{np_.name} is not beside it; without them it plays a different policy: put "
+        "the file back (or export the model with its VecNormalize)"
+    )
     if norm is None and isinstance(train, dict) and train.get("normalize_obs"):
         raise ValueError(missing)
     key = ("legacy", algo, str(zp), zp.stat().st_mtime_ns, zp.stat().st_size)
@@ -284,10 +319,18 @@ def _load_legacy(algo: str, path: str, zp: Path, meta: dict[str, Any]
     return model, norm
 
 
-def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
-                action_mode: str | None = None, seed: int | None = None,
-                check_config: bool | str = "mark", trust_code: bool = False,
-                **options: Any) -> SB3Policy:
+def load_policy(
+    algo: str,
+    path: str,
+    env: Any = None,
+    config: Any = None,
+    *,
+    action_mode: str | None = None,
+    seed: int | None = None,
+    check_config: bool | str = "mark",
+    trust_code: bool = False,
+    **options: Any,
+) -> SB3Policy:
     """Load ``algo:path`` for the env (or config) it will act in.
 
     Args:
@@ -323,11 +366,13 @@ def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
     zp = resolve_model_path(algo, path)
     meta = load_meta(algo, path, trust_code=trust_code)
     if meta.get("algo", algo) != algo:
-        raise ValueError(f"{zp.name} was trained with {meta['algo']}, not {algo}; use "
-                         f"{meta['algo']}:{path}")
+        raise ValueError(
+            f"{zp.name} was trained with {meta['algo']}, not {algo}; use {meta['algo']}:{path}"
+        )
     if env is None and config is None:
-        raise ValueError(f"make_policy('{algo}:{path}') needs the env (or its config) it will "
-                         "act in")
+        raise ValueError(
+            f"make_policy('{algo}:{path}') needs the env (or its config) it will act in"
+        )
     if config is None:
         from edgeft.envs.common import config_in_force
 
@@ -341,26 +386,32 @@ def load_policy(algo: str, path: str, env: Any = None, config: Any = None, *,
         if any(d.startswith("action_mode:") for d in diffs):  # another action space altogether
             raise ValueError(
                 f"model {zp.name} acts in action_mode={meta['env_config']['action_mode']!r}, "
-                f"this env in {config.action_mode!r}: build the env with that action mode")
+                f"this env in {config.action_mode!r}: build the env with that action mode"
+            )
         if diffs and check_config is True:
             raise ValueError(
                 f"model {zp.name} was trained on a different env config: {'; '.join(diffs)}. "
                 f"Build the env with the model's config (edgeft.agents.load_meta('{algo}', "
                 f"'{path}')['env_config']), or pass check_config='mark' to play it out of "
-                "distribution")
+                "distribution"
+            )
     if action_mode is not None and action_mode != meta["env_config"]["action_mode"]:
-        raise ValueError(f"model {zp.name} acts in "
-                         f"action_mode={meta['env_config']['action_mode']!r}, not {action_mode!r}; "
-                         "build the env with that action mode")
+        raise ValueError(
+            f"model {zp.name} acts in "
+            f"action_mode={meta['env_config']['action_mode']!r}, not {action_mode!r}; "
+            "build the env with that action mode"
+        )
     if is_legacy(zp):
         model, norm = _load_legacy(algo, path, zp, meta)
         return _checked(SB3Policy(model, meta, norm, config, zp), diffs)
     space = getattr(env, "action_space", None)
     if space is not None and space != meta["action_space"]:
         why = f" (the env differs in {'; '.join(diffs)})" if diffs else ""
-        raise ValueError(f"model {zp.name} acts in {meta['action_space']}, the env in "
-                         f"{space}{why}: this model cannot play that env; build the env with "
-                         "the model's config")
+        raise ValueError(
+            f"model {zp.name} acts in {meta['action_space']}, the env in "
+            f"{space}{why}: this model cannot play that env; build the env with "
+            "the model's config"
+        )
     key = ("safe", algo, str(zp), meta["weights"]["sha256"])
     if key not in _MODEL_CACHE:
         _MODEL_CACHE[key] = load_agent(zp, meta)
@@ -383,14 +434,21 @@ def _checked(policy: SB3Policy, diffs: list[str]) -> SB3Policy:
                 f"model {policy.path.name} takes observations of {size} entries, and this env's "
                 f"(through its obs_transform {policy.meta.get('obs_transform', 'none')!r}) have "
                 f"{got}: it cannot play this env (another number of devices or users?); a "
-                "size-independent policy (fedlora-shared, mec-shared) can")
+                "size-independent policy (fedlora-shared, mec-shared) can"
+            )
     policy.out_of_distribution = list(diffs)
     return policy
 
 
-def save_for_leaderboard(model: Any, env: Any, path: str | os.PathLike, *,
-                         obs_transform: str = "none", vecnormalize: Any = None,
-                         meta: dict[str, Any] | None = None) -> Path:
+def save_for_leaderboard(
+    model: Any,
+    env: Any,
+    path: str | os.PathLike,
+    *,
+    obs_transform: str = "none",
+    vecnormalize: Any = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
     """Save an SB3 model trained on an edgeft env in the safe agent format, ready for
     ``edgeft leaderboard --policies ALGO:PATH``.
 
@@ -437,32 +495,55 @@ def save_for_leaderboard(model: Any, env: Any, path: str | os.PathLike, *,
     size = transformed_size(obs_transform, config, obs_size)
     want = int(np.prod(model.observation_space.shape or (0,)))
     if size != want:
-        raise ValueError(f"the model sees observations of {want} values, but "
-                         f"obs_transform={obs_transform!r} makes {size} from this env's "
-                         f"{obs_size}; build the env the model was trained in (its size, e.g. "
-                         "num_devices / num_users) and pass the obs_transform it was trained on")
+        raise ValueError(
+            f"the model sees observations of {want} values, but "
+            f"obs_transform={obs_transform!r} makes {size} from this env's "
+            f"{obs_size}; build the env the model was trained in (its size, e.g. "
+            "num_devices / num_users) and pass the obs_transform it was trained on"
+        )
     if model.action_space != env.action_space:
-        raise ValueError(f"the model acts in {model.action_space}, the env in {env.action_space} "
-                         f"(action_mode={config.action_mode!r}); build the env in the action "
-                         "mode the model was trained in: gym.make(ENV_ID, action_mode=...)")
+        raise ValueError(
+            f"the model acts in {model.action_space}, the env in {env.action_space} "
+            f"(action_mode={config.action_mode!r}); build the env in the action "
+            "mode the model was trained in: gym.make(ENV_ID, action_mode=...)"
+        )
     if vecnormalize is None:
         norm = normalization_of(model.get_vec_normalize_env())
     elif isinstance(vecnormalize, dict):
-        norm = {k: vecnormalize[k] for k in ("mean", "var", "count", "clip_obs", "epsilon")
-                if k in vecnormalize}
+        norm = {
+            k: vecnormalize[k]
+            for k in ("mean", "var", "count", "clip_obs", "epsilon")
+            if k in vecnormalize
+        }
         norm["mean"] = np.asarray(norm.get("mean"), dtype=np.float64).tolist()
         norm["var"] = np.asarray(norm.get("var"), dtype=np.float64).tolist()
     else:
         norm = normalization_of(vecnormalize)
     if norm is None and trained_with_obs_normalisation(model):
-        raise ValueError("the model learned on VecNormalize-d observations and their statistics "
-                         "are not given; pass vecnormalize= the VecNormalize it was trained "
-                         "behind (or its statistics): without them it plays a different policy")
-    doc = {"env_id": env_id, "algo": algo, "obs_transform": obs_transform,
-           "env_config": config_to_dict(config), "timesteps": int(model.num_timesteps),
-           "exported": {"by": "edgeft.agents.save_for_leaderboard",
-                        "versions": {"stable_baselines3": stable_baselines3.__version__,
-                                     "gymnasium": gymnasium.__version__}}}
-    doc.update({k: v for k, v in (meta or {}).items()
-                if k not in ("env_id", "algo", "obs_transform", "env_config")})
+        raise ValueError(
+            "the model learned on VecNormalize-d observations and their statistics "
+            "are not given; pass vecnormalize= the VecNormalize it was trained "
+            "behind (or its statistics): without them it plays a different policy"
+        )
+    doc = {
+        "env_id": env_id,
+        "algo": algo,
+        "obs_transform": obs_transform,
+        "env_config": config_to_dict(config),
+        "timesteps": int(model.num_timesteps),
+        "exported": {
+            "by": "edgeft.agents.save_for_leaderboard",
+            "versions": {
+                "stable_baselines3": stable_baselines3.__version__,
+                "gymnasium": gymnasium.__version__,
+            },
+        },
+    }
+    doc.update(
+        {
+            k: v
+            for k, v in (meta or {}).items()
+            if k not in ("env_id", "algo", "obs_transform", "env_config")
+        }
+    )
     return write_agent(path, model, doc, norm)

@@ -62,7 +62,7 @@ OMNISAFE_BLOCKER = (
     "release) depends on safety-gymnasium, and every safety-gymnasium release pins gymnasium "
     "(==0.26.3 or ==0.28.1), so pip reports 'safety-gymnasium 1.0.0 depends on "
     "gymnasium==0.28.1'; installed anyway with --no-deps, `import omnisafe` fails in "
-    "safety_gymnasium/utils/registration.py: \"ModuleNotFoundError: No module named "
+    'safety_gymnasium/utils/registration.py: "ModuleNotFoundError: No module named '
     "'gymnasium.wrappers.compatibility'\" (removed in gymnasium 1.0). Until safety-gymnasium "
     "supports gymnasium 1.x, use `edgeft train --algo ppo-lag` or FSRL (see FSRL_BLOCKER)."
 )
@@ -71,8 +71,8 @@ OMNISAFE_BLOCKER = (
 #: fast-safe-rl 0.1.0, tianshou 0.5.0 and 0.5.1, gymnasium 1.4, numpy 1.26 and 2.4)
 FSRL_BLOCKER = (
     "FSRL is not installed (or does not import). fast-safe-rl 0.1.0 pins wandb~=0.14.0, which "
-    "fails to import on numpy 2 (\"AttributeError: `np.float_` was removed in the NumPy 2.0 "
-    "release\") and on setuptools>=81 (\"ModuleNotFoundError: No module named "
+    'fails to import on numpy 2 ("AttributeError: `np.float_` was removed in the NumPy 2.0 '
+    'release") and on setuptools>=81 ("ModuleNotFoundError: No module named '
     "'pkg_resources'\"); pinning numpy<2 for it resolves (pip takes bullet-safety-gym 1.1.0 and "
     "the old gym package) but then edgeft's shipped agents, saved under numpy 2, fail to load "
     "(\"No module named 'numpy._core.numeric'\"), so there is no extra for it. Install it "
@@ -162,13 +162,21 @@ class EdgeftCMDP:
         """The env ids this class makes."""
         return cls._support_envs
 
-    def __init__(self, env_id: str, num_envs: int = 1, device: Any = "cpu",
-                 cost_key: str = "cost", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int = 1,
+        device: Any = "cpu",
+        cost_key: str = "cost",
+        **kwargs: Any,
+    ) -> None:
         import torch
 
         if env_id not in self.support_envs():
-            raise ValueError(f"env_id {env_id!r} is not supported by {type(self).__name__}; "
-                             f"supported: {self.support_envs()}")
+            raise ValueError(
+                f"env_id {env_id!r} is not supported by {type(self).__name__}; "
+                f"supported: {self.support_envs()}"
+            )
         if num_envs < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
         self._envs = [gym.make(env_id, **kwargs) for _ in range(num_envs)]
@@ -230,14 +238,24 @@ class EdgeftCMDP:
 
         return torch.as_tensor(np.asarray(value), dtype=torch.float32, device=self._device)
 
-    def _step_one(self, env: gym.Env, action: np.ndarray) -> tuple[np.ndarray, float, float,
-                                                                    bool, bool, dict[str, Any]]:
+    def _step_one(
+        self, env: gym.Env, action: np.ndarray
+    ) -> tuple[np.ndarray, float, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = env.step(action.reshape(self._action_shape))
-        return (np.asarray(obs).reshape(-1), float(reward), float(info[self._cost_key]),
-                bool(terminated), bool(truncated), info)
+        return (
+            np.asarray(obs).reshape(-1),
+            float(reward),
+            float(info[self._cost_key]),
+            bool(terminated),
+            bool(truncated),
+            info,
+        )
 
-    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                   torch.Tensor, torch.Tensor, dict[str, Any]]:
+    def step(
+        self, action: torch.Tensor
+    ) -> tuple[
+        torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]
+    ]:
         """One step of every env copy.
 
         Args:
@@ -253,8 +271,10 @@ class EdgeftCMDP:
             obs, reward, cost, terminated, truncated, info = self._step_one(self._envs[0], act)
             columns: list[Any] = [obs, reward, cost, terminated, truncated]
         else:
-            rows = [self._step_one(env, a)
-                    for env, a in zip(self._envs, act.reshape(self._num_envs, -1))]
+            rows = [
+                self._step_one(env, a)
+                for env, a in zip(self._envs, act.reshape(self._num_envs, -1))
+            ]
             observations = np.stack([r[0] for r in rows])
             final_obs = np.zeros_like(observations)
             done = np.zeros(self._num_envs, dtype=bool)
@@ -265,22 +285,28 @@ class EdgeftCMDP:
                     observations[i] = np.asarray(env.reset()[0]).reshape(-1)
             info = {"infos": [r[5] for r in rows]}
             if done.any():
-                info.update(final_observation=self._tensor(final_obs),
-                            _final_observation=done, final_info=final_info)
+                info.update(
+                    final_observation=self._tensor(final_obs),
+                    _final_observation=done,
+                    final_info=final_info,
+                )
             columns = [observations] + [np.array([r[k] for r in rows]) for k in range(1, 5)]
         o, r, c, te, tr = (self._tensor(x) for x in columns)
         return o, r, c, te, tr, info
 
-    def reset(self, seed: int | None = None,
-              options: dict[str, Any] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Reset every env copy (copy ``i`` with ``seed + i``).
 
         Returns:
             ``(obs, info)``: obs a float32 tensor (leading axis ``num_envs`` when
             ``num_envs > 1``); info the env's (``{"infos": [...]}`` when ``num_envs > 1``).
         """
-        results = [env.reset(seed=None if seed is None else seed + i, options=options)
-                   for i, env in enumerate(self._envs)]
+        results = [
+            env.reset(seed=None if seed is None else seed + i, options=options)
+            for i, env in enumerate(self._envs)
+        ]
         observations = [np.asarray(obs).reshape(-1) for obs, _ in results]
         if self._num_envs == 1:
             return self._tensor(observations[0]), results[0][1]

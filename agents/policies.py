@@ -100,8 +100,9 @@ class MECUsersLayout:
     @property
     def size(self) -> int:
         """The feature vector's length."""
-        return (self.num_users * self.user_dim + self.server_blocks * self.num_servers
-                + self.global_dim)
+        return (
+            self.num_users * self.user_dim + self.server_blocks * self.num_servers + self.global_dim
+        )
 
     @property
     def context_dim(self) -> int:
@@ -135,8 +136,14 @@ class MECSharedExtractor(nn.Module):
     the server logits then come from one map shared by all (user, server) pairs.
     """
 
-    def __init__(self, layout: MECUsersLayout, embed_dim: int, hidden_dim: int,
-                 activation: type[nn.Module], pair_dim: int = 0) -> None:
+    def __init__(
+        self,
+        layout: MECUsersLayout,
+        embed_dim: int,
+        hidden_dim: int,
+        activation: type[nn.Module],
+        pair_dim: int = 0,
+    ) -> None:
         super().__init__()
         self.layout = layout
         self.hidden_dim, self.pair_dim = hidden_dim, pair_dim
@@ -146,8 +153,9 @@ class MECSharedExtractor(nn.Module):
         if pair_dim:
             self.actor_pair = _mlp([hidden_dim + 1 + layout.server_blocks, pair_dim], activation)
         self.critic_embed = _mlp([inp, embed_dim, embed_dim], activation)
-        self.critic_pool = _mlp([embed_dim + layout.context_dim, hidden_dim, hidden_dim],
-                                activation)
+        self.critic_pool = _mlp(
+            [embed_dim + layout.context_dim, hidden_dim, hidden_dim], activation
+        )
         self.per_user = hidden_dim + layout.num_servers * pair_dim
         self.latent_dim_pi = layout.num_users * self.per_user
         self.latent_dim_vf = hidden_dim
@@ -167,11 +175,11 @@ class MECSharedExtractor(nn.Module):
             return z.flatten(1)
         n, m = self.layout.num_users, self.layout.num_servers
         users, _ = self.layout.split(features)
-        ratio = users[..., 1:1 + m].unsqueeze(3)                       # (B, N, M, 1)
-        server = ctx[:, :self.layout.server_blocks * m].reshape(-1, self.layout.server_blocks, m)
+        ratio = users[..., 1 : 1 + m].unsqueeze(3)  # (B, N, M, 1)
+        server = ctx[:, : self.layout.server_blocks * m].reshape(-1, self.layout.server_blocks, m)
         server = server.transpose(1, 2).unsqueeze(1).expand(-1, n, -1, -1)  # (B, N, M, S)
         pair = torch.cat([z.unsqueeze(2).expand(-1, -1, m, -1), ratio, server], dim=3)
-        y = self.actor_pair(pair)                                      # (B, N, M, pair_dim)
+        y = self.actor_pair(pair)  # (B, N, M, pair_dim)
         return torch.cat([z, y.flatten(2)], dim=2).flatten(1)
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
@@ -189,8 +197,15 @@ class PerUserHead(nn.Module):
     logits (N x M). Without pair latents one linear map of z_n gives both; with them
     (``pair_dim > 0``) alpha comes from z_n and server m's logit from y_nm."""
 
-    def __init__(self, num_users: int, hidden_dim: int, num_alpha: int, num_servers: int,
-                 pair_dim: int = 0, alpha_degree: int = 0) -> None:
+    def __init__(
+        self,
+        num_users: int,
+        hidden_dim: int,
+        num_alpha: int,
+        num_servers: int,
+        pair_dim: int = 0,
+        alpha_degree: int = 0,
+    ) -> None:
         super().__init__()
         self.num_users, self.hidden_dim = num_users, hidden_dim
         self.num_alpha, self.num_servers, self.pair_dim = num_alpha, num_servers, pair_dim
@@ -200,24 +215,26 @@ class PerUserHead(nn.Module):
         self.alpha_out = alpha_out
         if alpha_degree:  # logit_k = sum_j c_j t_k^j, t_k = k / (A - 1), j = 1..degree
             t = torch.linspace(0.0, 1.0, num_alpha)
-            basis = torch.stack([t ** j for j in range(1, alpha_degree + 1)])  # (degree, A)
+            basis = torch.stack([t**j for j in range(1, alpha_degree + 1)])  # (degree, A)
             self.register_buffer("alpha_basis", basis, persistent=False)
         if pair_dim:
             self.pair = nn.Linear(pair_dim, 1)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        per_user = latent.reshape(-1, self.num_users,
-                                  self.hidden_dim + self.num_servers * self.pair_dim)
-        out = self.linear(per_user[..., :self.hidden_dim])  # (B, N, A or degree [+ M])
-        alpha = out[..., :self.alpha_out]
+        per_user = latent.reshape(
+            -1, self.num_users, self.hidden_dim + self.num_servers * self.pair_dim
+        )
+        out = self.linear(per_user[..., : self.hidden_dim])  # (B, N, A or degree [+ M])
+        alpha = out[..., : self.alpha_out]
         if self.alpha_degree:
-            alpha = alpha @ self.alpha_basis                # (B, N, A)
+            alpha = alpha @ self.alpha_basis  # (B, N, A)
         if self.pair_dim:
-            pairs = per_user[..., self.hidden_dim:].reshape(
-                -1, self.num_users, self.num_servers, self.pair_dim)
-            server = self.pair(pairs)[..., 0]               # (B, N, M)
+            pairs = per_user[..., self.hidden_dim :].reshape(
+                -1, self.num_users, self.num_servers, self.pair_dim
+            )
+            server = self.pair(pairs)[..., 0]  # (B, N, M)
         else:
-            server = out[..., self.alpha_out:]
+            server = out[..., self.alpha_out :]
         return torch.cat([alpha.flatten(1), server.flatten(1)], dim=1)
 
 
@@ -242,14 +259,27 @@ class MECSharedPolicy(ActorCriticPolicy):
             observation is not the ``mec-users`` features of N users and M servers.
     """
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
-                 lr_schedule: Any, embed_dim: int = 64, hidden_dim: int = 64,
-                 pair_dim: int = 16, alpha_degree: int = 0, activation: str = "relu",
-                 **kwargs: Any) -> None:
-        if not isinstance(action_space, spaces.MultiDiscrete) or action_space.nvec.ndim != 1 or (
-                len(action_space.nvec) % 2):
-            raise ValueError("mec-shared acts in the MEC env's discrete mode "
-                             f"(MultiDiscrete([Upsilon - 1] * N + [M] * N)), not {action_space}")
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Any,
+        embed_dim: int = 64,
+        hidden_dim: int = 64,
+        pair_dim: int = 16,
+        alpha_degree: int = 0,
+        activation: str = "relu",
+        **kwargs: Any,
+    ) -> None:
+        if (
+            not isinstance(action_space, spaces.MultiDiscrete)
+            or action_space.nvec.ndim != 1
+            or (len(action_space.nvec) % 2)
+        ):
+            raise ValueError(
+                "mec-shared acts in the MEC env's discrete mode "
+                f"(MultiDiscrete([Upsilon - 1] * N + [M] * N)), not {action_space}"
+            )
         nvec = np.asarray(action_space.nvec)
         n = len(nvec) // 2
         if len(set(nvec[:n].tolist())) != 1 or len(set(nvec[n:].tolist())) != 1:
@@ -260,44 +290,65 @@ class MECSharedPolicy(ActorCriticPolicy):
             raise ValueError(
                 f"mec-shared needs the mec-users features (obs_transform 'mec-users': "
                 f"{self.layout.size} values for {n} users and {nvec[n]} servers), got "
-                f"observations of {size}")
+                f"observations of {size}"
+            )
         activations = {"relu": nn.ReLU, "tanh": nn.Tanh}
         if activation not in activations:
             raise ValueError(f"activation must be one of {sorted(activations)}, got {activation!r}")
         self.num_alpha = int(nvec[0])
-        self.embed_dim, self.hidden_dim, self.pair_dim = (int(embed_dim), int(hidden_dim),
-                                                          int(pair_dim))
+        self.embed_dim, self.hidden_dim, self.pair_dim = (
+            int(embed_dim),
+            int(hidden_dim),
+            int(pair_dim),
+        )
         self.alpha_degree = int(alpha_degree)
         self.activation = activation
         kwargs.pop("net_arch", None)
         kwargs.pop("activation_fn", None)
-        super().__init__(observation_space, action_space, lr_schedule,
-                         activation_fn=activations[activation], **kwargs)
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            activation_fn=activations[activation],
+            **kwargs,
+        )
 
     def _build_mlp_extractor(self) -> None:
         # SB3 types mlp_extractor as its MlpExtractor; it takes any module with the same
         # latent_dim_pi / latent_dim_vf and forward_actor / forward_critic
         self.mlp_extractor = MECSharedExtractor(  # type: ignore[assignment]
-            self.layout, self.embed_dim, self.hidden_dim, self.activation_fn, self.pair_dim)
+            self.layout, self.embed_dim, self.hidden_dim, self.activation_fn, self.pair_dim
+        )
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
         # SB3 built one linear map from the flattened latents to all logits; replace it by the
         # shared per-user head (initialised as SB3 initialises action_net), and rebuild the
         # optimiser over the new parameters.
-        self.action_net = PerUserHead(self.layout.num_users, self.hidden_dim, self.num_alpha,
-                                      self.layout.num_servers, self.pair_dim, self.alpha_degree)
+        self.action_net = PerUserHead(
+            self.layout.num_users,
+            self.hidden_dim,
+            self.num_alpha,
+            self.layout.num_servers,
+            self.pair_dim,
+            self.alpha_degree,
+        )
         if self.ortho_init:
             self.action_net.apply(partial(self.init_weights, gain=0.01))
         # torch's stubs type optimizer_class as the base Optimizer, whose __init__ has no lr
         self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
-            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(embed_dim=self.embed_dim, hidden_dim=self.hidden_dim,
-                    pair_dim=self.pair_dim, alpha_degree=self.alpha_degree,
-                    activation=self.activation)
+        data.update(
+            embed_dim=self.embed_dim,
+            hidden_dim=self.hidden_dim,
+            pair_dim=self.pair_dim,
+            alpha_degree=self.alpha_degree,
+            activation=self.activation,
+        )
         data.pop("activation_fn", None)
         data.pop("net_arch", None)
         return data
@@ -349,19 +400,21 @@ def fedlora_action_kind(action_space: spaces.Space) -> tuple[str, int]:
         return "subset", int(action_space.n)
     if isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
         return "box", int(action_space.shape[0])
-    raise ValueError("fedlora-shared acts in the FedLoRA env's count (Discrete(K + 1)), subset "
-                     "(MultiBinary(K)), score or bandwidth (Box, shape (K,)) modes, not "
-                     f"{action_space}")
+    raise ValueError(
+        "fedlora-shared acts in the FedLoRA env's count (Discrete(K + 1)), subset "
+        "(MultiBinary(K)), score or bandwidth (Box, shape (K,)) modes, not "
+        f"{action_space}"
+    )
 
 
-def _check_fedlora_features(observation_space: spaces.Space, layout: FedLoRADevicesLayout
-                            ) -> None:
+def _check_fedlora_features(observation_space: spaces.Space, layout: FedLoRADevicesLayout) -> None:
     size = int(np.prod(observation_space.shape or (0,)))
     if size != layout.size:
         raise ValueError(
             f"fedlora-shared needs the fedlora-devices features (obs_transform "
             f"'fedlora-devices': {layout.size} values for {layout.num_devices} devices), got "
-            f"observations of {size}")
+            f"observations of {size}"
+        )
 
 
 def _activation(name: str) -> type[nn.Module]:
@@ -377,16 +430,21 @@ class DeviceEncoder(nn.Module):
     device appended to u_k (the critic of the off-policy classes passes the device's action).
     Returns (B, K, hidden_dim)."""
 
-    def __init__(self, layout: FedLoRADevicesLayout, embed_dim: int, hidden_dim: int,
-                 activation: type[nn.Module], extra: int = 0) -> None:
+    def __init__(
+        self,
+        layout: FedLoRADevicesLayout,
+        embed_dim: int,
+        hidden_dim: int,
+        activation: type[nn.Module],
+        extra: int = 0,
+    ) -> None:
         super().__init__()
         self.layout = layout
         g = layout.global_dim
         self.embed = _mlp([layout.device_dim + extra + g, embed_dim, embed_dim], activation)
         self.device = _mlp([3 * embed_dim + g, hidden_dim, hidden_dim], activation)
 
-    def forward(self, features: torch.Tensor, extra: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         devices, glob = self.layout.split(features)
         k = self.layout.num_devices
         parts = [devices] if extra is None else [devices, extra]
@@ -400,16 +458,21 @@ class DevicePool(nn.Module):
     g]): (B, hidden_dim). The value of the actor-critic policy and the Q of the off-policy
     critics (with the device's action as ``extra``)."""
 
-    def __init__(self, layout: FedLoRADevicesLayout, embed_dim: int, hidden_dim: int,
-                 activation: type[nn.Module], extra: int = 0) -> None:
+    def __init__(
+        self,
+        layout: FedLoRADevicesLayout,
+        embed_dim: int,
+        hidden_dim: int,
+        activation: type[nn.Module],
+        extra: int = 0,
+    ) -> None:
         super().__init__()
         self.layout = layout
         g = layout.global_dim
         self.embed = _mlp([layout.device_dim + extra + g, embed_dim, embed_dim], activation)
         self.pool = _mlp([2 * embed_dim + g, hidden_dim, hidden_dim], activation)
 
-    def forward(self, features: torch.Tensor, extra: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         devices, glob = self.layout.split(features)
         k = self.layout.num_devices
         parts = [devices] if extra is None else [devices, extra]
@@ -422,8 +485,13 @@ class FedLoRASharedExtractor(nn.Module):
     [z_k, rank_k] flattened device-major (B, K * (hidden + 1); the rank n_k / K rides along for
     the ``count`` head's channel order) and the critic's pooled latent (B, hidden)."""
 
-    def __init__(self, layout: FedLoRADevicesLayout, embed_dim: int, hidden_dim: int,
-                 activation: type[nn.Module]) -> None:
+    def __init__(
+        self,
+        layout: FedLoRADevicesLayout,
+        embed_dim: int,
+        hidden_dim: int,
+        activation: type[nn.Module],
+    ) -> None:
         super().__init__()
         self.layout = layout
         self.actor = DeviceEncoder(layout, embed_dim, hidden_dim, activation)
@@ -434,8 +502,9 @@ class FedLoRASharedExtractor(nn.Module):
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
         """Per-device latents and ranks, flattened device-major: (B, K * (hidden + 1))."""
         z = self.actor(features)
-        rank = self.layout.split(features)[0][..., self.layout.rank_index:
-                                              self.layout.rank_index + 1]
+        rank = self.layout.split(features)[0][
+            ..., self.layout.rank_index : self.layout.rank_index + 1
+        ]
         return torch.cat([z, rank], dim=2).flatten(1)
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
@@ -456,8 +525,9 @@ class PerDeviceHead(nn.Module):
     (module docstring: ``"stop"`` or ``"cumsum"``), the devices taken in channel order (ascending
     rank, ties in the env's order)."""
 
-    def __init__(self, num_devices: int, hidden_dim: int, kind: str,
-                 count_logits: str = "stop") -> None:
+    def __init__(
+        self, num_devices: int, hidden_dim: int, kind: str, count_logits: str = "stop"
+    ) -> None:
         super().__init__()
         self.num_devices, self.hidden_dim = num_devices, hidden_dim
         self.kind, self.count_logits = kind, count_logits
@@ -467,12 +537,12 @@ class PerDeviceHead(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         per = latent.reshape(-1, self.num_devices, self.hidden_dim + 1)
-        z = per[..., :self.hidden_dim]
-        out = self.linear(z)[..., 0]                          # (B, K)
+        z = per[..., : self.hidden_dim]
+        out = self.linear(z)[..., 0]  # (B, K)
         if self.kind != "count":
             return out
         order = torch.argsort(per[..., self.hidden_dim], dim=1, stable=True)
-        s = out.gather(1, order)                              # strongest first
+        s = out.gather(1, order)  # strongest first
         if self.count_logits == "cumsum":
             return torch.cat([torch.zeros_like(s[:, :1]), s.cumsum(dim=1)], dim=1)
         none = self.none(torch.cat([z.mean(dim=1), z.amax(dim=1)], dim=1))
@@ -501,18 +571,29 @@ class FedLoRASharedPolicy(ActorCriticPolicy):
             the ``fedlora-devices`` features of its K devices, or ``use_sde`` is set.
     """
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
-                 lr_schedule: Any, embed_dim: int = 64, hidden_dim: int = 64,
-                 count_logits: str = "stop", activation: str = "relu", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Any,
+        embed_dim: int = 64,
+        hidden_dim: int = 64,
+        count_logits: str = "stop",
+        activation: str = "relu",
+        **kwargs: Any,
+    ) -> None:
         self.kind, k = fedlora_action_kind(action_space)
         self.layout = fedlora_devices_layout(k)
         _check_fedlora_features(observation_space, self.layout)
         if count_logits not in COUNT_LOGITS:
-            raise ValueError(f"count_logits must be one of {list(COUNT_LOGITS)}, "
-                             f"got {count_logits!r}")
+            raise ValueError(
+                f"count_logits must be one of {list(COUNT_LOGITS)}, got {count_logits!r}"
+            )
         if kwargs.get("use_sde"):
-            raise ValueError("fedlora-shared does not support use_sde (gSDE's noise matrix is "
-                             "sized by K); leave use_sde off")
+            raise ValueError(
+                "fedlora-shared does not support use_sde (gSDE's noise matrix is "
+                "sized by K); leave use_sde off"
+            )
         self.embed_dim, self.hidden_dim = int(embed_dim), int(hidden_dim)
         self.count_logits = count_logits
         self.activation = activation
@@ -520,34 +601,40 @@ class FedLoRASharedPolicy(ActorCriticPolicy):
         kwargs.pop("net_arch", None)
         kwargs.pop("activation_fn", None)
         kwargs.setdefault("ortho_init", False)
-        super().__init__(observation_space, action_space, lr_schedule, activation_fn=act,
-                         **kwargs)
+        super().__init__(observation_space, action_space, lr_schedule, activation_fn=act, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
         # SB3 types mlp_extractor as its MlpExtractor; it takes any module with the same
         # latent_dim_pi / latent_dim_vf and forward_actor / forward_critic
         self.mlp_extractor = FedLoRASharedExtractor(  # type: ignore[assignment]
-            self.layout, self.embed_dim, self.hidden_dim, self.activation_fn)
+            self.layout, self.embed_dim, self.hidden_dim, self.activation_fn
+        )
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
         # SB3 built one linear map from the flattened latents to all outputs (and, for a Box,
         # one log-std per device); replace them by the shared per-device head and one shared
         # log-std, and rebuild the optimiser over the new parameters.
-        self.action_net = PerDeviceHead(self.layout.num_devices, self.hidden_dim, self.kind,
-                                        self.count_logits)
+        self.action_net = PerDeviceHead(
+            self.layout.num_devices, self.hidden_dim, self.kind, self.count_logits
+        )
         if self.ortho_init:
             self.action_net.apply(partial(self.init_weights, gain=0.01))
         if self.kind == "box":
             self.log_std = nn.Parameter(torch.full((1,), float(self.log_std_init)))
         # torch's stubs type optimizer_class as the base Optimizer, whose __init__ has no lr
         self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
-            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(embed_dim=self.embed_dim, hidden_dim=self.hidden_dim,
-                    count_logits=self.count_logits, activation=self.activation)
+        data.update(
+            embed_dim=self.embed_dim,
+            hidden_dim=self.hidden_dim,
+            count_logits=self.count_logits,
+            activation=self.activation,
+        )
         data.pop("activation_fn", None)
         data.pop("net_arch", None)
         return data
@@ -558,8 +645,13 @@ class DeviceQ(nn.Module):
     """Q(s, a) = w' rho([mean_k e_k, max_k e_k, g]) + b', e_k = phi([u_k, a_k, g]): invariant to
     permuting the devices together with their actions (one of the off-policy critics' nets)."""
 
-    def __init__(self, layout: FedLoRADevicesLayout, embed_dim: int, hidden_dim: int,
-                 activation: type[nn.Module]) -> None:
+    def __init__(
+        self,
+        layout: FedLoRADevicesLayout,
+        embed_dim: int,
+        hidden_dim: int,
+        activation: type[nn.Module],
+    ) -> None:
         super().__init__()
         self.pool = DevicePool(layout, embed_dim, hidden_dim, activation, extra=1)
         self.out = nn.Linear(hidden_dim, 1)
@@ -572,8 +664,9 @@ class FedLoRASharedCritic(ContinuousCritic):
     """SB3's ``ContinuousCritic`` with :class:`DeviceQ` nets (``qf0``, ``qf1``, ...) in place of
     its flat MLPs (``net_arch`` is not used)."""
 
-    def __init__(self, *args: Any, embed_dim: int = 64, hidden_dim: int = 64,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, embed_dim: int = 64, hidden_dim: int = 64, **kwargs: Any
+    ) -> None:
         kwargs["net_arch"] = []
         super().__init__(*args, **kwargs)
         layout = fedlora_devices_layout(fedlora_action_kind(self.action_space)[1])
@@ -595,8 +688,9 @@ class FedLoRASharedCritic(ContinuousCritic):
         return self.q_networks[0](features, actions)
 
 
-def _check_off_policy(name: str, observation_space: spaces.Space, action_space: spaces.Space,
-                      kwargs: dict[str, Any]) -> FedLoRADevicesLayout:
+def _check_off_policy(
+    name: str, observation_space: spaces.Space, action_space: spaces.Space, kwargs: dict[str, Any]
+) -> FedLoRADevicesLayout:
     kind, k = fedlora_action_kind(action_space)
     if kind != "box":
         raise ValueError(f"{name} acts in a Box mode (score, bandwidth), not {action_space}")
@@ -618,8 +712,9 @@ class FedLoRASACActor(SACActor):
     latent_pi: DeviceEncoder  # type: ignore[assignment]
     log_std: nn.Linear  # type: ignore[assignment]
 
-    def __init__(self, *args: Any, embed_dim: int = 64, hidden_dim: int = 64,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, embed_dim: int = 64, hidden_dim: int = 64, **kwargs: Any
+    ) -> None:
         kwargs["net_arch"] = []
         super().__init__(*args, **kwargs)
         layout = fedlora_devices_layout(fedlora_action_kind(self.action_space)[1])
@@ -627,10 +722,11 @@ class FedLoRASACActor(SACActor):
         self.mu = nn.Linear(hidden_dim, 1)
         self.log_std = nn.Linear(hidden_dim, 1)
 
-    def get_action_dist_params(self, obs: PyTorchObs
-                               ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    def get_action_dist_params(
+        self, obs: PyTorchObs
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         features = self.extract_features(obs, self.features_extractor)
-        z = self.latent_pi(features)                          # (B, K, hidden)
+        z = self.latent_pi(features)  # (B, K, hidden)
         log_std = torch.clamp(self.log_std(z)[..., 0], LOG_STD_MIN, LOG_STD_MAX)
         return self.mu(z)[..., 0], log_std, {}
 
@@ -649,9 +745,16 @@ class _OffPolicyMixin(_OffPolicyBase):
     actor_kwargs: dict[str, Any]
     critic_kwargs: dict[str, Any]
 
-    def _setup(self, name: str, observation_space: spaces.Space, action_space: spaces.Space,
-               embed_dim: int, hidden_dim: int, activation: str, kwargs: dict[str, Any]
-               ) -> type[nn.Module]:
+    def _setup(
+        self,
+        name: str,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        embed_dim: int,
+        hidden_dim: int,
+        activation: str,
+        kwargs: dict[str, Any],
+    ) -> type[nn.Module]:
         self.layout = _check_off_policy(name, observation_space, action_space, kwargs)
         self.embed_dim, self.hidden_dim = int(embed_dim), int(hidden_dim)
         self.activation = activation
@@ -659,18 +762,21 @@ class _OffPolicyMixin(_OffPolicyBase):
 
     def make_actor(self, features_extractor: Any = None) -> Any:
         kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
-        return self.actor_class(**kwargs, embed_dim=self.embed_dim,
-                                hidden_dim=self.hidden_dim).to(self.device)
+        return self.actor_class(**kwargs, embed_dim=self.embed_dim, hidden_dim=self.hidden_dim).to(
+            self.device
+        )
 
     def make_critic(self, features_extractor: Any = None) -> FedLoRASharedCritic:
         kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
-        return FedLoRASharedCritic(**kwargs, embed_dim=self.embed_dim,
-                                   hidden_dim=self.hidden_dim).to(self.device)
+        return FedLoRASharedCritic(
+            **kwargs, embed_dim=self.embed_dim, hidden_dim=self.hidden_dim
+        ).to(self.device)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(embed_dim=self.embed_dim, hidden_dim=self.hidden_dim,
-                    activation=self.activation)
+        data.update(
+            embed_dim=self.embed_dim, hidden_dim=self.hidden_dim, activation=self.activation
+        )
         data.pop("activation_fn", None)
         data.pop("net_arch", None)
         return data
@@ -690,21 +796,41 @@ class FedLoRASharedSACPolicy(_OffPolicyMixin, SACPolicy):
 
     actor_class = FedLoRASACActor
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
-                 lr_schedule: Any, embed_dim: int = 64, hidden_dim: int = 64,
-                 activation: str = "relu", **kwargs: Any) -> None:
-        act = self._setup("fedlora-shared (SAC)", observation_space, action_space, embed_dim,
-                          hidden_dim, activation, kwargs)
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Any,
+        embed_dim: int = 64,
+        hidden_dim: int = 64,
+        activation: str = "relu",
+        **kwargs: Any,
+    ) -> None:
+        act = self._setup(
+            "fedlora-shared (SAC)",
+            observation_space,
+            action_space,
+            embed_dim,
+            hidden_dim,
+            activation,
+            kwargs,
+        )
         assert isinstance(action_space, spaces.Box)  # _setup raised otherwise
-        super().__init__(observation_space, action_space, lr_schedule, net_arch=[],
-                         activation_fn=act, **kwargs)
+        super().__init__(
+            observation_space, action_space, lr_schedule, net_arch=[], activation_fn=act, **kwargs
+        )
 
 
 class DeviceMean(nn.Module):
     """tanh(w z_k + b) per device, z_k from a :class:`DeviceEncoder`: TD3's action."""
 
-    def __init__(self, layout: FedLoRADevicesLayout, embed_dim: int, hidden_dim: int,
-                 activation: type[nn.Module]) -> None:
+    def __init__(
+        self,
+        layout: FedLoRADevicesLayout,
+        embed_dim: int,
+        hidden_dim: int,
+        activation: type[nn.Module],
+    ) -> None:
         super().__init__()
         self.encoder = DeviceEncoder(layout, embed_dim, hidden_dim, activation)
         self.out = nn.Linear(hidden_dim, 1)
@@ -718,8 +844,9 @@ class FedLoRATD3Actor(TD3Actor):
 
     mu: DeviceMean  # type: ignore[assignment]  # SB3 types it as the nn.Sequential it builds
 
-    def __init__(self, *args: Any, embed_dim: int = 64, hidden_dim: int = 64,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, embed_dim: int = 64, hidden_dim: int = 64, **kwargs: Any
+    ) -> None:
         kwargs["net_arch"] = []
         super().__init__(*args, **kwargs)
         layout = fedlora_devices_layout(fedlora_action_kind(self.action_space)[1])
@@ -739,25 +866,42 @@ class FedLoRASharedTD3Policy(_OffPolicyMixin, TD3Policy):
 
     actor_class = FedLoRATD3Actor
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
-                 lr_schedule: Any, embed_dim: int = 64, hidden_dim: int = 64,
-                 activation: str = "relu", **kwargs: Any) -> None:
-        act = self._setup("fedlora-shared (TD3)", observation_space, action_space, embed_dim,
-                          hidden_dim, activation, kwargs)
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Any,
+        embed_dim: int = 64,
+        hidden_dim: int = 64,
+        activation: str = "relu",
+        **kwargs: Any,
+    ) -> None:
+        act = self._setup(
+            "fedlora-shared (TD3)",
+            observation_space,
+            action_space,
+            embed_dim,
+            hidden_dim,
+            activation,
+            kwargs,
+        )
         assert isinstance(action_space, spaces.Box)  # _setup raised otherwise
-        super().__init__(observation_space, action_space, lr_schedule, net_arch=[],
-                         activation_fn=act, **kwargs)
+        super().__init__(
+            observation_space, action_space, lr_schedule, net_arch=[], activation_fn=act, **kwargs
+        )
 
 
 #: policy names of ``TrainConfig.policy`` -> the class (SB3's own names pass through as strings)
-POLICIES: dict[str, type[ActorCriticPolicy]] = {"mec-shared": MECSharedPolicy,
-                                                 "fedlora-shared": FedLoRASharedPolicy}
+POLICIES: dict[str, type[ActorCriticPolicy]] = {
+    "mec-shared": MECSharedPolicy,
+    "fedlora-shared": FedLoRASharedPolicy,
+}
 #: the off-policy classes of the ``POLICIES`` names that have them, by algorithm
 OFF_POLICY_POLICIES: dict[str, dict[str, type[BasePolicy]]] = {
-    "fedlora-shared": {"sac": FedLoRASharedSACPolicy, "td3": FedLoRASharedTD3Policy}}
+    "fedlora-shared": {"sac": FedLoRASharedSACPolicy, "td3": FedLoRASharedTD3Policy}
+}
 #: the observation transform (``edgeft.agents.transforms``) each ``POLICIES`` name reads
-POLICY_TRANSFORMS: dict[str, str] = {"mec-shared": "mec-users",
-                                     "fedlora-shared": "fedlora-devices"}
+POLICY_TRANSFORMS: dict[str, str] = {"mec-shared": "mec-users", "fedlora-shared": "fedlora-devices"}
 
 
 def policy_for(name: str, algo: str) -> type[BasePolicy]:
@@ -776,8 +920,9 @@ def policy_for(name: str, algo: str) -> type[BasePolicy]:
         return POLICIES[name]
     classes = OFF_POLICY_POLICIES.get(name, {})
     if base not in classes:
-        raise ValueError(f"policy {name!r} has classes for "
-                         f"{['ppo', 'a2c', *sorted(classes)]}, not {algo}; use --policy "
-                         "MlpPolicy")
+        raise ValueError(
+            f"policy {name!r} has classes for "
+            f"{['ppo', 'a2c', *sorted(classes)]}, not {algo}; use --policy "
+            "MlpPolicy"
+        )
     return classes[base]
-

@@ -58,10 +58,10 @@ def _prefix_delay(obs: np.ndarray, config: Any) -> np.ndarray:
     k = config.num_devices
     srt = _sort_by_gain(obs, config)
     dec = decode_observation(srt, config)
-    gain, bits = dec.gain, dec.bits                     # (b, K) strongest first
+    gain, bits = dec.gain, dec.bits  # (b, K) strongest first
     n = np.arange(1, k + 1, dtype=np.float64)[:, None]  # prefix length (K, 1)
-    share = config.bandwidth_hz / n                     # (K, 1)
-    snr = gain[:, None, :] / (share[None] * config.noise_psd)      # (b, n, k)
+    share = config.bandwidth_hz / n  # (K, 1)
+    snr = gain[:, None, :] / (share[None] * config.noise_psd)  # (b, n, k)
     delay = bits[:, None, :] / (share[None] * np.log2(1.0 + snr))  # (b, n, k)
     delay = np.where(np.arange(k)[None, None, :] < n[None], delay, 0.0)
     ratio = delay.max(axis=2) / config.budget_s
@@ -70,24 +70,24 @@ def _prefix_delay(obs: np.ndarray, config: Any) -> np.ndarray:
 
 #: ``fedlora-devices``: the per-device features, in order (one block of these per device)
 FEDLORA_DEVICE_FEATURES = (
-    "gain_vs_best",      # (gain dB - the round's best gain dB) / 10: <= 0, 0 at the best device
-    "gain_vs_median",    # (gain dB - the round's median gain dB) / 10
-    "log_share",         # ln of B_k(D-bar) / B, the device's Lemma-3 share alone, in [1e-6, 10]
-    "feasible",          # 1 if B_k(D-bar) <= B (the device alone meets D-bar with all of B)
+    "gain_vs_best",  # (gain dB - the round's best gain dB) / 10: <= 0, 0 at the best device
+    "gain_vs_median",  # (gain dB - the round's median gain dB) / 10
+    "log_share",  # ln of B_k(D-bar) / B, the device's Lemma-3 share alone, in [1e-6, 10]
+    "feasible",  # 1 if B_k(D-bar) <= B (the device alone meets D-bar with all of B)
     "log_prefix_share",  # ln of the shares summed over the channel-ordered prefix ending at k
     "in_budget_prefix",  # 1 if that prefix meets D-bar (its summed share <= 1): GS schedules k
     "log_prefix_delay",  # ln(D*(prefix ending at k) / D-bar), in [ln 1/8, ln 16] (interpolated)
-    "rank",              # n_k / K: the device's 1-based position in the channel order
-    "log_bits",          # ln(mu_k / mean mu): message size against the round's mean
-    "log_age",           # log10(1 + rounds since the device was last scheduled)
+    "rank",  # n_k / K: the device's 1-based position in the channel order
+    "log_bits",  # ln(mu_k / mean mu): message size against the round's mean
+    "log_age",  # log10(1 + rounds since the device was last scheduled)
 )
 #: ``fedlora-devices``: the global features after the K device blocks, in order
 FEDLORA_GLOBAL_FEATURES = (
-    "log_queue",         # ln(1 + q), q = D-hat / D-bar the delay queue
-    "round_share",       # t / T
-    "loss_gap",          # (loss - floor) / (initial loss - floor), the calibration's (surrogate)
-    "log_devices",       # log10 K
-    "budget_fraction",   # (devices whose prefix meets D-bar) / K: GS's count over K
+    "log_queue",  # ln(1 + q), q = D-hat / D-bar the delay queue
+    "round_share",  # t / T
+    "loss_gap",  # (loss - floor) / (initial loss - floor), the calibration's (surrogate)
+    "log_devices",  # log10 K
+    "budget_fraction",  # (devices whose prefix meets D-bar) / K: GS's count over K
     "log_budget_count",  # log10(1 + that count)
 )
 #: the share cap and floor of ``log_share`` / ``log_prefix_share`` (an infeasible device's
@@ -128,64 +128,85 @@ def _fedlora_devices(obs: np.ndarray, config: Any) -> np.ndarray:
     bits = np.maximum(dec.bits, tiny)
     gain_db = dec.gain_db
     lo, hi = SHARE_RANGE
-    order = channel_order(gain, bits)                         # (b, K) strongest first
+    order = channel_order(gain, bits)  # (b, K) strongest first
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(k)[None, :].repeat(b, axis=0), axis=1)
     # shares at every delay level, summed along the channel order: (b, levels, K) by prefix
     budget = config.budget_s
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        share = bandwidth_for_delay(bits[:, None, :], budget * PREFIX_DELAY_LEVELS[None, :, None],
-                                    gain[:, None, :], config.noise_psd) / config.bandwidth_hz
+        share = (
+            bandwidth_for_delay(
+                bits[:, None, :],
+                budget * PREFIX_DELAY_LEVELS[None, :, None],
+                gain[:, None, :],
+                config.noise_psd,
+            )
+            / config.bandwidth_hz
+        )
     share = np.where(np.isnan(share), np.inf, share)
     cum = np.cumsum(np.take_along_axis(share, order[:, None, :], axis=2), axis=2)
     at_budget = int(np.argmin(np.abs(PREFIX_DELAY_LEVELS - 1.0)))
-    own = share[:, at_budget, :]                              # (b, K) device order
+    own = share[:, at_budget, :]  # (b, K) device order
     prefix = np.take_along_axis(cum[:, at_budget, :], rank, axis=1)
     # the crossing of the (decreasing) prefix share through 1, per prefix: between the last
     # level over 1 and the first at or under it, interpolating 1/share (0 at the prefix's
     # feasibility threshold, max_j mu_j sigma^2 ln2 / |h_j|^2, which it approaches linearly)
     levels = PREFIX_DELAY_LEVELS
-    above = (cum > 1.0).sum(axis=1)                           # levels still over 1: (b, K)
+    above = (cum > 1.0).sum(axis=1)  # levels still over 1: (b, K)
     i = np.clip(above, 1, len(levels) - 1)
-    threshold = np.maximum.accumulate(np.take_along_axis(
-        bits * config.noise_psd * LN2 / gain, order, axis=1), axis=1) / budget
+    threshold = (
+        np.maximum.accumulate(
+            np.take_along_axis(bits * config.noise_psd * LN2 / gain, order, axis=1), axis=1
+        )
+        / budget
+    )
     x0 = np.maximum(levels[i - 1], threshold)
     x1 = levels[i]
-    g0 = np.where(threshold >= levels[i - 1], 0.0,
-                  1.0 / np.take_along_axis(cum, (i - 1)[:, None, :], axis=1)[:, 0])
+    g0 = np.where(
+        threshold >= levels[i - 1],
+        0.0,
+        1.0 / np.take_along_axis(cum, (i - 1)[:, None, :], axis=1)[:, 0],
+    )
     g1 = 1.0 / np.take_along_axis(cum, i[:, None, :], axis=1)[:, 0]
     t = np.clip((1.0 - g0) / np.where(g1 > g0, g1 - g0, 1.0), 0.0, 1.0)
     log_x = np.log(x0) + t * np.log(x1 / x0)
-    log_x = np.where(above == 0, np.log(levels[0]),
-                     np.where(above == len(levels), np.log(levels[-1]), log_x))
-    log_x = np.take_along_axis(log_x, rank, axis=1)          # back to device order
+    log_x = np.where(
+        above == 0, np.log(levels[0]), np.where(above == len(levels), np.log(levels[-1]), log_x)
+    )
+    log_x = np.take_along_axis(log_x, rank, axis=1)  # back to device order
     in_prefix = prefix <= 1.0
     best = gain_db.max(axis=1, keepdims=True)
     median = np.median(gain_db, axis=1, keepdims=True)
     mean_bits = bits.mean(axis=1, keepdims=True)
-    device = np.stack([
-        (gain_db - best) / 10.0,
-        (gain_db - median) / 10.0,
-        np.log(np.clip(own, lo, hi)),
-        (own <= 1.0).astype(np.float64),
-        np.log(np.clip(prefix, lo, hi)),
-        in_prefix.astype(np.float64),
-        log_x,
-        (rank + 1.0) / k,
-        np.log(bits / mean_bits),
-        np.log10(1.0 + dec.age),
-    ], axis=2)                                                # (b, K, features)
+    device = np.stack(
+        [
+            (gain_db - best) / 10.0,
+            (gain_db - median) / 10.0,
+            np.log(np.clip(own, lo, hi)),
+            (own <= 1.0).astype(np.float64),
+            np.log(np.clip(prefix, lo, hi)),
+            in_prefix.astype(np.float64),
+            log_x,
+            (rank + 1.0) / k,
+            np.log(bits / mean_bits),
+            np.log10(1.0 + dec.age),
+        ],
+        axis=2,
+    )  # (b, K, features)
     params = config.surrogate
     gap0 = max(params.initial_loss - params.loss_floor, 1e-12)
     count = in_prefix.sum(axis=1).astype(np.float64)
-    glob = np.stack([
-        np.log1p(np.maximum(dec.queue, 0.0)),
-        dec.round / max(int(config.episode_rounds), 1),
-        (dec.loss - params.loss_floor) / gap0,
-        np.full(b, np.log10(k)),
-        count / k,
-        np.log10(1.0 + count),
-    ], axis=1)
+    glob = np.stack(
+        [
+            np.log1p(np.maximum(dec.queue, 0.0)),
+            dec.round / max(int(config.episode_rounds), 1),
+            (dec.loss - params.loss_floor) / gap0,
+            np.full(b, np.log10(k)),
+            count / k,
+            np.log10(1.0 + count),
+        ],
+        axis=1,
+    )
     return np.concatenate([device.reshape(b, -1), glob], axis=1)
 
 
@@ -214,19 +235,28 @@ def _mec_users(obs: np.ndarray, config: Any) -> np.ndarray:
     def log(x: np.ndarray) -> np.ndarray:
         return np.log(np.maximum(x, 1e-300))
 
-    gain = sec["gain_db"]                                    # (b, N, M)
+    gain = sec["gain_db"]  # (b, N, M)
     best = gain.max(axis=2, keepdims=True)
     budget = sec["energy_budget"]
     budget_mean = np.maximum(budget.mean(axis=1, keepdims=True), 1e-300)
-    user = [best, 10.0 ** ((gain - best) / 10.0)] + [x[..., None] for x in (
-        log(sec["tokens"]), log(sec["samples"]), sec["p_max"],
-        log(sec["f_user_max"]), sec["cores_user"], log(sec["flops_user"]),
-        sec["queue_in_budgets"], budget / budget_mean)]
-    server = [log(sec["b_max"]), log(sec["f_edge_max"]),
-              log(sec["cores_edge"] * sec["flops_edge"])]
+    user = [best, 10.0 ** ((gain - best) / 10.0)] + [
+        x[..., None]
+        for x in (
+            log(sec["tokens"]),
+            log(sec["samples"]),
+            sec["p_max"],
+            log(sec["f_user_max"]),
+            sec["cores_user"],
+            log(sec["flops_user"]),
+            sec["queue_in_budgets"],
+            budget / budget_mean,
+        )
+    ]
+    server = [log(sec["b_max"]), log(sec["f_edge_max"]), log(sec["cores_edge"] * sec["flops_edge"])]
     round_share = sec["round_index"] / max(int(config.episode_rounds), 1)
-    return np.concatenate([np.concatenate(user, axis=2).reshape(obs.shape[0], -1), *server,
-                           round_share], axis=1)
+    return np.concatenate(
+        [np.concatenate(user, axis=2).reshape(obs.shape[0], -1), *server, round_share], axis=1
+    )
 
 
 TRANSFORMS: dict[str, tuple[Callable[[np.ndarray, Any], np.ndarray], str | None]] = {

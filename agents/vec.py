@@ -66,12 +66,15 @@ class NumpyVecEnv(VecEnv):
             rew = self.reward_fn(self._obs, info)
         done = term | trunc
         passed = {k: np.asarray(info[k], dtype=np.float64) for k in INFO_KEYS if k in info}
-        infos: list[dict[str, Any]] = [{k: float(v[i]) for k, v in passed.items()}
-                                       for i in range(self.num_envs)]
+        infos: list[dict[str, Any]] = [
+            {k: float(v[i]) for k, v in passed.items()} for i in range(self.num_envs)
+        ]
         if done.any():
             if not done.all():
-                raise RuntimeError("NumpyVecEnv needs every copy to finish in the same step "
-                                   "(fixed-length episodes started together)")
+                raise RuntimeError(
+                    "NumpyVecEnv needs every copy to finish in the same step "
+                    "(fixed-length episodes started together)"
+                )
             for i in range(self.num_envs):
                 infos[i]["terminal_observation"] = obs[i].copy()
                 infos[i]["TimeLimit.truncated"] = bool(trunc[i] and not term[i])
@@ -119,8 +122,10 @@ def clipped_drift_plus_penalty(config: Any, zeta: float, clip: float) -> Any:
     from edgeft.envs.fedlora.observation import decode_observation
 
     if not isinstance(config, FedLoRAConfig):
-        raise ValueError("reward_shaping 'clipped-dpp' is a FedLoRA training reward, not one for "
-                         f"the {getattr(config, 'family', '?')} envs")
+        raise ValueError(
+            "reward_shaping 'clipped-dpp' is a FedLoRA training reward, not one for "
+            f"the {getattr(config, 'family', '?')} envs"
+        )
 
     def reward(obs_before: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         q = decode_observation(obs_before, config).queue
@@ -144,8 +149,10 @@ def devices_utility(config: Any) -> Any:
         config: the env's config in force (``edgeft.envs.common.config_in_force``).
     """
     if not isinstance(config, FedLoRAConfig):
-        raise ValueError("reward_shaping 'devices' is a FedLoRA training reward, not one for "
-                         f"the {getattr(config, 'family', '?')} envs")
+        raise ValueError(
+            "reward_shaping 'devices' is a FedLoRA training reward, not one for "
+            f"the {getattr(config, 'family', '?')} envs"
+        )
     k = float(config.num_devices)
 
     def reward(obs_before: np.ndarray, info: dict[str, Any]) -> np.ndarray:
@@ -155,8 +162,10 @@ def devices_utility(config: Any) -> Any:
 
 
 #: training rewards of ``reward_shaping``: type -> builder(config, **options)
-REWARD_SHAPINGS: dict[str, Callable[..., Any]] = {"clipped-dpp": clipped_drift_plus_penalty,
-                                                   "devices": devices_utility}
+REWARD_SHAPINGS: dict[str, Callable[..., Any]] = {
+    "clipped-dpp": clipped_drift_plus_penalty,
+    "devices": devices_utility,
+}
 
 
 def make_reward_fn(shaping: dict[str, Any], config: Any) -> Any:
@@ -168,8 +177,9 @@ def make_reward_fn(shaping: dict[str, Any], config: Any) -> Any:
     rs = dict(shaping)
     kind = rs.pop("type", None)
     if kind not in REWARD_SHAPINGS:
-        raise ValueError(f"reward_shaping type must be one of {sorted(REWARD_SHAPINGS)}, "
-                         f"got {shaping}")
+        raise ValueError(
+            f"reward_shaping type must be one of {sorted(REWARD_SHAPINGS)}, got {shaping}"
+        )
     try:
         return REWARD_SHAPINGS[kind](config, **rs)
     except TypeError as err:
@@ -218,10 +228,18 @@ class VecLagrangian(VecEnvWrapper):
             for the replay buffer to price with the multiplier in force when it samples.
     """
 
-    def __init__(self, venv: VecEnv, family: str, limit: float,
-                 multiplier: PIDMultiplier | None = None, cost_cap: float = 4.0,
-                 update_episodes: int | None = None, log_path: str | Path | None = None,
-                 constraint: str = "mean", relabel: bool = False) -> None:
+    def __init__(
+        self,
+        venv: VecEnv,
+        family: str,
+        limit: float,
+        multiplier: PIDMultiplier | None = None,
+        cost_cap: float = 4.0,
+        update_episodes: int | None = None,
+        log_path: str | Path | None = None,
+        constraint: str = "mean",
+        relabel: bool = False,
+    ) -> None:
         super().__init__(venv)
         self.relabel = bool(relabel)
         if constraint not in CONSTRAINTS:
@@ -270,8 +288,9 @@ class VecLagrangian(VecEnvWrapper):
         before = np.maximum(self._excess, 0.0)
         self._excess += bounded - self.limit
         if self.multiplier is not None:
-            priced = (bounded if self.constraint == "mean"
-                      else np.maximum(self._excess, 0.0) - before)
+            priced = (
+                bounded if self.constraint == "mean" else np.maximum(self._excess, 0.0) - before
+            )
             if self.relabel:
                 for i, info in enumerate(infos):
                     info["lagrangian_cost"] = float(priced[i])
@@ -287,8 +306,12 @@ class VecLagrangian(VecEnvWrapper):
             b.cost_bounded.append(self._sums["cost_bounded"][i] / n)
             b.cost_max.append(float(self._max[i]))
             b.excess.append(max(0.0, mean_cost - self.limit))
-            infos[i]["episode_cost"] = {"mean": mean_cost, "max": float(self._max[i]),
-                                        "excess": b.excess[-1], "lambda": self.lam}
+            infos[i]["episode_cost"] = {
+                "mean": mean_cost,
+                "max": float(self._max[i]),
+                "excess": b.excess[-1],
+                "lambda": self.lam,
+            }
             for v in self._sums.values():
                 v[i] = 0.0
             self._max[i] = 0.0
@@ -305,11 +328,19 @@ class VecLagrangian(VecEnvWrapper):
         excess = float(np.mean(b.excess))
         if self.multiplier is not None:
             self.multiplier.update(mean_cost if self.constraint == "mean" else excess)
-        row = {"timesteps": self.timesteps, "episodes": self.episodes,
-               "utility": float(np.mean(b.utility)), "devices": float(np.mean(b.devices)),
-               "cost": mean_cost, "cost_bounded": float(np.mean(b.cost_bounded)),
-               "cost_max": float(np.max(b.cost_max)), "cost_limit": self.limit,
-               "lambda": self.lam, "excess": excess, "excess_max": float(np.max(b.excess))}
+        row = {
+            "timesteps": self.timesteps,
+            "episodes": self.episodes,
+            "utility": float(np.mean(b.utility)),
+            "devices": float(np.mean(b.devices)),
+            "cost": mean_cost,
+            "cost_bounded": float(np.mean(b.cost_bounded)),
+            "cost_max": float(np.max(b.cost_max)),
+            "cost_limit": self.limit,
+            "lambda": self.lam,
+            "excess": excess,
+            "excess_max": float(np.max(b.excess)),
+        }
         self.log.append(row)
         if self.log_path is not None:
             new = not self.log_path.is_file()
@@ -326,14 +357,20 @@ class VecLagrangian(VecEnvWrapper):
         cost = f"{last['cost']:.3g}" if last else "-"
         dev = f"; devices {last['devices']:.3g}" if last and np.isfinite(last["devices"]) else ""
         lam = f"lambda {self.lam:.4g}; " if self.multiplier is not None else ""
-        over = (f"; episodes over by {last['excess']:.3g} (worst {last['excess_max']:.3g})"
-                if last and self.constraint == "episode" else "")
+        over = (
+            f"; episodes over by {last['excess']:.3g} (worst {last['excess_max']:.3g})"
+            if last and self.constraint == "episode"
+            else ""
+        )
         return f"{lam}cost {cost}/{self.limit:g}{over}{dev}"
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps: the multiplier and the step/episode counters."""
-        return {"multiplier": None if self.multiplier is None else self.multiplier.state_dict(),
-                "timesteps": self.timesteps, "episodes": self.episodes}
+        return {
+            "multiplier": None if self.multiplier is None else self.multiplier.state_dict(),
+            "timesteps": self.timesteps,
+            "episodes": self.episodes,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (resume continues with the same lambda)."""
@@ -372,8 +409,10 @@ class LagrangianReplayBuffer(ReplayBuffer):
     def attach(self, lagrangian: VecLagrangian | None) -> None:
         """Price with ``lagrangian``'s multiplier (the run's :class:`VecLagrangian`)."""
         if lagrangian is not None and not lagrangian.relabel:
-            raise ValueError("the VecLagrangian of an off-policy Lagrangian run must have "
-                             "relabel=True (else its rewards are priced twice)")
+            raise ValueError(
+                "the VecLagrangian of an off-policy Lagrangian run must have "
+                "relabel=True (else its rewards are priced twice)"
+            )
         self.lagrangian = lagrangian
 
     @property
@@ -381,8 +420,15 @@ class LagrangianReplayBuffer(ReplayBuffer):
         """The multiplier a batch sampled now is priced with."""
         return 0.0 if self.lagrangian is None else self.lagrangian.lam
 
-    def add(self, obs: np.ndarray, next_obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
-            done: np.ndarray, infos: list[dict[str, Any]]) -> None:
+    def add(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
         self.costs[self.pos] = [float(info.get("lagrangian_cost", 0.0)) for info in infos]
         super().add(obs, next_obs, action, reward, done, infos)
 
@@ -393,18 +439,21 @@ class LagrangianReplayBuffer(ReplayBuffer):
         env_indices = np.random.randint(0, high=self.n_envs, size=size)  # noqa: NPY002
         if self.optimize_memory_usage:
             next_obs = self._normalize_obs(
-                self.observations[(batch_inds + 1) % self.buffer_size, env_indices, :], env)
+                self.observations[(batch_inds + 1) % self.buffer_size, env_indices, :], env
+            )
         else:
-            next_obs = self._normalize_obs(self.next_observations[batch_inds, env_indices, :],
-                                           env)
-        rewards = (self.rewards[batch_inds, env_indices]
-                   - np.float32(self.lam) * self.costs[batch_inds, env_indices])
+            next_obs = self._normalize_obs(self.next_observations[batch_inds, env_indices, :], env)
+        rewards = (
+            self.rewards[batch_inds, env_indices]
+            - np.float32(self.lam) * self.costs[batch_inds, env_indices]
+        )
         data = (
             self._normalize_obs(self.observations[batch_inds, env_indices, :], env),
             self.actions[batch_inds, env_indices, :],
             next_obs,
-            (self.dones[batch_inds, env_indices]
-             * (1 - self.timeouts[batch_inds, env_indices])).reshape(-1, 1),
+            (
+                self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])
+            ).reshape(-1, 1),
             self._normalize_reward(rewards.reshape(-1, 1), env),
         )
         return ReplayBufferSamples(*tuple(map(self.to_torch, data)))
@@ -456,18 +505,25 @@ def make_vec_env(cfg: Any, config: Any, seed: int) -> VecEnv:
     venv: VecEnv
     if spec.vector_entry_point is not None and getattr(config, "mode", "surrogate") == "surrogate":
         reward_fn = make_reward_fn(cfg.reward_shaping, config) if cfg.reward_shaping else None
-        numpy_venv = NumpyVecEnv(gym.make_vec(cfg.env_id, num_envs=cfg.n_envs,
-                                              vectorization_mode="vector_entry_point",
-                                              **cfg.env_config),
-                                 reward_fn=reward_fn)
+        numpy_venv = NumpyVecEnv(
+            gym.make_vec(
+                cfg.env_id,
+                num_envs=cfg.n_envs,
+                vectorization_mode="vector_entry_point",
+                **cfg.env_config,
+            ),
+            reward_fn=reward_fn,
+        )
         numpy_venv.seed(seed)
         venv = VecMonitor(numpy_venv)
     else:
         if cfg.reward_shaping:
-            raise ValueError("reward_shaping needs an env with a numpy vector entry point "
-                             "(surrogate mode)")
-        venv = sb3_make_vec_env(lambda: gym.make(cfg.env_id, **cfg.env_config),
-                                n_envs=cfg.n_envs, seed=seed)
+            raise ValueError(
+                "reward_shaping needs an env with a numpy vector entry point (surrogate mode)"
+            )
+        venv = sb3_make_vec_env(
+            lambda: gym.make(cfg.env_id, **cfg.env_config), n_envs=cfg.n_envs, seed=seed
+        )
     if cfg.obs_transform != "none":
         venv = VecObsTransform(venv, get_transform(cfg.obs_transform, config))
     return venv

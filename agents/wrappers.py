@@ -135,8 +135,10 @@ class ParticipationObservation(gym.Wrapper):
         super().__init__(env)
         cfg = _config(env)
         if not isinstance(cfg, FedLoRAConfig):
-            raise ValueError("ParticipationObservation needs a FedLoRA env "
-                             f"(edgeft/FedLoRAScheduling-v0), got a {type(cfg).__name__}")
+            raise ValueError(
+                "ParticipationObservation needs a FedLoRA env "
+                f"(edgeft/FedLoRAScheduling-v0), got a {type(cfg).__name__}"
+            )
         self.k = int(cfg.num_devices)
         self.horizon = float(cfg.episode_rounds)
         self.counts = np.zeros(self.k)
@@ -158,5 +160,10 @@ class ParticipationObservation(gym.Wrapper):
         return self._with_counts(obs), reward, terminated, truncated, info
 
 
-__all__ = ["FeatureObservation", "ParticipationObservation", "TrainingReward", "VecLagrangian",
-           "VecObsTransform"]
+__all__ = [
+    "FeatureObservation",
+    "ParticipationObservation",
+    "TrainingReward",
+    "VecLagrangian",
+    "VecObsTransform",
+]

@@ -1,5 +1,3 @@
-
-
 from typing import Any
 
 from edgeft.envs.family import family_of, resolve
@@ -17,7 +15,6 @@ def reference_policy(name: str, config: Any, **options: Any) -> Any:
     family = family_of(config)
     table = resolve(family.policies).REFERENCE_POLICIES if family.policies else {}
     if name not in table:
-        raise ValueError(f"unknown {family.name} reference policy {name!r}; known: "
-                         f"{sorted(table)}")
+        raise ValueError(f"unknown {family.name} reference policy {name!r}; known: {sorted(table)}")
     options.setdefault("action_mode", config.action_mode)
     return table[name][0](config, **options)

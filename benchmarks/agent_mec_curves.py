@@ -33,34 +33,72 @@ def main(argv: list[str]) -> int:
             print(f"{folder}: no eval.jsonl (train with --eval-episodes > 0)", file=sys.stderr)
             return 1
         t = np.array([r["timesteps"] for r in val]) / 1e3
-        line, = axes[0].plot(t, [r["agent"]["headline"] for r in val], "o-", ms=3, lw=1,
-                             label=f"{label} (validation)")
+        (line,) = axes[0].plot(
+            t,
+            [r["agent"]["headline"] for r in val],
+            "o-",
+            ms=3,
+            lw=1,
+            label=f"{label} (validation)",
+        )
         ref = val[0]["reference"]
-        axes[1].plot(t, [100 * (r["agent"]["cost"] / ref["cost"] - 1) for r in val], "o-", ms=3,
-                     lw=1, color=line.get_color(), label=f"{label}: weighted cost")
-        axes[1].plot(t, [100 * (r["agent"]["headline"] / ref["headline"] - 1) for r in val],
-                     "s--", ms=3, lw=1, color=line.get_color(), label=f"{label}: headline")
+        axes[1].plot(
+            t,
+            [100 * (r["agent"]["cost"] / ref["cost"] - 1) for r in val],
+            "o-",
+            ms=3,
+            lw=1,
+            color=line.get_color(),
+            label=f"{label}: weighted cost",
+        )
+        axes[1].plot(
+            t,
+            [100 * (r["agent"]["headline"] / ref["headline"] - 1) for r in val],
+            "s--",
+            ms=3,
+            lw=1,
+            color=line.get_color(),
+            label=f"{label}: headline",
+        )
         c = read_curves(folder)
         if c:
             w = max(1, min(10, len(c["utility"])))
             k = np.ones(w) / w
-            axes[2].plot(c["timesteps"][w - 1:] / 1e3, np.convolve(c["utility"], k, "valid"),
-                         lw=1, color=line.get_color(), label=f"{label} (training episodes)")
-        print(f"{label}: last validation at {int(t[-1])}k steps, "
-              f"{val[-1].get('wall_s', float('nan')) / 60:.1f} min")
+            axes[2].plot(
+                c["timesteps"][w - 1 :] / 1e3,
+                np.convolve(c["utility"], k, "valid"),
+                lw=1,
+                color=line.get_color(),
+                label=f"{label} (training episodes)",
+            )
+        print(
+            f"{label}: last validation at {int(t[-1])}k steps, "
+            f"{val[-1].get('wall_s', float('nan')) / 60:.1f} min"
+        )
     assert ref is not None
-    axes[0].axhline(ref["headline"], color="k", ls="--", lw=0.8,
-                    label=f"reference {ref['headline']:.1f}")
+    axes[0].axhline(
+        ref["headline"], color="k", ls="--", lw=0.8, label=f"reference {ref['headline']:.1f}"
+    )
     axes[0].axhline(1.1 * ref["headline"], color="k", ls=":", lw=0.8, label="reference + 10%")
     axes[1].axhline(0, color="k", ls="--", lw=0.8, label=f"reference (cost {ref['cost']:.3f})")
     axes[1].axhline(10, color="k", ls=":", lw=0.8, label="reference + 10%")
-    axes[0].set(xlabel="env steps (k)", ylabel="cost/round + 100 x overshoot", yscale="log",
-                title="validation headline (lower is better)")
-    axes[1].set(xlabel="env steps (k)", ylabel="% above the reference",
-                title="validation: gap to the reference (same seeds)")
+    axes[0].set(
+        xlabel="env steps (k)",
+        ylabel="cost/round + 100 x overshoot",
+        yscale="log",
+        title="validation headline (lower is better)",
+    )
+    axes[1].set(
+        xlabel="env steps (k)",
+        ylabel="% above the reference",
+        title="validation: gap to the reference (same seeds)",
+    )
     axes[1].set_yscale("symlog", linthresh=1)
-    axes[2].set(xlabel="env steps (k)", ylabel="training reward per step",
-                title="training reward (smoothed)")
+    axes[2].set(
+        xlabel="env steps (k)",
+        ylabel="training reward per step",
+        title="training reward (smoothed)",
+    )
     axes[2].set_yscale("symlog")
     for ax in axes:
         ax.grid(alpha=0.3)

@@ -97,14 +97,23 @@ def spread(x: np.ndarray, fmt: str = "{:.3f}") -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="interleaved pairs of samples per figure (default 5)")
-    parser.add_argument("--sample", type=float, default=0.3,
-                        help="CPU seconds of one sample, calibrated per env (default 0.3)")
-    parser.add_argument("--quick", action="store_true",
-                        help="3 repeats of 0.05 s samples, K = 20 only, no MEC (a smoke run)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="interleaved pairs of samples per figure (default 5)"
+    )
+    parser.add_argument(
+        "--sample",
+        type=float,
+        default=0.3,
+        help="CPU seconds of one sample, calibrated per env (default 0.3)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 repeats of 0.05 s samples, K = 20 only, no MEC (a smoke run)",
+    )
     args = parser.parse_args()
     repeats, sample = (3, 0.05) if args.quick else (args.repeats, args.sample)
     sizes = (20,) if args.quick else (20, 200)
@@ -115,18 +124,28 @@ def main() -> None:
         return t
 
     cart = timed(lambda: gym.make("CartPole-v1"))
-    print(f"CPU time (time.process_time) of env.step through gym.make, {repeats} interleaved "
-          f"pairs of samples of >= {sample:g} s each; ratio = env steps/s over CartPole-v1 "
-          f"steps/s in the same pair, min / median / max over the pairs")
-    print(f"{'env':30s} {'mode':10s} {'K/N':>5s} {'steps/s (med)':>14s} "
-          f"{'CartPole/s (med)':>17s}   ratio to CartPole-v1 (min / med / max)")
+    print(
+        f"CPU time (time.process_time) of env.step through gym.make, {repeats} interleaved "
+        f"pairs of samples of >= {sample:g} s each; ratio = env steps/s over CartPole-v1 "
+        f"steps/s in the same pair, min / median / max over the pairs"
+    )
+    print(
+        f"{'env':30s} {'mode':10s} {'K/N':>5s} {'steps/s (med)':>14s} "
+        f"{'CartPole/s (med)':>17s}   ratio to CartPole-v1 (min / med / max)"
+    )
     from edgeft.envs.fedlora.config import FedLoRAConfig
 
     rows: list[tuple[str, str, int, Callable[[], Any]]] = []
     for k in sizes:
         for mode in FedLoRAConfig.ACTION_MODES:
-            rows.append((FEDLORA, mode, k, lambda k=k, mode=mode: gym.make(
-                FEDLORA, num_devices=k, action_mode=mode)))
+            rows.append(
+                (
+                    FEDLORA,
+                    mode,
+                    k,
+                    lambda k=k, mode=mode: gym.make(FEDLORA, num_devices=k, action_mode=mode),
+                )
+            )
     if not args.quick:
         try:
             from edgeft.envs.mec.config import MECConfig
@@ -134,6 +153,7 @@ def main() -> None:
             MECConfig = None
         if MECConfig is not None:
             for mode in MECConfig.ACTION_MODES:
+
                 def make_mec(mode: str = mode) -> Any:
                     return gym.make(MEC, action_mode=mode)
 
@@ -141,23 +161,34 @@ def main() -> None:
     for env_id, mode, size, make in rows:
         env = timed(make)
         ra, rb = side_by_side(env, cart, repeats)
-        print(f"{env_id:30s} {mode:10s} {size:5d} {np.median(ra):14.0f} {np.median(rb):17.0f}"
-              f"   {spread(ra / rb)}")
+        print(
+            f"{env_id:30s} {mode:10s} {size:5d} {np.median(ra):14.0f} {np.median(rb):17.0f}"
+            f"   {spread(ra / rb)}"
+        )
 
     print()
-    print("numpy vector env (64 copies, env-steps/s) against the single env, both at K = 20, "
-          "in alternation; ratio min / med / max")
-    print(f"{'env':30s} {'mode':10s} {'K':>5s} {'vector/s (med)':>14s} {'single/s (med)':>15s}"
-          f"   ratio vector / single")
+    print(
+        "numpy vector env (64 copies, env-steps/s) against the single env, both at K = 20, "
+        "in alternation; ratio min / med / max"
+    )
+    print(
+        f"{'env':30s} {'mode':10s} {'K':>5s} {'vector/s (med)':>14s} {'single/s (med)':>15s}"
+        f"   ratio vector / single"
+    )
     modes = FedLoRAConfig.ACTION_MODES if not args.quick else ("bandwidth", "count")
     for mode in modes:
-        vec = timed(lambda mode=mode: gym.make_vec(FEDLORA, num_envs=64,
-                                                   vectorization_mode="vector_entry_point",
-                                                   action_mode=mode), copies=64)
+        vec = timed(
+            lambda mode=mode: gym.make_vec(
+                FEDLORA, num_envs=64, vectorization_mode="vector_entry_point", action_mode=mode
+            ),
+            copies=64,
+        )
         single = timed(lambda mode=mode: gym.make(FEDLORA, action_mode=mode))
         rv, rs = side_by_side(vec, single, repeats)
-        print(f"{FEDLORA:30s} {mode:10s} {20:5d} {np.median(rv):14.0f} {np.median(rs):15.0f}"
-              f"   {spread(rv / rs, '{:.1f}')}")
+        print(
+            f"{FEDLORA:30s} {mode:10s} {20:5d} {np.median(rv):14.0f} {np.median(rs):15.0f}"
+            f"   {spread(rv / rs, '{:.1f}')}"
+        )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,9 @@ def worker(k: int, t: int, old: bool, seed: int) -> dict:
 
     import edgeft  # noqa: F401
 
-    env = gym.make("edgeft/FedLoRAScheduling-v0", num_devices=k, episode_rounds=t,
-                   bandwidth_hz=10e6 * k / 20)
+    env = gym.make(
+        "edgeft/FedLoRAScheduling-v0", num_devices=k, episode_rounds=t, bandwidth_hz=10e6 * k / 20
+    )
     cfg = env.unwrapped.config
     gain, bits = episode_channels(env, seed)
     out = {"K": k, "T": t, "rss_after_channels_mb": _peak_mb()}
@@ -64,36 +65,50 @@ def worker(k: int, t: int, old: bool, seed: int) -> dict:
 
 
 def run(k: int, t: int, old: bool, seed: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", "--devices", str(k), "--rounds", str(t),
-           "--seed", str(seed)] + (["--old"] if old else [])
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--devices",
+        str(k),
+        "--rounds",
+        str(t),
+        "--seed",
+        str(seed),
+    ] + (["--old"] if old else [])
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def show(label: str, r: dict) -> None:
-    print(f"{label:22s} K={r['K']:5d} T={r['T']:5d}  prefix_delays "
-          f"{r['prefix_delays_cpu_s']:8.2f} s  hindsight_bound "
-          f"{r['hindsight_bound_cpu_s']:6.2f} s  peak RSS {r['peak_rss_mb']:8.0f} MB "
-          f"(after the channels {r['rss_after_channels_mb']:.0f} MB)  bound/round "
-          f"{r['bound_per_round']:.4f}")
+    print(
+        f"{label:22s} K={r['K']:5d} T={r['T']:5d}  prefix_delays "
+        f"{r['prefix_delays_cpu_s']:8.2f} s  hindsight_bound "
+        f"{r['hindsight_bound_cpu_s']:6.2f} s  peak RSS {r['peak_rss_mb']:8.0f} MB "
+        f"(after the channels {r['rss_after_channels_mb']:.0f} MB)  bound/round "
+        f"{r['bound_per_round']:.4f}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--devices", type=int, default=1000, help="K (default 1000)")
     parser.add_argument("--rounds", type=int, default=1000, help="T (default 1000)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--old", action="store_true",
-                        help="also run the first implementation (T x K x K) at --old-size")
+    parser.add_argument(
+        "--old",
+        action="store_true",
+        help="also run the first implementation (T x K x K) at --old-size",
+    )
     parser.add_argument("--old-size", type=int, default=100, help="K = T for the comparison")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.devices, args.rounds, args.old, args.seed)))
         return
-    print("CPU time (time.process_time) and peak RSS (resource.getrusage) of one run per "
-          "process")
+    print("CPU time (time.process_time) and peak RSS (resource.getrusage) of one run per process")
     show("new (O(T K))", run(args.devices, args.rounds, False, args.seed))
     if args.old:
         n = args.old_size

@@ -96,8 +96,9 @@ class _Load:
     def __enter__(self) -> _Load:
         import multiprocessing as mp
 
-        self.procs = [mp.get_context("fork").Process(target=_spin, daemon=True)
-                      for _ in range(self.n)]
+        self.procs = [
+            mp.get_context("fork").Process(target=_spin, daemon=True) for _ in range(self.n)
+        ]
         for p in self.procs:
             p.start()
         return self
@@ -123,8 +124,11 @@ def _measure(fn: Callable[[], None]) -> tuple[float, float]:
 
 
 def run_plain(suite: Suite, out: Path, **kw) -> dict[str, float]:
-    cpu, wall = _measure(lambda: lb.run_leaderboard(suite, POLICIES, out, progress=False,
-                                                    plots=False, score=False, **kw))
+    cpu, wall = _measure(
+        lambda: lb.run_leaderboard(
+            suite, POLICIES, out, progress=False, plots=False, score=False, **kw
+        )
+    )
     return {"cpu": cpu, "wall": wall}
 
 
@@ -141,9 +145,18 @@ def run_ray(suite: Suite, out: Path, workers: int, nice: int | None) -> dict[str
     try:
         before = _tree_cpu(os.getpid())
         start["cpu"] += sum(before.values())
-        cpu, wall = _measure(lambda: lb.run_leaderboard(
-            suite, POLICIES, out, backend="ray", ray_nice=nice, progress=False, plots=False,
-            score=False))
+        cpu, wall = _measure(
+            lambda: lb.run_leaderboard(
+                suite,
+                POLICIES,
+                out,
+                backend="ray",
+                ray_nice=nice,
+                progress=False,
+                plots=False,
+                score=False,
+            )
+        )
         after = _tree_cpu(os.getpid())
         cpu += sum(v - before.get(pid, 0.0) for pid, v in after.items())
     finally:
@@ -162,18 +175,30 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-ray", action="store_true", help="serial and process pool only")
-    ap.add_argument("--busy", type=int, default=0,
-                    help="processes spinning at this niceness during each run (a busy machine)")
-    ap.add_argument("--quick", action="store_true",
-                    help="2 repeats of 2 seeds x 20 rounds, Ray once (at this niceness)")
+    ap.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="processes spinning at this niceness during each run (a busy machine)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 repeats of 2 seeds x 20 rounds, Ray once (at this niceness)",
+    )
     args = ap.parse_args()
     global BUSY
     BUSY = args.busy
     if args.quick:
         args.seeds, args.rounds, args.repeats = 2, 20, 2
-    suite = Suite("bench", 1, "fedlora", "benchmark",
-                  (Scenario("k20", FEDLORA, {"episode_rounds": args.rounds}),),
-                  num_seeds=args.seeds)
+    suite = Suite(
+        "bench",
+        1,
+        "fedlora",
+        "benchmark",
+        (Scenario("k20", FEDLORA, {"episode_rounds": args.rounds}),),
+        num_seeds=args.seeds,
+    )
     nice_here = os.nice(0)
     runs: dict[str, Callable[[Path], dict[str, float]]] = {
         "serial": lambda out: run_plain(suite, out, backend="serial"),
@@ -183,13 +208,14 @@ def main() -> None:
         runs[f"ray-nice{nice_here}"] = lambda out: run_ray(suite, out, args.workers, None)
         ray_default = min(19, nice_here + 15)  # Ray's own: 15 above its raylet's
         if not args.quick:
-            runs[f"ray-nice{ray_default}"] = lambda out: run_ray(suite, out, args.workers,
-                                                                 ray_default)
+            runs[f"ray-nice{ray_default}"] = lambda out: run_ray(
+                suite, out, args.workers, ray_default
+            )
     results: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
     names = list(runs)
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeats):
-            for name in names[rep % len(names):] + names[:rep % len(names)]:
+            for name in names[rep % len(names) :] + names[: rep % len(names)]:
                 out = Path(tmp) / f"{name}-{rep}"
                 results[name].append(runs[name](out))
         ref = _rows(Path(tmp) / "serial-0")
@@ -197,29 +223,41 @@ def main() -> None:
             for rep in range(args.repeats):
                 assert _rows(Path(tmp) / f"{name}-{rep}") == ref, f"{name} results differ"
     n = len(POLICIES) * args.seeds
-    print(f"{n} episodes ({POLICIES} x {args.seeds} seeds) of FedLoRA K=20, {args.rounds} rounds, "
-          f"not scored; {args.workers} workers; this process at nice {nice_here}; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {args.busy} "
-          "spinning processes during each run; results identical across backends (decision "
-          "times aside)")
+    print(
+        f"{n} episodes ({POLICIES} x {args.seeds} seeds) of FedLoRA K=20, {args.rounds} rounds, "
+        f"not scored; {args.workers} workers; this process at nice {nice_here}; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {args.busy} "
+        "spinning processes during each run; results identical across backends (decision "
+        "times aside)"
+    )
     print(f"{args.repeats} interleaved repeats; min / median / max")
     print(f"{'backend':14s} {'CPU s (driver + workers)':>24s}   {'wall s (load-dependent)':>24s}")
     for name in names:
-        print(f"{name:14s} {_stats([r['cpu'] for r in results[name]]):>24s}   "
-              f"{_stats([r['wall'] for r in results[name]]):>24s}")
+        print(
+            f"{name:14s} {_stats([r['cpu'] for r in results[name]]):>24s}   "
+            f"{_stats([r['wall'] for r in results[name]]):>24s}"
+        )
     ray_runs = [name for name in names if name.startswith("ray")]
     for name in ray_runs:
-        print(f"{name} start of the local instance (not in the rows above): CPU s "
-              f"{_stats([r['start_cpu'] for r in results[name]])}, wall s "
-              f"{_stats([r['start_wall'] for r in results[name]])}")
+        print(
+            f"{name} start of the local instance (not in the rows above): CPU s "
+            f"{_stats([r['start_cpu'] for r in results[name]])}, wall s "
+            f"{_stats([r['start_wall'] for r in results[name]])}"
+        )
+
     def ratio(name: str, key: str, base: str) -> str:
         per = [r[key] / b[key] for r, b in zip(results[name], results[base])]
         return f"{name} {statistics.median(per):.2f}x"
 
-    print("CPU time / serial's, median over repeats: "
-          + ", ".join(ratio(name, "cpu", "serial") for name in names[1:]))
-    print("wall time / the pool's, median over repeats (depends on this machine's load): "
-          + ", ".join(ratio(name, "wall", "pool") for name in names if name != "pool"))
+    print(
+        "CPU time / serial's, median over repeats: "
+        + ", ".join(ratio(name, "cpu", "serial") for name in names[1:])
+    )
+    print(
+        "wall time / the pool's, median over repeats (depends on this machine's load): "
+        + ", ".join(ratio(name, "wall", "pool") for name in names if name != "pool")
+    )
+
 
 if __name__ == "__main__":
     main()

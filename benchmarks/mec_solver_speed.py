@@ -52,8 +52,7 @@ def _env(n: int, m: int) -> Any:
     return gym.make(ENV_ID, num_users=n, num_servers=m, **SCENARIOS.get((n, m), {}))
 
 
-def _decide(env: Any, name: str, obs: np.ndarray, backend: str, seed: int
-            ) -> tuple[float, float]:
+def _decide(env: Any, name: str, obs: np.ndarray, backend: str, seed: int) -> tuple[float, float]:
     """(CPU seconds, cost) of one decision by a fresh policy with ``backend``."""
     with S.use_backend(backend):
         policy = edgeft.make_policy(name, env, seed=seed)
@@ -84,10 +83,13 @@ def decision_times(n: int, m: int, policies: list[str], repeats: int, seed: int)
                 costs[backend] = cost
         ratio = np.asarray(times["cvxpy"]) / np.asarray(times["exact"])
         rel = (costs["exact"] - costs["cvxpy"]) / abs(costs["cvxpy"])
-        print(f"{name:8s} {n:4d} {m:3d}  first: cvxpy {first['cvxpy']:7.3f} exact "
-              f"{first['exact']:7.3f}   repeats cvxpy {spread(times['cvxpy'])}   exact "
-              f"{spread(times['exact'], '{:.4f}')}   cvxpy/exact {spread(ratio, '{:.1f}')}   "
-              f"cost exact-cvxpy {rel:+.1e}", flush=True)
+        print(
+            f"{name:8s} {n:4d} {m:3d}  first: cvxpy {first['cvxpy']:7.3f} exact "
+            f"{first['exact']:7.3f}   repeats cvxpy {spread(times['cvxpy'])}   exact "
+            f"{spread(times['exact'], '{:.4f}')}   cvxpy/exact {spread(ratio, '{:.1f}')}   "
+            f"cost exact-cvxpy {rel:+.1e}",
+            flush=True,
+        )
 
 
 def _fp_ao_instance(n: int, m: int, seed: int) -> tuple[Any, Any, np.ndarray]:
@@ -100,9 +102,11 @@ def _fp_ao_instance(n: int, m: int, seed: int) -> tuple[Any, Any, np.ndarray]:
 def fp_ao_iteration(n: int, m: int, iters: int, repeats: int, seed: int) -> None:
     """ms per FP-AO iteration: P4 built afresh (cvxpy), compiled once (cvxpy), exact."""
     inst, weights, server = _fp_ao_instance(n, m, seed)
-    runs = {"built afresh (cvxpy)": {"compiled": False, "backend": "cvxpy"},
-            "compiled once (cvxpy)": {"backend": "cvxpy"},
-            "exact": {"backend": "exact"}}
+    runs = {
+        "built afresh (cvxpy)": {"compiled": False, "backend": "cvxpy"},
+        "compiled once (cvxpy)": {"backend": "cvxpy"},
+        "exact": {"backend": "exact"},
+    }
     S.fp_ao(inst, weights, server, max_iter=1, backend="cvxpy")  # compile once (not timed)
     per: dict[str, list[float]] = {k: [] for k in runs}
     cost: dict[str, float] = {}
@@ -115,9 +119,12 @@ def fp_ao_iteration(n: int, m: int, iters: int, repeats: int, seed: int) -> None
     base = np.asarray(per["compiled once (cvxpy)"])
     for label in runs:
         ratio = base / np.asarray(per[label])
-        print(f"FP-AO N={n} M={m}, {iters} iterations, {label:22s}: "
-              f"{spread(per[label], '{:.2f}')} ms/iteration, compiled-once / this "
-              f"{spread(ratio, '{:.2f}')}, objective {cost[label]:.10f}", flush=True)
+        print(
+            f"FP-AO N={n} M={m}, {iters} iterations, {label:22s}: "
+            f"{spread(per[label], '{:.2f}')} ms/iteration, compiled-once / this "
+            f"{spread(ratio, '{:.2f}')}, objective {cost[label]:.10f}",
+            flush=True,
+        )
 
 
 def alpha_step_effect(n: int, m: int, seed: int) -> None:
@@ -128,13 +135,17 @@ def alpha_step_effect(n: int, m: int, seed: int) -> None:
         r = S.fp_ao(inst, weights, server, tol=1e-9, max_iter=200, alpha_step=step)
         dt = time.process_time() - t0
         label = "with exact alpha step" if step else "paper (alpha_step=False)"
-        print(f"FP-AO N={n} M={m} to tol 1e-9, {label:25s}: {r.iterations:4d} iterations "
-              f"{dt:7.3f} CPU-s  objective {r.cost:.10f}", flush=True)
+        print(
+            f"FP-AO N={n} M={m} to tol 1e-9, {label:25s}: {r.iterations:4d} iterations "
+            f"{dt:7.3f} CPU-s  objective {r.cost:.10f}",
+            flush=True,
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="20x4,50x10,200x20", help="NxM list")
     parser.add_argument("--policies", default="fp-cccp,ao,greedy")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved pairs per figure")
@@ -145,8 +156,10 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     sizes = "20x4" if args.quick else args.sizes
     repeats = 2 if args.quick else args.repeats
-    print("CPU seconds per decision (time.process_time), first decision in the process apart; "
-          f"{repeats} interleaved pairs (cvxpy, exact), min / median / max")
+    print(
+        "CPU seconds per decision (time.process_time), first decision in the process apart; "
+        f"{repeats} interleaved pairs (cvxpy, exact), min / median / max"
+    )
     for size in sizes.split(","):
         n, m = (int(v) for v in size.lower().split("x"))
         decision_times(n, m, args.policies.split(","), repeats, args.seed)

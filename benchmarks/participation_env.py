@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         out[data] = {}
         for s in schedules:
             v = np.array([episode(data, s, 1_000_000_000 + i) for i in range(args.seeds)])
-            out[data][s] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1
-                            else 0.0}
+            out[data][s] = {
+                "mean": float(v.mean()),
+                "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            }
             print(f"{data:<10} {s:<11} {v.mean():>10.4f} {out[data][s]['sd']:>8.4f}")
     if args.json:
         with open(args.json, "w") as f:

@@ -51,8 +51,9 @@ class Sample:
     """Calls of ``fn`` on a cycle of inputs, timed in CPU seconds per call; a sample is whole
     cycles (every input as often: the decision time depends on the observation)."""
 
-    def __init__(self, fn: Callable[[np.ndarray], object], inputs: list[np.ndarray],
-                 seconds: float) -> None:
+    def __init__(
+        self, fn: Callable[[np.ndarray], object], inputs: list[np.ndarray], seconds: float
+    ) -> None:
         self.fn, self.inputs = fn, inputs
         n = len(inputs)
         calls, t = n, 0.0
@@ -81,23 +82,41 @@ def spread(x: np.ndarray, scale: float = 1.0, fmt: str = "{:.3f}") -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reference-max-k", type=int, default=100,
-                        help="largest K at which the (slow, O(K^2) brentq) reference is run")
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="rounds of interleaved samples per figure (default 5)")
-    parser.add_argument("--sample", type=float, default=0.2,
-                        help="CPU seconds of one sample, calibrated per policy (default 0.2)")
-    parser.add_argument("--quick", action="store_true",
-                        help="3 rounds of 0.03 s samples, K = 20 and 100, reference at K = 20")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--reference-max-k",
+        type=int,
+        default=100,
+        help="largest K at which the (slow, O(K^2) brentq) reference is run",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="rounds of interleaved samples per figure (default 5)",
+    )
+    parser.add_argument(
+        "--sample",
+        type=float,
+        default=0.2,
+        help="CPU seconds of one sample, calibrated per policy (default 0.2)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 rounds of 0.03 s samples, K = 20 and 100, reference at K = 20",
+    )
     args = parser.parse_args()
     repeats, seconds = (3, 0.03) if args.quick else (args.repeats, args.sample)
     ref_max_k = 20 if args.quick else args.reference_max_k
     sizes = (20, 100) if args.quick else (20, 100, 1000)
-    print(f"CPU time (time.process_time) per predict call on one observation, policies timed in "
-          f"alternation, {repeats} rounds of samples of >= {seconds:g} s; ms per decision, "
-          f"min / median / max over the rounds")
+    print(
+        f"CPU time (time.process_time) per predict call on one observation, policies timed in "
+        f"alternation, {repeats} rounds of samples of >= {seconds:g} s; ms per decision, "
+        f"min / median / max over the rounds"
+    )
     medians: dict[tuple[str, int], float] = {}
     for k in sizes:
         env, obs_list = observations(k)
@@ -111,17 +130,30 @@ def main() -> None:
             lyap = edgeft.make_policy("lyapunov", env)
             for o in obs_list:  # the same schedule as the brentq reference
                 dec = decode_observation(o, cfg)
-                n_ref, _ = ref_lyapunov_decision(dec.gain, dec.bits, float(dec.queue),
-                                                 cfg.budget_s, cfg.noise_psd, cfg.bandwidth_hz,
-                                                 cfg.zeta)
+                n_ref, _ = ref_lyapunov_decision(
+                    dec.gain,
+                    dec.bits,
+                    float(dec.queue),
+                    cfg.budget_s,
+                    cfg.noise_psd,
+                    cfg.bandwidth_hz,
+                    cfg.zeta,
+                )
                 n_fast = int((lyap.predict(o)[0] > 0).sum())
                 if n_fast != n_ref:
                     raise SystemExit(f"mismatch at K={k}: fast picks {n_fast}, reference {n_ref}")
 
             def reference(o: np.ndarray, cfg=cfg) -> int:
                 dec = decode_observation(o, cfg)
-                return ref_lyapunov_decision(dec.gain, dec.bits, float(dec.queue), cfg.budget_s,
-                                             cfg.noise_psd, cfg.bandwidth_hz, cfg.zeta)[0]
+                return ref_lyapunov_decision(
+                    dec.gain,
+                    dec.bits,
+                    float(dec.queue),
+                    cfg.budget_s,
+                    cfg.noise_psd,
+                    cfg.bandwidth_hz,
+                    cfg.zeta,
+                )[0]
 
             ref = Sample(reference, obs_list, seconds)
         times: dict[str, list[float]] = {name: [] for name in POLICIES}
@@ -140,8 +172,10 @@ def main() -> None:
         if ref is not None:
             t_ref = np.array(ref_times)
             speed = t_ref / np.array(times["lyapunov"])
-            print(f"  {'brentq-ref':16s} {spread(t_ref, 1e3):>36s}   lyapunov speed-up "
-                  f"(same round) {spread(speed, fmt='{:.0f}')}x")
+            print(
+                f"  {'brentq-ref':16s} {spread(t_ref, 1e3):>36s}   lyapunov speed-up "
+                f"(same round) {spread(speed, fmt='{:.0f}')}x"
+            )
     if 100 in sizes and 1000 in sizes:
         print("\ntime(K=1000) / time(K=100), medians")
         for name in POLICIES:

@@ -29,20 +29,33 @@ def main() -> None:
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--task", default="synthetic-text")
     parser.add_argument("--devices", type=int, default=20)
-    parser.add_argument("--lr", type=float, default=None,
-                        help="SGD learning rate (default: TrainingConfig's, 0.1)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="minibatch per device (default: TrainingConfig's, 8)")
+    parser.add_argument(
+        "--lr", type=float, default=None, help="SGD learning rate (default: TrainingConfig's, 0.1)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="minibatch per device (default: TrainingConfig's, 8)",
+    )
     parser.add_argument("--eval-every", type=int, default=10)
-    parser.add_argument("--eval-size", type=int, default=None,
-                        help="held-out samples per evaluation (default: TrainingConfig's, 512)")
+    parser.add_argument(
+        "--eval-size",
+        type=int,
+        default=None,
+        help="held-out samples per evaluation (default: TrainingConfig's, 512)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     from edgeft.envs.real_config import TrainingConfig
 
     given = {"lr": args.lr, "batch_size": args.batch_size, "eval_size": args.eval_size}
-    training = TrainingConfig(model=args.model, task=args.task, eval_every=args.eval_every,
-                              **{k: v for k, v in given.items() if v is not None}).to_dict()
+    training = TrainingConfig(
+        model=args.model,
+        task=args.task,
+        eval_every=args.eval_every,
+        **{k: v for k, v in given.items() if v is not None},
+    ).to_dict()
     print(
         f"real mode: {args.model} on {args.task}, K = {args.devices}, {args.rounds} rounds, "
         f"lr {training['lr']}, minibatch {training['batch_size']}, test loss on "

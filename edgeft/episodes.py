@@ -29,8 +29,7 @@ def metric_titles(family: EnvFamily) -> dict[str, tuple[str, bool]]:
     return {k: (m.title, m.lower_is_better) for k, m in family.metrics.items()}
 
 
-def play_episode(env: Any, policy: Any, seed: int, *, deterministic: bool = True
-                 ) -> dict[str, Any]:
+def play_episode(env: Any, policy: Any, seed: int, *, deterministic: bool = True) -> dict[str, Any]:
     """Run ``policy`` in ``env`` from ``env.reset(seed=seed)`` to the end of the episode.
 
     The env's family record (``edgeft.envs.family``) says what the episode is reduced to: its
@@ -62,15 +61,20 @@ def play_episode(env: Any, policy: Any, seed: int, *, deterministic: bool = True
             break
     metrics = recorder.metrics(info, total, rounds)
     step = max(1, -(-rounds // MAX_CURVE_POINTS))
-    curves = {k: v[step - 1::step] for k, v in trace.items()}
+    curves = {k: v[step - 1 :: step] for k, v in trace.items()}
     if step > 1:
         curves["round"] = list(range(step, rounds + 1, step))
-    return {"metrics": metrics, "timing": {"decide_ms": 1e3 * decide / rounds}, "curves": curves,
-            "rounds": rounds}
+    return {
+        "metrics": metrics,
+        "timing": {"decide_ms": 1e3 * decide / rounds},
+        "curves": curves,
+        "rounds": rounds,
+    }
 
 
-def make_env_and_policy(env_id: str, config: Mapping[str, Any], policy: str, seed: int, *,
-                        trust_code: bool = False) -> tuple[Any, Any]:
+def make_env_and_policy(
+    env_id: str, config: Mapping[str, Any], policy: str, seed: int, *, trust_code: bool = False
+) -> tuple[Any, Any]:
     """The env ``gym.make(env_id, **config)`` and the policy ``policy`` built for it.
 
     A trained agent (``"ALGO:PATH"``) gets the env in the action mode it was trained in; every
@@ -94,8 +98,7 @@ def make_env_and_policy(env_id: str, config: Mapping[str, Any], policy: str, see
     return env, make_policy(policy, env, seed=int(seed))
 
 
-def run_episode(env_id: str, config: Mapping[str, Any], policy: str, seed: int
-                ) -> dict[str, Any]:
+def run_episode(env_id: str, config: Mapping[str, Any], policy: str, seed: int) -> dict[str, Any]:
     """:func:`play_episode` of ``policy`` in a fresh ``gym.make(env_id, **config)`` from ``seed``.
 
     Returns:

@@ -53,7 +53,8 @@ def _read_normalization(path: Path, trust_code: bool) -> dict[str, Any] | None:
         raise UntrustedCodeError(
             f"--vecnormalize {path} is a pickle (SB3's VecNormalize.save): loading it runs any "
             "code in it; pass --trust-agent-code if you trust its author, or give the statistics "
-            "as JSON (mean, var, clip_obs, epsilon)")
+            "as JSON (mean, var, clip_obs, epsilon)"
+        )
     with open(path, "rb") as fh:
         vecnorm = pickle.load(fh)  # only with the opt-in above
     norm = normalization_of(vecnorm)
@@ -95,17 +96,26 @@ def _zip_and_algo(name: str, trust_code: bool) -> tuple[str, Path]:
         raise UntrustedCodeError(untrusted_zip_message(zp, name))
     inside = legacy_zip_algo(zp)
     if algo and inside is not None and inside != algo:
-        raise ValueError(f"{zp.name} holds a {inside.upper()} model, not {algo.upper()}; "
-                         f"export it as {inside}:{path}")
+        raise ValueError(
+            f"{zp.name} holds a {inside.upper()} model, not {algo.upper()}; "
+            f"export it as {inside}:{path}"
+        )
     algo = algo or inside or ""
     if not algo:
         raise ValueError(f"cannot tell the algorithm of {zp.name}; name it: ALGO:{path}")
     return algo, zp
 
 
-def export_zip(name: str, out: str | Path, *, env_id: str | None = None,
-               overrides: dict[str, Any] | None = None, obs_transform: str | None = None,
-               vecnormalize: str | Path | None = None, trust_code: bool = False) -> Path:
+def export_zip(
+    name: str,
+    out: str | Path,
+    *,
+    env_id: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    obs_transform: str | None = None,
+    vecnormalize: str | Path | None = None,
+    trust_code: bool = False,
+) -> Path:
     """Convert the SB3 zip ``name`` (``ALGO:PATH`` or ``PATH``) into ``out.agent.json`` +
     ``out.safetensors``; returns the JSON's path.
 
@@ -136,12 +146,16 @@ def export_zip(name: str, out: str | Path, *, env_id: str | None = None,
     if zp.name.endswith(".zip") and sidecar(zp, "config").is_file():
         saved = json.loads(sidecar(zp, "config").read_text())
         if saved.get("algo", algo) != algo:
-            raise ValueError(f"{sidecar(zp, 'config').name} says {saved['algo']}, the zip "
-                             f"holds {algo}")
+            raise ValueError(
+                f"{sidecar(zp, 'config').name} says {saved['algo']}, the zip holds {algo}"
+            )
     env_id = env_id or saved.get("env_id") or "edgeft/FedLoRAScheduling-v0"
     env_config = saved.get("env_config") if env_id == saved.get("env_id") else None
-    env = gym.make(env_id, config=env_config, **(overrides or {})) if env_config else gym.make(
-        env_id, **(overrides or {}))
+    env = (
+        gym.make(env_id, config=env_config, **(overrides or {}))
+        if env_config
+        else gym.make(env_id, **(overrides or {}))
+    )
     try:
         norm = None
         if vecnormalize is not None:
@@ -152,22 +166,25 @@ def export_zip(name: str, out: str | Path, *, env_id: str | None = None,
         transform = obs_transform or saved.get("obs_transform") or "none"
         info = {k: v for k, v in saved.items() if k not in _DESCRIPTION}
         info["exported_from"] = zp.name
-        return save_for_leaderboard(model, env, out, obs_transform=transform, vecnormalize=norm,
-                                    meta=info)
+        return save_for_leaderboard(
+            model, env, out, obs_transform=transform, vecnormalize=norm, meta=info
+        )
     finally:
         env.close()
 
 
-def _suite_env(suite: str, scenario: str | None, env_id: str | None,
-               overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _suite_env(
+    suite: str, scenario: str | None, env_id: str | None, overrides: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
     """The env id and config of a suite's scenario, with ``overrides`` over the config."""
     from edgeft.suites import get_suite
 
     s = get_suite(suite)
     scenarios = {sc.name: sc for sc in s.scenarios}
     if scenario is not None and scenario not in scenarios:
-        raise ValueError(f"suite {suite} has no scenario {scenario!r}; its scenarios: "
-                         f"{sorted(scenarios)}")
+        raise ValueError(
+            f"suite {suite} has no scenario {scenario!r}; its scenarios: {sorted(scenarios)}"
+        )
     sc = scenarios[scenario] if scenario is not None else s.scenarios[0]
     if env_id is not None and env_id != sc.env_id:
         raise ValueError(f"--env {env_id} is not the env of suite {suite} ({sc.env_id})")
@@ -175,29 +192,54 @@ def _suite_env(suite: str, scenario: str | None, env_id: str | None,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="ALGO:PATH",
-                        help="the SB3 model zip, e.g. ppo:tiny_ppo.zip (ALGO may be left out)")
-    parser.add_argument("--out", required=True, metavar="NAME",
-                        help="writes NAME.agent.json and NAME.safetensors")
-    parser.add_argument("--env", default=None,
-                        help="env id the model was trained on (default: the zip's "
-                             "NAME.config.json, else edgeft/FedLoRAScheduling-v0)")
-    parser.add_argument("--suite", default=None,
-                        help="take the env id and config from this leaderboard suite's first "
-                             "scenario (or --scenario), under --set")
+    parser.add_argument(
+        "model",
+        metavar="ALGO:PATH",
+        help="the SB3 model zip, e.g. ppo:tiny_ppo.zip (ALGO may be left out)",
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="NAME", help="writes NAME.agent.json and NAME.safetensors"
+    )
+    parser.add_argument(
+        "--env",
+        default=None,
+        help="env id the model was trained on (default: the zip's "
+        "NAME.config.json, else edgeft/FedLoRAScheduling-v0)",
+    )
+    parser.add_argument(
+        "--suite",
+        default=None,
+        help="take the env id and config from this leaderboard suite's first "
+        "scenario (or --scenario), under --set",
+    )
     parser.add_argument("--scenario", default=None, help="the suite's scenario (with --suite)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="env config field, repeatable (e.g. --set action_mode=count)")
-    parser.add_argument("--obs-transform", default=None,
-                        help="observation transform the model was trained on (default: none)")
-    parser.add_argument("--vecnormalize", default=None, metavar="FILE",
-                        help="VecNormalize statistics of a model trained behind VecNormalize: "
-                             "SB3's VecNormalize.save file, or JSON (mean, var, clip_obs, "
-                             "epsilon)")
-    parser.add_argument("--trust-agent-code", action="store_true",
-                        help="read the zip's pickles (they run code when loaded: only for "
-                             "models whose author you trust)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="env config field, repeatable (e.g. --set action_mode=count)",
+    )
+    parser.add_argument(
+        "--obs-transform",
+        default=None,
+        help="observation transform the model was trained on (default: none)",
+    )
+    parser.add_argument(
+        "--vecnormalize",
+        default=None,
+        metavar="FILE",
+        help="VecNormalize statistics of a model trained behind VecNormalize: "
+        "SB3's VecNormalize.save file, or JSON (mean, var, clip_obs, "
+        "epsilon)",
+    )
+    parser.add_argument(
+        "--trust-agent-code",
+        action="store_true",
+        help="read the zip's pickles (they run code when loaded: only for "
+        "models whose author you trust)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -209,17 +251,25 @@ def run(args: argparse.Namespace) -> int:
             env_id, overrides = _suite_env(args.suite, args.scenario, env_id, overrides)
         elif args.scenario:
             raise ValueError("--scenario needs --suite")
-        path = export_zip(args.model, args.out, env_id=env_id, overrides=overrides,
-                          obs_transform=args.obs_transform, vecnormalize=args.vecnormalize,
-                          trust_code=args.trust_agent_code)
+        path = export_zip(
+            args.model,
+            args.out,
+            env_id=env_id,
+            overrides=overrides,
+            obs_transform=args.obs_transform,
+            vecnormalize=args.vecnormalize,
+            trust_code=args.trust_agent_code,
+        )
     except (ValueError, FileNotFoundError) as err:
         print(f"edgeft export: error: {err}", file=sys.stderr)
         return 2
     doc = read_agent(path)
     norm = "with" if doc["normalization"] is not None else "without"
-    print(f"wrote {path} and {doc['weights']['file']} ({doc['algo']}, {doc['env_id']}, "
-          f"action_mode={doc['env_config']['action_mode']}, obs_transform="
-          f"{doc['obs_transform']}, {norm} observation statistics); evaluate it with:\n"
-          f"  edgeft leaderboard{' --suite ' + args.suite if args.suite else ''} --policies "
-          f"{doc['algo']}:{path}")
+    print(
+        f"wrote {path} and {doc['weights']['file']} ({doc['algo']}, {doc['env_id']}, "
+        f"action_mode={doc['env_config']['action_mode']}, obs_transform="
+        f"{doc['obs_transform']}, {norm} observation statistics); evaluate it with:\n"
+        f"  edgeft leaderboard{' --suite ' + args.suite if args.suite else ''} --policies "
+        f"{doc['algo']}:{path}"
+    )
     return 0

@@ -49,18 +49,28 @@ from edgeft.suites import BUDGETS_US, FEDLORA, MEC, Scenario, Suite
 FIGURES = ("ft-fig3", "ft-fig5", "ft-fig6", "mec-fig2", "mec-fig3", "mec-fig4", "mec-fig5")
 FT_POLICIES = ["lyapunov", "lyapunov-paper", "all-in", "gs", "aaba"]
 #: the options that change what a figure shows, with their defaults
-OPTIONS: dict[str, Any] = {"mode": "surrogate", "rounds": 100, "seeds": None, "users": 20,
-                           "servers": 4, "overrides": {}}
+OPTIONS: dict[str, Any] = {
+    "mode": "surrogate",
+    "rounds": 100,
+    "seeds": None,
+    "users": 20,
+    "servers": 4,
+    "overrides": {},
+}
 
 
 def _seeds(args: argparse.Namespace, family: str) -> int:
     """--seeds, else the family's default test seeds per point (``EnvFamily.figure_seeds``)."""
     return int(args.seeds) if args.seeds is not None else get_family(family).figure_seeds
+
+
 #: MEC axis labels: what the metrics of edgeft.episodes are (per round = one training iteration
 #: of every user, then averaged over the episode's rounds and the seeds)
-MEC_LABELS = {"energy": "energy per round, sum over users (J)",
-              "delay": "delay per round, mean over users (s)",
-              "stability": "stability bound, mean over users"}
+MEC_LABELS = {
+    "energy": "energy per round, sum over users (J)",
+    "delay": "delay per round, mean over users (s)",
+    "stability": "stability bound, mean over users",
+}
 
 
 def _plt() -> Any:
@@ -88,14 +98,22 @@ def _path(args: argparse.Namespace, out: Path, name: str, ext: str = "") -> Path
     return out / f"{name}{variant(args)[0]}{ext}"
 
 
-def _run(suite: Suite, policies: list[str], out: Path,
-         args: argparse.Namespace) -> tuple[dict, list]:
+def _run(
+    suite: Suite, policies: list[str], out: Path, args: argparse.Namespace
+) -> tuple[dict, list]:
     from edgeft import leaderboard as lb
 
     resume = (out / lb.MANIFEST_FILE).is_file()  # rerunning a command continues its runs
-    summary = lb.run_leaderboard(suite, policies, out, resume=resume, workers=args.workers,
-                                 progress=not args.no_progress, plots=False,
-                                 backend="serial" if args.workers == 1 else "local")
+    summary = lb.run_leaderboard(
+        suite,
+        policies,
+        out,
+        resume=resume,
+        workers=args.workers,
+        progress=not args.no_progress,
+        plots=False,
+        backend="serial" if args.workers == 1 else "local",
+    )
     return summary, lb.read_rows(out / lb.EPISODES_FILE)
 
 
@@ -110,8 +128,14 @@ def _ft_base(args: argparse.Namespace) -> dict[str, Any]:
 def ft_fig3(args: argparse.Namespace, out: Path) -> Path:
     """FT Fig. 3: loss and test accuracy vs round, and each policy's final loss (95% interval)."""
     seeds = _seeds(args, "fedlora")
-    suite = Suite("ft-fig3", 2, "fedlora", "FT Fig. 3",
-                  (Scenario("default", FEDLORA, _ft_base(args)),), num_seeds=seeds)
+    suite = Suite(
+        "ft-fig3",
+        2,
+        "fedlora",
+        "FT Fig. 3",
+        (Scenario("default", FEDLORA, _ft_base(args)),),
+        num_seeds=seeds,
+    )
     summary, rows = _run(suite, FT_POLICIES, _path(args, out, "ft-fig3"), args)
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.9))
@@ -128,8 +152,10 @@ def ft_fig3(args: argparse.Namespace, out: Path) -> Path:
     final = {e["policy"]: e["metrics"]["final_loss"] for e in summary["results"]}
     order = sorted(final, key=lambda p: final[p]["mean"])
     means = [final[p]["mean"] for p in order]
-    err = [[final[p]["mean"] - final[p]["ci_low"] for p in order],
-           [final[p]["ci_high"] - final[p]["mean"] for p in order]]
+    err = [
+        [final[p]["mean"] - final[p]["ci_low"] for p in order],
+        [final[p]["ci_high"] - final[p]["mean"] for p in order],
+    ]
     axes[2].errorbar(range(len(order)), means, yerr=err, fmt="o", capsize=4)
     axes[2].set_xticks(range(len(order)), order, rotation=20)
     axes[2].set_ylabel("final loss (mean, 95% interval)")
@@ -140,28 +166,59 @@ def ft_fig3(args: argparse.Namespace, out: Path) -> Path:
 
 
 def _budget_runs(args: argparse.Namespace, out: Path) -> dict:
-    scen = tuple(Scenario(f"budget-{b:g}us", FEDLORA,
-                          {**_ft_base(args), "delay_budget_per_bit": b * 1e-6}, sweep_value=b)
-                 for b in BUDGETS_US)
-    suite = Suite("ft-fig5", 2, "fedlora", "FT Fig. 5/6", scen, num_seeds=_seeds(args, "fedlora"),
-                  sweep=("delay_budget_per_bit", "us/bit"))
-    summary, _ = _run(suite, ["all-in", "lyapunov", "lyapunov-paper", "gs", "aaba"],
-                      _path(args, out, "ft-fig5"), args)
+    scen = tuple(
+        Scenario(
+            f"budget-{b:g}us",
+            FEDLORA,
+            {**_ft_base(args), "delay_budget_per_bit": b * 1e-6},
+            sweep_value=b,
+        )
+        for b in BUDGETS_US
+    )
+    suite = Suite(
+        "ft-fig5",
+        2,
+        "fedlora",
+        "FT Fig. 5/6",
+        scen,
+        num_seeds=_seeds(args, "fedlora"),
+        sweep=("delay_budget_per_bit", "us/bit"),
+    )
+    summary, _ = _run(
+        suite,
+        ["all-in", "lyapunov", "lyapunov-paper", "gs", "aaba"],
+        _path(args, out, "ft-fig5"),
+        args,
+    )
     return summary
 
 
-def _sweep_plot(summary: dict, metrics: list[tuple[str, str, str]], xlabel: str, title: str,
-                path: Path, logx: bool = True, logy: tuple[str, ...] = ()) -> Path:
+def _sweep_plot(
+    summary: dict,
+    metrics: list[tuple[str, str, str]],
+    xlabel: str,
+    title: str,
+    path: Path,
+    logx: bool = True,
+    logy: tuple[str, ...] = (),
+) -> Path:
     plt = _plt()
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
     for ax, (part, m, label) in zip(axes[0], metrics):
         for pol in summary["policies"]:
             es = [e for e in summary["results"] if e["policy"] == pol]
             x = [e["sweep_value"] for e in es]
-            ax.errorbar(x, [e[part][m]["mean"] for e in es],
-                        yerr=[[e[part][m]["mean"] - e[part][m]["ci_low"] for e in es],
-                              [e[part][m]["ci_high"] - e[part][m]["mean"] for e in es]],
-                        marker="o", capsize=3, label=pol)
+            ax.errorbar(
+                x,
+                [e[part][m]["mean"] for e in es],
+                yerr=[
+                    [e[part][m]["mean"] - e[part][m]["ci_low"] for e in es],
+                    [e[part][m]["ci_high"] - e[part][m]["mean"] for e in es],
+                ],
+                marker="o",
+                capsize=3,
+                label=pol,
+            )
         if logx:
             ax.set_xscale("log")
         if m in logy:
@@ -176,24 +233,41 @@ def _sweep_plot(summary: dict, metrics: list[tuple[str, str, str]], xlabel: str,
 def ft_fig5(args: argparse.Namespace, out: Path) -> Path:
     """FT Fig. 5: final loss and accuracy vs the delay budget."""
     s = _budget_runs(args, out)
-    return _sweep_plot(s, [("metrics", "final_loss", "final loss (FT eq. 1)"),
-                           ("metrics", "final_accuracy", "final test accuracy"),
-                           ("metrics", "avg_scheduled", "avg scheduled devices")],
-                       "delay budget (us/bit)", "FT Fig. 5", _path(args, out, "ft-fig5", ".png"))
+    return _sweep_plot(
+        s,
+        [
+            ("metrics", "final_loss", "final loss (FT eq. 1)"),
+            ("metrics", "final_accuracy", "final test accuracy"),
+            ("metrics", "avg_scheduled", "avg scheduled devices"),
+        ],
+        "delay budget (us/bit)",
+        "FT Fig. 5",
+        _path(args, out, "ft-fig5", ".png"),
+    )
 
 
 def ft_fig6(args: argparse.Namespace, out: Path) -> Path:
     """FT Fig. 6: decision time vs the delay budget (measured where the command runs)."""
     s = _budget_runs(args, out)
     s = {**s, "policies": ["lyapunov", "lyapunov-paper"]}
-    return _sweep_plot(s, [("timing", "decide_ms", "decision time per round (ms)")],
-                       "delay budget (us/bit)", "FT Fig. 6", _path(args, out, "ft-fig6", ".png"),
-                       logy=("decide_ms",))
+    return _sweep_plot(
+        s,
+        [("timing", "decide_ms", "decision time per round (ms)")],
+        "delay budget (us/bit)",
+        "FT Fig. 6",
+        _path(args, out, "ft-fig6", ".png"),
+        logy=("decide_ms",),
+    )
 
 
 def _mec_base(args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
-    return {"num_users": args.users, "num_servers": args.servers, "episode_rounds": 1,
-            **args.overrides, **kw}
+    return {
+        "num_users": args.users,
+        "num_servers": args.servers,
+        "episode_rounds": 1,
+        **args.overrides,
+        **kw,
+    }
 
 
 def mec_fig3(args: argparse.Namespace, out: Path) -> Path:
@@ -201,15 +275,31 @@ def mec_fig3(args: argparse.Namespace, out: Path) -> Path:
     pols = ["fp-cccp", "ao", "alpha-only", "resource-only"]
     weights = (1.0, 4.0, 7.0, 10.0)
     panels = []
-    for w_field, metric in (("w_energy", "energy"), ("w_delay", "delay"),
-                            ("w_stability", "stability")):
+    for w_field, metric in (
+        ("w_energy", "energy"),
+        ("w_delay", "delay"),
+        ("w_stability", "stability"),
+    ):
         label = MEC_LABELS[metric]
-        scen = tuple(Scenario(f"{w_field}-{w:g}", MEC,
-                              _mec_base(args, **({w_field: w, "w_stability": 1.0}
-                                                 if w_field != "w_stability" else {w_field: w})),
-                              sweep_value=w) for w in weights)
-        suite = Suite(f"mec-fig3-{w_field}", 1, "mec", "MEC Fig. 3", scen,
-                      num_seeds=_seeds(args, "mec"))
+        scen = tuple(
+            Scenario(
+                f"{w_field}-{w:g}",
+                MEC,
+                _mec_base(
+                    args,
+                    **(
+                        {w_field: w, "w_stability": 1.0}
+                        if w_field != "w_stability"
+                        else {w_field: w}
+                    ),
+                ),
+                sweep_value=w,
+            )
+            for w in weights
+        )
+        suite = Suite(
+            f"mec-fig3-{w_field}", 1, "mec", "MEC Fig. 3", scen, num_seeds=_seeds(args, "mec")
+        )
         s, _ = _run(suite, pols, _path(args, out, f"mec-fig3-{w_field}"), args)
         panels.append((s, metric, label, w_field))
     plt = _plt()
@@ -217,8 +307,12 @@ def mec_fig3(args: argparse.Namespace, out: Path) -> Path:
     for ax, (s, metric, label, w_field) in zip(axes, panels):
         for pol in pols:
             es = [e for e in s["results"] if e["policy"] == pol]
-            ax.plot([e["sweep_value"] for e in es], [e["metrics"][metric]["mean"] for e in es],
-                    marker="o", label=pol)
+            ax.plot(
+                [e["sweep_value"] for e in es],
+                [e["metrics"][metric]["mean"] for e in es],
+                marker="o",
+                label=pol,
+            )
         ax.set_xlabel(f"{w_field} (others 1)")
         ax.set_ylabel(label)
         ax.set_yscale("log")
@@ -233,18 +327,23 @@ def mec_fig5(args: argparse.Namespace, out: Path) -> Path:
     scen = tuple(Scenario(f"n{n}", MEC, _mec_base(args, num_users=n), sweep_value=n) for n in users)
     suite = Suite("mec-fig5", 1, "mec", "MEC Fig. 5", scen, num_seeds=_seeds(args, "mec"))
     s, _ = _run(suite, ["fp-cccp", "greedy", "random"], _path(args, out, "mec-fig5"), args)
-    return _sweep_plot(s, [("metrics", "energy", MEC_LABELS["energy"]),
-                           ("metrics", "delay", MEC_LABELS["delay"])],
-                       "number of users",
-                       f"MEC Fig. 5 (M={args.servers}; {_mec_rounds_note(args)})",
-                       _path(args, out, "mec-fig5", ".png"), logx=False,
-                       logy=("energy", "delay"))
+    return _sweep_plot(
+        s,
+        [("metrics", "energy", MEC_LABELS["energy"]), ("metrics", "delay", MEC_LABELS["delay"])],
+        "number of users",
+        f"MEC Fig. 5 (M={args.servers}; {_mec_rounds_note(args)})",
+        _path(args, out, "mec-fig5", ".png"),
+        logx=False,
+        logy=("energy", "delay"),
+    )
 
 
 def _mec_rounds_note(args: argparse.Namespace) -> str:
     rounds = _mec_base(args).get("episode_rounds", 1)
-    return (f"mean over {_seeds(args, 'mec')} seed(s) x {rounds} round(s); a round = one training "
-            "iteration of every user")
+    return (
+        f"mean over {_seeds(args, 'mec')} seed(s) x {rounds} round(s); a round = one training "
+        "iteration of every user"
+    )
 
 
 def _upload_shares(env: Any, make: Any, seeds: list[int]) -> dict[str, float]:
@@ -261,8 +360,9 @@ def _upload_shares(env: Any, make: Any, seeds: list[int]) -> dict[str, float]:
         obs, _ = env.reset(seed=seed)
         inst = base.instance_of(obs)
         action, _ = make(seed).predict(obs, deterministic=True)
-        terms = per_user_terms(inst, base.action_to_decision(action, inst)[0],
-                               include_upload_delay=cfg.upload_delay)
+        terms = per_user_terms(
+            inst, base.action_to_decision(action, inst)[0], include_upload_delay=cfg.upload_delay
+        )
         up["energy"] += float(terms["upload_energy"].sum())
         up["delay"] += float(terms["upload_time"].sum()) if cfg.upload_delay else 0.0
         tot["energy"] += float(terms["energy"].sum())
@@ -326,16 +426,24 @@ def mec_fig2(args: argparse.Namespace, out: Path) -> Path:
             ax.bar(x, total, color=["C0", "C1", "C2"])
         else:
             ax.bar(x, total * share, color="0.75", label="upload of the cut-layer activations")
-            ax.bar(x, total * (1 - share), bottom=total * share, color=["C0", "C1", "C2"],
-                   label="device + edge computation")
+            ax.bar(
+                x,
+                total * (1 - share),
+                bottom=total * share,
+                color=["C0", "C1", "C2"],
+                label="device + edge computation",
+            )
             ax.legend(fontsize=7, loc="lower right")
         ax.set_xticks(x, list(res), rotation=15, fontsize=8)
         ax.set_ylabel(MEC_LABELS[k], fontsize=9)
     gbit = np.mean([r["upload_gbit"] for r in res.values()])
-    fig.suptitle(f"MEC Fig. 2 (N={cfg.num_users} users, M={cfg.num_servers} servers; "
-                 f"{_mec_rounds_note(args)}, batch B={cfg.batch_size})\n"
-                 f"each user uploads s(d) = B d h x {cfg.bits_per_element:g} bit, "
-                 f"{gbit:.1f} Gbit on average, per round whatever its alpha", fontsize=10)
+    fig.suptitle(
+        f"MEC Fig. 2 (N={cfg.num_users} users, M={cfg.num_servers} servers; "
+        f"{_mec_rounds_note(args)}, batch B={cfg.batch_size})\n"
+        f"each user uploads s(d) = B d h x {cfg.bits_per_element:g} bit, "
+        f"{gbit:.1f} Gbit on average, per round whatever its alpha",
+        fontsize=10,
+    )
     return _save(fig, _path(args, out, "mec-fig2", ".png"))
 
 
@@ -373,36 +481,77 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-RUNNERS = {"ft-fig3": ft_fig3, "ft-fig5": ft_fig5, "ft-fig6": ft_fig6, "mec-fig2": mec_fig2,
-           "mec-fig3": mec_fig3, "mec-fig4": mec_fig4, "mec-fig5": mec_fig5}
+RUNNERS = {
+    "ft-fig3": ft_fig3,
+    "ft-fig5": ft_fig5,
+    "ft-fig6": ft_fig6,
+    "mec-fig2": mec_fig2,
+    "mec-fig3": mec_fig3,
+    "mec-fig4": mec_fig4,
+    "mec-fig5": mec_fig5,
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--only", default=None,
-                        help=f"comma-separated subset of {', '.join(FIGURES)} (default: all)")
-    parser.add_argument("--out", default="figures",
-                        help="output folder (default: %(default)s); rerunning into it continues "
-                             "the runs of the same options")
-    parser.add_argument("--mode", default=OPTIONS["mode"], choices=["surrogate", "real"],
-                        help="FedLoRA learning model: the calibrated surrogate (default) or real "
-                             "split-LoRA rounds (slow; default model from the offline-model "
-                             "extra, see above)")
-    parser.add_argument("--rounds", type=int, default=OPTIONS["rounds"],
-                        help="FT rounds per episode (default: %(default)s, the surrogate's "
-                             "calibrated horizon; the paper: 5000)")
-    parser.add_argument("--seeds", type=int, default=OPTIONS["seeds"],
-                        help="test seeds per point (default: 10 for the FT figures, 2 for the "
-                             "MEC figures)")
-    parser.add_argument("--users", type=int, default=OPTIONS["users"],
-                        help="MEC users N (default: %(default)s; the paper: 50, and 100 in its "
-                             "Fig. 4)")
-    parser.add_argument("--servers", type=int, default=OPTIONS["servers"],
-                        help="MEC edge servers M (default: %(default)s; the paper: 10)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes (default: all CPUs; 1 = run in this process)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="env config override for every run of both families, repeatable "
-                             "(a field one family lacks is an error there)")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help=f"comma-separated subset of {', '.join(FIGURES)} (default: all)",
+    )
+    parser.add_argument(
+        "--out",
+        default="figures",
+        help="output folder (default: %(default)s); rerunning into it continues "
+        "the runs of the same options",
+    )
+    parser.add_argument(
+        "--mode",
+        default=OPTIONS["mode"],
+        choices=["surrogate", "real"],
+        help="FedLoRA learning model: the calibrated surrogate (default) or real "
+        "split-LoRA rounds (slow; default model from the offline-model "
+        "extra, see above)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=OPTIONS["rounds"],
+        help="FT rounds per episode (default: %(default)s, the surrogate's "
+        "calibrated horizon; the paper: 5000)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=OPTIONS["seeds"],
+        help="test seeds per point (default: 10 for the FT figures, 2 for the MEC figures)",
+    )
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=OPTIONS["users"],
+        help="MEC users N (default: %(default)s; the paper: 50, and 100 in its Fig. 4)",
+    )
+    parser.add_argument(
+        "--servers",
+        type=int,
+        default=OPTIONS["servers"],
+        help="MEC edge servers M (default: %(default)s; the paper: 10)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes (default: all CPUs; 1 = run in this process)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="env config override for every run of both families, repeatable "
+        "(a field one family lacks is an error there)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -414,14 +563,18 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.only.split(",")] if args.only else list(FIGURES)
     bad = [n for n in names if n not in RUNNERS]
     if bad:
-        print(f"edgeft figures: error: unknown figure(s) {bad}; known: {list(FIGURES)}",
-              file=sys.stderr)
+        print(
+            f"edgeft figures: error: unknown figure(s) {bad}; known: {list(FIGURES)}",
+            file=sys.stderr,
+        )
         return 2
     out = Path(args.out)
     suffix, changed = variant(args)
     if changed:
-        print(f"options {', '.join(changed)} differ from the defaults: this run's files are "
-              f"{out}/<figure>{suffix}[.png]")
+        print(
+            f"options {', '.join(changed)} differ from the defaults: this run's files are "
+            f"{out}/<figure>{suffix}[.png]"
+        )
     for n in names:
         try:
             path = RUNNERS[n](args, out)
@@ -429,8 +582,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"edgeft figures: error: {n}: {err}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
-            print(f"edgeft figures: interrupted during {n}; finished episodes are saved under "
-                  f"{out}: run the same command again to continue", file=sys.stderr)
+            print(
+                f"edgeft figures: interrupted during {n}; finished episodes are saved under "
+                f"{out}: run the same command again to continue",
+                file=sys.stderr,
+            )
             return 130
         print(f"wrote {path}")
     return 0

@@ -47,8 +47,9 @@ _loaded = False
 _loaded_families: set[str] = set()
 
 
-def register_policy(name: str, family: str, factory: Callable[..., Policy], *,
-                    cost: float = 1.0) -> None:
+def register_policy(
+    name: str, family: str, factory: Callable[..., Policy], *, cost: float = 1.0
+) -> None:
     """Register ``factory`` under ``name`` for the env ``family`` (``"fedlora"`` or ``"mec"``).
 
     Args:
@@ -104,8 +105,9 @@ def list_policies(family: str | None = None) -> list[str]:
     return sorted(names) + [f"{p}:PATH" for p in sorted(_PREFIXES)]
 
 
-def make_policy(name: str, env: Any = None, *, config: Any = None, trust_code: bool = False,
-                **kwargs: Any) -> Policy:
+def make_policy(
+    name: str, env: Any = None, *, config: Any = None, trust_code: bool = False, **kwargs: Any
+) -> Policy:
     """Build a policy by name.
 
     Args:
@@ -141,8 +143,10 @@ def make_policy(name: str, env: Any = None, *, config: Any = None, trust_code: b
         known = ", ".join(list_policies(family))
         if name in _REGISTRY:
             others = " and ".join(sorted(_REGISTRY[name]))
-            raise ValueError(f"{name!r} is a policy of the {others} envs, not of the {family} "
-                             f"envs; {family} policies: {known}")
+            raise ValueError(
+                f"{name!r} is a policy of the {others} envs, not of the {family} "
+                f"envs; {family} policies: {known}"
+            )
         raise ValueError(f"unknown policy {name!r}; {family} policies: {known}")
     if config is None:
         config = config_in_force(env)

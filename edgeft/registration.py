@@ -24,9 +24,12 @@ def register_envs() -> None:
             # The envs raise on step-before-reset themselves and pass Gymnasium's check_env in
             # the test suite, so the per-step OrderEnforcing / PassiveEnvChecker layers are left
             # out.
-            kwargs: dict[str, Any] = {"id": env_id, "entry_point": entry.entry_point,
-                                      "disable_env_checker": True, "order_enforce": False}
+            kwargs: dict[str, Any] = {
+                "id": env_id,
+                "entry_point": entry.entry_point,
+                "disable_env_checker": True,
+                "order_enforce": False,
+            }
             if entry.vector_entry_point is not None:
                 kwargs["vector_entry_point"] = entry.vector_entry_point
             gym.register(**kwargs)
-

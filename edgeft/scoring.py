@@ -61,14 +61,16 @@ def headline_of(family: str | EnvFamily, name: str | None = None) -> Headline:
     return fam.get_headline(name)
 
 
-def headline_value(family: str | EnvFamily, metrics: Mapping[str, Any],
-                   name: str | None = None) -> float:
+def headline_value(
+    family: str | EnvFamily, metrics: Mapping[str, Any], name: str | None = None
+) -> float:
     """The headline value of one episode's metrics."""
     return float(headline_of(family, name).value(metrics))
 
 
-def breaks_constraint(family: str | EnvFamily, metrics: Mapping[str, Any],
-                      name: str | None = None) -> bool:
+def breaks_constraint(
+    family: str | EnvFamily, metrics: Mapping[str, Any], name: str | None = None
+) -> bool:
     """Whether one episode breaks its headline's constraint (beyond the stated tolerance)."""
     return bool(headline_of(family, name).breaks_constraint(metrics))
 
@@ -81,8 +83,13 @@ def is_scored(family: str | EnvFamily, name: str | None = None) -> bool:
     return key is not None and key in fam.headlines and fam.headlines[key].hindsight is not None
 
 
-def hindsight_row(family: str | EnvFamily, env_id: str, config: Mapping[str, Any], seed: int,
-                  name: str | None = None) -> dict[str, Any]:
+def hindsight_row(
+    family: str | EnvFamily,
+    env_id: str,
+    config: Mapping[str, Any],
+    seed: int,
+    name: str | None = None,
+) -> dict[str, Any]:
     """The ``hindsight`` row of one leaderboard episode: the family's certified bound on the
     headline (``fn(env_id, config, seed) -> HindsightPlan``, named by the record) and the metrics
     of the feasible schedule found in hindsight, replayed through the leaderboard's own episode
@@ -116,9 +123,11 @@ def hindsight_row(family: str | EnvFamily, env_id: str, config: Mapping[str, Any
     return out
 
 
-def score(value: float | Sequence[float] | np.ndarray,
-          anchor: float | Sequence[float] | np.ndarray,
-          bound: float | Sequence[float] | np.ndarray) -> np.ndarray:
+def score(
+    value: float | Sequence[float] | np.ndarray,
+    anchor: float | Sequence[float] | np.ndarray,
+    bound: float | Sequence[float] | np.ndarray,
+) -> np.ndarray:
     """100 x (value - anchor) / (bound - anchor): 0 at the anchor policy, 100 at the bound.
 
     Works for either direction of the headline (the bound lies on the better side of the
@@ -130,8 +139,11 @@ def score(value: float | Sequence[float] | np.ndarray,
         return np.where(span != 0.0, 100.0 * (v - a) / span, np.nan)
 
 
-def bootstrap_ci(values: Sequence[float] | np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
     """Studentized bootstrap (bootstrap-t) 95% interval of the mean (deterministic: fixed seed).
 
     Each resample's mean is standardised by its own standard error, and the interval is
@@ -165,8 +177,9 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, resamples: int = BOOTSTRA
     return float(mean - hi_q * se), float(mean - lo_q * se)
 
 
-def paired_difference(values: Mapping[int, float], reference: Mapping[int, float]
-                      ) -> dict[str, float]:
+def paired_difference(
+    values: Mapping[int, float], reference: Mapping[int, float]
+) -> dict[str, float]:
     """Mean and 95% interval (:func:`bootstrap_ci`) of ``values[s] - reference[s]`` over the
     common seeds.
 

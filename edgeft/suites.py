@@ -132,8 +132,10 @@ class Suite:
         for s in self.scenarios:
             if s.name == name:
                 return s
-        raise ValueError(f"suite {self.name} has no scenario {name!r}; scenarios: "
-                         f"{[s.name for s in self.scenarios]}")
+        raise ValueError(
+            f"suite {self.name} has no scenario {name!r}; scenarios: "
+            f"{[s.name for s in self.scenarios]}"
+        )
 
 
 #: FT Fig. 5's delay-budget grid (us/bit), used by the fedlora-paper suite and ``edgeft figures``
@@ -185,12 +187,22 @@ BUDGETS_US = (1.0, 2.0, 5.0, 10.0, 50.0)
 
 #: the fedlora-mobile scenario: AR(1) fading and pedestrian Gauss-Markov mobility, every channel
 #: field given (not left to the env's defaults)
-FEDLORA_MOBILE = {"episode_rounds": 100, "fading_correlation": 0.9, "mobility_speed_mps": 1.5,
-                  "mobility_memory": 0.8, "round_duration_s": 2.0}
+FEDLORA_MOBILE = {
+    "episode_rounds": 100,
+    "fading_correlation": 0.9,
+    "mobility_speed_mps": 1.5,
+    "mobility_memory": 0.8,
+    "round_duration_s": 2.0,
+}
 
 #: the v3 default MEC scenario (see the version history above)
-MEC_DEFAULT_V3 = {"num_users": 20, "num_servers": 4, "area_m": 150.0, "episode_rounds": 20,
-                  "energy_budget_scale": 0.7}
+MEC_DEFAULT_V3 = {
+    "num_users": 20,
+    "num_servers": 4,
+    "area_m": 150.0,
+    "episode_rounds": 20,
+    "energy_budget_scale": 0.7,
+}
 
 #: the v4 FedLoRA scenarios' shared fields: the calibrated horizon, and what the final-loss
 #: headline's suites set (every episode held to its budget: ``budget_guard``)
@@ -203,126 +215,285 @@ _REAL_POLICIES = ("lyapunov", "lyapunov-descending", "gs", "aaba")
 DEFAULT_SEEDS = 30
 
 
-def _fedlora_v4(name: str, version: int, description: str, scenario: Scenario,
-                num_seeds: int = DEFAULT_SEEDS, agents: tuple[str, ...] = ()) -> Suite:
-    return Suite(name, version, "fedlora", description,
-                 (Scenario(scenario.name, FEDLORA, {**scenario.config, **_V4},
-                           scenario.sweep_value),),
-                 num_seeds=num_seeds, agents=agents, headline="final-loss")
+def _fedlora_v4(
+    name: str,
+    version: int,
+    description: str,
+    scenario: Scenario,
+    num_seeds: int = DEFAULT_SEEDS,
+    agents: tuple[str, ...] = (),
+) -> Suite:
+    return Suite(
+        name,
+        version,
+        "fedlora",
+        description,
+        (Scenario(scenario.name, FEDLORA, {**scenario.config, **_V4}, scenario.sweep_value),),
+        num_seeds=num_seeds,
+        agents=agents,
+        headline="final-loss",
+    )
 
 
-SUITES: dict[str, Suite] = {s.name: s for s in (
-    # ---- v4: the learning outcome as the FedLoRA headline, MEC anchored at greedy-fast
-    _fedlora_v4("fedlora-default", 4,
-                "FedLoRA defaults: K = 20 devices, D-bar = 2 us/bit, i.i.d. shards, 100 rounds, "
-                "final loss within the budget", Scenario("default", FEDLORA, {})),
-    _fedlora_v4("fedlora-noniid", 2,
-                "FedLoRA defaults with Dirichlet(0.5) label shards per device, 100 rounds, final "
-                "loss within the budget", Scenario("dirichlet", FEDLORA, {"data": "dirichlet"})),
-    _fedlora_v4("fedlora-mobile", 2,
-                "FedLoRA defaults with persistent channels: AR(1) fading rho = 0.9, devices "
-                "moving at 1.5 m/s (Gauss-Markov), 100 rounds, final loss within the budget",
-                Scenario("mobile", FEDLORA, dict(FEDLORA_MOBILE)), num_seeds=10),
-    _fedlora_v4("fedlora-3gpp", 2,
-                "held out: FedLoRA defaults on 3GPP TR 38.901 UMi channels (sionna trace: path "
-                "loss, LoS/NLoS, shadowing, cluster fading, walking devices), 100 rounds, final "
-                "loss within the budget", Scenario("umi", FEDLORA, {"channel": "3gpp-umi"}),
-                num_seeds=10),
-    _fedlora_v4("fedlora-hard", 4,
-                "many devices, tight budget: K = 100, D-bar = 1 us/bit, 100 rounds, final loss "
-                "within the budget",
-                Scenario("k100-1us", FEDLORA, {"num_devices": 100, "delay_budget_per_bit": 1e-6}),
-                num_seeds=10),
-    Suite("fedlora-paper", 4, "fedlora",
-          "FT Section V.A (preset paper) over the delay-budget grid of Fig. 5, at the calibrated "
-          "horizon of 100 rounds, final loss within the budget",
-          tuple(Scenario(f"budget-{b:g}us", FEDLORA,
-                         {"preset": "paper", "delay_budget_per_bit": b * 1e-6, **_V4},
-                         sweep_value=b) for b in BUDGETS_US),
-          num_seeds=10, sweep=("delay_budget_per_bit", "delay budget (us/bit)"),
-          headline="final-loss"),
-    Suite("mec-default", 4, "mec",
-          "MEC corrected model, N = 20 users, M = 4 servers in a 150 m square, 20 rounds, "
-          "binding energy budgets; 0 = greedy-fast (blind to the budgets)",
-          (Scenario("n20-m4-150m", MEC, dict(MEC_DEFAULT_V3)),),
-          num_seeds=DEFAULT_SEEDS, headline="priced-cost"),
-    Suite("mec-paper", 3, "mec",
-          "MEC Section 5 (N = 50, M = 10): the paper's literal model and the corrected one, "
-          "3 rounds; 0 = greedy-fast",
-          (Scenario("literal", MEC, {"preset": "paper", "episode_rounds": 3}),
-           Scenario("corrected", MEC, {"num_users": 50, "num_servers": 10, "episode_rounds": 3})),
-          num_seeds=3, headline="priced-cost"),
-    Suite("mec-large", 3, "mec",
-          "MEC at scale: N = 200 users, M = 20 servers, 3 rounds; 0 = greedy-fast",
-          (Scenario("n200-m20", MEC, {"num_users": 200, "num_servers": 20, "episode_rounds": 3}),),
-          num_seeds=3, headline="priced-cost"),
-    # ---- real training (opt-in: hours on a CPU; not among the default runs)
-    Suite("fedlora-real", 1, "fedlora",
-          "fedlora-default played with real split-LoRA training in the calibrated regime "
-          "(offline MiniLM on the tweets task, i.i.d. shards): the real final loss within the "
-          "budget; compare with fedlora-real-surrogate, the same scenario and seeds on the "
-          "surrogate",
-          (Scenario("tweets-iid", FEDLORA, {"mode": "real", "training": "tweets-iid", **_V4}),),
-          num_seeds=3, headline="real-final-loss", policies=_REAL_POLICIES),
-    Suite("fedlora-real-surrogate", 1, "fedlora",
-          "the scenario and seeds of fedlora-real on the surrogate (v3, i.i.d. calibration): "
-          "the surrogate's final loss beside the real one",
-          (Scenario("tweets-iid", FEDLORA, dict(_V4)),), num_seeds=3,
-          headline="real-final-loss", policies=_REAL_POLICIES),
-    # ---- earlier versions, kept by name (their headlines: devices per round; random anchors)
-    Suite("fedlora-default-v3", 3, "fedlora",
-          "fedlora-default v3: K = 20 devices, D-bar = 2 us/bit, i.i.d. shards, 100 rounds, "
-          "devices per round within the budget",
-          (Scenario("default", FEDLORA, {"episode_rounds": 100}),), num_seeds=10,
-          agents=("ppo:fedlora-default",), headline="devices"),
-    Suite("fedlora-noniid-v1", 1, "fedlora",
-          "fedlora-noniid v1: Dirichlet(0.5) label shards, 100 rounds, devices per round",
-          (Scenario("dirichlet", FEDLORA, {"data": "dirichlet", "episode_rounds": 100}),),
-          num_seeds=10, agents=("ppo:fedlora-noniid",), headline="devices"),
-    Suite("fedlora-mobile-v1", 1, "fedlora",
-          "fedlora-mobile v1: AR(1) fading rho = 0.9, 1.5 m/s mobility, 100 rounds, devices per "
-          "round", (Scenario("mobile", FEDLORA, dict(FEDLORA_MOBILE)),), num_seeds=10,
-          agents=("ppo:fedlora-mobile",), headline="devices"),
-    Suite("fedlora-3gpp-v1", 1, "fedlora",
-          "fedlora-3gpp v1: 3GPP TR 38.901 UMi channels, 100 rounds, devices per round",
-          (Scenario("umi", FEDLORA, {"channel": "3gpp-umi", "episode_rounds": 100}),),
-          num_seeds=10, headline="devices"),
-    Suite("fedlora-default-v2", 2, "fedlora",
-          "fedlora-default v2: K = 20 devices, D-bar = 2 us/bit, 200 rounds, surrogate v2",
-          (Scenario("default", FEDLORA, {"surrogate": "v2-synthetic", "episode_rounds": 200,
-                                         "reward": "progress"}),),
-          num_seeds=5, headline="devices"),
-    Suite("fedlora-paper-v3", 3, "fedlora",
-          "fedlora-paper v3: FT Section V.A (preset paper, 5000 rounds) over the delay-budget "
-          "grid of Fig. 5, devices per round",
-          tuple(Scenario(f"budget-{b:g}us", FEDLORA,
-                         {"preset": "paper", "delay_budget_per_bit": b * 1e-6},
-                         sweep_value=b) for b in BUDGETS_US),
-          num_seeds=3, sweep=("delay_budget_per_bit", "delay budget (us/bit)"),
-          headline="devices"),
-    Suite("fedlora-hard-v3", 3, "fedlora",
-          "fedlora-hard v3: K = 100, D-bar = 1 us/bit, 100 rounds, devices per round",
-          (Scenario("k100-1us", FEDLORA, {"num_devices": 100, "delay_budget_per_bit": 1e-6}),),
-          num_seeds=5, headline="devices"),
-    Suite("mec-default-v3", 3, "mec",
-          "mec-default v3: N = 20 users, M = 4 servers in a 150 m square, 20 rounds; 0 = random",
-          (Scenario("n20-m4-150m", MEC, dict(MEC_DEFAULT_V3)),),
-          num_seeds=5, headline="priced-cost-random"),
-    Suite("mec-default-v2", 2, "mec",
-          "mec-default v2: MEC corrected model, N = 20 users, M = 4 servers, 5 rounds",
-          (Scenario("n20-m4", MEC, {"num_users": 20, "num_servers": 4, "episode_rounds": 5}),),
-          num_seeds=5, agents=("ppo:mec-default",), headline="priced-cost-random"),
-    Suite("mec-paper-v2", 2, "mec",
-          "mec-paper v2: MEC Section 5 (N = 50, M = 10), literal and corrected, 3 rounds; "
-          "0 = random",
-          (Scenario("literal", MEC, {"preset": "paper", "episode_rounds": 3}),
-           Scenario("corrected", MEC, {"num_users": 50, "num_servers": 10, "episode_rounds": 3})),
-          num_seeds=3, headline="priced-cost-random"),
-    Suite("mec-large-v2", 2, "mec",
-          "mec-large v2: N = 200 users, M = 20 servers, 3 rounds; 0 = random",
-          (Scenario("n200-m20", MEC, {"num_users": 200, "num_servers": 20, "episode_rounds": 3}),),
-          num_seeds=3, headline="priced-cost-random"),
-)}
+SUITES: dict[str, Suite] = {
+    s.name: s
+    for s in (
+        # ---- v4: the learning outcome as the FedLoRA headline, MEC anchored at greedy-fast
+        _fedlora_v4(
+            "fedlora-default",
+            4,
+            "FedLoRA defaults: K = 20 devices, D-bar = 2 us/bit, i.i.d. shards, 100 rounds, "
+            "final loss within the budget",
+            Scenario("default", FEDLORA, {}),
+        ),
+        _fedlora_v4(
+            "fedlora-noniid",
+            2,
+            "FedLoRA defaults with Dirichlet(0.5) label shards per device, 100 rounds, final "
+            "loss within the budget",
+            Scenario("dirichlet", FEDLORA, {"data": "dirichlet"}),
+        ),
+        _fedlora_v4(
+            "fedlora-mobile",
+            2,
+            "FedLoRA defaults with persistent channels: AR(1) fading rho = 0.9, devices "
+            "moving at 1.5 m/s (Gauss-Markov), 100 rounds, final loss within the budget",
+            Scenario("mobile", FEDLORA, dict(FEDLORA_MOBILE)),
+            num_seeds=10,
+        ),
+        _fedlora_v4(
+            "fedlora-3gpp",
+            2,
+            "held out: FedLoRA defaults on 3GPP TR 38.901 UMi channels (sionna trace: path "
+            "loss, LoS/NLoS, shadowing, cluster fading, walking devices), 100 rounds, final "
+            "loss within the budget",
+            Scenario("umi", FEDLORA, {"channel": "3gpp-umi"}),
+            num_seeds=10,
+        ),
+        _fedlora_v4(
+            "fedlora-hard",
+            4,
+            "many devices, tight budget: K = 100, D-bar = 1 us/bit, 100 rounds, final loss "
+            "within the budget",
+            Scenario("k100-1us", FEDLORA, {"num_devices": 100, "delay_budget_per_bit": 1e-6}),
+            num_seeds=10,
+        ),
+        Suite(
+            "fedlora-paper",
+            4,
+            "fedlora",
+            "FT Section V.A (preset paper) over the delay-budget grid of Fig. 5, at the calibrated "
+            "horizon of 100 rounds, final loss within the budget",
+            tuple(
+                Scenario(
+                    f"budget-{b:g}us",
+                    FEDLORA,
+                    {"preset": "paper", "delay_budget_per_bit": b * 1e-6, **_V4},
+                    sweep_value=b,
+                )
+                for b in BUDGETS_US
+            ),
+            num_seeds=10,
+            sweep=("delay_budget_per_bit", "delay budget (us/bit)"),
+            headline="final-loss",
+        ),
+        Suite(
+            "mec-default",
+            4,
+            "mec",
+            "MEC corrected model, N = 20 users, M = 4 servers in a 150 m square, 20 rounds, "
+            "binding energy budgets; 0 = greedy-fast (blind to the budgets)",
+            (Scenario("n20-m4-150m", MEC, dict(MEC_DEFAULT_V3)),),
+            num_seeds=DEFAULT_SEEDS,
+            headline="priced-cost",
+        ),
+        Suite(
+            "mec-paper",
+            3,
+            "mec",
+            "MEC Section 5 (N = 50, M = 10): the paper's literal model and the corrected one, "
+            "3 rounds; 0 = greedy-fast",
+            (
+                Scenario("literal", MEC, {"preset": "paper", "episode_rounds": 3}),
+                Scenario(
+                    "corrected", MEC, {"num_users": 50, "num_servers": 10, "episode_rounds": 3}
+                ),
+            ),
+            num_seeds=3,
+            headline="priced-cost",
+        ),
+        Suite(
+            "mec-large",
+            3,
+            "mec",
+            "MEC at scale: N = 200 users, M = 20 servers, 3 rounds; 0 = greedy-fast",
+            (
+                Scenario(
+                    "n200-m20", MEC, {"num_users": 200, "num_servers": 20, "episode_rounds": 3}
+                ),
+            ),
+            num_seeds=3,
+            headline="priced-cost",
+        ),
+        # ---- real training (opt-in: hours on a CPU; not among the default runs)
+        Suite(
+            "fedlora-real",
+            1,
+            "fedlora",
+            "fedlora-default played with real split-LoRA training in the calibrated regime "
+            "(offline MiniLM on the tweets task, i.i.d. shards): the real final loss within the "
+            "budget; compare with fedlora-real-surrogate, the same scenario and seeds on the "
+            "surrogate",
+            (Scenario("tweets-iid", FEDLORA, {"mode": "real", "training": "tweets-iid", **_V4}),),
+            num_seeds=3,
+            headline="real-final-loss",
+            policies=_REAL_POLICIES,
+        ),
+        Suite(
+            "fedlora-real-surrogate",
+            1,
+            "fedlora",
+            "the scenario and seeds of fedlora-real on the surrogate (v3, i.i.d. calibration): "
+            "the surrogate's final loss beside the real one",
+            (Scenario("tweets-iid", FEDLORA, dict(_V4)),),
+            num_seeds=3,
+            headline="real-final-loss",
+            policies=_REAL_POLICIES,
+        ),
+        # ---- earlier versions, kept by name (their headlines: devices per round; random anchors)
+        Suite(
+            "fedlora-default-v3",
+            3,
+            "fedlora",
+            "fedlora-default v3: K = 20 devices, D-bar = 2 us/bit, i.i.d. shards, 100 rounds, "
+            "devices per round within the budget",
+            (Scenario("default", FEDLORA, {"episode_rounds": 100}),),
+            num_seeds=10,
+            agents=("ppo:fedlora-default",),
+            headline="devices",
+        ),
+        Suite(
+            "fedlora-noniid-v1",
+            1,
+            "fedlora",
+            "fedlora-noniid v1: Dirichlet(0.5) label shards, 100 rounds, devices per round",
+            (Scenario("dirichlet", FEDLORA, {"data": "dirichlet", "episode_rounds": 100}),),
+            num_seeds=10,
+            agents=("ppo:fedlora-noniid",),
+            headline="devices",
+        ),
+        Suite(
+            "fedlora-mobile-v1",
+            1,
+            "fedlora",
+            "fedlora-mobile v1: AR(1) fading rho = 0.9, 1.5 m/s mobility, 100 rounds, devices per "
+            "round",
+            (Scenario("mobile", FEDLORA, dict(FEDLORA_MOBILE)),),
+            num_seeds=10,
+            agents=("ppo:fedlora-mobile",),
+            headline="devices",
+        ),
+        Suite(
+            "fedlora-3gpp-v1",
+            1,
+            "fedlora",
+            "fedlora-3gpp v1: 3GPP TR 38.901 UMi channels, 100 rounds, devices per round",
+            (Scenario("umi", FEDLORA, {"channel": "3gpp-umi", "episode_rounds": 100}),),
+            num_seeds=10,
+            headline="devices",
+        ),
+        Suite(
+            "fedlora-default-v2",
+            2,
+            "fedlora",
+            "fedlora-default v2: K = 20 devices, D-bar = 2 us/bit, 200 rounds, surrogate v2",
+            (
+                Scenario(
+                    "default",
+                    FEDLORA,
+                    {"surrogate": "v2-synthetic", "episode_rounds": 200, "reward": "progress"},
+                ),
+            ),
+            num_seeds=5,
+            headline="devices",
+        ),
+        Suite(
+            "fedlora-paper-v3",
+            3,
+            "fedlora",
+            "fedlora-paper v3: FT Section V.A (preset paper, 5000 rounds) over the delay-budget "
+            "grid of Fig. 5, devices per round",
+            tuple(
+                Scenario(
+                    f"budget-{b:g}us",
+                    FEDLORA,
+                    {"preset": "paper", "delay_budget_per_bit": b * 1e-6},
+                    sweep_value=b,
+                )
+                for b in BUDGETS_US
+            ),
+            num_seeds=3,
+            sweep=("delay_budget_per_bit", "delay budget (us/bit)"),
+            headline="devices",
+        ),
+        Suite(
+            "fedlora-hard-v3",
+            3,
+            "fedlora",
+            "fedlora-hard v3: K = 100, D-bar = 1 us/bit, 100 rounds, devices per round",
+            (Scenario("k100-1us", FEDLORA, {"num_devices": 100, "delay_budget_per_bit": 1e-6}),),
+            num_seeds=5,
+            headline="devices",
+        ),
+        Suite(
+            "mec-default-v3",
+            3,
+            "mec",
+            "mec-default v3: N = 20 users, M = 4 servers in a 150 m square, 20 rounds; 0 = random",
+            (Scenario("n20-m4-150m", MEC, dict(MEC_DEFAULT_V3)),),
+            num_seeds=5,
+            headline="priced-cost-random",
+        ),
+        Suite(
+            "mec-default-v2",
+            2,
+            "mec",
+            "mec-default v2: MEC corrected model, N = 20 users, M = 4 servers, 5 rounds",
+            (Scenario("n20-m4", MEC, {"num_users": 20, "num_servers": 4, "episode_rounds": 5}),),
+            num_seeds=5,
+            agents=("ppo:mec-default",),
+            headline="priced-cost-random",
+        ),
+        Suite(
+            "mec-paper-v2",
+            2,
+            "mec",
+            "mec-paper v2: MEC Section 5 (N = 50, M = 10), literal and corrected, 3 rounds; "
+            "0 = random",
+            (
+                Scenario("literal", MEC, {"preset": "paper", "episode_rounds": 3}),
+                Scenario(
+                    "corrected", MEC, {"num_users": 50, "num_servers": 10, "episode_rounds": 3}
+                ),
+            ),
+            num_seeds=3,
+            headline="priced-cost-random",
+        ),
+        Suite(
+            "mec-large-v2",
+            2,
+            "mec",
+            "mec-large v2: N = 200 users, M = 20 servers, 3 rounds; 0 = random",
+            (
+                Scenario(
+                    "n200-m20", MEC, {"num_users": 200, "num_servers": 20, "episode_rounds": 3}
+                ),
+            ),
+            num_seeds=3,
+            headline="priced-cost-random",
+        ),
+    )
+}
 
 
 def spec_differences(old: Any, new: Any, path: str = "") -> list[str]:
@@ -341,8 +512,11 @@ def spec_differences(old: Any, new: Any, path: str = "") -> list[str]:
                 out += spec_differences(old[k], new[k], sub)
         return out
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [d for i, (a, b) in enumerate(zip(old, new))
-                for d in spec_differences(a, b, f"{path}[{i}]")]
+        return [
+            d
+            for i, (a, b) in enumerate(zip(old, new))
+            for d in spec_differences(a, b, f"{path}[{i}]")
+        ]
     return [] if old == new else [f"{path}: {old!r} -> {new!r}"]
 
 

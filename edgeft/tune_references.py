@@ -30,8 +30,10 @@ from edgeft.suites import FEDLORA, get_suite
 SEEDS = 12
 GRIDS: dict[str, dict[str, list[float]]] = {
     "gs-profile": {"growth": [-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0]},
-    "lyapunov-descending": {"zeta": [0.3, 1.0, 3.0, 10.0, 30.0],
-                            "decay": [0.0, 0.5, 1.0, 2.0, 4.0]},
+    "lyapunov-descending": {
+        "zeta": [0.3, 1.0, 3.0, 10.0, 30.0],
+        "decay": [0.0, 0.5, 1.0, 2.0, 4.0],
+    },
 }
 #: the partition -> the suite whose scenario the constants are tuned on
 SUITES = {"iid": "fedlora-default", "dirichlet": "fedlora-noniid"}
@@ -54,14 +56,16 @@ def mean_final_loss(policy: str, options: dict[str, float], config: dict[str, An
 
     reserved = sorted(RESERVED_OPTIONS & options.keys())
     if reserved:
-        raise ValueError(f"options {reserved} are make_policy's own arguments, not constants "
-                         f"of {policy!r}")
+        raise ValueError(
+            f"options {reserved} are make_policy's own arguments, not constants of {policy!r}"
+        )
     values = []
     for seed in range(SEEDS):
         env = gym.make(FEDLORA, **config)
         kwargs: dict[str, Any] = {**options, "seed": seed}
-        values.append(play_episode(env, make_policy(policy, env, **kwargs),
-                                   seed)["metrics"]["final_loss"])
+        values.append(
+            play_episode(env, make_policy(policy, env, **kwargs), seed)["metrics"]["final_loss"]
+        )
         env.close()
     return float(np.mean(values))
 
@@ -71,8 +75,12 @@ def tune(progress: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for policy, grid in GRIDS.items():
         names = list(grid)
-        entry: dict[str, Any] = {"grid": grid, "seeds": list(range(SEEDS)), "values": {},
-                                 "means": {}}
+        entry: dict[str, Any] = {
+            "grid": grid,
+            "seeds": list(range(SEEDS)),
+            "values": {},
+            "means": {},
+        }
         for data, suite in SUITES.items():
             config = dict(get_suite(suite).scenarios[0].config)
             rows = []
@@ -86,15 +94,20 @@ def tune(progress: bool = True) -> dict[str, Any]:
             entry["values"][data] = best[2]
             entry["means"][data] = [[r[2], r[0]] for r in rows]
         out[policy] = entry
-    out["_doc"] = ("chosen by python -m edgeft.tune_references: the least mean final loss over "
-                   f"training seeds 0..{SEEDS - 1} on the scenarios of {SUITES}")
+    out["_doc"] = (
+        "chosen by python -m edgeft.tune_references: the least mean final loss over "
+        f"training seeds 0..{SEEDS - 1} on the scenarios of {SUITES}"
+    )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--check", action="store_true",
-                   help="recompute and compare with the shipped file instead of writing it")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="recompute and compare with the shipped file instead of writing it",
+    )
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     result = tune(progress=not args.no_progress)

@@ -29,9 +29,11 @@ TRACE_DIR = Path(__file__).resolve().parent / "fedlora" / "channels"
 TRACE_CHANNELS = ("3gpp-umi",)
 
 #: how to make a missing trace file
-GENERATE_HINT = ("install the optional extra (`pip install 'edgeft[3gpp]'`: sionna-no-rt, "
-                 "h5py) and run `python -m edgeft.envs.fedlora.make_3gpp_trace`, which writes "
-                 "the file and its JSON sidecar")
+GENERATE_HINT = (
+    "install the optional extra (`pip install 'edgeft[3gpp]'`: sionna-no-rt, "
+    "h5py) and run `python -m edgeft.envs.fedlora.make_3gpp_trace`, which writes "
+    "the file and its JSON sidecar"
+)
 
 
 @dataclass(frozen=True)
@@ -82,16 +84,20 @@ def load_trace(name: str) -> Trace:
     """
     path = trace_path(name)
     if not path.is_file():
-        raise FileNotFoundError(f"channel={name!r} replays the trace file {path}, which is "
-                                f"missing; to generate it, {GENERATE_HINT}; or use "
-                                "channel='rayleigh'")
+        raise FileNotFoundError(
+            f"channel={name!r} replays the trace file {path}, which is "
+            f"missing; to generate it, {GENERATE_HINT}; or use "
+            "channel='rayleigh'"
+        )
     with np.load(path) as data:
         if "gain_db" not in data:
             raise ValueError(f"trace file {path} has no 'gain_db' array (has {list(data)})")
         gain_db = np.asarray(data["gain_db"])
     if gain_db.ndim != 3 or not np.issubdtype(gain_db.dtype, np.floating) or 0 in gain_db.shape:
-        raise ValueError(f"trace file {path}: gain_db must be a non-empty float array of shape "
-                         f"(traces, rounds, devices), got {gain_db.dtype} {gain_db.shape}")
+        raise ValueError(
+            f"trace file {path}: gain_db must be a non-empty float array of shape "
+            f"(traces, rounds, devices), got {gain_db.dtype} {gain_db.shape}"
+        )
     if not np.isfinite(gain_db).all():
         raise ValueError(f"trace file {path}: gain_db has non-finite values")
     gain_db = gain_db.astype(np.float64)
@@ -107,11 +113,15 @@ def check_fits(name: str, num_devices: int, episode_rounds: int) -> None:
     missing."""
     tr = load_trace(name)
     if num_devices > tr.num_devices:
-        raise ValueError(f"num_devices={num_devices} is more than the {tr.num_devices} devices "
-                         f"of the channel={name!r} traces ({tr.path.name}); use at most "
-                         f"{tr.num_devices}, or generate a trace with more devices "
-                         "(make_3gpp_trace --devices)")
+        raise ValueError(
+            f"num_devices={num_devices} is more than the {tr.num_devices} devices "
+            f"of the channel={name!r} traces ({tr.path.name}); use at most "
+            f"{tr.num_devices}, or generate a trace with more devices "
+            "(make_3gpp_trace --devices)"
+        )
     if episode_rounds > tr.rounds:
-        raise ValueError(f"episode_rounds={episode_rounds} is more than the {tr.rounds} rounds "
-                         f"of the channel={name!r} traces ({tr.path.name}); use at most "
-                         f"{tr.rounds}, or generate longer traces (make_3gpp_trace --rounds)")
+        raise ValueError(
+            f"episode_rounds={episode_rounds} is more than the {tr.rounds} rounds "
+            f"of the channel={name!r} traces ({tr.path.name}); use at most "
+            f"{tr.rounds}, or generate longer traces (make_3gpp_trace --rounds)"
+        )

@@ -27,12 +27,20 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ar1_fading", "fading_power", "gauss_markov_start", "gauss_markov_velocity",
-           "rayleigh_fading", "reflect_in_disc", "reflect_in_square"]
+__all__ = [
+    "ar1_fading",
+    "fading_power",
+    "gauss_markov_start",
+    "gauss_markov_velocity",
+    "rayleigh_fading",
+    "reflect_in_disc",
+    "reflect_in_square",
+]
 
 
-def rayleigh_fading(rng: np.random.Generator, shape: tuple[int, ...]
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def rayleigh_fading(
+    rng: np.random.Generator, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     """Fresh Rayleigh small-scale fading h ~ CN(0, 1): ``(re, im)``, each N(0, 1/2) of ``shape``
     (the real parts drawn first, then the imaginary parts). The stationary law of
     :func:`ar1_fading`."""
@@ -41,8 +49,9 @@ def rayleigh_fading(rng: np.random.Generator, shape: tuple[int, ...]
     return re, im
 
 
-def ar1_fading(rng: np.random.Generator, re: np.ndarray, im: np.ndarray, rho: float
-               ) -> tuple[np.ndarray, np.ndarray]:
+def ar1_fading(
+    rng: np.random.Generator, re: np.ndarray, im: np.ndarray, rho: float
+) -> tuple[np.ndarray, np.ndarray]:
     """One AR(1) (Gauss-Markov) step of Rayleigh fading: h' = rho h + sqrt(1 - rho^2) w with
     w ~ CN(0, 1), as ``(re', im')`` (new arrays; the real innovations are drawn first).
 
@@ -63,16 +72,22 @@ def fading_power(re: np.ndarray, im: np.ndarray) -> np.ndarray:
     return np.asarray(re) ** 2 + np.asarray(im) ** 2
 
 
-def gauss_markov_start(rng: np.random.Generator, shape: tuple[int, ...], sigma: float,
-                       mean: np.ndarray | None = None) -> np.ndarray:
+def gauss_markov_start(
+    rng: np.random.Generator, shape: tuple[int, ...], sigma: float, mean: np.ndarray | None = None
+) -> np.ndarray:
     """A velocity from the stationary law of :func:`gauss_markov_velocity`: N(mean, sigma^2) per
     component, ``shape`` (..., 2) (m per unit time). ``mean=None``: zero mean (isotropic)."""
     v = rng.normal(0.0, sigma, size=shape)
     return v if mean is None else v + mean
 
 
-def gauss_markov_velocity(rng: np.random.Generator, velocity: np.ndarray, memory: float,
-                          sigma: float, mean: np.ndarray | None = None) -> np.ndarray:
+def gauss_markov_velocity(
+    rng: np.random.Generator,
+    velocity: np.ndarray,
+    memory: float,
+    sigma: float,
+    mean: np.ndarray | None = None,
+) -> np.ndarray:
     """One Gauss-Markov step of a velocity: v' = a v + (1 - a) v_mean + sqrt(1 - a^2) sigma w,
     w ~ N(0, I) (a new array; one normal per entry of ``velocity``).
 
@@ -91,8 +106,9 @@ def gauss_markov_velocity(rng: np.random.Generator, velocity: np.ndarray, memory
     return v + np.sqrt(1.0 - memory * memory) * w
 
 
-def reflect_in_square(pos: np.ndarray, vel: np.ndarray, side: float
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def reflect_in_square(
+    pos: np.ndarray, vel: np.ndarray, side: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions ``pos`` (..., 2) reflected back into [0, side]^2 at the walls they crossed, and
     the velocity components normal to those walls reversed; a position still outside after one
     reflection (a step longer than the square) is clipped to it."""
@@ -102,8 +118,9 @@ def reflect_in_square(pos: np.ndarray, vel: np.ndarray, side: float
     return np.clip(pos, 0.0, side), vel
 
 
-def reflect_in_disc(pos: np.ndarray, vel: np.ndarray, center: tuple[float, float],
-                    radius: float) -> tuple[np.ndarray, np.ndarray]:
+def reflect_in_disc(
+    pos: np.ndarray, vel: np.ndarray, center: tuple[float, float], radius: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions ``pos`` (..., 2) outside the disc of ``radius`` around ``center`` mirrored back
     across its boundary along their radius (distance r from the centre becomes 2 R - r), and the
     outward radial component of their velocity ``vel`` (..., 2) reversed (v - 2 (v.n) n, n the

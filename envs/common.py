@@ -18,9 +18,12 @@ class UnknownFieldError(ValueError, TypeError):
     env's constructor, such as TorchRL's ``GymEnv``, expect)."""
 
 
-def build_config(cls: type[C], config: Any = None,
-                 presets: Mapping[str, Mapping[str, Any]] | None = None,
-                 **overrides: Any) -> C:
+def build_config(
+    cls: type[C],
+    config: Any = None,
+    presets: Mapping[str, Mapping[str, Any]] | None = None,
+    **overrides: Any,
+) -> C:
     """Make a frozen config of type ``cls`` from a config object, a dict, a preset and keywords.
 
     Precedence: ``cls`` defaults < ``preset`` < ``config`` fields < keyword ``overrides``.
@@ -56,7 +59,8 @@ def build_config(cls: type[C], config: Any = None,
     presets = presets or {}
     if preset not in presets and preset != "default":
         raise ValueError(
-            f"preset must be one of {sorted(set(presets) | {'default'})}, got {preset!r}")
+            f"preset must be one of {sorted(set(presets) | {'default'})}, got {preset!r}"
+        )
     base = dict(presets.get(preset, {}))
     if isinstance(config, cls):
         # a full config object already carries its preset's values; only keywords override it
@@ -65,9 +69,17 @@ def build_config(cls: type[C], config: Any = None,
     return cls(**base)
 
 
-def check_range(name: str, value: Any, low: float | None = None, high: float | None = None, *,
-                low_open: bool = False, high_open: bool = False, integer: bool = False,
-                hint: str = "") -> None:
+def check_range(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+    hint: str = "",
+) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` lies in the given range.
 
     The message names the field, the value, the accepted range and what to do; ``hint`` (e.g.
@@ -88,17 +100,22 @@ def check_range(name: str, value: Any, low: float | None = None, high: float | N
         rng = range_text(low, high, low_open=low_open, high_open=high_open)
         kind = "an integer" if integer else "a finite number"
         about = f" ({hint})" if hint else ""
-        raise ValueError(f"{name} must be {kind} in {rng}, got {value!r}{about}; "
-                         f"set {name} to a value in {rng}")
+        raise ValueError(
+            f"{name} must be {kind} in {rng}, got {value!r}{about}; set {name} to a value in {rng}"
+        )
 
 
-def range_text(low: float | None, high: float | None, *, low_open: bool = False,
-               high_open: bool = False) -> str:
+def range_text(
+    low: float | None, high: float | None, *, low_open: bool = False, high_open: bool = False
+) -> str:
     """An interval as error messages write it: ``[1, 8]``, ``(0, 100]``, ``[0, inf)``."""
     lo = "-inf" if low is None else f"{low:g}"
     hi = "inf" if high is None else f"{high:g}"
-    return ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (
-        ")" if high_open or high is None else "]")
+    return (
+        ("(" if low_open or low is None else "[")
+        + f"{lo}, {hi}"
+        + (")" if high_open or high is None else "]")
+    )
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -116,8 +133,9 @@ ACTION_TOLERANCE = 1e-9
 _REAL_KINDS = frozenset("biuf")
 
 
-def as_action_array(action: Any, shape: tuple[int, ...], what: str, *,
-                    reshape: bool = True) -> np.ndarray:
+def as_action_array(
+    action: Any, shape: tuple[int, ...], what: str, *, reshape: bool = True
+) -> np.ndarray:
     """Convert an action to a float64 array of ``shape``; malformed input raises ``ValueError``.
 
     Malformed: not an array of real numbers (complex, object, string or time dtypes included,
@@ -130,18 +148,21 @@ def as_action_array(action: Any, shape: tuple[int, ...], what: str, *,
         # one reduction on the hot path: a NaN or inf entry makes the sum non-finite
         if not math.isfinite(action.sum()) and not np.isfinite(action).all():
             bad = np.flatnonzero(~np.isfinite(action.ravel())).tolist()[:10]
-            raise ValueError(f"action must be {what} with finite entries; got NaN or inf at "
-                             f"indices {bad}")
+            raise ValueError(
+                f"action must be {what} with finite entries; got NaN or inf at indices {bad}"
+            )
         return action
     try:
         raw = action if isinstance(action, np.ndarray) else np.asarray(action)
     except (TypeError, ValueError) as err:
         raise ValueError(
-            f"action must be {what}; could not convert {type(action).__name__}: {err}") from err
+            f"action must be {what}; could not convert {type(action).__name__}: {err}"
+        ) from err
     if raw.dtype.kind not in _REAL_KINDS:
         raise ValueError(
             f"action must be {what}, of real numbers (bool, int or float); could not convert "
-            f"{type(action).__name__} of dtype {raw.dtype}")
+            f"{type(action).__name__} of dtype {raw.dtype}"
+        )
     arr = np.asarray(raw, dtype=np.float64)
     if arr.shape != shape:
         if reshape and arr.size == int(np.prod(shape)):
@@ -149,13 +170,14 @@ def as_action_array(action: Any, shape: tuple[int, ...], what: str, *,
         else:
             raise ValueError(f"action must be {what} of shape {shape}, got shape {arr.shape}")
     if not np.isfinite(arr).all():
-        raise ValueError(f"action must be {what} with finite entries; got NaN or inf at "
-                         f"indices {np.flatnonzero(~np.isfinite(arr.ravel())).tolist()[:10]}")
+        raise ValueError(
+            f"action must be {what} with finite entries; got NaN or inf at "
+            f"indices {np.flatnonzero(~np.isfinite(arr.ravel())).tolist()[:10]}"
+        )
     return arr
 
 
-def check_action_bounds(arr: np.ndarray, low: Any, high: Any, what: str,
-                        names: Any = None) -> None:
+def check_action_bounds(arr: np.ndarray, low: Any, high: Any, what: str, names: Any = None) -> None:
     """Raise ``ValueError`` unless every entry of the action ``arr`` lies in [``low``, ``high``]
     (scalars or arrays broadcasting against ``arr``) up to :data:`ACTION_TOLERANCE`.
 
@@ -174,7 +196,8 @@ def check_action_bounds(arr: np.ndarray, low: Any, high: Any, what: str,
         f"action must be {what}; {flat.size} entr{'y' if flat.size == 1 else 'ies'} outside "
         f"the action space (flat indices {flat[:10].tolist()}), the first: {where} = "
         f"{float(arr.ravel()[first])!r}, outside [{lo:g}, {hi:g}]; clip the action to the "
-        "space's bounds")
+        "space's bounds"
+    )
 
 
 def config_in_force(env: Any) -> Any:

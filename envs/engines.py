@@ -31,7 +31,8 @@ def real_engine(family: str, config: Any) -> Any:
     if factory is None:
         raise RuntimeError(
             f"mode='real' needs the {family} training engine, and none is registered: import "
-            "edgeft (which registers edgeft.training's engines) or use mode='surrogate'")
+            "edgeft (which registers edgeft.training's engines) or use mode='surrogate'"
+        )
     try:
         return factory(config)
     except ImportError as err:

@@ -84,8 +84,9 @@ class EpisodeRecorder(Protocol):
     def after_step(self, info: Mapping[str, Any]) -> None:
         """Accumulate one step's info."""
 
-    def metrics(self, last_info: Mapping[str, Any], total_reward: float,
-                rounds: int) -> dict[str, float]:
+    def metrics(
+        self, last_info: Mapping[str, Any], total_reward: float, rounds: int
+    ) -> dict[str, float]:
         """The episode's metrics (the keys of :attr:`EnvFamily.metrics`)."""
 
 
@@ -160,8 +161,10 @@ class EnvFamily:
         """
         key = name or self.default_headline
         if key is None or key not in self.headlines:
-            raise ValueError(f"the {self.name} family has no headline {key!r}; headlines: "
-                             f"{sorted(self.headlines)}")
+            raise ValueError(
+                f"the {self.name} family has no headline {key!r}; headlines: "
+                f"{sorted(self.headlines)}"
+            )
         return self.headlines[key]
 
     def make_config(self, config: Mapping[str, Any] | None = None) -> Any:

@@ -38,8 +38,9 @@ class ObservationLayout:
     rule: str = ""
 
     @classmethod
-    def of(cls, blocks: tuple[tuple[str, tuple[int, ...]], ...], rule: str = "",
-           **dims: int) -> ObservationLayout:
+    def of(
+        cls, blocks: tuple[tuple[str, tuple[int, ...]], ...], rule: str = "", **dims: int
+    ) -> ObservationLayout:
         """The layout of ``blocks`` laid end to end (``dims``: the sizes it was made for)."""
         slices, i = {}, 0
         for name, shape in blocks:
@@ -56,8 +57,9 @@ class ObservationLayout:
         dims = object.__getattribute__(self, "dims")
         if name in dims:
             return dims[name]
-        raise AttributeError(f"observation layout has no block or size {name!r}; blocks: "
-                             f"{list(slices)}")
+        raise AttributeError(
+            f"observation layout has no block or size {name!r}; blocks: {list(slices)}"
+        )
 
     def __hash__(self) -> int:
         return hash((self.blocks, tuple(sorted(self.dims.items()))))
@@ -83,13 +85,16 @@ class ObservationLayout:
         obs = np.asarray(obs)
         self.check(obs.shape)
         lead = obs.shape[:-1]
-        return {name: obs[..., self.slices[name]].reshape(lead + shape)
-                for name, shape in self.blocks}
+        return {
+            name: obs[..., self.slices[name]].reshape(lead + shape) for name, shape in self.blocks
+        }
 
     def check(self, shape: tuple[int, ...]) -> None:
         """Raise ``ValueError`` unless an observation (batch) of ``shape`` fits the layout."""
         if tuple(shape[-1:]) != (self.size,):
             sizes = ", ".join(f"{k}={v}" for k, v in self.dims.items())
             size = f"{self.rule} = {self.size}" if self.rule else str(self.size)
-            raise ValueError(f"observation must have {size} entries on its last axis for "
-                             f"{sizes}, got shape {tuple(shape)}")
+            raise ValueError(
+                f"observation must have {size} entries on its last axis for "
+                f"{sizes}, got shape {tuple(shape)}"
+            )

@@ -40,8 +40,12 @@ CALIBRATED_BASE: dict[str, Any] = dict(
 #: head rate 1.0; i.i.d. or Dirichlet(0.5) shards)
 REGIMES: dict[str, dict[str, Any]] = {
     "tweets-iid": {**CALIBRATED_BASE, "partition": "iid", "head_lr": 1.0},
-    "tweets-dirichlet": {**CALIBRATED_BASE, "partition": "dirichlet", "dirichlet_alpha": 0.5,
-                         "head_lr": 1.0},
+    "tweets-dirichlet": {
+        **CALIBRATED_BASE,
+        "partition": "dirichlet",
+        "dirichlet_alpha": 0.5,
+        "head_lr": 1.0,
+    },
 }
 
 
@@ -205,8 +209,10 @@ class TrainingConfig:
             return spec
         if isinstance(spec, str):
             if spec not in REGIMES:
-                raise ValueError(f"unknown training regime {spec!r}; known: {sorted(REGIMES)} "
-                                 "(or pass a dict of TrainingConfig fields)")
+                raise ValueError(
+                    f"unknown training regime {spec!r}; known: {sorted(REGIMES)} "
+                    "(or pass a dict of TrainingConfig fields)"
+                )
             return cls.from_any(REGIMES[spec])
         if isinstance(spec, Mapping):
             names = {f.name for f in dataclasses.fields(cls)}
@@ -249,5 +255,6 @@ def validated_training(training: Any, mode: str, **defaults: Any) -> Any:
     if mode != "real":
         raise ValueError(
             f"training is only used with mode='real' (got mode={mode!r}): pass "
-            "mode='real' to fine-tune for real, or drop training for the surrogate")
+            "mode='real' to fine-tune for real, or drop training for the surrogate"
+        )
     return training

@@ -29,8 +29,11 @@ def check_size(name: str, value: Any, low: int, high: int) -> int:
     Raises:
         ValueError: not an integer (bools refused) or out of range, naming ``name``.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-            or not low <= value <= high:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or not low <= value <= high
+    ):
         raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
     return int(value)
 
@@ -48,7 +51,7 @@ def nice_ceil(x: float) -> float:
         return 1.0
     e = math.floor(math.log10(x))
     for m in (1.0, 2.0, 5.0, 10.0):
-        v = m * 10.0 ** e
+        v = m * 10.0**e
         if v >= x * (1.0 - 1e-12):
             return v
     return 10.0 ** (e + 1)
@@ -84,8 +87,9 @@ class Canvas:
 
         # Agg truncates width x dpi to whole pixels: half a pixel more keeps float rounding
         # from losing one
-        self.fig = Figure(figsize=((width + 0.5) / dpi, (height + 0.5) / dpi), dpi=dpi,
-                          facecolor="white")
+        self.fig = Figure(
+            figsize=((width + 0.5) / dpi, (height + 0.5) / dpi), dpi=dpi, facecolor="white"
+        )
         FigureCanvasAgg(self.fig)
         self.shape = (height, width, 3)
         self.cache = bool(cache)
@@ -99,8 +103,12 @@ class Canvas:
             artist.set_animated(True)
             self._animated.append(artist)
 
-    def set_limits(self, ax: Any, xlim: tuple[float, float] | None = None,
-                   ylim: tuple[float, float] | None = None) -> None:
+    def set_limits(
+        self,
+        ax: Any,
+        xlim: tuple[float, float] | None = None,
+        ylim: tuple[float, float] | None = None,
+    ) -> None:
         """Set an axes' limits; a change redraws the static layer (ticks) on the next frame."""
         if xlim is not None and tuple(ax.get_xlim()) != tuple(map(float, xlim)):
             ax.set_xlim(*xlim)
@@ -126,6 +134,7 @@ class Canvas:
             self.fig.draw_artist(artist)
         frame = np.array(np.asarray(canvas.buffer_rgba())[..., :3])
         if frame.shape != self.shape:  # never seen; a clear error rather than a wrong video
-            raise RuntimeError(f"matplotlib drew {frame.shape[:2]} pixels, expected "
-                               f"{self.shape[:2]}")
+            raise RuntimeError(
+                f"matplotlib drew {frame.shape[:2]} pixels, expected {self.shape[:2]}"
+            )
         return frame

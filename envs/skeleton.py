@@ -45,8 +45,9 @@ class Dynamics(Protocol):
     def decide(self, params: Any, action: Any, state: Any) -> Any:
         """The round's decision for ``action`` in ``state`` (validated, projected)."""
 
-    def step(self, params: Any, state: Any, decision: Any, rng: Any
-             ) -> tuple[Any, Any, dict[str, Any]]:
+    def step(
+        self, params: Any, state: Any, decision: Any, rng: Any
+    ) -> tuple[Any, Any, dict[str, Any]]:
         """One round: ``(state after it, reward, info)``; consumes ``state``."""
 
 

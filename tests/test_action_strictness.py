@@ -29,15 +29,17 @@ def _refused(env_id, mode, action, match, small):
     env.reset(seed=0)
     with pytest.raises(ValueError, match=match):
         env.step(action)
-    venv = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point",
-                        action_mode=mode, **small)
+    venv = gym.make_vec(
+        env_id, num_envs=2, vectorization_mode="vector_entry_point", action_mode=mode, **small
+    )
     obs, _ = venv.reset(seed=0)
     arr = np.asarray(action)
     with pytest.raises(ValueError, match=match):
         venv.step(np.stack([arr, arr]))
     # a refused step changes nothing: the next valid step plays as from the reset
-    twin = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point",
-                        action_mode=mode, **small)
+    twin = gym.make_vec(
+        env_id, num_envs=2, vectorization_mode="vector_entry_point", action_mode=mode, **small
+    )
     twin_obs, _ = twin.reset(seed=0)
     np.testing.assert_array_equal(obs, twin_obs)
     venv.action_space.seed(5)
@@ -47,42 +49,51 @@ def _refused(env_id, mode, action, match, small):
 
 
 # ----------------------------------------------------------------------------- MEC
-@pytest.mark.parametrize("action,match", [
-    (np.zeros((6, 4)), r"of shape \(4, 6\), got shape \(6, 4\)"),  # transposed, same size
-    (np.zeros(24), r"of shape \(4, 6\), got shape \(24,\)"),
-    (_full(server=3.0), r"user 0's server = 3\.0, outside \[0, 2\]"),
-    (_full(server=-1.0), r"user 0's server = -1\.0, outside \[0, 2\]"),
-    (_full(alpha=8.0), r"user 0's alpha = 8\.0, outside \[1, 7\]"),
-    (_full(alpha=0.0), r"user 0's alpha = 0\.0, outside \[1, 7\]"),
-    (_full(power=-0.5), r"user 0's power = -0\.5, outside \[0, 1\]"),
-    (_full(band=1.5), r"user 0's bandwidth = 1\.5, outside \[0, 1\]"),
-    (_full(fu=2.0), r"user 0's freq_user = 2\.0, outside \[0, 1\]"),
-    (_full(fe=-1e-6), r"user 0's freq_edge = -1e-06, outside \[0, 1\]"),
-    (_full(fe=np.nan), "finite"),
-    (_full(power=np.inf), "finite"),
-    (_full().astype(np.complex128), "real numbers.*complex128"),
-    (_full().astype(object), "real numbers.*object"),
-    (_full().astype(str), "could not convert"),
-])
+@pytest.mark.parametrize(
+    "action,match",
+    [
+        (np.zeros((6, 4)), r"of shape \(4, 6\), got shape \(6, 4\)"),  # transposed, same size
+        (np.zeros(24), r"of shape \(4, 6\), got shape \(24,\)"),
+        (_full(server=3.0), r"user 0's server = 3\.0, outside \[0, 2\]"),
+        (_full(server=-1.0), r"user 0's server = -1\.0, outside \[0, 2\]"),
+        (_full(alpha=8.0), r"user 0's alpha = 8\.0, outside \[1, 7\]"),
+        (_full(alpha=0.0), r"user 0's alpha = 0\.0, outside \[1, 7\]"),
+        (_full(power=-0.5), r"user 0's power = -0\.5, outside \[0, 1\]"),
+        (_full(band=1.5), r"user 0's bandwidth = 1\.5, outside \[0, 1\]"),
+        (_full(fu=2.0), r"user 0's freq_user = 2\.0, outside \[0, 1\]"),
+        (_full(fe=-1e-6), r"user 0's freq_edge = -1e-06, outside \[0, 1\]"),
+        (_full(fe=np.nan), "finite"),
+        (_full(power=np.inf), "finite"),
+        (_full().astype(np.complex128), "real numbers.*complex128"),
+        (_full().astype(object), "real numbers.*object"),
+        (_full().astype(str), "could not convert"),
+    ],
+)
 def test_mec_full_refuses_what_is_not_in_its_space(action, match):
     _refused(MEC, "full", action, match, MEC_SMALL)
 
 
-@pytest.mark.parametrize("action,match", [
-    (np.zeros((4, 6), dtype=np.float32), r"of shape \(24,\), got shape \(4, 6\)"),
-    (np.full(24, 1.5, dtype=np.float32), r"outside \[-1, 1\]"),
-    (np.r_[np.zeros(23), -2.0], r"user 3's freq_edge = -2\.0, outside \[-1, 1\]"),
-    (np.zeros(24, dtype=np.complex64), "real numbers"),
-])
+@pytest.mark.parametrize(
+    "action,match",
+    [
+        (np.zeros((4, 6), dtype=np.float32), r"of shape \(24,\), got shape \(4, 6\)"),
+        (np.full(24, 1.5, dtype=np.float32), r"outside \[-1, 1\]"),
+        (np.r_[np.zeros(23), -2.0], r"user 3's freq_edge = -2\.0, outside \[-1, 1\]"),
+        (np.zeros(24, dtype=np.complex64), "real numbers"),
+    ],
+)
 def test_mec_box_refuses_what_is_not_in_its_space(action, match):
     _refused(MEC, "box", action, match, MEC_SMALL)
 
 
-@pytest.mark.parametrize("action,match", [
-    (np.zeros((2, 4), dtype=np.int64), r"of shape \(8,\), got shape \(2, 4\)"),
-    (np.r_[np.zeros(4), 3, 0, 0, 0], "MultiDiscrete range"),
-    (np.zeros(8, dtype=np.complex128), "real numbers"),
-])
+@pytest.mark.parametrize(
+    "action,match",
+    [
+        (np.zeros((2, 4), dtype=np.int64), r"of shape \(8,\), got shape \(2, 4\)"),
+        (np.r_[np.zeros(4), 3, 0, 0, 0], "MultiDiscrete range"),
+        (np.zeros(8, dtype=np.complex128), "real numbers"),
+    ],
+)
 def test_mec_discrete_refuses_what_is_not_in_its_space(action, match):
     _refused(MEC, "discrete", action, match, MEC_SMALL)
 
@@ -129,20 +140,23 @@ def test_mec_reports_the_projection_under_the_fedlora_key():
 
 
 # ----------------------------------------------------------------------------- FedLoRA
-@pytest.mark.parametrize("mode,action,match", [
-    ("score", np.full(4, 5.0), r"schedule scores in \[-1, 1\].*entries outside"),
-    ("score", np.r_[0.5, -1.5, 0.0, 0.0], r"entry 1 = -1\.5, outside \[-1, 1\]"),
-    ("score", np.full(4, 5.0, dtype=np.float32), r"outside \[-1, 1\]"),
-    ("bandwidth", np.r_[0.8, 0.8, -0.3, 0.4], r"entry 2 = -0\.3, outside \[0, 1\]"),
-    ("bandwidth", np.r_[1.5, 0.0, 0.0, 0.0], r"entry 0 = 1\.5, outside \[0, 1\]"),
-    ("bandwidth", [0.1, 0.1, 0.1, 2], r"entry 3 = 2\.0, outside \[0, 1\]"),
-    ("bandwidth", np.full(4, 0.1, dtype=np.complex128), "real numbers.*complex128"),
-    ("score", np.full(4, 0.1).astype(object), "real numbers.*object"),
-    ("subset", np.array([1, 0, 1, 0], dtype=object), "real numbers.*object"),
-    ("subset", np.array([1, 0, 1, 0], dtype=np.complex64), "real numbers"),
-    ("count", np.array(2 + 0j), "real numbers"),
-    ("count", np.array(2, dtype=object), "real numbers"),
-])
+@pytest.mark.parametrize(
+    "mode,action,match",
+    [
+        ("score", np.full(4, 5.0), r"schedule scores in \[-1, 1\].*entries outside"),
+        ("score", np.r_[0.5, -1.5, 0.0, 0.0], r"entry 1 = -1\.5, outside \[-1, 1\]"),
+        ("score", np.full(4, 5.0, dtype=np.float32), r"outside \[-1, 1\]"),
+        ("bandwidth", np.r_[0.8, 0.8, -0.3, 0.4], r"entry 2 = -0\.3, outside \[0, 1\]"),
+        ("bandwidth", np.r_[1.5, 0.0, 0.0, 0.0], r"entry 0 = 1\.5, outside \[0, 1\]"),
+        ("bandwidth", [0.1, 0.1, 0.1, 2], r"entry 3 = 2\.0, outside \[0, 1\]"),
+        ("bandwidth", np.full(4, 0.1, dtype=np.complex128), "real numbers.*complex128"),
+        ("score", np.full(4, 0.1).astype(object), "real numbers.*object"),
+        ("subset", np.array([1, 0, 1, 0], dtype=object), "real numbers.*object"),
+        ("subset", np.array([1, 0, 1, 0], dtype=np.complex64), "real numbers"),
+        ("count", np.array(2 + 0j), "real numbers"),
+        ("count", np.array(2, dtype=object), "real numbers"),
+    ],
+)
 def test_fedlora_refuses_what_is_not_in_its_space(mode, action, match):
     _refused(FEDLORA, mode, action, match, FED_SMALL)
 
@@ -158,10 +172,13 @@ def test_fedlora_in_space_projection_is_reported():
     assert not info["action_projected"]
 
 
-@pytest.mark.parametrize("mode,action", [
-    ("score", np.r_[1.0 + ACTION_TOLERANCE / 10, -0.2, 0.3, -1.0 - ACTION_TOLERANCE / 10]),
-    ("bandwidth", np.r_[-ACTION_TOLERANCE / 10, 0.2, 0.3, 0.1]),
-])
+@pytest.mark.parametrize(
+    "mode,action",
+    [
+        ("score", np.r_[1.0 + ACTION_TOLERANCE / 10, -0.2, 0.3, -1.0 - ACTION_TOLERANCE / 10]),
+        ("bandwidth", np.r_[-ACTION_TOLERANCE / 10, 0.2, 0.3, 0.1]),
+    ],
+)
 def test_fedlora_round_off_outside_the_bounds_is_clipped_as_before(mode, action):
     env = gym.make(FEDLORA, action_mode=mode, **FED_SMALL).unwrapped
     env.reset(seed=0)
@@ -171,8 +188,10 @@ def test_fedlora_round_off_outside_the_bounds_is_clipped_as_before(mode, action)
 
 
 # ----------------------------------------------------------------------------- both
-@pytest.mark.parametrize("env_id,mode", [(FEDLORA, m) for m in FedLoRAConfig.ACTION_MODES]
-                         + [(MEC, m) for m in MECConfig.ACTION_MODES])
+@pytest.mark.parametrize(
+    "env_id,mode",
+    [(FEDLORA, m) for m in FedLoRAConfig.ACTION_MODES] + [(MEC, m) for m in MECConfig.ACTION_MODES],
+)
 def test_every_element_of_the_space_is_taken(env_id, mode):
     """Samples of the action space, its corners included, are accepted in every mode."""
     small = FED_SMALL if env_id == FEDLORA else MEC_SMALL

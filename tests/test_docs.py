@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"_test_docs_{name}",
-                                                  ROOT / "tools" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"_test_docs_{name}", ROOT / "tools" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
@@ -43,14 +44,19 @@ WORK_PHRASES = (
     "shared cores",
     "we decided",
 )
-CONFIGS = ("edgeft.envs.fedlora.config.FedLoRAConfig", "edgeft.envs.mec.config.MECConfig",
-           "edgeft.envs.real_config.TrainingConfig")
+CONFIGS = (
+    "edgeft.envs.fedlora.config.FedLoRAConfig",
+    "edgeft.envs.mec.config.MECConfig",
+    "edgeft.envs.real_config.TrainingConfig",
+)
 
 
 def test_generated_docs_are_up_to_date():
     stale = gen_docs.outdated()
-    assert not stale, ("generated documentation differs from its sources: "
-                       f"{stale}; run `python tools/gen_docs.py` and commit the result")
+    assert not stale, (
+        "generated documentation differs from its sources: "
+        f"{stale}; run `python tools/gen_docs.py` and commit the result"
+    )
 
 
 @pytest.mark.parametrize("path", CONFIGS)
@@ -72,8 +78,9 @@ def _outside(text: str) -> list[float]:
     lo, hi = m.group(2).replace(",", ""), m.group(3).replace(",", "")
     values = []
     if lo != "-inf":
-        values.append(float(lo) if m.group(1) == "(" else float(lo) - 1e-9 * max(1, abs(float(lo)))
-                      - 0.5)
+        values.append(
+            float(lo) if m.group(1) == "(" else float(lo) - 1e-9 * max(1, abs(float(lo))) - 0.5
+        )
     if hi != "inf":
         values.append(float(hi) if m.group(4) == ")" else float(hi) + 0.5 + 1e-9 * abs(float(hi)))
     return values
@@ -127,9 +134,20 @@ def test_attribute_docs_split_joint_entries_and_units():
     assert gen_docs.unit_of("num_users", docs["num_users"]) == ""
 
 
-@pytest.mark.parametrize("value, text", [(20, "20"), (100_000, "100,000"), (1e7, "1e7"),
-                                         (2e-6, "2e-6"), (0.2, "0.2"), (1.0, "1"),
-                                         ((1.0, 2.0), "(1, 2)"), ("iid", '"iid"'), (None, "None")])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (20, "20"),
+        (100_000, "100,000"),
+        (1e7, "1e7"),
+        (2e-6, "2e-6"),
+        (0.2, "0.2"),
+        (1.0, "1"),
+        ((1.0, 2.0), "(1, 2)"),
+        ("iid", '"iid"'),
+        (None, "None"),
+    ],
+)
 def test_values_are_written_as_a_reader_writes_them(value, text):
     assert gen_docs.fmt_value(value) == text
 
@@ -151,8 +169,9 @@ def test_api_pages_cover_every_package_and_module():
     assert "edgeft.envs.fedlora" in packages and "edgeft.training" in packages
     page = gen_docs.api_page("edgeft.envs.fedlora")
     assert "::: edgeft.envs.fedlora.env" in page and "::: edgeft.envs.fedlora.config" in page
-    modules = {p.stem for p in (ROOT / "envs" / "fedlora").glob("*.py")
-               if not p.stem.startswith("_")}
+    modules = {
+        p.stem for p in (ROOT / "envs" / "fedlora").glob("*.py") if not p.stem.startswith("_")
+    }
     assert {m.rsplit(".", 1)[1] for m in gen_docs.package_modules("edgeft.envs.fedlora")} == modules
 
 
@@ -160,8 +179,9 @@ def test_the_api_reference_resolves_the_installed_layout(tmp_path):
     griffe = pytest.importorskip("griffe")
     hooks = _tool("mkdocs_hooks")
     tree = hooks.link_tree(tmp_path / "tree")
-    pkg = griffe.load("edgeft", search_paths=[str(tree)], try_relative_path=False,
-                      resolve_aliases=False)
+    pkg = griffe.load(
+        "edgeft", search_paths=[str(tree)], try_relative_path=False, resolve_aliases=False
+    )
     env = pkg["envs.fedlora.env.FedLoRASchedulingEnv"]
     assert "## Action space" in env.docstring.value
     assert pkg["training.protocol"].docstring is not None
@@ -175,17 +195,25 @@ def test_roles_become_links_to_public_objects_and_code_otherwise(tmp_path):
     (tmp_path / "toy" / "__init__.py").write_text(
         '"""See :class:`~toy.mod.Thing`, :func:`helper`, :func:`_hidden` and '
         ':class:`numpy.ndarray`."""\n'
-        "from toy.mod import Thing as Thing\n")
+        "from toy.mod import Thing as Thing\n"
+    )
     (tmp_path / "toy" / "mod.py").write_text(
         '"""Uses :class:`Thing` and :data:`LIMIT`."""\n\n#: the limit\nLIMIT = 3\n\n\n'
         'class Thing:\n    """A thing."""\n\n\ndef helper():\n    """Help."""\n\n\n'
-        'def _hidden():\n    """Hidden."""\n')
-    pkg = griffe.load("toy", search_paths=[str(tmp_path)], try_relative_path=False,
-                      extensions=griffe.load_extensions(roles.SphinxRoles()))
-    assert pkg.docstring.value == ("See [`Thing`][toy.mod.Thing], `helper`, `_hidden` and "
-                                   "`numpy.ndarray`.")
-    assert pkg["mod"].docstring.value == ("Uses [`Thing`][toy.mod.Thing] and "
-                                          "[`LIMIT`][toy.mod.LIMIT].")
+        'def _hidden():\n    """Hidden."""\n'
+    )
+    pkg = griffe.load(
+        "toy",
+        search_paths=[str(tmp_path)],
+        try_relative_path=False,
+        extensions=griffe.load_extensions(roles.SphinxRoles()),
+    )
+    assert pkg.docstring.value == (
+        "See [`Thing`][toy.mod.Thing], `helper`, `_hidden` and `numpy.ndarray`."
+    )
+    assert pkg["mod"].docstring.value == (
+        "Uses [`Thing`][toy.mod.Thing] and [`LIMIT`][toy.mod.LIMIT]."
+    )
     assert pkg["mod.LIMIT"].docstring.value == "the limit"
 
 
@@ -195,8 +223,10 @@ def test_nav_drops_missing_optional_pages_and_lists_unlisted_ones(tmp_path):
     (tmp_path / "new-page.md").write_text("# y\n")
     optional = next(iter(hooks.OPTIONAL_PAGES))
     nav = [{"Home": "index.md"}, {"Section": [{"Optional": optional}]}]
-    assert hooks._complete_nav(nav, tmp_path) == [{"Home": "index.md"},
-                                                  {hooks.EXTRA_SECTION: ["new-page.md"]}]
+    assert hooks._complete_nav(nav, tmp_path) == [
+        {"Home": "index.md"},
+        {hooks.EXTRA_SECTION: ["new-page.md"]},
+    ]
     (tmp_path / optional).write_text("# z\n")
     assert hooks._complete_nav(nav, tmp_path)[1] == {"Section": [{"Optional": optional}]}
 
@@ -210,5 +240,6 @@ def test_the_docs_speak_of_the_software_not_of_its_making(path):
     text = path.read_text(encoding="utf-8").lower()
     found = [p for p in WORK_PHRASES if re.search(r"\b" + re.escape(p), text)]
     lines = [n + 1 for n, line in enumerate(text.splitlines()) if any(p in line for p in found)]
-    assert not found, f"{path.relative_to(ROOT)} speaks of the work, not the software: {found} " \
-                      f"(lines {lines})"
+    assert not found, (
+        f"{path.relative_to(ROOT)} speaks of the work, not the software: {found} (lines {lines})"
+    )

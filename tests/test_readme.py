@@ -35,8 +35,10 @@ def _params():
 
 
 def test_the_extractor_finds_top_level_and_indented_blocks_only():
-    text = ("```python\nprint(1)\n```\n\n```bash\nls\n```\n"
-            "- item:\n\n  ```python\n  x = 2\n  if x:\n      print(x)\n  ```\n")
+    text = (
+        "```python\nprint(1)\n```\n\n```bash\nls\n```\n"
+        "- item:\n\n  ```python\n  x = 2\n  if x:\n      print(x)\n  ```\n"
+    )
     assert snippets(text) == ["print(1)\n", "x = 2\nif x:\n    print(x)\n"]
 
 
@@ -48,6 +50,12 @@ def test_the_docs_have_python_snippets():
 @pytest.mark.parametrize("code", list(_params()))
 def test_snippet_runs_as_pasted(code, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"snippet failed:\n{code}\n--- stderr ---\n{proc.stderr[-3000:]}"

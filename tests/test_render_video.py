@@ -37,10 +37,14 @@ def test_rgb_array_frames(env_id):
 @pytest.mark.parametrize("env_id", CASES)
 def test_record_video_writes_one_frame_per_round(env_id, tmp_path):
     moviepy = pytest.importorskip(
-        "moviepy", reason="RecordVideo needs moviepy: pip install moviepy")
-    env = RecordVideo(gym.make(env_id, render_mode="rgb_array", **CASES[env_id]),
-                      str(tmp_path / "videos"), episode_trigger=lambda episode: True,
-                      name_prefix="episode")
+        "moviepy", reason="RecordVideo needs moviepy: pip install moviepy"
+    )
+    env = RecordVideo(
+        gym.make(env_id, render_mode="rgb_array", **CASES[env_id]),
+        str(tmp_path / "videos"),
+        episode_trigger=lambda episode: True,
+        name_prefix="episode",
+    )
     env.reset(seed=0)
     env.action_space.seed(0)
     steps, done = 0, False

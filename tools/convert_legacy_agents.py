@@ -70,11 +70,14 @@ def convert(zip_path: Path, out_dir: Path, count: int, keep: int) -> dict[str, n
     same_actions = np.array_equal(a_old, a_new)
     old_sd, new_sd = legacy.model.policy.state_dict(), safe.model.policy.state_dict()
     same_weights = old_sd.keys() == new_sd.keys() and all(
-        torch.equal(old_sd[k], new_sd[k]) for k in old_sd)
+        torch.equal(old_sd[k], new_sd[k]) for k in old_sd
+    )
     distinct = len({np.asarray(a).tobytes() for a in a_old})
-    print(f"{algo}:{name}: {len(obs)} observations, {distinct} distinct actions; features "
-          f"equal: {same_features}; actions equal: {same_actions}; "
-          f"{len(old_sd)} weight tensors equal: {same_weights}")
+    print(
+        f"{algo}:{name}: {len(obs)} observations, {distinct} distinct actions; features "
+        f"equal: {same_features}; actions equal: {same_actions}; "
+        f"{len(old_sd)} weight tensors equal: {same_weights}"
+    )
     if not (same_features and same_actions and same_weights):
         raise SystemExit(f"{zip_path}: the converted agent differs from the original")
     kept = obs[:keep].astype(np.float32)
@@ -84,14 +87,19 @@ def convert(zip_path: Path, out_dir: Path, count: int, keep: int) -> dict[str, n
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("legacy", type=Path, help="folder of the legacy ALGO-NAME.zip files")
     parser.add_argument("out", type=Path, help="folder to write the safe agents into")
     parser.add_argument("--observations", type=int, default=300)
     parser.add_argument("--keep", type=int, default=64)
-    parser.add_argument("--record", type=Path, default=None,
-                        help=".npz of kept observations and the original actions")
+    parser.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        help=".npz of kept observations and the original actions",
+    )
     args = parser.parse_args(argv)
     zips = sorted(args.legacy.glob("*.zip"))
     if not zips:

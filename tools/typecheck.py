@@ -26,8 +26,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: import package -> folder in the repository
-MAPPING = {"edgeft": "edgeft", "edgeft.envs": "envs", "edgeft.baselines": "baselines",
-           "edgeft.agents": "agents", "edgeft.training": "training"}
+MAPPING = {
+    "edgeft": "edgeft",
+    "edgeft.envs": "envs",
+    "edgeft.baselines": "baselines",
+    "edgeft.agents": "agents",
+    "edgeft.training": "training",
+}
 PROBE = "from edgeft.envs.fedlora.config import FedLoRAConfig\nreveal_type(FedLoRAConfig)\n"
 
 
@@ -48,13 +53,21 @@ def repo_path(line: str) -> str:
     for name, folder in sorted(MAPPING.items(), key=lambda kv: -len(kv[0])):
         prefix = name.replace(".", "/") + "/"
         if line.startswith(prefix):
-            return folder + "/" + line[len(prefix):]
+            return folder + "/" + line[len(prefix) :]
     return line
 
 
 def run_mypy(tree: Path, *targets: str) -> tuple[int, str]:
-    cmd = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-           "--cache-dir", str(ROOT / ".mypy_cache"), *targets]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--config-file",
+        str(ROOT / "pyproject.toml"),
+        "--cache-dir",
+        str(ROOT / ".mypy_cache"),
+        *targets,
+    ]
     proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, check=False)
     out = "\n".join(repo_path(line) for line in (proc.stdout + proc.stderr).splitlines())
     return proc.returncode, out
@@ -73,8 +86,10 @@ def main() -> int:
         _, probe = run_mypy(tree, "probe.py")
     revealed = re.search(r'Revealed type is "(.*)"', probe)
     if revealed is None or revealed.group(1) == "Any" or "FedLoRAConfig" not in revealed.group(1):
-        print(f"typecheck: mypy does not resolve edgeft.envs to its real types:\n{probe}",
-              file=sys.stderr)
+        print(
+            f"typecheck: mypy does not resolve edgeft.envs to its real types:\n{probe}",
+            file=sys.stderr,
+        )
         return 1
     print("typecheck: edgeft.envs.fedlora.config.FedLoRAConfig resolves to its real type")
     return code

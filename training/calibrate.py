@@ -231,8 +231,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="synthetic-text", help="TrainingConfig.task")
     parser.add_argument("--data-dir", default=None, help="TrainingConfig.data_dir")
     parser.add_argument("--devices", type=int, default=20, help="K (default 20, the paper's)")
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
-                        help=f"real rounds per schedule ({DEFAULT_ROUNDS})")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help=f"real rounds per schedule ({DEFAULT_ROUNDS})",
+    )
     parser.add_argument(
         "--lr", type=float, default=None, help="SGD learning rate (default: TrainingConfig's, 0.1)"
     )
@@ -249,11 +253,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fixed held-out samples per evaluation (TrainingConfig's, 512)",
     )
     parser.add_argument(
-        "--seeds", type=int, default=DEFAULT_SEEDS,
-        help=f"seeds averaged per schedule (default {DEFAULT_SEEDS})"
+        "--seeds",
+        type=int,
+        default=DEFAULT_SEEDS,
+        help=f"seeds averaged per schedule (default {DEFAULT_SEEDS})",
     )
     parser.add_argument(
-        "--jobs", type=int, default=1,
+        "--jobs",
+        type=int,
+        default=1,
         help="worker processes, one (schedule, seed) run each at a time (default 1; on a 2-core "
         "machine --jobs 2 --threads 1 is about twice as fast)",
     )
@@ -316,8 +324,9 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _init_worker(training: dict[str, Any], devices: int, threads: int,
-                 parent: int | None = None) -> None:
+def _init_worker(
+    training: dict[str, Any], devices: int, threads: int, parent: int | None = None
+) -> None:
     import torch
     from edgeft.training.learner import SplitLoRALearner
 
@@ -336,8 +345,9 @@ def _run_task(schedule: Schedule, seed: int, eval_every: int) -> dict[str, Any]:
 
 
 def _cache_key(training: dict[str, Any], devices: int, eval_every: int) -> str:
-    return json.dumps({"training": training, "devices": devices, "eval_every": eval_every},
-                      sort_keys=True)
+    return json.dumps(
+        {"training": training, "devices": devices, "eval_every": eval_every}, sort_keys=True
+    )
 
 
 def _read_cache(path: Path) -> list[dict[str, Any]]:
@@ -349,8 +359,10 @@ def _read_cache(path: Path) -> list[dict[str, Any]]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            print(f"warning: {path}:{lineno} is not valid JSON (a run cut off mid-write?); "
-                  "that run is repeated / ignored")
+            print(
+                f"warning: {path}:{lineno} is not valid JSON (a run cut off mid-write?); "
+                "that run is repeated / ignored"
+            )
     return rows
 
 
@@ -369,8 +381,13 @@ def _load_cache(path: Path, key: str) -> dict[tuple[str, int, tuple[int, ...]], 
     return done
 
 
-def _train_runs(args: argparse.Namespace, training: Any, schedules: list[Schedule],
-                seeds: list[int], cache: Path) -> list[dict[str, Any]]:
+def _train_runs(
+    args: argparse.Namespace,
+    training: Any,
+    schedules: list[Schedule],
+    seeds: list[int],
+    cache: Path,
+) -> list[dict[str, Any]]:
     """Every (schedule, seed) run, from the cache or trained (in ``--jobs`` processes)."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -382,15 +399,29 @@ def _train_runs(args: argparse.Namespace, training: Any, schedules: list[Schedul
     args.resumed_runs = len(done)
     if done:
         print(f"resuming: {len(done)} finished runs read from {cache}")
-    tasks = [(s, sd) for s in schedules for sd in seeds
-             if (s.name, sd, tuple(s.counts.tolist())) not in done]
+    tasks = [
+        (s, sd)
+        for s in schedules
+        for sd in seeds
+        if (s.name, sd, tuple(s.counts.tolist())) not in done
+    ]
     results = {k[:2]: v for k, v in done.items()}
 
     def record(s: Schedule, sd: int, curve: dict[str, Any]) -> None:
         results[(s.name, sd)] = curve
         with cache.open("a") as f:  # one line per finished run: a kill loses no finished run
-            f.write(json.dumps({"key": key, "name": s.name, "seed": sd,
-                                "counts": s.counts.tolist(), "curve": curve}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "key": key,
+                        "name": s.name,
+                        "seed": sd,
+                        "counts": s.counts.tolist(),
+                        "curve": curve,
+                    }
+                )
+                + "\n"
+            )
 
     total = sum(len(s.counts) for s, _ in tasks)
     with tqdm(total=total, desc="real rounds", unit="round") as bar:
@@ -404,12 +435,15 @@ def _train_runs(args: argparse.Namespace, training: Any, schedules: list[Schedul
             import multiprocessing as mp
 
             ctx = mp.get_context("spawn")  # torch and fork do not mix
-            with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx,
-                                     initializer=_init_worker,
-                                     initargs=(tdict, args.devices, args.threads,
-                                               os.getpid())) as pool:
-                futures = {pool.submit(_run_task, s, sd, args.eval_every): (s, sd)
-                           for s, sd in tasks}
+            with ProcessPoolExecutor(
+                max_workers=args.jobs,
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(tdict, args.devices, args.threads, os.getpid()),
+            ) as pool:
+                futures = {
+                    pool.submit(_run_task, s, sd, args.eval_every): (s, sd) for s, sd in tasks
+                }
                 for fut in as_completed(futures):
                     s, sd = futures[fut]
                     record(s, sd, fut.result())
@@ -421,8 +455,10 @@ def _train_runs(args: argparse.Namespace, training: Any, schedules: list[Schedul
 def _runs_from_file(path: Path) -> tuple[list[dict[str, Any]], list[bool], dict[str, Any]]:
     """(seed-averaged runs, held-out flags, settings) stored by an earlier calibration."""
     if not path.is_file():
-        raise FileNotFoundError(f"--refit: {path} not found (give a calibration JSON written by "
-                                "`edgeft calibrate --out ...` or its .runs.jsonl cache)")
+        raise FileNotFoundError(
+            f"--refit: {path} not found (give a calibration JSON written by "
+            "`edgeft calibrate --out ...` or its .runs.jsonl cache)"
+        )
     if path.suffix == ".jsonl":
         rows = [r for r in _read_cache(path) if "key" in r]
         if not rows:
@@ -443,9 +479,13 @@ def _runs_from_file(path: Path) -> tuple[list[dict[str, Any]], list[bool], dict[
                 continue
             runs.append(_mean_curve(sorted(curves, key=lambda c: c["seed"])))
             flags.append(name in held_names)
-        settings = {"training": key["training"], "num_devices": K, "rounds": rounds,
-                    "eval_every": key["eval_every"],
-                    "seeds": sorted({r["seed"] for r in rows})}
+        settings = {
+            "training": key["training"],
+            "num_devices": K,
+            "rounds": rounds,
+            "eval_every": key["eval_every"],
+            "seeds": sorted({r["seed"] for r in rows}),
+        }
         return runs, flags, settings
     data = json.loads(path.read_text())
     if "runs" not in data:
@@ -513,8 +553,9 @@ def run(args: argparse.Namespace) -> int:
     a0, a1 = accuracy_map(fit_runs, params)
     params = replace(params, initial_accuracy=a0, final_accuracy=a1)
     predicted = [
-        final_loss(r["rounds"], simulate(params, np.asarray(r["counts"]), args.devices,
-                                         r["rounds"]))
+        final_loss(
+            r["rounds"], simulate(params, np.asarray(r["counts"]), args.devices, r["rounds"])
+        )
         for r in test_runs
     ]
     real = [final_loss(r["rounds"], r["loss"]) for r in test_runs]
@@ -545,8 +586,11 @@ def run(args: argparse.Namespace) -> int:
             for r, y, p in zip(test_runs, real, predicted)
         ],
         runs=[
-            {k: r[k] for k in ("name", "counts", "rounds", "loss", "accuracy", "seed_loss")
-             if k in r}
+            {
+                k: r[k]
+                for k in ("name", "counts", "rounds", "loss", "accuracy", "seed_loss")
+                if k in r
+            }
             for r in runs
         ],
     )

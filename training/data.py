@@ -198,7 +198,8 @@ def glue(task: str, config: TrainingConfig, tokenizer: Any) -> TaskData:
             where = (
                 f"is not in the local `datasets` cache (hub look-ups are off; set "
                 f"{ALLOW_DOWNLOADS_ENV}=1 to download it through `datasets`)"
-                if offline else "is not cached and could not be downloaded through `datasets`"
+                if offline
+                else "is not cached and could not be downloaded through `datasets`"
             )
             raise DataNotFoundError(
                 f"GLUE {task} {where} ({type(err).__name__}). Set training.data_dir to a folder "
@@ -330,8 +331,14 @@ def partition(
     return [o.astype(np.int64) for o in out]
 
 
-def next_minibatch(shard: np.ndarray, perm: list[np.ndarray], cursor: np.ndarray, k: int,
-                   size: int, rng: np.random.Generator) -> np.ndarray:
+def next_minibatch(
+    shard: np.ndarray,
+    perm: list[np.ndarray],
+    cursor: np.ndarray,
+    k: int,
+    size: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """The next ``size`` sample indices of device ``k``: its shuffled shard read in order,
     reshuffled (``rng``) whenever an epoch over it ends. Advances ``perm[k]`` and ``cursor[k]``
     in place."""

@@ -147,8 +147,9 @@ class SplitLoRALearner:
 
     # ------------------------------------------------------------------ minibatches
     def _next_indices(self, k: int) -> np.ndarray:
-        return next_minibatch(self.local[k], self.perm, self.cursor, k, self.config.batch_size,
-                              self.rng)
+        return next_minibatch(
+            self.local[k], self.perm, self.cursor, k, self.config.batch_size, self.rng
+        )
 
     def _bits_of(self, idx: np.ndarray) -> float:
         """Bits a device exchanges for the minibatch ``idx`` (same count as the tensors sent)."""
@@ -275,8 +276,11 @@ class SplitLoRALearner:
         self.split.set_lora_dropout(False)
         idx = np.asarray(idx)
         # text: chunks of similar length, each padded to its own longest sample only
-        order = (np.argsort(split.lengths[idx], kind="stable") if isinstance(split, TextSplit)
-                 else np.arange(len(idx)))
+        order = (
+            np.argsort(split.lengths[idx], kind="stable")
+            if isinstance(split, TextSplit)
+            else np.arange(len(idx))
+        )
         out = []
         for start in range(0, len(idx), EVAL_CHUNK):
             batch = self.make_batch(split, idx[order[start : start + EVAL_CHUNK]])

@@ -163,15 +163,21 @@ class MECRealEngine:
         self.data: TaskData = load_task(cfg, self.split.tokenizer, vocab)
         hidden = self.split.hidden_size
         self.num_classes = self.data.num_classes
-        self.W = nn.Parameter(torch.zeros(hidden, self.num_classes, dtype=self.dtype,
-                                          device=self.torch_device))
-        self.b = nn.Parameter(torch.zeros(self.num_classes, dtype=self.dtype,
-                                          device=self.torch_device))
+        self.W = nn.Parameter(
+            torch.zeros(hidden, self.num_classes, dtype=self.dtype, device=self.torch_device)
+        )
+        self.b = nn.Parameter(
+            torch.zeros(self.num_classes, dtype=self.dtype, device=self.torch_device)
+        )
         train = self.data.train
         assert isinstance(train, TextSplit)
-        self.max_tokens = int(min(cfg.max_seq_len, train.ids.shape[1],
-                                  getattr(self.split.model.config, "max_position_embeddings",
-                                          10**9)))
+        self.max_tokens = int(
+            min(
+                cfg.max_seq_len,
+                train.ids.shape[1],
+                getattr(self.split.model.config, "max_position_embeddings", 10**9),
+            )
+        )
         self.env_config = self._resolve(config)
         n_test = len(self.data.test)
         order = np.random.default_rng(0).permutation(n_test)
@@ -214,8 +220,14 @@ class MECRealEngine:
             p.grad = None
         self.optimizer = torch.optim.SGD(self.parameters(), lr=self.training.lr)
         n = self.config.num_users
-        self.shards = partition(self.data.train.labels, n, min(self.training.data_fraction,
-                                                                1.0 / n), "iid", 1.0, self.rng)
+        self.shards = partition(
+            self.data.train.labels,
+            n,
+            min(self.training.data_fraction, 1.0 / n),
+            "iid",
+            1.0,
+            self.rng,
+        )
         self.perm = [s[self.rng.permutation(len(s))] for s in self.shards]
         self.cursor = np.zeros(n, dtype=np.int64)
         self.round = 0
@@ -226,8 +238,9 @@ class MECRealEngine:
 
     # ------------------------------------------------------------------ minibatches
     def _next_indices(self, n: int) -> np.ndarray:
-        return next_minibatch(self.shards[n], self.perm, self.cursor, n,
-                              self.training.batch_size, self.rng)
+        return next_minibatch(
+            self.shards[n], self.perm, self.cursor, n, self.training.batch_size, self.rng
+        )
 
     def make_batch(self, split: TextSplit, idx: np.ndarray, tokens: int) -> dict[str, torch.Tensor]:
         """Samples ``idx`` cut (longer ones) or padded (shorter ones) to exactly ``tokens``."""
@@ -254,8 +267,9 @@ class MECRealEngine:
         return pooled @ self.W + self.b
 
     # ------------------------------------------------------------------ one round
-    def user_gradient(self, batch: dict[str, torch.Tensor], alpha: int, scale: float = 1.0
-                      ) -> tuple[float, float, int, int]:
+    def user_gradient(
+        self, batch: dict[str, torch.Tensor], alpha: int, scale: float = 1.0
+    ) -> tuple[float, float, int, int]:
         """One user's split forward/backward; adds ``scale`` x its gradient to ``.grad``.
 
         Returns (loss, minibatch accuracy, elements of the cut tensor sent up, of which real
@@ -290,8 +304,10 @@ class MECRealEngine:
         alpha = np.asarray(dec.alpha)
         tokens = np.asarray(inst.tokens)
         if alpha.shape != (n,) or tokens.shape != (n,):
-            raise ValueError(f"run_round needs alpha and tokens of shape ({n},), got "
-                             f"{alpha.shape} and {tokens.shape}")
+            raise ValueError(
+                f"run_round needs alpha and tokens of shape ({n},), got "
+                f"{alpha.shape} and {tokens.shape}"
+            )
         train = self.data.train
         assert isinstance(train, TextSplit)
         bpe = float(self.training.bits_per_element)
@@ -303,8 +319,9 @@ class MECRealEngine:
         for u in range(n):
             d = int(np.clip(round(float(tokens[u])), 1, self.max_tokens))
             batch = self.make_batch(train, self._next_indices(u), d)
-            loss, acc, elems, real = self.user_gradient(batch, int(round(float(alpha[u]))),
-                                                        scale=1.0 / n)
+            loss, acc, elems, real = self.user_gradient(
+                batch, int(round(float(alpha[u]))), scale=1.0 / n
+            )
             user_loss[u], user_acc[u] = loss, acc
             bits[u], bits_real[u] = elems * bpe, real * bpe
         self.split.set_lora_dropout(False)
@@ -333,7 +350,7 @@ class MECRealEngine:
         idx = self.eval_indices if indices is None else np.asarray(indices)
         losses, correct = [], 0
         for i in range(0, len(idx), EVAL_CHUNK):
-            chunk = idx[i: i + EVAL_CHUNK]
+            chunk = idx[i : i + EVAL_CHUNK]
             width = int(min(np.max(test.lengths[chunk]), self.max_tokens))
             batch = self.make_batch(test, chunk, width)
             logits = self.logits(self.split.full_forward(batch))

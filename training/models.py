@@ -114,12 +114,17 @@ def _load_config(name: str) -> tuple[Any, str, bool]:
             return AutoConfig.from_pretrained(source, local_files_only=local), source, local
         except (OSError, ValueError) as err:
             last = err
-    where = ("not found in the local Hugging Face cache and could not be downloaded"
-             if not local_only else
-             f"not found in the local Hugging Face cache (hub look-ups are off; set "
-             f"{ALLOW_DOWNLOADS_ENV}=1 to download it from the hub)")
-    cause = "" if local_only else (
-        f" ({type(last).__name__}: {str(last).splitlines()[0] if last else ''})")
+    where = (
+        "not found in the local Hugging Face cache and could not be downloaded"
+        if not local_only
+        else f"not found in the local Hugging Face cache (hub look-ups are off; set "
+        f"{ALLOW_DOWNLOADS_ENV}=1 to download it from the hub)"
+    )
+    cause = (
+        ""
+        if local_only
+        else (f" ({type(last).__name__}: {str(last).splitlines()[0] if last else ''})")
+    )
     raise ModelNotFoundError(
         f"model {name!r} {where}{cause}. Provide it by: passing a local folder "
         "written by `save_pretrained` as training.model, downloading it once with "

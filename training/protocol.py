@@ -142,8 +142,9 @@ def policy_masks(policy: str, num_devices: int, rounds: int, seed: int) -> np.nd
     from edgeft.baselines import reference_policy
     from edgeft.envs.common import config_in_force
 
-    env = gym.make("edgeft/FedLoRAScheduling-v0", num_devices=num_devices,
-                   episode_rounds=max(rounds, 1))
+    env = gym.make(
+        "edgeft/FedLoRAScheduling-v0", num_devices=num_devices, episode_rounds=max(rounds, 1)
+    )
     pol = reference_policy(policy, config_in_force(env), seed=int(seed))
     try:
         obs, _ = env.reset(seed=seed)
@@ -161,8 +162,15 @@ def run_key(setting: str, schedule: str, seed: int) -> str:
     """The cache key of one run: its settings in full, so a changed setting never resumes."""
     training, rounds, eval_every = SETTINGS[setting]
     return json.dumps(
-        {"setting": setting, "training": training, "rounds": rounds, "eval_every": eval_every,
-         "devices": NUM_DEVICES, "schedule": schedule, "seed": seed},
+        {
+            "setting": setting,
+            "training": training,
+            "rounds": rounds,
+            "eval_every": eval_every,
+            "devices": NUM_DEVICES,
+            "schedule": schedule,
+            "seed": seed,
+        },
         sort_keys=True,
     )
 
@@ -190,8 +198,9 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def run_one(learner: Any, setting: str, schedule: str, seed: int,
-            masks: np.ndarray | None = None) -> dict[str, Any]:
+def run_one(
+    learner: Any, setting: str, schedule: str, seed: int, masks: np.ndarray | None = None
+) -> dict[str, Any]:
     """One episode of real rounds; the evaluations at round 0, every eval_every, and the end.
     ``masks`` (rounds, K) replaces :func:`schedule_masks` (another protocol's schedules)."""
     _, rounds, eval_every = SETTINGS[setting]
@@ -214,13 +223,23 @@ def run_one(learner: Any, setting: str, schedule: str, seed: int,
         learner.run_round(masks[t - 1])
         if t in when:
             record(t)
-    return {"key": run_key(setting, schedule, seed), "setting": setting, "schedule": schedule,
-            "seed": seed, "training": SETTINGS[setting][0], "rounds": rounds,
-            "eval_every": eval_every, "devices": learner.num_devices, "rounds_at": at,
-            "loss": loss, "accuracy": acc, "device_loss": dev,
-            "counts": masks.sum(1).tolist(),
-            "masks": [np.flatnonzero(m).tolist() for m in masks],
-            "wall_s": round(time.perf_counter() - t0, 2)}
+    return {
+        "key": run_key(setting, schedule, seed),
+        "setting": setting,
+        "schedule": schedule,
+        "seed": seed,
+        "training": SETTINGS[setting][0],
+        "rounds": rounds,
+        "eval_every": eval_every,
+        "devices": learner.num_devices,
+        "rounds_at": at,
+        "loss": loss,
+        "accuracy": acc,
+        "device_loss": dev,
+        "counts": masks.sum(1).tolist(),
+        "masks": [np.flatnonzero(m).tolist() for m in masks],
+        "wall_s": round(time.perf_counter() - t0, 2),
+    }
 
 
 def final_of(row: dict[str, Any]) -> float:
@@ -265,12 +284,19 @@ def summarise(rows: dict[str, dict[str, Any]], seeds: list[int] | None = None) -
             paired = np.array([by[a][k] - by[b][k] for k in common])
             pse = float(paired.std(ddof=1) / np.sqrt(len(paired))) if len(paired) > 1 else None
             diffs[f"{a} - {b}"] = {
-                "diff": d, "se": se, "se_units": d / se if se > 0 else float("inf"),
+                "diff": d,
+                "se": se,
+                "se_units": d / se if se > 0 else float("inf"),
                 "paired_se_units": (float(paired.mean()) / pse) if pse else None,
             }
-        out[setting] = {"training": SETTINGS[setting][0], "rounds": SETTINGS[setting][1],
-                        "eval_every": SETTINGS[setting][2], "devices": NUM_DEVICES,
-                        "schedules": sched, "differences": diffs}
+        out[setting] = {
+            "training": SETTINGS[setting][0],
+            "rounds": SETTINGS[setting][1],
+            "eval_every": SETTINGS[setting][2],
+            "devices": NUM_DEVICES,
+            "schedules": sched,
+            "differences": diffs,
+        }
     return out
 
 
@@ -296,17 +322,26 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="settings: " + ", ".join(SETTINGS))
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="settings: " + ", ".join(SETTINGS),
+    )
     p.add_argument("--settings", default="iid-h1", help="comma-separated names from SETTINGS")
-    p.add_argument("--schedules", default=",".join(PILOT_SCHEDULES),
-                   help=f"comma-separated, from {', '.join(SCHEDULES)} (default: the pilot's)")
-    p.add_argument("--seeds", default=None,
-                   help="e.g. 0-4 or 0,1,5 (runs: default 0-4; --table: default every cached seed)")
+    p.add_argument(
+        "--schedules",
+        default=",".join(PILOT_SCHEDULES),
+        help=f"comma-separated, from {', '.join(SCHEDULES)} (default: the pilot's)",
+    )
+    p.add_argument(
+        "--seeds",
+        default=None,
+        help="e.g. 0-4 or 0,1,5 (runs: default 0-4; --table: default every cached seed)",
+    )
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    p.add_argument("--summary", type=Path, default=DEFAULT_SUMMARY,
-                   help="JSON summary written after every run")
+    p.add_argument(
+        "--summary", type=Path, default=DEFAULT_SUMMARY, help="JSON summary written after every run"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--table", action="store_true", help="only print the table from the cache")
     args = p.parse_args(argv)
@@ -325,8 +360,13 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
         # seed-major: an interrupted pilot leaves every setting with about as many seeds
-        todo = [(st, sc, sd) for sd in parse_seeds(args.seeds or "0-4") for st in settings
-                for sc in schedules if run_key(st, sc, sd) not in rows]
+        todo = [
+            (st, sc, sd)
+            for sd in parse_seeds(args.seeds or "0-4")
+            for st in settings
+            for sc in schedules
+            if run_key(st, sc, sd) not in rows
+        ]
         print(f"{len(rows)} runs cached, {len(todo)} to run", flush=True)
         learners: dict[str, Any] = {}
         t_start = time.perf_counter()
@@ -339,8 +379,11 @@ def main(argv: list[str] | None = None) -> int:
             args.summary.parent.mkdir(parents=True, exist_ok=True)
             args.summary.write_text(json.dumps(summarise(rows), indent=1) + "\n")
             elapsed = time.perf_counter() - t_start
-            print(f"[{i}/{len(todo)}] {st} {sc} seed {sd}: final {final_of(row):.4f} "
-                  f"({row['wall_s']:.0f} s, {elapsed / 60:.1f} min so far)", flush=True)
+            print(
+                f"[{i}/{len(todo)}] {st} {sc} seed {sd}: final {final_of(row):.4f} "
+                f"({row['wall_s']:.0f} s, {elapsed / 60:.1f} min so far)",
+                flush=True,
+            )
     print_table(summarise(rows, None if args.seeds is None else parse_seeds(args.seeds)))
     return 0
 

@@ -39,8 +39,9 @@ DIFF_TOLERANCE = 0.25
 OUTPUTS = {"iid-h1": "iid", "dir-h1": "dirichlet"}
 
 
-def load_runs(cache: Path, setting: str, schedules: tuple[str, ...], seeds: tuple[int, ...]
-              ) -> dict[str, list[dict[str, Any]]]:
+def load_runs(
+    cache: Path, setting: str, schedules: tuple[str, ...], seeds: tuple[int, ...]
+) -> dict[str, list[dict[str, Any]]]:
     """schedule -> the cached runs of ``setting`` for ``seeds`` (sorted by seed), each with its
     masks as a (T, K) bool array (stored with the run, or rebuilt by the protocol)."""
     from edgeft.training import protocol
@@ -89,12 +90,14 @@ def fit(fit_runs: dict[str, list[dict[str, Any]]], source: str) -> tuple[Any, fl
 
     groups = [(name, runs) for name, runs in fit_runs.items() if runs]
     if not groups:
-        raise ValueError("no cached runs of the fit schedules; run the protocol first "
-                         "(python -m edgeft.training.protocol --help)")
+        raise ValueError(
+            "no cached runs of the fit schedules; run the protocol first "
+            "(python -m edgeft.training.protocol --help)"
+        )
     masks = np.stack([r["mask_array"] for _, runs in groups for r in runs])
     every = [r for _, runs in groups for r in runs]
     at = _common_rounds(every)
-    real = np.array([_at(r, "loss", at) for r in every])             # (B, E)
+    real = np.array([_at(r, "loss", at) for r in every])  # (B, E)
     real_dev = np.array([_at(r, "device_loss", at) for r in every])  # (B, E, K)
     owner = np.concatenate([[g] * len(runs) for g, (_, runs) in enumerate(groups)])
     real_mean = np.stack([real[owner == g].mean(0) for g in range(len(groups))])
@@ -104,9 +107,17 @@ def fit(fit_runs: dict[str, list[dict[str, Any]]], source: str) -> tuple[Any, fl
 
     def params_of(x: np.ndarray) -> SurrogateParams:
         floor, log_rate, gap, stat, hf, hr, onset = x
-        return SurrogateParams(initial_loss=initial, loss_floor=floor, rate=float(np.exp(log_rate)),
-                               gap_ratio=gap, stationary=stat, head_fraction=hf, head_rate=hr,
-                               onset=onset, source=source)
+        return SurrogateParams(
+            initial_loss=initial,
+            loss_floor=floor,
+            rate=float(np.exp(log_rate)),
+            gap_ratio=gap,
+            stationary=stat,
+            head_fraction=hf,
+            head_rate=hr,
+            onset=onset,
+            source=source,
+        )
 
     def residuals(x: np.ndarray) -> np.ndarray:
         p = params_of(x)
@@ -147,8 +158,9 @@ def fit(fit_runs: dict[str, list[dict[str, Any]]], source: str) -> tuple[Any, fl
     return dataclasses.replace(params, initial_accuracy=a0, final_accuracy=a1), rms
 
 
-def fidelity(params: Any, runs: dict[str, list[dict[str, Any]]], reference: str,
-             heldout: tuple[str, ...]) -> dict[str, Any]:
+def fidelity(
+    params: Any, runs: dict[str, list[dict[str, Any]]], reference: str, heldout: tuple[str, ...]
+) -> dict[str, Any]:
     """The held-out table: per schedule the real mean final loss with its 95% interval, the
     surrogate's, and both differences from ``reference`` (paired over common seeds)."""
     from scipy import stats
@@ -178,40 +190,60 @@ def fidelity(params: Any, runs: dict[str, list[dict[str, Any]]], reference: str,
         half_v = t * v.std(ddof=1) / np.sqrt(len(v))
         within = abs(dsim - d.mean()) <= DIFF_TOLERANCE * abs(d.mean())
         inside = abs(dsim - d.mean()) <= half_d
-        rows.append({
-            "schedule": name, "seeds": common, "mean_n": float(np.mean(
-                [np.mean(r["counts"]) for r in runs[name]])),
-            "real_final": float(v.mean()), "real_ci95": [float(v.mean() - half_v),
-                                                         float(v.mean() + half_v)],
-            "surrogate_final": float(np.mean([sim[s] for s in common])),
-            "real_diff": float(d.mean()), "real_diff_ci95": [float(d.mean() - half_d),
-                                                             float(d.mean() + half_d)],
-            "surrogate_diff": dsim, "diff_ok": bool(within or inside),
-        })
+        rows.append(
+            {
+                "schedule": name,
+                "seeds": common,
+                "mean_n": float(np.mean([np.mean(r["counts"]) for r in runs[name]])),
+                "real_final": float(v.mean()),
+                "real_ci95": [float(v.mean() - half_v), float(v.mean() + half_v)],
+                "surrogate_final": float(np.mean([sim[s] for s in common])),
+                "real_diff": float(d.mean()),
+                "real_diff_ci95": [float(d.mean() - half_d), float(d.mean() + half_d)],
+                "surrogate_diff": dsim,
+                "diff_ok": bool(within or inside),
+            }
+        )
     spearman = float("nan")
     if len(rows) >= 2:
-        spearman = float(stats.spearmanr([r["real_final"] for r in rows],
-                                         [r["surrogate_final"] for r in rows]).statistic)
-    return {"reference": reference, "rows": rows, "spearman": spearman,
-            "spearman_goal": SPEARMAN_GOAL, "diff_tolerance": DIFF_TOLERANCE,
-            "met": bool(spearman >= SPEARMAN_GOAL and rows and all(r["diff_ok"] for r in rows))}
+        spearman = float(
+            stats.spearmanr(
+                [r["real_final"] for r in rows], [r["surrogate_final"] for r in rows]
+            ).statistic
+        )
+    return {
+        "reference": reference,
+        "rows": rows,
+        "spearman": spearman,
+        "spearman_goal": SPEARMAN_GOAL,
+        "diff_tolerance": DIFF_TOLERANCE,
+        "met": bool(spearman >= SPEARMAN_GOAL and rows and all(r["diff_ok"] for r in rows)),
+    }
 
 
 def print_table(setting: str, table: dict[str, Any]) -> None:
-    print(f"{setting}: held-out schedules (final loss = mean of rounds >= 80; differences from "
-          f"{table['reference']}, paired over seeds)")
-    print(f"  {'schedule':<11} {'mean N':>6} {'real':>7} {'95% CI':>17} {'surr.':>7} "
-          f"{'real diff':>9} {'95% CI':>17} {'surr. diff':>10}  ok")
+    print(
+        f"{setting}: held-out schedules (final loss = mean of rounds >= 80; differences from "
+        f"{table['reference']}, paired over seeds)"
+    )
+    print(
+        f"  {'schedule':<11} {'mean N':>6} {'real':>7} {'95% CI':>17} {'surr.':>7} "
+        f"{'real diff':>9} {'95% CI':>17} {'surr. diff':>10}  ok"
+    )
     for r in table["rows"]:
         lo, hi = r["real_ci95"]
         dlo, dhi = r["real_diff_ci95"]
-        print(f"  {r['schedule']:<11} {r['mean_n']:>6.1f} {r['real_final']:>7.4f} "
-              f"[{lo:.4f}, {hi:.4f}] {r['surrogate_final']:>7.4f} {r['real_diff']:>+9.4f} "
-              f"[{dlo:+.4f}, {dhi:+.4f}] {r['surrogate_diff']:>+10.4f}  "
-              f"{'yes' if r['diff_ok'] else 'NO'}")
-    print(f"  Spearman {table['spearman']:.3f} (goal >= {SPEARMAN_GOAL}); every difference within "
-          f"{DIFF_TOLERANCE:.0%} or inside the real interval: "
-          f"{all(r['diff_ok'] for r in table['rows'])}; goal met: {table['met']}")
+        print(
+            f"  {r['schedule']:<11} {r['mean_n']:>6.1f} {r['real_final']:>7.4f} "
+            f"[{lo:.4f}, {hi:.4f}] {r['surrogate_final']:>7.4f} {r['real_diff']:>+9.4f} "
+            f"[{dlo:+.4f}, {dhi:+.4f}] {r['surrogate_diff']:>+10.4f}  "
+            f"{'yes' if r['diff_ok'] else 'NO'}"
+        )
+    print(
+        f"  Spearman {table['spearman']:.3f} (goal >= {SPEARMAN_GOAL}); every difference within "
+        f"{DIFF_TOLERANCE:.0%} or inside the real interval: "
+        f"{all(r['diff_ok'] for r in table['rows'])}; goal met: {table['met']}"
+    )
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -227,25 +259,34 @@ def plot(results: dict[str, Any], path: Path) -> None:
         for i, (name, c) in enumerate(res["curves"].items()):
             color = f"C{i}"
             at, mean, se = np.asarray(c["rounds_at"]), np.asarray(c["real"]), np.asarray(c["se"])
-            ax.errorbar(at, mean, yerr=se, fmt="o", ms=3, color=color, capsize=2,
-                        label=f"{name} real")
-            ax.plot(np.arange(len(c["surrogate"])), c["surrogate"], "-", color=color, lw=1.2,
-                    label=f"{name} surrogate")
+            ax.errorbar(
+                at, mean, yerr=se, fmt="o", ms=3, color=color, capsize=2, label=f"{name} real"
+            )
+            ax.plot(
+                np.arange(len(c["surrogate"])),
+                c["surrogate"],
+                "-",
+                color=color,
+                lw=1.2,
+                label=f"{name} surrogate",
+            )
         ax.set_title(f"{setting} ({OUTPUTS[setting]} shards)")
         ax.set_xlabel("round")
         ax.set_ylabel("test loss (mean over the K heads)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
-    fig.suptitle("FedLoRA surrogate v3: real runs (mean +- SE over seeds) vs surrogate, "
-                 "held-out schedules")
+    fig.suptitle(
+        "FedLoRA surrogate v3: real runs (mean +- SE over seeds) vs surrogate, held-out schedules"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def refit(cache: Path | None = None, out_dir: Path | None = None,
-          settings: tuple[str, ...] | None = None) -> dict[str, Any]:
+def refit(
+    cache: Path | None = None, out_dir: Path | None = None, settings: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """Fit and measure every calibration setting from the run cache; write the calibration
     files and the figure; return {setting: result}."""
     from edgeft.envs.fedlora.surrogate import CALIBRATION_DIR
@@ -255,17 +296,21 @@ def refit(cache: Path | None = None, out_dir: Path | None = None,
     cache = Path(cache or protocol.DEFAULT_CACHE)
     out_dir = Path(out_dir or CALIBRATION_DIR)
     if not cache.is_file():
-        raise FileNotFoundError(f"no run cache at {cache}; the calibration runs are made by "
-                                "`python -m edgeft.training.protocol` (see its --help)")
+        raise FileNotFoundError(
+            f"no run cache at {cache}; the calibration runs are made by "
+            "`python -m edgeft.training.protocol` (see its --help)"
+        )
     results: dict[str, Any] = {}
     for setting in settings or protocol.CALIBRATION_SETTINGS:
         training, rounds, _ = protocol.SETTINGS[setting]
         names = tuple(dict.fromkeys((*protocol.FIT_SCHEDULES, *protocol.HELDOUT_SCHEDULES)))
         runs = load_runs(cache, setting, names, protocol.CALIBRATION_SEEDS)
         fit_runs = {s: runs[s] for s in protocol.FIT_SCHEDULES}
-        source = (f"edgeft calibrate --refit: {training['model']} on {training['task']} "
-                  f"({OUTPUTS[setting]} shards), K={protocol.NUM_DEVICES}, {rounds} rounds, "
-                  f"protocol setting {setting}")
+        source = (
+            f"edgeft calibrate --refit: {training['model']} on {training['task']} "
+            f"({OUTPUTS[setting]} shards), K={protocol.NUM_DEVICES}, {rounds} rounds, "
+            f"protocol setting {setting}"
+        )
         params, rms = fit(fit_runs, source)
         table = fidelity(params, runs, "const-K", protocol.HELDOUT_SCHEDULES)
         curves = {}
@@ -276,28 +321,56 @@ def refit(cache: Path | None = None, out_dir: Path | None = None,
             at = _common_rounds(rs)
             real = np.array([_at(r, "loss", at) for r in rs])
             sim, _ = simulate_masks(np.stack([r["mask_array"] for r in rs]), params)
-            curves[name] = {"rounds_at": at.tolist(), "real": real.mean(0).tolist(),
-                            "se": (real.std(0, ddof=1) / np.sqrt(len(rs))).tolist()
-                            if len(rs) > 1 else [0.0] * real.shape[1],
-                            "surrogate": sim.mean(0).tolist()}
+            curves[name] = {
+                "rounds_at": at.tolist(),
+                "real": real.mean(0).tolist(),
+                "se": (real.std(0, ddof=1) / np.sqrt(len(rs))).tolist()
+                if len(rs) > 1
+                else [0.0] * real.shape[1],
+                "surrogate": sim.mean(0).tolist(),
+            }
         seeds = {s: [r["seed"] for r in runs[s]] for s in names}
         out = out_dir / f"{OUTPUTS[setting]}.json"
-        params.to_json(out, model_version=3, setting=setting, partition=OUTPUTS[setting],
-                       training=training, rounds=rounds, num_devices=protocol.NUM_DEVICES,
-                       fit_schedules=list(protocol.FIT_SCHEDULES),
-                       heldout_schedules=list(protocol.HELDOUT_SCHEDULES), seeds=seeds,
-                       fit_rms=rms, fidelity=table, cache=str(cache), curves=curves)
-        results[setting] = {"params": params, "fit_rms": rms, "fidelity": table,
-                            "curves": curves, "out": out}
+        params.to_json(
+            out,
+            model_version=3,
+            setting=setting,
+            partition=OUTPUTS[setting],
+            training=training,
+            rounds=rounds,
+            num_devices=protocol.NUM_DEVICES,
+            fit_schedules=list(protocol.FIT_SCHEDULES),
+            heldout_schedules=list(protocol.HELDOUT_SCHEDULES),
+            seeds=seeds,
+            fit_rms=rms,
+            fidelity=table,
+            cache=str(cache),
+            curves=curves,
+        )
+        results[setting] = {
+            "params": params,
+            "fit_rms": rms,
+            "fidelity": table,
+            "curves": curves,
+            "out": out,
+        }
     plot(results, out_dir / "heldout.png")
     for setting, res in results.items():
         p = res["params"]
-        print(f"{setting}: floor {p.loss_floor:.4f} rate {p.rate:.4g} gap_ratio {p.gap_ratio:.3f} "
-              f"stationary {p.stationary:.4f} head_fraction {p.head_fraction:.3f} "
-              f"head_rate {p.head_rate:.4f} onset {p.onset:.3f} (fit RMS {res['fit_rms']:.4f}) "
-              f"-> {res['out']}")
+        print(
+            f"{setting}: floor {p.loss_floor:.4f} rate {p.rate:.4g} gap_ratio {p.gap_ratio:.3f} "
+            f"stationary {p.stationary:.4f} head_fraction {p.head_fraction:.3f} "
+            f"head_rate {p.head_rate:.4f} onset {p.onset:.3f} (fit RMS {res['fit_rms']:.4f}) "
+            f"-> {res['out']}"
+        )
         print_table(setting, res["fidelity"])
     print(f"wrote {out_dir / 'heldout.png'}; {time.perf_counter() - t0:.1f} s")
-    print(json.dumps({s: {"spearman": r["fidelity"]["spearman"], "met": r["fidelity"]["met"]}
-                      for s, r in results.items()}))
+    print(
+        json.dumps(
+            {
+                s: {"spearman": r["fidelity"]["spearman"], "met": r["fidelity"]["met"]}
+                for s, r in results.items()
+            }
+        )
+    )
     return results

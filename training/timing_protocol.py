@@ -89,8 +89,7 @@ TIMING_SEEDS = tuple(range(100, 110))
 TIMING_MEAN = 10
 TIMING_ROUNDS = 100
 #: schedule -> growth g of N(t) ~ exp(g t / T)
-TIMING_PROFILES = {"flat-10": 0.0, "front-2": -2.0, "front-4": -4.0, "back-2": 2.0,
-                   "back-4": 4.0}
+TIMING_PROFILES = {"flat-10": 0.0, "front-2": -2.0, "front-4": -4.0, "back-2": 2.0, "back-4": 4.0}
 #: schedule -> (registered policy, its options)
 TIMING_POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
     "lyapunov": ("lyapunov", {}),
@@ -127,8 +126,12 @@ def read_runs(directory: Path = TIMING_DIR) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def timing_counts(growth: float, num_devices: int = NUM_DEVICES, rounds: int = TIMING_ROUNDS,
-                  mean: int = TIMING_MEAN) -> np.ndarray:
+def timing_counts(
+    growth: float,
+    num_devices: int = NUM_DEVICES,
+    rounds: int = TIMING_ROUNDS,
+    mean: int = TIMING_MEAN,
+) -> np.ndarray:
     """N(t), t = 0..T-1: proportional to exp(growth t / T), clipped to [1, K], integers summing
     to exactly ``mean * T`` (largest remainders round up)."""
     t = (np.arange(rounds) + 0.5) / rounds
@@ -165,8 +168,9 @@ def policy_masks(name: str, num_devices: int, rounds: int, seed: int) -> np.ndar
     from edgeft.envs.common import config_in_force
 
     policy, options = TIMING_POLICIES[name]
-    env = gym.make("edgeft/FedLoRAScheduling-v0", num_devices=num_devices,
-                   episode_rounds=max(rounds, 1))
+    env = gym.make(
+        "edgeft/FedLoRAScheduling-v0", num_devices=num_devices, episode_rounds=max(rounds, 1)
+    )
     try:
         pol = reference_policy(policy, config_in_force(env), seed=seed, **options)
         obs, _ = env.reset(seed=seed)
@@ -180,8 +184,9 @@ def policy_masks(name: str, num_devices: int, rounds: int, seed: int) -> np.ndar
         env.close()
 
 
-def timing_masks(name: str, num_devices: int = NUM_DEVICES, rounds: int = TIMING_ROUNDS,
-                 seed: int = 0) -> np.ndarray:
+def timing_masks(
+    name: str, num_devices: int = NUM_DEVICES, rounds: int = TIMING_ROUNDS, seed: int = 0
+) -> np.ndarray:
     """(rounds, K) bool masks of the timing schedule ``name`` for one seed (deterministic)."""
     if name in TIMING_PROFILES:
         return profile_masks(name, num_devices, rounds, seed)
@@ -192,8 +197,14 @@ def timing_masks(name: str, num_devices: int = NUM_DEVICES, rounds: int = TIMING
 
 def _commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=10, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=10,
+            check=False,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -216,8 +227,11 @@ def _t_interval(d: np.ndarray) -> tuple[float, float]:
     return float(stats.t.ppf(0.975, d.size - 1) * se), se
 
 
-def evaluate(rows: dict[str, dict[str, Any]], params_by_setting: dict[str, Any] | None = None,
-             seeds: list[int] | None = None) -> dict[str, Any]:
+def evaluate(
+    rows: dict[str, dict[str, Any]],
+    params_by_setting: dict[str, Any] | None = None,
+    seeds: list[int] | None = None,
+) -> dict[str, Any]:
     """The protocol's table and criteria per setting from the cached runs (``seeds``: default
     :data:`TIMING_SEEDS`; ``params_by_setting``: the surrogate to judge, default the shipped
     v3 calibration of the setting's partition)."""
@@ -236,9 +250,12 @@ def evaluate(rows: dict[str, dict[str, Any]], params_by_setting: dict[str, Any] 
         real: dict[str, dict[int, float]] = {}
         surr: dict[str, dict[int, float]] = {}
         for r in rows.values():
-            if (r["setting"] != setting or r["seed"] not in seeds
-                    or r["schedule"] not in TIMING_SCHEDULES
-                    or r["key"] != run_key(setting, r["schedule"], r["seed"])):
+            if (
+                r["setting"] != setting
+                or r["seed"] not in seeds
+                or r["schedule"] not in TIMING_SCHEDULES
+                or r["key"] != run_key(setting, r["schedule"], r["seed"])
+            ):
                 continue
             real.setdefault(r["schedule"], {})[r["seed"]] = final_of(r)
             loss, _ = simulate_masks(_masks_of(r), params)
@@ -253,7 +270,9 @@ def evaluate(rows: dict[str, dict[str, Any]], params_by_setting: dict[str, Any] 
                 continue
             vals = np.array(list(real[name].values()))
             row: dict[str, Any] = {
-                "schedule": name, "seeds": sorted(real[name]), "n": int(vals.size),
+                "schedule": name,
+                "seeds": sorted(real[name]),
+                "n": int(vals.size),
                 "mean_n": None,
                 "real_final": float(vals.mean()),
                 "surrogate_final": float(np.mean(list(surr[name].values()))),
@@ -266,14 +285,24 @@ def evaluate(rows: dict[str, dict[str, Any]], params_by_setting: dict[str, Any] 
                 r_diff, s_diff = float(d_real.mean()), float(d_surr.mean())
                 within = abs(s_diff - r_diff) <= DIFF_TOLERANCE * abs(r_diff)
                 inside = r_diff - h <= s_diff <= r_diff + h
-                row.update(real_diff=r_diff, real_diff_ci95=[r_diff - h, r_diff + h],
-                           real_diff_se=se, surrogate_diff=s_diff, diff_ok=bool(within or inside),
-                           could_fail=bool(h < abs(s_diff)), paired_seeds=len(common))
+                row.update(
+                    real_diff=r_diff,
+                    real_diff_ci95=[r_diff - h, r_diff + h],
+                    real_diff_se=se,
+                    surrogate_diff=s_diff,
+                    diff_ok=bool(within or inside),
+                    could_fail=bool(h < abs(s_diff)),
+                    paired_seeds=len(common),
+                )
             table.append(row)
         for row in table:
-            masks = [_masks_of(r) for r in rows.values()
-                     if r["setting"] == setting and r["schedule"] == row["schedule"]
-                     and r["seed"] in seeds]
+            masks = [
+                _masks_of(r)
+                for r in rows.values()
+                if r["setting"] == setting
+                and r["schedule"] == row["schedule"]
+                and r["seed"] in seeds
+            ]
             row["mean_n"] = float(np.mean([m.sum(1).mean() for m in masks]))
         contrasts = {}
         for a, b in TIMING_CONTRASTS:
@@ -283,17 +312,25 @@ def evaluate(rows: dict[str, dict[str, Any]], params_by_setting: dict[str, Any] 
                 ds = np.array([surr[a][k] - surr[b][k] for k in common])
                 h, _ = _t_interval(d)
                 contrasts[f"{a} - {b}"] = {
-                    "real": float(d.mean()), "ci95": [float(d.mean() - h), float(d.mean() + h)],
-                    "surrogate": float(ds.mean()), "excludes_zero": bool(abs(d.mean()) > h),
-                    "seeds": common}
+                    "real": float(d.mean()),
+                    "ci95": [float(d.mean() - h), float(d.mean() + h)],
+                    "surrogate": float(ds.mean()),
+                    "excludes_zero": bool(abs(d.mean()) > h),
+                    "seeds": common,
+                }
         means_r = [r["real_final"] for r in table]
         means_s = [r["surrogate_final"] for r in table]
         rho = float(stats.spearmanr(means_r, means_s)[0]) if len(table) > 2 else float("nan")
         complete = all(len(real.get(s, {})) == len(seeds) for s in TIMING_SCHEDULES)
         diffs_ok = all(r.get("diff_ok", True) for r in table)
         out[setting] = {
-            "surrogate": params.source, "seeds": seeds, "complete": complete, "rows": table,
-            "spearman": rho, "spearman_goal": SPEARMAN_GOAL, "diff_tolerance": DIFF_TOLERANCE,
+            "surrogate": params.source,
+            "seeds": seeds,
+            "complete": complete,
+            "rows": table,
+            "spearman": rho,
+            "spearman_goal": SPEARMAN_GOAL,
+            "diff_tolerance": DIFF_TOLERANCE,
             "met": bool(complete and rho >= SPEARMAN_GOAL and diffs_ok),
             "contrasts": contrasts,
             "timing_matters": bool(any(c["excludes_zero"] for c in contrasts.values())),
@@ -306,38 +343,60 @@ def print_table(summary: dict[str, Any]) -> None:
     for setting, s in summary.items():
         state = "complete" if s["complete"] else "INCOMPLETE"
         print(f"\n{setting} ({state}; surrogate: {s['surrogate'][:60]})")
-        print(f"{'schedule':<13} {'N':>5} {'seeds':>5} {'real':>7} {'surr':>7} {'real diff':>9} "
-              f"{'95% half':>8} {'surr diff':>9} {'ok':>3} {'could fail':>10}")
+        print(
+            f"{'schedule':<13} {'N':>5} {'seeds':>5} {'real':>7} {'surr':>7} {'real diff':>9} "
+            f"{'95% half':>8} {'surr diff':>9} {'ok':>3} {'could fail':>10}"
+        )
         for r in s["rows"]:
             if "real_diff" in r:
-                tail = (f"{r['real_diff']:>+9.4f} {r['real_diff_ci95'][1] - r['real_diff']:>8.4f} "
-                        f"{r['surrogate_diff']:>+9.4f} {'yes' if r['diff_ok'] else 'NO':>3} "
-                        f"{'yes' if r['could_fail'] else 'no':>10}")
+                tail = (
+                    f"{r['real_diff']:>+9.4f} {r['real_diff_ci95'][1] - r['real_diff']:>8.4f} "
+                    f"{r['surrogate_diff']:>+9.4f} {'yes' if r['diff_ok'] else 'NO':>3} "
+                    f"{'yes' if r['could_fail'] else 'no':>10}"
+                )
             else:
                 tail = f"{'(ref)':>9}"
-            print(f"{r['schedule']:<13} {r['mean_n']:>5.2f} {r['n']:>5} {r['real_final']:>7.4f} "
-                  f"{r['surrogate_final']:>7.4f} {tail}")
-        print(f"Spearman {s['spearman']:.3f} (goal >= {s['spearman_goal']}); criteria met: "
-              f"{s['met']}")
+            print(
+                f"{r['schedule']:<13} {r['mean_n']:>5.2f} {r['n']:>5} {r['real_final']:>7.4f} "
+                f"{r['surrogate_final']:>7.4f} {tail}"
+            )
+        print(
+            f"Spearman {s['spearman']:.3f} (goal >= {s['spearman_goal']}); criteria met: {s['met']}"
+        )
         for name, c in s["contrasts"].items():
-            print(f"  {name}: real {c['real']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}]"
-                  f", surrogate {c['surrogate']:+.4f}")
+            print(
+                f"  {name}: real {c['real']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}]"
+                f", surrogate {c['surrogate']:+.4f}"
+            )
         print(f"timing matters in real training: {s['timing_matters']}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="schedules: " + ", ".join(TIMING_SCHEDULES))
-    p.add_argument("--settings", default=",".join(TIMING_SETTINGS),
-                   help="comma-separated, from " + ", ".join(TIMING_SETTINGS))
-    p.add_argument("--schedules", default=",".join(TIMING_SCHEDULES),
-                   help="comma-separated subset of the protocol's schedules (default: all)")
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="schedules: " + ", ".join(TIMING_SCHEDULES),
+    )
+    p.add_argument(
+        "--settings",
+        default=",".join(TIMING_SETTINGS),
+        help="comma-separated, from " + ", ".join(TIMING_SETTINGS),
+    )
+    p.add_argument(
+        "--schedules",
+        default=",".join(TIMING_SCHEDULES),
+        help="comma-separated subset of the protocol's schedules (default: all)",
+    )
     p.add_argument("--seeds", default=None, help="default: the protocol's (100-109)")
-    p.add_argument("--cache", type=Path, default=TIMING_DIR,
-                   help="folder of the run caches (runs-SETTING.jsonl.gz)")
-    p.add_argument("--summary", type=Path, default=TIMING_SUMMARY,
-                   help="JSON summary written after every run")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=TIMING_DIR,
+        help="folder of the run caches (runs-SETTING.jsonl.gz)",
+    )
+    p.add_argument(
+        "--summary", type=Path, default=TIMING_SUMMARY, help="JSON summary written after every run"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--table", action="store_true", help="only print the table from the cache")
     args = p.parse_args(argv)
@@ -357,8 +416,13 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
         commit = _commit()
-        todo = [(st, sc, sd) for sd in seeds for st in settings for sc in schedules
-                if run_key(st, sc, sd) not in rows]
+        todo = [
+            (st, sc, sd)
+            for sd in seeds
+            for st in settings
+            for sc in schedules
+            if run_key(st, sc, sd) not in rows
+        ]
         print(f"{len(rows)} runs cached, {len(todo)} to run", flush=True)
         learners: dict[str, Any] = {}
         t_start = time.perf_counter()
@@ -373,8 +437,11 @@ def main(argv: list[str] | None = None) -> int:
             rows[row["key"]] = row
             args.summary.parent.mkdir(parents=True, exist_ok=True)
             elapsed = time.perf_counter() - t_start
-            print(f"[{i}/{len(todo)}] {st} {sc} seed {sd}: final {final_of(row):.4f} "
-                  f"({row['wall_s']:.0f} s, {elapsed / 60:.1f} min so far)", flush=True)
+            print(
+                f"[{i}/{len(todo)}] {st} {sc} seed {sd}: final {final_of(row):.4f} "
+                f"({row['wall_s']:.0f} s, {elapsed / 60:.1f} min so far)",
+                flush=True,
+            )
     summary = evaluate(rows, seeds=seeds)
     if not args.table and len(settings) == len(TIMING_SETTINGS):
         args.summary.parent.mkdir(parents=True, exist_ok=True)

@@ -109,8 +109,9 @@ def hash_tokenize(texts: list[str], vocab_size: int, max_seq_len: int) -> list[l
     return out
 
 
-def tweets(tokenizer: Any, vocab_size: int, max_seq_len: int, path: Path | str | None = None
-           ) -> Any:
+def tweets(
+    tokenizer: Any, vocab_size: int, max_seq_len: int, path: Path | str | None = None
+) -> Any:
     """The tweets task as :class:`edgeft.training.data.TaskData` (3 classes)."""
     from edgeft.training.task_data import TaskData
     from edgeft.training.task_data import pack as _pack
@@ -123,9 +124,14 @@ def tweets(tokenizer: Any, vocab_size: int, max_seq_len: int, path: Path | str |
         if tokenizer is None:
             return _pack(hash_tokenize(sub, vocab_size, max_seq_len), None, labels[idx], 0)
         enc = tokenizer(sub, truncation=True, max_length=max_seq_len)
-        return _pack(enc["input_ids"], enc.get("token_type_ids"), labels[idx],
-                     int(tokenizer.pad_token_id or 0))
+        return _pack(
+            enc["input_ids"],
+            enc.get("token_type_ids"),
+            labels[idx],
+            int(tokenizer.pad_token_id or 0),
+        )
 
     pad = 0 if tokenizer is None else int(tokenizer.pad_token_id or 0)
-    return TaskData(train=split(train_idx), test=split(test_idx), num_classes=3,
-                    modality="text", pad_id=pad)
+    return TaskData(
+        train=split(train_idx), test=split(test_idx), num_classes=3, modality="text", pad_id=pad
+    )

@@ -57,8 +57,9 @@ class HindsightResult:
         return self.bound - self.value
 
 
-def prefix_delays(gain: np.ndarray, bits: np.ndarray, noise_psd: float,
-                  bandwidth_hz: float) -> np.ndarray:
+def prefix_delays(
+    gain: np.ndarray, bits: np.ndarray, noise_psd: float, bandwidth_hz: float
+) -> np.ndarray:
     """Minimum common delay D_t(n) (s) of the n strongest devices, n = 0..K, for every round.
 
     Args:
@@ -100,9 +101,14 @@ def _best_response(utility: np.ndarray, cost: np.ndarray, lam: float) -> np.ndar
     return np.argmin(np.where(tied, cost, np.inf), axis=1)
 
 
-def hindsight_bound(cost: np.ndarray, utility: np.ndarray | None = None,
-                    budget: float | None = None, *, rtol: float = 1e-10,
-                    max_iter: int = 200) -> HindsightResult:
+def hindsight_bound(
+    cost: np.ndarray,
+    utility: np.ndarray | None = None,
+    budget: float | None = None,
+    *,
+    rtol: float = 1e-10,
+    max_iter: int = 200,
+) -> HindsightResult:
     """Certified upper bound (Lagrangian dual) and a feasible schedule of the offline problem.
 
     Args:
@@ -135,12 +141,14 @@ def hindsight_bound(cost: np.ndarray, utility: np.ndarray | None = None,
 
     g0, pick0 = dual(0.0)
     if cost[rows, pick0].sum() <= total:  # the unconstrained optimum already fits: exact
-        return HindsightResult(g0, float(utility[rows, pick0].sum()), pick0,
-                               float(cost[rows, pick0].sum()), 0.0)
+        return HindsightResult(
+            g0, float(utility[rows, pick0].sum()), pick0, float(cost[rows, pick0].sum()), 0.0
+        )
     cheapest = cost.min(axis=1).sum()
     if cheapest > total:
-        raise ValueError(f"no schedule meets the budget: the cheapest costs {cheapest:.6g} > "
-                         f"{total:.6g}")
+        raise ValueError(
+            f"no schedule meets the budget: the cheapest costs {cheapest:.6g} > {total:.6g}"
+        )
     lo, hi = 0.0, 1.0
     g_best, lam_best = g0, 0.0
     while True:  # grow hi until the best response fits the budget
@@ -180,8 +188,9 @@ def hindsight_bound(cost: np.ndarray, utility: np.ndarray | None = None,
     return HindsightResult(max(g_best, value), value, pick, spent, lam_best)
 
 
-def exact_offline_optimum(cost: np.ndarray, utility: np.ndarray | None = None,
-                          budget: float | None = None) -> tuple[float, np.ndarray]:
+def exact_offline_optimum(
+    cost: np.ndarray, utility: np.ndarray | None = None, budget: float | None = None
+) -> tuple[float, np.ndarray]:
     """Exact optimum of the offline problem for integer utilities, by dynamic programming.
 
     f_t(v) = the least total cost of rounds 1..t that reaches total utility v exactly; the
@@ -209,7 +218,7 @@ def exact_offline_optimum(cost: np.ndarray, utility: np.ndarray | None = None,
         for n in range(width):
             u = int(util[r, n])
             cand = np.full(vmax + 1, np.inf)
-            cand[u:] = best[:vmax + 1 - u] + cost[r, n]
+            cand[u:] = best[: vmax + 1 - u] + cost[r, n]
             better = cand < new
             new[better] = cand[better]
             choice[r, better] = n
@@ -236,8 +245,10 @@ def episode_channels(env: Any, seed: int) -> tuple[np.ndarray, np.ndarray]:
     base = getattr(env, "unwrapped", env)
     cfg = base.config
     if cfg.mode != "surrogate":
-        raise ValueError("hindsight replay needs mode='surrogate' (real mode's message sizes "
-                         "depend on the training run)")
+        raise ValueError(
+            "hindsight replay needs mode='surrogate' (real mode's message sizes "
+            "depend on the training run)"
+        )
     base.reset(seed=seed)
     zero = 0 if cfg.action_mode == "count" else np.zeros(cfg.num_devices)
     gains, bits = [], []
@@ -266,8 +277,13 @@ class CountSchedulePolicy:
         self.counts = np.asarray(counts, dtype=np.int64)
         self.config = config
 
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
-                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
         t = np.minimum(decode_observation(observation, self.config).round, self.counts.size - 1)
         return self.counts[t], state
 
@@ -286,6 +302,9 @@ def hindsight_plan(env_id: str, config: dict[str, Any], seed: int) -> HindsightP
     finally:
         env.close()
     replay_config = make_config(env_id, {**config, "action_mode": "count"})
-    return HindsightPlan(bound=result.bound / rounds,
-                         policy=CountSchedulePolicy(result.counts, replay_config),
-                         action_mode="count", gap=result.gap / rounds)
+    return HindsightPlan(
+        bound=result.bound / rounds,
+        policy=CountSchedulePolicy(result.counts, replay_config),
+        action_mode="count",
+        gap=result.gap / rounds,
+    )

@@ -90,11 +90,12 @@ def head_floor(params: SurrogateParams, num_devices: int, total: np.ndarray) -> 
     keep = 1.0 - params.head_rate
     q, m = np.divmod(np.asarray(total, dtype=np.int64), num_devices)
     start = params.head_start
-    return start * ((num_devices - m) * keep ** q + m * keep ** (q + 1)) / num_devices
+    return start * ((num_devices - m) * keep**q + m * keep ** (q + 1)) / num_devices
 
 
-def shared_step(params: SurrogateParams, num_devices: int, shared: np.ndarray, n: int
-                ) -> np.ndarray:
+def shared_step(
+    params: SurrogateParams, num_devices: int, shared: np.ndarray, n: int
+) -> np.ndarray:
     """s after a round with n devices (surrogate v3's ``step_shared``; n = 0: unchanged)."""
     if n == 0:
         return np.asarray(shared, dtype=np.float64)
@@ -108,9 +109,11 @@ class _Programme:
 
     def __init__(self, params: SurrogateParams, num_devices: int, cost: np.ndarray) -> None:
         if params.version != 3 or params.noise > 0.0:
-            raise ValueError("the final-loss bound needs a noise-free surrogate v3 (per-device "
-                             "heads and a shared gap); this env's surrogate is "
-                             f"v{params.version} with noise {params.noise}")
+            raise ValueError(
+                "the final-loss bound needs a noise-free surrogate v3 (per-device "
+                "heads and a shared gap); this env's surrogate is "
+                f"v{params.version} with noise {params.noise}"
+            )
         self.p, self.k = params, num_devices
         self.cost = np.asarray(cost, dtype=np.float64)  # (T, K + 1): D_t(n) / D-bar
         self.rounds = self.cost.shape[0]
@@ -135,7 +138,7 @@ class _Programme:
             best = np.full(width, np.inf)
             arg = np.zeros(width, dtype=np.int16)
             for n in range(k + 1):
-                cand = value[n:n + width] + lam * self.cost[t, n]
+                cand = value[n : n + width] + lam * self.cost[t, n]
                 better = cand < best
                 best = np.where(better, cand, best)
                 arg[better] = n
@@ -150,8 +153,7 @@ class _Programme:
         return float(value[0] - lam * T), counts
 
 
-def least_shared_gap(params: SurrogateParams, num_devices: int, rounds: int
-                     ) -> list[np.ndarray]:
+def least_shared_gap(params: SurrogateParams, num_devices: int, rounds: int) -> list[np.ndarray]:
     """sigma_t(C) for t = 0..T: the least shared gap after t rounds with C device-rounds in
     total (array of length t K + 1 per round; inf where C is unreachable, never here).
 
@@ -168,15 +170,23 @@ def least_shared_gap(params: SurrogateParams, num_devices: int, rounds: int
         for n in range(k + 1):
             step = shared_step(params, k, prev, n)
             if np.any(np.diff(step[order]) < -1e-12 * max(1.0, float(np.abs(step).max()))):
-                raise ValueError("the shared-gap step is not non-decreasing in s for these "
-                                 "surrogate constants; the final-loss bound does not apply")
-            new[n:n + prev.size] = np.minimum(new[n:n + prev.size], step)
+                raise ValueError(
+                    "the shared-gap step is not non-decreasing in s for these "
+                    "surrogate constants; the final-loss bound does not apply"
+                )
+            new[n : n + prev.size] = np.minimum(new[n : n + prev.size], step)
         sigma.append(new)
     return sigma
 
 
-def loss_bound(params: SurrogateParams, num_devices: int, cost: np.ndarray, *,
-               rtol: float = 1e-3, max_iter: int = 60) -> LossBound:
+def loss_bound(
+    params: SurrogateParams,
+    num_devices: int,
+    cost: np.ndarray,
+    *,
+    rtol: float = 1e-3,
+    max_iter: int = 60,
+) -> LossBound:
     """Certified lower bound on the final loss within the budget (module docstring).
 
     Args:
@@ -239,8 +249,9 @@ def schedule_cost(masks: np.ndarray, gain: np.ndarray, bits: np.ndarray, config:
     return float(np.asarray(delay).sum() / config.budget_s)
 
 
-def candidate_schedules(counts: np.ndarray, gain: np.ndarray, bits: np.ndarray, config: Any
-                        ) -> list[np.ndarray]:
+def candidate_schedules(
+    counts: np.ndarray, gain: np.ndarray, bits: np.ndarray, config: Any
+) -> list[np.ndarray]:
     """Feasible-schedule candidates for the programme's counts: the n strongest each round, and
     the same counts with participation balanced where the budget allows."""
     T, k = gain.shape
@@ -260,8 +271,9 @@ def candidate_schedules(counts: np.ndarray, gain: np.ndarray, bits: np.ndarray, 
             rank = np.lexsort((np.argsort(order[t]), used))
             alt = np.zeros(k, dtype=bool)
             alt[rank[:n]] = True
-            d_alt, _ = min_common_delay(bits[t], gain[t], config.noise_psd,
-                                        config.bandwidth_hz, alt)
+            d_alt, _ = min_common_delay(
+                bits[t], gain[t], config.noise_psd, config.bandwidth_hz, alt
+            )
             extra = float(d_alt) - float(delay_prefix[t])
             if extra <= slack:
                 pick, slack = alt, slack - extra
@@ -279,8 +291,13 @@ class _Replay:
     masks: np.ndarray
     config: Any
 
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
-                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
         t = int(decode_observation(observation, self.config).round)
         return self.masks[min(t, self.masks.shape[0] - 1)].astype(np.int64), state
 
@@ -309,6 +326,9 @@ def hindsight_plan(env_id: str, config: dict[str, Any], seed: int) -> HindsightP
     if best is None:  # the counts' prefix schedule fits by construction; nobody as a last resort
         best = (masks_final_loss(np.zeros((T, k), bool), cfg.surrogate), np.zeros((T, k), bool))
     replay_config = make_config(env_id, {**config, "action_mode": "subset"})
-    return HindsightPlan(bound=result.bound, policy=_Replay(best[1], replay_config),
-                         action_mode="subset",
-                         extra={"best_found": best[0], "dual_iterations": result.dual_iterations})
+    return HindsightPlan(
+        bound=result.bound,
+        policy=_Replay(best[1], replay_config),
+        action_mode="subset",
+        extra={"best_found": best[0], "dual_iterations": result.dual_iterations},
+    )

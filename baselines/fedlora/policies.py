@@ -38,34 +38,48 @@ class FedLoRAPolicy:
     #: expressible in "count" mode
     exact_in_count_mode = False
 
-    def __init__(self, config: FedLoRAConfig, action_mode: str | None = None,
-                 seed: int | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        config: FedLoRAConfig,
+        action_mode: str | None = None,
+        seed: int | None = None,
+        **options: Any,
+    ) -> None:
         """``config``: the env's config in force (``config_in_force(env)``); ``action_mode``:
         the env's (default ``config.action_mode``)."""
         if options:
             raise ValueError(
-                f"unknown option(s) {sorted(options)} for policy {type(self).__name__}")
+                f"unknown option(s) {sorted(options)} for policy {type(self).__name__}"
+            )
         self.config = config
         self.action_mode = action_mode or config.action_mode
         if self.action_mode not in config.ACTION_MODES:
-            raise ValueError(f"action_mode must be one of {list(config.ACTION_MODES)}, "
-                             f"got {self.action_mode!r}")
+            raise ValueError(
+                f"action_mode must be one of {list(config.ACTION_MODES)}, got {self.action_mode!r}"
+            )
         self.rng = np.random.default_rng(seed)
         self.last_decision_time = np.zeros(0)
 
-    def decide(self, gain: np.ndarray, bits: np.ndarray,
-               queue: float) -> tuple[np.ndarray, np.ndarray]:
+    def decide(
+        self, gain: np.ndarray, bits: np.ndarray, queue: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Return (scheduled mask, bandwidth in Hz) for one observation."""
         raise NotImplementedError
 
-    def decide_at(self, gain: np.ndarray, bits: np.ndarray, queue: float,
-                  round_index: int) -> tuple[np.ndarray, np.ndarray]:
+    def decide_at(
+        self, gain: np.ndarray, bits: np.ndarray, queue: float, round_index: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`decide` for a policy that also reads the round index t (0-based, from the
         observation); the default ignores it."""
         return self.decide(gain, bits, queue)
 
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
-                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
         """SB3's ``predict``: one observation (shape (3K+3,)) or a batch (n, 3K+3)."""
         obs = np.asarray(observation, dtype=np.float64)
         single = obs.ndim == 1
@@ -74,18 +88,19 @@ class FedLoRAPolicy:
         actions, times = [], []
         for i in range(batch.shape[0]):
             t0 = time.perf_counter()
-            scheduled, bandwidth = self.decide_at(dec.gain[i], dec.bits[i], float(dec.queue[i]),
-                                                  int(dec.round[i]))
-            actions.append(decision_to_action(scheduled, bandwidth, self.config,
-                                              self.action_mode))
+            scheduled, bandwidth = self.decide_at(
+                dec.gain[i], dec.bits[i], float(dec.queue[i]), int(dec.round[i])
+            )
+            actions.append(decision_to_action(scheduled, bandwidth, self.config, self.action_mode))
             times.append(time.perf_counter() - t0)
         self.last_decision_time = np.asarray(times)
         out = np.stack(actions)
         return (out[0] if single else out), state
 
 
-def _prefix_decision(order: np.ndarray, n: int, band_sorted: np.ndarray,
-                     k: int) -> tuple[np.ndarray, np.ndarray]:
+def _prefix_decision(
+    order: np.ndarray, n: int, band_sorted: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     scheduled = np.zeros(k, dtype=bool)
     bandwidth = np.zeros(k)
     scheduled[order[:n]] = True
@@ -115,10 +130,18 @@ class LyapunovPolicy(FedLoRAPolicy):
 
     exact_in_count_mode = True
 
-    def __init__(self, config: FedLoRAConfig, action_mode: str | None = None,
-                 seed: int | None = None, objective: str = "corrected", search: str = "all",
-                 zeta: float | None = None, min_devices: int = 1, grid: int = 48,
-                 batch: int = 4) -> None:
+    def __init__(
+        self,
+        config: FedLoRAConfig,
+        action_mode: str | None = None,
+        seed: int | None = None,
+        objective: str = "corrected",
+        search: str = "all",
+        zeta: float | None = None,
+        min_devices: int = 1,
+        grid: int = 48,
+        batch: int = 4,
+    ) -> None:
         super().__init__(config, action_mode, seed)
         if objective not in ("corrected", "paper"):
             raise ValueError(f"objective must be 'corrected' or 'paper', got {objective!r}")
@@ -133,21 +156,28 @@ class LyapunovPolicy(FedLoRAPolicy):
         self.grid = int(grid)
         self.batch = int(batch)
 
-    def _exact(self, gs: np.ndarray, bs: np.ndarray, ns: np.ndarray, c_lo: np.ndarray,
-               c_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _exact(
+        self, gs: np.ndarray, bs: np.ndarray, ns: np.ndarray, c_lo: np.ndarray, c_hi: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact D* and bandwidths of prefixes ``ns`` (1-based lengths), within their brackets."""
         k = gs.shape[0]
         width = int(ns.max())  # devices beyond the longest prefix play no part
         mask = np.arange(width)[None, :] < ns[:, None]
-        delay, band = min_common_delay(bs[:width], gs[:width], self.config.noise_psd,
-                                       self.config.bandwidth_hz, mask,
-                                       bracket=(c_lo[ns - 1], c_hi[ns - 1]))
+        delay, band = min_common_delay(
+            bs[:width],
+            gs[:width],
+            self.config.noise_psd,
+            self.config.bandwidth_hz,
+            mask,
+            bracket=(c_lo[ns - 1], c_hi[ns - 1]),
+        )
         full = np.zeros((ns.size, k))
         full[:, :width] = band
         return delay, full
 
-    def decide(self, gain: np.ndarray, bits: np.ndarray,
-               queue: float) -> tuple[np.ndarray, np.ndarray]:
+    def decide(
+        self, gain: np.ndarray, bits: np.ndarray, queue: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         k = gain.shape[0]
         budget = self.config.budget_s  # D-bar in force (config_in_force)
@@ -184,7 +214,7 @@ class LyapunovPolicy(FedLoRAPolicy):
         cand = cand[np.argsort(-j_up[cand], kind="stable")]
         best_j, best_n, best_band = -np.inf, 0, None
         while cand.size:
-            batch, cand = cand[:self.batch], cand[self.batch:]
+            batch, cand = cand[: self.batch], cand[self.batch :]
             delay, band = self._exact(gs, bs, batch + 1, c_lo, c_hi)
             j = lyapunov_objective(batch + 1.0, delay / budget, queue, self.zeta, self.objective)
             i = int(np.argmax(j))
@@ -203,8 +233,9 @@ class LyapunovPolicy(FedLoRAPolicy):
             todo = np.array([m for m in ns if m not in exact], dtype=np.int64)
             if todo.size:
                 d, b = self._exact(gs, bs, todo, c_lo, c_hi)
-                jj = lyapunov_objective(todo.astype(np.float64), d / budget, queue, self.zeta,
-                                        self.objective)
+                jj = lyapunov_objective(
+                    todo.astype(np.float64), d / budget, queue, self.zeta, self.objective
+                )
                 assert isinstance(jj, np.ndarray)  # one J per prefix length in todo
                 for m, v, bb in zip(todo, jj, b):
                     exact[int(m)], bands[int(m)] = float(v), bb
@@ -214,7 +245,7 @@ class LyapunovPolicy(FedLoRAPolicy):
         n = 0
         while n < k:
             # certified "J_{m+1} >= J_m" for every m >= n up to the first uncertain step
-            sure = lo[n + 1:] >= up[n:-1]
+            sure = lo[n + 1 :] >= up[n:-1]
             steps = int(np.argmin(sure)) if not sure.all() else sure.size
             n += steps
             if n >= k:
@@ -277,8 +308,13 @@ class BudgetProfilePolicy(FedLoRAPolicy):
     last round's budget.
     """
 
-    def __init__(self, config: FedLoRAConfig, action_mode: str | None = None,
-                 seed: int | None = None, growth: float = 1.0) -> None:
+    def __init__(
+        self,
+        config: FedLoRAConfig,
+        action_mode: str | None = None,
+        seed: int | None = None,
+        growth: float = 1.0,
+    ) -> None:
         super().__init__(config, action_mode, seed)
         self.growth = float(growth)
         self.profile = budget_profile(self.growth, config.episode_rounds)

@@ -30,8 +30,14 @@ def ref_bandwidth_for_delay(bits: float, delay: float, gain: float, noise_psd: f
     def h(u: float) -> float:
         return math.log1p(u) / u - lam
 
-    u = brentq(h, 0.5 * delta, 10.0 + 4.0 * math.log(1.0 / lam) / lam, xtol=1e-300,
-               rtol=4 * np.finfo(float).eps, maxiter=500)
+    u = brentq(
+        h,
+        0.5 * delta,
+        10.0 + 4.0 * math.log(1.0 / lam) / lam,
+        xtol=1e-300,
+        rtol=4 * np.finfo(float).eps,
+        maxiter=500,
+    )
     return a / u
 
 
@@ -47,8 +53,10 @@ def ref_min_common_delay(bits, gain, noise_psd: float, total_bandwidth: float) -
         return need - total_bandwidth
 
     # every device alone with all of B: the slowest is a lower bound; equal split an upper bound
-    lo = max(m / (total_bandwidth * math.log2(1 + g / (total_bandwidth * noise_psd)))
-             for m, g in zip(bits, gain))
+    lo = max(
+        m / (total_bandwidth * math.log2(1 + g / (total_bandwidth * noise_psd)))
+        for m, g in zip(bits, gain)
+    )
     share = total_bandwidth / len(gain)
     hi = max(m / (share * math.log2(1 + g / (share * noise_psd))) for m, g in zip(bits, gain))
     if excess(hi) <= 0 and excess(lo) >= 0 and lo == hi:
@@ -56,8 +64,9 @@ def ref_min_common_delay(bits, gain, noise_psd: float, total_bandwidth: float) -
     lo_eval = excess(lo)
     if lo_eval <= 0:
         return lo
-    return brentq(excess, lo, hi * (1 + 1e-12), xtol=1e-300, rtol=4 * np.finfo(float).eps,
-                  maxiter=500)
+    return brentq(
+        excess, lo, hi * (1 + 1e-12), xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500
+    )
 
 
 def ref_objective(n: int, x: float, queue: float, zeta: float, variant: str) -> float:
@@ -67,9 +76,16 @@ def ref_objective(n: int, x: float, queue: float, zeta: float, variant: str) -> 
     return n - zeta * (queue * x + 0.5 * (x - 1.0) ** 2)
 
 
-def ref_lyapunov_prefixes(gain, bits, queue: float, budget: float, noise_psd: float,
-                          total_bandwidth: float, zeta: float, variant: str = "corrected"
-                          ) -> tuple[list[int], list[float]]:
+def ref_lyapunov_prefixes(
+    gain,
+    bits,
+    queue: float,
+    budget: float,
+    noise_psd: float,
+    total_bandwidth: float,
+    zeta: float,
+    variant: str = "corrected",
+) -> tuple[list[int], list[float]]:
     """The channel order and the objective of every prefix n = 1..K, one brentq solve each."""
     gain = np.asarray(gain, dtype=float)
     bits = np.broadcast_to(np.asarray(bits, dtype=float), gain.shape)
@@ -82,20 +98,30 @@ def ref_lyapunov_prefixes(gain, bits, queue: float, budget: float, noise_psd: fl
     return order, values
 
 
-def ref_lyapunov_decision(gain, bits, queue: float, budget: float, noise_psd: float,
-                          total_bandwidth: float, zeta: float) -> tuple[int, list[int]]:
+def ref_lyapunov_decision(
+    gain, bits, queue: float, budget: float, noise_psd: float, total_bandwidth: float, zeta: float
+) -> tuple[int, list[int]]:
     """The corrected Lyapunov decision the slow way: every prefix by brentq, then the argmax.
 
     Returns (n, order).
     """
-    order, values = ref_lyapunov_prefixes(gain, bits, queue, budget, noise_psd, total_bandwidth,
-                                          zeta)
+    order, values = ref_lyapunov_prefixes(
+        gain, bits, queue, budget, noise_psd, total_bandwidth, zeta
+    )
     return int(np.argmax(values)) + 1, order
 
 
-def brute_force_best_subset(gain, bits, queue: float, budget: float, noise_psd: float,
-                            total_bandwidth: float, zeta: float, variant: str = "corrected",
-                            min_devices: int = 1) -> tuple[float, tuple[int, ...]]:
+def brute_force_best_subset(
+    gain,
+    bits,
+    queue: float,
+    budget: float,
+    noise_psd: float,
+    total_bandwidth: float,
+    zeta: float,
+    variant: str = "corrected",
+    min_devices: int = 1,
+) -> tuple[float, tuple[int, ...]]:
     """Best objective over every subset (each with its min-max-delay bandwidth): exponential
     in K."""
     gain = np.asarray(gain, dtype=float)

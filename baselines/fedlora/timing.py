@@ -37,8 +37,9 @@ def tuned(policy: str, config: FedLoRAConfig) -> dict[str, float]:
 def zeta_schedule(zeta0: float, decay: float, rounds: int) -> np.ndarray:
     """zeta(t) = zeta0 exp(-decay t / T) for t = 0 .. T - 1 (decay 0: constant)."""
     if not (math.isfinite(zeta0) and zeta0 >= 0 and math.isfinite(decay)):
-        raise ValueError(f"zeta0 must be a finite number >= 0 and decay finite, got {zeta0!r}, "
-                         f"{decay!r}")
+        raise ValueError(
+            f"zeta0 must be a finite number >= 0 and decay finite, got {zeta0!r}, {decay!r}"
+        )
     return zeta0 * np.exp(-decay * np.arange(int(rounds)) / max(int(rounds), 1))
 
 
@@ -49,9 +50,15 @@ class DescendingZetaLyapunov(LyapunovPolicy):
     partition (:func:`tuned`; zeta0 falls back to ``config.zeta`` and decay to 1).
     Rounds past T keep the last round's weight."""
 
-    def __init__(self, config: FedLoRAConfig, action_mode: str | None = None,
-                 seed: int | None = None, zeta: float | None = None,
-                 decay: float | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        config: FedLoRAConfig,
+        action_mode: str | None = None,
+        seed: int | None = None,
+        zeta: float | None = None,
+        decay: float | None = None,
+        **options: Any,
+    ) -> None:
         best = tuned("lyapunov-descending", config)
         zeta0 = float(best.get("zeta", config.zeta) if zeta is None else zeta)
         super().__init__(config, action_mode, seed, zeta=zeta0, **options)
@@ -68,7 +75,12 @@ class TunedBudgetProfile(BudgetProfilePolicy):
     """``gs-profile`` with its growth tuned on training seeds for the config's data partition
     (:func:`tuned`; 1 when none was tuned), unless ``growth`` is given."""
 
-    def __init__(self, config: FedLoRAConfig, action_mode: str | None = None,
-                 seed: int | None = None, growth: float | None = None) -> None:
+    def __init__(
+        self,
+        config: FedLoRAConfig,
+        action_mode: str | None = None,
+        seed: int | None = None,
+        growth: float | None = None,
+    ) -> None:
         value = tuned("gs-profile", config).get("growth", 1.0) if growth is None else growth
         super().__init__(config, action_mode, seed, growth=float(value))

@@ -24,6 +24,7 @@ def _factory(cls: type[MECPolicy]) -> Any:
 
 #: name -> (factory(config, action_mode=..., **options), relative cost of a decision)
 REFERENCE_POLICIES: dict[str, tuple[Any, float]] = {
-    name: (_factory(cls), cls.decision_cost) for name, cls in POLICIES.items()}
+    name: (_factory(cls), cls.decision_cost) for name, cls in POLICIES.items()
+}
 
 __all__ = ["POLICIES", "REFERENCE_POLICIES", "MECPolicy"]

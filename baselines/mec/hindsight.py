@@ -124,13 +124,15 @@ def stack_rounds(rounds: list[MECInstance]) -> MECInstance:
     values: dict[str, Any] = {}
     for f in fields(MECInstance):
         v = getattr(rounds[0], f.name)
-        values[f.name] = np.stack([getattr(r, f.name) for r in rounds]) if isinstance(
-            v, np.ndarray) else v
+        values[f.name] = (
+            np.stack([getattr(r, f.name) for r in rounds]) if isinstance(v, np.ndarray) else v
+        )
     return MECInstance(**values)
 
 
-def _device_layer(inst: MECInstance, we_dev: np.ndarray, wt: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _device_layer(
+    inst: MECInstance, we_dev: np.ndarray, wt: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(T, N): the least priced device cost of one layer over f_n in [floor, f^max] (convex in
     f: the clipped stationary point) and the device energy of one layer there."""
     cd = inst.cores_user * inst.flops_user
@@ -168,8 +170,11 @@ def _edge_costs(inst: MECInstance, we: float, wt: float, nu: np.ndarray) -> np.n
     (to its right) descends monotonically to it; the minimiser is that root clipped to the
     capacity. omega_e = 0 or omega_t = 0: bisection on the derivative (:func:`_bisect`)."""
     alphas = np.arange(1, inst.num_layers, dtype=np.float64)
-    k = ((inst.num_layers - alphas) * inst.psi[..., :, None, None]
-         / (inst.cores_edge * inst.flops_edge)[..., None, :, None])
+    k = (
+        (inst.num_layers - alphas)
+        * inst.psi[..., :, None, None]
+        / (inst.cores_edge * inst.flops_edge)[..., None, :, None]
+    )
     cap = np.broadcast_to(inst.f_edge_max[..., None, :, None], k.shape)
     nu4 = np.broadcast_to(nu[..., None, :, None], k.shape)
     if we > 0 and wt > 0:
@@ -187,8 +192,14 @@ def _edge_costs(inst: MECInstance, we: float, wt: float, nu: np.ndarray) -> np.n
     return k * (wt / f + we * inst.kappa_edge * f**2) + nu4 * f
 
 
-def _best_power(s_hz: np.ndarray, b: np.ndarray, we_dev: np.ndarray, wt: float,
-                p_lo: np.ndarray, p_hi: np.ndarray) -> np.ndarray:
+def _best_power(
+    s_hz: np.ndarray,
+    b: np.ndarray,
+    we_dev: np.ndarray,
+    wt: float,
+    p_lo: np.ndarray,
+    p_hi: np.ndarray,
+) -> np.ndarray:
     """The power minimising s (omega_e p + omega_t) / r(p, b) at bandwidth b (clipped to its
     bounds): stationary where kappa(x) = omega_t S / (omega_e b), x = S p / b (see
     ``resources.optimal_power_bandwidth``); omega_t = 0 gives p_lo."""
@@ -202,8 +213,9 @@ def _best_power(s_hz: np.ndarray, b: np.ndarray, we_dev: np.ndarray, wt: float,
     return np.clip(np.exp(u) * b / s_hz, p_lo, p_hi)
 
 
-def _upload_costs(inst: MECInstance, we_dev: np.ndarray, wt: float, mu: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _upload_costs(
+    inst: MECInstance, we_dev: np.ndarray, wt: float, mu: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(T, N, M): min over p in [p_lo, p^max], 0 < b <= b_m^max of the priced upload cost
     s (omega_e' p + omega_t) / r(p, b) + mu_m b, and the upload energy s p / r there.
 
@@ -223,9 +235,16 @@ def _upload_costs(inst: MECInstance, we_dev: np.ndarray, wt: float, mu: np.ndarr
     return bits * (ce * p + wt) / rate + mu3 * b, bits * p / rate
 
 
-def _upload_argmin(s_hz: np.ndarray, bits: np.ndarray, ce: np.ndarray, wt: float,
-                   p_lo: np.ndarray, p_hi: np.ndarray, cap: np.ndarray, mu: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _upload_argmin(
+    s_hz: np.ndarray,
+    bits: np.ndarray,
+    ce: np.ndarray,
+    wt: float,
+    p_lo: np.ndarray,
+    p_hi: np.ndarray,
+    cap: np.ndarray,
+    mu: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """(b, p) minimising s (ce p + wt) / r(p, b) + mu b over p in [p_lo, p_hi], 0 < b <= cap
     (arrays of one shape).
 
@@ -248,16 +267,24 @@ def _upload_argmin(s_hz: np.ndarray, bits: np.ndarray, ce: np.ndarray, wt: float
     p = np.where(use_cap, _best_power(s_hz, cap, ce, wt, p_lo, p_hi), p)
     miss = ~ok & ~use_cap
     if miss.any():
-        b_miss, p_miss = _upload_bisect(s_hz[miss], bits[miss], ce[miss], wt, p_lo[miss],
-                                        p_hi[miss], cap[miss], mu[miss])
+        b_miss, p_miss = _upload_bisect(
+            s_hz[miss], bits[miss], ce[miss], wt, p_lo[miss], p_hi[miss], cap[miss], mu[miss]
+        )
         b, p = b.copy(), p.copy()
         b[miss], p[miss] = b_miss, p_miss
     return b, p
 
 
-def _upload_bisect(s_hz: np.ndarray, bits: np.ndarray, ce: np.ndarray, wt: float,
-                   p_lo: np.ndarray, p_hi: np.ndarray, cap: np.ndarray, mu: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _upload_bisect(
+    s_hz: np.ndarray,
+    bits: np.ndarray,
+    ce: np.ndarray,
+    wt: float,
+    p_lo: np.ndarray,
+    p_hi: np.ndarray,
+    cap: np.ndarray,
+    mu: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_upload_argmin` by bisection on log b of V'(b) + mu (:func:`_bisect`, 64
     halvings of [cap e^-46, cap]), the power at each b by :func:`_best_power`."""
 
@@ -270,8 +297,9 @@ def _upload_bisect(s_hz: np.ndarray, bits: np.ndarray, ce: np.ndarray, wt: float
     return b, at(b)[0]
 
 
-def edge_costs(stacked: MECInstance, weights: tuple[float, float, float], nu: np.ndarray
-               ) -> np.ndarray:
+def edge_costs(
+    stacked: MECInstance, weights: tuple[float, float, float], nu: np.ndarray
+) -> np.ndarray:
     """(T, N, M, Upsilon - 1): each user's least edge GPU cost at each server and each alpha,
     the GPU priced at ``nu`` (:func:`user_minima`'s edge term; it does not depend on the
     device-energy price)."""
@@ -279,9 +307,14 @@ def edge_costs(stacked: MECInstance, weights: tuple[float, float, float], nu: np
     return _edge_costs(stacked, we, wt_all, np.maximum(np.asarray(nu, dtype=np.float64), 0.0))
 
 
-def relaxed_rounds(stacked: MECInstance, weights: tuple[float, float, float],
-                   upload_delay: bool, price: np.ndarray, mu: np.ndarray, nu: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def relaxed_rounds(
+    stacked: MECInstance,
+    weights: tuple[float, float, float],
+    upload_delay: bool,
+    price: np.ndarray,
+    mu: np.ndarray,
+    nu: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Certified lower bound (ii) on each round's priced problem min_x C(x) + sum lambda_n
     e_n(x): ``user_minima``'s per-user minima summed, less the capacity terms.
 
@@ -293,9 +326,16 @@ def relaxed_rounds(stacked: MECInstance, weights: tuple[float, float, float],
     return mins.sum(-1) - const, energy
 
 
-def user_minima(stacked: MECInstance, weights: tuple[float, float, float],
-                upload_delay: bool, price: np.ndarray, mu: np.ndarray, nu: np.ndarray, *,
-                edge: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def user_minima(
+    stacked: MECInstance,
+    weights: tuple[float, float, float],
+    upload_delay: bool,
+    price: np.ndarray,
+    mu: np.ndarray,
+    nu: np.ndarray,
+    *,
+    edge: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each user's minimum phi_n of (ii) in every round, its device energy there, and the
     capacity terms sum_m (mu_m b_m^max + nu_m f_m^max) per round.
 
@@ -324,31 +364,51 @@ def user_minima(stacked: MECInstance, weights: tuple[float, float, float],
     if edge is None:
         edge = edge_costs(stacked, weights, nu)
     alphas = np.arange(1, stacked.num_layers, dtype=np.float64)
-    stab = ws * F.stability_bound(alphas, stacked.num_layers, stacked.lipschitz,
-                                  stacked.samples[..., :, None])
-    total = (alphas * dev[..., :, None, None] + edge + up[..., :, :, None]
-             + stab[..., :, None, :])  # (T, N, M, A)
+    stab = ws * F.stability_bound(
+        alphas, stacked.num_layers, stacked.lipschitz, stacked.samples[..., :, None]
+    )
+    total = (
+        alphas * dev[..., :, None, None] + edge + up[..., :, :, None] + stab[..., :, None, :]
+    )  # (T, N, M, A)
     a_len = alphas.shape[0]
     flat = total.reshape(total.shape[:-2] + (-1,))
     best = np.argmin(flat, axis=-1)
     m_best, a_best = best // a_len, best % a_len
     mins = np.take_along_axis(flat, best[..., None], -1)[..., 0]
     const = (mu * stacked.b_max).sum(-1) + (nu * stacked.f_edge_max).sum(-1)
-    energy = (alphas[a_best] * dev_energy
-              + np.take_along_axis(up_energy, m_best[..., None], -1)[..., 0])
+    energy = (
+        alphas[a_best] * dev_energy + np.take_along_axis(up_energy, m_best[..., None], -1)[..., 0]
+    )
     return mins, energy, const
 
 
-def relaxed_round(inst: MECInstance, weights: tuple[float, float, float], upload_delay: bool,
-                  price: np.ndarray, mu: np.ndarray, nu: np.ndarray) -> tuple[float, np.ndarray]:
+def relaxed_round(
+    inst: MECInstance,
+    weights: tuple[float, float, float],
+    upload_delay: bool,
+    price: np.ndarray,
+    mu: np.ndarray,
+    nu: np.ndarray,
+) -> tuple[float, np.ndarray]:
     """:func:`relaxed_rounds` of one round: (value, device energy (N,))."""
-    v, e = relaxed_rounds(stack_rounds([inst]), weights, upload_delay, price,
-                          np.asarray(mu)[None], np.asarray(nu)[None])
+    v, e = relaxed_rounds(
+        stack_rounds([inst]),
+        weights,
+        upload_delay,
+        price,
+        np.asarray(mu)[None],
+        np.asarray(nu)[None],
+    )
     return float(v[0]), e[0]
 
 
-def capacity_prices(inst: MECInstance, weights: tuple[float, float, float], upload_delay: bool,
-                    price: np.ndarray, dec: MECDecision) -> tuple[np.ndarray, np.ndarray]:
+def capacity_prices(
+    inst: MECInstance,
+    weights: tuple[float, float, float],
+    upload_delay: bool,
+    price: np.ndarray,
+    dec: MECDecision,
+) -> tuple[np.ndarray, np.ndarray]:
     """KKT multipliers (mu_m, nu_m) of each server's band and GPU at a decision whose resources
     are the exact rule's for its (alpha, server): per server, the mean over its users of
     -dV_n/db (upload, envelope theorem) and of c_n (omega_t / f^2 - 2 omega_e kappa_2 f) (edge
@@ -372,8 +432,14 @@ def capacity_prices(inst: MECInstance, weights: tuple[float, float, float], uplo
 
 
 # ---------------------------------------------------------------------------- episode
-def episode_bound(config: MECConfig, rounds: list[MECInstance], price_cap: float, *,
-                  outer: int = 3, steps: int = 36) -> HindsightResult:
+def episode_bound(
+    config: MECConfig,
+    rounds: list[MECInstance],
+    price_cap: float,
+    *,
+    outer: int = 3,
+    steps: int = 36,
+) -> HindsightResult:
     """Certified lower bound on the headline H of every policy on an episode (module doc).
 
     With the capacity prices mu, nu fixed, the bound (i)-(ii) separates over users:
@@ -406,8 +472,9 @@ def episode_bound(config: MECConfig, rounds: list[MECInstance], price_cap: float
     best_value, best_theta = -np.inf, theta.copy()
     for _ in range(outer):
         primal.price = theta / (n * budget)
-        prices = [capacity_prices(inst, w, ud, primal.price, primal.decide(inst))
-                  for inst in rounds]
+        prices = [
+            capacity_prices(inst, w, ud, primal.price, primal.decide(inst)) for inst in rounds
+        ]
         mu = np.stack([p[0] for p in prices])
         nu = np.stack([p[1] for p in prices])
         lo, hi = np.zeros(n), np.full(n, float(price_cap))
@@ -417,8 +484,7 @@ def episode_bound(config: MECConfig, rounds: list[MECInstance], price_cap: float
         edge = edge_costs(stacked, w, nu)
         for k in range(steps + 2):
             point = lo if k == 0 else hi if k == 1 else 0.5 * (lo + hi)
-            mins, energy, c = user_minima(stacked, w, ud, point / (n * budget), mu, nu,
-                                          edge=edge)
+            mins, energy, c = user_minima(stacked, w, ud, point / (n * budget), mu, nu, edge=edge)
             const = float(c.mean())
             value_n = mins.mean(axis=0) - point / n
             better = value_n > user_best
@@ -434,23 +500,36 @@ def episode_bound(config: MECConfig, rounds: list[MECInstance], price_cap: float
         theta = user_theta
     schedule = repaired_schedule(config, rounds, best_theta, price_cap)
     bound = best_value - MARGIN * abs(best_value)
-    return HindsightResult(bound=bound, theta=best_theta, schedule=schedule,
-                           iterations=outer * (steps + 2), seconds=time.perf_counter() - t0)
+    return HindsightResult(
+        bound=bound,
+        theta=best_theta,
+        schedule=schedule,
+        iterations=outer * (steps + 2),
+        seconds=time.perf_counter() - t0,
+    )
 
 
-def schedule_headline(config: MECConfig, rounds: list[MECInstance],
-                      schedule: list[MECDecision], price_cap: float) -> tuple[float, np.ndarray]:
+def schedule_headline(
+    config: MECConfig, rounds: list[MECInstance], schedule: list[MECDecision], price_cap: float
+) -> tuple[float, np.ndarray]:
     """H of a schedule (cost per round + P x mean relative overshoot) and each user's
     time-average device energy in budgets."""
-    terms = [R.per_user_terms(inst, dec, include_upload_delay=config.upload_delay)
-             for inst, dec in zip(rounds, schedule)]
+    terms = [
+        R.per_user_terms(inst, dec, include_upload_delay=config.upload_delay)
+        for inst, dec in zip(rounds, schedule)
+    ]
     cost = float(np.mean([R.cost_of_terms(t, config.weights) for t in terms]))
     ratio = np.mean([t["device_energy"] for t in terms], axis=0) / rounds[0].energy_budget
     return cost + price_cap * float(np.maximum(ratio - 1.0, 0.0).mean()), ratio
 
 
-def repaired_schedule(config: MECConfig, rounds: list[MECInstance], theta: np.ndarray,
-                      price_cap: float, max_repairs: int = 30) -> list[MECDecision]:
+def repaired_schedule(
+    config: MECConfig,
+    rounds: list[MECInstance],
+    theta: np.ndarray,
+    price_cap: float,
+    max_repairs: int = 30,
+) -> list[MECDecision]:
     """The feasible hindsight schedule: ``greedy-fast``'s decisions priced at the multipliers
     ``theta``, then repaired: while some user's time-average device energy is over its budget,
     its multiplier grows (x 1.25, at least + 0.01, at most P) and the episode is re-decided;
@@ -469,8 +548,7 @@ def repaired_schedule(config: MECConfig, rounds: list[MECInstance], theta: np.nd
         over = ratio > 1.0
         if not over.any():
             break
-        theta = np.where(over, np.minimum(np.maximum(1.25 * theta, theta + 0.01), price_cap),
-                         theta)
+        theta = np.where(over, np.minimum(np.maximum(1.25 * theta, theta + 0.01), price_cap), theta)
     return best[1]
 
 
@@ -486,7 +564,8 @@ class _FixedPrice(GreedyFastPolicy):
 
     def association(self, inst: MECInstance) -> np.ndarray:
         cache: dict[int, tuple[MECInstance, np.ndarray]] = self.__dict__.setdefault(
-            "_associations", {})
+            "_associations", {}
+        )
         hit = cache.get(id(inst))
         if hit is None or hit[0] is not inst:
             hit = cache[id(inst)] = (inst, super().association(inst))
@@ -502,8 +581,13 @@ class SchedulePolicy:
         self.schedule = schedule
         self.config = config
 
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
-                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
         from edgeft.envs.mec.actions import decision_to_action
         from edgeft.envs.mec.observation import decode_observation
 
@@ -528,5 +612,9 @@ def hindsight_plan(env_id: str, config: dict[str, Any], seed: int) -> HindsightP
         env.close()
     result = episode_bound(cfg, rounds, OVERSHOOT_PRICE)
     replay_config = make_config(env_id, {**config, "action_mode": "full"})
-    return HindsightPlan(bound=result.bound, policy=SchedulePolicy(result.schedule, replay_config),
-                         action_mode="full", extra={"bound_seconds": result.seconds})
+    return HindsightPlan(
+        bound=result.bound,
+        policy=SchedulePolicy(result.schedule, replay_config),
+        action_mode="full",
+        extra={"bound_seconds": result.seconds},
+    )

@@ -44,13 +44,19 @@ class MECPolicy:
     #: starts the costliest episodes first; results do not depend on it
     decision_cost = 1.0
 
-    def __init__(self, config: MECConfig, action_mode: str | None = None, seed: int | None = None,
-                 **options: Any) -> None:
+    def __init__(
+        self,
+        config: MECConfig,
+        action_mode: str | None = None,
+        seed: int | None = None,
+        **options: Any,
+    ) -> None:
         self.config = config
         self.action_mode = action_mode or config.action_mode
         if self.action_mode not in config.ACTION_MODES:
-            raise ValueError(f"action_mode must be one of {list(config.ACTION_MODES)}, "
-                             f"got {self.action_mode!r}")
+            raise ValueError(
+                f"action_mode must be one of {list(config.ACTION_MODES)}, got {self.action_mode!r}"
+            )
         self.weights = config.weights
         self.upload_delay = config.upload_delay
         self.rng = np.random.default_rng(seed)
@@ -71,9 +77,13 @@ class MECPolicy:
         return None
 
     # -- SB3 protocol
-    def predict(self, observation: np.ndarray, state: Any = None,
-                episode_start: np.ndarray | None = None, deterministic: bool = False
-                ) -> tuple[np.ndarray, Any]:
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
         """SB3's ``predict``: one observation (1-D) or a batch (2-D) -> action(s), state."""
         obs = np.asarray(observation, dtype=np.float64)
         if obs.ndim == 2:
@@ -94,17 +104,25 @@ class MECPolicy:
 
     # -- shared steps
     def _finish(self, inst: MECInstance, res: S.AOResult) -> MECDecision:
-        return S.round_alpha(inst, self.weights, res, upload_delay=self.upload_delay,
-                             price=self.energy_price(inst)).decision
+        return S.round_alpha(
+            inst, self.weights, res, upload_delay=self.upload_delay, price=self.energy_price(inst)
+        ).decision
 
     def _fp_ao(self, inst: MECInstance, server: np.ndarray, **kw: Any) -> S.AOResult:
-        return S.fp_ao(inst, self.weights, server, upload_delay=self.upload_delay,
-                       tol=self.options.get("tol", 1e-9),
-                       max_iter=int(self.options.get("max_iter", 100)),
-                       price=self.energy_price(inst), **kw)
+        return S.fp_ao(
+            inst,
+            self.weights,
+            server,
+            upload_delay=self.upload_delay,
+            tol=self.options.get("tol", 1e-9),
+            max_iter=int(self.options.get("max_iter", 100)),
+            price=self.energy_price(inst),
+            **kw,
+        )
 
-    def _random_resources(self, inst: MECInstance, server: np.ndarray, alpha: np.ndarray
-                          ) -> MECDecision:
+    def _random_resources(
+        self, inst: MECInstance, server: np.ndarray, alpha: np.ndarray
+    ) -> MECDecision:
         n, m = inst.num_users, inst.num_servers
         rng = self.rng
         share_b = rng.uniform(0.05, 1.0, size=n)
@@ -112,11 +130,13 @@ class MECPolicy:
         tot_b = np.bincount(server, weights=share_b, minlength=m)
         tot_f = np.bincount(server, weights=share_f, minlength=m)
         return MECDecision(
-            alpha=alpha, server=server,
+            alpha=alpha,
+            server=server,
             power=rng.uniform(0.1, 1.0, size=n) * inst.p_max,
             bandwidth=share_b / tot_b[server] * inst.b_max[server],
             freq_user=rng.uniform(0.1, 1.0, size=n) * inst.f_user_max,
-            freq_edge=share_f / tot_f[server] * inst.f_edge_max[server])
+            freq_edge=share_f / tot_f[server] * inst.f_edge_max[server],
+        )
 
 
 class GreedyPolicy(MECPolicy):
@@ -173,8 +193,7 @@ class FPCCCPPolicy(MECPolicy):
         self.cccp_iterations: list[int] = []
         for _ in range(int(self.options.get("outer_iters", 3))):
             dec = best.decision
-            u, v, lin = S.congestion_coefficients(inst, self.weights, dec, self.upload_delay,
-                                                  price)
+            u, v, lin = S.congestion_coefficients(inst, self.weights, dec, self.upload_delay, price)
             current = dec.association(m)
             starts = [current, np.full((n, m), 1.0 / m)]
             for _ in range(int(self.options.get("starts", 4)) - 2):
@@ -187,10 +206,12 @@ class FPCCCPPolicy(MECPolicy):
                 if tuple(c) in seen:
                     continue
                 seen.add(tuple(c))
-                quick = fast_resource_rule(inst, dec.alpha, c, self.weights, self.upload_delay,
-                                           price)
-                scored.append((S.cost_of(inst, quick, self.weights, self.upload_delay, price),
-                               quick))
+                quick = fast_resource_rule(
+                    inst, dec.alpha, c, self.weights, self.upload_delay, price
+                )
+                scored.append(
+                    (S.cost_of(inst, quick, self.weights, self.upload_delay, price), quick)
+                )
             if not scored:
                 break
             _, quick = min(scored, key=lambda x: x[0])
@@ -337,8 +358,13 @@ class FPCCCPDPPPolicy(DriftPlusPenalty, FPCCCPPolicy):
     decision_cost = 8.0
 
 
-def best_integer_alpha(inst: MECInstance, weights: tuple[float, float, float], dec: MECDecision,
-                       upload_delay: bool, price: np.ndarray | None = None) -> np.ndarray:
+def best_integer_alpha(
+    inst: MECInstance,
+    weights: tuple[float, float, float],
+    dec: MECDecision,
+    upload_delay: bool,
+    price: np.ndarray | None = None,
+) -> np.ndarray:
     """Each user's integer alpha minimising the round's cost for ``dec``'s other decisions.
 
     Per user the cost is convex in alpha, so the better integer neighbour of the continuous
@@ -347,20 +373,33 @@ def best_integer_alpha(inst: MECInstance, weights: tuple[float, float, float], d
     """
     a = S.optimal_alpha(inst, weights, dec, price)
     lo, hi = (np.clip(v, 1, inst.num_layers - 1) for v in (np.floor(a), np.ceil(a)))
-    costs = [_per_user_cost(inst, _with_alpha(dec, v), weights, upload_delay, price)
-             for v in (lo, hi)]
+    costs = [
+        _per_user_cost(inst, _with_alpha(dec, v), weights, upload_delay, price) for v in (lo, hi)
+    ]
     return np.where(costs[0] <= costs[1], lo, hi)
 
 
 def _with_alpha(dec: MECDecision, alpha: np.ndarray) -> MECDecision:
-    return MECDecision(alpha=alpha, server=dec.server, power=dec.power, bandwidth=dec.bandwidth,
-                       freq_user=dec.freq_user, freq_edge=dec.freq_edge)
+    return MECDecision(
+        alpha=alpha,
+        server=dec.server,
+        power=dec.power,
+        bandwidth=dec.bandwidth,
+        freq_user=dec.freq_user,
+        freq_edge=dec.freq_edge,
+    )
 
 
-def _per_user_cost(inst: MECInstance, dec: MECDecision, weights: tuple[float, float, float],
-                   upload_delay: bool, price: np.ndarray | None = None) -> np.ndarray:
-    return R.per_user_cost(R.per_user_terms(inst, dec, include_upload_delay=upload_delay),
-                           weights, price)
+def _per_user_cost(
+    inst: MECInstance,
+    dec: MECDecision,
+    weights: tuple[float, float, float],
+    upload_delay: bool,
+    price: np.ndarray | None = None,
+) -> np.ndarray:
+    return R.per_user_cost(
+        R.per_user_terms(inst, dec, include_upload_delay=upload_delay), weights, price
+    )
 
 
 POLICIES: dict[str, type[MECPolicy]] = {

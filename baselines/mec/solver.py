@@ -115,16 +115,36 @@ class P4Problem:
     can be pinned (lower = upper bound) for the resource-only steps.
     """
 
-    def __init__(self, num_users: int, num_servers: int, num_layers: int,
-                 upload_delay: bool = True) -> None:
+    def __init__(
+        self, num_users: int, num_servers: int, num_layers: int, upload_delay: bool = True
+    ) -> None:
         import cvxpy as cp
 
         n, m = num_users, num_servers
         self.num_users, self.num_servers, self.upload_delay = n, m, upload_delay
         self.num_layers = num_layers
-        P = {name: cp.Parameter(n, nonneg=True, name=name) for name in (
-            "z", "a1", "a2", "q", "b1", "b2", "e1", "e2", "d1", "sc", "c", "u", "p_max", "p_lo",
-            "fu_max", "alpha_lo", "alpha_hi")}
+        P = {
+            name: cp.Parameter(n, nonneg=True, name=name)
+            for name in (
+                "z",
+                "a1",
+                "a2",
+                "q",
+                "b1",
+                "b2",
+                "e1",
+                "e2",
+                "d1",
+                "sc",
+                "c",
+                "u",
+                "p_max",
+                "p_lo",
+                "fu_max",
+                "alpha_lo",
+                "alpha_hi",
+            )
+        }
         P["assoc"] = cp.Parameter((m, n), nonneg=True, name="assoc")
         P["b_max"] = cp.Parameter(m, nonneg=True, name="b_max")
         P["fe_max"] = cp.Parameter(m, nonneg=True, name="fe_max")
@@ -150,13 +170,16 @@ class P4Problem:
             terms.append(cp.multiply(P["d1"], cp.inv_pos(r)))
         objective = cp.Minimize(sum(cp.sum(t) for t in terms))
         constraints = [
-            alpha >= P["alpha_lo"], alpha <= P["alpha_hi"],
-            p >= P["p_lo"], p <= P["p_max"],
+            alpha >= P["alpha_lo"],
+            alpha <= P["alpha_hi"],
+            p >= P["p_lo"],
+            p <= P["p_max"],
             fu <= P["fu_max"],
             P["assoc"] @ b <= P["b_max"],
             P["assoc"] @ fe <= P["fe_max"],
-            r <= -cp.rel_entr(cp.multiply(P["u"], b),
-                              cp.multiply(P["u"], b) + cp.multiply(P["c"], p)) / LN2,
+            r
+            <= -cp.rel_entr(cp.multiply(P["u"], b), cp.multiply(P["u"], b) + cp.multiply(P["c"], p))
+            / LN2,
         ]
         self.problem = cp.Problem(objective, constraints)
         self.solve_count = 0
@@ -186,8 +209,9 @@ class P4Problem:
             if self.problem.status in ("optimal", "optimal_inaccurate"):
                 break
         else:
-            raise RuntimeError(f"P4 solve failed with status {self.problem.status} after "
-                               f"trying {SOLVER_CHAIN}")
+            raise RuntimeError(
+                f"P4 solve failed with status {self.problem.status} after trying {SOLVER_CHAIN}"
+            )
         return {k: np.asarray(v.value, dtype=np.float64) for k, v in self.vars.items()}
 
 
@@ -225,12 +249,14 @@ def _safeguarded(new: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     out = (new < lo) | (new > hi)
     if not np.any(out & closed):
         return new
-    return np.where(out & closed, 0.5 * (np.where(closed, lo, 0.0) + np.where(closed, hi, 0.0)),
-                    new)
+    return np.where(
+        out & closed, 0.5 * (np.where(closed, lo, 0.0) + np.where(closed, hi, 0.0)), new
+    )
 
 
-def _increasing_root(fun: Any, t: np.ndarray, tol: float = _ROOT_TOL
-                     ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+def _increasing_root(
+    fun: Any, t: np.ndarray, tol: float = _ROOT_TOL
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """Per entry, the root of an increasing function of t by Newton's method, safeguarded by
     the bracket the signs seen so far give (bisection when a step leaves it, steps of at most
     ``_MAX_LOG_STEP``). ``fun(t)`` returns (value, derivative, *extra).
@@ -260,8 +286,14 @@ def _increasing_root(fun: Any, t: np.ndarray, tol: float = _ROOT_TOL
     raise P4SolveError("per-user Newton did not converge")
 
 
-def _server_root(level: Any, ell: np.ndarray, server: np.ndarray, target: np.ndarray,
-                 active: np.ndarray, tol: float = 1e-12) -> tuple[np.ndarray, ...]:
+def _server_root(
+    level: Any,
+    ell: np.ndarray,
+    server: np.ndarray,
+    target: np.ndarray,
+    active: np.ndarray,
+    tol: float = 1e-12,
+) -> tuple[np.ndarray, ...]:
     """Per active server, the log-multiplier ell with sum_{n at m} value_n(ell) = target_m.
 
     ``level(ell per user)`` returns each user's value (decreasing in ell), d log value / d ell
@@ -316,8 +348,9 @@ def _log_rate_terms(x: np.ndarray) -> tuple[np.ndarray, ...]:
     return np.log(log1), np.log(rho), x1, x1 / log1, x1 * x1 / rho
 
 
-def _p4_alpha(z: np.ndarray, q: np.ndarray, sc: np.ndarray, num_layers: float,
-              lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def _p4_alpha(
+    z: np.ndarray, q: np.ndarray, sc: np.ndarray, num_layers: float, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
     """argmin over [lo, hi] of z a^2 + q (Y - a)^2 + sc / (Y - a): with y = Y - a the
     stationary point is the positive root of 2 (z + q) y^3 - 2 z Y y^2 - sc = 0 (one sign
     change), reached by Newton's method from above (the cubic is convex there)."""
@@ -341,8 +374,13 @@ def _p4_user_freq(a1: np.ndarray, a2: np.ndarray, cap: np.ndarray) -> np.ndarray
     return np.minimum(f, cap)
 
 
-def _p4_edge_freq(b1: np.ndarray, b2: np.ndarray, server: np.ndarray, cap: np.ndarray,
-                  warm: dict[str, Any] | None = None) -> np.ndarray:
+def _p4_edge_freq(
+    b1: np.ndarray,
+    b2: np.ndarray,
+    server: np.ndarray,
+    cap: np.ndarray,
+    warm: dict[str, Any] | None = None,
+) -> np.ndarray:
     """Per server, argmin sum_n (b1 / f_n + b2 f_n^2)^2 subject to sum_n f_n <= cap.
 
     Each user's unconstrained minimiser is f* = (b1 / (2 b2))^(1/3). Where they do not fit,
@@ -376,10 +414,14 @@ def _p4_edge_freq(b1: np.ndarray, b2: np.ndarray, server: np.ndarray, cap: np.nd
         eq = (cap / np.maximum(count, 1.0))[server]
         y = np.minimum(eq / f_star, 1.0)
         with np.errstate(divide="ignore"):
-            ell_n = np.where(pos, np.log(np.maximum(2.0 / y**3 - 1.0 - y**3, 1e-300) / scale),
-                             log_2b1 - 3.0 * np.log(eq))
+            ell_n = np.where(
+                pos,
+                np.log(np.maximum(2.0 / y**3 - 1.0 - y**3, 1e-300) / scale),
+                log_2b1 - 3.0 * np.log(eq),
+            )
         start = np.bincount(server, weights=np.where(on, ell_n, 0.0), minlength=m) / np.maximum(
-            count, 1.0)
+            count, 1.0
+        )
     f, _, ell = _server_root(level, start, server, cap, active)
     if warm is not None:
         warm["edge"] = ell
@@ -388,9 +430,13 @@ def _p4_edge_freq(b1: np.ndarray, b2: np.ndarray, server: np.ndarray, cap: np.nd
     return np.where(on, f, f_star)
 
 
-def _p4_upload(v: dict[str, np.ndarray], d1: np.ndarray, server: np.ndarray,
-               band: np.ndarray, start: tuple[np.ndarray, np.ndarray]
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _p4_upload(
+    v: dict[str, np.ndarray],
+    d1: np.ndarray,
+    server: np.ndarray,
+    band: np.ndarray,
+    start: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per server, argmin sum_n e1 p^2 + e2 / r^2 + d1 / r subject to p_lo <= p <= p_max,
     r <= k b ln(1 + x), x = C p / b (k = u / ln 2, C = c / u: P4's rate constraint), and
     sum_n b_n <= band.
@@ -476,9 +522,14 @@ def _p4_upload(v: dict[str, np.ndarray], d1: np.ndarray, server: np.ndarray,
     return p, b, r
 
 
-def _p4_upload_newton(v: dict[str, np.ndarray], d1: np.ndarray, server: np.ndarray,
-                      band: np.ndarray, start: tuple[np.ndarray, np.ndarray],
-                      warm: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _p4_upload_newton(
+    v: dict[str, np.ndarray],
+    d1: np.ndarray,
+    server: np.ndarray,
+    band: np.ndarray,
+    start: tuple[np.ndarray, np.ndarray],
+    warm: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_p4_upload`'s problem by Newton's method on all its optimality conditions at
     once: unknowns t_n = log x_n and ell_m = log lambda_m, one equation per user
     (stationarity in b, as in :func:`_p4_upload`) and one per server (the band in full), the
@@ -529,10 +580,11 @@ def _p4_upload_newton(v: dict[str, np.ndarray], d1: np.ndarray, server: np.ndarr
         f = top + log_k + lr - ell_n
         # the active set: p's gradient sign 2 e1 p - (-phi'(r)) k C / (1 + x) at the bounds
         pull = log_2e1 + log_p - (top + log_k + log_cc - log1px)
-        new_branch = np.where(inner, np.where(log_p > log_phi_hi, 1,
-                                              np.where(log_p < log_plo, -1, 0)),
-                              np.where(branch > 0, np.where(energy & (pull > 0), 0, 1),
-                                       np.where(pull < 0, 0, -1)))
+        new_branch = np.where(
+            inner,
+            np.where(log_p > log_phi_hi, 1, np.where(log_p < log_plo, -1, 0)),
+            np.where(branch > 0, np.where(energy & (pull > 0), 0, 1), np.where(pull < 0, 0, -1)),
+        )
         b = np.exp(log_b)
         tot = np.bincount(server, weights=b, minlength=m)
         g = np.where(active, np.log(np.where(active, tot, 1.0)) - log_band, 0.0)
@@ -542,7 +594,8 @@ def _p4_upload_newton(v: dict[str, np.ndarray], d1: np.ndarray, server: np.ndarr
         if res > 1e-3:  # the active set is revised only near the current set's solution
             new_branch = branch
         if np.array_equal(new_branch, branch) and (
-                res < 1e-13 or (res < _NOISE_STEP and res > 0.5 * res_prev)):
+            res < 1e-13 or (res < _NOISE_STEP and res > 0.5 * res_prev)
+        ):
             warm.update(t=t, ell=ell, branch=branch)
             b = b * (band / np.where(active, tot, 1.0))[server]  # the band in full, exactly
             p = np.where(branch > 0, p_hi, np.where(branch < 0, p_lo, np.exp(log_p)))
@@ -561,17 +614,21 @@ def _p4_upload_newton(v: dict[str, np.ndarray], d1: np.ndarray, server: np.ndarr
         rhs = np.bincount(server, weights=b * b_t * f / f_t, minlength=m) - g * tot
         dl = np.where(active, rhs / np.where(active, coef, 1.0), 0.0)
         dt = -(f + f_l * dl[server]) / f_t
-        scale = min(1.0, 2.0 / max(float(np.max(np.abs(dt))), float(np.max(np.abs(dl))),
-                                   1e-300))
+        scale = min(1.0, 2.0 / max(float(np.max(np.abs(dt))), float(np.max(np.abs(dl))), 1e-300))
         t = t + scale * dt
         ell = ell + scale * dl
     raise P4SolveError("joint Newton did not converge")
 
 
-def solve_p4(values: dict[str, Any], server: np.ndarray, num_layers: int,
-             upload_delay: bool, start: tuple[np.ndarray, np.ndarray],
-             need_alpha: bool = True, warm: dict[str, Any] | None = None
-             ) -> dict[str, np.ndarray]:
+def solve_p4(
+    values: dict[str, Any],
+    server: np.ndarray,
+    num_layers: int,
+    upload_delay: bool,
+    start: tuple[np.ndarray, np.ndarray],
+    need_alpha: bool = True,
+    warm: dict[str, Any] | None = None,
+) -> dict[str, np.ndarray]:
     """P4's minimiser without a solver call (same values and units as :meth:`P4Problem.solve`).
 
     Args:
@@ -592,16 +649,20 @@ def solve_p4(values: dict[str, Any], server: np.ndarray, num_layers: int,
         P4SolveError: a search did not converge (ill-conditioned round).
     """
     v = values
-    lo, hi = np.asarray(v["alpha_lo"], dtype=np.float64), np.asarray(v["alpha_hi"],
-                                                                     dtype=np.float64)
-    alpha = (_p4_alpha(v["z"], v["q"], v["sc"], float(num_layers), lo, hi) if need_alpha
-             else lo.copy())
+    lo, hi = (
+        np.asarray(v["alpha_lo"], dtype=np.float64),
+        np.asarray(v["alpha_hi"], dtype=np.float64),
+    )
+    alpha = (
+        _p4_alpha(v["z"], v["q"], v["sc"], float(num_layers), lo, hi) if need_alpha else lo.copy()
+    )
     fu = _p4_user_freq(v["a1"], v["a2"], v["fu_max"])
     fe = _p4_edge_freq(v["b1"], v["b2"], server, v["fe_max"], warm)
     d1 = v["d1"] if upload_delay else np.zeros_like(v["e1"])
     try:
-        p, b, r = _p4_upload_newton(v, d1, server, v["b_max"], start,
-                                    warm if warm is not None else {})
+        p, b, r = _p4_upload_newton(
+            v, d1, server, v["b_max"], start, warm if warm is not None else {}
+        )
     except P4SolveError:
         if warm is not None:
             warm.clear()
@@ -623,8 +684,12 @@ class AOResult:
     failed: bool = False
 
 
-def _coefficients(inst: MECInstance, weights: tuple[float, float, float],
-                  server: np.ndarray, price: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def _coefficients(
+    inst: MECInstance,
+    weights: tuple[float, float, float],
+    server: np.ndarray,
+    price: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """Instance constants of P4 in solver units (per user at its server).
 
     ``price``: the device-energy price of ``reward.per_user_cost`` (omega_e + lambda_n weights
@@ -649,52 +714,78 @@ def _coefficients(inst: MECInstance, weights: tuple[float, float, float],
     }
 
 
-def to_decision(inst: MECInstance, server: np.ndarray, sol: dict[str, np.ndarray]
-                ) -> MECDecision:
+def to_decision(inst: MECInstance, server: np.ndarray, sol: dict[str, np.ndarray]) -> MECDecision:
     """Solver-unit variables to an SI decision (each resource at most its own cap: a value at
     its bound in solver units can land an ulp above it in SI units)."""
     server = np.asarray(server, dtype=np.int64)
-    return MECDecision(alpha=sol["alpha"].copy(), server=server, power=sol["p"].copy(),
-                       bandwidth=np.minimum(sol["b"] * _HZ_PER_MHZ, inst.b_max[server]),
-                       freq_user=np.minimum(sol["fu"] * _HZ_PER_GHZ, inst.f_user_max),
-                       freq_edge=np.minimum(sol["fe"] * _HZ_PER_GHZ, inst.f_edge_max[server]))
+    return MECDecision(
+        alpha=sol["alpha"].copy(),
+        server=server,
+        power=sol["p"].copy(),
+        bandwidth=np.minimum(sol["b"] * _HZ_PER_MHZ, inst.b_max[server]),
+        freq_user=np.minimum(sol["fu"] * _HZ_PER_GHZ, inst.f_user_max),
+        freq_edge=np.minimum(sol["fe"] * _HZ_PER_GHZ, inst.f_edge_max[server]),
+    )
 
 
-def cost_of(inst: MECInstance, dec: MECDecision, weights: tuple[float, float, float],
-            upload_delay: bool, price: np.ndarray | None = None) -> float:
+def cost_of(
+    inst: MECInstance,
+    dec: MECDecision,
+    weights: tuple[float, float, float],
+    upload_delay: bool,
+    price: np.ndarray | None = None,
+) -> float:
     """P3's objective H (the env's weighted cost, continuous alpha allowed); with ``price``,
     plus the priced device energy (``reward.per_user_cost``)."""
     return R.weighted_cost(inst, dec, weights, include_upload_delay=upload_delay, price=price)
 
 
-def equal_share_decision(inst: MECInstance, server: np.ndarray, alpha: Any = None
-                         ) -> MECDecision:
+def equal_share_decision(inst: MECInstance, server: np.ndarray, alpha: Any = None) -> MECDecision:
     """A feasible start: alpha = Upsilon/2 (or given), p = p_max, f = f_max, equal shares."""
     server = np.asarray(server, dtype=np.int64)
     count = np.bincount(server, minlength=inst.num_servers).astype(np.float64)
     if alpha is None:
         alpha = np.full(inst.num_users, inst.num_layers / 2.0)
-    return MECDecision(alpha=np.asarray(alpha, dtype=np.float64).copy(), server=server,
-                       power=inst.p_max.copy(),
-                       bandwidth=inst.b_max[server] / count[server],
-                       freq_user=inst.f_user_max.copy(),
-                       freq_edge=inst.f_edge_max[server] / count[server])
+    return MECDecision(
+        alpha=np.asarray(alpha, dtype=np.float64).copy(),
+        server=server,
+        power=inst.p_max.copy(),
+        bandwidth=inst.b_max[server] / count[server],
+        freq_user=inst.f_user_max.copy(),
+        freq_edge=inst.f_edge_max[server] / count[server],
+    )
 
 
-def _fixed_values(inst: MECInstance, server: np.ndarray, co: dict[str, np.ndarray],
-                  alpha_lo: np.ndarray, alpha_hi: np.ndarray) -> dict[str, Any]:
+def _fixed_values(
+    inst: MECInstance,
+    server: np.ndarray,
+    co: dict[str, np.ndarray],
+    alpha_lo: np.ndarray,
+    alpha_hi: np.ndarray,
+) -> dict[str, Any]:
     assoc = np.zeros((inst.num_servers, inst.num_users))
     assoc[server, np.arange(inst.num_users)] = 1.0
     return {
-        "sc": co["sc"], "p_max": inst.p_max, "p_lo": MIN_FRACTION * inst.p_max,
-        "fu_max": inst.f_user_max / _HZ_PER_GHZ, "alpha_lo": alpha_lo, "alpha_hi": alpha_hi,
-        "assoc": assoc, "b_max": inst.b_max / _HZ_PER_MHZ,
+        "sc": co["sc"],
+        "p_max": inst.p_max,
+        "p_lo": MIN_FRACTION * inst.p_max,
+        "fu_max": inst.f_user_max / _HZ_PER_GHZ,
+        "alpha_lo": alpha_lo,
+        "alpha_hi": alpha_hi,
+        "assoc": assoc,
+        "b_max": inst.b_max / _HZ_PER_MHZ,
         "fe_max": inst.f_edge_max / _HZ_PER_GHZ,
     }
 
 
-def _aux_values(dec: MECDecision, co: dict[str, np.ndarray], weights: tuple[float, float, float],
-                num_layers: int, noise_psd: float, gain: np.ndarray) -> dict[str, np.ndarray]:
+def _aux_values(
+    dec: MECDecision,
+    co: dict[str, np.ndarray],
+    weights: tuple[float, float, float],
+    num_layers: int,
+    noise_psd: float,
+    gain: np.ndarray,
+) -> dict[str, np.ndarray]:
     """The quadratic-transform auxiliaries z, v, q at ``dec`` (optimal for fixed ``dec``)."""
     _, wt, _ = weights
     we: Any = co["we_dev"]  # the upload energy is device energy
@@ -710,19 +801,36 @@ def _aux_values(dec: MECDecision, co: dict[str, np.ndarray], weights: tuple[floa
     v = 1.0 / (2.0 * dec.power * co["s"] * rate)
     r0 = rate  # the rate variable is in units of the current rate (conditioning)
     return {
-        "z": z, "a1": co["c1"] / (2 * np.sqrt(z)), "a2": co["c2"] / (2 * np.sqrt(z)),
-        "q": q, "b1": co["k1"] / (2 * np.sqrt(q)), "b2": co["k2"] / (2 * np.sqrt(q)),
-        "e1": we * co["s"] ** 2 * v, "e2": we / (4.0 * v * r0**2),
-        "d1": wt * co["s"] / r0, "u": 1.0 / r0, "c": co["c"] / r0,
+        "z": z,
+        "a1": co["c1"] / (2 * np.sqrt(z)),
+        "a2": co["c2"] / (2 * np.sqrt(z)),
+        "q": q,
+        "b1": co["k1"] / (2 * np.sqrt(q)),
+        "b2": co["k2"] / (2 * np.sqrt(q)),
+        "e1": we * co["s"] ** 2 * v,
+        "e2": we / (4.0 * v * r0**2),
+        "d1": wt * co["s"] / r0,
+        "u": 1.0 / r0,
+        "c": co["c"] / r0,
     }
 
 
 # --------------------------------------------------------------------------- FP-AO (P3)
-def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.ndarray, *,
-          upload_delay: bool = True, init: MECDecision | None = None,
-          fix_alpha: np.ndarray | None = None, tol: float = 1e-9, max_iter: int = 200,
-          compiled: bool = True, alpha_step: bool = True,
-          price: np.ndarray | None = None, backend: str | None = None) -> AOResult:
+def fp_ao(
+    inst: MECInstance,
+    weights: tuple[float, float, float],
+    server: np.ndarray,
+    *,
+    upload_delay: bool = True,
+    init: MECDecision | None = None,
+    fix_alpha: np.ndarray | None = None,
+    tol: float = 1e-9,
+    max_iter: int = 200,
+    compiled: bool = True,
+    alpha_step: bool = True,
+    price: np.ndarray | None = None,
+    backend: str | None = None,
+) -> AOResult:
     """Fractional-programming AO for P3(chi) (MEC Section 4.1, Proposition 1).
 
     Alternates the closed-form auxiliaries (z, v, q) with the convex P4 until the relative
@@ -759,8 +867,14 @@ def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.nda
     else:
         lo, hi = np.ones(n), np.full(n, inst.num_layers - 1.0)
     dec = init if init is not None else equal_share_decision(inst, server)
-    dec = MECDecision(alpha=np.clip(dec.alpha, lo, hi), server=server, power=dec.power,
-                      bandwidth=dec.bandwidth, freq_user=dec.freq_user, freq_edge=dec.freq_edge)
+    dec = MECDecision(
+        alpha=np.clip(dec.alpha, lo, hi),
+        server=server,
+        power=dec.power,
+        bandwidth=dec.bandwidth,
+        freq_user=dec.freq_user,
+        freq_edge=dec.freq_edge,
+    )
     fixed = _fixed_values(inst, server, co, lo, hi)
     cost = cost_of(inst, dec, weights, upload_delay, price)
     history = [cost]
@@ -773,8 +887,15 @@ def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.nda
         sol = None
         if exact:
             try:
-                sol = solve_p4(values, server, inst.num_layers, upload_delay,
-                               (dec.power, dec.bandwidth / _HZ_PER_MHZ), need_alpha, warm)
+                sol = solve_p4(
+                    values,
+                    server,
+                    inst.num_layers,
+                    upload_delay,
+                    (dec.power, dec.bandwidth / _HZ_PER_MHZ),
+                    need_alpha,
+                    warm,
+                )
             except P4SolveError:
                 sol = None
         if sol is None:
@@ -794,9 +915,14 @@ def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.nda
         sol["fe"] = np.maximum(sol["fe"], 1e-12)
         new = to_decision(inst, server, sol)
         if alpha_step and fix_alpha is None:
-            new = MECDecision(alpha=_alpha_given(co, new, inst.num_layers), server=server,
-                              power=new.power, bandwidth=new.bandwidth,
-                              freq_user=new.freq_user, freq_edge=new.freq_edge)
+            new = MECDecision(
+                alpha=_alpha_given(co, new, inst.num_layers),
+                server=server,
+                power=new.power,
+                bandwidth=new.bandwidth,
+                freq_user=new.freq_user,
+                freq_edge=new.freq_edge,
+            )
         new_cost = cost_of(inst, new, weights, upload_delay, price)
         history.append(new_cost)
         pf.append(float(np.mean(new.power / inst.p_max)))
@@ -807,28 +933,59 @@ def fp_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.nda
             cost = new_cost
             break
         cost = new_cost
-    return AOResult(decision=dec, cost=cost, history=history, iterations=it,
-                    solve_time=time.perf_counter() - t0, mean_power_fraction=pf, failed=failed)
+    return AOResult(
+        decision=dec,
+        cost=cost,
+        history=history,
+        iterations=it,
+        solve_time=time.perf_counter() - t0,
+        mean_power_fraction=pf,
+        failed=failed,
+    )
 
 
-def round_alpha(inst: MECInstance, weights: tuple[float, float, float], res: AOResult, *,
-                upload_delay: bool = True, tol: float = 1e-7,
-                price: np.ndarray | None = None) -> AOResult:
+def round_alpha(
+    inst: MECInstance,
+    weights: tuple[float, float, float],
+    res: AOResult,
+    *,
+    upload_delay: bool = True,
+    tol: float = 1e-7,
+    price: np.ndarray | None = None,
+) -> AOResult:
     """Round alpha to the nearest integer and re-solve the continuous part (MEC Section 4.1)."""
     alpha = np.clip(np.round(res.decision.alpha), 1, inst.num_layers - 1)
     dec = res.decision
-    init = MECDecision(alpha=alpha, server=dec.server, power=dec.power, bandwidth=dec.bandwidth,
-                       freq_user=dec.freq_user, freq_edge=dec.freq_edge)
-    out = fp_ao(inst, weights, dec.server, upload_delay=upload_delay, init=init,
-                fix_alpha=alpha, tol=tol, price=price)
+    init = MECDecision(
+        alpha=alpha,
+        server=dec.server,
+        power=dec.power,
+        bandwidth=dec.bandwidth,
+        freq_user=dec.freq_user,
+        freq_edge=dec.freq_edge,
+    )
+    out = fp_ao(
+        inst,
+        weights,
+        dec.server,
+        upload_delay=upload_delay,
+        init=init,
+        fix_alpha=alpha,
+        tol=tol,
+        price=price,
+    )
     out.solve_time += res.solve_time
     out.iterations += res.iterations
     return out
 
 
 # --------------------------------------------------------------------------- classical AO
-def optimal_alpha(inst: MECInstance, weights: tuple[float, float, float],
-                  dec: MECDecision, price: np.ndarray | None = None) -> np.ndarray:
+def optimal_alpha(
+    inst: MECInstance,
+    weights: tuple[float, float, float],
+    dec: MECDecision,
+    price: np.ndarray | None = None,
+) -> np.ndarray:
     """Exact minimiser over alpha in [1, Upsilon - 1] with all resources fixed (closed form).
 
     The cost is alpha A + (Upsilon - alpha) B + omega_s 2 L^2 Upsilon / (k (Upsilon - alpha));
@@ -850,8 +1007,15 @@ def _alpha_given(co: dict[str, np.ndarray], dec: MECDecision, num_layers: int) -
     return np.clip(num_layers - rest, 1.0, num_layers - 1.0)
 
 
-def classical_ao(inst: MECInstance, weights: tuple[float, float, float], server: np.ndarray, *,
-                 upload_delay: bool = True, max_iter: int = 20, tol: float = 1e-6) -> AOResult:
+def classical_ao(
+    inst: MECInstance,
+    weights: tuple[float, float, float],
+    server: np.ndarray,
+    *,
+    upload_delay: bool = True,
+    max_iter: int = 20,
+    tol: float = 1e-6,
+) -> AOResult:
     """Block-coordinate AO (the literature's usual method, MEC Section 5.2).
 
     Alternates the offloading decision (alpha, exact closed form with resources fixed) and
@@ -864,11 +1028,17 @@ def classical_ao(inst: MECInstance, weights: tuple[float, float, float], server:
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 (read after the loop)
         alpha = optimal_alpha(inst, weights, dec)
-        dec = MECDecision(alpha=alpha, server=dec.server, power=dec.power,
-                          bandwidth=dec.bandwidth, freq_user=dec.freq_user,
-                          freq_edge=dec.freq_edge)
-        res = fp_ao(inst, weights, server, upload_delay=upload_delay, init=dec, fix_alpha=alpha,
-                    tol=1e-7)
+        dec = MECDecision(
+            alpha=alpha,
+            server=dec.server,
+            power=dec.power,
+            bandwidth=dec.bandwidth,
+            freq_user=dec.freq_user,
+            freq_edge=dec.freq_edge,
+        )
+        res = fp_ao(
+            inst, weights, server, upload_delay=upload_delay, init=dec, fix_alpha=alpha, tol=1e-7
+        )
         dec = res.decision
         new_cost = res.cost
         history.append(new_cost)
@@ -876,8 +1046,9 @@ def classical_ao(inst: MECInstance, weights: tuple[float, float, float], server:
             cost = new_cost
             break
         cost = new_cost
-    return AOResult(decision=dec, cost=cost, history=history, iterations=it,
-                    solve_time=time.perf_counter() - t0)
+    return AOResult(
+        decision=dec, cost=cost, history=history, iterations=it, solve_time=time.perf_counter() - t0
+    )
 
 
 # --------------------------------------------------------------------------- association
@@ -910,8 +1081,14 @@ def random_association(inst: MECInstance, rng: np.random.Generator) -> np.ndarra
     return rng.integers(0, inst.num_servers, size=inst.num_users)
 
 
-def pair_costs(inst: MECInstance, weights: tuple[float, float, float], dec: MECDecision,
-               b_share: np.ndarray, f_share: np.ndarray, upload_delay: bool) -> np.ndarray:
+def pair_costs(
+    inst: MECInstance,
+    weights: tuple[float, float, float],
+    dec: MECDecision,
+    b_share: np.ndarray,
+    f_share: np.ndarray,
+    upload_delay: bool,
+) -> np.ndarray:
     """c_nm: user n's cost at server m with its shares of m's band and GPU, alpha, p, f_n fixed.
 
     (The association-dependent part of P5's objective; the device compute and stability terms
@@ -930,9 +1107,16 @@ def pair_costs(inst: MECInstance, weights: tuple[float, float, float], dec: MECD
     return up + edge
 
 
-def cccp_association(costs: np.ndarray, b_share: np.ndarray, f_share: np.ndarray, *,
-                     starts: list[np.ndarray], rho0: float | None = None, growth: float = 2.0,
-                     max_iter: int = 50) -> tuple[list[np.ndarray], list[int]]:
+def cccp_association(
+    costs: np.ndarray,
+    b_share: np.ndarray,
+    f_share: np.ndarray,
+    *,
+    starts: list[np.ndarray],
+    rho0: float | None = None,
+    growth: float = 2.0,
+    max_iter: int = 50,
+) -> tuple[list[np.ndarray], list[int]]:
     """CCCP for P6 (MEC Section 4.2) with the budgets as capacities (docs/corrections.md fix).
 
     Each iteration solves the LP  min sum (c_nm + rho (1 - 2 chi^(i)_nm)) chi_nm  over
@@ -959,8 +1143,9 @@ def cccp_association(costs: np.ndarray, b_share: np.ndarray, f_share: np.ndarray
         it = 0
         for it in range(1, max_iter + 1):  # noqa: B007 (read after the loop)
             c = (costs + rho * (1.0 - 2.0 * chi)).ravel()
-            lp = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.ones(n), bounds=(0, 1),
-                         method="highs")
+            lp = linprog(
+                c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.ones(n), bounds=(0, 1), method="highs"
+            )
             if lp.status != 0:
                 break
             new = lp.x.reshape(n, m)
@@ -1006,10 +1191,12 @@ class CongestionQP:
         self.chi = cp.Variable((n, m), nonneg=True)
         load_u = cp.sum(cp.multiply(self.u, self.chi), axis=0)
         load_v = cp.sum(cp.multiply(self.v, self.chi), axis=0)
-        obj = cp.sum_squares(load_u) + cp.sum_squares(load_v) + cp.sum(
-            cp.multiply(self.lin, self.chi))
-        self.problem = cp.Problem(cp.Minimize(obj), [cp.sum(self.chi, axis=1) == 1,
-                                                     self.chi <= 1])
+        obj = (
+            cp.sum_squares(load_u)
+            + cp.sum_squares(load_v)
+            + cp.sum(cp.multiply(self.lin, self.chi))
+        )
+        self.problem = cp.Problem(cp.Minimize(obj), [cp.sum(self.chi, axis=1) == 1, self.chi <= 1])
 
     def solve(self, u: np.ndarray, v: np.ndarray, lin: np.ndarray) -> np.ndarray:
         """Solve for the given coefficients; returns chi (N, M)."""
@@ -1024,10 +1211,18 @@ class CongestionQP:
                 self.problem.solve(solver="CLARABEL", warm_start=False)
             except cp.error.SolverError:
                 pass
-            if self.chi.value is None or self.problem.status not in ("optimal",
-                                                                     "optimal_inaccurate"):
-                self.problem.solve(solver="OSQP", eps_abs=1e-9, eps_rel=1e-9, max_iter=20_000,
-                                   polishing=True, warm_start=False)
+            if self.chi.value is None or self.problem.status not in (
+                "optimal",
+                "optimal_inaccurate",
+            ):
+                self.problem.solve(
+                    solver="OSQP",
+                    eps_abs=1e-9,
+                    eps_rel=1e-9,
+                    max_iter=20_000,
+                    polishing=True,
+                    warm_start=False,
+                )
         return np.clip(np.asarray(self.chi.value), 0.0, 1.0)
 
 
@@ -1054,20 +1249,26 @@ class DirectCongestionQP:
         idx = np.arange(nm)
         user, srv = idx // m, idx % m
         # column of chi_nm: rows (load u of m, load v of m, user n's sum, chi >= 0, chi <= 1)
-        rows_chi = np.stack([srv, m + srv, 2 * m + user, 2 * m + n + idx,
-                             2 * m + n + nm + idx], axis=1)
-        vals_chi = np.stack([np.zeros(nm), np.zeros(nm), np.ones(nm), -np.ones(nm),
-                             np.ones(nm)], axis=1)
+        rows_chi = np.stack(
+            [srv, m + srv, 2 * m + user, 2 * m + n + idx, 2 * m + n + nm + idx], axis=1
+        )
+        vals_chi = np.stack(
+            [np.zeros(nm), np.zeros(nm), np.ones(nm), -np.ones(nm), np.ones(nm)], axis=1
+        )
         rows = np.concatenate([rows_chi.ravel(), np.arange(2 * m)])
         vals = np.concatenate([vals_chi.ravel(), np.ones(2 * m)])
         indptr = np.concatenate([np.arange(nm + 1) * 5, 5 * nm + 1 + np.arange(2 * m)])
         self.a = sp.csc_matrix((vals, rows, indptr), shape=(2 * m + n + 2 * nm, nm + 2 * m))
         self._u_at = 5 * idx  # where -u_nm and -v_nm sit in a.data
         self.b = np.concatenate([np.zeros(2 * m), np.ones(n), np.zeros(nm), np.ones(nm)])
-        self.p = sp.csc_matrix((np.full(2 * m, 2.0), nm + np.arange(2 * m),
-                                np.concatenate([np.zeros(nm + 1, dtype=np.int64),
-                                                1 + np.arange(2 * m)])),
-                               shape=(nm + 2 * m, nm + 2 * m))
+        self.p = sp.csc_matrix(
+            (
+                np.full(2 * m, 2.0),
+                nm + np.arange(2 * m),
+                np.concatenate([np.zeros(nm + 1, dtype=np.int64), 1 + np.arange(2 * m)]),
+            ),
+            shape=(nm + 2 * m, nm + 2 * m),
+        )
         self.cones = [clarabel.ZeroConeT(2 * m + n), clarabel.NonnegativeConeT(2 * nm)]
         self.settings = clarabel.DefaultSettings()
         self.settings.verbose = False
@@ -1082,14 +1283,14 @@ class DirectCongestionQP:
         a.data[self._u_at] = -np.ravel(u)
         a.data[self._u_at + 1] = -np.ravel(v)
         q = self.q.copy()
-        q[:n * m] = np.ravel(lin)
+        q[: n * m] = np.ravel(lin)
         res = clarabel.DefaultSolver(self.p, q, a, self.b, self.cones, self.settings).solve()
         if res.status not in (clarabel.SolverStatus.Solved, clarabel.SolverStatus.AlmostSolved):
             key = (n, m)
             if key not in _QP_CACHE:
                 _QP_CACHE[key] = CongestionQP(n, m)
             return _QP_CACHE[key].solve(u, v, lin)
-        return np.clip(np.asarray(res.x[:n * m]).reshape(n, m), 0.0, 1.0)
+        return np.clip(np.asarray(res.x[: n * m]).reshape(n, m), 0.0, 1.0)
 
 
 _QP_CACHE: dict[tuple[int, int], CongestionQP] = {}
@@ -1098,10 +1299,13 @@ _SUPPORT = 1e-6
 _DIRECT_QP_CACHE: dict[tuple[int, int], DirectCongestionQP] = {}
 
 
-def congestion_coefficients(inst: MECInstance, weights: tuple[float, float, float],
-                            dec: MECDecision, upload_delay: bool = True,
-                            price: np.ndarray | None = None
-                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def congestion_coefficients(
+    inst: MECInstance,
+    weights: tuple[float, float, float],
+    dec: MECDecision,
+    upload_delay: bool = True,
+    price: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(u, v, l) of :class:`CongestionQP` at the current decision (alpha, p, f_n, loads);
     ``price``: the upload energy weighted omega_e + lambda_n (``reward.per_user_cost``)."""
     we, wt, _ = weights
@@ -1127,8 +1331,7 @@ def congestion_coefficients(inst: MECInstance, weights: tuple[float, float, floa
     return u, v, lin
 
 
-def congestion_cost(u: np.ndarray, v: np.ndarray, lin: np.ndarray, server: np.ndarray
-                    ) -> float:
+def congestion_cost(u: np.ndarray, v: np.ndarray, lin: np.ndarray, server: np.ndarray) -> float:
     """The congestion model's cost of a binary association (server index per user)."""
     n, m = u.shape
     idx = np.arange(n)
@@ -1137,8 +1340,9 @@ def congestion_cost(u: np.ndarray, v: np.ndarray, lin: np.ndarray, server: np.nd
     return float(np.sum(su**2) + np.sum(sv**2) + np.sum(lin[idx, server]))
 
 
-def vertex_is_unique_minimiser(u: np.ndarray, v: np.ndarray, lin: np.ndarray,
-                               server: np.ndarray, margin: float = 1e-9) -> bool:
+def vertex_is_unique_minimiser(
+    u: np.ndarray, v: np.ndarray, lin: np.ndarray, server: np.ndarray, margin: float = 1e-9
+) -> bool:
     """Whether the assignment ``server`` (one server per user) is the unique minimiser of the
     congestion QP (:class:`CongestionQP`) with linear cost ``lin``.
 
@@ -1159,9 +1363,14 @@ def vertex_is_unique_minimiser(u: np.ndarray, v: np.ndarray, lin: np.ndarray,
     return bool(np.min(gap) > margin * np.max(np.abs(c)))
 
 
-def congestion_qp_on_support(u: np.ndarray, v: np.ndarray, lin: np.ndarray,
-                             support: np.ndarray, margin: float = 1e-6, tries: int = 3
-                             ) -> np.ndarray | None:
+def congestion_qp_on_support(
+    u: np.ndarray,
+    v: np.ndarray,
+    lin: np.ndarray,
+    support: np.ndarray,
+    margin: float = 1e-6,
+    tries: int = 3,
+) -> np.ndarray | None:
     """The congestion QP's minimiser if it is unique with strict margins, found on the
     support ``support`` or a few active-set steps from it; else None (the caller solves the
     QP).
@@ -1189,8 +1398,9 @@ def congestion_qp_on_support(u: np.ndarray, v: np.ndarray, lin: np.ndarray,
     return None
 
 
-def _qp_on_support(u: np.ndarray, v: np.ndarray, lin: np.ndarray, support: np.ndarray,
-                   margin: float) -> tuple[np.ndarray | None, Any, Any]:
+def _qp_on_support(
+    u: np.ndarray, v: np.ndarray, lin: np.ndarray, support: np.ndarray, margin: float
+) -> tuple[np.ndarray | None, Any, Any]:
     """One support of :func:`congestion_qp_on_support`: (chi or None, entries to drop, entries
     to add) (None, None, None where no step applies)."""
     n, m = u.shape
@@ -1207,10 +1417,8 @@ def _qp_on_support(u: np.ndarray, v: np.ndarray, lin: np.ndarray, support: np.nd
     chi[rows[single], s_fix[single]] = 1.0
     kkt = None
     if split.size:
-        base_u = np.bincount(s_fix[single], weights=u[rows[single], s_fix[single]],
-                             minlength=m)
-        base_v = np.bincount(s_fix[single], weights=v[rows[single], s_fix[single]],
-                             minlength=m)
+        base_u = np.bincount(s_fix[single], weights=u[rows[single], s_fix[single]], minlength=m)
+        base_v = np.bincount(s_fix[single], weights=v[rows[single], s_fix[single]], minlength=m)
         pn, pm = np.nonzero(support[split])  # entries of the split users, by user
         users = split[pn]
         k, f = pn.size, split.size
@@ -1224,7 +1432,7 @@ def _qp_on_support(u: np.ndarray, v: np.ndarray, lin: np.ndarray, support: np.nd
         kkt[e, k + pn] = -1.0
         rhs[:k] = -lin[users, pm]
         kkt[k + pn, e] = 1.0  # sum_m chi = 1
-        rhs[k:k + f] = 1.0
+        rhs[k : k + f] = 1.0
         r = k + f + np.arange(m)
         kkt[r, k + f + np.arange(m)] = 1.0  # U_m - sum u chi = the fixed users' load
         kkt[k + f + pm, e] = -u[users, pm]
@@ -1261,9 +1469,16 @@ def _qp_on_support(u: np.ndarray, v: np.ndarray, lin: np.ndarray, support: np.nd
     return chi, None, None
 
 
-def cccp_congestion(u: np.ndarray, v: np.ndarray, lin: np.ndarray, *, starts: list[np.ndarray],
-                    rho0: float | None = None, growth: float = 2.0, max_iter: int = 60
-                    ) -> tuple[list[np.ndarray], list[int]]:
+def cccp_congestion(
+    u: np.ndarray,
+    v: np.ndarray,
+    lin: np.ndarray,
+    *,
+    starts: list[np.ndarray],
+    rho0: float | None = None,
+    growth: float = 2.0,
+    max_iter: int = 60,
+) -> tuple[list[np.ndarray], list[int]]:
     """CCCP (MEC Section 4.2) on the congestion model: a sequence of convex QPs.
 
     Iteration i solves  min convex(chi) + rho_i sum_nm (1 - 2 chi^(i)_nm) chi_nm  over the

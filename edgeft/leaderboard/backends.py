@@ -87,11 +87,11 @@ def set_niceness(nice: int | None) -> int:
         raise LeaderboardError(
             f"--ray-nice {nice}: a Ray worker runs at nice {now} and lowering it needs root or "
             f"CAP_SYS_NICE on its node; start the nodes with {RAY_NICENESS_ENV}={nice} ray start "
-            "... instead, or leave out --ray-nice") from err
+            "... instead, or leave out --ray-nice"
+        ) from err
 
 
-def _ray_task(task: dict[str, Any], nice: int | None, cwd: str | None = None
-              ) -> dict[str, Any]:
+def _ray_task(task: dict[str, Any], nice: int | None, cwd: str | None = None) -> dict[str, Any]:
     """One task on a Ray worker: the requested niceness, the driver's folder ``cwd`` where the
     node has it (relative ``ALGO:PATH`` agent paths then mean what they mean to the driver; Ray
     starts its workers in the job's ``working_dir``), one torch thread, the episode."""
@@ -110,8 +110,10 @@ def check_nice(nice: int | None) -> int | None:
     if nice is None:
         return None
     if isinstance(nice, bool) or not isinstance(nice, int) or not -20 <= nice <= 19:
-        raise ValueError(f"--ray-nice must be a whole number from -20 to 19 (got {nice!r}): the "
-                         "niceness of the Ray workers (higher runs at lower priority)")
+        raise ValueError(
+            f"--ray-nice must be a whole number from -20 to 19 (got {nice!r}): the "
+            "niceness of the Ray workers (higher runs at lower priority)"
+        )
     return nice
 
 
@@ -143,8 +145,9 @@ def stage_package(dest: str | os.PathLike) -> Path:
     return target
 
 
-def ray_runtime_env(ship_dir: str | os.PathLike | None = None,
-                    env_vars: Mapping[str, str] | None = None) -> dict[str, Any]:
+def ray_runtime_env(
+    ship_dir: str | os.PathLike | None = None, env_vars: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The ``runtime_env`` of a leaderboard's Ray job.
 
     Args:
@@ -192,9 +195,15 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, old)
 
 
-def execute(tasks: list[dict[str, Any]], backend: str = "local", workers: int | None = None,
-            address: str | None = None, *, ray_nice: int | None = None,
-            ship_code: bool = True) -> Generator[dict[str, Any], None, None]:
+def execute(
+    tasks: list[dict[str, Any]],
+    backend: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    *,
+    ray_nice: int | None = None,
+    ship_code: bool = True,
+) -> Generator[dict[str, Any], None, None]:
     """Run ``tasks``, costliest first (:func:`~edgeft.leaderboard.tasks.task_cost`); yields
     result rows as they finish (in completion order).
 
@@ -227,8 +236,9 @@ def execute(tasks: list[dict[str, Any]], backend: str = "local", workers: int | 
     # fork is fast and needs no `if __name__ == "__main__"` guard in the caller's script; once
     # torch is loaded (a trained agent was checked) forking is unsafe, so spawn then
     method = "spawn" if "torch" in sys.modules else "fork"
-    with ProcessPoolExecutor(max_workers=min(n, len(tasks)), mp_context=mp.get_context(method),
-                             initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(
+        max_workers=min(n, len(tasks)), mp_context=mp.get_context(method), initializer=_worker_init
+    ) as pool:
         with _sigint_ignored():
             pending = {pool.submit(run_task, t) for t in tasks}
         finished = False
@@ -260,14 +270,18 @@ def _environ(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _ray_init(ray: Any, workers: int | None, address: str | None, nice: int | None,
-              ship_code: bool) -> None:
+def _ray_init(
+    ray: Any, workers: int | None, address: str | None, nice: int | None, ship_code: bool
+) -> None:
     """``ray.init`` for a leaderboard: a private local instance or a cluster joined, with the
     job's ``runtime_env`` (edgeft shipped from a temporary copy, uploaded by ``ray.init``)."""
     with tempfile.TemporaryDirectory(prefix="edgeft-ray-") as tmp:
         ship = stage_package(tmp).parent if ship_code else None
-        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                              "runtime_env": ray_runtime_env(ship)}
+        kw: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "runtime_env": ray_runtime_env(ship),
+        }
         if address:  # the cluster's own size and worker niceness
             ray.init(address=address, **kw)
             return
@@ -289,8 +303,13 @@ def _ray_result(ray: Any, ref: Any) -> dict[str, Any]:
         raise
 
 
-def _execute_ray(tasks: list[dict[str, Any]], workers: int | None, address: str | None,
-                 nice: int | None, ship_code: bool) -> Generator[dict[str, Any], None, None]:
+def _execute_ray(
+    tasks: list[dict[str, Any]],
+    workers: int | None,
+    address: str | None,
+    nice: int | None,
+    ship_code: bool,
+) -> Generator[dict[str, Any], None, None]:
     try:
         import ray
     except ImportError as err:

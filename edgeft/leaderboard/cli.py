@@ -29,55 +29,91 @@ from edgeft.suites import Suite, get_suite, list_suites
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--suite", default="fedlora-default",
-                        help="suite name(s), comma-separated: several run as one pool of "
-                             "episodes, costliest first (default: %(default)s); see --list")
-    parser.add_argument("--policies", default=None,
-                        help="comma-separated policy names, ALGO:PATH for trained models "
-                             "(default: the reference policies and the suite's shipped agents)")
-    parser.add_argument("--out", default=None,
-                        help="results folder (default: results/<suite>-v<version>, or the next "
-                             "free -N); with several suites, one subfolder per suite")
+    parser.add_argument(
+        "--suite",
+        default="fedlora-default",
+        help="suite name(s), comma-separated: several run as one pool of "
+        "episodes, costliest first (default: %(default)s); see --list",
+    )
+    parser.add_argument(
+        "--policies",
+        default=None,
+        help="comma-separated policy names, ALGO:PATH for trained models "
+        "(default: the reference policies and the suite's shipped agents)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="results folder (default: results/<suite>-v<version>, or the next "
+        "free -N); with several suites, one subfolder per suite",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--backend", default="local", choices=["local", "serial", "ray"],
-                        help="local process pool (default), serial, or Ray tasks")
-    parser.add_argument("--address", default=None,
-                        help="with --backend ray: the Ray cluster to join, auto (the one started "
-                             "with ray start on this node) or HOST:PORT; edgeft's code is shipped "
-                             "to its workers, which need edgeft's dependencies only (see "
-                             "docs/cluster.md). Without it, a private local Ray instance starts")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes, 1 or more (default: all CPUs); with --backend ray "
-                             "--address, the most episodes running at once on the cluster "
-                             "(default: as many as it has CPUs)")
-    parser.add_argument("--ray-nice", type=int, default=None, metavar="N",
-                        help="with --backend ray: the workers' niceness, -20 to 19 (default: "
-                             "this process's own on a local Ray instance, like the process "
-                             "pool's; with --address, the cluster's own: Ray's default, 15 "
-                             "above ray start's, starves the workers on a busy machine; "
-                             "lowering it there needs root on the nodes)")
-    parser.add_argument("--ray-installed", action="store_true",
-                        help="with --backend ray: run the edgeft installed on the nodes instead "
-                             "of shipping this one to them")
+    parser.add_argument(
+        "--backend",
+        default="local",
+        choices=["local", "serial", "ray"],
+        help="local process pool (default), serial, or Ray tasks",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="with --backend ray: the Ray cluster to join, auto (the one started "
+        "with ray start on this node) or HOST:PORT; edgeft's code is shipped "
+        "to its workers, which need edgeft's dependencies only (see "
+        "docs/cluster.md). Without it, a private local Ray instance starts",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes, 1 or more (default: all CPUs); with --backend ray "
+        "--address, the most episodes running at once on the cluster "
+        "(default: as many as it has CPUs)",
+    )
+    parser.add_argument(
+        "--ray-nice",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --backend ray: the workers' niceness, -20 to 19 (default: "
+        "this process's own on a local Ray instance, like the process "
+        "pool's; with --address, the cluster's own: Ray's default, 15 "
+        "above ray start's, starves the workers on a busy machine; "
+        "lowering it there needs root on the nodes)",
+    )
+    parser.add_argument(
+        "--ray-installed",
+        action="store_true",
+        help="with --backend ray: run the edgeft installed on the nodes instead "
+        "of shipping this one to them",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    parser.add_argument("--no-score", action="store_true",
-                        help="do not score: no hindsight-bound rows and no anchor policy added "
-                             "(by default both are added, see the score note under the table)")
+    parser.add_argument(
+        "--no-score",
+        action="store_true",
+        help="do not score: no hindsight-bound rows and no anchor policy added "
+        "(by default both are added, see the score note under the table)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--list", action="store_true", help="list the suites and exit")
-    parser.add_argument("--trust-agent-code", action="store_true",
-                        help="allow ALGO:PATH agents saved as stable-baselines3 zips, whose "
-                             "pickles run any code their author put in them when loaded (the "
-                             "same as EDGEFT_TRUST_AGENT_CODE=1); agents in the safe format "
-                             "(NAME.agent.json) never need it")
+    parser.add_argument(
+        "--trust-agent-code",
+        action="store_true",
+        help="allow ALGO:PATH agents saved as stable-baselines3 zips, whose "
+        "pickles run any code their author put in them when loaded (the "
+        "same as EDGEFT_TRUST_AGENT_CODE=1); agents in the safe format "
+        "(NAME.agent.json) never need it",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.list:
         for name in list_suites():
             s = get_suite(name)
-            print(f"{name:16s} v{s.version}  {s.description}  ({len(s.scenarios)} scenario(s) x "
-                  f"{s.num_seeds} seeds)")
+            print(
+                f"{name:16s} v{s.version}  {s.description}  ({len(s.scenarios)} scenario(s) x "
+                f"{s.num_seeds} seeds)"
+            )
         return 0
     if getattr(args, "trust_agent_code", False):
         with trusting_agent_code():
@@ -128,10 +164,19 @@ def _run(args: argparse.Namespace) -> int:
             outs.append(out if out is not None else default_out(s))
             resumes.append(resume)
         folders = outs
-        ray_kw = {"address": args.address, "ray_nice": getattr(args, "ray_nice", None),
-                  "ship_code": not getattr(args, "ray_installed", False)}
-        kw = {"backend": args.backend, "workers": args.workers, "progress": not args.no_progress,
-              "plots": not args.no_plots, "score": not args.no_score, **ray_kw}
+        ray_kw = {
+            "address": args.address,
+            "ray_nice": getattr(args, "ray_nice", None),
+            "ship_code": not getattr(args, "ray_installed", False),
+        }
+        kw = {
+            "backend": args.backend,
+            "workers": args.workers,
+            "progress": not args.no_progress,
+            "plots": not args.no_plots,
+            "score": not args.no_score,
+            **ray_kw,
+        }
         t0 = time.perf_counter()
         if len(suites) == 1:
             summaries = [run_leaderboard(suites[0], policies, outs[0], resume=resumes[0], **kw)]
@@ -141,15 +186,16 @@ def _run(args: argparse.Namespace) -> int:
         for summary, where in zip(summaries, outs):
             print()
             print(markdown_table(summary))
-            print(f"({took:.0f} s{' for all suites' * (len(suites) > 1)}; files in {where}; "
-                  f"the page: {where / PAGE_FILE})\n")
+            print(
+                f"({took:.0f} s{' for all suites' * (len(suites) > 1)}; files in {where}; "
+                f"the page: {where / PAGE_FILE})\n"
+            )
     except (LeaderboardError, ValueError) as err:
         print(f"edgeft leaderboard: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a file the run could not read or write (one line, no traceback)
         name = f" {err.filename}:" if err.filename else ""
-        print(f"edgeft leaderboard: error: cannot use{name} {err.strerror or err}",
-              file=sys.stderr)
+        print(f"edgeft leaderboard: error: cannot use{name} {err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(interrupted_message(args, suites, folders), file=sys.stderr)
@@ -165,11 +211,13 @@ def _check_multi_resume(out: Path, suites: Sequence[Suite]) -> None:
         raise LeaderboardError(
             f"--resume: {out} holds no run of the suites {', '.join(s.name for s in suites)} "
             "(one subfolder per suite); check --out and --suite, or leave out --resume to "
-            "start new runs")
+            "start new runs"
+        )
 
 
-def interrupted_message(args: argparse.Namespace, suites: Sequence[Suite],
-                        folders: Sequence[Path] | None) -> str:
+def interrupted_message(
+    args: argparse.Namespace, suites: Sequence[Suite], folders: Sequence[Path] | None
+) -> str:
     """The one line printed on Ctrl-C: what is saved and the command that continues the run.
 
     Args:
@@ -195,9 +243,12 @@ def interrupted_message(args: argparse.Namespace, suites: Sequence[Suite],
     opts = ""
     if args.policies:
         opts += " --policies " + shlex.quote(args.policies)
-    for flag, value in (("--backend", None if args.backend == "local" else args.backend),
-                        ("--workers", args.workers), ("--address", args.address),
-                        ("--ray-nice", getattr(args, "ray_nice", None))):
+    for flag, value in (
+        ("--backend", None if args.backend == "local" else args.backend),
+        ("--workers", args.workers),
+        ("--address", args.address),
+        ("--ray-nice", getattr(args, "ray_nice", None)),
+    ):
         if value is not None:
             opts += f" {flag} {shlex.quote(str(value))}"
     opts += " --ray-installed" * bool(getattr(args, "ray_installed", False))
@@ -207,6 +258,8 @@ def interrupted_message(args: argparse.Namespace, suites: Sequence[Suite],
         names = ",".join(s.name for s in suites)
         cmd = f"edgeft leaderboard --suite {names} --out {shlex.quote(args.out)} --resume{opts}"
     else:  # each suite in its own default folder: one command each
-        cmd = "; ".join(f"edgeft leaderboard --suite {s.name} --out {shlex.quote(str(out))} "
-                        f"--resume{opts}" for s, out in zip(suites, folders))
+        cmd = "; ".join(
+            f"edgeft leaderboard --suite {s.name} --out {shlex.quote(str(out))} --resume{opts}"
+            for s, out in zip(suites, folders)
+        )
     return f"edgeft leaderboard: interrupted; {', '.join(saved)}. Continue with: {cmd}"

@@ -26,8 +26,10 @@ from edgeft.leaderboard.summary import ranked
 
 PAGE_FILE = "index.html"
 
-_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
-        "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'")
+_CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+    "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+)
 
 _CSS = """
 :root { color-scheme: light; --line: #d0d4da; --muted: #5b6470; --bound: #eef3fb; }
@@ -137,8 +139,7 @@ def _stat_cell(d: dict[str, float] | None, digits: str = ".4g", cls: str = "") -
     tip = f"95% interval [{_num(d['ci_low'])}, {_num(d['ci_high'])}]"
     if "episodes" in d:
         tip += f" over {d['episodes']} seed(s)"
-    return (f'<td class="{klass}" data-value="{_value(d["mean"])}" title="{_e(tip)}">'
-            f"{text}</td>")
+    return f'<td class="{klass}" data-value="{_value(d["mean"])}" title="{_e(tip)}">{text}</td>'
 
 
 def _interval_cell(d: dict[str, float] | None, digits: str = ".4g") -> str:
@@ -146,8 +147,10 @@ def _interval_cell(d: dict[str, float] | None, digits: str = ".4g") -> str:
     if d is None:
         return '<td class="num" data-value="">-</td>'
     ci = f'<span class="ci">[{_num(d["ci_low"], digits)}, {_num(d["ci_high"], digits)}]</span>'
-    return (f'<td class="num" data-value="{_value(d["mean"])}" '
-            f'title="mean and bootstrap 95% interval">{_num(d["mean"], digits)} {ci}</td>')
+    return (
+        f'<td class="num" data-value="{_value(d["mean"])}" '
+        f'title="mean and bootstrap 95% interval">{_num(d["mean"], digits)} {ci}</td>'
+    )
 
 
 def _header(title: str, kind: str, better: str | None, tip: str, more: bool = False) -> str:
@@ -155,8 +158,10 @@ def _header(title: str, kind: str, better: str | None, tip: str, more: bool = Fa
     if better is not None:
         attrs += f' data-better="{better}"'
     cls = ' class="more"' if more else ""
-    return (f'<th scope="col"{cls}{attrs} title="{_e(tip)}">'
-            f'<button type="button">{_e(title)}</button></th>')
+    return (
+        f'<th scope="col"{cls}{attrs} title="{_e(tip)}">'
+        f'<button type="button">{_e(title)}</button></th>'
+    )
 
 
 def _columns(summary: dict[str, Any]) -> tuple[list[tuple[str, str, str]], bool]:
@@ -176,8 +181,15 @@ def _table(summary: dict[str, Any], entries: list[dict[str, Any]]) -> str:
         ths += _headline_headers(head)
     for m, part, title in cols:
         lower = family.metrics[m].lower_is_better if part == "metrics" else TIMING[m][1]
-        ths.append(_header(title, "num", "low" if lower else "high",
-                           f"{'lower' if lower else 'higher'} is better", more=hidden))
+        ths.append(
+            _header(
+                title,
+                "num",
+                "low" if lower else "high",
+                f"{'lower' if lower else 'higher'} is better",
+                more=hidden,
+            )
+        )
     rows = []
     for rank, e in enumerate(entries):
         bound = bool(e.get("bound"))
@@ -187,10 +199,18 @@ def _table(summary: dict[str, Any], entries: list[dict[str, Any]]) -> str:
         for m, part, _ in cols:
             cells.append(_stat_cell(e[part].get(m), cls="more" if hidden else ""))
         cls = ' class="bound"' if bound else ""
-        rows.append(f'<tr{cls} data-rank="{rank}" data-policy="{_e(e["policy"])}">'
-                    + "".join(cells) + "</tr>")
-    return ('<div class="scroll"><table class="board">\n<thead><tr>' + "".join(ths)
-            + "</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody></table></div>")
+        rows.append(
+            f'<tr{cls} data-rank="{rank}" data-policy="{_e(e["policy"])}">'
+            + "".join(cells)
+            + "</tr>"
+        )
+    return (
+        '<div class="scroll"><table class="board">\n<thead><tr>'
+        + "".join(ths)
+        + "</tr></thead>\n<tbody>\n"
+        + "\n".join(rows)
+        + "\n</tbody></table></div>"
+    )
 
 
 def _headline_headers(head: dict[str, Any]) -> list[str]:
@@ -199,18 +219,41 @@ def _headline_headers(head: dict[str, Any]) -> list[str]:
     better = "high" if head["higher_is_better"] else "low"
     ths = []
     if head["bound"]:
-        ths.append(_header("score", "num", "high",
-                           f"0 = {head['anchor']}, 100 = {head['bound']} (the hindsight bound)"))
-    ths.append(_header(head["title"], "num", better,
-                       f"{'higher' if head['higher_is_better'] else 'lower'} is better"))
+        ths.append(
+            _header(
+                "score",
+                "num",
+                "high",
+                f"0 = {head['anchor']}, 100 = {head['bound']} (the hindsight bound)",
+            )
+        )
+    ths.append(
+        _header(
+            head["title"],
+            "num",
+            better,
+            f"{'higher' if head['higher_is_better'] else 'lower'} is better",
+        )
+    )
     if head["bound"]:
-        ths.append(_header("% from bound", "num", "low",
-                           "how far the headline is from the hindsight bound, in % of the "
-                           "bound"))
-    return [*ths,
-            _header("constraint", "num", "low", head["constraint"]),
-            _header(f"vs {head['reference']} (paired)", "num", better,
-                    f"mean per-seed difference of {head['title']} from {head['reference']}")]
+        ths.append(
+            _header(
+                "% from bound",
+                "num",
+                "low",
+                "how far the headline is from the hindsight bound, in % of the bound",
+            )
+        )
+    return [
+        *ths,
+        _header("constraint", "num", "low", head["constraint"]),
+        _header(
+            f"vs {head['reference']} (paired)",
+            "num",
+            better,
+            f"mean per-seed difference of {head['title']} from {head['reference']}",
+        ),
+    ]
 
 
 def _name_cell(e: dict[str, Any]) -> str:
@@ -220,8 +263,10 @@ def _name_cell(e: dict[str, Any]) -> str:
         name += '<span class="tag">bound</span>'
     if e.get("out_of_distribution"):
         fields = ", ".join(e["out_of_distribution"])
-        name += (f'<span class="tag" title="out of distribution: this env differs from the '
-                 f'agent\'s training env in {_e(fields)}">OOD</span>')
+        name += (
+            f'<span class="tag" title="out of distribution: this env differs from the '
+            f"agent's training env in {_e(fields)}\">OOD</span>"
+        )
     return f'<th scope="row" data-value="{_e(e["policy"])}">{name}</th>'
 
 
@@ -237,12 +282,15 @@ def _headline_cells(head: dict[str, Any], e: dict[str, Any]) -> list[str]:
     if e.get("bound") or n_break is None:
         cells.append('<td class="num" data-value="">-</td>')
     elif n_break:
-        cells.append(f'<td class="num breaks" data-value="{n_break}" '
-                     f'title="breaks the constraint in {n_break} of {e["episodes"]} '
-                     f'episode(s)">✗ {n_break}/{e["episodes"]}</td>')
+        cells.append(
+            f'<td class="num breaks" data-value="{n_break}" '
+            f'title="breaks the constraint in {n_break} of {e["episodes"]} '
+            f'episode(s)">✗ {n_break}/{e["episodes"]}</td>'
+        )
     else:
-        cells.append('<td class="num" data-value="0" title="meets the constraint in '
-                     'every episode">✓</td>')
+        cells.append(
+            '<td class="num" data-value="0" title="meets the constraint in every episode">✓</td>'
+        )
     cells.append(_interval_cell(e.get("vs_reference"), "+.3g"))
     return cells
 
@@ -254,43 +302,73 @@ def _legend(summary: dict[str, Any]) -> str:
     items: list[tuple[str, str]] = []
     if head is not None:
         items += [
-            ("score", f"0 = <code>{_e(head['anchor'])}</code> (the family's anchor policy), "
-                      f"100 = <code>{_e(head['bound'])}</code> (the episode's hindsight bound: "
-                      f"the best any policy could do knowing the future), per test seed, on "
-                      f"{_e(head['title'])}; mean ± half-width of its interval"),
-            (_e(head["title"]), f"the headline ({'higher' if head['higher_is_better'] else 'lower'}"
-                                " is better): mean [interval] over the test seeds"),
-            ("% from bound", "how far the headline is from the hindsight bound, in % of the "
-                             "bound, per seed (the bound is a certified limit, not a schedule: "
-                             "it may not be reachable)"),
-            ("constraint", f"{_e(head['constraint'])}; ✗ n/m = broken in n of the policy's m "
-                           "episodes, ✓ = met in every one"),
-            (f"vs {_e(head['reference'])} (paired)",
-             f"mean per-seed difference of {_e(head['title'])} from "
-             f"<code>{_e(head['reference'])}</code> on the same seeds [interval]"),
-            ("bound row", f"<code>{_e(head['bound'])}</code> (shaded, marked "
-                          "<span class=\"tag\">bound</span>) is not a policy: it scores 100 "
-                          "by definition and is not ranked"),
+            (
+                "score",
+                f"0 = <code>{_e(head['anchor'])}</code> (the family's anchor policy), "
+                f"100 = <code>{_e(head['bound'])}</code> (the episode's hindsight bound: "
+                f"the best any policy could do knowing the future), per test seed, on "
+                f"{_e(head['title'])}; mean ± half-width of its interval",
+            ),
+            (
+                _e(head["title"]),
+                f"the headline ({'higher' if head['higher_is_better'] else 'lower'}"
+                " is better): mean [interval] over the test seeds",
+            ),
+            (
+                "% from bound",
+                "how far the headline is from the hindsight bound, in % of the "
+                "bound, per seed (the bound is a certified limit, not a schedule: "
+                "it may not be reachable)",
+            ),
+            (
+                "constraint",
+                f"{_e(head['constraint'])}; ✗ n/m = broken in n of the policy's m "
+                "episodes, ✓ = met in every one",
+            ),
+            (
+                f"vs {_e(head['reference'])} (paired)",
+                f"mean per-seed difference of {_e(head['title'])} from "
+                f"<code>{_e(head['reference'])}</code> on the same seeds [interval]",
+            ),
+            (
+                "bound row",
+                f"<code>{_e(head['bound'])}</code> (shaded, marked "
+                '<span class="tag">bound</span>) is not a policy: it scores 100 '
+                "by definition and is not ranked",
+            ),
         ]
         if not head["bound"]:  # a headline without a hindsight bound: no score
             items = [(k, v) for k, v in items if k not in ("score", "% from bound", "bound row")]
     for m, part, title in cols:
         lower = family.metrics[m].lower_is_better if part == "metrics" else TIMING[m][1]
-        what = ("decision time per round, measured (varies from run to run)" if part == "timing"
-                else "per-episode metric")
-        items.append((_e(title), f"{what}; {'lower' if lower else 'higher'} is better; mean ± "
-                                 "half-width" + (" (shown with the toggle)" if hidden else "")))
-    items.append(("intervals", "bootstrap 95% intervals of the mean over the test seeds (hover a "
-                               "cell for its bounds)"))
-    return ('<dl class="legend">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items)
-            + "</dl>")
+        what = (
+            "decision time per round, measured (varies from run to run)"
+            if part == "timing"
+            else "per-episode metric"
+        )
+        items.append(
+            (
+                _e(title),
+                f"{what}; {'lower' if lower else 'higher'} is better; mean ± "
+                "half-width" + (" (shown with the toggle)" if hidden else ""),
+            )
+        )
+    items.append(
+        (
+            "intervals",
+            "bootstrap 95% intervals of the mean over the test seeds (hover a cell for its bounds)",
+        )
+    )
+    return '<dl class="legend">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
 
 def _figure(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     name = f"plots/{path.name}" if path.parent.name == "plots" else path.name
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(path.stem)} plot">'
-            f"<figcaption>{_e(name)}</figcaption></figure>")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(path.stem)} plot">'
+        f"<figcaption>{_e(name)}</figcaption></figure>"
+    )
 
 
 def page_html(summary: dict[str, Any], plots: Sequence[Path] = ()) -> str:
@@ -310,16 +388,19 @@ def page_html(summary: dict[str, Any], plots: Sequence[Path] = ()) -> str:
         f'<h1>{_e(summary["suite"])} <span class="version">v{_e(summary["version"])}</span></h1>',
         f'<p class="description">{_e(summary["description"])}</p>',
         f'<p class="meta">{summary["episodes"]}/{summary["expected_episodes"]} episodes; suite '
-        f'fingerprint <code>{_e(summary["fingerprint"])}</code>; {_e(summary["family"])} family'
+        f"fingerprint <code>{_e(summary['fingerprint'])}</code>; {_e(summary['family'])} family"
         "</p>",
     ]
     _, hidden = _columns(summary)
     if hidden:
-        parts.append('<button type="button" id="toggle-more" aria-pressed="false" '
-                     'data-show="Show all metric columns" data-hide="Hide the other metric '
-                     'columns">Show all metric columns</button>')
-    parts.append('<p class="note">Click a column header to sort (best first), again to reverse.'
-                 "</p>")
+        parts.append(
+            '<button type="button" id="toggle-more" aria-pressed="false" '
+            'data-show="Show all metric columns" data-hide="Hide the other metric '
+            'columns">Show all metric columns</button>'
+        )
+    parts.append(
+        '<p class="note">Click a column header to sort (best first), again to reverse.</p>'
+    )
     for sc in scenarios:
         if len(scenarios) > 1:
             parts.append(f"<h2>{_e(sc)}</h2>")

@@ -34,20 +34,29 @@ def markdown_table(summary: dict[str, Any]) -> str:
     """The summary as Markdown: mean ± half-width of the bootstrap 95% interval; with a headline,
     sorted by score, with the headline, score and paired-difference columns first."""
     family = get_family(summary["family"])
-    cols = ([(m, d.title) for m, d in family.metrics.items()]
-            + [(m, t) for m, (t, _) in TIMING.items()])
+    cols = [(m, d.title) for m, d in family.metrics.items()] + [
+        (m, t) for m, (t, _) in TIMING.items()
+    ]
     head = summary.get("headline")
     multi = len({e["scenario"] for e in summary["results"]}) > 1
     front = []
     if head is not None:
-        front = (["score", head["title"], "% from bound", f"vs {head['reference']} (paired)"]
-                 if head["bound"] else [head["title"], f"vs {head['reference']} (paired)"])
+        front = (
+            ["score", head["title"], "% from bound", f"vs {head['reference']} (paired)"]
+            if head["bound"]
+            else [head["title"], f"vs {head['reference']} (paired)"]
+        )
     titles = front + [t for _, t in cols]
-    header = ("| " + ("scenario | " if multi else "") + "policy | " + " | ".join(titles) + " |")
+    header = "| " + ("scenario | " if multi else "") + "policy | " + " | ".join(titles) + " |"
     sep = "|" + ("---|" if multi else "") + "---|" + "|".join("---:" for _ in titles) + "|"
-    lines = [f"**{summary['suite']}** v{summary['version']}: {summary['description']}; "
-             f"{summary['episodes']}/{summary['expected_episodes']} episodes; mean ± half-width of "
-             "the bootstrap 95% interval over test seeds", "", header, sep]
+    lines = [
+        f"**{summary['suite']}** v{summary['version']}: {summary['description']}; "
+        f"{summary['episodes']}/{summary['expected_episodes']} episodes; mean ± half-width of "
+        "the bootstrap 95% interval over test seeds",
+        "",
+        header,
+        sep,
+    ]
     entries = ranked(summary) if head is not None else summary["results"]
     for e in entries:
         cells = []
@@ -60,32 +69,52 @@ def markdown_table(summary: dict[str, Any]) -> str:
             elif e.get("breaks_constraint"):
                 name = f"{name} ✗"
             if head["bound"]:
-                cells += [_cell(e.get("score"), ".1f"), _cell(e.get("headline")),
-                          _cell(e.get("above_bound"), ".2f")]
+                cells += [
+                    _cell(e.get("score"), ".1f"),
+                    _cell(e.get("headline")),
+                    _cell(e.get("above_bound"), ".2f"),
+                ]
             else:
                 cells.append(_cell(e.get("headline")))
             cells.append(_cell(e.get("vs_reference"), "+.3g"))
         for m, _ in cols:
             d = e["timing"][m] if m in e["timing"] else e["metrics"][m]
             cells.append(_cell(d))
-        lines.append("| " + (f"{e['scenario']} | " if multi else "") + f"{name} | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            "| "
+            + (f"{e['scenario']} | " if multi else "")
+            + f"{name} | "
+            + " | ".join(cells)
+            + " |"
+        )
     if head is not None and not head["bound"]:
-        lines += ["", f"{head['title']}: lower is better; no hindsight bound (not scored); "
-                  f"constraint: {head['constraint']}; ✗ = breaks it in at least one episode; "
-                  f"paired: mean per-seed difference from `{head['reference']}`."]
+        lines += [
+            "",
+            f"{head['title']}: lower is better; no hindsight bound (not scored); "
+            f"constraint: {head['constraint']}; ✗ = breaks it in at least one episode; "
+            f"paired: mean per-seed difference from `{head['reference']}`.",
+        ]
     elif head is not None:
-        lines += ["", f"score: 0 = `{head['anchor']}`, 100 = `{head['bound']}` (the episode's "
-                  f"hindsight bound), per test seed, on {head['title']}; below 0: worse than "
-                  f"`{head['anchor']}`; % from bound: how far {head['title']} is from the bound, "
-                  "in % of it (the bound may not be reachable: it is a certified limit, not a "
-                  f"schedule); constraint: {head['constraint']}; ✗ = breaks it in at least one "
-                  f"episode; paired: mean per-seed difference from `{head['reference']}`."]
-    ood = [f"`{e['policy']}` ({', '.join(e['out_of_distribution'])})"
-           for e in summary["results"] if e.get("out_of_distribution")]
+        lines += [
+            "",
+            f"score: 0 = `{head['anchor']}`, 100 = `{head['bound']}` (the episode's "
+            f"hindsight bound), per test seed, on {head['title']}; below 0: worse than "
+            f"`{head['anchor']}`; % from bound: how far {head['title']} is from the bound, "
+            "in % of it (the bound may not be reachable: it is a certified limit, not a "
+            f"schedule); constraint: {head['constraint']}; ✗ = breaks it in at least one "
+            f"episode; paired: mean per-seed difference from `{head['reference']}`.",
+        ]
+    ood = [
+        f"`{e['policy']}` ({', '.join(e['out_of_distribution'])})"
+        for e in summary["results"]
+        if e.get("out_of_distribution")
+    ]
     if ood:
-        lines += ["", "OOD = out of distribution: an agent played in an env unlike its training "
-                  "env, in the fields named: " + "; ".join(ood) + "."]
+        lines += [
+            "",
+            "OOD = out of distribution: an agent played in an env unlike its training "
+            "env, in the fields named: " + "; ".join(ood) + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -104,8 +133,13 @@ def summary_csv(summary: dict[str, Any]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     for e in summary["results"]:
-        row: list[Any] = [summary["suite"], summary["version"], e["scenario"], e["policy"],
-                          e["episodes"]]
+        row: list[Any] = [
+            summary["suite"],
+            summary["version"],
+            e["scenario"],
+            e["policy"],
+            e["episodes"],
+        ]
         if scored:
             for m in ("score", "headline", "above_bound", "vs_reference"):
                 d = e.get(m)
@@ -125,8 +159,9 @@ def write_summary(out: Path, suite: Suite, summary: dict[str, Any]) -> None:
     write_atomic(out / "summary.md", markdown_table(summary))
 
 
-def write_plots(out: Path, suite: Suite, summary: dict[str, Any],
-                rows: list[dict[str, Any]]) -> list[Path]:
+def write_plots(
+    out: Path, suite: Suite, summary: dict[str, Any], rows: list[dict[str, Any]]
+) -> list[Path]:
     """PNG plots in ``out/plots``: the family's plot metrics and the decision time per policy
     (bars, or lines vs the suite's sweep), and the family's per-round curves per scenario."""
     import matplotlib
@@ -138,8 +173,16 @@ def write_plots(out: Path, suite: Suite, summary: dict[str, Any],
     written = [_metrics_plot(pdir / "metrics.png", suite, summary, family)]
     if family.plot_curves:
         for sc in suite.scenarios:
-            written.append(_curves_plot(pdir / f"curves_{sc.name}.png", suite, sc.name,
-                                        summary["policies"], rows, family.plot_curves))
+            written.append(
+                _curves_plot(
+                    pdir / f"curves_{sc.name}.png",
+                    suite,
+                    sc.name,
+                    summary["policies"],
+                    rows,
+                    family.plot_curves,
+                )
+            )
     return written
 
 
@@ -153,19 +196,31 @@ def _metric_axis(ax: Any, suite: Suite, summary: dict[str, Any], m: str, title: 
                 continue
             x = [e["sweep_value"] for e in es]
             ax.plot(x, [e[part][m]["mean"] for e in es], marker="o", label=pol)
-            ax.fill_between(x, [e[part][m]["ci_low"] for e in es],
-                            [e[part][m]["ci_high"] for e in es], alpha=0.15)
+            ax.fill_between(
+                x,
+                [e[part][m]["ci_low"] for e in es],
+                [e[part][m]["ci_high"] for e in es],
+                alpha=0.15,
+            )
         ax.set_xscale("log")
         ax.set_xlabel(suite.sweep[1])
     else:
         first = suite.scenarios[0].name
         es = [e for e in summary["results"] if e["scenario"] == first]
         means = np.array([e[part][m]["mean"] for e in es])
-        err = np.array([[e[part][m]["mean"] - e[part][m]["ci_low"],
-                         e[part][m]["ci_high"] - e[part][m]["mean"]] for e in es]).T
+        err = np.array(
+            [
+                [
+                    e[part][m]["mean"] - e[part][m]["ci_low"],
+                    e[part][m]["ci_high"] - e[part][m]["mean"],
+                ]
+                for e in es
+            ]
+        ).T
         ax.bar(range(len(es)), means, yerr=err, capsize=3, color="C0")
-        ax.set_xticks(range(len(es)), [e["policy"] for e in es], rotation=45, ha="right",
-                      fontsize=8)
+        ax.set_xticks(
+            range(len(es)), [e["policy"] for e in es], rotation=45, ha="right", fontsize=8
+        )
     if m in ("decide_ms", "avg_delay_ratio", "cost", "energy", "delay"):
         ax.set_yscale("log")
     ax.set_title(title)
@@ -188,8 +243,14 @@ def _metrics_plot(path: Path, suite: Suite, summary: dict[str, Any], family: Env
     return path
 
 
-def _curves_plot(path: Path, suite: Suite, scenario: str, policies: list[str],
-                 rows: list[dict[str, Any]], curves: tuple[str, ...]) -> Path:
+def _curves_plot(
+    path: Path,
+    suite: Suite,
+    scenario: str,
+    policies: list[str],
+    rows: list[dict[str, Any]],
+    curves: tuple[str, ...],
+) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6), squeeze=False)

@@ -114,16 +114,27 @@ def check_workers(workers: int | None) -> int | None:
         raise ValueError(
             f"--workers must be a whole number from 1 up (got {workers!r}): the number of "
             f"worker processes (Ray CPUs with --backend ray); leave it out to use all "
-            f"{os.cpu_count() or 1} CPUs")
+            f"{os.cpu_count() or 1} CPUs"
+        )
     return n
 
 
-def run_leaderboard(suite: str | Suite, policies: Sequence[str] | None = None,
-                    out: str | os.PathLike | None = None, *, resume: bool = False,
-                    backend: str = "local", workers: int | None = None, address: str | None = None,
-                    progress: bool = True, plots: bool = True, max_episodes: int | None = None,
-                    score: bool = True, ray_nice: int | None = None,
-                    ship_code: bool = True) -> dict[str, Any]:
+def run_leaderboard(
+    suite: str | Suite,
+    policies: Sequence[str] | None = None,
+    out: str | os.PathLike | None = None,
+    *,
+    resume: bool = False,
+    backend: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    progress: bool = True,
+    plots: bool = True,
+    max_episodes: int | None = None,
+    score: bool = True,
+    ray_nice: int | None = None,
+    ship_code: bool = True,
+) -> dict[str, Any]:
     """Run (or resume) ``suite`` for ``policies`` into ``out``; returns the summary.
 
     The results folder is held by one run at a time (an OS lock on ``out/.lock``, released on
@@ -159,20 +170,39 @@ def run_leaderboard(suite: str | Suite, policies: Sequence[str] | None = None,
             CLI).
         ValueError: an unknown suite name, ``workers`` below 1, ``ray_nice`` out of range.
     """
-    return run_leaderboards([suite], policies, [out], resume=resume, backend=backend,
-                            workers=workers, address=address, progress=progress, plots=plots,
-                            max_episodes=max_episodes, score=score, ray_nice=ray_nice,
-                            ship_code=ship_code)[0]
+    return run_leaderboards(
+        [suite],
+        policies,
+        [out],
+        resume=resume,
+        backend=backend,
+        workers=workers,
+        address=address,
+        progress=progress,
+        plots=plots,
+        max_episodes=max_episodes,
+        score=score,
+        ray_nice=ray_nice,
+        ship_code=ship_code,
+    )[0]
 
 
-def run_leaderboards(suites: Sequence[str | Suite], policies: Sequence[str] | None = None,
-                     outs: Sequence[str | os.PathLike | None] | None = None, *,
-                     resume: bool | Sequence[bool] = False, backend: str = "local",
-                     workers: int | None = None, address: str | None = None,
-                     progress: bool = True, plots: bool = True,
-                     max_episodes: int | None = None, score: bool = True,
-                     ray_nice: int | None = None, ship_code: bool = True
-                     ) -> list[dict[str, Any]]:
+def run_leaderboards(
+    suites: Sequence[str | Suite],
+    policies: Sequence[str] | None = None,
+    outs: Sequence[str | os.PathLike | None] | None = None,
+    *,
+    resume: bool | Sequence[bool] = False,
+    backend: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    progress: bool = True,
+    plots: bool = True,
+    max_episodes: int | None = None,
+    score: bool = True,
+    ray_nice: int | None = None,
+    ship_code: bool = True,
+) -> list[dict[str, Any]]:
     """Run (or resume) several suites as one pool of tasks; returns their summaries in order.
 
     The episodes of every suite go to one :func:`~edgeft.leaderboard.backends.execute`,
@@ -197,12 +227,16 @@ def run_leaderboards(suites: Sequence[str | Suite], policies: Sequence[str] | No
         raise ValueError(f"outs and resume need one entry per suite ({len(resolved)})")
     workers = check_workers(workers)
     _check_backend(backend, address, ray_nice)
-    runs = [_plan_run(suite, policies, out, res, score)
-            for suite, out, res in zip(resolved, outs, resumes)]
+    runs = [
+        _plan_run(suite, policies, out, res, score)
+        for suite, out, res in zip(resolved, outs, resumes)
+    ]
     folders = [r.out.resolve() for r in runs]
     if len(set(folders)) != len(folders):
-        raise LeaderboardError("two suites cannot share one results folder; give each its own "
-                               "--out (with several suites, --out holds one subfolder each)")
+        raise LeaderboardError(
+            "two suites cannot share one results folder; give each its own "
+            "--out (with several suites, --out holds one subfolder each)"
+        )
     with contextlib.ExitStack() as held:
         for r in runs:  # everything that can be checked, before anything is written
             if r.resume:  # the folder exists: hold it, then validate its rows
@@ -213,9 +247,19 @@ def run_leaderboards(suites: Sequence[str | Suite], policies: Sequence[str] | No
         if max_episodes is not None:
             todo = sorted(todo, key=task_cost, reverse=True)[:max_episodes]
         desc = f"{names[0]} episodes" if len(names) == 1 else f"episodes of {len(names)} suites"
-        _play(todo, {r.suite.name: r.episodes for r in runs}, desc, progress,
-              dict(backend=backend, workers=workers, address=address, ray_nice=ray_nice,
-                   ship_code=ship_code))
+        _play(
+            todo,
+            {r.suite.name: r.episodes for r in runs},
+            desc,
+            progress,
+            dict(
+                backend=backend,
+                workers=workers,
+                address=address,
+                ray_nice=ray_nice,
+                ship_code=ship_code,
+            ),
+        )
         return [_finish(r, plots) for r in runs]
 
 
@@ -230,8 +274,13 @@ def _check_backend(backend: str, address: str | None, ray_nice: int | None) -> N
         raise LeaderboardError("--address and --ray-nice are options of --backend ray")
 
 
-def _plan_run(suite: Suite, policies: Sequence[str] | None, out: str | os.PathLike | None,
-              resume: bool, score: bool) -> _SuiteRun:
+def _plan_run(
+    suite: Suite,
+    policies: Sequence[str] | None,
+    out: str | os.PathLike | None,
+    resume: bool,
+    score: bool,
+) -> _SuiteRun:
     """One suite's policies (with the scoring rows) and results folder, checked."""
     pols = list(policies) if policies else default_policies(suite)
     if len(set(pols)) != len(pols):
@@ -253,20 +302,32 @@ def _open_run(r: _SuiteRun, held: contextlib.ExitStack) -> list[dict[str, Any]]:
     if r.resume:
         aside = set_aside_incomplete_row(r.episodes)
         if aside is not None:
-            print(f"edgeft leaderboard: 1 incomplete row from an interrupted write was "
-                  f"set aside in {aside}; its episode runs again", file=sys.stderr)
+            print(
+                f"edgeft leaderboard: 1 incomplete row from an interrupted write was "
+                f"set aside in {aside}; its episode runs again",
+                file=sys.stderr,
+            )
     done = {task_key(row) for row in read_rows(r.episodes)}
     return [t for t in make_tasks(r.suite, r.policies) if task_key(t) not in done]
 
 
-def _play(todo: list[dict[str, Any]], dest: dict[str, Path], desc: str, progress: bool,
-          options: dict[str, Any]) -> None:
+def _play(
+    todo: list[dict[str, Any]],
+    dest: dict[str, Path],
+    desc: str,
+    progress: bool,
+    options: dict[str, Any],
+) -> None:
     """Play ``todo`` on the backend (``options``: ``execute``'s), each row appended to its
     suite's ``episodes.jsonl`` (``dest``) as it finishes, with a progress bar."""
     from tqdm import tqdm
 
-    with tqdm(total=len(todo), desc=desc, unit="ep", disable=not progress,
-              dynamic_ncols=True) as bar, contextlib.closing(execute(todo, **options)) as results:
+    with (
+        tqdm(
+            total=len(todo), desc=desc, unit="ep", disable=not progress, dynamic_ncols=True
+        ) as bar,
+        contextlib.closing(execute(todo, **options)) as results,
+    ):
         for row in results:
             append_row(dest[row["suite"]], row)
             bar.update()

@@ -36,8 +36,10 @@ def write_error(err: OSError, what: str) -> LeaderboardError:
     reason = err.strerror or str(err)
     where = f" ({err.filename})" if err.filename and str(err.filename) not in what else ""
     if err.errno in _NO_SPACE:
-        hint = ("free some space (or raise the file-size limit), then continue with --resume: "
-                "the episodes already saved are kept")
+        hint = (
+            "free some space (or raise the file-size limit), then continue with --resume: "
+            "the episodes already saved are kept"
+        )
     else:
         hint = "choose a writable --out"
     return LeaderboardError(f"cannot write {what}{where}: {reason}; {hint}")
@@ -84,20 +86,24 @@ def read_rows(path: Path, *, skip_incomplete_last: bool = False) -> list[dict[st
                     raise LeaderboardError(
                         f"{path}:{lineno} is an incomplete episode row (no newline: a write was "
                         "cut off); the file was left as it is. --resume sets it aside and "
-                        "re-runs its episode") from err
+                        "re-runs its episode"
+                    ) from err
                 raise LeaderboardError(
                     f"{path}:{lineno} is not a valid episode row ({err}); the file was left as it "
                     "is. Delete that line (the episode will be re-run with --resume), or write to "
-                    "another --out") from err
+                    "another --out"
+                ) from err
             if not line.endswith("\n"):
                 raise LeaderboardError(
                     f"{path}:{lineno} is an incomplete episode row (no newline: a write was cut "
                     "off); the file was left as it is. --resume sets it aside and re-runs its "
-                    "episode")
+                    "episode"
+                )
             if key in seen:
                 raise LeaderboardError(
                     f"{path}:{lineno} repeats the episode {key} of line {seen[key]}; the file was "
-                    "left as it is. Delete one of them, or write to another --out")
+                    "left as it is. Delete one of them, or write to another --out"
+                )
             seen[key] = lineno
             rows.append(row)
     return rows
@@ -239,7 +245,8 @@ def folder_lock(out: Path) -> Iterator[None]:
             raise LeaderboardError(
                 f"results folder {out} is in use by another leaderboard run{holder}; wait for "
                 "it to finish (then --resume continues it), or choose another --out (nothing "
-                "was changed)") from None
+                "was changed)"
+            ) from None
         # the run that held it may have removed the file in between: then lock the new one
         try:
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
@@ -251,8 +258,7 @@ def folder_lock(out: Path) -> Iterator[None]:
     try:
         with contextlib.suppress(OSError):  # the holder's name is a courtesy (a full disk...)
             os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
-                     .encode())
+            os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
         yield
     finally:
         with contextlib.suppress(OSError):
@@ -281,8 +287,14 @@ def default_out(suite: Suite, root: str | os.PathLike = "results") -> Path:
 def _manifest(suite: Suite, policies: Sequence[str]) -> dict[str, Any]:
     import edgeft
 
-    return {"suite": suite.name, "version": suite.version, "fingerprint": suite.fingerprint(),
-            "spec": suite.spec(), "policies": list(policies), "edgeft_version": edgeft.__version__}
+    return {
+        "suite": suite.name,
+        "version": suite.version,
+        "fingerprint": suite.fingerprint(),
+        "spec": suite.spec(),
+        "policies": list(policies),
+        "edgeft_version": edgeft.__version__,
+    }
 
 
 def prepare_out(out: Path, suite: Suite, policies: list[str], resume: bool) -> list[str]:
@@ -292,22 +304,26 @@ def prepare_out(out: Path, suite: Suite, policies: list[str], resume: bool) -> l
         if not resume:
             raise LeaderboardError(
                 f"results folder {out} is not empty; pass --resume to continue the run in it, or "
-                "choose another --out (nothing was overwritten)")
+                "choose another --out (nothing was overwritten)"
+            )
         if not man.is_file():
-            raise LeaderboardError(f"{out} holds no leaderboard run ({MANIFEST_FILE} missing); "
-                                   "choose another --out")
+            raise LeaderboardError(
+                f"{out} holds no leaderboard run ({MANIFEST_FILE} missing); choose another --out"
+            )
         try:
             old = json.loads(man.read_text())
             old_policies, old_fp = list(old["policies"]), old["fingerprint"]
             old_suite, old_version = old["suite"], old["version"]
         except (ValueError, KeyError, TypeError) as err:
             raise LeaderboardError(
-                f"{man} is corrupt ({err}); the folder was left as it is") from err
+                f"{man} is corrupt ({err}); the folder was left as it is"
+            ) from err
         if (old_suite, old_version, old_fp) != (suite.name, suite.version, suite.fingerprint()):
             raise LeaderboardError(
                 f"{out} holds a run of suite {old_suite} v{old_version}"
                 f"{_what_differs(old.get('spec'), suite)}; nothing was changed there. Choose "
-                "another --out for this run")
+                "another --out for this run"
+            )
         policies = old_policies + [p for p in policies if p not in old_policies]
     make_folder(out)
     write_atomic(man, json.dumps(_manifest(suite, policies), indent=1) + "\n")
@@ -321,16 +337,19 @@ def check_out(out: Path, resume: bool) -> None:
         LeaderboardError: ``out`` is a file; or ``resume`` and ``out`` is missing or empty.
     """
     if out.exists() and not out.is_dir():
-        raise LeaderboardError(f"--out {out} is a file, not a folder; choose another --out "
-                               "(nothing was changed)")
+        raise LeaderboardError(
+            f"--out {out} is a file, not a folder; choose another --out (nothing was changed)"
+        )
     if resume and not out.exists():
         raise LeaderboardError(
             f"--resume: results folder {out} does not exist; check --out (the folder of the "
-            "run to continue), or leave out --resume to start a new run there")
+            "run to continue), or leave out --resume to start a new run there"
+        )
     if resume and not has_content(out):
         raise LeaderboardError(
             f"--resume: results folder {out} is empty, there is no run to continue; check "
-            "--out, or leave out --resume to start a new run there")
+            "--out, or leave out --resume to start a new run there"
+        )
 
 
 def make_folder(out: Path) -> bool:
@@ -360,4 +379,3 @@ def _what_differs(old_spec: Any, suite: Suite, at_most: int = 4) -> str:
         return ", not of this suite's definition"
     more = f", and {len(diffs) - at_most} more" if len(diffs) > at_most else ""
     return " with other settings (" + "; ".join(diffs[:at_most]) + more + ")"
-

@@ -16,8 +16,9 @@ from edgeft.scoring import bootstrap_ci
 from edgeft.suites import Suite
 
 
-def summarize(suite: Suite, policies: Sequence[str],
-              rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def summarize(
+    suite: Suite, policies: Sequence[str], rows: Iterable[dict[str, Any]]
+) -> dict[str, Any]:
     """Mean and bootstrap 95% interval per (scenario, policy, metric); timing kept apart; and,
     for families with a headline (``edgeft.scoring``), each policy's headline value, score and
     paired per-seed difference from the suite's reference policy."""
@@ -31,9 +32,14 @@ def summarize(suite: Suite, policies: Sequence[str],
             rs = sorted(by.get((sc.name, pol), []), key=lambda r: int(r["seed"]))
             if not rs:
                 continue
-            entry: dict[str, Any] = {"scenario": sc.name, "policy": pol, "episodes": len(rs),
-                                     "seeds": [int(r["seed"]) for r in rs], "metrics": {},
-                                     "timing": {}}
+            entry: dict[str, Any] = {
+                "scenario": sc.name,
+                "policy": pol,
+                "episodes": len(rs),
+                "seeds": [int(r["seed"]) for r in rs],
+                "metrics": {},
+                "timing": {},
+            }
             if sc.sweep_value is not None:
                 entry["sweep_value"] = sc.sweep_value
             ood = sorted({f for r in rs for f in r.get("out_of_distribution", ())})
@@ -45,18 +51,29 @@ def summarize(suite: Suite, policies: Sequence[str],
                     lo, hi = bootstrap_ci(vals)
                     entry[part][m] = {"mean": float(np.mean(vals)), "ci_low": lo, "ci_high": hi}
             entries.append(entry)
-    summary = {"suite": suite.name, "version": suite.version, "fingerprint": suite.fingerprint(),
-               "family": suite.family, "description": suite.description,
-               "policies": list(policies),
-               "expected_episodes": len(suite.scenarios) * len(policies) * suite.num_seeds,
-               "episodes": sum(e["episodes"] for e in entries), "results": entries}
-    head = (family.get_headline(suite.headline)
-            if suite.headline or family.default_headline else None)
+    summary = {
+        "suite": suite.name,
+        "version": suite.version,
+        "fingerprint": suite.fingerprint(),
+        "family": suite.family,
+        "description": suite.description,
+        "policies": list(policies),
+        "expected_episodes": len(suite.scenarios) * len(policies) * suite.num_seeds,
+        "episodes": sum(e["episodes"] for e in entries),
+        "results": entries,
+    }
+    head = (
+        family.get_headline(suite.headline) if suite.headline or family.default_headline else None
+    )
     if head is not None:
-        summary["headline"] = {"title": head.title, "higher_is_better": head.higher_is_better,
-                               "constraint": head.constraint, "anchor": head.anchor,
-                               "reference": head.reference,
-                               "bound": HINDSIGHT if head.hindsight is not None else None}
+        summary["headline"] = {
+            "title": head.title,
+            "higher_is_better": head.higher_is_better,
+            "constraint": head.constraint,
+            "anchor": head.anchor,
+            "reference": head.reference,
+            "bound": HINDSIGHT if head.hindsight is not None else None,
+        }
         _add_scores(suite.family, head, entries, by)
     return summary
 
@@ -72,11 +89,16 @@ def _stat(values: Sequence[float]) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "ci_low": lo, "ci_high": hi}
 
 
-def _add_scores(family: str, head: Headline, entries: list[dict[str, Any]],
-                by: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+def _add_scores(
+    family: str,
+    head: Headline,
+    entries: list[dict[str, Any]],
+    by: dict[tuple[str, str], list[dict[str, Any]]],
+) -> None:
     """Adds "headline", "score", "vs_reference", "breaks_constraint" and "bound" to each entry
     (per seed: score = 100 (value - anchor) / (bound - anchor) on that seed; see
     ``edgeft.scoring``)."""
+
     def per_seed(key: tuple[str, str]) -> dict[int, float]:
         # in seed order: the means must not depend on the order episodes finished in
         rs = sorted(by.get(key, []), key=lambda r: int(r["seed"]))
@@ -89,19 +111,22 @@ def _add_scores(family: str, head: Headline, entries: list[dict[str, Any]],
         e["bound"] = e["policy"] == HINDSIGHT
         if not e["bound"]:
             e["breaks_constraint"] = sum(
-                bool(head.breaks_constraint(r["metrics"])) for r in by[(sc, e["policy"])])
+                bool(head.breaks_constraint(r["metrics"])) for r in by[(sc, e["policy"])]
+            )
         anchor = per_seed((sc, head.anchor))
         bound = per_seed((sc, HINDSIGHT))
         seeds = sorted(set(values) & set(anchor) & set(bound))
         if seeds:
-            scores = scoring.score([values[s] for s in seeds], [anchor[s] for s in seeds],
-                                   [bound[s] for s in seeds])
+            scores = scoring.score(
+                [values[s] for s in seeds], [anchor[s] for s in seeds], [bound[s] for s in seeds]
+            )
             finite = scores[np.isfinite(scores)]
             if finite.size:
                 e["score"] = {**_stat(finite.tolist()), "episodes": int(finite.size)}
             if not e["bound"]:
-                e["above_bound"] = _stat(above_bound(
-                    [values[s] for s in seeds], [bound[s] for s in seeds], head))
+                e["above_bound"] = _stat(
+                    above_bound([values[s] for s in seeds], [bound[s] for s in seeds], head)
+                )
         ref = per_seed((sc, head.reference))
         if e["policy"] != head.reference and set(values) & set(ref):
             e["vs_reference"] = scoring.paired_difference(values, ref)
@@ -129,4 +154,3 @@ def ranked(summary: dict[str, Any]) -> list[dict[str, Any]]:
         return (order[e["scenario"]], 1 if sc else 2, -sc["mean"] if sc else 0.0, i)
 
     return [e for _, e in sorted(enumerate(summary["results"]), key=key)]
-

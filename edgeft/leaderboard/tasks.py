@@ -20,9 +20,18 @@ def make_tasks(suite: Suite, policies: Sequence[str]) -> list[dict[str, Any]]:
     for sc in suite.scenarios:
         for pol in policies:
             for seed in suite.seeds:
-                tasks.append({"suite": suite.name, "version": suite.version, "scenario": sc.name,
-                              "env_id": sc.env_id, "config": dict(sc.config), "policy": pol,
-                              "seed": int(seed), "headline": suite.headline})
+                tasks.append(
+                    {
+                        "suite": suite.name,
+                        "version": suite.version,
+                        "scenario": sc.name,
+                        "env_id": sc.env_id,
+                        "config": dict(sc.config),
+                        "policy": pol,
+                        "seed": int(seed),
+                        "headline": suite.headline,
+                    }
+                )
     return tasks
 
 
@@ -33,8 +42,9 @@ def task_key(row: dict[str, Any]) -> tuple[str, str, int]:
 
 def make_env_and_policy(task: dict[str, Any]) -> tuple[Any, Any]:
     """The env and policy of a task (a trained agent gets the action mode it was trained in)."""
-    return episodes.make_env_and_policy(task["env_id"], task["config"], task["policy"],
-                                        int(task["seed"]))
+    return episodes.make_env_and_policy(
+        task["env_id"], task["config"], task["policy"], int(task["seed"])
+    )
 
 
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -45,8 +55,9 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
 
         t0 = time.perf_counter()
         family = family_of_env_id(task["env_id"])
-        out = scoring.hindsight_row(family, task["env_id"], task["config"], int(task["seed"]),
-                                    task.get("headline") or None)
+        out = scoring.hindsight_row(
+            family, task["env_id"], task["config"], int(task["seed"]), task.get("headline") or None
+        )
         # its "decision time": computing the bound and replaying its schedule, per round
         out["timing"] = {"decide_ms": 1e3 * (time.perf_counter() - t0) / max(1, out["rounds"])}
         extra["bound"] = {"headline": float(out["headline"]), "gap": float(out["gap"])}
@@ -59,10 +70,19 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         ood = getattr(policy, "out_of_distribution", None)
         if ood:  # a trained agent playing an env unlike its training env
             extra["out_of_distribution"] = sorted(d.split(":", 1)[0] for d in ood)
-    return {"suite": task["suite"], "version": task["version"], "scenario": task["scenario"],
-            "policy": task["policy"], "seed": task["seed"], "env_id": task["env_id"],
-            "rounds": out["rounds"], "metrics": out["metrics"], "timing": out["timing"],
-            "curves": out["curves"], **extra}
+    return {
+        "suite": task["suite"],
+        "version": task["version"],
+        "scenario": task["scenario"],
+        "policy": task["policy"],
+        "seed": task["seed"],
+        "env_id": task["env_id"],
+        "rounds": out["rounds"],
+        "metrics": out["metrics"],
+        "timing": out["timing"],
+        "curves": out["curves"],
+        **extra,
+    }
 
 
 def task_cost(task: dict[str, Any]) -> float:

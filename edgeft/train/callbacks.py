@@ -14,17 +14,30 @@ from edgeft.train.evaluator import Evaluator
 from edgeft.train.files import save_model, write_checkpoint
 
 
-def make_callback(cfg: TrainConfig, out: Path, evaluator: Evaluator | None, meta: dict[str, Any],
-                   vecnorm: Any, start: int, total: int, state: dict[str, Any],
-                   lag: Any = None) -> Any:
+def make_callback(
+    cfg: TrainConfig,
+    out: Path,
+    evaluator: Evaluator | None,
+    meta: dict[str, Any],
+    vecnorm: Any,
+    start: int,
+    total: int,
+    state: dict[str, Any],
+    lag: Any = None,
+) -> Any:
     from stable_baselines3.common.callbacks import BaseCallback
     from tqdm import tqdm
 
     class Callback(BaseCallback):
         def _on_training_start(self) -> None:
-            self.bar = tqdm(total=total, initial=start, unit="step",
-                            desc=f"{cfg.algo} train", disable=not cfg.progress,
-                            dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total,
+                initial=start,
+                unit="step",
+                desc=f"{cfg.algo} train",
+                disable=not cfg.progress,
+                dynamic_ncols=True,
+            )
             self.last_eval = state.get("last_eval", start)
             self.last_ckpt = start
             self.curve_rows = len(lag.log) if lag is not None else 0
@@ -53,9 +66,14 @@ def make_callback(cfg: TrainConfig, out: Path, evaluator: Evaluator | None, meta
             assert evaluator is not None
             res = evaluator(self.model, vecnorm, meta)
             metric = evaluator.metric
-            row = {"timesteps": t, "metric": metric.name, "agent": res,
-                   "reference": evaluator.reference, "reference_policy": cfg.eval_policy,
-                   "wall_s": time.time() - state["t0"]}
+            row = {
+                "timesteps": t,
+                "metric": metric.name,
+                "agent": res,
+                "reference": evaluator.reference,
+                "reference_policy": cfg.eval_policy,
+                "wall_s": time.time() - state["t0"],
+            }
             if lag is not None:
                 row["training"] = lag.state_dict()
             with open(out / "eval.jsonl", "a") as fh:
@@ -64,14 +82,28 @@ def make_callback(cfg: TrainConfig, out: Path, evaluator: Evaluator | None, meta
             best = state.get("best") if state.get("best_metric") == metric.name else None
             if evaluator.better(res[metric.name], best):
                 state.update(best=res[metric.name], best_metric=metric.name)
-                save_model(self.model, vecnorm, {**meta, "timesteps": t, "validation": res,
-                                                 **lag_meta(lag)}, out, "best")
+                save_model(
+                    self.model,
+                    vecnorm,
+                    {**meta, "timesteps": t, "validation": res, **lag_meta(lag)},
+                    out,
+                    "best",
+                )
 
         def checkpoint(self, t: int) -> None:
-            write_checkpoint(out / "checkpoints", t, self.model, vecnorm,
-                             {"last_eval": self.last_eval, "best": state.get("best"),
-                              "best_metric": state.get("best_metric"), **lag_meta(lag)},
-                             {**meta, **lag_meta(lag)})
+            write_checkpoint(
+                out / "checkpoints",
+                t,
+                self.model,
+                vecnorm,
+                {
+                    "last_eval": self.last_eval,
+                    "best": state.get("best"),
+                    "best_metric": state.get("best_metric"),
+                    **lag_meta(lag),
+                },
+                {**meta, **lag_meta(lag)},
+            )
 
         def _on_training_end(self) -> None:
             self.bar.close()
@@ -98,12 +130,19 @@ def lagrangian_wrapper(cfg: TrainConfig, config: Any, venv: Any, log_path: Path 
         limit = cost_limit(config) if s["cost_limit"] is None else float(s["cost_limit"])
         episode = s["constraint"] == "episode"  # the multiplier's limit: eps, not d
         mult = PIDMultiplier.from_settings(s, float(s["excess_limit"]) if episode else limit)
-        return VecLagrangian(venv, family, limit, mult, cost_cap=float(s["cost_cap"]),
-                             update_episodes=s["update_episodes"], log_path=log_path,
-                             constraint=s["constraint"], relabel=cfg.algo in OFF_POLICY_LAGRANGIAN)
+        return VecLagrangian(
+            venv,
+            family,
+            limit,
+            mult,
+            cost_cap=float(s["cost_cap"]),
+            update_episodes=s["update_episodes"],
+            log_path=log_path,
+            constraint=s["constraint"],
+            relabel=cfg.algo in OFF_POLICY_LAGRANGIAN,
+        )
     try:
         limit = cost_limit(config)
     except ValueError:
         return None
     return VecLagrangian(venv, family, limit, None, log_path=log_path)
-

@@ -19,12 +19,18 @@ HYPERPARAMS_FILE = Path(agents.__file__).resolve().parent / "hyperparams.json"
 MAX_TRAIN_SEED = 100_000_000
 VALIDATION_SEED_BASE = 500_000_000
 #: action modes each algorithm can act in (by Gymnasium space type)
-ALGO_SPACES = {"ppo": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
-               "a2c": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
-               "sac": ("Box",), "td3": ("Box",), "dqn": ("Discrete",),
-               "ppo-lag": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
-               "a2c-lag": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
-               "sac-lag": ("Box",), "td3-lag": ("Box",), "dqn-lag": ("Discrete",)}
+ALGO_SPACES = {
+    "ppo": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
+    "a2c": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
+    "sac": ("Box",),
+    "td3": ("Box",),
+    "dqn": ("Discrete",),
+    "ppo-lag": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
+    "a2c-lag": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
+    "sac-lag": ("Box",),
+    "td3-lag": ("Box",),
+    "dqn-lag": ("Discrete",),
+}
 
 
 @dataclass
@@ -102,19 +108,22 @@ class TrainConfig:
             raise ValueError(f"timesteps must be >= {0 if self.init else 1}, got {self.timesteps}")
         self._validate_init()
         if self.lagrangian and self.algo not in LAGRANGIAN_ALGOS:
-            raise ValueError(f"lagrangian settings need a Lagrangian algorithm "
-                             f"({sorted(LAGRANGIAN_ALGOS)}), not {self.algo}")
+            raise ValueError(
+                f"lagrangian settings need a Lagrangian algorithm "
+                f"({sorted(LAGRANGIAN_ALGOS)}), not {self.algo}"
+            )
         lagrangian_settings(self.lagrangian)
         self._validate_policy()
         if not 0 <= int(self.seed) < MAX_TRAIN_SEED:
-            raise ValueError(f"seed must be in [0, {MAX_TRAIN_SEED}) (higher seeds are reserved "
-                             f"for validation and test episodes), got {self.seed}")
+            raise ValueError(
+                f"seed must be in [0, {MAX_TRAIN_SEED}) (higher seeds are reserved "
+                f"for validation and test episodes), got {self.seed}"
+            )
         if int(self.n_envs) < 1:
             raise ValueError(f"n_envs must be >= 1, got {self.n_envs}")
         for name in ("eval_every", "eval_episodes", "checkpoint_every"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-
 
     def _validate_init(self) -> None:
         """``init`` (``bc:POLICY``) and its ``bc`` settings, on an actor-critic algorithm."""
@@ -125,8 +134,10 @@ class TrainConfig:
         parse_init(self.init)
         bc_settings(self.bc)
         if base_algo(self.algo) not in ("ppo", "a2c"):
-            raise ValueError(f"init {self.init!r} needs an actor-critic algorithm "
-                             f"(ppo, a2c or their -lag variants), not {self.algo}")
+            raise ValueError(
+                f"init {self.init!r} needs an actor-critic algorithm "
+                f"(ppo, a2c or their -lag variants), not {self.algo}"
+            )
 
     def _validate_policy(self) -> None:
         """A policy name with a class for the algorithm, on the features it reads."""
@@ -137,9 +148,11 @@ class TrainConfig:
         policy_for(self.policy, self.algo)  # an unknown name, or none for this algorithm
         want = POLICY_TRANSFORMS.get(self.policy)
         if want is not None and self.obs_transform != want:
-            raise ValueError(f"policy {self.policy!r} reads the {want!r} features, not "
-                             f"obs_transform {self.obs_transform!r}; set obs_transform to "
-                             f"{want!r} (or leave it out: --policy picks it)")
+            raise ValueError(
+                f"policy {self.policy!r} reads the {want!r} features, not "
+                f"obs_transform {self.obs_transform!r}; set obs_transform to "
+                f"{want!r} (or leave it out: --policy picks it)"
+            )
 
 
 def default_config(env_id: str, algo: str) -> dict[str, Any]:
@@ -150,8 +163,9 @@ def default_config(env_id: str, algo: str) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if not k.startswith("_")}
 
 
-def build_config(env_id: str | None, algo: str | None, file: str | None = None,
-                 **overrides: Any) -> TrainConfig:
+def build_config(
+    env_id: str | None, algo: str | None, file: str | None = None, **overrides: Any
+) -> TrainConfig:
     """Tuned defaults < ``file`` (JSON of TrainConfig fields) < ``overrides`` (None = unset).
 
     ``env_id`` and ``algo`` (None: the file's, else TrainConfig's defaults) pick the tuned
@@ -165,8 +179,10 @@ def build_config(env_id: str | None, algo: str | None, file: str | None = None,
             raise ValueError(f"{file} must hold a JSON object of TrainConfig fields")
         # keys starting with "_" are comments, as in hyperparams.json
         file_values = {k: v for k, v in file_values.items() if not k.startswith("_")}
-    chosen = {"env_id": env_id or file_values.get("env_id", TrainConfig.env_id),
-              "algo": algo or file_values.get("algo", TrainConfig.algo)}
+    chosen = {
+        "env_id": env_id or file_values.get("env_id", TrainConfig.env_id),
+        "algo": algo or file_values.get("algo", TrainConfig.algo),
+    }
     values: dict[str, Any] = dict(chosen)
     values.update(default_config(chosen["env_id"], chosen["algo"]))
     for src in (file_values, {k: v for k, v in overrides.items() if v is not None}):
@@ -179,8 +195,11 @@ def build_config(env_id: str | None, algo: str | None, file: str | None = None,
     # a size-independent policy chosen by the file or a flag brings the features it reads,
     # unless those set obs_transform too
     chosen_policy = overrides.get("policy") or file_values.get("policy")
-    if chosen_policy and overrides.get("obs_transform") is None \
-            and "obs_transform" not in file_values:
+    if (
+        chosen_policy
+        and overrides.get("obs_transform") is None
+        and "obs_transform" not in file_values
+    ):
         from edgeft.agents.policies import POLICY_TRANSFORMS
 
         if chosen_policy in POLICY_TRANSFORMS:
@@ -219,7 +238,8 @@ def make_env_config(cfg: TrainConfig) -> Any:
         raise ValueError(
             f"{cfg.algo} cannot act in {cfg.env_id} action_mode={config.action_mode!r} ({space}); "
             f"it needs {'/'.join(ALGO_SPACES[cfg.algo])}. Choose another action_mode "
-            f"(--set action_mode=..., modes: {list(modes)}) or algorithm")
+            f"(--set action_mode=..., modes: {list(modes)}) or algorithm"
+        )
     return config
 
 
@@ -267,7 +287,6 @@ def policy_class(name: str, algo: str) -> Any:
     from edgeft.agents.policies import policy_for
 
     return policy_for(name, algo)
-
 
 
 def env_family(env_id: str) -> str:

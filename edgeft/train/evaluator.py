@@ -92,12 +92,12 @@ class Evaluator:
         self.env = gym.make(cfg.env_id, **self.scenario, action_mode=config.action_mode)
         self.config = config_in_force(self.env)
         self.seeds = [VALIDATION_SEED_BASE + i for i in range(cfg.eval_episodes)]
-        self.anchor, self.bound = score_anchors(cfg.env_id, self.scenario, self.family,
-                                                self.seeds)
+        self.anchor, self.bound = score_anchors(cfg.env_id, self.scenario, self.family, self.seeds)
         self.reference: dict[str, float] | None = None
         if cfg.eval_policy:
             self.reference = self.summarise(
-                [run_episode(cfg.env_id, self.scenario, cfg.eval_policy, s) for s in self.seeds])
+                [run_episode(cfg.env_id, self.scenario, cfg.eval_policy, s) for s in self.seeds]
+            )
 
     def summarise(self, episodes: list[dict[str, Any]]) -> dict[str, float]:
         """:func:`mean_metrics` of the validation episodes (in seed order), plus ``"score"``
@@ -119,13 +119,17 @@ class Evaluator:
         score = ""
         if self.anchor is not None:
             anchor = scoring.headline_of(self.family).anchor
-            score = (f"; score as on the leaderboard: 0 = {anchor}"
-                     ", 100 = the hindsight bound, on these seeds")
-        return (f"validation: {len(self.seeds)} episode(s), seeds {seeds}, in the leaderboard's "
-                f"env for scenario {self.scenario or '{}'} (reward-only fields at their "
-                f"defaults); best.agent.json = best {m.title} "
-                f"({'higher' if m.higher_is_better else 'lower'} is better), as on the "
-                f"leaderboard{score}")
+            score = (
+                f"; score as on the leaderboard: 0 = {anchor}"
+                ", 100 = the hindsight bound, on these seeds"
+            )
+        return (
+            f"validation: {len(self.seeds)} episode(s), seeds {seeds}, in the leaderboard's "
+            f"env for scenario {self.scenario or '{}'} (reward-only fields at their "
+            f"defaults); best.agent.json = best {m.title} "
+            f"({'higher' if m.higher_is_better else 'lower'} is better), as on the "
+            f"leaderboard{score}"
+        )
 
     def better(self, value: float, best: float | None) -> bool:
         """Whether ``value`` of the validation metric beats ``best`` (None: nothing yet)."""
@@ -138,11 +142,14 @@ class Evaluator:
         record = get_family(self.family)
         ref, name = self.reference, self.cfg.eval_policy
         cols = [(self.metric.name, self.metric.title)] + [
-            (k, record.metrics[k].title) for k in record.eval_columns if k != self.metric.name]
+            (k, record.metrics[k].title) for k in record.eval_columns if k != self.metric.name
+        ]
         if "score" in res:
             cols.insert(1, ("score", "score"))
-        parts = [f"{title} {res[k]:.5g}" + (f" ({name} {ref[k]:.5g})" if ref else "")
-                 for k, title in cols]
+        parts = [
+            f"{title} {res[k]:.5g}" + (f" ({name} {ref[k]:.5g})" if ref else "")
+            for k, title in cols
+        ]
         return f"[eval @ {t:,}] " + "; ".join(parts)
 
     def __call__(self, model: Any, vecnorm: Any, meta: dict[str, Any]) -> dict[str, float]:
@@ -150,23 +157,28 @@ class Evaluator:
 
         norm = None
         if vecnorm is not None and vecnorm.norm_obs:
-            norm = {"mean": vecnorm.obs_rms.mean, "var": vecnorm.obs_rms.var,
-                    "clip_obs": vecnorm.clip_obs, "epsilon": vecnorm.epsilon}
+            norm = {
+                "mean": vecnorm.obs_rms.mean,
+                "var": vecnorm.obs_rms.var,
+                "clip_obs": vecnorm.clip_obs,
+                "epsilon": vecnorm.epsilon,
+            }
         policy = SB3Policy(model, meta, norm, self.config, Path("."))
         return self.summarise([play_episode(self.env, policy, s) for s in self.seeds])
 
 
-def score_anchors(env_id: str, scenario: dict[str, Any], family: str, seeds: list[int]
-                  ) -> tuple[list[float] | None, list[float] | None]:
+def score_anchors(
+    env_id: str, scenario: dict[str, Any], family: str, seeds: list[int]
+) -> tuple[list[float] | None, list[float] | None]:
     """Per seed, the headline value of the family's anchor policy (score 0) and the hindsight
     bound (score 100), as the leaderboard computes them (``edgeft.scoring``); both deterministic
     per seed, so a run computes them once. (None, None) for a family without a score."""
     if not scoring.is_scored(family):
         return None, None
     head = scoring.headline_of(family)
-    anchor = [scoring.headline_value(family, run_episode(env_id, scenario, head.anchor,
-                                                         s)["metrics"]) for s in seeds]
-    bound = [float(scoring.hindsight_row(family, env_id, scenario, s)["headline"])
-             for s in seeds]
+    anchor = [
+        scoring.headline_value(family, run_episode(env_id, scenario, head.anchor, s)["metrics"])
+        for s in seeds
+    ]
+    bound = [float(scoring.hindsight_row(family, env_id, scenario, s)["headline"]) for s in seeds]
     return anchor, bound
-

@@ -37,8 +37,14 @@ CHECKPOINT_FORMAT_VERSION = 1
 #: the files a checkpoint may name in its ``state.json`` (key -> what it holds)
 CHECKPOINT_FILES = ("model", "weights", "optimizer", "vecnormalize", "replay_buffer")
 #: the model attributes that change while it learns (restored on resume; those a model has)
-COUNTERS = ("num_timesteps", "_n_updates", "_episode_num", "_current_progress_remaining",
-            "_n_calls", "exploration_rate")
+COUNTERS = (
+    "num_timesteps",
+    "_n_updates",
+    "_episode_num",
+    "_current_progress_remaining",
+    "_n_calls",
+    "exploration_rate",
+)
 
 
 def model_files(out: Path, name: str) -> tuple[Path, Path]:
@@ -72,19 +78,30 @@ def _write_atomic(path: Path, write: Any) -> None:
 def vecnormalize_state(vecnorm: Any) -> dict[str, Any]:
     """VecNormalize's running statistics and settings as JSON (floats exactly: JSON writes the
     shortest repr that reads back to the same double)."""
+
     def rms(r: Any) -> dict[str, Any]:
         if isinstance(r, dict):
             raise ValueError("VecNormalize of a Dict observation space is not supported")
-        return {"mean": np.asarray(r.mean, dtype=np.float64).tolist(),
-                "var": np.asarray(r.var, dtype=np.float64).tolist(), "count": float(r.count),
-                "shape": list(np.shape(r.mean))}
+        return {
+            "mean": np.asarray(r.mean, dtype=np.float64).tolist(),
+            "var": np.asarray(r.var, dtype=np.float64).tolist(),
+            "count": float(r.count),
+            "shape": list(np.shape(r.mean)),
+        }
 
-    return {"format": "edgeft-vecnormalize", "format_version": 1,
-            "norm_obs": bool(vecnorm.norm_obs), "norm_reward": bool(vecnorm.norm_reward),
-            "training": bool(vecnorm.training), "clip_obs": float(vecnorm.clip_obs),
-            "clip_reward": float(vecnorm.clip_reward), "gamma": float(vecnorm.gamma),
-            "epsilon": float(vecnorm.epsilon), "obs_rms": rms(vecnorm.obs_rms),
-            "ret_rms": rms(vecnorm.ret_rms)}
+    return {
+        "format": "edgeft-vecnormalize",
+        "format_version": 1,
+        "norm_obs": bool(vecnorm.norm_obs),
+        "norm_reward": bool(vecnorm.norm_reward),
+        "training": bool(vecnorm.training),
+        "clip_obs": float(vecnorm.clip_obs),
+        "clip_reward": float(vecnorm.clip_reward),
+        "gamma": float(vecnorm.gamma),
+        "epsilon": float(vecnorm.epsilon),
+        "obs_rms": rms(vecnorm.obs_rms),
+        "ret_rms": rms(vecnorm.ret_rms),
+    }
 
 
 def load_vecnormalize_state(vecnorm: Any, path: Path) -> None:
@@ -98,8 +115,10 @@ def load_vecnormalize_state(vecnorm: Any, path: Path) -> None:
     except (UnicodeDecodeError, json.JSONDecodeError):
         state = None
     if not isinstance(state, dict) or state.get("format") != "edgeft-vecnormalize":
-        raise ValueError(f"{path} is not a VecNormalize state file (JSON of format "
-                         "'edgeft-vecnormalize'); pickled statistics are not read")
+        raise ValueError(
+            f"{path} is not a VecNormalize state file (JSON of format "
+            "'edgeft-vecnormalize'); pickled statistics are not read"
+        )
     if state.get("format_version") != 1:
         raise ValueError(f"{path}: unknown format_version {state.get('format_version')!r}")
     for name in ("obs_rms", "ret_rms"):
@@ -107,8 +126,9 @@ def load_vecnormalize_state(vecnorm: Any, path: Path) -> None:
         mean = np.asarray(saved["mean"], dtype=np.float64).reshape(saved["shape"])
         var = np.asarray(saved["var"], dtype=np.float64).reshape(saved["shape"])
         if mean.shape != np.shape(target.mean):
-            raise ValueError(f"{path}: {name} has shape {mean.shape}, the run's "
-                             f"{np.shape(target.mean)}")
+            raise ValueError(
+                f"{path}: {name} has shape {mean.shape}, the run's {np.shape(target.mean)}"
+            )
         target.mean, target.var, target.count = mean, var, float(saved["count"])
     for k in ("norm_obs", "norm_reward", "training"):
         setattr(vecnorm, k, bool(state[k]))
@@ -120,13 +140,19 @@ def load_vecnormalize_state(vecnorm: Any, path: Path) -> None:
 # ---------------------------------------------------------------------------- replay buffer
 def save_replay_buffer(buffer: Any, path: str) -> None:
     """The replay buffer's arrays (and ``pos``, ``full``) as an ``.npz`` of plain arrays."""
-    arrays: dict[str, np.ndarray] = {"format_version": np.array(1), "pos": np.array(buffer.pos),
-                                     "full": np.array(bool(buffer.full))}
+    arrays: dict[str, np.ndarray] = {
+        "format_version": np.array(1),
+        "pos": np.array(buffer.pos),
+        "full": np.array(bool(buffer.full)),
+    }
     for name, value in vars(buffer).items():
         if isinstance(value, np.ndarray):
             arrays[f"array.{name}"] = value
-        elif isinstance(value, dict) and value and all(
-                isinstance(v, np.ndarray) for v in value.values()):
+        elif (
+            isinstance(value, dict)
+            and value
+            and all(isinstance(v, np.ndarray) for v in value.values())
+        ):
             for key, v in value.items():
                 arrays[f"dict.{name}.{key}"] = v
     with open(path, "wb") as fh:
@@ -150,17 +176,23 @@ def load_replay_buffer(buffer: Any, path: Path) -> None:
     for name, value in vars(buffer).items():
         if isinstance(value, np.ndarray):
             expected[f"array.{name}"] = value
-        elif isinstance(value, dict) and value and all(
-                isinstance(v, np.ndarray) for v in value.values()):
+        elif (
+            isinstance(value, dict)
+            and value
+            and all(isinstance(v, np.ndarray) for v in value.values())
+        ):
             expected.update({f"dict.{name}.{k}": v for k, v in value.items()})
     if set(saved) != set(expected):
-        raise ValueError(f"{path} holds arrays {sorted(saved)}, the run's replay buffer "
-                         f"{sorted(expected)}")
+        raise ValueError(
+            f"{path} holds arrays {sorted(saved)}, the run's replay buffer {sorted(expected)}"
+        )
     for key, arr in saved.items():
         dest = expected[key]
         if arr.shape != dest.shape or arr.dtype != dest.dtype:
-            raise ValueError(f"{path}: {key} is {arr.dtype}{arr.shape}, the run's buffer "
-                             f"{dest.dtype}{dest.shape}")
+            raise ValueError(
+                f"{path}: {key} is {arr.dtype}{arr.shape}, the run's buffer "
+                f"{dest.dtype}{dest.shape}"
+            )
         dest[...] = arr
     buffer.pos, buffer.full = pos, full
 
@@ -179,9 +211,12 @@ def save_optimizers(model: Any, path: str) -> None:
     import torch
 
     names, variables = model._get_torch_save_params()
-    state = {"format": "edgeft-optimizer", "format_version": 1,
-             "state_dicts": {n: _attr(model, n).state_dict() for n in names if n != "policy"},
-             "variables": {n: _attr(model, n).detach().cpu() for n in variables}}
+    state = {
+        "format": "edgeft-optimizer",
+        "format_version": 1,
+        "state_dicts": {n: _attr(model, n).state_dict() for n in names if n != "policy"},
+        "variables": {n: _attr(model, n).detach().cpu() for n in variables},
+    }
     torch.save(state, path)
 
 
@@ -198,17 +233,22 @@ def load_optimizers(model: Any, path: Path, policy_state: dict[str, Any]) -> Non
         raise ValueError(f"{path} is not an optimizer state file")
     names, variables = model._get_torch_save_params()
     if set(state["state_dicts"]) != set(names) - {"policy"} or set(state["variables"]) != set(
-            variables):
-        raise ValueError(f"{path} holds {sorted(state['state_dicts'])} and "
-                         f"{sorted(state['variables'])}; the model needs {sorted(names)} and "
-                         f"{sorted(variables)}")
-    model.set_parameters({"policy": policy_state, **state["state_dicts"]}, exact_match=True,
-                         device="cpu")
+        variables
+    ):
+        raise ValueError(
+            f"{path} holds {sorted(state['state_dicts'])} and "
+            f"{sorted(state['variables'])}; the model needs {sorted(names)} and "
+            f"{sorted(variables)}"
+        )
+    model.set_parameters(
+        {"policy": policy_state, **state["state_dicts"]}, exact_match=True, device="cpu"
+    )
     for n, tensor in state["variables"].items():
         target = _attr(model, n)
         if tuple(target.shape) != tuple(tensor.shape):
-            raise ValueError(f"{path}: {n} has shape {tuple(tensor.shape)}, the model's "
-                             f"{tuple(target.shape)}")
+            raise ValueError(
+                f"{path}: {n} has shape {tuple(tensor.shape)}, the model's {tuple(target.shape)}"
+            )
         target.data = tensor.data.to(target.dtype)
 
 
@@ -236,8 +276,9 @@ def model_counters(model: Any) -> dict[str, Any]:
             rows: list[Any] = []
             for item in buf:
                 if isinstance(item, dict):
-                    rows.append({str(a): _number(b) for a, b in item.items()
-                                 if _number(b) is not None})
+                    rows.append(
+                        {str(a): _number(b) for a, b in item.items() if _number(b) is not None}
+                    )
                 elif _number(item) is not None:
                     rows.append(_number(item))
             out[k] = {"maxlen": buf.maxlen, "items": rows}
@@ -260,8 +301,9 @@ def restore_counters(model: Any, counters: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------- checkpoints
-def write_checkpoint(ck: Path, t: int, model: Any, vecnorm: Any, extra: dict[str, Any],
-                     meta: dict[str, Any]) -> None:
+def write_checkpoint(
+    ck: Path, t: int, model: Any, vecnorm: Any, extra: dict[str, Any], meta: dict[str, Any]
+) -> None:
     """Write the checkpoint of step ``t`` into ``ck``; it replaces the previous one atomically.
 
     The model (safe agent format, with the run's ``meta`` as its description), its optimisers, the
@@ -274,23 +316,39 @@ def write_checkpoint(ck: Path, t: int, model: Any, vecnorm: Any, extra: dict[str
     from edgeft.agents.agent_format import algo_of
 
     ck.mkdir(parents=True, exist_ok=True)
-    files = {"model": f"model-{t}.agent.json", "weights": f"model-{t}.safetensors",
-             "optimizer": f"optimizer-{t}.pt"}
+    files = {
+        "model": f"model-{t}.agent.json",
+        "weights": f"model-{t}.safetensors",
+        "optimizer": f"optimizer-{t}.pt",
+    }
     if vecnorm is not None:
         files["vecnormalize"] = f"vecnormalize-{t}.json"
     if getattr(model, "replay_buffer", None) is not None:
         files["replay_buffer"] = f"replay_buffer-{t}.npz"
-    write_agent(ck / f"model-{t}", model, {**meta, "algo": algo_of(model), "timesteps": t},
-                normalization_of(vecnorm))
+    write_agent(
+        ck / f"model-{t}",
+        model,
+        {**meta, "algo": algo_of(model), "timesteps": t},
+        normalization_of(vecnorm),
+    )
     _write_atomic(ck / files["optimizer"], lambda p: save_optimizers(model, p))
     if vecnorm is not None:
         write_json(ck / files["vecnormalize"], vecnormalize_state(vecnorm))
     if "replay_buffer" in files:
-        _write_atomic(ck / files["replay_buffer"],
-                      lambda p: save_replay_buffer(model.replay_buffer, p))
-    write_json(ck / "state.json", {"format": CHECKPOINT_FORMAT,
-                                   "format_version": CHECKPOINT_FORMAT_VERSION, "timesteps": t,
-                                   "algorithm": model_counters(model), **extra, "files": files})
+        _write_atomic(
+            ck / files["replay_buffer"], lambda p: save_replay_buffer(model.replay_buffer, p)
+        )
+    write_json(
+        ck / "state.json",
+        {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_FORMAT_VERSION,
+            "timesteps": t,
+            "algorithm": model_counters(model),
+            **extra,
+            "files": files,
+        },
+    )
     keep = {"state.json", *files.values()}
     for p in ck.iterdir():
         if p.name not in keep and p.is_file():
@@ -322,8 +380,10 @@ def read_checkpoint_state(out: Path) -> dict[str, Any] | None:
         return None
     state = json.loads(path.read_text())
     if not isinstance(state, dict) or not isinstance(state.get("timesteps"), int):
-        raise ValueError(f"{path} is not a checkpoint state (no integer 'timesteps'); delete "
-                         f"{ck} to train from scratch")
+        raise ValueError(
+            f"{path} is not a checkpoint state (no integer 'timesteps'); delete "
+            f"{ck} to train from scratch"
+        )
     return state
 
 
@@ -345,27 +405,33 @@ def checkpoint_files(ck: Path, state: dict[str, Any]) -> dict[str, Path]:
             raise ValueError(
                 f"{ck} is a checkpoint of an earlier edgeft, in pickle files (loading them runs "
                 "any code in them); resume it with EDGEFT_TRUST_AGENT_CODE=1 if this run folder "
-                f"is your own, or delete {ck} to train from scratch")
+                f"is your own, or delete {ck} to train from scratch"
+            )
         if names is None:
             names = {"model": "model.zip"}
             if (ck / "vecnormalize.pkl").is_file():
                 names["vecnormalize"] = "vecnormalize.pkl"
     elif state.get("format") != CHECKPOINT_FORMAT or state["format_version"] > (
-            CHECKPOINT_FORMAT_VERSION):
-        raise ValueError(f"{ck}/state.json: format {state.get('format')!r} version "
-                         f"{state.get('format_version')!r} is not one this edgeft reads "
-                         f"({CHECKPOINT_FORMAT!r} <= {CHECKPOINT_FORMAT_VERSION})")
+        CHECKPOINT_FORMAT_VERSION
+    ):
+        raise ValueError(
+            f"{ck}/state.json: format {state.get('format')!r} version "
+            f"{state.get('format_version')!r} is not one this edgeft reads "
+            f"({CHECKPOINT_FORMAT!r} <= {CHECKPOINT_FORMAT_VERSION})"
+        )
     if not isinstance(names, dict):
         raise ValueError(f"{ck}/state.json: 'files' must map file kinds to names")
     unknown = sorted(set(names) - set(CHECKPOINT_FILES))
     if unknown:
-        raise ValueError(f"{ck}/state.json names unknown file kinds {unknown}; known: "
-                         f"{list(CHECKPOINT_FILES)}")
+        raise ValueError(
+            f"{ck}/state.json names unknown file kinds {unknown}; known: {list(CHECKPOINT_FILES)}"
+        )
     files = {k: file_inside(ck, v, f"checkpoint file {k!r}") for k, v in names.items()}
     missing = sorted(str(p) for p in files.values() if not p.is_file())
     if missing:
-        raise FileNotFoundError(f"checkpoint {ck} lacks {missing}; delete {ck} to train from "
-                                "scratch")
+        raise FileNotFoundError(
+            f"checkpoint {ck} lacks {missing}; delete {ck} to train from scratch"
+        )
     return files
 
 
@@ -379,11 +445,17 @@ def run_meta(cfg: TrainConfig, config: Any, **extra: Any) -> dict[str, Any]:
     from edgeft.agents.loader import config_to_dict
 
     return {
-        "env_id": cfg.env_id, "algo": base_algo(cfg.algo), "obs_transform": cfg.obs_transform,
-        "env_config": config_to_dict(config), "train_config": dataclasses.asdict(cfg),
-        "versions": {"edgeft": edgeft.__version__,
-                     "stable_baselines3": stable_baselines3.__version__,
-                     "gymnasium": gymnasium.__version__, "torch": torch.__version__,
-                     "python": sys.version.split()[0]},
+        "env_id": cfg.env_id,
+        "algo": base_algo(cfg.algo),
+        "obs_transform": cfg.obs_transform,
+        "env_config": config_to_dict(config),
+        "train_config": dataclasses.asdict(cfg),
+        "versions": {
+            "edgeft": edgeft.__version__,
+            "stable_baselines3": stable_baselines3.__version__,
+            "gymnasium": gymnasium.__version__,
+            "torch": torch.__version__,
+            "python": sys.version.split()[0],
+        },
         **extra,
     }

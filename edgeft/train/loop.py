@@ -72,12 +72,15 @@ def prepare_out(cfg: TrainConfig, out: Path, meta: dict[str, Any]) -> dict[str, 
         before = {"policy": TrainConfig.policy, **prev["train_config"]}
         if before != current or prev["env_config"] != meta["env_config"]:
             diff = sorted(k for k, v in current.items() if before.get(k) != v)
-            raise ValueError(f"{out} holds a different training run (differs in "
-                             f"{diff or ['env_config']}); choose another --out or delete it")
+            raise ValueError(
+                f"{out} holds a different training run (differs in "
+                f"{diff or ['env_config']}); choose another --out or delete it"
+            )
         for final in ("model.agent.json", "model.zip"):
             if (out / final).is_file():
-                raise ValueError(f"{out} holds a finished run ({out / final}); "
-                                 "choose another --out")
+                raise ValueError(
+                    f"{out} holds a finished run ({out / final}); choose another --out"
+                )
         resume_from = read_checkpoint_state(out)
     elif out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty and holds no training run; choose another --out")
@@ -102,22 +105,28 @@ def resume_model(run: Run, resume_from: dict[str, Any], cls: Any) -> None:
         new_model(run, cls)
         if "vecnormalize" in files:
             if run.vecnorm is None:
-                raise ValueError(f"{files['vecnormalize']}: the checkpoint has VecNormalize "
-                                 "statistics but the run normalises nothing")
+                raise ValueError(
+                    f"{files['vecnormalize']}: the checkpoint has VecNormalize "
+                    "statistics but the run normalises nothing"
+                )
             load_vecnormalize_state(run.vecnorm, files["vecnormalize"])
             run.vecnorm.training = True
         doc = read_agent(files["model"])
         if "weights" in files and doc["weights"]["file"] != files["weights"].name:
-            raise ValueError(f"{files['model']} names the weights {doc['weights']['file']}, "
-                             f"state.json {files['weights'].name}")
+            raise ValueError(
+                f"{files['model']} names the weights {doc['weights']['file']}, "
+                f"state.json {files['weights'].name}"
+            )
         policy_class = type(run.model.policy).__name__
         load_optimizers(run.model, files["optimizer"], load_weights(files["model"], doc))
         restore_counters(run.model, resume_from.get("algorithm") or {})
         run.model.num_timesteps = int(resume_from["timesteps"])
         if "replay_buffer" in files:
             if getattr(run.model, "replay_buffer", None) is None:
-                raise ValueError(f"{files['replay_buffer']}: a replay buffer, but the run's "
-                                 f"{policy_class} model has none")
+                raise ValueError(
+                    f"{files['replay_buffer']}: a replay buffer, but the run's "
+                    f"{policy_class} model has none"
+                )
             load_replay_buffer(run.model.replay_buffer, files["replay_buffer"])
     run.start = int(resume_from["timesteps"])
     if run.lag is not None:
@@ -125,8 +134,11 @@ def resume_model(run: Run, resume_from: dict[str, Any], cls: Any) -> None:
 
         run.lag.load_state_dict(resume_from.get("lagrangian") or {"timesteps": run.start})
         truncate_log(run.out / "curves.csv", run.start)
-    run.state.update(last_eval=int(resume_from.get("last_eval", run.start)),
-                     best=resume_from.get("best"), best_metric=resume_from.get("best_metric"))
+    run.state.update(
+        last_eval=int(resume_from.get("last_eval", run.start)),
+        best=resume_from.get("best"),
+        best_metric=resume_from.get("best_metric"),
+    )
     print(f"resuming {run.out} from its checkpoint at {run.start} steps", file=sys.stderr)
 
 
@@ -150,21 +162,31 @@ def new_model(run: Run, cls: Any) -> None:
     cfg = run.cfg
     if cfg.normalize_obs or cfg.normalize_reward:
         gamma = float(cfg.hyperparams.get("gamma", 0.99))
-        run.vecnorm = VecNormalize(run.venv, norm_obs=cfg.normalize_obs,
-                                   norm_reward=cfg.normalize_reward, gamma=gamma)
+        run.vecnorm = VecNormalize(
+            run.venv, norm_obs=cfg.normalize_obs, norm_reward=cfg.normalize_reward, gamma=gamma
+        )
     extra: dict[str, Any] = {}
     if cfg.algo in OFF_POLICY_LAGRANGIAN:  # rewards priced at sampling, with the current lambda
         from edgeft.agents.vec import LagrangianReplayBuffer
 
         if "replay_buffer_class" in cfg.hyperparams:
-            raise ValueError(f"{cfg.algo} brings its own replay buffer (the Lagrangian's); drop "
-                             "hyperparams.replay_buffer_class")
+            raise ValueError(
+                f"{cfg.algo} brings its own replay buffer (the Lagrangian's); drop "
+                "hyperparams.replay_buffer_class"
+            )
         extra["replay_buffer_class"] = LagrangianReplayBuffer
     hyperparams = dict(cfg.hyperparams)
     if "action_noise" in hyperparams:
         hyperparams["action_noise"] = action_noise(hyperparams["action_noise"], run.venv)
-    run.model = cls(policy_class(cfg.policy, cfg.algo), run.vecnorm or run.venv, seed=cfg.seed,
-                    device="cpu", verbose=0, **extra, **hyperparams)
+    run.model = cls(
+        policy_class(cfg.policy, cfg.algo),
+        run.vecnorm or run.venv,
+        seed=cfg.seed,
+        device="cpu",
+        verbose=0,
+        **extra,
+        **hyperparams,
+    )
     if extra:
         run.model.replay_buffer.attach(run.lag)
 
@@ -185,17 +207,23 @@ def action_noise(spec: Any, venv: Any) -> Any:
         return None
     from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
-    if not isinstance(spec, dict) or spec.get("type") not in ACTION_NOISES \
-            or set(spec) - {"type", "sigma"}:
-        raise ValueError(f"hyperparams.action_noise must be {{'type': one of "
-                         f"{list(ACTION_NOISES)}, 'sigma': float}}, got {spec!r}")
+    if (
+        not isinstance(spec, dict)
+        or spec.get("type") not in ACTION_NOISES
+        or set(spec) - {"type", "sigma"}
+    ):
+        raise ValueError(
+            f"hyperparams.action_noise must be {{'type': one of "
+            f"{list(ACTION_NOISES)}, 'sigma': float}}, got {spec!r}"
+        )
     sigma = float(spec.get("sigma", 0.1))
     if not sigma > 0:
         raise ValueError(f"hyperparams.action_noise.sigma must be > 0, got {sigma}")
     shape = venv.action_space.shape
     if not shape:
-        raise ValueError(f"hyperparams.action_noise needs a Box action space, not "
-                         f"{venv.action_space}")
+        raise ValueError(
+            f"hyperparams.action_noise needs a Box action space, not {venv.action_space}"
+        )
     half = (venv.action_space.high - venv.action_space.low) / 2.0
     cls = NormalActionNoise if spec["type"] == "normal" else OrnsteinUhlenbeckActionNoise
     return cls(mean=np.zeros(shape), sigma=sigma * half * np.ones(shape))
@@ -212,8 +240,14 @@ def csv_logger(run: Run, resumed: bool) -> None:
     from stable_baselines3.common.logger import Logger
 
     path = run.out / "progress.csv"
-    run.model.set_logger(Logger(folder=str(run.out), output_formats=[
-        _resumed_csv(path, run.start) if resumed and path.is_file() else _fresh_csv(path)]))
+    run.model.set_logger(
+        Logger(
+            folder=str(run.out),
+            output_formats=[
+                _resumed_csv(path, run.start) if resumed and path.is_file() else _fresh_csv(path)
+            ],
+        )
+    )
 
 
 def _fresh_csv(path: Path) -> Any:
@@ -249,15 +283,19 @@ def learn(run: Run, resumed: bool) -> None:
     cfg, model = run.cfg, run.model
     total = planned_timesteps(cfg, model, run.config, run.start)
     if total > cfg.timesteps:
-        print(f"edgeft train: {cfg.algo} learns from whole rollouts of "
-              f"{steps_per_rollout(model, run.config.episode_rounds):,} steps "
-              f"({rollout_detail(model)}), so this run trains for {total:,} steps, not "
-              f"{cfg.timesteps:,}", file=sys.stderr)
+        print(
+            f"edgeft train: {cfg.algo} learns from whole rollouts of "
+            f"{steps_per_rollout(model, run.config.episode_rounds):,} steps "
+            f"({rollout_detail(model)}), so this run trains for {total:,} steps, not "
+            f"{cfg.timesteps:,}",
+            file=sys.stderr,
+        )
     evaluator = Evaluator(cfg, run.config) if cfg.eval_episodes > 0 else None
     if evaluator is not None:
         print(evaluator.describe(), flush=True)
-    callback = make_callback(cfg, run.out, evaluator, run.meta, run.vecnorm, run.start, total,
-                             run.state, run.lag)
+    callback = make_callback(
+        cfg, run.out, evaluator, run.meta, run.vecnorm, run.start, total, run.state, run.lag
+    )
     remaining = cfg.timesteps - run.start
     if remaining > 0:
         model.learn(total_timesteps=remaining, callback=callback, reset_num_timesteps=not resumed)
@@ -297,9 +335,13 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
             behaviour_clone(run.model, run.vecnorm, cfg, config, run.out, progress=cfg.progress)
     csv_logger(run, resume_from is not None)
     learn(run, resume_from is not None)
-    path = save_model(run.model, run.vecnorm, {**run.meta,
-                                               "timesteps": int(run.model.num_timesteps),
-                                               **lag_meta(run.lag)}, run.out, "model")
+    path = save_model(
+        run.model,
+        run.vecnorm,
+        {**run.meta, "timesteps": int(run.model.num_timesteps), **lag_meta(run.lag)},
+        run.out,
+        "model",
+    )
     if run.lag is not None and run.lag.log:
         from edgeft.agents.lagrangian import plot_curves
 

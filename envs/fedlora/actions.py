@@ -38,9 +38,11 @@ from edgeft.envs.fedlora.types import Decision, State
 from gymnasium import spaces
 
 #: how each action mode's action is described in error messages
-ACTION_WHAT = {"bandwidth": "bandwidth shares in [0, 1] (one per device)",
-               "subset": "a 0/1 vector (one entry per device)",
-               "score": "schedule scores in [-1, 1] (one per device; > 0 = scheduled)"}
+ACTION_WHAT = {
+    "bandwidth": "bandwidth shares in [0, 1] (one per device)",
+    "subset": "a 0/1 vector (one entry per device)",
+    "score": "schedule scores in [-1, 1] (one per device; > 0 = scheduled)",
+}
 #: ``"score"`` mode: a device is scheduled iff its score is above this (strictly)
 SCORE_THRESHOLD = 0.0
 #: the bounds of the Box action modes, (low, high)
@@ -105,8 +107,9 @@ def project_shares(action: np.ndarray, total: Any = None) -> tuple[np.ndarray, A
     return shares, projected
 
 
-def allocate(action: np.ndarray, config: FedLoRAConfig, gain: np.ndarray, bits: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def allocate(
+    action: np.ndarray, config: FedLoRAConfig, gain: np.ndarray, bits: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Turn validated actions (batched, leading axis = envs) into (scheduled, bandwidth Hz,
     projected).
 
@@ -155,26 +158,26 @@ def validate_action(action: object, config: FedLoRAConfig, batch: int | None = N
     if config.action_mode == "count":
         what = f"an integer count in [0, {k}] (devices to schedule)"
         # a single env takes a scalar or any one-element array (SB3's predict gives either)
-        arr = as_action_array(action, lead if batch is not None else (), what,
-                              reshape=batch is None)
+        arr = as_action_array(
+            action, lead if batch is not None else (), what, reshape=batch is None
+        )
         arr = arr.reshape(lead)
         if np.any(arr != np.rint(arr)) or np.any((arr < 0) | (arr > k)):
             raise ValueError(f"action must be {what}, got {arr.tolist()}")
         return arr.reshape(lead + (1,))
     what = ACTION_WHAT[config.action_mode]
-    arr = as_action_array(action, lead + (k,) if batch is not None else (k,), what,
-                          reshape=False)
+    arr = as_action_array(action, lead + (k,) if batch is not None else (k,), what, reshape=False)
     if config.action_mode == "subset" and np.any((arr != 0.0) & (arr != 1.0)):
         bad = np.flatnonzero(((arr != 0.0) & (arr != 1.0)).ravel())[:10].tolist()
-        raise ValueError(f"action must be {what}; entries other than 0 and 1 at flat indices "
-                         f"{bad}")
+        raise ValueError(f"action must be {what}; entries other than 0 and 1 at flat indices {bad}")
     if config.action_mode in BOX_BOUNDS:
         check_action_bounds(arr, *BOX_BOUNDS[config.action_mode], what)
     return arr if arr.shape == lead + (k,) else arr.reshape(lead + (k,))
 
 
-def action_to_decision(action: Any, state: State, config: FedLoRAConfig,
-                       batch: int | None = None) -> Decision:
+def action_to_decision(
+    action: Any, state: State, config: FedLoRAConfig, batch: int | None = None
+) -> Decision:
     """Validate ``action`` and turn it into the round's decision ``(scheduled (bool), bandwidth
     (Hz), projected)`` for the channel and message sizes of ``state``.
 
@@ -183,8 +186,11 @@ def action_to_decision(action: Any, state: State, config: FedLoRAConfig,
     ``ValueError`` (:func:`validate_action`).
     """
     if batch is None and config.action_mode == "bandwidth":  # the single env's hot path
-        if (type(action) is np.ndarray and action.dtype == _F64
-                and action.shape == (config.num_devices,)):
+        if (
+            type(action) is np.ndarray
+            and action.dtype == _F64
+            and action.shape == (config.num_devices,)
+        ):
             total = action.sum()  # one reduction: finiteness check and the projection's sum
             if math.isfinite(total):
                 shares, projected = project_shares(action, total)
@@ -203,8 +209,7 @@ def action_to_decision(action: Any, state: State, config: FedLoRAConfig,
             return decision
     act = validate_action(action, config, batch)
     if batch is None:
-        scheduled, bandwidth, projected = allocate(act, config, state.gain[None],
-                                                   state.bits[None])
+        scheduled, bandwidth, projected = allocate(act, config, state.gain[None], state.bits[None])
         return scheduled[0], bandwidth[0], projected[0]
     return allocate(act, config, state.gain, state.bits)
 
@@ -259,13 +264,18 @@ def _single_set_decision(action: Any, state: State, config: FedLoRAConfig) -> De
         members = None
     else:
         return None
-    _, bandwidth = min_common_delay_one(bits, gain, config.noise_psd, config.bandwidth_hz,
-                                        scheduled, members)
+    _, bandwidth = min_common_delay_one(
+        bits, gain, config.noise_psd, config.bandwidth_hz, scheduled, members
+    )
     return scheduled, bandwidth, np.bool_(projected)
 
 
-def decision_to_action(scheduled: np.ndarray, bandwidth: np.ndarray, config: FedLoRAConfig,
-                       action_mode: str | None = None) -> np.ndarray:
+def decision_to_action(
+    scheduled: np.ndarray,
+    bandwidth: np.ndarray,
+    config: FedLoRAConfig,
+    action_mode: str | None = None,
+) -> np.ndarray:
     """The action of ``action_mode`` (default the config's) that expresses a decision: the
     scheduled devices (bool, (..., K)) and their bandwidth in Hz. The inverse of
     :func:`action_to_decision` (for policies and teachers that decide in physical terms).

@@ -33,8 +33,11 @@ from edgeft.envs.fedlora.types import State
 FILE_FORMAT = 3
 #: the env variable that lets earlier (pickled) checkpoints load
 TRUST_ENV = "EDGEFT_TRUST_PICKLE"
-_CHANNELS: dict[str, type] = {"blocks": FadingBlocks, "correlated": CorrelatedChannel,
-                              "trace": TraceChannel}
+_CHANNELS: dict[str, type] = {
+    "blocks": FadingBlocks,
+    "correlated": CorrelatedChannel,
+    "trace": TraceChannel,
+}
 
 
 def _split(obj: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -53,8 +56,7 @@ def _split(obj: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, An
     return scalars
 
 
-def _join(cls: type, scalars: dict[str, Any], prefix: str, arrays: Any,
-          **extra: Any) -> Any:
+def _join(cls: type, scalars: dict[str, Any], prefix: str, arrays: Any, **extra: Any) -> Any:
     values = dict(scalars)
     for f in dataclasses.fields(cls):
         key = f"{prefix}.{f.name}"
@@ -68,11 +70,15 @@ def write(path: str | os.PathLike, data: dict[str, Any]) -> None:
     arrays: dict[str, np.ndarray] = {}
     fading = data["fading"]
     kind = next(k for k, cls in _CHANNELS.items() if isinstance(fading, cls))
-    meta = {"format": FILE_FORMAT, "state_format": data["format"],
-            "config": config_to_dict(data["config"]),
-            "state": _split(data["state"], "state", arrays),
-            "fading": {"kind": kind, **_split(fading, "fading", arrays)},
-            "rng": data["rng"], "learner": data["learner"] is not None}
+    meta = {
+        "format": FILE_FORMAT,
+        "state_format": data["format"],
+        "config": config_to_dict(data["config"]),
+        "state": _split(data["state"], "state", arrays),
+        "fading": {"kind": kind, **_split(fading, "fading", arrays)},
+        "rng": data["rng"],
+        "learner": data["learner"] is not None,
+    }
     buf = io.BytesIO()
     np.savez(buf, allow_pickle=False, **arrays)  # numbers only, as read() reads them
     path = Path(path)
@@ -89,8 +95,7 @@ def write(path: str | os.PathLike, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def read(path: str | os.PathLike, config: Any, *, trust_pickle: bool = False
-         ) -> dict[str, Any]:
+def read(path: str | os.PathLike, config: Any, *, trust_pickle: bool = False) -> dict[str, Any]:
     """The ``state_dict()`` a checkpoint file holds, for an env of ``config``.
 
     Raises:
@@ -111,18 +116,29 @@ def read(path: str | os.PathLike, config: Any, *, trust_pickle: bool = False
     except (KeyError, ValueError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path} is not a readable edgeft checkpoint ({err})") from err
     if meta.get("format") != FILE_FORMAT:
-        raise ValueError(f"checkpoint format {meta.get('format')!r} is not supported by this "
-                         f"version of edgeft (it reads format {FILE_FORMAT}); load it with the "
-                         "edgeft version that wrote it")
-    saved = type(config)(**{k: v for k, v in meta["config"].items()
-                            if k in {f.name for f in dataclasses.fields(config)}})
+        raise ValueError(
+            f"checkpoint format {meta.get('format')!r} is not supported by this "
+            f"version of edgeft (it reads format {FILE_FORMAT}); load it with the "
+            "edgeft version that wrote it"
+        )
+    saved = type(config)(
+        **{
+            k: v
+            for k, v in meta["config"].items()
+            if k in {f.name for f in dataclasses.fields(config)}
+        }
+    )
     fading_meta = dict(meta["fading"])
     cls = _CHANNELS[fading_meta.pop("kind")]
     extra = {"config": saved} if "config" in {f.name for f in dataclasses.fields(cls)} else {}
-    return {"format": meta["state_format"], "config": saved,
-            "state": _join(State, meta["state"], "state", arrays),
-            "fading": _join(cls, fading_meta, "fading", arrays, **extra),
-            "rng": meta["rng"], "learner": learner}
+    return {
+        "format": meta["state_format"],
+        "config": saved,
+        "state": _join(State, meta["state"], "state", arrays),
+        "fading": _join(cls, fading_meta, "fading", arrays, **extra),
+        "rng": meta["rng"],
+        "learner": learner,
+    }
 
 
 def _read_learner(zf: zipfile.ZipFile) -> Any:
@@ -137,6 +153,7 @@ def _read_pickle(path: Path, trust_pickle: bool) -> dict[str, Any]:
             f"{path} is a checkpoint of an earlier edgeft release, a pickle file: reading it "
             "runs any code its author put in it. Load it only if you trust its source, with "
             f"load_checkpoint(path, trust_pickle=True) or {TRUST_ENV}=1, then save it again to "
-            "get the current format")
+            "get the current format"
+        )
     with open(path, "rb") as fh:
         return pickle.load(fh)  # noqa: S301  (opted in above)

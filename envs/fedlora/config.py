@@ -179,8 +179,9 @@ class FedLoRAConfig:
         check_choice("mode", self.mode, MODES)
         check_choice("preset", self.preset, ("default", *PRESETS))
         check_choice("data", self.data, DATA_PARTITIONS)
-        object.__setattr__(self, "training",
-                           validated_training(self.training, self.mode, partition=self.data))
+        object.__setattr__(
+            self, "training", validated_training(self.training, self.mode, partition=self.data)
+        )
         object.__setattr__(self, "num_devices", int(self.num_devices))
         object.__setattr__(self, "episode_rounds", int(self.episode_rounds))
         object.__setattr__(self, "surrogate", SurrogateParams.resolve(self.surrogate, self.data))
@@ -188,12 +189,15 @@ class FedLoRAConfig:
             raise ValueError(
                 f"data={self.data!r} but training.partition={self.training.partition!r}: they name "
                 "the same split of the data; set both to the same value (real mode trains on "
-                "training.partition)")
+                "training.partition)"
+            )
         try:
             check_range("fading_correlation", self.fading_correlation, 0.0, 1.0, high_open=True)
         except ValueError as err:
-            raise ValueError(f"{err} (rho of the AR(1) fading: 0 = i.i.d. fading as before; a "
-                             "frozen channel, rho = 1, is not supported: use e.g. 0.99)") from None
+            raise ValueError(
+                f"{err} (rho of the AR(1) fading: 0 = i.i.d. fading as before; a "
+                "frozen channel, rho = 1, is not supported: use e.g. 0.99)"
+            ) from None
         check_range("mobility_speed_mps", self.mobility_speed_mps, 0.0)
         check_range("mobility_memory", self.mobility_memory, 0.0, 1.0, high_open=True)
         check_range("round_duration_s", self.round_duration_s, 0.0, low_open=True)
@@ -202,9 +206,14 @@ class FedLoRAConfig:
                 "mobility_speed_mps x round_duration_s (the RMS distance a device moves in one "
                 f"round, here {self.mobility_speed_mps * self.round_duration_s:g} m) must be at "
                 f"most cell_radius_m ({self.cell_radius_m:g} m); lower the speed or the round "
-                "duration, or enlarge the cell")
-        for name in ("fading_correlation", "mobility_speed_mps", "mobility_memory",
-                     "round_duration_s"):
+                "duration, or enlarge the cell"
+            )
+        for name in (
+            "fading_correlation",
+            "mobility_speed_mps",
+            "mobility_memory",
+            "round_duration_s",
+        ):
             object.__setattr__(self, name, float(getattr(self, name)))
         if not isinstance(self.budget_guard, (bool, np.bool_)):
             raise ValueError(f"budget_guard must be True or False, got {self.budget_guard!r}")
@@ -216,7 +225,8 @@ class FedLoRAConfig:
                     f"channel={self.channel!r} replays a trace file, whose fading and mobility "
                     "are the channel model's; fading_correlation and mobility_speed_mps "
                     "configure channel='rayleigh' and must be 0 here (got "
-                    f"{self.fading_correlation:g} and {self.mobility_speed_mps:g})")
+                    f"{self.fading_correlation:g} and {self.mobility_speed_mps:g})"
+                )
             check_fits(self.channel, self.num_devices, self.episode_rounds)
 
     @property

@@ -37,9 +37,24 @@ Learn = Callable[[Any, np.ndarray, State, np.random.Generator], tuple[Any, Any, 
 #: the info keys every env of the family reports on every step, in this order (real mode adds
 #: ``train_loss`` and ``device_loss`` before them and, on evaluation rounds, ``test_loss`` and
 #: ``test_accuracy``; the vector env adds a ``_key`` mask for each key)
-INFO_KEYS = ("channel_gain", "scheduled", "bandwidth", "device_delay", "bits", "delay",
-             "delay_budget", "delay_ratio", "delay_queue", "cost", "delay_excess", "num_scheduled",
-             "loss", "accuracy", "action_projected", "budget_guarded")
+INFO_KEYS = (
+    "channel_gain",
+    "scheduled",
+    "bandwidth",
+    "device_delay",
+    "bits",
+    "delay",
+    "delay_budget",
+    "delay_ratio",
+    "delay_queue",
+    "cost",
+    "delay_excess",
+    "num_scheduled",
+    "loss",
+    "accuracy",
+    "action_projected",
+    "budget_guarded",
+)
 
 
 @dataclass(frozen=True)
@@ -64,14 +79,22 @@ class Params:
     def surrogate(cls, config: FedLoRAConfig, budget: float | None = None) -> Params:
         """The params of a surrogate-mode env with ``config`` (D-bar: ``config.budget_s``)."""
         p = config.surrogate
-        return cls(config, config.budget_s if budget is None else float(budget),
-                   p.initial_loss - p.loss_floor, SurrogateLearning(config))
+        return cls(
+            config,
+            config.budget_s if budget is None else float(budget),
+            p.initial_loss - p.loss_floor,
+            SurrogateLearning(config),
+        )
 
 
-def delay_and_queue(budget: float, bits_ln2: np.ndarray, snr_hz: np.ndarray, bandwidth: np.ndarray,
-                    scheduled: np.ndarray, queue: float | np.ndarray
-                    ) -> tuple[np.ndarray, float | np.ndarray, float | np.ndarray,
-                               float | np.ndarray]:
+def delay_and_queue(
+    budget: float,
+    bits_ln2: np.ndarray,
+    snr_hz: np.ndarray,
+    bandwidth: np.ndarray,
+    scheduled: np.ndarray,
+    queue: float | np.ndarray,
+) -> tuple[np.ndarray, float | np.ndarray, float | np.ndarray, float | np.ndarray]:
     """Per-device delays (0 off schedule), round delay D (s), x = D / D-bar and the updated queue
     (FT eqs. 7, 18), from mu ln2 and a = |h|^2 / sigma^2 (see ``formulas.delays_from_snr``);
     D, x and the queue are plain floats for one env."""
@@ -122,8 +145,9 @@ class SurrogateLearning:
         self.acc1 = p.final_accuracy
         self.acc_slope = (p.final_accuracy - p.initial_accuracy) / self.g0
 
-    def __call__(self, n: Any, scheduled: np.ndarray, state: State,
-                 rng: np.random.Generator) -> tuple[Any, Any, dict[str, Any]]:
+    def __call__(
+        self, n: Any, scheduled: np.ndarray, state: State, rng: np.random.Generator
+    ) -> tuple[Any, Any, dict[str, Any]]:
         p = self.params
         if isinstance(n, int):
             noise = rng.standard_normal() if p.noise > 0 else None
@@ -173,8 +197,16 @@ class SurrogateLearning:
 
 
 #: the single env's float info values, reported as numpy scalars
-_FLOAT_KEYS = ("delay", "delay_budget", "delay_ratio", "delay_queue", "cost", "delay_excess",
-               "loss", "accuracy")
+_FLOAT_KEYS = (
+    "delay",
+    "delay_budget",
+    "delay_ratio",
+    "delay_queue",
+    "cost",
+    "delay_excess",
+    "loss",
+    "accuracy",
+)
 
 
 def reset_info(params: Params, state: State) -> dict[str, Any]:
@@ -187,20 +219,28 @@ def reset_info(params: Params, state: State) -> dict[str, Any]:
     k = state.age.shape[-1]
     zero = np.zeros(lead) if batch is None else np.zeros(batch)
     info: dict[str, Any] = {
-        "channel_gain": state.gain.copy(), "scheduled": np.zeros(lead + (k,), dtype=bool),
-        "bandwidth": np.zeros(lead + (k,)), "device_delay": np.zeros(lead + (k,)),
-        "bits": state.bits.copy(), "delay": zero.copy(),
-        "delay_budget": np.full(lead, params.budget), "delay_ratio": zero.copy(),
-        "delay_queue": np.asarray(state.queue, dtype=np.float64).copy(), "cost": zero.copy(),
-        "delay_excess": zero.copy(), "num_scheduled": np.zeros(lead, dtype=np.int64),
+        "channel_gain": state.gain.copy(),
+        "scheduled": np.zeros(lead + (k,), dtype=bool),
+        "bandwidth": np.zeros(lead + (k,)),
+        "device_delay": np.zeros(lead + (k,)),
+        "bits": state.bits.copy(),
+        "delay": zero.copy(),
+        "delay_budget": np.full(lead, params.budget),
+        "delay_ratio": zero.copy(),
+        "delay_queue": np.asarray(state.queue, dtype=np.float64).copy(),
+        "cost": zero.copy(),
+        "delay_excess": zero.copy(),
+        "num_scheduled": np.zeros(lead, dtype=np.int64),
         "loss": np.asarray(state.loss, dtype=np.float64).copy(),
         "accuracy": np.asarray(state.accuracy, dtype=np.float64).copy(),
         "action_projected": np.zeros(lead, dtype=bool),
         "budget_guarded": np.zeros(lead, dtype=bool),
     }
     if batch is None:  # numpy scalars, as a step's
-        info = {key: (v[()] if isinstance(v, np.ndarray) and v.ndim == 0 else v)
-                for key, v in info.items()}
+        info = {
+            key: (v[()] if isinstance(v, np.ndarray) and v.ndim == 0 else v)
+            for key, v in info.items()
+        }
     return info
 
 
@@ -228,19 +268,39 @@ def over_budget(state: State, x: Any, rounds: int) -> Any:
     return np.asarray(spent + x > limit)
 
 
-def _guard(guarded: Any, scheduled: np.ndarray, bandwidth: np.ndarray, dev_delay: np.ndarray,
-           delay: Any, x: Any, queue: Any, queue_before: Any) -> tuple[Any, ...]:
+def _guard(
+    guarded: Any,
+    scheduled: np.ndarray,
+    bandwidth: np.ndarray,
+    dev_delay: np.ndarray,
+    delay: Any,
+    x: Any,
+    queue: Any,
+    queue_before: Any,
+) -> tuple[Any, ...]:
     """The round of the budget guard (``FedLoRAConfig.budget_guard``): where ``guarded``,
     nobody is scheduled (no delay, nothing learnt) instead of the decision."""
     if isinstance(x, float):  # one env, guarded
         k = scheduled.shape[-1]
-        return (np.zeros(k, dtype=bool), np.zeros(k), np.zeros(k), 0.0, 0.0,
-                queue_update(queue_before, 0.0))
+        return (
+            np.zeros(k, dtype=bool),
+            np.zeros(k),
+            np.zeros(k),
+            0.0,
+            0.0,
+            queue_update(queue_before, 0.0),
+        )
     g = np.asarray(guarded)
     keep = ~g[:, None]
     x = np.where(g, 0.0, x)
-    return (scheduled & keep, bandwidth * keep, dev_delay * keep, np.where(g, 0.0, delay), x,
-            np.where(g, queue_update(queue_before, np.zeros_like(x)), queue))
+    return (
+        scheduled & keep,
+        bandwidth * keep,
+        dev_delay * keep,
+        np.where(g, 0.0, delay),
+        x,
+        np.where(g, queue_update(queue_before, np.zeros_like(x)), queue),
+    )
 
 
 def batch_of(state: State) -> int | None:
@@ -255,8 +315,9 @@ def decide(params: Params, action: Any, state: State) -> Decision:
     return action_to_decision(action, state, params.config, batch_of(state))
 
 
-def step(params: Params, state: State, decision: Decision, rng: Any,
-         live: np.ndarray | None = None) -> tuple[State, Any, dict[str, Any]]:
+def step(
+    params: Params, state: State, decision: Decision, rng: Any, live: np.ndarray | None = None
+) -> tuple[State, Any, dict[str, Any]]:
     """One round (the skeleton contract, ``edgeft.envs.skeleton``): delays, queue, budget
     guard, learning, reward, info. The step consumes ``state``: it advances it in place (age,
     queue, t, loss, accuracy; the next round's channel is the shell's draw) and returns it.
@@ -277,14 +338,16 @@ def step(params: Params, state: State, decision: Decision, rng: Any,
     batch = batch_of(state)
     config, budget = params.config, params.budget
     scheduled, bandwidth, projected = decision
-    dev_delay, delay, x, queue = delay_and_queue(budget, state.bits_ln2, state.snr, bandwidth,
-                                                 scheduled, state.queue)
+    dev_delay, delay, x, queue = delay_and_queue(
+        budget, state.bits_ln2, state.snr, bandwidth, scheduled, state.queue
+    )
     guarded: Any = False if batch is None else _no_guard(batch)
     if config.budget_guard:
         guarded = over_budget(state, x, config.episode_rounds)
         if np.any(guarded):
             scheduled, bandwidth, dev_delay, delay, x, queue = _guard(
-                guarded, scheduled, bandwidth, dev_delay, delay, x, queue, state.queue)
+                guarded, scheduled, bandwidth, dev_delay, delay, x, queue, state.queue
+            )
     n: Any
     excess: Any
     if batch is None:
@@ -301,9 +364,18 @@ def step(params: Params, state: State, decision: Decision, rng: Any,
         over_before, over_after = max(0.0, s_before), max(0.0, s_after)
     else:
         over_before, over_after = np.maximum(0.0, s_before), np.maximum(0.0, s_after)
-    reward = step_reward(config, params.gap, loss_before, loss_after,
-                         n if batch is None else n.astype(np.float64), x, excess, state.queue,
-                         over_before, over_after)
+    reward = step_reward(
+        config,
+        params.gap,
+        loss_before,
+        loss_after,
+        n if batch is None else n.astype(np.float64),
+        x,
+        excess,
+        state.queue,
+        over_before,
+        over_after,
+    )
     info = {
         **extra,
         "channel_gain": state.gain,

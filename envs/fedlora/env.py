@@ -147,12 +147,19 @@ class FedLoRASchedulingEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
-    def __init__(self, config: FedLoRAConfig | dict | None = None, *,
-                 render_mode: str | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: FedLoRAConfig | dict | None = None,
+        *,
+        render_mode: str | None = None,
+        **overrides: Any,
+    ) -> None:
         self.config = build_config(FedLoRAConfig, config, PRESETS, **overrides)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
-                             f"None, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or "
+                f"None, got {render_mode!r}"
+            )
         self.render_mode = render_mode
         self._viewer: Any = None
         self._last_info: dict[str, Any] = {}
@@ -171,10 +178,12 @@ class FedLoRASchedulingEnv(gym.Env):
                 # and round (derived, read-only: config_in_force; the user's config is kept)
                 nominal = self._learner.nominal_bits()
                 self._in_force = dataclasses.replace(
-                    cfg, delay_budget=cfg.delay_budget_per_bit * nominal, bits_per_round=nominal)
+                    cfg, delay_budget=cfg.delay_budget_per_bit * nominal, bits_per_round=nominal
+                )
         self._budget = self._in_force.budget_s
         self._step_params = dynamics.Params(
-            cfg, self._budget, self._params.initial_loss - self._params.loss_floor, learn)
+            cfg, self._budget, self._params.initial_loss - self._params.loss_floor, learn
+        )
         self._state: State | None = None
         self._fading: FadingBlocks | CorrelatedChannel | TraceChannel | None = None
         self._obs_buf = np.empty(cfg.obs_size)
@@ -216,11 +225,20 @@ class FedLoRASchedulingEnv(gym.Env):
     def _obs(self) -> np.ndarray:
         s = self._state
         assert s is not None
-        return encode_observation(s.gain_db, s.bits_mbit, s.age, s.queue, s.t, s.loss,
-                                  self.config.episode_rounds, out=self._obs_buf).copy()
+        return encode_observation(
+            s.gain_db,
+            s.bits_mbit,
+            s.age,
+            s.queue,
+            s.t,
+            s.loss,
+            self.config.episode_rounds,
+            out=self._obs_buf,
+        ).copy()
 
-    def _real_round(self, n: Any, scheduled: np.ndarray, state: State,
-                    rng: np.random.Generator) -> tuple[float, float, dict[str, Any]]:
+    def _real_round(
+        self, n: Any, scheduled: np.ndarray, state: State, rng: np.random.Generator
+    ) -> tuple[float, float, dict[str, Any]]:
         """Real mode's learning step: one training round; the loss is the latest global test
         loss (evaluated every ``eval_every`` rounds and at the end)."""
         learner = self._learner
@@ -258,8 +276,7 @@ class FedLoRASchedulingEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         params = self._step_params
         decision = dynamics.decide(params, action, self._state)
-        self._state, reward, info = dynamics.step(params, self._state, decision,
-                                                  self._np_random)
+        self._state, reward, info = dynamics.step(params, self._state, decision, self._np_random)
         self._last_info = info
         truncated = self._state.t >= self.config.episode_rounds
         self._draw_round()
@@ -275,8 +292,9 @@ class FedLoRASchedulingEnv(gym.Env):
 
         if self._viewer is None:
             self._viewer = Viewer(self._in_force)
-        return self._viewer.render(self._state, self._last_info,
-                                   positions=device_positions(self.config, self._fading))
+        return self._viewer.render(
+            self._state, self._last_info, positions=device_positions(self.config, self._fading)
+        )
 
     def close(self) -> None:
         if self._viewer is not None:
@@ -312,7 +330,8 @@ class FedLoRASchedulingEnv(gym.Env):
         if fmt not in (0, 1, STATE_FORMAT):
             raise ValueError(
                 f"checkpoint format {fmt!r} is not supported by this version of edgeft (it reads "
-                f"formats 0 to {STATE_FORMAT}); load it with the edgeft version that wrote it")
+                f"formats 0 to {STATE_FORMAT}); load it with the edgeft version that wrote it"
+            )
         if fmt == 0:
             state, fading, saved = _from_format0(data, self.config)
             # the first release wrote real mode's measured values into the config it saved
@@ -320,11 +339,17 @@ class FedLoRASchedulingEnv(gym.Env):
         else:
             if fmt == 1:  # written before the per-device heads: zero head gaps (version-2 model)
                 _add_heads(data["state"], data["config"].num_devices)
-            state, fading, saved, mine = data["state"].copy(), data["fading"], data["config"], \
-                self.config
+            state, fading, saved, mine = (
+                data["state"].copy(),
+                data["fading"],
+                data["config"],
+                self.config,
+            )
         if _normalised(saved) != mine:
-            raise ValueError("checkpoint was written by an env with a different config; build the "
-                             "env with the checkpoint's config (data['config'])")
+            raise ValueError(
+                "checkpoint was written by an env with a different config; build the "
+                "env with the checkpoint's config (data['config'])"
+            )
         if self._state is None:
             self.reset()
         self._state, self._fading = state, fading.copy()
@@ -339,8 +364,7 @@ class FedLoRASchedulingEnv(gym.Env):
         JSON, npz arrays and, in real mode, the learner's tensors)."""
         checkpoint.write(path, self.state_dict())
 
-    def load_checkpoint(self, path: str | os.PathLike, *, trust_pickle: bool = False
-                        ) -> np.ndarray:
+    def load_checkpoint(self, path: str | os.PathLike, *, trust_pickle: bool = False) -> np.ndarray:
         """Restore a checkpoint written by :meth:`save_checkpoint`; returns the observation.
 
         Reading it runs no code. A checkpoint of an earlier release is a pickle file and is
@@ -353,34 +377,55 @@ class FedLoRASchedulingEnv(gym.Env):
 def _normalised(config: FedLoRAConfig) -> FedLoRAConfig:
     """A config from a checkpoint, rebuilt through validation (a first-release checkpoint holds
     ``training`` as the dict the user passed)."""
-    return FedLoRAConfig(**{f.name: getattr(config, f.name)
-                            for f in dataclasses.fields(FedLoRAConfig)})
+    return FedLoRAConfig(
+        **{f.name: getattr(config, f.name) for f in dataclasses.fields(FedLoRAConfig)}
+    )
 
 
 def _add_heads(state: State, num_devices: int) -> None:
     """Fill the fields a State unpickled from format 1 lacks (unset slots): zero head gaps and no
     shared gap (the surrogates of those releases had no per-device part, so their loss continues
     unchanged) and, for the running delay excess, the queue (>= it; not recorded then)."""
-    defaults = {"heads": lambda: np.zeros(np.shape(state.age)[:-1] + (num_devices,)),
-                "shared": lambda: float("nan"), "excess_sum": lambda: state.queue}
+    defaults = {
+        "heads": lambda: np.zeros(np.shape(state.age)[:-1] + (num_devices,)),
+        "shared": lambda: float("nan"),
+        "excess_sum": lambda: state.queue,
+    }
     for name, default in defaults.items():
         if getattr(state, name, None) is None:
             setattr(state, name, default())
 
 
-def _from_format0(data: dict[str, Any], config: FedLoRAConfig
-                  ) -> tuple[State, FadingBlocks, FedLoRAConfig]:
+def _from_format0(
+    data: dict[str, Any], config: FedLoRAConfig
+) -> tuple[State, FadingBlocks, FedLoRAConfig]:
     """(state, fading, config) of a format-0 checkpoint (the first release's dict of state and
     caches)."""
     s = data["state"]
-    state = State(gain_db=s["gain_db"], gain=s["gain"], snr=s["snr"], bits_mbit=s["bits_mbit"],
-                  bits=s["bits"], bits_ln2=s["bits_ln2"], age=s["age"], queue=s["queue"],
-                  t=s["t"], loss=s["loss"], accuracy=s.get("accuracy", float("nan")),
-                  heads=np.zeros(np.shape(s["age"])), shared=float("nan"),
-                  excess_sum=s["queue"]).copy()
+    state = State(
+        gain_db=s["gain_db"],
+        gain=s["gain"],
+        snr=s["snr"],
+        bits_mbit=s["bits_mbit"],
+        bits=s["bits"],
+        bits_ln2=s["bits_ln2"],
+        age=s["age"],
+        queue=s["queue"],
+        t=s["t"],
+        loss=s["loss"],
+        accuracy=s.get("accuracy", float("nan")),
+        heads=np.zeros(np.shape(s["age"])),
+        shared=float("nan"),
+        excess_sum=s["queue"],
+    ).copy()
     db = s["block_db"]
-    fading = FadingBlocks(mean_db=s["mean_db"].copy(), noise_psd=config.noise_psd,
-                          fade=db - s["mean_db"], db=db.copy(), gain=s["block_gain"].copy(),
-                          snr=s.get("block_snr", s["block_gain"] / config.noise_psd).copy(),
-                          pos=s["block_pos"])
+    fading = FadingBlocks(
+        mean_db=s["mean_db"].copy(),
+        noise_psd=config.noise_psd,
+        fade=db - s["mean_db"],
+        db=db.copy(),
+        gain=s["block_gain"].copy(),
+        snr=s.get("block_snr", s["block_gain"] / config.noise_psd).copy(),
+        pos=s["block_pos"],
+    )
     return state, fading, data["config"]

@@ -59,8 +59,9 @@ class EpisodeMetrics:
             self.loss_at.append(self.rounds)
             self.loss.append(float(info["loss"]))
 
-    def metrics(self, last_info: Mapping[str, Any], total_reward: float,
-                rounds: int) -> dict[str, float]:
+    def metrics(
+        self, last_info: Mapping[str, Any], total_reward: float, rounds: int
+    ) -> dict[str, float]:
         """The episode's metrics (:data:`METRICS`)."""
         ratio = self.ratio / rounds
         last = float(last_info.get("test_loss", last_info["loss"]))
@@ -106,11 +107,17 @@ def breaks_constraint(metrics: Mapping[str, Any]) -> bool:
 
 #: the paper's proxy, the headline of the v3 suites: devices per round within the budget
 DEVICES = Headline(
-    name="devices", title="devices/round within budget", higher_is_better=True,
+    name="devices",
+    title="devices/round within budget",
+    higher_is_better=True,
     constraint="time-average delay <= D-bar; over it by a factor x, devices are divided by x",
-    anchor="random", reference="lyapunov", value=headline_value,
+    anchor="random",
+    reference="lyapunov",
+    value=headline_value,
     breaks_constraint=breaks_constraint,
-    hindsight="edgeft.baselines.fedlora.hindsight:hindsight_plan")
+    hindsight="edgeft.baselines.fedlora.hindsight:hindsight_plan",
+)
+
 
 def final_loss_value(metrics: Mapping[str, Any]) -> float:
     """The final loss of the episode (:func:`final_loss`)."""
@@ -125,32 +132,52 @@ def final_loss_value(metrics: Mapping[str, Any]) -> float:
 #: hindsight bound a policy closes; ``random`` and ``all-in``, which learn next to nothing within
 #: the budget, score far below 0
 FINAL_LOSS = Headline(
-    name="final-loss", title="final loss within budget", higher_is_better=False,
+    name="final-loss",
+    title="final loss within budget",
+    higher_is_better=False,
     constraint="each episode's total delay <= T x D-bar, held by the budget guard (a round "
-               "that would overspend schedules nobody)",
-    anchor="aaba", reference="lyapunov", value=final_loss_value,
+    "that would overspend schedules nobody)",
+    anchor="aaba",
+    reference="lyapunov",
+    value=final_loss_value,
     breaks_constraint=breaks_constraint,
     hindsight="edgeft.baselines.fedlora.loss_bound:hindsight_plan",
-    scenario={"budget_guard": True})
+    scenario={"budget_guard": True},
+)
 
 #: the same headline for real training, where no hindsight bound exists (the real loss of a
 #: schedule is known only by training it): ranked and paired, not scored
 REAL_FINAL_LOSS = Headline(
-    name="real-final-loss", title="real final loss within budget", higher_is_better=False,
-    constraint=FINAL_LOSS.constraint, anchor="aaba", reference="lyapunov",
-    value=final_loss_value, breaks_constraint=breaks_constraint, hindsight=None,
-    scenario={"budget_guard": True})
+    name="real-final-loss",
+    title="real final loss within budget",
+    higher_is_better=False,
+    constraint=FINAL_LOSS.constraint,
+    anchor="aaba",
+    reference="lyapunov",
+    value=final_loss_value,
+    breaks_constraint=breaks_constraint,
+    hindsight=None,
+    scenario={"budget_guard": True},
+)
 
 FAMILY = EnvFamily(
     name="fedlora",
-    env_ids={ENV_ID: EnvEntry("edgeft.envs.fedlora.env:FedLoRASchedulingEnv",
-                              "edgeft.envs.fedlora.vector:FedLoRAVectorEnv")},
+    env_ids={
+        ENV_ID: EnvEntry(
+            "edgeft.envs.fedlora.env:FedLoRASchedulingEnv",
+            "edgeft.envs.fedlora.vector:FedLoRAVectorEnv",
+        )
+    },
     config_class=FedLoRAConfig,
     presets=PRESETS,
     size_field="num_devices",
     metrics=METRICS,
-    curves={"loss": "loss", "accuracy": "accuracy", "num_scheduled": "num_scheduled",
-            "delay_ratio": "delay_ratio"},
+    curves={
+        "loss": "loss",
+        "accuracy": "accuracy",
+        "num_scheduled": "num_scheduled",
+        "delay_ratio": "delay_ratio",
+    },
     recorder=EpisodeMetrics,
     headlines={"final-loss": FINAL_LOSS, "devices": DEVICES, "real-final-loss": REAL_FINAL_LOSS},
     default_headline="final-loss",

@@ -27,8 +27,13 @@ _SERIES_U = 1e-3
 
 
 # --------------------------------------------------------------------------- geometry & channel
-def sample_positions(rng: np.random.Generator, num: int, center: tuple[float, float],
-                     radius: float, size: tuple[int, ...] = ()) -> np.ndarray:
+def sample_positions(
+    rng: np.random.Generator,
+    num: int,
+    center: tuple[float, float],
+    radius: float,
+    size: tuple[int, ...] = (),
+) -> np.ndarray:
     """Points uniform in a disc (FT V.A: devices in a 50 m disc centred at (300, 0)).
 
     Returns an array of shape ``size + (num, 2)`` in metres.
@@ -38,8 +43,9 @@ def sample_positions(rng: np.random.Generator, num: int, center: tuple[float, fl
     return np.stack([center[0] + r * np.cos(theta), center[1] + r * np.sin(theta)], axis=-1)
 
 
-def path_gain(distance_m: np.ndarray, reference_m: float = 10.0,
-              exponent: float = 3.5) -> np.ndarray:
+def path_gain(
+    distance_m: np.ndarray, reference_m: float = 10.0, exponent: float = 3.5
+) -> np.ndarray:
     """Large-scale fading (d/d0)^-exponent (FT V.A: d0 = 10 m, exponent 3.5). Dimensionless."""
     return (np.asarray(distance_m, dtype=np.float64) / reference_m) ** (-exponent)
 
@@ -77,34 +83,47 @@ def rate(bandwidth_hz: np.ndarray, gain: np.ndarray, noise_psd: float) -> np.nda
     return np.where(pos, safe * np.log1p(gain / (safe * noise_psd)) / LN2, 0.0)
 
 
-def device_delay(bits: np.ndarray, bandwidth_hz: np.ndarray, gain: np.ndarray,
-                 noise_psd: float) -> np.ndarray:
+def device_delay(
+    bits: np.ndarray, bandwidth_hz: np.ndarray, gain: np.ndarray, noise_psd: float
+) -> np.ndarray:
     """Per-device transmission delay mu_k / r_k in seconds (inf where the bandwidth is 0)."""
     r = rate(bandwidth_hz, gain, noise_psd)
     pos = r > 0.0
     return np.where(pos, bits / np.where(pos, r, 1.0), np.inf)
 
 
-def round_delay(bits: np.ndarray, bandwidth_hz: np.ndarray, gain: np.ndarray, noise_psd: float,
-                scheduled: np.ndarray) -> np.ndarray:
+def round_delay(
+    bits: np.ndarray,
+    bandwidth_hz: np.ndarray,
+    gain: np.ndarray,
+    noise_psd: float,
+    scheduled: np.ndarray,
+) -> np.ndarray:
     """Round delay, FT eq. (7): D = max over scheduled k of mu_k / r_k (0 if nobody is
     scheduled)."""
     return scheduled_delays(bits, bandwidth_hz, gain, noise_psd, scheduled).max(axis=-1)
 
 
-def scheduled_delays(bits: np.ndarray, bandwidth_hz: np.ndarray, gain: np.ndarray, noise_psd: float,
-                     scheduled: np.ndarray) -> np.ndarray:
+def scheduled_delays(
+    bits: np.ndarray,
+    bandwidth_hz: np.ndarray,
+    gain: np.ndarray,
+    noise_psd: float,
+    scheduled: np.ndarray,
+) -> np.ndarray:
     """mu_k / r_k for scheduled devices, 0 for the others (the terms of FT eq. 7's max).
 
     Same values as :func:`device_delay` on the scheduled devices. ``scheduled`` must imply a
     positive bandwidth.
     """
-    return delays_from_snr(np.multiply(bits, LN2), bandwidth_hz, np.divide(gain, noise_psd),
-                           scheduled)
+    return delays_from_snr(
+        np.multiply(bits, LN2), bandwidth_hz, np.divide(gain, noise_psd), scheduled
+    )
 
 
-def delays_from_snr(bits_ln2: np.ndarray, bandwidth_hz: np.ndarray, snr_hz: np.ndarray,
-                    scheduled: np.ndarray) -> np.ndarray:
+def delays_from_snr(
+    bits_ln2: np.ndarray, bandwidth_hz: np.ndarray, snr_hz: np.ndarray, scheduled: np.ndarray
+) -> np.ndarray:
     """:func:`scheduled_delays` from mu_k ln2 and a_k = |h_k|^2 / sigma^2 (Hz), which the envs
     compute once per round: mu ln2 / (B_k ln(1 + a_k / B_k)) for scheduled devices, else 0.
 
@@ -167,8 +186,12 @@ def _lemma3_u_iterative(lam: np.ndarray, delta: np.ndarray, iters: int = 60) -> 
 # interpolation in these smooth coordinates is within ~1e-5 of the root, so two Newton steps reach
 # machine precision.
 _TAB_LN_DELTA = np.linspace(np.log(1e-7), np.log(_SMALL_DELTA), 2500)
-_TAB_LN_LAMBDA = np.concatenate([np.linspace(np.log(1e-300), np.log(1e-30), 400, endpoint=False),
-                                 np.linspace(np.log(1e-30), np.log(1.0 - _SMALL_DELTA), 3500)])
+_TAB_LN_LAMBDA = np.concatenate(
+    [
+        np.linspace(np.log(1e-300), np.log(1e-30), 400, endpoint=False),
+        np.linspace(np.log(1e-30), np.log(1.0 - _SMALL_DELTA), 3500),
+    ]
+)
 _TAB_U_SMALL = np.log(_lemma3_u_iterative(1.0 - np.exp(_TAB_LN_DELTA), np.exp(_TAB_LN_DELTA)))
 _TAB_U_LARGE = np.log(_lemma3_u_iterative(np.exp(_TAB_LN_LAMBDA), 1.0 - np.exp(_TAB_LN_LAMBDA)))
 
@@ -235,8 +258,9 @@ def lemma3_u(lam: np.ndarray, delta: np.ndarray | None = None, newton: int = 2) 
     return out
 
 
-def bandwidth_for_delay(bits: np.ndarray, delay_s: np.ndarray, gain: np.ndarray,
-                        noise_psd: float) -> np.ndarray:
+def bandwidth_for_delay(
+    bits: np.ndarray, delay_s: np.ndarray, gain: np.ndarray, noise_psd: float
+) -> np.ndarray:
     """Minimum bandwidth for a target delay: FT Lemma 3, corrected (see docs/corrections.md).
 
     Solves mu / (B log2(1 + |h|^2/(B sigma^2))) = D for B (Hz). With a = |h|^2/sigma^2 and
@@ -255,8 +279,9 @@ def bandwidth_for_delay(bits: np.ndarray, delay_s: np.ndarray, gain: np.ndarray,
         return np.where(u > 0.0, a / np.where(u > 0.0, u, 1.0), np.inf)
 
 
-def bandwidth_for_delay_paper(bits: np.ndarray, delay_s: np.ndarray, gain: np.ndarray,
-                              noise_psd: float) -> np.ndarray:
+def bandwidth_for_delay_paper(
+    bits: np.ndarray, delay_s: np.ndarray, gain: np.ndarray, noise_psd: float
+) -> np.ndarray:
     """FT Lemma 3 exactly as printed (nu = -mu |h|^2 / (D sigma^2), principal branch W_0).
 
     Kept for comparison only: it does not solve the delay equation (docs/corrections.md). Returns B
@@ -273,8 +298,9 @@ def bandwidth_for_delay_paper(bits: np.ndarray, delay_s: np.ndarray, gain: np.nd
         return np.where(np.abs(w.imag) < 1e-12, 1.0 / inv_b, np.nan)
 
 
-def _lemma3_terms(c: np.ndarray, weight: np.ndarray,
-                  a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _lemma3_terms(
+    c: np.ndarray, weight: np.ndarray, a: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Bandwidth a g(c w) and its derivative mu-scaled d/dc, for lambda = c * w (w = mu / a).
 
     ``c = ln2 / D``. Returns (B_k, dB_k/dc); infeasible terms (lambda >= 1) give (inf, inf).
@@ -307,16 +333,23 @@ def _logit_grid() -> np.ndarray:
     1 - 2^-54: spacing from the curvature of ln h(x) (at most 0.075, near x = 0), so that linear
     interpolation is within ~5e-9 of h and ~5e-8 of h', h'' everywhere (tested)."""
     parts = [-np.exp(np.linspace(np.log(690.0), np.log(80.0), 10800, endpoint=False))]
-    for lo, hi, step in ((-80.0, -40.0, 8.5e-3), (-40.0, -20.0, 4.3e-3), (-20.0, -10.0, 2.2e-3),
-                         (-10.0, -5.0, 1.28e-3), (-5.0, 5.0, 7.3e-4), (5.0, 10.0, 4.3e-3),
-                         (10.0, 37.5, 0.05)):
+    for lo, hi, step in (
+        (-80.0, -40.0, 8.5e-3),
+        (-40.0, -20.0, 4.3e-3),
+        (-20.0, -10.0, 2.2e-3),
+        (-10.0, -5.0, 1.28e-3),
+        (-5.0, 5.0, 7.3e-4),
+        (5.0, 10.0, 4.3e-3),
+        (10.0, 37.5, 0.05),
+    ):
         parts.append(np.linspace(lo, hi, math.ceil((hi - lo) / step), endpoint=False))
     parts.append(np.array([37.5]))
     return np.concatenate(parts)
 
 
-def lemma3_h_derivatives(lam: np.ndarray, delta: np.ndarray | None = None
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lemma3_h_derivatives(
+    lam: np.ndarray, delta: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ln h, ln h' and ln h'' for h(lambda) = 1 / u(lambda), B_k = a_k h(lambda_k) (Lemma 3).
 
     h' = dh/dlambda = -1 / (u d) and h'' = -s^2 / d^3, with s = 1 / (1 + u) and
@@ -373,8 +406,9 @@ except ImportError:  # numpy < 2
     _interp = np.interp
 
 
-def _pass(coef: np.ndarray, w: np.ndarray, c: Any, exact: Any, offsets: np.ndarray
-          ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+def _pass(
+    coef: np.ndarray, w: np.ndarray, c: Any, exact: Any, offsets: np.ndarray
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """One pass of the split solver at c (a float for one set, or an (n, 1) array for n sets).
 
     ``coef`` = (a, mu, mu w) of every member (shape (3,) + w.shape; 0 for padding), so that
@@ -399,8 +433,9 @@ def _pass(coef: np.ndarray, w: np.ndarray, c: Any, exact: Any, offsets: np.ndarr
     return terms, newton
 
 
-def _pass_large(coef: np.ndarray, w: np.ndarray, c: Any, exact: Any, offsets: np.ndarray
-                ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+def _pass_large(
+    coef: np.ndarray, w: np.ndarray, c: Any, exact: Any, offsets: np.ndarray
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """:func:`_pass` for large sets (more than ``_LARGE`` members, sorted by w): the same
     outputs, with the work per member made small rather than the number of operations: one
     table lookup per member (h; the queries come sorted, which ``np.interp`` finds fast) and
@@ -450,9 +485,16 @@ def _sum_rows(values: np.ndarray) -> np.ndarray:
     return np.cumsum(values, axis=-1)[..., -1]
 
 
-def _halley_step_array(c: np.ndarray, lo: np.ndarray, hi: np.ndarray, f: np.ndarray,
-                       f1: np.ndarray, f2: np.ndarray, margin: np.ndarray, pole: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _halley_step_array(
+    c: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    f: np.ndarray,
+    f1: np.ndarray,
+    f2: np.ndarray,
+    margin: np.ndarray,
+    pole: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One safeguarded Halley step on f(c) = F(c) - B (f1, f2: F', F'') for arrays of sets:
     (new c, new lo, new hi, whether the step is Halley's). c becomes the upper (lower) end of
     the bracket where f > margin (f <= -margin). Where Halley's step in c is undefined (its
@@ -478,8 +520,9 @@ def _halley_step_array(c: np.ndarray, lo: np.ndarray, hi: np.ndarray, f: np.ndar
     return new, lo, hi, is_halley
 
 
-def _split_one(a: np.ndarray, mu: np.ndarray, total_bandwidth: float, lower: float = 0.0
-               ) -> tuple[float, np.ndarray] | None:
+def _split_one(
+    a: np.ndarray, mu: np.ndarray, total_bandwidth: float, lower: float = 0.0
+) -> tuple[float, np.ndarray] | None:
     """Min-max-delay split of one set of at least two members: c = ln2 / D* and the members'
     bandwidths (Hz), or None if the fast solver does not settle within ``_PASSES`` passes.
 
@@ -502,7 +545,7 @@ def _split_one(a: np.ndarray, mu: np.ndarray, total_bandwidth: float, lower: flo
     w = mu / a
     j = int(w.argmax())
     w_j = float(w[j])
-    c = float(np.log1p(a[j:j + 1] * inv_b)[0] / (mu[j] * inv_b))  # all of B to the weakest
+    c = float(np.log1p(a[j : j + 1] * inv_b)[0] / (mu[j] * inv_b))  # all of B to the weakest
     coef = np.empty((3, a.size))
     coef[0] = a
     coef[1] = mu
@@ -551,15 +594,18 @@ def _split_one(a: np.ndarray, mu: np.ndarray, total_bandwidth: float, lower: flo
         if exact:
             gap = 1.0 - c * w_j
             size = abs(step)
-            if ((is_halley and size <= _ACCEPT * c
-                 and size * size * size <= _ACCEPT3 * c * c * c * gap * gap)
-                    or size <= 4.5e-16 * c):
+            if (
+                is_halley
+                and size <= _ACCEPT * c
+                and size * size * size <= _ACCEPT3 * c * c * c * gap * gap
+            ) or size <= 4.5e-16 * c:
                 assert newton is not None  # an exact pass
                 h1, ratio = newton  # h moved to the new c: first order in u = 1/h
                 band = a * h1 / (1.0 - w * step * ratio)
                 band[j] = 0.0
-                band[j] = total_bandwidth - (float(_sum_rows(band)) if large
-                                             else _sum_one(band.tolist()))
+                band[j] = total_bandwidth - (
+                    float(_sum_rows(band)) if large else _sum_one(band.tolist())
+                )
                 return new, band
         elif abs(step) <= _COARSE * c:
             exact = True
@@ -567,8 +613,14 @@ def _split_one(a: np.ndarray, mu: np.ndarray, total_bandwidth: float, lower: flo
     return None
 
 
-def _split_batch(a: np.ndarray, mu: np.ndarray, valid: np.ndarray, total_bandwidth: float,
-                 lower: np.ndarray, large: bool) -> tuple[np.ndarray, np.ndarray]:
+def _split_batch(
+    a: np.ndarray,
+    mu: np.ndarray,
+    valid: np.ndarray,
+    total_bandwidth: float,
+    lower: np.ndarray,
+    large: bool,
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_split_one` for n sets at once: (n, m) arrays of each set's members first (in the
     order of :func:`_member_order`), then padding (``valid`` False: any positive a, mu), every
     row with at least two members, all of them large sets (more than ``_LARGE`` members) or
@@ -600,9 +652,9 @@ def _split_batch(a: np.ndarray, mu: np.ndarray, valid: np.ndarray, total_bandwid
         terms, newton = step_pass(coef, w, c[:, None], mode, offsets)
         f, f1, f2 = _sum_rows(terms)
         f = f - total_bandwidth
-        new, lo_n, hi_n, is_halley = _halley_step_array(c, lo, hi, f, f1, f2,
-                                                        np.where(exact, 0.0, margin),
-                                                        1.0 / w_j)
+        new, lo_n, hi_n, is_halley = _halley_step_array(
+            c, lo, hi, f, f1, f2, np.where(exact, 0.0, margin), 1.0 / w_j
+        )
         at_root = ~exact & (np.abs(f) <= margin)  # coarse, at the root: go exact, stay
         new = np.where(at_root, c, new)
         lo = np.where(at_root, lo, lo_n)
@@ -610,9 +662,14 @@ def _split_batch(a: np.ndarray, mu: np.ndarray, valid: np.ndarray, total_bandwid
         step = new - c
         gap = 1.0 - c * w_j
         size = np.abs(step)
-        done = exact & ((is_halley & (size <= _ACCEPT * c)
-                         & (size * size * size <= _ACCEPT3 * c * c * c * gap * gap))
-                        | (size <= 4.5e-16 * c))
+        done = exact & (
+            (
+                is_halley
+                & (size <= _ACCEPT * c)
+                & (size * size * size <= _ACCEPT3 * c * c * c * gap * gap)
+            )
+            | (size <= 4.5e-16 * c)
+        )
         exact = exact | at_root | (size <= _COARSE * c)
         if done.any():
             i = np.flatnonzero(done)
@@ -644,18 +701,32 @@ def _member_order(members: np.ndarray, a: np.ndarray, mu: np.ndarray) -> np.ndar
     return members[np.argsort(mu[members] / a[members], kind="stable")]
 
 
-def _fallback(a: np.ndarray, mu: np.ndarray, mask: np.ndarray, total_bandwidth: float,
-              rtol: float, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
+def _fallback(
+    a: np.ndarray,
+    mu: np.ndarray,
+    mask: np.ndarray,
+    total_bandwidth: float,
+    rtol: float,
+    max_iter: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """c and bandwidths of (n, K) sets by the safeguarded Newton solver."""
-    delay, band = _min_common_delay_newton(mu, a, 1.0, total_bandwidth, mask, rtol=rtol,
-                                           max_iter=max_iter)
+    delay, band = _min_common_delay_newton(
+        mu, a, 1.0, total_bandwidth, mask, rtol=rtol, max_iter=max_iter
+    )
     return LN2 / delay, band
 
 
-def min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float, total_bandwidth: float,
-                     mask: np.ndarray, *, rtol: float = 1e-13, max_iter: int = 100,
-                     bracket: tuple[np.ndarray, np.ndarray] | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def min_common_delay(
+    bits: np.ndarray,
+    gain: np.ndarray,
+    noise_psd: float,
+    total_bandwidth: float,
+    mask: np.ndarray,
+    *,
+    rtol: float = 1e-13,
+    max_iter: int = 100,
+    bracket: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Minimum common delay of a device set sharing B, and the bandwidths that achieve it.
 
     Solves sum_{k in S} B_k(D) = B with B_k from Lemma 3 (decreasing in D); the optimum of
@@ -695,8 +766,9 @@ def min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float, total
     n = sel.shape[0]
     lower = np.zeros(n)
     if bracket is not None:
-        lower = np.maximum(np.broadcast_to(np.asarray(bracket[0], dtype=np.float64),
-                                           lead).reshape(n), 0.0)
+        lower = np.maximum(
+            np.broadcast_to(np.asarray(bracket[0], dtype=np.float64), lead).reshape(n), 0.0
+        )
     c = np.zeros(n)
     band = np.zeros((n, k))
     count = sel.sum(axis=-1)
@@ -704,7 +776,8 @@ def min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float, total
     if one.size:
         j = np.argmax(sel[one], axis=-1)
         c[one] = np.log1p(a[one, j] * (1.0 / total_bandwidth)) / (
-            mu[one, j] * (1.0 / total_bandwidth))
+            mu[one, j] * (1.0 / total_bandwidth)
+        )
         band[one, j] = total_bandwidth
     rows = np.flatnonzero(count > 1)
     if rows.size <= _ONE_BY_ONE:  # a few sets: one at a time (the same numbers, less overhead)
@@ -725,12 +798,17 @@ def min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float, total
             if part.size == 0:
                 continue
             # each row's members first (in index order; large sets by w), then padding
-            key = (np.where(sel[part], mu[part] / a[part], np.inf) if large else ~sel[part])
-            order = np.argsort(key, axis=-1, kind="stable")[:, :int(count[part].max())]
+            key = np.where(sel[part], mu[part] / a[part], np.inf) if large else ~sel[part]
+            order = np.argsort(key, axis=-1, kind="stable")[:, : int(count[part].max())]
             valid = np.take_along_axis(sel[part], order, axis=-1)
-            c_part, band_part = _split_batch(np.take_along_axis(a[part], order, axis=-1),
-                                             np.take_along_axis(mu[part], order, axis=-1),
-                                             valid, total_bandwidth, lower[part], large)
+            c_part, band_part = _split_batch(
+                np.take_along_axis(a[part], order, axis=-1),
+                np.take_along_axis(mu[part], order, axis=-1),
+                valid,
+                total_bandwidth,
+                lower[part],
+                large,
+            )
             c[part] = c_part
             full = np.zeros((part.size, k))
             np.put_along_axis(full, order, np.where(valid, band_part, 0.0), axis=-1)
@@ -738,15 +816,21 @@ def min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float, total
             left.append(part[np.isnan(c_part)])
         rows = np.concatenate(left)
     if rows.size:  # not settled: the safeguarded Newton solver
-        c[rows], band[rows] = _fallback(a[rows], mu[rows], sel[rows], total_bandwidth, rtol,
-                                        max_iter)
+        c[rows], band[rows] = _fallback(
+            a[rows], mu[rows], sel[rows], total_bandwidth, rtol, max_iter
+        )
     delay = np.where(count > 0, LN2 / np.where(count > 0, c, 1.0), 0.0)
     return delay.reshape(lead), band.reshape(mask.shape)
 
 
-def min_common_delay_one(bits: np.ndarray, gain: np.ndarray, noise_psd: float,
-                         total_bandwidth: float, mask: np.ndarray,
-                         members: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+def min_common_delay_one(
+    bits: np.ndarray,
+    gain: np.ndarray,
+    noise_psd: float,
+    total_bandwidth: float,
+    mask: np.ndarray,
+    members: np.ndarray | None = None,
+) -> tuple[float, np.ndarray]:
     """:func:`min_common_delay` of one set, without the batch machinery (the single env's hot
     path): the same numbers, bit for bit.
 
@@ -766,8 +850,9 @@ def min_common_delay_one(bits: np.ndarray, gain: np.ndarray, noise_psd: float,
             return 0.0, band
         j = int(members[0])
         band[j] = total_bandwidth
-        c = np.log1p(gain[j:j + 1] / noise_psd * (1.0 / total_bandwidth)) / (
-            bits[j] * (1.0 / total_bandwidth))
+        c = np.log1p(gain[j : j + 1] / noise_psd * (1.0 / total_bandwidth)) / (
+            bits[j] * (1.0 / total_bandwidth)
+        )
         return float(LN2 / c[0]), band
     if members.size > _LARGE:
         members = _member_order(members, gain / noise_psd, bits)
@@ -775,15 +860,17 @@ def min_common_delay_one(bits: np.ndarray, gain: np.ndarray, noise_psd: float,
     mu = bits[members]
     solved = _split_one(a, mu, total_bandwidth)
     if solved is None:
-        c_arr, band_all = _fallback(gain[None] / noise_psd, bits[None], mask[None],
-                                    total_bandwidth, 1e-13, 100)
+        c_arr, band_all = _fallback(
+            gain[None] / noise_psd, bits[None], mask[None], total_bandwidth, 1e-13, 100
+        )
         return float(LN2 / c_arr[0]), band_all[0]
     band[members] = solved[1]
     return LN2 / solved[0], band
 
 
-def _prefix_pass(a: np.ndarray, mu: np.ndarray, w: np.ndarray, mw: np.ndarray, c: np.ndarray,
-                 exact: bool) -> np.ndarray:
+def _prefix_pass(
+    a: np.ndarray, mu: np.ndarray, w: np.ndarray, mw: np.ndarray, c: np.ndarray, exact: bool
+) -> np.ndarray:
     """F, F', F'' (shape (3, n)) of n sets of m devices, all members ((n, m) arrays), at c (n, 1):
     :func:`_pass` for large arrays, where the work per element counts more than the number of
     operations: one table row (h), the derivatives by algebra (h' = -h/d, h'' = -s^2/d^3,
@@ -814,8 +901,13 @@ def _prefix_pass(a: np.ndarray, mu: np.ndarray, w: np.ndarray, mw: np.ndarray, c
     return sums
 
 
-def prefix_min_common_delays(bits: np.ndarray, gain: np.ndarray, noise_psd: float,
-                             total_bandwidth: float, chunk: int = 1 << 16) -> np.ndarray:
+def prefix_min_common_delays(
+    bits: np.ndarray,
+    gain: np.ndarray,
+    noise_psd: float,
+    total_bandwidth: float,
+    chunk: int = 1 << 16,
+) -> np.ndarray:
     """Minimum common delay D*(S_n) (s) of every prefix S_n = {1..n}, n = 1..K, of each row.
 
     Devices must already be in the order the prefixes follow (along the last axis), every row
@@ -864,17 +956,26 @@ def prefix_min_common_delays(bits: np.ndarray, gain: np.ndarray, noise_psd: floa
         for r0 in range(0, rows, block):
             r1 = min(rows, r0 + block)
             a, mu, w = a_all[r0:r1, :m], mu_all[r0:r1, :m], w_all[r0:r1, :m]
-            c, f1, f2 = _prefix_solve(a, mu, w, mu * w, np.max(w, axis=-1), start[r0:r1],
-                                      upper[r0:r1], big_b)
+            c, f1, f2 = _prefix_solve(
+                a, mu, w, mu * w, np.max(w, axis=-1), start[r0:r1], upper[r0:r1], big_b
+            )
             c_all[r0:r1, m - 1] = c
             d1[r0:r1], d2[r0:r1] = f1, f2
     delay = LN2 / c_all
     return delay.reshape(gain.shape)
 
 
-def _prefix_model_root(c_prev: np.ndarray, d1: np.ndarray, d2: np.ndarray, a_new: np.ndarray,
-                       mu_new: np.ndarray, w_new: np.ndarray, upper: np.ndarray,
-                       total_bandwidth: float, steps: int = 6) -> np.ndarray:
+def _prefix_model_root(
+    c_prev: np.ndarray,
+    d1: np.ndarray,
+    d2: np.ndarray,
+    a_new: np.ndarray,
+    mu_new: np.ndarray,
+    w_new: np.ndarray,
+    upper: np.ndarray,
+    total_bandwidth: float,
+    steps: int = 6,
+) -> np.ndarray:
     """Start of prefix n: the root of M(c) + a h(c w) = B per row, M the Moebius fit to the old
     members' F (= B, F' = d1, F'' = d2 at c_prev), a, w the new member's. The model is convex
     and increasing in c, so Newton's steps from ``upper`` (above the root where the model is
@@ -894,9 +995,16 @@ def _prefix_model_root(c_prev: np.ndarray, d1: np.ndarray, d2: np.ndarray, a_new
     return c
 
 
-def _prefix_solve(a: np.ndarray, mu: np.ndarray, w: np.ndarray, mw: np.ndarray,
-                  w_max: np.ndarray, start: np.ndarray, upper: np.ndarray,
-                  total_bandwidth: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _prefix_solve(
+    a: np.ndarray,
+    mu: np.ndarray,
+    w: np.ndarray,
+    mw: np.ndarray,
+    w_max: np.ndarray,
+    start: np.ndarray,
+    upper: np.ndarray,
+    total_bandwidth: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """c* of n sets of m members ((n, m) arrays, all members) from ``start`` inside
     (0, ``upper``], ``upper`` >= c*: exact passes (coarse ones while a step exceeds
     ``_COARSE``), safeguarded Halley steps, the last one accepted when |step| <= 1e-6 c (and
@@ -918,14 +1026,20 @@ def _prefix_solve(a: np.ndarray, mu: np.ndarray, w: np.ndarray, mw: np.ndarray,
                 sums[:, i] = _prefix_pass(a[i], mu[i], w[i], mw[i], c[i, None], mode)
         f, f1, f2 = sums
         f = f - total_bandwidth
-        new, lo, hi, is_halley = _halley_step_array(c, lo, hi, f, f1, f2,
-                                                    np.where(exact, 0.0, margin), 1.0 / w_max)
+        new, lo, hi, is_halley = _halley_step_array(
+            c, lo, hi, f, f1, f2, np.where(exact, 0.0, margin), 1.0 / w_max
+        )
         step = new - c
         gap = 1.0 - c * w_max
         size = np.abs(step)
-        done = exact & ((is_halley & (size <= 1e-6 * c)
-                         & (size * size * size <= _ACCEPT3 * c * c * c * gap * gap))
-                        | (size <= 4.5e-16 * c))
+        done = exact & (
+            (
+                is_halley
+                & (size <= 1e-6 * c)
+                & (size * size * size <= _ACCEPT3 * c * c * c * gap * gap)
+            )
+            | (size <= 4.5e-16 * c)
+        )
         exact = exact | (size <= _COARSE * c)
         exact &= size <= _COARSE * c  # far from the root: coarse passes first
         out[live[done]], out_d1[live[done]], out_d2[live[done]] = new[done], f1[done], f2[done]
@@ -943,11 +1057,17 @@ def _prefix_solve(a: np.ndarray, mu: np.ndarray, w: np.ndarray, mw: np.ndarray,
     return out, out_d1, out_d2
 
 
-def _min_common_delay_newton(bits: np.ndarray, gain: np.ndarray, noise_psd: float,
-                             total_bandwidth: float, mask: np.ndarray, *, rtol: float = 1e-13,
-                             max_iter: int = 100,
-                             bracket: tuple[np.ndarray, np.ndarray] | None = None
-                             ) -> tuple[np.ndarray, np.ndarray]:
+def _min_common_delay_newton(
+    bits: np.ndarray,
+    gain: np.ndarray,
+    noise_psd: float,
+    total_bandwidth: float,
+    mask: np.ndarray,
+    *,
+    rtol: float = 1e-13,
+    max_iter: int = 100,
+    bracket: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`min_common_delay` by safeguarded Newton on c = ln2/D from the upper end of the
     bracket [equal-split delay, best single device with all of B], with a full Lemma-3 solve per
     device and iteration: the first implementation, slower, kept as the fallback of the fast
@@ -963,11 +1083,21 @@ def _min_common_delay_newton(bits: np.ndarray, gain: np.ndarray, noise_psd: floa
         n = np.maximum(count, 1)[..., None]
         beq = total_bandwidth / n
         # equal split: the slowest member's delay bounds D* from above -> c from below
-        c_lo = np.min(np.where(mask, beq * np.log1p(a / beq) / np.where(mask, bits, 1.0), np.inf),
-                      axis=-1, initial=np.inf)
+        c_lo = np.min(
+            np.where(mask, beq * np.log1p(a / beq) / np.where(mask, bits, 1.0), np.inf),
+            axis=-1,
+            initial=np.inf,
+        )
         # every member with all of B: the slowest bounds D* from below -> c from above
-        c_hi = np.min(np.where(mask, total_bandwidth * np.log1p(a / total_bandwidth)
-                               / np.where(mask, bits, 1.0), np.inf), axis=-1, initial=np.inf)
+        c_hi = np.min(
+            np.where(
+                mask,
+                total_bandwidth * np.log1p(a / total_bandwidth) / np.where(mask, bits, 1.0),
+                np.inf,
+            ),
+            axis=-1,
+            initial=np.inf,
+        )
     else:
         c_lo, c_hi = (np.asarray(x, dtype=np.float64).copy() for x in bracket)
     c_lo = np.where(nonempty, c_lo, 1.0)
@@ -999,8 +1129,9 @@ def _min_common_delay_newton(bits: np.ndarray, gain: np.ndarray, noise_psd: floa
     return delay, band
 
 
-def prefix_delay_brackets(bits: np.ndarray, gain: np.ndarray, noise_psd: float,
-                          total_bandwidth: float, grid: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def prefix_delay_brackets(
+    bits: np.ndarray, gain: np.ndarray, noise_psd: float, total_bandwidth: float, grid: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """Certified brackets on the minimum common delay of every prefix S_n = {1..n}, n = 1..K.
 
     Devices must already be in the order the prefixes follow. One geometric grid of ``grid`` values

@@ -51,30 +51,35 @@ from edgeft.envs.fedlora.types import State
 BLOCK = 64
 
 
-def draw_positions(rng: np.random.Generator, config: FedLoRAConfig,
-                   size: tuple[int, ...] = ()) -> np.ndarray:
+def draw_positions(
+    rng: np.random.Generator, config: FedLoRAConfig, size: tuple[int, ...] = ()
+) -> np.ndarray:
     """Positions (m) of K devices placed uniformly in the cell disc, shape ``size + (K, 2)``."""
-    return sample_positions(rng, config.num_devices, (config.cell_center_m, 0.0),
-                            config.cell_radius_m, size)
+    return sample_positions(
+        rng, config.num_devices, (config.cell_center_m, 0.0), config.cell_radius_m, size
+    )
 
 
 def cell_gain_db(config: FedLoRAConfig, pos: np.ndarray) -> np.ndarray:
     """Mean received gain in dB of devices at ``pos`` (..., K, 2) (server at the origin; path
     loss (d/d0)^-exponent, transmit power folded in), shape (..., K)."""
     dist = np.hypot(pos[..., 0], pos[..., 1])
-    return gain_to_db(config.tx_power_w * path_gain(dist, config.reference_distance_m,
-                                                    config.path_loss_exponent))
+    return gain_to_db(
+        config.tx_power_w * path_gain(dist, config.reference_distance_m, config.path_loss_exponent)
+    )
 
 
-def draw_cell(rng: np.random.Generator, config: FedLoRAConfig,
-              size: tuple[int, ...] = ()) -> np.ndarray:
+def draw_cell(
+    rng: np.random.Generator, config: FedLoRAConfig, size: tuple[int, ...] = ()
+) -> np.ndarray:
     """Mean received gain in dB of K devices placed uniformly in the cell disc (server at the
     origin; path loss (d/d0)^-exponent, transmit power folded in), shape ``size + (K,)``."""
     return cell_gain_db(config, draw_positions(rng, config, size))
 
 
-def start_channel(rng: np.random.Generator, config: FedLoRAConfig
-                  ) -> FadingBlocks | CorrelatedChannel | TraceChannel:
+def start_channel(
+    rng: np.random.Generator, config: FedLoRAConfig
+) -> FadingBlocks | CorrelatedChannel | TraceChannel:
     """The channel process of a new episode of one env: its cell drawn (the devices'
     positions), nothing of its fading yet (the first ``next`` draws it); with a trace
     ``channel``, its trace, offset and devices drawn."""
@@ -97,16 +102,24 @@ def initial_state(config: FedLoRAConfig, batch: int | None = None) -> State:
     v3 = config.mode == "surrogate" and sur.version == 3
     lead = () if batch is None else (batch,)
     empty = np.empty(lead + (0,))
-    state = State(gain_db=empty, gain=empty, snr=empty, bits_mbit=empty, bits=empty,
-                  bits_ln2=empty, age=np.zeros(lead + (k,), dtype=np.int64),
-                  queue=0.0 if batch is None else np.zeros(batch),
-                  t=0 if batch is None else np.zeros(batch, dtype=np.int64),
-                  loss=float(loss0) if batch is None else np.full(batch, loss0),
-                  accuracy=float("nan") if batch is None else np.full(batch, np.nan),
-                  heads=np.full(lead + (k,), sur.head_start if v3 else 0.0),
-                  shared=(shared_gap0(sur) if v3 else float("nan")) if batch is None
-                  else np.full(batch, shared_gap0(sur) if v3 else np.nan),
-                  excess_sum=0.0 if batch is None else np.zeros(batch))
+    state = State(
+        gain_db=empty,
+        gain=empty,
+        snr=empty,
+        bits_mbit=empty,
+        bits=empty,
+        bits_ln2=empty,
+        age=np.zeros(lead + (k,), dtype=np.int64),
+        queue=0.0 if batch is None else np.zeros(batch),
+        t=0 if batch is None else np.zeros(batch, dtype=np.int64),
+        loss=float(loss0) if batch is None else np.full(batch, loss0),
+        accuracy=float("nan") if batch is None else np.full(batch, np.nan),
+        heads=np.full(lead + (k,), sur.head_start if v3 else 0.0),
+        shared=(shared_gap0(sur) if v3 else float("nan"))
+        if batch is None
+        else np.full(batch, shared_gap0(sur) if v3 else np.nan),
+        excess_sum=0.0 if batch is None else np.zeros(batch),
+    )
     state.set_bits(np.full(lead + (k,), config.bits_per_round / BITS_UNIT))
     return state
 
@@ -167,8 +180,15 @@ class CopyBlocks:
         """Every copy without a cell and with an empty block (``restart`` draws them)."""
         k = config.num_devices
         z = np.zeros((BLOCK, batch, k))
-        return cls(np.zeros((batch, k)), config.noise_psd, z, z.copy(), z.copy(), z.copy(),
-                   np.full(batch, BLOCK, dtype=np.int64))
+        return cls(
+            np.zeros((batch, k)),
+            config.noise_psd,
+            z,
+            z.copy(),
+            z.copy(),
+            z.copy(),
+            np.full(batch, BLOCK, dtype=np.int64),
+        )
 
     def restart(self, i: int, rng: np.random.Generator, config: FedLoRAConfig) -> None:
         """A new episode for copy ``i``: its cell drawn from ``rng``, its block emptied."""
@@ -271,8 +291,11 @@ class CorrelatedChannel:
             if self.moving:
                 self.vel = gauss_markov_velocity(rng, self.vel, cfg.mobility_memory, sigma)
                 self.pos, self.vel = reflect_in_disc(
-                    self.pos + self.vel * cfg.round_duration_s, self.vel,
-                    (cfg.cell_center_m, 0.0), cfg.cell_radius_m)
+                    self.pos + self.vel * cfg.round_duration_s,
+                    self.vel,
+                    (cfg.cell_center_m, 0.0),
+                    cfg.cell_radius_m,
+                )
                 self.mean_db = cell_gain_db(cfg, self.pos)
             self.re, self.im = ar1_fading(rng, self.re, self.im, cfg.fading_correlation)
         db = self.mean_db + gain_to_db(fading_power(self.re, self.im))
@@ -281,5 +304,11 @@ class CorrelatedChannel:
 
     def copy(self) -> CorrelatedChannel:
         """A deep copy (for checkpoints)."""
-        return CorrelatedChannel(self.config, self.pos.copy(), self.mean_db.copy(),
-                                 self.vel.copy(), self.re.copy(), self.im.copy())
+        return CorrelatedChannel(
+            self.config,
+            self.pos.copy(),
+            self.mean_db.copy(),
+            self.vel.copy(),
+            self.re.copy(),
+            self.im.copy(),
+        )

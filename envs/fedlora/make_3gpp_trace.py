@@ -119,13 +119,14 @@ class TraceSettings:
         if self.scenario != "umi":
             raise ValueError(f"scenario must be 'umi' (the one wired here), got {self.scenario!r}")
         if self.reference not in ("ft-median", "physical"):
-            raise ValueError(f"reference must be 'ft-median' or 'physical', got "
-                             f"{self.reference!r}")
+            raise ValueError(f"reference must be 'ft-median' or 'physical', got {self.reference!r}")
         if min(self.traces, self.rounds, self.devices, self.frequencies) < 1:
             raise ValueError("traces, rounds, devices and frequencies must be >= 1")
         if self.cell_center_m - self.cell_radius_m < 10.0:
-            raise ValueError("devices must stay >= 10 m from the base station (the UMi model's "
-                             "range): cell_center_m - cell_radius_m >= 10")
+            raise ValueError(
+                "devices must stay >= 10 m from the base station (the UMi model's "
+                "range): cell_center_m - cell_radius_m >= 10"
+            )
         if self.speed_mps * self.round_duration_s > self.cell_radius_m:
             raise ValueError("speed_mps x round_duration_s must be at most cell_radius_m")
         if not 0.0 <= self.indoor_fraction <= 1.0:
@@ -178,15 +179,34 @@ def simulate_trace(settings: TraceSettings, index: int) -> dict[str, np.ndarray]
     r, k = s.rounds, s.devices
     n = r * k  # UT i = round i // K of device i % K
     fc = s.carrier_frequency_hz
-    ut_array = PanelArray(num_rows_per_panel=1, num_cols_per_panel=1, polarization="single",
-                          polarization_type="V", antenna_pattern="omni",
-                          carrier_frequency=fc, device="cpu")
-    bs_array = PanelArray(num_rows_per_panel=1, num_cols_per_panel=1, polarization="single",
-                          polarization_type="V", antenna_pattern="38.901",
-                          carrier_frequency=fc, device="cpu")
-    model = UMi(carrier_frequency=fc, o2i_model="low", ut_array=ut_array, bs_array=bs_array,
-                direction="uplink", spec_version="19.2", device="cpu",
-                enable_spatial_consistency=s.spatial_consistency)
+    ut_array = PanelArray(
+        num_rows_per_panel=1,
+        num_cols_per_panel=1,
+        polarization="single",
+        polarization_type="V",
+        antenna_pattern="omni",
+        carrier_frequency=fc,
+        device="cpu",
+    )
+    bs_array = PanelArray(
+        num_rows_per_panel=1,
+        num_cols_per_panel=1,
+        polarization="single",
+        polarization_type="V",
+        antenna_pattern="38.901",
+        carrier_frequency=fc,
+        device="cpu",
+    )
+    model = UMi(
+        carrier_frequency=fc,
+        o2i_model="low",
+        ut_array=ut_array,
+        bs_array=bs_array,
+        direction="uplink",
+        spec_version="19.2",
+        device="cpu",
+        enable_spatial_consistency=s.spatial_consistency,
+    )
     f32 = torch.float32
     ut_loc = torch.zeros(1, n, 3, dtype=f32)
     ut_loc[0, :, :2] = torch.as_tensor(pos.reshape(n, 2), dtype=f32)
@@ -196,16 +216,23 @@ def simulate_trace(settings: TraceSettings, index: int) -> dict[str, np.ndarray]
     bs_loc = torch.tensor([[[0.0, 0.0, s.bs_height_m]]], dtype=f32)
     tracks = torch.as_tensor(np.tile(np.arange(k), r)[None], dtype=torch.int64)
     in_state = torch.as_tensor(np.tile(indoor, r)[None])
-    extra: dict[str, Any] = {"spatial_consistency_track_ids": tracks} \
-        if s.spatial_consistency else {}
-    model.set_topology(ut_loc, bs_loc, torch.zeros(1, n, 3, dtype=f32),
-                       torch.zeros(1, 1, 3, dtype=f32), ut_vel, in_state, **extra)
+    extra: dict[str, Any] = (
+        {"spatial_consistency_track_ids": tracks} if s.spatial_consistency else {}
+    )
+    model.set_topology(
+        ut_loc,
+        bs_loc,
+        torch.zeros(1, n, 3, dtype=f32),
+        torch.zeros(1, 1, 3, dtype=f32),
+        ut_vel,
+        in_state,
+        **extra,
+    )
     a, tau = model(num_time_samples=1, sampling_frequency=1.0 / s.round_duration_s)
     # uplink: a [1, rx = BS, rx ant, tx = UT, tx ant, paths, time]; tau [1, BS, UT, paths]
     a_np = a[0, 0, 0, :, 0, :, 0].numpy().astype(np.complex128)  # (UT, paths)
     tau_np = tau[0, 0].numpy().astype(np.float64)  # (UT, paths)
-    f = (np.arange(s.frequencies) - (s.frequencies - 1) / 2.0) * (s.bandwidth_hz
-                                                                 / s.frequencies)
+    f = (np.arange(s.frequencies) - (s.frequencies - 1) / 2.0) * (s.bandwidth_hz / s.frequencies)
     h = (a_np[:, :, None] * np.exp(-2j * np.pi * tau_np[:, :, None] * f)).sum(axis=1)
     gain = np.mean(np.abs(h) ** 2, axis=-1)
     lsp = model._lsp  # the sampled large-scale parameters (for the sidecar's checks)
@@ -214,8 +241,7 @@ def simulate_trace(settings: TraceSettings, index: int) -> dict[str, np.ndarray]
         "pathloss_db": lsp.pathloss[0, 0].numpy().astype(np.float64).reshape(r, k),
         "shadowing_db": 10.0 * np.log10(lsp.sf[0, 0].numpy().astype(np.float64)).reshape(r, k),
         "los": model._scenario.los[0, 0].numpy().astype(bool).reshape(r, k),
-        "distance_2d_m": model._scenario.distance_2d[0, 0].numpy().astype(np.float64)
-        .reshape(r, k),
+        "distance_2d_m": model._scenario.distance_2d[0, 0].numpy().astype(np.float64).reshape(r, k),
         "indoor": np.broadcast_to(indoor, (r, k)).copy(),
     }
     return out
@@ -230,8 +256,9 @@ def ft_median_db(samples: int = 1_000_000, seed: int = 0) -> float:
 
     rng = np.random.default_rng(seed)
     cfg = FedLoRAConfig()
-    db = draw_cell(rng, cfg, (samples // cfg.num_devices,)) \
-        + rayleigh_fading_db(rng, (samples // cfg.num_devices, cfg.num_devices))
+    db = draw_cell(rng, cfg, (samples // cfg.num_devices,)) + rayleigh_fading_db(
+        rng, (samples // cfg.num_devices, cfg.num_devices)
+    )
     return float(np.median(db))
 
 
@@ -241,8 +268,9 @@ def _lag1(x: np.ndarray) -> float:
     return float(np.corrcoef(c[:, 1:].ravel(), c[:, :-1].ravel())[0, 1])
 
 
-def make_traces(settings: TraceSettings, progress: bool = True
-                ) -> tuple[np.ndarray, dict[str, Any]]:
+def make_traces(
+    settings: TraceSettings, progress: bool = True
+) -> tuple[np.ndarray, dict[str, Any]]:
     """All traces in the env's units (float32, (traces, R, K)) and the sidecar's content."""
     import sionna
     import torch
@@ -265,23 +293,32 @@ def make_traces(settings: TraceSettings, progress: bool = True
     small = raw + pl - sf  # what the clusters and antennas add to the large-scale gain
     meta = {
         "channel": "3gpp-umi",
-        "made_by": "python -m edgeft.envs.fedlora.make_3gpp_trace "
-                   + " ".join(sys.argv[1:]),
+        "made_by": "python -m edgeft.envs.fedlora.make_3gpp_trace " + " ".join(sys.argv[1:]),
         "description": (
             "Channel gains |h_k|^2 in dB per (trace, round, device) from sionna's 3GPP TR "
             "38.901 UMi model (uplink, one BS at the origin, devices walking in the FT disc, "
             "one spatially consistent track per device), wideband power averaged over the "
             "band, shifted by offset_db into the env's units: received W per W of tx_power_w, "
-            "over the env's noise_psd."),
-        "shape": {"traces": settings.traces, "rounds": settings.rounds,
-                  "devices": settings.devices},
+            "over the env's noise_psd."
+        ),
+        "shape": {
+            "traces": settings.traces,
+            "rounds": settings.rounds,
+            "devices": settings.devices,
+        },
         "settings": dataclasses.asdict(settings),
-        "antennas": {"bs": "1 element, TR 38.901 pattern (8 dBi), V-pol, facing +x, no tilt",
-                     "ut": "1 element, omni, V-pol"},
-        "model": {"class": "sionna.phy.channel.tr38901.UMi", "spec_version": "19.2",
-                  "direction": "uplink", "o2i_model": "low",
-                  "time": "one topology snapshot of all rounds (a track per device); "
-                          "one time sample per round"},
+        "antennas": {
+            "bs": "1 element, TR 38.901 pattern (8 dBi), V-pol, facing +x, no tilt",
+            "ut": "1 element, omni, V-pol",
+        },
+        "model": {
+            "class": "sionna.phy.channel.tr38901.UMi",
+            "spec_version": "19.2",
+            "direction": "uplink",
+            "o2i_model": "low",
+            "time": "one topology snapshot of all rounds (a track per device); "
+            "one time sample per round",
+        },
         "units": {
             "offset_db": offset,
             "reference": settings.reference,
@@ -289,9 +326,11 @@ def make_traces(settings: TraceSettings, progress: bool = True
             "ft_default_median_gain_db": reference,
             "physical_offset_db": physical,
             "physical_minus_file_db": physical - offset,
-            "note": ("gain_db = |h|^2 (dB) + offset_db. To replay the physical link budget "
-                     "(ue_power_dbm over -174 dBm/Hz + noise_figure_db) with the env's default "
-                     "noise_psd, set tx_power_w = 10^(physical_minus_file_db / 10)."),
+            "note": (
+                "gain_db = |h|^2 (dB) + offset_db. To replay the physical link budget "
+                "(ue_power_dbm over -174 dBm/Hz + noise_figure_db) with the env's default "
+                "noise_psd, set tx_power_w = 10^(physical_minus_file_db / 10)."
+            ),
         },
         "statistics": {
             "percentiles": pct,
@@ -299,14 +338,20 @@ def make_traces(settings: TraceSettings, progress: bool = True
             "file_gain_db": np.percentile(gains, pct).round(2).tolist(),
             "pathloss_db": np.percentile(pl, pct).round(2).tolist(),
             "shadowing_db_std": round(float(sf.std()), 3),
-            "small_scale_db_mean_std": [round(float(small.mean()), 3),
-                                        round(float(small.std()), 3)],
+            "small_scale_db_mean_std": [
+                round(float(small.mean()), 3),
+                round(float(small.std()), 3),
+            ],
             "los_fraction": round(float(los.mean()), 4),
             "lag1_correlation_gain_db": round(_lag1(raw), 4),
             "lag1_correlation_small_scale_db": round(_lag1(small), 4),
         },
-        "versions": {"sionna": sionna.__version__, "torch": torch.__version__,
-                     "numpy": np.__version__, "python": sys.version.split()[0]},
+        "versions": {
+            "sionna": sionna.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": sys.version.split()[0],
+        },
         "gain_db_sha256": hashlib.sha256(gains.tobytes()).hexdigest(),
     }
     return gains, meta
@@ -321,28 +366,43 @@ def write_trace(gains: np.ndarray, meta: dict[str, Any], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     doc = __doc__ or ""
-    p = argparse.ArgumentParser(description=doc.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=doc.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     helps = _attribute_help(TraceSettings.__doc__ or "")
     for f in dataclasses.fields(TraceSettings):
         flag = "--" + f.name.replace("_", "-")
         default = f.default
         if isinstance(default, bool):
-            p.add_argument(flag, default=default, action=argparse.BooleanOptionalAction,
-                           help=helps.get(f.name, ""))
+            p.add_argument(
+                flag,
+                default=default,
+                action=argparse.BooleanOptionalAction,
+                help=helps.get(f.name, ""),
+            )
         else:
-            p.add_argument(flag, type=type(default), default=default,
-                           help=f"{helps.get(f.name, '')} (default {default})")
-    p.add_argument("--out", type=Path, default=trace_path("3gpp-umi"),
-                   help="the .npz to write (the .json sidecar goes beside it)")
+            p.add_argument(
+                flag,
+                type=type(default),
+                default=default,
+                help=f"{helps.get(f.name, '')} (default {default})",
+            )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=trace_path("3gpp-umi"),
+        help="the .npz to write (the .json sidecar goes beside it)",
+    )
     args = vars(p.parse_args(argv))
     out = args.pop("out")
     settings = TraceSettings(**args)
     gains, meta = make_traces(settings)
     write_trace(gains, meta, out)
     size = out.stat().st_size
-    print(f"wrote {out} ({size / 1e6:.2f} MB, gain_db {gains.shape} float32) and "
-          f"{out.with_suffix('.json').name}")
+    print(
+        f"wrote {out} ({size / 1e6:.2f} MB, gain_db {gains.shape} float32) and "
+        f"{out.with_suffix('.json').name}"
+    )
     print(json.dumps(meta["statistics"], indent=1))
     return 0
 

@@ -38,8 +38,14 @@ BITS_UNIT = 1e6  # observation carries bits in Mbit
 
 
 def _blocks(k: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    return (("gain_db", (k,)), ("bits", (k,)), ("age", (k,)), ("queue", ()), ("round", ()),
-            ("loss", ()))
+    return (
+        ("gain_db", (k,)),
+        ("bits", (k,)),
+        ("age", (k,)),
+        ("queue", ()),
+        ("round", ()),
+        ("loss", ()),
+    )
 
 
 def observation_layout(config: FedLoRAConfig) -> ObservationLayout:
@@ -96,10 +102,16 @@ def bits_from_obs(bits_mbit: np.ndarray) -> np.ndarray:
     return np.asarray(bits_mbit, dtype=np.float64) * BITS_UNIT
 
 
-def encode_observation(gain_db: np.ndarray, bits_mbit: np.ndarray, age: np.ndarray,
-                       queue: np.ndarray | float, round_index: np.ndarray | int,
-                       loss: np.ndarray | float, episode_rounds: int,
-                       out: np.ndarray | None = None) -> np.ndarray:
+def encode_observation(
+    gain_db: np.ndarray,
+    bits_mbit: np.ndarray,
+    age: np.ndarray,
+    queue: np.ndarray | float,
+    round_index: np.ndarray | int,
+    loss: np.ndarray | float,
+    episode_rounds: int,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """Pack state arrays (leading batch axes allowed) into observation vectors (into ``out`` if
     given, which is returned), in the order of :func:`observation_layout` (written out here with
     plain offsets: this runs on every step of the single env)."""
@@ -110,13 +122,13 @@ def encode_observation(gain_db: np.ndarray, bits_mbit: np.ndarray, age: np.ndarr
     t = float(episode_rounds)
     if out.ndim == 1:  # single env: plain slices and one tuple assignment for the scalars
         out[:k] = gain_db
-        out[k:2 * k] = bits_mbit
-        np.divide(age, t, out=out[2 * k:3 * k])
-        out[3 * k:] = (queue, round_index / t, loss)
+        out[k : 2 * k] = bits_mbit
+        np.divide(age, t, out=out[2 * k : 3 * k])
+        out[3 * k :] = (queue, round_index / t, loss)
         return out
     out[..., :k] = gain_db
-    out[..., k:2 * k] = bits_mbit
-    np.divide(age, t, out=out[..., 2 * k:3 * k])
+    out[..., k : 2 * k] = bits_mbit
+    np.divide(age, t, out=out[..., 2 * k : 3 * k])
     out[..., 3 * k] = queue
     out[..., 3 * k + 1] = np.divide(round_index, t)
     out[..., 3 * k + 2] = loss

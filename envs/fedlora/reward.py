@@ -8,8 +8,18 @@ import numpy as np
 from edgeft.envs.fedlora.config import FedLoRAConfig
 
 
-def step_reward(config: FedLoRAConfig, gap: float, loss_before, loss_after, num_scheduled, x,
-                excess, queue_before, over_before=0.0, over_after=0.0):
+def step_reward(
+    config: FedLoRAConfig,
+    gap: float,
+    loss_before,
+    loss_after,
+    num_scheduled,
+    x,
+    excess,
+    queue_before,
+    over_before=0.0,
+    over_after=0.0,
+):
     """The env's reward (``config.reward``) for one round; scalars or arrays alike.
 
     "progress-budget": progress_scale x loss drop / initial gap - delay_penalty x
@@ -19,18 +29,24 @@ def step_reward(config: FedLoRAConfig, gap: float, loss_before, loss_after, num_
     :func:`lyapunov_objective`.
     """
     if config.reward == "progress-budget":
-        return (config.progress_scale / gap * (loss_before - loss_after)
-                - config.delay_penalty * (over_after - over_before))
+        return config.progress_scale / gap * (loss_before - loss_after) - config.delay_penalty * (
+            over_after - over_before
+        )
     if config.reward == "progress":
-        return (config.progress_scale / gap * (loss_before - loss_after)
-                - config.delay_penalty * excess)
+        return (
+            config.progress_scale / gap * (loss_before - loss_after) - config.delay_penalty * excess
+        )
     variant = "paper" if config.reward == "drift-plus-penalty-paper" else "corrected"
     return lyapunov_objective(num_scheduled, x, queue_before, config.zeta, variant)
 
 
-def lyapunov_objective(num_scheduled: float | np.ndarray, x: float | np.ndarray,
-                       queue: float | np.ndarray, zeta: float,
-                       variant: str = "corrected") -> Any:
+def lyapunov_objective(
+    num_scheduled: float | np.ndarray,
+    x: float | np.ndarray,
+    queue: float | np.ndarray,
+    zeta: float,
+    variant: str = "corrected",
+) -> Any:
     """Per-round drift-plus-penalty objective J (FT P1), delay normalised by D-bar.
 
     - "paper": J = N - zeta q x (P1, with the linear drift bound of Lemma 2).

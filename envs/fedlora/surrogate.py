@@ -70,8 +70,10 @@ from edgeft.envs.common import check_range
 
 CALIBRATION_DIR = Path(__file__).with_name("calibration")
 #: the shipped calibrations, by the data partition they were fitted on
-DEFAULT_CALIBRATIONS = {"iid": CALIBRATION_DIR / "iid.json",
-                        "dirichlet": CALIBRATION_DIR / "dirichlet.json"}
+DEFAULT_CALIBRATIONS = {
+    "iid": CALIBRATION_DIR / "iid.json",
+    "dirichlet": CALIBRATION_DIR / "dirichlet.json",
+}
 DEFAULT_CALIBRATION = DEFAULT_CALIBRATIONS["iid"]
 #: the version-2 calibration of the first releases (synthetic task, pooled heads)
 V2_CALIBRATION = CALIBRATION_DIR / "v2-synthetic.json"
@@ -178,8 +180,10 @@ class SurrogateParams:
             return cls()
         if spec == "default":
             if partition not in DEFAULT_CALIBRATIONS:
-                raise ValueError(f"data partition must be one of {sorted(DEFAULT_CALIBRATIONS)}, "
-                                 f"got {partition!r}")
+                raise ValueError(
+                    f"data partition must be one of {sorted(DEFAULT_CALIBRATIONS)}, "
+                    f"got {partition!r}"
+                )
             path = DEFAULT_CALIBRATIONS[partition]
             if not path.is_file():
                 return cls()
@@ -198,8 +202,9 @@ class SurrogateParams:
         )
 
 
-def contraction(num_scheduled: np.ndarray | int, num_devices: int,
-                params: SurrogateParams) -> np.ndarray | float:
+def contraction(
+    num_scheduled: np.ndarray | int, num_devices: int, params: SurrogateParams
+) -> np.ndarray | float:
     """rho(N): the fraction of the loss gap closed in one round with N devices (FT Theorem 1 shape).
 
     rho(N) = rate ((1 - h) (1 - gap_ratio (K - N) / (N (K - 1))) + h N / K) for N >= 1 with
@@ -230,9 +235,14 @@ def settle_table(num_devices: int, params: SurrogateParams) -> np.ndarray:
     return out
 
 
-def step_loss(loss: np.ndarray | float, num_scheduled: np.ndarray | int, num_devices: int,
-              params: SurrogateParams, noise: np.ndarray | float | None = None,
-              rho: np.ndarray | float | None = None) -> np.ndarray | float:
+def step_loss(
+    loss: np.ndarray | float,
+    num_scheduled: np.ndarray | int,
+    num_devices: int,
+    params: SurrogateParams,
+    noise: np.ndarray | float | None = None,
+    rho: np.ndarray | float | None = None,
+) -> np.ndarray | float:
     """One round of the version-2 surrogate: the loss after a round with ``num_scheduled``
     devices (v3: :func:`step_shared`, :func:`step_heads`, :func:`loss_of`).
 
@@ -274,15 +284,20 @@ def shared_gap0(params: SurrogateParams) -> float:
     return (1.0 - hf) * (params.initial_loss - params.loss_floor)
 
 
-def step_shared(shared: np.ndarray | float, rho: np.ndarray | float, settle: np.ndarray | float,
-                params: SurrogateParams) -> np.ndarray | float:
+def step_shared(
+    shared: np.ndarray | float,
+    rho: np.ndarray | float,
+    settle: np.ndarray | float,
+    params: SurrogateParams,
+) -> np.ndarray | float:
     """v3: the shared gap after a round (``rho`` = rho(N), ``settle`` = s*(N) of the round's N)."""
     rho = _warm_up(rho, shared, shared_gap0(params), params)
     return settle + (1.0 - rho) * (shared - settle)
 
 
-def loss_of(shared: np.ndarray | float, heads_mean: np.ndarray | float,
-            params: SurrogateParams) -> np.ndarray | float:
+def loss_of(
+    shared: np.ndarray | float, heads_mean: np.ndarray | float, params: SurrogateParams
+) -> np.ndarray | float:
     """v3: the global loss ``loss_floor + s + H (G0 - s)`` of a shared gap and mean head gap."""
     g0 = params.initial_loss - params.loss_floor
     return params.loss_floor + shared + heads_mean * (g0 - shared)

@@ -85,12 +85,18 @@ class TraceChannel:
 
     def copy(self) -> TraceChannel:
         """A deep copy (for checkpoints)."""
-        return dataclasses.replace(self, devices=self.devices.copy(), db=self.db.copy(),
-                                   gain=self.gain.copy(), snr=self.snr.copy())
+        return dataclasses.replace(
+            self,
+            devices=self.devices.copy(),
+            db=self.db.copy(),
+            gain=self.gain.copy(),
+            snr=self.snr.copy(),
+        )
 
 
-def draw_episode(rng: np.random.Generator, config: FedLoRAConfig, size: tuple[int, ...] = ()
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def draw_episode(
+    rng: np.random.Generator, config: FedLoRAConfig, size: tuple[int, ...] = ()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(trace, offset, devices) of new episodes, shapes ``size``, ``size``, ``size + (K,)``:
     one ``rng.random(size + (2 + devices,))`` call (the same numbers for ``size=()`` and
     ``(1,)``, so one copy of the vector env replays the single env)."""
@@ -99,18 +105,18 @@ def draw_episode(rng: np.random.Generator, config: FedLoRAConfig, size: tuple[in
     u = rng.random(size + (2 + tr.num_devices,))
     trace = np.minimum((u[..., 0] * tr.num_traces).astype(np.int64), tr.num_traces - 1)
     offset = np.minimum((u[..., 1] * starts).astype(np.int64), starts - 1)
-    devices = np.argsort(u[..., 2:], axis=-1, kind="stable")[..., :config.num_devices]
+    devices = np.argsort(u[..., 2:], axis=-1, kind="stable")[..., : config.num_devices]
     return trace, offset, devices
 
 
-def _episode_rows(config: FedLoRAConfig, trace: np.ndarray, offset: np.ndarray,
-                  devices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _episode_rows(
+    config: FedLoRAConfig, trace: np.ndarray, offset: np.ndarray, devices: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The R rounds of episodes (trace, offset, devices) from their offset on (circularly):
     gains in dB (tx power folded in), linear, over the noise density; (..., R, K)."""
     tr = load_trace(config.channel)
     rows = (np.asarray(offset)[..., None] + np.arange(tr.rounds)) % tr.rounds
-    db = tr.gain_db[np.asarray(trace)[..., None, None], rows[..., :, None],
-                    devices[..., None, :]]
+    db = tr.gain_db[np.asarray(trace)[..., None, None], rows[..., :, None], devices[..., None, :]]
     if config.tx_power_w != 1.0:
         db = db + 10.0 * np.log10(config.tx_power_w)
     gain = db_to_gain(db)

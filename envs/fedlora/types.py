@@ -88,8 +88,12 @@ class State:
 
     def copy(self) -> State:
         """A deep copy (arrays copied)."""
-        return State(**{f.name: (v.copy() if isinstance(v := getattr(self, f.name), np.ndarray)
-                                 else v) for f in fields(self)})
+        return State(
+            **{
+                f.name: (v.copy() if isinstance(v := getattr(self, f.name), np.ndarray) else v)
+                for f in fields(self)
+            }
+        )
 
     def index(self, i: int) -> State:
         """Copy ``i`` of a batched State, as an unbatched State (scalars as Python numbers)."""
@@ -105,5 +109,13 @@ class State:
 
     def observation(self, episode_rounds: int, out: np.ndarray | None = None) -> np.ndarray:
         """The observation vector(s) of this state."""
-        return encode_observation(self.gain_db, self.bits_mbit, self.age, self.queue, self.t,
-                                  self.loss, episode_rounds, out=out)
+        return encode_observation(
+            self.gain_db,
+            self.bits_mbit,
+            self.age,
+            self.queue,
+            self.t,
+            self.loss,
+            episode_rounds,
+            out=out,
+        )

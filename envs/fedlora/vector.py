@@ -47,12 +47,15 @@ class FedLoRAVectorEnv(VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
-    def __init__(self, num_envs: int = 1, config: FedLoRAConfig | dict | None = None,
-                 **overrides: Any):
+    def __init__(
+        self, num_envs: int = 1, config: FedLoRAConfig | dict | None = None, **overrides: Any
+    ):
         self.config = build_config(FedLoRAConfig, config, PRESETS, **overrides)
         if self.config.mode != "surrogate":
-            raise ValueError("the numpy vector env runs mode='surrogate' only; for real mode use "
-                             "gym.make_vec(..., vectorization_mode='sync')")
+            raise ValueError(
+                "the numpy vector env runs mode='surrogate' only; for real mode use "
+                "gym.make_vec(..., vectorization_mode='sync')"
+            )
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = int(num_envs)
@@ -105,11 +108,18 @@ class FedLoRAVectorEnv(VectorEnv):
 
     def _obs(self) -> np.ndarray:
         s = self._state
-        return encode_observation(s.gain_db, s.bits_mbit, s.age, s.queue, s.t, s.loss,
-                                  self.config.episode_rounds, out=self._obs_buf).copy()
+        return encode_observation(
+            s.gain_db,
+            s.bits_mbit,
+            s.age,
+            s.queue,
+            s.t,
+            s.loss,
+            self.config.episode_rounds,
+            out=self._obs_buf,
+        ).copy()
 
-    def reset(self, *, seed: int | list[int | None] | None = None,
-              options: dict | None = None):
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
         """Reset every copy; ``seed`` an int (copy i gets ``seed + i``), a list, or None (each
         copy continues its own generator, fresh ones on the first reset)."""
         n = self.num_envs
@@ -120,8 +130,9 @@ class FedLoRAVectorEnv(VectorEnv):
         else:
             seeds = list(seed)
             if len(seeds) != n:
-                raise ValueError(f"a list of seeds must have num_envs={n} entries, got "
-                                 f"{len(seeds)}")
+                raise ValueError(
+                    f"a list of seeds must have num_envs={n} entries, got {len(seeds)}"
+                )
         if not self._rngs:
             self._rngs = [seeding.np_random(None)[0] for _ in range(n)]
         for i, s in enumerate(seeds):
@@ -141,9 +152,13 @@ class FedLoRAVectorEnv(VectorEnv):
         live = ~resetting if any_reset else self._all_live
         params = self._step_params
         decision = dynamics.decide(params, actions, self._state)
-        self._state, reward, info = dynamics.step(params, self._state, decision,
-                                                  CopyNormals(self._rngs, live),
-                                                  live if any_reset else None)
+        self._state, reward, info = dynamics.step(
+            params,
+            self._state,
+            decision,
+            CopyNormals(self._rngs, live),
+            live if any_reset else None,
+        )
         if any_reset:
             reward = np.where(live, reward, 0.0)
             self._reset_envs(resetting)  # copies that finished last step restart now
@@ -151,8 +166,13 @@ class FedLoRAVectorEnv(VectorEnv):
         info.update(dict.fromkeys(self._mask_keys, live))
         truncated = live & (self._state.t >= self.config.episode_rounds)
         self._needs_reset = truncated
-        return (self._obs(), np.asarray(reward, dtype=np.float64), self._no_term.copy(), truncated,
-                info)
+        return (
+            self._obs(),
+            np.asarray(reward, dtype=np.float64),
+            self._no_term.copy(),
+            truncated,
+            info,
+        )
 
 
 class CopyNormals:

@@ -122,14 +122,18 @@ def device_positions(config: FedLoRAConfig, channel: Any = None) -> np.ndarray:
     if isinstance(channel, CorrelatedChannel):
         pos = np.asarray(channel.pos, dtype=np.float64)
         if pos.shape != (k, 2):
-            raise ValueError(f"channel.pos has shape {pos.shape}, expected ({k}, 2): pass one "
-                             "env's channel (a vector env's copies are drawn one at a time)")
+            raise ValueError(
+                f"channel.pos has shape {pos.shape}, expected ({k}, 2): pass one "
+                "env's channel (a vector env's copies are drawn one at a time)"
+            )
         return pos.copy()
     if isinstance(channel, FadingBlocks):
         mean_db = np.asarray(channel.mean_db, dtype=np.float64)
         if mean_db.shape != (k,):
-            raise ValueError(f"channel.mean_db has shape {mean_db.shape}, expected ({k},): pass "
-                             "one env's channel")
+            raise ValueError(
+                f"channel.mean_db has shape {mean_db.shape}, expected ({k},): pass "
+                "one env's channel"
+            )
         # mean gain = tx power x (d / d0)^-exponent  =>  d = d0 (gain / tx power)^(-1/exponent)
         path = db_to_gain(mean_db) / config.tx_power_w
         dist = config.reference_distance_m * path ** (-1.0 / config.path_loss_exponent)
@@ -137,14 +141,17 @@ def device_positions(config: FedLoRAConfig, channel: Any = None) -> np.ndarray:
     if isinstance(channel, TraceChannel):
         mean_db = np.asarray(channel.db, dtype=np.float64).mean(axis=-2)
         if mean_db.shape != (k,):
-            raise ValueError(f"channel.db has {mean_db.shape[-1:]} devices, expected {k}: pass "
-                             "one env's channel")
+            raise ValueError(
+                f"channel.db has {mean_db.shape[-1:]} devices, expected {k}: pass one env's channel"
+            )
         rank = np.empty(k)
         rank[np.argsort(-mean_db, kind="stable")] = np.arange(k)
         c, r = config.cell_center_m, config.cell_radius_m
         return place_at_distances(config, (c - r) + 2.0 * r * (rank + 0.5) / k)
-    raise ValueError(f"channel must be a CorrelatedChannel, FadingBlocks, TraceChannel or None, "
-                     f"got {type(channel).__name__}")
+    raise ValueError(
+        f"channel must be a CorrelatedChannel, FadingBlocks, TraceChannel or None, "
+        f"got {type(channel).__name__}"
+    )
 
 
 class Viewer:
@@ -163,8 +170,16 @@ class Viewer:
         ValueError: a config of another type, or sizes out of range.
     """
 
-    def __init__(self, config: FedLoRAConfig, *, width: int = 640, height: int = 480,
-                 dpi: int = 100, history: int = 200, cache: bool = True) -> None:
+    def __init__(
+        self,
+        config: FedLoRAConfig,
+        *,
+        width: int = 640,
+        height: int = 480,
+        dpi: int = 100,
+        history: int = 200,
+        cache: bool = True,
+    ) -> None:
         if not isinstance(config, FedLoRAConfig):
             raise ValueError(f"config must be a FedLoRAConfig, got {type(config).__name__}")
         self.config = config
@@ -173,7 +188,8 @@ class Viewer:
         self.dpi = check_size("dpi", dpi, 20, 600)
         self.cache = bool(cache)
         self._history: deque[tuple[int, float, float, float]] = deque(
-            maxlen=check_size("history", history, 2, 1_000_000))
+            maxlen=check_size("history", history, 2, 1_000_000)
+        )
         self._canvas: Canvas | None = None
         self._a: dict[str, Any] = {}
         self._tops: dict[str, float] = {}
@@ -186,8 +202,13 @@ class Viewer:
         return (self.height, self.width, 3)
 
     # ------------------------------------------------------------------ public
-    def render(self, state: State, info: Mapping[str, Any] | None = None, *,
-               positions: np.ndarray | None = None) -> np.ndarray:
+    def render(
+        self,
+        state: State,
+        info: Mapping[str, Any] | None = None,
+        *,
+        positions: np.ndarray | None = None,
+    ) -> np.ndarray:
         """The frame of the env's state after a step (or a reset) and that step's info.
 
         Args:
@@ -213,12 +234,17 @@ class Viewer:
             info = None
         age = np.asarray(state.age)
         if age.shape != (k,) or np.ndim(state.queue) != 0:
-            raise ValueError(f"state must be one env's State (age of shape ({k},), a scalar "
-                             f"queue), got age of shape {age.shape}; for a vector env draw "
-                             "state.index(i)")
+            raise ValueError(
+                f"state must be one env's State (age of shape ({k},), a scalar "
+                f"queue), got age of shape {age.shape}; for a vector env draw "
+                "state.index(i)"
+            )
         info = {} if info is None else info
-        pos = sunflower_positions(cfg) if positions is None else \
-            np.asarray(positions, dtype=np.float64)
+        pos = (
+            sunflower_positions(cfg)
+            if positions is None
+            else np.asarray(positions, dtype=np.float64)
+        )
         if pos.shape != (k, 2) or not np.all(np.isfinite(pos)):
             raise ValueError(f"positions must be finite with shape ({k}, 2), got {pos.shape}")
         played = "scheduled" in info
@@ -261,8 +287,12 @@ class Viewer:
                     self._labels_animated = True
                 canvas.invalidate()  # the static layer redrawn with (or without) the labels
         self._positions = pos.copy()
-        a["shares"].set_segments(np.stack([np.stack([np.arange(k), np.zeros(k)], -1),
-                                           np.stack([np.arange(k), share], -1)], axis=1))
+        a["shares"].set_segments(
+            np.stack(
+                [np.stack([np.arange(k), np.zeros(k)], -1), np.stack([np.arange(k), share], -1)],
+                axis=1,
+            )
+        )
         a["shares"].set_color(colours)
         top = self._grow("bw", min(1.0, 1.1 * share.max()), 0.1)
         canvas.set_limits(a["ax_bw"], ylim=(0.0, top))
@@ -274,7 +304,9 @@ class Viewer:
         guard = " (budget guard)" if info.get("budget_guarded") else ""
         a["gauge_text"].set_text(
             f"D {delay:.3g} s / D-bar {budget:.3g} s = {shown:.2f}{guard}"
-            if played else f"no round yet, D-bar {budget:.3g} s")
+            if played
+            else f"no round yet, D-bar {budget:.3g} s"
+        )
 
         hist = np.asarray(self._history, dtype=np.float64)
         rounds = hist[:, 0]
@@ -283,10 +315,13 @@ class Viewer:
         a["queue"].set_data(rounds, hist[:, 3])
         xlim = self._round_window(t)
         canvas.set_limits(a["ax_loss"], xlim=xlim, ylim=self._loss_limits(hist[:, 1]))
-        canvas.set_limits(a["ax_q"], xlim=xlim, ylim=(
-            0.0, self._grow("q", 1.1 * finite_max(hist[:, 2:]), 2.0)))
-        a["title"].set_text(f"round {t}/{cfg.episode_rounds}   scheduled {int(sched.sum())}/{k}"
-                            f"   loss {loss:.3f}   q {queue:.2f}")
+        canvas.set_limits(
+            a["ax_q"], xlim=xlim, ylim=(0.0, self._grow("q", 1.1 * finite_max(hist[:, 2:]), 2.0))
+        )
+        a["title"].set_text(
+            f"round {t}/{cfg.episode_rounds}   scheduled {int(sched.sum())}/{k}"
+            f"   loss {loss:.3f}   q {queue:.2f}"
+        )
         return canvas.pixels()
 
     @property
@@ -303,8 +338,13 @@ class Viewer:
         Raises:
             ValueError: an unknown panel, or no frame rendered yet.
         """
-        names = {"map": "ax_map", "bandwidth": "ax_bw", "gauge": "ax_gauge", "loss": "ax_loss",
-                 "queue": "ax_q"}
+        names = {
+            "map": "ax_map",
+            "bandwidth": "ax_bw",
+            "gauge": "ax_gauge",
+            "loss": "ax_loss",
+            "queue": "ax_q",
+        }
         if panel not in names:
             raise ValueError(f"panel must be one of {sorted(names)}, got {panel!r}")
         if not self._a:
@@ -327,8 +367,9 @@ class Viewer:
             raise ValueError(f"info lacks {key!r}: pass the info dict of the env's last step")
         v: np.ndarray = np.asarray(info[key], dtype=dtype)
         if v.shape != (k,):
-            raise ValueError(f"info[{key!r}] has shape {v.shape}, expected ({k},): pass one "
-                             "env's info")
+            raise ValueError(
+                f"info[{key!r}] has shape {v.shape}, expected ({k},): pass one env's info"
+            )
         return v
 
     def _record(self, t: int, loss: float, ratio: float, queue: float) -> bool:
@@ -397,26 +438,47 @@ class Viewer:
         ax.add_patch(Circle((c, 0.0), r, facecolor="#f4f4f4", edgecolor="#999999", lw=1.0))
         if c - view <= 0.0:
             ax.plot([0.0], [0.0], marker="^", ms=11, color=SERVER, zorder=4)
-            ax.annotate("server", (0.0, 0.0), xytext=(4, 6), textcoords="offset points",
-                        fontsize=7, color=SERVER)
+            ax.annotate(
+                "server",
+                (0.0, 0.0),
+                xytext=(4, 6),
+                textcoords="offset points",
+                fontsize=7,
+                color=SERVER,
+            )
         else:  # the server lies off to the left
-            ax.annotate(f"server at (0, 0), {c - r:.0f} m from the cell", xy=(0.0, 0.04),
-                        xycoords="axes fraction", xytext=(0.1, 0.04), textcoords="axes fraction",
-                        fontsize=6.5, color=SERVER, va="center",
-                        arrowprops={"arrowstyle": "-|>", "color": SERVER, "lw": 1.5})
+            ax.annotate(
+                f"server at (0, 0), {c - r:.0f} m from the cell",
+                xy=(0.0, 0.04),
+                xycoords="axes fraction",
+                xytext=(0.1, 0.04),
+                textcoords="axes fraction",
+                fontsize=6.5,
+                color=SERVER,
+                va="center",
+                arrowprops={"arrowstyle": "-|>", "color": SERVER, "lw": 1.5},
+            )
         a["dots"] = ax.scatter(np.full(k, c), np.zeros(k), s=25.0, zorder=3)
-        a["labels"] = [ax.text(c, 0.0, f" {i}", fontsize=6, color="#333333", zorder=5,
-                               va="bottom", ha="left")
-                       for i in range(k if k <= _MAX_LABELS else 0)]
+        a["labels"] = [
+            ax.text(c, 0.0, f" {i}", fontsize=6, color="#333333", zorder=5, va="bottom", ha="left")
+            for i in range(k if k <= _MAX_LABELS else 0)
+        ]
         ax.set_xlabel("x (m)", fontsize=7, labelpad=1)
         ax.set_ylabel("y (m)", fontsize=7, labelpad=1)
         ax.tick_params(labelsize=6)
         ax.set_title("cell (marker area ~ bandwidth share)", fontsize=8)
-        ax.legend(handles=[
-            Line2D([], [], ls="", marker="o", color=SCHEDULED, label="scheduled"),
-            Line2D([], [], ls="", marker="o", color=IDLE, label="idle"),
-            Line2D([], [], ls="", marker="o", mfc="white", mec="black", mew=2,
-                   label="delay = D")], fontsize=6, loc="upper right", framealpha=0.8)
+        ax.legend(
+            handles=[
+                Line2D([], [], ls="", marker="o", color=SCHEDULED, label="scheduled"),
+                Line2D([], [], ls="", marker="o", color=IDLE, label="idle"),
+                Line2D(
+                    [], [], ls="", marker="o", mfc="white", mec="black", mew=2, label="delay = D"
+                ),
+            ],
+            fontsize=6,
+            loc="upper right",
+            framealpha=0.8,
+        )
         a["ax_map"] = ax
 
         ax = fig.add_axes((0.08, 0.08, 0.42, 0.15))
@@ -437,8 +499,7 @@ class Viewer:
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 1k, 1M: no offset text
         ax.tick_params(labelsize=6)
         ax.set_title("round delay / budget D-bar", fontsize=8)
-        a["gauge_text"] = ax.text(0.0, -0.75, "", transform=ax.transAxes, fontsize=6.5,
-                                  va="top")
+        a["gauge_text"] = ax.text(0.0, -0.75, "", transform=ax.transAxes, fontsize=6.5, va="top")
         a["ax_gauge"] = ax
 
         ax = fig.add_axes((0.60, 0.41, 0.36, 0.22))
@@ -448,8 +509,9 @@ class Viewer:
         a["ax_loss"] = ax
 
         ax = fig.add_axes((0.60, 0.08, 0.36, 0.22))
-        (a["ratio"],) = ax.plot([], [], color=SCHEDULED, lw=0.8, marker=".", ms=2.5,
-                                label="D / D-bar")
+        (a["ratio"],) = ax.plot(
+            [], [], color=SCHEDULED, lw=0.8, marker=".", ms=2.5, label="D / D-bar"
+        )
         (a["queue"],) = ax.plot([], [], color=QUEUE, lw=1.3, label="queue q")
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
         ax.yaxis.set_major_formatter(EngFormatter(sep=""))
@@ -458,9 +520,18 @@ class Viewer:
         ax.legend(fontsize=6, loc="upper left", framealpha=0.8)
         a["ax_q"] = ax
 
-        fig.text(0.02, 0.975, "FedLoRA scheduling", ha="left", va="top", fontsize=8.5,
-                 weight="bold")
+        fig.text(
+            0.02, 0.975, "FedLoRA scheduling", ha="left", va="top", fontsize=8.5, weight="bold"
+        )
         a["title"] = fig.text(0.98, 0.975, "", ha="right", va="top", fontsize=8.5)
-        canvas.animate(a["dots"], a["shares"], a["gauge"], a["gauge_text"], a["loss"],
-                       a["ratio"], a["queue"], a["title"])
+        canvas.animate(
+            a["dots"],
+            a["shares"],
+            a["gauge"],
+            a["gauge_text"],
+            a["loss"],
+            a["ratio"],
+            a["queue"],
+            a["title"],
+        )
         self._canvas, self._a = canvas, a

@@ -107,14 +107,17 @@ def fractions_to_decision(inst: MECInstance, table: np.ndarray) -> MECDecision:
 def decision_to_fractions(inst: MECInstance, dec: MECDecision) -> np.ndarray:
     """The ``"full"``-mode action (N, 6) that expresses ``dec`` exactly (up to float rounding)."""
     s = np.asarray(dec.server, dtype=np.int64)
-    return np.stack([
-        np.asarray(dec.alpha, dtype=np.float64),
-        s.astype(np.float64),
-        dec.power / inst.p_max,
-        dec.bandwidth / inst.b_max[s],
-        dec.freq_user / inst.f_user_max,
-        dec.freq_edge / inst.f_edge_max[s],
-    ], axis=1)
+    return np.stack(
+        [
+            np.asarray(dec.alpha, dtype=np.float64),
+            s.astype(np.float64),
+            dec.power / inst.p_max,
+            dec.bandwidth / inst.b_max[s],
+            dec.freq_user / inst.f_user_max,
+            dec.freq_edge / inst.f_edge_max[s],
+        ],
+        axis=1,
+    )
 
 
 def project_full(config: MECConfig, action: object) -> tuple[np.ndarray, dict[str, float]]:
@@ -128,12 +131,15 @@ def project_full(config: MECConfig, action: object) -> tuple[np.ndarray, dict[st
             a non-real dtype, an entry outside its column's bounds (:func:`full_bounds`).
     """
     n, m, y = config.num_users, config.num_servers, config.num_layers
-    what = (f"an (N, 6) = ({n}, 6) array [alpha, server, power, bandwidth, freq_user, "
-            f"freq_edge] per user, alpha in [1, {y - 1}], server in [0, {m - 1}], the fractions "
-            "in [0, 1]")
+    what = (
+        f"an (N, 6) = ({n}, 6) array [alpha, server, power, bandwidth, freq_user, "
+        f"freq_edge] per user, alpha in [1, {y - 1}], server in [0, {m - 1}], the fractions "
+        "in [0, 1]"
+    )
     a = as_action_array(action, (n, 6), what, reshape=False)
-    check_action_bounds(a, *full_bounds(config), what,
-                        names=lambda i: f"user {i // 6}'s {COLUMNS[i % 6]}")
+    check_action_bounds(
+        a, *full_bounds(config), what, names=lambda i: f"user {i // 6}'s {COLUMNS[i % 6]}"
+    )
     t = a.copy()
     t[:, 0] = np.clip(np.round(t[:, 0]), 1, y - 1)
     t[:, 1] = np.clip(np.round(t[:, 1]), 0, m - 1)
@@ -156,8 +162,7 @@ def box_to_table(config: MECConfig, action: object) -> tuple[np.ndarray, dict[st
     n, m, y = config.num_users, config.num_servers, config.num_layers
     what = f"a flat array of 6 N = {6 * n} values in [-1, 1]"
     x = as_action_array(action, (6 * n,), what, reshape=False)
-    check_action_bounds(x, -1.0, 1.0, what,
-                        names=lambda i: f"user {i // 6}'s {COLUMNS[i % 6]}")
+    check_action_bounds(x, -1.0, 1.0, what, names=lambda i: f"user {i // 6}'s {COLUMNS[i % 6]}")
     xc = np.clip(x, -1.0, 1.0)
     report = {c: float(np.max(np.abs(xc - x).reshape(n, 6)[:, i])) for i, c in enumerate(COLUMNS)}
     u = ((xc + 1.0) / 2.0).reshape(n, 6)
@@ -181,21 +186,26 @@ def discrete_to_alpha_server(config: MECConfig, action: object) -> tuple[np.ndar
             a non-real dtype, non-integer or out-of-range entries.
     """
     n, m, y = config.num_users, config.num_servers, config.num_layers
-    a = as_action_array(action, (2 * n,), "a MultiDiscrete vector [alpha - 1] * N + [server] * N",
-                        reshape=False)
+    a = as_action_array(
+        action, (2 * n,), "a MultiDiscrete vector [alpha - 1] * N + [server] * N", reshape=False
+    )
     if np.any(a != np.round(a)):
-        raise ValueError("action must be a MultiDiscrete vector of integers, got non-integer "
-                         "entries")
+        raise ValueError(
+            "action must be a MultiDiscrete vector of integers, got non-integer entries"
+        )
     alpha = a[:n] + 1
     server = a[n:]
     if np.any((alpha < 1) | (alpha > y - 1)) or np.any((server < 0) | (server > m - 1)):
-        raise ValueError(f"action out of the MultiDiscrete range: alpha - 1 must be in [0, {y - 2}]"
-                         f" and server in [0, {m - 1}]")
+        raise ValueError(
+            f"action out of the MultiDiscrete range: alpha - 1 must be in [0, {y - 2}]"
+            f" and server in [0, {m - 1}]"
+        )
     return alpha, server.astype(np.int64)
 
 
-def action_to_decision(config: MECConfig, action: Any, inst: MECInstance
-                       ) -> tuple[MECDecision, dict[str, float]]:
+def action_to_decision(
+    config: MECConfig, action: Any, inst: MECInstance
+) -> tuple[MECDecision, dict[str, float]]:
     """Validate, project and map an action of ``config.action_mode`` to a decision (SI units).
 
     Returns the decision and the projection report (per column of the ``"full"`` table, the
@@ -224,8 +234,12 @@ def discrete_action(alpha: np.ndarray, server: np.ndarray) -> np.ndarray:
     return np.concatenate([np.round(alpha) - 1, server]).astype(np.int64)
 
 
-def decision_to_action(decision: MECDecision, config: MECConfig, action_mode: str | None = None,
-                       inst: MECInstance | None = None) -> np.ndarray:
+def decision_to_action(
+    decision: MECDecision,
+    config: MECConfig,
+    action_mode: str | None = None,
+    inst: MECInstance | None = None,
+) -> np.ndarray:
     """The action of ``action_mode`` (default ``config.action_mode``) expressing ``decision``.
 
     ``"full"``: exactly (up to float rounding; :func:`decision_to_fractions`). ``"discrete"``:
@@ -261,8 +275,15 @@ def decision_to_action(decision: MECDecision, config: MECConfig, action_mode: st
     return (2 * np.clip(u, 0, 1) - 1).ravel().astype(np.float32)
 
 
-def constraint_violations(inst: MECInstance, alpha: Any, chi: Any, power: Any,
-                          bandwidth: Any, freq_user: Any, freq_edge: Any) -> dict[str, float]:
+def constraint_violations(
+    inst: MECInstance,
+    alpha: Any,
+    chi: Any,
+    power: Any,
+    bandwidth: Any,
+    freq_user: Any,
+    freq_edge: Any,
+) -> dict[str, float]:
     """Largest violation of each constraint (9a)-(9g) of P1; 0 means satisfied.
 
     Budget violations (9d)-(9g) are relative to the budget (e.g. sum_n b_nm / b_m^max - 1);
@@ -286,15 +307,29 @@ def constraint_violations(inst: MECInstance, alpha: Any, chi: Any, power: Any,
     fu = np.asarray(freq_user, dtype=np.float64)
     upper = inst.num_layers - 1
     return {
-        "9a": float(max(np.max(np.abs(alpha - np.round(alpha))),
-                        np.max(np.maximum(1 - alpha, 0)), np.max(np.maximum(alpha - upper, 0)))),
+        "9a": float(
+            max(
+                np.max(np.abs(alpha - np.round(alpha))),
+                np.max(np.maximum(1 - alpha, 0)),
+                np.max(np.maximum(alpha - upper, 0)),
+            )
+        ),
         "9b": float(np.max(np.minimum(np.abs(chi), np.abs(1 - chi)))),
         "9c": float(np.max(np.abs(chi.sum(axis=1) - 1))),
         "9d": float(max(np.max(np.maximum(p / inst.p_max - 1, 0)), np.max(np.maximum(-p, 0)))),
-        "9e": float(max(np.max(np.maximum((chi * b).sum(axis=0) / inst.b_max - 1, 0)),
-                        np.max(np.maximum(-b, 0)))),
-        "9f": float(max(np.max(np.maximum(fu / inst.f_user_max - 1, 0)),
-                        np.max(np.maximum(-fu, 0)))),
-        "9g": float(max(np.max(np.maximum((chi * fe).sum(axis=0) / inst.f_edge_max - 1, 0)),
-                        np.max(np.maximum(-fe, 0)))),
+        "9e": float(
+            max(
+                np.max(np.maximum((chi * b).sum(axis=0) / inst.b_max - 1, 0)),
+                np.max(np.maximum(-b, 0)),
+            )
+        ),
+        "9f": float(
+            max(np.max(np.maximum(fu / inst.f_user_max - 1, 0)), np.max(np.maximum(-fu, 0)))
+        ),
+        "9g": float(
+            max(
+                np.max(np.maximum((chi * fe).sum(axis=0) / inst.f_edge_max - 1, 0)),
+                np.max(np.maximum(-fe, 0)),
+            )
+        ),
     }

@@ -192,11 +192,23 @@ class MECConfig:
         check_range("energy_budget_scale", self.energy_budget_scale, 0.0, low_open=True)
         check_range("energy_penalty", self.energy_penalty, 0.0)
         object.__setattr__(self, "training", validated_training(self.training, self.mode))
-        for name in ("num_users", "num_servers", "num_layers", "episode_rounds", "batch_size",
-                     "hidden_size", "tokens_min", "tokens_max"):
+        for name in (
+            "num_users",
+            "num_servers",
+            "num_layers",
+            "episode_rounds",
+            "batch_size",
+            "hidden_size",
+            "tokens_min",
+            "tokens_max",
+        ):
             object.__setattr__(self, name, int(getattr(self, name)))
-        for name in ("p_max_range_w", "f_user_max_range_hz", "f_edge_max_range_hz",
-                     "flops_per_cycle_edge"):
+        for name in (
+            "p_max_range_w",
+            "f_user_max_range_hz",
+            "f_edge_max_range_hz",
+            "flops_per_cycle_edge",
+        ):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         for name in ("cores_user", "cores_edge_range", "samples_range"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
@@ -283,13 +295,18 @@ def reference_terms(config: MECConfig) -> dict[str, float]:
     p = 0.5 * sum(c.p_max_range_w)
     g = 10.0 ** (-float(F.path_loss_db(c.reference_distance_m)) / 10.0)
     r = float(F.uplink_rate(c.bandwidth_hz * share, p, g, c.noise_psd))
-    device_energy = (alpha * float(F.device_compute_energy(psi, fu, cu, c.flops_per_cycle_user,
-                                                           c.kappa_user)) + bits * p / r)
+    device_energy = (
+        alpha * float(F.device_compute_energy(psi, fu, cu, c.flops_per_cycle_user, c.kappa_user))
+        + bits * p / r
+    )
     energy = device_energy + (c.num_layers - alpha) * float(
-        F.edge_compute_energy(psi, fe, ce, de, c.kappa_edge))
-    delay = (alpha * float(F.device_compute_time(psi, fu, cu, c.flops_per_cycle_user))
-             + (c.num_layers - alpha) * float(F.edge_compute_time(psi, fe, ce, de))
-             + (bits / r if c.upload_delay else 0.0))
+        F.edge_compute_energy(psi, fe, ce, de, c.kappa_edge)
+    )
+    delay = (
+        alpha * float(F.device_compute_time(psi, fu, cu, c.flops_per_cycle_user))
+        + (c.num_layers - alpha) * float(F.edge_compute_time(psi, fe, ce, de))
+        + (bits / r if c.upload_delay else 0.0)
+    )
     k = 0.5 * sum(c.samples_range)
     stab = float(F.stability_bound(alpha, c.num_layers, c.lipschitz, k))
     return {"energy": energy, "delay": delay, "stability": stab, "device_energy": device_energy}

@@ -51,8 +51,9 @@ def decide(params: Params, action: Any, state: MECState) -> RoundDecision:
     return RoundDecision(dec, report, inst)
 
 
-def step(params: Params, state: MECState, decision: RoundDecision | MECDecision,
-         rng: np.random.Generator) -> tuple[MECState, float, dict[str, Any]]:
+def step(
+    params: Params, state: MECState, decision: RoundDecision | MECDecision, rng: np.random.Generator
+) -> tuple[MECState, float, dict[str, Any]]:
     """One round in the one-copy ``state`` (the skeleton contract): the next state (a new
     one), the reward and the info.
 
@@ -69,36 +70,63 @@ def step(params: Params, state: MECState, decision: RoundDecision | MECDecision,
     cost = R.cost_of_terms(terms, config.weights)
     q_old = state.energy_queue
     q_new = R.queue_update(q_old, terms["device_energy"], state.energy_budget)
-    reward = R.step_reward(cost, R.queue_growth(q_old, q_new, state.energy_budget),
-                           config.energy_penalty)
-    info = step_info(config, state, inst, decision, terms, cost, q_new,
-                     dict(NO_PROJECTION) if projection is None else projection)
+    reward = R.step_reward(
+        cost, R.queue_growth(q_old, q_new, state.energy_budget), config.energy_penalty
+    )
+    info = step_info(
+        config,
+        state,
+        inst,
+        decision,
+        terms,
+        cost,
+        q_new,
+        dict(NO_PROJECTION) if projection is None else projection,
+    )
     nxt = G.advance(config, state, rng, q_new)
     return nxt, reward, info
 
 
-def step_info(config: MECConfig, state: MECState, inst: MECInstance, dec: MECDecision,
-              terms: dict[str, np.ndarray], cost: float, q_new: np.ndarray,
-              projection: dict[str, float]) -> dict[str, Any]:
+def step_info(
+    config: MECConfig,
+    state: MECState,
+    inst: MECInstance,
+    dec: MECDecision,
+    terms: dict[str, np.ndarray],
+    cost: float,
+    q_new: np.ndarray,
+    projection: dict[str, float],
+) -> dict[str, Any]:
     """The step's info dict (documented in ``MECOffloadingEnv``'s docstring)."""
     e_dev = terms["device_energy"]
     chi = dec.association(config.num_servers)
     ratio = e_dev / state.energy_budget
     info = {
         "round": state.round_index,
-        "alpha": dec.alpha, "server": dec.server, "power": dec.power,
-        "bandwidth": dec.bandwidth, "freq_user": dec.freq_user, "freq_edge": dec.freq_edge,
-        "energy": terms["energy"], "device_energy": e_dev, "delay": terms["delay"],
-        "stability": terms["stability"], "rate": terms["rate"],
-        "objective": cost, "cost": float(np.mean(ratio)), "costs": ratio,
+        "alpha": dec.alpha,
+        "server": dec.server,
+        "power": dec.power,
+        "bandwidth": dec.bandwidth,
+        "freq_user": dec.freq_user,
+        "freq_edge": dec.freq_edge,
+        "energy": terms["energy"],
+        "device_energy": e_dev,
+        "delay": terms["delay"],
+        "stability": terms["stability"],
+        "rate": terms["rate"],
+        "objective": cost,
+        "cost": float(np.mean(ratio)),
+        "costs": ratio,
         "cost_bounded": float(np.mean(np.minimum(ratio, COST_CAP))),
         "energy_total": float(terms["energy"].sum()),
         "delay_mean": float(terms["delay"].mean()),
         "stability_mean": float(terms["stability"].mean()),
-        "energy_queue": q_new, "queue_in_budgets": q_new / state.energy_budget,
+        "energy_queue": q_new,
+        "queue_in_budgets": q_new / state.energy_budget,
         "budget_overshoot": float(np.maximum(e_dev - state.energy_budget, 0.0).sum()),
-        "violations": constraint_violations(inst, dec.alpha, chi, dec.power, dec.bandwidth,
-                                            dec.freq_user, dec.freq_edge),
+        "violations": constraint_violations(
+            inst, dec.alpha, chi, dec.power, dec.bandwidth, dec.freq_user, dec.freq_edge
+        ),
         "action_projected": bool(any(v > 0 for v in projection.values())),
         "projection": projection,
     }
@@ -130,10 +158,15 @@ def reset_info(params: Params, state: MECState) -> dict[str, Any]:
     inst = instance_from_state(config, state)
     n = config.num_users
     zero = np.zeros(n)
-    dec = MECDecision(alpha=np.zeros(n, dtype=np.int64), server=np.zeros(n, dtype=np.int64),
-                      power=zero, bandwidth=zero, freq_user=zero, freq_edge=zero)
+    dec = MECDecision(
+        alpha=np.zeros(n, dtype=np.int64),
+        server=np.zeros(n, dtype=np.int64),
+        power=zero,
+        bandwidth=zero,
+        freq_user=zero,
+        freq_edge=zero,
+    )
     terms = {name: zero for name in ("energy", "device_energy", "delay", "stability", "rate")}
-    info = step_info(config, state, inst, dec, terms, 0.0, state.energy_queue,
-                     dict(NO_PROJECTION))
+    info = step_info(config, state, inst, dec, terms, 0.0, state.energy_queue, dict(NO_PROJECTION))
     info["violations"] = {k: np.float64(0.0) for k in info["violations"]}
     return info

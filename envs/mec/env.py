@@ -147,12 +147,19 @@ class MECOffloadingEnv(gym.Env):
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
-    def __init__(self, config: MECConfig | dict | None = None, *, render_mode: str | None = None,
-                 **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: MECConfig | dict | None = None,
+        *,
+        render_mode: str | None = None,
+        **overrides: Any,
+    ) -> None:
         self.config: MECConfig = build_config(MECConfig, config, PRESETS, **overrides)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, "
-                             f"got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, "
+                f"got {render_mode!r}"
+            )
         self.render_mode = render_mode
         self._real = real_engine("mec", self.config) if self.config.mode == "real" else None
         # Upsilon, h, B, bits and the token range of the real model (real mode); self.config
@@ -180,8 +187,9 @@ class MECOffloadingEnv(gym.Env):
 
     def instance_of(self, obs: np.ndarray) -> MECInstance:
         """The round's cost-model instance from one observation."""
-        return instance_from_state(self._in_force, O.decode_observation(np.ravel(obs),
-                                                                        self._in_force))
+        return instance_from_state(
+            self._in_force, O.decode_observation(np.ravel(obs), self._in_force)
+        )
 
     @property
     def state(self) -> MECState:
@@ -191,19 +199,22 @@ class MECOffloadingEnv(gym.Env):
         return self._state
 
     # ------------------------------------------------------------------ gym API
-    def reset(self, *, seed: int | None = None, options: dict | None = None
-              ) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self._state = G.sample_initial_state(self._in_force, self.np_random)
         if self._real is not None:  # fresh LoRA, head, optimiser and data shards
-            self._real.seed(seed if seed is not None else
-                            int(self.np_random.integers(2**31 - 1)))
+            self._real.seed(seed if seed is not None else int(self.np_random.integers(2**31 - 1)))
         self._last_info = {}
-        return (O.encode_observation(self._state, self._in_force),
-                D.reset_info(D.Params(self._in_force), self._state))
+        return (
+            O.encode_observation(self._state, self._in_force),
+            D.reset_info(D.Params(self._in_force), self._state),
+        )
 
-    def action_to_decision(self, action: Any, inst: MECInstance | None = None
-                           ) -> tuple[MECDecision, dict[str, float]]:
+    def action_to_decision(
+        self, action: Any, inst: MECInstance | None = None
+    ) -> tuple[MECDecision, dict[str, float]]:
         """Validate, project and map an action of this env's mode to a decision (SI units)."""
         if inst is None:
             inst = instance_from_state(self._in_force, self.state)
@@ -239,10 +250,13 @@ class MECOffloadingEnv(gym.Env):
         if not self._last_info:
             return "MECOffloading: no round played yet"
         i = self._last_info
-        hist = np.bincount(np.asarray(i["alpha"], dtype=np.int64),
-                           minlength=self._in_force.num_layers)[1:]
-        return (f"round {i['round']}: cost {i['objective']:.4f}  delay {i['delay_mean']:.1f} s  "
-                f"energy {i['energy_total']:.1f} J  alpha histogram {hist.tolist()}")
+        hist = np.bincount(
+            np.asarray(i["alpha"], dtype=np.int64), minlength=self._in_force.num_layers
+        )[1:]
+        return (
+            f"round {i['round']}: cost {i['objective']:.4f}  delay {i['delay_mean']:.1f} s  "
+            f"energy {i['energy_total']:.1f} J  alpha histogram {hist.tolist()}"
+        )
 
     def close(self) -> None:
         if self._viewer is not None:

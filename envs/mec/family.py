@@ -51,8 +51,9 @@ class EpisodeMetrics:
         self.dev_energy = self.dev_energy + np.asarray(info["device_energy"], dtype=np.float64)
         self.budget = self.budget + self._round_budget
 
-    def metrics(self, last_info: Mapping[str, Any], total_reward: float,
-                rounds: int) -> dict[str, float]:
+    def metrics(
+        self, last_info: Mapping[str, Any], total_reward: float, rounds: int
+    ) -> dict[str, float]:
         """The episode's metrics (:data:`METRICS`)."""
         over = np.maximum(self.dev_energy / self.budget - 1.0, 0.0)
         return {
@@ -87,28 +88,45 @@ def breaks_constraint(metrics: Mapping[str, Any]) -> bool:
     return float(metrics["energy_violation"]) > BUDGET_TOLERANCE
 
 
-_CONSTRAINT = ("time-average device energy <= each user's budget; the mean relative overshoot "
-               f"is charged {OVERSHOOT_PRICE:g} per round")
+_CONSTRAINT = (
+    "time-average device energy <= each user's budget; the mean relative overshoot "
+    f"is charged {OVERSHOOT_PRICE:g} per round"
+)
 #: the v4 suites' headline: 0 = ``greedy-fast`` (greedy's association and the exact resource
 #: rule, blind to the energy budgets), so the score is the share of the gap between ignoring the
 #: budgets and the hindsight bound that a policy closes; a policy worse than ignoring the budgets
 #: scores below 0
 HEADLINE = Headline(
-    name="priced-cost", title="cost/round + priced overshoot", higher_is_better=False,
-    constraint=_CONSTRAINT, anchor="greedy-fast", reference="greedy-dpp", value=headline_value,
+    name="priced-cost",
+    title="cost/round + priced overshoot",
+    higher_is_better=False,
+    constraint=_CONSTRAINT,
+    anchor="greedy-fast",
+    reference="greedy-dpp",
+    value=headline_value,
     breaks_constraint=breaks_constraint,
-    hindsight="edgeft.baselines.mec.hindsight:hindsight_plan")
+    hindsight="edgeft.baselines.mec.hindsight:hindsight_plan",
+)
 #: the same headline anchored at ``random`` (the v3 suites' score)
 HEADLINE_RANDOM_ANCHOR = Headline(
-    name="priced-cost-random", title="cost/round + priced overshoot", higher_is_better=False,
-    constraint=_CONSTRAINT, anchor="random", reference="greedy-dpp", value=headline_value,
+    name="priced-cost-random",
+    title="cost/round + priced overshoot",
+    higher_is_better=False,
+    constraint=_CONSTRAINT,
+    anchor="random",
+    reference="greedy-dpp",
+    value=headline_value,
     breaks_constraint=breaks_constraint,
-    hindsight="edgeft.baselines.mec.hindsight:hindsight_plan")
+    hindsight="edgeft.baselines.mec.hindsight:hindsight_plan",
+)
 
 FAMILY = EnvFamily(
     name="mec",
-    env_ids={ENV_ID: EnvEntry("edgeft.envs.mec.env:MECOffloadingEnv",
-                              "edgeft.envs.mec.vector:MECVectorEnv")},
+    env_ids={
+        ENV_ID: EnvEntry(
+            "edgeft.envs.mec.env:MECOffloadingEnv", "edgeft.envs.mec.vector:MECVectorEnv"
+        )
+    },
     config_class=MECConfig,
     presets=PRESETS,
     size_field="num_users",

@@ -39,8 +39,9 @@ def flops_per_layer(tokens: Any, batch_size: float, hidden_size: float) -> np.nd
     return 72.0 * batch_size * d * hidden_size**2 + 12.0 * batch_size * d**2 * hidden_size
 
 
-def activation_bits(tokens: Any, batch_size: float, hidden_size: float,
-                    bits_per_element: float = 16.0) -> np.ndarray:
+def activation_bits(
+    tokens: Any, batch_size: float, hidden_size: float, bits_per_element: float = 16.0
+) -> np.ndarray:
     """s(d) = B d h b: bits of the cut-layer activations a user uploads (b bits per element).
 
     The paper leaves s(d) unspecified; docs/corrections.md: B d h 16 bit (fp16 hidden states).
@@ -54,11 +55,16 @@ def device_compute_time(psi: Any, freq: Any, cores: Any, flops_per_cycle: Any) -
     return np.asarray(psi) / (np.asarray(freq) * np.asarray(cores) * np.asarray(flops_per_cycle))
 
 
-def device_compute_energy(psi: Any, freq: Any, cores: Any, flops_per_cycle: Any,
-                          kappa: float) -> np.ndarray:
+def device_compute_energy(
+    psi: Any, freq: Any, cores: Any, flops_per_cycle: Any, kappa: float
+) -> np.ndarray:
     """E_n^cmp = kappa_1 f_n^2 psi / (C_n^U D_n^U): joules per layer on the device (MEC eq. 2)."""
-    return kappa * np.asarray(freq) ** 2 * np.asarray(psi) / (
-        np.asarray(cores) * np.asarray(flops_per_cycle))
+    return (
+        kappa
+        * np.asarray(freq) ** 2
+        * np.asarray(psi)
+        / (np.asarray(cores) * np.asarray(flops_per_cycle))
+    )
 
 
 def edge_compute_time(psi: Any, freq: Any, cores: Any, flops_per_cycle: Any) -> np.ndarray:
@@ -66,8 +72,9 @@ def edge_compute_time(psi: Any, freq: Any, cores: Any, flops_per_cycle: Any) -> 
     return device_compute_time(psi, freq, cores, flops_per_cycle)
 
 
-def edge_compute_energy(psi: Any, freq: Any, cores: Any, flops_per_cycle: Any,
-                        kappa: float) -> np.ndarray:
+def edge_compute_energy(
+    psi: Any, freq: Any, cores: Any, flops_per_cycle: Any, kappa: float
+) -> np.ndarray:
     """E_nm^cmp = kappa_2 f_nm^2 psi / (C_m^E D_m^E): joules per layer on the edge (MEC eq. 6)."""
     return device_compute_energy(psi, freq, cores, flops_per_cycle, kappa)
 
@@ -77,8 +84,9 @@ def path_loss_db(distance_m: Any) -> np.ndarray:
     return 128.1 + 37.6 * np.log10(np.asarray(distance_m, dtype=np.float64) / 1000.0)
 
 
-def channel_gain(user_pos: Any, server_pos: Any, fading_re: Any, fading_im: Any,
-                 min_distance_m: float) -> np.ndarray:
+def channel_gain(
+    user_pos: Any, server_pos: Any, fading_re: Any, fading_im: Any, min_distance_m: float
+) -> np.ndarray:
     """g_nm = 10^(-PL(max(dist_nm, min_distance))/10) |h_nm|^2, the linear power gain (N, M).
 
     ``user_pos`` (..., N, 2) and ``server_pos`` (..., M, 2) in m, ``fading_re`` / ``fading_im``
@@ -89,8 +97,9 @@ def channel_gain(user_pos: Any, server_pos: Any, fading_re: Any, fading_im: Any,
     sp = np.asarray(server_pos)
     diff = up[..., :, None, :] - sp[..., None, :, :]
     dist = np.maximum(np.sqrt((diff**2).sum(-1)), min_distance_m)
-    return 10.0 ** (-path_loss_db(dist) / 10.0) * (np.asarray(fading_re)**2
-                                                   + np.asarray(fading_im)**2)
+    return 10.0 ** (-path_loss_db(dist) / 10.0) * (
+        np.asarray(fading_re) ** 2 + np.asarray(fading_im) ** 2
+    )
 
 
 def uplink_rate(bandwidth: Any, power: Any, gain: Any, noise_psd: float) -> np.ndarray:

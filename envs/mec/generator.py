@@ -20,8 +20,9 @@ from edgeft.envs.mec.config import MECConfig
 from edgeft.envs.mec.types import MECState
 
 
-def _place_users(config: MECConfig, rng: np.random.Generator, servers: np.ndarray,
-                 n: int) -> np.ndarray:
+def _place_users(
+    config: MECConfig, rng: np.random.Generator, servers: np.ndarray, n: int
+) -> np.ndarray:
     pos = rng.uniform(0.0, config.area_m, size=(n, 2))
     for _ in range(100):  # resample users closer than min_distance_m to a server
         d = np.sqrt(((pos[:, None, :] - servers[None]) ** 2).sum(-1)).min(axis=1)
@@ -34,8 +35,9 @@ def _place_users(config: MECConfig, rng: np.random.Generator, servers: np.ndarra
 
 def sample_tokens(config: MECConfig, rng: np.random.Generator) -> np.ndarray:
     """d_n ~ U{tokens_min..tokens_max}, drawn anew every round."""
-    return rng.integers(config.tokens_min, config.tokens_max + 1,
-                        size=config.num_users).astype(np.float64)
+    return rng.integers(config.tokens_min, config.tokens_max + 1, size=config.num_users).astype(
+        np.float64
+    )
 
 
 def sample_initial_state(config: MECConfig, rng: np.random.Generator) -> MECState:
@@ -63,20 +65,23 @@ def sample_initial_state(config: MECConfig, rng: np.random.Generator) -> MECStat
         f_user_max=rng.uniform(fu_lo, fu_hi, size=n),
         cores_user=rng.choice(np.asarray(config.cores_user, dtype=np.float64), size=n),
         flops_user=np.full(n, float(config.flops_per_cycle_user)),
-        samples=rng.integers(config.samples_range[0], config.samples_range[1] + 1,
-                             size=n).astype(np.float64),
+        samples=rng.integers(config.samples_range[0], config.samples_range[1] + 1, size=n).astype(
+            np.float64
+        ),
         energy_budget=budget,
         energy_queue=np.zeros(n),
-        cores_edge=rng.integers(config.cores_edge_range[0], config.cores_edge_range[1] + 1,
-                                size=m).astype(np.float64),
+        cores_edge=rng.integers(
+            config.cores_edge_range[0], config.cores_edge_range[1] + 1, size=m
+        ).astype(np.float64),
         flops_edge=rng.choice(np.asarray(config.flops_per_cycle_edge, dtype=np.float64), size=m),
         f_edge_max=rng.uniform(fe_lo, fe_hi, size=m),
         b_max=np.full(m, float(config.bandwidth_hz)),
     )
 
 
-def advance(config: MECConfig, state: MECState, rng: np.random.Generator,
-            energy_queue: np.ndarray) -> MECState:
+def advance(
+    config: MECConfig, state: MECState, rng: np.random.Generator, energy_queue: np.ndarray
+) -> MECState:
     """The next round's state: users move, fading evolves, new token lengths, new queues.
 
     Mobility (Gauss-Markov): v' = a v + sqrt(1 - a^2) sigma w, x' = x + v' reflected into the
@@ -88,6 +93,12 @@ def advance(config: MECConfig, state: MECState, rng: np.random.Generator,
     vel = gauss_markov_velocity(rng, state.user_vel, config.mobility_memory, sigma_v)
     pos, vel = reflect_in_square(state.user_pos + vel, vel, config.area_m)
     re, im = ar1_fading(rng, state.fading_re, state.fading_im, config.fading_correlation)
-    return state.replace(round_index=state.round_index + 1, user_pos=pos, user_vel=vel,
-                         fading_re=re, fading_im=im, tokens=sample_tokens(config, rng),
-                         energy_queue=np.asarray(energy_queue, dtype=np.float64))
+    return state.replace(
+        round_index=state.round_index + 1,
+        user_pos=pos,
+        user_vel=vel,
+        fading_re=re,
+        fading_im=im,
+        tokens=sample_tokens(config, rng),
+        energy_queue=np.asarray(energy_queue, dtype=np.float64),
+    )

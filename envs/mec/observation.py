@@ -121,5 +121,3 @@ def decode_observation(obs: np.ndarray, config: MECConfig) -> MECState:
     ri = values["round_index"][..., 0]
     values["round_index"] = int(ri) if ri.ndim == 0 else ri.astype(np.int64)
     return MECState(**values)
-
-

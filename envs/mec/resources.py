@@ -22,9 +22,16 @@ from edgeft.envs.mec.types import MECDecision, MECInstance
 
 LN2 = math.log(2.0)
 
-__all__ = ["MIN_FRACTION", "UploadCurves", "device_energy_weight", "fast_resource_rule",
-           "heuristic_resource_rule", "optimal_edge_frequency", "optimal_power_bandwidth",
-           "server_sums"]
+__all__ = [
+    "MIN_FRACTION",
+    "UploadCurves",
+    "device_energy_weight",
+    "fast_resource_rule",
+    "heuristic_resource_rule",
+    "optimal_edge_frequency",
+    "optimal_power_bandwidth",
+    "server_sums",
+]
 
 
 def server_sums(values: np.ndarray, server: np.ndarray, m: int) -> np.ndarray:
@@ -44,9 +51,14 @@ def device_energy_weight(we: float, price: np.ndarray) -> np.ndarray:
     return we + price
 
 
-def fast_resource_rule(inst: MECInstance, alpha: np.ndarray, server: np.ndarray,
-                       weights: tuple[float, float, float], upload_delay: bool = True,
-                       price: np.ndarray | None = None) -> MECDecision:
+def fast_resource_rule(
+    inst: MECInstance,
+    alpha: np.ndarray,
+    server: np.ndarray,
+    weights: tuple[float, float, float],
+    upload_delay: bool = True,
+    price: np.ndarray | None = None,
+) -> MECDecision:
     """The cost-minimising power, bandwidth and frequencies for given (alpha, server).
 
     Used by the ``"discrete"`` mode. With alpha and the association fixed, the round's weighted
@@ -92,14 +104,15 @@ def fast_resource_rule(inst: MECInstance, alpha: np.ndarray, server: np.ndarray,
     else:
         we_dev = device_energy_weight(we, price)
         with np.errstate(divide="ignore"):
-            fu = np.where(we_dev > 0, np.minimum(
-                inst.f_user_max, (wt / (2 * we_dev * inst.kappa_user)) ** (1.0 / 3.0)),
-                inst.f_user_max)
+            fu = np.where(
+                we_dev > 0,
+                np.minimum(inst.f_user_max, (wt / (2 * we_dev * inst.kappa_user)) ** (1.0 / 3.0)),
+                inst.f_user_max,
+            )
     fu = np.maximum(fu, MIN_FRACTION * inst.f_user_max)
     fe = optimal_edge_frequency(inst, alpha, server, weights)
     p, b = optimal_power_bandwidth(inst, server, weights, upload_delay, price)
-    return MECDecision(alpha=alpha, server=server, power=p, bandwidth=b, freq_user=fu,
-                       freq_edge=fe)
+    return MECDecision(alpha=alpha, server=server, power=p, bandwidth=b, freq_user=fu, freq_edge=fe)
 
 
 # ------------------------------------------------------------------ exact rule: pieces
@@ -142,8 +155,14 @@ def _snr_curves(x: np.ndarray) -> tuple[np.ndarray, ...]:
     sk = x * log1 / kappa
     sr = x1 * x1 / rho
     sl = x1 / log1
-    return (lr + 2.0 * np.log(x) - 2.0 * ll, sr + 2.0 - 2.0 * sl,
-            log1 + lk + lr - ll, x1 + sk + sr - sl, lk, sk)
+    return (
+        lr + 2.0 * np.log(x) - 2.0 * ll,
+        sr + 2.0 - 2.0 * sl,
+        log1 + lk + lr - ll,
+        x1 + sk + sr - sl,
+        lk,
+        sk,
+    )
 
 
 def _kappa_curve(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,8 +189,9 @@ def _table(name: str) -> np.ndarray:
     if name not in _TABLES:
         x = np.exp(_GRID)
         h, _, phi, _, lk, _ = _snr_curves(x)
-        _TABLES.update({"h": h, "phi": phi, "kappa": lk, "kappa/x": lk - _GRID,
-                        "tau": _ratio_curve(x)[0]})
+        _TABLES.update(
+            {"h": h, "phi": phi, "kappa": lk, "kappa/x": lk - _GRID, "tau": _ratio_curve(x)[0]}
+        )
     return _TABLES[name]
 
 
@@ -180,9 +200,15 @@ def _start(name: str, log_target: np.ndarray) -> np.ndarray:
     return np.interp(log_target, _table(name), _GRID)
 
 
-def _per_server_root(level: Callable[[np.ndarray], tuple[np.ndarray, ...]],
-                     lo: np.ndarray, hi: np.ndarray, start: np.ndarray, server: np.ndarray,
-                     target: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, ...]:
+def _per_server_root(
+    level: Callable[[np.ndarray], tuple[np.ndarray, ...]],
+    lo: np.ndarray,
+    hi: np.ndarray,
+    start: np.ndarray,
+    server: np.ndarray,
+    target: np.ndarray,
+    active: np.ndarray,
+) -> tuple[np.ndarray, ...]:
     """Per server, the log-multiplier l with sum_{n in m} value_n(l) = target_m.
 
     ``level(l_per_user)`` returns each user's value (decreasing in l), d log value / d l and
@@ -209,8 +235,9 @@ def _per_server_root(level: Callable[[np.ndarray], tuple[np.ndarray, ...]],
     return level(ell[server])
 
 
-def _bracket(ell_n: np.ndarray, server: np.ndarray, m: int, active: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bracket(
+    ell_n: np.ndarray, server: np.ndarray, m: int, active: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per server: min, max and mean of the users' log-multipliers at the equal share."""
     lo = np.full(m, np.inf)
     hi = np.full(m, -np.inf)
@@ -222,8 +249,9 @@ def _bracket(ell_n: np.ndarray, server: np.ndarray, m: int, active: np.ndarray
     return np.where(active, lo, 0.0), np.where(active, hi, 0.0), np.where(active, mean, 0.0)
 
 
-def optimal_edge_frequency(inst: MECInstance, alpha: np.ndarray, server: np.ndarray,
-                           weights: tuple[float, float, float]) -> np.ndarray:
+def optimal_edge_frequency(
+    inst: MECInstance, alpha: np.ndarray, server: np.ndarray, weights: tuple[float, float, float]
+) -> np.ndarray:
     """Edge GPU frequencies f_nm minimising the edge compute cost under the capacities (9g).
 
     Per server m: min sum_n c_n (omega_t / f_n + omega_e kappa_2 f_n^2) subject to
@@ -240,8 +268,11 @@ def optimal_edge_frequency(inst: MECInstance, alpha: np.ndarray, server: np.ndar
     server = np.asarray(server, dtype=np.int64)
     count = np.bincount(server, minlength=m).astype(np.float64)
     cap = inst.f_edge_max
-    c = (inst.num_layers - np.asarray(alpha, dtype=np.float64)) * inst.psi / (
-        inst.cores_edge[server] * inst.flops_edge[server])
+    c = (
+        (inst.num_layers - np.asarray(alpha, dtype=np.float64))
+        * inst.psi
+        / (inst.cores_edge[server] * inst.flops_edge[server])
+    )
     if wt <= 0:
         return MIN_FRACTION * cap[server] / count[server]
     if we <= 0:
@@ -291,8 +322,15 @@ class UploadCurves:
         p_lo, p_hi: the power bounds (W).
     """
 
-    def __init__(self, s_hz: np.ndarray, bits: np.ndarray, we: Any, wt: float,
-                 p_lo: np.ndarray, p_hi: np.ndarray) -> None:
+    def __init__(
+        self,
+        s_hz: np.ndarray,
+        bits: np.ndarray,
+        we: Any,
+        wt: float,
+        p_lo: np.ndarray,
+        p_hi: np.ndarray,
+    ) -> None:
         self.s_hz, self.we, self.wt, self.p_lo, self.p_hi = s_hz, we, wt, p_lo, p_hi
         self.log_s = log_s = np.log(s_hz)
         self.log_c_hi = np.log(bits * (we * p_hi + wt) * LN2) - 2.0 * (log_s + np.log(p_hi))
@@ -323,8 +361,9 @@ class UploadCurves:
         inner = (ell > self.ell_hi) & (ell < self.ell_lo)
         at_max = ell <= self.ell_hi
         p = np.where(at_max, p_hi, p_lo)
-        target = ell - np.where(inner, self.log_c_int,
-                                np.where(at_max, self.log_c_hi, self.log_c_lo))
+        target = ell - np.where(
+            inner, self.log_c_int, np.where(at_max, self.log_c_hi, self.log_c_lo)
+        )
         u = _start("h", target)
         if np.any(inner):
             u[inner] = _start("phi", target[inner])
@@ -346,9 +385,13 @@ class UploadCurves:
         return b_fixed, -1.0 / slope, p
 
 
-def optimal_power_bandwidth(inst: MECInstance, server: np.ndarray,
-                            weights: tuple[float, float, float], upload_delay: bool = True,
-                            price: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def optimal_power_bandwidth(
+    inst: MECInstance,
+    server: np.ndarray,
+    weights: tuple[float, float, float],
+    upload_delay: bool = True,
+    price: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Transmit powers and bandwidths minimising the upload cost under (9d) and (9e).
 
     Per server m: min sum_n s_n (omega_e p_n + omega_t) / r_n, r_n = b_n log2(1 + x_n),
@@ -382,8 +425,10 @@ def optimal_power_bandwidth(inst: MECInstance, server: np.ndarray,
     if price is not None:
         we = device_energy_weight(we_s, price)
         if wt > 0 and np.any(we > 0) and np.any(we <= 0):
-            raise ValueError("optimal_power_bandwidth: energy weights must be all 0 or all > 0 "
-                             "when the upload delay is weighted")
+            raise ValueError(
+                "optimal_power_bandwidth: energy weights must be all 0 or all > 0 "
+                "when the upload delay is weighted"
+            )
     m = inst.num_servers
     server = np.asarray(server, dtype=np.int64)
     n = server.shape[0]
@@ -406,11 +451,13 @@ def optimal_power_bandwidth(inst: MECInstance, server: np.ndarray,
         u = u + (t_eq - lk) / sk
         p_eq = np.minimum(np.maximum(np.exp(u) * b_eq / s_hz, p_lo), p_hi)
     else:
-        p_eq = np.where(we <= 0, p_hi, p_lo) if price is not None else (
-            p_hi if we <= 0 else p_lo)
+        p_eq = np.where(we <= 0, p_hi, p_lo) if price is not None else (p_hi if we <= 0 else p_lo)
     # bracket: lambda_n at the equal share; every b_n >= the share at the smallest, and so on
-    ell_n = (np.log(bits * (we * p_eq + wt) * LN2) - 2.0 * (log_s + np.log(p_eq))
-             + _h_curve(s_hz * p_eq / b_eq))
+    ell_n = (
+        np.log(bits * (we * p_eq + wt) * LN2)
+        - 2.0 * (log_s + np.log(p_eq))
+        + _h_curve(s_hz * p_eq / b_eq)
+    )
     active = count > 0
     lo, hi, start = _bracket(ell_n, server, m, active)
     b, _, p = _per_server_root(curves, lo, hi, start, server, band, active)
@@ -419,9 +466,13 @@ def optimal_power_bandwidth(inst: MECInstance, server: np.ndarray,
     return p, b
 
 
-def heuristic_resource_rule(inst: MECInstance, alpha: np.ndarray, server: np.ndarray,
-                       weights: tuple[float, float, float], upload_delay: bool = True
-                       ) -> MECDecision:
+def heuristic_resource_rule(
+    inst: MECInstance,
+    alpha: np.ndarray,
+    server: np.ndarray,
+    weights: tuple[float, float, float],
+    upload_delay: bool = True,
+) -> MECDecision:
     """The closed-form heuristic resources of env v0 before the exact rule (kept for comparison).
 
     About 2% above the optimum on the default scenario (:func:`fast_resource_rule` is exact):
@@ -459,5 +510,4 @@ def heuristic_resource_rule(inst: MECInstance, alpha: np.ndarray, server: np.nda
     k = (we * p + (wt if upload_delay else 0.0)) * inst.bits
     wb = np.sqrt(np.maximum(k, 1e-300) / np.maximum(eta, 1e-300))
     b = wb / server_sums(wb, server, m_count)[server] * inst.b_max[server]
-    return MECDecision(alpha=alpha, server=server, power=p, bandwidth=b, freq_user=fu,
-                       freq_edge=fe)
+    return MECDecision(alpha=alpha, server=server, power=p, bandwidth=b, freq_user=fu, freq_edge=fe)

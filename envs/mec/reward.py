@@ -21,8 +21,9 @@ from edgeft.envs.mec.types import MECDecision, MECInstance
 Weights = tuple[float, float, float]
 
 
-def per_user_terms(inst: MECInstance, dec: MECDecision, *, include_upload_delay: bool = True
-                   ) -> dict[str, np.ndarray]:
+def per_user_terms(
+    inst: MECInstance, dec: MECDecision, *, include_upload_delay: bool = True
+) -> dict[str, np.ndarray]:
     """Per-user physical terms of a decision, shape (N,) each (MEC eqs. 1-7 and Theorem 1).
 
     Returns a dict with ``rate`` (bit/s), ``device_time`` alpha T_n, ``device_energy``
@@ -39,11 +40,13 @@ def per_user_terms(inst: MECInstance, dec: MECDecision, *, include_upload_delay:
     g = inst.gain[np.arange(inst.num_users), m]
     rate = F.uplink_rate(dec.bandwidth, dec.power, g, inst.noise_psd)
     t_dev = F.device_compute_time(psi, dec.freq_user, inst.cores_user, inst.flops_user)
-    e_dev = F.device_compute_energy(psi, dec.freq_user, inst.cores_user, inst.flops_user,
-                                    inst.kappa_user)
+    e_dev = F.device_compute_energy(
+        psi, dec.freq_user, inst.cores_user, inst.flops_user, inst.kappa_user
+    )
     t_edge = F.edge_compute_time(psi, dec.freq_edge, inst.cores_edge[m], inst.flops_edge[m])
-    e_edge = F.edge_compute_energy(psi, dec.freq_edge, inst.cores_edge[m], inst.flops_edge[m],
-                                   inst.kappa_edge)
+    e_edge = F.edge_compute_energy(
+        psi, dec.freq_edge, inst.cores_edge[m], inst.flops_edge[m], inst.kappa_edge
+    )
     e_com = F.upload_energy(bits, dec.power, rate)
     t_com = F.upload_delay(bits, rate)
     device_energy = alpha * e_dev + e_com
@@ -63,8 +66,9 @@ def per_user_terms(inst: MECInstance, dec: MECDecision, *, include_upload_delay:
     }
 
 
-def per_user_cost(terms: dict[str, np.ndarray], weights: Weights,
-                  price: np.ndarray | None = None) -> np.ndarray:
+def per_user_cost(
+    terms: dict[str, np.ndarray], weights: Weights, price: np.ndarray | None = None
+) -> np.ndarray:
     """Each user's share of P2's objective: omega_e energy_n + omega_t delay_n + omega_s
     stability_n, from :func:`per_user_terms` (the one place the weighted cost is assembled).
 
@@ -80,8 +84,14 @@ def per_user_cost(terms: dict[str, np.ndarray], weights: Weights,
     return cost
 
 
-def weighted_cost(inst: MECInstance, dec: MECDecision, weights: Weights, *,
-                  include_upload_delay: bool = True, price: np.ndarray | None = None) -> float:
+def weighted_cost(
+    inst: MECInstance,
+    dec: MECDecision,
+    weights: Weights,
+    *,
+    include_upload_delay: bool = True,
+    price: np.ndarray | None = None,
+) -> float:
     """The objective of P2 (MEC eq. 11, corrected): sum_n Cost_n^u + sum_m Cost_m^E + omega_s AS.
 
     = sum_n [omega_e energy_n + omega_t delay_n + omega_s 2L^2/(k_n (1 - alpha_n/Upsilon))]
@@ -94,14 +104,14 @@ def weighted_cost(inst: MECInstance, dec: MECDecision, weights: Weights, *,
     return cost_of_terms(terms, weights, price)
 
 
-def cost_of_terms(terms: dict[str, np.ndarray], weights: Weights,
-                  price: np.ndarray | None = None) -> float:
+def cost_of_terms(
+    terms: dict[str, np.ndarray], weights: Weights, price: np.ndarray | None = None
+) -> float:
     """:func:`weighted_cost` from already computed :func:`per_user_terms`."""
     return float(np.sum(per_user_cost(terms, weights, price)))
 
 
-def queue_update(queue: np.ndarray, device_energy: np.ndarray, budget: np.ndarray
-                 ) -> np.ndarray:
+def queue_update(queue: np.ndarray, device_energy: np.ndarray, budget: np.ndarray) -> np.ndarray:
     """Q_n(t+1) = max(0, Q_n(t) + e_n(t) - e_bar_n): the energy-budget virtual queues (J)."""
     return np.maximum(0.0, queue + device_energy - budget)
 

@@ -68,9 +68,9 @@ class MECState:
     def stack(states: Sequence[MECState]) -> MECState:
         """One batched state of several one-copy states (a new leading axis)."""
         values: dict[str, Any] = {
-            f.name: np.stack([getattr(s, f.name) for s in states]) for f in fields(MECState)}
-        values["round_index"] = np.asarray([int(s.round_index) for s in states],
-                                           dtype=np.int64)
+            f.name: np.stack([getattr(s, f.name) for s in states]) for f in fields(MECState)
+        }
+        values["round_index"] = np.asarray([int(s.round_index) for s in states], dtype=np.int64)
         return MECState(**values)
 
     def index(self, i: Any) -> MECState:
@@ -97,8 +97,10 @@ class MECState:
         """
         fmt = data.get("format")
         if fmt != STATE_FORMAT:
-            raise ValueError(f"stored MEC state has format version {fmt!r}; this version of "
-                             f"edgeft reads format {STATE_FORMAT} only")
+            raise ValueError(
+                f"stored MEC state has format version {fmt!r}; this version of "
+                f"edgeft reads format {STATE_FORMAT} only"
+            )
         names = [f.name for f in fields(MECState)]
         missing = [k for k in names if k not in data]
         if missing:
@@ -162,8 +164,9 @@ class MECInstance:
     @property
     def bits(self) -> np.ndarray:
         """s(d_n): bits of the intermediate result uploaded by user n, shape (N,)."""
-        return F.activation_bits(self.tokens, self.batch_size, self.hidden_size,
-                                 self.bits_per_element)
+        return F.activation_bits(
+            self.tokens, self.batch_size, self.hidden_size, self.bits_per_element
+        )
 
     def replace(self, **changes: object) -> MECInstance:
         """A copy with some fields replaced."""
@@ -173,8 +176,16 @@ class MECInstance:
 
     def subset(self, users: np.ndarray) -> MECInstance:
         """The instance restricted to some users (servers unchanged)."""
-        per_user = ("tokens", "p_max", "f_user_max", "cores_user", "flops_user", "samples",
-                    "energy_budget", "energy_queue")
+        per_user = (
+            "tokens",
+            "p_max",
+            "f_user_max",
+            "cores_user",
+            "flops_user",
+            "samples",
+            "energy_budget",
+            "energy_queue",
+        )
         changes: dict[str, object] = {k: getattr(self, k)[users] for k in per_user}
         changes["gain"] = self.gain[users]
         return self.replace(**changes)
@@ -205,8 +216,9 @@ class MECDecision:
 
 def gain_matrix(config: MECConfig, state: MECState) -> np.ndarray:
     """g_nm of the state's positions and fading, shape (..., N, M) (``formulas.channel_gain``)."""
-    return F.channel_gain(state.user_pos, state.server_pos, state.fading_re, state.fading_im,
-                          config.min_distance_m)
+    return F.channel_gain(
+        state.user_pos, state.server_pos, state.fading_re, state.fading_im, config.min_distance_m
+    )
 
 
 def instance_from_state(config: MECConfig, state: MECState) -> MECInstance:

@@ -40,18 +40,22 @@ class MECVectorEnv(VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
-    def __init__(self, num_envs: int = 1, config: MECConfig | dict | None = None,
-                 **overrides: Any) -> None:
+    def __init__(
+        self, num_envs: int = 1, config: MECConfig | dict | None = None, **overrides: Any
+    ) -> None:
         self.config: MECConfig = build_config(MECConfig, config, PRESETS, **overrides)
         if self.config.mode != "surrogate":
-            raise ValueError("the MEC vector env runs mode='surrogate' only; for real mode use "
-                             "gym.make_vec(..., vectorization_mode='sync')")
+            raise ValueError(
+                "the MEC vector env runs mode='surrogate' only; for real mode use "
+                "gym.make_vec(..., vectorization_mode='sync')"
+            )
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = int(num_envs)
         cfg = self.config
         self.single_observation_space = spaces.Box(
-            -np.inf, np.inf, shape=(O.observation_size(cfg),), dtype=np.float64)
+            -np.inf, np.inf, shape=(O.observation_size(cfg),), dtype=np.float64
+        )
         self.single_action_space = A.action_space(cfg)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -89,8 +93,9 @@ class MECVectorEnv(VectorEnv):
     def _obs(self) -> np.ndarray:
         return O.encode_observation(MECState.stack(self._states), self.config)
 
-    def reset(self, *, seed: int | list[int | None] | None = None,
-              options: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset every copy; ``seed`` an int (copy i gets ``seed + i``), a list, or None."""
         if seed is None:
             seeds: list[int | None] = [None] * self.num_envs
@@ -99,8 +104,9 @@ class MECVectorEnv(VectorEnv):
         else:
             seeds = list(seed)
             if len(seeds) != self.num_envs:
-                raise ValueError(f"a list of seeds must have num_envs={self.num_envs} entries, "
-                                 f"got {len(seeds)}")
+                raise ValueError(
+                    f"a list of seeds must have num_envs={self.num_envs} entries, got {len(seeds)}"
+                )
         self._states = []
         for i, s in enumerate(seeds):
             self._reset_copy(i, s)
@@ -110,8 +116,9 @@ class MECVectorEnv(VectorEnv):
             infos = self._add_info(infos, D.reset_info(D.Params(self.config), self._states[i]), i)
         return self._obs(), infos
 
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                          dict[str, Any]]:
+    def step(
+        self, actions: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if not self._states:
             raise RuntimeError("call reset() before step()")
         cfg = self.config

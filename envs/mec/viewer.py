@@ -46,9 +46,28 @@ from edgeft.envs.rendering import (
 )
 
 #: one colour per server, cycled when there are more servers
-SERVER_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-                  "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
-                  "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5")
+SERVER_COLOURS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#c7c7c7",
+    "#dbdb8d",
+    "#9edae5",
+)
 #: colour map of alpha (layers on the device)
 ALPHA_CMAP = "viridis"
 NO_ROUND = "#bdbdbd"
@@ -80,8 +99,16 @@ class Viewer:
         ValueError: a config of another type, or sizes out of range.
     """
 
-    def __init__(self, config: MECConfig, *, width: int = 640, height: int = 480,
-                 dpi: int = 100, history: int = 200, cache: bool = True) -> None:
+    def __init__(
+        self,
+        config: MECConfig,
+        *,
+        width: int = 640,
+        height: int = 480,
+        dpi: int = 100,
+        history: int = 200,
+        cache: bool = True,
+    ) -> None:
         if not isinstance(config, MECConfig):
             raise ValueError(f"config must be a MECConfig, got {type(config).__name__}")
         self.config = config
@@ -90,7 +117,8 @@ class Viewer:
         self.dpi = check_size("dpi", dpi, 20, 600)
         self.cache = bool(cache)
         self._history: deque[tuple[int, float, float]] = deque(
-            maxlen=check_size("history", history, 2, 1_000_000))
+            maxlen=check_size("history", history, 2, 1_000_000)
+        )
         self._canvas: Canvas | None = None
         self._a: dict[str, Any] = {}
         self._tops: dict[str, float] = {}
@@ -127,9 +155,11 @@ class Viewer:
         users = np.asarray(state.user_pos, dtype=np.float64)
         servers = np.asarray(state.server_pos, dtype=np.float64)
         if users.shape != (n, 2) or servers.shape != (m, 2) or np.ndim(state.round_index):
-            raise ValueError(f"state must be one env's MECState (user_pos ({n}, 2), server_pos "
-                             f"({m}, 2)), got user_pos {users.shape} and server_pos "
-                             f"{servers.shape}; for a vector env draw state.index(i)")
+            raise ValueError(
+                f"state must be one env's MECState (user_pos ({n}, 2), server_pos "
+                f"({m}, 2)), got user_pos {users.shape} and server_pos "
+                f"{servers.shape}; for a vector env draw state.index(i)"
+            )
         info = {} if info is None else info
         played = "alpha" in info
         if played:
@@ -138,8 +168,9 @@ class Viewer:
             if server.min() < 0 or server.max() >= m:
                 raise ValueError(f"info['server'] must hold server indices in [0, {m - 1}]")
             costs = self._per_user(info, "costs") if "costs" in info else np.full(n, np.nan)
-        queue = np.asarray(state.energy_queue, dtype=np.float64) / \
-            np.asarray(state.energy_budget, dtype=np.float64)
+        queue = np.asarray(state.energy_queue, dtype=np.float64) / np.asarray(
+            state.energy_budget, dtype=np.float64
+        )
         t = int(state.round_index)
         objective = float(info.get("objective", np.nan))
         cost = float(info.get("cost", np.nan))
@@ -169,25 +200,31 @@ class Viewer:
             costs = np.full(n, np.nan)
 
         x = np.arange(n, dtype=np.float64)
-        a["queues"].set_segments(np.stack([np.stack([x, np.zeros(n)], -1),
-                                           np.stack([x, queue], -1)], axis=1))
+        a["queues"].set_segments(
+            np.stack([np.stack([x, np.zeros(n)], -1), np.stack([x, queue], -1)], axis=1)
+        )
         a["costs"].set_offsets(np.stack([x, np.where(np.isfinite(costs), costs, -1.0)], -1))
         top = self._grow("queue", 1.1 * max(finite_max(queue), finite_max(costs)), 2.0)
         canvas.set_limits(a["ax_queue"], ylim=(0.0, top))
         xm = np.arange(m, dtype=np.float64)
-        a["load"].set_segments(np.stack([np.stack([xm, np.zeros(m)], -1),
-                                         np.stack([xm, load], -1)], axis=1))
+        a["load"].set_segments(
+            np.stack([np.stack([xm, np.zeros(m)], -1), np.stack([xm, load], -1)], axis=1)
+        )
         canvas.set_limits(a["ax_load"], ylim=(0.0, self._grow("load", 1.1 * load.max(), 5.0)))
 
         hist = np.asarray(self._history, dtype=np.float64)
         a["objective"].set_data(hist[:, 0], hist[:, 1])
         a["cost"].set_data(hist[:, 0], hist[:, 2])
-        canvas.set_limits(a["ax_hist"], xlim=self._round_window(t), ylim=(
-            0.0, self._grow("hist", 1.1 * finite_max(hist[:, 1:]), 2.0)))
+        canvas.set_limits(
+            a["ax_hist"],
+            xlim=self._round_window(t),
+            ylim=(0.0, self._grow("hist", 1.1 * finite_max(hist[:, 1:]), 2.0)),
+        )
         if played:
             a["title"].set_text(
                 f"round {t}/{cfg.episode_rounds}   objective {objective:.3g}   cost {cost:.3g}"
-                f"   delay {float(info.get('delay_mean', np.nan)):.4g} s")
+                f"   delay {float(info.get('delay_mean', np.nan)):.4g} s"
+            )
         else:
             a["title"].set_text(f"round {t}/{cfg.episode_rounds}   no round played yet")
         return canvas.pixels()
@@ -228,8 +265,9 @@ class Viewer:
             raise ValueError(f"info lacks {key!r}: pass the info dict of the env's last step")
         v = np.asarray(info[key], dtype=np.float64)
         if v.shape != (n,):
-            raise ValueError(f"info[{key!r}] has shape {v.shape}, expected ({n},): pass one "
-                             "env's info")
+            raise ValueError(
+                f"info[{key!r}] has shape {v.shape}, expected ({n},): pass one env's info"
+            )
         return v
 
     def _record(self, t: int, objective: float, cost: float) -> bool:
@@ -272,8 +310,11 @@ class Viewer:
         n, m, area = cfg.num_users, cfg.num_servers, cfg.area_m
         canvas = Canvas(self.width, self.height, self.dpi, cache=self.cache)
         fig = canvas.fig
-        a: dict[str, Any] = {"colours": server_colours(m), "cmap": colormaps[ALPHA_CMAP],
-                             "norm": Normalize(1.0, max(2.0, cfg.num_layers - 1.0))}
+        a: dict[str, Any] = {
+            "colours": server_colours(m),
+            "cmap": colormaps[ALPHA_CMAP],
+            "norm": Normalize(1.0, max(2.0, cfg.num_layers - 1.0)),
+        }
 
         ax = fig.add_axes((0.07, 0.20, 0.46, 0.70))
         ax.set_aspect("equal", adjustable="box")
@@ -286,28 +327,39 @@ class Viewer:
         a["links"] = LineCollection([], linewidths=0.8, zorder=2)
         ax.add_collection(a["links"])
         size = float(np.clip(1500.0 / n, 6.0, 30.0))
-        a["users"] = ax.scatter(np.zeros(n), np.zeros(n), s=size, edgecolors="#333333",
-                                linewidths=0.3, zorder=3)
-        a["servers"] = ax.scatter(np.zeros(m), np.zeros(m), s=70.0, marker="s",
-                                  c=a["colours"], edgecolors="black", linewidths=1.0, zorder=4)
-        a["server_labels"] = [ax.text(0.0, 0.0, f" {j}", fontsize=6.5, weight="bold",
-                                      va="bottom", ha="left", zorder=5)
-                              for j in range(m if m <= _MAX_LABELS else 0)]
+        a["users"] = ax.scatter(
+            np.zeros(n), np.zeros(n), s=size, edgecolors="#333333", linewidths=0.3, zorder=3
+        )
+        a["servers"] = ax.scatter(
+            np.zeros(m),
+            np.zeros(m),
+            s=70.0,
+            marker="s",
+            c=a["colours"],
+            edgecolors="black",
+            linewidths=1.0,
+            zorder=4,
+        )
+        a["server_labels"] = [
+            ax.text(
+                0.0, 0.0, f" {j}", fontsize=6.5, weight="bold", va="bottom", ha="left", zorder=5
+            )
+            for j in range(m if m <= _MAX_LABELS else 0)
+        ]
         ax.set_xlabel("x (m)", fontsize=7, labelpad=1)
         ax.set_ylabel("y (m)", fontsize=7, labelpad=1)
         ax.tick_params(labelsize=6)
         ax.set_title("servers (squares), users (dots), user-server links", fontsize=8)
         cax = fig.add_axes((0.09, 0.15, 0.42, 0.022))
-        bar = fig.colorbar(ScalarMappable(a["norm"], a["cmap"]), cax=cax,
-                           orientation="horizontal")
-        bar.set_label("user colour: alpha, layers trained on the device", fontsize=7,
-                      labelpad=1)
+        bar = fig.colorbar(ScalarMappable(a["norm"], a["cmap"]), cax=cax, orientation="horizontal")
+        bar.set_label("user colour: alpha, layers trained on the device", fontsize=7, labelpad=1)
         bar.ax.tick_params(labelsize=6)
 
         panel_w = 0.34
         ax = fig.add_axes((0.63, 0.62, panel_w, 0.25))
-        a["queues"] = LineCollection([], colors=QUEUE,
-                                     linewidths=_bar_width(fig, panel_w, n), zorder=2)
+        a["queues"] = LineCollection(
+            [], colors=QUEUE, linewidths=_bar_width(fig, panel_w, n), zorder=2
+        )
         ax.add_collection(a["queues"])
         a["costs"] = ax.scatter(np.zeros(n), np.full(n, -1.0), s=6.0, color=COST, zorder=3)
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
@@ -316,15 +368,21 @@ class Viewer:
         ax.yaxis.set_major_formatter(EngFormatter(sep=""))  # 1k, 1M: no offset text
         ax.set_xlabel("user", fontsize=7, labelpad=1)
         ax.tick_params(labelsize=6)
-        ax.legend(handles=[Line2D([], [], color=QUEUE, lw=3, label="queue Q_n / e_bar_n"),
-                           Line2D([], [], ls="", marker=".", color=COST,
-                                  label="round e_n / e_bar_n")],
-                  fontsize=6, loc="upper left", framealpha=0.8)
+        ax.legend(
+            handles=[
+                Line2D([], [], color=QUEUE, lw=3, label="queue Q_n / e_bar_n"),
+                Line2D([], [], ls="", marker=".", color=COST, label="round e_n / e_bar_n"),
+            ],
+            fontsize=6,
+            loc="upper left",
+            framealpha=0.8,
+        )
         a["ax_queue"] = ax
 
         ax = fig.add_axes((0.63, 0.36, panel_w, 0.15))
-        a["load"] = LineCollection([], colors=a["colours"],
-                                   linewidths=_bar_width(fig, panel_w, m), zorder=2)
+        a["load"] = LineCollection(
+            [], colors=a["colours"], linewidths=_bar_width(fig, panel_w, m), zorder=2
+        )
         ax.add_collection(a["load"])
         ax.set_xlim(-0.5, m - 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -333,10 +391,12 @@ class Viewer:
         a["ax_load"] = ax
 
         ax = fig.add_axes((0.63, 0.08, panel_w, 0.18))
-        (a["objective"],) = ax.plot([], [], color=OBJECTIVE, lw=1.3, marker=".", ms=3,
-                                    label="objective")
-        (a["cost"],) = ax.plot([], [], color=COST, lw=1.0, marker=".", ms=3,
-                               label="cost (mean e_n / e_bar_n)")
+        (a["objective"],) = ax.plot(
+            [], [], color=OBJECTIVE, lw=1.3, marker=".", ms=3, label="objective"
+        )
+        (a["cost"],) = ax.plot(
+            [], [], color=COST, lw=1.0, marker=".", ms=3, label="cost (mean e_n / e_bar_n)"
+        )
         ax.set_xlabel("round", fontsize=7, labelpad=1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_formatter(EngFormatter(sep=""))
@@ -344,11 +404,19 @@ class Viewer:
         ax.legend(fontsize=6, loc="upper left", framealpha=0.8)
         a["ax_hist"] = ax
 
-        fig.text(0.02, 0.975, "MEC offloading", ha="left", va="top", fontsize=8.5,
-                 weight="bold")
+        fig.text(0.02, 0.975, "MEC offloading", ha="left", va="top", fontsize=8.5, weight="bold")
         a["title"] = fig.text(0.98, 0.975, "", ha="right", va="top", fontsize=8.5)
-        canvas.animate(a["links"], a["users"], a["servers"], a["queues"], a["costs"], a["load"],
-                       a["objective"], a["cost"], a["title"])
+        canvas.animate(
+            a["links"],
+            a["users"],
+            a["servers"],
+            a["queues"],
+            a["costs"],
+            a["load"],
+            a["objective"],
+            a["cost"],
+            a["title"],
+        )
         self._canvas, self._a = canvas, a
 
 

@@ -19,9 +19,29 @@ from edgeft import leaderboard as lb
 from edgeft.cli import main
 from edgeft.suites import FEDLORA, Scenario, Suite
 
-TINY = ["--env", FEDLORA, "--algo", "ppo", "--seed", "3", "--set", "num_devices=6",
-        "--set", "episode_rounds=16", "--n-envs", "4", "--hp", "n_steps=32",
-        "--hp", "batch_size=64", "--hp", "n_epochs=2", "--eval-episodes", "1", "--no-progress"]
+TINY = [
+    "--env",
+    FEDLORA,
+    "--algo",
+    "ppo",
+    "--seed",
+    "3",
+    "--set",
+    "num_devices=6",
+    "--set",
+    "episode_rounds=16",
+    "--n-envs",
+    "4",
+    "--hp",
+    "n_steps=32",
+    "--hp",
+    "batch_size=64",
+    "--hp",
+    "n_epochs=2",
+    "--eval-episodes",
+    "1",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +103,18 @@ def test_loader_rejects_a_mismatched_env(trained):
 
 
 def test_trained_agent_plays_the_leaderboard(trained, tmp_path):
-    suite = Suite("agent-test", 1, "fedlora", "test",
-                  (Scenario("k6", FEDLORA, {"num_devices": 6, "episode_rounds": 16}),), num_seeds=2)
+    suite = Suite(
+        "agent-test",
+        1,
+        "fedlora",
+        "test",
+        (Scenario("k6", FEDLORA, {"num_devices": 6, "episode_rounds": 16}),),
+        num_seeds=2,
+    )
     name = f"ppo:{trained}/model.agent.json"
-    s = lb.run_leaderboard(suite, ["gs", name], tmp_path / "lb", backend="serial", progress=False,
-                           plots=False)
+    s = lb.run_leaderboard(
+        suite, ["gs", name], tmp_path / "lb", backend="serial", progress=False, plots=False
+    )
     got = {e["policy"]: e for e in s["results"]}
     assert got[name]["episodes"] == 2
     assert 0 <= got[name]["metrics"]["avg_scheduled"]["mean"] <= 6
@@ -95,26 +122,74 @@ def test_trained_agent_plays_the_leaderboard(trained, tmp_path):
 
 
 def test_unknown_env_algo_or_unsupported_space_give_clear_errors(tmp_path, capsys):
-    assert main(["train", "--env", "edgeft/Nope-v0", "--timesteps", "10",
-                 "--out", str(tmp_path / "a")]) == 2
-    assert ("unknown env 'edgeft/Nope-v0'; known: ['edgeft/FedLoRAScheduling-v0'"
-            in capsys.readouterr().err)
-    assert main(["train", *TINY, "--algo", "sac", "--set", "action_mode=count", "--timesteps", "10",
-                 "--out", str(tmp_path / "b")]) == 2
+    assert (
+        main(
+            ["train", "--env", "edgeft/Nope-v0", "--timesteps", "10", "--out", str(tmp_path / "a")]
+        )
+        == 2
+    )
+    assert (
+        "unknown env 'edgeft/Nope-v0'; known: ['edgeft/FedLoRAScheduling-v0'"
+        in capsys.readouterr().err
+    )
+    assert (
+        main(
+            [
+                "train",
+                *TINY,
+                "--algo",
+                "sac",
+                "--set",
+                "action_mode=count",
+                "--timesteps",
+                "10",
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "sac cannot act in" in err and "action_mode" in err
     with pytest.raises(SystemExit):
         main(["train", "--algo", "trpo"])
-    assert main(["train", *TINY, "--seed", "900000000", "--timesteps", "10",
-                 "--out", str(tmp_path / "c")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                *TINY,
+                "--seed",
+                "900000000",
+                "--timesteps",
+                "10",
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 2
+    )
     assert "reserved for validation and test" in capsys.readouterr().err
 
 
 def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "edgeft", "train", *TINY, "--timesteps", "3000",
-           "--checkpoint-every", "256", "--eval-every", "0", "--eval-episodes", "0",
-           "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgeft",
+        "train",
+        *TINY,
+        "--timesteps",
+        "3000",
+        "--checkpoint-every",
+        "256",
+        "--eval-every",
+        "0",
+        "--eval-episodes",
+        "0",
+        "--out",
+        str(out),
+    ]
     tmp = tmp_path / "tmp"  # the runs' tempfile.gettempdir(): SB3 must leave nothing there
     tmp.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(tmp)}
@@ -143,11 +218,37 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
 
 
 # ---------------------------------------------------------------------------- off-policy resume
-DQN_TINY = ["--env", FEDLORA, "--algo", "dqn", "--seed", "4", "--set", "num_devices=4",
-            "--set", "episode_rounds=16", "--n-envs", "2", "--hp", "learning_starts=32",
-            "--hp", "buffer_size=1000", "--hp", "batch_size=16", "--hp", "train_freq=4",
-            "--hp", "target_update_interval=64", "--timesteps", "404", "--checkpoint-every", "100",
-            "--eval-episodes", "0", "--no-progress"]
+DQN_TINY = [
+    "--env",
+    FEDLORA,
+    "--algo",
+    "dqn",
+    "--seed",
+    "4",
+    "--set",
+    "num_devices=4",
+    "--set",
+    "episode_rounds=16",
+    "--n-envs",
+    "2",
+    "--hp",
+    "learning_starts=32",
+    "--hp",
+    "buffer_size=1000",
+    "--hp",
+    "batch_size=16",
+    "--hp",
+    "train_freq=4",
+    "--hp",
+    "target_update_interval=64",
+    "--timesteps",
+    "404",
+    "--checkpoint-every",
+    "100",
+    "--eval-episodes",
+    "0",
+    "--no-progress",
+]
 BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
 
@@ -159,9 +260,13 @@ def _buffer(model):
     rb = model.replay_buffer
     n = rb.buffer_size if rb.full else rb.pos
     fields = (*BUFFER_FIELDS, "costs") if hasattr(rb, "costs") else BUFFER_FIELDS
-    return {"pos": rb.pos, "full": rb.full, "n_updates": model._n_updates,
-            "lam": rb.lam if hasattr(rb, "lam") else None,
-            **{k: getattr(rb, k)[:n].copy() for k in fields}}
+    return {
+        "pos": rb.pos,
+        "full": rb.full,
+        "n_updates": model._n_updates,
+        "lam": rb.lam if hasattr(rb, "lam") else None,
+        **{k: getattr(rb, k)[:n].copy() for k in fields},
+    }
 
 
 @pytest.mark.parametrize("algo", ["dqn", "dqn-lag"])
@@ -202,8 +307,13 @@ def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch, alg
     at = state["timesteps"]
     assert at == 104  # the first rollout start (every 4 steps x 2 envs) at or after 100 steps
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        f"model-{at}.agent.json", f"model-{at}.safetensors", f"optimizer-{at}.pt",
-        f"replay_buffer-{at}.npz", "state.json", f"vecnormalize-{at}.json"]
+        f"model-{at}.agent.json",
+        f"model-{at}.safetensors",
+        f"optimizer-{at}.pt",
+        f"replay_buffer-{at}.npz",
+        "state.json",
+        f"vecnormalize-{at}.json",
+    ]
     assert seen["checkpoint"]["pos"] == at // 2 > 0
 
     resume_model = loop.resume_model
@@ -240,16 +350,34 @@ def test_off_policy_resume_restores_the_replay_buffer(tmp_path, monkeypatch, alg
         with open(path, newline="") as fh:
             return [int(r["time/total_timesteps"]) for r in csv.DictReader(fh)]
 
-    steps, whole_steps = logged_steps(run / "progress.csv"), logged_steps(
-        tmp_path / "whole" / "progress.csv")
+    steps, whole_steps = (
+        logged_steps(run / "progress.csv"),
+        logged_steps(tmp_path / "whole" / "progress.csv"),
+    )
     assert [x for x in steps if x <= at] == [x for x in whole_steps if x <= at]
     assert steps == sorted(set(steps)) and steps[-1] > at
 
 
 # ---------------------------------------------------------------------------- --init bc:POLICY
-BC_TINY = ["--env", FEDLORA, "--algo", "ppo", "--seed", "5", "--set", "num_devices=6",
-           "--set", "episode_rounds=40", "--n-envs", "8", "--eval-episodes", "1", "--no-progress",
-           "--init", "bc:lyapunov"]
+BC_TINY = [
+    "--env",
+    FEDLORA,
+    "--algo",
+    "ppo",
+    "--seed",
+    "5",
+    "--set",
+    "num_devices=6",
+    "--set",
+    "episode_rounds=40",
+    "--n-envs",
+    "8",
+    "--eval-episodes",
+    "1",
+    "--no-progress",
+    "--init",
+    "bc:lyapunov",
+]
 
 
 @pytest.fixture(scope="module")
@@ -285,11 +413,37 @@ def test_bc_initialised_agent_schedules_like_its_teacher(cloned):
 
 
 def test_bc_init_validation_errors(tmp_path, capsys):
-    assert main(["train", *BC_TINY, "--init", "lyapunov", "--timesteps", "0",
-                 "--out", str(tmp_path / "a")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                *BC_TINY,
+                "--init",
+                "lyapunov",
+                "--timesteps",
+                "0",
+                "--out",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 2
+    )
     assert "init must be 'bc:POLICY'" in capsys.readouterr().err
-    assert main(["train", *BC_TINY, "--timesteps", "0", "--out", str(tmp_path / "b"),
-                 "--config", str(_write(tmp_path / "c.json", {"bc": {"epoch": 3}}))]) == 2
+    assert (
+        main(
+            [
+                "train",
+                *BC_TINY,
+                "--timesteps",
+                "0",
+                "--out",
+                str(tmp_path / "b"),
+                "--config",
+                str(_write(tmp_path / "c.json", {"bc": {"epoch": 3}})),
+            ]
+        )
+        == 2
+    )
     assert "unknown bc setting(s) ['epoch']" in capsys.readouterr().err
     assert main(["train", *TINY, "--timesteps", "0", "--out", str(tmp_path / "d")]) == 2
     assert "timesteps must be >= 1" in capsys.readouterr().err
@@ -312,7 +466,8 @@ def test_every_agent_a_suite_names_is_shipped_and_plays_that_suite():
     named = [(s, a) for s in SUITES.values() for a in s.agents]
     assert {a for _, a in named} <= set(shipped_models())
     assert {"ppo:fedlora-default", "ppo:fedlora-noniid", "ppo:fedlora-mobile"} <= {
-        a for _, a in named}
+        a for _, a in named
+    }
     for suite, agent in named:
         sc = suite.scenarios[0]
         env, policy = make_env_and_policy(sc.env_id, sc.config, agent, seed=1)

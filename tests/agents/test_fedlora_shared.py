@@ -75,8 +75,9 @@ def _action(env: gym.Env, n: int):
     mask = np.arange(space.shape[0]) < n
     if isinstance(space, spaces.MultiBinary):
         return mask.astype(np.int8)
-    return np.where(mask, 1.0 if space.low[0] < 0 else 1.0 / max(n, 1),
-                    -1.0 if space.low[0] < 0 else 0.0)
+    return np.where(
+        mask, 1.0 if space.low[0] < 0 else 1.0 / max(n, 1), -1.0 if space.low[0] < 0 else 0.0
+    )
 
 
 def _with_unequal_bits(obs: np.ndarray, config, rng: np.random.Generator) -> np.ndarray:
@@ -99,7 +100,7 @@ def _permute_obs(obs: np.ndarray, perm: np.ndarray, config) -> np.ndarray:
 
 
 def _blocks(feats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    return feats[:, :k * D].reshape(len(feats), k, D), feats[:, k * D:]
+    return feats[:, : k * D].reshape(len(feats), k, D), feats[:, k * D :]
 
 
 # ---------------------------------------------------------------------------- the transform
@@ -115,8 +116,10 @@ def test_features_shape_ranges_and_zero_probe(k):
     assert np.all(np.isfinite(feats)) and np.all(np.isfinite(f(np.zeros(3 * k + 3))))
     dev, glob = _blocks(feats, k)
     np.testing.assert_allclose(dev[..., F["gain_vs_best"]].max(axis=1), 0.0)
-    np.testing.assert_array_equal(np.sort(dev[..., F["rank"]], axis=1),
-                                  np.broadcast_to(np.arange(1, k + 1) / k, (len(obs), k)))
+    np.testing.assert_array_equal(
+        np.sort(dev[..., F["rank"]], axis=1),
+        np.broadcast_to(np.arange(1, k + 1) / k, (len(obs), k)),
+    )
     for flag in ("feasible", "in_budget_prefix"):
         assert set(np.unique(dev[..., F[flag]])) <= {0.0, 1.0}
     for name in ("log_share", "log_prefix_share"):
@@ -128,8 +131,7 @@ def test_features_shape_ranges_and_zero_probe(k):
     # out of a 100-device one
     if k == 100:
         small = _env(10)
-        sub = np.concatenate([obs[:, :10], obs[:, 100:110], obs[:, 200:210], obs[:, 300:]],
-                             axis=1)
+        sub = np.concatenate([obs[:, :10], obs[:, 100:110], obs[:, 200:210], obs[:, 300:]], axis=1)
         dev10, _ = _blocks(get_transform("fedlora-devices", config_in_force(small))(sub), 10)
         for name in ("log_share", "feasible", "log_bits", "log_age"):
             np.testing.assert_allclose(dev10[..., F[name]], dev[:, :10, F[name]], atol=1e-12)
@@ -171,37 +173,44 @@ def test_features_match_independent_references():
     # ranks: the channel order count mode follows
     order = channel_order(dec.gain, dec.bits)
     rank = np.rint(dev[..., F["rank"]] * k).astype(int) - 1
-    np.testing.assert_array_equal(np.take_along_axis(rank, order, axis=1),
-                                  np.broadcast_to(np.arange(k), rank.shape))
+    np.testing.assert_array_equal(
+        np.take_along_axis(rank, order, axis=1), np.broadcast_to(np.arange(k), rank.shape)
+    )
     # prefix delays: exact D*(S_n) of the prefix ending at each device
-    exact = prefix_delays(dec.gain, dec.bits, sigma2, big_b)[:, 1:] / dbar   # by prefix length
-    exact = np.take_along_axis(exact, rank, axis=1)                          # by device
+    exact = prefix_delays(dec.gain, dec.bits, sigma2, big_b)[:, 1:] / dbar  # by prefix length
+    exact = np.take_along_axis(exact, rank, axis=1)  # by device
     x = dev[..., F["log_prefix_delay"]]
     inside = (exact > 1 / 8) & (exact < 16)
     assert inside.mean() > 0.5
     np.testing.assert_allclose(x[inside], np.log(exact[inside]), atol=0.07)
-    np.testing.assert_allclose(x[~inside], np.clip(np.log(exact[~inside]), np.log(1 / 8),
-                                                   np.log(16)), atol=1e-12)
+    np.testing.assert_allclose(
+        x[~inside], np.clip(np.log(exact[~inside]), np.log(1 / 8), np.log(16)), atol=1e-12
+    )
     # the budget prefix: D*(S_n) <= D-bar (away from round-off at the boundary)
     clear = np.abs(exact - 1.0) > 1e-9
-    np.testing.assert_array_equal(dev[..., F["in_budget_prefix"]][clear] == 1.0,
-                                  exact[clear] <= 1.0)
+    np.testing.assert_array_equal(
+        dev[..., F["in_budget_prefix"]][clear] == 1.0, exact[clear] <= 1.0
+    )
     gs = edgeft.make_policy("gs", _env(k, "subset"))
     np.testing.assert_array_equal(gs.predict(obs)[0], dev[..., F["in_budget_prefix"]])
     # the global block
     params = config.surrogate
     np.testing.assert_allclose(glob[:, GF["log_queue"]], np.log1p(dec.queue))
     np.testing.assert_allclose(glob[:, GF["round_share"]], dec.round / config.episode_rounds)
-    np.testing.assert_allclose(glob[:, GF["loss_gap"]], (dec.loss - params.loss_floor)
-                               / (params.initial_loss - params.loss_floor))
+    np.testing.assert_allclose(
+        glob[:, GF["loss_gap"]],
+        (dec.loss - params.loss_floor) / (params.initial_loss - params.loss_floor),
+    )
     count = dev[..., F["in_budget_prefix"]].sum(axis=1)
     np.testing.assert_allclose(glob[:, GF["budget_fraction"]], count / k)
-    np.testing.assert_allclose(dev[..., F["log_bits"]],
-                               np.log(dec.bits / dec.bits.mean(axis=1, keepdims=True)))
+    np.testing.assert_allclose(
+        dev[..., F["log_bits"]], np.log(dec.bits / dec.bits.mean(axis=1, keepdims=True))
+    )
     np.testing.assert_allclose(dev[..., F["log_age"]], np.log10(1 + dec.age))
     db = dec.gain_db
-    np.testing.assert_allclose(dev[..., F["gain_vs_median"]],
-                               (db - np.median(db, axis=1, keepdims=True)) / 10)
+    np.testing.assert_allclose(
+        dev[..., F["gain_vs_median"]], (db - np.median(db, axis=1, keepdims=True)) / 10
+    )
 
 
 def test_features_permute_with_the_devices_and_are_a_pure_function():
@@ -233,8 +242,7 @@ def _policy(k: int, mode: str, **kwargs) -> FedLoRASharedPolicy:
     obs = spaces.Box(-np.inf, np.inf, (fedlora_devices_layout(k).size,), np.float32)
     torch.manual_seed(0)
     # PyTorch's default initialisation: outputs of order 1, not SB3's near-zero action head
-    return FedLoRASharedPolicy(obs, env.action_space, lambda _: 3e-4, ortho_init=False,
-                               **kwargs)
+    return FedLoRASharedPolicy(obs, env.action_space, lambda _: 3e-4, ortho_init=False, **kwargs)
 
 
 def _outputs(policy: FedLoRASharedPolicy, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -264,8 +272,13 @@ def _features(k: int, seeds: range = range(2), unequal: bool = True) -> tuple[np
     return obs, config
 
 
-MODES = [("subset", {}), ("score", {}), ("bandwidth", {}), ("count", {}),
-         ("count", {"count_logits": "cumsum"})]
+MODES = [
+    ("subset", {}),
+    ("score", {}),
+    ("bandwidth", {}),
+    ("count", {}),
+    ("count", {"count_logits": "cumsum"}),
+]
 
 
 @pytest.mark.parametrize(("mode", "kwargs"), MODES)
@@ -328,14 +341,14 @@ def test_the_same_weights_play_any_number_of_devices(mode):
     if mode != "count":
         x = get_transform("fedlora-devices", config_in_force(_env(20)))(_features(20)[0])
         dev, glob = _blocks(x, 20)
-        twice = np.concatenate([np.concatenate([dev, dev], axis=1).reshape(len(x), -1), glob],
-                               axis=1)
+        twice = np.concatenate(
+            [np.concatenate([dev, dev], axis=1).reshape(len(x), -1), glob], axis=1
+        )
         big = _policy(40, mode)
         big.load_state_dict(state)
         out, value = _outputs(small, x)
         out2, value2 = _outputs(big, twice)
-        np.testing.assert_allclose(out2, np.concatenate([out, out], axis=1), rtol=1e-5,
-                                   atol=1e-6)
+        np.testing.assert_allclose(out2, np.concatenate([out, out], axis=1), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(value2, value, rtol=1e-5, atol=1e-6)
 
 
@@ -369,10 +382,32 @@ def test_wrong_spaces_and_options_are_refused_with_the_fix():
 
 
 # ---------------------------------------------------------------------------- training
-TRAIN = ["train", "--env", FED, "--algo", "ppo", "--seed", "3", "--policy", "fedlora-shared",
-         "--set", "num_devices=5", "--set", "episode_rounds=8", "--n-envs", "2",
-         "--hp", "n_steps=64", "--hp", "batch_size=32", "--hp", "n_epochs=2",
-         "--eval-episodes", "0", "--no-progress"]
+TRAIN = [
+    "train",
+    "--env",
+    FED,
+    "--algo",
+    "ppo",
+    "--seed",
+    "3",
+    "--policy",
+    "fedlora-shared",
+    "--set",
+    "num_devices=5",
+    "--set",
+    "episode_rounds=8",
+    "--n-envs",
+    "2",
+    "--hp",
+    "n_steps=64",
+    "--hp",
+    "batch_size=32",
+    "--hp",
+    "n_epochs=2",
+    "--eval-episodes",
+    "0",
+    "--no-progress",
+]
 
 
 @pytest.mark.parametrize("mode", ["count", "subset", "score", "bandwidth"])
@@ -389,8 +424,22 @@ def test_ppo_trains_saves_and_loads_in_every_mode(tmp_path, monkeypatch, mode):
     cfg = tmp_path / "run.json"
     cfg.write_text(json.dumps({"obs_transform": "fedlora-devices", "normalize_obs": False}))
     out = tmp_path / mode
-    assert main([*TRAIN, "--set", f"action_mode={mode}", "--timesteps", "256", "--config",
-                 str(cfg), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                *TRAIN,
+                "--set",
+                f"action_mode={mode}",
+                "--timesteps",
+                "256",
+                "--config",
+                str(cfg),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "model.agent.json").read_text())
     assert meta["train_config"]["policy"] == "fedlora-shared" and meta["timesteps"] == 256
     assert meta["normalization"] is None  # the features are fed as they are
@@ -414,22 +463,31 @@ def test_off_policy_classes_train_save_load_and_are_equivariant(tmp_path, algo):
     cls = {"sac": SAC, "td3": TD3}[algo]
     k = 5
     env = FeatureObservation(_env(k, "score"), "fedlora-devices")
-    model = cls(policy_for("fedlora-shared", algo), env, learning_starts=32, batch_size=32,
-                seed=0, device="cpu")
+    model = cls(
+        policy_for("fedlora-shared", algo),
+        env,
+        learning_starts=32,
+        batch_size=32,
+        seed=0,
+        device="cpu",
+    )
     model.learn(96)
     model.save(str(tmp_path / "m.zip"))
     loaded = cls.load(str(tmp_path / "m.zip"), device="cpu")
     obs, config = _features(k)
     f = get_transform("fedlora-devices", config)
     x = f(obs)
-    np.testing.assert_allclose(loaded.predict(x, deterministic=True)[0],
-                               model.predict(x, deterministic=True)[0], rtol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(x, deterministic=True)[0], model.predict(x, deterministic=True)[0], rtol=1e-6
+    )
     policy = loaded.policy
-    a = torch.as_tensor(np.random.default_rng(0).uniform(-1, 1, (len(x), k)),
-                        dtype=torch.float32)
+    a = torch.as_tensor(np.random.default_rng(0).uniform(-1, 1, (len(x), k)), dtype=torch.float32)
     with torch.no_grad():
-        act = policy.actor(torch.as_tensor(x, dtype=torch.float32), deterministic=True) if (
-            algo == "sac") else policy.actor(torch.as_tensor(x, dtype=torch.float32))
+        act = (
+            policy.actor(torch.as_tensor(x, dtype=torch.float32), deterministic=True)
+            if (algo == "sac")
+            else policy.actor(torch.as_tensor(x, dtype=torch.float32))
+        )
         q = torch.cat(policy.critic(torch.as_tensor(x, dtype=torch.float32), a), dim=1)
     perm = np.random.default_rng(3).permutation(k)
     xp = torch.as_tensor(f(_permute_obs(obs, perm, config)), dtype=torch.float32)
@@ -460,8 +518,14 @@ def test_ppo_learns_to_leave_out_the_device_in_deep_fade():
     from stable_baselines3.common.vec_env import VecNormalize
 
     k = 4
-    kw = {"num_devices": k, "episode_rounds": 16, "action_mode": "count",
-          "reward": "drift-plus-penalty", "zeta": 1.0, "delay_budget_per_bit": 8e-6}
+    kw = {
+        "num_devices": k,
+        "episode_rounds": 16,
+        "action_mode": "count",
+        "reward": "drift-plus-penalty",
+        "zeta": 1.0,
+        "delay_budget_per_bit": 8e-6,
+    }
     env = gym.make(FED, **kw)
     config = config_in_force(env)
     f = get_transform("fedlora-devices", config)
@@ -471,8 +535,12 @@ def test_ppo_learns_to_leave_out_the_device_in_deep_fade():
         done = False
         while not done:
             dec = decode_observation(obs, config)
-            x = prefix_delays(dec.gain[None], dec.bits[None], config.noise_psd,
-                              config.bandwidth_hz)[0] / config.budget_s
+            x = (
+                prefix_delays(
+                    dec.gain[None], dec.bits[None], config.noise_psd, config.bandwidth_hz
+                )[0]
+                / config.budget_s
+            )
             j = lyapunov_objective(np.arange(k + 1), x, dec.queue, config.zeta)
             states.append(f(obs))
             objective.append(j)
@@ -489,16 +557,31 @@ def test_ppo_learns_to_leave_out_the_device_in_deep_fade():
         regret = (p * (j.max(axis=1, keepdims=True) - j)).sum(axis=1).mean()
         return float(regret), float(p[fade, k].mean()), float(p[~fade, k].mean())
 
-    venv = VecNormalize(make_vec_env(lambda: FeatureObservation(gym.make(FED, **kw),
-                                                                "fedlora-devices"),
-                                     n_envs=4, seed=0), norm_obs=False, gamma=0.9)
-    model = PPO(FedLoRASharedPolicy, venv, n_steps=128, batch_size=64, n_epochs=10,
-                learning_rate=1e-3, gamma=0.9, seed=LEARN_SEED, device="cpu")
+    venv = VecNormalize(
+        make_vec_env(
+            lambda: FeatureObservation(gym.make(FED, **kw), "fedlora-devices"), n_envs=4, seed=0
+        ),
+        norm_obs=False,
+        gamma=0.9,
+    )
+    model = PPO(
+        FedLoRASharedPolicy,
+        venv,
+        n_steps=128,
+        batch_size=64,
+        n_epochs=10,
+        learning_rate=1e-3,
+        gamma=0.9,
+        seed=LEARN_SEED,
+        device="cpu",
+    )
     regret0, fade0, ok0 = evaluate(model)
     model.learn(2048)
     regret, p_fade, p_ok = evaluate(model)
-    summary = (f"regret {regret0:.3f} -> {regret:.3f}, P(all | fade) {fade0:.3f} -> "
-               f"{p_fade:.3f}, P(all | no fade) {ok0:.3f} -> {p_ok:.3f}")
+    summary = (
+        f"regret {regret0:.3f} -> {regret:.3f}, P(all | fade) {fade0:.3f} -> "
+        f"{p_fade:.3f}, P(all | no fade) {ok0:.3f} -> {p_ok:.3f}"
+    )
     assert abs(fade0 - ok0) < 0.02, summary  # untrained: blind to the fade
     assert regret < 0.3 * regret0, summary
     assert p_fade < 0.6 * fade0 and p_ok > p_fade + 0.1, summary

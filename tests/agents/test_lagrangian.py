@@ -65,8 +65,9 @@ def test_settings_names_and_costs():
     with pytest.raises(ValueError, match="cost_cap must be > 0"):
         lagrangian_settings({"cost_cap": 0})
     assert cost_limit(config_in_force(gym.make(FEDLORA))) == 1.0
-    np.testing.assert_array_equal(constraint_cost([{"cost": 2.5}, {"cost": 0.0}], "fedlora"),
-                                  [2.5, 0.0])
+    np.testing.assert_array_equal(
+        constraint_cost([{"cost": 2.5}, {"cost": 0.0}], "fedlora"), [2.5, 0.0]
+    )
     # MEC: info["cost"] must be the constraint (the objective under its own key)
     with pytest.raises(ValueError, match="weighted objective"):
         constraint_cost([{"cost": 8.4}], "mec")
@@ -89,8 +90,14 @@ def test_vec_lagrangian_against_a_plain_loop(tmp_path):
     config = config_in_force(gym.make(FEDLORA, **kw))
     inner = NumpyVecEnv(vec(), reward_fn=devices_utility(config))
     inner.seed(5)
-    wrapped = VecLagrangian(inner, "fedlora", 1.0, PIDMultiplier(limit=1.0, ki=ki, kp=0.0),
-                            cost_cap=cap, log_path=tmp_path / "curves.csv")
+    wrapped = VecLagrangian(
+        inner,
+        "fedlora",
+        1.0,
+        PIDMultiplier(limit=1.0, ki=ki, kp=0.0),
+        cost_cap=cap,
+        log_path=tmp_path / "curves.csv",
+    )
     raw = vec()
     wrapped.reset()
     raw.reset(seed=5)
@@ -122,8 +129,9 @@ def test_vec_lagrangian_against_a_plain_loop(tmp_path):
         assert wrapped.lam == pytest.approx(lam, abs=1e-12)
     with open(tmp_path / "curves.csv") as fh:
         logged = list(csv.DictReader(fh))
-    np.testing.assert_allclose([(float(r["cost"]), float(r["lambda"])) for r in logged], rows,
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        [(float(r["cost"]), float(r["lambda"])) for r in logged], rows, rtol=1e-12, atol=1e-12
+    )
     assert [int(r["timesteps"]) for r in logged] == [n * t, 2 * n * t, 3 * n * t]
 
 
@@ -135,12 +143,21 @@ def test_vec_lagrangian_episode_constraint_against_a_plain_loop(tmp_path):
     k, t, n, cap, ki, kp, eps, d = 5, 6, 3, 2.0, 3.0, 1.0, 0.01, 1.0
     kw = {"num_devices": k, "episode_rounds": t, "action_mode": "count"}
     config = config_in_force(gym.make(FEDLORA, **kw))
-    inner = NumpyVecEnv(gym.make_vec(FEDLORA, num_envs=n, vectorization_mode="vector_entry_point",
-                                     **kw), reward_fn=devices_utility(config))
+    inner = NumpyVecEnv(
+        gym.make_vec(FEDLORA, num_envs=n, vectorization_mode="vector_entry_point", **kw),
+        reward_fn=devices_utility(config),
+    )
     inner.seed(7)
     mult = PIDMultiplier(limit=eps, ki=ki, kp=kp, max_error=30.0, integral=0.2, value=0.2)
-    wrapped = VecLagrangian(inner, "fedlora", d, mult, cost_cap=cap,
-                            log_path=tmp_path / "curves.csv", constraint="episode")
+    wrapped = VecLagrangian(
+        inner,
+        "fedlora",
+        d,
+        mult,
+        cost_cap=cap,
+        log_path=tmp_path / "curves.csv",
+        constraint="episode",
+    )
     wrapped.reset()
     rng = np.random.default_rng(3)
     ref = PIDMultiplier(limit=eps, ki=ki, kp=kp, max_error=30.0, integral=0.2, value=0.2)
@@ -183,11 +200,38 @@ def test_vec_lagrangian_episode_constraint_against_a_plain_loop(tmp_path):
 
 def test_lambda_is_saved_with_the_checkpoint_and_restored_on_resume(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    args = ["train", "--env", FEDLORA, "--algo", "ppo-lag", "--seed", "2",
-            "--set", "num_devices=4", "--set", "episode_rounds=8", "--n-envs", "2",
-            "--hp", "n_steps=16", "--hp", "batch_size=32", "--hp", "n_epochs=1",
-            "--lag", "ki=0.5", "--timesteps", "256", "--checkpoint-every", "64",
-            "--eval-episodes", "0", "--no-progress", "--out", str(out)]
+    args = [
+        "train",
+        "--env",
+        FEDLORA,
+        "--algo",
+        "ppo-lag",
+        "--seed",
+        "2",
+        "--set",
+        "num_devices=4",
+        "--set",
+        "episode_rounds=8",
+        "--n-envs",
+        "2",
+        "--hp",
+        "n_steps=16",
+        "--hp",
+        "batch_size=32",
+        "--hp",
+        "n_epochs=1",
+        "--lag",
+        "ki=0.5",
+        "--timesteps",
+        "256",
+        "--checkpoint-every",
+        "64",
+        "--eval-episodes",
+        "0",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     ck = json.loads((out / "checkpoints" / "state.json").read_text())
     final = json.loads((out / "model.agent.json").read_text())
@@ -219,20 +263,60 @@ def test_lambda_is_saved_with_the_checkpoint_and_restored_on_resume(tmp_path, mo
 
 
 # ---------------------------------------------------------------------------- lambda settles
-SMALL_PROBLEM = ["--env", FEDLORA, "--algo", "ppo-lag", "--seed", "0", "--set", "num_devices=4",
-                 "--set", "episode_rounds=20", "--n-envs", "8", "--hp", "n_steps=40",
-                 "--hp", "batch_size=160", "--hp", "n_epochs=4", "--hp", "learning_rate=0.001",
-                 "--hp", "gamma=0.5", "--hp", "policy_kwargs={'net_arch': [32, 32]}",
-                 "--eval-episodes", "0", "--no-progress", "--checkpoint-every", "0"]
+SMALL_PROBLEM = [
+    "--env",
+    FEDLORA,
+    "--algo",
+    "ppo-lag",
+    "--seed",
+    "0",
+    "--set",
+    "num_devices=4",
+    "--set",
+    "episode_rounds=20",
+    "--n-envs",
+    "8",
+    "--hp",
+    "n_steps=40",
+    "--hp",
+    "batch_size=160",
+    "--hp",
+    "n_epochs=4",
+    "--hp",
+    "learning_rate=0.001",
+    "--hp",
+    "gamma=0.5",
+    "--hp",
+    "policy_kwargs={'net_arch': [32, 32]}",
+    "--eval-episodes",
+    "0",
+    "--no-progress",
+    "--checkpoint-every",
+    "0",
+]
 
 
-def _train_small(tmp_path, name: str, steps: int, *lag: str,
-                 extra: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+def _train_small(
+    tmp_path, name: str, steps: int, *lag: str, extra: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
     from edgeft.agents.lagrangian import read_curves
 
     out = tmp_path / name
-    assert main(["train", *SMALL_PROBLEM, "--timesteps", str(steps), "--out", str(out),
-                 *[x for kv in lag for x in ("--lag", kv)], *extra]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *SMALL_PROBLEM,
+                "--timesteps",
+                str(steps),
+                "--out",
+                str(out),
+                *[x for kv in lag for x in ("--lag", kv)],
+                *extra,
+            ]
+        )
+        == 0
+    )
     return read_curves(out)
 
 
@@ -243,7 +327,7 @@ def test_lambda_settles_where_fixed_penalties_miss_the_limit(tmp_path):
     steps = 40_000
 
     def tail(c, key):  # the last quarter of training
-        return c[key][-len(c[key]) // 4:]
+        return c[key][-len(c[key]) // 4 :]
 
     low = _train_small(tmp_path, "low", steps, "ki=0", "kp=0", "lambda_init=0.02")
     high = _train_small(tmp_path, "high", steps, "ki=0", "kp=0", "lambda_init=1.5")
@@ -254,7 +338,7 @@ def test_lambda_settles_where_fixed_penalties_miss_the_limit(tmp_path):
     lam = tail(lag, "lambda")
     assert 0.9 < cost < 1.1, cost
     assert 0.02 < lam.mean() < 1.5
-    assert lam.std() < 0.25 * lam.mean()   # settled, not drifting
+    assert lam.std() < 0.25 * lam.mean()  # settled, not drifting
     assert tail(lag, "devices").mean() > tail(high, "devices").mean()
 
 
@@ -267,12 +351,21 @@ def test_episode_constraint_keeps_each_episode_within_the_budget(tmp_path):
     steps = 60_000
 
     def tail(c, key):
-        return c[key][-len(c[key]) // 4:]
+        return c[key][-len(c[key]) // 4 :]
 
     mean = _train_small(tmp_path, "mean", steps, "ki=0.05", "kp=0.3")
-    episode = _train_small(tmp_path, "episode", steps, "constraint=episode",
-                           "excess_limit=0.005", "ki=5", "kp=10", "max_error=20",
-                           "lambda_init=0.5", extra=("--hp", "gamma=0.95"))
+    episode = _train_small(
+        tmp_path,
+        "episode",
+        steps,
+        "constraint=episode",
+        "excess_limit=0.005",
+        "ki=5",
+        "kp=10",
+        "max_error=20",
+        "lambda_init=0.5",
+        extra=("--hp", "gamma=0.95"),
+    )
     assert tail(mean, "excess").mean() > 0.02
     assert tail(episode, "excess").mean() < 0.5 * tail(mean, "excess").mean()
     assert tail(episode, "excess").mean() < 0.02
@@ -287,11 +380,38 @@ def test_mec_cost_is_the_energy_constraint_and_ppo_lag_runs_there(tmp_path):
     _, _, _, _, info = env.step(env.action_space.sample())
     assert constraint_cost([info], "mec")[0] == pytest.approx(float(np.mean(info["costs"])))
     out = tmp_path / "mec"
-    assert main(["train", "--env", MEC, "--algo", "ppo-lag", "--seed", "1",
-                 *[x for k, v in kw.items() for x in ("--set", f"{k}={v}")],
-                 "--n-envs", "2", "--hp", "n_steps=6", "--hp", "batch_size=12",
-                 "--hp", "n_epochs=1", "--timesteps", "24", "--eval-episodes", "1",
-                 "--eval-every", "0", "--no-progress", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--env",
+                MEC,
+                "--algo",
+                "ppo-lag",
+                "--seed",
+                "1",
+                *[x for k, v in kw.items() for x in ("--set", f"{k}={v}")],
+                "--n-envs",
+                "2",
+                "--hp",
+                "n_steps=6",
+                "--hp",
+                "batch_size=12",
+                "--hp",
+                "n_epochs=1",
+                "--timesteps",
+                "24",
+                "--eval-episodes",
+                "1",
+                "--eval-every",
+                "0",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "model.agent.json").read_text())
     assert meta["lagrangian"]["multiplier"]["updates"] == 24 // 6
     assert (out / "curves.csv").is_file()

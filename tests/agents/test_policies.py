@@ -34,16 +34,18 @@ def _policy(num_users: int, num_servers: int, num_alpha: int = 7, **kwargs) -> M
 HEADS = [{"pair_dim": 0}, {"pair_dim": 8}, {"pair_dim": 8, "alpha_degree": 2}]
 
 
-def _permute_features(x: np.ndarray, perm: np.ndarray, num_users: int, num_servers: int
-                      ) -> np.ndarray:
+def _permute_features(
+    x: np.ndarray, perm: np.ndarray, num_users: int, num_servers: int
+) -> np.ndarray:
     layout = mec_users_layout(num_users, num_servers)
     cut = num_users * layout.user_dim
     users = x[:, :cut].reshape(len(x), num_users, layout.user_dim)[:, perm]
     return np.concatenate([users.reshape(len(x), -1), x[:, cut:]], axis=1)
 
 
-def _logits_values(policy: MECSharedPolicy, x: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _logits_values(
+    policy: MECSharedPolicy, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-user alpha logits (B, N, A), server logits (B, N, M) and values (B,), read through
     SB3's MultiDiscrete distribution (one categorical per action dimension, in order)."""
     n, a, m = policy.layout.num_users, policy.num_alpha, policy.layout.num_servers
@@ -75,13 +77,14 @@ def test_layout_matches_the_mec_users_transform():
     for _ in range(3):
         permuted, _ = permute_users(obs[None], labels, config, rng)
         got = transform(permuted)
-        users = got[:, :config.num_users * layout.user_dim].reshape(config.num_users, -1)
-        orig = feats[:, :config.num_users * layout.user_dim].reshape(config.num_users, -1)
+        users = got[:, : config.num_users * layout.user_dim].reshape(config.num_users, -1)
+        orig = feats[:, : config.num_users * layout.user_dim].reshape(config.num_users, -1)
         # each permuted user block is one of the original ones, all of them once
         match = [int(np.flatnonzero(np.all(np.isclose(orig, u), axis=1))[0]) for u in users]
         assert sorted(match) == list(range(config.num_users)) and match != list(range(5))
-        np.testing.assert_allclose(_permute_features(feats, np.array(match), config.num_users,
-                                                     config.num_servers), got)
+        np.testing.assert_allclose(
+            _permute_features(feats, np.array(match), config.num_users, config.num_servers), got
+        )
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -99,7 +102,7 @@ def test_permuting_users_permutes_logits_and_keeps_the_value(head):
         np.testing.assert_allclose(value_p, value, rtol=1e-5, atol=1e-6)
     # a change to one user's features moves that user's logits most (its own input)...
     y = x.copy()
-    y[:, :policy.layout.user_dim] += 1.0
+    y[:, : policy.layout.user_dim] += 1.0
     alpha_y = _logits_values(policy, y)[0]
     moved = np.abs(alpha_y - alpha).mean(axis=(0, 2))
     assert moved[0] > moved[1:].max()
@@ -112,8 +115,11 @@ def test_parameter_count_does_not_grow_with_the_users(head):
     def count(p: MECSharedPolicy) -> int:
         return sum(t.numel() for t in p.parameters())
 
-    assert count(_policy(2, 4, **head)) == count(_policy(20, 4, **head)) == count(
-        _policy(200, 4, **head))
+    assert (
+        count(_policy(2, 4, **head))
+        == count(_policy(20, 4, **head))
+        == count(_policy(200, 4, **head))
+    )
 
 
 def test_polynomial_alpha_logits_are_unimodal_in_alpha():
@@ -123,8 +129,7 @@ def test_polynomial_alpha_logits_are_unimodal_in_alpha():
     x = np.random.default_rng(3).normal(size=(5, policy.layout.size)).astype(np.float32)
     alpha = _logits_values(policy, x)[0]
     second = np.diff(alpha, n=2, axis=2)
-    np.testing.assert_allclose(second, second[..., :1].repeat(second.shape[2], axis=2),
-                               atol=1e-5)
+    np.testing.assert_allclose(second, second[..., :1].repeat(second.shape[2], axis=2), atol=1e-5)
 
 
 def test_wrong_spaces_are_refused_with_the_fix():
@@ -133,14 +138,37 @@ def test_wrong_spaces_are_refused_with_the_fix():
     with pytest.raises(ValueError, match="mec-users features"):
         MECSharedPolicy(spaces.Box(-1, 1, (layout.size + 1,)), act, lambda _: 1e-3)
     with pytest.raises(ValueError, match="discrete mode"):
-        MECSharedPolicy(spaces.Box(-1, 1, (layout.size,)), spaces.Box(-1, 1, (8,)),
-                        lambda _: 1e-3)
+        MECSharedPolicy(spaces.Box(-1, 1, (layout.size,)), spaces.Box(-1, 1, (8,)), lambda _: 1e-3)
 
 
-TINY = ["train", "--env", MEC, "--algo", "ppo", "--seed", "2", "--policy", "mec-shared",
-        "--set", "num_users=5", "--set", "num_servers=3", "--set", "episode_rounds=2",
-        "--n-envs", "2", "--hp", "n_steps=4", "--hp", "batch_size=8", "--hp", "n_epochs=2",
-        "--eval-episodes", "0", "--no-progress"]
+TINY = [
+    "train",
+    "--env",
+    MEC,
+    "--algo",
+    "ppo",
+    "--seed",
+    "2",
+    "--policy",
+    "mec-shared",
+    "--set",
+    "num_users=5",
+    "--set",
+    "num_servers=3",
+    "--set",
+    "episode_rounds=2",
+    "--n-envs",
+    "2",
+    "--hp",
+    "n_steps=4",
+    "--hp",
+    "batch_size=8",
+    "--hp",
+    "n_epochs=2",
+    "--eval-episodes",
+    "0",
+    "--no-progress",
+]
 
 
 def _saved_models(monkeypatch) -> dict:
@@ -172,8 +200,9 @@ def test_trained_model_saves_and_loads_through_make_policy(tmp_path, monkeypatch
     assert env.action_space.contains(action)
     # the loaded network is the trained one: the same logits as the trained model's
     x = agent.features(obs[None])
-    for a, b in zip(_logits_values(agent.model.policy, x),
-                    _logits_values(trained["model"].policy, x)):
+    for a, b in zip(
+        _logits_values(agent.model.policy, x), _logits_values(trained["model"].policy, x)
+    ):
         np.testing.assert_array_equal(a, b)
     obs2, *_ = env.step(action)
     batch, _ = agent.predict(np.stack([obs, obs2]), deterministic=True)
@@ -183,28 +212,70 @@ def test_trained_model_saves_and_loads_through_make_policy(tmp_path, monkeypatch
 def test_bc_init_clones_into_the_shared_policy(tmp_path):
     """--init bc:mec-greedy-fast works with mec-shared: the clone's NLL falls."""
     cfg = tmp_path / "bc.json"
-    cfg.write_text(json.dumps({"bc": {"iterations": 2, "episodes": 4, "epochs": 5,
-                                      "permute_users": 1}}))
+    cfg.write_text(
+        json.dumps({"bc": {"iterations": 2, "episodes": 4, "epochs": 5, "permute_users": 1}})
+    )
     out = tmp_path / "bc"
-    assert main([*TINY, "--init", "bc:mec-greedy-fast", "--timesteps", "0", "--config",
-                 str(cfg), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                *TINY,
+                "--init",
+                "bc:mec-greedy-fast",
+                "--timesteps",
+                "0",
+                "--config",
+                str(cfg),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     log = [json.loads(x) for x in (out / "bc.jsonl").read_text().splitlines()]
     assert len(log) == 2 and log[-1]["nll"] < log[0]["nll"]
     assert log[-1]["train_entry_agreement"] > 0.5
 
 
 def test_policy_name_errors(tmp_path, capsys):
-    assert main([*TINY, "--policy", "nosuch", "--timesteps", "8",
-                 "--out", str(tmp_path / "a")]) == 2
+    assert (
+        main([*TINY, "--policy", "nosuch", "--timesteps", "8", "--out", str(tmp_path / "a")]) == 2
+    )
     assert "unknown policy 'nosuch'" in capsys.readouterr().err
-    assert main([*TINY, "--set", "action_mode=box", "--algo", "sac", "--timesteps", "8",
-                 "--out", str(tmp_path / "b")]) == 2
+    assert (
+        main(
+            [
+                *TINY,
+                "--set",
+                "action_mode=box",
+                "--algo",
+                "sac",
+                "--timesteps",
+                "8",
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 2
+    )
     assert "has classes for ['ppo', 'a2c'], not sac" in capsys.readouterr().err
-    assert main([*TINY, "--timesteps", "8", "--out", str(tmp_path / "c"),
-                 "--config", str(_write(tmp_path / "c.json", {"obs_transform": "mec-compact"}))
-                 ]) == 2
-    assert "reads the 'mec-users' features, not obs_transform 'mec-compact'" in \
-        capsys.readouterr().err
+    assert (
+        main(
+            [
+                *TINY,
+                "--timesteps",
+                "8",
+                "--out",
+                str(tmp_path / "c"),
+                "--config",
+                str(_write(tmp_path / "c.json", {"obs_transform": "mec-compact"})),
+            ]
+        )
+        == 2
+    )
+    assert (
+        "reads the 'mec-users' features, not obs_transform 'mec-compact'" in capsys.readouterr().err
+    )
 
 
 def test_shipped_mec_clone_keeps_its_mlp_policy_and_decisions():

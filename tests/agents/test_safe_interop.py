@@ -24,8 +24,10 @@ from edgeft.agents.omnisafe_adapter import (
 FEDLORA = "edgeft/FedLoRAScheduling-v0"
 MEC = "edgeft/MECOffloading-v0"
 #: small configs: episodes of a few steps
-SMALL = {FEDLORA: {"num_devices": 6, "episode_rounds": 4},
-         MEC: {"num_users": 4, "num_servers": 2, "episode_rounds": 3}}
+SMALL = {
+    FEDLORA: {"num_devices": 6, "episode_rounds": 4},
+    MEC: {"num_users": 4, "num_servers": 2, "episode_rounds": 3},
+}
 BOTH = pytest.mark.parametrize("env_id", [FEDLORA, MEC])
 
 
@@ -60,7 +62,8 @@ def test_steps_match_the_plain_env(env_id):
             np.testing.assert_array_equal(obs.numpy(), ref.astype(np.float32))
         out = adapter.step(torch.as_tensor(action))
         ref, reward, terminated, truncated, info = plain.step(
-            action.reshape(plain.action_space.shape))
+            action.reshape(plain.action_space.shape)
+        )
         obs, r, cost, term, trunc, a_info = out
         for x in out[:5]:
             assert isinstance(x, torch.Tensor) and x.dtype == torch.float32
@@ -99,22 +102,21 @@ def test_batched_copies_reset_in_the_same_step(env_id):
     obs, info = adapter.reset(seed=5)
     assert obs.shape == (2, *adapter.observation_space.shape) and len(info["infos"]) == 2
     for i, plain in enumerate(plains):
-        np.testing.assert_array_equal(obs[i].numpy(),
-                                      plain.reset(seed=5 + i)[0].astype(np.float32))
+        np.testing.assert_array_equal(obs[i].numpy(), plain.reset(seed=5 + i)[0].astype(np.float32))
     actions = _actions(env_id, 2 * horizon)
     for t in range(horizon):
         batch = np.stack([actions[2 * t], actions[2 * t + 1]])
         obs, reward, cost, _, truncated, info = adapter.step(torch.as_tensor(batch))
         assert reward.shape == cost.shape == truncated.shape == (2,)
         for i, plain in enumerate(plains):
-            ref, _, _, done, plain_info = plain.step(
-                batch[i].reshape(plain.action_space.shape))
+            ref, _, _, done, plain_info = plain.step(batch[i].reshape(plain.action_space.shape))
             assert cost[i].item() == np.float32(plain_info["cost"])
             assert done == (t == horizon - 1) == bool(truncated[i])
             if done:
                 assert info["_final_observation"][i]
-                np.testing.assert_array_equal(info["final_observation"][i].numpy(),
-                                              ref.astype(np.float32))
+                np.testing.assert_array_equal(
+                    info["final_observation"][i].numpy(), ref.astype(np.float32)
+                )
                 assert info["final_info"][i]["cost"] == plain_info["cost"]
                 ref = plain.reset()[0]
             np.testing.assert_array_equal(obs[i].numpy(), ref.astype(np.float32))
@@ -151,7 +153,8 @@ def test_flat_unit_action_is_the_rescaled_reshaped_action(env_id):
         _, reward, _, _, info = flat.step(a)
         _, ref_reward, _, _, ref_info = plain.step(mapped)
         assert np.isclose(reward, ref_reward, rtol=1e-12) and np.isclose(
-            info["cost"], ref_info["cost"], rtol=1e-12)
+            info["cost"], ref_info["cost"], rtol=1e-12
+        )
 
 
 def test_register_without_omnisafe_names_the_blocker(monkeypatch):
@@ -182,15 +185,20 @@ def test_omnisafe_ppo_lag_runs(env_id, tmp_path):
     import omnisafe
 
     horizon = SMALL[env_id]["episode_rounds"]
-    cfgs = {"seed": 0,
-            "train_cfgs": {"total_steps": 16 * horizon, "vector_env_nums": 1,
-                           "torch_threads": 1},
-            "algo_cfgs": {"steps_per_epoch": 8 * horizon, "update_iters": 1, "batch_size": 16},
-            "logger_cfgs": {"use_wandb": False, "use_tensorboard": False,
-                            "log_dir": str(tmp_path), "save_model_freq": 1000},
-            "model_cfgs": {"actor": {"hidden_sizes": [8]}, "critic": {"hidden_sizes": [8]}},
-            "lagrange_cfgs": {"cost_limit": 0.01 * horizon, "lagrangian_multiplier_init": 0.0},
-            "env_cfgs": SMALL[env_id]}
+    cfgs = {
+        "seed": 0,
+        "train_cfgs": {"total_steps": 16 * horizon, "vector_env_nums": 1, "torch_threads": 1},
+        "algo_cfgs": {"steps_per_epoch": 8 * horizon, "update_iters": 1, "batch_size": 16},
+        "logger_cfgs": {
+            "use_wandb": False,
+            "use_tensorboard": False,
+            "log_dir": str(tmp_path),
+            "save_model_freq": 1000,
+        },
+        "model_cfgs": {"actor": {"hidden_sizes": [8]}, "critic": {"hidden_sizes": [8]}},
+        "lagrange_cfgs": {"cost_limit": 0.01 * horizon, "lagrangian_multiplier_init": 0.0},
+        "env_cfgs": SMALL[env_id],
+    }
     agent = omnisafe.Agent("PPOLag", env_id, custom_cfgs=cfgs)
     _, ep_cost, ep_len = agent.learn()
     assert ep_len == horizon and ep_cost > cfgs["lagrange_cfgs"]["cost_limit"]
@@ -229,14 +237,24 @@ def test_fsrl_ppo_lag_runs_through_plain_gymnasium(env_id):
     from fsrl.agent import PPOLagAgent
     from tianshou.env import DummyVectorEnv
 
-    train_envs = [_EpisodeCosts(flat_unit_action(gym.make(env_id, **SMALL[env_id])))
-                  for _ in range(2)]
+    train_envs = [
+        _EpisodeCosts(flat_unit_action(gym.make(env_id, **SMALL[env_id]))) for _ in range(2)
+    ]
     evaluation = _EpisodeCosts(flat_unit_action(gym.make(env_id, **SMALL[env_id])))
     limit = 0.01 * episode_cost_limit(evaluation)
     agent = PPOLagAgent(evaluation, cost_limit=limit, thread=1, seed=0, hidden_sizes=(16, 16))
-    agent.learn(DummyVectorEnv([lambda e=e: e for e in train_envs]), None, epoch=2,
-                episode_per_collect=20, step_per_epoch=1000, repeat_per_collect=1,
-                batch_size=128, save_ckpt=False, verbose=False, show_progress=False)
+    agent.learn(
+        DummyVectorEnv([lambda e=e: e for e in train_envs]),
+        None,
+        epoch=2,
+        episode_per_collect=20,
+        step_per_epoch=1000,
+        repeat_per_collect=1,
+        batch_size=128,
+        save_ckpt=False,
+        verbose=False,
+        show_progress=False,
+    )
     assert sum(e.steps for e in train_envs) >= 2000
     assert agent.policy.lag_optims[0].get_lag() > 0.0
     _, lengths, cost = agent.evaluate(DummyVectorEnv([lambda: evaluation]), eval_episodes=2)

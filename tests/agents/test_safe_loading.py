@@ -61,7 +61,8 @@ def _trap_zip(src: Path, dst: Path, marker: Path) -> Path:
                 data = json.loads(blob)
                 data["_last_original_obs"] = {
                     ":type:": "<class 'NoneType'>",
-                    ":serialized:": base64.b64encode(_pickled_payload(marker)).decode()}
+                    ":serialized:": base64.b64encode(_pickled_payload(marker)).decode(),
+                }
                 blob = json.dumps(data).encode()
             zout.writestr(item, blob)
     return dst
@@ -83,8 +84,16 @@ def plain(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("plain")
     venv = VecNormalize(DummyVecEnv([lambda: gym.make(FEDLORA, **SMALL)] * 2), gamma=0.9)
-    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=2, seed=0,
-                device="cpu", policy_kwargs={"net_arch": [32, 32]})
+    model = PPO(
+        "MlpPolicy",
+        venv,
+        n_steps=64,
+        batch_size=64,
+        n_epochs=2,
+        seed=0,
+        device="cpu",
+        policy_kwargs={"net_arch": [32, 32]},
+    )
     model.set_logger(Logger(None, []))
     model.learn(256)
     model.save(folder / "tiny_ppo.zip")
@@ -102,10 +111,17 @@ def legacy(plain, tmp_path_factory):
     from edgeft.agents.loader import config_to_dict
     from edgeft.envs.common import config_in_force
 
-    (folder / "ppo-run.config.json").write_text(json.dumps({
-        "env_id": FEDLORA, "algo": "ppo", "obs_transform": "none",
-        "env_config": config_to_dict(config_in_force(env)),
-        "train_config": {"normalize_obs": True}}))
+    (folder / "ppo-run.config.json").write_text(
+        json.dumps(
+            {
+                "env_id": FEDLORA,
+                "algo": "ppo",
+                "obs_transform": "none",
+                "env_config": config_to_dict(config_in_force(env)),
+                "train_config": {"normalize_obs": True},
+            }
+        )
+    )
     (folder / "ppo-run.norm.json").write_text(json.dumps(af.normalization_of(venv)))
     return folder
 
@@ -138,19 +154,35 @@ def test_booby_trapped_zip_runs_nothing_without_the_opt_in(legacy, tmp_path, cap
         edgeft.make_policy(name, _env())
     msg = str(err.value)
     assert "\n" not in msg and "runs any code" in msg
-    for opt_in in ("--trust-agent-code", "EDGEFT_TRUST_AGENT_CODE=1", "trust_code=True",
-                   "edgeft export"):
+    for opt_in in (
+        "--trust-agent-code",
+        "EDGEFT_TRUST_AGENT_CODE=1",
+        "trust_code=True",
+        "edgeft export",
+    ):
         assert opt_in in msg
     with pytest.raises(af.UntrustedCodeError):
         load_policy("ppo", str(evil), _env())
     # the leaderboard's policy check, compare and export refuse it with that line
-    rc = main(["leaderboard", "--suite", "fedlora-default", "--policies", name, "--out",
-               str(tmp_path / "lb"), "--backend", "serial", "--no-plots", "--no-progress"])
+    rc = main(
+        [
+            "leaderboard",
+            "--suite",
+            "fedlora-default",
+            "--policies",
+            name,
+            "--out",
+            str(tmp_path / "lb"),
+            "--backend",
+            "serial",
+            "--no-plots",
+            "--no-progress",
+        ]
+    )
     err_text = capsys.readouterr().err
     assert rc == 2 and "cannot play suite" in err_text and "runs any code" in err_text
     assert not (tmp_path / "lb" / "episodes.jsonl").exists()
-    assert main(["compare", "--policies", name, "--episodes", "1", "--no-progress",
-                 *SET]) == 2
+    assert main(["compare", "--policies", name, "--episodes", "1", "--no-progress", *SET]) == 2
     assert "runs any code" in capsys.readouterr().err
     assert main(["export", name, "--out", str(tmp_path / "x")]) == 2
     assert "runs any code" in capsys.readouterr().err
@@ -171,18 +203,37 @@ def test_booby_trapped_zip_runs_nothing_without_the_opt_in(legacy, tmp_path, cap
 
 
 def test_leaderboard_flag_opts_in(legacy, tmp_path, capsys):
-    suite = Suite("trust-test", 1, "fedlora", "test",
-                  (Scenario("k6", FEDLORA, {k: v for k, v in SMALL.items()
-                                            if k != "action_mode"}),), num_seeds=1)
+    suite = Suite(
+        "trust-test",
+        1,
+        "fedlora",
+        "test",
+        (Scenario("k6", FEDLORA, {k: v for k, v in SMALL.items() if k != "action_mode"}),),
+        num_seeds=1,
+    )
     name = f"ppo:{legacy / 'ppo-run.zip'}"
     with pytest.raises(lb.LeaderboardError, match="runs any code"):
-        lb.run_leaderboard(suite, [name], tmp_path / "a", backend="serial", progress=False,
-                           plots=False, score=False)
+        lb.run_leaderboard(
+            suite,
+            [name],
+            tmp_path / "a",
+            backend="serial",
+            progress=False,
+            plots=False,
+            score=False,
+        )
     from edgeft.leaderboard.cli import trusting_agent_code
 
     with trusting_agent_code():
-        s = lb.run_leaderboard(suite, [name], tmp_path / "b", backend="serial", progress=False,
-                               plots=False, score=False)
+        s = lb.run_leaderboard(
+            suite,
+            [name],
+            tmp_path / "b",
+            backend="serial",
+            progress=False,
+            plots=False,
+            score=False,
+        )
     assert os.environ[af.TRUST_ENV] == "0"  # restored after the run
     assert s["results"][0]["episodes"] == 1
 
@@ -200,16 +251,19 @@ def test_legacy_zip_algorithm_and_statistics_are_checked(plain, legacy, tmp_path
     (folder / "ppo-run.norm.json").unlink()
     with pytest.raises(ValueError, match="ppo-run.norm.json is not beside it"):
         load_policy("ppo", str(folder / "ppo-run.zip"), _env(), trust_code=True)
-    (folder / "ppo-run.config.json").write_text(json.dumps(
-        {k: v for k, v in meta.items() if k != "train_config"}))
+    (folder / "ppo-run.config.json").write_text(
+        json.dumps({k: v for k, v in meta.items() if k != "train_config"})
+    )
     with pytest.raises(ValueError, match="trained with observation normalisation"):
         load_policy("ppo", str(folder / "ppo-run.zip"), _env(), trust_code=True)
     # incomplete descriptions get errors that name the field
     (folder / "ppo-run.config.json").write_text(json.dumps({**meta, "obs_transform": None}))
     with pytest.raises(ValueError, match=r"obs_transform must be one of .*'none'.* got None"):
         load_policy("ppo", str(folder / "ppo-run.zip"), _env(), trust_code=True)
-    bad = {**meta, "env_config": {k: v for k, v in meta["env_config"].items()
-                                  if k != "action_mode"}}
+    bad = {
+        **meta,
+        "env_config": {k: v for k, v in meta["env_config"].items() if k != "action_mode"},
+    }
     (folder / "ppo-run.config.json").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="env_config.action_mode"):
         load_policy("ppo", str(folder / "ppo-run.zip"), _env(), trust_code=True)
@@ -221,15 +275,30 @@ def test_legacy_zip_algorithm_and_statistics_are_checked(plain, legacy, tmp_path
         edgeft.make_policy(name, _env(), trust_code=True)
 
 
-@pytest.mark.parametrize("algo, env_kw", [
-    ("ppo", {}), ("a2c", {}), ("dqn", {}),
-    ("sac", {"action_mode": "score"}), ("td3", {"action_mode": "score"})])
+@pytest.mark.parametrize(
+    "algo, env_kw",
+    [
+        ("ppo", {}),
+        ("a2c", {}),
+        ("dqn", {}),
+        ("sac", {"action_mode": "score"}),
+        ("td3", {"action_mode": "score"}),
+    ],
+)
 def test_the_algorithm_of_a_zip_is_read_without_unpickling(tmp_path, algo, env_kw):
     cls = af.algo_class(algo)
-    env = gym.make(FEDLORA, num_devices=4, episode_rounds=4,
-                   **({"action_mode": "count"} if not env_kw else env_kw))
-    model = cls("MlpPolicy", env, device="cpu", **({"buffer_size": 100} if algo in (
-        "sac", "td3", "dqn") else {}))
+    env = gym.make(
+        FEDLORA,
+        num_devices=4,
+        episode_rounds=4,
+        **({"action_mode": "count"} if not env_kw else env_kw),
+    )
+    model = cls(
+        "MlpPolicy",
+        env,
+        device="cpu",
+        **({"buffer_size": 100} if algo in ("sac", "td3", "dqn") else {}),
+    )
     model.save(tmp_path / "m.zip")
     assert af.legacy_zip_algo(tmp_path / "m.zip") == algo
 
@@ -239,8 +308,7 @@ def test_the_algorithm_of_a_zip_is_read_without_unpickling(tmp_path, algo, env_k
 def agent(plain, tmp_path_factory):
     """The plain model saved with save_for_leaderboard."""
     folder = tmp_path_factory.mktemp("agent")
-    path = save_for_leaderboard(plain["model"], _env(), folder / "tiny",
-                                vecnormalize=plain["venv"])
+    path = save_for_leaderboard(plain["model"], _env(), folder / "tiny", vecnormalize=plain["venv"])
     assert path == folder / "tiny.agent.json"
     return path
 
@@ -254,33 +322,50 @@ def _edited(agent: Path, tmp_path: Path, edit) -> Path:
     return out
 
 
-@pytest.mark.parametrize("edit, error", [
-    (lambda d: d["policy"]["kwargs"].update(activation_fn={"$class": "os.system"}),
-     r"names the class 'os.system', which is not on the allow-list"),
-    (lambda d: d["policy"].update({"class": "builtins.eval"}),
-     r"policy class 'builtins.eval' is not on the allow-list for ppo"),
-    (lambda d: d["policy"]["kwargs"].update(
-        __reduce__=["builtins.exec", "open('marker', 'w')"]),
-     r"names starting with '__' are refused"),
-    (lambda d: d["policy"]["kwargs"].update(features_extractor_class={"$pickle": "gAWV"}),
-     r"unknown marker '\$pickle'"),
-    (lambda d: d["policy"]["kwargs"].update(features_extractor_kwargs={
-        ":serialized:": "PAYLOAD"}), r"policy MlpPolicy refuses the arguments"),
-    (lambda d: d["weights"].update(file="../../outside.safetensors"),
-     r"is not a plain file name"),
-    (lambda d: d["weights"].update(sha256="0" * 64), r"SHA-256 differs"),
-    (lambda d: d.update(algo="a2c"), r"trained with a2c, not ppo"),
-    (lambda d: d.update(normalization=None), r"holds no normalization statistics"),
-    (lambda d: d.update(format_version=99), r"newer than this edgeft reads"),
-])
+@pytest.mark.parametrize(
+    "edit, error",
+    [
+        (
+            lambda d: d["policy"]["kwargs"].update(activation_fn={"$class": "os.system"}),
+            r"names the class 'os.system', which is not on the allow-list",
+        ),
+        (
+            lambda d: d["policy"].update({"class": "builtins.eval"}),
+            r"policy class 'builtins.eval' is not on the allow-list for ppo",
+        ),
+        (
+            lambda d: d["policy"]["kwargs"].update(
+                __reduce__=["builtins.exec", "open('marker', 'w')"]
+            ),
+            r"names starting with '__' are refused",
+        ),
+        (
+            lambda d: d["policy"]["kwargs"].update(features_extractor_class={"$pickle": "gAWV"}),
+            r"unknown marker '\$pickle'",
+        ),
+        (
+            lambda d: d["policy"]["kwargs"].update(
+                features_extractor_kwargs={":serialized:": "PAYLOAD"}
+            ),
+            r"policy MlpPolicy refuses the arguments",
+        ),
+        (
+            lambda d: d["weights"].update(file="../../outside.safetensors"),
+            r"is not a plain file name",
+        ),
+        (lambda d: d["weights"].update(sha256="0" * 64), r"SHA-256 differs"),
+        (lambda d: d.update(algo="a2c"), r"trained with a2c, not ppo"),
+        (lambda d: d.update(normalization=None), r"holds no normalization statistics"),
+        (lambda d: d.update(format_version=99), r"newer than this edgeft reads"),
+    ],
+)
 def test_agent_files_off_the_format_are_refused(agent, tmp_path, edit, error):
     marker = tmp_path / "marker"
     payload = base64.b64encode(_pickled_payload(marker)).decode()
 
     def edit_with_payload(doc):
         edit(doc)
-        text = json.dumps(doc).replace("PAYLOAD", payload).replace("'marker'", repr(
-            str(marker)))
+        text = json.dumps(doc).replace("PAYLOAD", payload).replace("'marker'", repr(str(marker)))
         doc.clear()
         doc.update(json.loads(text))
 
@@ -327,29 +412,69 @@ def test_save_for_leaderboard_plays_like_the_model(plain, agent):
     assert not agent.with_name("nostats.agent.json").exists()
     # a model of another action space, or another transform
     with pytest.raises(ValueError, match="build the env in the action mode"):
-        save_for_leaderboard(plain["model"], gym.make(FEDLORA, num_devices=6, episode_rounds=16),
-                             agent.with_name("x"), vecnormalize=plain["venv"])
+        save_for_leaderboard(
+            plain["model"],
+            gym.make(FEDLORA, num_devices=6, episode_rounds=16),
+            agent.with_name("x"),
+            vecnormalize=plain["venv"],
+        )
     with pytest.raises(ValueError, match="pass the obs_transform it was trained on"):
-        save_for_leaderboard(plain["model"], _env(), agent.with_name("x"),
-                             obs_transform="prefix-delay", vecnormalize=plain["venv"])
+        save_for_leaderboard(
+            plain["model"],
+            _env(),
+            agent.with_name("x"),
+            obs_transform="prefix-delay",
+            vecnormalize=plain["venv"],
+        )
 
 
 def test_export_then_leaderboard_round_trip(plain, tmp_path, capsys):
     """The documented path: plain SB3 -> edgeft export -> the leaderboard."""
     folder = plain["folder"]
-    base = ["export", f"ppo:{folder / 'tiny_ppo.zip'}", "--env", FEDLORA, *SET,
-            "--trust-agent-code", "--out", str(tmp_path / "mine")]
+    base = [
+        "export",
+        f"ppo:{folder / 'tiny_ppo.zip'}",
+        "--env",
+        FEDLORA,
+        *SET,
+        "--trust-agent-code",
+        "--out",
+        str(tmp_path / "mine"),
+    ]
     assert main(base) == 2  # trained behind VecNormalize: the statistics are needed
     assert "learned on VecNormalize-d observations" in capsys.readouterr().err
     # the VecNormalize pickle is read only with the opt-in
-    assert main(["export", f"ppo:{folder / 'tiny_ppo.zip'}", "--env", FEDLORA, *SET,
-                 "--vecnormalize", str(folder / "vecnormalize.pkl"), "--out",
-                 str(tmp_path / "y")]) == 2
+    assert (
+        main(
+            [
+                "export",
+                f"ppo:{folder / 'tiny_ppo.zip'}",
+                "--env",
+                FEDLORA,
+                *SET,
+                "--vecnormalize",
+                str(folder / "vecnormalize.pkl"),
+                "--out",
+                str(tmp_path / "y"),
+            ]
+        )
+        == 2
+    )
     assert "runs any code" in capsys.readouterr().err
     # --suite takes the suite's env: K = 20 there, not the model's 6
     vn = ["--vecnormalize", str(folder / "vecnormalize.pkl")]
-    suite = ["export", f"ppo:{folder / 'tiny_ppo.zip'}", "--trust-agent-code", *vn, "--out",
-             str(tmp_path / "z"), "--suite", "fedlora-default", "--set", "action_mode=count"]
+    suite = [
+        "export",
+        f"ppo:{folder / 'tiny_ppo.zip'}",
+        "--trust-agent-code",
+        *vn,
+        "--out",
+        str(tmp_path / "z"),
+        "--suite",
+        "fedlora-default",
+        "--set",
+        "action_mode=count",
+    ]
     assert main(suite) == 2
     assert "build the env the model was trained in" in capsys.readouterr().err
     assert main([*suite, "--scenario", "nope"]) == 2
@@ -362,11 +487,17 @@ def test_export_then_leaderboard_round_trip(plain, tmp_path, capsys):
     want, _ = plain["model"].predict(plain["venv"].normalize_obs(obs), deterministic=True)
     got, _ = edgeft.make_policy(name, _env()).predict(obs, deterministic=True)
     np.testing.assert_array_equal(got, want)
-    suite = Suite("export-test", 1, "fedlora", "test",
-                  (Scenario("k6", FEDLORA, {"num_devices": 6, "episode_rounds": 16}),),
-                  num_seeds=2)
-    s = lb.run_leaderboard(suite, ["gs", name], tmp_path / "lb", backend="serial",
-                           progress=False, plots=False)
+    suite = Suite(
+        "export-test",
+        1,
+        "fedlora",
+        "test",
+        (Scenario("k6", FEDLORA, {"num_devices": 6, "episode_rounds": 16}),),
+        num_seeds=2,
+    )
+    s = lb.run_leaderboard(
+        suite, ["gs", name], tmp_path / "lb", backend="serial", progress=False, plots=False
+    )
     row = next(e for e in s["results"] if e["policy"] == name)
     assert row["episodes"] == 2 and 0 <= row["metrics"]["avg_scheduled"]["mean"] <= 6
 
@@ -376,8 +507,15 @@ def test_shipped_agents_are_safe_files_and_play_their_recorded_actions():
     from edgeft.agents.loader import MODELS_DIR, shipped_models
 
     assert sorted(p.suffix for p in MODELS_DIR.iterdir() if p.is_file()) == [
-        ".json", ".json", ".json", ".json", ".safetensors", ".safetensors", ".safetensors",
-        ".safetensors"]
+        ".json",
+        ".json",
+        ".json",
+        ".json",
+        ".safetensors",
+        ".safetensors",
+        ".safetensors",
+        ".safetensors",
+    ]
     recorded = np.load(DATA / "shipped_agent_actions.npz", allow_pickle=False)
     names = sorted({k.split("/")[0] for k in recorded.files})
     assert [n.replace("-", ":", 1) for n in names] == shipped_models()
@@ -393,10 +531,31 @@ def test_shipped_agents_are_safe_files_and_play_their_recorded_actions():
 
 
 # ---------------------------------------------------------------------------- checkpoints
-TINY = ["train", "--env", FEDLORA, "--algo", "ppo", "--seed", "1", *SET, "--n-envs", "2",
-        "--hp", "n_steps=32", "--hp", "batch_size=64", "--hp", "n_epochs=1",
-        "--eval-episodes", "0", "--no-progress", "--timesteps", "512",
-        "--checkpoint-every", "64"]
+TINY = [
+    "train",
+    "--env",
+    FEDLORA,
+    "--algo",
+    "ppo",
+    "--seed",
+    "1",
+    *SET,
+    "--n-envs",
+    "2",
+    "--hp",
+    "n_steps=32",
+    "--hp",
+    "batch_size=64",
+    "--hp",
+    "n_epochs=1",
+    "--eval-episodes",
+    "0",
+    "--no-progress",
+    "--timesteps",
+    "512",
+    "--checkpoint-every",
+    "64",
+]
 
 
 class _Killed(Exception):
@@ -429,8 +588,7 @@ def _retarget(out: Path, key: str, name: str) -> None:
     path.write_text(json.dumps(state))
 
 
-def test_checkpoint_state_naming_files_outside_the_run_is_refused(interrupted, tmp_path,
-                                                                 capsys):
+def test_checkpoint_state_naming_files_outside_the_run_is_refused(interrupted, tmp_path, capsys):
     out, marker = interrupted, tmp_path / "marker"
     (tmp_path / "outside.pkl").write_bytes(_pickled_payload(marker))
     state = (out / "checkpoints" / "state.json").read_text()
@@ -497,8 +655,9 @@ def test_resume_restores_every_state_exactly(interrupted, monkeypatch):
     with pytest.raises(_Killed):
         main([*TINY, "--out", str(interrupted)])
     model, vecnorm = seen["model"], seen["vecnorm"]
-    weights = af.load_weights(ck / state["files"]["model"],
-                              af.read_agent(ck / state["files"]["model"]))
+    weights = af.load_weights(
+        ck / state["files"]["model"], af.read_agent(ck / state["files"]["model"])
+    )
     for k, v in model.policy.state_dict().items():
         assert torch.equal(v, weights[k]), k
     saved_opt = torch.load(ck / state["files"]["optimizer"], weights_only=True)
@@ -538,8 +697,7 @@ def test_sac_checkpoint_files_round_trip_exactly(tmp_path):
     from stable_baselines3 import SAC
 
     env = gym.make(FEDLORA, num_devices=4, episode_rounds=8, action_mode="score")
-    kw = {"learning_starts": 16, "batch_size": 16, "buffer_size": 200, "device": "cpu",
-          "seed": 0}
+    kw = {"learning_starts": 16, "batch_size": 16, "buffer_size": 200, "device": "cpu", "seed": 0}
     model = SAC("MlpPolicy", env, **kw)
     from stable_baselines3.common.logger import Logger
 
@@ -556,38 +714,48 @@ def test_sac_checkpoint_files_round_trip_exactly(tmp_path):
     train_files.restore_counters(fresh, state["algorithm"])
     train_files.load_replay_buffer(fresh.replay_buffer, files["replay_buffer"])
     params, restored = model.get_parameters(), fresh.get_parameters()
-    assert sorted(params) == ["actor.optimizer", "critic.optimizer", "ent_coef_optimizer",
-                              "policy"]
+    assert sorted(params) == ["actor.optimizer", "critic.optimizer", "ent_coef_optimizer", "policy"]
     for name in params:
         _assert_same(params[name], restored[name], name)
     assert torch.equal(model.log_ent_coef, fresh.log_ent_coef)
     assert (fresh.num_timesteps, fresh._n_updates) == (model.num_timesteps, model._n_updates)
     for k in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
-        np.testing.assert_array_equal(getattr(fresh.replay_buffer, k),
-                                      getattr(model.replay_buffer, k), err_msg=k)
+        np.testing.assert_array_equal(
+            getattr(fresh.replay_buffer, k), getattr(model.replay_buffer, k), err_msg=k
+        )
     assert (fresh.replay_buffer.pos, fresh.replay_buffer.full) == (
-        model.replay_buffer.pos, model.replay_buffer.full)
+        model.replay_buffer.pos,
+        model.replay_buffer.full,
+    )
     # an object array in a replay buffer file is not unpickled
-    np.savez(tmp_path / "obj.npz", format_version=np.array(1), pos=np.array(0),
-             full=np.array(False), **{"array.observations": np.array([_Payload(
-                 tmp_path / "marker")], dtype=object)})
+    np.savez(
+        tmp_path / "obj.npz",
+        format_version=np.array(1),
+        pos=np.array(0),
+        full=np.array(False),
+        **{"array.observations": np.array([_Payload(tmp_path / "marker")], dtype=object)},
+    )
     with pytest.raises(ValueError, match="allow_pickle"):
         train_files.load_replay_buffer(fresh.replay_buffer, tmp_path / "obj.npz")
     assert not (tmp_path / "marker").exists()
 
 
-@pytest.mark.parametrize("algo, policy, env_kw, transform", [
-    ("ppo", "MlpPolicy", {"action_mode": "count"}, "none"),
-    ("a2c", "MlpPolicy", {"action_mode": "subset"}, "none"),
-    ("dqn", "MlpPolicy", {"action_mode": "count"}, "none"),
-    ("sac", "MlpPolicy", {"action_mode": "score"}, "none"),
-    ("td3", "MlpPolicy", {"action_mode": "bandwidth"}, "none"),
-    ("ppo", "fedlora-shared", {"action_mode": "score"}, "fedlora-devices"),
-    ("sac", "fedlora-shared", {"action_mode": "score"}, "fedlora-devices"),
-    ("td3", "fedlora-shared", {"action_mode": "score"}, "fedlora-devices"),
-])
+@pytest.mark.parametrize(
+    "algo, policy, env_kw, transform",
+    [
+        ("ppo", "MlpPolicy", {"action_mode": "count"}, "none"),
+        ("a2c", "MlpPolicy", {"action_mode": "subset"}, "none"),
+        ("dqn", "MlpPolicy", {"action_mode": "count"}, "none"),
+        ("sac", "MlpPolicy", {"action_mode": "score"}, "none"),
+        ("td3", "MlpPolicy", {"action_mode": "bandwidth"}, "none"),
+        ("ppo", "fedlora-shared", {"action_mode": "score"}, "fedlora-devices"),
+        ("sac", "fedlora-shared", {"action_mode": "score"}, "fedlora-devices"),
+        ("td3", "fedlora-shared", {"action_mode": "score"}, "fedlora-devices"),
+    ],
+)
 def test_every_algorithm_and_policy_round_trips_through_the_agent_files(
-        tmp_path, algo, policy, env_kw, transform):
+    tmp_path, algo, policy, env_kw, transform
+):
     """A fresh (randomly initialised) model of each algorithm and policy class, written and
     read back: the same weights, class and arguments, and the same deterministic actions."""
     from edgeft.agents.policies import policy_for
@@ -598,11 +766,17 @@ def test_every_algorithm_and_policy_round_trips_through_the_agent_files(
     cls = af.algo_class(algo)
     kw = {"buffer_size": 100} if algo in ("sac", "td3", "dqn") else {}
     pol = policy if policy == "MlpPolicy" else policy_for(policy, algo)
-    policy_kwargs = {"net_arch": [16, 8], "activation_fn": torch.nn.ReLU} if (
-        policy == "MlpPolicy") else {"embed_dim": 8, "hidden_dim": 8}
+    policy_kwargs = (
+        {"net_arch": [16, 8], "activation_fn": torch.nn.ReLU}
+        if (policy == "MlpPolicy")
+        else {"embed_dim": 8, "hidden_dim": 8}
+    )
     model = cls(pol, feats, device="cpu", seed=3, policy_kwargs=policy_kwargs, **kw)
-    meta = {"env_id": FEDLORA, "obs_transform": transform,
-            "env_config": {"action_mode": env_kw["action_mode"]}}
+    meta = {
+        "env_id": FEDLORA,
+        "obs_transform": transform,
+        "env_config": {"action_mode": env_kw["action_mode"]},
+    }
     path = af.write_agent(tmp_path / "a", model, meta, None)
     doc = af.read_agent(path)
     assert doc["policy"]["class"] == policy and doc["algo"] == algo
@@ -614,5 +788,6 @@ def test_every_algorithm_and_policy_round_trips_through_the_agent_files(
     for k in want:
         assert torch.equal(want[k], got[k]), k
     obs = np.stack([feats.observation_space.sample() for _ in range(20)]).clip(-5, 5)
-    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0],
-                                  model.predict(obs, deterministic=True)[0])
+    np.testing.assert_array_equal(
+        loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0]
+    )

@@ -24,8 +24,22 @@ from edgeft.cli import main
 from edgeft.episodes import run_episode
 from edgeft.suites import FEDLORA, MEC, Scenario, Suite
 
-SMALL = ["--set", "num_devices=6", "--set", "episode_rounds=16", "--n-envs", "4",
-         "--hp", "n_steps=32", "--hp", "batch_size=64", "--hp", "n_epochs=1", "--seed", "3"]
+SMALL = [
+    "--set",
+    "num_devices=6",
+    "--set",
+    "episode_rounds=16",
+    "--n-envs",
+    "4",
+    "--hp",
+    "n_steps=32",
+    "--hp",
+    "batch_size=64",
+    "--hp",
+    "n_epochs=1",
+    "--seed",
+    "3",
+]
 
 
 def _flat(text: str) -> str:
@@ -43,7 +57,11 @@ def test_help_shows_the_defaults_that_are_used(capsys):
     # and those are what a run without flags gets
     cfg = train_mod.build_config(None, None)
     assert (cfg.timesteps, cfg.env_id, cfg.algo, cfg.seed) == (
-        100_000, "edgeft/FedLoRAScheduling-v0", "ppo", 0)
+        100_000,
+        "edgeft/FedLoRAScheduling-v0",
+        "ppo",
+        0,
+    )
 
 
 def test_env_family_is_read_from_the_env_config_class():
@@ -55,15 +73,20 @@ def _leaderboard_means(scenario: dict, policy: str, seeds: list[int]) -> dict[st
     """What the leaderboard reports for ``policy`` in ``scenario`` on ``seeds``: its own
     tasks, episode loop and summary (means; the headline value under "headline", the score
     under "score", with the anchor and hindsight rows the leaderboard adds)."""
-    suite = Suite("validation-check", 1, "fedlora", "test", (Scenario("s", FEDLORA, scenario),),
-                  num_seeds=len(seeds))
+    suite = Suite(
+        "validation-check",
+        1,
+        "fedlora",
+        "test",
+        (Scenario("s", FEDLORA, scenario),),
+        num_seeds=len(seeds),
+    )
     policies = lb.scored_policies(suite, [policy])
     tasks = lb.make_tasks(suite, policies)
     for i, task in enumerate(tasks):
         task["seed"] = seeds[i % len(seeds)]
     rows = [lb.run_task(t) for t in tasks]
-    entry = next(e for e in lb.summarize(suite, policies, rows)["results"]
-                 if e["policy"] == policy)
+    entry = next(e for e in lb.summarize(suite, policies, rows)["results"] if e["policy"] == policy)
     out = {m: v["mean"] for m, v in entry["metrics"].items()}
     out["headline"] = entry["headline"]["mean"]
     out["score"] = entry["score"]["mean"]
@@ -73,12 +96,32 @@ def _leaderboard_means(scenario: dict, policy: str, seeds: list[int]) -> dict[st
 def test_rounded_steps_are_said_and_validation_reports_the_leaderboard_numbers(tmp_path, capsys):
     out = tmp_path / "run"
     # the tuned FedLoRA PPO entry trains on reward=drift-plus-penalty, zeta=10 (reward-only)
-    assert main(["train", "--env", FEDLORA, *SMALL, "--timesteps", "100", "--eval-every", "0",
-                 "--eval-episodes", "2", "--no-progress", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--env",
+                FEDLORA,
+                *SMALL,
+                "--timesteps",
+                "100",
+                "--eval-every",
+                "0",
+                "--eval-episodes",
+                "2",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     cap = capsys.readouterr()
     # 32 steps per copy x 4 copies = 128 steps per rollout: 100 becomes 128, said up front
-    assert ("ppo learns from whole rollouts of 128 steps (n_steps 32 x 4 envs), so this run "
-            "trains for 128 steps, not 100") in _flat(cap.err)
+    assert (
+        "ppo learns from whole rollouts of 128 steps (n_steps 32 x 4 envs), so this run "
+        "trains for 128 steps, not 100"
+    ) in _flat(cap.err)
     meta = json.loads((out / "model.agent.json").read_text())
     assert meta["timesteps"] == 128
     assert meta["env_config"]["reward"] == "drift-plus-penalty"
@@ -95,8 +138,9 @@ def test_rounded_steps_are_said_and_validation_reports_the_leaderboard_numbers(t
             assert got[k] == pytest.approx(want[k], rel=1e-12, abs=1e-12), k
     # the "return" is the leaderboard's (the env's default reward), not the training reward's
     training_env = {**scenario, **meta["train_config"]["env_config"]}
-    trained_reward = np.mean([run_episode(FEDLORA, training_env, "gs", s)["metrics"]["return"]
-                              for s in seeds])
+    trained_reward = np.mean(
+        [run_episode(FEDLORA, training_env, "gs", s)["metrics"]["return"] for s in seeds]
+    )
     assert abs(trained_reward - row["reference"]["return"]) > 1.0
     line = next(x for x in cap.out.splitlines() if x.startswith("[eval @ 128]"))
     assert f"final loss within budget {agent['headline']:.5g} (gs {ref['headline']:.5g})" in line
@@ -105,16 +149,26 @@ def test_rounded_steps_are_said_and_validation_reports_the_leaderboard_numbers(t
     assert "best final loss within budget (lower is better)" in cap.out
 
 
-@pytest.mark.parametrize("hp, n_envs, timesteps, expect", [
-    ({"train_freq": 4, "learning_starts": 8}, 2, 21, 24),
-    ({"train_freq": (1, "episode"), "learning_starts": 8}, 1, 20, 32),  # 16-round episodes
-    ({"train_freq": (3, "episode"), "learning_starts": 8}, 1, 20, 48),
-])
+@pytest.mark.parametrize(
+    "hp, n_envs, timesteps, expect",
+    [
+        ({"train_freq": 4, "learning_starts": 8}, 2, 21, 24),
+        ({"train_freq": (1, "episode"), "learning_starts": 8}, 1, 20, 32),  # 16-round episodes
+        ({"train_freq": (3, "episode"), "learning_starts": 8}, 1, 20, 48),
+    ],
+)
 def test_planned_steps_are_where_sb3_stops(tmp_path, capsys, hp, n_envs, timesteps, expect):
     cfg = train_mod.build_config(
-        FEDLORA, "dqn", timesteps=timesteps, n_envs=n_envs, eval_episodes=0, checkpoint_every=0,
-        progress=False, env_config={"num_devices": 4, "episode_rounds": 16},
-        hyperparams={"buffer_size": 500, "batch_size": 8, **hp})
+        FEDLORA,
+        "dqn",
+        timesteps=timesteps,
+        n_envs=n_envs,
+        eval_episodes=0,
+        checkpoint_every=0,
+        progress=False,
+        env_config={"num_devices": 4, "episode_rounds": 16},
+        hyperparams={"buffer_size": 500, "batch_size": 8, **hp},
+    )
     train_mod.train(cfg, tmp_path / "run")
     done = json.loads((tmp_path / "run" / "model.agent.json").read_text())["timesteps"]
     assert done == expect
@@ -123,10 +177,16 @@ def test_planned_steps_are_where_sb3_stops(tmp_path, capsys, hp, n_envs, timeste
 
 def test_clipped_dpp_reward_against_a_plain_loop():
     zeta, clip = 7.0, 3.0
-    vec = gym.make_vec(FEDLORA, num_envs=3, vectorization_mode="vector_entry_point",
-                       num_devices=5, episode_rounds=12)
-    config = train_mod.make_env_config(train_mod.build_config(
-        FEDLORA, "ppo", env_config={"num_devices": 5, "episode_rounds": 12}))
+    vec = gym.make_vec(
+        FEDLORA,
+        num_envs=3,
+        vectorization_mode="vector_entry_point",
+        num_devices=5,
+        episode_rounds=12,
+    )
+    config = train_mod.make_env_config(
+        train_mod.build_config(FEDLORA, "ppo", env_config={"num_devices": 5, "episode_rounds": 12})
+    )
     reward = clipped_drift_plus_penalty(config, zeta, clip)
     obs, _ = vec.reset(seed=11)
     queue = np.zeros(3)  # q before the first round
@@ -167,8 +227,9 @@ def test_prefix_delay_against_a_plain_loop():
                 g = 10 ** (gain_db[i] / 10)
                 rate = share * np.log2(1 + g / (share * config.noise_psd))
                 worst = max(worst, bits[i] / rate)
-            assert f[size + n - 1] == pytest.approx(np.log(worst / config.budget_s),
-                                                         rel=1e-9, abs=1e-12)
+            assert f[size + n - 1] == pytest.approx(
+                np.log(worst / config.budget_s), rel=1e-9, abs=1e-12
+            )
         # the gain-sorted blocks: the same devices, strongest first
         np.testing.assert_array_equal(f[:k], gain_db[order])
 
@@ -219,9 +280,15 @@ def test_restated_names_exist_where_they_are_defined():
         head = family.headline
         if head is not None:
             assert (metric.name, metric.title, metric.higher_is_better) == (
-                "headline", head.title, head.higher_is_better)
+                "headline",
+                head.title,
+                head.higher_is_better,
+            )
         else:
             name, m = next(iter(family.metrics.items()))
             assert (metric.name, metric.title, metric.higher_is_better) == (
-                name, m.title, not m.lower_is_better)
+                name,
+                m.title,
+                not m.lower_is_better,
+            )
     assert train_mod.validation_metric("fedlora").title == "final loss within budget"

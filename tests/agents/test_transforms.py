@@ -45,10 +45,10 @@ def test_mec_users_shape_and_gain_blocks():
     assert feats.shape == (len(obs), n * (m + 9) + 3 * m + 1)
     assert transformed_size("mec-users", config, obs.shape[1]) == feats.shape[1]
     assert np.all(np.isfinite(feats))
-    user = feats[:, :n * (m + 9)].reshape(len(obs), n, m + 9)
+    user = feats[:, : n * (m + 9)].reshape(len(obs), n, m + 9)
     gain_db = _section(config, obs, "gain_db")
     # best gain (dB) and the linear ratio to it reproduce the gains (lossless); ratio 1 at argmax
-    ratio = user[:, :, 1:m + 1]
+    ratio = user[:, :, 1 : m + 1]
     np.testing.assert_allclose(user[:, :, :1] + 10 * np.log10(ratio), gain_db, atol=1e-9)
     np.testing.assert_array_equal(np.argmax(ratio, axis=2), gain_db.argmax(axis=2))
     np.testing.assert_allclose(ratio.max(axis=2), 1.0)
@@ -69,8 +69,9 @@ def test_mec_users_is_a_pure_function_of_the_observation():
     np.testing.assert_array_equal(f(obs), batch)
     np.testing.assert_array_equal(obs, copy)
     # a fresh env with the same seeds gives the same observations, hence the same features
-    np.testing.assert_array_equal(get_transform("mec-users", config)(
-        _observations(_env(), range(2))), batch)
+    np.testing.assert_array_equal(
+        get_transform("mec-users", config)(_observations(_env(), range(2))), batch
+    )
 
 
 def test_mec_users_permutes_with_the_users():
@@ -87,10 +88,10 @@ def test_mec_users_permutes_with_the_users():
             permuted[:, block] = obs[:, block].reshape((1,) + shape)[:, perm].reshape(1, -1)
     f = get_transform("mec-users", config)
     a, b = f(obs), f(permuted)
-    ua = a[:, :n * (m + 9)].reshape(n, m + 9)
-    ub = b[:, :n * (m + 9)].reshape(n, m + 9)
+    ua = a[:, : n * (m + 9)].reshape(n, m + 9)
+    ub = b[:, : n * (m + 9)].reshape(n, m + 9)
     np.testing.assert_allclose(ub, ua[perm], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(b[:, n * (m + 9):], a[:, n * (m + 9):])
+    np.testing.assert_allclose(b[:, n * (m + 9) :], a[:, n * (m + 9) :])
 
 
 def test_mec_users_rejects_the_other_family():
@@ -151,9 +152,15 @@ def test_permute_users_gives_the_same_rounds_with_renamed_users():
         np.testing.assert_array_equal(pinst.b_max, inst.b_max)
         # the permuted labels are the teacher's decision for the permuted round, same cost
         np.testing.assert_array_equal(teacher.predict(po)[0][n:], pl[n:])
-        costs = [S.cost_of(i, fast_resource_rule(i, a[:n] + 1.0, a[n:], w, ud), w, ud)
-                 for i, a in ((inst, lab), (pinst, pl))]
+        costs = [
+            S.cost_of(i, fast_resource_rule(i, a[:n] + 1.0, a[n:], w, ud), w, ud)
+            for i, a in ((inst, lab), (pinst, pl))
+        ]
         np.testing.assert_allclose(costs[1], costs[0], rtol=1e-12)
     with pytest.raises(ValueError, match="discrete"):
-        permute_users(obs, labels, config_in_force(gym.make(MEC, action_mode="full")),
-                      np.random.default_rng(0))
+        permute_users(
+            obs,
+            labels,
+            config_in_force(gym.make(MEC, action_mode="full")),
+            np.random.default_rng(0),
+        )

@@ -13,8 +13,15 @@ import edgeft  # noqa: F401  (registers the ids)
 ENV_ID = "edgeft/FedLoRAScheduling-v0"
 
 
-def play(config: dict[str, Any], path: Path, *, split_at: int | None, steps: int, seed: int,
-         live_steps: int = 0) -> tuple[np.ndarray, Any]:
+def play(
+    config: dict[str, Any],
+    path: Path,
+    *,
+    split_at: int | None,
+    steps: int,
+    seed: int,
+    live_steps: int = 0,
+) -> tuple[np.ndarray, Any]:
     """Rows ``[obs, reward, channel gains]`` of ``steps`` sampled actions from ``reset(seed)``,
     and the env's channel object at the end. With ``split_at``: before that step the env saves a
     checkpoint to ``path``, takes ``live_steps`` more steps (so the saved state must not follow

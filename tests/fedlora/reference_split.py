@@ -12,8 +12,9 @@ from edgeft.envs.fedlora.actions import channel_order
 LN2 = F.LN2
 
 
-def _lemma3_terms(c: np.ndarray, weight: np.ndarray,
-                  a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _lemma3_terms(
+    c: np.ndarray, weight: np.ndarray, a: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Bandwidth a g(c w) and its derivative mu-scaled d/dc, for lambda = c * w (w = mu / a).
 
     ``c = ln2 / D``. Returns (B_k, dB_k/dc); infeasible terms (lambda >= 1) give (inf, inf).
@@ -29,11 +30,17 @@ def _lemma3_terms(c: np.ndarray, weight: np.ndarray,
     return band, dband
 
 
-def reference_min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: float,
-                                total_bandwidth: float, mask: np.ndarray, *, rtol: float = 1e-13,
-                                max_iter: int = 100,
-                                bracket: tuple[np.ndarray, np.ndarray] | None = None
-                                ) -> tuple[np.ndarray, np.ndarray]:
+def reference_min_common_delay(
+    bits: np.ndarray,
+    gain: np.ndarray,
+    noise_psd: float,
+    total_bandwidth: float,
+    mask: np.ndarray,
+    *,
+    rtol: float = 1e-13,
+    max_iter: int = 100,
+    bracket: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Minimum common delay of a device set sharing B, and the bandwidths that achieve it.
 
     Solves sum_{k in S} B_k(D) = B with B_k from Lemma 3 (decreasing in D); the optimum of
@@ -57,11 +64,21 @@ def reference_min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: fl
         n = np.maximum(count, 1)[..., None]
         beq = total_bandwidth / n
         # equal split: the slowest member's delay bounds D* from above -> c from below
-        c_lo = np.min(np.where(mask, beq * np.log1p(a / beq) / np.where(mask, bits, 1.0), np.inf),
-                      axis=-1, initial=np.inf)
+        c_lo = np.min(
+            np.where(mask, beq * np.log1p(a / beq) / np.where(mask, bits, 1.0), np.inf),
+            axis=-1,
+            initial=np.inf,
+        )
         # every member with all of B: the slowest bounds D* from below -> c from above
-        c_hi = np.min(np.where(mask, total_bandwidth * np.log1p(a / total_bandwidth)
-                               / np.where(mask, bits, 1.0), np.inf), axis=-1, initial=np.inf)
+        c_hi = np.min(
+            np.where(
+                mask,
+                total_bandwidth * np.log1p(a / total_bandwidth) / np.where(mask, bits, 1.0),
+                np.inf,
+            ),
+            axis=-1,
+            initial=np.inf,
+        )
     else:
         c_lo, c_hi = (np.asarray(x, dtype=np.float64).copy() for x in bracket)
     c_lo = np.where(nonempty, c_lo, 1.0)
@@ -93,8 +110,9 @@ def reference_min_common_delay(bits: np.ndarray, gain: np.ndarray, noise_psd: fl
     return delay, band
 
 
-def reference_prefix_delays(gain: np.ndarray, bits: np.ndarray, noise_psd: float,
-                            bandwidth_hz: float) -> np.ndarray:
+def reference_prefix_delays(
+    gain: np.ndarray, bits: np.ndarray, noise_psd: float, bandwidth_hz: float
+) -> np.ndarray:
     """``baselines.fedlora.hindsight.prefix_delays`` as first implemented: every prefix of every
     round at once on T x K x K masks."""
     gain = np.atleast_2d(np.asarray(gain, dtype=np.float64))
@@ -105,6 +123,7 @@ def reference_prefix_delays(gain: np.ndarray, bits: np.ndarray, noise_psd: float
     bs = np.take_along_axis(bits, order, axis=-1)
     prefix = np.arange(k)[None, :] < np.arange(1, k + 1)[:, None]
     mask = np.broadcast_to(prefix, (t, k, k))
-    delay, _ = reference_min_common_delay(bs[:, None, :], gs[:, None, :], noise_psd, bandwidth_hz,
-                                          mask)
+    delay, _ = reference_min_common_delay(
+        bs[:, None, :], gs[:, None, :], noise_psd, bandwidth_hz, mask
+    )
     return np.concatenate([np.zeros((t, 1)), delay], axis=1)

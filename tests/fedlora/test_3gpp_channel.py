@@ -45,8 +45,7 @@ def _expected_episode(seed: int, k: int, rounds: int) -> tuple[int, int, np.ndar
     rng, _ = seeding.np_random(seed)
     u = rng.random(2 + tr.num_devices)
     starts = max(1, tr.rounds - rounds)
-    return (int(u[0] * tr.num_traces), int(u[1] * starts),
-            np.argsort(u[2:], kind="stable")[:k])
+    return (int(u[0] * tr.num_traces), int(u[1] * starts), np.argsort(u[2:], kind="stable")[:k])
 
 
 # ------------------------------------------------------------------ the file
@@ -162,8 +161,14 @@ def test_vector_env_copy_equals_the_single_env_across_episode_ends():
 
 def test_vector_copies_replay_their_own_traces_and_restart_alone():
     tr = _trace()
-    vec = gym.make_vec(ENV_ID, num_envs=4, vectorization_mode="vector_entry_point",
-                       episode_rounds=5, num_devices=9, **UMI)
+    vec = gym.make_vec(
+        ENV_ID,
+        num_envs=4,
+        vectorization_mode="vector_entry_point",
+        episode_rounds=5,
+        num_devices=9,
+        **UMI,
+    )
     obs, _ = vec.reset(seed=11)
     copies = vec.unwrapped._fading
     assert isinstance(copies, CopyChannels)
@@ -191,14 +196,18 @@ def test_checkpoint_resumes_a_replayed_episode_exactly(tmp_path):
 
     def run(split):  # the saved position must not follow the live one: 4 live steps; the
         # fresh env is reset to another episode (trace) before loading
-        return play(kw, tmp_path / "ck.pkl", split_at=11 if split else None, steps=30, seed=21,
-                    live_steps=4)
+        return play(
+            kw, tmp_path / "ck.pkl", split_at=11 if split else None, steps=30, seed=21, live_steps=4
+        )
 
     (whole, ch_whole), (resumed, ch_resumed) = run(False), run(True)
     np.testing.assert_array_equal(whole, resumed)
     assert isinstance(ch_resumed, T.TraceChannel)
-    assert (ch_resumed.trace, ch_resumed.offset, ch_resumed.pos) == \
-        (ch_whole.trace, ch_whole.offset, ch_whole.pos) and ch_whole.pos == 31
+    assert (ch_resumed.trace, ch_resumed.offset, ch_resumed.pos) == (
+        ch_whole.trace,
+        ch_whole.offset,
+        ch_whole.pos,
+    ) and ch_whole.pos == 31
     np.testing.assert_array_equal(ch_resumed.devices, ch_whole.devices)
 
 
@@ -216,26 +225,33 @@ def test_unknown_channel_lists_the_choices():
         gym.make(ENV_ID, channel="3gpp-uma")
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("num_devices", 21, r"num_devices=21 is more than the 20 devices"),
-    ("episode_rounds", 129, r"episode_rounds=129 is more than the 128 rounds"),
-    ("fading_correlation", 0.5, r"fading_correlation and mobility_speed_mps configure"),
-    ("mobility_speed_mps", 1.0, r"fading_correlation and mobility_speed_mps configure"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("num_devices", 21, r"num_devices=21 is more than the 20 devices"),
+        ("episode_rounds", 129, r"episode_rounds=129 is more than the 128 rounds"),
+        ("fading_correlation", 0.5, r"fading_correlation and mobility_speed_mps configure"),
+        ("mobility_speed_mps", 1.0, r"fading_correlation and mobility_speed_mps configure"),
+    ],
+)
 def test_misfits_give_clear_errors(field, value, match):
     with pytest.raises(ValueError, match=match):
         FedLoRAConfig(**{field: value}, **UMI)
     with pytest.raises(ValueError, match=match):
-        gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point",
-                     **{field: value}, **UMI)
+        gym.make_vec(
+            ENV_ID, num_envs=2, vectorization_mode="vector_entry_point", **{field: value}, **UMI
+        )
 
 
 def test_missing_trace_file_says_how_to_generate_it(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "TRACE_DIR", tmp_path)
     C.load_trace.cache_clear()
     try:
-        with pytest.raises(FileNotFoundError, match=r"make_3gpp_trace.*edgeft\[3gpp\]|"
-                           r"edgeft\[3gpp\].*make_3gpp_trace"):
+        with pytest.raises(
+            FileNotFoundError,
+            match=r"make_3gpp_trace.*edgeft\[3gpp\]|"
+            r"edgeft\[3gpp\].*make_3gpp_trace",
+        ):
             FedLoRAConfig(**UMI)
         FedLoRAConfig()  # the default channel needs no file
     finally:
@@ -260,11 +276,13 @@ def _umi_basic_pathloss(d2d, d3d, los, fc_hz, h_bs, h_ut):
     fc = fc_hz / 1e9
     d_bp = 4 * (h_bs - 1.0) * (h_ut - 1.0) * fc_hz / 299_792_458.0
     pl1 = 32.4 + 21 * np.log10(d3d) + 20 * np.log10(fc)
-    pl2 = (32.4 + 40 * np.log10(d3d) + 20 * np.log10(fc)
-           - 9.5 * np.log10(d_bp ** 2 + (h_bs - h_ut) ** 2))
+    pl2 = (
+        32.4 + 40 * np.log10(d3d) + 20 * np.log10(fc) - 9.5 * np.log10(d_bp**2 + (h_bs - h_ut) ** 2)
+    )
     pl_los = np.where(d2d < d_bp, pl1, pl2)
-    pl_nlos = np.maximum(pl_los, 35.3 * np.log10(d3d) + 22.4 + 21.3 * np.log10(fc)
-                         - 0.3 * (h_ut - 1.5))
+    pl_nlos = np.maximum(
+        pl_los, 35.3 * np.log10(d3d) + 22.4 + 21.3 * np.log10(fc) - 0.3 * (h_ut - 1.5)
+    )
     return np.where(los, pl_los, pl_nlos)
 
 
@@ -272,8 +290,15 @@ def _umi_basic_pathloss(d2d, d3d, los, fc_hz, h_bs, h_ut):
 def test_generator_gives_tr38901_umi_path_loss_and_plausible_gains():
     from edgeft.envs.fedlora.make_3gpp_trace import TraceSettings, simulate_trace
 
-    s = TraceSettings(traces=1, rounds=4, devices=12, cell_center_m=105.0, cell_radius_m=95.0,
-                      speed_mps=1.5, round_duration_s=2.0)
+    s = TraceSettings(
+        traces=1,
+        rounds=4,
+        devices=12,
+        cell_center_m=105.0,
+        cell_radius_m=95.0,
+        speed_mps=1.5,
+        round_duration_s=2.0,
+    )
     out = simulate_trace(s, 0)
     for key in ("gain_db", "pathloss_db", "shadowing_db", "los", "distance_2d_m"):
         assert out[key].shape == (4, 12), key
@@ -282,8 +307,9 @@ def test_generator_gives_tr38901_umi_path_loss_and_plausible_gains():
     pl = out["pathloss_db"]
     assert (pl > 60.0).all() and (pl < 160.0).all()
     d3d = np.hypot(d2d, s.bs_height_m - s.ut_height_m)
-    expected = _umi_basic_pathloss(d2d, d3d, out["los"], s.carrier_frequency_hz,
-                                   s.bs_height_m, s.ut_height_m)
+    expected = _umi_basic_pathloss(
+        d2d, d3d, out["los"], s.carrier_frequency_hz, s.bs_height_m, s.ut_height_m
+    )
     np.testing.assert_allclose(pl, expected, atol=0.02)  # float32 inside sionna
     # |h|^2 = -PL + shadowing + what the clusters and antennas add (a few dB around the 8 dBi
     # of the BS element, never tens of dB)

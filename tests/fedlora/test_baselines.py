@@ -31,12 +31,14 @@ def test_lyapunov_is_the_per_round_optimum_by_brute_force(k, seed, zeta):
     for _ in range(8):
         dec = env.unwrapped.decode_observation(obs)
         queue = float(dec.queue)
-        best, _ = brute_force_best_subset(dec.gain, dec.bits, queue, cfg.budget_s, cfg.noise_psd,
-                                          cfg.bandwidth_hz, zeta)
+        best, _ = brute_force_best_subset(
+            dec.gain, dec.bits, queue, cfg.budget_s, cfg.noise_psd, cfg.bandwidth_hz, zeta
+        )
         action, _ = policy.predict(obs)
         obs, _, _, _, info = env.step(action)
         assert _objective_of(info, queue, cfg.budget_s, zeta) == pytest.approx(
-            best, rel=1e-9, abs=1e-9)
+            best, rel=1e-9, abs=1e-9
+        )
 
 
 def test_lyapunov_matches_brentq_reference_with_queue_states():
@@ -49,8 +51,9 @@ def test_lyapunov_matches_brentq_reference_with_queue_states():
         o = obs.copy()
         o[3 * 12] = queue
         dec = env.unwrapped.decode_observation(o)
-        _, values = ref_lyapunov_prefixes(dec.gain, dec.bits, queue, cfg.budget_s, cfg.noise_psd,
-                                          cfg.bandwidth_hz, cfg.zeta)
+        _, values = ref_lyapunov_prefixes(
+            dec.gain, dec.bits, queue, cfg.budget_s, cfg.noise_psd, cfg.bandwidth_hz, cfg.zeta
+        )
         shares, _ = policy.predict(o)
         assert (shares > 0).sum() == int(np.argmax(values)) + 1
         obs, *_ = env.step(rng.random(12) / 12)
@@ -65,8 +68,16 @@ def test_paper_lyapunov_stops_at_the_first_decrease():
         o = obs.copy()
         o[30] = queue
         dec = env.unwrapped.decode_observation(o)
-        _, values = ref_lyapunov_prefixes(dec.gain, dec.bits, queue, cfg.budget_s, cfg.noise_psd,
-                                          cfg.bandwidth_hz, cfg.zeta, "paper")
+        _, values = ref_lyapunov_prefixes(
+            dec.gain,
+            dec.bits,
+            queue,
+            cfg.budget_s,
+            cfg.noise_psd,
+            cfg.bandwidth_hz,
+            cfg.zeta,
+            "paper",
+        )
         obj, n = 0.0, 0
         for v in values:  # Algorithm 1: accept while J does not decrease, starting from obj = 0
             if v >= obj:
@@ -87,13 +98,23 @@ def test_gs_is_the_largest_prefix_meeting_the_budget_and_aaba_is_equal_split():
     for _ in range(10):
         dec = env.unwrapped.decode_observation(obs)
         order = np.argsort(-dec.gain, kind="stable")
-        need = [ref_bandwidth_for_delay(dec.bits[i], cfg.budget_s, dec.gain[i], cfg.noise_psd)
-                for i in order]
+        need = [
+            ref_bandwidth_for_delay(dec.bits[i], cfg.budget_s, dec.gain[i], cfg.noise_psd)
+            for i in order
+        ]
         n_gs = int(np.sum(np.cumsum(need) <= cfg.bandwidth_hz))
         # the largest prefix whose min common delay meets the budget (docs/corrections.md)
-        n_prefix = max([n for n in range(1, 10) if ref_min_common_delay(
-            dec.bits[order[:n]], dec.gain[order[:n]], cfg.noise_psd, cfg.bandwidth_hz)
-            <= cfg.budget_s] + [0])
+        n_prefix = max(
+            [
+                n
+                for n in range(1, 10)
+                if ref_min_common_delay(
+                    dec.bits[order[:n]], dec.gain[order[:n]], cfg.noise_psd, cfg.bandwidth_hz
+                )
+                <= cfg.budget_s
+            ]
+            + [0]
+        )
         a_gs, _ = gs.predict(obs)
         a_ab, _ = aaba.predict(obs)
         assert (a_gs > 0).sum() == n_gs == n_prefix
@@ -183,8 +204,9 @@ def test_lyapunov_is_the_per_round_optimum_over_all_subsets_at_k10():
     k = 10
     masks = np.array([m for m in product([False, True], repeat=k) if any(m)])
     for zeta, per_bit in ((1.0, 2e-6), (0.3, 1e-6)):
-        env = gym.make(ENV_ID, num_devices=k, zeta=zeta, bandwidth_hz=5e6,
-                       delay_budget_per_bit=per_bit)
+        env = gym.make(
+            ENV_ID, num_devices=k, zeta=zeta, bandwidth_hz=5e6, delay_budget_per_bit=per_bit
+        )
         cfg = env.unwrapped.config
         policy = edgeft.make_policy("lyapunov", env)
         obs, _ = env.reset(seed=3)
@@ -196,7 +218,8 @@ def test_lyapunov_is_the_per_round_optimum_over_all_subsets_at_k10():
             action, _ = policy.predict(obs)
             obs, _, _, _, info = env.step(action)
             assert _objective_of(info, queue, cfg.budget_s, zeta) == pytest.approx(
-                j.max(), rel=1e-9, abs=1e-9)
+                j.max(), rel=1e-9, abs=1e-9
+            )
 
 
 def test_reference_policies_drop_into_sb3_evaluate_policy():

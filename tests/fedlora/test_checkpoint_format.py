@@ -19,15 +19,28 @@ from edgeft.envs.fedlora.types import STATE_FORMAT, State
 
 ENV_ID = "edgeft/FedLoRAScheduling-v0"
 DATA = Path(__file__).with_name("data")
-TRAINING = {"model": "tiny-bert", "task": "synthetic-text", "batch_size": 4, "eval_every": 2,
-            "eval_size": 64, "lr": 0.3, "dtype": "float64"}
+TRAINING = {
+    "model": "tiny-bert",
+    "task": "synthetic-text",
+    "batch_size": 4,
+    "eval_every": 2,
+    "eval_size": 64,
+    "lr": 0.3,
+    "dtype": "float64",
+}
 # the fixtures were written with the then defaults: the version-2 calibration, the per-round
 # "progress" reward
 V2 = str(V2_CALIBRATION)
 CONFIGS = {
     "surrogate": {"num_devices": 6, "episode_rounds": 30, "surrogate": V2, "reward": "progress"},
-    "real": {"num_devices": 4, "episode_rounds": 12, "mode": "real", "training": TRAINING,
-             "surrogate": V2, "reward": "progress"},
+    "real": {
+        "num_devices": 4,
+        "episode_rounds": 12,
+        "mode": "real",
+        "training": TRAINING,
+        "surrogate": V2,
+        "reward": "progress",
+    },
 }
 
 
@@ -61,9 +74,12 @@ def test_first_release_checkpoint_continues_exactly(name, request):
     for t, action in enumerate(expected["actions"]):
         obs, reward, _, _, info = env.step(action)
         np.testing.assert_allclose(obs, expected["obs"][t], rtol=rtol, atol=0.0)
-        np.testing.assert_allclose([reward, info["loss"]],
-                                   [expected["reward"][t], expected["loss"][t]], rtol=rtol,
-                                   atol=0.0)
+        np.testing.assert_allclose(
+            [reward, info["loss"]],
+            [expected["reward"][t], expected["loss"][t]],
+            rtol=rtol,
+            atol=0.0,
+        )
 
 
 def test_checkpoint_holds_the_typed_state_and_refuses_unknown_formats(tmp_path):
@@ -98,8 +114,19 @@ def test_format1_checkpoint_gets_the_fields_it_lacks(tmp_path):
     env.step(np.full(5, 0.2))
     data = env.unwrapped.state_dict()
     old = object.__new__(State)
-    for name in ("gain_db", "gain", "snr", "bits_mbit", "bits", "bits_ln2", "age", "queue", "t",
-                 "loss", "accuracy"):
+    for name in (
+        "gain_db",
+        "gain",
+        "snr",
+        "bits_mbit",
+        "bits",
+        "bits_ln2",
+        "age",
+        "queue",
+        "t",
+        "loss",
+        "accuracy",
+    ):
         object.__setattr__(old, name, getattr(data["state"], name))
     data["state"], data["format"] = old, 1
     path = tmp_path / "ck1.pkl"

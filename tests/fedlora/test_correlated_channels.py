@@ -24,8 +24,12 @@ import edgeft  # noqa: F401  (registers the ids)
 from tests.fedlora.checkpointing import play
 
 ENV_ID = "edgeft/FedLoRAScheduling-v0"
-MOBILE = {"fading_correlation": 0.9, "mobility_speed_mps": 3.0, "mobility_memory": 0.7,
-          "round_duration_s": 2.0}
+MOBILE = {
+    "fading_correlation": 0.9,
+    "mobility_speed_mps": 3.0,
+    "mobility_memory": 0.7,
+    "round_duration_s": 2.0,
+}
 
 
 def _lag1(x: np.ndarray) -> float:
@@ -61,19 +65,26 @@ def test_zero_correlation_and_speed_give_the_default_episodes_bit_for_bit(mode):
     """fading_correlation=0 and mobility_speed_mps=0 given explicitly (memory and round duration
     changed too: unused when nothing moves) replay the default env exactly, across fading
     blocks (64 rounds) and an episode end, single and vector env, loss noise on."""
-    explicit = {"fading_correlation": 0.0, "mobility_speed_mps": 0.0, "mobility_memory": 0.3,
-                "round_duration_s": 7.0}
+    explicit = {
+        "fading_correlation": 0.0,
+        "mobility_speed_mps": 0.0,
+        "mobility_memory": 0.3,
+        "round_duration_s": 7.0,
+    }
     base = {"action_mode": mode, "episode_rounds": 70, "surrogate": {"noise": 0.02}}
     assert not FedLoRAConfig(**base, **explicit).correlated_channel
     for seed in (0, 1, 5):
         env = gym.make(ENV_ID, **base)
         env.action_space.seed(seed)
         acts = [env.action_space.sample() for _ in range(75)]
-        _assert_same(_rollout(env, seed, acts),
-                     _rollout(gym.make(ENV_ID, **base, **explicit), seed, acts))
+        _assert_same(
+            _rollout(env, seed, acts), _rollout(gym.make(ENV_ID, **base, **explicit), seed, acts)
+        )
         assert isinstance(env.unwrapped._fading, FadingBlocks)
-        vec = [gym.make_vec(ENV_ID, num_envs=3, vectorization_mode="vector_entry_point",
-                            **base, **kw) for kw in ({}, explicit)]
+        vec = [
+            gym.make_vec(ENV_ID, num_envs=3, vectorization_mode="vector_entry_point", **base, **kw)
+            for kw in ({}, explicit)
+        ]
         vec[0].action_space.seed(seed)
         vacts = [vec[0].action_space.sample() for _ in range(75)]
         _assert_same(_rollout(vec[0], seed, vacts), _rollout(vec[1], seed, vacts))
@@ -107,9 +118,11 @@ def test_gauss_markov_velocity_matches_the_formula_and_its_stationary_law():
     ref.bit_generator.state = rng.bit_generator.state
     w = ref.standard_normal((5, 2))
     a, sigma = 0.6, 1.5
-    np.testing.assert_allclose(C.gauss_markov_velocity(rng, v, a, sigma, mean),
-                               a * v + (1 - a) * mean + np.sqrt(1 - a * a) * sigma * w,
-                               rtol=1e-13)
+    np.testing.assert_allclose(
+        C.gauss_markov_velocity(rng, v, a, sigma, mean),
+        a * v + (1 - a) * mean + np.sqrt(1 - a * a) * sigma * w,
+        rtol=1e-13,
+    )
     v = C.gauss_markov_start(rng, (40000, 2), sigma, mean)
     for _ in range(5):
         v = C.gauss_markov_velocity(rng, v, a, sigma, mean)
@@ -168,8 +181,13 @@ def test_iid_blocks_have_no_memory():
 
 
 def test_mobility_keeps_devices_in_the_cell_and_recomputes_path_loss():
-    cfg = FedLoRAConfig(fading_correlation=0.5, mobility_speed_mps=25.0, mobility_memory=0.9,
-                        round_duration_s=2.0, episode_rounds=600)
+    cfg = FedLoRAConfig(
+        fading_correlation=0.5,
+        mobility_speed_mps=25.0,
+        mobility_memory=0.9,
+        round_duration_s=2.0,
+        episode_rounds=600,
+    )
     env = gym.make(ENV_ID, config=cfg)
     env.reset(seed=1)
     ch = env.unwrapped._fading
@@ -183,8 +201,9 @@ def test_mobility_keeps_devices_in_the_cell_and_recomputes_path_loss():
         dist.append(r)
         np.testing.assert_array_equal(ch.mean_db, cell_gain_db(cfg, ch.pos))
         gain_db = env.unwrapped.decode_observation(obs).gain_db
-        np.testing.assert_allclose(gain_db, ch.mean_db + gain_to_db(C.fading_power(ch.re, ch.im)),
-                                   rtol=0, atol=1e-9)
+        np.testing.assert_allclose(
+            gain_db, ch.mean_db + gain_to_db(C.fading_power(ch.re, ch.im)), rtol=0, atol=1e-9
+        )
     assert not np.array_equal(ch.pos, start)
     # devices visit the whole disc, and the stationary velocity has the configured RMS speed
     dist = np.array(dist)
@@ -208,8 +227,9 @@ def test_speed_zero_moves_nothing():
 def test_correlated_vector_env_copy_equals_the_single_env():
     for seed in (0, 4):
         single = gym.make(ENV_ID, episode_rounds=30, **MOBILE)
-        vec = gym.make_vec(ENV_ID, num_envs=1, vectorization_mode="vector_entry_point",
-                           episode_rounds=30, **MOBILE)
+        vec = gym.make_vec(
+            ENV_ID, num_envs=1, vectorization_mode="vector_entry_point", episode_rounds=30, **MOBILE
+        )
         os_, _ = single.reset(seed=seed)
         ov, _ = vec.reset(seed=seed)
         rng = np.random.default_rng(seed)
@@ -222,8 +242,9 @@ def test_correlated_vector_env_copy_equals_the_single_env():
             np.testing.assert_array_equal(info_s["channel_gain"], info_v["channel_gain"][0])
         assert isinstance(vec.unwrapped._fading.channels[0], CorrelatedChannel)
     # a batch: every copy its own Markov channel; the restarted copies start anew
-    vec = gym.make_vec(ENV_ID, num_envs=4, vectorization_mode="vector_entry_point",
-                       episode_rounds=3, **MOBILE)
+    vec = gym.make_vec(
+        ENV_ID, num_envs=4, vectorization_mode="vector_entry_point", episode_rounds=3, **MOBILE
+    )
     vec.reset(seed=9)
     copies = vec.unwrapped._fading
     for _ in range(4):
@@ -242,8 +263,9 @@ def test_checkpoint_resumes_a_correlated_episode_exactly(tmp_path):
     kw = {"num_devices": 6, "surrogate": {"noise": 0.01}, **MOBILE}
 
     def run(split):  # the saved channel must not follow the live one: 3 live steps
-        return play(kw, tmp_path / "ck.pkl", split_at=7 if split else None, steps=20, seed=9,
-                    live_steps=3)
+        return play(
+            kw, tmp_path / "ck.pkl", split_at=7 if split else None, steps=20, seed=9, live_steps=3
+        )
 
     (whole, ch_whole), (resumed, ch_resumed) = run(False), run(True)
     np.testing.assert_array_equal(whole, resumed)
@@ -252,10 +274,17 @@ def test_checkpoint_resumes_a_correlated_episode_exactly(tmp_path):
         np.testing.assert_array_equal(getattr(ch_whole, name), getattr(ch_resumed, name))
 
 
-@pytest.mark.parametrize("field,value", [
-    ("fading_correlation", 1.0), ("fading_correlation", -0.1), ("mobility_speed_mps", -1.0),
-    ("mobility_memory", 1.0), ("round_duration_s", 0.0), ("mobility_speed_mps", 60.0),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("fading_correlation", 1.0),
+        ("fading_correlation", -0.1),
+        ("mobility_speed_mps", -1.0),
+        ("mobility_memory", 1.0),
+        ("round_duration_s", 0.0),
+        ("mobility_speed_mps", 60.0),
+    ],
+)
 def test_invalid_channel_fields_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         gym.make(ENV_ID, **{field: value})

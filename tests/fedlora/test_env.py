@@ -112,8 +112,15 @@ def test_progress_budget_reward_prices_the_time_average_excess(vector):
     T, K, pen = 30, 6, 3.0
     actions = np.random.default_rng(0).integers(0, K + 1, size=T)  # devices per round
     if vector:
-        env = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point",
-                           num_devices=K, episode_rounds=T, delay_penalty=pen, action_mode="count")
+        env = gym.make_vec(
+            ENV_ID,
+            num_envs=2,
+            vectorization_mode="vector_entry_point",
+            num_devices=K,
+            episode_rounds=T,
+            delay_penalty=pen,
+            action_mode="count",
+        )
         env.reset(seed=5)
         steps = [env.step(np.array([a, a])) for a in actions]
         rewards = np.array([s[1][0] for s in steps])
@@ -121,8 +128,9 @@ def test_progress_budget_reward_prices_the_time_average_excess(vector):
         sur = env.unwrapped.config.surrogate
         gap = sur.initial_loss - sur.loss_floor
     else:
-        env = gym.make(ENV_ID, num_devices=K, episode_rounds=T, delay_penalty=pen,
-                       action_mode="count")
+        env = gym.make(
+            ENV_ID, num_devices=K, episode_rounds=T, delay_penalty=pen, action_mode="count"
+        )
         assert env.unwrapped.config.reward == "progress-budget"
         env.reset(seed=5)
         steps = [env.step(int(a)) for a in actions]
@@ -149,16 +157,19 @@ def test_truncation_after_episode_rounds():
     assert flags == [False, False, False, True]
 
 
-@pytest.mark.parametrize("mode,bad,match", [
-    ("bandwidth", np.ones(5), "shape"),
-    ("bandwidth", np.full(8, np.nan), "finite"),
-    ("bandwidth", np.r_[np.ones(7), np.inf], "finite"),
-    ("bandwidth", "lots", "could not convert"),
-    ("count", 2.5, "integer"),
-    ("count", [1, 2], "shape"),
-    ("count", np.nan, "finite"),
-    ("subset", np.ones(3), "shape"),
-])
+@pytest.mark.parametrize(
+    "mode,bad,match",
+    [
+        ("bandwidth", np.ones(5), "shape"),
+        ("bandwidth", np.full(8, np.nan), "finite"),
+        ("bandwidth", np.r_[np.ones(7), np.inf], "finite"),
+        ("bandwidth", "lots", "could not convert"),
+        ("count", 2.5, "integer"),
+        ("count", [1, 2], "shape"),
+        ("count", np.nan, "finite"),
+        ("subset", np.ones(3), "shape"),
+    ],
+)
 def test_malformed_actions_raise(mode, bad, match):
     env = gym.make(ENV_ID, num_devices=8, action_mode=mode)
     env.reset(seed=0)
@@ -183,22 +194,26 @@ def test_over_full_shares_are_projected_and_reported_out_of_range_refused():
     assert info["bandwidth"].sum() == pytest.approx(10e6)
 
 
-@pytest.mark.parametrize("mode,action,match", [
-    ("count", 99, r"integer count in \[0, 20\]"),
-    ("count", -1, r"integer count in \[0, 20\]"),
-    ("count", 2.5, r"integer count in \[0, 20\]"),
-    ("count", np.array([3, 4]), "integer count"),
-    ("subset", np.full(20, 0.5), "entries other than 0 and 1"),
-    ("subset", np.r_[-1.0, np.zeros(19)], "entries other than 0 and 1"),
-    ("subset", np.r_[2.0, np.zeros(19)], "entries other than 0 and 1"),
-    ("subset", np.zeros((20, 1)), r"of shape \((1, )?20,?\), got shape"),
-    ("bandwidth", np.zeros((20, 1)), r"of shape \((1, )?20,?\), got shape"),
-    ("bandwidth", np.zeros(21), r"of shape \((1, )?20,?\), got shape"),
-])
+@pytest.mark.parametrize(
+    "mode,action,match",
+    [
+        ("count", 99, r"integer count in \[0, 20\]"),
+        ("count", -1, r"integer count in \[0, 20\]"),
+        ("count", 2.5, r"integer count in \[0, 20\]"),
+        ("count", np.array([3, 4]), "integer count"),
+        ("subset", np.full(20, 0.5), "entries other than 0 and 1"),
+        ("subset", np.r_[-1.0, np.zeros(19)], "entries other than 0 and 1"),
+        ("subset", np.r_[2.0, np.zeros(19)], "entries other than 0 and 1"),
+        ("subset", np.zeros((20, 1)), r"of shape \((1, )?20,?\), got shape"),
+        ("bandwidth", np.zeros((20, 1)), r"of shape \((1, )?20,?\), got shape"),
+        ("bandwidth", np.zeros(21), r"of shape \((1, )?20,?\), got shape"),
+    ],
+)
 def test_actions_outside_the_space_raise_naming_the_allowed_values(mode, action, match):
-    for env in (gym.make(ENV_ID, action_mode=mode),
-                gym.make_vec(ENV_ID, num_envs=1, vectorization_mode="vector_entry_point",
-                             action_mode=mode)):
+    for env in (
+        gym.make(ENV_ID, action_mode=mode),
+        gym.make_vec(ENV_ID, num_envs=1, vectorization_mode="vector_entry_point", action_mode=mode),
+    ):
         env.reset(seed=0)
         vector = hasattr(env, "num_envs")
         with pytest.raises(ValueError, match=match):
@@ -238,12 +253,26 @@ def test_count_mode_schedules_the_strongest_devices():
     np.testing.assert_allclose(d, d.max(), rtol=1e-9)
 
 
-@pytest.mark.parametrize("field,value", [
-    ("num_devices", 0), ("num_devices", 2.5), ("bandwidth_hz", -1.0), ("noise_psd", 0.0),
-    ("bits_per_round", float("nan")), ("delay_budget", -2.0), ("delay_budget_per_bit", 0.0),
-    ("episode_rounds", 0), ("action_mode", "shares"), ("reward", "loss"), ("zeta", -1.0),
-    ("cell_radius_m", 400.0), ("mode", "fast"), ("preset", "icml"), ("tx_power_w", True),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("num_devices", 0),
+        ("num_devices", 2.5),
+        ("bandwidth_hz", -1.0),
+        ("noise_psd", 0.0),
+        ("bits_per_round", float("nan")),
+        ("delay_budget", -2.0),
+        ("delay_budget_per_bit", 0.0),
+        ("episode_rounds", 0),
+        ("action_mode", "shares"),
+        ("reward", "loss"),
+        ("zeta", -1.0),
+        ("cell_radius_m", 400.0),
+        ("mode", "fast"),
+        ("preset", "icml"),
+        ("tx_power_w", True),
+    ],
+)
 def test_invalid_config_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         gym.make(ENV_ID, **{field: value})
@@ -312,8 +341,9 @@ def test_surrogate_onset_warm_up():
     counts = np.array([k, k, 3])
     batch = step_loss(losses, counts, k, warm)
     for i in range(3):
-        assert step_loss(float(losses[i]), int(counts[i]), k, warm) == pytest.approx(batch[i],
-                                                                                  rel=1e-14)
+        assert step_loss(float(losses[i]), int(counts[i]), k, warm) == pytest.approx(
+            batch[i], rel=1e-14
+        )
     with pytest.raises(ValueError, match="surrogate.onset"):
         SurrogateParams(onset=0.0)
 
@@ -354,9 +384,15 @@ def test_vector_env_batches_match_per_copy_dynamics(mode, noise):
     state of a vector env, put into a single env, steps to the same reward, info and state (with
     loss noise: the single env's generator placed at copy i's own generator's state)."""
     for seed in range(6):
-        v = gym.make_vec(ENV_ID, num_envs=8, vectorization_mode="vector_entry_point",
-                         action_mode=mode, num_devices=6, episode_rounds=5,
-                         surrogate={"noise": noise})
+        v = gym.make_vec(
+            ENV_ID,
+            num_envs=8,
+            vectorization_mode="vector_entry_point",
+            action_mode=mode,
+            num_devices=6,
+            episode_rounds=5,
+            surrogate={"noise": noise},
+        )
         v.reset(seed=seed)
         v.action_space.seed(seed)
         cfg = v.unwrapped.config
@@ -384,8 +420,9 @@ def test_vector_env_batches_match_per_copy_dynamics(mode, noise):
                     np.testing.assert_array_equal(val, info[key][i], err_msg=key)
                 s_after = single._state
                 for name in ("age", "queue", "t", "loss", "accuracy"):
-                    np.testing.assert_array_equal(getattr(s_after, name),
-                                                  getattr(after.index(i), name), err_msg=name)
+                    np.testing.assert_array_equal(
+                        getattr(s_after, name), getattr(after.index(i), name), err_msg=name
+                    )
             if noise:  # the noise is drawn (a round without devices leaves the loss as it is)
                 moved = live & (info["num_scheduled"] > 0)
                 assert np.unique(info["loss"][moved]).size == moved.sum()
@@ -395,22 +432,32 @@ def test_checkpoint_resume_is_exact(tmp_path):
     from tests.fedlora.checkpointing import play
 
     def run(split):
-        return play({"num_devices": 6, "surrogate": {"noise": 0.01}}, tmp_path / "ck.pkl",
-                    split_at=6 if split else None, steps=12, seed=9)[0]
+        return play(
+            {"num_devices": 6, "surrogate": {"noise": 0.01}},
+            tmp_path / "ck.pkl",
+            split_at=6 if split else None,
+            steps=12,
+            seed=9,
+        )[0]
 
     np.testing.assert_array_equal(run(False), run(True))
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         gym.make(ENV_ID).unwrapped.load_checkpoint(tmp_path / "missing.pkl")
 
 
-@pytest.mark.parametrize("algo,mode", [("PPO", "bandwidth"), ("A2C", "bandwidth"),
-                                       ("SAC", "bandwidth"), ("DQN", "count")])
+@pytest.mark.parametrize(
+    "algo,mode",
+    [("PPO", "bandwidth"), ("A2C", "bandwidth"), ("SAC", "bandwidth"), ("DQN", "count")],
+)
 def test_sb3_algorithms_accept_the_env(algo, mode):
     import stable_baselines3 as sb3
 
     env = gym.make(ENV_ID, action_mode=mode, num_devices=5, episode_rounds=16)
-    kwargs = ({"learning_starts": 8, "buffer_size": 200, "batch_size": 8}
-              if algo in ("SAC", "DQN") else {})
+    kwargs = (
+        {"learning_starts": 8, "buffer_size": 200, "batch_size": 8}
+        if algo in ("SAC", "DQN")
+        else {}
+    )
     if algo in ("PPO",):
         kwargs = {"n_steps": 16, "batch_size": 8}
     if algo == "A2C":

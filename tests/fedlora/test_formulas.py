@@ -19,8 +19,14 @@ def test_lemma3_u_matches_brentq_down_to_delta_1e9():
     for d, l, uu in zip(delta, lam, u):
         hi = max(10.0, 4.0 * math.log(1.0 / l) / l)
         # l bound as a default for B023 (brentq calls it right away, so no late binding here)
-        ref = brentq(lambda x, l=l: math.log1p(x) - l * x, 1.9 * d if d < 0.5 else 1e-3, hi,
-                     xtol=1e-300, rtol=4 * EPS, maxiter=500)
+        ref = brentq(
+            lambda x, l=l: math.log1p(x) - l * x,
+            1.9 * d if d < 0.5 else 1e-3,
+            hi,
+            xtol=1e-300,
+            rtol=4 * EPS,
+            maxiter=500,
+        )
         assert abs(uu - ref) / ref <= 50 * EPS / d, (d, uu, ref)
 
 
@@ -114,8 +120,9 @@ def test_min_common_delay_batched_equals_per_set_loop():
     mask[0] = False  # empty set
     d, band = F.min_common_delay(1e6, gain, noise, big_b, mask)
     for i in range(6):
-        di, bi = F.min_common_delay(1e6, gain[i][mask[i]], noise, big_b,
-                                    np.ones(mask[i].sum(), bool))
+        di, bi = F.min_common_delay(
+            1e6, gain[i][mask[i]], noise, big_b, np.ones(mask[i].sum(), bool)
+        )
         assert d[i] == pytest.approx(float(di) if mask[i].any() else 0.0, rel=1e-12)
         np.testing.assert_allclose(band[i][mask[i]], bi, rtol=1e-10)
         assert np.all(band[i][~mask[i]] == 0)
@@ -139,13 +146,14 @@ def test_geometry_and_fading():
     assert r.max() <= 50.0
     # uniform in the disc: P(r < R/2) = 1/4
     assert abs(np.mean(r < 25.0) - 0.25) < 0.015
-    assert F.path_gain(300.0) == pytest.approx(30.0 ** -3.5)
+    assert F.path_gain(300.0) == pytest.approx(30.0**-3.5)
     # |h|^2 = mean x Exp(1): in dB, mean_db + fading_db; Exp(1) has mean 1 and P(X > 1) = 1/e
     h = F.db_to_gain(F.gain_to_db(2.0) + F.rayleigh_fading_db(rng, (200000,)))
     assert abs(h.mean() - 2.0) < 0.03
     assert abs(np.mean(h > 2.0) - np.exp(-1)) < 0.005
-    np.testing.assert_array_equal(F.db_to_gain(F.gain_to_db(np.array([1e-6]))),
-                                  F.db_to_gain(F.gain_to_db(np.array([1e-6]))))
+    np.testing.assert_array_equal(
+        F.db_to_gain(F.gain_to_db(np.array([1e-6]))), F.db_to_gain(F.gain_to_db(np.array([1e-6])))
+    )
 
 
 def test_table_start_is_within_its_certified_tolerance():

@@ -58,8 +58,11 @@ def test_dynamic_programme_equals_brute_force():
         cost = _instance(rng, t, k)
         if not _feasible(cost):
             continue
-        best = max(sum(p) for p in itertools.product(range(k + 1), repeat=t)
-                   if sum(cost[i, p[i]] for i in range(t)) <= t * (1 + 1e-12))
+        best = max(
+            sum(p)
+            for p in itertools.product(range(k + 1), repeat=t)
+            if sum(cost[i, p[i]] for i in range(t)) <= t * (1 + 1e-12)
+        )
         value, counts = exact_offline_optimum(cost)
         assert value == best
         assert counts.sum() == value and cost[np.arange(t), counts].sum() <= t * (1 + 1e-12)

@@ -17,10 +17,19 @@ import edgeft
 ENV_ID = "edgeft/FedLoRAScheduling-v0"
 #: surrogate v3 constants with effects strong enough to matter in a few rounds
 FAST = {
-    "iid": SurrogateParams(initial_loss=1.1, loss_floor=0.6, rate=0.2, gap_ratio=0.9,
-                           stationary=0.5, head_rate=0.3),
-    "dirichlet": SurrogateParams(initial_loss=1.1, loss_floor=0.57, rate=0.3, gap_ratio=0.9,
-                                 onset=0.3, stationary=0.24, head_fraction=0.7, head_rate=0.8),
+    "iid": SurrogateParams(
+        initial_loss=1.1, loss_floor=0.6, rate=0.2, gap_ratio=0.9, stationary=0.5, head_rate=0.3
+    ),
+    "dirichlet": SurrogateParams(
+        initial_loss=1.1,
+        loss_floor=0.57,
+        rate=0.3,
+        gap_ratio=0.9,
+        onset=0.3,
+        stationary=0.24,
+        head_fraction=0.7,
+        head_rate=0.8,
+    ),
 }
 
 
@@ -32,9 +41,11 @@ def test_head_floor_is_the_least_mean_head_gap_for_a_total():
     p = FAST["iid"]
     k = 3
     for total in range(0, 3 * k + 1):
-        best = min(np.mean([(1 - p.head_rate) ** c for c in counts])
-                   for counts in itertools.product(range(total + 1), repeat=k)
-                   if sum(counts) == total)
+        best = min(
+            np.mean([(1 - p.head_rate) ** c for c in counts])
+            for counts in itertools.product(range(total + 1), repeat=k)
+            if sum(counts) == total
+        )
         assert LB.head_floor(p, k, np.array([total]))[0] == pytest.approx(best, rel=1e-12)
 
 
@@ -66,8 +77,13 @@ def test_bound_is_below_every_feasible_schedule_found_exhaustively(data, seed):
     subsets = _subsets(k)
     delay = np.zeros((rounds, subsets.shape[0]))
     for t in range(rounds):
-        d, _ = min_common_delay(np.broadcast_to(bits[t], subsets.shape),
-                                np.broadcast_to(gain[t], subsets.shape), 1e-11, 1e7, subsets)
+        d, _ = min_common_delay(
+            np.broadcast_to(bits[t], subsets.shape),
+            np.broadcast_to(gain[t], subsets.shape),
+            1e-11,
+            1e7,
+            subsets,
+        )
         delay[t] = d
     # a budget between the cheapest and the full schedule, so it binds
     budget = 0.5 * (delay.max(axis=1).mean() + delay[:, 1:].min(axis=1).mean())
@@ -143,8 +159,13 @@ def test_the_guard_leaves_a_policy_within_the_budget_alone():
 
 def test_the_vector_env_guards_every_copy():
     n, rounds = 3, 30
-    venv = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point",
-                        episode_rounds=rounds, budget_guard=True)
+    venv = gym.make_vec(
+        ENV_ID,
+        num_envs=n,
+        vectorization_mode="vector_entry_point",
+        episode_rounds=rounds,
+        budget_guard=True,
+    )
     venv.reset(seed=11)
     rng = np.random.default_rng(0)
     total, guarded = np.zeros(n), np.zeros(n)

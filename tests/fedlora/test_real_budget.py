@@ -9,8 +9,14 @@ pytest.importorskip("torch")
 
 
 def test_real_mode_budget_is_shared_with_policies():
-    env = gym.make("edgeft/FedLoRAScheduling-v0", mode="real", num_devices=5, episode_rounds=6,
-                   delay_budget_per_bit=2e-6, training={"model": "tiny-bert", "eval_every": 3})
+    env = gym.make(
+        "edgeft/FedLoRAScheduling-v0",
+        mode="real",
+        num_devices=5,
+        episode_rounds=6,
+        delay_budget_per_bit=2e-6,
+        training={"model": "tiny-bert", "eval_every": 3},
+    )
     from edgeft.envs.common import config_in_force
 
     cfg = config_in_force(env)

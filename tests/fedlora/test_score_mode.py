@@ -40,15 +40,24 @@ def test_scheduled_iff_score_above_threshold_with_the_min_max_delay_split():
     env.reset(seed=3)
     u = env.unwrapped
     tiny = np.nextafter(SCORE_THRESHOLD, 1.0)
-    for score, scheduled in [(tiny, True), (1e-9, True), (SCORE_THRESHOLD, False), (-0.0, False),
-                             (-tiny, False), (-1e-9, False), (1.0, True), (-1.0, False)]:
+    for score, scheduled in [
+        (tiny, True),
+        (1e-9, True),
+        (SCORE_THRESHOLD, False),
+        (-0.0, False),
+        (-tiny, False),
+        (-1e-9, False),
+        (1.0, True),
+        (-1.0, False),
+    ]:
         state = u.state
         action = np.array([score, 0.5, -0.5, score, -1e-12, 1e-12])
         _, _, _, _, info = env.step(action)
         want = np.array([scheduled, True, False, scheduled, False, True])
         np.testing.assert_array_equal(info["scheduled"], want, err_msg=f"score {score!r}")
-        _, band = min_common_delay(state.bits, state.gain, u.config.noise_psd,
-                                   u.config.bandwidth_hz, want)
+        _, band = min_common_delay(
+            state.bits, state.gain, u.config.noise_psd, u.config.bandwidth_hz, want
+        )
         np.testing.assert_array_equal(info["bandwidth"], band)
         assert info["bandwidth"].sum() == pytest.approx(u.config.bandwidth_hz, rel=1e-12)
         assert np.all(info["bandwidth"][~want] == 0.0) and np.all(info["bandwidth"][want] > 0)
@@ -68,24 +77,35 @@ def test_scores_outside_the_box_are_refused_the_box_corners_play():
     np.testing.assert_array_equal(info["scheduled"], [True, False, True, False])
 
 
-@pytest.mark.parametrize("action,match", [
-    (np.zeros(5), r"schedule scores in \[-1, 1\].*of shape \((\d+, )?4,?\), got shape"),
-    (np.zeros((4, 1)), r"of shape \((\d+, )?4,?\), got shape"),
-    (np.zeros(8), r"of shape \((\d+, )?4,?\), got shape"),
-    (np.r_[0.5, np.nan, 0.0, 0.0], "finite"),
-    (np.r_[np.inf, 0.0, 0.0, 0.0], "finite"),
-    ("high", "could not convert"),
-])
+@pytest.mark.parametrize(
+    "action,match",
+    [
+        (np.zeros(5), r"schedule scores in \[-1, 1\].*of shape \((\d+, )?4,?\), got shape"),
+        (np.zeros((4, 1)), r"of shape \((\d+, )?4,?\), got shape"),
+        (np.zeros(8), r"of shape \((\d+, )?4,?\), got shape"),
+        (np.r_[0.5, np.nan, 0.0, 0.0], "finite"),
+        (np.r_[np.inf, 0.0, 0.0, 0.0], "finite"),
+        ("high", "could not convert"),
+    ],
+)
 def test_malformed_actions_raise_naming_the_problem(action, match):
     """Single and vector env alike, before anything changes."""
-    for env in (gym.make(ENV_ID, action_mode="score", num_devices=4),
-                gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point",
-                             action_mode="score", num_devices=4)):
+    for env in (
+        gym.make(ENV_ID, action_mode="score", num_devices=4),
+        gym.make_vec(
+            ENV_ID,
+            num_envs=2,
+            vectorization_mode="vector_entry_point",
+            action_mode="score",
+            num_devices=4,
+        ),
+    ):
         env.reset(seed=0)
         before = env.unwrapped.state
         vector = hasattr(env, "num_envs")
-        bad = np.stack([np.asarray(action)] * 2) if vector and not isinstance(action, str) \
-            else action
+        bad = (
+            np.stack([np.asarray(action)] * 2) if vector and not isinstance(action, str) else action
+        )
         with pytest.raises(ValueError, match=match):
             env.step(bad)
         np.testing.assert_array_equal(env.unwrapped.state.queue, before.queue)
@@ -99,8 +119,14 @@ def test_single_and_vector_env_agree():
     computes it apart from the batched step and they may differ in the last bit (in every action
     mode)."""
     for seed in range(3):
-        v = gym.make_vec(ENV_ID, num_envs=6, vectorization_mode="vector_entry_point",
-                         action_mode="score", num_devices=7, episode_rounds=4)
+        v = gym.make_vec(
+            ENV_ID,
+            num_envs=6,
+            vectorization_mode="vector_entry_point",
+            action_mode="score",
+            num_devices=7,
+            episode_rounds=4,
+        )
         v.reset(seed=seed)
         v.action_space.seed(seed)
         single = gym.make(ENV_ID, config=v.unwrapped.config).unwrapped
@@ -124,8 +150,9 @@ def test_single_and_vector_env_agree():
                         np.testing.assert_array_equal(inf_s[key], info[key][i], err_msg=key)
                 np.testing.assert_array_equal(inf_s["scheduled"], a[i] > 0.0)
                 for name in ("age", "queue", "t", "loss"):
-                    np.testing.assert_array_equal(getattr(single._state, name),
-                                                  getattr(after.index(i), name), err_msg=name)
+                    np.testing.assert_array_equal(
+                        getattr(single._state, name), getattr(after.index(i), name), err_msg=name
+                    )
 
 
 def test_round_trip_of_reference_and_arbitrary_decisions():
@@ -197,11 +224,41 @@ def test_trained_sac_model_loads_and_acts_in_score_mode(tmp_path, capsys):
     from edgeft.cli import main
 
     out = tmp_path / "run"
-    assert main(["train", "--env", ENV_ID, "--algo", "sac", "--seed", "3", "--timesteps", "64",
-                 "--set", "num_devices=6", "--set", "episode_rounds=16", "--n-envs", "2",
-                 "--hp", "learning_starts=16", "--hp", "batch_size=16",
-                 "--hp", "buffer_size=1000", "--eval-every", "0", "--eval-episodes", "1",
-                 "--no-progress", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--env",
+                ENV_ID,
+                "--algo",
+                "sac",
+                "--seed",
+                "3",
+                "--timesteps",
+                "64",
+                "--set",
+                "num_devices=6",
+                "--set",
+                "episode_rounds=16",
+                "--n-envs",
+                "2",
+                "--hp",
+                "learning_starts=16",
+                "--hp",
+                "batch_size=16",
+                "--hp",
+                "buffer_size=1000",
+                "--eval-every",
+                "0",
+                "--eval-episodes",
+                "1",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert load_meta("sac", str(out / "model.zip"))["env_config"]["action_mode"] == "score"
     env = gym.make(ENV_ID, num_devices=6, episode_rounds=16, action_mode="score")
@@ -213,8 +270,9 @@ def test_trained_sac_model_loads_and_acts_in_score_mode(tmp_path, capsys):
         obs, _, _, _, info = env.step(action)
         np.testing.assert_array_equal(info["scheduled"], np.asarray(action) > 0.0)
     with pytest.raises(ValueError, match="action_mode"):  # a bandwidth-mode env is refused
-        edgeft.make_policy(f"sac:{out}/model.zip",
-                           gym.make(ENV_ID, num_devices=6, episode_rounds=16))
+        edgeft.make_policy(
+            f"sac:{out}/model.zip", gym.make(ENV_ID, num_devices=6, episode_rounds=16)
+        )
 
 
 # ----------------------------------------------------------------------------- learning
@@ -228,8 +286,9 @@ class _Features(gym.ObservationWrapper):
 
     def __init__(self, env):
         super().__init__(env)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, env.observation_space.shape,
-                                                np.float64)
+        self.observation_space = gym.spaces.Box(
+            -np.inf, np.inf, env.observation_space.shape, np.float64
+        )
 
     def observation(self, obs):
         return features(obs)
@@ -277,8 +336,16 @@ def train_sac(seed, steps):
 
     torch.set_num_threads(1)
     env = _Features(_DevicesMinusExcess(gym.make(ENV_ID, **SMALL)))
-    model = SAC("MlpPolicy", env, seed=seed, device="cpu", learning_starts=500, batch_size=128,
-                gamma=0.0, policy_kwargs={"net_arch": [64, 64]})
+    model = SAC(
+        "MlpPolicy",
+        env,
+        seed=seed,
+        device="cpu",
+        learning_starts=500,
+        batch_size=128,
+        gamma=0.0,
+        policy_kwargs={"net_arch": [64, 64]},
+    )
     model.set_logger(Logger(None, []))
     model.learn(steps)
     return lambda obs: model.predict(features(obs), deterministic=True)[0]

@@ -55,9 +55,12 @@ def test_layout_slices_partition_the_observation_in_the_encoders_order():
     for i, j in np.ndindex(*lead):
         one = decode_observation(obs[i, j], cfg)
         # decode then encode is the identity (bits: the env keeps them in Mbit, as observed)
-        np.testing.assert_array_equal(encode_observation(
-            one.gain_db, sec["bits"][i, j], one.age, one.queue, one.round, one.loss, 40),
-            obs[i, j])
+        np.testing.assert_array_equal(
+            encode_observation(
+                one.gain_db, sec["bits"][i, j], one.age, one.queue, one.round, one.loss, 40
+            ),
+            obs[i, j],
+        )
         np.testing.assert_array_equal(one.bits, sec["bits"][i, j] * 1e6)
         for field in ("gain", "bits", "age", "queue", "round", "loss"):
             np.testing.assert_array_equal(getattr(dec, field)[i, j], getattr(one, field))
@@ -78,8 +81,9 @@ def test_decision_to_action_inverts_action_to_decision(mode):
     """action -> decision -> action -> decision gives the same decision, for single and batched
     decisions, in every mode (count: the channel-ordered prefixes the env's count mode makes;
     score: also nobody and everybody scheduled); every action lies in the space."""
-    v = gym.make_vec(ENV_ID, num_envs=6, vectorization_mode="vector_entry_point",
-                     action_mode=mode, num_devices=7)
+    v = gym.make_vec(
+        ENV_ID, num_envs=6, vectorization_mode="vector_entry_point", action_mode=mode, num_devices=7
+    )
     v.reset(seed=1)
     v.action_space.seed(2)
     cfg = v.unwrapped.config
@@ -90,11 +94,13 @@ def test_decision_to_action_inverts_action_to_decision(mode):
             a[a < 0.3] = 0.0
         if mode == "score":
             a[0] = -0.5  # nobody scheduled
-            a[1] = 0.5   # everybody
+            a[1] = 0.5  # everybody
         sched, band, _ = action_to_decision(a, state, cfg, batch=6)
         back = decision_to_action(sched, band, cfg)
-        assert all(v.single_action_space.contains(np.asarray(b).astype(
-            v.single_action_space.dtype)) for b in back)
+        assert all(
+            v.single_action_space.contains(np.asarray(b).astype(v.single_action_space.dtype))
+            for b in back
+        )
         sched2, band2, projected = action_to_decision(back, state, cfg, batch=6)
         np.testing.assert_array_equal(sched2, sched)
         np.testing.assert_allclose(band2, band, rtol=1e-14)
@@ -138,8 +144,11 @@ def _family_imports(path: Path) -> set[str]:
             elif node.module.startswith("edgeft.envs.fedlora."):
                 out.add(node.module.rsplit(".", 1)[1])
         elif isinstance(node, ast.Import):
-            out.update(a.name.rsplit(".", 1)[1] for a in node.names
-                       if a.name.startswith("edgeft.envs.fedlora."))
+            out.update(
+                a.name.rsplit(".", 1)[1]
+                for a in node.names
+                if a.name.startswith("edgeft.envs.fedlora.")
+            )
     return out
 
 

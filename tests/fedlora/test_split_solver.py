@@ -19,8 +19,9 @@ NOISE, BAND = 1e-11, 10e6
 EPS = np.finfo(float).eps
 
 
-def _instances(rng: np.random.Generator, n: int, k: int,
-               deepest: float = -9.0) -> tuple[np.ndarray, ...]:
+def _instances(
+    rng: np.random.Generator, n: int, k: int, deepest: float = -9.0
+) -> tuple[np.ndarray, ...]:
     """n sets over k devices: the env's gains (path loss x Rayleigh), a tenth of the devices in a
     deep fade (down to 10^deepest of their gain), message sizes equal in half the rows; each set
     a random subset (density 0.1 to 1), a channel-ordered prefix, one device or every device."""
@@ -34,8 +35,11 @@ def _instances(rng: np.random.Generator, n: int, k: int,
     ranks = np.argsort(order, axis=-1)
     prefix = ranks < rng.integers(1, k + 1, (n, 1))
     one = np.arange(k)[None, :] == rng.integers(0, k, (n, 1))
-    mask = np.select([kind[:, None] == 0, kind[:, None] == 1, kind[:, None] == 2],
-                     [mask, prefix, one], np.ones((n, k), dtype=bool))
+    mask = np.select(
+        [kind[:, None] == 0, kind[:, None] == 1, kind[:, None] == 2],
+        [mask, prefix, one],
+        np.ones((n, k), dtype=bool),
+    )
     return gain, bits, mask
 
 
@@ -66,8 +70,9 @@ def test_delays_match_the_first_implementation(k):
     assert np.all(band[~mask] == 0.0) and np.all(band[mask] > 0.0)
     nonempty = mask.any(axis=-1)
     assert np.all(delay[~nonempty] == 0.0)
-    gain, bits, mask, delay, band, ref_band = (x[nonempty] for x in (gain, bits, mask, delay,
-                                                                        band, ref_band))
+    gain, bits, mask, delay, band, ref_band = (
+        x[nonempty] for x in (gain, bits, mask, delay, band, ref_band)
+    )
     np.testing.assert_allclose(band.sum(axis=-1), BAND, rtol=1e-14)
     member = _member_delays(bits, gain, band, mask)
     assert np.nanmax(np.abs(member / delay[:, None] - 1.0)) < 1e-13
@@ -95,8 +100,9 @@ def _nested_brentq_delay(bits: np.ndarray, gain: np.ndarray) -> float:
                 return math.inf
             delta = 1.0 - lam
             lo, hi = delta, 2.0 * max(1.0 / lam**2 - 1.0, 4.0 * delta)
-            u = brentq(lambda x, lam=lam: math.log1p(x) / x - lam, lo, hi, xtol=1e-300,
-                       rtol=4 * EPS)
+            u = brentq(
+                lambda x, lam=lam: math.log1p(x) / x - lam, lo, hi, xtol=1e-300, rtol=4 * EPS
+            )
             total += ak / u
         return total - BAND
 
@@ -211,7 +217,7 @@ def test_solver_table_is_within_its_stated_accuracy():
         got = np.interp(x + F._TAB_OFFSETS[row], F._TAB_X, F._TAB_Y)
         err = np.max(np.abs(np.expm1(got - ex)))
         assert err < (F._H_RTOL / 2 if row == 0 else 1e-7), (row, err)
-    assert np.array_equal(F._TAB_X[:n] + F._TAB_OFFSETS[1], F._TAB_X[n:2 * n])
+    assert np.array_equal(F._TAB_X[:n] + F._TAB_OFFSETS[1], F._TAB_X[n : 2 * n])
     # derivatives against central differences of h(lambda) = 1 / u(lambda)
     lam = np.linspace(0.02, 0.9, 200)
     step = 1e-5
@@ -236,12 +242,14 @@ def test_prefix_delays_match_the_prefix_masks(k, unequal):
     gs, bs = np.take_along_axis(gain, order, -1), np.take_along_axis(bits, order, -1)
     got = F.prefix_min_common_delays(bs, gs, NOISE, BAND, chunk=97)
     prefix = np.arange(k)[None, :] < np.arange(1, k + 1)[:, None]
-    ref, _ = reference_min_common_delay(bs[:, None, :], gs[:, None, :], NOISE, BAND,
-                                        np.broadcast_to(prefix, (rows, k, k)))
+    ref, _ = reference_min_common_delay(
+        bs[:, None, :], gs[:, None, :], NOISE, BAND, np.broadcast_to(prefix, (rows, k, k))
+    )
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0.0)
     assert np.all(np.diff(got, axis=-1) >= -1e-14 * got[:, 1:])  # longer prefix, longer delay
-    np.testing.assert_allclose(reference_prefix_delays(gain, bits, NOISE, BAND)[:, 1:], got,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        reference_prefix_delays(gain, bits, NOISE, BAND)[:, 1:], got, rtol=1e-12
+    )
 
 
 def test_count_mode_rounds_take_the_split_of_the_strongest_devices():
@@ -261,11 +269,11 @@ def test_count_mode_rounds_take_the_split_of_the_strongest_devices():
         mask = np.zeros(12, dtype=bool)
         mask[order[:n]] = True
         np.testing.assert_array_equal(info["scheduled"], mask)
-        ref, _ = reference_min_common_delay(state.bits, state.gain, cfg.noise_psd,
-                                            cfg.bandwidth_hz, mask)
+        ref, _ = reference_min_common_delay(
+            state.bits, state.gain, cfg.noise_psd, cfg.bandwidth_hz, mask
+        )
         assert info["delay"] == pytest.approx(float(ref), rel=1e-12, abs=0.0)
         if n:
             d = info["device_delay"][mask]
             assert np.max(d) - np.min(d) <= 1e-13 * np.max(d)
-        assert math.isclose(info["bandwidth"].sum(), cfg.bandwidth_hz if n else 0.0,
-                            rel_tol=1e-14)
+        assert math.isclose(info["bandwidth"].sum(), cfg.bandwidth_hz if n else 0.0, rel_tol=1e-14)

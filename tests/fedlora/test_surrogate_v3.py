@@ -9,8 +9,16 @@ import pytest
 from edgeft.envs.fedlora.surrogate import SurrogateParams, simulate_masks
 
 ENV_ID = "edgeft/FedLoRAScheduling-v0"
-V3 = SurrogateParams(initial_loss=1.1, loss_floor=0.5, rate=0.05, gap_ratio=0.3, onset=0.3,
-                     stationary=0.12, head_fraction=0.4, head_rate=0.1)
+V3 = SurrogateParams(
+    initial_loss=1.1,
+    loss_floor=0.5,
+    rate=0.05,
+    gap_ratio=0.3,
+    onset=0.3,
+    stationary=0.12,
+    head_fraction=0.4,
+    head_rate=0.1,
+)
 
 
 def loop_reference(masks: np.ndarray, p: SurrogateParams) -> tuple[list[float], list[list[float]]]:
@@ -62,8 +70,15 @@ def test_vectorised_surrogate_matches_the_per_device_loop(seed):
 def test_env_single_and_vector_follow_the_recurrence_for_random_schedules():
     K, T, n = 7, 40, 4
     env = gym.make(ENV_ID, num_devices=K, episode_rounds=T, action_mode="subset", surrogate=V3)
-    venv = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point",
-                        num_devices=K, episode_rounds=T, action_mode="subset", surrogate=V3)
+    venv = gym.make_vec(
+        ENV_ID,
+        num_envs=n,
+        vectorization_mode="vector_entry_point",
+        num_devices=K,
+        episode_rounds=T,
+        action_mode="subset",
+        surrogate=V3,
+    )
     rng = np.random.default_rng(3)
     masks = rng.random((T, n, K)) < 0.4
     venv.reset(seed=0)
@@ -77,8 +92,9 @@ def test_env_single_and_vector_follow_the_recurrence_for_random_schedules():
         ref, _ = loop_reference(masks[:, i], V3)
         np.testing.assert_allclose(single, ref[1:], rtol=0, atol=1e-12)
         np.testing.assert_allclose(vec_loss[:, i], ref[1:], rtol=0, atol=1e-12)
-        np.testing.assert_allclose(env.unwrapped.state.heads, _heads_after(masks[:, i]),
-                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            env.unwrapped.state.heads, _heads_after(masks[:, i]), rtol=0, atol=1e-12
+        )
 
 
 def _heads_after(masks: np.ndarray) -> np.ndarray:

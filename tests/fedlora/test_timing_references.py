@@ -37,8 +37,9 @@ def test_zeta_schedule_descends_from_zeta0():
 
 
 def test_without_decay_it_is_lyapunov_with_that_zeta():
-    np.testing.assert_array_equal(_actions("lyapunov-descending", zeta=3.0, decay=0.0),
-                                  _actions("lyapunov", zeta=3.0))
+    np.testing.assert_array_equal(
+        _actions("lyapunov-descending", zeta=3.0, decay=0.0), _actions("lyapunov", zeta=3.0)
+    )
 
 
 def test_with_decay_it_schedules_more_devices_late():
@@ -70,7 +71,10 @@ def test_tuned_constants_are_grid_points_chosen_per_partition():
         env = gym.make(ENV_ID, data=data)
         pol = edgeft.make_policy("lyapunov-descending", env)
         assert (pol.zeta0, pol.decay) == tuple(
-            table["lyapunov-descending"]["values"][data][k] for k in ("zeta", "decay"))
-        assert edgeft.make_policy("gs-profile", env).growth == \
-            table["gs-profile"]["values"][data]["growth"]
+            table["lyapunov-descending"]["values"][data][k] for k in ("zeta", "decay")
+        )
+        assert (
+            edgeft.make_policy("gs-profile", env).growth
+            == table["gs-profile"]["values"][data]["growth"]
+        )
     assert max(SEEDS - 1, 0) < 100_000_000  # training seeds only (edgeft.suites)

@@ -12,8 +12,15 @@ import pytest
 import edgeft  # noqa: F401  (registers the env ids)
 
 ENV_ID = "edgeft/FedLoRAScheduling-v0"
-NOISY = {"initial_loss": 1.1, "loss_floor": 0.6, "rate": 0.05, "gap_ratio": 0.5,
-         "stationary": 0.2, "head_rate": 0.1, "noise": 0.02}
+NOISY = {
+    "initial_loss": 1.1,
+    "loss_floor": 0.6,
+    "rate": 0.05,
+    "gap_ratio": 0.5,
+    "stationary": 0.2,
+    "head_rate": 0.1,
+    "noise": 0.02,
+}
 CASES = {
     "iid": {},
     "correlated": {"fading_correlation": 0.9, "mobility_speed_mps": 1.5, "round_duration_s": 2.0},
@@ -58,9 +65,13 @@ def test_copy_i_is_the_single_env_at_seed_plus_i(case):
             np.testing.assert_allclose(obs[i][-1], want["obs"][-1], rtol=1e-13, err_msg=msg)
             if "reward" in want:
                 assert info["delay"][i] == want["delay"], msg
-                np.testing.assert_allclose([r[i], info["loss"][i]],
-                                           [want["reward"], want["loss"]], rtol=1e-12,
-                                           atol=1e-12, err_msg=msg)
+                np.testing.assert_allclose(
+                    [r[i], info["loss"][i]],
+                    [want["reward"], want["loss"]],
+                    rtol=1e-12,
+                    atol=1e-12,
+                    err_msg=msg,
+                )
 
 
 def test_a_list_of_seeds_and_none_continue_each_copy():

@@ -39,7 +39,7 @@ def _near(frame, pixel, colour, tol=12.0, reach=1):
     """Whether a pixel within ``reach`` of ``pixel`` has ``colour`` (within ``tol`` per
     channel)."""
     r, c = pixel
-    patch = frame[r - reach:r + reach + 1, c - reach:c + reach + 1].reshape(-1, 3)
+    patch = frame[r - reach : r + reach + 1, c - reach : c + reach + 1].reshape(-1, 3)
     return bool((np.abs(patch - _rgb(colour)).max(axis=1) <= tol).any())
 
 
@@ -58,11 +58,13 @@ def _played(shares, seed=0, **kw):
 
 
 def test_importing_the_env_and_viewer_does_not_import_matplotlib():
-    code = ("import sys, gymnasium as gym, edgeft\n"
-            "import edgeft.envs.fedlora.viewer\n"
-            f"env = gym.make({ENV_ID!r}); env.reset(seed=0)\n"
-            "loaded = [m for m in sys.modules if m.split('.')[0] == 'matplotlib']\n"
-            "assert not loaded, loaded\n")
+    code = (
+        "import sys, gymnasium as gym, edgeft\n"
+        "import edgeft.envs.fedlora.viewer\n"
+        f"env = gym.make({ENV_ID!r}); env.reset(seed=0)\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] == 'matplotlib']\n"
+        "assert not loaded, loaded\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -74,8 +76,7 @@ def test_frame_has_the_fixed_shape_and_is_not_blank(size):
     *_, info = env.step(np.array([0.0, 0.4, 0.0, 0.4]))
     frames.append(viewer.render(u.state, info, positions=LINE))
     for frame in frames:
-        assert frame.shape == viewer.shape == (size.get("height", 480), size.get("width", 640),
-                                               3)
+        assert frame.shape == viewer.shape == (size.get("height", 480), size.get("width", 640), 3)
         assert frame.dtype == np.uint8
         assert _colours(frame) > 50  # text, markers, bars, curves: far from a blank canvas
         for colour in (SCHEDULED, IDLE):
@@ -105,7 +106,7 @@ def test_marker_area_grows_with_the_bandwidth_share():
         viewer = Viewer(u.config)
         frame = viewer.render(u.state, info, positions=LINE)
         r, c = viewer.pixels_of("map", LINE[:1])[0]
-        box = frame[r - 30:r + 31, c - 30:c + 31].reshape(-1, 3)
+        box = frame[r - 30 : r + 31, c - 30 : c + 31].reshape(-1, 3)
         counts.append(int((np.abs(box - _rgb(SCHEDULED)).max(axis=1) <= 10).sum()))
     # marker area 25 + 900 x share (points^2): 115 vs 745, less the black ring of the
     # slowest device on both
@@ -176,8 +177,9 @@ def test_reset_frame_draws_nobody_scheduled():
     assert np.array_equal(viewer.render(u.state, None, positions=LINE), frame)
 
 
-@pytest.mark.parametrize("kw", [{}, {"preset": "paper"}, {"cell_center_m": 60.0,
-                                                           "cell_radius_m": 55.0}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"preset": "paper"}, {"cell_center_m": 60.0, "cell_radius_m": 55.0}]
+)
 def test_block_fading_positions_reproduce_the_mean_gains(kw):
     config = FedLoRAConfig(**kw)
     channel = start_channel(np.random.default_rng(5), config)
@@ -235,8 +237,10 @@ def test_cached_frames_equal_full_redraws(moving):
         _, info = env.reset(seed=seed)
         for t in range(4):
             pos = device_positions(u.config, u._fading)
-            assert np.array_equal(cached.render(u.state, info, positions=pos),
-                                  full.render(u.state, info, positions=pos)), (seed, t)
+            assert np.array_equal(
+                cached.render(u.state, info, positions=pos),
+                full.render(u.state, info, positions=pos),
+            ), (seed, t)
             *_, info = env.step(starved if t == 1 else rng.random(6) ** 3)
 
 

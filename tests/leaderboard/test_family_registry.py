@@ -112,20 +112,40 @@ def hindsight(env_id: str, config: dict, seed: int) -> HindsightPlan:
     env = gym.make(env_id, **config)
     env.reset(seed=seed)
     coins = env.unwrapped.coins
-    return HindsightPlan(bound=1.0, policy=Replay(coins, env.unwrapped.config.episode_rounds),
-                         action_mode="guess", gap=0.0)
+    return HindsightPlan(
+        bound=1.0,
+        policy=Replay(coins, env.unwrapped.config.episode_rounds),
+        action_mode="guess",
+        gap=0.0,
+    )
 
 
 COIN = EnvFamily(
-    name="coin", env_ids={TOY_ID: EnvEntry(f"{__name__}:CoinEnv")}, config_class=CoinConfig,
-    presets={}, size_field="episode_rounds",
+    name="coin",
+    env_ids={TOY_ID: EnvEntry(f"{__name__}:CoinEnv")},
+    config_class=CoinConfig,
+    presets={},
+    size_field="episode_rounds",
     metrics={"hit_rate": Metric("hit rate", False), "return": Metric("return", False)},
-    curves={}, recorder=Hits,
-    headlines={"hits": Headline("hits", "hits/round", True, "none", anchor="coin",
-                                reference="follow-hint", value=lambda m: m["hit_rate"],
-                                breaks_constraint=lambda m: False,
-                                hindsight=f"{__name__}:hindsight")},
-    default_headline="hits", policies=__name__, plot_metrics=("hit_rate",))
+    curves={},
+    recorder=Hits,
+    headlines={
+        "hits": Headline(
+            "hits",
+            "hits/round",
+            True,
+            "none",
+            anchor="coin",
+            reference="follow-hint",
+            value=lambda m: m["hit_rate"],
+            breaks_constraint=lambda m: False,
+            hindsight=f"{__name__}:hindsight",
+        )
+    },
+    default_headline="hits",
+    policies=__name__,
+    plot_metrics=("hit_rate",),
+)
 
 
 @pytest.fixture
@@ -139,10 +159,17 @@ def coin_family():
 def test_a_toy_family_plays_through_the_leaderboard(coin_family, tmp_path):
     import edgeft
 
-    suite = Suite("coin-default", 1, "coin", "guess the coin",
-                  (Scenario("noisy", TOY_ID, {"hint_noise": 0.8}),), num_seeds=4)
-    summary = lb.run_leaderboard(suite, ["follow-hint"], tmp_path / "coin", backend="serial",
-                                 progress=False)
+    suite = Suite(
+        "coin-default",
+        1,
+        "coin",
+        "guess the coin",
+        (Scenario("noisy", TOY_ID, {"hint_noise": 0.8}),),
+        num_seeds=4,
+    )
+    summary = lb.run_leaderboard(
+        suite, ["follow-hint"], tmp_path / "coin", backend="serial", progress=False
+    )
     assert set(edgeft.list_policies("coin")) >= {"follow-hint", "coin"}
     by = {e["policy"]: e for e in summary["results"]}
     assert set(by) == {"follow-hint", "coin", "hindsight"}  # the anchor and bound rows added

@@ -31,8 +31,10 @@ def _subprocess_env() -> dict[str, str]:
 
 # ---------------------------------------------------------------------------- imports
 def test_import_edgeft_loads_neither_torch_nor_cvxpy():
-    code = ("import edgeft, sys; bad = [m for m in ('torch', 'cvxpy', 'matplotlib') "
-            "if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import edgeft, sys; bad = [m for m in ('torch', 'cvxpy', 'matplotlib') "
+        "if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], env=_subprocess_env(), check=True)
 
 
@@ -43,14 +45,30 @@ def test_compare_and_leaderboard_play_the_same_episodes(tmp_path, capsys):
 
     config = {"num_devices": 6, "episode_rounds": 12}
     suite = Suite("cmp", 1, "fedlora", "x", (Scenario("a", FEDLORA, config),), num_seeds=1)
-    lb.run_leaderboard(suite, ["gs"], tmp_path / "lb", backend="serial", progress=False,
-                       plots=False)
+    lb.run_leaderboard(
+        suite, ["gs"], tmp_path / "lb", backend="serial", progress=False, plots=False
+    )
     # the gs row (the hindsight bound's, the costliest task, runs first)
     row = next(r for r in lb.read_rows(tmp_path / "lb" / lb.EPISODES_FILE) if r["policy"] == "gs")
     assert row["metrics"] == run_episode(FEDLORA, config, "gs", row["seed"])["metrics"]
     # compare plays seeds 0..N-1 with the same loop and prints the leaderboard's titles
-    assert main(["compare", "--policies", "gs", "--episodes", "1", "--no-progress",
-                 "--set", "num_devices=6", "--set", "episode_rounds=12"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--policies",
+                "gs",
+                "--episodes",
+                "1",
+                "--no-progress",
+                "--set",
+                "num_devices=6",
+                "--set",
+                "episode_rounds=12",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     loss = run_episode(FEDLORA, config, "gs", 0)["metrics"]["final_loss"]
     head, _, gs_row = printed.strip().splitlines()[-3:]
@@ -77,9 +95,14 @@ def test_task_cost_reads_the_family_defaults_and_the_registered_policy_cost():
         cfg = gym.make(env_id, **config).unwrapped.config
         return getattr(cfg, "num_devices", None) or cfg.num_users, cfg.episode_rounds
 
-    for env_id, config in ((FEDLORA, {}), (FEDLORA, {"preset": "paper"}),
-                           (FEDLORA, {"num_devices": 7}), (MEC, {}), (MEC, {"num_users": 9}),
-                           (MEC, {"preset": "paper", "episode_rounds": 3})):
+    for env_id, config in (
+        (FEDLORA, {}),
+        (FEDLORA, {"preset": "paper"}),
+        (FEDLORA, {"num_devices": 7}),
+        (MEC, {}),
+        (MEC, {"num_users": 9}),
+        (MEC, {"preset": "paper", "episode_rounds": 3}),
+    ):
         n, t = size_rounds(env_id, config)
         fam = "fedlora" if env_id == FEDLORA else "mec"
         assert cost(env_id, config) == policy_cost("random", fam) * n * t, (env_id, config)
@@ -104,8 +127,17 @@ def test_a_policy_of_the_other_family_is_named_as_such():
 def test_leaderboard_cli_lists_the_known_policies_once(capsys, tmp_path):
     from edgeft.cli import main
 
-    rc = main(["leaderboard", "--suite", "mec-default", "--policies", "nosuch",
-               "--out", str(tmp_path / "o")])
+    rc = main(
+        [
+            "leaderboard",
+            "--suite",
+            "mec-default",
+            "--policies",
+            "nosuch",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "unknown policy 'nosuch'" in err
@@ -133,10 +165,12 @@ def test_help_texts_are_true_and_complete(command):
         assert a.help, f"{command} {a.option_strings} has no help text"
     mentioned = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text))
     assert mentioned <= options, f"{command} --help mentions {mentioned - options}"
-    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
-        "optional-dependencies"])
+    extras = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    )
     named = set(re.findall(r"edgeft\[([\w-]+)\]", text)) | set(
-        re.findall(r"the ([\w-]+) extra", text))
+        re.findall(r"the ([\w-]+) extra", text)
+    )
     assert named <= extras, f"{command} --help names extras {named - extras}"
     assert "issue" not in text.lower()
 
@@ -145,8 +179,20 @@ def test_help_texts_are_true_and_complete(command):
 def test_figures_with_other_options_go_to_their_own_files(tmp_path, capsys):
     from edgeft.cli import main
 
-    base = ["figures", "--only", "ft-fig3", "--out", str(tmp_path), "--workers", "1",
-            "--no-progress", "--seeds", "1", "--set", "num_devices=4"]
+    base = [
+        "figures",
+        "--only",
+        "ft-fig3",
+        "--out",
+        str(tmp_path),
+        "--workers",
+        "1",
+        "--no-progress",
+        "--seeds",
+        "1",
+        "--set",
+        "num_devices=4",
+    ]
     assert main([*base, "--rounds", "4"]) == 0
     first = capsys.readouterr().out
     assert main([*base, "--rounds", "5"]) == 0
@@ -169,10 +215,22 @@ def test_figures_with_other_options_go_to_their_own_files(tmp_path, capsys):
 def test_foreign_results_folder_error_names_what_differs(tmp_path, capsys):
     from edgeft.cli import main
 
-    a = Suite("fp", 1, "fedlora", "x",
-              (Scenario("s", FEDLORA, {"num_devices": 4, "episode_rounds": 3}),), num_seeds=1)
-    b = Suite("fp", 1, "fedlora", "x",
-              (Scenario("s", FEDLORA, {"num_devices": 4, "episode_rounds": 5}),), num_seeds=2)
+    a = Suite(
+        "fp",
+        1,
+        "fedlora",
+        "x",
+        (Scenario("s", FEDLORA, {"num_devices": 4, "episode_rounds": 3}),),
+        num_seeds=1,
+    )
+    b = Suite(
+        "fp",
+        1,
+        "fedlora",
+        "x",
+        (Scenario("s", FEDLORA, {"num_devices": 4, "episode_rounds": 5}),),
+        num_seeds=2,
+    )
     lb.run_leaderboard(a, ["gs"], tmp_path, backend="serial", progress=False, plots=False)
     with pytest.raises(lb.LeaderboardError) as exc:
         lb.run_leaderboard(b, ["gs"], tmp_path, resume=True, progress=False, plots=False)
@@ -181,13 +239,29 @@ def test_foreign_results_folder_error_names_what_differs(tmp_path, capsys):
     assert "seeds:" not in msg.replace("num_seeds:", "")
     # figures: a folder under the name this run wants, holding a run of other settings (one
     # written before runs were named by their options) is reported in one line, no traceback
-    old = Suite("ft-fig3", 1, "fedlora", "FT Fig. 3",
-                (Scenario("paper", FEDLORA, {"num_devices": 4, "episode_rounds": 3}),),
-                num_seeds=1)
-    lb.run_leaderboard(old, ["gs"], tmp_path / "figs" / "ft-fig3", backend="serial",
-                       progress=False, plots=False)
-    rc = main(["figures", "--only", "ft-fig3", "--out", str(tmp_path / "figs"), "--workers", "1",
-               "--no-progress"])
+    old = Suite(
+        "ft-fig3",
+        1,
+        "fedlora",
+        "FT Fig. 3",
+        (Scenario("paper", FEDLORA, {"num_devices": 4, "episode_rounds": 3}),),
+        num_seeds=1,
+    )
+    lb.run_leaderboard(
+        old, ["gs"], tmp_path / "figs" / "ft-fig3", backend="serial", progress=False, plots=False
+    )
+    rc = main(
+        [
+            "figures",
+            "--only",
+            "ft-fig3",
+            "--out",
+            str(tmp_path / "figs"),
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "holds a run of suite ft-fig3 v1 with other settings (" in err
@@ -212,10 +286,28 @@ def test_ctrl_c_prints_one_line_with_the_resume_command(tmp_path):
     script.write_text(_CLI_SCRIPT)
     out = tmp_path / "run"
     episodes = out / lb.EPISODES_FILE
-    cmd = [sys.executable, str(script), "--suite", "int-fedlora", "--policies", "lyapunov,gs",
-           "--out", str(out), "--workers", "2", "--no-plots", "--no-progress"]
-    proc = subprocess.Popen(cmd, env=_subprocess_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    cmd = [
+        sys.executable,
+        str(script),
+        "--suite",
+        "int-fedlora",
+        "--policies",
+        "lyapunov,gs",
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--no-plots",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        env=_subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (episodes.is_file() and episodes.read_text()):
         time.sleep(0.02)
@@ -228,12 +320,15 @@ def test_ctrl_c_prints_one_line_with_the_resume_command(tmp_path):
     assert 1 <= saved < 32  # 2 policies + random and hindsight (the score's anchors) x 8 seeds
     assert f"interrupted; {saved} of 32 episodes of int-fedlora are saved in {out}" in lines[0]
     resume = lines[0].split("Continue with: ")[1]
-    assert resume == (f"edgeft leaderboard --suite int-fedlora --out {out} --resume "
-                      "--policies lyapunov,gs --workers 2 --no-plots --no-progress")
+    assert resume == (
+        f"edgeft leaderboard --suite int-fedlora --out {out} --resume "
+        "--policies lyapunov,gs --workers 2 --no-plots --no-progress"
+    )
     # the printed command finishes the run
     args = resume.split()[2:]
-    subprocess.run([sys.executable, str(script), *args], env=_subprocess_env(), check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(script), *args], env=_subprocess_env(), check=True, capture_output=True
+    )
     rows = lb.read_rows(episodes)
     assert len(rows) == 32 and len({lb.task_key(r) for r in rows}) == 32
     assert json.loads((out / "summary.json").read_text())["episodes"] == 32
@@ -247,8 +342,24 @@ def test_mec_fig2_bars_are_energy_summed_and_delay_averaged_over_users(tmp_path,
     from edgeft.figures import MEC_LABELS
     from edgeft.suites import TEST_SEED_BASE
 
-    assert main(["figures", "--only", "mec-fig2", "--users", "4", "--servers", "2", "--seeds",
-                 "2", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "figures",
+                "--only",
+                "mec-fig2",
+                "--users",
+                "4",
+                "--servers",
+                "2",
+                "--seeds",
+                "2",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     line = next(x for x in capsys.readouterr().out.splitlines() if "(fp-cccp)" in x)
     shown = dict(re.findall(r"(\w+) ([-+.e\d]+)", line.split(": ", 1)[1]))
     energy, delay = [], []

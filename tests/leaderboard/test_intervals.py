@@ -22,8 +22,9 @@ SEEDS = 30
 DATA = json.loads((Path(__file__).with_name("data") / "suite_values.json").read_text())["values"]
 
 
-def coverage(draw, true_mean: float, n: int = SEEDS, sims: int = SIMULATIONS,
-             seed: int = 0) -> float:
+def coverage(
+    draw, true_mean: float, n: int = SEEDS, sims: int = SIMULATIONS, seed: int = 0
+) -> float:
     rng = np.random.default_rng(seed)
     hits = 0
     for i in range(sims):

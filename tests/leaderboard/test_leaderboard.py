@@ -16,14 +16,30 @@ import pytest
 from edgeft import leaderboard as lb
 from edgeft.suites import FEDLORA, MEC, TEST_SEED_BASE, Scenario, Suite, get_suite, list_suites
 
-TINY = Suite("tiny-fedlora", 1, "fedlora", "test suite",
-             (Scenario("k8", FEDLORA, {"num_devices": 8, "episode_rounds": 25}),
-              Scenario("k8-tight", FEDLORA, {"num_devices": 8, "episode_rounds": 25,
-                                             "delay_budget_per_bit": 1e-6})),
-             num_seeds=3, headline="devices")
-TINY_MEC = Suite("tiny-mec", 1, "mec", "test suite",
-                 (Scenario("n5", MEC, {"num_users": 5, "num_servers": 2, "episode_rounds": 2}),),
-                 num_seeds=2)
+TINY = Suite(
+    "tiny-fedlora",
+    1,
+    "fedlora",
+    "test suite",
+    (
+        Scenario("k8", FEDLORA, {"num_devices": 8, "episode_rounds": 25}),
+        Scenario(
+            "k8-tight",
+            FEDLORA,
+            {"num_devices": 8, "episode_rounds": 25, "delay_budget_per_bit": 1e-6},
+        ),
+    ),
+    num_seeds=3,
+    headline="devices",
+)
+TINY_MEC = Suite(
+    "tiny-mec",
+    1,
+    "mec",
+    "test suite",
+    (Scenario("n5", MEC, {"num_users": 5, "num_servers": 2, "episode_rounds": 2}),),
+    num_seeds=2,
+)
 POLICIES = ["gs", "random", "lyapunov"]
 
 
@@ -41,8 +57,12 @@ def deterministic_view(out: Path) -> dict:
     header = csv_lines[0].split(",")
     keep = [i for i, h in enumerate(header) if not h.startswith("decide_ms")]
     csv_cut = [[c.split(",")[i] for i in keep] for c in csv_lines]
-    return {"rows": rows, "summary": summary, "csv": csv_cut,
-            "manifest": json.loads((out / "run.json").read_text())}
+    return {
+        "rows": rows,
+        "summary": summary,
+        "csv": csv_cut,
+        "manifest": json.loads((out / "run.json").read_text()),
+    }
 
 
 def test_same_suite_twice_and_any_worker_count_give_identical_results(tmp_path):
@@ -65,8 +85,9 @@ def test_same_suite_twice_and_any_worker_count_give_identical_results(tmp_path):
 def test_mec_pool_matches_serial(tmp_path):
     pols = ["greedy", "alpha-only"]
     lb.run_leaderboard(TINY_MEC, pols, tmp_path / "a", workers=2, progress=False, plots=False)
-    lb.run_leaderboard(TINY_MEC, pols, tmp_path / "b", backend="serial", progress=False,
-                       plots=False)
+    lb.run_leaderboard(
+        TINY_MEC, pols, tmp_path / "b", backend="serial", progress=False, plots=False
+    )
     va, vb = deterministic_view(tmp_path / "a"), deterministic_view(tmp_path / "b")
     assert va == vb
     costs = {e["policy"]: e["metrics"]["cost"]["mean"] for e in va["summary"]["results"]}
@@ -75,12 +96,14 @@ def test_mec_pool_matches_serial(tmp_path):
 
 def test_ray_backend_matches_local_pool(tmp_path):
     ray = pytest.importorskip("ray")
-    lb.run_leaderboard(TINY, ["gs", "random"], tmp_path / "local", workers=2, progress=False,
-                       plots=False)
+    lb.run_leaderboard(
+        TINY, ["gs", "random"], tmp_path / "local", workers=2, progress=False, plots=False
+    )
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        lb.run_leaderboard(TINY, ["gs", "random"], tmp_path / "ray", backend="ray",
-                           progress=False, plots=False)
+        lb.run_leaderboard(
+            TINY, ["gs", "random"], tmp_path / "ray", backend="ray", progress=False, plots=False
+        )
     finally:
         ray.shutdown()
     assert deterministic_view(tmp_path / "local") == deterministic_view(tmp_path / "ray")
@@ -92,8 +115,9 @@ def test_partial_run_resumed_equals_uninterrupted(tmp_path):
     lb.run_leaderboard(TINY, POLICIES, full, workers=2, progress=False, plots=False)
     lb.run_leaderboard(TINY, POLICIES, part, workers=2, progress=False, plots=False, max_episodes=5)
     assert len((part / "episodes.jsonl").read_text().splitlines()) == 5
-    s = lb.run_leaderboard(TINY, POLICIES, part, resume=True, workers=2, progress=False,
-                           plots=False)
+    s = lb.run_leaderboard(
+        TINY, POLICIES, part, resume=True, workers=2, progress=False, plots=False
+    )
     assert s["episodes"] == s["expected_episodes"] == 24
     assert deterministic_view(part) == deterministic_view(full)
 
@@ -115,8 +139,9 @@ def test_killed_run_resumes_without_losing_or_duplicating_episodes(tmp_path):
     script.write_text(_KILL_SCRIPT)
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(out)], env=env, start_new_session=True
+    )
     episodes = out / "episodes.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -128,8 +153,10 @@ def test_killed_run_resumes_without_losing_or_duplicating_episodes(tmp_path):
     n_killed = len(episodes.read_text().splitlines())
     # 2 policies + random and hindsight (the score's anchors) x 8 seeds = 32 episodes
     assert 3 <= n_killed < 32, "the kill should land mid-run"
-    before = {tuple(json.loads(x)[k] for k in ("policy", "seed")): json.loads(x)["metrics"]
-              for x in episodes.read_text().splitlines()}
+    before = {
+        tuple(json.loads(x)[k] for k in ("policy", "seed")): json.loads(x)["metrics"]
+        for x in episodes.read_text().splitlines()
+    }
     subprocess.run([sys.executable, str(script), str(out), "resume"], env=env, check=True)
     subprocess.run([sys.executable, str(script), str(tmp_path / "clean")], env=env, check=True)
     view = deterministic_view(out)
@@ -148,14 +175,21 @@ def test_unknown_names_list_the_known_ones(tmp_path):
         lb.run_leaderboard(TINY, ["gs", "gready"], tmp_path / "x", progress=False)
     assert str(exc.value).count("lyapunov-paper") == 1  # the known policies, listed once
     assert not (tmp_path / "x").exists()  # nothing was written for a bad input
-    with pytest.raises(lb.LeaderboardError,
-                       match="unknown backend 'dask'; known: local, serial, ray"):
+    with pytest.raises(
+        lb.LeaderboardError, match="unknown backend 'dask'; known: local, serial, ray"
+    ):
         lb.run_leaderboard(TINY, ["gs"], tmp_path / "y", backend="dask", progress=False)
     bad_env = Suite("bad", 1, "fedlora", "x", (Scenario("a", "edgeft/Nope-v0", {}),), num_seeds=1)
     with pytest.raises(lb.LeaderboardError, match="edgeft/FedLoRAScheduling-v0"):
         lb.run_leaderboard(bad_env, ["gs"], tmp_path / "z", progress=False)
-    for name in ("fedlora-default", "fedlora-paper", "fedlora-hard", "mec-default", "mec-paper",
-                 "mec-large"):
+    for name in (
+        "fedlora-default",
+        "fedlora-paper",
+        "fedlora-hard",
+        "mec-default",
+        "mec-paper",
+        "mec-large",
+    ):
         assert name in list_suites()
 
 

@@ -20,17 +20,37 @@ from edgeft import leaderboard as lb
 from edgeft.leaderboard.page import PAGE_FILE, page_html
 from edgeft.suites import FEDLORA, MEC, Scenario, Suite
 
-TINY = Suite("tiny-page", 1, "fedlora", "test suite <with> & markup",
-             (Scenario("k6", FEDLORA, {"num_devices": 6, "episode_rounds": 8}),
-              Scenario("k6-tight", FEDLORA, {"num_devices": 6, "episode_rounds": 8,
-                                             "delay_budget_per_bit": 1e-6})),
-             num_seeds=3)
+TINY = Suite(
+    "tiny-page",
+    1,
+    "fedlora",
+    "test suite <with> & markup",
+    (
+        Scenario("k6", FEDLORA, {"num_devices": 6, "episode_rounds": 8}),
+        Scenario(
+            "k6-tight",
+            FEDLORA,
+            {"num_devices": 6, "episode_rounds": 8, "delay_budget_per_bit": 1e-6},
+        ),
+    ),
+    num_seeds=3,
+)
 POLICIES = ["gs", "lyapunov", "aaba"]
-INSTALL = ("apt-get install -y chromium chromium-driver && pip install selenium "
-           "(or pip install -e '.[browser]')")
-CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--window-size=1400,1800"]
+INSTALL = (
+    "apt-get install -y chromium chromium-driver && pip install selenium "
+    "(or pip install -e '.[browser]')"
+)
+CHROME_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1800",
+]
 
 
 def _find(*names: str) -> str | None:
@@ -70,8 +90,9 @@ def driver():
 
 
 def _policies(table) -> list[str]:
-    return [tr.get_attribute("data-policy") for tr in table.find_elements("css selector",
-                                                                           "tbody tr")]
+    return [
+        tr.get_attribute("data-policy") for tr in table.find_elements("css selector", "tbody tr")
+    ]
 
 
 def _header(table, title: str):
@@ -93,6 +114,7 @@ def _mean(part: str):
     def key(e: dict) -> float | None:
         d = e.get(part)
         return d["mean"] if d is not None and math.isfinite(d["mean"]) else None
+
     return key
 
 
@@ -103,8 +125,7 @@ def test_page_in_headless_chromium(run_dir, driver, tmp_path):
     assert page.is_file()
     driver.get(page.resolve().as_uri())
     assert driver.find_element("tag name", "h1").text == "tiny-page v1"
-    assert "test suite <with> & markup" in driver.find_element("css selector",
-                                                                ".description").text
+    assert "test suite <with> & markup" in driver.find_element("css selector", ".description").text
 
     tables = driver.find_elements("css selector", "table.board")
     scenarios = [sc.name for sc in TINY.scenarios]
@@ -129,12 +150,14 @@ def test_page_in_headless_chromium(run_dir, driver, tmp_path):
         # the headline in its own direction, and the paired difference
         th = _header(table, head["title"])
         th.find_element("css selector", "button").click()
-        assert _policies(table) == _expected(entries, _mean("headline"),
-                                             descending=head["higher_is_better"])
+        assert _policies(table) == _expected(
+            entries, _mean("headline"), descending=head["higher_is_better"]
+        )
         th = _header(table, f"vs {head['reference']} (paired)")
         th.find_element("css selector", "button").click()
-        assert _policies(table) == _expected(entries, _mean("vs_reference"),
-                                             descending=head["higher_is_better"])
+        assert _policies(table) == _expected(
+            entries, _mean("vs_reference"), descending=head["higher_is_better"]
+        )
         # text: A-Z
         _header(table, "policy").find_element("css selector", "button").click()
         assert _policies(table) == sorted(e["policy"] for e in entries)
@@ -150,8 +173,9 @@ def test_page_in_headless_chromium(run_dir, driver, tmp_path):
     # the other metric columns: hidden, then shown by the toggle
     family = get_family(summary["family"])
     more = driver.find_elements("css selector", "th.more")
-    assert [m.get_attribute("textContent") for m in more[:len(family.metrics)]] == \
-        [d.title for d in family.metrics.values()]
+    assert [m.get_attribute("textContent") for m in more[: len(family.metrics)]] == [
+        d.title for d in family.metrics.values()
+    ]
     assert not any(m.is_displayed() for m in more)
     toggle = driver.find_element("id", "toggle-more")
     toggle.click()
@@ -163,12 +187,18 @@ def test_page_in_headless_chromium(run_dir, driver, tmp_path):
     th.find_element("css selector", "button").click()
     entries = [e for e in ranked if e["scenario"] == scenarios[0]]
     assert _policies(table) == _expected(
-        entries, lambda e: e["metrics"]["final_loss"]["mean"], descending=False)
+        entries, lambda e: e["metrics"]["final_loss"]["mean"], descending=False
+    )
 
     # the legend takes its texts from the summary and the family record
     legend = driver.find_element("css selector", "dl.legend").text
-    for text in (head["constraint"], head["anchor"], head["bound"], head["reference"],
-                 *(d.title for d in family.metrics.values())):
+    for text in (
+        head["constraint"],
+        head["anchor"],
+        head["bound"],
+        head["reference"],
+        *(d.title for d in family.metrics.values()),
+    ):
         assert text in legend
 
     # every plot is embedded and loaded
@@ -177,12 +207,15 @@ def test_page_in_headless_chromium(run_dir, driver, tmp_path):
     assert len(imgs) == len(plots) == 1 + len(TINY.scenarios)
     for img in imgs:
         assert img.get_attribute("src").startswith("data:image/png;base64,")
-        assert driver.execute_script("return arguments[0].complete && "
-                                     "arguments[0].naturalWidth", img) > 0
+        assert (
+            driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)
+            > 0
+        )
 
     driver.refresh()  # the screenshot shows the page as it opens
-    assert _policies(driver.find_element("css selector", "table.board")) == \
-        [e["policy"] for e in ranked if e["scenario"] == scenarios[0]]
+    assert _policies(driver.find_element("css selector", "table.board")) == [
+        e["policy"] for e in ranked if e["scenario"] == scenarios[0]
+    ]
     shot = tmp_path / "leaderboard-page.png"
     assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     print(f"screenshot of the leaderboard page: {shot}")
@@ -208,17 +241,32 @@ def test_page_needs_no_network_and_escapes_its_texts(run_dir):
 
 
 def test_unscored_and_plotless_pages(tmp_path):
-    suite = Suite("tiny-page-mec", 1, "mec", "x",
-                  (Scenario("n4", MEC, {"num_users": 4, "num_servers": 2, "episode_rounds": 1}),),
-                  num_seeds=2)
-    summary = lb.run_leaderboard(suite, ["greedy"], tmp_path / "m", backend="serial",
-                                 progress=False, plots=False, score=False)
+    suite = Suite(
+        "tiny-page-mec",
+        1,
+        "mec",
+        "x",
+        (Scenario("n4", MEC, {"num_users": 4, "num_servers": 2, "episode_rounds": 1}),),
+        num_seeds=2,
+    )
+    summary = lb.run_leaderboard(
+        suite,
+        ["greedy"],
+        tmp_path / "m",
+        backend="serial",
+        progress=False,
+        plots=False,
+        score=False,
+    )
     text = (tmp_path / "m" / PAGE_FILE).read_text(encoding="utf-8")
     assert page_html(summary) == text  # the same function, no hidden state
     assert "<img" not in text  # --no-plots: no plots section
     # --no-score: the headline's columns are there, without scores
-    assert re.search(r'data-policy="greedy"><th[^>]*>greedy</th><td class="num" '
-                     r'data-value="">-</td>', text)
+    assert re.search(
+        r'data-policy="greedy"><th[^>]*>greedy</th><td class="num" '
+        r'data-value="">-</td>',
+        text,
+    )
     # a family without a headline: its metric columns are shown, nothing hidden
     del summary["headline"]
     text = page_html(summary)

@@ -28,11 +28,22 @@ ray = pytest.importorskip("ray", reason="needs Ray: pip install 'edgeft[ray]'")
 
 pytestmark = pytest.mark.slow  # two Ray nodes start and stop: about 1-2 minutes
 
-FL = Suite("cluster-fedlora", 1, "fedlora", "test suite",
-           (Scenario("k6", FEDLORA, {"num_devices": 6, "episode_rounds": 10}),), num_seeds=3)
-MC = Suite("cluster-mec", 1, "mec", "test suite",
-           (Scenario("n4", MEC, {"num_users": 4, "num_servers": 2, "episode_rounds": 2}),),
-           num_seeds=2)
+FL = Suite(
+    "cluster-fedlora",
+    1,
+    "fedlora",
+    "test suite",
+    (Scenario("k6", FEDLORA, {"num_devices": 6, "episode_rounds": 10}),),
+    num_seeds=3,
+)
+MC = Suite(
+    "cluster-mec",
+    1,
+    "mec",
+    "test suite",
+    (Scenario("n4", MEC, {"num_users": 4, "num_servers": 2, "episode_rounds": 2}),),
+    num_seeds=2,
+)
 HEAD_NICE = 15  # Ray's default worker niceness, over the niceness ray start runs at
 NODE_NICE = 7  # the second node's, set with RAY_worker_niceness when it starts
 
@@ -94,22 +105,53 @@ def cluster() -> Iterator[str]:
     (shim / "sitecustomize.py").write_text(_SITECUSTOMIZE)
     port = _free_port()
     address = f"127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(shim), "RAY_AUTH_MODE": "disabled",
-           "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(shim),
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "OMP_NUM_THREADS": "1",
+    }
     env.pop("RAY_ADDRESS", None)
-    common = ["--num-cpus", "1", "--block", "--disable-usage-stats",
-              "--dashboard-agent-listen-port", "0", "--node-ip-address", "127.0.0.1"]
+    common = [
+        "--num-cpus",
+        "1",
+        "--block",
+        "--disable-usage-stats",
+        "--dashboard-agent-listen-port",
+        "0",
+        "--node-ip-address",
+        "127.0.0.1",
+    ]
     procs: list[subprocess.Popen] = []
 
     def start(args: list[str], log: str, extra_env: dict[str, str]) -> None:
         with open(tmp / log, "w") as f:
-            procs.append(subprocess.Popen([_ray_cli(), "start", *args, *common],
-                                          env={**env, **extra_env}, cwd=tmp, stdout=f,
-                                          stderr=subprocess.STDOUT, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [_ray_cli(), "start", *args, *common],
+                    env={**env, **extra_env},
+                    cwd=tmp,
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
 
     try:
-        start(["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir",
-               str(tmp / "ray")], "head.log", {})
+        start(
+            [
+                "--head",
+                "--port",
+                str(port),
+                "--include-dashboard",
+                "false",
+                "--temp-dir",
+                str(tmp / "ray"),
+            ],
+            "head.log",
+            {},
+        )
         _wait_for(tmp / "head.log", "Ray runtime started", procs[-1])
         start(["--address", address], "node.log", {backends.RAY_NICENESS_ENV: str(NODE_NICE)})
         _wait_for(tmp / "node.log", "Ray runtime started", procs[-1])
@@ -136,8 +178,9 @@ def driver(monkeypatch):
     """This process as the cluster's driver: loopback address, no token authentication."""
     import ray._private.services as services
 
-    monkeypatch.setattr(services, "node_ip_address_from_perspective",
-                        lambda address=None: "127.0.0.1")
+    monkeypatch.setattr(
+        services, "node_ip_address_from_perspective", lambda address=None: "127.0.0.1"
+    )
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     for s in (FL, MC):
@@ -152,40 +195,68 @@ def test_cluster_run_writes_the_process_pool_s_files(tmp_path, cluster, driver):
 
     pols = {FL.name: ["gs", "lyapunov"], MC.name: ["greedy", "ao"]}
     for s in (FL, MC):
-        lb.run_leaderboard(s, pols[s.name], tmp_path / "pool" / s.name, workers=2,
-                           progress=False, plots=False)
+        lb.run_leaderboard(
+            s, pols[s.name], tmp_path / "pool" / s.name, workers=2, progress=False, plots=False
+        )
     # the CLI, one suite per command (--policies names the policies of one family)
     for s in (FL, MC):
-        assert main(["leaderboard", "--suite", s.name, "--policies", ",".join(pols[s.name]),
-                     "--backend", "ray", "--address", cluster, "--workers", "2",
-                     "--out", str(tmp_path / "ray" / s.name), "--no-plots",
-                     "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "leaderboard",
+                    "--suite",
+                    s.name,
+                    "--policies",
+                    ",".join(pols[s.name]),
+                    "--backend",
+                    "ray",
+                    "--address",
+                    cluster,
+                    "--workers",
+                    "2",
+                    "--out",
+                    str(tmp_path / "ray" / s.name),
+                    "--no-plots",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         assert not ray.is_initialized()  # disconnected again
-        assert (deterministic_view(tmp_path / "ray" / s.name)
-                == deterministic_view(tmp_path / "pool" / s.name))
+        assert deterministic_view(tmp_path / "ray" / s.name) == deterministic_view(
+            tmp_path / "pool" / s.name
+        )
 
 
 def test_cluster_pool_of_two_suites(tmp_path, cluster, driver, monkeypatch):
     from edgeft.leaderboard import runner
 
-    monkeypatch.setattr(runner, "default_policies",
-                        lambda s: ["gs"] if s.family == "fedlora" else ["greedy"])
+    monkeypatch.setattr(
+        runner, "default_policies", lambda s: ["gs"] if s.family == "fedlora" else ["greedy"]
+    )
     outs = [tmp_path / "ray" / FL.name, tmp_path / "ray" / MC.name]
-    runner.run_leaderboards([FL, MC], None, outs, backend="ray", address=cluster, workers=2,
-                            progress=False, plots=False)
+    runner.run_leaderboards(
+        [FL, MC], None, outs, backend="ray", address=cluster, workers=2, progress=False, plots=False
+    )
     for s, out in zip((FL, MC), outs):
-        lb.run_leaderboard(s, None, tmp_path / "pool" / s.name, workers=2, progress=False,
-                           plots=False)
+        lb.run_leaderboard(
+            s, None, tmp_path / "pool" / s.name, workers=2, progress=False, plots=False
+        )
         assert deterministic_view(out) == deterministic_view(tmp_path / "pool" / s.name)
 
 
-def test_workers_of_both_nodes_import_the_shipped_edgeft_at_the_niceness_asked(cluster, driver,
-                                                                               tmp_path):
+def test_workers_of_both_nodes_import_the_shipped_edgeft_at_the_niceness_asked(
+    cluster, driver, tmp_path
+):
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     ship = backends.stage_package(tmp_path / "ship").parent
-    ray.init(address=cluster, include_dashboard=False, log_to_driver=False,
-             runtime_env=backends.ray_runtime_env(ship))
+    ray.init(
+        address=cluster,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env=backends.ray_runtime_env(ship),
+    )
     nodes = [n for n in ray.nodes() if n["Alive"]]
     assert len(nodes) == 2 and {n["NodeManagerAddress"] for n in nodes} == {"127.0.0.1"}
     ns: dict = {"__name__": "edgeft_cluster_probe"}
@@ -193,15 +264,22 @@ def test_workers_of_both_nodes_import_the_shipped_edgeft_at_the_niceness_asked(c
     probe = ray.remote(num_cpus=1)(ns["probe"])
 
     def on_each_node(nice):
-        return ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-            n["NodeID"], soft=False)).remote(nice) for n in nodes])
+        return ray.get(
+            [
+                probe.options(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+                ).remote(nice)
+                for n in nodes
+            ]
+        )
 
     # the cluster's own niceness (Ray's 15; RAY_worker_niceness on the second node) when none
     # is asked, then os.nice in the task (raising it needs no privilege)
     out = on_each_node(None)
     here = os.nice(0)  # the nodes' ray start ran at this niceness
     assert sorted(o["before"] for o in out) == sorted(
-        min(19, here + inc) for inc in (NODE_NICE, HEAD_NICE))
+        min(19, here + inc) for inc in (NODE_NICE, HEAD_NICE)
+    )
     for o in out:
         assert "/runtime_resources/working_dir_files/" in o["edgeft"], o  # the shipped copy
         assert o["envs"] == str(Path(o["edgeft"]).parent / "envs" / "__init__.py")
@@ -209,8 +287,9 @@ def test_workers_of_both_nodes_import_the_shipped_edgeft_at_the_niceness_asked(c
     assert {o["after"] for o in on_each_node(19)} == {19}
 
 
-def test_without_address_a_private_instance_starts_beside_the_cluster(tmp_path, cluster,
-                                                                      driver, monkeypatch):
+def test_without_address_a_private_instance_starts_beside_the_cluster(
+    tmp_path, cluster, driver, monkeypatch
+):
     """No --address: a local instance of its own (``ray.init()`` would join the cluster named by
     RAY_ADDRESS or started on this node, which refuses ``num_cpus``), its workers at this
     process's niceness, like the process pool's."""
@@ -224,6 +303,5 @@ def test_without_address_a_private_instance_starts_beside_the_cluster(tmp_path, 
     assert out["before"] == os.nice(0) and "/working_dir_files/" in out["edgeft"]
     lb.run_leaderboard(FL, ["gs"], tmp_path / "ray", backend="ray", progress=False, plots=False)
     ray.shutdown()
-    lb.run_leaderboard(FL, ["gs"], tmp_path / "pool", backend="serial", progress=False,
-                       plots=False)
+    lb.run_leaderboard(FL, ["gs"], tmp_path / "pool", backend="serial", progress=False, plots=False)
     assert deterministic_view(tmp_path / "ray") == deterministic_view(tmp_path / "pool")

@@ -19,10 +19,22 @@ from edgeft.cli import main
 from edgeft.leaderboard.store import LOCK_FILE, folder_lock, set_aside_incomplete_row
 from edgeft.suites import FEDLORA, Scenario, Suite
 
-SMALL = Suite("rf-small", 1, "fedlora", "test suite",
-              (Scenario("k4", FEDLORA, {"num_devices": 4, "episode_rounds": 4}),), num_seeds=3)
-OTHER = Suite("rf-other", 1, "fedlora", "test suite",
-              (Scenario("k5", FEDLORA, {"num_devices": 5, "episode_rounds": 3}),), num_seeds=2)
+SMALL = Suite(
+    "rf-small",
+    1,
+    "fedlora",
+    "test suite",
+    (Scenario("k4", FEDLORA, {"num_devices": 4, "episode_rounds": 4}),),
+    num_seeds=3,
+)
+OTHER = Suite(
+    "rf-other",
+    1,
+    "fedlora",
+    "test suite",
+    (Scenario("k5", FEDLORA, {"num_devices": 5, "episode_rounds": 3}),),
+    num_seeds=2,
+)
 KW = {"backend": "serial", "progress": False, "plots": False}
 CLI = ["--backend", "serial", "--policies", "gs", "--no-plots", "--no-progress"]
 ASIDE = "1 incomplete row from an interrupted write was set aside in "
@@ -41,8 +53,9 @@ def _view(out: Path) -> list[dict]:
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -72,29 +85,36 @@ sys.exit(main(["leaderboard", *sys.argv[2:]]))
 """
 
 
-def test_a_file_size_limit_cuts_a_row_and_resume_sets_it_aside(tmp_path, clean, registered,
-                                                               capsys):
+def test_a_file_size_limit_cuts_a_row_and_resume_sets_it_aside(tmp_path, clean, registered, capsys):
     script = tmp_path / "limited.py"
     script.write_text(_LIMITED)
     out = tmp_path / "run"
     first = (clean / lb.EPISODES_FILE).read_bytes().splitlines(keepends=True)
     limit = len(first[0]) + len(first[1]) + 100  # the third row is cut after 100 bytes
-    proc = subprocess.run([sys.executable, str(script), str(limit), "--suite", SMALL.name,
-                           "--out", str(out), *CLI], env=_env(), capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(limit), "--suite", SMALL.name, "--out", str(out), *CLI],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [
         f"edgeft leaderboard: error: cannot write an episode row to {out / lb.EPISODES_FILE}: "
         "File too large; free some space (or raise the file-size limit), then continue with "
-        "--resume: the episodes already saved are kept"]
+        "--resume: the episodes already saved are kept"
+    ]
     data = (out / lb.EPISODES_FILE).read_bytes()
     *whole, cut = data.split(b"\n")
     assert len(data) == limit and len(whole) == 2 and 0 < len(cut) < len(first[2])
     for row, ref in zip(whole, first):  # the rows before it were written whole, in order
         assert {**json.loads(row), "timing": 0} == {**json.loads(ref), "timing": 0}
     # the file as it is: read_rows refuses, naming the line and what --resume does
-    with pytest.raises(lb.LeaderboardError, match=r"episodes.jsonl:3 is an incomplete episode "
-                                                  r"row .*--resume sets it aside"):
+    with pytest.raises(
+        lb.LeaderboardError,
+        match=r"episodes.jsonl:3 is an incomplete episode "
+        r"row .*--resume sets it aside",
+    ):
         lb.read_rows(out / lb.EPISODES_FILE)
     # --resume: the cut row is moved to a backup, reported, and its episode runs again
     assert main(["leaderboard", "--suite", SMALL.name, "--out", str(out), "--resume", *CLI]) == 0
@@ -115,9 +135,13 @@ def test_a_file_size_limit_cuts_a_row_and_resume_sets_it_aside(tmp_path, clean, 
 def test_incomplete_last_rows_of_any_kind_are_set_aside_never_dropped(tmp_path, clean, capsys):
     good = (clean / lb.EPISODES_FILE).read_bytes()
     rows = good.splitlines(keepends=True)
-    for i, tail in enumerate([rows[5].rstrip(b"\n"),  # whole but for its newline
-                              b"\0" * 37,  # zeros left by a crash
-                              rows[5][:1]]):
+    for i, tail in enumerate(
+        [
+            rows[5].rstrip(b"\n"),  # whole but for its newline
+            b"\0" * 37,  # zeros left by a crash
+            rows[5][:1],
+        ]
+    ):
         out = tmp_path / f"run{i}"
         out.mkdir()
         (out / lb.MANIFEST_FILE).write_bytes((clean / lb.MANIFEST_FILE).read_bytes())
@@ -144,11 +168,13 @@ def test_a_corrupt_row_before_the_last_still_refuses(tmp_path, clean):
     out.mkdir()
     (out / lb.MANIFEST_FILE).write_bytes((clean / lb.MANIFEST_FILE).read_bytes())
     rows = (clean / lb.EPISODES_FILE).read_bytes().splitlines(keepends=True)
-    (out / lb.EPISODES_FILE).write_bytes(rows[0] + b'{"scenario": "k4", "pol\n' + rows[1]
-                                         + b'{"cut')
+    (out / lb.EPISODES_FILE).write_bytes(
+        rows[0] + b'{"scenario": "k4", "pol\n' + rows[1] + b'{"cut'
+    )
     before = _files(out)
-    with pytest.raises(lb.LeaderboardError,
-                       match=r"episodes.jsonl:2 is not a valid episode row .*left as it is"):
+    with pytest.raises(
+        lb.LeaderboardError, match=r"episodes.jsonl:2 is not a valid episode row .*left as it is"
+    ):
         lb.run_leaderboard(SMALL, ["gs"], out, resume=True, **KW)
     assert _files(out) == before  # no backup made, nothing rewritten
 
@@ -169,8 +195,13 @@ def test_a_second_run_on_the_same_folder_stops_at_once(tmp_path, registered, cap
     lb.run_leaderboard(SMALL, ["gs"], out, max_episodes=2, **KW)
     assert not (out / LOCK_FILE).exists()  # released on return
     before = _files(out)
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], env=_env(),
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out)],
+        env=_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         busy = rf"results folder {out} is in use by another leaderboard run \(pid {holder.pid} "
@@ -179,8 +210,9 @@ def test_a_second_run_on_the_same_folder_stops_at_once(tmp_path, registered, cap
         rc = main(["leaderboard", "--suite", SMALL.name, "--out", str(out), "--resume", *CLI])
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and err[0].startswith("edgeft leaderboard: error: ")
-        assert "wait for it to finish (then --resume continues it), or choose another --out" \
-            in err[0]
+        assert (
+            "wait for it to finish (then --resume continues it), or choose another --out" in err[0]
+        )
         # without --resume the folder is refused too (busy or not empty), never written
         with pytest.raises(lb.LeaderboardError, match="in use|not empty"):
             lb.run_leaderboard(SMALL, ["gs"], out, **KW)
@@ -227,20 +259,27 @@ def test_lock_file_replaced_between_open_and_lock_is_not_trusted(tmp_path):
 # ---------------------------------------------------------------------------- bad inputs
 def test_resume_needs_a_folder_that_holds_a_run(tmp_path, registered, capsys):
     missing = tmp_path / "mistyped"
-    with pytest.raises(lb.LeaderboardError, match=rf"--resume: results folder {missing} does "
-                                                  "not exist; check --out"):
+    with pytest.raises(
+        lb.LeaderboardError,
+        match=rf"--resume: results folder {missing} does "
+        "not exist; check --out",
+    ):
         lb.run_leaderboard(SMALL, ["gs"], missing, resume=True, **KW)
     assert not missing.exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / LOCK_FILE).write_text("")  # a stale lock file does not count as a run
-    with pytest.raises(lb.LeaderboardError, match=rf"--resume: results folder {empty} is empty, "
-                                                  "there is no run to continue"):
+    with pytest.raises(
+        lb.LeaderboardError,
+        match=rf"--resume: results folder {empty} is empty, "
+        "there is no run to continue",
+    ):
         lb.run_leaderboard(SMALL, ["gs"], empty, resume=True, **KW)
     assert [p.name for p in empty.iterdir()] == [LOCK_FILE]
     for out in (missing, empty):
-        assert main(["leaderboard", "--suite", SMALL.name, "--out", str(out), "--resume",
-                     *CLI]) == 2
+        assert (
+            main(["leaderboard", "--suite", SMALL.name, "--out", str(out), "--resume", *CLI]) == 2
+        )
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
         assert "leave out --resume to start a new run there" in err
@@ -280,18 +319,38 @@ def test_workers_are_checked_before_anything_is_written(tmp_path, workers, capsy
 def test_cli_workers_out_of_range_is_one_line(tmp_path, registered, capsys):
     out = tmp_path / "run"
     for value in ("0", "-1"):
-        assert main(["leaderboard", "--suite", SMALL.name, "--out", str(out), *CLI,
-                     "--workers", value]) == 2
+        assert (
+            main(
+                ["leaderboard", "--suite", SMALL.name, "--out", str(out), *CLI, "--workers", value]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
-        assert err == (f"edgeft leaderboard: error: --workers must be a whole number from 1 up "
-                       f"(got {value}): the number of worker processes (Ray CPUs with --backend "
-                       f"ray); leave it out to use all {os.cpu_count()} CPUs\n")
+        assert err == (
+            f"edgeft leaderboard: error: --workers must be a whole number from 1 up "
+            f"(got {value}): the number of worker processes (Ray CPUs with --backend "
+            f"ray); leave it out to use all {os.cpu_count()} CPUs\n"
+        )
         assert not out.exists()
     # an existing run is not touched by a bad value either
     lb.run_leaderboard(SMALL, ["gs"], out, max_episodes=2, **KW)
     before = _files(out)
-    assert main(["leaderboard", "--suite", SMALL.name, "--out", str(out), "--resume", *CLI,
-                 "--workers", "0"]) == 2
+    assert (
+        main(
+            [
+                "leaderboard",
+                "--suite",
+                SMALL.name,
+                "--out",
+                str(out),
+                "--resume",
+                *CLI,
+                "--workers",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert _files(out) == before
 
 
@@ -301,10 +360,10 @@ def test_unwritable_folders_are_one_line_errors(tmp_path, registered, capsys):
     cases = {
         # --out is a file
         blocker: f"edgeft leaderboard: error: --out {blocker} is a file, not a folder; choose "
-                 "another --out (nothing was changed)",
+        "another --out (nothing was changed)",
         # a file where a parent folder should be
         blocker / "run": f"edgeft leaderboard: error: cannot write the results folder "
-                         f"{blocker / 'run'}: Not a directory; choose a writable --out",
+        f"{blocker / 'run'}: Not a directory; choose a writable --out",
     }
     for out, message in cases.items():
         assert main(["leaderboard", "--suite", SMALL.name, "--out", str(out), *CLI]) == 2
@@ -328,18 +387,26 @@ def test_no_room_at_all_is_one_line_and_leaves_no_folder(tmp_path):
     script = tmp_path / "nowrites.py"
     script.write_text(_NO_WRITES)
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, str(script), "--suite", SMALL.name, "--out", str(out),
-                           *CLI], env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--suite", SMALL.name, "--out", str(out), *CLI],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         f"edgeft leaderboard: error: cannot write {out / lb.MANIFEST_FILE}: File too large; free "
         "some space (or raise the file-size limit), then continue with --resume: the episodes "
-        "already saved are kept"]
+        "already saved are kept"
+    ]
     assert not out.exists()  # the folder it created was removed again
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root writes into read-only folders (the other cases run as root)")
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0,
+    reason="root writes into read-only folders (the other cases run as root)",
+)
 def test_read_only_folders_are_one_line_errors(tmp_path, registered, capsys):
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -379,7 +446,8 @@ def test_read_only_file_system_message(tmp_path, monkeypatch, capsys, registered
     assert main(["leaderboard", "--suite", SMALL.name, "--out", str(out), "--resume", *CLI]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"edgeft leaderboard: error: cannot write the results folder {out} ({out / LOCK_FILE}): "
-        "Read-only file system; choose a writable --out"]
+        "Read-only file system; choose a writable --out"
+    ]
     assert _files(out) == before
 
 
@@ -391,5 +459,6 @@ def test_any_other_file_error_is_one_line(tmp_path, monkeypatch, capsys, registe
 
     monkeypatch.setattr(cli, "run_leaderboard", fail)
     assert main(["leaderboard", "--suite", SMALL.name, "--out", str(tmp_path / "x"), *CLI]) == 2
-    assert capsys.readouterr().err == (f"edgeft leaderboard: error: cannot use "
-                                       f"{tmp_path / 'x' / 'run.json'}: Permission denied\n")
+    assert capsys.readouterr().err == (
+        f"edgeft leaderboard: error: cannot use {tmp_path / 'x' / 'run.json'}: Permission denied\n"
+    )

@@ -91,8 +91,13 @@ def test_no_policy_scores_above_the_hindsight_bound(seed):
 def _row(policy, seed, scheduled, ratio, bound=None):
     metrics = dict.fromkeys(METRICS, 0.0)
     metrics.update(avg_scheduled=scheduled, avg_delay_ratio=ratio)
-    row = {"scenario": "s", "policy": policy, "seed": seed, "metrics": metrics,
-           "timing": {"decide_ms": 1.0}}
+    row = {
+        "scenario": "s",
+        "policy": policy,
+        "seed": seed,
+        "metrics": metrics,
+        "timing": {"decide_ms": 1.0},
+    }
     if bound is not None:
         row["bound"] = {"headline": bound, "gap": 0.0}
     return row
@@ -102,13 +107,18 @@ def test_summary_scores_ranks_and_pairs_per_seed():
     from edgeft import leaderboard as lb
     from edgeft.suites import FEDLORA, Scenario, Suite
 
-    suite = Suite("t", 1, "fedlora", "test", (Scenario("s", FEDLORA, {}),), num_seeds=2,
-                  headline="devices")
+    suite = Suite(
+        "t", 1, "fedlora", "test", (Scenario("s", FEDLORA, {}),), num_seeds=2, headline="devices"
+    )
     rows = [
-        _row("random", 0, 10.0, 10.0), _row("random", 1, 10.0, 5.0),        # headline 1, 2
-        _row("hindsight", 0, 11.0, 1.0, bound=11.0), _row("hindsight", 1, 12.0, 1.0, bound=12.0),
-        _row("gs", 0, 6.0, 1.0), _row("gs", 1, 7.0, 0.9),                    # 6, 7
-        _row("lyapunov", 0, 9.0, 1.5), _row("lyapunov", 1, 8.0, 1.0),        # 6, 8
+        _row("random", 0, 10.0, 10.0),
+        _row("random", 1, 10.0, 5.0),  # headline 1, 2
+        _row("hindsight", 0, 11.0, 1.0, bound=11.0),
+        _row("hindsight", 1, 12.0, 1.0, bound=12.0),
+        _row("gs", 0, 6.0, 1.0),
+        _row("gs", 1, 7.0, 0.9),  # 6, 7
+        _row("lyapunov", 0, 9.0, 1.5),
+        _row("lyapunov", 1, 8.0, 1.0),  # 6, 8
     ]
     policies = ["gs", "lyapunov", "random", "hindsight"]
     summary = lb.summarize(suite, policies, rows)

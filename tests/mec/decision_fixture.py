@@ -30,8 +30,17 @@ import numpy as np
 PATH = Path(__file__).parent / "data" / "reference_decisions.npz"
 FIELDS = ("alpha", "server", "power", "bandwidth", "freq_user", "freq_edge")
 #: every MEC reference policy (``edgeft.list_policies("mec")`` less the trained agents)
-POLICIES = ("alpha-only", "ao", "fp-cccp", "fp-cccp-dpp", "greedy", "greedy-dpp",
-            "greedy-fast", "random", "resource-only")
+POLICIES = (
+    "alpha-only",
+    "ao",
+    "fp-cccp",
+    "fp-cccp-dpp",
+    "greedy",
+    "greedy-dpp",
+    "greedy-fast",
+    "random",
+    "resource-only",
+)
 
 
 @dataclass(frozen=True)
@@ -67,8 +76,9 @@ def scenario_of(case: Case) -> tuple[str, dict[str, Any], int]:
     return sc.env_id, dict(sc.config), suite.seeds[case.seed_index]
 
 
-def play(case: Case, policy: str, scenario: tuple[str, dict[str, Any], int] | None = None
-         ) -> Iterator[tuple[Any, float, Any, Any]]:
+def play(
+    case: Case, policy: str, scenario: tuple[str, dict[str, Any], int] | None = None
+) -> Iterator[tuple[Any, float, Any, Any]]:
     """Play ``policy`` on the case's episode: yields (decision, objective, policy, the round's
     instance) per round.
 
@@ -123,13 +133,16 @@ def record(only: str | None = None, out: Path = PATH) -> None:
             arrays[f"{key}|objective"] = np.asarray(objs, dtype=np.float64)
             seconds[key] = time.process_time() - t0
             print(f"{key:50s} {seconds[key]:8.2f} CPU-s  objective {objs}", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
     cases = []
     for c in CASES:
         env_id, config, seed = scenario_of(c)
-        cases.append(c.__dict__ | {"policies": list(c.policies), "env_id": env_id,
-                                   "config": config, "seed": int(seed)})
+        cases.append(
+            c.__dict__
+            | {"policies": list(c.policies), "env_id": env_id, "config": config, "seed": int(seed)}
+        )
     meta = {"format": 1, "commit": commit, "cpu_seconds": seconds, "cases": cases}
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, meta=np.asarray(json.dumps(meta)), **arrays)

@@ -26,11 +26,19 @@ OUTPUTS = ("power", "bandwidth", "freq_user", "freq_edge")
 #: suites' sizes, a crowded edge, the literal model, no energy weight, and priced rounds
 CASES: tuple[tuple[str, dict[str, Any], bool, bool], ...] = (
     ("default", {}, True, False),
-    ("mec-default", {"num_users": 20, "num_servers": 4, "area_m": 150.0,
-                     "energy_budget_scale": 0.7}, True, False),
+    (
+        "mec-default",
+        {"num_users": 20, "num_servers": 4, "area_m": 150.0, "energy_budget_scale": 0.7},
+        True,
+        False,
+    ),
     ("mec-large", {"num_users": 200, "num_servers": 20}, True, False),
-    ("crowded", {"num_users": 12, "num_servers": 2, "f_edge_max_range_hz": (0.3e9, 0.6e9)},
-     True, False),
+    (
+        "crowded",
+        {"num_users": 12, "num_servers": 2, "f_edge_max_range_hz": (0.3e9, 0.6e9)},
+        True,
+        False,
+    ),
     ("paper", {"preset": "paper", "num_users": 8, "num_servers": 2}, False, False),
     ("no-energy", {"num_users": 8, "num_servers": 2, "w_energy": 0.0}, True, False),
     ("priced", {"num_users": 20, "num_servers": 4, "area_m": 150.0}, True, True),
@@ -39,8 +47,9 @@ CASES: tuple[tuple[str, dict[str, Any], bool, bool], ...] = (
 SEEDS = (0, 1, 2)
 
 
-def inputs(name: str, overrides: dict[str, Any], upload_delay: bool, priced: bool, seed: int
-           ) -> tuple[Any, dict[str, Any]]:
+def inputs(
+    name: str, overrides: dict[str, Any], upload_delay: bool, priced: bool, seed: int
+) -> tuple[Any, dict[str, Any]]:
     """(instance, inputs of the rule) of a case, drawn like the env's first round."""
     from .helpers import make_instance
 
@@ -48,11 +57,18 @@ def inputs(name: str, overrides: dict[str, Any], upload_delay: bool, priced: boo
     rng = np.random.default_rng(1000 + seed)
     alpha = rng.integers(1, config.num_layers, size=config.num_users).astype(np.float64)
     server = rng.integers(0, config.num_servers, size=config.num_users)
-    price = (rng.uniform(0.0, 3.0, size=config.num_users) / (config.num_users
-                                                              * inst.energy_budget)
-             if priced else None)
-    return inst, {"alpha": alpha, "server": server, "weights": tuple(config.weights),
-                  "upload_delay": upload_delay and config.upload_delay, "price": price}
+    price = (
+        rng.uniform(0.0, 3.0, size=config.num_users) / (config.num_users * inst.energy_budget)
+        if priced
+        else None
+    )
+    return inst, {
+        "alpha": alpha,
+        "server": server,
+        "weights": tuple(config.weights),
+        "upload_delay": upload_delay and config.upload_delay,
+        "price": price,
+    }
 
 
 def record(out: Path = PATH) -> None:
@@ -66,8 +82,9 @@ def record(out: Path = PATH) -> None:
         for seed in SEEDS:
             key = f"{name}|{seed}"
             inst, kw = inputs(name, overrides, ud, priced, seed)
-            dec = fast_resource_rule(inst, kw["alpha"], kw["server"], kw["weights"],
-                                     kw["upload_delay"], kw["price"])
+            dec = fast_resource_rule(
+                inst, kw["alpha"], kw["server"], kw["weights"], kw["upload_delay"], kw["price"]
+            )
             scalars = {}
             for f in fields(MECInstance):
                 v = getattr(inst, f.name)
@@ -81,11 +98,16 @@ def record(out: Path = PATH) -> None:
                 arrays[f"{key}|price"] = kw["price"]
             for o in OUTPUTS:
                 arrays[f"{key}|{o}"] = getattr(dec, o)
-            meta.append({"key": key, "scalars": scalars, "weights": list(kw["weights"]),
-                         "upload_delay": bool(kw["upload_delay"])})
+            meta.append(
+                {
+                    "key": key,
+                    "scalars": scalars,
+                    "weights": list(kw["weights"]),
+                    "upload_delay": bool(kw["upload_delay"]),
+                }
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, meta=np.asarray(json.dumps({"format": 1, "cases": meta})),
-                        **arrays)
+    np.savez_compressed(out, meta=np.asarray(json.dumps({"format": 1, "cases": meta})), **arrays)
     print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB, {len(meta)} cases)")
 
 
@@ -104,9 +126,14 @@ def load(path: Path = PATH) -> list[tuple[Any, dict[str, Any], dict[str, np.ndar
             if f"{key}|inst|{f.name}" in data:
                 values[f.name] = data[f"{key}|inst|{f.name}"]
         inst = MECInstance(**values)
-        kw = {"alpha": data[f"{key}|alpha"], "server": data[f"{key}|server"],
-              "weights": tuple(case["weights"]), "upload_delay": case["upload_delay"],
-              "price": data.get(f"{key}|price"), "key": key}
+        kw = {
+            "alpha": data[f"{key}|alpha"],
+            "server": data[f"{key}|server"],
+            "weights": tuple(case["weights"]),
+            "upload_delay": case["upload_delay"],
+            "price": data.get(f"{key}|price"),
+            "key": key,
+        }
         out.append((inst, kw, {o: data[f"{key}|{o}"] for o in OUTPUTS}))
     return out
 

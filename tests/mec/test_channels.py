@@ -16,8 +16,9 @@ def _plain_advance(config, state, rng):
     arithmetic). Also returns whether a user crossed a wall."""
     a = config.mobility_memory
     sigma_v = config.mobility_step_m / np.sqrt(2.0)
-    vel = a * state.user_vel + np.sqrt(1.0 - a * a) * rng.normal(0.0, sigma_v,
-                                                                  size=state.user_vel.shape)
+    vel = a * state.user_vel + np.sqrt(1.0 - a * a) * rng.normal(
+        0.0, sigma_v, size=state.user_vel.shape
+    )
     pos = state.user_pos + vel
     side = config.area_m
     crossed = bool(((pos < 0.0) | (pos > side)).any())
@@ -34,10 +35,14 @@ def _plain_advance(config, state, rng):
     return pos, vel, re, im, crossed
 
 
-@pytest.mark.parametrize("overrides", [
-    {}, {"fading_correlation": 0.0, "mobility_memory": 0.0},
-    {"fading_correlation": 1.0, "mobility_step_m": 250.0, "area_m": 300.0},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"fading_correlation": 0.0, "mobility_memory": 0.0},
+        {"fading_correlation": 1.0, "mobility_step_m": 250.0, "area_m": 300.0},
+    ],
+)
 def test_mec_advance_is_the_plain_gauss_markov_and_ar1_step(overrides):
     config = MECConfig(num_users=8, num_servers=3, **overrides)
     rng = np.random.default_rng(5)
@@ -47,7 +52,8 @@ def test_mec_advance_is_the_plain_gauss_markov_and_ar1_step(overrides):
     ref.uniform(0.0, config.area_m, size=(3, 2))
     G._place_users(config, ref, state.server_pos, 8)
     np.testing.assert_array_equal(
-        state.user_vel, ref.normal(0.0, config.mobility_step_m / np.sqrt(2.0), size=(8, 2)))
+        state.user_vel, ref.normal(0.0, config.mobility_step_m / np.sqrt(2.0), size=(8, 2))
+    )
     np.testing.assert_array_equal(state.fading_re, ref.normal(0.0, np.sqrt(0.5), size=(8, 3)))
     np.testing.assert_array_equal(state.fading_im, ref.normal(0.0, np.sqrt(0.5), size=(8, 3)))
     bounced = False

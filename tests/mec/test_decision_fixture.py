@@ -18,10 +18,14 @@ from edgeft.envs.mec.types import MECDecision
 from .decision_fixture import FIELDS, Case, load, play
 
 ARRAYS, META = load()
-CASES = [Case(c["suite"], c["scenario"], c["seed_index"], c["rounds"], tuple(c["policies"]))
-         for c in META["cases"]]
-SCENARIO = {(c["suite"], c["scenario"], c["seed_index"]): (c["env_id"], c["config"], c["seed"])
-            for c in META["cases"]}
+CASES = [
+    Case(c["suite"], c["scenario"], c["seed_index"], c["rounds"], tuple(c["policies"]))
+    for c in META["cases"]
+]
+SCENARIO = {
+    (c["suite"], c["scenario"], c["seed_index"]): (c["env_id"], c["config"], c["seed"])
+    for c in META["cases"]
+}
 #: Rounds that depart from the recording, and why (key "suite|scenario|seed index|policy" ->
 #: (reason, rounds)):
 #:
@@ -45,8 +49,9 @@ DEPARTURES: dict[str, tuple[str, tuple[int, ...]]] = {
     "mec-large|n200-m20|0|random": ("solver", (0,)),
     "mec-paper|corrected|0|fp-cccp-dpp": ("priced", (1,)),
 }
-PARAMS = [pytest.param(case, policy, id=case.key(policy))
-          for case in CASES for policy in case.policies]
+PARAMS = [
+    pytest.param(case, policy, id=case.key(policy)) for case in CASES for policy in case.policies
+]
 
 
 def test_fixture_is_small_and_complete():
@@ -79,8 +84,10 @@ def test_policy_takes_the_recorded_decisions(case, policy):
             continue
         if t in rounds and reason == "priced":
             price = pol.energy_price(inst)
-            new, old = (S.cost_of(inst, d, pol.weights, pol.upload_delay, price)
-                        for d in (dec, _recorded(key, t)))
+            new, old = (
+                S.cost_of(inst, d, pol.weights, pol.upload_delay, price)
+                for d in (dec, _recorded(key, t))
+            )
             assert new == pytest.approx(old, rel=1e-6), msg
             assert obj == pytest.approx(want_obj[t], rel=1e-5), msg
         else:

@@ -73,16 +73,28 @@ def test_full_mode_expresses_a_decision_exactly_and_cost_matches_formula():
     env = gym.make(ENV_ID, **SMALL).unwrapped
     obs, _ = env.reset(seed=1)
     inst = env.instance_of(obs)
-    dec = fast_resource_rule(inst, np.array([1, 2, 3, 4, 5, 6.0]), np.array([0, 1, 2, 0, 1, 2]),
-                             env.config.weights)
+    dec = fast_resource_rule(
+        inst, np.array([1, 2, 3, 4, 5, 6.0]), np.array([0, 1, 2, 0, 1, 2]), env.config.weights
+    )
     _, reward, _, _, info = env.step(decision_to_fractions(inst, dec))
     np.testing.assert_allclose(info["bandwidth"], dec.bandwidth, rtol=1e-14)
     np.testing.assert_allclose(info["freq_edge"], dec.freq_edge, rtol=1e-14)
     assert not info["action_projected"] or max(info["projection"].values()) < 1e-12
     want = R.weighted_cost(inst, dec, env.config.weights)
     assert info["objective"] == pytest.approx(want, rel=1e-12)
-    for key in ("alpha", "server", "power", "bandwidth", "freq_user", "freq_edge", "energy",
-                "delay", "stability", "cost", "energy_queue"):
+    for key in (
+        "alpha",
+        "server",
+        "power",
+        "bandwidth",
+        "freq_user",
+        "freq_edge",
+        "energy",
+        "delay",
+        "stability",
+        "cost",
+        "energy_queue",
+    ):
         assert key in info
 
 
@@ -120,15 +132,18 @@ def test_projection_is_reported():
         env.step(np.tile([40.0, 9.0, 2.0, 0.9, 1.5, 0.9], (6, 1)))
 
 
-@pytest.mark.parametrize("mode,bad", [
-    ("full", np.zeros((5, 6))),
-    ("full", np.full((6, 6), np.nan)),
-    ("box", np.zeros(7, dtype=np.float32)),
-    ("box", np.full(36, np.inf)),
-    ("discrete", np.full(12, 0.5)),
-    ("discrete", np.full(12, 99)),
-    ("full", "not an action"),
-])
+@pytest.mark.parametrize(
+    "mode,bad",
+    [
+        ("full", np.zeros((5, 6))),
+        ("full", np.full((6, 6), np.nan)),
+        ("box", np.zeros(7, dtype=np.float32)),
+        ("box", np.full(36, np.inf)),
+        ("discrete", np.full(12, 0.5)),
+        ("discrete", np.full(12, 99)),
+        ("full", "not an action"),
+    ],
+)
 def test_malformed_actions_raise(mode, bad):
     env = gym.make(ENV_ID, action_mode=mode, **SMALL).unwrapped
     env.reset(seed=0)
@@ -136,12 +151,23 @@ def test_malformed_actions_raise(mode, bad):
         env.step(bad)
 
 
-@pytest.mark.parametrize("field,value", [
-    ("num_users", 0), ("num_servers", 1.5), ("num_layers", 1), ("w_energy", -1.0),
-    ("episode_rounds", 0), ("action_mode", "continuous"), ("preset", "nope"),
-    ("mode", "fake"), ("fading_correlation", 1.5), ("p_max_range_w", (2.0, 1.0)),
-    ("tokens_max", 10), ("upload_delay", "yes"),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("num_users", 0),
+        ("num_servers", 1.5),
+        ("num_layers", 1),
+        ("w_energy", -1.0),
+        ("episode_rounds", 0),
+        ("action_mode", "continuous"),
+        ("preset", "nope"),
+        ("mode", "fake"),
+        ("fading_correlation", 1.5),
+        ("p_max_range_w", (2.0, 1.0)),
+        ("tokens_max", 10),
+        ("upload_delay", "yes"),
+    ],
+)
 def test_invalid_config_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=field.split("_range")[0]):
         MECOffloadingEnv(**{field: value})

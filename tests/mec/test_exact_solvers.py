@@ -28,20 +28,32 @@ def _p4_values(name, seed, iterations=3, fix_alpha=False):
     """P4's values at the AO's iterate after a few iterations (cvxpy path, as recorded)."""
     config, inst = make_instance(seed, **SCENARIOS[name])
     rng = np.random.default_rng(seed)
-    server = (rng.integers(0, inst.num_servers, size=inst.num_users) if name == "random"
-              else S.greedy_association(inst))
+    server = (
+        rng.integers(0, inst.num_servers, size=inst.num_users)
+        if name == "random"
+        else S.greedy_association(inst)
+    )
     w, n = config.weights, inst.num_users
     alpha = rng.integers(1, inst.num_layers, size=n).astype(float) if fix_alpha else None
-    res = S.fp_ao(inst, w, server, upload_delay=config.upload_delay, max_iter=iterations,
-                  tol=0.0, fix_alpha=alpha, backend="cvxpy")
+    res = S.fp_ao(
+        inst,
+        w,
+        server,
+        upload_delay=config.upload_delay,
+        max_iter=iterations,
+        tol=0.0,
+        fix_alpha=alpha,
+        backend="cvxpy",
+    )
     dec = res.decision
     co = S._coefficients(inst, w, server)
     lo = hi = alpha
     if alpha is None:
         lo, hi = np.ones(n), np.full(n, inst.num_layers - 1.0)
     values = S._fixed_values(inst, server, co, lo, hi)
-    values.update(S._aux_values(dec, co, w, inst.num_layers, inst.noise_psd,
-                                inst.gain[np.arange(n), server]))
+    values.update(
+        S._aux_values(dec, co, w, inst.num_layers, inst.noise_psd, inst.gain[np.arange(n), server])
+    )
     return config, inst, server, values, (dec.power, dec.bandwidth / 1e6)
 
 
@@ -50,9 +62,15 @@ def _p4_objective(v, sol, num_layers, upload_delay):
     r = v["u"] * b * np.log1p(v["c"] * p / (v["u"] * b)) / np.log(2)  # the rate, P4's units
     r = np.minimum(sol["r"], r)
     rest = num_layers - a
-    terms = (v["z"] * a**2 + (v["a1"] / fu + v["a2"] * fu**2) ** 2 + v["q"] * rest**2
-             + (v["b1"] / fe + v["b2"] * fe**2) ** 2 + v["e1"] * p**2 + v["e2"] / r**2
-             + v["sc"] / rest)
+    terms = (
+        v["z"] * a**2
+        + (v["a1"] / fu + v["a2"] * fu**2) ** 2
+        + v["q"] * rest**2
+        + (v["b1"] / fe + v["b2"] * fe**2) ** 2
+        + v["e1"] * p**2
+        + v["e2"] / r**2
+        + v["sc"] / rest
+    )
     return float(np.sum(terms + (v["d1"] / r if upload_delay else 0.0)))
 
 
@@ -90,23 +108,25 @@ def test_exact_p4_matches_the_conic_solver(name, seed, fix_alpha):
 
 def test_alpha_and_device_frequency_are_the_scalar_minimisers():
     _, inst, _, v, _ = _p4_values("default", 0)
-    got_a = S._p4_alpha(v["z"], v["q"], v["sc"], float(inst.num_layers), v["alpha_lo"],
-                        v["alpha_hi"])
+    got_a = S._p4_alpha(
+        v["z"], v["q"], v["sc"], float(inst.num_layers), v["alpha_lo"], v["alpha_hi"]
+    )
     got_f = S._p4_user_freq(v["a1"], v["a2"], v["fu_max"])
     y = inst.num_layers
     for n in range(inst.num_users):
+
         def h(a, n=n):
             return v["z"][n] * a**2 + v["q"][n] * (y - a) ** 2 + v["sc"][n] / (y - a)
 
-        ref = minimize_scalar(h, bounds=(1.0, y - 1.0), method="bounded",
-                              options={"xatol": 1e-12})
+        ref = minimize_scalar(h, bounds=(1.0, y - 1.0), method="bounded", options={"xatol": 1e-12})
         assert h(got_a[n]) <= min(ref.fun, h(1.0), h(y - 1.0)) * (1 + 1e-14)
 
         def g(f, n=n):
             return (v["a1"][n] / f + v["a2"][n] * f**2) ** 2
 
-        ref = minimize_scalar(g, bounds=(1e-6, v["fu_max"][n]), method="bounded",
-                              options={"xatol": 1e-14})
+        ref = minimize_scalar(
+            g, bounds=(1e-6, v["fu_max"][n]), method="bounded", options={"xatol": 1e-14}
+        )
         assert g(got_f[n]) <= min(ref.fun, g(v["fu_max"][n])) * (1 + 1e-14)
 
 
@@ -148,8 +168,12 @@ def test_power_and_bandwidth_meet_kkt(name):
         return v["e1"][n] * p**2 + v["e2"][n] / r**2 + d1[n] / r
 
     def best(n, b):
-        r = minimize_scalar(lambda p: cost(n, p, b), bounds=(v["p_lo"][n], v["p_max"][n]),
-                            method="bounded", options={"xatol": 1e-14})
+        r = minimize_scalar(
+            lambda p: cost(n, p, b),
+            bounds=(v["p_lo"][n], v["p_max"][n]),
+            method="bounded",
+            options={"xatol": 1e-14},
+        )
         return min(r.fun, cost(n, v["p_lo"][n], b), cost(n, v["p_max"][n], b))
 
     marginal = np.empty(inst.num_users)
@@ -177,12 +201,21 @@ def test_joint_newton_equals_the_nested_searches(name):
 def test_fp_ao_exact_and_cvxpy_backends_reach_the_same_cost(name):
     config, inst = make_instance(4, **SCENARIOS[name])
     rng = np.random.default_rng(4)
-    server = (rng.integers(0, inst.num_servers, size=inst.num_users) if name == "random"
-              else S.greedy_association(inst))
+    server = (
+        rng.integers(0, inst.num_servers, size=inst.num_users)
+        if name == "random"
+        else S.greedy_association(inst)
+    )
     out = {}
     for backend in S.BACKENDS:
-        out[backend] = S.fp_ao(inst, config.weights, server, upload_delay=config.upload_delay,
-                               max_iter=60, backend=backend)
+        out[backend] = S.fp_ao(
+            inst,
+            config.weights,
+            server,
+            upload_delay=config.upload_delay,
+            max_iter=60,
+            backend=backend,
+        )
     exact = out["exact"]
     assert np.all(np.diff(exact.history) <= 0)  # Proposition 1: monotone, every step
     assert exact.cost <= out["cvxpy"].cost * (1 + 1e-7)
@@ -213,13 +246,13 @@ def test_direct_qp_equals_the_cvxpy_qp(seed):
     direct, ref = S.DirectCongestionQP(n, m), S.CongestionQP(n, m)
     for rho in (0.0, 1e-3, 1e-1):
         lin_i = lin + rho * np.mean(lin) * (1 - 2 * chi)
-        np.testing.assert_allclose(direct.solve(u, v, lin_i), ref.solve(u, v, lin_i),
-                                   atol=1e-7)
+        np.testing.assert_allclose(direct.solve(u, v, lin_i), ref.solve(u, v, lin_i), atol=1e-7)
 
 
 def _qp_objective(u, v, lin, chi):
-    return float(np.sum(np.sum(u * chi, 0) ** 2) + np.sum(np.sum(v * chi, 0) ** 2)
-                 + np.sum(lin * chi))
+    return float(
+        np.sum(np.sum(u * chi, 0) ** 2) + np.sum(np.sum(v * chi, 0) ** 2) + np.sum(lin * chi)
+    )
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -263,8 +296,10 @@ def test_support_solve_agrees_with_the_qp(seed):
     qp = S.DirectCongestionQP(n, m)
     rng = np.random.default_rng(seed)
     answered = 0
-    for start in (dec.association(m), 0.5 * dec.association(m)
-                  + 0.5 * rng.dirichlet(np.ones(m), size=n)):
+    for start in (
+        dec.association(m),
+        0.5 * dec.association(m) + 0.5 * rng.dirichlet(np.ones(m), size=n),
+    ):
         chi = start
         rho = 1e-3 * float(np.mean(lin) + np.mean(u) ** 2 + np.mean(v) ** 2)
         for _ in range(12):
@@ -288,7 +323,8 @@ def test_cccp_with_the_exact_shortcuts_returns_the_solver_path_associations(seed
     n, m = u.shape
     rng = np.random.default_rng(seed)
     starts = [dec.association(m), np.full((n, m), 1 / m)] + [
-        0.5 * dec.association(m) + 0.5 * rng.dirichlet(np.ones(m), size=n) for _ in range(2)]
+        0.5 * dec.association(m) + 0.5 * rng.dirichlet(np.ones(m), size=n) for _ in range(2)
+    ]
     got, _ = S.cccp_congestion(u, v, lin, starts=starts)
     with S.use_backend("cvxpy"):
         ref, _ = S.cccp_congestion(u, v, lin, starts=starts)
@@ -301,8 +337,13 @@ def test_decision_resources_stay_within_their_caps():
     box holds shares <= 1)."""
     config, inst = make_instance(0, num_users=5, num_servers=2)
     server = np.array([0, 0, 0, 0, 1])
-    sol = {"alpha": np.ones(5), "p": inst.p_max.copy(), "b": inst.b_max[server] / 1e6,
-           "fu": inst.f_user_max / 1e9, "fe": inst.f_edge_max[server] / 1e9}
+    sol = {
+        "alpha": np.ones(5),
+        "p": inst.p_max.copy(),
+        "b": inst.b_max[server] / 1e6,
+        "fu": inst.f_user_max / 1e9,
+        "fe": inst.f_edge_max[server] / 1e9,
+    }
     dec = S.to_decision(inst, server, sol)
     assert isinstance(dec, MECDecision)
     assert np.all(dec.freq_user <= inst.f_user_max)

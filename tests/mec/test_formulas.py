@@ -31,7 +31,8 @@ def _loop_cost(inst, dec, weights, upload_delay):
         t_nm = psi / (dec.freq_edge[n] * ce)
         e_nm = inst.kappa_edge * dec.freq_edge[n] ** 2 * psi / ce
         r = dec.bandwidth[n] * math.log2(
-            1 + inst.gain[n, m] * dec.power[n] / (inst.noise_psd * dec.bandwidth[n]))
+            1 + inst.gain[n, m] * dec.power[n] / (inst.noise_psd * dec.bandwidth[n])
+        )
         e_com = s * dec.power[n] / r
         cost_u = a * (wt * t_n + we * e_n) + we * e_com + (wt * s / r if upload_delay else 0.0)
         cost_e = (inst.num_layers - a) * (wt * t_nm + we * e_nm)
@@ -45,11 +46,13 @@ def _random_decision(inst, rng):
     server = rng.integers(0, m, size=n)
     count = np.bincount(server, minlength=m)
     return MECDecision(
-        alpha=rng.integers(1, inst.num_layers, size=n).astype(float), server=server,
+        alpha=rng.integers(1, inst.num_layers, size=n).astype(float),
+        server=server,
         power=rng.uniform(0.1, 1, n) * inst.p_max,
         bandwidth=inst.b_max[server] / count[server] * rng.uniform(0.2, 1, n),
         freq_user=rng.uniform(0.1, 1, n) * inst.f_user_max,
-        freq_edge=inst.f_edge_max[server] / count[server] * rng.uniform(0.2, 1, n))
+        freq_edge=inst.f_edge_max[server] / count[server] * rng.uniform(0.2, 1, n),
+    )
 
 
 @pytest.mark.parametrize("upload_delay", [True, False])
@@ -87,14 +90,23 @@ def test_constraint_violations_detect_each_constraint():
     config, inst = make_instance(0, num_users=6, num_servers=2)
     dec = fast_resource_rule(inst, np.full(6, 3.0), np.array([0, 0, 0, 1, 1, 1]), config.weights)
     chi = dec.association(2)
-    ok = constraint_violations(inst, dec.alpha, chi, dec.power, dec.bandwidth, dec.freq_user,
-                                 dec.freq_edge)
+    ok = constraint_violations(
+        inst, dec.alpha, chi, dec.power, dec.bandwidth, dec.freq_user, dec.freq_edge
+    )
     assert max(ok.values()) < 1e-12
-    bad = constraint_violations(inst, dec.alpha + 0.5, chi, dec.power * 3,
-                                  dec.bandwidth * 3, dec.freq_user * 3, dec.freq_edge * 30)
+    bad = constraint_violations(
+        inst,
+        dec.alpha + 0.5,
+        chi,
+        dec.power * 3,
+        dec.bandwidth * 3,
+        dec.freq_user * 3,
+        dec.freq_edge * 30,
+    )
     assert all(bad[k] > 0.1 for k in ("9a", "9d", "9e", "9f", "9g"))
-    frac = constraint_violations(inst, dec.alpha, chi * 0.5, dec.power, dec.bandwidth,
-                                   dec.freq_user, dec.freq_edge)
+    frac = constraint_violations(
+        inst, dec.alpha, chi * 0.5, dec.power, dec.bandwidth, dec.freq_user, dec.freq_edge
+    )
     assert frac["9b"] == pytest.approx(0.5) and frac["9c"] == pytest.approx(0.5)
 
 
@@ -125,8 +137,9 @@ def test_default_scenario_makes_alpha_nontrivial_but_paper_does_not():
     for preset in ("default", "paper"):
         config, inst = make_instance(0, preset=preset)
         we, wt, _ = config.weights
-        dec = fast_resource_rule(inst, np.full(config.num_users, 1.0),
-                                 np.argmax(inst.gain, axis=1), config.weights)
+        dec = fast_resource_rule(
+            inst, np.full(config.num_users, 1.0), np.argmax(inst.gain, axis=1), config.weights
+        )
         t = R.per_user_terms(inst, dec)
         dev = wt * t["device_time"] + we * (t["device_energy"] - t["upload_energy"])
         edge = (wt * t["edge_time"] + we * t["edge_energy"]) / (config.num_layers - 1)

@@ -18,8 +18,13 @@ from edgeft.scoring import MEC_OVERSHOOT_PRICE, headline_value, hindsight_row
 from .helpers import make_instance
 
 ENV_ID = "edgeft/MECOffloading-v0"
-SMALL = {"num_users": 6, "num_servers": 2, "area_m": 300.0, "episode_rounds": 6,
-         "energy_budget_scale": 2.0}
+SMALL = {
+    "num_users": 6,
+    "num_servers": 2,
+    "area_m": 300.0,
+    "episode_rounds": 6,
+    "energy_budget_scale": 2.0,
+}
 
 
 def _brute_force_round(inst, config, price):
@@ -55,8 +60,9 @@ def test_relaxed_round_is_below_brute_force_and_exact_for_one_user(seed, n, m):
     relaxed, _ = H.relaxed_round(inst, config.weights, config.upload_delay, price, mu, nu)
     assert relaxed <= exact * (1 + 1e-12)
     for scale in (0.3, 3.0):  # any prices >= 0 give a lower bound
-        low, _ = H.relaxed_round(inst, config.weights, config.upload_delay, price, scale * mu,
-                                 rng.uniform(0, 2) * nu)
+        low, _ = H.relaxed_round(
+            inst, config.weights, config.upload_delay, price, scale * mu, rng.uniform(0, 2) * nu
+        )
         assert low <= exact * (1 + 1e-12)
 
 
@@ -75,8 +81,17 @@ def test_exogenous_rounds_do_not_depend_on_actions():
         seen.append(states)
     queues_differ = False
     for a, b in zip(*seen):
-        for field in ("user_pos", "user_vel", "fading_re", "fading_im", "tokens", "p_max",
-                      "energy_budget", "b_max", "f_edge_max"):
+        for field in (
+            "user_pos",
+            "user_vel",
+            "fading_re",
+            "fading_im",
+            "tokens",
+            "p_max",
+            "energy_budget",
+            "b_max",
+            "f_edge_max",
+        ):
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
         queues_differ |= not np.array_equal(a.energy_queue, b.energy_queue)
     assert queues_differ  # the actions did differ
@@ -85,8 +100,14 @@ def test_exogenous_rounds_do_not_depend_on_actions():
 def test_episode_bound_is_below_the_brute_force_episode_optimum():
     """N = 2, M = 2, Upsilon = 4, T = 3: every (alpha, server) schedule of the episode with the
     exact resource rule (priced at several levels) against the certified bound."""
-    cfg_kw = {"num_users": 2, "num_servers": 2, "num_layers": 4, "area_m": 300.0,
-              "episode_rounds": 3, "energy_budget_scale": 1.0}
+    cfg_kw = {
+        "num_users": 2,
+        "num_servers": 2,
+        "num_layers": 4,
+        "area_m": 300.0,
+        "episode_rounds": 3,
+        "energy_budget_scale": 1.0,
+    }
     env = gym.make(ENV_ID, **cfg_kw)
     cfg = config_in_force(env)
     rounds = H.episode_instances(env, 5)
@@ -99,8 +120,14 @@ def test_episode_bound_is_below_the_brute_force_episode_optimum():
             for server in itertools.product(range(2), repeat=2):
                 for level in (0.0, 0.3, 1.0, 3.0, 10.0):
                     price = np.full(2, level) / (2 * budget)
-                    dec = fast_resource_rule(inst, np.array(alpha, float), np.array(server),
-                                             cfg.weights, cfg.upload_delay, price)
+                    dec = fast_resource_rule(
+                        inst,
+                        np.array(alpha, float),
+                        np.array(server),
+                        cfg.weights,
+                        cfg.upload_delay,
+                        price,
+                    )
                     terms = R.per_user_terms(inst, dec)
                     c_t.append(R.cost_of_terms(terms, cfg.weights))
                     r_t.append(terms["device_energy"] / budget)
@@ -108,8 +135,9 @@ def test_episode_bound_is_below_the_brute_force_episode_optimum():
         ratios.append(np.array(r_t))
     k = len(costs[0])
     total = (costs[0][:, None, None] + costs[1][None, :, None] + costs[2][None, None, :]) / 3
-    ratio = (ratios[0][:, None, None] + ratios[1][None, :, None]
-             + ratios[2][None, None, :]) / 3  # (k, k, k, N)
+    ratio = (
+        ratios[0][:, None, None] + ratios[1][None, :, None] + ratios[2][None, None, :]
+    ) / 3  # (k, k, k, N)
     head = total + MEC_OVERSHOOT_PRICE * np.maximum(ratio - 1, 0).mean(-1)
     best = float(head.min())
     assert head.shape == (k, k, k)
@@ -123,8 +151,14 @@ def test_bound_is_below_every_policy_and_the_row_is_consistent():
         row = hindsight_row("mec", ENV_ID, SMALL, seed)
         assert row["gap"] >= 0
         assert row["gap"] == pytest.approx(headline_value("mec", row["metrics"]) - row["headline"])
-        for name in ("greedy-fast", "greedy-dpp", "fp-cccp-dpp", "alpha-only", "random",
-                     "resource-only"):
+        for name in (
+            "greedy-fast",
+            "greedy-dpp",
+            "fp-cccp-dpp",
+            "alpha-only",
+            "random",
+            "resource-only",
+        ):
             env = gym.make(ENV_ID, **SMALL)
             m = play_episode(env, edgeft.make_policy(name, env, seed=seed), seed)["metrics"]
             assert headline_value("mec", m) >= row["headline"], (name, seed)
@@ -136,8 +170,13 @@ def test_dpp_meets_each_users_budget_on_long_episodes():
     """Budgets a policy can meet (mec-default v3's 150 m square): the myopic rule overshoots
     some users' budgets, drift-plus-penalty (default options) meets every one on 100-round
     episodes."""
-    kw = {"num_users": 8, "num_servers": 4, "area_m": 150.0, "episode_rounds": 100,
-          "energy_budget_scale": 1.0}
+    kw = {
+        "num_users": 8,
+        "num_servers": 4,
+        "area_m": 150.0,
+        "episode_rounds": 100,
+        "energy_budget_scale": 1.0,
+    }
     over = {}
     for name in ("greedy-fast", "greedy-dpp"):
         worst = []
@@ -191,7 +230,8 @@ def test_old_suite_keeps_its_definition():
     old = get_suite("mec-default-v2")
     assert old.version == 2
     assert [s.config for s in old.scenarios] == [
-        {"num_users": 20, "num_servers": 4, "episode_rounds": 5}]
+        {"num_users": 20, "num_servers": 4, "episode_rounds": 5}
+    ]
     v3 = get_suite("mec-default-v3")
     assert v3.version == 3 and v3.num_seeds == 5 and v3.headline == "priced-cost-random"
     new = get_suite("mec-default")
@@ -216,14 +256,19 @@ def test_upload_minima_by_the_curves_equal_bisection(preset):
         we_dev = config.weights[0] + rng.uniform(0, 3, size=12) / (12 * inst.energy_budget)
         mu = scale * rng.uniform(0.1, 2.0, size=(2, 4))
         value, energy = H._upload_costs(st, we_dev, wt, mu)
-        args = (st.gain / st.noise_psd, np.broadcast_to(st.bits[..., :, None], shape),
-                np.broadcast_to(we_dev[:, None], shape), wt,
-                np.broadcast_to((MIN_FRACTION * st.p_max)[..., :, None], shape),
-                np.broadcast_to(st.p_max[..., :, None], shape),
-                np.broadcast_to(st.b_max[..., None, :], shape),
-                np.broadcast_to(mu[..., None, :], shape))
+        args = (
+            st.gain / st.noise_psd,
+            np.broadcast_to(st.bits[..., :, None], shape),
+            np.broadcast_to(we_dev[:, None], shape),
+            wt,
+            np.broadcast_to((MIN_FRACTION * st.p_max)[..., :, None], shape),
+            np.broadcast_to(st.p_max[..., :, None], shape),
+            np.broadcast_to(st.b_max[..., None, :], shape),
+            np.broadcast_to(mu[..., None, :], shape),
+        )
         b, p = H._upload_bisect(*args)
         rate = b * np.log1p(args[0] * p / b) / np.log(2)
-        np.testing.assert_allclose(value, args[1] * (args[2] * p + wt) / rate + args[7] * b,
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            value, args[1] * (args[2] * p + wt) / rate + args[7] * b, rtol=1e-12
+        )
         np.testing.assert_allclose(energy, args[1] * p / rate, rtol=1e-9)

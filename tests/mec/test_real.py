@@ -28,16 +28,23 @@ def tiny4(tmp_path_factory):
 
 
 def _training(model, **kw):
-    return {"model": model, "dtype": "float64", "lr": 0.1, "batch_size": 8, "eval_size": 400,
-            **kw}
+    return {"model": model, "dtype": "float64", "lr": 0.1, "batch_size": 8, "eval_size": 400, **kw}
 
 
 @pytest.fixture(scope="module")
 def env(tiny4):
     import edgeft  # noqa: F401  (registers the ids)
 
-    e = gym.make(ENV_ID, mode="real", num_users=4, num_servers=2, episode_rounds=5,
-                 tokens_min=4, tokens_max=20, training=_training(tiny4))
+    e = gym.make(
+        ENV_ID,
+        mode="real",
+        num_users=4,
+        num_servers=2,
+        episode_rounds=5,
+        tokens_min=4,
+        tokens_max=20,
+        training=_training(tiny4),
+    )
     yield e
     e.close()
 
@@ -144,8 +151,9 @@ def test_one_round_is_one_sgd_step_on_the_average_gradient(env):
     from edgeft.envs.mec.resources import fast_resource_rule
 
     alpha = np.array([1.0, 2.0, 3.0, 1.0])
-    dec = fast_resource_rule(inst, alpha, np.array([0, 1, 0, 1]),
-                             env.unwrapped.config_in_force.weights)
+    dec = fast_resource_rule(
+        inst, alpha, np.array([0, 1, 0, 1]), env.unwrapped.config_in_force.weights
+    )
     params = eng.parameters()
     before = [p.detach().clone() for p in params]
     # reference: the same minibatches (same RNG state) through the unsplit model
@@ -154,8 +162,9 @@ def test_one_round_is_one_sgd_step_on_the_average_gradient(env):
     losses = []
     for u in range(4):
         batch = eng.make_batch(eng.data.train, eng._next_indices(u), int(inst.tokens[u]))
-        loss = torch.nn.functional.cross_entropy(eng.logits(eng.split.full_forward(batch)),
-                                                 batch["labels"])
+        loss = torch.nn.functional.cross_entropy(
+            eng.logits(eng.split.full_forward(batch)), batch["labels"]
+        )
         losses.append(loss.item())
         for g, gi in zip(grads, torch.autograd.grad(loss, params)):
             g += gi / 4
@@ -179,8 +188,9 @@ def test_loss_falls_over_twenty_rounds(env):
     losses = []
     for _ in range(20):  # the unwrapped env keeps stepping past its episode length
         inst = env.unwrapped.instance_of(obs)
-        dec = fast_resource_rule(inst, np.array([1.0, 2.0, 3.0, 2.0]), np.array([0, 1, 0, 1]),
-                                 weights)
+        dec = fast_resource_rule(
+            inst, np.array([1.0, 2.0, 3.0, 2.0]), np.array([0, 1, 0, 1]), weights
+        )
         obs, _, _, _, info = env.unwrapped.step(decision_to_fractions(inst, dec))
         losses.append(info["loss"])
     end = eng.evaluate()

@@ -41,8 +41,15 @@ def _cost(config, inst, dec):
 
 
 def _assert_feasible(inst, dec):
-    viol = constraint_violations(inst, dec.alpha, dec.association(inst.num_servers), dec.power,
-                                   dec.bandwidth, dec.freq_user, dec.freq_edge)
+    viol = constraint_violations(
+        inst,
+        dec.alpha,
+        dec.association(inst.num_servers),
+        dec.power,
+        dec.bandwidth,
+        dec.freq_user,
+        dec.freq_edge,
+    )
     assert max(viol.values()) <= 1e-12, viol
     assert np.all(dec.power >= A.MIN_FRACTION * inst.p_max * (1 - 1e-12))
     used = np.bincount(dec.server, minlength=inst.num_servers) > 0
@@ -56,8 +63,15 @@ def test_rule_is_at_least_as_good_as_the_fp_ao_resource_solve(seed, name):
     config, inst, alpha, server = _case(seed, name)
     dec = A.fast_resource_rule(inst, alpha, server, config.weights, config.upload_delay)
     _assert_feasible(inst, dec)
-    ref = S.fp_ao(inst, config.weights, server, upload_delay=config.upload_delay,
-                  fix_alpha=alpha, tol=1e-12, max_iter=400)
+    ref = S.fp_ao(
+        inst,
+        config.weights,
+        server,
+        upload_delay=config.upload_delay,
+        fix_alpha=alpha,
+        tol=1e-12,
+        max_iter=400,
+    )
     got = _cost(config, inst, dec)
     assert got <= ref.cost * (1 + 1e-9)
     # FP-AO stops where its solver's accuracy stops it (its cost rises), 1e-9 to 1e-5 above
@@ -86,41 +100,68 @@ def _slsqp_resources(config, inst, alpha, server, starts, rng):
 
     def unpack(x):
         p, b, fu, fe = x.reshape(4, n)
-        return MECDecision(alpha=alpha, server=server, power=p, bandwidth=b * 1e6,
-                           freq_user=fu * 1e9, freq_edge=fe * 1e9)
+        return MECDecision(
+            alpha=alpha,
+            server=server,
+            power=p,
+            bandwidth=b * 1e6,
+            freq_user=fu * 1e9,
+            freq_edge=fe * 1e9,
+        )
 
     def h(x):
         return _cost(config, inst, unpack(x))
 
-    bounds = ([(1e-3 * p, p) for p in inst.p_max] + [(1e-6, None)] * n
-              + [(1e-6, f / 1e9) for f in inst.f_user_max] + [(1e-6, None)] * n)
-    cons = [{"type": "ineq", "fun": lambda x: inst.b_max / 1e6 - assoc @ x[n:2 * n]},
-            {"type": "ineq", "fun": lambda x: inst.f_edge_max / 1e9 - assoc @ x[3 * n:]}]
+    bounds = (
+        [(1e-3 * p, p) for p in inst.p_max]
+        + [(1e-6, None)] * n
+        + [(1e-6, f / 1e9) for f in inst.f_user_max]
+        + [(1e-6, None)] * n
+    )
+    cons = [
+        {"type": "ineq", "fun": lambda x: inst.b_max / 1e6 - assoc @ x[n : 2 * n]},
+        {"type": "ineq", "fun": lambda x: inst.f_edge_max / 1e9 - assoc @ x[3 * n :]},
+    ]
     count = np.bincount(server, minlength=m)
     best = np.inf
     for k in range(starts):
         u = rng.uniform(0.2, 1.0, size=(4, n)) if k else np.ones((4, n))
-        x0 = np.concatenate([u[0] * inst.p_max, 0.99 * u[1] * inst.b_max[server] / count[server]
-                             / 1e6, u[2] * inst.f_user_max / 1e9,
-                             0.99 * u[3] * inst.f_edge_max[server] / count[server] / 1e9])
+        x0 = np.concatenate(
+            [
+                u[0] * inst.p_max,
+                0.99 * u[1] * inst.b_max[server] / count[server] / 1e6,
+                u[2] * inst.f_user_max / 1e9,
+                0.99 * u[3] * inst.f_edge_max[server] / count[server] / 1e9,
+            ]
+        )
         for _ in range(3):  # restart from the last point: SLSQP stops early on flat valleys
-            r = minimize(h, x0, method="SLSQP", bounds=bounds, constraints=cons,
-                         options={"ftol": 1e-15, "maxiter": 2000})
+            r = minimize(
+                h,
+                x0,
+                method="SLSQP",
+                bounds=bounds,
+                constraints=cons,
+                options={"ftol": 1e-15, "maxiter": 2000},
+            )
             x0 = r.x
-        viol = max(np.max(assoc @ r.x[n:2 * n] / (inst.b_max / 1e6)) - 1,
-                   np.max(assoc @ r.x[3 * n:] / (inst.f_edge_max / 1e9)) - 1)
+        viol = max(
+            np.max(assoc @ r.x[n : 2 * n] / (inst.b_max / 1e6)) - 1,
+            np.max(assoc @ r.x[3 * n :] / (inst.f_edge_max / 1e9)) - 1,
+        )
         if viol <= 1e-9:
             best = min(best, h(r.x))
     return best
 
 
-@pytest.mark.parametrize("name", ["default", "crowded",
-                                  pytest.param("paper", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name", ["default", "crowded", pytest.param("paper", marks=pytest.mark.slow)]
+)
 def test_rule_matches_slsqp_multistart(name):
     """SLSQP (numerical gradients) from several starts never ends below the rule (N = 6)."""
     config, inst, alpha, server = _case(7, name, num_users=6)
-    got = _cost(config, inst, A.fast_resource_rule(inst, alpha, server, config.weights,
-                                                   config.upload_delay))
+    got = _cost(
+        config, inst, A.fast_resource_rule(inst, alpha, server, config.weights, config.upload_delay)
+    )
     ref = _slsqp_resources(config, inst, alpha, server, starts=3, rng=np.random.default_rng(7))
     assert got <= ref * (1 + 1e-9)
     assert got >= ref * (1 - 1e-7)  # SLSQP ends within 1e-12 to 1e-8 of it
@@ -143,11 +184,17 @@ def test_kkt_power_is_the_scalar_minimiser_and_marginal_values_are_equal(name):
     p_lo = A.MIN_FRACTION * inst.p_max
 
     def best_upload(n, b):
-        r = minimize_scalar(lambda p: _upload_cost(config, inst, n, server, p, b),
-                            bounds=(p_lo[n], inst.p_max[n]), method="bounded",
-                            options={"xatol": 1e-14 * inst.p_max[n]})
-        return min(r.fun, _upload_cost(config, inst, n, server, p_lo[n], b),
-                   _upload_cost(config, inst, n, server, inst.p_max[n], b))
+        r = minimize_scalar(
+            lambda p: _upload_cost(config, inst, n, server, p, b),
+            bounds=(p_lo[n], inst.p_max[n]),
+            method="bounded",
+            options={"xatol": 1e-14 * inst.p_max[n]},
+        )
+        return min(
+            r.fun,
+            _upload_cost(config, inst, n, server, p_lo[n], b),
+            _upload_cost(config, inst, n, server, inst.p_max[n], b),
+        )
 
     marginal = np.empty(inst.num_users)
     for n in range(inst.num_users):
@@ -179,11 +226,13 @@ def test_batched_rule_equals_the_per_server_loop(name):
     dec = A.fast_resource_rule(inst, alpha, server, config.weights, config.upload_delay)
     for m in np.unique(server):
         users = np.flatnonzero(server == m)
-        one = A.fast_resource_rule(inst.subset(users), alpha[users], server[users],
-                                   config.weights, config.upload_delay)
+        one = A.fast_resource_rule(
+            inst.subset(users), alpha[users], server[users], config.weights, config.upload_delay
+        )
         for key in ("power", "bandwidth", "freq_user", "freq_edge"):
-            np.testing.assert_allclose(getattr(one, key), getattr(dec, key)[users], rtol=1e-9,
-                                       err_msg=key)
+            np.testing.assert_allclose(
+                getattr(one, key), getattr(dec, key)[users], rtol=1e-9, err_msg=key
+            )
 
 
 def test_single_user_takes_the_whole_band_and_empty_servers_are_fine():
@@ -207,8 +256,7 @@ def test_extreme_snrs_stay_accurate():
     ref = S.fp_ao(inst, config.weights, server, fix_alpha=alpha, tol=1e-12, max_iter=400)
     got = _cost(config, inst, dec)
     assert got <= ref.cost * (1 + 1e-9)
-    x = inst.gain[np.arange(inst.num_users), server] * dec.power / (inst.noise_psd
-                                                                     * dec.bandwidth)
+    x = inst.gain[np.arange(inst.num_users), server] * dec.power / (inst.noise_psd * dec.bandwidth)
     assert x.max() > 1e4 and x.min() < 1e-6
 
 
@@ -232,8 +280,7 @@ def test_discrete_mode_applies_the_rule_and_matches_the_reference_policy():
 
     import edgeft
 
-    env = gym.make("edgeft/MECOffloading-v0", num_users=8, num_servers=2,
-                   action_mode="discrete")
+    env = gym.make("edgeft/MECOffloading-v0", num_users=8, num_servers=2, action_mode="discrete")
     policy = edgeft.make_policy("greedy", env)
     obs, _ = env.reset(seed=3)
     action, _ = policy.predict(obs)
@@ -257,8 +304,10 @@ def test_rule_takes_the_recorded_decisions():
     cases = load()
     assert len(cases) >= 20
     for inst, kw, want in cases:
-        dec = A.fast_resource_rule(inst, kw["alpha"], kw["server"], kw["weights"],
-                                   kw["upload_delay"], kw["price"])
+        dec = A.fast_resource_rule(
+            inst, kw["alpha"], kw["server"], kw["weights"], kw["upload_delay"], kw["price"]
+        )
         for key, value in want.items():
-            np.testing.assert_allclose(getattr(dec, key), value, rtol=1e-12, atol=0,
-                                       err_msg=f"{kw['key']} {key}")
+            np.testing.assert_allclose(
+                getattr(dec, key), value, rtol=1e-12, atol=0, err_msg=f"{kw['key']} {key}"
+            )

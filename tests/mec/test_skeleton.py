@@ -55,8 +55,9 @@ def test_every_weighted_cost_call_site_gives_the_reward_functions_value(seed, pr
     # a policy's reported cost
     policy = edgeft.make_policy("alpha-only", env, seed=seed)
     policy.predict(obs)
-    assert policy.last_cost == R.weighted_cost(inst, policy.last_decision, w,
-                                               include_upload_delay=ud)
+    assert policy.last_cost == R.weighted_cost(
+        inst, policy.last_decision, w, include_upload_delay=ud
+    )
 
 
 def test_reward_is_cost_plus_queue_growth():
@@ -106,8 +107,9 @@ def test_batched_encode_and_decode_match_one_copy_at_a_time():
     np.testing.assert_array_equal(decoded.round_index, [[0, 0], [1, 0]])
     np.testing.assert_array_equal(decoded.fading_re[1, 0], states[2].fading_re)
     sec = O.observation_layout(config).sections(obs)
-    np.testing.assert_array_equal(sec["gain_db"][3],
-                                  10 * np.log10(instance_from_state(config, states[3]).gain))
+    np.testing.assert_array_equal(
+        sec["gain_db"][3], 10 * np.log10(instance_from_state(config, states[3]).gain)
+    )
     with pytest.raises(ValueError, match="entries"):
         O.decode_observation(obs[:, :-1], config)
 
@@ -141,7 +143,8 @@ def test_decision_to_action_inverts_action_to_decision(seed):
         if mode == "box":  # the box fills each server's GPU: the same split, scaled up
             used = np.bincount(server, weights=dec.freq_edge, minlength=3)
             np.testing.assert_allclose(
-                back.freq_edge, dec.freq_edge * (inst.f_edge_max / used)[server], rtol=1e-6)
+                back.freq_edge, dec.freq_edge * (inst.f_edge_max / used)[server], rtol=1e-6
+            )
         if mode == "full":
             assert max(report.values()) < 1e-12
     with pytest.raises(ValueError, match="instance"):
@@ -189,8 +192,10 @@ def test_policies_read_everything_from_the_config_they_are_given():
 
 
 def test_training_without_real_mode_is_refused():
-    for make in (lambda: MECConfig(training={"model": "tiny-bert"}),
-                 lambda: gym.make(ENV_ID, training={"model": "tiny-bert"}, **SMALL)):
+    for make in (
+        lambda: MECConfig(training={"model": "tiny-bert"}),
+        lambda: gym.make(ENV_ID, training={"model": "tiny-bert"}, **SMALL),
+    ):
         with pytest.raises(ValueError, match="mode='real'") as err:
             make()
         assert "drop training" in str(err.value)

@@ -50,28 +50,51 @@ def _slsqp_p3(inst, weights, server, starts, rng):
 
     def unpack(x):
         a, p, b, fu, fe = x.reshape(5, n)
-        return MECDecision(alpha=a, server=server, power=p, bandwidth=b * 1e6,
-                           freq_user=fu * 1e9, freq_edge=fe * 1e9)
+        return MECDecision(
+            alpha=a,
+            server=server,
+            power=p,
+            bandwidth=b * 1e6,
+            freq_user=fu * 1e9,
+            freq_edge=fe * 1e9,
+        )
 
     def h(x):
         return R.weighted_cost(inst, unpack(x), weights)
 
-    bounds = ([(1, y - 1)] * n + [(1e-3 * p, p) for p in inst.p_max] + [(1e-6, None)] * n
-              + [(1e-6, f / 1e9) for f in inst.f_user_max] + [(1e-6, None)] * n)
-    cons = [{"type": "ineq", "fun": lambda x: inst.b_max / 1e6 - assoc @ x[2 * n:3 * n]},
-            {"type": "ineq", "fun": lambda x: inst.f_edge_max / 1e9 - assoc @ x[4 * n:]}]
+    bounds = (
+        [(1, y - 1)] * n
+        + [(1e-3 * p, p) for p in inst.p_max]
+        + [(1e-6, None)] * n
+        + [(1e-6, f / 1e9) for f in inst.f_user_max]
+        + [(1e-6, None)] * n
+    )
+    cons = [
+        {"type": "ineq", "fun": lambda x: inst.b_max / 1e6 - assoc @ x[2 * n : 3 * n]},
+        {"type": "ineq", "fun": lambda x: inst.f_edge_max / 1e9 - assoc @ x[4 * n :]},
+    ]
     count = np.bincount(server, minlength=m)
     best = np.inf
     for k in range(starts):
         u = rng.uniform(0.2, 1.0, size=(5, n)) if k else np.ones((5, n))
-        x0 = np.concatenate([
-            1 + u[0] * (y - 2) if k else np.full(n, y / 2), u[1] * inst.p_max,
-            0.99 * u[2] * inst.b_max[server] / count[server] / 1e6,
-            u[3] * inst.f_user_max / 1e9,
-            0.99 * u[4] * inst.f_edge_max[server] / count[server] / 1e9])
+        x0 = np.concatenate(
+            [
+                1 + u[0] * (y - 2) if k else np.full(n, y / 2),
+                u[1] * inst.p_max,
+                0.99 * u[2] * inst.b_max[server] / count[server] / 1e6,
+                u[3] * inst.f_user_max / 1e9,
+                0.99 * u[4] * inst.f_edge_max[server] / count[server] / 1e9,
+            ]
+        )
         for _ in range(3):  # restart from the last point: SLSQP stops early on flat valleys
-            r = minimize(h, x0, method="SLSQP", bounds=bounds, constraints=cons,
-                         options={"ftol": 1e-15, "maxiter": 2000})
+            r = minimize(
+                h,
+                x0,
+                method="SLSQP",
+                bounds=bounds,
+                constraints=cons,
+                options={"ftol": 1e-15, "maxiter": 2000},
+            )
             x0 = r.x
         best = min(best, h(r.x))
     return best
@@ -91,8 +114,14 @@ def test_paper_preset_power_collapses_without_upload_delay_and_default_does_not(
     out = {}
     for preset in ("paper", "default"):
         config, inst = make_instance(0, preset=preset, num_users=12, num_servers=3)
-        res = S.fp_ao(inst, config.weights, S.greedy_association(inst), upload_delay=
-                      config.upload_delay, tol=1e-10, max_iter=60)
+        res = S.fp_ao(
+            inst,
+            config.weights,
+            S.greedy_association(inst),
+            upload_delay=config.upload_delay,
+            tol=1e-10,
+            max_iter=60,
+        )
         out[preset] = res
     paper, default = out["paper"], out["default"]
     pf = np.asarray(paper.mean_power_fraction)
@@ -107,7 +136,8 @@ def test_paper_preset_power_collapses_without_upload_delay_and_default_does_not(
 
 def _capacity_ok(server, b_share, f_share, m):
     return (np.bincount(server, weights=b_share, minlength=m) <= 1 + 1e-9).all() and (
-        np.bincount(server, weights=f_share, minlength=m) <= 1 + 1e-9).all()
+        np.bincount(server, weights=f_share, minlength=m) <= 1 + 1e-9
+    ).all()
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -119,18 +149,27 @@ def test_cccp_is_binary_feasible_and_matches_brute_force(seed):
     u, v, lin = S.congestion_coefficients(inst, config.weights, dec)
     rng = np.random.default_rng(seed)
     starts = [dec.association(m), np.full((n, m), 1 / m)] + [
-        rng.dirichlet(np.ones(m), size=n) for _ in range(4)]
+        rng.dirichlet(np.ones(m), size=n) for _ in range(4)
+    ]
     cands, iters = S.cccp_congestion(u, v, lin, starts=starts)
     assert max(iters) <= 60
     best = min(S.congestion_cost(u, v, lin, c) for c in cands)
-    brute = min(S.congestion_cost(u, v, lin, np.array(s))
-                for s in itertools.product(range(m), repeat=n))
+    brute = min(
+        S.congestion_cost(u, v, lin, np.array(s)) for s in itertools.product(range(m), repeat=n)
+    )
     assert best <= brute * (1 + 1e-9)  # CCCP with a few starts finds the brute-force optimum
     for c in cands:  # every end point is an assignment: one server per user, (9b)-(9c)
         assert c.shape == (n,) and set(c.tolist()) <= set(range(m))
         d = fast_resource_rule(inst, dec.alpha, c, config.weights)
-        viol = constraint_violations(inst, np.round(d.alpha), d.association(m), d.power,
-                                       d.bandwidth, d.freq_user, d.freq_edge)
+        viol = constraint_violations(
+            inst,
+            np.round(d.alpha),
+            d.association(m),
+            d.power,
+            d.bandwidth,
+            d.freq_user,
+            d.freq_edge,
+        )
         assert max(viol.values()) < 1e-9
 
 
@@ -142,10 +181,14 @@ def test_lp_cccp_with_capacities_is_binary_and_feasible(seed):
     b_share = dec.bandwidth / inst.b_max[dec.server]
     f_share = dec.freq_edge / inst.f_edge_max[dec.server]
     costs = S.pair_costs(inst, config.weights, dec, b_share, f_share, True)
-    cands, _ = S.cccp_association(costs, b_share, f_share,
-                                  starts=[dec.association(3), np.full((6, 3), 1 / 3)])
-    feasible = [s for s in itertools.product(range(3), repeat=6)
-                if _capacity_ok(np.array(s), b_share, f_share, 3)]
+    cands, _ = S.cccp_association(
+        costs, b_share, f_share, starts=[dec.association(3), np.full((6, 3), 1 / 3)]
+    )
+    feasible = [
+        s
+        for s in itertools.product(range(3), repeat=6)
+        if _capacity_ok(np.array(s), b_share, f_share, 3)
+    ]
     brute = min(costs[np.arange(6), list(s)].sum() for s in feasible)
     for c in cands:
         assert _capacity_ok(c, b_share, f_share, 3)

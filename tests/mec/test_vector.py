@@ -37,8 +37,9 @@ def test_vector_copies_step_like_single_envs(mode, seed):
     at every step the same State, and the same action gives the same next State, observation,
     reward, truncation and info; after truncation both restart (the vector env on the next
     step, NEXT_STEP autoreset) and continue with the same generator."""
-    vec = gym.make_vec(ENV_ID, num_envs=COPIES, vectorization_mode="vector_entry_point",
-                       action_mode=mode, **SMALL)
+    vec = gym.make_vec(
+        ENV_ID, num_envs=COPIES, vectorization_mode="vector_entry_point", action_mode=mode, **SMALL
+    )
     assert isinstance(vec.unwrapped, MECVectorEnv)
     singles = [gym.make(ENV_ID, action_mode=mode, **SMALL).unwrapped for _ in range(COPIES)]
     vec.action_space.seed(seed)

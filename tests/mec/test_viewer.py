@@ -39,15 +39,16 @@ def _near(frame, pixel, colour, tol=12.0, reach=1):
     """Whether a pixel within ``reach`` of ``pixel`` has ``colour`` (within ``tol`` per
     channel)."""
     r, c = pixel
-    patch = frame[r - reach:r + reach + 1, c - reach:c + reach + 1].reshape(-1, 3)
+    patch = frame[r - reach : r + reach + 1, c - reach : c + reach + 1].reshape(-1, 3)
     return bool((np.abs(patch - _rgb(colour)).max(axis=1) <= tol).any())
 
 
 def _action(alpha, server):
     """A "full" action: these alpha and servers, full power and GPU, equal shares."""
     n = len(alpha)
-    return np.column_stack([alpha, server, np.ones(n), np.full(n, 0.25), np.ones(n),
-                            np.full(n, 0.25)]).astype(np.float64)
+    return np.column_stack(
+        [alpha, server, np.ones(n), np.full(n, 0.25), np.ones(n), np.full(n, 0.25)]
+    ).astype(np.float64)
 
 
 def _played(alpha, server, seed=0, **kw):
@@ -60,11 +61,13 @@ def _played(alpha, server, seed=0, **kw):
 
 
 def test_importing_the_env_and_viewer_does_not_import_matplotlib():
-    code = ("import sys, gymnasium as gym, edgeft\n"
-            "import edgeft.envs.mec.viewer\n"
-            f"env = gym.make({ENV_ID!r}); env.reset(seed=0)\n"
-            "loaded = [m for m in sys.modules if m.split('.')[0] == 'matplotlib']\n"
-            "assert not loaded, loaded\n")
+    code = (
+        "import sys, gymnasium as gym, edgeft\n"
+        "import edgeft.envs.mec.viewer\n"
+        f"env = gym.make({ENV_ID!r}); env.reset(seed=0)\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] == 'matplotlib']\n"
+        "assert not loaded, loaded\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -80,8 +83,7 @@ def test_frame_has_the_fixed_shape_and_is_not_blank(size):
         *_, info = env.step(env.action_space.sample())
         frames.append(viewer.render(u.state, info))
     for frame in frames:
-        assert frame.shape == viewer.shape == (size.get("height", 480), size.get("width", 640),
-                                               3)
+        assert frame.shape == viewer.shape == (size.get("height", 480), size.get("width", 640), 3)
         assert frame.dtype == np.uint8
         assert _colours(frame) > 50
     assert not np.array_equal(frames[1], frames[2])
@@ -167,8 +169,10 @@ def test_cached_frames_equal_full_redraws():
     for seed in (0, 1):  # the second episode has new servers
         _, info = env.reset(seed=seed)
         for t in range(4):
-            assert np.array_equal(cached.render(u.state, info), full.render(u.state, info)), \
-                (seed, t)
+            assert np.array_equal(cached.render(u.state, info), full.render(u.state, info)), (
+                seed,
+                t,
+            )
             *_, info = env.step(env.action_space.sample())
 
 

@@ -16,6 +16,7 @@ APP = ROOT / "edgeft"
 MAX_LINES = 60
 MAX_COMPLEXITY = 12
 
+
 def _functions(tree: ast.AST):
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -26,8 +27,12 @@ def code_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     """Lines from the first statement after the docstring to the function's end."""
     body = fn.body
     first = body[0]
-    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
-            and isinstance(first.value.value, str) and len(body) > 1):
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+        and len(body) > 1
+    ):
         first = body[1]
     return int(fn.end_lineno or fn.lineno) - first.lineno + 1
 
@@ -37,8 +42,10 @@ def test_no_application_function_is_longer_than_the_limit():
     for path in sorted(APP.rglob("*.py")):
         for fn in _functions(ast.parse(path.read_text(encoding="utf-8"))):
             if code_lines(fn) > MAX_LINES:
-                long.append(f"{path.relative_to(ROOT)}:{fn.lineno} {fn.name}: "
-                            f"{code_lines(fn)} lines > {MAX_LINES}")
+                long.append(
+                    f"{path.relative_to(ROOT)}:{fn.lineno} {fn.name}: "
+                    f"{code_lines(fn)} lines > {MAX_LINES}"
+                )
     assert not long, "split these functions:\n" + "\n".join(long)
 
 
@@ -47,13 +54,27 @@ def test_no_application_function_is_more_complex_than_the_limit():
     ruff = shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is not installed (pip install -e '.[dev]')")
-    res = subprocess.run([ruff, "check", "--no-cache", "--select", "C901", "--config",
-                          f"lint.mccabe.max-complexity={MAX_COMPLEXITY}",
-                          "--output-format", "concise", str(APP)],
-                         capture_output=True, text=True, cwd=ROOT)
+    res = subprocess.run(
+        [
+            ruff,
+            "check",
+            "--no-cache",
+            "--select",
+            "C901",
+            "--config",
+            f"lint.mccabe.max-complexity={MAX_COMPLEXITY}",
+            "--output-format",
+            "concise",
+            str(APP),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     tangled = [line for line in res.stdout.splitlines() if "C901" in line]
     assert res.returncode in (0, 1) and not tangled, (
-        "split these functions:\n" + "\n".join(tangled) + res.stderr)
+        "split these functions:\n" + "\n".join(tangled) + res.stderr
+    )
 
 
 def test_the_line_count_leaves_out_the_docstring():

@@ -13,8 +13,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 #: folder (relative to the repository) -> its import package
-FOLDERS = {"envs": "edgeft.envs", "baselines": "edgeft.baselines", "training": "edgeft.training",
-           "agents": "edgeft.agents", "edgeft": "edgeft"}
+FOLDERS = {
+    "envs": "edgeft.envs",
+    "baselines": "edgeft.baselines",
+    "training": "edgeft.training",
+    "agents": "edgeft.agents",
+    "edgeft": "edgeft",
+}
 #: layer of each subpackage, bottom = 0; the rest of ``edgeft`` is the application layer
 LAYERS = {"edgeft.envs": 0, "edgeft.baselines": 1, "edgeft.training": 2, "edgeft.agents": 2}
 APP = 3
@@ -53,7 +58,7 @@ def imported(module: str, path: Path) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 name = ".".join(base + ([node.module] if node.module else []))
             else:
                 name = node.module or ""
@@ -73,8 +78,10 @@ def test_no_module_imports_a_higher_layer():
         mine = layer_of(module)
         for line, name in imported(module, path):
             if layer_of(name) > mine:
-                bad.append(f"{path.relative_to(ROOT)}:{line} ({module}, layer {mine}) imports "
-                           f"{name} (layer {layer_of(name)})")
+                bad.append(
+                    f"{path.relative_to(ROOT)}:{line} ({module}, layer {mine}) imports "
+                    f"{name} (layer {layer_of(name)})"
+                )
     assert not bad, "imports that look up:\n" + "\n".join(bad)
 
 
@@ -82,8 +89,10 @@ def test_training_and_agents_do_not_import_each_other():
     bad = []
     for module, path in modules():
         for line, name in imported(module, path):
-            pair = {module.split(".")[1] if "." in module else "", name.split(".")[1]
-                    if name.count(".") else ""}
+            pair = {
+                module.split(".")[1] if "." in module else "",
+                name.split(".")[1] if name.count(".") else "",
+            }
             if pair == {"training", "agents"}:
                 bad.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
     assert not bad, "\n".join(bad)
@@ -103,7 +112,7 @@ def import_graph() -> dict[str, set[str]]:
                 deps.update(a.name for a in node.names if a.name.startswith("edgeft"))
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
-                    base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
                     name = ".".join(base + ([node.module] if node.module else []))
                 else:
                     name = node.module or ""
@@ -127,7 +136,7 @@ def test_no_import_cycles_anywhere():
         state[m] = 1
         for n in sorted(graph.get(m, ())):
             if state.get(n) == 1:
-                cycles.append(stack[stack.index(n):] + [n])
+                cycles.append(stack[stack.index(n) :] + [n])
             elif n not in state:
                 visit(n, stack + [n])
         state[m] = 2

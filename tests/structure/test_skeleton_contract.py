@@ -16,10 +16,18 @@ from edgeft.envs.mec import dynamics as mec_dynamics
 
 import edgeft  # noqa: F401  (registers the env ids)
 
-FAMILIES = {"fedlora": (fedlora_dynamics, "edgeft/FedLoRAScheduling-v0",
-                        {"num_devices": 5, "episode_rounds": 4}),
-            "mec": (mec_dynamics, "edgeft/MECOffloading-v0",
-                    {"num_users": 4, "num_servers": 2, "episode_rounds": 3})}
+FAMILIES = {
+    "fedlora": (
+        fedlora_dynamics,
+        "edgeft/FedLoRAScheduling-v0",
+        {"num_devices": 5, "episode_rounds": 4},
+    ),
+    "mec": (
+        mec_dynamics,
+        "edgeft/MECOffloading-v0",
+        {"num_users": 4, "num_servers": 2, "episode_rounds": 3},
+    ),
+}
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -45,17 +53,17 @@ def test_the_shell_is_decide_then_step(family):
         obs, reward, _, _, info = env.step(action)
         if family == "fedlora":
             params = twin._step_params
-            state, r2, info2 = module.step(params, twin._state,
-                                           module.decide(params, action, twin._state),
-                                           twin.np_random)
+            state, r2, info2 = module.step(
+                params, twin._state, module.decide(params, action, twin._state), twin.np_random
+            )
             twin._state = state
             twin._draw_round()
             obs2 = twin._obs()
         else:
             params = module.Params(twin.config_in_force)
-            state, r2, info2 = module.step(params, twin._state,
-                                           module.decide(params, action, twin._state),
-                                           twin.np_random)
+            state, r2, info2 = module.step(
+                params, twin._state, module.decide(params, action, twin._state), twin.np_random
+            )
             twin._state = state
             from edgeft.envs.mec.observation import encode_observation
 

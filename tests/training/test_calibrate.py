@@ -15,8 +15,14 @@ from edgeft.cli import main
 
 @pytest.mark.parametrize("head_share,onset", [(0.0, 1.0), (0.6, 1.0), (0.2, 0.05)])
 def test_fit_recovers_known_surrogate_constants(head_share, onset):
-    true = SurrogateParams(initial_loss=0.7, loss_floor=0.3, rate=0.05, gap_ratio=0.5,
-                           head_share=head_share, onset=onset)
+    true = SurrogateParams(
+        initial_loss=0.7,
+        loss_floor=0.3,
+        rate=0.05,
+        gap_ratio=0.5,
+        head_share=head_share,
+        onset=onset,
+    )
     runs = []
     for s in make_schedules(10, 40, seed=0)[:6]:
         rounds = list(range(0, 41, 5))
@@ -83,8 +89,12 @@ def test_real_env_loss_is_the_global_test_loss_the_calibration_fits():
 
     training = {"model": "tiny-bert", "batch_size": 4, "eval_every": 2, "eval_size": 64, "lr": 0.3}
     env = gym.make(
-        "edgeft/FedLoRAScheduling-v0", mode="real", training=training, num_devices=4,
-        episode_rounds=5, reward="progress",
+        "edgeft/FedLoRAScheduling-v0",
+        mode="real",
+        training=training,
+        num_devices=4,
+        episode_rounds=5,
+        reward="progress",
     )
     obs, _ = env.reset(seed=3)
     u = env.unwrapped

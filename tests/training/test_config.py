@@ -23,18 +23,22 @@ def _entry_points():
         "FedLoRAConfig": lambda t: FedLoRAConfig(mode="real", training=t),
         "MECConfig": lambda t: MECConfig(mode="real", training=t),
         "gym.make FedLoRA": lambda t: gym.make(
-            "edgeft/FedLoRAScheduling-v0", mode="real", training=t),
+            "edgeft/FedLoRAScheduling-v0", mode="real", training=t
+        ),
         "gym.make MEC": lambda t: gym.make("edgeft/MECOffloading-v0", mode="real", training=t),
     }
 
 
 @pytest.mark.parametrize("where", list(_entry_points()))
-@pytest.mark.parametrize("spec, bad", [
-    ({"modle": "tiny-bert"}, "'modle'"),
-    ({"model": "tiny-bert", "btach_size": 4, "lr": 0.1}, "'btach_size'"),
-    ({"target_modules": ["query"], "learning_rate": 1.0}, "'learning_rate'"),
-    ({1: 2, "lrr": 0.1}, "'lrr', 1"),  # mixed key types: still one clear message
-])
+@pytest.mark.parametrize(
+    "spec, bad",
+    [
+        ({"modle": "tiny-bert"}, "'modle'"),
+        ({"model": "tiny-bert", "btach_size": 4, "lr": 0.1}, "'btach_size'"),
+        ({"target_modules": ["query"], "learning_rate": 1.0}, "'learning_rate'"),
+        ({1: 2, "lrr": 0.1}, "'lrr', 1"),  # mixed key types: still one clear message
+    ],
+)
 def test_a_misspelt_training_key_names_itself_and_lists_the_valid_fields(where, spec, bad):
     make = _entry_points()[where]
     with pytest.raises(ValueError, match=r"unknown training field\(s\) \[") as err:
@@ -64,7 +68,8 @@ def test_calibrated_regimes_by_name_are_the_protocol_settings():
     for name, setting in {"tweets-iid": "iid-h1", "tweets-dirichlet": "dir-h1"}.items():
         assert REGIMES[name] == protocol.SETTINGS[setting][0]
         assert TrainingConfig.from_any(name) == TrainingConfig.from_any(
-            protocol.SETTINGS[setting][0])
+            protocol.SETTINGS[setting][0]
+        )
     assert TrainingConfig.from_any("tweets-dirichlet").partition == "dirichlet"
     with pytest.raises(ValueError, match="unknown training regime 'tweets'; known"):
         TrainingConfig.from_any("tweets")

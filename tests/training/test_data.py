@@ -143,8 +143,10 @@ def test_local_glue_tsv_is_tokenised_with_the_models_tokenizer(tmp_path):
     folder = tmp_path / "MRPC"
     folder.mkdir()
     header = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
-    rows = ("1\t1\t2\tThe cat sat.\tA cat was sitting.\n"
-            "0\t3\t4\tIt rained.\tStocks fell sharply today.\n")
+    rows = (
+        "1\t1\t2\tThe cat sat.\tA cat was sitting.\n"
+        "0\t3\t4\tIt rained.\tStocks fell sharply today.\n"
+    )
     (folder / "train.tsv").write_text(header + rows)
     (folder / "dev.tsv").write_text(header + rows)
     data = glue("mrpc", TrainingConfig(task="mrpc", data_dir=str(tmp_path)), tok)

@@ -53,7 +53,10 @@ def test_the_parser_sees_module_level_imports_and_skips_lazy_ones(tmp_path):
         "class C:\n    from edgeft.training.data import y\n"
     )
     assert [m for _, m in _module_level_imports(src)] == [
-        "typing", "edgeft.envs.real_config", "edgeft.training.data"]
+        "typing",
+        "edgeft.envs.real_config",
+        "edgeft.training.data",
+    ]
 
 
 def test_no_env_module_imports_the_training_engine_at_import_time():
@@ -84,8 +87,9 @@ loaded = sorted(m for m in sys.modules
 assert not loaded, loaded
 print("ok")
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 

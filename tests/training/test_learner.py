@@ -200,8 +200,9 @@ def test_eval_features_in_length_sorted_chunks_equal_one_padded_batch(text_learn
     with torch.no_grad():
         batch = learner.make_batch(test, idx)
         learner.split.set_lora_dropout(False)
-        ref = learner.split.server_forward(learner.split.device_embed(batch),
-                                           batch["attention_mask"])
+        ref = learner.split.server_forward(
+            learner.split.device_embed(batch), batch["attention_mask"]
+        )
     monkeypatch.setattr(L, "EVAL_CHUNK", 7)
     got = learner.features(test, idx)
     assert got.shape == ref.shape

@@ -46,8 +46,14 @@ def fake_row(pilot, setting, schedule, seed, final):
     rounds = pilot.SETTINGS[setting][1]
     at = list(range(0, rounds + 1, 10))
     loss = [1.1] * (len(at) - 3) + [final] * 3
-    return {"key": pilot.run_key(setting, schedule, seed), "setting": setting,
-            "schedule": schedule, "seed": seed, "rounds_at": at, "loss": loss}
+    return {
+        "key": pilot.run_key(setting, schedule, seed),
+        "setting": setting,
+        "schedule": schedule,
+        "seed": seed,
+        "rounds_at": at,
+        "loss": loss,
+    }
 
 
 def test_cache_appends_resumes_and_survives_a_cut_off_row(pilot, tmp_path):
@@ -62,8 +68,12 @@ def test_cache_appends_resumes_and_survives_a_cut_off_row(pilot, tmp_path):
 
 
 def test_summary_means_ses_and_se_units(pilot):
-    finals = {"const-2": [0.90, 0.92, 0.94], "const-K": [0.80, 0.81, 0.79],
-              "fixed-5": [1.00, 1.02, 1.01], "rotating-5": [0.85, 0.86, 0.84]}
+    finals = {
+        "const-2": [0.90, 0.92, 0.94],
+        "const-K": [0.80, 0.81, 0.79],
+        "fixed-5": [1.00, 1.02, 1.01],
+        "rotating-5": [0.85, 0.86, 0.84],
+    }
     rows = {}
     for sched, vals in finals.items():
         for seed, v in enumerate(vals):

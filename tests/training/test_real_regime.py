@@ -10,9 +10,18 @@ import pytest
 import edgeft  # noqa: F401
 
 ENV_ID = "edgeft/FedLoRAScheduling-v0"
-TINY = {"model": "tiny-bert", "task": "synthetic-text", "batch_size": 4, "eval_every": 2,
-        "eval_size": 32, "lr": 0.1, "head_init": "independent", "head_lr": 1.0,
-        "partition": "dirichlet", "dirichlet_alpha": 0.5}
+TINY = {
+    "model": "tiny-bert",
+    "task": "synthetic-text",
+    "batch_size": 4,
+    "eval_every": 2,
+    "eval_size": 32,
+    "lr": 0.1,
+    "head_init": "independent",
+    "head_lr": 1.0,
+    "partition": "dirichlet",
+    "dirichlet_alpha": 0.5,
+}
 
 
 def test_data_and_training_partition_must_agree():
@@ -25,8 +34,15 @@ def test_data_and_training_partition_must_agree():
 def test_real_round_with_per_device_heads_on_dirichlet_shards():
     pytest.importorskip("torch")
     pytest.importorskip("peft")
-    env = gym.make(ENV_ID, mode="real", data="dirichlet", training=TINY, num_devices=4,
-                   episode_rounds=2, action_mode="subset")
+    env = gym.make(
+        ENV_ID,
+        mode="real",
+        data="dirichlet",
+        training=TINY,
+        num_devices=4,
+        episode_rounds=2,
+        action_mode="subset",
+    )
     env.reset(seed=0)
     info = {}
     for _ in range(2):

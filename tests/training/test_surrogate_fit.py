@@ -11,8 +11,16 @@ from edgeft.training.surrogate_fit import fidelity, fit
 
 pytest.importorskip("scipy")
 
-TRUE = SurrogateParams(initial_loss=1.1, loss_floor=0.45, rate=0.04, gap_ratio=0.5, onset=0.4,
-                       stationary=0.15, head_fraction=0.35, head_rate=0.2)
+TRUE = SurrogateParams(
+    initial_loss=1.1,
+    loss_floor=0.45,
+    rate=0.04,
+    gap_ratio=0.5,
+    onset=0.4,
+    stationary=0.15,
+    head_fraction=0.35,
+    head_rate=0.2,
+)
 K, T = 20, 100
 AT = list(range(0, T + 1, 10))
 
@@ -24,10 +32,19 @@ def synthetic_runs(params, schedules, seeds):
         for seed in seeds:
             masks = protocol.schedule_masks(name, K, T, seed)
             loss, dev = simulate_masks(masks, params)
-            rows.append({"seed": seed, "rounds": T, "devices": K, "rounds_at": AT,
-                         "loss": loss[AT].tolist(), "device_loss": dev[AT].tolist(),
-                         "accuracy": (1.0 - 0.5 * loss[AT]).tolist(),
-                         "counts": masks.sum(1).tolist(), "mask_array": masks})
+            rows.append(
+                {
+                    "seed": seed,
+                    "rounds": T,
+                    "devices": K,
+                    "rounds_at": AT,
+                    "loss": loss[AT].tolist(),
+                    "device_loss": dev[AT].tolist(),
+                    "accuracy": (1.0 - 0.5 * loss[AT]).tolist(),
+                    "counts": masks.sum(1).tolist(),
+                    "mask_array": masks,
+                }
+            )
         out[name] = rows
     return out
 
@@ -51,8 +68,15 @@ def test_fit_recovers_known_constants_from_synthetic_runs():
     runs = synthetic_runs(TRUE, protocol.FIT_SCHEDULES, range(3))
     got, rms = fit(runs, "synthetic")
     assert rms < 1e-4
-    for name in ("loss_floor", "rate", "gap_ratio", "stationary", "head_fraction", "head_rate",
-                 "onset"):
+    for name in (
+        "loss_floor",
+        "rate",
+        "gap_ratio",
+        "stationary",
+        "head_fraction",
+        "head_rate",
+        "onset",
+    ):
         assert getattr(got, name) == pytest.approx(getattr(TRUE, name), rel=0.05, abs=0.01), name
     assert got.initial_accuracy == pytest.approx(1.0 - 0.5 * TRUE.initial_loss, abs=1e-6)
 
@@ -67,8 +91,12 @@ def test_fidelity_table_of_the_true_model_meets_the_goal():
     by = {r["schedule"]: r for r in table["rows"]}
     assert by["fixed-5"]["real_diff"] > by["rotating-5"]["real_diff"] > 0
     assert by["fixed-5"]["surrogate_diff"] == pytest.approx(by["fixed-5"]["real_diff"], abs=1e-9)
-    wrong = fidelity(SurrogateParams(**{**TRUE.__dict__, "head_fraction": 0.0, "head_rate": 0.0}),
-                     runs, "const-K", ("fixed-5", "rotating-5", "const-2"))
+    wrong = fidelity(
+        SurrogateParams(**{**TRUE.__dict__, "head_fraction": 0.0, "head_rate": 0.0}),
+        runs,
+        "const-K",
+        ("fixed-5", "rotating-5", "const-2"),
+    )
     assert not wrong["met"]
 
 

@@ -23,7 +23,7 @@ CSV = (
     "neutral,0.6,mixed feelings\r\n"
     "negative,0.4,mixed feelings\r\n"  # the same text with another label: dropped
     "unknown,0.5,not a label\r\n"  # no known sentiment: skipped
-    "negative,,\"a, quoted\r\nline\"\r\n"
+    'negative,,"a, quoted\r\nline"\r\n'
 )
 
 
@@ -39,8 +39,13 @@ def fake_corpus(tmp_path, n_extra: int = 0) -> str:
 
 def test_read_dedups_drops_conflicts_and_codes_labels(tmp_path):
     texts, labels = tw.read_tweets(fake_corpus(tmp_path))
-    assert texts == ["bad day", "great game @team", "it is tuesday", "a, quoted\r\nline",
-                     "caf\ufffd bytes"]
+    assert texts == [
+        "bad day",
+        "great game @team",
+        "it is tuesday",
+        "a, quoted\r\nline",
+        "caf\ufffd bytes",
+    ]
     np.testing.assert_array_equal(labels, [0, 2, 1, 0, 2])
     assert labels.dtype == np.int64
 
@@ -99,17 +104,27 @@ def test_the_installed_corpus():
 def skewed_learner():
     from edgeft.training.learner import SplitLoRALearner
 
-    cfg = TrainingConfig(model="tiny-bert", task="synthetic-text", dtype="float64", lr=0.5,
-                         batch_size=8, eval_size=300, partition="dirichlet", dirichlet_alpha=0.3,
-                         head_init="independent")
+    cfg = TrainingConfig(
+        model="tiny-bert",
+        task="synthetic-text",
+        dtype="float64",
+        lr=0.5,
+        batch_size=8,
+        eval_size=300,
+        partition="dirichlet",
+        dirichlet_alpha=0.3,
+        head_init="independent",
+    )
     return SplitLoRALearner(cfg, num_devices=4)
 
 
 def test_eval_weighting_auto_follows_the_partition():
     assert TrainingConfig(partition="iid").eval_weighting_in_force == "common"
     assert TrainingConfig(partition="dirichlet").eval_weighting_in_force == "device-labels"
-    assert TrainingConfig(partition="dirichlet",
-                          eval_weighting="common").eval_weighting_in_force == "common"
+    assert (
+        TrainingConfig(partition="dirichlet", eval_weighting="common").eval_weighting_in_force
+        == "common"
+    )
     with pytest.raises(ValueError, match="training.eval_weighting"):
         TrainingConfig(eval_weighting="balanced")
     with pytest.raises(ValueError, match="training.head_lr"):
