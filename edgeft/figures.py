@@ -416,6 +416,21 @@ def mec_fig2(args: argparse.Namespace, out: Path) -> Path:
         res[name] = {k: float(np.mean([m[k] for m in ms])) for k in keys}
         res[name].update(_upload_shares(env, make, seeds))
         print(f"mec-fig2 {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in res[name].items()))
+    fig = _mec_fig2_bars(res, keys)
+    gbit = np.mean([r["upload_gbit"] for r in res.values()])
+    fig.suptitle(
+        f"MEC Fig. 2 (N={cfg.num_users} users, M={cfg.num_servers} servers; "
+        f"{_mec_rounds_note(args)}, batch B={cfg.batch_size})\n"
+        f"each user uploads s(d) = B d h x {cfg.bits_per_element:g} bit, "
+        f"{gbit:.1f} Gbit on average, per round whatever its alpha",
+        fontsize=10,
+    )
+    return _save(fig, _path(args, out, "mec-fig2", ".png"))
+
+
+def _mec_fig2_bars(res: dict[str, dict[str, float]], keys: tuple[str, ...]) -> Any:
+    """MEC Fig. 2's three panels: a bar per setting, energy and delay split into the upload of
+    the cut-layer activations and the rest."""
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     x = np.arange(len(res))
@@ -436,15 +451,7 @@ def mec_fig2(args: argparse.Namespace, out: Path) -> Path:
             ax.legend(fontsize=7, loc="lower right")
         ax.set_xticks(x, list(res), rotation=15, fontsize=8)
         ax.set_ylabel(MEC_LABELS[k], fontsize=9)
-    gbit = np.mean([r["upload_gbit"] for r in res.values()])
-    fig.suptitle(
-        f"MEC Fig. 2 (N={cfg.num_users} users, M={cfg.num_servers} servers; "
-        f"{_mec_rounds_note(args)}, batch B={cfg.batch_size})\n"
-        f"each user uploads s(d) = B d h x {cfg.bits_per_element:g} bit, "
-        f"{gbit:.1f} Gbit on average, per round whatever its alpha",
-        fontsize=10,
-    )
-    return _save(fig, _path(args, out, "mec-fig2", ".png"))
+    return fig
 
 
 def mec_fig4(args: argparse.Namespace, out: Path) -> Path:

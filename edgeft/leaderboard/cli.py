@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from edgeft.leaderboard.errors import LeaderboardError
 from edgeft.leaderboard.page import PAGE_FILE
@@ -29,6 +30,12 @@ from edgeft.suites import Suite, get_suite, list_suites
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_what_to_run(parser.add_argument_group("what to run"))
+    _add_execution(parser.add_argument_group("where it runs"))
+    _add_output(parser.add_argument_group("output and trust"))
+
+
+def _add_what_to_run(parser: argparse._ArgumentGroup) -> None:
     parser.add_argument(
         "--suite",
         default="fedlora-default",
@@ -48,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "free -N); with several suites, one subfolder per suite",
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--list", action="store_true", help="list the suites and exit")
+
+
+def _add_execution(parser: argparse._ArgumentGroup) -> None:
     parser.add_argument(
         "--backend",
         default="local",
@@ -87,6 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --backend ray: run the edgeft installed on the nodes instead "
         "of shipping this one to them",
     )
+
+
+def _add_output(parser: argparse._ArgumentGroup) -> None:
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument(
         "--no-score",
@@ -95,7 +109,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(by default both are added, see the score note under the table)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--list", action="store_true", help="list the suites and exit")
     parser.add_argument(
         "--trust-agent-code",
         action="store_true",
@@ -153,16 +166,7 @@ def _run(args: argparse.Namespace) -> int:
             raise LeaderboardError("--resume needs --out (the folder of the run to continue)")
         if args.resume and len(suites) > 1:
             _check_multi_resume(Path(args.out), suites)
-        outs, resumes = [], []
-        for s in suites:
-            out = None
-            resume = args.resume
-            if args.out:
-                out = Path(args.out) / s.name if len(suites) > 1 else Path(args.out)
-                if resume and len(suites) > 1 and not has_content(out):
-                    resume = False  # a suite the interrupted command had not reached yet
-            outs.append(out if out is not None else default_out(s))
-            resumes.append(resume)
+        outs, resumes = _folders(args, suites)
         folders = outs
         ray_kw = {
             "address": args.address,
@@ -182,14 +186,7 @@ def _run(args: argparse.Namespace) -> int:
             summaries = [run_leaderboard(suites[0], policies, outs[0], resume=resumes[0], **kw)]
         else:  # one pool of tasks for all suites, costliest first
             summaries = run_leaderboards(suites, policies, outs, resume=resumes, **kw)
-        took = time.perf_counter() - t0
-        for summary, where in zip(summaries, outs):
-            print()
-            print(markdown_table(summary))
-            print(
-                f"({took:.0f} s{' for all suites' * (len(suites) > 1)}; files in {where}; "
-                f"the page: {where / PAGE_FILE})\n"
-            )
+        _print_tables(summaries, outs, time.perf_counter() - t0)
     except (LeaderboardError, ValueError) as err:
         print(f"edgeft leaderboard: error: {err}", file=sys.stderr)
         return 2
@@ -201,6 +198,33 @@ def _run(args: argparse.Namespace) -> int:
         print(interrupted_message(args, suites, folders), file=sys.stderr)
         return 130
     return 0
+
+
+def _folders(args: argparse.Namespace, suites: Sequence[Suite]) -> tuple[list[Path], list[bool]]:
+    """Each suite's results folder and whether it resumes: ``--out`` itself for one suite, one
+    subfolder each for several (a suite the interrupted command had not reached starts anew)."""
+    outs, resumes = [], []
+    for s in suites:
+        out = None
+        resume = args.resume
+        if args.out:
+            out = Path(args.out) / s.name if len(suites) > 1 else Path(args.out)
+            if resume and len(suites) > 1 and not has_content(out):
+                resume = False  # a suite the interrupted command had not reached yet
+        outs.append(out if out is not None else default_out(s))
+        resumes.append(resume)
+    return outs, resumes
+
+
+def _print_tables(summaries: Sequence[dict[str, Any]], outs: Sequence[Path], took: float) -> None:
+    """Each suite's Markdown table, with the time taken and where its files are."""
+    for summary, where in zip(summaries, outs):
+        print()
+        print(markdown_table(summary))
+        print(
+            f"({took:.0f} s{' for all suites' * (len(outs) > 1)}; files in {where}; "
+            f"the page: {where / PAGE_FILE})\n"
+        )
 
 
 def _check_multi_resume(out: Path, suites: Sequence[Suite]) -> None:

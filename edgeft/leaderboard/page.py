@@ -295,50 +295,57 @@ def _headline_cells(head: dict[str, Any], e: dict[str, Any]) -> list[str]:
     return cells
 
 
+def _headline_legend(head: dict[str, Any]) -> list[tuple[str, str]]:
+    """The legend's entries for a scored suite's headline columns (without the score and the
+    bound's entries where the headline has no hindsight bound)."""
+    items = [
+        (
+            "score",
+            f"0 = <code>{_e(head['anchor'])}</code> (the family's anchor policy), "
+            f"100 = <code>{_e(head['bound'])}</code> (the episode's hindsight bound: "
+            f"the best any policy could do knowing the future), per test seed, on "
+            f"{_e(head['title'])}; mean ± half-width of its interval",
+        ),
+        (
+            _e(head["title"]),
+            f"the headline ({'higher' if head['higher_is_better'] else 'lower'}"
+            " is better): mean [interval] over the test seeds",
+        ),
+        (
+            "% from bound",
+            "how far the headline is from the hindsight bound, in % of the "
+            "bound, per seed (the bound is a certified limit, not a schedule: "
+            "it may not be reachable)",
+        ),
+        (
+            "constraint",
+            f"{_e(head['constraint'])}; ✗ n/m = broken in n of the policy's m "
+            "episodes, ✓ = met in every one",
+        ),
+        (
+            f"vs {_e(head['reference'])} (paired)",
+            f"mean per-seed difference of {_e(head['title'])} from "
+            f"<code>{_e(head['reference'])}</code> on the same seeds [interval]",
+        ),
+        (
+            "bound row",
+            f"<code>{_e(head['bound'])}</code> (shaded, marked "
+            '<span class="tag">bound</span>) is not a policy: it scores 100 '
+            "by definition and is not ranked",
+        ),
+    ]
+    if not head["bound"]:  # a headline without a hindsight bound: no score
+        items = [(k, v) for k, v in items if k not in ("score", "% from bound", "bound row")]
+    return items
+
+
 def _legend(summary: dict[str, Any]) -> str:
     family = get_family(summary["family"])
     head = summary.get("headline")
     cols, hidden = _columns(summary)
     items: list[tuple[str, str]] = []
     if head is not None:
-        items += [
-            (
-                "score",
-                f"0 = <code>{_e(head['anchor'])}</code> (the family's anchor policy), "
-                f"100 = <code>{_e(head['bound'])}</code> (the episode's hindsight bound: "
-                f"the best any policy could do knowing the future), per test seed, on "
-                f"{_e(head['title'])}; mean ± half-width of its interval",
-            ),
-            (
-                _e(head["title"]),
-                f"the headline ({'higher' if head['higher_is_better'] else 'lower'}"
-                " is better): mean [interval] over the test seeds",
-            ),
-            (
-                "% from bound",
-                "how far the headline is from the hindsight bound, in % of the "
-                "bound, per seed (the bound is a certified limit, not a schedule: "
-                "it may not be reachable)",
-            ),
-            (
-                "constraint",
-                f"{_e(head['constraint'])}; ✗ n/m = broken in n of the policy's m "
-                "episodes, ✓ = met in every one",
-            ),
-            (
-                f"vs {_e(head['reference'])} (paired)",
-                f"mean per-seed difference of {_e(head['title'])} from "
-                f"<code>{_e(head['reference'])}</code> on the same seeds [interval]",
-            ),
-            (
-                "bound row",
-                f"<code>{_e(head['bound'])}</code> (shaded, marked "
-                '<span class="tag">bound</span>) is not a policy: it scores 100 '
-                "by definition and is not ranked",
-            ),
-        ]
-        if not head["bound"]:  # a headline without a hindsight bound: no score
-            items = [(k, v) for k, v in items if k not in ("score", "% from bound", "bound row")]
+        items += _headline_legend(head)
     for m, part, title in cols:
         lower = family.metrics[m].lower_is_better if part == "metrics" else TIMING[m][1]
         what = (

@@ -58,35 +58,43 @@ def markdown_table(summary: dict[str, Any]) -> str:
         sep,
     ]
     entries = ranked(summary) if head is not None else summary["results"]
-    for e in entries:
-        cells = []
-        name = e["policy"]
-        if e.get("out_of_distribution"):
-            name = f"{name} (OOD)"
-        if head is not None:
-            if e.get("bound"):
-                name = f"{name} (bound)"
-            elif e.get("breaks_constraint"):
-                name = f"{name} ✗"
-            if head["bound"]:
-                cells += [
-                    _cell(e.get("score"), ".1f"),
-                    _cell(e.get("headline")),
-                    _cell(e.get("above_bound"), ".2f"),
-                ]
-            else:
-                cells.append(_cell(e.get("headline")))
-            cells.append(_cell(e.get("vs_reference"), "+.3g"))
-        for m, _ in cols:
-            d = e["timing"][m] if m in e["timing"] else e["metrics"][m]
-            cells.append(_cell(d))
-        lines.append(
-            "| "
-            + (f"{e['scenario']} | " if multi else "")
-            + f"{name} | "
-            + " | ".join(cells)
-            + " |"
-        )
+    lines += [_row(e, head, cols, multi) for e in entries]
+    lines += _notes(summary, head)
+    return "\n".join(lines) + "\n"
+
+
+def _row(
+    e: dict[str, Any], head: dict[str, Any] | None, cols: list[tuple[str, str]], multi: bool
+) -> str:
+    """One policy's row of :func:`markdown_table`."""
+    cells = []
+    name = e["policy"]
+    if e.get("out_of_distribution"):
+        name = f"{name} (OOD)"
+    if head is not None:
+        if e.get("bound"):
+            name = f"{name} (bound)"
+        elif e.get("breaks_constraint"):
+            name = f"{name} ✗"
+        if head["bound"]:
+            cells += [
+                _cell(e.get("score"), ".1f"),
+                _cell(e.get("headline")),
+                _cell(e.get("above_bound"), ".2f"),
+            ]
+        else:
+            cells.append(_cell(e.get("headline")))
+        cells.append(_cell(e.get("vs_reference"), "+.3g"))
+    for m, _ in cols:
+        d = e["timing"][m] if m in e["timing"] else e["metrics"][m]
+        cells.append(_cell(d))
+    scenario = f"{e['scenario']} | " if multi else ""
+    return "| " + scenario + f"{name} | " + " | ".join(cells) + " |"
+
+
+def _notes(summary: dict[str, Any], head: dict[str, Any] | None) -> list[str]:
+    """The notes under :func:`markdown_table`: the score's meaning, the OOD rows."""
+    lines: list[str] = []
     if head is not None and not head["bound"]:
         lines += [
             "",
@@ -115,7 +123,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
             "OOD = out of distribution: an agent played in an env unlike its training "
             "env, in the fields named: " + "; ".join(ood) + ".",
         ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def summary_csv(summary: dict[str, Any]) -> str:

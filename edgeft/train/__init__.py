@@ -2,9 +2,10 @@
 
 Trains PPO, A2C, SAC, TD3 or DQN on any registered edgeft env and action mode the algorithm
 supports, with a progress bar and periodic validation against a reference policy on validation
-seeds; ``ppo-lag`` / ``a2c-lag`` train PPO / A2C on the Lagrangian of the constrained problem
-(reward minus lambda times the constraint cost, lambda by dual ascent;
-``edgeft.agents.lagrangian``).
+seeds; ``ppo-lag``, ``a2c-lag``, ``sac-lag``, ``td3-lag`` and ``dqn-lag`` train their algorithm
+on the Lagrangian of the constrained problem (reward minus lambda times the constraint cost,
+lambda by dual ascent; the off-policy ones price each sampled transition with the current
+lambda; ``edgeft.agents.lagrangian``).
 Validation plays the leaderboard's episode loop in the leaderboard's env for the run's
 scenario (the reward-only env fields at their defaults) and reports the leaderboard's metrics
 under the leaderboard's names: the family's headline value (for a family without one, its first

@@ -64,51 +64,83 @@ def make_callback(
 
         def evaluate(self, t: int) -> None:
             assert evaluator is not None
-            res = evaluator(self.model, vecnorm, meta)
-            metric = evaluator.metric
-            row = {
-                "timesteps": t,
-                "metric": metric.name,
-                "agent": res,
-                "reference": evaluator.reference,
-                "reference_policy": cfg.eval_policy,
-                "wall_s": time.time() - state["t0"],
-            }
-            if lag is not None:
-                row["training"] = lag.state_dict()
-            with open(out / "eval.jsonl", "a") as fh:
-                fh.write(json.dumps(row) + "\n")
-            tqdm.write(evaluator.line(t, res) + (f" | training: {lag.describe()}" if lag else ""))
-            best = state.get("best") if state.get("best_metric") == metric.name else None
-            if evaluator.better(res[metric.name], best):
-                state.update(best=res[metric.name], best_metric=metric.name)
-                save_model(
-                    self.model,
-                    vecnorm,
-                    {**meta, "timesteps": t, "validation": res, **lag_meta(lag)},
-                    out,
-                    "best",
-                )
+            _validate(self.model, t, cfg, out, evaluator, meta, vecnorm, state, lag)
 
         def checkpoint(self, t: int) -> None:
-            write_checkpoint(
-                out / "checkpoints",
-                t,
-                self.model,
-                vecnorm,
-                {
-                    "last_eval": self.last_eval,
-                    "best": state.get("best"),
-                    "best_metric": state.get("best_metric"),
-                    **lag_meta(lag),
-                },
-                {**meta, **lag_meta(lag)},
-            )
+            extra = {"last_eval": self.last_eval}
+            _checkpoint(self.model, t, extra, out, vecnorm, meta, state, lag)
 
         def _on_training_end(self) -> None:
             self.bar.close()
 
     return Callback()
+
+
+def _validate(
+    model: Any,
+    t: int,
+    cfg: TrainConfig,
+    out: Path,
+    evaluator: Evaluator,
+    meta: dict[str, Any],
+    vecnorm: Any,
+    state: dict[str, Any],
+    lag: Any,
+) -> None:
+    """One validation at step ``t``: a row of ``eval.jsonl``, a line, the best model kept."""
+    from tqdm import tqdm
+
+    res = evaluator(model, vecnorm, meta)
+    metric = evaluator.metric
+    row = {
+        "timesteps": t,
+        "metric": metric.name,
+        "agent": res,
+        "reference": evaluator.reference,
+        "reference_policy": cfg.eval_policy,
+        "wall_s": time.time() - state["t0"],
+    }
+    if lag is not None:
+        row["training"] = lag.state_dict()
+    with open(out / "eval.jsonl", "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    tqdm.write(evaluator.line(t, res) + (f" | training: {lag.describe()}" if lag else ""))
+    best = state.get("best") if state.get("best_metric") == metric.name else None
+    if evaluator.better(res[metric.name], best):
+        state.update(best=res[metric.name], best_metric=metric.name)
+        save_model(
+            model,
+            vecnorm,
+            {**meta, "timesteps": t, "validation": res, **lag_meta(lag)},
+            out,
+            "best",
+        )
+
+
+def _checkpoint(
+    model: Any,
+    t: int,
+    extra: dict[str, Any],
+    out: Path,
+    vecnorm: Any,
+    meta: dict[str, Any],
+    state: dict[str, Any],
+    lag: Any,
+) -> None:
+    """The checkpoint at step ``t`` (``extra``: the callback's own counters)."""
+    write_checkpoint(
+        out / "checkpoints",
+        t,
+        model,
+        vecnorm,
+        {
+            **extra,
+            "best": state.get("best"),
+            "best_metric": state.get("best_metric"),
+            **lag_meta(lag),
+        },
+        {**meta, **lag_meta(lag)},
+    )
 
 
 def lag_meta(lag: Any) -> dict[str, Any]:

@@ -13,8 +13,18 @@ from edgeft.train.loop import train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = TrainConfig  # the defaults below are TrainConfig's, unless hyperparams.json or --config
-    tuned = "hyperparams.json's for the env and algorithm, else"
+    # the defaults named in the help are TrainConfig's, unless hyperparams.json or --config
+    _add_run(parser.add_argument_group("the run"))
+    _add_settings(parser.add_argument_group("env, algorithm and Lagrangian settings"))
+    _add_validation(parser.add_argument_group("validation and checkpoints"))
+    _add_policy(parser.add_argument_group("policy network and start"))
+
+
+_TUNED = "hyperparams.json's for the env and algorithm, else"
+
+
+def _add_run(parser: argparse._ArgumentGroup) -> None:
+    d = TrainConfig
     parser.add_argument("--env", default=None, help=f"env id (default: {d.env_id})")
     parser.add_argument(
         "--algo",
@@ -41,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="output folder (default: runs/ENVNAME-ALGO-sSEED, e.g. runs/fedlorascheduling-ppo-s0)",
     )
+
+
+def _add_settings(parser: argparse._ArgumentGroup) -> None:
+    d, tuned = TrainConfig, _TUNED
     parser.add_argument(
         "--set",
         dest="env_overrides",
@@ -63,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="Lagrangian setting of ppo-lag / a2c-lag, repeatable (e.g. --lag "
+        help="Lagrangian setting of the -lag algorithms, repeatable (e.g. --lag "
         "ki=0.02; keys: edgeft.agents.lagrangian.LAGRANGIAN_DEFAULTS)",
     )
     parser.add_argument(
@@ -72,6 +86,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"parallel env copies (default: {tuned} {d.n_envs})",
     )
+
+
+def _add_validation(parser: argparse._ArgumentGroup) -> None:
+    d = TrainConfig
     parser.add_argument(
         "--eval-every",
         type=int,
@@ -97,6 +115,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"checkpoint every N steps (default: {d.checkpoint_every:,})",
     )
+
+
+def _add_policy(parser: argparse._ArgumentGroup) -> None:
+    d, tuned = TrainConfig, _TUNED
     parser.add_argument(
         "--init",
         default=None,

@@ -39,8 +39,9 @@ class TrainConfig:
 
     Attributes:
         env_id: a registered edgeft env id.
-        algo: ppo, a2c, sac, td3, dqn, or the Lagrangian ppo-lag / a2c-lag (the model is a PPO /
-            A2C model; ``edgeft.agents.lagrangian``).
+        algo: ppo, a2c, sac, td3, dqn, or a Lagrangian variant ppo-lag, a2c-lag, sac-lag,
+            td3-lag, dqn-lag (the model is a model of the base algorithm;
+            ``edgeft.agents.lagrangian``).
         timesteps: total environment steps; training stops at the end of the rollout that
             reaches them (:func:`planned_timesteps`).
         seed: training seed (torch, SB3 and the training envs), 0 <= seed < 100,000,000.
@@ -62,7 +63,7 @@ class TrainConfig:
             policy POLICY (DAgger, ``edgeft.agents.bc``) before RL; ``timesteps`` may then be 0
             (the cloned policy is the model).
         bc: behaviour-cloning settings (``edgeft.agents.bc.BC_DEFAULTS``), used with ``init``.
-        lagrangian: multiplier settings of ppo-lag / a2c-lag
+        lagrangian: multiplier settings of the -lag algorithms
             (``edgeft.agents.lagrangian.LAGRANGIAN_DEFAULTS``: cost limit, bounded-cost cap,
             initial lambda, PID gains); only with those algorithms.
         policy: the SB3 policy: ``"MlpPolicy"`` (SB3's, shaped by ``hyperparams.policy_kwargs``)
