@@ -105,6 +105,85 @@ def check_range(
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """The accepted range of one numeric config field, with what it measures and its unit.
+
+    A config module keeps one ``FIELD_RANGES`` dict of these: the single source of its
+    validation, of the ranges its docs give and of the tests that draw configs from them.
+
+    Attributes:
+        low, high: the endpoints, included unless ``low_open`` / ``high_open``.
+        unit: what the number measures, with its unit (added to error messages).
+        integer: only whole numbers are accepted.
+        low_open, high_open: exclude the endpoint.
+    """
+
+    low: float
+    high: float
+    unit: str = ""
+    integer: bool = False
+    low_open: bool = False
+    high_open: bool = False
+
+    @property
+    def log(self) -> bool:
+        """Whether the range is a positive scale spanning at least two decades (samplers draw
+        it log-uniformly)."""
+        return self.low > 0 and self.high >= 100 * self.low
+
+    def text(self) -> str:
+        """The range as error messages write it, e.g. ``[1.5, 8]``."""
+        return range_text(self.low, self.high, low_open=self.low_open, high_open=self.high_open)
+
+    def check(
+        self, name: str, value: Any, *, low: float | None = None, high: float | None = None
+    ) -> None:
+        """Raise ``ValueError`` naming ``name`` unless ``value`` lies in this range (see
+        :func:`check_range`). ``low`` / ``high`` narrow it where a bound depends on another
+        field (``tokens_max >= tokens_min``): the tighter endpoint applies."""
+        lo, lo_open = self.low, self.low_open
+        if low is not None and low > lo:
+            lo, lo_open = low, False
+        hi, hi_open = self.high, self.high_open
+        if high is not None and high < hi:
+            hi, hi_open = high, False
+        check_range(
+            name,
+            value,
+            lo,
+            hi,
+            low_open=lo_open,
+            high_open=hi_open,
+            integer=self.integer,
+            hint=self.unit,
+        )
+
+
+def check_pair(name: str, value: Any, bound: Bound) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a ``(low, high)`` pair with both
+    entries in ``bound`` and ``low <= high``."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(
+            f"{name} must be a (low, high) pair with entries in {bound.text()} "
+            f"({bound.unit}), got {value!r}"
+        )
+    bound.check(f"{name}[0]", value[0])
+    bound.check(f"{name}[1]", value[1], low=float(value[0]))
+
+
+def check_values(name: str, value: Any, bound: Bound) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a non-empty tuple whose every
+    entry lies in ``bound``."""
+    if not isinstance(value, (tuple, list)) or len(value) == 0:
+        raise ValueError(
+            f"{name} must be a non-empty tuple of numbers in {bound.text()} "
+            f"({bound.unit}), got {value!r}"
+        )
+    for i, v in enumerate(value):
+        bound.check(f"{name}[{i}]", v)
+
+
 def range_text(
     low: float | None, high: float | None, *, low_open: bool = False, high_open: bool = False
 ) -> str:

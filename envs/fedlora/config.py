@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from edgeft.envs.channel_traces import TRACE_CHANNELS, check_fits
-from edgeft.envs.common import check_choice, check_range
+from edgeft.envs.common import Bound, check_choice
 from edgeft.envs.fedlora.surrogate import SurrogateParams
 from edgeft.envs.real_config import validated_training
 
@@ -17,6 +18,45 @@ MODES = ("surrogate", "real")
 DATA_PARTITIONS = ("iid", "dirichlet")
 #: "rayleigh" (the model's own channels) and the channels replayed from a shipped trace file
 CHANNELS = ("rayleigh", *TRACE_CHANNELS)
+
+#: The accepted range of every numeric field (units in the field's docs); the single source of
+#: the validation and of the tests that draw configs. Every range is physically meaningful and
+#: keeps the observations and rewards finite in float32 (the joint limits below do the rest).
+FIELD_RANGES: dict[str, Bound] = {
+    "num_devices": Bound(1, 100_000, "devices K", integer=True),
+    "bandwidth_hz": Bound(1e3, 1e11, "uplink bandwidth B in Hz"),
+    "noise_psd": Bound(1e-24, 1e-6, "noise power spectral density in W/Hz"),
+    "tx_power_w": Bound(1e-6, 1e3, "device transmit power in W"),
+    "bits_per_round": Bound(1.0, 1e12, "bits per device and round"),
+    "delay_budget": Bound(1e-6, 1e6, "delay budget D-bar in s per round"),
+    "delay_budget_per_bit": Bound(1e-12, 1.0, "delay budget in s per bit"),
+    "episode_rounds": Bound(1, 10_000_000, "rounds per episode", integer=True),
+    "zeta": Bound(0.0, 1e6, "Lyapunov trade-off weight, dimensionless"),
+    "delay_penalty": Bound(0.0, 1e6, "reward weight of the delay excess, dimensionless"),
+    "progress_scale": Bound(1e-6, 1e6, "reward scale of the learning progress"),
+    "cell_center_m": Bound(0.0, 50_000.0, "distance of the cell centre from the server in m"),
+    "cell_radius_m": Bound(0.1, 50_000.0, "cell radius in m"),
+    "path_loss_exponent": Bound(1.5, 8.0, "path-loss exponent, dimensionless"),
+    "reference_distance_m": Bound(0.1, 1000.0, "path-loss reference distance d0 in m"),
+    "fading_correlation": Bound(0.0, 1.0, "AR(1) fading correlation rho", high_open=True),
+    "mobility_speed_mps": Bound(0.0, 100.0, "RMS device speed in m/s"),
+    "mobility_memory": Bound(0.0, 1.0, "Gauss-Markov velocity memory", high_open=True),
+    "round_duration_s": Bound(1e-3, 1e4, "wall-clock length of a round in s"),
+}
+#: The accepted range of the surrogate's constants that scale the reward (checked on the resolved
+#: ``SurrogateParams``, besides its own checks): the progress reward divides by the initial gap.
+SURROGATE_RANGES: dict[str, Bound] = {
+    "initial_loss": Bound(1e-3, 1e6, "training loss before the first round"),
+    "noise": Bound(0.0, 1e3, "std of the per-round loss noise"),
+}
+#: Smallest initial gap ``surrogate.initial_loss - surrogate.loss_floor`` (the progress reward is
+#: ``progress_scale`` times the loss drop over it).
+MIN_SURROGATE_GAP = 1e-6
+#: Largest delay ratio D / D-bar of a device at the far edge of the cell (distance
+#: ``cell_center_m + cell_radius_m``) alone on the whole band with unit fading: a config beyond
+#: it could not meet its budget with any schedule, and its delay ratios, virtual queue and
+#: rewards would leave the float32 range. Checked for ``channel="rayleigh"`` (the cell model).
+MAX_EDGE_DELAY_RATIO = 1e4
 
 #: Named scenarios. "paper" is FT Section V.A literally, including its delay budget of 0.05 ms
 #: per bit, under which every scheme schedules nearly every device (docs/corrections.md).
@@ -41,17 +81,21 @@ class FedLoRAConfig:
     """Parameters of the federated split-LoRA scheduling env (FT Section II, V.A).
 
     Attributes:
-        num_devices: K, devices in the cell.
-        bandwidth_hz: B, total uplink bandwidth shared by FDMA (Hz).
-        noise_psd: sigma^2, noise power spectral density (W/Hz); the paper's 1e-11.
-        tx_power_w: device transmit power (W), folded into |h|^2.
+        num_devices: K, devices in the cell, in [1, 100000].
+        bandwidth_hz: B, total uplink bandwidth shared by FDMA (Hz), in [1e3, 1e11].
+        noise_psd: sigma^2, noise power spectral density (W/Hz), in [1e-24, 1e-6] (thermal
+            noise is 4e-21); the paper's 1e-11.
+        tx_power_w: device transmit power (W), folded into |h|^2, in [1e-6, 1e3] (-30 to 60
+            dBm).
         bits_per_round: mu, bits each scheduled device exchanges per round (embeddings up,
-            features down, feature gradients up). Surrogate mode; real mode measures it.
-        delay_budget: D-bar in seconds per round; ``None`` =
-            ``delay_budget_per_bit * bits_per_round``.
-        delay_budget_per_bit: budget per bit (s/bit) used when ``delay_budget`` is None. The
-            default 2 us/bit makes scheduling non-trivial; the paper's 50 us/bit does not.
-        episode_rounds: T, rounds per episode (the env truncates after T steps).
+            features down, feature gradients up), in [1, 1e12]. Surrogate mode; real mode
+            measures it.
+        delay_budget: D-bar in seconds per round, in [1e-6, 1e6]; ``None`` =
+            ``delay_budget_per_bit * bits_per_round``, which must lie in the same range.
+        delay_budget_per_bit: budget per bit (s/bit) used when ``delay_budget`` is None, in
+            [1e-12, 1]. The default 2 us/bit makes scheduling non-trivial; the paper's 50
+            us/bit does not.
+        episode_rounds: T, rounds per episode (the env truncates after T steps), in [1, 1e7].
         action_mode: "bandwidth" (Box(K) shares), "count" (Discrete(K+1): n strongest devices,
             min-max-delay split), "subset" (MultiBinary(K), min-max-delay split) or "score"
             (Box(-1, 1, (K,)), for agents with squashed outputs such as SAC and TD3: a device
@@ -68,15 +112,24 @@ class FedLoRAConfig:
             (cost limit 1 per step, T per episode) and uses a progress reward without penalty
             (``delay_penalty=0``).
         zeta: the Lyapunov trade-off weight zeta (constant; the paper's "descending" schedule is
-            unspecified).
+            unspecified), in [0, 1e6].
         delay_penalty: weight of the delay excess in the "progress-budget" and "progress"
-            rewards.
-        progress_scale: the "progress" reward is this times the loss drop over the initial gap.
+            rewards, in [0, 1e6].
+        progress_scale: the "progress" reward is this times the loss drop over the initial gap,
+            in [1e-6, 1e6].
         cell_center_m, cell_radius_m: devices uniform in this disc; the server is at (0, 0).
-        path_loss_exponent, reference_distance_m: large-scale fading (d/d0)^-exponent.
+            Centre distance in [0, 50000] m, radius in [0.1, 50000] m, and the disc must stay
+            at least 1 m from the server.
+        path_loss_exponent, reference_distance_m: large-scale fading (d/d0)^-exponent; the
+            exponent in [1.5, 8] (free space 2, dense urban up to 6), d0 in [0.1, 1000] m.
+            Jointly with the budget, bandwidth, power and noise, a device at the far edge of
+            the cell alone on the whole band (unit fading) must need at most
+            :data:`MAX_EDGE_DELAY_RATIO` (1e4) budgets per round (``channel="rayleigh"``).
         mode: "surrogate" (learning-curve model) or "real" (a real split-LoRA round per step).
         surrogate: surrogate constants: "default" (the shipped v3 calibration of ``data``),
-            "built-in", a JSON path, a dict or ``SurrogateParams``.
+            "built-in", a JSON path, a dict or ``SurrogateParams``; its ``initial_loss`` in
+            [1e-3, 1e6], its ``noise`` in [0, 1e3] and its initial gap ``initial_loss -
+            loss_floor`` at least :data:`MIN_SURROGATE_GAP` (1e-6).
         data: how the training data is split across devices: "iid" (uniform shards) or
             "dirichlet" (label shares per device ~ Dirichlet(0.5), FT Section V's non-i.i.d.
             case). Surrogate mode: picks the shipped calibration fitted on that kind of shard
@@ -90,15 +143,15 @@ class FedLoRAConfig:
             small-scale fading h (AR(1) complex Gaussian, h(t+1) = rho h(t) + sqrt(1 - rho^2)
             w(t); corr(|h|^2) = rho^2 from one round to the next). 0 (default): i.i.d. block
             Rayleigh fading, the paper's model.
-        mobility_speed_mps: RMS speed of the devices (m/s) under Gauss-Markov mobility (zero
-            mean velocity, each component N(0, speed^2 / 2) in the stationary law); devices move
-            by velocity x ``round_duration_s`` each round, are reflected back into the cell disc
-            at its edge, and their path loss is recomputed. 0 (default): devices stay where
-            they were placed for the whole episode.
+        mobility_speed_mps: RMS speed of the devices (m/s), in [0, 100], under Gauss-Markov
+            mobility (zero mean velocity, each component N(0, speed^2 / 2) in the stationary
+            law); devices move by velocity x ``round_duration_s`` each round, are reflected back
+            into the cell disc at its edge, and their path loss is recomputed. 0 (default):
+            devices stay where they were placed for the whole episode.
         mobility_memory: Gauss-Markov memory a in [0, 1) of the velocity from one round to the
             next (0: a fresh velocity every round).
-        round_duration_s: wall-clock length of one round (s), which turns speed into the
-            distance moved per round; used only when ``mobility_speed_mps > 0``.
+        round_duration_s: wall-clock length of one round (s), in [1e-3, 1e4], which turns
+            speed into the distance moved per round; used only when ``mobility_speed_mps > 0``.
         channel: where the channel gains come from. "rayleigh" (default): the model above
             (path loss (d/d0)^-exponent in the cell disc, Rayleigh fading, i.i.d. or with the
             correlation and mobility fields). "3gpp-umi": replayed from the shipped trace file
@@ -153,24 +206,31 @@ class FedLoRAConfig:
     budget_guard: bool = False
 
     def __post_init__(self) -> None:
-        check_range("num_devices", self.num_devices, 1, 100_000, integer=True)
-        check_range("bandwidth_hz", self.bandwidth_hz, 0.0, low_open=True)
-        check_range("noise_psd", self.noise_psd, 0.0, low_open=True)
-        check_range("tx_power_w", self.tx_power_w, 0.0, low_open=True)
-        check_range("bits_per_round", self.bits_per_round, 0.0, low_open=True)
+        r = FIELD_RANGES
+        for name in (
+            "num_devices",
+            "bandwidth_hz",
+            "noise_psd",
+            "tx_power_w",
+            "bits_per_round",
+            "delay_budget_per_bit",
+            "episode_rounds",
+        ):
+            r[name].check(name, getattr(self, name))
         if self.delay_budget is not None:
-            check_range("delay_budget", self.delay_budget, 0.0, low_open=True)
-        check_range("delay_budget_per_bit", self.delay_budget_per_bit, 0.0, low_open=True)
-        check_range("episode_rounds", self.episode_rounds, 1, 10_000_000, integer=True)
+            r["delay_budget"].check("delay_budget", self.delay_budget)
         check_choice("action_mode", self.action_mode, ACTION_MODES)
         check_choice("reward", self.reward, REWARDS)
-        check_range("zeta", self.zeta, 0.0)
-        check_range("delay_penalty", self.delay_penalty, 0.0)
-        check_range("progress_scale", self.progress_scale, 0.0, low_open=True)
-        check_range("cell_center_m", self.cell_center_m, 0.0)
-        check_range("cell_radius_m", self.cell_radius_m, 0.0, low_open=True)
-        check_range("path_loss_exponent", self.path_loss_exponent, 0.0, low_open=True)
-        check_range("reference_distance_m", self.reference_distance_m, 0.0, low_open=True)
+        for name in (
+            "zeta",
+            "delay_penalty",
+            "progress_scale",
+            "cell_center_m",
+            "cell_radius_m",
+            "path_loss_exponent",
+            "reference_distance_m",
+        ):
+            r[name].check(name, getattr(self, name))
         if self.cell_center_m - self.cell_radius_m < 1.0:
             raise ValueError(
                 "cell_center_m - cell_radius_m must be >= 1 m (devices must not reach the server "
@@ -192,15 +252,14 @@ class FedLoRAConfig:
                 "training.partition)"
             )
         try:
-            check_range("fading_correlation", self.fading_correlation, 0.0, 1.0, high_open=True)
+            r["fading_correlation"].check("fading_correlation", self.fading_correlation)
         except ValueError as err:
             raise ValueError(
                 f"{err} (rho of the AR(1) fading: 0 = i.i.d. fading as before; a "
                 "frozen channel, rho = 1, is not supported: use e.g. 0.99)"
             ) from None
-        check_range("mobility_speed_mps", self.mobility_speed_mps, 0.0)
-        check_range("mobility_memory", self.mobility_memory, 0.0, 1.0, high_open=True)
-        check_range("round_duration_s", self.round_duration_s, 0.0, low_open=True)
+        for name in ("mobility_speed_mps", "mobility_memory", "round_duration_s"):
+            r[name].check(name, getattr(self, name))
         if self.mobility_speed_mps * self.round_duration_s > self.cell_radius_m:
             raise ValueError(
                 "mobility_speed_mps x round_duration_s (the RMS distance a device moves in one "
@@ -228,6 +287,45 @@ class FedLoRAConfig:
                     f"{self.fading_correlation:g} and {self.mobility_speed_mps:g})"
                 )
             check_fits(self.channel, self.num_devices, self.episode_rounds)
+        self._check_joint_limits()
+
+    def _check_joint_limits(self) -> None:
+        """The limits that involve several fields: the delay budget D-bar in force, the
+        surrogate's reward scale and the delay ratio at the edge of the cell (see
+        :data:`MAX_EDGE_DELAY_RATIO`); each raises ``ValueError`` naming the fields."""
+        if self.delay_budget is None:
+            bound = FIELD_RANGES["delay_budget"]
+            budget = self.budget_s
+            if not bound.low <= budget <= bound.high:
+                raise ValueError(
+                    "delay_budget_per_bit x bits_per_round (the delay budget D-bar, here "
+                    f"{self.delay_budget_per_bit:g} s/bit x {self.bits_per_round:g} bit = "
+                    f"{budget:g} s) must lie in {bound.text()} s; set delay_budget_per_bit or "
+                    f"bits_per_round so that it does, or set delay_budget in {bound.text()}"
+                )
+        sur = self.surrogate
+        for name, bound in SURROGATE_RANGES.items():
+            bound.check(f"surrogate.{name}", getattr(sur, name))
+        gap = sur.initial_loss - sur.loss_floor
+        if gap < MIN_SURROGATE_GAP:
+            raise ValueError(
+                "surrogate.initial_loss - surrogate.loss_floor (the initial gap the progress "
+                f"reward divides by, here {gap:g}) must be at least {MIN_SURROGATE_GAP:g}; "
+                "lower surrogate.loss_floor or raise surrogate.initial_loss"
+            )
+        if self.channel == "rayleigh":
+            ratio = self.edge_delay_ratio
+            if not ratio <= MAX_EDGE_DELAY_RATIO:
+                raise ValueError(
+                    "a device at the far edge of the cell (cell_center_m + cell_radius_m = "
+                    f"{self.cell_center_m + self.cell_radius_m:g} m) alone on the whole band "
+                    f"would need {ratio:.3g} delay budgets per round, more than "
+                    f"{MAX_EDGE_DELAY_RATIO:g} (its delay ratio, virtual queue and rewards "
+                    "would leave the float32 range); raise the delay budget (delay_budget or "
+                    "delay_budget_per_bit), bandwidth_hz or tx_power_w, lower bits_per_round, "
+                    "noise_psd or path_loss_exponent, raise reference_distance_m or bring the "
+                    "cell closer (cell_center_m, cell_radius_m)"
+                )
 
     @property
     def budget_s(self) -> float:
@@ -235,6 +333,19 @@ class FedLoRAConfig:
         if self.delay_budget is not None:
             return float(self.delay_budget)
         return float(self.delay_budget_per_bit * self.bits_per_round)
+
+    @property
+    def edge_delay_ratio(self) -> float:
+        """D / D-bar of one device at the far edge of the cell (distance ``cell_center_m +
+        cell_radius_m``, mean path gain, unit fading) given the whole band B: the delay ratio
+        of the weakest mean channel, which :data:`MAX_EDGE_DELAY_RATIO` bounds."""
+        distance = self.cell_center_m + self.cell_radius_m
+        gain = self.tx_power_w * (distance / self.reference_distance_m) ** -self.path_loss_exponent
+        snr = gain / (self.noise_psd * self.bandwidth_hz)
+        rate = self.bandwidth_hz * math.log1p(snr) / math.log(2.0)
+        if rate <= 0.0:
+            return math.inf
+        return self.bits_per_round / rate / self.budget_s
 
     @property
     def correlated_channel(self) -> bool:
