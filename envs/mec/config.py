@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
-from edgeft.envs.common import check_choice, check_range
+from edgeft.envs.common import Bound, check_choice, check_pair, check_values
 from edgeft.envs.mec import formulas as F
 from edgeft.envs.real_config import validated_training
 
@@ -25,6 +25,66 @@ MODES = ("surrogate", "real")
 #: power, bandwidth or frequency would make a delay infinite. The projection of every action mode,
 #: the resource rules and the reference solver all floor at it.
 MIN_FRACTION = 1e-3
+
+#: The accepted range of every numeric field, and of each entry of the tuple fields (units in the
+#: field's docs); the single source of the validation and of the tests that draw configs. Every
+#: range is physically meaningful; with :data:`REFERENCE_RANGE` they keep the observations and
+#: rewards finite in float32.
+FIELD_RANGES: dict[str, Bound] = {
+    "num_users": Bound(1, 100_000, "mobile users N", integer=True),
+    "num_servers": Bound(1, 10_000, "edge servers M", integer=True),
+    "num_layers": Bound(2, 10_000, "transformer layers Upsilon", integer=True),
+    "w_energy": Bound(0.0, 1e6, "weight of the energy term, dimensionless"),
+    "w_delay": Bound(0.0, 1e6, "weight of the delay term, dimensionless"),
+    "w_stability": Bound(0.0, 1e6, "weight of the stability term, dimensionless"),
+    "episode_rounds": Bound(1, 10_000_000, "rounds per episode", integer=True),
+    "batch_size": Bound(1, 100_000, "batch size B of psi(d)", integer=True),
+    "hidden_size": Bound(1, 100_000, "hidden size h of psi(d)", integer=True),
+    "tokens_min": Bound(1, 1_000_000, "tokens per sample", integer=True),
+    "tokens_max": Bound(1, 1_000_000, "tokens per sample, at least tokens_min", integer=True),
+    "bits_per_element": Bound(1.0, 64.0, "bits per uploaded activation element"),
+    "area_m": Bound(1.0, 50_000.0, "side of the square area in m"),
+    "min_distance_m": Bound(0.1, 12_500.0, "minimum user-server distance in m, <= area_m / 4"),
+    "noise_dbm_per_hz": Bound(-200.0, -100.0, "noise density in dBm/Hz"),
+    "p_max_range_w": Bound(1e-6, 1e3, "maximum transmit power in W"),
+    "f_user_max_range_hz": Bound(1e6, 1e11, "maximum device frequency in Hz"),
+    "f_edge_max_range_hz": Bound(1e6, 1e11, "maximum edge-server frequency in Hz"),
+    "bandwidth_hz": Bound(1e3, 1e11, "bandwidth per server in Hz"),
+    "cores_user": Bound(1, 1_000_000, "device cores", integer=True),
+    "flops_per_cycle_user": Bound(1e-3, 1e5, "device FLOP per cycle and core"),
+    "cores_edge_range": Bound(1, 1_000_000, "edge-server cores", integer=True),
+    "flops_per_cycle_edge": Bound(1e-3, 1e5, "edge-server FLOP per cycle and core"),
+    "kappa_user": Bound(1e-35, 1e-20, "device switched capacitance in W/(cycle/s)^3"),
+    "kappa_edge": Bound(1e-35, 1e-20, "edge switched capacitance in W/(cycle/s)^3"),
+    "lipschitz": Bound(1e-6, 1e6, "Lipschitz constant L of the stability bound"),
+    "samples_range": Bound(1, 1_000_000_000, "training samples per user", integer=True),
+    "mobility_step_m": Bound(0.0, 50_000.0, "RMS displacement per round in m, <= area_m"),
+    "mobility_memory": Bound(0.0, 1.0, "Gauss-Markov velocity memory", high_open=True),
+    "fading_correlation": Bound(0.0, 1.0, "AR(1) fading correlation"),
+    "energy_budget_scale": Bound(1e-3, 1e3, "energy budget over the reference device energy"),
+    "energy_penalty": Bound(0.0, 1e6, "reward weight of the energy queue, dimensionless"),
+}
+#: The fields given as a (low, high) pair, and those given as a tuple of values to draw from;
+#: each entry lies in the field's :data:`FIELD_RANGES` entry.
+PAIR_FIELDS = (
+    "p_max_range_w",
+    "f_user_max_range_hz",
+    "f_edge_max_range_hz",
+    "cores_edge_range",
+    "samples_range",
+)
+VALUES_FIELDS = ("cores_user", "flops_per_cycle_edge")
+#: Range of each term of the reference point (energy and device energy in J, delay in s, the
+#: stability bound): the weights divide by them and the energy budgets scale with the device
+#: energy, so a config whose reference lies outside is refused, naming the fields behind it.
+REFERENCE_RANGE = Bound(1e-30, 1e15, "per-user value at the reference decision")
+#: The fields each reference term depends on (named when it lies outside :data:`REFERENCE_RANGE`).
+_REFERENCE_FIELDS = {
+    "energy": "kappa_user, kappa_edge, f_user_max_range_hz, f_edge_max_range_hz, p_max_range_w",
+    "device_energy": "kappa_user, f_user_max_range_hz, flops_per_cycle_user, p_max_range_w",
+    "delay": "f_user_max_range_hz, f_edge_max_range_hz, cores_user, cores_edge_range",
+    "stability": "lipschitz, samples_range",
+}
 
 #: Named scenarios. "paper" is MEC Section 5 literally: D^U = 1 FLOP/cycle/core (so every user
 #: keeps alpha = 1) and no upload-delay term in Cost_u (so energy alone drives power to 0).
@@ -47,19 +107,20 @@ class MECConfig:
     Units: powers in W, frequencies in Hz, bandwidth in Hz, energy in J, time in s, lengths in m.
 
     Attributes:
-        num_users: N, mobile users.
-        num_servers: M, edge servers.
-        num_layers: Upsilon, transformer layers of the shared model (LLaMA-7B: 32). A user trains
-            alpha_n in [1, Upsilon - 1] layers locally (alpha = Upsilon makes the stability bound
-            infinite; docs/corrections.md).
+        num_users: N, mobile users, in [1, 100000].
+        num_servers: M, edge servers, in [1, 10000].
+        num_layers: Upsilon, transformer layers of the shared model (LLaMA-7B: 32), in [2,
+            10000]. A user trains alpha_n in [1, Upsilon - 1] layers locally (alpha = Upsilon
+            makes the stability bound infinite; docs/corrections.md).
         w_energy, w_delay, w_stability: weights of the three terms. Each is divided by the term's
             value at a reference point (:attr:`reference_point`) so that weights of 1 mean
-            "equal importance" (docs/corrections.md: raw totals differ by 1e7).
+            "equal importance" (docs/corrections.md: raw totals differ by 1e7). Each in [0, 1e6].
             Default w_stability = 0.2:
             with 1 (the paper's value, kept by ``preset="paper"``) the stability bound pins
             nearly every alpha to 1 (measured: 3% of users above 1.5 with D^U = 512), with 0.2
             about a quarter of the users train 4-24 layers locally.
-        episode_rounds: rounds per episode (the env truncates after this many steps).
+        episode_rounds: rounds per episode (the env truncates after this many steps), in [1,
+            1e7].
         action_mode: "full" (Box (N, 6): every decision, exactly what the reference policies
             output), "discrete" (MultiDiscrete: alpha and server per user, resources by the env's
             fast rule) or "box" (Box [-1, 1]^(6N), normalised decisions).
@@ -68,36 +129,44 @@ class MECConfig:
         preset: "default" or "paper" (MEC Section 5 literally).
         upload_delay: add w_t s(d_n)/r_nm to Cost_u (docs/corrections.md correction; the
             paper omits it).
-        batch_size: B of psi(d) (paper: 512).
-        hidden_size: h of psi(d) (paper: 1024).
-        tokens_min, tokens_max: d_n ~ U{tokens_min..tokens_max}, drawn anew each round.
-        bits_per_element: s(d) = B d h bits_per_element bits (docs/corrections.md: 16).
-        area_m: users and servers lie in an area_m x area_m square.
-        min_distance_m: minimum user-server distance (path-loss model validity).
-        noise_dbm_per_hz: sigma^2 as a density (dBm/Hz); the rate multiplies it by b.
-        p_max_range_w: p_n^max ~ U[low, high] W.
-        f_user_max_range_hz: f_n^max ~ U[low, high] Hz.
-        f_edge_max_range_hz: f_m^max ~ U[low, high] Hz.
-        bandwidth_hz: b_m^max per server (Hz).
-        cores_user: C_n^U drawn uniformly from these values.
+        batch_size: B of psi(d) (paper: 512), in [1, 100000].
+        hidden_size: h of psi(d) (paper: 1024), in [1, 100000].
+        tokens_min, tokens_max: d_n ~ U{tokens_min..tokens_max}, drawn anew each round; both in
+            [1, 1e6], tokens_max >= tokens_min.
+        bits_per_element: s(d) = B d h bits_per_element bits (docs/corrections.md: 16), in [1,
+            64].
+        area_m: users and servers lie in an area_m x area_m square; side in [1, 50000] m.
+        min_distance_m: minimum user-server distance (path-loss model validity), in [0.1,
+            area_m / 4] m.
+        noise_dbm_per_hz: sigma^2 as a density (dBm/Hz), in [-200, -100] (thermal noise: -174);
+            the rate multiplies it by b.
+        p_max_range_w: p_n^max ~ U[low, high] W; low <= high, both in [1e-6, 1e3] W.
+        f_user_max_range_hz: f_n^max ~ U[low, high] Hz; low <= high, both in [1e6, 1e11] Hz.
+        f_edge_max_range_hz: f_m^max ~ U[low, high] Hz; low <= high, both in [1e6, 1e11] Hz.
+        bandwidth_hz: b_m^max per server (Hz), in [1e3, 1e11].
+        cores_user: C_n^U drawn uniformly from these values (integers in [1, 1e6]).
         flops_per_cycle_user: D_n^U. The paper's 1 makes a device ~500x slower per layer than an
             edge server and alpha trivial; the default 512 (an A15-class mobile GPU does about
             400 fp16 FLOP/cycle/core) makes the offloading decision non-trivial (at 256, alpha
-            stays 1 for 99% of users under the normalised weights; docs/corrections.md).
-        cores_edge_range: C_m^E ~ U{low..high}.
-        flops_per_cycle_edge: D_m^E drawn uniformly from these values.
+            stays 1 for 99% of users under the normalised weights; docs/corrections.md). In
+            [1e-3, 1e5] FLOP per cycle and core.
+        cores_edge_range: C_m^E ~ U{low..high}; low <= high, integers in [1, 1e6].
+        flops_per_cycle_edge: D_m^E drawn uniformly from these values (each in [1e-3, 1e5]).
         kappa_user, kappa_edge: kappa_1, kappa_2 in W/(cycle/s)^3 (unspecified;
-            docs/corrections.md defaults).
-        lipschitz: L of the stability bound 2 L^2 / (k (1 - alpha/Upsilon)).
-        samples_range: k_n ~ U{low..high}, training samples of user n.
-        mobility_step_m: RMS displacement of a user per round (Gauss-Markov mobility).
+            docs/corrections.md defaults), each in [1e-35, 1e-20].
+        lipschitz: L of the stability bound 2 L^2 / (k (1 - alpha/Upsilon)), in [1e-6, 1e6].
+        samples_range: k_n ~ U{low..high}, training samples of user n; low <= high, integers
+            in [1, 1e9].
+        mobility_step_m: RMS displacement of a user per round (Gauss-Markov mobility), in [0,
+            area_m] m.
         mobility_memory: Gauss-Markov memory of the velocity in [0, 1).
         fading_correlation: AR(1) coefficient of the Rayleigh small-scale fading from round to
             round, in [0, 1] (1 = static fading).
         energy_budget_scale: each user's device-energy budget per round is this times the device
             energy at the reference point times U[0.75, 1.25]; the episode budget is
-            episode_rounds times that.
-        energy_penalty: reward weight of the energy-budget virtual queue (see the env's docs).
+            episode_rounds times that. In [1e-3, 1e3].
+        energy_penalty: reward weight of the energy-budget virtual queue (see the env's docs),
+            in [0, 1e6].
         training: real mode: an ``edgeft.training.TrainingConfig`` or a dict of its fields
             (model, task, LoRA, lr, batch size, dtype, bits per element); None = its defaults
             (the offline pretrained ``"minilm"`` on ``"synthetic-text"``). In real mode the env
@@ -108,6 +177,10 @@ class MECConfig:
             the values in force are ``env.unwrapped.config_in_force`` (read them with
             ``edgeft.envs.common.config_in_force(env)``). Passing ``training`` without
             ``mode="real"`` raises ``ValueError`` (it would be silently ignored).
+
+    Jointly, each term of the :attr:`reference_point` (energy and device energy in J, delay in
+    s, the stability bound) must lie in :data:`REFERENCE_RANGE`, [1e-30, 1e15]: the weights
+    divide by it and the energy budgets scale with it.
     """
 
     family: ClassVar[str] = "mec"
@@ -152,45 +225,48 @@ class MECConfig:
     training: Any = None
 
     def __post_init__(self) -> None:
-        check_range("num_users", self.num_users, 1, 100_000, integer=True)
-        check_range("num_servers", self.num_servers, 1, 10_000, integer=True)
-        check_range("num_layers", self.num_layers, 2, 10_000, integer=True)
-        check_range("w_energy", self.w_energy, 0.0)
-        check_range("w_delay", self.w_delay, 0.0)
-        check_range("w_stability", self.w_stability, 0.0)
+        r = FIELD_RANGES
+        for name in (
+            "num_users",
+            "num_servers",
+            "num_layers",
+            "w_energy",
+            "w_delay",
+            "w_stability",
+        ):
+            r[name].check(name, getattr(self, name))
         if self.w_energy + self.w_delay + self.w_stability <= 0:
             raise ValueError("w_energy + w_delay + w_stability must be > 0, got all zero")
-        check_range("episode_rounds", self.episode_rounds, 1, 10_000_000, integer=True)
+        r["episode_rounds"].check("episode_rounds", self.episode_rounds)
         check_choice("action_mode", self.action_mode, ACTION_MODES)
         check_choice("mode", self.mode, MODES)
         check_choice("preset", self.preset, ("default", *PRESETS))
         if not isinstance(self.upload_delay, bool):
             raise ValueError(f"upload_delay must be a bool, got {self.upload_delay!r}")
-        check_range("batch_size", self.batch_size, 1, None, integer=True)
-        check_range("hidden_size", self.hidden_size, 1, None, integer=True)
-        check_range("tokens_min", self.tokens_min, 1, None, integer=True)
-        check_range("tokens_max", self.tokens_max, self.tokens_min, None, integer=True)
-        check_range("bits_per_element", self.bits_per_element, 0.0, low_open=True)
-        check_range("area_m", self.area_m, 0.0, low_open=True)
-        check_range("min_distance_m", self.min_distance_m, 0.0, self.area_m / 4)
-        check_range("noise_dbm_per_hz", self.noise_dbm_per_hz, -250.0, 0.0)
-        _check_interval("p_max_range_w", self.p_max_range_w, 0.0)
-        _check_interval("f_user_max_range_hz", self.f_user_max_range_hz, 0.0)
-        _check_interval("f_edge_max_range_hz", self.f_edge_max_range_hz, 0.0)
-        check_range("bandwidth_hz", self.bandwidth_hz, 0.0, low_open=True)
-        _check_values("cores_user", self.cores_user, integer=True)
-        check_range("flops_per_cycle_user", self.flops_per_cycle_user, 0.0, low_open=True)
-        _check_interval("cores_edge_range", self.cores_edge_range, 0.0, integer=True)
-        _check_values("flops_per_cycle_edge", self.flops_per_cycle_edge)
-        check_range("kappa_user", self.kappa_user, 0.0, low_open=True)
-        check_range("kappa_edge", self.kappa_edge, 0.0, low_open=True)
-        check_range("lipschitz", self.lipschitz, 0.0, low_open=True)
-        _check_interval("samples_range", self.samples_range, 0.0, integer=True)
-        check_range("mobility_step_m", self.mobility_step_m, 0.0, self.area_m)
-        check_range("mobility_memory", self.mobility_memory, 0.0, 1.0, high_open=True)
-        check_range("fading_correlation", self.fading_correlation, 0.0, 1.0)
-        check_range("energy_budget_scale", self.energy_budget_scale, 0.0, low_open=True)
-        check_range("energy_penalty", self.energy_penalty, 0.0)
+        for name in ("batch_size", "hidden_size", "tokens_min"):
+            r[name].check(name, getattr(self, name))
+        r["tokens_max"].check("tokens_max", self.tokens_max, low=self.tokens_min)
+        for name in ("bits_per_element", "area_m"):
+            r[name].check(name, getattr(self, name))
+        r["min_distance_m"].check("min_distance_m", self.min_distance_m, high=self.area_m / 4)
+        r["noise_dbm_per_hz"].check("noise_dbm_per_hz", self.noise_dbm_per_hz)
+        for name in PAIR_FIELDS:
+            check_pair(name, getattr(self, name), r[name])
+        for name in VALUES_FIELDS:
+            check_values(name, getattr(self, name), r[name])
+        for name in (
+            "bandwidth_hz",
+            "flops_per_cycle_user",
+            "kappa_user",
+            "kappa_edge",
+            "lipschitz",
+            "mobility_memory",
+            "fading_correlation",
+            "energy_budget_scale",
+            "energy_penalty",
+        ):
+            r[name].check(name, getattr(self, name))
+        r["mobility_step_m"].check("mobility_step_m", self.mobility_step_m, high=self.area_m)
         object.__setattr__(self, "training", validated_training(self.training, self.mode))
         for name in (
             "num_users",
@@ -212,6 +288,29 @@ class MECConfig:
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         for name in ("cores_user", "cores_edge_range", "samples_range"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        self._check_reference()
+
+    def _check_reference(self) -> None:
+        """Refuse a config whose reference point (:attr:`reference_point`) leaves
+        :data:`REFERENCE_RANGE`: the weights divide by it and the energy budgets scale with it,
+        so its extremes would carry the costs, budgets and queues out of the float32 range."""
+        try:
+            with np.errstate(all="ignore"):
+                ref = self._reference
+        except (ZeroDivisionError, OverflowError):
+            ref = {name: math.inf for name in _REFERENCE_FIELDS}
+        bound = REFERENCE_RANGE
+        for name, fields in _REFERENCE_FIELDS.items():
+            value = ref[name]
+            if not bound.low <= value <= bound.high:
+                raise ValueError(
+                    f"the reference point's {name} (here {value:.3g}, "
+                    f"{'J' if 'energy' in name else 's' if name == 'delay' else 'the bound'} "
+                    f"per user) must lie in {bound.text()}: the weights divide by it and the "
+                    "energy budgets scale with it; bring it into range with the fields it "
+                    f"depends on ({fields}, and the sizes tokens_min, tokens_max, batch_size, "
+                    "hidden_size, num_layers, bandwidth_hz, noise_dbm_per_hz, area_m)"
+                )
 
     # ----------------------------------------------------------------- derived quantities
     @property
@@ -257,20 +356,6 @@ class MECConfig:
     def max_alpha(self) -> int:
         """Largest admissible alpha_n: Upsilon - 1."""
         return self.num_layers - 1
-
-
-def _check_interval(name: str, value: Any, low: float, *, integer: bool = False) -> None:
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ValueError(f"{name} must be a (low, high) pair, got {value!r}")
-    check_range(f"{name}[0]", value[0], low, None, low_open=True, integer=integer)
-    check_range(f"{name}[1]", value[1], value[0], None, integer=integer)
-
-
-def _check_values(name: str, value: Any, *, integer: bool = False) -> None:
-    if not isinstance(value, (tuple, list)) or len(value) == 0:
-        raise ValueError(f"{name} must be a non-empty tuple of positive numbers, got {value!r}")
-    for i, v in enumerate(value):
-        check_range(f"{name}[{i}]", v, 0.0, None, low_open=True, integer=integer)
 
 
 def reference_terms(config: MECConfig) -> dict[str, float]:
