@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
-from edgeft.envs.channel_traces import TRACE_CHANNELS, check_fits
+from edgeft.envs.channel_traces import TRACE_CHANNELS, check_fits, load_trace
 from edgeft.envs.common import Bound, check_choice
 from edgeft.envs.fedlora.surrogate import SurrogateParams
 from edgeft.envs.real_config import validated_training
@@ -52,11 +53,18 @@ SURROGATE_RANGES: dict[str, Bound] = {
 #: Smallest initial gap ``surrogate.initial_loss - surrogate.loss_floor`` (the progress reward is
 #: ``progress_scale`` times the loss drop over it).
 MIN_SURROGATE_GAP = 1e-6
-#: Largest delay ratio D / D-bar of a device at the far edge of the cell (distance
-#: ``cell_center_m + cell_radius_m``) alone on the whole band with unit fading: a config beyond
-#: it could not meet its budget with any schedule, and its delay ratios, virtual queue and
-#: rewards would leave the float32 range. Checked for ``channel="rayleigh"`` (the cell model).
+#: Largest delay ratio D / D-bar of the weakest mean channel alone on the whole band: a device at
+#: the far edge of the cell (distance ``cell_center_m + cell_radius_m``, mean path gain, unit
+#: fading), or with a trace ``channel`` the weakest device's median gain in the trace. A config
+#: beyond it could not meet its budget with any schedule, and its delay ratios, virtual queue and
+#: rewards would leave the float32 range.
 MAX_EDGE_DELAY_RATIO = 1e4
+#: Smallest SNR over the whole band of the same weakest mean channel, ``tx_power_w`` x its gain /
+#: (``noise_psd`` x ``bandwidth_hz``) (1e-6 = -60 dB): far below it, in fades, the min-max-delay
+#: split of the "count", "subset" and "score" modes loses its precision (every split of the band
+#: gives nearly the same rate).
+MIN_EDGE_SNR = 1e-6
+
 
 #: Named scenarios. "paper" is FT Section V.A literally, including its delay budget of 0.05 ms
 #: per bit, under which every scheme schedules nearly every device (docs/corrections.md).
@@ -124,7 +132,9 @@ class FedLoRAConfig:
             exponent in [1.5, 8] (free space 2, dense urban up to 6), d0 in [0.1, 1000] m.
             Jointly with the budget, bandwidth, power and noise, a device at the far edge of
             the cell alone on the whole band (unit fading) must need at most
-            :data:`MAX_EDGE_DELAY_RATIO` (1e4) budgets per round (``channel="rayleigh"``).
+            :data:`MAX_EDGE_DELAY_RATIO` (1e4) budgets per round and have an SNR over the band
+            of at least :data:`MIN_EDGE_SNR` (-60 dB); with a trace ``channel``, its weakest
+            device's median gain takes the cell edge's place.
         mode: "surrogate" (learning-curve model) or "real" (a real split-LoRA round per step).
         surrogate: surrogate constants: "default" (the shipped v3 calibration of ``data``),
             "built-in", a JSON path, a dict or ``SurrogateParams``; its ``initial_loss`` in
@@ -313,19 +323,34 @@ class FedLoRAConfig:
                 f"reward divides by, here {gap:g}) must be at least {MIN_SURROGATE_GAP:g}; "
                 "lower surrogate.loss_floor or raise surrogate.initial_loss"
             )
-        if self.channel == "rayleigh":
-            ratio = self.edge_delay_ratio
-            if not ratio <= MAX_EDGE_DELAY_RATIO:
-                raise ValueError(
+        ratio, snr = self.edge_delay_ratio, self.edge_snr
+        if not (ratio <= MAX_EDGE_DELAY_RATIO and snr >= MIN_EDGE_SNR):
+            if self.channel == "rayleigh":
+                where = (
                     "a device at the far edge of the cell (cell_center_m + cell_radius_m = "
-                    f"{self.cell_center_m + self.cell_radius_m:g} m) alone on the whole band "
-                    f"would need {ratio:.3g} delay budgets per round, more than "
-                    f"{MAX_EDGE_DELAY_RATIO:g} (its delay ratio, virtual queue and rewards "
-                    "would leave the float32 range); raise the delay budget (delay_budget or "
-                    "delay_budget_per_bit), bandwidth_hz or tx_power_w, lower bits_per_round, "
-                    "noise_psd or path_loss_exponent, raise reference_distance_m or bring the "
-                    "cell closer (cell_center_m, cell_radius_m)"
+                    f"{self.cell_center_m + self.cell_radius_m:g} m from the server)"
                 )
+                geometry = (
+                    ", lower path_loss_exponent, raise reference_distance_m or bring the cell "
+                    "closer (cell_center_m, cell_radius_m)"
+                )
+            else:
+                where = f"the weakest device's median gain in the channel={self.channel!r} trace"
+                geometry = ""
+            if snr < MIN_EDGE_SNR:
+                raise ValueError(
+                    f"{where} has an SNR of {snr:.3g} over the whole band (tx_power_w x gain / "
+                    f"(noise_psd x bandwidth_hz)), less than {MIN_EDGE_SNR:g} (-60 dB: no "
+                    "schedule can use such a link, and the min-max-delay split loses its "
+                    "precision); raise tx_power_w, lower noise_psd or bandwidth_hz" + geometry
+                )
+            raise ValueError(
+                f"{where} alone on the whole band would need {ratio:.3g} delay budgets per "
+                f"round, more than {MAX_EDGE_DELAY_RATIO:g} (its delay ratio, virtual queue and "
+                "rewards would leave the float32 range); raise the delay budget (delay_budget "
+                "or delay_budget_per_bit), bandwidth_hz or tx_power_w, lower bits_per_round or "
+                f"noise_psd{geometry}"
+            )
 
     @property
     def budget_s(self) -> float:
@@ -335,14 +360,23 @@ class FedLoRAConfig:
         return float(self.delay_budget_per_bit * self.bits_per_round)
 
     @property
+    def edge_snr(self) -> float:
+        """SNR over the whole band B of the weakest mean channel: a device at the far edge of
+        the cell (distance ``cell_center_m + cell_radius_m``, mean path gain, unit fading), or
+        with a trace ``channel`` the weakest device's median gain in the trace; ``tx_power_w``
+        folded in. :data:`MIN_EDGE_SNR` bounds it from below."""
+        if self.channel == "rayleigh":
+            distance = self.cell_center_m + self.cell_radius_m
+            path = (distance / self.reference_distance_m) ** -self.path_loss_exponent
+        else:
+            path = 10.0 ** (_weakest_median_db(self.channel) / 10.0)
+        return self.tx_power_w * path / (self.noise_psd * self.bandwidth_hz)
+
+    @property
     def edge_delay_ratio(self) -> float:
-        """D / D-bar of one device at the far edge of the cell (distance ``cell_center_m +
-        cell_radius_m``, mean path gain, unit fading) given the whole band B: the delay ratio
-        of the weakest mean channel, which :data:`MAX_EDGE_DELAY_RATIO` bounds."""
-        distance = self.cell_center_m + self.cell_radius_m
-        gain = self.tx_power_w * (distance / self.reference_distance_m) ** -self.path_loss_exponent
-        snr = gain / (self.noise_psd * self.bandwidth_hz)
-        rate = self.bandwidth_hz * math.log1p(snr) / math.log(2.0)
+        """D / D-bar of the weakest mean channel (:attr:`edge_snr`'s) given the whole band B,
+        which :data:`MAX_EDGE_DELAY_RATIO` bounds."""
+        rate = self.bandwidth_hz * math.log1p(self.edge_snr) / math.log(2.0)
         if rate <= 0.0:
             return math.inf
         return self.bits_per_round / rate / self.budget_s
@@ -357,3 +391,10 @@ class FedLoRAConfig:
     def obs_size(self) -> int:
         """Length of the observation vector: 3 K + 3."""
         return 3 * self.num_devices + 3
+
+
+@lru_cache(maxsize=8)
+def _weakest_median_db(channel: str) -> float:
+    """The lowest per-device median gain (dB, per W of transmit power) of the trace of
+    ``channel``: the weakest mean channel it replays."""
+    return float(np.median(load_trace(channel).gain_db, axis=1).min())

@@ -79,11 +79,19 @@ VALUES_FIELDS = ("cores_user", "flops_per_cycle_edge")
 #: energy, so a config whose reference lies outside is refused, naming the fields behind it.
 REFERENCE_RANGE = Bound(1e-30, 1e15, "per-user value at the reference decision")
 #: The fields each reference term depends on (named when it lies outside :data:`REFERENCE_RANGE`).
+_SIZES = "tokens_min, tokens_max, batch_size, hidden_size, num_layers"
+_UPLINK = (
+    "p_max_range_w, bits_per_element, bandwidth_hz, noise_dbm_per_hz, area_m, min_distance_m, "
+    "num_users, num_servers"
+)
 _REFERENCE_FIELDS = {
-    "energy": "kappa_user, kappa_edge, f_user_max_range_hz, f_edge_max_range_hz, p_max_range_w",
-    "device_energy": "kappa_user, f_user_max_range_hz, flops_per_cycle_user, p_max_range_w",
-    "delay": "f_user_max_range_hz, f_edge_max_range_hz, cores_user, cores_edge_range",
+    "energy": f"kappa_user, kappa_edge, f_user_max_range_hz, f_edge_max_range_hz, cores_user, "
+    f"cores_edge_range, flops_per_cycle_user, flops_per_cycle_edge, {_UPLINK}, {_SIZES}",
+    "delay": f"f_user_max_range_hz, f_edge_max_range_hz, cores_user, cores_edge_range, "
+    f"flops_per_cycle_user, flops_per_cycle_edge, {_UPLINK}, {_SIZES}",
     "stability": "lipschitz, samples_range",
+    "device_energy": f"kappa_user, f_user_max_range_hz, cores_user, flops_per_cycle_user, "
+    f"{_UPLINK}, {_SIZES}",
 }
 
 #: Named scenarios. "paper" is MEC Section 5 literally: D^U = 1 FLOP/cycle/core (so every user
@@ -308,8 +316,7 @@ class MECConfig:
                     f"{'J' if 'energy' in name else 's' if name == 'delay' else 'the bound'} "
                     f"per user) must lie in {bound.text()}: the weights divide by it and the "
                     "energy budgets scale with it; bring it into range with the fields it "
-                    f"depends on ({fields}, and the sizes tokens_min, tokens_max, batch_size, "
-                    "hidden_size, num_layers, bandwidth_hz, noise_dbm_per_hz, area_m)"
+                    f"depends on: {fields}"
                 )
 
     # ----------------------------------------------------------------- derived quantities
