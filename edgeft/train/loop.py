@@ -89,6 +89,15 @@ def prepare_out(cfg: TrainConfig, out: Path, meta: dict[str, Any]) -> dict[str, 
     return resume_from
 
 
+def _undo_fresh_out(out: Path, existed: bool) -> None:
+    """Remove what :func:`prepare_out` wrote for a fresh run that failed before training: its
+    ``run.json``, and the folder if this run created it and nothing else is in it."""
+    (out / "run.json").unlink(missing_ok=True)
+    (out / "curves.csv").unlink(missing_ok=True)
+    if not existed and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
 def resume_model(run: Run, resume_from: dict[str, Any], cls: Any) -> None:
     """Load the model, optimisers, VecNormalize, replay buffer and Lagrangian state of the
     run's checkpoint (files inside ``OUT/checkpoints`` only, no pickle: ``edgeft.train.files``).
@@ -178,15 +187,23 @@ def new_model(run: Run, cls: Any) -> None:
     hyperparams = dict(cfg.hyperparams)
     if "action_noise" in hyperparams:
         hyperparams["action_noise"] = action_noise(hyperparams["action_noise"], run.venv)
-    run.model = cls(
-        policy_class(cfg.policy, cfg.algo),
-        run.vecnorm or run.venv,
-        seed=cfg.seed,
-        device="cpu",
-        verbose=0,
-        **extra,
-        **hyperparams,
-    )
+    try:
+        run.model = cls(
+            policy_class(cfg.policy, cfg.algo),
+            run.vecnorm or run.venv,
+            seed=cfg.seed,
+            device="cpu",
+            verbose=0,
+            **extra,
+            **hyperparams,
+        )
+    except (AssertionError, TypeError, ValueError) as err:  # SB3's own checks of its arguments
+        given = ", ".join(f"{k}={v!r}" for k, v in sorted(cfg.hyperparams.items()))
+        raise ValueError(
+            f"stable-baselines3's {cls.__name__} refused the hyperparameters ({given}): "
+            f"{str(err).strip() or type(err).__name__}; fix them (--hp KEY=VALUE, or "
+            "hyperparams in --config)"
+        ) from err
     if extra:
         run.model.replay_buffer.attach(run.lag)
 
@@ -318,17 +335,24 @@ def train(cfg: TrainConfig, out: str | os.PathLike) -> Path:
 
     config = make_env_config(cfg)
     run = Run(cfg, Path(out), config, run_meta(cfg, config))
+    existed, fresh = run.out.exists(), not (run.out / "run.json").is_file()
     resume_from = prepare_out(cfg, run.out, run.meta)
     torch.set_num_threads(1)  # small MLPs: one thread is fastest, and leaves a core for the envs
-    run.venv = make_vec_env(cfg, config, cfg.seed)
-    run.lag = lagrangian_wrapper(cfg, config, run.venv, run.out / "curves.csv")
-    if run.lag is not None:
-        run.venv = run.lag
     cls = algo_class(base_algo(cfg.algo))
-    if resume_from is not None:
-        resume_model(run, resume_from, cls)
-    else:
-        new_model(run, cls)
+    try:
+        run.venv = make_vec_env(cfg, config, cfg.seed)
+        run.lag = lagrangian_wrapper(cfg, config, run.venv, run.out / "curves.csv")
+        if run.lag is not None:
+            run.venv = run.lag
+        if resume_from is not None:
+            resume_model(run, resume_from, cls)
+        else:
+            new_model(run, cls)
+    except BaseException:
+        if fresh:  # a rejected option leaves nothing behind
+            _undo_fresh_out(run.out, existed)
+        raise
+    if resume_from is None:
         if cfg.init:
             from edgeft.agents.bc import behaviour_clone
 

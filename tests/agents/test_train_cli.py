@@ -292,3 +292,25 @@ def test_restated_names_exist_where_they_are_defined():
                 not m.lower_is_better,
             )
     assert train_mod.validation_metric("fedlora").title == "final loss within budget"
+
+
+def test_a_rejected_hyperparameter_is_one_line_and_leaves_nothing_behind(tmp_path, capsys):
+    """SB3's own check of a hyperparameter (an AssertionError inside its constructor) becomes
+    one line naming the hyperparameters, and the run folder it had started is removed, so the
+    corrected command runs there."""
+    out = tmp_path / "run"
+    args = ["train", "--env", FEDLORA, "--algo", "ppo", "--timesteps", "64", "--no-progress"]
+    args += ["--set", "num_devices=4", "--set", "episode_rounds=8", "--eval-episodes", "0"]
+    code = main([*args, "--hp", "learning_rate=abc", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "refused the hyperparameters" in err and "learning_rate='abc'" in err
+    assert not out.exists()
+    # an existing empty folder stays, emptied of the run's files
+    out.mkdir()
+    assert main([*args, "--hp", "learning_rate=abc", "--out", str(out)]) == 2
+    assert out.is_dir() and not any(out.iterdir())
+    capsys.readouterr()
+    hp = ["--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "learning_rate=1e-3"]
+    assert main([*args, *hp, "--out", str(out)]) == 0
+    assert (out / "model.agent.json").is_file()
