@@ -193,9 +193,17 @@ def action_to_decision(
         ):
             total = action.sum()  # one reduction: finiteness check and the projection's sum
             if math.isfinite(total):
-                shares, projected = project_shares(action, total)
-                if projected:  # a feasible action is in the box; others are checked
-                    check_action_bounds(action, 0.0, 1.0, _SHARES)
+                lo = action.min()
+                if lo >= 0.0 and total <= 1.0:  # feasible (each share <= sum <= 1): as given
+                    bandwidth = action * config.bandwidth_hz
+                    return bandwidth > 0.0, bandwidth, np.False_
+                hi = action.max()
+                if lo < -ACTION_TOLERANCE or hi > 1.0 + ACTION_TOLERANCE:
+                    check_action_bounds(action, 0.0, 1.0, _SHARES)  # raises, naming the entry
+                if lo >= 0.0 and hi <= 1.0:  # in the box, the sum above 1: divided by it
+                    shares, projected = action / total, np.True_
+                else:  # round-off beyond the bounds: clipped
+                    shares, projected = project_shares(action, total)
                 bandwidth = shares * config.bandwidth_hz
                 return bandwidth > 0.0, bandwidth, projected
         act = as_action_array(action, (config.num_devices,), _SHARES, reshape=False)

@@ -305,7 +305,10 @@ def _guard(
 
 def batch_of(state: State) -> int | None:
     """The number of copies of a batched state (None for one env)."""
-    return None if np.ndim(state.t) == 0 else int(np.shape(state.t)[0])
+    t = state.t
+    if isinstance(t, np.ndarray):
+        return int(t.shape[0]) if t.ndim else None
+    return None  # a Python or numpy integer: one env
 
 
 def decide(params: Params, action: Any, state: State) -> Decision:
