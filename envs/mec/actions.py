@@ -45,6 +45,7 @@ The resource rules moved to ``resources``; their names stay importable from here
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,7 @@ from edgeft.envs.mec.resources import (  # noqa: F401  (re-exported: old import 
     optimal_power_bandwidth,
     server_sums,
 )
-from edgeft.envs.mec.types import MECDecision, MECInstance
+from edgeft.envs.mec.types import MECDecision, MECInstance, at_server
 from gymnasium import spaces
 
 COLUMNS = ("alpha", "server", "power", "bandwidth", "freq_user", "freq_edge")
@@ -85,22 +86,37 @@ def full_bounds(config: MECConfig) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
+def copy_server_sums(values: np.ndarray, server: np.ndarray, m: int) -> np.ndarray:
+    """``resources.server_sums`` for one copy ((N,) values and servers, (M,) sums) or a batch
+    ((..., N) values and servers, (..., M) sums): one ``np.bincount`` over the copies' servers
+    offset by M per copy, which adds each server's users in user order, as one copy's
+    ``np.bincount`` does (so each copy's sums are its own call's, bit for bit)."""
+    if server.ndim == 1:
+        return server_sums(values, server, m)
+    lead = server.shape[:-1]
+    copies = int(np.prod(lead))
+    offset = (np.arange(copies, dtype=np.int64) * m).reshape(lead + (1,))
+    sums = np.bincount((server + offset).ravel(), weights=np.ravel(values), minlength=copies * m)
+    return sums.reshape(lead + (m,))
+
+
 def _cap_shares(shares: np.ndarray, server: np.ndarray, m: int) -> np.ndarray:
-    tot = server_sums(shares, server, m)
+    tot = copy_server_sums(shares, server, m)
     scale = np.where(tot > 1.0, 1.0 / np.maximum(tot, 1e-300), 1.0)
-    return shares * scale[server]
+    return shares * at_server(scale, server)
 
 
 def fractions_to_decision(inst: MECInstance, table: np.ndarray) -> MECDecision:
-    """A decision from a projected (N, 6) table of the ``"full"`` mode (SI units)."""
-    server = table[:, 1].astype(np.int64)
+    """A decision from a projected (N, 6) table of the ``"full"`` mode (SI units); a batch of
+    tables (..., N, 6) with a batched instance gives a batched decision."""
+    server = table[..., 1].astype(np.int64)
     return MECDecision(
-        alpha=table[:, 0].copy(),
+        alpha=table[..., 0].copy(),
         server=server,
-        power=table[:, 2] * inst.p_max,
-        bandwidth=table[:, 3] * inst.b_max[server],
-        freq_user=table[:, 4] * inst.f_user_max,
-        freq_edge=table[:, 5] * inst.f_edge_max[server],
+        power=table[..., 2] * inst.p_max,
+        bandwidth=table[..., 3] * at_server(inst.b_max, server),
+        freq_user=table[..., 4] * inst.f_user_max,
+        freq_edge=table[..., 5] * at_server(inst.f_edge_max, server),
     )
 
 
@@ -130,25 +146,39 @@ def project_full(config: MECConfig, action: object) -> tuple[np.ndarray, dict[st
         ValueError: an action outside the action space: another shape than (N, 6), NaN/inf,
             a non-real dtype, an entry outside its column's bounds (:func:`full_bounds`).
     """
+    n = config.num_users
+    a = as_action_array(action, (n, 6), _full_what(config), reshape=False)
+    check_action_bounds(
+        a,
+        *full_bounds(config),
+        _full_what(config),
+        names=lambda i: f"user {i // 6}'s {COLUMNS[i % 6]}",
+    )
+    t = _project_full_table(config, a)
+    report = {c: float(np.max(np.abs(t[:, i] - a[:, i]))) for i, c in enumerate(COLUMNS)}
+    return t, report
+
+
+def _full_what(config: MECConfig) -> str:
     n, m, y = config.num_users, config.num_servers, config.num_layers
-    what = (
+    return (
         f"an (N, 6) = ({n}, 6) array [alpha, server, power, bandwidth, freq_user, "
         f"freq_edge] per user, alpha in [1, {y - 1}], server in [0, {m - 1}], the fractions "
         "in [0, 1]"
     )
-    a = as_action_array(action, (n, 6), what, reshape=False)
-    check_action_bounds(
-        a, *full_bounds(config), what, names=lambda i: f"user {i // 6}'s {COLUMNS[i % 6]}"
-    )
+
+
+def _project_full_table(config: MECConfig, a: np.ndarray) -> np.ndarray:
+    """The projection of valid ``"full"`` tables (N, 6), or a batch of them (..., N, 6)."""
+    m, y = config.num_servers, config.num_layers
     t = a.copy()
-    t[:, 0] = np.clip(np.round(t[:, 0]), 1, y - 1)
-    t[:, 1] = np.clip(np.round(t[:, 1]), 0, m - 1)
-    t[:, 2:] = np.clip(t[:, 2:], MIN_FRACTION, 1.0)
-    server = t[:, 1].astype(np.int64)
-    t[:, 3] = _cap_shares(t[:, 3], server, m)
-    t[:, 5] = _cap_shares(t[:, 5], server, m)
-    report = {c: float(np.max(np.abs(t[:, i] - a[:, i]))) for i, c in enumerate(COLUMNS)}
-    return t, report
+    t[..., 0] = np.clip(np.round(t[..., 0]), 1, y - 1)
+    t[..., 1] = np.clip(np.round(t[..., 1]), 0, m - 1)
+    t[..., 2:] = np.clip(t[..., 2:], MIN_FRACTION, 1.0)
+    server = t[..., 1].astype(np.int64)
+    t[..., 3] = _cap_shares(t[..., 3], server, m)
+    t[..., 5] = _cap_shares(t[..., 5], server, m)
+    return t
 
 
 def box_to_table(config: MECConfig, action: object) -> tuple[np.ndarray, dict[str, float]]:
@@ -159,23 +189,30 @@ def box_to_table(config: MECConfig, action: object) -> tuple[np.ndarray, dict[st
         ValueError: an action outside the action space: another shape than (6 N,), NaN/inf, a
             non-real dtype, an entry outside [-1, 1].
     """
-    n, m, y = config.num_users, config.num_servers, config.num_layers
+    n = config.num_users
     what = f"a flat array of 6 N = {6 * n} values in [-1, 1]"
     x = as_action_array(action, (6 * n,), what, reshape=False)
     check_action_bounds(x, -1.0, 1.0, what, names=lambda i: f"user {i // 6}'s {COLUMNS[i % 6]}")
     xc = np.clip(x, -1.0, 1.0)
     report = {c: float(np.max(np.abs(xc - x).reshape(n, 6)[:, i])) for i, c in enumerate(COLUMNS)}
-    u = ((xc + 1.0) / 2.0).reshape(n, 6)
-    t = np.empty((n, 6))
-    t[:, 0] = 1.0 + np.round(u[:, 0] * (y - 2))
-    t[:, 1] = np.minimum(np.floor(u[:, 1] * m), m - 1)
-    server = t[:, 1].astype(np.int64)
-    t[:, 2] = MIN_FRACTION + u[:, 2] * (1.0 - MIN_FRACTION)
-    t[:, 4] = MIN_FRACTION + u[:, 4] * (1.0 - MIN_FRACTION)
+    return _box_table(config, xc), report
+
+
+def _box_table(config: MECConfig, xc: np.ndarray) -> np.ndarray:
+    """The (N, 6) table of valid ``"box"`` actions (6 N,), or a batch of them (..., 6 N)."""
+    n, m, y = config.num_users, config.num_servers, config.num_layers
+    lead = xc.shape[:-1]
+    u = ((xc + 1.0) / 2.0).reshape(lead + (n, 6))
+    t = np.empty(lead + (n, 6))
+    t[..., 0] = 1.0 + np.round(u[..., 0] * (y - 2))
+    t[..., 1] = np.minimum(np.floor(u[..., 1] * m), m - 1)
+    server = t[..., 1].astype(np.int64)
+    t[..., 2] = MIN_FRACTION + u[..., 2] * (1.0 - MIN_FRACTION)
+    t[..., 4] = MIN_FRACTION + u[..., 4] * (1.0 - MIN_FRACTION)
     for col in (3, 5):
-        w = MIN_FRACTION + u[:, col]
-        t[:, col] = w / server_sums(w, server, m)[server]
-    return t, report
+        w = MIN_FRACTION + u[..., col]
+        t[..., col] = w / at_server(copy_server_sums(w, server, m), server)
+    return t
 
 
 def discrete_to_alpha_server(config: MECConfig, action: object) -> tuple[np.ndarray, np.ndarray]:
@@ -227,6 +264,76 @@ def action_to_decision(
     alpha, server = discrete_to_alpha_server(config, action)
     dec = fast_resource_rule(inst, alpha, server, config.weights, config.upload_delay)
     return dec, {c: 0.0 for c in COLUMNS}
+
+
+def copy_instance(inst: MECInstance, i: int) -> MECInstance:
+    """Copy ``i`` of a batched instance (every array field indexed on its leading axis)."""
+    changes = {
+        f.name: getattr(inst, f.name)[i]
+        for f in fields(inst)
+        if isinstance(getattr(inst, f.name), np.ndarray)
+    }
+    return inst.replace(**changes)
+
+
+def actions_to_decisions(
+    config: MECConfig, actions: Any, inst: MECInstance
+) -> tuple[MECDecision, dict[str, np.ndarray]]:
+    """:func:`action_to_decision` for a batch of copies: ``actions`` one action per copy (a
+    leading copy axis), ``inst`` the batched instance. Returns the batched decision and the
+    projection report (per column, a (copies,) array of each copy's largest change).
+
+    ``"full"`` and ``"box"`` are validated and projected in one numpy pass over the batch (only
+    elementwise arithmetic and per-copy sums in user order, so each copy's decision and report
+    are those of :func:`action_to_decision` on its action, bit for bit); ``"discrete"`` runs the
+    resource rule copy by copy (its per-server Newton iterations run per instance).
+
+    Raises:
+        ValueError: the batch is not an array of one action per copy, or some copy's action
+            is not an element of the mode's action space (the message names the copy and the
+            entry, as :func:`action_to_decision` names the entry).
+    """
+    mode = config.action_mode
+    copies, n = int(inst.tokens.shape[0]), config.num_users
+    if mode == "discrete":
+        what = f"a batch of {copies} MultiDiscrete actions [alpha - 1] * N + [server] * N"
+        a = as_action_array(actions, (copies, 2 * n), what, reshape=False)
+        decisions = []
+        for i in range(copies):
+            try:
+                alpha, server = discrete_to_alpha_server(config, a[i])
+            except ValueError as err:
+                raise ValueError(f"copy {i}: {err}") from None
+            decisions.append((alpha, server))
+        upload = config.upload_delay
+        decs = [
+            fast_resource_rule(copy_instance(inst, i), alpha, server, config.weights, upload)
+            for i, (alpha, server) in enumerate(decisions)
+        ]
+        zero = np.zeros(copies)
+        stacked = {
+            f.name: np.stack([getattr(d, f.name) for d in decs]) for f in fields(MECDecision)
+        }
+        return MECDecision(**stacked), {c: zero.copy() for c in COLUMNS}
+
+    def names(k: int) -> str:
+        return f"copy {k // (6 * n)}: user {k // 6 % n}'s {COLUMNS[k % 6]}"
+
+    if mode == "full":
+        what = f"a batch of {copies} actions, each {_full_what(config)}"
+        a = as_action_array(actions, (copies, n, 6), what, reshape=False)
+        check_action_bounds(a, *full_bounds(config), what, names=names)
+        table = _project_full_table(config, a)
+        change = np.max(np.abs(table - a), axis=-2)
+    else:
+        what = f"a batch of {copies} actions, each a flat array of 6 N = {6 * n} values in [-1, 1]"
+        x = as_action_array(actions, (copies, 6 * n), what, reshape=False)
+        check_action_bounds(x, -1.0, 1.0, what, names=names)
+        xc = np.clip(x, -1.0, 1.0)
+        change = np.max(np.abs(xc - x).reshape(copies, n, 6), axis=-2)
+        table = _box_table(config, xc)
+    report = {c: change[:, i].copy() for i, c in enumerate(COLUMNS)}
+    return fractions_to_decision(inst, table), report
 
 
 def discrete_action(alpha: np.ndarray, server: np.ndarray) -> np.ndarray:
@@ -331,5 +438,55 @@ def constraint_violations(
                 np.max(np.maximum((chi * fe).sum(axis=0) / inst.f_edge_max - 1, 0)),
                 np.max(np.maximum(-fe, 0)),
             )
+        ),
+    }
+
+
+def constraint_violations_batch(inst: MECInstance, dec: MECDecision) -> dict[str, np.ndarray]:
+    """:func:`constraint_violations` of a batch of decisions (arrays with a leading copy axis,
+    ``inst`` the batched instance): per constraint, a (copies,) array whose entry i is copy i's
+    value of :func:`constraint_violations`, bit for bit (the same arithmetic; users' sums in
+    user order; ``max`` of two terms as Python's, the first on a tie)."""
+    server = np.asarray(dec.server)
+    copies, n = server.shape
+    chi = np.zeros((copies, n, inst.num_servers))
+    np.put_along_axis(chi, server[..., None], 1.0, axis=-1)
+    alpha = np.asarray(dec.alpha, dtype=np.float64)
+    b = chi * np.asarray(dec.bandwidth, dtype=np.float64)[..., None]
+    fe = chi * np.asarray(dec.freq_edge, dtype=np.float64)[..., None]
+    p = np.asarray(dec.power, dtype=np.float64)
+    fu = np.asarray(dec.freq_user, dtype=np.float64)
+    upper = inst.num_layers - 1
+    table = (-2, -1)
+
+    def first_max(*values: np.ndarray) -> np.ndarray:
+        out = values[0]
+        for v in values[1:]:
+            out = np.maximum(out, v)  # the first operand on a tie, as Python's max
+        return out
+
+    return {
+        "9a": first_max(
+            np.max(np.abs(alpha - np.round(alpha)), axis=-1),
+            np.max(np.maximum(1 - alpha, 0), axis=-1),
+            np.max(np.maximum(alpha - upper, 0), axis=-1),
+        ),
+        "9b": np.max(np.minimum(np.abs(chi), np.abs(1 - chi)), axis=table),
+        "9c": np.max(np.abs(chi.sum(axis=-1) - 1), axis=-1),
+        "9d": first_max(
+            np.max(np.maximum(p / inst.p_max - 1, 0), axis=-1),
+            np.max(np.maximum(-p, 0), axis=-1),
+        ),
+        "9e": first_max(
+            np.max(np.maximum((chi * b).sum(axis=-2) / inst.b_max - 1, 0), axis=-1),
+            np.max(np.maximum(-b, 0), axis=table),
+        ),
+        "9f": first_max(
+            np.max(np.maximum(fu / inst.f_user_max - 1, 0), axis=-1),
+            np.max(np.maximum(-fu, 0), axis=-1),
+        ),
+        "9g": first_max(
+            np.max(np.maximum((chi * fe).sum(axis=-2) / inst.f_edge_max - 1, 0), axis=-1),
+            np.max(np.maximum(-fe, 0), axis=table),
         ),
     }

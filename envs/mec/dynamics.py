@@ -6,6 +6,13 @@ Both shells, the single env (``env.MECOffloadingEnv``) and the vector env
 (``vector.MECVectorEnv``), call :func:`decide` then :func:`step`; the info dict is built by
 :func:`step_info` only. The only randomness is the exogenous draw of the next round
 (``generator.advance``) from ``rng``.
+
+A batched state (a leading copy axis, the vector env's) is stepped as one numpy batch: the
+same functions of the cost model, projection and dynamics on arrays with a leading copy axis
+(elementwise arithmetic; every per-copy sum runs over that copy's users in the one-copy order),
+so copy i's decision, reward, info and next state are those of one copy stepped alone, bit for
+bit. The batch's ``rng`` draws each copy's values from that copy's own generator. The batched
+info holds one array per key, entry i copy i's value (:func:`step_info_batch`).
 """
 
 from __future__ import annotations
@@ -16,7 +23,13 @@ from typing import Any
 import numpy as np
 from edgeft.envs.mec import generator as G
 from edgeft.envs.mec import reward as R
-from edgeft.envs.mec.actions import COLUMNS, action_to_decision, constraint_violations
+from edgeft.envs.mec.actions import (
+    COLUMNS,
+    action_to_decision,
+    actions_to_decisions,
+    constraint_violations,
+    constraint_violations_batch,
+)
 from edgeft.envs.mec.config import MECConfig
 from edgeft.envs.mec.types import MECDecision, MECInstance, MECState, instance_from_state
 
@@ -43,10 +56,19 @@ class RoundDecision:
     instance: MECInstance
 
 
-def decide(params: Params, action: Any, state: MECState) -> RoundDecision:
+def decide(
+    params: Params, action: Any, state: MECState, gain: np.ndarray | None = None
+) -> RoundDecision:
     """The round's decision for ``action`` in the one-copy ``state``: validated, projected
-    (``actions.action_to_decision``); malformed actions raise ``ValueError``."""
-    inst = instance_from_state(params.config, state)
+    (``actions.action_to_decision``); malformed actions raise ``ValueError``.
+
+    A batched ``state`` takes one action per copy (``actions.actions_to_decisions``; the
+    projection report then holds (copies,) arrays). ``gain``: the state's
+    ``types.gain_matrix`` where the caller has it (not computed a second time)."""
+    inst = instance_from_state(params.config, state, gain)
+    if state.batch_shape:
+        batch, report_batch = actions_to_decisions(params.config, action, inst)
+        return RoundDecision(batch, report_batch, inst)  # type: ignore[arg-type]
     dec, report = action_to_decision(params.config, action, inst)
     return RoundDecision(dec, report, inst)
 
@@ -60,7 +82,13 @@ def step(
     ``decision`` is :func:`decide`'s (or a bare ``MECDecision``, applied as given, without a
     projection). Cost, queues and reward: ``reward``; the next state: ``generator.advance``
     (users move, fading evolves, new token lengths) with the updated queues.
+
+    A batched ``state`` gives the batch's next state, a (copies,) array of rewards and
+    :func:`step_info_batch`'s info; ``rng`` then draws each copy's values from its own
+    generator.
     """
+    if state.batch_shape:
+        return _step_batch(params, state, decision, rng)  # type: ignore[return-value]
     config = params.config
     if isinstance(decision, RoundDecision):
         inst, projection, decision = decision.instance, decision.projection, decision.decision
@@ -170,3 +198,103 @@ def reset_info(params: Params, state: MECState) -> dict[str, Any]:
     info = step_info(config, state, inst, dec, terms, 0.0, state.energy_queue, dict(NO_PROJECTION))
     info["violations"] = {k: np.float64(0.0) for k in info["violations"]}
     return info
+
+
+def _step_batch(
+    params: Params, state: MECState, decision: RoundDecision | MECDecision, rng: Any
+) -> tuple[MECState, np.ndarray, dict[str, Any]]:
+    """:func:`step` of a batched state: the same arithmetic over the leading copy axis."""
+    config = params.config
+    if isinstance(decision, RoundDecision):
+        inst, projection, dec = decision.instance, decision.projection, decision.decision
+    else:
+        inst, dec = instance_from_state(config, state), decision
+        projection = {c: np.zeros(state.batch_shape) for c in COLUMNS}
+    terms = R.per_user_terms(inst, dec, include_upload_delay=config.upload_delay)
+    cost = np.sum(R.per_user_cost(terms, config.weights), axis=-1)
+    q_old = state.energy_queue
+    q_new = R.queue_update(q_old, terms["device_energy"], state.energy_budget)
+    growth = np.mean((q_new - q_old) / state.energy_budget, axis=-1)
+    reward = R.step_reward(cost, growth, config.energy_penalty)  # type: ignore[arg-type]
+    info = step_info_batch(config, state, inst, dec, terms, cost, q_new, projection)  # type: ignore[arg-type]
+    nxt = G.advance(config, state, rng, q_new)
+    return nxt, np.asarray(reward), info
+
+
+def step_info_batch(
+    config: MECConfig,
+    state: MECState,
+    inst: MECInstance,
+    dec: MECDecision,
+    terms: dict[str, np.ndarray],
+    cost: np.ndarray,
+    q_new: np.ndarray,
+    projection: dict[str, np.ndarray],
+    violations: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """:func:`step_info` of a batch: each key's (copies, ...) array, entry i copy i's value
+    (the dtype Gymnasium's vector envs give a key when merging the copies' infos: a numpy
+    scalar's, an array's, or ``object`` for ``action_projected``'s ``np.bool_``).
+    ``violations`` None measures them (``actions.constraint_violations_batch``)."""
+    e_dev = terms["device_energy"]
+    ratio = e_dev / state.energy_budget
+    copies = state.batch_shape[0]
+    projected = np.zeros(copies, dtype=bool)
+    for v in projection.values():
+        projected |= v > 0
+    flags = np.empty(copies, dtype=object)
+    flags[:] = [np.True_ if f else np.False_ for f in projected.tolist()]
+    if violations is None:
+        violations = constraint_violations_batch(inst, dec)
+    return {
+        "round": np.asarray(state.round_index, dtype=np.int64).copy(),
+        "alpha": np.array(dec.alpha),
+        "server": np.array(dec.server),
+        "power": np.array(dec.power),
+        "bandwidth": np.array(dec.bandwidth),
+        "freq_user": np.array(dec.freq_user),
+        "freq_edge": np.array(dec.freq_edge),
+        "energy": terms["energy"],
+        "device_energy": e_dev,
+        "delay": terms["delay"],
+        "stability": terms["stability"],
+        "rate": terms["rate"],
+        "objective": np.asarray(cost, dtype=np.float64),
+        "cost": np.mean(ratio, axis=-1),
+        "costs": ratio,
+        "cost_bounded": np.mean(np.minimum(ratio, COST_CAP), axis=-1),
+        "energy_total": terms["energy"].sum(axis=-1),
+        "delay_mean": terms["delay"].mean(axis=-1),
+        "stability_mean": terms["stability"].mean(axis=-1),
+        "energy_queue": np.array(q_new),
+        "queue_in_budgets": q_new / state.energy_budget,
+        "budget_overshoot": np.maximum(e_dev - state.energy_budget, 0.0).sum(axis=-1),
+        "violations": violations,
+        "action_projected": flags,
+        "projection": projection,
+    }
+
+
+def reset_info_batch(params: Params, state: MECState) -> dict[str, Any]:
+    """:func:`reset_info` of a batched state (one array per key, as :func:`step_info_batch`)."""
+    config = params.config
+    inst = instance_from_state(config, state)
+    copies, n = state.batch_shape[0], config.num_users
+    zero = np.zeros((copies, n))
+    dec = MECDecision(
+        alpha=np.zeros((copies, n), dtype=np.int64),
+        server=np.zeros((copies, n), dtype=np.int64),
+        power=zero,
+        bandwidth=zero,
+        freq_user=zero,
+        freq_edge=zero,
+    )
+    terms = {
+        name: np.zeros((copies, n))
+        for name in ("energy", "device_energy", "delay", "stability", "rate")
+    }
+    none = {c: np.zeros(copies) for c in COLUMNS}
+    violations = {k: np.zeros(copies) for k in ("9a", "9b", "9c", "9d", "9e", "9f", "9g")}
+    return step_info_batch(
+        config, state, inst, dec, terms, np.zeros(copies), state.energy_queue, none, violations
+    )

@@ -33,11 +33,13 @@ def _place_users(
     return pos
 
 
-def sample_tokens(config: MECConfig, rng: np.random.Generator) -> np.ndarray:
-    """d_n ~ U{tokens_min..tokens_max}, drawn anew every round."""
-    return rng.integers(config.tokens_min, config.tokens_max + 1, size=config.num_users).astype(
-        np.float64
-    )
+def sample_tokens(
+    config: MECConfig, rng: np.random.Generator, batch_shape: tuple[int, ...] = ()
+) -> np.ndarray:
+    """d_n ~ U{tokens_min..tokens_max}, drawn anew every round; ``batch_shape`` the leading
+    copy axes of a batch (``rng`` then draws each copy's from its own generator)."""
+    size = batch_shape + (config.num_users,) if batch_shape else config.num_users
+    return rng.integers(config.tokens_min, config.tokens_max + 1, size=size).astype(np.float64)
 
 
 def sample_initial_state(config: MECConfig, rng: np.random.Generator) -> MECState:
@@ -88,6 +90,10 @@ def advance(
     area. Fading (AR(1) Rayleigh): h' = rho h + sqrt(1 - rho^2) w, w ~ CN(0, 1). Both are the
     shared implementations of ``edgeft.envs.channels`` (the FedLoRA env's correlated mode uses
     them too).
+
+    A batched ``state`` (a leading copy axis) advances every copy at once with an ``rng`` whose
+    ``normal`` and ``integers`` draw each copy's values from that copy's own generator
+    (``vector.CopyGenerators``): the same calls per copy, in the same order, as one copy's.
     """
     sigma_v = config.mobility_step_m / np.sqrt(2.0)
     vel = gauss_markov_velocity(rng, state.user_vel, config.mobility_memory, sigma_v)
@@ -99,6 +105,6 @@ def advance(
         user_vel=vel,
         fading_re=re,
         fading_im=im,
-        tokens=sample_tokens(config, rng),
+        tokens=sample_tokens(config, rng, state.batch_shape),
         energy_queue=np.asarray(energy_queue, dtype=np.float64),
     )

@@ -90,13 +90,17 @@ def observation_size(config: MECConfig) -> int:
     return observation_layout(config).size
 
 
-def encode_observation(state: MECState, config: MECConfig) -> np.ndarray:
-    """The flat float64 observation(s) of ``state`` (one copy, or batched: (..., size))."""
+def encode_observation(
+    state: MECState, config: MECConfig, gain: np.ndarray | None = None
+) -> np.ndarray:
+    """The flat float64 observation(s) of ``state`` (one copy, or batched: (..., size));
+    ``gain`` the state's ``types.gain_matrix`` where the caller has it."""
     lead = state.batch_shape
     parts = []
     for name, _shape in observation_layout(config):
         if name == "gain_db":
-            value = 10.0 * np.log10(np.maximum(gain_matrix(config, state), 1e-300))
+            g = gain_matrix(config, state) if gain is None else gain
+            value = 10.0 * np.log10(np.maximum(g, 1e-300))
         elif name == "queue_in_budgets":
             value = state.energy_queue / state.energy_budget
         else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 from edgeft.envs.mec import formulas as F
-from edgeft.envs.mec.types import MECDecision, MECInstance
+from edgeft.envs.mec.types import MECDecision, MECInstance, at_server, user_gain
 
 Weights = tuple[float, float, float]
 
@@ -31,22 +31,29 @@ def per_user_terms(
     ``edge_time`` (Upsilon - alpha) T_nm, ``edge_energy`` (Upsilon - alpha) E_nm, ``energy``
     (device + edge, J), ``delay`` (alpha T_n + [s/r] + (Upsilon - alpha) T_nm, s; the upload time
     is counted only with ``include_upload_delay``) and ``stability`` (the Theorem-1 bound).
+
+    A batch of copies (every array of ``inst`` and ``dec`` with the same leading copy axes, as
+    ``types.instance_from_state`` builds from a batched state) gives (..., N) terms, each
+    copy's the numbers of its own call, bit for bit (elementwise arithmetic only).
     """
     m = dec.server
     psi = inst.psi
     bits = inst.bits
     alpha = np.asarray(dec.alpha, dtype=np.float64)
     rest = inst.num_layers - alpha
-    g = inst.gain[np.arange(inst.num_users), m]
+    if np.ndim(m) > 1:  # a batch of copies
+        g = user_gain(inst.gain, m)
+        cores_edge, flops_edge = at_server(inst.cores_edge, m), at_server(inst.flops_edge, m)
+    else:
+        g = inst.gain[np.arange(inst.num_users), m]
+        cores_edge, flops_edge = inst.cores_edge[m], inst.flops_edge[m]
     rate = F.uplink_rate(dec.bandwidth, dec.power, g, inst.noise_psd)
     t_dev = F.device_compute_time(psi, dec.freq_user, inst.cores_user, inst.flops_user)
     e_dev = F.device_compute_energy(
         psi, dec.freq_user, inst.cores_user, inst.flops_user, inst.kappa_user
     )
-    t_edge = F.edge_compute_time(psi, dec.freq_edge, inst.cores_edge[m], inst.flops_edge[m])
-    e_edge = F.edge_compute_energy(
-        psi, dec.freq_edge, inst.cores_edge[m], inst.flops_edge[m], inst.kappa_edge
-    )
+    t_edge = F.edge_compute_time(psi, dec.freq_edge, cores_edge, flops_edge)
+    e_edge = F.edge_compute_energy(psi, dec.freq_edge, cores_edge, flops_edge, inst.kappa_edge)
     e_com = F.upload_energy(bits, dec.power, rate)
     t_com = F.upload_delay(bits, rate)
     device_energy = alpha * e_dev + e_com

@@ -149,12 +149,12 @@ class MECInstance:
     @property
     def num_users(self) -> int:
         """N."""
-        return int(self.tokens.shape[0])
+        return int(self.tokens.shape[-1])
 
     @property
     def num_servers(self) -> int:
         """M."""
-        return int(self.b_max.shape[0])
+        return int(self.b_max.shape[-1])
 
     @property
     def psi(self) -> np.ndarray:
@@ -214,6 +214,22 @@ class MECDecision:
         return chi
 
 
+def at_server(values: np.ndarray, server: np.ndarray) -> np.ndarray:
+    """Each user's entry of a per-server array: ``values[server]`` for one copy ((M,) values,
+    (N,) servers); per copy for a batch ((..., M) values, (..., N) servers)."""
+    if server.ndim == 1:
+        return values[server]
+    return np.take_along_axis(values, server, axis=-1)
+
+
+def user_gain(gain: np.ndarray, server: np.ndarray) -> np.ndarray:
+    """g_{n, m(n)}: each user's gain to its server, from the (..., N, M) gains and the (..., N)
+    servers (one copy or a batch)."""
+    if server.ndim == 1:
+        return gain[np.arange(gain.shape[0]), server]
+    return np.take_along_axis(gain, server[..., None], axis=-1)[..., 0]
+
+
 def gain_matrix(config: MECConfig, state: MECState) -> np.ndarray:
     """g_nm of the state's positions and fading, shape (..., N, M) (``formulas.channel_gain``)."""
     return F.channel_gain(
@@ -221,13 +237,17 @@ def gain_matrix(config: MECConfig, state: MECState) -> np.ndarray:
     )
 
 
-def instance_from_state(config: MECConfig, state: MECState) -> MECInstance:
-    """The round's :class:`MECInstance` (what the cost model needs) from a one-copy state.
+def instance_from_state(
+    config: MECConfig, state: MECState, gain: np.ndarray | None = None
+) -> MECInstance:
+    """The round's :class:`MECInstance` (what the cost model needs) from a state: one copy's,
+    or a batch's (every array field then keeps the leading copy axes).
 
-    ``config`` is the config in force (real mode: the env's ``config_in_force``).
+    ``config`` is the config in force (real mode: the env's ``config_in_force``); ``gain``
+    the state's :func:`gain_matrix` where the caller has computed it already.
     """
     return MECInstance(
-        gain=gain_matrix(config, state),
+        gain=gain_matrix(config, state) if gain is None else gain,
         tokens=state.tokens,
         p_max=state.p_max,
         f_user_max=state.f_user_max,

@@ -110,3 +110,98 @@ def test_vector_env_refuses_real_mode_and_bad_sizes():
         MECVectorEnv(num_envs=2, **SMALL).reset(seed=[1, 2, 3])
     with pytest.raises(RuntimeError, match="reset"):
         MECVectorEnv(num_envs=2, **SMALL).step(np.zeros((2, 5, 6)))
+
+
+def _assert_bitwise(got, want, what):
+    """Equal values, and for floats equal signs of zero too (bit for bit)."""
+    got, want = np.asarray(got), np.asarray(want)
+    np.testing.assert_array_equal(got, want, err_msg=what)
+    if want.dtype.kind == "f":
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want), err_msg=what)
+
+
+def _projected_actions(rng, mode, copies, n, m, y):
+    """Actions that the projection changes: fractional alpha and server, shares of a server
+    summing above 1, fractions below the floor; for the box mode, points of the whole box and
+    some beyond its faces by round-off (which the projection clips)."""
+    if mode == "box":
+        x = rng.uniform(-1.0, 1.0, size=(copies, 6 * n))
+        edge = rng.random((copies, 6 * n)) < 0.05
+        x[edge] = np.sign(x[edge]) * (1.0 + 5e-10)
+        return x
+    a = np.empty((copies, n, 6))
+    a[..., 0] = rng.uniform(1.0, y - 1.0, size=(copies, n))
+    a[..., 1] = rng.uniform(0.0, m - 1.0, size=(copies, n))
+    a[..., 2:] = rng.uniform(0.0, 1.0, size=(copies, n, 4))
+    a[..., 2:][rng.random((copies, n, 4)) < 0.1] = 0.0  # below the 1e-3 floor
+    return a
+
+
+@pytest.mark.parametrize("mode", ["full", "box"])
+def test_batched_copies_equal_single_envs_bit_for_bit_over_episodes(mode):
+    """Several copies, random actions that the projection changes, three episodes each: every
+    observation, reward, termination, truncation and info entry of copy i is the single env's
+    from reset(seed=seed + i), bit for bit (signs of zero included), autoresets included."""
+    cfg = {"num_users": 7, "num_servers": 3, "episode_rounds": 4}
+    copies, seed = 5, 31
+    vec = gym.make_vec(
+        ENV_ID, num_envs=copies, vectorization_mode="vector_entry_point", action_mode=mode, **cfg
+    )
+    singles = [gym.make(ENV_ID, action_mode=mode, **cfg).unwrapped for _ in range(copies)]
+    y = singles[0].config.num_layers
+    obs, vinfo = vec.reset(seed=seed)
+    for i, env in enumerate(singles):
+        o, info = env.reset(seed=seed + i)
+        _assert_bitwise(obs[i], o, "reset obs")
+        for key, value in info.items():
+            if not isinstance(value, dict):
+                _assert_bitwise(vinfo[key][i], value, f"reset {key}")
+    rng = np.random.default_rng(4)
+    pending = np.zeros(copies, dtype=bool)
+    projected = 0
+    for _ in range(3 * (cfg["episode_rounds"] + 1)):
+        actions = _projected_actions(rng, mode, copies, 7, 3, y)
+        obs, reward, term, trunc, info = vec.step(actions)
+        for i, env in enumerate(singles):
+            if pending[i]:
+                o, single_info = env.reset()
+                r, te, tr = 0.0, False, False
+            else:
+                o, r, te, tr, single_info = env.step(actions[i])
+                projected += bool(single_info["action_projected"])
+            _assert_bitwise(obs[i], o, "obs")
+            _assert_bitwise(reward[i], r, "reward")
+            assert term[i] == te and trunc[i] == tr
+            for key, value in single_info.items():
+                assert info[f"_{key}"][i]
+                if isinstance(value, dict):
+                    for k, v in value.items():
+                        _assert_bitwise(info[key][k][i], v, f"{key}.{k}")
+                        assert info[key][f"_{k}"][i]
+                else:
+                    _assert_bitwise(info[key][i], value, key)
+        pending = trunc.copy()
+    assert projected > 10  # the projection was exercised
+
+
+def test_malformed_actions_are_refused_before_anything_changes():
+    """A malformed action of one copy raises ValueError naming that copy and entry; no copy
+    has moved (the same state, the same next step)."""
+    vec = MECVectorEnv(num_envs=3, action_mode="full", **SMALL)
+    vec.reset(seed=2)
+    before = vec.state
+    good = np.tile(vec.single_action_space.low, (3, 1, 1))
+    bad = good.copy()
+    bad[2, 1, 2] = 1.5  # copy 2, user 1's power
+    with pytest.raises(ValueError, match="copy 2: user 1's power"):
+        vec.step(bad)
+    nan = good.copy()
+    nan[1, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        vec.step(nan)
+    with pytest.raises(ValueError, match="shape"):
+        vec.step(good[:2])
+    _assert_state_equal(vec.state, before)
+    twin = MECVectorEnv(num_envs=3, action_mode="full", **SMALL)
+    twin.reset(seed=2)
+    np.testing.assert_array_equal(vec.step(good)[0], twin.step(good)[0])
