@@ -445,48 +445,56 @@ def constraint_violations(
 def constraint_violations_batch(inst: MECInstance, dec: MECDecision) -> dict[str, np.ndarray]:
     """:func:`constraint_violations` of a batch of decisions (arrays with a leading copy axis,
     ``inst`` the batched instance): per constraint, a (copies,) array whose entry i is copy i's
-    value of :func:`constraint_violations`, bit for bit (the same arithmetic; users' sums in
-    user order; ``max`` of two terms as Python's, the first on a tie)."""
+    value of :func:`constraint_violations`, bit for bit.
+
+    The same terms, measured without the (N, M) association matrix: chi is binary with one 1
+    per user, so (9b) and (9c) are 0; a server's column sum of b_nm is the sum of its users'
+    bandwidths in user order (``copy_server_sums``: the zeros of the other users add nothing);
+    the largest negative entry of b_nm is the largest of the users' (the other entries are 0,
+    and a zero term never beats the budget term, which is >= 0 and comes first: ``max`` of two
+    terms keeps the first on a tie, as Python's).
+    """
     server = np.asarray(dec.server)
-    copies, n = server.shape
-    chi = np.zeros((copies, n, inst.num_servers))
-    np.put_along_axis(chi, server[..., None], 1.0, axis=-1)
+    copies = server.shape[0]
+    m = inst.num_servers
     alpha = np.asarray(dec.alpha, dtype=np.float64)
-    b = chi * np.asarray(dec.bandwidth, dtype=np.float64)[..., None]
-    fe = chi * np.asarray(dec.freq_edge, dtype=np.float64)[..., None]
+    bw = np.asarray(dec.bandwidth, dtype=np.float64)
+    fe = np.asarray(dec.freq_edge, dtype=np.float64)
     p = np.asarray(dec.power, dtype=np.float64)
     fu = np.asarray(dec.freq_user, dtype=np.float64)
     upper = inst.num_layers - 1
-    table = (-2, -1)
-
-    def first_max(*values: np.ndarray) -> np.ndarray:
-        out = values[0]
-        for v in values[1:]:
-            out = np.maximum(out, v)  # the first operand on a tie, as Python's max
-        return out
-
+    users = np.max(
+        np.stack(
+            [
+                np.abs(alpha - np.round(alpha)),
+                np.maximum(1 - alpha, 0),
+                np.maximum(alpha - upper, 0),
+                np.maximum(p / inst.p_max - 1, 0),
+                np.maximum(-p, 0),
+                np.maximum(-bw, 0),
+                np.maximum(fu / inst.f_user_max - 1, 0),
+                np.maximum(-fu, 0),
+                np.maximum(-fe, 0),
+            ]
+        ),
+        axis=-1,
+    )
+    servers = np.max(
+        np.stack(
+            [
+                np.maximum(copy_server_sums(bw, server, m) / inst.b_max - 1, 0),
+                np.maximum(copy_server_sums(fe, server, m) / inst.f_edge_max - 1, 0),
+            ]
+        ),
+        axis=-1,
+    )
+    zero = np.zeros(copies)
     return {
-        "9a": first_max(
-            np.max(np.abs(alpha - np.round(alpha)), axis=-1),
-            np.max(np.maximum(1 - alpha, 0), axis=-1),
-            np.max(np.maximum(alpha - upper, 0), axis=-1),
-        ),
-        "9b": np.max(np.minimum(np.abs(chi), np.abs(1 - chi)), axis=table),
-        "9c": np.max(np.abs(chi.sum(axis=-1) - 1), axis=-1),
-        "9d": first_max(
-            np.max(np.maximum(p / inst.p_max - 1, 0), axis=-1),
-            np.max(np.maximum(-p, 0), axis=-1),
-        ),
-        "9e": first_max(
-            np.max(np.maximum((chi * b).sum(axis=-2) / inst.b_max - 1, 0), axis=-1),
-            np.max(np.maximum(-b, 0), axis=table),
-        ),
-        "9f": first_max(
-            np.max(np.maximum(fu / inst.f_user_max - 1, 0), axis=-1),
-            np.max(np.maximum(-fu, 0), axis=-1),
-        ),
-        "9g": first_max(
-            np.max(np.maximum((chi * fe).sum(axis=-2) / inst.f_edge_max - 1, 0), axis=-1),
-            np.max(np.maximum(-fe, 0), axis=table),
-        ),
+        "9a": np.maximum(np.maximum(users[0], users[1]), users[2]),
+        "9b": zero,
+        "9c": zero.copy(),
+        "9d": np.maximum(users[3], users[4]),
+        "9e": np.maximum(servers[0], users[5]),
+        "9f": np.maximum(users[6], users[7]),
+        "9g": np.maximum(servers[1], users[8]),
     }

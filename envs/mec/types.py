@@ -219,6 +219,8 @@ def at_server(values: np.ndarray, server: np.ndarray) -> np.ndarray:
     (N,) servers); per copy for a batch ((..., M) values, (..., N) servers)."""
     if server.ndim == 1:
         return values[server]
+    if server.ndim == 2:
+        return values[np.arange(server.shape[0])[:, None], server]
     return np.take_along_axis(values, server, axis=-1)
 
 
@@ -227,6 +229,9 @@ def user_gain(gain: np.ndarray, server: np.ndarray) -> np.ndarray:
     servers (one copy or a batch)."""
     if server.ndim == 1:
         return gain[np.arange(gain.shape[0]), server]
+    if server.ndim == 2:
+        copies, n = server.shape
+        return gain[np.arange(copies)[:, None], np.arange(n), server]
     return np.take_along_axis(gain, server[..., None], axis=-1)[..., 0]
 
 

@@ -48,26 +48,33 @@ _FIELDS = tuple(f.name for f in fields(MECState))
 
 class CopyGenerators:
     """The generator ``generator.advance`` gets for a batch: each of its draws (``normal``,
-    ``integers``, ``size`` with the leading copy axis) is drawn copy by copy from that copy's
-    own generator with the one-copy size, as the single env draws it; a copy about to reset
-    draws nothing (its entries are 0), as the single env draws nothing then.
+    ``integers``, ``size`` with the leading copy axis) comes copy by copy from that copy's own
+    generator, the values the single env draws; a copy about to reset draws nothing (its
+    entries are 0), as the single env draws nothing then.
 
     ``normal(loc, scale)`` is numpy's ``loc + scale * z`` of standard normals z (what
-    ``Generator.normal`` computes per value): the z of each copy are drawn into the batch's
-    array, the affine map applied once to the batch.
+    ``Generator.normal`` computes per value). A copy's ``normals`` standard normals of the
+    round (``advance``'s velocity, then real and imaginary fading innovations) come from one
+    ``standard_normal`` call, the stream its successive calls would draw; each ``normal`` takes
+    the next of them for every copy and applies ``loc + scale * z`` to the batch.
     """
 
-    def __init__(self, rngs: list[np.random.Generator], live: np.ndarray) -> None:
+    def __init__(self, rngs: list[np.random.Generator], live: np.ndarray, normals: int) -> None:
         self.rngs = rngs
         self.live = np.flatnonzero(live).tolist()
+        self._z = np.zeros((live.shape[0], normals))
+        for i in self.live:
+            rngs[i].standard_normal(out=self._z[i])
+        self._taken = 0
 
     def normal(
         self, loc: float = 0.0, scale: float = 1.0, size: tuple[int, ...] = (1,)
     ) -> np.ndarray:
-        z = np.zeros(size)
-        for i in self.live:
-            self.rngs[i].standard_normal(out=z[i])
-        return loc + scale * z
+        count = int(np.prod(size[1:]))
+        start, self._taken = self._taken, self._taken + count
+        if self._taken > self._z.shape[1]:
+            raise RuntimeError("more normals drawn in a round than CopyGenerators was given")
+        return loc + scale * self._z[:, start : self._taken].reshape(size)
 
     def integers(self, low: int, high: int, size: tuple[int, ...] = (1,)) -> np.ndarray:
         out = np.zeros(size, dtype=np.int64)
@@ -102,6 +109,8 @@ class MECVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._params = D.Params(cfg)
+        # standard normals a copy draws per round (generator.advance): velocity, then fading
+        self._normals = 2 * cfg.num_users + 2 * cfg.num_users * cfg.num_servers
         self._rngs: list[np.random.Generator] = []
         self._state: MECState | None = None
         self._gain = np.zeros(0)  # the state's gain_matrix (the observation's and the step's)
@@ -212,9 +221,8 @@ class MECVectorEnv(VectorEnv):
             actions = self._live_actions(actions, resetting)
         params = self._params
         decided = D.decide(params, actions, self._state, self._gain)  # refuses malformed ones
-        state, rewards, info = D.step(
-            params, self._state, decided, CopyGenerators(self._rngs, live)
-        )
+        draws = CopyGenerators(self._rngs, live, self._normals)
+        state, rewards, info = D.step(params, self._state, decided, draws)
         self._state = state
         truncated = live & (np.asarray(state.round_index) >= cfg.episode_rounds)
         if resetting.any():
