@@ -12,10 +12,12 @@ Prints:
 
 1. the mode-by-mode table: every edgeft env id and action mode (FedLoRA at K = 20 and 200)
    against CartPole-v1;
-2. the numpy vector env (64 copies) against the single env, in env-steps/s.
+2. the numpy vector envs (64 copies) against the single env, in env-steps/s: FedLoRA at K = 20
+   in each action mode, MEC in the full mode at N = 20 users and M = 4 servers.
 
 Targets: FedLoRA at K = 20 >= 0.3x CartPole in bandwidth mode and >= 0.1x in count, subset and
-score mode; vector env with 64 copies >= 20x a single env in env-steps/s.
+score mode; FedLoRA vector env with 64 copies >= 20x a single env in env-steps/s, MEC vector
+env (full mode) >= 10x.
 
     python benchmarks/env_speed.py [--repeats 5] [--sample 0.3] [--quick]
 """
@@ -112,7 +114,7 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="3 repeats of 0.05 s samples, K = 20 only, no MEC (a smoke run)",
+        help="3 repeats of 0.05 s samples, K = 20 only, no MEC single-env rows (a smoke run)",
     )
     args = parser.parse_args()
     repeats, sample = (3, 0.05) if args.quick else (args.repeats, args.sample)
@@ -168,8 +170,8 @@ def main() -> None:
 
     print()
     print(
-        "numpy vector env (64 copies, env-steps/s) against the single env, both at K = 20, "
-        "in alternation; ratio min / med / max"
+        "numpy vector env (64 copies, env-steps/s) against the single env, both at K = 20 "
+        "(MEC: N = 20, M = 4), in alternation; ratio min / med / max"
     )
     print(
         f"{'env':30s} {'mode':10s} {'K':>5s} {'vector/s (med)':>14s} {'single/s (med)':>15s}"
@@ -189,6 +191,24 @@ def main() -> None:
             f"{FEDLORA:30s} {mode:10s} {20:5d} {np.median(rv):14.0f} {np.median(rs):15.0f}"
             f"   {spread(rv / rs, '{:.1f}')}"
         )
+
+    mec_size = {"num_users": 20, "num_servers": 4}
+    vec = timed(
+        lambda: gym.make_vec(
+            MEC,
+            num_envs=64,
+            vectorization_mode="vector_entry_point",
+            action_mode="full",
+            **mec_size,
+        ),
+        copies=64,
+    )
+    single = timed(lambda: gym.make(MEC, action_mode="full", **mec_size))
+    rv, rs = side_by_side(vec, single, repeats)
+    print(
+        f"{MEC:30s} {'full':10s} {20:5d} {np.median(rv):14.0f} {np.median(rs):15.0f}"
+        f"   {spread(rv / rs, '{:.1f}')}"
+    )
 
 
 if __name__ == "__main__":
