@@ -205,6 +205,7 @@ def _step_batch(
 ) -> tuple[MECState, np.ndarray, dict[str, Any]]:
     """:func:`step` of a batched state: the same arithmetic over the leading copy axis."""
     config = params.config
+    projection: dict[str, Any]
     if isinstance(decision, RoundDecision):
         inst, projection, dec = decision.instance, decision.projection, decision.decision
     else:

@@ -132,8 +132,9 @@ class MECOffloadingEnv(gym.Env):
 
     ## Vector env
     ``gym.make_vec("edgeft/MECOffloading-v0", num_envs=8)`` gives ``vector.MECVectorEnv``:
-    copies stepped with the same pure step, Gymnasium's next-step autoreset, copy i seeded
-    like this env with ``seed + i`` (surrogate mode only).
+    copies stepped as one numpy batch with the same pure step (copy i bit for bit this env),
+    Gymnasium's next-step autoreset, copy i seeded like this env with ``seed + i`` (surrogate
+    mode only).
 
     ## Version history
     * v0: initial version. Before release, the discrete mode's resource rule became exact

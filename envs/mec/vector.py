@@ -120,7 +120,7 @@ class MECVectorEnv(VectorEnv):
         self._placeholder = (
             np.asarray(space.low, dtype=np.float64)
             if isinstance(space, spaces.Box)
-            else np.zeros(space.shape)
+            else np.zeros(tuple(space.shape or ()))
         )
 
     @property
@@ -221,8 +221,9 @@ class MECVectorEnv(VectorEnv):
             actions = self._live_actions(actions, resetting)
         params = self._params
         decided = D.decide(params, actions, self._state, self._gain)  # refuses malformed ones
-        draws = CopyGenerators(self._rngs, live, self._normals)
-        state, rewards, info = D.step(params, self._state, decided, draws)
+        draws: Any = CopyGenerators(self._rngs, live, self._normals)  # a generator per copy
+        state, reward, info = D.step(params, self._state, decided, draws)
+        rewards = np.asarray(reward, dtype=np.float64)
         self._state = state
         truncated = live & (np.asarray(state.round_index) >= cfg.episode_rounds)
         if resetting.any():
