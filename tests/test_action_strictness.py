@@ -22,6 +22,27 @@ def _full(alpha=2.0, server=1.0, power=0.5, band=0.2, fu=0.5, fe=0.2, users=4):
     return np.tile([alpha, server, power, band, fu, fe], (users, 1)).astype(np.float64)
 
 
+def _batched(match: str) -> str:
+    """``match`` for a batch of two: a vector env names the batch's shapes, (2, ...)."""
+    import re
+
+    def shape(m: re.Match) -> str:
+        inner = m.group(2).rstrip(",")
+        return rf"{m.group(1)}\(2, {inner}\)"
+
+    return re.sub(r"((?:of|got) shape )\\\((.*?)\\\)", shape, match)
+
+
+def test_batched_patterns_name_the_batch_shapes():
+    assert _batched(r"of shape \(4, 6\), got shape \(6, 4\)") == (
+        r"of shape \(2, 4, 6\), got shape \(2, 6, 4\)"
+    )
+    assert _batched(r"of shape \(24,\), got shape \(4, 6\)") == (
+        r"of shape \(2, 24\), got shape \(2, 4, 6\)"
+    )
+    assert _batched("finite") == "finite"
+
+
 def _refused(env_id, mode, action, match, small):
     """The single env and a vector env of two copies refuse ``action`` (each copy's) with a
     message matching ``match``, and leave their state as it was."""
@@ -34,7 +55,7 @@ def _refused(env_id, mode, action, match, small):
     )
     obs, _ = venv.reset(seed=0)
     arr = np.asarray(action)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=_batched(match)):
         venv.step(np.stack([arr, arr]))
     # a refused step changes nothing: the next valid step plays as from the reset
     twin = gym.make_vec(

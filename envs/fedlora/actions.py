@@ -201,11 +201,11 @@ def action_to_decision(
                 if lo < -ACTION_TOLERANCE or hi > 1.0 + ACTION_TOLERANCE:
                     check_action_bounds(action, 0.0, 1.0, _SHARES)  # raises, naming the entry
                 if lo >= 0.0 and hi <= 1.0:  # in the box, the sum above 1: divided by it
-                    shares, projected = action / total, np.True_
-                else:  # round-off beyond the bounds: clipped
-                    shares, projected = project_shares(action, total)
+                    bandwidth = (action / total) * config.bandwidth_hz  # project_shares order
+                    return bandwidth > 0.0, bandwidth, np.True_
+                shares, clipped = project_shares(action, total)  # round-off beyond the bounds
                 bandwidth = shares * config.bandwidth_hz
-                return bandwidth > 0.0, bandwidth, projected
+                return bandwidth > 0.0, bandwidth, clipped
         act = as_action_array(action, (config.num_devices,), _SHARES, reshape=False)
         check_action_bounds(act, 0.0, 1.0, _SHARES)
         shares, projected = project_shares(act)
