@@ -113,7 +113,11 @@ def test_checks_are_read_from_post_init():
 
     checks, cross = gen_docs.field_checks(MECConfig)
     assert checks["num_users"].text == "integer in [1, 100,000]"
-    assert checks["tokens_max"].text == "integer in [`tokens_min`, inf)"
+    assert checks["tokens_max"].text == "integer in [max(1, `tokens_min`), 1,000,000]"
+    assert checks["p_max_range_w"].text == (
+        "(low, high) pair, each a number in [1e-6, 1000], low <= high"
+    )
+    assert checks["cores_user"].text == "non-empty tuple of integers in [1, 1,000,000]"
     assert checks["mobility_memory"].text == "number in [0, 1)"
     assert checks["action_mode"].text == 'one of `"full"`, `"discrete"`, `"box"`'
     assert any("w_energy + w_delay + w_stability" in c for c in cross)

@@ -280,7 +280,15 @@ def field_checks(cls: type) -> tuple[dict[str, Check], list[str]]:
                 return True
         return False
 
+    ranges = namespace.get("FIELD_RANGES") or {}
     for node in ast.walk(func):
+        if isinstance(node, ast.Call) and _is_bound_check(node):  # FIELD_RANGES[...].check(...)
+            field = _bound_check_field(node)
+            if field in ranges:
+                checks[field] = Check(
+                    _bound_text(ranges[field], node, namespace), optional(node, field)
+                )
+            continue
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             kind, field = node.func.id, _field_of(node)
             if field is None:
@@ -310,6 +318,8 @@ def field_checks(cls: type) -> tuple[dict[str, Check], list[str]]:
                 low = _bound(node.args[2], namespace)
                 kind_text = "integers" if _kwarg(node, "integer") else "numbers"
                 text = f"(low, high): {kind_text}, {low} < low <= high"
+            elif kind in ("check_pair", "check_values") and field in ranges:
+                text = _bound_text(ranges[field], None, namespace, kind)
             elif kind == "_check_values":
                 kind_text = "integers" if _kwarg(node, "integer") else "numbers"
                 text = f"non-empty tuple of positive {kind_text}"
@@ -326,7 +336,50 @@ def field_checks(cls: type) -> tuple[dict[str, Check], list[str]]:
             }
             if fields and "isinstance" not in ast.unparse(node.test):
                 cross.append(_condition(node, parents))
+    pairs, values = namespace.get("PAIR_FIELDS", ()), namespace.get("VALUES_FIELDS", ())
+    for field, bound in ranges.items():  # checked in a loop over names: the plain range
+        kind = "check_pair" if field in pairs else "check_values" if field in values else "check"
+        checks.setdefault(field, Check(_bound_text(bound, None, namespace, kind), False))
     return checks, cross
+
+
+def _is_bound_check(node: ast.Call) -> bool:
+    """``X.check("name", ...)`` (a :class:`~edgeft.envs.common.Bound` of ``FIELD_RANGES``)."""
+    return (
+        isinstance(node.func, ast.Attribute)
+        and node.func.attr == "check"
+        and bool(node.args)
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    )
+
+
+def _bound_check_field(node: ast.Call) -> str:
+    value = node.args[0]
+    assert isinstance(value, ast.Constant)
+    return str(value.value)
+
+
+def _bound_text(
+    bound: Any, call: ast.Call | None, namespace: dict[str, Any], kind: str = "check"
+) -> str:
+    """The allowed values of a ``FIELD_RANGES`` entry: its range, narrowed where the check
+    call passes ``low=`` / ``high=`` (another field), for a pair or a tuple of values."""
+    low = fmt_number(bound.low)
+    high = fmt_number(bound.high)
+    low_open, high_open = bound.low_open, bound.high_open
+    for kw in call.keywords if call is not None else ():
+        if kw.arg == "low":
+            low, low_open = f"max({low}, {_bound(kw.value, namespace)})", False
+        if kw.arg == "high":
+            high, high_open = f"min({high}, {_bound(kw.value, namespace)})", False
+    text = _range_text(low, high, low_open, high_open, bound.integer)
+    if kind == "check_pair":
+        return f"(low, high) pair, each an {text}, low <= high".replace("an number", "a number")
+    if kind == "check_values":
+        kinds = "integers" if bound.integer else "numbers"
+        return f"non-empty tuple of {kinds} in {text.split(' in ', 1)[1]}"
+    return text
 
 
 def _condition(node: ast.If, parents: dict[ast.AST, ast.AST]) -> str:
