@@ -224,6 +224,31 @@ def glue(task: str, config: TrainingConfig, tokenizer: Any) -> TaskData:
 
 
 # ----------------------------------------------------------------------------- images
+class _BatchUnpickler(pickle.Unpickler):
+    """Reads a CIFAR-10 python batch (a pickled dict of bytes, lists and numpy arrays) and
+    nothing else: any other class or function the file names is refused, so a crafted batch
+    cannot run code."""
+
+    ALLOWED = frozenset(
+        {
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"a CIFAR-10 batch holds only bytes, lists and arrays, but this file names "
+            f"{module}.{name}; not loading it (get the batches from "
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz)"
+        )
+
+
 def cifar10(data_dir: str | None) -> TaskData:
     """CIFAR-10 from the python-pickle batches."""
     if data_dir is None:
@@ -244,7 +269,7 @@ def cifar10(data_dir: str | None) -> TaskData:
 
     def load(name: str) -> tuple[np.ndarray, np.ndarray]:
         with (base / name).open("rb") as f:
-            d = pickle.load(f, encoding="bytes")
+            d = _BatchUnpickler(f, encoding="bytes").load()
         return (
             np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32),
             np.asarray(d[b"labels"], np.int64),

@@ -153,3 +153,42 @@ def test_local_glue_tsv_is_tokenised_with_the_models_tokenizer(tmp_path):
     assert data.train.labels.tolist() == [1, 0]
     assert data.train.token_type is not None and data.train.token_type.max() == 1
     assert data.train.ids[0, 0] == tok.cls_token_id
+
+
+def _write_batches(folder, payload=None):
+    """The six CIFAR-10 python batches (a few random images each); ``payload``: an object
+    pickled into the test batch's dict."""
+    rng = np.random.default_rng(0)
+    base = folder / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        d = {
+            b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+            b"labels": [int(x) for x in rng.integers(0, 10, 4)],
+        }
+        if payload is not None and name == "test_batch":
+            d[b"extra"] = payload
+        (base / name).write_bytes(pickle.dumps(d, protocol=2))
+    return base
+
+
+class _Trap:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+def test_cifar_batches_load_and_a_crafted_batch_runs_nothing(tmp_path):
+    _write_batches(tmp_path / "ok")
+    data = cifar10(str(tmp_path / "ok"))
+    assert data.train.images.shape == (20, 3, 32, 32) and data.test.images.shape == (4, 3, 32, 32)
+    assert data.train.labels.dtype == np.int64 and data.num_classes == 10
+    marker = tmp_path / "marker"
+    _write_batches(tmp_path / "evil", payload=_Trap(marker))
+    with pytest.raises(
+        pickle.UnpicklingError, match=r"names (__builtin__|builtins)\.exec; not loading it"
+    ):
+        cifar10(str(tmp_path / "evil"))
+    assert not marker.exists()
