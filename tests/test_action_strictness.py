@@ -91,6 +91,7 @@ def _refused(env_id, mode, action, match, small):
     ],
 )
 def test_mec_full_refuses_what_is_not_in_its_space(action, match):
+    """The checks are in _refused: the error and its message, and the state left as it was."""
     _refused(MEC, "full", action, match, MEC_SMALL)
 
 
@@ -104,6 +105,7 @@ def test_mec_full_refuses_what_is_not_in_its_space(action, match):
     ],
 )
 def test_mec_box_refuses_what_is_not_in_its_space(action, match):
+    """The checks are in _refused: the error and its message, and the state left as it was."""
     _refused(MEC, "box", action, match, MEC_SMALL)
 
 
@@ -116,6 +118,7 @@ def test_mec_box_refuses_what_is_not_in_its_space(action, match):
     ],
 )
 def test_mec_discrete_refuses_what_is_not_in_its_space(action, match):
+    """The checks are in _refused: the error and its message, and the state left as it was."""
     _refused(MEC, "discrete", action, match, MEC_SMALL)
 
 
@@ -179,6 +182,7 @@ def test_mec_reports_the_projection_under_the_fedlora_key():
     ],
 )
 def test_fedlora_refuses_what_is_not_in_its_space(mode, action, match):
+    """The checks are in _refused: the error and its message, and the state left as it was."""
     _refused(FEDLORA, mode, action, match, FED_SMALL)
 
 

@@ -226,6 +226,7 @@ PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[Healt
 @PROPERTY
 @given(fields=_configs(FedLoRAConfig, FL_EXTRA), seed=st.integers(0, 2**31 - 1))
 def test_fedlora_accepted_configs_stay_finite_in_float32(fields, seed):
+    """The checks are in _play: finite float32 observations and rewards, or a named error."""
     fields.setdefault("num_devices", 4)
     fields.setdefault("episode_rounds", SMALL["episode_rounds"])
     _play(FEDLORA, fields, seed)
@@ -234,6 +235,7 @@ def test_fedlora_accepted_configs_stay_finite_in_float32(fields, seed):
 @PROPERTY
 @given(fields=_configs(MECConfig, MEC_EXTRA), seed=st.integers(0, 2**31 - 1))
 def test_mec_accepted_configs_stay_finite_in_float32(fields, seed):
+    """The checks are in _play: finite float32 observations and rewards, or a named error."""
     fields.setdefault("num_users", 3)
     fields.setdefault("num_servers", 2)
     fields.setdefault("episode_rounds", SMALL["episode_rounds"])
