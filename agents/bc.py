@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 from edgeft.baselines import reference_policy
-from edgeft.envs.mec.config import MECConfig
+from edgeft.envs.mec.config import DISCRETE_MODES, MECConfig
 
 #: BC settings and their defaults (``TrainConfig.bc`` overrides them)
 BC_DEFAULTS: dict[str, Any] = {
@@ -158,8 +158,10 @@ _MEC_OTHER_SECTIONS = (
 def _check_permutable(config: Any) -> None:
     from edgeft.envs.mec.observation import observation_layout
 
-    if not isinstance(config, MECConfig) or config.action_mode != "discrete":
-        raise ValueError("permute_users needs the MEC env's discrete action mode")
+    if not isinstance(config, MECConfig) or config.action_mode not in DISCRETE_MODES:
+        raise ValueError(
+            f"permute_users needs one of the MEC env's discrete action modes {DISCRETE_MODES}"
+        )
     unknown = [
         name
         for name, _ in observation_layout(config)

@@ -4,10 +4,11 @@ Every policy reads the round from the observation alone (``observation.decode_ob
 with the config it was given: build policies with ``edgeft.make_policy(name, env)``, which
 passes the env's ``config_in_force``), decides in SI units, and writes the decision in the env's
 action mode with ``actions.decision_to_action``: exactly in ``"full"``, alpha and server in
-``"discrete"`` (the env then applies its fast resource rule), and the nearest box point in
-``"box"`` (the box mode always fills each server's band and GPU, so a decision that leaves
-capacity unused is scaled up). All policies are myopic in the round's
-weighted cost (the energy-budget queue is not used). The wall time of the last decision is
+``"discrete"`` and ``"discrete-priced"`` (the env then applies its resource rule), and the
+nearest box point in ``"box"`` (the box mode always fills each server's band and GPU, so a
+decision that leaves capacity unused is scaled up). The policies below are myopic in the
+round's weighted cost (the energy-budget queue is not used); the ``-dpp`` ones add the queues'
+drift-plus-penalty price (:class:`DriftPlusPenalty`). The wall time of the last decision is
 ``policy.last_solve_time`` and all of them are in ``policy.solve_times``.
 
 | name | association | alpha | resources |
@@ -28,9 +29,9 @@ from typing import Any
 import numpy as np
 from edgeft.envs.mec import reward as R
 from edgeft.envs.mec.actions import decision_to_action
-from edgeft.envs.mec.config import MECConfig
+from edgeft.envs.mec.config import OVERSHOOT_PRICE, PRICE_V, MECConfig
 from edgeft.envs.mec.observation import decode_observation
-from edgeft.envs.mec.resources import fast_resource_rule
+from edgeft.envs.mec.resources import fast_resource_rule, queue_energy_price
 from edgeft.envs.mec.types import MECDecision, MECInstance, instance_from_state
 
 from . import solver as S
@@ -293,8 +294,9 @@ class GreedyFastPolicy(MECPolicy):
         return dec
 
 
-#: default V of the drift-plus-penalty policies (see :class:`DriftPlusPenalty`)
-DPP_V = 10.0
+#: default V of the drift-plus-penalty policies (see :class:`DriftPlusPenalty`), the
+#: ``"discrete-priced"`` mode's V
+DPP_V = PRICE_V
 
 
 class DriftPlusPenalty:
@@ -333,15 +335,14 @@ class DriftPlusPenalty:
     options: dict[str, Any]
 
     def energy_price(self, inst: MECInstance) -> np.ndarray | None:
-        """lambda_n = min(q_n / V, P / N) / e_bar_n (cost per joule of device energy)."""
-        from edgeft.envs.mec.family import OVERSHOOT_PRICE
-
-        v = float(self.options.get("v", DPP_V))
-        if not v > 0:
-            raise ValueError(f"the drift-plus-penalty weight v must be > 0, got {v}")
-        cap = float(self.options.get("price_cap", OVERSHOOT_PRICE)) / inst.num_users
-        q = inst.energy_queue / inst.energy_budget
-        return np.minimum(q / v, cap) / inst.energy_budget
+        """lambda_n = min(q_n / V, P / N) / e_bar_n (cost per joule of device energy;
+        ``resources.queue_energy_price``)."""
+        return queue_energy_price(
+            inst.energy_queue,
+            inst.energy_budget,
+            float(self.options.get("v", DPP_V)),
+            float(self.options.get("price_cap", OVERSHOOT_PRICE)),
+        )
 
 
 class GreedyDPPPolicy(DriftPlusPenalty, GreedyFastPolicy):

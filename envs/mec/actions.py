@@ -33,7 +33,11 @@ MIN_FRACTION + u (1 - MIN_FRACTION); bandwidth and freq_edge shares = (MIN_FRACT
 normalised over each server's users, so the budgets are always used in full. ``"discrete"``:
 MultiDiscrete([Upsilon - 1] * N + [M] * N), alpha = a + 1 and the server; power, bandwidth and
 frequencies by ``resources.fast_resource_rule``, the exact minimiser of the round's weighted cost
-for that (alpha, server).
+for that (alpha, server). ``"discrete-priced"``: the same space; the rule minimises the round's
+cost with each user's device energy priced by its energy-budget queue
+(``resources.queue_energy_price``, ``greedy-dpp``'s price), so that the power and frequencies
+an agent gets follow the energy budgets (a new version of the discrete mode; ``"discrete"`` is
+kept as it was for the agents that play it).
 
 :func:`action_to_decision` maps an action of any mode to the decision the env applies;
 :func:`decision_to_action` is the reverse, the action of a mode that expresses a decision (what
@@ -50,7 +54,7 @@ from typing import Any
 
 import numpy as np
 from edgeft.envs.common import as_action_array, check_action_bounds
-from edgeft.envs.mec.config import MIN_FRACTION, MECConfig
+from edgeft.envs.mec.config import DISCRETE_MODES, MIN_FRACTION, MECConfig
 from edgeft.envs.mec.resources import (  # noqa: F401  (re-exported: old import paths)
     LN2,
     _kappa_rho,
@@ -58,6 +62,7 @@ from edgeft.envs.mec.resources import (  # noqa: F401  (re-exported: old import 
     heuristic_resource_rule,
     optimal_edge_frequency,
     optimal_power_bandwidth,
+    queue_energy_price,
     server_sums,
 )
 from edgeft.envs.mec.types import MECDecision, MECInstance, at_server
@@ -262,8 +267,20 @@ def action_to_decision(
         table, report = box_to_table(config, action)
         return fractions_to_decision(inst, table), report
     alpha, server = discrete_to_alpha_server(config, action)
-    dec = fast_resource_rule(inst, alpha, server, config.weights, config.upload_delay)
-    return dec, {c: 0.0 for c in COLUMNS}
+    return discrete_resources(config, inst, alpha, server), {c: 0.0 for c in COLUMNS}
+
+
+def discrete_resources(
+    config: MECConfig, inst: MECInstance, alpha: np.ndarray, server: np.ndarray
+) -> MECDecision:
+    """The decision of a discrete mode for (alpha, server): ``resources.fast_resource_rule``,
+    the exact minimiser of the round's weighted cost (``"discrete"``) or of that cost with each
+    user's device energy priced by its energy-budget queue (``"discrete-priced"``:
+    ``resources.queue_energy_price``, the price ``greedy-dpp`` pays)."""
+    price = None
+    if config.action_mode == "discrete-priced":
+        price = queue_energy_price(inst.energy_queue, inst.energy_budget)
+    return fast_resource_rule(inst, alpha, server, config.weights, config.upload_delay, price)
 
 
 def copy_instance(inst: MECInstance, i: int) -> MECInstance:
@@ -295,7 +312,7 @@ def actions_to_decisions(
     """
     mode = config.action_mode
     copies, n = int(inst.tokens.shape[0]), config.num_users
-    if mode == "discrete":
+    if mode in DISCRETE_MODES:
         what = f"a batch of {copies} MultiDiscrete actions [alpha - 1] * N + [server] * N"
         a = as_action_array(actions, (copies, 2 * n), what, reshape=False)
         decisions = []
@@ -305,9 +322,8 @@ def actions_to_decisions(
             except ValueError as err:
                 raise ValueError(f"copy {i}: {err}") from None
             decisions.append((alpha, server))
-        upload = config.upload_delay
         decs = [
-            fast_resource_rule(copy_instance(inst, i), alpha, server, config.weights, upload)
+            discrete_resources(config, copy_instance(inst, i), alpha, server)
             for i, (alpha, server) in enumerate(decisions)
         ]
         zero = np.zeros(copies)
@@ -359,7 +375,7 @@ def decision_to_action(
         ValueError: an unknown ``action_mode``, or no ``inst`` for ``"full"`` / ``"box"``.
     """
     mode = action_mode or config.action_mode
-    if mode == "discrete":
+    if mode in DISCRETE_MODES:
         return discrete_action(decision.alpha, decision.server)
     if mode not in ("full", "box"):
         raise ValueError(f"action_mode must be one of {list(config.ACTION_MODES)}, got {mode!r}")

@@ -18,8 +18,19 @@ from edgeft.envs.common import Bound, check_choice, check_pair, check_values
 from edgeft.envs.mec import formulas as F
 from edgeft.envs.real_config import validated_training
 
-ACTION_MODES = ("full", "discrete", "box")
+ACTION_MODES = ("full", "discrete", "box", "discrete-priced")
+#: the MultiDiscrete modes: (alpha, server) per user, resources by the env's exact rule; in
+#: ``"discrete-priced"`` the rule prices device energy with the energy-budget queues
+DISCRETE_MODES = ("discrete", "discrete-priced")
 MODES = ("surrogate", "real")
+#: the headline's price P of energy overshoot: cost per round charged per unit of mean relative
+#: overshoot (the hindsight bound's multipliers are boxed in [0, P]; greedy-dpp and the
+#: ``"discrete-priced"`` mode price energy at most P / N per user)
+OVERSHOOT_PRICE = 100.0
+#: V of the ``"discrete-priced"`` mode's drift-plus-penalty price
+#: (``resources.queue_energy_price``), the default of the drift-plus-penalty reference
+#: policies (``greedy-dpp``)
+PRICE_V = 10.0
 
 #: Smallest fraction of a budget (p^max, a server's band or GPU, f^max) a decision may use: a zero
 #: power, bandwidth or frequency would make a delay infinite. The projection of every action mode,
@@ -131,7 +142,10 @@ class MECConfig:
             1e7].
         action_mode: "full" (Box (N, 6): every decision, exactly what the reference policies
             output), "discrete" (MultiDiscrete: alpha and server per user, resources by the env's
-            fast rule) or "box" (Box [-1, 1]^(6N), normalised decisions).
+            exact rule for the round's weighted cost), "discrete-priced" (the same space; the
+            rule also prices each user's device energy with its energy-budget queue, as
+            ``greedy-dpp`` does, so power and frequencies follow the budgets) or "box" (Box
+            [-1, 1]^(6N), normalised decisions).
         mode: "surrogate" (cost model only) or "real" (each user's job runs on the split-LoRA
             engine of ``edgeft.training``).
         preset: "default" or "paper" (MEC Section 5 literally).

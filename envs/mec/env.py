@@ -47,6 +47,9 @@ class MECOffloadingEnv(gym.Env):
     | ``"discrete"`` | MultiDiscrete | [alpha - 1] * N + [server] * N; power, bandwidth and |
     |                |               | frequencies that minimise the round's cost for them |
     |                |               | (``resources.fast_resource_rule``, exact, O(N) numpy) |
+    | ``"discrete-priced"`` | MultiDiscrete | the same; the rule also prices each user's device |
+    |                       |               | energy with its energy-budget queue (greedy-dpp's |
+    |                       |               | price), so power and frequencies follow the budgets |
     | ``"box"`` | Box [-1, 1]^(6N) float32 | the six decisions affinely scaled, bandwidth and GPU |
     |           |                          | shares normalised per server |
 
@@ -144,6 +147,9 @@ class MECOffloadingEnv(gym.Env):
       per-user values in ``info["costs"]``, bounded version ``info["cost_bounded"]``); the
       weighted objective moved to ``info["objective"]``. Dynamics, rewards and every other
       info key unchanged (the v2 suites' episodes are the same).
+    * v0: ``action_mode="discrete-priced"``, a new version of the discrete mode whose resource
+      rule prices device energy with the energy-budget queues (``actions.discrete_resources``);
+      ``"discrete"`` unchanged.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}

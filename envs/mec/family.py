@@ -17,13 +17,10 @@ from typing import Any
 
 import numpy as np
 from edgeft.envs.family import BUDGET_TOLERANCE, EnvEntry, EnvFamily, Headline, Metric
-from edgeft.envs.mec.config import PRESETS, MECConfig
+from edgeft.envs.mec.config import OVERSHOOT_PRICE, PRESETS, MECConfig
 
 ENV_ID = "edgeft/MECOffloading-v0"
-#: the headline's price P of energy overshoot: cost per round charged per unit of mean relative
-#: overshoot (the hindsight bound's multipliers are boxed in [0, P]; greedy-dpp prices energy
-#: at most P / N per user)
-OVERSHOOT_PRICE = 100.0
+#: OVERSHOOT_PRICE (imported above) is defined in the config: the discrete-priced mode uses it too
 
 
 class EpisodeMetrics:

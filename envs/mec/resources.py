@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from edgeft.envs.mec.config import MIN_FRACTION
+from edgeft.envs.mec.config import MIN_FRACTION, OVERSHOOT_PRICE, PRICE_V
 from edgeft.envs.mec.types import MECDecision, MECInstance
 
 LN2 = math.log(2.0)
@@ -30,6 +30,7 @@ __all__ = [
     "heuristic_resource_rule",
     "optimal_edge_frequency",
     "optimal_power_bandwidth",
+    "queue_energy_price",
     "server_sums",
 ]
 
@@ -49,6 +50,29 @@ def device_energy_weight(we: float, price: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(price)) or np.any(price < 0):
         raise ValueError("the device-energy price must be finite and >= 0")
     return we + price
+
+
+def queue_energy_price(
+    energy_queue: np.ndarray,
+    energy_budget: np.ndarray,
+    v: float = PRICE_V,
+    price_cap: float = OVERSHOOT_PRICE,
+) -> np.ndarray:
+    """The drift-plus-penalty price of device energy, lambda_n = min(q_n / V, P / N) / e_bar_n
+    per joule (q_n = Q_n / e_bar_n, the queue in budgets; P = ``price_cap`` shared by the N
+    users): minimising the round's cost with device energy weighted omega_e + lambda_n is
+    minimising V C_t + sum_n q_n e_n / e_bar_n, the drift bound's decision-dependent part
+    (``baselines.mec.policies.DriftPlusPenalty`` explains V and the cap). The
+    ``"discrete-priced"`` mode and ``greedy-dpp`` use it.
+
+    Raises:
+        ValueError: ``v`` not > 0.
+    """
+    if not v > 0:
+        raise ValueError(f"the drift-plus-penalty weight v must be > 0, got {v}")
+    cap = float(price_cap) / energy_queue.shape[-1]
+    q = energy_queue / energy_budget
+    return np.minimum(q / v, cap) / energy_budget
 
 
 def fast_resource_rule(
