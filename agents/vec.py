@@ -501,6 +501,8 @@ def make_vec_env(cfg: Any, config: Any, seed: int) -> VecEnv:
     from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
     from stable_baselines3.common.vec_env import VecMonitor
 
+    if getattr(cfg, "scenarios", ""):
+        return scenario_vec_env(cfg, seed)
     spec = gym.registry[cfg.env_id]
     venv: VecEnv
     if spec.vector_entry_point is not None and getattr(config, "mode", "surrogate") == "surrogate":
@@ -527,3 +529,43 @@ def make_vec_env(cfg: Any, config: Any, seed: int) -> VecEnv:
     if cfg.obs_transform != "none":
         venv = VecObsTransform(venv, get_transform(cfg.obs_transform, config))
     return venv
+
+
+def scenario_vec_env(cfg: Any, seed: int) -> VecEnv:
+    """The SB3 ``VecEnv`` of a run on an instance distribution (``cfg.scenarios``): copy i a
+    ``ScenarioEnv`` on the training split's stream i, seeded with seed + i (its scenarios then
+    come from the stream (i, seed + i)), each episode's observation transform and reward
+    shaping built with that episode's config."""
+    from edgeft.agents.transforms import get_transform
+    from edgeft.envs.fedlora.scenarios import ScenarioEnv
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+
+    transform = None
+    if cfg.obs_transform != "none":
+        name = cfg.obs_transform
+        get_transform(name, _first_config(cfg))  # an unknown or wrong-family name fails here
+
+        def transform(obs: np.ndarray, config: Any) -> np.ndarray:
+            return get_transform(name, config)(obs)
+
+    shaping = dict(cfg.reward_shaping)
+    reward = None
+    if shaping:
+        make_reward_fn(shaping, _first_config(cfg))  # bad options fail here
+
+        def reward(config: Any) -> Any:
+            return make_reward_fn(shaping, config)
+
+    def make(i: int) -> Any:
+        return ScenarioEnv(cfg.scenarios, "train", i, cfg.env_config, transform, reward)
+
+    venv = DummyVecEnv([lambda i=i: make(i) for i in range(int(cfg.n_envs))])
+    venv.seed(seed)
+    return VecMonitor(venv)
+
+
+def _first_config(cfg: Any) -> Any:
+    from edgeft.envs.fedlora.config import FedLoRAConfig
+    from edgeft.envs.fedlora.scenarios import get_distribution
+
+    return FedLoRAConfig(**{**cfg.env_config, **get_distribution(cfg.scenarios).draw("train", 0)})

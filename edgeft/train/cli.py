@@ -134,6 +134,14 @@ def _add_policy(parser: argparse._ArgumentGroup) -> None:
         f"(ppo, a2c, sac, td3 and their -lag variants), mec-shared (ppo, "
         f"a2c); it brings its own features (default: {tuned} {d.policy})",
     )
+    parser.add_argument(
+        "--scenarios",
+        default=None,
+        metavar="NAME",
+        help="train on an instance distribution: every episode a new scenario drawn from "
+        "its training split (FedLoRA: fedlora-general; edgeft.envs.fedlora.scenarios); "
+        "validation stays on the run's scenario",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -153,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
             progress=False if args.no_progress else None,
             init=args.init,
             policy=args.policy,
+            scenarios=args.scenarios,
             env_config=parse_overrides(args.env_overrides) or None,
             hyperparams=parse_overrides(args.hp_overrides) or None,
             lagrangian=parse_overrides(args.lag_overrides) or None,

@@ -73,6 +73,11 @@ class TrainConfig:
             bandwidth modes on ``fedlora-devices`` features; PPO/A2C, and SAC/TD3 in the score
             and bandwidth modes). Choosing one picks its features unless ``obs_transform`` is
             set too.
+        scenarios: ``""`` (every episode in ``env_config``'s scenario) or the name of an
+            instance distribution (``edgeft.envs.fedlora.scenarios.DISTRIBUTIONS``, e.g.
+            ``"fedlora-general"``): every training episode plays a new scenario drawn from its
+            training split on top of ``env_config`` (``ScenarioEnv``; validation stays on
+            ``env_config``'s scenario). FedLoRA only.
     """
 
     env_id: str = "edgeft/FedLoRAScheduling-v0"
@@ -95,6 +100,7 @@ class TrainConfig:
     bc: dict[str, Any] = field(default_factory=dict)
     lagrangian: dict[str, Any] = field(default_factory=dict)
     policy: str = "MlpPolicy"
+    scenarios: str = ""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field and the fix."""
@@ -115,6 +121,7 @@ class TrainConfig:
             )
         lagrangian_settings(self.lagrangian)
         self._validate_policy()
+        self._validate_scenarios()
         if not 0 <= int(self.seed) < MAX_TRAIN_SEED:
             raise ValueError(
                 f"seed must be in [0, {MAX_TRAIN_SEED}) (higher seeds are reserved "
@@ -138,6 +145,30 @@ class TrainConfig:
             raise ValueError(
                 f"init {self.init!r} needs an actor-critic algorithm "
                 f"(ppo, a2c or their -lag variants), not {self.algo}"
+            )
+
+    def _validate_scenarios(self) -> None:
+        """A known instance distribution, of the FedLoRA env, without behaviour cloning (a
+        teacher is built for one scenario's config)."""
+        if not self.scenarios:
+            return
+        from edgeft.envs.fedlora.scenarios import ENV_ID, get_distribution
+
+        get_distribution(self.scenarios)
+        if self.env_id != ENV_ID:
+            raise ValueError(
+                f"scenarios {self.scenarios!r} are {ENV_ID} scenarios, not {self.env_id}"
+            )
+        if self.init:
+            raise ValueError(
+                f"scenarios and init {self.init!r} do not go together (the teacher is built for "
+                "one scenario); train from scratch, or clone on one scenario first"
+            )
+        drawn = set(get_distribution(self.scenarios).draw("train", 0)) & set(self.env_config)
+        if drawn:
+            raise ValueError(
+                f"env_config sets {sorted(drawn)}, which the scenarios {self.scenarios!r} draw; "
+                "leave them out"
             )
 
     def _validate_policy(self) -> None:

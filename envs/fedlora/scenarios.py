@@ -1,0 +1,213 @@
+"""Instance distributions of the FedLoRA env: scenarios drawn at random, for agents that
+generalise.
+
+A :class:`ScenarioDistribution` draws the fields of an env config that make one scenario
+differ from another: the delay budget, the cell geometry, the channel model (i.i.d. Rayleigh
+blocks, AR(1)-correlated fading, or correlated fading with moving devices) and the data
+partition (i.i.d. or Dirichlet shards, which pick the surrogate's calibration). The number of
+devices K is fixed within a distribution: a training run's env copies must share their spaces
+(stable-baselines3 batches them), and the size-independent policy ``fedlora-shared`` then
+plays any K.
+
+Train and test draws never coincide: draw i of split s comes from the generator seeded with
+``(SPLITS[s], stream, i)``, so the two splits are independent streams, and a scenario a
+test suite holds is never one an agent was trained on (the continuous fields coincide with
+probability 0; tested). :class:`ScenarioEnv` plays a new training draw every episode.
+
+:data:`DISTRIBUTIONS` holds the named ones: ``"fedlora-general"``, K = 20 with
+D-bar in [1.5, 3] us/bit (log-uniform), the cell centre 250-350 m from the server with a
+radius of 30-80 m, the three channel models and both partitions. The held-out suites differ in
+kind: K = 100 and D-bar = 1 us/bit (``fedlora-hard``), the 3GPP UMi trace (``fedlora-3gpp``),
+FT's loose budget (``fedlora-paper``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+ENV_ID = "edgeft/FedLoRAScheduling-v0"
+#: the generator streams of the two splits
+SPLITS = {"train": 0, "test": 1}
+#: the channel models a distribution draws from, as env config fields (``"correlated"`` and
+#: ``"mobile"`` draw their correlation and speed)
+CHANNEL_MODELS = ("iid", "correlated", "mobile")
+#: the data partitions (the env's ``data`` field)
+PARTITIONS = ("iid", "dirichlet")
+
+
+@dataclass(frozen=True)
+class ScenarioDistribution:
+    """A distribution over FedLoRA scenarios (env config fields; see the module docstring).
+
+    Attributes:
+        num_devices: K, the same in every draw.
+        budget_us_per_bit: D-bar's range in us per bit, drawn log-uniformly.
+        cell_center_m, cell_radius_m: ranges of the cell's distance from the server and of
+            its radius, drawn uniformly.
+        channels: the channel models drawn from (:data:`CHANNEL_MODELS`), uniformly:
+            ``"iid"`` new Rayleigh fading every round; ``"correlated"`` AR(1) fading with
+            rho in ``fading_correlation``; ``"mobile"`` AR(1) fading with rho = 0.9 and devices
+            moving at a speed in ``speed_mps`` (Gauss-Markov, 2 s rounds), as ``fedlora-mobile``.
+        fading_correlation, speed_mps: the ranges of those draws.
+        data: the data partitions drawn from (:data:`PARTITIONS`), uniformly.
+    """
+
+    num_devices: int = 20
+    budget_us_per_bit: tuple[float, float] = (1.5, 3.0)
+    cell_center_m: tuple[float, float] = (250.0, 350.0)
+    cell_radius_m: tuple[float, float] = (30.0, 80.0)
+    channels: tuple[str, ...] = CHANNEL_MODELS
+    fading_correlation: tuple[float, float] = (0.5, 0.95)
+    speed_mps: tuple[float, float] = (0.5, 3.0)
+    data: tuple[str, ...] = PARTITIONS
+
+    def __post_init__(self) -> None:
+        for name in ("budget_us_per_bit", "cell_center_m", "cell_radius_m", "speed_mps"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} must be a range 0 < low <= high, got {(lo, hi)}")
+        lo, hi = self.fading_correlation
+        if not 0 <= lo <= hi < 1:
+            raise ValueError(f"fading_correlation must lie in [0, 1), got {(lo, hi)}")
+        for name, allowed in (("channels", CHANNEL_MODELS), ("data", PARTITIONS)):
+            values = getattr(self, name)
+            if not values or any(v not in allowed for v in values):
+                raise ValueError(f"{name} must be a non-empty tuple of {allowed}, got {values}")
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        """One scenario: the env config fields it sets (a dict for ``gym.make``)."""
+        lo, hi = np.log(self.budget_us_per_bit)
+        config: dict[str, Any] = {
+            "num_devices": self.num_devices,
+            "delay_budget_per_bit": float(np.exp(rng.uniform(lo, hi))) * 1e-6,
+            "cell_center_m": float(rng.uniform(*self.cell_center_m)),
+            "cell_radius_m": float(rng.uniform(*self.cell_radius_m)),
+        }
+        channel = self.channels[int(rng.integers(len(self.channels)))]
+        if channel == "correlated":
+            config["fading_correlation"] = float(rng.uniform(*self.fading_correlation))
+        elif channel == "mobile":
+            config.update(
+                fading_correlation=0.9,
+                mobility_speed_mps=float(rng.uniform(*self.speed_mps)),
+                round_duration_s=2.0,
+            )
+        config["data"] = self.data[int(rng.integers(len(self.data)))]
+        return config
+
+    def draw(self, split: str, index: int, stream: int = 0) -> dict[str, Any]:
+        """Draw ``index`` of ``split`` (``"train"`` or ``"test"``) in ``stream``: the same
+        scenario every time; the two splits never share a draw."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+        return self.sample(np.random.default_rng([SPLITS[split], int(stream), int(index)]))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The distribution's fields (JSON-ready; recorded with the agents trained on it)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+#: the named distributions (``edgeft train --scenarios NAME``)
+DISTRIBUTIONS: dict[str, ScenarioDistribution] = {"fedlora-general": ScenarioDistribution()}
+
+
+def get_distribution(name: str) -> ScenarioDistribution:
+    """The named distribution; a ``ValueError`` naming the known ones otherwise."""
+    if name not in DISTRIBUTIONS:
+        raise ValueError(f"unknown scenario distribution {name!r}; known: {sorted(DISTRIBUTIONS)}")
+    return DISTRIBUTIONS[name]
+
+
+class ScenarioEnv(gym.Env):
+    """The FedLoRA env on a new scenario every episode: each ``reset`` draws the next scenario
+    of ``split`` in ``stream`` (draw 0, 1, 2, ...; ``reset(seed=s)`` restarts at draw 0 of the
+    stream ``(stream, s)``) and plays it from a seed drawn with it.
+
+    ``base`` holds the config fields every scenario shares (the action mode, the reward, the
+    budget guard); the distribution's fields override them. ``transform``, optional: a
+    function ``(obs batch, config) -> features batch`` applied with each episode's own config
+    (an observation transform of ``edgeft.agents.transforms`` reads the budget and the
+    calibration from it). ``reward``, optional: a builder ``config -> fn(obs_before batch,
+    info) -> reward`` (a training reward of ``edgeft.agents.vec.REWARD_SHAPINGS``) that
+    replaces the env's reward, built with each episode's config and fed the raw observation
+    the round started from. ``info["scenario"]`` holds the draw's fields at reset.
+    """
+
+    def __init__(
+        self,
+        distribution: str | ScenarioDistribution = "fedlora-general",
+        split: str = "train",
+        stream: int = 0,
+        base: dict[str, Any] | None = None,
+        transform: Any = None,
+        reward: Any = None,
+    ) -> None:
+        if isinstance(distribution, str):
+            distribution = get_distribution(distribution)
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+        self.distribution = distribution
+        self.split, self.stream = split, int(stream)
+        self.base = dict(base or {})
+        self.transform = transform
+        self.reward = reward
+        self._reward_fn: Any = None
+        self._raw: np.ndarray | None = None
+        self._stream: tuple[int, ...] = (self.stream,)
+        self._draw = 0
+        self.scenario: dict[str, Any] = {}
+        self.env = self._make(distribution.draw(split, 0, self.stream))
+        self.action_space = self.env.action_space
+        raw = self.env.observation_space
+        if transform is None:
+            self.observation_space = raw
+        else:
+            size = self._features(np.zeros(raw.shape, dtype=np.float64)).shape[0]
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float64)
+
+    def _make(self, scenario: dict[str, Any]) -> Any:
+        self.scenario = scenario
+        return gym.make(ENV_ID, **{**self.base, **scenario})
+
+    @property
+    def config(self) -> Any:
+        """The config in force of the current scenario's env."""
+        from edgeft.envs.common import config_in_force
+
+        return config_in_force(self.env)
+
+    def _features(self, obs: np.ndarray) -> np.ndarray:
+        if self.transform is None:
+            return obs
+        return self.transform(np.asarray(obs, dtype=np.float64)[None], self.config)[0]
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self._stream, self._draw = (self.stream, int(seed)), 0
+        rng = np.random.default_rng([SPLITS[self.split], *self._stream, self._draw])
+        self._draw += 1
+        self.env.close()
+        self.env = self._make(self.distribution.sample(rng))
+        obs, info = self.env.reset(seed=int(rng.integers(2**31)))
+        if self.reward is not None:
+            self._reward_fn = self.reward(self.config)
+        self._raw = obs
+        return self._features(obs), {**info, "scenario": dict(self.scenario)}
+
+    def step(self, action: Any) -> tuple[np.ndarray, Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self._reward_fn is not None:
+            before = np.asarray(self._raw, dtype=np.float64)[None]
+            reward = float(np.ravel(self._reward_fn(before, info))[0])
+        self._raw = obs
+        return self._features(obs), reward, terminated, truncated, info
+
+    def close(self) -> None:
+        self.env.close()
