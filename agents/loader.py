@@ -382,7 +382,7 @@ def load_policy(
         raise ValueError(f"model {zp.name} was trained on {meta['env_id']}, not {env_id}")
     diffs: list[str] = []
     if check_config:
-        diffs = config_mismatch(meta["env_config"], config)
+        diffs = in_distribution(meta, config_mismatch(meta["env_config"], config), config)
         if any(d.startswith("action_mode:") for d in diffs):  # another action space altogether
             raise ValueError(
                 f"model {zp.name} acts in action_mode={meta['env_config']['action_mode']!r}, "
@@ -406,16 +406,100 @@ def load_policy(
         return _checked(SB3Policy(model, meta, norm, config, zp), diffs)
     space = getattr(env, "action_space", None)
     if space is not None and space != meta["action_space"]:
-        why = f" (the env differs in {'; '.join(diffs)})" if diffs else ""
-        raise ValueError(
-            f"model {zp.name} acts in {meta['action_space']}, the env in "
-            f"{space}{why}: this model cannot play that env; build the env with "
-            "the model's config"
-        )
-    key = ("safe", algo, str(zp), meta["weights"]["sha256"])
+        resized = resized_meta(meta, config, space)
+        if resized is None:
+            why = f" (the env differs in {'; '.join(diffs)})" if diffs else ""
+            raise ValueError(
+                f"model {zp.name} acts in {meta['action_space']}, the env in "
+                f"{space}{why}: this model cannot play that env; build the env with "
+                "the model's config"
+            )
+        meta = resized
+    key = ("safe", algo, str(zp), meta["weights"]["sha256"], repr(meta["action_space"]))
     if key not in _MODEL_CACHE:
         _MODEL_CACHE[key] = load_agent(zp, meta)
     return _checked(SB3Policy(_MODEL_CACHE[key], meta, meta["normalization"], config, zp), diffs)
+
+
+def in_distribution(meta: dict[str, Any], diffs: list[str], config: Any) -> list[str]:
+    """``diffs`` (``config_mismatch``'s "field: model a, env b" lines) less the fields an agent
+    trained on an instance distribution (``train_config.scenarios``,
+    ``edgeft.envs.fedlora.scenarios``) saw: those whose env value the distribution draws."""
+    train = meta.get("train_config")
+    name = train.get("scenarios") if isinstance(train, dict) else None
+    if not name:
+        return diffs
+    from edgeft.envs.fedlora.scenarios import DISTRIBUTIONS
+
+    dist = DISTRIBUTIONS.get(str(name))
+    if dist is None:
+        return diffs
+    out = []
+    for d in diffs:
+        field = d.split(":", 1)[0]
+        if field == "surrogate":  # the calibration of the env's data partition, if drawn
+            default = type(config)(data=config.data).surrogate
+            if config.surrogate == default and dist.covers("data", config.data):
+                continue
+        elif dist.covers(field, getattr(config, field, None)):
+            continue
+        out.append(d)
+    return out
+
+
+def resized_meta(meta: dict[str, Any], config: Any, action_space: Any) -> dict[str, Any] | None:
+    """The description of a ``fedlora-shared`` agent (on ``fedlora-devices`` features) for an
+    env of another number of devices K', None for any other agent.
+
+    The network shares its weights over devices, so only its spaces change: the observation
+    space becomes the K' device blocks and the global features, the action space the env's.
+    The observation statistics, kept per position (device block k, feature j), are pooled over
+    the K training positions (devices are exchangeable: the mean of the K means, the mean of
+    the K variances plus the variance of the means) and repeated for the K' devices; the
+    global features keep theirs. At the training K nothing changes.
+    """
+    from edgeft.agents.transforms import FEDLORA_DEVICE_FEATURES, transformed_size
+    from gymnasium import spaces
+
+    if meta["policy"].get("class") != "fedlora-shared":
+        return None
+    if meta.get("obs_transform") != "fedlora-devices" or not hasattr(config, "num_devices"):
+        return None
+    k_old, k_new = int(meta["env_config"]["num_devices"]), int(config.num_devices)
+    size = transformed_size("fedlora-devices", config, config.obs_size)
+    doc = dict(meta)
+    doc["observation_space"] = spaces.Box(-np.inf, np.inf, (size,), np.float64)
+    doc["action_space"] = action_space
+    norm = meta.get("normalization")
+    if norm is not None and k_new != k_old:
+        doc["normalization"] = pooled_normalization(
+            norm, k_old, k_new, len(FEDLORA_DEVICE_FEATURES)
+        )
+    return doc
+
+
+def pooled_normalization(
+    norm: dict[str, Any], k_old: int, k_new: int, per_device: int
+) -> dict[str, Any]:
+    """Observation statistics of K device blocks of ``per_device`` features (then the global
+    features) pooled per feature over the blocks and repeated for ``k_new`` blocks (see
+    :func:`resized_meta`)."""
+    mean = np.asarray(norm["mean"], dtype=np.float64)
+    var = np.asarray(norm["var"], dtype=np.float64)
+    cut = k_old * per_device
+    if mean.size < cut:
+        raise ValueError(
+            f"the agent's observation statistics have {mean.size} entries, fewer than its "
+            f"{k_old} devices x {per_device} features"
+        )
+    m = mean[:cut].reshape(k_old, per_device)
+    v = var[:cut].reshape(k_old, per_device)
+    pooled_mean = m.mean(axis=0)
+    pooled_var = v.mean(axis=0) + m.var(axis=0)
+    out = dict(norm)
+    out["mean"] = np.concatenate([np.tile(pooled_mean, k_new), mean[cut:]]).tolist()
+    out["var"] = np.concatenate([np.tile(pooled_var, k_new), var[cut:]]).tolist()
+    return out
 
 
 def _checked(policy: SB3Policy, diffs: list[str]) -> SB3Policy:

@@ -106,9 +106,41 @@ class ScenarioDistribution:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
         return self.sample(np.random.default_rng([SPLITS[split], int(stream), int(index)]))
 
+    def covers(self, name: str, value: Any) -> bool:
+        """Whether the config field ``name`` at ``value`` lies in what this distribution draws
+        (a trained agent is in distribution there); False for fields it does not draw."""
+        ranges = {
+            "delay_budget_per_bit": tuple(1e-6 * x for x in self.budget_us_per_bit),
+            "cell_center_m": self.cell_center_m,
+            "cell_radius_m": self.cell_radius_m,
+        }
+        if name in ranges:
+            lo, hi = ranges[name]
+            return lo * (1 - 1e-12) <= float(value) <= hi * (1 + 1e-12)
+        channels = self.channels
+        if name == "num_devices":
+            return bool(value == self.num_devices)
+        if name == "data":
+            return value in self.data
+        if name == "fading_correlation":
+            return (
+                ("iid" in channels and value == 0.0)
+                or ("mobile" in channels and value == 0.9)
+                or ("correlated" in channels and _inside(value, self.fading_correlation))
+            )
+        if name == "mobility_speed_mps":
+            return value == 0.0 or ("mobile" in channels and _inside(value, self.speed_mps))
+        if name == "round_duration_s":
+            return value == 1.0 or ("mobile" in channels and value == 2.0)
+        return False
+
     def as_dict(self) -> dict[str, Any]:
         """The distribution's fields (JSON-ready; recorded with the agents trained on it)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def _inside(value: Any, bounds: tuple[float, float]) -> bool:
+    return bounds[0] <= float(value) <= bounds[1]
 
 
 #: the named distributions (``edgeft train --scenarios NAME``)
