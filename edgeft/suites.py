@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgeft.envs.family import get_family
+from edgeft.envs.fedlora.scenarios import DISTRIBUTIONS
 
 TEST_SEED_BASE = 1_000_000_000
 FEDLORA = "edgeft/FedLoRAScheduling-v0"
@@ -204,6 +205,8 @@ MEC_DEFAULT_V3 = {
     "energy_budget_scale": 0.7,
 }
 
+#: the instance distribution whose test split ``fedlora-general`` plays
+_GENERAL = DISTRIBUTIONS["fedlora-general"]
 #: the v4 FedLoRA scenarios' shared fields: the calibrated horizon, and what the final-loss
 #: headline's suites set (every episode held to its budget: ``budget_guard``)
 _V4 = {"episode_rounds": 100, **get_family("fedlora").get_headline("final-loss").scenario}
@@ -277,6 +280,27 @@ SUITES: dict[str, Suite] = {
             "within the budget",
             Scenario("k100-1us", FEDLORA, {"num_devices": 100, "delay_budget_per_bit": 1e-6}),
             num_seeds=10,
+        ),
+        _fedlora_v4(
+            "fedlora-k10",
+            1,
+            "held out: few devices, K = 10, FedLoRA defaults otherwise, 100 rounds, final loss "
+            "within the budget",
+            Scenario("k10", FEDLORA, {"num_devices": 10}),
+        ),
+        Suite(
+            "fedlora-general",
+            1,
+            "fedlora",
+            "the test split of the fedlora-general instance distribution: 10 scenarios drawn at "
+            "random (budget, cell, channel model, data partition; K = 20), never trained on, "
+            "100 rounds, final loss within the budget",
+            tuple(
+                Scenario(f"draw-{i}", FEDLORA, {**_GENERAL.draw("test", i), **_V4})
+                for i in range(10)
+            ),
+            num_seeds=3,
+            headline="final-loss",
         ),
         Suite(
             "fedlora-paper",

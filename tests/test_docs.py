@@ -119,7 +119,9 @@ def test_checks_are_read_from_post_init():
     )
     assert checks["cores_user"].text == "non-empty tuple of integers in [1, 1,000,000]"
     assert checks["mobility_memory"].text == "number in [0, 1)"
-    assert checks["action_mode"].text == 'one of `"full"`, `"discrete"`, `"box"`'
+    assert (
+        checks["action_mode"].text == 'one of `"full"`, `"discrete"`, `"box"`, `"discrete-priced"`'
+    )
     assert any("w_energy + w_delay + w_stability" in c for c in cross)
     from edgeft.envs.real_config import TrainingConfig
 
