@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -540,28 +541,29 @@ def scenario_vec_env(cfg: Any, seed: int) -> VecEnv:
     from edgeft.envs.fedlora.scenarios import ScenarioEnv
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
-    transform = None
+    first = _first_config(cfg)
+    transform: Callable[[np.ndarray, Any], np.ndarray] | None = None
     if cfg.obs_transform != "none":
-        name = cfg.obs_transform
-        get_transform(name, _first_config(cfg))  # an unknown or wrong-family name fails here
-
-        def transform(obs: np.ndarray, config: Any) -> np.ndarray:
-            return get_transform(name, config)(obs)
-
-    shaping = dict(cfg.reward_shaping)
-    reward = None
-    if shaping:
-        make_reward_fn(shaping, _first_config(cfg))  # bad options fail here
-
-        def reward(config: Any) -> Any:
-            return make_reward_fn(shaping, config)
-
-    def make(i: int) -> Any:
-        return ScenarioEnv(cfg.scenarios, "train", i, cfg.env_config, transform, reward)
-
-    venv = DummyVecEnv([lambda i=i: make(i) for i in range(int(cfg.n_envs))])
+        get_transform(cfg.obs_transform, first)  # an unknown or wrong-family name fails here
+        transform = functools.partial(_transform_with, cfg.obs_transform)
+    reward: Callable[[Any], Any] | None = None
+    if cfg.reward_shaping:
+        make_reward_fn(cfg.reward_shaping, first)  # bad options fail here
+        reward = functools.partial(make_reward_fn, dict(cfg.reward_shaping))
+    makers: list[Callable[[], Any]] = [
+        functools.partial(ScenarioEnv, cfg.scenarios, "train", i, cfg.env_config, transform, reward)
+        for i in range(int(cfg.n_envs))
+    ]
+    venv = DummyVecEnv(makers)
     venv.seed(seed)
     return VecMonitor(venv)
+
+
+def _transform_with(name: str, obs: np.ndarray, config: Any) -> np.ndarray:
+    """The observation transform ``name`` built for ``config``, applied to ``obs``."""
+    from edgeft.agents.transforms import get_transform
+
+    return get_transform(name, config)(obs)
 
 
 def _first_config(cfg: Any) -> Any:
