@@ -506,19 +506,13 @@ def test_export_then_leaderboard_round_trip(plain, tmp_path, capsys):
 def test_shipped_agents_are_safe_files_and_play_their_recorded_actions():
     from edgeft.agents.loader import MODELS_DIR, shipped_models
 
-    assert sorted(p.suffix for p in MODELS_DIR.iterdir() if p.is_file()) == [
-        ".json",
-        ".json",
-        ".json",
-        ".json",
-        ".safetensors",
-        ".safetensors",
-        ".safetensors",
-        ".safetensors",
-    ]
+    suffixes = [p.suffix for p in MODELS_DIR.iterdir() if p.is_file()]
+    shipped = len(shipped_models())
+    assert shipped >= 4 and sorted(set(suffixes)) == [".json", ".safetensors"]  # no zips, pickles
+    assert suffixes.count(".json") == suffixes.count(".safetensors") == shipped
     recorded = np.load(DATA / "shipped_agent_actions.npz", allow_pickle=False)
     names = sorted({k.split("/")[0] for k in recorded.files})
-    assert [n.replace("-", ":", 1) for n in names] == shipped_models()
+    assert sorted(n.replace("-", ":", 1) for n in names) == sorted(shipped_models())
     for name in names:
         algo, _, model = name.partition("-")
         doc = af.read_agent(MODELS_DIR / f"{name}.agent.json")
