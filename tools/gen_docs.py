@@ -603,6 +603,60 @@ def results_brief(*suites: str) -> str:
     return "\n".join(lines)
 
 
+def transfer_table(name: str) -> str:
+    """The transfer table of ``docs/results/NAME/``: one leaderboard folder per test suite
+    (``edgeft leaderboard --suite A,B,... --out docs/results/NAME``), a row per policy, a column
+    per suite, each cell the policy's score (mean and the 95% interval's half-width); a suite of
+    several scenarios gets the mean of its scenarios' scores, with the half-width
+    sqrt(sum of squared half-widths) / scenarios (independent scenarios). "(OOD)" where a suite's
+    env differs from what an agent trained on in more than the budget guard (every suite holds
+    it, no training env does; the summaries name the fields); "-" where an agent did not play
+    (it cannot take that K)."""
+    folder = RESULTS / name
+    meta = json.loads((RESULTS / "measured.json").read_text(encoding="utf-8"))[name]
+    suites = [p for p in meta["suites"] if (folder / p / "summary.json").exists()]
+    cells: dict[str, dict[str, str]] = {}
+    for suite in suites:
+        summary = json.loads((folder / suite / "summary.json").read_text(encoding="utf-8"))
+        by_policy: dict[str, list[dict[str, Any]]] = {}
+        for e in summary["results"]:
+            if not e.get("bound") and e.get("score"):
+                by_policy.setdefault(e["policy"], []).append(e)
+        for policy, entries in by_policy.items():
+            mean = sum(e["score"]["mean"] for e in entries) / len(entries)
+            hw = [(e["score"]["ci_high"] - e["score"]["ci_low"]) / 2 for e in entries]
+            half = (sum(h * h for h in hw) ** 0.5) / len(entries)
+            fields = sorted(
+                {f for e in entries for f in e.get("out_of_distribution") or ()} - {"budget_guard"}
+            )
+            ood = " (OOD)" if fields else ""
+            cells.setdefault(policy, {})[suite] = f"{mean:.1f} ± {half:.1f}{ood}"
+    rows = [
+        "| policy | " + " | ".join(f"`{s}`" for s in suites) + " |",
+        "|---|" + "---:|" * len(suites),
+    ]
+    for policy in meta["policies"]:
+        if policy in cells:
+            label = meta.get("labels", {}).get(policy, policy)
+            row = [cells[policy].get(s, "-") for s in suites]
+            rows.append(f"| {label} | " + " | ".join(row) + " |")
+    wall = f"{meta['wall_s']:.0f} s of wall time ({meta['cpu_s']:.0f} s of CPU time)"
+    commands = ["```bash", *meta["commands"], "```"]
+    return "\n".join(
+        [
+            f"Written by these runs (`docs/results/{name}/SUITE/summary.json`):",
+            "",
+            *commands,
+            "",
+            *rows,
+            "",
+            "(OOD): the suite's env differs from what the agent trained on in more than the budget "
+            "guard (the fields are in each summary); -: the agent cannot take that K. "
+            f"The runs took {wall} on {meta['machine']}.",
+        ]
+    )
+
+
 def _tolerant_table(
     summary: dict[str, Any], render: Callable[[dict[str, Any]], str], folder: Path, command: str
 ) -> str:
@@ -715,6 +769,7 @@ KINDS: dict[str, tuple[int, Callable[..., str]]] = {
     "results-brief": (-1, results_brief),
     "benchmarks": (0, benchmarks_table),
     "calibration": (1, calibration_table),
+    "transfer": (1, transfer_table),
 }
 
 
