@@ -132,7 +132,7 @@ def main() -> None:
         f"steps/s in the same pair, min / median / max over the pairs"
     )
     print(
-        f"{'env':30s} {'mode':10s} {'K/N':>5s} {'steps/s (med)':>14s} "
+        f"{'env':30s} {'mode':15s} {'K/N':>5s} {'steps/s (med)':>14s} "
         f"{'CartPole/s (med)':>17s}   ratio to CartPole-v1 (min / med / max)"
     )
     from edgeft.envs.fedlora.config import FedLoRAConfig
@@ -164,7 +164,7 @@ def main() -> None:
         env = timed(make)
         ra, rb = side_by_side(env, cart, repeats)
         print(
-            f"{env_id:30s} {mode:10s} {size:5d} {np.median(ra):14.0f} {np.median(rb):17.0f}"
+            f"{env_id:30s} {mode:15s} {size:5d} {np.median(ra):14.0f} {np.median(rb):17.0f}"
             f"   {spread(ra / rb)}"
         )
 
@@ -174,7 +174,7 @@ def main() -> None:
         "(MEC: N = 20, M = 4), in alternation; ratio min / med / max"
     )
     print(
-        f"{'env':30s} {'mode':10s} {'K':>5s} {'vector/s (med)':>14s} {'single/s (med)':>15s}"
+        f"{'env':30s} {'mode':15s} {'K':>5s} {'vector/s (med)':>14s} {'single/s (med)':>15s}"
         f"   ratio vector / single"
     )
     modes = FedLoRAConfig.ACTION_MODES if not args.quick else ("bandwidth", "count")
@@ -188,7 +188,7 @@ def main() -> None:
         single = timed(lambda mode=mode: gym.make(FEDLORA, action_mode=mode))
         rv, rs = side_by_side(vec, single, repeats)
         print(
-            f"{FEDLORA:30s} {mode:10s} {20:5d} {np.median(rv):14.0f} {np.median(rs):15.0f}"
+            f"{FEDLORA:30s} {mode:15s} {20:5d} {np.median(rv):14.0f} {np.median(rs):15.0f}"
             f"   {spread(rv / rs, '{:.1f}')}"
         )
 
@@ -206,7 +206,7 @@ def main() -> None:
     single = timed(lambda: gym.make(MEC, action_mode="full", **mec_size))
     rv, rs = side_by_side(vec, single, repeats)
     print(
-        f"{MEC:30s} {'full':10s} {20:5d} {np.median(rv):14.0f} {np.median(rs):15.0f}"
+        f"{MEC:30s} {'full':15s} {20:5d} {np.median(rv):14.0f} {np.median(rs):15.0f}"
         f"   {spread(rv / rs, '{:.1f}')}"
     )
 
