@@ -23,7 +23,7 @@ FT's loose budget (``fedlora-paper``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -133,10 +133,6 @@ class ScenarioDistribution:
         if name == "round_duration_s":
             return value == 1.0 or ("mobile" in channels and value == 2.0)
         return False
-
-    def as_dict(self) -> dict[str, Any]:
-        """The distribution's fields (JSON-ready; recorded with the agents trained on it)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 def _inside(value: Any, bounds: tuple[float, float]) -> bool:
