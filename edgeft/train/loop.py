@@ -68,8 +68,10 @@ def prepare_out(cfg: TrainConfig, out: Path, meta: dict[str, Any]) -> dict[str, 
         with open(saved) as fh:
             prev = json.load(fh)
         current = dataclasses.asdict(cfg)
-        # a field the saved run predates had its default (TrainConfig.policy: MlpPolicy)
-        before = {"policy": TrainConfig.policy, **prev["train_config"]}
+        # a field the saved run predates had its default (TrainConfig.policy: MlpPolicy,
+        # TrainConfig.scenarios: none)
+        defaults = {"policy": TrainConfig.policy, "scenarios": TrainConfig.scenarios}
+        before = {**defaults, **prev["train_config"]}
         if before != current or prev["env_config"] != meta["env_config"]:
             diff = sorted(k for k, v in current.items() if before.get(k) != v)
             raise ValueError(

@@ -204,3 +204,23 @@ def test_pooled_statistics_are_those_of_all_positions_together():
     assert out["clip_obs"] == 10.0
     with pytest.raises(ValueError, match="fewer than"):
         pooled_normalization(norm, 9, 7, f)
+
+
+def test_a_run_saved_before_the_scenarios_field_still_resumes(tmp_path):
+    """A training folder written before ``TrainConfig.scenarios`` existed (its run.json has no
+    such key) is the same run as the command that made it: it resumes, it is not refused."""
+    import dataclasses
+    import json
+
+    from edgeft.train.loop import prepare_out
+
+    cfg = TrainConfig(algo="ppo")
+    meta = {"train_config": dataclasses.asdict(cfg), "env_config": {"action_mode": "count"}}
+    out = tmp_path / "run"
+    assert prepare_out(cfg, out, meta) is None  # a fresh run
+    saved = json.loads((out / "run.json").read_text())
+    del saved["train_config"]["scenarios"]
+    (out / "run.json").write_text(json.dumps(saved))
+    assert prepare_out(cfg, out, meta) is None  # the same run, no checkpoint yet
+    with pytest.raises(ValueError, match="scenarios"):
+        prepare_out(dataclasses.replace(cfg, scenarios="fedlora-general"), out, meta)
