@@ -283,16 +283,6 @@ def discrete_resources(
     return fast_resource_rule(inst, alpha, server, config.weights, config.upload_delay, price)
 
 
-def copy_instance(inst: MECInstance, i: int) -> MECInstance:
-    """Copy ``i`` of a batched instance (every array field indexed on its leading axis)."""
-    changes = {
-        f.name: getattr(inst, f.name)[i]
-        for f in fields(inst)
-        if isinstance(getattr(inst, f.name), np.ndarray)
-    }
-    return inst.replace(**changes)
-
-
 def actions_to_decisions(
     config: MECConfig, actions: Any, inst: MECInstance
 ) -> tuple[MECDecision, dict[str, np.ndarray]]:
@@ -323,7 +313,7 @@ def actions_to_decisions(
                 raise ValueError(f"copy {i}: {err}") from None
             decisions.append((alpha, server))
         decs = [
-            discrete_resources(config, copy_instance(inst, i), alpha, server)
+            discrete_resources(config, inst.index(i), alpha, server)
             for i, (alpha, server) in enumerate(decisions)
         ]
         zero = np.zeros(copies)

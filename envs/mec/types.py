@@ -174,6 +174,16 @@ class MECInstance:
         values.update(changes)
         return MECInstance(**values)  # type: ignore[arg-type]
 
+    def index(self, i: Any) -> MECInstance:
+        """Copy ``i`` (an index into the leading axes) of a batched instance: every array field
+        indexed (as :meth:`MECState.index`), the scalar fields shared."""
+        changes = {
+            f.name: getattr(self, f.name)[i]
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), np.ndarray)
+        }
+        return self.replace(**changes)
+
     def subset(self, users: np.ndarray) -> MECInstance:
         """The instance restricted to some users (servers unchanged)."""
         per_user = (
