@@ -37,6 +37,17 @@ SPLITS = {"train": 0, "test": 1}
 CHANNEL_MODELS = ("iid", "correlated", "mobile")
 #: the data partitions (the env's ``data`` field)
 PARTITIONS = ("iid", "dirichlet")
+#: the env config fields a draw may set (each draw sets those of its channel model)
+DRAWN_FIELDS = (
+    "num_devices",
+    "delay_budget_per_bit",
+    "cell_center_m",
+    "cell_radius_m",
+    "fading_correlation",
+    "mobility_speed_mps",
+    "round_duration_s",
+    "data",
+)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from edgeft.agents.vec import devices_utility
 from edgeft.envs.common import config_in_force
 from edgeft.envs.fedlora.scenarios import (
     DISTRIBUTIONS,
+    DRAWN_FIELDS,
     SPLITS,
     ScenarioDistribution,
     ScenarioEnv,
@@ -33,6 +34,7 @@ def _key(draw):
 
 def test_draws_are_reproducible_valid_and_cover_the_distribution():
     draws = [GENERAL.draw("train", i) for i in range(120)]
+    assert set().union(*draws) == set(DRAWN_FIELDS)  # every field a draw sets, and only those
     assert draws == [GENERAL.draw("train", i) for i in range(120)]
     lo, hi = GENERAL.budget_us_per_bit
     channels, partitions = set(), set()
@@ -136,6 +138,8 @@ def test_train_config_checks_the_scenarios():
         cfg(scenarios="fedlora-galactic").validate()
     with pytest.raises(ValueError, match="delay_budget_per_bit"):
         cfg(env_config={"delay_budget_per_bit": 1e-6}).validate()
+    with pytest.raises(ValueError, match="mobility_speed_mps"):  # drawn by some draws only
+        cfg(env_config={"mobility_speed_mps": 1.0}).validate()
     with pytest.raises(ValueError, match="do not go together"):
         cfg(algo="ppo", init="bc:lyapunov").validate()
     with pytest.raises(ValueError, match="FedLoRAScheduling"):
