@@ -568,8 +568,9 @@ def results_table(suite: str) -> str:
         "",
         table.rstrip(),
         "",
-        f"Decision times (`decide (ms)`, per round, wall clock) were measured on "
-        f"{meta['machine']}; every other column is deterministic (the same on any machine).",
+        f"Decision times (`decide (ms)`, per round, wall clock) depend on the machine and its "
+        f"load (these: {meta['machine']}); every other column is deterministic (the same on "
+        "any machine).",
     ]
     if "wall_s" in meta:
         cpu = f" ({meta['cpu_s']:.0f} s of CPU time)" if "cpu_s" in meta else ""
