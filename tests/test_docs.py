@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,6 +170,67 @@ def test_regions_are_rewritten_and_unknown_kinds_refused():
         gen_docs.render_regions("<!-- generated: nope -->\n<!-- end generated -->\n", "p.md")
     with pytest.raises(ValueError, match="has no"):
         gen_docs.render_regions("<!-- generated: regimes -->\nno end\n", "p.md")
+
+
+def test_seed_interval_is_the_student_t_interval():
+    from scipy import stats
+
+    values = [64.3, 71.1, 67.4]
+    mean, half = gen_docs.seed_interval(values)
+    low, high = stats.t.interval(
+        0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values)
+    )
+    assert mean == pytest.approx(np.mean(values), abs=1e-12)
+    assert half == pytest.approx((high - low) / 2, rel=1e-12)
+    one_mean, one_half = gen_docs.seed_interval([5.0])
+    assert one_mean == 5.0 and np.isnan(one_half)
+
+
+def test_seed_tables_average_a_suites_scenarios_per_training_seed(tmp_path, monkeypatch):
+    def entry(policy, scenario, score, ood=()):
+        return {
+            "policy": policy,
+            "scenario": scenario,
+            "score": {"mean": score, "ci_low": score - 1.0, "ci_high": score + 1.0},
+            "out_of_distribution": list(ood),
+        }
+
+    results = tmp_path / "results"
+    for suite, scenarios in (("one", ["a"]), ("two", ["a", "b"])):
+        rows = [
+            entry(f"ppo:s{seed}", sc, 10.0 * seed + i + (5.0 if suite == "two" else 0.0), ood)
+            for seed in range(3)
+            for i, sc in enumerate(scenarios)
+            for ood in [("budget_guard",) if suite == "one" else ("budget_guard", "data")]
+        ]
+        rows.append(entry("gs", scenarios[0], 1.0))
+        (results / "runs" / suite).mkdir(parents=True)
+        summary = {"suite": suite, "results": rows}
+        (results / "runs" / suite / "summary.json").write_text(json.dumps(summary))
+    meta = {
+        "seeds": {
+            "results": "runs",
+            "suites": ["one", "two", "absent"],
+            "written_by": "a test",
+            "references": ["gs"],
+            "groups": [
+                {"label": "ppo", "policies": ["ppo:s0", "ppo:s1", "ppo:s2"]},
+                {"label": "unplayed", "policies": ["ppo:s0", "ppo:s9"]},
+            ],
+        }
+    }
+    (results / "measured.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(gen_docs, "RESULTS", results)
+    table = gen_docs.seeds_table("seeds")
+    rows = {
+        line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")
+    }
+    # suite "two": the mean of scenarios a and b per training seed (5.5, 15.5, 25.5)
+    half = gen_docs.seed_interval([5.5, 15.5, 25.5])[1]
+    assert f"| 15.5 ± {half:.1f} (5.5 / 15.5 / 25.5) (OOD) |" in rows["ppo"]
+    assert f"| 10.0 ± {half:.1f} (0.0 / 10.0 / 20.0) |" in rows["ppo"]
+    assert rows["unplayed"].count("| - ") == 2
+    assert "`absent`" not in table and "`gs` 1.0" in table
 
 
 def test_api_pages_cover_every_package_and_module():

@@ -604,6 +604,27 @@ def results_brief(*suites: str) -> str:
     return "\n".join(lines)
 
 
+def suite_scores(summary: dict[str, Any]) -> dict[str, tuple[float, float, list[str]]]:
+    """Per policy of a suite's summary: the mean of its scenarios' scores, the half-width
+    sqrt(sum of squared 95% half-widths) / scenarios (independent scenarios), and the fields
+    besides the budget guard in which the suite's env differs from the policy's training env."""
+    by_policy: dict[str, list[dict[str, Any]]] = {}
+    for e in summary["results"]:
+        if not e.get("bound") and e.get("score"):
+            by_policy.setdefault(e["policy"], []).append(e)
+    out = {}
+    for policy, entries in by_policy.items():
+        mean = sum(e["score"]["mean"] for e in entries) / len(entries)
+        hw = [(e["score"]["ci_high"] - e["score"]["ci_low"]) / 2 for e in entries]
+        fields = {f for e in entries for f in e.get("out_of_distribution") or ()}
+        out[policy] = (
+            mean,
+            (sum(h * h for h in hw) ** 0.5) / len(entries),
+            sorted(fields - {"budget_guard"}),
+        )
+    return out
+
+
 def transfer_table(name: str) -> str:
     """The transfer table of ``docs/results/NAME/``: one leaderboard folder per test suite
     (``edgeft leaderboard --suite A,B,... --out docs/results/NAME``), a row per policy, a column
@@ -619,17 +640,7 @@ def transfer_table(name: str) -> str:
     cells: dict[str, dict[str, str]] = {}
     for suite in suites:
         summary = json.loads((folder / suite / "summary.json").read_text(encoding="utf-8"))
-        by_policy: dict[str, list[dict[str, Any]]] = {}
-        for e in summary["results"]:
-            if not e.get("bound") and e.get("score"):
-                by_policy.setdefault(e["policy"], []).append(e)
-        for policy, entries in by_policy.items():
-            mean = sum(e["score"]["mean"] for e in entries) / len(entries)
-            hw = [(e["score"]["ci_high"] - e["score"]["ci_low"]) / 2 for e in entries]
-            half = (sum(h * h for h in hw) ** 0.5) / len(entries)
-            fields = sorted(
-                {f for e in entries for f in e.get("out_of_distribution") or ()} - {"budget_guard"}
-            )
+        for policy, (mean, half, fields) in suite_scores(summary).items():
             ood = " (OOD)" if fields else ""
             cells.setdefault(policy, {})[suite] = f"{mean:.1f} ± {half:.1f}{ood}"
     rows = [
@@ -656,6 +667,85 @@ def transfer_table(name: str) -> str:
             f"The runs took {wall} on {meta['machine']}.",
         ]
     )
+
+
+def _summaries(folder: Path, suites: list[str]) -> dict[str, dict[str, Any]]:
+    """The committed summaries of a results folder: ``folder/summary.json`` for a one-suite
+    run, else ``folder/SUITE/summary.json`` for each of ``suites`` that has one."""
+    if (folder / "summary.json").exists():
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        return {summary["suite"]: summary}
+    return {
+        s: json.loads((folder / s / "summary.json").read_text(encoding="utf-8"))
+        for s in suites
+        if (folder / s / "summary.json").exists()
+    }
+
+
+def seed_interval(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of the Student-t 95% interval over training seeds (each value
+    one training seed's mean over the test seeds); half-width nan for a single seed."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    return mean, float(stats.t.ppf(0.975, n - 1)) * sd / n**0.5
+
+
+def seeds_table(name: str) -> str:
+    """Agent scores over training seeds, from the committed leaderboard runs named by
+    ``measured.json[NAME]``: ``results`` (a folder under ``docs/results``), ``suites``,
+    ``groups`` (each a ``label`` and the ``policies`` of its training seeds, seed 0 first). A
+    row per group, a column per suite; each cell the mean score over the training seeds with
+    the Student-t 95% interval's half-width over them, then each seed's score (its mean over
+    the suite's test seeds). "(OOD)" where a suite's env differs from the agents' training env
+    in more than the budget guard."""
+    meta = json.loads((RESULTS / "measured.json").read_text(encoding="utf-8"))[name]
+    summaries = _summaries(RESULTS / meta["results"], meta["suites"])
+    suites = [s for s in meta["suites"] if s in summaries]
+    rows = [
+        "| agent | " + " | ".join(f"`{s}`" for s in suites) + " |",
+        "|---|" + "---|" * len(suites),
+    ]
+    for group in meta["groups"]:
+        cells = []
+        for suite in suites:
+            scored = suite_scores(summaries[suite])
+            played = [scored[p] for p in group["policies"] if p in scored]
+            if len(played) < len(group["policies"]):
+                cells.append("-")
+                continue
+            scores = [mean for mean, _, _ in played]
+            mean, half = seed_interval(scores)
+            ood = " (OOD)" if any(fields for _, _, fields in played) else ""
+            per_seed = " / ".join(f"{v:.1f}" for v in scores)
+            cells.append(f"{mean:.1f} ± {half:.1f} ({per_seed}){ood}")
+        rows.append(f"| {group['label']} | " + " | ".join(cells) + " |")
+    refs = []
+    for suite in suites:
+        scored = suite_scores(summaries[suite])
+        named = [(p, scored[p][0]) for p in meta.get("references", ()) if p in scored]
+        if named:
+            refs.append(f"`{suite}` " + ", ".join(f"`{p}` {v:.1f}" for p, v in named))
+    commands = ["```bash", *meta["commands"], "```", ""] if meta.get("commands") else []
+    lines = [
+        f"Score per training seed (mean over the test seeds; a suite of several scenarios: the "
+        f"mean of its scenarios) from `docs/results/{meta['results']}/`"
+        + (", written by:" if commands else f" ({meta['written_by']}):"),
+        "",
+        *commands,
+        *rows,
+        "",
+        "Each cell: the mean over the training seeds ± the half-width of the Student-t 95% "
+        "interval over them, then the seeds' scores (seed 0 / 1 / 2 ...); (OOD): the suite's "
+        "env differs from the agents' training env in more than the budget guard.",
+    ]
+    if refs:
+        lines += ["", "References in the same runs: " + "; ".join(refs) + "."]
+    return "\n".join(lines)
 
 
 def _tolerant_table(
@@ -771,6 +861,7 @@ KINDS: dict[str, tuple[int, Callable[..., str]]] = {
     "benchmarks": (0, benchmarks_table),
     "calibration": (1, calibration_table),
     "transfer": (1, transfer_table),
+    "seeds": (1, seeds_table),
 }
 
 
