@@ -128,6 +128,45 @@ def make_teacher(name: str, config: Any, **options: Any) -> Any:
         ) from err
 
 
+class ScenarioLabels:
+    """Teacher labels and student features for a run on an instance distribution
+    (``TrainConfig.scenarios``): every env copy plays its own scenario, so each copy gets a
+    teacher and an observation transform built for its current scenario's config, rebuilt
+    when a reset draws the next scenario (a teacher such as ``lyapunov-descending`` reads the
+    budget, the cell and the data partition from its config)."""
+
+    def __init__(self, name: str, options: dict[str, Any], transform: str, venv: Any) -> None:
+        self.name, self.options, self.transform_name = name, dict(options), transform
+        self.venv = venv
+        self._scenarios: list[Any] = [None] * venv.num_envs
+        self._teachers: list[Any] = [None] * venv.num_envs
+        self._transforms: list[Any] = [None] * venv.num_envs
+
+    def _refresh(self) -> None:
+        from edgeft.agents.transforms import get_transform
+
+        for i, scenario in enumerate(self.venv.get_attr("scenario")):
+            if scenario is not self._scenarios[i]:
+                config = self.venv.get_attr("config", indices=[i])[0]
+                self._teachers[i] = make_teacher(self.name, config, **self.options)
+                self._transforms[i] = get_transform(self.transform_name, config)
+                self._scenarios[i] = scenario
+
+    def features(self, obs: np.ndarray) -> np.ndarray:
+        """Each copy's observation through the transform of its scenario."""
+        self._refresh()
+        return np.concatenate([t(obs[i : i + 1]) for i, t in enumerate(self._transforms)])
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, None]:
+        """Each copy's teacher action for its observation (SB3's ``predict`` signature)."""
+        self._refresh()
+        labels = [
+            np.asarray(t.predict(obs[i : i + 1], deterministic=True)[0])
+            for i, t in enumerate(self._teachers)
+        ]
+        return np.concatenate(labels), None
+
+
 #: MEC observation sections whose first axis is the user axis (the others: round, servers)
 _MEC_USER_SECTIONS = (
     "user_pos",
@@ -300,12 +339,19 @@ def behaviour_clone(
         raise ValueError(f"--init bc needs an actor-critic policy (ppo or a2c), not {cfg.algo}")
     teacher_name = parse_init(cfg.init)
     s = bc_settings(cfg.bc)
-    teacher = make_teacher(teacher_name, config, **s["teacher_options"])
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     raw_cfg = dataclasses.replace(cfg, obs_transform="none", reward_shaping={})
     venv = make_vec_env(raw_cfg, config, cfg.seed + 7919)  # its own seeds, not the RL envs'
-    transform = get_transform(cfg.obs_transform, config)
+    if getattr(cfg, "scenarios", ""):  # a teacher and features per copy's scenario
+        if int(s["permute_users"]):
+            raise ValueError("bc permute_users is for the MEC env; leave it at 0 with scenarios")
+        per_copy = ScenarioLabels(teacher_name, s["teacher_options"], cfg.obs_transform, venv)
+        teacher: Any = per_copy
+        transform: Any = per_copy.features
+    else:
+        teacher = make_teacher(teacher_name, config, **s["teacher_options"])
+        transform = get_transform(cfg.obs_transform, config)
     rounds = int(config.episode_rounds)
     feats_all: list[np.ndarray] = []
     labels_all: list[np.ndarray] = []

@@ -148,8 +148,8 @@ class TrainConfig:
             )
 
     def _validate_scenarios(self) -> None:
-        """A known instance distribution, of the FedLoRA env, without behaviour cloning (a
-        teacher is built for one scenario's config)."""
+        """A known instance distribution, of the FedLoRA env, that leaves the fields it draws to
+        its draws."""
         if not self.scenarios:
             return
         from edgeft.envs.fedlora.scenarios import DRAWN_FIELDS, ENV_ID, get_distribution
@@ -158,11 +158,6 @@ class TrainConfig:
         if self.env_id != ENV_ID:
             raise ValueError(
                 f"scenarios {self.scenarios!r} are {ENV_ID} scenarios, not {self.env_id}"
-            )
-        if self.init:
-            raise ValueError(
-                f"scenarios and init {self.init!r} do not go together (the teacher is built for "
-                "one scenario); train from scratch, or clone on one scenario first"
             )
         drawn = set(DRAWN_FIELDS) & set(self.env_config)
         if drawn:

@@ -140,8 +140,7 @@ def test_train_config_checks_the_scenarios():
         cfg(env_config={"delay_budget_per_bit": 1e-6}).validate()
     with pytest.raises(ValueError, match="mobility_speed_mps"):  # drawn by some draws only
         cfg(env_config={"mobility_speed_mps": 1.0}).validate()
-    with pytest.raises(ValueError, match="do not go together"):
-        cfg(algo="ppo", init="bc:lyapunov").validate()
+    cfg(algo="ppo", init="bc:lyapunov-descending").validate()  # a teacher per scenario
     with pytest.raises(ValueError, match="FedLoRAScheduling"):
         cfg(env_id="edgeft/MECOffloading-v0").validate()
 
@@ -174,6 +173,66 @@ def test_a_run_on_the_distribution_trains_and_its_agent_plays_another_k(tmp_path
     env = gym.make(FEDLORA, action_mode="count", episode_rounds=8, delay_budget_per_bit=1e-6)
     ood = edgeft.make_policy(f"ppo:{out}/model.agent.json", env).out_of_distribution
     assert [d.split(":")[0] for d in ood] == ["delay_budget_per_bit"]
+
+
+def test_cloning_on_the_distribution_labels_each_copy_with_its_scenarios_teacher():
+    """``--scenarios`` with ``--init bc:POLICY``: each env copy's observation is labelled by a
+    teacher built for that copy's current scenario and turned into features with that
+    scenario's config, across episode ends (each reset draws a new scenario)."""
+    import dataclasses
+
+    from edgeft.agents.bc import ScenarioLabels, make_teacher
+    from edgeft.agents.vec import scenario_vec_env
+
+    cfg = TrainConfig(
+        algo="ppo",
+        scenarios="fedlora-general",
+        n_envs=3,
+        env_config={"action_mode": "count", "episode_rounds": 4},
+        obs_transform="prefix-delay",
+        init="bc:lyapunov-descending",
+    )
+    venv = scenario_vec_env(dataclasses.replace(cfg, obs_transform="none"), seed=5)
+    per_copy = ScenarioLabels("lyapunov-descending", {}, "prefix-delay", venv)
+    teachers: dict[int, object] = {}  # the reference: one teacher per episode of a copy
+    obs = venv.reset()
+    seen = set()
+    for _ in range(10):  # two episode ends
+        labels, _ = per_copy.predict(obs)
+        feats = per_copy.features(obs)
+        for i, scenario in enumerate(venv.get_attr("scenario")):
+            config = venv.get_attr("config", indices=[i])[0]
+            key = id(scenario)
+            if key not in teachers:
+                teachers[key] = make_teacher("lyapunov-descending", config)
+            seen.add(tuple(sorted(scenario.items())))
+            expected, _ = teachers[key].predict(obs[i : i + 1], deterministic=True)
+            assert labels[i] == np.asarray(expected)[0]
+            np.testing.assert_array_equal(
+                feats[i], get_transform("prefix-delay", config)(obs[i : i + 1])[0]
+            )
+        obs, *_ = venv.step(labels)
+    assert len(seen) == 9  # 3 copies x 3 episodes, every one a scenario of its own
+    venv.close()
+
+
+def test_a_clone_on_the_distribution_trains_end_to_end(tmp_path):
+    import json
+
+    from edgeft.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "--algo", "ppo", "--scenarios", "fedlora-general", "--init"]
+    args += ["bc:lyapunov-descending", "--set", "episode_rounds=6", "--set", "action_mode=count"]
+    args += ["--n-envs", "2", "--timesteps", "0", "--eval-episodes", "0", "--no-progress"]
+    args += ["--config", str(tmp_path / "bc.json"), "--out", str(out)]
+    (tmp_path / "bc.json").write_text(json.dumps({"bc": {"iterations": 2, "epochs": 2}}))
+    assert main(args) == 0
+    rows = [json.loads(line) for line in (out / "bc.jsonl").read_text().splitlines()]
+    assert [r["samples"] for r in rows] == [12, 24]  # 2 copies x 6 rounds per iteration
+    meta = json.loads((out / "model.agent.json").read_text())
+    assert meta["train_config"]["init"] == "bc:lyapunov-descending"
+    assert meta["train_config"]["scenarios"] == "fedlora-general"
 
 
 def test_covers_is_the_support_of_the_draws():
