@@ -233,6 +233,53 @@ def test_seed_tables_average_a_suites_scenarios_per_training_seed(tmp_path, monk
     assert "`absent`" not in table and "`gs` 1.0" in table
 
 
+def test_real_table_pairs_the_seeds_both_runs_have(tmp_path, monkeypatch):
+    from scipy import stats
+
+    results = tmp_path / "results"
+    spec = {"family": "fedlora", "headline": "real-final-loss"}
+    losses = {  # policy -> final loss per seed; the real run misses seed 2 of aaba
+        "real": {"lyapunov": [0.93, 0.90, 0.91], "gs": [0.95, 0.92, 0.93], "aaba": [0.96, 0.94]},
+        "surr": {
+            "lyapunov": [0.91, 0.90, 0.92],
+            "gs": [0.92, 0.91, 0.93],
+            "aaba": [0.93, 0.92, 0.9],
+        },
+    }
+    for name, table in losses.items():
+        (results / name).mkdir(parents=True)
+        (results / name / "run.json").write_text(json.dumps({"spec": spec}))
+        rows = [
+            {"policy": p, "seed": 1000 + i, "metrics": {"final_loss": v, "avg_scheduled": 10.0 + i}}
+            for p, values in table.items()
+            for i, v in enumerate(values)
+        ]
+        (results / name / "episodes.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    meta = {
+        "command": "real-cmd",
+        "surrogate_command": "surr-cmd",
+        "reference": "lyapunov",
+        "policies": ["lyapunov", "gs", "aaba", "never-played"],
+        "seeds": 3,
+    }
+    (results / "measured.json").write_text(json.dumps({"real": meta}))
+    monkeypatch.setattr(gen_docs, "RESULTS", results)
+    text = gen_docs.real_table("real", "surr")
+    rows = {
+        line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")
+    }
+    assert set(rows) == {"`lyapunov`", "`gs`", "`aaba`"}
+    assert "2 of the 3 test seeds" in text and "--resume" in text
+    # seeds 0 and 1 only: gs real mean 0.935, surrogate 0.915; paired +0.02 and +0.01
+    assert (
+        "| 0.9350 | 0.9150 | +0.0200 | 10.50 | 10.50 | +0.0200 (0/2 below) | +0.0100 (0/2 below) |"
+        in rows["`gs`"]
+    )
+    rho = stats.spearmanr([0.915, 0.935, 0.95], [0.905, 0.915, 0.925]).statistic
+    assert f"(Spearman {rho:.2f})" in text
+    assert "real: `lyapunov` < `gs` < `aaba`" in text
+
+
 def test_api_pages_cover_every_package_and_module():
     packages = gen_docs.api_packages()
     assert "edgeft.envs.fedlora" in packages and "edgeft.training" in packages

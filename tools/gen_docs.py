@@ -748,6 +748,87 @@ def seeds_table(name: str) -> str:
     return "\n".join(lines)
 
 
+def _episode_values(folder: Path) -> dict[str, dict[int, dict[str, float]]]:
+    """Per policy and test seed, the headline value and the devices per round of the episodes
+    in ``folder/episodes.jsonl`` (a run in progress included)."""
+    from edgeft.envs.family import get_family
+
+    run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    spec = run["spec"]
+    headline = get_family(spec["family"]).get_headline(spec["headline"])
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for line in (folder / "episodes.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        out.setdefault(row["policy"], {})[int(row["seed"])] = {
+            "value": headline.value(row["metrics"]),
+            "devices": float(row["metrics"]["avg_scheduled"]),
+        }
+    return out
+
+
+def real_table(real: str, surrogate: str) -> str:
+    """Real training beside the surrogate on the same scenario and test seeds
+    (``docs/results/REAL`` and ``docs/results/SURROGATE``, their ``episodes.jsonl``): per
+    policy, the mean over the seeds both runs have of the final loss and of the devices per
+    round, the real minus surrogate difference, and each policy's paired difference from the
+    suite's reference policy, real and surrogate; then the two rankings and their Spearman
+    correlation."""
+    from scipy import stats
+
+    real_runs = _episode_values(RESULTS / real)
+    surr_runs = _episode_values(RESULTS / surrogate)
+    meta = json.loads((RESULTS / "measured.json").read_text(encoding="utf-8"))[real]
+    reference = meta["reference"]
+    policies = [p for p in meta["policies"] if p in real_runs and p in surr_runs]
+    seeds = sorted(set.intersection(*(set(real_runs[p]) for p in policies)))
+    planned = meta["seeds"]
+
+    def mean(runs: dict[int, dict[str, float]], key: str) -> float:
+        return sum(runs[s][key] for s in seeds) / len(seeds)
+
+    def paired(runs: dict[str, dict[int, dict[str, float]]], policy: str) -> str:
+        if policy == reference:
+            return "-"
+        d = [runs[policy][s]["value"] - runs[reference][s]["value"] for s in seeds]
+        return f"{sum(d) / len(d):+.4f} ({sum(x < 0 for x in d)}/{len(d)} below)"
+
+    lines = [
+        f"Written by `{meta['command']}` (`docs/results/{real}/`) and "
+        f"`{meta['surrogate_command']}` "
+        f"(`docs/results/{surrogate}/`); {len(seeds)} of the {planned} test seeds played by every "
+        "policy in real training"
+        + (" (the others: the same command with `--resume`)." if len(seeds) < planned else "."),
+        "",
+        f"| policy | real final loss | surrogate final loss | real - surrogate | real devices "
+        f"per round | surrogate devices | real vs `{reference}` (paired) | surrogate vs "
+        f"`{reference}` |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    real_means, surr_means = [], []
+    for p in policies:
+        r, q = mean(real_runs[p], "value"), mean(surr_runs[p], "value")
+        real_means.append(r)
+        surr_means.append(q)
+        lines.append(
+            f"| `{p}` | {r:.4f} | {q:.4f} | {r - q:+.4f} | {mean(real_runs[p], 'devices'):.2f} "
+            f"| {mean(surr_runs[p], 'devices'):.2f} | {paired(real_runs, p)} | "
+            f"{paired(surr_runs, p)} |"
+        )
+    order = sorted(range(len(policies)), key=lambda i: real_means[i])
+    surr_order = sorted(range(len(policies)), key=lambda i: surr_means[i])
+    rho = float(stats.spearmanr(real_means, surr_means).statistic) if len(policies) > 2 else 1.0
+    lines += [
+        "",
+        "Best first, real: "
+        + " < ".join(f"`{policies[i]}`" for i in order)
+        + "; surrogate: "
+        + " < ".join(f"`{policies[i]}`" for i in surr_order)
+        + f' (Spearman {rho:.2f}). Means over those seeds; "below": seeds on which the '
+        f"policy's final loss is below `{reference}`'s.",
+    ]
+    return "\n".join(lines)
+
+
 def _tolerant_table(
     summary: dict[str, Any], render: Callable[[dict[str, Any]], str], folder: Path, command: str
 ) -> str:
@@ -862,6 +943,7 @@ KINDS: dict[str, tuple[int, Callable[..., str]]] = {
     "calibration": (1, calibration_table),
     "transfer": (1, transfer_table),
     "seeds": (1, seeds_table),
+    "real": (2, real_table),
 }
 
 
