@@ -296,8 +296,12 @@ def _fit(
     policy = model.policy
     policy.set_training_mode(True)
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
+    from gymnasium import spaces
+
     xt = torch.as_tensor(x, device=policy.device)
     yt = torch.as_tensor(y, device=policy.device)
+    if isinstance(model.action_space, (spaces.MultiBinary, spaces.Box)):
+        yt = yt.float()  # Bernoulli and Gaussian log-likelihoods take float actions
     last = float("nan")
     for _ in range(epochs):
         perm = rng.permutation(len(x))

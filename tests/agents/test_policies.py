@@ -237,6 +237,24 @@ def test_bc_init_clones_into_the_shared_policy(tmp_path):
     assert log[-1]["train_entry_agreement"] > 0.5
 
 
+@pytest.mark.parametrize("mode", ["subset", "score"])
+def test_bc_init_clones_per_device_modes(tmp_path, mode):
+    """--init bc clones into the FedLoRA shared policy in the per-device modes, whose actions
+    (MultiBinary masks, Box scores) the Bernoulli and Gaussian log-likelihoods take as floats:
+    the clone's NLL falls and the subset clone schedules mostly as its teacher does."""
+    cfg = _write(tmp_path / "bc.json", {"bc": {"iterations": 2, "episodes": 1, "epochs": 10}})
+    out = tmp_path / "bc"
+    args = ["train", "--env", "edgeft/FedLoRAScheduling-v0", "--algo", "ppo", "--policy"]
+    args += ["fedlora-shared", "--set", f"action_mode={mode}", "--set", "num_devices=6"]
+    args += ["--set", "episode_rounds=20", "--n-envs", "2", "--init", "bc:lyapunov"]
+    args += ["--timesteps", "0", "--eval-episodes", "0", "--no-progress", "--config", str(cfg)]
+    assert main([*args, "--out", str(out)]) == 0
+    log = [json.loads(x) for x in (out / "bc.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and log[-1]["nll"] < log[0]["nll"]
+    if mode == "subset":
+        assert log[-1]["train_entry_agreement"] > 0.8
+
+
 def test_policy_name_errors(tmp_path, capsys):
     assert (
         main([*TINY, "--policy", "nosuch", "--timesteps", "8", "--out", str(tmp_path / "a")]) == 2
