@@ -140,7 +140,8 @@ def _add_policy(parser: argparse._ArgumentGroup) -> None:
         metavar="NAME",
         help="train on an instance distribution: every episode a new scenario drawn from "
         "its training split (FedLoRA: fedlora-general; edgeft.envs.fedlora.scenarios); "
-        "validation stays on the run's scenario",
+        "validation stays on the run's scenario; with --init bc:POLICY each env copy's "
+        "teacher is built for its current scenario",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
