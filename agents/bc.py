@@ -292,12 +292,11 @@ def _fit(
 ) -> float:
     """Maximise log pi(y | x) over the policy's parameters; returns the last epoch's mean NLL."""
     import torch
+    from gymnasium import spaces
 
     policy = model.policy
     policy.set_training_mode(True)
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
-    from gymnasium import spaces
-
     xt = torch.as_tensor(x, device=policy.device)
     yt = torch.as_tensor(y, device=policy.device)
     if isinstance(model.action_space, (spaces.MultiBinary, spaces.Box)):
@@ -348,8 +347,6 @@ def behaviour_clone(
     raw_cfg = dataclasses.replace(cfg, obs_transform="none", reward_shaping={})
     venv = make_vec_env(raw_cfg, config, cfg.seed + 7919)  # its own seeds, not the RL envs'
     if getattr(cfg, "scenarios", ""):  # a teacher and features per copy's scenario
-        if int(s["permute_users"]):
-            raise ValueError("bc permute_users is for the MEC env; leave it at 0 with scenarios")
         per_copy = ScenarioLabels(teacher_name, s["teacher_options"], cfg.obs_transform, venv)
         teacher: Any = per_copy
         transform: Any = per_copy.features

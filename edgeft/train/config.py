@@ -159,6 +159,11 @@ class TrainConfig:
             raise ValueError(
                 f"scenarios {self.scenarios!r} are {ENV_ID} scenarios, not {self.env_id}"
             )
+        if self.init and int(self.bc.get("permute_users", 0)):
+            raise ValueError(
+                "bc permute_users adds user-permuted copies of MEC states; leave it out with "
+                "scenarios"
+            )
         drawn = set(DRAWN_FIELDS) & set(self.env_config)
         if drawn:
             raise ValueError(

@@ -141,6 +141,8 @@ def test_train_config_checks_the_scenarios():
     with pytest.raises(ValueError, match="mobility_speed_mps"):  # drawn by some draws only
         cfg(env_config={"mobility_speed_mps": 1.0}).validate()
     cfg(algo="ppo", init="bc:lyapunov-descending").validate()  # a teacher per scenario
+    with pytest.raises(ValueError, match="permute_users"):
+        cfg(algo="ppo", init="bc:lyapunov", bc={"permute_users": 1}).validate()
     with pytest.raises(ValueError, match="FedLoRAScheduling"):
         cfg(env_id="edgeft/MECOffloading-v0").validate()
 
