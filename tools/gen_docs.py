@@ -780,7 +780,7 @@ def real_table(real: str, surrogate: str) -> str:
     meta = json.loads((RESULTS / "measured.json").read_text(encoding="utf-8"))[real]
     reference = meta["reference"]
     policies = [p for p in meta["policies"] if p in real_runs and p in surr_runs]
-    seeds = sorted(set.intersection(*(set(real_runs[p]) for p in policies)))
+    seeds = sorted(set.intersection(*(set(real_runs[p]) & set(surr_runs[p]) for p in policies)))
     planned = meta["seeds"]
 
     def mean(runs: dict[int, dict[str, float]], key: str) -> float:
