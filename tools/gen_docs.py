@@ -706,6 +706,7 @@ def seeds_table(name: str) -> str:
     meta = json.loads((RESULTS / "measured.json").read_text(encoding="utf-8"))[name]
     summaries = _summaries(RESULTS / meta["results"], meta["suites"])
     suites = [s for s in meta["suites"] if s in summaries]
+    by_suite = {s: suite_scores(summaries[s]) for s in suites}
     rows = [
         "| agent | " + " | ".join(f"`{s}`" for s in suites) + " |",
         "|---|" + "---|" * len(suites),
@@ -713,7 +714,7 @@ def seeds_table(name: str) -> str:
     for group in meta["groups"]:
         cells = []
         for suite in suites:
-            scored = suite_scores(summaries[suite])
+            scored = by_suite[suite]
             played = [scored[p] for p in group["policies"] if p in scored]
             if len(played) < len(group["policies"]):
                 cells.append("-")
@@ -726,7 +727,7 @@ def seeds_table(name: str) -> str:
         rows.append(f"| {group['label']} | " + " | ".join(cells) + " |")
     refs = []
     for suite in suites:
-        scored = suite_scores(summaries[suite])
+        scored = by_suite[suite]
         named = [(p, scored[p][0]) for p in meta.get("references", ()) if p in scored]
         if named:
             refs.append(f"`{suite}` " + ", ".join(f"`{p}` {v:.1f}" for p, v in named))

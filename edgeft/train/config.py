@@ -168,8 +168,7 @@ class TrainConfig:
         if drawn:
             raise ValueError(
                 f"env_config sets {sorted(drawn)}, which the scenarios {self.scenarios!r} may "
-                "draw; "
-                "leave them out"
+                "draw; leave them out"
             )
 
     def _validate_policy(self) -> None:
