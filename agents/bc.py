@@ -133,11 +133,18 @@ class ScenarioLabels:
     (``TrainConfig.scenarios``): every env copy plays its own scenario, so each copy gets a
     teacher and an observation transform built for its current scenario's config, rebuilt
     when a reset draws the next scenario (a teacher such as ``lyapunov-descending`` reads the
-    budget, the cell and the data partition from its config)."""
+    budget, the cell and the data partition from its config).
+
+    ``venv``'s copies (``ScenarioEnv``) may give raw observations (then :meth:`features`
+    transforms them and the teachers read them) or features already (a distribution that draws
+    K: the raw observations differ in length, so only the features batch; then
+    :meth:`features` passes them through and the teachers read each copy's raw observation,
+    ``ScenarioEnv.raw_observation``)."""
 
     def __init__(self, name: str, options: dict[str, Any], transform: str, venv: Any) -> None:
         self.name, self.options, self.transform_name = name, dict(options), transform
         self.venv = venv
+        self.transformed = venv.get_attr("transform", indices=[0])[0] is not None
         self._scenarios: list[Any] = [None] * venv.num_envs
         self._teachers: list[Any] = [None] * venv.num_envs
         self._transforms: list[Any] = [None] * venv.num_envs
@@ -153,15 +160,23 @@ class ScenarioLabels:
                 self._scenarios[i] = scenario
 
     def features(self, obs: np.ndarray) -> np.ndarray:
-        """Each copy's observation through the transform of its scenario."""
+        """Each copy's observation through the transform of its scenario (as given when the
+        copies transform their observations themselves)."""
+        if self.transformed:
+            return np.asarray(obs, dtype=np.float64)
         self._refresh()
         return np.concatenate([t(obs[i : i + 1]) for i, t in enumerate(self._transforms)])
 
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, None]:
         """Each copy's teacher action for its observation (SB3's ``predict`` signature)."""
         self._refresh()
+        if self.transformed:  # the features are in obs; the teachers read the raw observations
+            raw = self.venv.get_attr("raw_observation")
+            rows = [np.asarray(r, dtype=np.float64)[None] for r in raw]
+        else:
+            rows = [obs[i : i + 1] for i in range(len(self._teachers))]
         labels = [
-            np.asarray(t.predict(obs[i : i + 1], deterministic=True)[0])
+            np.asarray(t.predict(rows[i], deterministic=True)[0])
             for i, t in enumerate(self._teachers)
         ]
         return np.concatenate(labels), None
@@ -273,12 +288,18 @@ def _features(feats: np.ndarray, vecnorm: Any) -> np.ndarray:
 
 
 def _student_actions(model: Any, x: np.ndarray) -> np.ndarray:
+    """The student's deterministic actions; in a Box space clipped to its bounds, as SB3's
+    ``predict`` clips them (a Gaussian policy's mean may lie outside)."""
     import torch
+    from gymnasium import spaces
 
     with torch.no_grad():
         obs = torch.as_tensor(x, device=model.policy.device)
-        act = model.policy.get_distribution(obs).get_actions(deterministic=True)
-    return act.cpu().numpy()
+        act = model.policy.get_distribution(obs).get_actions(deterministic=True).cpu().numpy()
+    space = model.policy.action_space
+    if isinstance(space, spaces.Box) and not getattr(model.policy, "squash_output", False):
+        act = np.clip(act, space.low, space.high)
+    return act
 
 
 def _fit(
@@ -345,6 +366,8 @@ def behaviour_clone(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     raw_cfg = dataclasses.replace(cfg, obs_transform="none", reward_shaping={})
+    if getattr(cfg, "scenarios", ""):  # the copies transform (K may differ between them)
+        raw_cfg = dataclasses.replace(cfg, reward_shaping={})
     venv = make_vec_env(raw_cfg, config, cfg.seed + 7919)  # its own seeds, not the RL envs'
     if getattr(cfg, "scenarios", ""):  # a teacher and features per copy's scenario
         per_copy = ScenarioLabels(teacher_name, s["teacher_options"], cfg.obs_transform, venv)

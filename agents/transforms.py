@@ -22,6 +22,11 @@ Transforms (name, env family: features):
   and scale do not depend on K, then a small global block (:data:`FEDLORA_DEVICE_FEATURES`,
   :data:`FEDLORA_GLOBAL_FEATURES`, ``_fedlora_devices``); for size-independent policies such as
   ``fedlora-shared`` (``edgeft.agents.policies``), without VecNormalize.
+- ``fedlora-allowance`` (fedlora): features of fixed length for every K, for the ``allowance``
+  action mode: at each allowance level of :data:`ALLOWANCE_LEVELS` (D-bar/4 .. 4 D-bar) the
+  number n of devices that mode would schedule, as n / K and log10(1 + n); then the queue
+  (log1p), the round (/T), the loss gap (as ``fedlora-devices``), log10(K) and the mean
+  log10(1 + age) (``_fedlora_allowance``). A plain MLP on them plays any K.
 """
 
 from __future__ import annotations
@@ -210,6 +215,42 @@ def _fedlora_devices(obs: np.ndarray, config: Any) -> np.ndarray:
     return np.concatenate([device.reshape(b, -1), glob], axis=1)
 
 
+#: ``fedlora-allowance``: the allowance levels (in D-bar) at which the scheduled count is read:
+#: the ``allowance`` actions u = -0.875, -0.75, ..., 1 (D-bar / 4 .. 4 D-bar in steps of D-bar / 4)
+ALLOWANCE_LEVELS = np.arange(1, 17) / 4.0
+
+
+def _fedlora_allowance(obs: np.ndarray, config: Any) -> np.ndarray:
+    """What each delay allowance buys this round, and the episode's state (see the table above).
+
+    The counts are exactly what ``allowance`` mode schedules at those allowances
+    (``actions.allowance_counts``); O(16 K) per observation."""
+    from edgeft.envs.fedlora.actions import allowance_counts
+    from edgeft.envs.fedlora.observation import decode_observation
+
+    dec = decode_observation(obs, config)
+    b, k = obs.shape[0], config.num_devices
+    tiny = 1e-300
+    gain = np.maximum(dec.gain, tiny)
+    bits = np.maximum(dec.bits, tiny)
+    allowance = np.broadcast_to(ALLOWANCE_LEVELS * config.budget_s, (b, ALLOWANCE_LEVELS.size))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        count = allowance_counts(allowance, config, gain, bits).astype(np.float64)
+    params = config.surrogate
+    gap0 = max(params.initial_loss - params.loss_floor, 1e-12)
+    glob = np.stack(
+        [
+            np.log1p(np.maximum(dec.queue, 0.0)),
+            dec.round / max(int(config.episode_rounds), 1),
+            (dec.loss - params.loss_floor) / gap0,
+            np.full(b, np.log10(k)),
+            np.log10(1.0 + dec.age).mean(axis=1),
+        ],
+        axis=1,
+    )
+    return np.concatenate([count / k, np.log10(1.0 + count), glob], axis=1)
+
+
 def _mec_compact(obs: np.ndarray, config: Any) -> np.ndarray:
     from edgeft.envs.mec.observation import observation_layout
 
@@ -266,6 +307,7 @@ TRANSFORMS: dict[str, tuple[Callable[[np.ndarray, Any], np.ndarray], str | None]
     "mec-compact": (_mec_compact, "mec"),
     "mec-users": (_mec_users, "mec"),
     "fedlora-devices": (_fedlora_devices, "fedlora"),
+    "fedlora-allowance": (_fedlora_allowance, "fedlora"),
 }
 
 

@@ -91,7 +91,11 @@ class FedLoRAPolicy:
             scheduled, bandwidth = self.decide_at(
                 dec.gain[i], dec.bits[i], float(dec.queue[i]), int(dec.round[i])
             )
-            actions.append(decision_to_action(scheduled, bandwidth, self.config, self.action_mode))
+            actions.append(
+                decision_to_action(
+                    scheduled, bandwidth, self.config, self.action_mode, dec.gain[i], dec.bits[i]
+                )
+            )
             times.append(time.perf_counter() - t0)
         self.last_decision_time = np.asarray(times)
         out = np.stack(actions)

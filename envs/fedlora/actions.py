@@ -19,6 +19,16 @@ is half of the action space rather than its boundary, and no score above 0 sched
 The scheduled devices share all of B by the min-max-delay split (``formulas.min_common_delay``,
 as in ``"count"`` and ``"subset"``): the split with the shortest round for that set, the one
 the min-max-delay reference policies use, so an agent only has to learn the set.
+
+``"allowance"`` is the mode whose action does not depend on K: Box(-1, 1, (1,), float64), the
+round's delay allowance ``a = (u + 1) / 2 x ALLOWANCE_MAX x D-bar`` (from 0 at u = -1 to
+:data:`ALLOWANCE_MAX` D-bar at u = 1). The env schedules the longest prefix of the channel order
+(:func:`channel_order`) whose min-max-delay round fits in ``a`` (GS's rule with the budget ``a``
+in place of D-bar: the prefix whose Lemma-3 bandwidths for the delay ``a`` add up to at most B;
+nobody when even the strongest device alone needs longer) and splits B min-max-delay, as
+``"count"`` does. An agent picks how much of the budget each round spends and the env picks the
+devices, so one policy plays any K; the reference policies' decisions (channel-ordered prefixes)
+are expressed exactly (:func:`decision_to_action`).
 (Measured and rejected: K extra share weights tilting that split, which would make every split
 expressible. SAC's random initial weights starve devices at random; with 4k SAC steps on K = 4
 the linear tilt learned to schedule 0.4 devices a round, and a tilt confined to weights below
@@ -42,11 +52,14 @@ ACTION_WHAT = {
     "bandwidth": "bandwidth shares in [0, 1] (one per device)",
     "subset": "a 0/1 vector (one entry per device)",
     "score": "schedule scores in [-1, 1] (one per device; > 0 = scheduled)",
+    "allowance": "one delay allowance in [-1, 1] (-1 = 0, 1 = ALLOWANCE_MAX x D-bar)",
 }
 #: ``"score"`` mode: a device is scheduled iff its score is above this (strictly)
 SCORE_THRESHOLD = 0.0
 #: the bounds of the Box action modes, (low, high)
-BOX_BOUNDS = {"bandwidth": (0.0, 1.0), "score": (-1.0, 1.0)}
+BOX_BOUNDS = {"bandwidth": (0.0, 1.0), "score": (-1.0, 1.0), "allowance": (-1.0, 1.0)}
+#: ``"allowance"`` mode: the largest delay allowance (u = 1), in units of D-bar
+ALLOWANCE_MAX = 4.0
 _SHARES = ACTION_WHAT["bandwidth"]
 _F64 = np.dtype(np.float64)
 _MAX = np.maximum.reduce
@@ -61,7 +74,37 @@ def action_space(config: FedLoRAConfig) -> spaces.Space:
         return spaces.Discrete(k + 1)
     if config.action_mode == "score":
         return spaces.Box(-1.0, 1.0, (k,), np.float64)
+    if config.action_mode == "allowance":
+        return spaces.Box(-1.0, 1.0, (1,), np.float64)
     return spaces.MultiBinary(k)
+
+
+def allowance_seconds(action: np.ndarray, config: FedLoRAConfig) -> np.ndarray:
+    """``"allowance"`` mode: the delay allowance (s) of actions ``u`` in [-1, 1] (clipped)."""
+    u = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+    return (u + 1.0) * 0.5 * ALLOWANCE_MAX * config.budget_s
+
+
+def allowance_counts(
+    allowance_s: np.ndarray, config: FedLoRAConfig, gain: np.ndarray, bits: np.ndarray
+) -> np.ndarray:
+    """The number of devices ``"allowance"`` mode schedules: per row of ``gain``/``bits``
+    (..., K) and allowance (s) of shape (..., L) (L allowances per row), the longest prefix of
+    the channel order whose Lemma-3 bandwidths for that delay add up to at most B (= the longest
+    prefix with min-max delay D* <= the allowance). Shape (..., L), int64."""
+    from edgeft.envs.fedlora.formulas import bandwidth_for_delay
+
+    gain = np.asarray(gain, dtype=np.float64)
+    bits = np.broadcast_to(np.asarray(bits, dtype=np.float64), gain.shape)
+    order = channel_order(gain, bits)
+    g = np.take_along_axis(gain, order, axis=-1)[..., None, :]
+    b = np.take_along_axis(bits, order, axis=-1)[..., None, :]
+    a = np.asarray(allowance_s, dtype=np.float64)[..., None]
+    positive = a > 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        need = bandwidth_for_delay(b, np.where(positive, a, 1.0), g, config.noise_psd)
+    fits = (np.cumsum(need, axis=-1) <= config.bandwidth_hz) & positive
+    return fits.sum(axis=-1).astype(np.int64)
 
 
 def channel_order(gain: np.ndarray, bits: np.ndarray) -> np.ndarray:
@@ -120,6 +163,9 @@ def allocate(
     - "score": the devices with score > :data:`SCORE_THRESHOLD`, min-max-delay split; scores
       validated in [-1, 1] up to round-off, which counts as clipped (projected) and leaves the
       schedule as it is.
+    - "allowance": the longest channel-ordered prefix that fits the delay allowance
+      (:func:`allowance_counts`), min-max-delay split; round-off beyond [-1, 1] is clipped
+      (projected).
     """
     mode = config.action_mode
     big_b = config.bandwidth_hz
@@ -132,6 +178,11 @@ def allocate(
         n = np.clip(n_raw, 0, config.num_devices)
         projected = n != n_raw
         mask = prefix_mask(channel_order(gain, bits), n.astype(np.int64))
+    elif mode == "allowance":
+        u = action.reshape(action.shape[0])
+        projected = (u < -1.0) | (u > 1.0)
+        n = allowance_counts(allowance_seconds(u, config)[:, None], config, gain, bits)[:, 0]
+        mask = prefix_mask(channel_order(gain, bits), n)
     elif mode == "score":
         mask = action > SCORE_THRESHOLD
         projected = np.any((action < -1.0) | (action > 1.0), axis=-1)
@@ -150,7 +201,8 @@ def validate_action(action: object, config: FedLoRAConfig, batch: int | None = N
     ``edgeft.envs.common.ACTION_TOLERANCE``). Shares that sum to more than 1 are projected
     (:func:`project_shares`).
 
-    Returns a float64 array of shape (batch, K) (or (batch, 1) for "count"); ``batch=None`` means a
+    Returns a float64 array of shape (batch, K) (or (batch, 1) for "count" and "allowance");
+    ``batch=None`` means a
     single env's action.
     """
     k = config.num_devices
@@ -166,6 +218,13 @@ def validate_action(action: object, config: FedLoRAConfig, batch: int | None = N
             raise ValueError(f"action must be {what}, got {arr.tolist()}")
         return arr.reshape(lead + (1,))
     what = ACTION_WHAT[config.action_mode]
+    if config.action_mode == "allowance":
+        # a single env takes a scalar or any one-element array, as in "count"
+        arr = as_action_array(
+            action, lead + (1,) if batch is not None else (1,), what, reshape=batch is None
+        )
+        check_action_bounds(arr, -1.0, 1.0, what)
+        return arr.reshape(lead + (1,))
     arr = as_action_array(action, lead + (k,) if batch is not None else (k,), what, reshape=False)
     if config.action_mode == "subset" and np.any((arr != 0.0) & (arr != 1.0)):
         bad = np.flatnonzero(((arr != 0.0) & (arr != 1.0)).ravel())[:10].tolist()
@@ -211,7 +270,7 @@ def action_to_decision(
         shares, projected = project_shares(act)
         bandwidth = shares * config.bandwidth_hz
         return bandwidth > 0.0, bandwidth, projected
-    if batch is None:  # count, subset, score: the single env's hot path for well-formed actions
+    if batch is None:  # count, allowance, subset, score: the single env's hot path
         decision = _single_set_decision(action, state, config)
         if decision is not None:
             return decision
@@ -223,17 +282,26 @@ def action_to_decision(
 
 
 def _single_set_decision(action: Any, state: State, config: FedLoRAConfig) -> Decision | None:
-    """One env's count/subset/score decision without the batch machinery: the same set, split
-    and projection flag as :func:`allocate` on a batch of one (the same numbers: the split is
-    ``min_common_delay_one``, which equals ``min_common_delay`` bit for bit). None for any
-    action it does not take as it is (another type or dtype, a malformed action): the general
+    """One env's count/allowance/subset/score decision without the batch machinery: the same
+    set, split and projection flag as :func:`allocate` on a batch of one (the same numbers: the
+    split is ``min_common_delay_one``, which equals ``min_common_delay`` bit for bit). None for
+    any action it does not take as it is (another type or dtype, a malformed action): the general
     path converts it or raises."""
     mode = config.action_mode
     k = config.num_devices
     gain, bits = state.gain, state.bits
     projected = False
-    if mode == "count":
-        if type(action) is np.ndarray:
+    if mode in ("count", "allowance"):
+        if mode == "allowance":
+            if type(action) is not np.ndarray or action.size != 1 or action.dtype != _F64:
+                return None
+            u = float(action.reshape(()))
+            if not abs(u) <= 1.0 + ACTION_TOLERANCE:  # NaN, inf, outside the box: refused
+                return None
+            projected = abs(u) > 1.0
+            a = allowance_seconds(np.array([u]), config)
+            n = int(allowance_counts(a, config, gain, bits)[0])
+        elif type(action) is np.ndarray:
             if action.size != 1 or action.dtype.kind not in "iu":
                 return None
             n = int(action.reshape(()))
@@ -283,6 +351,8 @@ def decision_to_action(
     bandwidth: np.ndarray,
     config: FedLoRAConfig,
     action_mode: str | None = None,
+    gain: np.ndarray | None = None,
+    bits: np.ndarray | None = None,
 ) -> np.ndarray:
     """The action of ``action_mode`` (default the config's) that expresses a decision: the
     scheduled devices (bool, (..., K)) and their bandwidth in Hz. The inverse of
@@ -297,6 +367,13 @@ def decision_to_action(
       Exact for every decision of this mode (and so for the decisions of the min-max-delay
       policies ``lyapunov``, ``all-in``, ``random``); any other decision becomes the same set
       with the min-max-delay split, whose round delay is never longer.
+    - "allowance" (needs the round's ``gain`` and ``bits``): with n the number of scheduled
+      devices, the allowance halfway between D*(S_n) and D*(S_n+1), the min-max delays of the
+      n and n + 1 strongest devices (0 for n = 0 is replaced by half of D*(S_1); for n = K,
+      D*(S_K) x 1.25), clipped to [-1, 1]: the env then schedules exactly those n devices, the
+      midpoint keeping a margin on both sides (exact for channel-ordered prefixes with the
+      min-max-delay split, as for "count", unless D*(S_n) exceeds ALLOWANCE_MAX x D-bar). One
+      decision at a time (shape (K,)); returns shape (1,).
     """
     mode = action_mode or config.action_mode
     scheduled = np.asarray(scheduled, dtype=bool)
@@ -310,4 +387,35 @@ def decision_to_action(
         return scheduled.astype(np.int8)
     if mode == "score":
         return np.where(scheduled, 1.0, -1.0)
+    if mode == "allowance":
+        if gain is None or bits is None:
+            raise ValueError("decision_to_action needs the round's gain and bits for 'allowance'")
+        return _allowance_action(int(scheduled.sum()), config, np.asarray(gain), np.asarray(bits))
     raise ValueError(f"action_mode must be one of {list(config.ACTION_MODES)}, got {mode!r}")
+
+
+def prefix_delay(n: int, config: FedLoRAConfig, gain: np.ndarray, bits: np.ndarray) -> float:
+    """D*(S_n) (s): the min-max-delay round of the n strongest devices of one round (0 for
+    n = 0)."""
+    if n <= 0:
+        return 0.0
+    members = channel_order(gain, bits)[:n]
+    mask = np.zeros(gain.shape[-1], dtype=bool)
+    mask[members] = True
+    delay, _ = min_common_delay_one(bits, gain, config.noise_psd, config.bandwidth_hz, mask)
+    return float(delay)
+
+
+def _allowance_action(
+    n: int, config: FedLoRAConfig, gain: np.ndarray, bits: np.ndarray
+) -> np.ndarray:
+    k = gain.shape[-1]
+    if n >= k:
+        allowance = 1.25 * prefix_delay(k, config, gain, bits)
+    elif n == 0:
+        allowance = 0.5 * prefix_delay(1, config, gain, bits)
+    else:
+        lo, hi = prefix_delay(n, config, gain, bits), prefix_delay(n + 1, config, gain, bits)
+        allowance = 0.5 * (lo + hi)
+    u = 2.0 * allowance / (ALLOWANCE_MAX * config.budget_s) - 1.0
+    return np.array([min(max(u, -1.0), 1.0)])

@@ -13,7 +13,7 @@ from edgeft.envs.common import Bound, check_choice
 from edgeft.envs.fedlora.surrogate import SurrogateParams
 from edgeft.envs.real_config import validated_training
 
-ACTION_MODES = ("bandwidth", "count", "subset", "score")
+ACTION_MODES = ("bandwidth", "count", "subset", "score", "allowance")
 REWARDS = ("progress-budget", "progress", "drift-plus-penalty", "drift-plus-penalty-paper")
 MODES = ("surrogate", "real")
 DATA_PARTITIONS = ("iid", "dirichlet")
@@ -107,7 +107,9 @@ class FedLoRAConfig:
         action_mode: "bandwidth" (Box(K) shares), "count" (Discrete(K+1): n strongest devices,
             min-max-delay split), "subset" (MultiBinary(K), min-max-delay split) or "score"
             (Box(-1, 1, (K,)), for agents with squashed outputs such as SAC and TD3: a device
-            is scheduled iff its score > 0, min-max-delay split).
+            is scheduled iff its score > 0, min-max-delay split) or "allowance" (Box(-1, 1,
+            (1,)), the same for every K: the round's delay allowance, from 0 at -1 to 4 D-bar
+            at 1; the longest channel-ordered prefix that fits it, min-max-delay split).
         reward: "progress-budget" (the default: learning progress under the time-average delay
             budget, the constrained problem the leaderboard ranks: progress_scale x loss drop /
             initial gap, minus ``delay_penalty`` x the growth of max(0, S_t), S_t = sum of

@@ -52,6 +52,7 @@ class FedLoRASchedulingEnv(gym.Env):
     | "count"      | Discrete(K + 1)       | schedule the n strongest devices, min-max-delay split |
     | "subset"     | MultiBinary(K)        | schedule these devices, min-max-delay split           |
     | "score"      | Box(-1, 1, (K,))      | scheduled iff score > 0, min-max-delay split (SAC/TD3)|
+    | "allowance"  | Box(-1, 1, (1,))      | allowance 0-4 D-bar: the longest prefix that fits it  |
 
     "bandwidth" expresses every reference policy's decision exactly. Projection (reported as
     ``info["action_projected"]``): shares in [0, 1] are divided by their sum if it exceeds 1

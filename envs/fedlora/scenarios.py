@@ -4,10 +4,12 @@ generalise.
 A :class:`ScenarioDistribution` draws the fields of an env config that make one scenario
 differ from another: the delay budget, the cell geometry, the channel model (i.i.d. Rayleigh
 blocks, AR(1)-correlated fading, or correlated fading with moving devices) and the data
-partition (i.i.d. or Dirichlet shards, which pick the surrogate's calibration). The number of
-devices K is fixed within a distribution: a training run's env copies must share their spaces
-(stable-baselines3 batches them), and the size-independent policy ``fedlora-shared`` then
-plays any K.
+partition (i.i.d. or Dirichlet shards, which pick the surrogate's calibration), and the number
+of devices K where the distribution gives a range. A training run's env copies must share their
+spaces (stable-baselines3 batches them): with K fixed, any action mode and observation
+transform do, and the size-independent policy ``fedlora-shared`` then plays any K; with K drawn,
+only spaces that do not depend on K do (the ``allowance`` action mode with the
+``fedlora-allowance`` transform), and :class:`ScenarioEnv` refuses the others.
 
 Train and test draws never coincide: draw i of split s comes from the generator seeded with
 ``(SPLITS[s], stream, i)``, so the two splits are independent streams, and a scenario a
@@ -16,9 +18,10 @@ probability 0; tested). :class:`ScenarioEnv` plays a new training draw every epi
 
 :data:`DISTRIBUTIONS` holds the named ones: ``"fedlora-general"``, K = 20 with
 D-bar in [1.5, 3] us/bit (log-uniform), the cell centre 250-350 m from the server with a
-radius of 30-80 m, the three channel models and both partitions. The held-out suites differ in
-kind: K = 100 and D-bar = 1 us/bit (``fedlora-hard``), the 3GPP UMi trace (``fedlora-3gpp``),
-FT's loose budget (``fedlora-paper``).
+radius of 30-80 m, the three channel models and both partitions; ``"fedlora-sizes"``, the same
+with K drawn from 14-60 (log-uniform), for agents that play any K. The held-out suites differ
+in kind: K = 10 (``fedlora-k10``), K = 100 and D-bar = 1 us/bit (``fedlora-hard``), the 3GPP UMi
+trace (``fedlora-3gpp``), FT's loose budget (``fedlora-paper``).
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ class ScenarioDistribution:
     """A distribution over FedLoRA scenarios (env config fields; see the module docstring).
 
     Attributes:
-        num_devices: K, the same in every draw.
+        num_devices: K: an int (the same in every draw) or a range (low, high) of ints, drawn
+            log-uniformly (rounded to the nearest integer) after the other fields.
         budget_us_per_bit: D-bar's range in us per bit, drawn log-uniformly.
         cell_center_m, cell_radius_m: ranges of the cell's distance from the server and of
             its radius, drawn uniformly.
@@ -67,7 +71,7 @@ class ScenarioDistribution:
         data: the data partitions drawn from (:data:`PARTITIONS`), uniformly.
     """
 
-    num_devices: int = 20
+    num_devices: int | tuple[int, int] = 20
     budget_us_per_bit: tuple[float, float] = (1.5, 3.0)
     cell_center_m: tuple[float, float] = (250.0, 350.0)
     cell_radius_m: tuple[float, float] = (30.0, 80.0)
@@ -77,6 +81,13 @@ class ScenarioDistribution:
     data: tuple[str, ...] = PARTITIONS
 
     def __post_init__(self) -> None:
+        k = self.num_devices
+        lo_k, hi_k = (k, k) if isinstance(k, (int, np.integer)) else tuple(k)
+        if not (int(lo_k) == lo_k and int(hi_k) == hi_k and 1 <= lo_k <= hi_k):
+            raise ValueError(
+                f"num_devices must be an int >= 1 or a range (low, high) of ints with "
+                f"1 <= low <= high, got {k!r}"
+            )
         for name in ("budget_us_per_bit", "cell_center_m", "cell_radius_m", "speed_mps"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
@@ -93,7 +104,7 @@ class ScenarioDistribution:
         """One scenario: the env config fields it sets (a dict for ``gym.make``)."""
         lo, hi = np.log(self.budget_us_per_bit)
         config: dict[str, Any] = {
-            "num_devices": self.num_devices,
+            "num_devices": self.num_devices if self.fixed_k else 0,
             "delay_budget_per_bit": float(np.exp(rng.uniform(lo, hi))) * 1e-6,
             "cell_center_m": float(rng.uniform(*self.cell_center_m)),
             "cell_radius_m": float(rng.uniform(*self.cell_radius_m)),
@@ -108,7 +119,23 @@ class ScenarioDistribution:
                 round_duration_s=2.0,
             )
         config["data"] = self.data[int(rng.integers(len(self.data)))]
+        if not self.fixed_k:
+            lo_k, hi_k = np.log(self.k_range)
+            config["num_devices"] = int(np.rint(np.exp(rng.uniform(lo_k, hi_k))))
         return config
+
+    @property
+    def fixed_k(self) -> bool:
+        """Whether every draw has the same K."""
+        return isinstance(self.num_devices, (int, np.integer))
+
+    @property
+    def k_range(self) -> tuple[int, int]:
+        """The smallest and largest K a draw can have."""
+        k = self.num_devices
+        if isinstance(k, (int, np.integer)):
+            return int(k), int(k)
+        return int(k[0]), int(k[1])
 
     def draw(self, split: str, index: int, stream: int = 0) -> dict[str, Any]:
         """Draw ``index`` of ``split`` (``"train"`` or ``"test"``) in ``stream``: the same
@@ -130,7 +157,7 @@ class ScenarioDistribution:
             return lo * (1 - 1e-12) <= float(value) <= hi * (1 + 1e-12)
         channels = self.channels
         if name == "num_devices":
-            return bool(value == self.num_devices)
+            return _inside(value, self.k_range)
         if name == "data":
             return value in self.data
         if name == "fading_correlation":
@@ -151,7 +178,10 @@ def _inside(value: Any, bounds: tuple[float, float]) -> bool:
 
 
 #: the named distributions (``edgeft train --scenarios NAME``)
-DISTRIBUTIONS: dict[str, ScenarioDistribution] = {"fedlora-general": ScenarioDistribution()}
+DISTRIBUTIONS: dict[str, ScenarioDistribution] = {
+    "fedlora-general": ScenarioDistribution(),
+    "fedlora-sizes": ScenarioDistribution(num_devices=(14, 60)),
+}
 
 
 def get_distribution(name: str) -> ScenarioDistribution:
@@ -209,15 +239,22 @@ class ScenarioEnv(gym.Env):
             self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float64)
 
     def _make(self, scenario: dict[str, Any]) -> Any:
+        from edgeft.envs.common import config_in_force
+
         self.scenario = scenario
-        return gym.make(ENV_ID, **{**self.base, **scenario})
+        env = gym.make(ENV_ID, **{**self.base, **scenario})
+        self._config = config_in_force(env)
+        return env
+
+    @property
+    def raw_observation(self) -> np.ndarray | None:
+        """The env's last observation before the transform (None before the first reset)."""
+        return self._raw
 
     @property
     def config(self) -> Any:
         """The config in force of the current scenario's env."""
-        from edgeft.envs.common import config_in_force
-
-        return config_in_force(self.env)
+        return self._config
 
     def _features(self, obs: np.ndarray) -> np.ndarray:
         if self.transform is None:
@@ -234,11 +271,27 @@ class ScenarioEnv(gym.Env):
         self._draw += 1
         self.env.close()
         self.env = self._make(self.distribution.sample(rng))
+        if self.env.action_space != self.action_space:
+            raise ValueError(
+                f"scenario with K = {self.scenario['num_devices']} has the action space "
+                f"{self.env.action_space}, not {self.action_space}: a distribution that draws K "
+                "needs an action mode whose space does not depend on K (action_mode="
+                "'allowance') and an observation transform of fixed length "
+                "(obs_transform='fedlora-allowance')"
+            )
         obs, info = self.env.reset(seed=int(rng.integers(2**31)))
         if self.reward is not None:
             self._reward_fn = self.reward(self.config)
         self._raw = obs
-        return self._features(obs), {**info, "scenario": dict(self.scenario)}
+        features = self._features(obs)
+        if features.shape != self.observation_space.shape:
+            raise ValueError(
+                f"scenario with K = {self.scenario['num_devices']} gives observations of shape "
+                f"{features.shape}, not {self.observation_space.shape}: a distribution that "
+                "draws K needs an observation transform of fixed length "
+                "(obs_transform='fedlora-allowance') and action_mode='allowance'"
+            )
+        return features, {**info, "scenario": dict(self.scenario)}
 
     def step(self, action: Any) -> tuple[np.ndarray, Any, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)

@@ -71,7 +71,7 @@ def test_bad_distributions_and_names_are_refused():
         ScenarioDistribution(channels=("rayleigh",))
     with pytest.raises(ValueError, match="fading_correlation"):
         ScenarioDistribution(fading_correlation=(0.5, 1.0))
-    with pytest.raises(ValueError, match="known: \\['fedlora-general'\\]"):
+    with pytest.raises(ValueError, match="known: \\['fedlora-general', 'fedlora-sizes'\\]"):
         get_distribution("nope")
     with pytest.raises(ValueError, match="split"):
         GENERAL.draw("validation", 0)
