@@ -14,7 +14,10 @@
 The settings are ``TrainConfig.bc`` (defaults below, tuned values in ``hyperparams.json``).
 ``teacher_options`` go to ``edgeft.make_policy`` (e.g. ``{"zeta": 30}`` for ``lyapunov``: the
 trade-off weight the teacher uses; it is a reward-only field of the env, so it does not have to
-match the env the agent is evaluated in). One line per iteration goes to ``OUT/bc.jsonl``.
+match the env the agent is evaluated in): either options for whichever teacher the run clones, or
+a mapping from teacher names to their options (``{"lyapunov": {"zeta": 30}}``, the form of the
+tuned defaults, so that options tuned for one teacher never reach another;
+:func:`options_for`). One line per iteration goes to ``OUT/bc.jsonl``.
 
 Besides the registered policies, :data:`TEACHERS` holds teachers that exist for cloning only:
 ``mec-greedy-fast`` acts like ``greedy`` in the MEC env's ``discrete`` mode at ~1% of its
@@ -271,6 +274,21 @@ def parse_init(init: str) -> str:
     return name
 
 
+def options_for(teacher_options: dict[str, Any], teacher: str) -> dict[str, Any]:
+    """The options of ``teacher`` in a ``teacher_options`` setting: the setting itself when it
+    holds options, the entry for ``teacher`` ({} when it has none) when it maps teacher names
+    (every key a teacher or reference policy name and every value a dict of options)."""
+    from edgeft.baselines.fedlora import REFERENCE_POLICIES as FEDLORA
+    from edgeft.baselines.mec import REFERENCE_POLICIES as MEC
+
+    names = set(TEACHERS) | set(FEDLORA) | set(MEC)
+    if teacher_options and all(
+        k in names and isinstance(v, dict) for k, v in teacher_options.items()
+    ):
+        return dict(teacher_options.get(teacher, {}))
+    return dict(teacher_options)
+
+
 def bc_settings(bc: dict[str, Any]) -> dict[str, Any]:
     """``BC_DEFAULTS`` updated with ``bc``; unknown keys raise ``ValueError``."""
     unknown = sorted(set(bc) - set(BC_DEFAULTS))
@@ -370,11 +388,14 @@ def behaviour_clone(
         raw_cfg = dataclasses.replace(cfg, reward_shaping={})
     venv = make_vec_env(raw_cfg, config, cfg.seed + 7919)  # its own seeds, not the RL envs'
     if getattr(cfg, "scenarios", ""):  # a teacher and features per copy's scenario
-        per_copy = ScenarioLabels(teacher_name, s["teacher_options"], cfg.obs_transform, venv)
+        options = options_for(s["teacher_options"], teacher_name)
+        per_copy = ScenarioLabels(teacher_name, options, cfg.obs_transform, venv)
         teacher: Any = per_copy
         transform: Any = per_copy.features
     else:
-        teacher = make_teacher(teacher_name, config, **s["teacher_options"])
+        teacher = make_teacher(
+            teacher_name, config, **options_for(s["teacher_options"], teacher_name)
+        )
         transform = get_transform(cfg.obs_transform, config)
     rounds = int(config.episode_rounds)
     feats_all: list[np.ndarray] = []

@@ -23,7 +23,7 @@ Transforms (name, env family: features):
   :data:`FEDLORA_GLOBAL_FEATURES`, ``_fedlora_devices``); for size-independent policies such as
   ``fedlora-shared`` (``edgeft.agents.policies``), without VecNormalize.
 - ``fedlora-allowance`` (fedlora): features of fixed length for every K, for the ``allowance``
-  action mode: at each allowance level of :data:`ALLOWANCE_LEVELS` (D-bar/4 .. 4 D-bar) the
+  action mode: at each allowance level of :data:`ALLOWANCE_LEVELS` (D-bar/8 .. 4 D-bar) the
   number n of devices that mode would schedule, as n / K and log10(1 + n); then the queue
   (log1p), the round (/T), the loss gap (as ``fedlora-devices``), log10(K) and the mean
   log10(1 + age) (``_fedlora_allowance``). A plain MLP on them plays any K.
@@ -216,15 +216,15 @@ def _fedlora_devices(obs: np.ndarray, config: Any) -> np.ndarray:
 
 
 #: ``fedlora-allowance``: the allowance levels (in D-bar) at which the scheduled count is read:
-#: the ``allowance`` actions u = -0.875, -0.75, ..., 1 (D-bar / 4 .. 4 D-bar in steps of D-bar / 4)
-ALLOWANCE_LEVELS = np.arange(1, 17) / 4.0
+#: D-bar / 8 .. 4 D-bar in steps of 2^(1/8) (9%; D-bar itself included)
+ALLOWANCE_LEVELS = 2.0 ** np.linspace(-3.0, 2.0, 41)
 
 
 def _fedlora_allowance(obs: np.ndarray, config: Any) -> np.ndarray:
     """What each delay allowance buys this round, and the episode's state (see the table above).
 
     The counts are exactly what ``allowance`` mode schedules at those allowances
-    (``actions.allowance_counts``); O(16 K) per observation."""
+    (``actions.allowance_counts``); O(41 K) per observation."""
     from edgeft.envs.fedlora.actions import allowance_counts
     from edgeft.envs.fedlora.observation import decode_observation
 

@@ -60,6 +60,9 @@ SCORE_THRESHOLD = 0.0
 BOX_BOUNDS = {"bandwidth": (0.0, 1.0), "score": (-1.0, 1.0), "allowance": (-1.0, 1.0)}
 #: ``"allowance"`` mode: the largest delay allowance (u = 1), in units of D-bar
 ALLOWANCE_MAX = 4.0
+#: :func:`decision_to_action` in ``"allowance"`` mode: the widest gap (in D-bar) whose middle it
+#: takes above the decision's own round delay
+ALLOWANCE_MARGIN = 0.5
 _SHARES = ACTION_WHAT["bandwidth"]
 _F64 = np.dtype(np.float64)
 _MAX = np.maximum.reduce
@@ -368,12 +371,14 @@ def decision_to_action(
       policies ``lyapunov``, ``all-in``, ``random``); any other decision becomes the same set
       with the min-max-delay split, whose round delay is never longer.
     - "allowance" (needs the round's ``gain`` and ``bits``): with n the number of scheduled
-      devices, the allowance halfway between D*(S_n) and D*(S_n+1), the min-max delays of the
-      n and n + 1 strongest devices (0 for n = 0 is replaced by half of D*(S_1); for n = K,
-      D*(S_K) x 1.25), clipped to [-1, 1]: the env then schedules exactly those n devices, the
-      midpoint keeping a margin on both sides (exact for channel-ordered prefixes with the
-      min-max-delay split, as for "count", unless D*(S_n) exceeds ALLOWANCE_MAX x D-bar). One
-      decision at a time (shape (K,)); returns shape (1,).
+      devices and D*(S_n) the min-max delay of the n strongest, the allowance D*(S_n) +
+      min(D*(S_n+1) - D*(S_n), :data:`ALLOWANCE_MARGIN` D-bar) / 2 (half of D*(S_1) for n = 0;
+      D*(S_K) + ALLOWANCE_MARGIN D-bar / 2 for n = K), clipped to [-1, 1]: inside the interval
+      of allowances that schedule exactly those n devices, with a margin on both sides, and a
+      smooth function of the decision's own delay (a target a policy can learn; the plain
+      midpoint follows the next device's delay, which may be far off). Exact for
+      channel-ordered prefixes with the min-max-delay split, as for "count", unless D*(S_n)
+      exceeds ALLOWANCE_MAX x D-bar. One decision at a time (shape (K,)); returns shape (1,).
     """
     mode = action_mode or config.action_mode
     scheduled = np.asarray(scheduled, dtype=bool)
@@ -410,12 +415,12 @@ def _allowance_action(
     n: int, config: FedLoRAConfig, gain: np.ndarray, bits: np.ndarray
 ) -> np.ndarray:
     k = gain.shape[-1]
-    if n >= k:
-        allowance = 1.25 * prefix_delay(k, config, gain, bits)
-    elif n == 0:
+    budget = config.budget_s
+    if n == 0:
         allowance = 0.5 * prefix_delay(1, config, gain, bits)
     else:
-        lo, hi = prefix_delay(n, config, gain, bits), prefix_delay(n + 1, config, gain, bits)
-        allowance = 0.5 * (lo + hi)
-    u = 2.0 * allowance / (ALLOWANCE_MAX * config.budget_s) - 1.0
+        lo = prefix_delay(n, config, gain, bits)
+        hi = prefix_delay(n + 1, config, gain, bits) if n < k else math.inf
+        allowance = lo + 0.5 * min(hi - lo, ALLOWANCE_MARGIN * budget)
+    u = 2.0 * allowance / (ALLOWANCE_MAX * budget) - 1.0
     return np.array([min(max(u, -1.0), 1.0)])

@@ -391,7 +391,10 @@ def cloned(tmp_path_factory):
 def test_bc_initialised_agent_schedules_like_its_teacher(cloned):
     meta = json.loads((cloned / "model.agent.json").read_text())
     assert meta["train_config"]["init"] == "bc:lyapunov" and meta["timesteps"] == 0
-    teacher_opts = meta["train_config"]["bc"]["teacher_options"]
+    from edgeft.agents.bc import options_for
+
+    teacher_opts = options_for(meta["train_config"]["bc"]["teacher_options"], "lyapunov")
+    assert teacher_opts == {"zeta": 30.0}  # the tuned default, keyed by its teacher
     log = [json.loads(x) for x in (cloned / "bc.jsonl").read_text().splitlines()]
     assert len(log) == meta["train_config"]["bc"]["iterations"] and log[-1]["nll"] < log[0]["nll"]
     # the VecNormalize statistics were fitted to the cloning data, not left at (0, 1)
@@ -476,3 +479,22 @@ def test_every_agent_a_suite_names_is_shipped_and_plays_that_suite():
             action, _ = policy.predict(obs, deterministic=True)
             assert env.action_space.contains(action), (suite.name, agent)
             obs, _, _, _, _ = env.step(action)
+
+
+def test_teacher_options_reach_only_the_teacher_they_are_for():
+    """Defaults tuned for one teacher (``{"lyapunov": {"zeta": 30}}``) must not change another
+    (``lyapunov-descending`` keeps its own tuned zeta); options given flat go to any teacher."""
+    from edgeft.agents.bc import make_teacher, options_for
+    from edgeft.envs.fedlora.config import FedLoRAConfig
+
+    keyed = {"lyapunov": {"zeta": 30.0}}
+    assert options_for(keyed, "lyapunov") == {"zeta": 30.0}
+    assert options_for(keyed, "lyapunov-descending") == {}
+    assert options_for({"zeta": 5.0}, "lyapunov-descending") == {"zeta": 5.0}
+    assert options_for({}, "gs") == {}
+    config = FedLoRAConfig(action_mode="count")
+    plain = make_teacher("lyapunov-descending", config)
+    via_defaults = make_teacher(
+        "lyapunov-descending", config, **options_for(keyed, "lyapunov-descending")
+    )
+    assert via_defaults.zeta0 == plain.zeta0 != 30.0
