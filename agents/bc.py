@@ -17,7 +17,8 @@ trade-off weight the teacher uses; it is a reward-only field of the env, so it d
 match the env the agent is evaluated in): either options for whichever teacher the run clones, or
 a mapping from teacher names to their options (``{"lyapunov": {"zeta": 30}}``, the form of the
 tuned defaults, so that options tuned for one teacher never reach another;
-:func:`options_for`). One line per iteration goes to ``OUT/bc.jsonl``.
+:func:`options_for`). One line per iteration goes to ``OUT/bc.jsonl`` (its agreements: the share
+of actions equal to the teacher's; Box actions within :data:`BOX_AGREEMENT` of the range).
 
 Besides the registered policies, :data:`TEACHERS` holds teachers that exist for cloning only:
 ``mec-greedy-fast`` acts like ``greedy`` in the MEC env's ``discrete`` mode at ~1% of its
@@ -320,6 +321,23 @@ def _student_actions(model: Any, x: np.ndarray) -> np.ndarray:
     return act
 
 
+#: Box actions: a student action counts as agreeing with the teacher's within this share of
+#: the space's range (exact equality of floats would never hold)
+BOX_AGREEMENT = 0.01
+
+
+def _agrees(model: Any, student: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Entry-wise agreement of student and teacher actions: equality, or for a Box space a
+    difference within :data:`BOX_AGREEMENT` of the space's range."""
+    from gymnasium import spaces
+
+    space = model.policy.action_space
+    if isinstance(space, spaces.Box):
+        tol = BOX_AGREEMENT * (space.high - space.low)
+        return np.abs(np.asarray(student, dtype=np.float64) - label) <= tol
+    return np.asarray(student == label)
+
+
 def _fit(
     model: Any,
     x: np.ndarray,
@@ -418,7 +436,7 @@ def behaviour_clone(
             act = label
             if beta < 1.0:
                 student = _student_actions(model, _features(feats, vecnorm))
-                agree.append(student.reshape(label.shape) == label)
+                agree.append(_agrees(model, student.reshape(label.shape), label))
                 use_teacher = rng.random(len(obs)) < beta
                 act = np.where(
                     use_teacher.reshape((-1,) + (1,) * (label.ndim - 1)),
@@ -445,7 +463,7 @@ def behaviour_clone(
         nll = _fit(
             model, x, labels, int(s["epochs"]), int(s["batch_size"]), float(s["learning_rate"]), rng
         )
-        hit = (_student_actions(model, x) == labels).reshape(len(x), -1)
+        hit = _agrees(model, _student_actions(model, x), labels).reshape(len(x), -1)
         fit_acc = float(np.mean(np.all(hit, axis=1)))
         summary = {
             "iteration": it,

@@ -498,3 +498,18 @@ def test_teacher_options_reach_only_the_teacher_they_are_for():
         "lyapunov-descending", config, **options_for(keyed, "lyapunov-descending")
     )
     assert via_defaults.zeta0 == plain.zeta0 != 30.0
+
+
+def test_bc_agreement_of_box_actions_is_within_a_share_of_the_range():
+    """Exact equality never holds for float actions; Box actions agree within 1% of the range."""
+    from types import SimpleNamespace
+
+    from edgeft.agents.bc import BOX_AGREEMENT, _agrees
+    from gymnasium import spaces
+
+    box = SimpleNamespace(policy=SimpleNamespace(action_space=spaces.Box(-1.0, 1.0, (1,))))
+    label = np.array([[0.3], [0.3], [-1.0]])
+    student = np.array([[0.3 + 1.9 * BOX_AGREEMENT], [0.3 - 2.1 * BOX_AGREEMENT], [-1.0]])
+    np.testing.assert_array_equal(_agrees(box, student, label)[:, 0], [True, False, True])
+    disc = SimpleNamespace(policy=SimpleNamespace(action_space=spaces.Discrete(4)))
+    np.testing.assert_array_equal(_agrees(disc, np.array([1, 2]), np.array([1, 3])), [True, False])
