@@ -486,4 +486,65 @@ def behaviour_clone(
                 flush=True,
             )
     venv.close()
+    plot_bc({teacher_name: out}, out / "bc.png")
     return summary
+
+
+def read_bc_log(folder: str | Path) -> list[dict[str, Any]]:
+    """The per-iteration lines of ``FOLDER/bc.jsonl`` ([] when there is none)."""
+    path = Path(folder) / "bc.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_bc(runs: dict[str, str | Path], path: str | Path) -> Path:
+    """The cloning curves of one or more runs as a PNG: per DAgger iteration, the NLL of the
+    teacher's actions under the student (on all data so far) and the student's agreement with
+    the teacher, on that data and on the states it visited itself.
+
+    Args:
+        runs: label -> run folder (``edgeft train --init bc:... --out``).
+        path: the PNG to write.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for label, folder in runs.items():
+        log = read_bc_log(folder)
+        if not log:
+            continue
+        it = [r["iteration"] + 1 for r in log]
+        (line,) = axes[0].plot(it, [r["nll"] for r in log], "o-", ms=3, lw=1, label=label)
+        color = line.get_color()
+        axes[1].plot(
+            it,
+            [r["train_agreement"] for r in log],
+            "o-",
+            ms=3,
+            lw=1,
+            color=color,
+            label=f"{label} (fit data)",
+        )
+        roll = [
+            (i, r["rollout_agreement"])
+            for i, r in zip(it, log)
+            if r["rollout_agreement"] is not None
+        ]
+        if roll:
+            axes[1].plot(
+                *zip(*roll), "s--", ms=3, lw=1, color=color, label=f"{label} (its own states)"
+            )
+    axes[0].set(xlabel="DAgger iteration", ylabel="NLL of the teacher's actions")
+    axes[1].set(xlabel="DAgger iteration", ylabel="agreement with the teacher", ylim=(0, 1.02))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -244,6 +244,9 @@ def test_a_clone_on_the_sizes_distribution_trains_and_plays_any_k(tmp_path):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"obs_transform": "fedlora-allowance"}))
     assert main([*args, "--config", str(cfg)]) in (0, None)
+    log = [json.loads(x) for x in (out / "bc.jsonl").read_text().splitlines()]
+    assert len(log) == 6 and all(0.0 <= r["train_agreement"] <= 1.0 for r in log)  # ppo default
+    assert (out / "bc.png").stat().st_size > 10_000  # the cloning curves
     for k in (2, 50):
         env = gym.make(ENV_ID, action_mode="allowance", num_devices=k, episode_rounds=6)
         policy = make_policy(f"ppo:{out}/model", env)
