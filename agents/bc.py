@@ -3,8 +3,10 @@
 ``edgeft train --init bc:POLICY`` (``TrainConfig.init = "bc:POLICY"``) runs this before any RL:
 
 1. roll out the training envs (the run's own env config and action mode, no observation
-   transform) for ``episodes`` full episodes per env copy, with the teacher acting in the first
-   iteration and the student (deterministic) in the later ones (DAgger), the teacher labelling
+   transform; on an instance distribution, each copy's features for its own scenario, the
+   teachers reading the raw observations) for ``episodes`` full episodes per env copy, with
+   the teacher acting in the first iteration and the student (deterministic) in the later ones
+   (DAgger; the teacher in a share ``student_beta`` of their steps), the teacher labelling
    every visited observation;
 2. fit the run's VecNormalize observation statistics to the transformed observations seen so far
    (so the loader's saved-normalisation path applies unchanged);

@@ -52,7 +52,7 @@ ACTION_WHAT = {
     "bandwidth": "bandwidth shares in [0, 1] (one per device)",
     "subset": "a 0/1 vector (one entry per device)",
     "score": "schedule scores in [-1, 1] (one per device; > 0 = scheduled)",
-    "allowance": "one delay allowance in [-1, 1] (-1 = 0, 1 = ALLOWANCE_MAX x D-bar)",
+    "allowance": "one delay allowance in [-1, 1] (-1 = schedule nobody, 1 = 4 D-bar)",
 }
 #: ``"score"`` mode: a device is scheduled iff its score is above this (strictly)
 SCORE_THRESHOLD = 0.0
@@ -205,8 +205,7 @@ def validate_action(action: object, config: FedLoRAConfig, batch: int | None = N
     (:func:`project_shares`).
 
     Returns a float64 array of shape (batch, K) (or (batch, 1) for "count" and "allowance");
-    ``batch=None`` means a
-    single env's action.
+    ``batch=None`` means a single env's action.
     """
     k = config.num_devices
     lead = (1,) if batch is None else (batch,)

@@ -254,3 +254,9 @@ def test_a_clone_on_the_sizes_distribution_trains_and_plays_any_k(tmp_path):
         act, _ = policy.predict(obs, deterministic=True)
         assert act.shape == (1,) and -1.0 <= float(act[0]) <= 1.0
         env.step(act)
+
+
+def test_the_error_message_states_the_allowance_scale():
+    from edgeft.envs.fedlora.actions import ACTION_WHAT
+
+    assert f"1 = {ALLOWANCE_MAX:g} D-bar" in ACTION_WHAT["allowance"]
