@@ -260,3 +260,23 @@ def test_the_error_message_states_the_allowance_scale():
     from edgeft.envs.fedlora.actions import ACTION_WHAT
 
     assert f"1 = {ALLOWANCE_MAX:g} D-bar" in ACTION_WHAT["allowance"]
+
+
+def test_the_shipped_generalist_plays_any_k_within_the_budget():
+    """``ppo:fedlora-general`` loads for K it never saw (7, 100) and keeps a short episode's
+    budget under the guard."""
+    from edgeft.policy import make_policy
+
+    for k in (7, 100):
+        env = gym.make(
+            ENV_ID, action_mode="allowance", num_devices=k, episode_rounds=12, budget_guard=True
+        )
+        policy = make_policy("ppo:fedlora-general", env)
+        obs, _ = env.reset(seed=3)
+        delays, scheduled = [], []
+        for _ in range(12):
+            act, _ = policy.predict(obs, deterministic=True)
+            obs, _, _, _, info = env.step(act)
+            delays.append(info["cost"])
+            scheduled.append(info["num_scheduled"])
+        assert np.mean(delays) <= 1.0 + 1e-9 and max(scheduled) > 0
