@@ -237,6 +237,16 @@ class ScenarioEnv(gym.Env):
         else:
             size = self._features(np.zeros(raw.shape, dtype=np.float64)).shape[0]
             self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float64)
+        if not distribution.fixed_k:  # refuse spaces that depend on K now, not at some reset
+            first = self.env
+            for k in distribution.k_range:
+                self.env = self._make(
+                    {**distribution.draw(split, 0, self.stream), "num_devices": k}
+                )
+                self._check_spaces(self._features(np.zeros(self.env.observation_space.shape)))
+                self.env.close()
+            self.env = self._make(distribution.draw(split, 0, self.stream))
+            first.close()
 
     def _make(self, scenario: dict[str, Any]) -> Any:
         from edgeft.envs.common import config_in_force
@@ -271,27 +281,33 @@ class ScenarioEnv(gym.Env):
         self._draw += 1
         self.env.close()
         self.env = self._make(self.distribution.sample(rng))
-        if self.env.action_space != self.action_space:
-            raise ValueError(
-                f"scenario with K = {self.scenario['num_devices']} has the action space "
-                f"{self.env.action_space}, not {self.action_space}: a distribution that draws K "
-                "needs an action mode whose space does not depend on K (action_mode="
-                "'allowance') and an observation transform of fixed length "
-                "(obs_transform='fedlora-allowance')"
-            )
         obs, info = self.env.reset(seed=int(rng.integers(2**31)))
         if self.reward is not None:
             self._reward_fn = self.reward(self.config)
         self._raw = obs
         features = self._features(obs)
+        self._check_spaces(features)
+        return features, {**info, "scenario": dict(self.scenario)}
+
+    def _check_spaces(self, features: np.ndarray) -> None:
+        """Raise ``ValueError`` unless the current scenario's env has this env's action space
+        and gives features of its observation shape (stable-baselines3 batches the copies)."""
+        k = self.scenario["num_devices"]
+        fix = (
+            "a distribution that draws K needs an action mode whose space does not depend on K "
+            "(action_mode='allowance') and an observation transform of fixed length "
+            "(obs_transform='fedlora-allowance')"
+        )
+        if self.env.action_space != self.action_space:
+            raise ValueError(
+                f"scenario with K = {k} has the action space {self.env.action_space}, not "
+                f"{self.action_space}: {fix}"
+            )
         if features.shape != self.observation_space.shape:
             raise ValueError(
-                f"scenario with K = {self.scenario['num_devices']} gives observations of shape "
-                f"{features.shape}, not {self.observation_space.shape}: a distribution that "
-                "draws K needs an observation transform of fixed length "
-                "(obs_transform='fedlora-allowance') and action_mode='allowance'"
+                f"scenario with K = {k} gives observations of shape {features.shape}, not "
+                f"{self.observation_space.shape}: {fix}"
             )
-        return features, {**info, "scenario": dict(self.scenario)}
 
     def step(self, action: Any) -> tuple[np.ndarray, Any, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
