@@ -198,21 +198,28 @@ def _fedlora_devices(obs: np.ndarray, config: Any) -> np.ndarray:
         ],
         axis=2,
     )  # (b, K, features)
+    count = in_prefix.sum(axis=1).astype(np.float64)
+    glob = _episode_features(dec, config, [count / k, np.log10(1.0 + count)])
+    return np.concatenate([device.reshape(b, -1), glob], axis=1)
+
+
+def _episode_features(dec: Any, config: Any, extra: list[np.ndarray]) -> np.ndarray:
+    """The global block of the FedLoRA features, (batch, 4 + len(extra)): log1p of the queue,
+    the round / T, the loss gap (loss - floor) / (initial loss - floor), log10(K), then
+    ``extra``."""
     params = config.surrogate
     gap0 = max(params.initial_loss - params.loss_floor, 1e-12)
-    count = in_prefix.sum(axis=1).astype(np.float64)
-    glob = np.stack(
+    b = dec.queue.shape[0]
+    return np.stack(
         [
             np.log1p(np.maximum(dec.queue, 0.0)),
             dec.round / max(int(config.episode_rounds), 1),
             (dec.loss - params.loss_floor) / gap0,
-            np.full(b, np.log10(k)),
-            count / k,
-            np.log10(1.0 + count),
+            np.full(b, np.log10(config.num_devices)),
+            *extra,
         ],
         axis=1,
     )
-    return np.concatenate([device.reshape(b, -1), glob], axis=1)
 
 
 #: ``fedlora-allowance``: the allowance levels (in D-bar) at which the scheduled count is read:
@@ -236,18 +243,7 @@ def _fedlora_allowance(obs: np.ndarray, config: Any) -> np.ndarray:
     allowance = np.broadcast_to(ALLOWANCE_LEVELS * config.budget_s, (b, ALLOWANCE_LEVELS.size))
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         count = allowance_counts(allowance, config, gain, bits).astype(np.float64)
-    params = config.surrogate
-    gap0 = max(params.initial_loss - params.loss_floor, 1e-12)
-    glob = np.stack(
-        [
-            np.log1p(np.maximum(dec.queue, 0.0)),
-            dec.round / max(int(config.episode_rounds), 1),
-            (dec.loss - params.loss_floor) / gap0,
-            np.full(b, np.log10(k)),
-            np.log10(1.0 + dec.age).mean(axis=1),
-        ],
-        axis=1,
-    )
+    glob = _episode_features(dec, config, [np.log10(1.0 + dec.age).mean(axis=1)])
     return np.concatenate([count / k, np.log10(1.0 + count), glob], axis=1)
 
 

@@ -89,17 +89,23 @@ def allowance_seconds(action: np.ndarray, config: FedLoRAConfig) -> np.ndarray:
 
 
 def allowance_counts(
-    allowance_s: np.ndarray, config: FedLoRAConfig, gain: np.ndarray, bits: np.ndarray
+    allowance_s: np.ndarray,
+    config: FedLoRAConfig,
+    gain: np.ndarray,
+    bits: np.ndarray,
+    order: np.ndarray | None = None,
 ) -> np.ndarray:
     """The number of devices ``"allowance"`` mode schedules: per row of ``gain``/``bits``
     (..., K) and allowance (s) of shape (..., L) (L allowances per row), the longest prefix of
     the channel order whose Lemma-3 bandwidths for that delay add up to at most B (= the longest
-    prefix with min-max delay D* <= the allowance). Shape (..., L), int64."""
+    prefix with min-max delay D* <= the allowance). Shape (..., L), int64. ``order``: the
+    rows' :func:`channel_order`, if the caller has it."""
     from edgeft.envs.fedlora.formulas import bandwidth_for_delay
 
     gain = np.asarray(gain, dtype=np.float64)
     bits = np.broadcast_to(np.asarray(bits, dtype=np.float64), gain.shape)
-    order = channel_order(gain, bits)
+    if order is None:
+        order = channel_order(gain, bits)
     g = np.take_along_axis(gain, order, axis=-1)[..., None, :]
     b = np.take_along_axis(bits, order, axis=-1)[..., None, :]
     a = np.asarray(allowance_s, dtype=np.float64)[..., None]
@@ -184,8 +190,9 @@ def allocate(
     elif mode == "allowance":
         u = action.reshape(action.shape[0])
         projected = (u < -1.0) | (u > 1.0)
-        n = allowance_counts(allowance_seconds(u, config)[:, None], config, gain, bits)[:, 0]
-        mask = prefix_mask(channel_order(gain, bits), n)
+        order = channel_order(gain, bits)
+        n = allowance_counts(allowance_seconds(u, config)[:, None], config, gain, bits, order)
+        mask = prefix_mask(order, n[:, 0])
     elif mode == "score":
         mask = action > SCORE_THRESHOLD
         projected = np.any((action < -1.0) | (action > 1.0), axis=-1)

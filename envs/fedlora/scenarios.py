@@ -229,6 +229,7 @@ class ScenarioEnv(gym.Env):
         self._stream: tuple[int, ...] = (self.stream,)
         self._draw = 0
         self.scenario: dict[str, Any] = {}
+        self._config: Any = None  # the current scenario's config in force (set by _make)
         self.env = self._make(distribution.draw(split, 0, self.stream))
         self.action_space = self.env.action_space
         raw = self.env.observation_space
@@ -238,15 +239,12 @@ class ScenarioEnv(gym.Env):
             size = self._features(np.zeros(raw.shape, dtype=np.float64)).shape[0]
             self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float64)
         if not distribution.fixed_k:  # refuse spaces that depend on K now, not at some reset
-            first = self.env
+            first = self.env, self.scenario, self._config
             for k in distribution.k_range:
-                self.env = self._make(
-                    {**distribution.draw(split, 0, self.stream), "num_devices": k}
-                )
+                self.env = self._make({**first[1], "num_devices": k})
                 self._check_spaces(self._features(np.zeros(self.env.observation_space.shape)))
                 self.env.close()
-            self.env = self._make(distribution.draw(split, 0, self.stream))
-            first.close()
+            self.env, self.scenario, self._config = first
 
     def _make(self, scenario: dict[str, Any]) -> Any:
         from edgeft.envs.common import config_in_force
