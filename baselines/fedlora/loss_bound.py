@@ -1,5 +1,5 @@
 """Hindsight bound on the final loss: the least final loss any schedule could reach within the
-episode's delay budget, knowing the episode's channels in advance (surrogate v3).
+episode's delay budget, knowing the episode's channels in advance (surrogate v3 or v4).
 
 The offline problem: choose a device set S_t per round, with delay D*(S_t) (the min-max-delay
 split of S_t), so that sum_t D*(S_t) <= T D-bar, minimising the final loss (the mean of the loss
@@ -108,9 +108,9 @@ class _Programme:
     """The dynamic programme over (t, C) of one episode (C exact)."""
 
     def __init__(self, params: SurrogateParams, num_devices: int, cost: np.ndarray) -> None:
-        if params.version != 3 or params.noise > 0.0:
+        if params.version not in (3, 4) or params.noise > 0.0:
             raise ValueError(
-                "the final-loss bound needs a noise-free surrogate v3 (per-device "
+                "the final-loss bound needs a noise-free surrogate v3 or v4 (per-device "
                 "heads and a shared gap); this env's surrogate is "
                 f"v{params.version} with noise {params.noise}"
             )

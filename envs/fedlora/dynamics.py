@@ -131,7 +131,8 @@ class SurrogateLearning:
         self.rho_list = self.rho.tolist()  # plain floats: one list lookup in the single env
         self.settle = settle_table(self.k, p)
         self.settle_list = self.settle.tolist()
-        self.v3 = p.version == 3
+        self.v3 = p.version >= 3  # the shared gap and heads state (v3 and v4)
+        self.drift = p.drift_rate
         self.heads_on = p.head_rate > 0.0
         self.keep = 1.0 - p.head_rate
         # the single env's v3 step, inlined below (the same arithmetic as surrogate.step_shared
@@ -157,7 +158,9 @@ class SurrogateLearning:
             shared = state.shared
             if n:
                 rho, settle = self.rho_list[n], self.settle_list[n]
-                if self.onset < 1.0:
+                if self.drift > 0.0 and shared < settle:  # v4: forgetting below s*(N)
+                    rho = self.drift
+                elif self.onset < 1.0:
                     frac = min(max(1.0 - shared / self.s0, 0.0), 1.0)
                     rho = rho * (self.onset + (1.0 - self.onset) * frac)
                 shared = state.shared = settle + (1.0 - rho) * (shared - settle)
@@ -182,6 +185,8 @@ class SurrogateLearning:
         if self.onset < 1.0:
             frac = np.minimum(np.maximum(1.0 - shared / self.s0, 0.0), 1.0)
             rho = rho * (self.onset + (1.0 - self.onset) * frac)
+        if self.drift > 0.0:  # v4: forgetting below s*(N)
+            rho = np.where(shared < settle, self.drift, rho)
         shared = state.shared = settle + (1.0 - rho) * (shared - settle)
         heads_mean_b: Any = 0.0
         if self.heads_on:

@@ -99,7 +99,7 @@ def initial_state(config: FedLoRAConfig, batch: int | None = None) -> State:
     k = config.num_devices
     sur = config.surrogate
     loss0 = sur.initial_loss
-    v3 = config.mode == "surrogate" and sur.version == 3
+    v3 = config.mode == "surrogate" and sur.version >= 3  # the v3 state (v3 and v4)
     lead = () if batch is None else (batch,)
     empty = np.empty(lead + (0,))
     state = State(

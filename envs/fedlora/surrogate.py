@@ -25,6 +25,18 @@ a fully trained head gets the encoder's loss ``loss_floor + s``.
   ``h_k(t+1) = (1 - head_rate) h_k(t)`` if scheduled, else ``h_k(t)``. So which devices take part
   matters: a fixed subset leaves the other heads untrained, rotating the same count trains all.
 
+Version 4 (``drift_rate > 0``, ``settle_power != 1`` or ``settle_cap``; no shipped calibration
+yet, see the timing protocol in ``docs/real-mode.md``) adds two things the timing protocol's real
+runs show, both 0 / off in v3:
+
+* a round with few devices on an encoder better than s*(N) makes it *forget* fast (client drift:
+  the update follows a few devices' data): below s*(N) the shared gap rises at ``drift_rate`` per
+  round, ``s(t+1) = s*(N) - (1 - drift_rate) (s*(N) - s(t))``, instead of at the (slow) rho(N) w(s)
+  of the descent above it (``drift_rate = 0``: v3, the same rate both ways);
+* the settle level's shape in N, ``s*(N) = stationary ((K - N) / (N (K - 1)))^settle_power``
+  (v3: power 1), optionally capped at the pretrained gap s(0) (``settle_cap``: a round with few
+  devices cannot push the encoder below where it started).
+
 The noise (``noise > 0``) is added to the reported loss, not to the state. Data heterogeneity
 (i.i.d. vs Dirichlet shards) is a property of the calibration: the two shipped files are fitted
 to real runs on each kind of partition. With ``head_rate = head_fraction = stationary = 0`` the
@@ -101,6 +113,10 @@ class SurrogateParams:
             encoder alone, in [0, 1) (0: the encoder and the heads only gain together).
         head_rate: v3: share of a head's untrained part closed in a round its device is
             scheduled, in [0, 1]; > 0 turns the per-device heads on (each starts untrained).
+        drift_rate: v4: per-round rate at which a shared gap below s*(N) rises to it, in [0, 1]
+            (0 = v3: the descent's rate rho(N) w(s) both ways).
+        settle_power: v4: exponent of s*(N)'s shape in N, > 0 (1 = v3).
+        settle_cap: v4: cap s*(N) at the pretrained shared gap s(0) (False = v3).
         noise: std of the per-round loss noise at N = 1 (scaled by 1/sqrt(N)); 0 = deterministic.
         initial_accuracy: test accuracy at ``initial_loss``.
         final_accuracy: test accuracy at ``loss_floor``.
@@ -116,6 +132,9 @@ class SurrogateParams:
     stationary: float = 0.0
     head_fraction: float = 0.0
     head_rate: float = 0.0
+    drift_rate: float = 0.0
+    settle_power: float = 1.0
+    settle_cap: bool = False
     noise: float = 0.0
     initial_accuracy: float = 0.5
     final_accuracy: float = 0.9
@@ -131,14 +150,23 @@ class SurrogateParams:
         check_range("surrogate.stationary", self.stationary, 0.0)
         check_range("surrogate.head_fraction", self.head_fraction, 0.0, 1.0, high_open=True)
         check_range("surrogate.head_rate", self.head_rate, 0.0, 1.0)
+        check_range("surrogate.drift_rate", self.drift_rate, 0.0, 1.0)
+        check_range("surrogate.settle_power", self.settle_power, 0.0, low_open=True)
+        if not isinstance(self.settle_cap, (bool, np.bool_)):
+            raise ValueError(
+                f"surrogate.settle_cap must be true or false, got {self.settle_cap!r}"
+            )
         check_range("surrogate.noise", self.noise, 0.0)
         check_range("surrogate.initial_accuracy", self.initial_accuracy, 0.0, 1.0)
         check_range("surrogate.final_accuracy", self.final_accuracy, 0.0, 1.0)
 
     @property
     def version(self) -> int:
-        """3 when the per-device heads (``head_rate > 0``), the stationary term or the encoder's
-        head start (``head_fraction > 0``) are on, else 2 (the loss is the whole state)."""
+        """4 when a v4 term is on (``drift_rate > 0``, ``settle_power != 1``, ``settle_cap``);
+        else 3 when the per-device heads (``head_rate > 0``), the stationary term or the encoder's
+        head start (``head_fraction > 0``) are on; else 2 (the loss is the whole state)."""
+        if self.drift_rate > 0.0 or self.settle_power != 1.0 or self.settle_cap:
+            return 4
         on = self.head_rate > 0.0 or self.stationary > 0.0 or self.head_fraction > 0.0
         return 3 if on else 2
 
@@ -227,10 +255,16 @@ def contraction(
 
 def settle_table(num_devices: int, params: SurrogateParams) -> np.ndarray:
     """s*(N) for N = 0..K: the shared gap a constant N settles at (v3's stationary term;
-    ``stationary (K - N) / (N (K - 1))``, 0 at N = 0 and N = K)."""
+    ``stationary ((K - N) / (N (K - 1)))^settle_power``, capped at s(0) with ``settle_cap``;
+    0 at N = 0 and N = K)."""
     k = num_devices
     ns = np.arange(k + 1, dtype=np.float64)
-    out = params.stationary * (k - ns) / (np.maximum(ns, 1.0) * max(k - 1, 1))
+    shape = (k - ns) / (np.maximum(ns, 1.0) * max(k - 1, 1))
+    if params.settle_power != 1.0:
+        shape = shape**params.settle_power
+    out = params.stationary * shape
+    if params.settle_cap:
+        out = np.minimum(out, shared_gap0(params))
     out[0] = 0.0
     return out
 
@@ -290,8 +324,14 @@ def step_shared(
     settle: np.ndarray | float,
     params: SurrogateParams,
 ) -> np.ndarray | float:
-    """v3: the shared gap after a round (``rho`` = rho(N), ``settle`` = s*(N) of the round's N)."""
+    """v3: the shared gap after a round (``rho`` = rho(N), ``settle`` = s*(N) of the round's N;
+    v4 with ``drift_rate > 0``: a gap below ``settle`` rises to it at ``drift_rate``). A round
+    with N = 0 (rho 0, settle 0, the gap >= 0) leaves the gap as it is."""
     rho = _warm_up(rho, shared, shared_gap0(params), params)
+    if params.drift_rate > 0.0:
+        rho = np.where(shared < settle, params.drift_rate, rho)
+        if rho.ndim == 0:
+            rho = float(rho)
     return settle + (1.0 - rho) * (shared - settle)
 
 

@@ -3,6 +3,7 @@ exhaustive search, its pieces against brute force, and the budget guard it assum
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import gymnasium as gym
@@ -15,7 +16,7 @@ from edgeft.envs.fedlora.surrogate import SurrogateParams, simulate_masks
 import edgeft
 
 ENV_ID = "edgeft/FedLoRAScheduling-v0"
-#: surrogate v3 constants with effects strong enough to matter in a few rounds
+#: surrogate v3 (and v4) constants with effects strong enough to matter in a few rounds
 FAST = {
     "iid": SurrogateParams(
         initial_loss=1.1, loss_floor=0.6, rate=0.2, gap_ratio=0.9, stationary=0.5, head_rate=0.3
@@ -31,6 +32,10 @@ FAST = {
         head_rate=0.8,
     ),
 }
+#: v4: forgetting below s*(N), the settle level's power and cap
+FAST["dirichlet-v4"] = dataclasses.replace(
+    FAST["dirichlet"], drift_rate=0.5, settle_power=0.75, settle_cap=True
+)
 
 
 def _subsets(k: int) -> np.ndarray:

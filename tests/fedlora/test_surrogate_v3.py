@@ -1,7 +1,10 @@
 """Surrogate v3: the shared (LoRA) gap with Theorem 1's stationary term and the per-device heads,
-checked against a plain per-device loop of the recurrence, through the single and the vector env."""
+checked against a plain per-device loop of the recurrence, through the single and the vector env
+(and v4: forgetting below s*(N), the settle level's power and cap)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import gymnasium as gym
 import numpy as np
@@ -19,11 +22,13 @@ V3 = SurrogateParams(
     head_fraction=0.4,
     head_rate=0.1,
 )
+#: v4 terms on, strong enough to matter in a few rounds
+V4 = dataclasses.replace(V3, drift_rate=0.4, settle_power=0.75, settle_cap=True, stationary=0.8)
 
 
 def loop_reference(masks: np.ndarray, p: SurrogateParams) -> tuple[list[float], list[list[float]]]:
     """The recurrence written out per device, in plain Python (the definition in the module
-    docstring), without the module's tables or vector operations."""
+    docstring), without the module's tables or vector operations (v4's terms included)."""
     T, K = masks.shape
     g0 = p.initial_loss - p.loss_floor
     heads = [1.0] * K
@@ -35,7 +40,11 @@ def loop_reference(masks: np.ndarray, p: SurrogateParams) -> tuple[list[float], 
             if n > 0:
                 rho = p.rate * (1 - p.gap_ratio * (K - n) / (n * (K - 1)))
                 rho *= p.onset + (1 - p.onset) * min(max(1 - shared / s0, 0.0), 1.0)
-                settle = p.stationary * (K - n) / (n * (K - 1))
+                settle = p.stationary * ((K - n) / (n * (K - 1))) ** p.settle_power
+                if p.settle_cap:
+                    settle = min(settle, s0)
+                if p.drift_rate > 0 and shared < settle:
+                    rho = p.drift_rate  # v4: forgetting below the settle level
                 shared = settle + (1 - rho) * (shared - settle)
             for k in range(K):
                 if masks[t - 1][k]:
@@ -46,13 +55,14 @@ def loop_reference(masks: np.ndarray, p: SurrogateParams) -> tuple[list[float], 
     return losses, devices
 
 
+@pytest.mark.parametrize("params", [V3, V4], ids=["v3", "v4"])
 @pytest.mark.parametrize("seed", range(6))
-def test_vectorised_surrogate_matches_the_per_device_loop(seed):
+def test_vectorised_surrogate_matches_the_per_device_loop(seed, params):
     rng = np.random.default_rng(seed)
     K, T = int(rng.integers(2, 12)), 60
     masks = rng.random((T, K)) < rng.uniform(0.05, 0.9)
-    loss, dev = simulate_masks(masks, V3)
-    ref_loss, ref_dev = loop_reference(masks, V3)
+    loss, dev = simulate_masks(masks, params)
+    ref_loss, ref_dev = loop_reference(masks, params)
     np.testing.assert_allclose(loss, ref_loss, rtol=0, atol=1e-12)
     np.testing.assert_allclose(dev, ref_dev, rtol=0, atol=1e-12)
     # a device's head moves only in rounds it is scheduled: a device never scheduled so far
@@ -67,9 +77,10 @@ def test_vectorised_surrogate_matches_the_per_device_loop(seed):
             assert delta[t, masks[t]].min() < delta[t, off].max() + 1e-12
 
 
-def test_env_single_and_vector_follow_the_recurrence_for_random_schedules():
+@pytest.mark.parametrize("params", [V3, V4], ids=["v3", "v4"])
+def test_env_single_and_vector_follow_the_recurrence_for_random_schedules(params):
     K, T, n = 7, 40, 4
-    env = gym.make(ENV_ID, num_devices=K, episode_rounds=T, action_mode="subset", surrogate=V3)
+    env = gym.make(ENV_ID, num_devices=K, episode_rounds=T, action_mode="subset", surrogate=params)
     venv = gym.make_vec(
         ENV_ID,
         num_envs=n,
@@ -77,10 +88,11 @@ def test_env_single_and_vector_follow_the_recurrence_for_random_schedules():
         num_devices=K,
         episode_rounds=T,
         action_mode="subset",
-        surrogate=V3,
+        surrogate=params,
     )
     rng = np.random.default_rng(3)
-    masks = rng.random((T, n, K)) < 0.4
+    # few devices late in the episode, so that v4's forgetting is exercised
+    masks = rng.random((T, n, K)) < np.where(np.arange(T) < T // 2, 0.7, 0.15)[:, None, None]
     venv.reset(seed=0)
     vec_loss = np.empty((T, n))
     for t in range(T):
@@ -89,7 +101,7 @@ def test_env_single_and_vector_follow_the_recurrence_for_random_schedules():
     for i in range(n):
         env.reset(seed=i)
         single = [env.step(masks[t, i].astype(np.int8))[4]["loss"] for t in range(T)]
-        ref, _ = loop_reference(masks[:, i], V3)
+        ref, _ = loop_reference(masks[:, i], params)
         np.testing.assert_allclose(single, ref[1:], rtol=0, atol=1e-12)
         np.testing.assert_allclose(vec_loss[:, i], ref[1:], rtol=0, atol=1e-12)
         np.testing.assert_allclose(
@@ -180,3 +192,45 @@ def test_v3_fields_are_validated_with_their_names():
         SurrogateParams(stationary=-0.1)
     with pytest.raises(ValueError, match="data"):
         gym.make(ENV_ID, data="non-iid")
+
+
+def test_v4_forgets_fast_below_the_settle_level_and_is_v3_with_its_terms_off():
+    """A trained encoder handed to one device per round rises to s*(1) at drift_rate per round
+    (v3: at the slow rho(1)); every v4 field at its default gives version 3 and v3's numbers."""
+    K, T = 10, 80
+    masks = np.zeros((T, K), dtype=bool)
+    masks[:60] = True  # everyone: the shared gap settles near 0
+    masks[60:, 0] = True  # then one device per round
+    v3 = dataclasses.replace(V3, stationary=0.8)
+    drift = dataclasses.replace(v3, drift_rate=0.5)
+    assert drift.version == 4 and v3.version == 3
+    l3, _ = simulate_masks(masks, v3)
+    ld, dd = simulate_masks(masks, drift)
+    np.testing.assert_allclose(ld[:61], l3[:61], rtol=0, atol=1e-15)  # the same while descending
+    # device 0's loss is floor + s + h (G0 - s), its head h known: recover the shared gap s
+    g0 = v3.initial_loss - v3.loss_floor
+    h0 = (1 - v3.head_rate) ** np.cumsum(masks[:, 0])  # after each round
+    shared = [(dd[t + 1, 0] - v3.loss_floor - h0[t] * g0) / (1 - h0[t]) for t in range(59, 66)]
+    settle = v3.stationary  # s*(1)
+    assert shared[0] < 0.1 * settle
+    for a, b in zip(shared, shared[1:], strict=False):  # the gap to s*(1) halves every round
+        assert settle - b == pytest.approx(0.5 * (settle - a), rel=1e-9)
+    assert ld[-1] > l3[-1] + 0.1  # forgetting is fast, v3's rise at rho(1) slow
+    # v4 fields at their defaults: v3 exactly
+    same = SurrogateParams(
+        **{**dataclasses.asdict(V3), "drift_rate": 0.0, "settle_power": 1.0, "settle_cap": False}
+    )
+    assert same.version == 3
+    np.testing.assert_array_equal(simulate_masks(masks, same)[0], simulate_masks(masks, V3)[0])
+
+
+def test_v4_params_round_trip_and_are_validated(tmp_path):
+    path = tmp_path / "v4.json"
+    V4.to_json(path)
+    assert SurrogateParams.from_json(path) == V4
+    with pytest.raises(ValueError, match="surrogate.drift_rate"):
+        SurrogateParams(drift_rate=1.5)
+    with pytest.raises(ValueError, match="surrogate.settle_power"):
+        SurrogateParams(settle_power=0.0)
+    with pytest.raises(ValueError, match="surrogate.settle_cap"):
+        SurrogateParams(settle_cap="yes")
