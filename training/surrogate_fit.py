@@ -82,9 +82,26 @@ def _at(run: dict[str, Any], key: str, rounds: np.ndarray) -> np.ndarray:
     return np.asarray([run[key][pos[int(t)]] for t in rounds])
 
 
-def fit(fit_runs: dict[str, list[dict[str, Any]]], source: str) -> tuple[Any, float]:
+#: v4 constants :func:`fit` can free, with their bounds
+V4_TERMS = {"drift_rate": (0.0, 1.0), "settle_power": (0.3, 2.0)}
+
+
+def fit(
+    fit_runs: dict[str, list[dict[str, Any]]],
+    source: str,
+    *,
+    v4_terms: tuple[str, ...] = (),
+    settle_cap: bool = False,
+    offset_from_seed: int | None = None,
+) -> tuple[Any, float]:
     """Least-squares v3 constants for the fit schedules' runs; returns (params, RMS of the
-    seed-mean curve residuals)."""
+    seed-mean curve residuals).
+
+    v4 (the timing protocol's refit): ``v4_terms`` frees those of :data:`V4_TERMS` beside the v3
+    constants and ``settle_cap`` caps s*(N); ``offset_from_seed`` fits one extra constant added
+    to the loss after round 0 of every run with a seed >= it (a nuisance, not a surrogate
+    constant: runs at other seeds train on other data shards and settle at another level, and
+    the surrogate is judged on paired differences within a seed set)."""
     from edgeft.envs.fedlora.surrogate import SurrogateParams
     from scipy.optimize import least_squares
 
@@ -104,9 +121,17 @@ def fit(fit_runs: dict[str, list[dict[str, Any]]], source: str) -> tuple[Any, fl
     B, _, K = real_dev.shape
     initial = float(real[:, 0].mean())
     w_dev = 1.0 / np.sqrt(K * B)
+    for name in v4_terms:
+        if name not in V4_TERMS:
+            raise ValueError(f"unknown v4 term {name!r}; one of {sorted(V4_TERMS)}")
+    shifted = np.array(
+        [offset_from_seed is not None and r["seed"] >= offset_from_seed for r in every]
+    )
+    n_extra = len(v4_terms) + int(shifted.any())
 
     def params_of(x: np.ndarray) -> SurrogateParams:
-        floor, log_rate, gap, stat, hf, hr, onset = x
+        floor, log_rate, gap, stat, hf, hr, onset = x[:7]
+        extra = dict(zip(v4_terms, (float(v) for v in x[7 : 7 + len(v4_terms)]), strict=True))
         return SurrogateParams(
             initial_loss=initial,
             loss_floor=floor,
@@ -116,28 +141,47 @@ def fit(fit_runs: dict[str, list[dict[str, Any]]], source: str) -> tuple[Any, fl
             head_fraction=hf,
             head_rate=hr,
             onset=onset,
+            settle_cap=settle_cap,
             source=source,
+            **extra,
         )
 
     def residuals(x: np.ndarray) -> np.ndarray:
         p = params_of(x)
         loss, dev = simulate_masks(masks, p)
+        if shifted.any():  # the nuisance level of the other seed set
+            loss = loss.copy()
+            dev = dev.copy()
+            loss[shifted, 1:] += x[-1]
+            dev[shifted, 1:] += x[-1]
         sim = loss[:, at]
         sim_mean = np.stack([sim[owner == g].mean(0) for g in range(len(groups))])
         dev_res = (dev[:, at] - real_dev).ravel() * w_dev
         return np.concatenate([(sim_mean - real_mean).ravel(), dev_res])
 
-    lo = [0.0, np.log(1e-4), 0.0, 0.0, 0.0, 0.0, 0.01]
-    hi = [initial - 1e-3, np.log(0.9), 0.99, 5.0, 0.95, 1.0, 1.0]
+    lo = [0.0, np.log(1e-4), 0.0, 0.0, 0.0, 0.0, 0.01] + [V4_TERMS[n][0] for n in v4_terms]
+    hi = [initial - 1e-3, np.log(0.9), 0.99, 5.0, 0.95, 1.0, 1.0] + [
+        V4_TERMS[n][1] for n in v4_terms
+    ]
+    if shifted.any():
+        lo, hi = lo + [-0.2], hi + [0.2]
     lmin = float(real.min())
     best = None
+    # v3: four starts; with drift_rate free, each at a slow and a fast forgetting
+    drift_starts = (0.05, 0.3) if "drift_rate" in v4_terms else (None,)
     for hf in (0.2, 0.6):
         for onset in (1.0, 0.2):
-            x0 = np.array([0.8 * lmin, np.log(0.03), 0.3, 0.05, hf, 0.05, onset])
-            x0 = np.clip(x0, np.add(lo, 1e-9), np.subtract(hi, 1e-9))
-            res = least_squares(residuals, x0, bounds=(lo, hi), x_scale="jac")
-            if best is None or res.cost < best.cost:
-                best = res
+            for drift in drift_starts:
+                start = {"drift_rate": drift, "settle_power": 1.0}
+                x0 = np.array(
+                    [0.8 * lmin, np.log(0.03), 0.3, 0.05, hf, 0.05, onset]
+                    + [start[n] for n in v4_terms]
+                    + [0.0] * (n_extra - len(v4_terms))
+                )
+                x0 = np.clip(x0, np.add(lo, 1e-9), np.subtract(hi, 1e-9))
+                res = least_squares(residuals, x0, bounds=(lo, hi), x_scale="jac")
+                if best is None or res.cost < best.cost:
+                    best = res
     assert best is not None
     # a constant the optimiser leaves within 1e-9 of a bound is on it (the bound is what the data
     # says; e.g. onset 1 - 1e-15 would otherwise run the warm-up's arithmetic for nothing)
@@ -148,6 +192,8 @@ def fit(fit_runs: dict[str, list[dict[str, Any]]], source: str) -> tuple[Any, fl
         elif abs(x[i] - b) <= 1e-9 * max(1.0, abs(b)):
             x[i] = b
     params = params_of(x)
+    if shifted.any():
+        params = dataclasses.replace(params, source=f"{source} (seed-set offset {x[-1]:+.4f})")
     n_curve = real_mean.size
     rms = float(np.sqrt(np.mean(best.fun[:n_curve] ** 2)))
     # accuracy: affine in the loss over the fit runs, read at the initial loss and the floor

@@ -25,9 +25,10 @@ a fully trained head gets the encoder's loss ``loss_floor + s``.
   ``h_k(t+1) = (1 - head_rate) h_k(t)`` if scheduled, else ``h_k(t)``. So which devices take part
   matters: a fixed subset leaves the other heads untrained, rotating the same count trains all.
 
-Version 4 (``drift_rate > 0``, ``settle_power != 1`` or ``settle_cap``; no shipped calibration
-yet, see the timing protocol in ``docs/real-mode.md``) adds two things the timing protocol's real
-runs show, both 0 / off in v3:
+Version 4 (``drift_rate > 0``, ``settle_power != 1`` or ``settle_cap``; shipped as
+``calibration/iid-v4.json``, ``surrogate="iid-v4"``, fitted by the timing protocol's refit,
+``edgeft.training.timing_refit``; no v4 form met the criteria on Dirichlet shards) adds two things
+the timing protocol's real runs show, both 0 / off in v3:
 
 * a round with few devices on an encoder better than s*(N) makes it *forget* fast (client drift:
   the update follows a few devices' data): below s*(N) the shared gap rises at ``drift_rate`` per
@@ -89,8 +90,9 @@ DEFAULT_CALIBRATIONS = {
 DEFAULT_CALIBRATION = DEFAULT_CALIBRATIONS["iid"]
 #: the version-2 calibration of the first releases (synthetic task, pooled heads)
 V2_CALIBRATION = CALIBRATION_DIR / "v2-synthetic.json"
-#: the shipped calibrations by name (``surrogate="iid"`` etc.)
-SHIPPED = ("iid", "dirichlet", "v2-synthetic")
+#: the shipped calibrations by name (``surrogate="iid"`` etc.; ``iid-v4``: surrogate v4 on i.i.d.
+#: shards, from the timing protocol's refit, ``edgeft.training.timing_refit``)
+SHIPPED = ("iid", "dirichlet", "v2-synthetic", "iid-v4")
 _DEFAULT_CACHE: dict[str, tuple[int, SurrogateParams]] = {}
 
 

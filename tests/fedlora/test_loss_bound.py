@@ -115,8 +115,9 @@ def test_bound_is_below_every_feasible_schedule_found_exhaustively(data, seed):
             assert LB.masks_final_loss(cand, p) >= best - 1e-12
 
 
-def test_the_leaderboard_plan_is_feasible_and_above_its_bound():
-    config = {"episode_rounds": 30, "budget_guard": True}
+@pytest.mark.parametrize("surrogate", ["default", "iid-v4"])
+def test_the_leaderboard_plan_is_feasible_and_above_its_bound(surrogate):
+    config = {"episode_rounds": 30, "budget_guard": True, "surrogate": surrogate}
     plan = LB.hindsight_plan(ENV_ID, config, 5)
     env = gym.make(ENV_ID, **config, action_mode="subset")
     from edgeft.episodes import play_episode

@@ -119,3 +119,53 @@ def test_refit_from_the_committed_runs_rederives_the_shipped_calibrations(tmp_pa
                 assert again["params"][k] == pytest.approx(v, rel=1e-4, abs=1e-9), (setting, k)
         assert again["fidelity"]["met"] == shipped["fidelity"]["met"] is True
     assert (tmp_path / "heldout.png").is_file()
+
+
+def test_fit_recovers_v4_constants_and_a_seed_set_offset():
+    """v4 (the timing protocol's refit): forgetting and the settle power are recovered from
+    schedules that drop to few devices, with the runs of a second seed set shifted by a level the
+    fit absorbs as a nuisance."""
+    import dataclasses
+
+    from edgeft.training import timing_protocol as tp
+
+    true = dataclasses.replace(TRUE, drift_rate=0.3, settle_power=0.8, stationary=0.3)
+    runs = synthetic_runs(true, ("const-2", "const-K"), range(2))
+    for name in ("front-4", "back-4", "flat-10"):
+        rows = []
+        for seed in (100, 101):
+            masks = tp.profile_masks(name, K, T, seed)
+            loss, dev = simulate_masks(masks, true)
+            loss[1:] += 0.02  # the other seed set's level
+            dev[1:] += 0.02
+            rows.append(
+                {
+                    "seed": seed,
+                    "rounds": T,
+                    "devices": K,
+                    "rounds_at": AT,
+                    "loss": loss[AT].tolist(),
+                    "device_loss": dev[AT].tolist(),
+                    "accuracy": (1.0 - 0.5 * loss[AT]).tolist(),
+                    "counts": masks.sum(1).tolist(),
+                    "mask_array": masks,
+                }
+            )
+        runs[name] = rows
+    got, rms = fit(runs, "synthetic", v4_terms=("drift_rate", "settle_power"), offset_from_seed=100)
+    assert rms < 1e-4
+    assert got.version == 4 and "offset +0.0200" in got.source
+    for name in ("loss_floor", "rate", "stationary", "head_rate", "drift_rate", "settle_power"):
+        assert getattr(got, name) == pytest.approx(getattr(true, name), rel=0.05, abs=0.01), name
+    with pytest.raises(ValueError, match="unknown v4 term"):
+        fit(runs, "synthetic", v4_terms=("forgetting",))
+
+
+def test_timing_refit_names_unknown_forms_and_settings(capsys):
+    from edgeft.training import timing_refit
+
+    for argv in (["--forms", "v5"], ["--settings", "iid-h9"]):
+        with pytest.raises(SystemExit):
+            timing_refit.main(argv)
+        assert "unknown" in capsys.readouterr().err
+    assert set(timing_refit.FORMS) >= {"v3", "v4-drift"}
