@@ -155,9 +155,7 @@ class SurrogateParams:
         check_range("surrogate.drift_rate", self.drift_rate, 0.0, 1.0)
         check_range("surrogate.settle_power", self.settle_power, 0.0, low_open=True)
         if not isinstance(self.settle_cap, (bool, np.bool_)):
-            raise ValueError(
-                f"surrogate.settle_cap must be true or false, got {self.settle_cap!r}"
-            )
+            raise ValueError(f"surrogate.settle_cap must be true or false, got {self.settle_cap!r}")
         check_range("surrogate.noise", self.noise, 0.0)
         check_range("surrogate.initial_accuracy", self.initial_accuracy, 0.0, 1.0)
         check_range("surrogate.final_accuracy", self.final_accuracy, 0.0, 1.0)
