@@ -22,6 +22,14 @@ judged on a setting is chosen on the fit runs alone (the least RMS of the seed-m
 the others' tables are reported beside it. A form is shipped only if it meets every criterion on
 both held-out sets; none is shipped otherwise, and surrogate v3 stays the default.
 
+Round 2 (``--round 2``; fixed on 2026-12-08, before its runs): on a setting where round 1's
+chosen form fails (``dir-h1``), the fit runs also hold ``const-15`` (15 devices drawn uniformly
+each round) and ``const-K`` at seeds 100-109 (:data:`EXTRA_FIT`; ``--run-extra`` makes them, into
+the timing cache). Why: round 1's only count above 10 is const-K at seeds 0-4, so the nuisance
+level of seeds 100-109 and the worth of devices between 10 and 20 are fitted from the same
+difference. The forms, the selection rule, the held-out runs and the criteria stay those of
+round 1; the report is ``refit-2.json``.
+
 ``python -m edgeft.training.timing_refit`` fits and prints every form per setting, writes
 ``envs/fedlora/calibration/timing/refit.json`` (about 10 CPU-minutes for both settings) and, for
 each setting whose chosen form meets the criteria, the calibration
@@ -35,9 +43,11 @@ import dataclasses
 import json
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from edgeft.training import protocol, surrogate_fit, timing_protocol
 
 #: form -> (freed v4 terms, settle_cap)
@@ -48,10 +58,69 @@ FORMS: dict[str, tuple[tuple[str, ...], bool]] = {
     "v4-drift-power-cap": (("drift_rate", "settle_power"), True),
 }
 REPORT = timing_protocol.TIMING_DIR / "refit.json"
+#: round 2's added fit runs, per setting, at the timing seeds
+EXTRA_FIT: dict[str, tuple[str, ...]] = {"dir-h1": ("const-15", "const-K")}
+ROUNDS = (1, 2)
+
+
+def report_path(round_: int) -> Path:
+    """The report of refit round ``round_``."""
+    return REPORT if round_ == 1 else REPORT.with_name(f"refit-{round_}.json")
+
+
+def extra_masks(name: str, num_devices: int, rounds: int, seed: int) -> np.ndarray:
+    """(rounds, K) masks of a round-2 fit schedule: ``const-K`` (everyone) or ``const-N`` (N
+    devices drawn uniformly each round, as the calibration protocol's const-2 and const-5)."""
+    masks = np.zeros((rounds, num_devices), dtype=bool)
+    if name == "const-K":
+        masks[:] = True
+        return masks
+    n = int(name.split("-")[1])
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    for t in range(rounds):
+        masks[t, rng.choice(num_devices, size=min(n, num_devices), replace=False)] = True
+    return masks
+
+
+def run_extra(setting: str, seeds: list[int], cache_dir: Path) -> None:
+    """Round 2's fit runs of ``setting`` (real training), appended to its timing cache; runs
+    already there are skipped (a killed batch resumes)."""
+    import datetime as dt
+
+    import torch
+    from edgeft.training.learner import SplitLoRALearner
+
+    torch.set_num_threads(1)
+    path = timing_protocol.cache_path(cache_dir, setting)
+    rows = protocol.read_cache(path)
+    todo = [
+        (name, seed)
+        for seed in seeds
+        for name in EXTRA_FIT.get(setting, ())
+        if protocol.run_key(setting, name, seed) not in rows
+    ]
+    print(f"{setting}: {len(todo)} round-2 fit runs to make", flush=True)
+    if not todo:
+        return
+    learner = SplitLoRALearner(protocol.SETTINGS[setting][0], protocol.NUM_DEVICES)
+    _, rounds, _ = protocol.SETTINGS[setting]
+    commit = timing_protocol._commit()
+    for i, (name, seed) in enumerate(todo, start=1):
+        masks = extra_masks(name, protocol.NUM_DEVICES, rounds, seed)
+        row = protocol.run_one(learner, setting, name, seed, masks=masks)
+        row["commit"] = commit
+        row["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        protocol.append_row(path, row)
+        print(
+            f"[{i}/{len(todo)}] {setting} {name} seed {seed}: final "
+            f"{protocol.final_of(row):.4f} ({row['wall_s']:.0f} s)",
+            flush=True,
+        )
 
 
 def load(setting: str) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
-    """(the calibration protocol's runs, the timing protocol's runs) of ``setting``, by schedule."""
+    """(the calibration protocol's runs, the timing protocol's runs with round 2's) of
+    ``setting``, by schedule."""
     names = tuple(dict.fromkeys((*protocol.FIT_SCHEDULES, *protocol.HELDOUT_SCHEDULES)))
     calibration = surrogate_fit.load_runs(
         protocol.DEFAULT_CACHE, setting, names, protocol.CALIBRATION_SEEDS
@@ -59,18 +128,22 @@ def load(setting: str) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[
     timing = surrogate_fit.load_runs(
         timing_protocol.cache_path(timing_protocol.TIMING_DIR, setting),
         setting,
-        timing_protocol.TIMING_SCHEDULES,
+        (*timing_protocol.TIMING_SCHEDULES, *EXTRA_FIT.get(setting, ())),
         timing_protocol.TIMING_SEEDS,
     )
     return calibration, timing
 
 
-def refit_setting(setting: str, forms: tuple[str, ...] = tuple(FORMS)) -> dict[str, Any]:
-    """Fit every form on ``setting``'s fit runs; both held-out tables per form; the chosen form."""
+def refit_setting(
+    setting: str, forms: tuple[str, ...] = tuple(FORMS), round_: int = 1
+) -> dict[str, Any]:
+    """Fit every form on ``setting``'s fit runs of refit round ``round_``; both held-out tables
+    per form; the chosen form."""
     calibration, timing = load(setting)
+    extra = EXTRA_FIT.get(setting, ()) if round_ == 2 else ()
     missing = [
         f"{s} seed {seed}"
-        for s in timing_protocol.TIMING_SCHEDULES
+        for s in (*timing_protocol.TIMING_SCHEDULES, *extra)
         for seed in timing_protocol.TIMING_SEEDS
         if seed not in {r["seed"] for r in timing.get(s, [])}
     ]
@@ -78,8 +151,15 @@ def refit_setting(setting: str, forms: tuple[str, ...] = tuple(FORMS)) -> dict[s
         **{s: calibration[s] for s in protocol.FIT_SCHEDULES},
         **{s: timing[s] for s in timing_protocol.REFIT_FIT},
     }
+    for s in extra:  # const-K at seeds 100-109 beside const-K at seeds 0-4
+        fit_runs[f"{s} (seeds 100-109)"] = timing[s]
     training, rounds, _ = protocol.SETTINGS[setting]
-    out: dict[str, Any] = {"missing_runs": missing, "forms": {}}
+    out: dict[str, Any] = {
+        "round": round_,
+        "fit_schedules": sorted(fit_runs),
+        "missing_runs": missing,
+        "forms": {},
+    }
     for form in forms:
         terms, cap = FORMS[form]
         t0 = time.process_time()
@@ -174,7 +254,22 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated, from " + ", ".join(timing_protocol.TIMING_SETTINGS),
     )
     p.add_argument("--forms", default=",".join(FORMS), help="comma-separated subset of the forms")
-    p.add_argument("--out", type=Path, default=REPORT, help="the JSON report (default %(default)s)")
+    p.add_argument("--round", type=int, choices=ROUNDS, default=1, help="refit round (default 1)")
+    p.add_argument(
+        "--run-extra",
+        action="store_true",
+        help="make round 2's fit runs (real training, one torch thread) instead of fitting",
+    )
+    p.add_argument("--seeds", default=None, help="--run-extra's seeds (default 100-109)")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=timing_protocol.TIMING_DIR,
+        help="--run-extra: the folder of the timing caches",
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="the JSON report (default: refit[-2].json)"
+    )
     p.add_argument(
         "--calibration-dir",
         type=Path,
@@ -191,19 +286,27 @@ def main(argv: list[str] | None = None) -> int:
     for f in forms:
         if f not in FORMS:
             p.error(f"unknown form {f!r}; one of {', '.join(FORMS)}")
+    if args.run_extra:
+        seeds = (
+            protocol.parse_seeds(args.seeds) if args.seeds else list(timing_protocol.TIMING_SEEDS)
+        )
+        for setting in settings:
+            run_extra(setting, seeds, args.cache)
+        return 0
     from edgeft.envs.fedlora.surrogate import CALIBRATION_DIR
 
     out_dir = args.calibration_dir or CALIBRATION_DIR
+    out = args.out or report_path(args.round)
     report = {}
     for setting in settings:
-        report[setting] = refit_setting(setting, forms)
+        report[setting] = refit_setting(setting, forms, args.round)
         print_report(setting, report[setting])
         written = write_calibration(setting, report[setting], out_dir)
         if written is not None:
             print(f"{setting}: wrote {written}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwrote {out}")
     return 0
 
 
