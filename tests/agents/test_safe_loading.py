@@ -520,7 +520,13 @@ def test_shipped_agents_are_safe_files_and_play_their_recorded_actions():
         policy = edgeft.make_policy(f"{algo}:{model}", env)
         obs = recorded[f"{name}/observations"].astype(np.float64)
         actions, _ = policy.predict(obs, deterministic=True)
-        np.testing.assert_array_equal(actions, recorded[f"{name}/actions"], err_msg=name)
+        want = recorded[f"{name}/actions"]
+        if np.issubdtype(want.dtype, np.floating):
+            # a Box action is a float32 network's output: CPUs with other vector instructions
+            # round its sums differently in the last bits (2e-7 seen), nothing more
+            np.testing.assert_allclose(actions, want, rtol=0, atol=1e-5, err_msg=name)
+        else:
+            np.testing.assert_array_equal(actions, want, err_msg=name)
         assert len({a.tobytes() for a in np.asarray(actions)}) > 3, name  # not one action
 
 
