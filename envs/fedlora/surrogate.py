@@ -35,8 +35,8 @@ the timing protocol's real runs show, both 0 / off in v3:
   round, ``s(t+1) = s*(N) - (1 - drift_rate) (s*(N) - s(t))``, instead of at the (slow) rho(N) w(s)
   of the descent above it (``drift_rate = 0``: v3, the same rate both ways);
 * the settle level's shape in N, ``s*(N) = stationary ((K - N) / (N (K - 1)))^settle_power``
-  (v3: power 1), optionally capped at the pretrained gap s(0) (``settle_cap``: a round with few
-  devices cannot push the encoder below where it started).
+  (v3: power 1), optionally capped at the pretrained gap s(0) (``settle_cap``: rounds with few
+  devices cannot make the encoder worse than the pretrained one).
 
 The noise (``noise > 0``) is added to the reported loss, not to the state. Data heterogeneity
 (i.i.d. vs Dirichlet shards) is a property of the calibration: the two shipped files are fitted
