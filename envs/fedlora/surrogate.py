@@ -27,8 +27,8 @@ a fully trained head gets the encoder's loss ``loss_floor + s``.
 
 Version 4 (``drift_rate > 0``, ``settle_power != 1`` or ``settle_cap``; shipped as
 ``calibration/iid-v4.json``, ``surrogate="iid-v4"``, fitted by the timing protocol's refit,
-``edgeft.training.timing_refit``; no v4 form met the criteria on Dirichlet shards) adds two things
-the timing protocol's real runs show, both 0 / off in v3:
+``edgeft.training.timing_refit``; no v4 form met the criteria on Dirichlet shards, in two
+rounds) adds two things the timing protocol's real runs show, both 0 / off in v3:
 
 * a round with few devices on an encoder better than s*(N) makes it *forget* fast (client drift:
   the update follows a few devices' data): below s*(N) the shared gap rises at ``drift_rate`` per

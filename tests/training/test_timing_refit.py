@@ -44,4 +44,22 @@ def test_report_records_the_choice_on_fit_runs_alone():
         assert res["chosen"] == min(rms, key=rms.get)
         assert res["met"] == res["forms"][res["chosen"]]["met"]
     assert report["iid-h1"]["met"] and not report["dir-h1"]["met"]
-    assert not (CALIBRATION_DIR / "dirichlet-v4.json").exists()
+
+
+def test_round_two_adds_its_fit_runs_and_ships_only_a_form_that_meets_the_criteria():
+    report = json.loads(timing_refit.report_path(2).read_text())
+    res = report["dir-h1"]
+    assert res["round"] == 2 and not res["missing_runs"]
+    assert {"const-15 (seeds 100-109)", "const-K (seeds 100-109)"} <= set(res["fit_schedules"])
+    rms = {f: r["fit_rms"] for f, r in res["forms"].items()}
+    assert res["chosen"] == min(rms, key=rms.get)
+    shipped = CALIBRATION_DIR / "dirichlet-v4.json"
+    assert shipped.exists() == res["met"]
+    # the round-2 runs are const-N schedules at the timing seeds, as extra_masks builds them
+    _, timing = timing_refit.load("dir-h1")
+    for name in timing_refit.EXTRA_FIT["dir-h1"]:
+        runs = timing[name]
+        assert [r["seed"] for r in runs] == list(timing_protocol.TIMING_SEEDS)
+        for r in runs:
+            want = timing_refit.extra_masks(name, r["devices"], r["rounds"], r["seed"])
+            assert (r["mask_array"] == want).all()
