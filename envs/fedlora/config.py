@@ -138,7 +138,8 @@ class FedLoRAConfig:
             of at least :data:`MIN_EDGE_SNR` (-60 dB); with a trace ``channel``, its weakest
             device's median gain takes the cell edge's place.
         mode: "surrogate" (learning-curve model) or "real" (a real split-LoRA round per step).
-        surrogate: surrogate constants: "default" (the shipped v3 calibration of ``data``),
+        surrogate: surrogate constants: "default" (the shipped v3 calibration of ``data``), a
+            shipped calibration by name ("iid", "dirichlet", "v2-synthetic", "iid-v4"),
             "built-in", a JSON path, a dict or ``SurrogateParams``; its ``initial_loss`` in
             [1e-3, 1e6], its ``noise`` in [0, 1e3] and its initial gap ``initial_loss -
             loss_floor`` at least :data:`MIN_SURROGATE_GAP` (1e-6).

@@ -144,6 +144,9 @@ class FedLoRASchedulingEnv(gym.Env):
     - 3GPP channels (opt-in, id unchanged): ``channel="3gpp-umi"`` replays the shipped sionna
       TR 38.901 UMi trace (``edgeft.envs.fedlora.trace_channel``); the default ``"rayleigh"``
       keeps every episode bit for bit; a checkpoint holds the trace position.
+    - Surrogate v4 (opt-in, id unchanged): ``surrogate="iid-v4"`` (or constants with
+      ``drift_rate``, ``settle_power``, ``settle_cap``) adds forgetting in rounds with few
+      devices; the default stays the v3 calibration of ``data``, every episode bit for bit.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
