@@ -33,7 +33,10 @@ round 1; the report is ``refit-2.json``.
 ``python -m edgeft.training.timing_refit`` fits and prints every form per setting, writes
 ``envs/fedlora/calibration/timing/refit.json`` (about 10 CPU-minutes for both settings) and, for
 each setting whose chosen form meets the criteria, the calibration
-``envs/fedlora/calibration/<iid|dirichlet>-v4.json`` (``surrogate="iid-v4"``).
+``envs/fedlora/calibration/<iid|dirichlet>-v4.json`` (``surrogate="iid-v4"``). Round 2::
+
+    OMP_NUM_THREADS=1 python -m edgeft.training.timing_refit --run-extra --settings dir-h1
+    python -m edgeft.training.timing_refit --round 2 --settings dir-h1
 """
 
 from __future__ import annotations
