@@ -113,7 +113,7 @@ def _heads_after(masks: np.ndarray) -> np.ndarray:
     return (1 - V3.head_rate) ** masks.sum(axis=0)
 
 
-@pytest.mark.parametrize("params", [V3, "iid", "dirichlet"])
+@pytest.mark.parametrize("params", [V3, V4, "iid", "dirichlet", "iid-v4"])
 def test_settled_loss_decreases_with_the_number_of_devices(params):
     """Theorem 1's stationary term: a constant schedule of N devices (rotating, so every head is
     trained) settles lower for larger N (the test constants and both shipped calibrations)."""
