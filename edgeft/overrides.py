@@ -5,12 +5,15 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+_JSON_WORDS = {"true": True, "false": False, "null": None}
+
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``KEY=VALUE`` strings to a dict; values parsed as Python literals where possible.
 
     ``"num_devices=50"`` gives ``{"num_devices": 50}``, ``"training={'model': 'minilm'}"`` a dict
-    value, and a value that is not a literal (``"mode=real"``) stays a string.
+    value, and a value that is not a literal (``"mode=real"``) stays a string. JSON's ``true``,
+    ``false`` and ``null`` are read as ``True``, ``False`` and ``None`` (``budget_guard=true``).
 
     Raises:
         SystemExit: an item without ``=`` (the message names it).
@@ -20,6 +23,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
+        if value.strip() in _JSON_WORDS:
+            out[key.strip()] = _JSON_WORDS[value.strip()]
+            continue
         try:
             out[key.strip()] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
