@@ -30,6 +30,13 @@ level of seeds 100-109 and the worth of devices between 10 and 20 are fitted fro
 difference. The forms, the selection rule, the held-out runs and the criteria stay those of
 round 1; the report is ``refit-2.json``.
 
+Fresh-seed check of a shipped v4 calibration (fixed on 2026-12-08, before its runs): the nine
+timing schedules on ``iid-h1`` at seeds 110-119 (:data:`FRESH_SEEDS`, used by no fit), made by
+``python -m edgeft.training.timing_protocol --settings iid-h1 --seeds 110-119``; ``iid-v4`` and
+v3 are judged there by the timing protocol's criteria (``--fresh``), every schedule counting as
+held out. Why: on seeds 100-109 the i.i.d. real intervals are so wide that one held-out timing
+row could fail.
+
 ``python -m edgeft.training.timing_refit`` fits and prints every form per setting, writes
 ``envs/fedlora/calibration/timing/refit.json`` (about 10 CPU-minutes for both settings) and, for
 each setting whose chosen form meets the criteria, the calibration
@@ -64,6 +71,8 @@ REPORT = timing_protocol.TIMING_DIR / "refit.json"
 #: round 2's added fit runs, per setting, at the timing seeds
 EXTRA_FIT: dict[str, tuple[str, ...]] = {"dir-h1": ("const-15", "const-K")}
 ROUNDS = (1, 2)
+#: the fresh-seed check's seeds (iid-h1): no fit has seen them
+FRESH_SEEDS = tuple(range(110, 120))
 
 
 def report_path(round_: int) -> Path:
