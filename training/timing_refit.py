@@ -235,6 +235,21 @@ def write_calibration(setting: str, res: dict[str, Any], out_dir: Path) -> Path 
     return out
 
 
+def fresh_check(seeds: tuple[int, ...] = FRESH_SEEDS) -> dict[str, Any]:
+    """The timing protocol's table on ``iid-h1`` at ``seeds`` for surrogate v3 (``"iid"``) and
+    ``"iid-v4"``: {surrogate name: the table of :func:`timing_protocol.evaluate`}."""
+    from edgeft.envs.fedlora.surrogate import SurrogateParams
+
+    rows = timing_protocol.read_runs()
+    out = {}
+    for name in ("iid", "iid-v4"):
+        table = timing_protocol.evaluate(
+            rows, {"iid-h1": SurrogateParams.resolve(name)}, seeds=list(seeds)
+        )
+        out[name] = table.get("iid-h1")
+    return out
+
+
 def print_report(setting: str, res: dict[str, Any]) -> None:
     for form, r in res["forms"].items():
         p = r["params"]
@@ -272,7 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="make round 2's fit runs (real training, one torch thread) instead of fitting",
     )
-    p.add_argument("--seeds", default=None, help="--run-extra's seeds (default 100-109)")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="the fresh-seed check: v3 and iid-v4 on iid-h1 at seeds 110-119 (or --seeds)",
+    )
+    p.add_argument(
+        "--seeds", default=None, help="--run-extra's (default 100-109) or --fresh's seeds"
+    )
     p.add_argument(
         "--cache",
         type=Path,
@@ -298,6 +320,15 @@ def main(argv: list[str] | None = None) -> int:
     for f in forms:
         if f not in FORMS:
             p.error(f"unknown form {f!r}; one of {', '.join(FORMS)}")
+    if args.fresh:
+        seeds_f = tuple(protocol.parse_seeds(args.seeds)) if args.seeds else FRESH_SEEDS
+        for name, table in fresh_check(seeds_f).items():
+            if table is None:
+                print(f"{name}: no iid-h1 runs at seeds {seeds_f[0]}-{seeds_f[-1]} yet")
+                continue
+            print(f"\n== surrogate {name!r}")
+            timing_protocol.print_table({"iid-h1": table})
+        return 0
     if args.run_extra:
         seeds = (
             protocol.parse_seeds(args.seeds) if args.seeds else list(timing_protocol.TIMING_SEEDS)

@@ -63,3 +63,15 @@ def test_round_two_adds_its_fit_runs_and_ships_only_a_form_that_meets_the_criter
         for r in runs:
             want = timing_refit.extra_masks(name, r["devices"], r["rounds"], r["seed"])
             assert (r["mask_array"] == want).all()
+
+
+def test_fresh_check_judges_v3_as_the_protocol_does_and_names_missing_seeds(capsys):
+    seeds = timing_protocol.TIMING_SEEDS
+    got = timing_refit.fresh_check(seeds)
+    want = timing_protocol.evaluate(timing_protocol.read_runs())["iid-h1"]
+    assert got["iid"]["spearman"] == pytest.approx(want["spearman"], abs=1e-12)
+    assert got["iid"]["met"] is want["met"] is False
+    assert got["iid-v4"]["surrogate"].startswith("edgeft.training.timing_refit")
+    assert timing_refit.main(["--fresh", "--seeds", "900-901"]) == 0
+    assert "no iid-h1 runs at seeds 900-901" in capsys.readouterr().out
+    assert not set(timing_refit.FRESH_SEEDS) & set(seeds)
