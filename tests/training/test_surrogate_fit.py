@@ -25,13 +25,17 @@ K, T = 20, 100
 AT = list(range(0, T + 1, 10))
 
 
-def synthetic_runs(params, schedules, seeds):
+def synthetic_runs(params, schedules, seeds, masks_of=protocol.schedule_masks, shift=0.0):
+    """Cached-run rows the surrogate ``params`` would give (``shift``: a level added to every
+    loss after round 0, as runs at another seed set settle at)."""
     out = {}
     for name in schedules:
         rows = []
         for seed in seeds:
-            masks = protocol.schedule_masks(name, K, T, seed)
+            masks = masks_of(name, K, T, seed)
             loss, dev = simulate_masks(masks, params)
+            loss[1:] += shift
+            dev[1:] += shift
             rows.append(
                 {
                     "seed": seed,
@@ -131,27 +135,12 @@ def test_fit_recovers_v4_constants_and_a_seed_set_offset():
 
     true = dataclasses.replace(TRUE, drift_rate=0.3, settle_power=0.8, stationary=0.3)
     runs = synthetic_runs(true, ("const-2", "const-K"), range(2))
-    for name in ("front-4", "back-4", "flat-10"):
-        rows = []
-        for seed in (100, 101):
-            masks = tp.profile_masks(name, K, T, seed)
-            loss, dev = simulate_masks(masks, true)
-            loss[1:] += 0.02  # the other seed set's level
-            dev[1:] += 0.02
-            rows.append(
-                {
-                    "seed": seed,
-                    "rounds": T,
-                    "devices": K,
-                    "rounds_at": AT,
-                    "loss": loss[AT].tolist(),
-                    "device_loss": dev[AT].tolist(),
-                    "accuracy": (1.0 - 0.5 * loss[AT]).tolist(),
-                    "counts": masks.sum(1).tolist(),
-                    "mask_array": masks,
-                }
-            )
-        runs[name] = rows
+    # the timing schedules at the other seed set, its level 0.02 higher
+    runs.update(
+        synthetic_runs(
+            true, ("front-4", "back-4", "flat-10"), (100, 101), tp.profile_masks, shift=0.02
+        )
+    )
     got, rms = fit(runs, "synthetic", v4_terms=("drift_rate", "settle_power"), offset_from_seed=100)
     assert rms < 1e-4
     assert got.version == 4 and "offset +0.0200" in got.source
